@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# wordmask build script.
+#   ./build.sh          build the web package: wasm32 release -> wasm-bindgen -> pkg/ (+ wasm-opt if present)
+#   ./build.sh serve    build, then serve www/ and pkg/ on http://localhost:8080
+#   ./build.sh test     install what the tests need, run every test (native, both backends) and the wasm build
+#   ./build.sh setup    only install the toolchain pieces and system packages
+set -euo pipefail
+cd "$(dirname "$0")"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+WASM_FEATURES="web,wgpu,cpu"
+
+say() { printf '\n== %s\n' "$*"; }
+
+lock_version() { # version of a crate in Cargo.lock
+    awk -v name="$1" '$0 == "name = \"" name "\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
+}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+
+setup_system() {
+    # A Vulkan driver (Mesa's llvmpipe on machines without a GPU) for the wgpu backend tests.
+    if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 && ! ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then
+        say "installing Mesa's Vulkan drivers (mesa-vulkan-drivers, libvulkan1)"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+    fi
+}
+
+setup_rust() {
+    if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
+        say "adding the wasm32-unknown-unknown target"
+        rustup target add wasm32-unknown-unknown
+    fi
+    local want have
+    want="$(lock_version wasm-bindgen)"
+    have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
+    if [ "$have" != "$want" ]; then
+        say "installing wasm-bindgen-cli $want (the version in Cargo.lock; found '${have:-none}')"
+        cargo install --locked --version "$want" wasm-bindgen-cli
+    fi
+}
+
+build_web() {
+    setup_rust
+    say "building the wasm32 core (release, features $WASM_FEATURES)"
+    RUSTFLAGS='--cfg getrandom_backend="wasm_js"' \
+        cargo build --release --locked --lib --target wasm32-unknown-unknown --no-default-features --features "$WASM_FEATURES"
+    say "wasm-bindgen -> pkg/"
+    rm -rf pkg && mkdir -p pkg
+    wasm-bindgen --target web --out-dir pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/wordmask.wasm"
+    if command -v wasm-opt >/dev/null; then
+        say "wasm-opt -Oz"
+        wasm-opt -Oz --strip-debug --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+            pkg/wordmask_bg.wasm -o pkg/wordmask_bg.wasm
+    else
+        echo "(wasm-opt not found: install Debian's binaryen for a smaller .wasm)"
+    fi
+    ls -l pkg/wordmask_bg.wasm
+}
+
+run_tests() {
+    setup_system
+    say "native tests (release profile, shared with the CLI; CPU and wgpu backends)"
+    cargo test --release --locked
+    build_web
+}
+
+case "${1:-build}" in
+    build) build_web ;;
+    serve) build_web; say "serving on http://localhost:${PORT:-8080}"; exec node tools/serve.mjs "${PORT:-8080}" ;;
+    test) run_tests ;;
+    setup) setup_system; setup_rust ;;
+    *) echo "usage: ./build.sh [build|serve|test|setup]" >&2; exit 2 ;;
+esac

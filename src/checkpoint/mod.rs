@@ -1,0 +1,239 @@
+//! Checkpoints read from bytes: HF `model.safetensors` and PyTorch `pytorch_model.bin` (the
+//! zip container `torch.save` writes). One reader serves native code (bytes from a memory map)
+//! and the browser (bytes from `fetch`), so there is a single loading path everywhere.
+//!
+//! Reading is lazy: opening a checkpoint parses only its index; the bytes of a tensor are
+//! converted to `f32` when [`Checkpoint::read_f32`] asks for them, one tensor at a time, so
+//! loading never holds a second full copy of the weights.
+
+mod pickle;
+mod pytorch;
+mod safetensors;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+
+/// Element type as stored in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredDtype {
+    F64,
+    F32,
+    F16,
+    BF16,
+    I64,
+    I32,
+    U8,
+    Bool,
+}
+
+impl StoredDtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            StoredDtype::F64 | StoredDtype::I64 => 8,
+            StoredDtype::F32 | StoredDtype::I32 => 4,
+            StoredDtype::F16 | StoredDtype::BF16 => 2,
+            StoredDtype::U8 | StoredDtype::Bool => 1,
+        }
+    }
+}
+
+/// Which container the bytes were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointFormat {
+    Safetensors,
+    PytorchZip,
+}
+
+/// One tensor of a checkpoint, not yet converted.
+#[derive(Debug, Clone)]
+pub struct TensorEntry<'a> {
+    pub dtype: StoredDtype,
+    pub shape: Vec<usize>,
+    /// Element strides (row-major contiguous for safetensors).
+    strides: Vec<usize>,
+    /// The storage the tensor views, starting at the tensor's first element.
+    data: Cow<'a, [u8]>,
+}
+
+impl TensorEntry<'_> {
+    pub fn num_elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// An opened checkpoint: names, dtypes and shapes of its tensors, bytes borrowed from the input.
+pub struct Checkpoint<'a> {
+    /// Where the bytes came from, for error messages (a path or a URL).
+    pub source_name: String,
+    pub format: CheckpointFormat,
+    entries: BTreeMap<String, TensorEntry<'a>>,
+}
+
+impl<'a> Checkpoint<'a> {
+    /// Open a checkpoint, detecting the container from its first bytes.
+    pub fn from_bytes(bytes: &'a [u8], source_name: &str) -> Result<Self> {
+        if bytes.is_empty() {
+            return Err(Error::format(source_name, "the file is empty"));
+        }
+        let (format, entries) = if bytes.starts_with(b"PK\x03\x04") {
+            (CheckpointFormat::PytorchZip, pytorch::read_index(bytes, source_name)?)
+        } else if bytes.len() >= 9 && bytes[8] == b'{' {
+            (CheckpointFormat::Safetensors, safetensors::read_index(bytes, source_name)?)
+        } else {
+            return Err(Error::format(
+                source_name,
+                "neither a safetensors file nor a PyTorch zip checkpoint (unrecognised first bytes)",
+            ));
+        };
+        Ok(Checkpoint { source_name: source_name.to_string(), format, entries })
+    }
+
+    /// Tensor names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TensorEntry<'a>> {
+        self.entries.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The first stored floating dtype, to report what a checkpoint holds.
+    pub fn float_dtype(&self) -> Option<StoredDtype> {
+        self.entries.values().map(|e| e.dtype).find(|d| {
+            matches!(d, StoredDtype::F32 | StoredDtype::F16 | StoredDtype::BF16 | StoredDtype::F64)
+        })
+    }
+
+    /// Convert one tensor to row-major `f32`.
+    pub fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let entry = self
+            .entries
+            .get(name)
+            .ok_or_else(|| Error::format(&self.source_name, format!("no tensor named {name}")))?;
+        to_f32(entry).map_err(|reason| Error::format(&self.source_name, format!("tensor {name}: {reason}")))
+    }
+}
+
+/// Decode one element at byte offset `at`.
+fn element(bytes: &[u8], at: usize, dtype: StoredDtype) -> f32 {
+    let b = &bytes[at..at + dtype.size()];
+    match dtype {
+        StoredDtype::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        StoredDtype::F16 => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+        StoredDtype::BF16 => half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+        StoredDtype::F64 => f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
+        StoredDtype::I64 => i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
+        StoredDtype::I32 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32,
+        StoredDtype::U8 | StoredDtype::Bool => b[0] as f32,
+    }
+}
+
+fn to_f32(entry: &TensorEntry<'_>) -> std::result::Result<Vec<f32>, String> {
+    let n = entry.num_elements();
+    let size = entry.dtype.size();
+    // The furthest element the strides reach must lie inside the storage.
+    let last = entry
+        .shape
+        .iter()
+        .zip(&entry.strides)
+        .map(|(&d, &s)| d.saturating_sub(1) * s)
+        .sum::<usize>();
+    if n > 0 && (last + 1) * size > entry.data.len() {
+        return Err(format!(
+            "data is truncated: needs {} bytes, the file holds {}",
+            (last + 1) * size,
+            entry.data.len()
+        ));
+    }
+    let contiguous = contiguous_strides(&entry.shape) == entry.strides;
+    let mut out = Vec::with_capacity(n);
+    if contiguous {
+        out.extend((0..n).map(|i| element(&entry.data, i * size, entry.dtype)));
+    } else {
+        let mut index = vec![0usize; entry.shape.len()];
+        for _ in 0..n {
+            let offset: usize = index.iter().zip(&entry.strides).map(|(i, s)| i * s).sum();
+            out.push(element(&entry.data, offset * size, entry.dtype));
+            for axis in (0..index.len()).rev() {
+                index[axis] += 1;
+                if index[axis] < entry.shape[axis] {
+                    break;
+                }
+                index[axis] = 0;
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1];
+    }
+    strides
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strided_tensors_are_gathered_in_row_major_order() {
+        // A 2x3 matrix stored transposed (column-major): strides [1, 2].
+        let values: Vec<u8> = [1f32, 4., 2., 5., 3., 6.].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let entry = TensorEntry {
+            dtype: StoredDtype::F32,
+            shape: vec![2, 3],
+            strides: vec![1, 2],
+            data: Cow::Owned(values),
+        };
+        assert_eq!(to_f32(&entry).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
+    }
+
+    #[test]
+    fn half_precision_converts_exactly() {
+        let values = [1.5f32, -2.25, 65504.0];
+        let f16: Vec<u8> = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+        let bf16: Vec<u8> = values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        for (dtype, data) in [(StoredDtype::F16, f16), (StoredDtype::BF16, bf16)] {
+            let entry = TensorEntry { dtype, shape: vec![3], strides: vec![1], data: Cow::Owned(data) };
+            let got = to_f32(&entry).unwrap();
+            assert_eq!(got[0], 1.5);
+            assert_eq!(got[1], -2.25);
+            assert!((got[2] - 65504.0).abs() <= 256.0, "{dtype:?}: {}", got[2]);
+        }
+    }
+
+    #[test]
+    fn a_tensor_reaching_past_its_storage_is_an_error() {
+        let entry = TensorEntry {
+            dtype: StoredDtype::F32,
+            shape: vec![4],
+            strides: vec![1],
+            data: Cow::Owned(vec![0; 12]),
+        };
+        let err = to_f32(&entry).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn unknown_bytes_are_refused_with_the_source_name() {
+        let err = Checkpoint::from_bytes(b"hello world, not a model", "weights.bin").err().unwrap();
+        let text = err.to_string();
+        assert!(text.contains("weights.bin") && text.contains("unrecognised"), "{text}");
+        let err = Checkpoint::from_bytes(b"", "empty.safetensors").err().unwrap();
+        assert!(err.to_string().contains("empty"), "{err}");
+    }
+}

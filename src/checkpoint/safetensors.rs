@@ -1,0 +1,73 @@
+//! The safetensors container: an 8-byte little-endian header length, a JSON header
+//! `{name: {dtype, shape, data_offsets}}`, then the data. Parsed here directly so every
+//! problem can be reported with the tensor it concerns.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{contiguous_strides, StoredDtype, TensorEntry};
+use crate::error::{Error, Result};
+
+#[derive(Deserialize)]
+struct HeaderEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [usize; 2],
+}
+
+/// Largest header we accept (the format's own limit is 100 MB).
+const MAX_HEADER: usize = 100_000_000;
+
+pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<String, TensorEntry<'a>>> {
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    if header_len > MAX_HEADER || 8 + header_len > bytes.len() {
+        return Err(Error::format(
+            source,
+            format!("safetensors header claims {header_len} bytes but the file has {}; the file is truncated or not safetensors", bytes.len()),
+        ));
+    }
+    let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + header_len])
+        .map_err(|e| Error::format(source, format!("safetensors header is not valid JSON: {e}")))?;
+    let data = &bytes[8 + header_len..];
+    let mut entries = BTreeMap::new();
+    for (name, value) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let entry: HeaderEntry = serde_json::from_value(value)
+            .map_err(|e| Error::format(source, format!("tensor {name}: malformed header entry: {e}")))?;
+        let dtype = match entry.dtype.as_str() {
+            "F64" => StoredDtype::F64,
+            "F32" => StoredDtype::F32,
+            "F16" => StoredDtype::F16,
+            "BF16" => StoredDtype::BF16,
+            "I64" => StoredDtype::I64,
+            "I32" => StoredDtype::I32,
+            "U8" => StoredDtype::U8,
+            "BOOL" => StoredDtype::Bool,
+            other => return Err(Error::format(source, format!("tensor {name}: unsupported dtype {other}"))),
+        };
+        let [start, end] = entry.data_offsets;
+        let expected = entry.shape.iter().product::<usize>() * dtype.size();
+        if start > end || end - start != expected {
+            return Err(Error::format(
+                source,
+                format!("tensor {name}: data_offsets [{start}, {end}] do not fit shape {:?} of {}", entry.shape, entry.dtype),
+            ));
+        }
+        if end > data.len() {
+            return Err(Error::format(
+                source,
+                format!("tensor {name} ends at byte {end} of the data but the file holds {}: the file is truncated", data.len()),
+            ));
+        }
+        let strides = contiguous_strides(&entry.shape);
+        entries.insert(
+            name,
+            TensorEntry { dtype, shape: entry.shape, strides, data: Cow::Borrowed(&data[start..end]) },
+        );
+    }
+    Ok(entries)
+}

@@ -1,0 +1,174 @@
+//! Command-line interface: `classify`, `embed-text`, `embed-image`, `bench`.
+
+mod bench;
+mod files;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use wordmask::device::{self, to_vec};
+use wordmask::model::{ImageSize, Model, SINGLE_TEMPLATE};
+use wordmask::{labels, Backend, ComputeDtype};
+
+#[derive(Parser)]
+#[command(name = "wordmask", version, about = "Type words, get masks: open-vocabulary segmentation with CLIP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Zero-shot classification: probability of each label for an image.
+    Classify {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Image file (PNG or JPEG).
+        #[arg(long)]
+        image: String,
+        /// Labels separated by commas or newlines; `a|b` are synonyms (the first is used).
+        #[arg(long)]
+        labels: String,
+        /// Prompt template; `{}` is replaced by the label.
+        #[arg(long, default_value = SINGLE_TEMPLATE)]
+        template: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// L2-normalised, projected text embeddings, one row per --text.
+    EmbedText {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, required = true)]
+        text: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Image embedding and the shape of the per-patch tokens.
+    EmbedImage {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        image: String,
+        /// Resize the short side to S and crop S x S (default: the checkpoint's preprocessing).
+        #[arg(long)]
+        size: Option<usize>,
+        /// Keep the whole resized image instead of the centre crop.
+        #[arg(long)]
+        no_crop: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time the image and text encoders and print a table.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model directory (config.json + model.safetensors or pytorch_model.bin), or a weights
+    /// file next to its config.json.
+    #[arg(long)]
+    model: String,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+#[derive(Args, Clone, Copy)]
+pub struct RuntimeArgs {
+    /// Compute backend: wgpu (GPU; Vulkan/Metal/DX12) or cpu.
+    #[arg(long, default_value = "wgpu")]
+    backend: Backend,
+    /// Compute precision (weights are converted on load).
+    #[arg(long, default_value = "f32")]
+    dtype: ComputeDtype,
+}
+
+fn load(args: &ModelArgs) -> Result<Model> {
+    let files = files::ModelFiles::open(&args.model)?;
+    let device = device::open(args.runtime.backend)?;
+    let model = Model::from_bytes(
+        &files.config,
+        files.weights(),
+        &files.weights_path.display().to_string(),
+        files.preprocessor.as_deref(),
+        &device,
+        args.runtime.dtype,
+    )?;
+    Ok(model)
+}
+
+fn read_image(path: &str) -> Result<wordmask::preprocess::RgbImage> {
+    let img = image::open(path).with_context(|| format!("cannot read image {path}"))?.to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    Ok(wordmask::preprocess::RgbImage::new(w, h, img.into_raw()).with_context(|| format!("image {path}"))?)
+}
+
+fn rows(flat: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
+    flat.chunks(width).map(<[f32]>::to_vec).collect()
+}
+
+fn execute(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Classify { model, image, labels, template, json } => {
+            let labels = labels::parse(&labels)?;
+            let m = load(&model)?;
+            let features = m.image_features(&read_image(&image)?, ImageSize::default())?;
+            let text = m.embed_labels(&labels, &template)?;
+            let probs = to_vec(m.clip.classify(features.embeds, text))?;
+            if json {
+                let out: Vec<_> =
+                    labels.iter().zip(&probs).map(|(l, p)| json!({"label": l.name, "probability": p})).collect();
+                println!("{}", json!({ "labels": out }));
+            } else {
+                let mut order: Vec<usize> = (0..labels.len()).collect();
+                order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+                for i in order {
+                    println!("{:>7.2}%  {}", probs[i] * 100.0, labels[i].name);
+                }
+            }
+        }
+        Command::EmbedText { model, text, json } => {
+            let m = load(&model)?;
+            let refs: Vec<&str> = text.iter().map(String::as_str).collect();
+            let emb = m.embed_texts(&refs)?;
+            let dim = emb.dims()[1];
+            let rows = rows(to_vec(emb)?, dim);
+            if json {
+                println!("{}", json!({ "embeddings": rows }));
+            } else {
+                for (t, r) in text.iter().zip(&rows) {
+                    println!("{t}: [{} values] {:?}...", r.len(), &r[..r.len().min(4)]);
+                }
+            }
+        }
+        Command::EmbedImage { model, image, size, no_crop, json } => {
+            let m = load(&model)?;
+            let f = m.image_features(&read_image(&image)?, ImageSize { short_side: size, no_crop })?;
+            let (gh, gw) = f.vision.grid;
+            let dim = f.embeds.dims()[1];
+            let embedding = to_vec(f.embeds)?;
+            if json {
+                println!("{}", json!({ "embedding": embedding, "patch_tokens_shape": [gh, gw, dim] }));
+            } else {
+                println!("embedding: {dim} values {:?}...", &embedding[..dim.min(4)]);
+                println!("patch tokens: {gh} x {gw} x {dim}");
+            }
+        }
+        Command::Bench(args) => bench::run(args)?,
+    }
+    Ok(())
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

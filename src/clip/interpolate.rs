@@ -1,0 +1,73 @@
+//! Bicubic resampling of the position-embedding grid, computed on the host exactly as
+//! PyTorch's `F.interpolate(mode="bicubic", align_corners=False)` does it (the call in
+//! transformers `CLIPVisionEmbeddings.interpolate_pos_encoding`): cubic convolution with
+//! A = -0.75, half-pixel source coordinates, borders clamped. The table is small, and doing
+//! it here keeps every backend bit-identical to the reference.
+
+/// PyTorch's cubic convolution coefficient.
+const A: f32 = -0.75;
+
+fn cubic_weights(t: f32) -> [f32; 4] {
+    let near = |x: f32| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let far = |x: f32| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+}
+
+/// Source index and weights for each output position along one axis.
+fn axis_taps(in_size: usize, out_size: usize) -> Vec<(isize, [f32; 4])> {
+    let scale = in_size as f32 / out_size as f32;
+    (0..out_size)
+        .map(|o| {
+            let real = scale * (o as f32 + 0.5) - 0.5;
+            let base = real.floor();
+            (base as isize, cubic_weights(real - base))
+        })
+        .collect()
+}
+
+/// Resample `grid` (`[in_h, in_w, dim]`, row-major) to `[out_h, out_w, dim]`.
+pub fn bicubic(grid: &[f32], in_h: usize, in_w: usize, dim: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+    let ys = axis_taps(in_h, out_h);
+    let xs = axis_taps(in_w, out_w);
+    let clamp = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+    let mut out = vec![0f32; out_h * out_w * dim];
+    for (oy, &(by, wy)) in ys.iter().enumerate() {
+        for (ox, &(bx, wx)) in xs.iter().enumerate() {
+            let dst = &mut out[(oy * out_w + ox) * dim..][..dim];
+            // Rows first, then columns, as PyTorch's kernel accumulates.
+            for (j, &wyj) in wy.iter().enumerate() {
+                let y = clamp(by - 1 + j as isize, in_h);
+                let mut row = vec![0f32; dim];
+                for (i, &wxi) in wx.iter().enumerate() {
+                    let x = clamp(bx - 1 + i as isize, in_w);
+                    let src = &grid[(y * in_w + x) * dim..][..dim];
+                    row.iter_mut().zip(src).for_each(|(r, s)| *r += wxi * s);
+                }
+                dst.iter_mut().zip(&row).for_each(|(d, r)| *d += wyj * r);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_size_is_identity() {
+        let grid: Vec<f32> = (0..3 * 4 * 2).map(|v| v as f32 * 0.5).collect();
+        let out = bicubic(&grid, 3, 4, 2, 3, 4);
+        for (a, b) in grid.iter().zip(&out) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn constant_grid_stays_constant_when_upsampled() {
+        let grid = vec![2.5f32; 2 * 2 * 3];
+        let out = bicubic(&grid, 2, 2, 3, 5, 3);
+        assert_eq!(out.len(), 5 * 3 * 3);
+        assert!(out.iter().all(|v| (v - 2.5).abs() < 1e-5), "{out:?}");
+    }
+}

@@ -1,0 +1,86 @@
+//! The CLIP text tower (transformers `CLIPTextModel`): causal transformer, final layer norm,
+//! pooled at the end-of-text token.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::config::TextConfig;
+use super::layers::{load_layers, EncoderLayer, LayerNorm, TowerDims};
+use crate::loader::WeightLoader;
+
+#[derive(Debug, Clone)]
+pub struct TextTransformer {
+    /// `embeddings.token_embedding.weight`, `[vocab, width]`.
+    pub token_embedding: Tensor<2>,
+    /// `embeddings.position_embedding.weight`, `[context, width]`.
+    pub position_embedding: Tensor<2>,
+    pub layers: Vec<EncoderLayer>,
+    pub final_layer_norm: LayerNorm,
+    pub eos_token_id: i64,
+    pub context: usize,
+    pub vocab_size: usize,
+}
+
+impl TextTransformer {
+    pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &TextConfig) -> Self {
+        let d = cfg.hidden_size;
+        let dims = TowerDims {
+            width: d,
+            intermediate: cfg.intermediate_size,
+            heads: cfg.num_attention_heads,
+            eps: cfg.layer_norm_eps,
+            act: cfg.hidden_act,
+        };
+        TextTransformer {
+            token_embedding: loader.tensor(&format!("{prefix}.embeddings.token_embedding.weight"), [cfg.vocab_size, d]),
+            position_embedding: loader
+                .tensor(&format!("{prefix}.embeddings.position_embedding.weight"), [cfg.max_position_embeddings, d]),
+            layers: load_layers(loader, prefix, cfg.num_hidden_layers, dims),
+            final_layer_norm: LayerNorm::load(loader, &format!("{prefix}.final_layer_norm"), d, cfg.layer_norm_eps),
+            eos_token_id: cfg.eos_token_id,
+            context: cfg.max_position_embeddings,
+            vocab_size: cfg.vocab_size,
+        }
+    }
+
+    /// Where each sequence is pooled. Configs from before transformers PR #24773 say
+    /// `eos_token_id = 2` and pool at the largest id; newer ones at the first `eos_token_id`.
+    fn pool_positions(&self, ids: &[Vec<u32>]) -> Vec<usize> {
+        ids.iter()
+            .map(|seq| {
+                let first_max = |pred: &dyn Fn(u32) -> bool| seq.iter().position(|&t| pred(t)).unwrap_or(0);
+                if self.eos_token_id == 2 {
+                    let max = seq.iter().copied().max().unwrap_or(0);
+                    first_max(&|t| t == max)
+                } else {
+                    first_max(&|t| t as i64 == self.eos_token_id)
+                }
+            })
+            .collect()
+    }
+
+    /// Causal mask `[n, n]`: 0 on and below the diagonal, the float minimum above (as
+    /// transformers' `create_causal_mask`).
+    fn causal_mask(n: usize, device: &Device) -> Tensor<2> {
+        let values: Vec<f32> = (0..n * n).map(|i| if i % n > i / n { f32::MIN } else { 0.0 }).collect();
+        Tensor::from_data(TensorData::new(values, [n, n]), device)
+    }
+
+    /// Pooled (EOT) features after the final layer norm. `ids`: equal-length token rows.
+    /// `-> [b, width]`
+    pub fn forward(&self, ids: &[Vec<u32>]) -> Tensor<2> {
+        let device = self.token_embedding.device();
+        let (b, n) = (ids.len(), ids[0].len());
+        let flat: Vec<i32> = ids.iter().flatten().map(|&t| t as i32).collect();
+        let index = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, n]), &device);
+        let d = self.token_embedding.dims()[1];
+        let mut x = burn::tensor::module::embedding(self.token_embedding.clone(), index)
+            .add(self.position_embedding.clone().slice([0..n, 0..d]).unsqueeze::<3>());
+        let mask = Self::causal_mask(n, &device);
+        for layer in &self.layers {
+            x = layer.forward(x, Some(mask.clone()));
+        }
+        let x = self.final_layer_norm.forward(x).reshape([b * n, d]);
+        let rows: Vec<i32> = self.pool_positions(ids).iter().enumerate().map(|(i, &p)| (i * n + p) as i32).collect();
+        x.select(0, Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &device))
+    }
+}

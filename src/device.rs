@@ -1,0 +1,103 @@
+//! Choosing where tensors live: the GPU through wgpu (Vulkan/Metal/DX12 natively, WebGPU in
+//! the browser) or burn's pure-Rust `flex` CPU backend.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Wgpu,
+    Cpu,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Wgpu => "wgpu",
+            Backend::Cpu => "cpu",
+        })
+    }
+}
+
+impl FromStr for Backend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "wgpu" | "gpu" => Ok(Backend::Wgpu),
+            "cpu" | "flex" => Ok(Backend::Cpu),
+            other => Err(Error::invalid(format!("backend must be wgpu or cpu, got {other}"))),
+        }
+    }
+}
+
+/// Open a device natively. The wgpu runtime is initialised once per process; later calls
+/// return the same device (a second initialisation would fail).
+#[cfg(not(target_family = "wasm"))]
+pub fn open(backend: Backend) -> Result<Device> {
+    match backend {
+        Backend::Cpu => cpu(),
+        Backend::Wgpu => wgpu_native(),
+    }
+}
+
+#[cfg(feature = "cpu")]
+pub fn cpu() -> Result<Device> {
+    Ok(Device::flex())
+}
+
+#[cfg(not(feature = "cpu"))]
+pub fn cpu() -> Result<Device> {
+    Err(Error::Unsupported("this build has no CPU backend (enable the `cpu` feature)".into()))
+}
+
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
+fn wgpu_native() -> Result<Device> {
+    use std::sync::OnceLock;
+    static DEVICE: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            Device::wgpu_options().init().map_err(|e| {
+                format!("no usable GPU adapter through wgpu ({e}); on a machine without a GPU install a Vulkan driver such as Mesa's llvmpipe, or use --backend cpu")
+            })
+        })
+        .clone()
+        .map_err(Error::Device)
+}
+
+#[cfg(all(not(feature = "wgpu"), not(target_family = "wasm")))]
+fn wgpu_native() -> Result<Device> {
+    Err(Error::Unsupported("this build has no wgpu backend (enable the `wgpu` feature)".into()))
+}
+
+/// Browser: initialise WebGPU once (async), the only way the browser allows.
+#[cfg(all(feature = "wgpu", target_family = "wasm"))]
+pub async fn webgpu() -> Result<Device> {
+    Device::wgpu_options()
+        .init_async()
+        .await
+        .map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))
+}
+
+/// Read a tensor back to the host as `f32`, synchronously (native only).
+#[cfg(not(target_family = "wasm"))]
+pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("reading a result back failed: {e:?}")))
+}
+
+/// Read a tensor back to the host as `f32` (browser and native).
+pub async fn to_vec_async<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data_async()
+        .await
+        .map_err(|e| Error::Device(format!("reading a result back failed: {e:?}")))?
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("reading a result back failed: {e:?}")))
+}

@@ -1,0 +1,58 @@
+//! The one error type of the wordmask core. Every variant names what was wrong and with which
+//! value, so a message can be shown to a person as it is.
+
+use thiserror::Error;
+
+/// Errors from loading, configuring and running models.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The bytes are not a checkpoint we can read (truncated, corrupt, unknown container).
+    #[error("cannot read checkpoint {source_name}: {reason}")]
+    Format { source_name: String, reason: String },
+
+    /// The checkpoint was read, but its tensors do not fit the architecture of `config.json`.
+    /// Lists every missing, mis-shaped and unexpected tensor by name.
+    #[error("checkpoint {source_name} does not match the {architecture} architecture ({count} problems):\n{}", .problems.join("\n"))]
+    Mismatch {
+        source_name: String,
+        architecture: String,
+        count: usize,
+        problems: Vec<String>,
+    },
+
+    /// `config.json` is missing, malformed, or describes an architecture we do not support.
+    #[error("invalid model config: {0}")]
+    Config(String),
+
+    /// An argument is out of range or otherwise unusable.
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// Something the caller asked for that this build does not provide.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+
+    /// The compute device failed (no adapter, lost device, failed read-back).
+    #[error("compute device error: {0}")]
+    Device(String),
+
+    /// An I/O error with the path it concerns.
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+}
+
+/// Result alias for the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn format(source_name: &str, reason: impl Into<String>) -> Self {
+        Error::Format {
+            source_name: source_name.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+        Error::InvalidInput(reason.into())
+    }
+}

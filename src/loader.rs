@@ -1,0 +1,181 @@
+//! Turns checkpoint tensors into device tensors for a model that asks for them by name.
+//!
+//! Models call [`WeightLoader::tensor`] with the checkpoint key and the shape the config
+//! implies. The loader converts that one tensor (f16/bf16 -> f32), uploads it and drops the
+//! host copy, so peak memory stays near one model plus one tensor. Problems do not stop the
+//! walk: every missing or mis-shaped tensor is recorded, and [`WeightLoader::finish`] reports
+//! them all together with the keys the model never asked for.
+
+use std::collections::BTreeSet;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+
+/// Precision the model computes in. Weights are converted to it while loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeDtype {
+    #[default]
+    F32,
+    F16,
+}
+
+impl std::str::FromStr for ComputeDtype {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(ComputeDtype::F32),
+            "f16" => Ok(ComputeDtype::F16),
+            other => Err(Error::invalid(format!("compute dtype must be f32 or f16, got {other}"))),
+        }
+    }
+}
+
+/// Keys that checkpoints carry but models rebuild themselves (older hub `.bin` files store the
+/// `position_ids` buffers).
+fn ignorable(name: &str) -> bool {
+    name.ends_with(".position_ids")
+}
+
+pub struct WeightLoader<'c, 'a> {
+    /// `None`: random weights (benchmarks only).
+    checkpoint: Option<&'c Checkpoint<'a>>,
+    seed: u64,
+    device: Device,
+    used: BTreeSet<String>,
+    problems: Vec<String>,
+    architecture: String,
+    /// Called on each tensor after conversion; tests use it to perturb one weight.
+    hook: Option<Box<dyn FnMut(&str, &mut [f32]) + 'c>>,
+}
+
+impl<'c, 'a> WeightLoader<'c, 'a> {
+    pub fn new(checkpoint: &'c Checkpoint<'a>, device: &Device, dtype: ComputeDtype, architecture: &str) -> Result<Self> {
+        if dtype == ComputeDtype::F16 {
+            return Err(Error::Unsupported(
+                "f16 compute is not implemented yet; use --dtype f32 (f16 checkpoints load and are converted to f32)".into(),
+            ));
+        }
+        Ok(WeightLoader {
+            checkpoint: Some(checkpoint),
+            seed: 0,
+            device: device.clone(),
+            used: BTreeSet::new(),
+            problems: Vec::new(),
+            architecture: architecture.to_string(),
+            hook: None,
+        })
+    }
+
+    /// A loader that invents uniform random weights in [-0.05, 0.05] of the requested shapes.
+    /// For benchmarks of architectures whose checkpoints are not at hand; never for inference.
+    pub fn random(device: &Device) -> Self {
+        WeightLoader {
+            checkpoint: None,
+            seed: 0x9e37_79b9_7f4a_7c15,
+            device: device.clone(),
+            used: BTreeSet::new(),
+            problems: Vec::new(),
+            architecture: "random".into(),
+            hook: None,
+        }
+    }
+
+    fn random_values(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                // xorshift64*: cheap, deterministic, good enough for benchmark weights.
+                self.seed ^= self.seed >> 12;
+                self.seed ^= self.seed << 25;
+                self.seed ^= self.seed >> 27;
+                let bits = self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
+                (bits as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+            })
+            .collect()
+    }
+
+    /// Run `hook(name, values)` on every tensor as it is loaded.
+    pub fn with_hook(mut self, hook: impl FnMut(&str, &mut [f32]) + 'c) -> Self {
+        self.hook = Some(Box::new(hook));
+        self
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Whether the checkpoint holds `name` (for optional tensors such as biases).
+    pub fn contains(&self, name: &str) -> bool {
+        self.checkpoint.is_none_or(|c| c.get(name).is_some())
+    }
+
+    /// Host copy of a tensor, checked against `shape`. `None` (with the problem recorded) when
+    /// it is missing or mis-shaped.
+    pub fn host(&mut self, name: &str, shape: &[usize]) -> Option<Vec<f32>> {
+        let Some(checkpoint) = self.checkpoint else {
+            return Some(self.random_values(shape.iter().product()));
+        };
+        let Some(entry) = checkpoint.get(name) else {
+            self.problems.push(format!("missing tensor {name} (expected shape {shape:?})"));
+            return None;
+        };
+        self.used.insert(name.to_string());
+        if entry.shape != shape {
+            self.problems.push(format!("tensor {name} has shape {:?}, expected {shape:?}", entry.shape));
+            return None;
+        }
+        match checkpoint.read_f32(name) {
+            Ok(mut values) => {
+                if let Some(hook) = self.hook.as_mut() {
+                    hook(name, &mut values);
+                }
+                Some(values)
+            }
+            Err(e) => {
+                self.problems.push(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Load `name` as a device tensor of `shape`. On a problem, records it and returns zeros so
+    /// the walk can go on and report everything at once.
+    pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<D> {
+        match self.host(name, &shape) {
+            Some(values) => Tensor::from_data(TensorData::new(values, shape), &self.device),
+            None => Tensor::zeros(shape, &self.device),
+        }
+    }
+
+    /// Report every problem seen, and every checkpoint key the model did not use.
+    pub fn finish(self) -> Result<()> {
+        let Some(checkpoint) = self.checkpoint else {
+            return Ok(());
+        };
+        let mut problems = self.problems;
+        let unexpected: Vec<&str> = checkpoint
+            .names()
+            .filter(|n| !self.used.contains(*n) && !ignorable(n))
+            .collect();
+        if !unexpected.is_empty() {
+            const SHOWN: usize = 20;
+            let mut line = format!("{} unexpected tensors: {}", unexpected.len(), unexpected[..unexpected.len().min(SHOWN)].join(", "));
+            if unexpected.len() > SHOWN {
+                line.push_str(", ...");
+            }
+            problems.push(line);
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Mismatch {
+            source_name: checkpoint.source_name.clone(),
+            architecture: self.architecture,
+            count: problems.len(),
+            problems,
+        })
+    }
+}
+

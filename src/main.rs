@@ -1,0 +1,7 @@
+//! `wordmask`, the native command-line tool.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::run()
+}

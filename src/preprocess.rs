@@ -1,0 +1,310 @@
+//! CLIP image preprocessing, matching transformers `CLIPImageProcessor` (PIL backend): resize
+//! the short side with Pillow's bicubic filter (`Image.resize(..., BICUBIC)`, a = -0.5,
+//! antialiased when shrinking, 8-bit fixed point between passes, as Pillow's `Resample.c`),
+//! optional centre crop, rescale by 1/255, normalise with CLIP's mean and std.
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// CLIP's per-channel mean and std (OpenAI CLIP `clip/clip.py`, `_transform`).
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// Images larger than this on a side are refused (they would not fit a GPU buffer anyway).
+pub const MAX_SIDE: usize = 16_384;
+
+/// An 8-bit RGB image, row-major, 3 bytes a pixel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RgbImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+impl RgbImage {
+    pub fn new(width: usize, height: usize, data: Vec<u8>) -> Result<Self> {
+        if width == 0 || height == 0 {
+            return Err(Error::invalid(format!("image has no pixels ({width}x{height})")));
+        }
+        if width > MAX_SIDE || height > MAX_SIDE {
+            return Err(Error::invalid(format!(
+                "image of {width}x{height} pixels is too large; the limit is {MAX_SIDE} pixels a side"
+            )));
+        }
+        if data.len() != width * height * 3 {
+            return Err(Error::invalid(format!(
+                "RGB data has {} bytes, expected {} for {width}x{height}",
+                data.len(),
+                width * height * 3
+            )));
+        }
+        Ok(RgbImage { width, height, data })
+    }
+
+    /// From RGBA bytes (what a browser canvas gives), dropping alpha.
+    pub fn from_rgba(width: usize, height: usize, rgba: &[u8]) -> Result<Self> {
+        if rgba.len() != width * height * 4 {
+            return Err(Error::invalid(format!(
+                "RGBA data has {} bytes, expected {} for {width}x{height}",
+                rgba.len(),
+                width * height * 4
+            )));
+        }
+        let data = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+        Self::new(width, height, data)
+    }
+
+    /// Centre crop as transformers' `center_crop`: top = (h - ch) // 2, left = (w - cw) // 2.
+    pub fn center_crop(&self, crop_w: usize, crop_h: usize) -> RgbImage {
+        let top = self.height.saturating_sub(crop_h) / 2;
+        let left = self.width.saturating_sub(crop_w) / 2;
+        let (cw, ch) = (crop_w.min(self.width), crop_h.min(self.height));
+        let mut data = Vec::with_capacity(cw * ch * 3);
+        for y in top..top + ch {
+            let row = (y * self.width + left) * 3;
+            data.extend_from_slice(&self.data[row..row + cw * 3]);
+        }
+        RgbImage { width: cw, height: ch, data }
+    }
+
+    /// Pillow-exact bicubic resize.
+    pub fn resize_bicubic(&self, width: usize, height: usize) -> RgbImage {
+        pil::resize(self, width, height)
+    }
+}
+
+/// Size of the image after resizing its short side to `short` (transformers
+/// `get_resize_output_image_size` with `default_to_square=False`).
+pub fn short_side_size(width: usize, height: usize, short: usize) -> (usize, usize) {
+    if width <= height {
+        (short, (short as f64 * height as f64 / width as f64) as usize)
+    } else {
+        ((short as f64 * width as f64 / height as f64) as usize, short)
+    }
+}
+
+/// The settings of a `preprocessor_config.json`, with CLIP's defaults for a given size.
+#[derive(Debug, Clone)]
+pub struct Preprocessor {
+    /// Target short side (`size.shortest_edge`).
+    pub short_side: usize,
+    /// `(width, height)` of the centre crop, `None` to keep the whole resized image.
+    pub crop: Option<(usize, usize)>,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    size: Option<serde_json::Value>,
+    crop_size: Option<serde_json::Value>,
+    do_center_crop: Option<bool>,
+    image_mean: Option<[f32; 3]>,
+    image_std: Option<[f32; 3]>,
+}
+
+impl Preprocessor {
+    /// CLIP's standard: short side to `size`, centre crop `size x size`.
+    pub fn clip(size: usize) -> Self {
+        Preprocessor { short_side: size, crop: Some((size, size)), mean: CLIP_MEAN, std: CLIP_STD }
+    }
+
+    /// Read `preprocessor_config.json`; missing fields fall back to [`Preprocessor::clip`]
+    /// with `default_size`.
+    pub fn from_json(text: &str, default_size: usize) -> Result<Self> {
+        let raw: RawConfig = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("preprocessor_config.json: {e}")))?;
+        let mut p = Self::clip(default_size);
+        let int = |v: &serde_json::Value, key: &str| v.get(key).and_then(|x| x.as_u64()).map(|x| x as usize);
+        match &raw.size {
+            Some(v) if v.is_u64() => p.short_side = v.as_u64().unwrap_or(0) as usize,
+            Some(v) => p.short_side = int(v, "shortest_edge").or(int(v, "height")).unwrap_or(default_size),
+            None => {}
+        }
+        if let Some(v) = &raw.crop_size {
+            p.crop = if v.is_u64() {
+                let s = v.as_u64().unwrap_or(0) as usize;
+                Some((s, s))
+            } else {
+                Some((int(v, "width").unwrap_or(default_size), int(v, "height").unwrap_or(default_size)))
+            };
+        }
+        if raw.do_center_crop == Some(false) {
+            p.crop = None;
+        }
+        p.mean = raw.image_mean.unwrap_or(p.mean);
+        p.std = raw.image_std.unwrap_or(p.std);
+        if p.short_side == 0 {
+            return Err(Error::Config("preprocessor_config.json: size must be positive".into()));
+        }
+        Ok(p)
+    }
+
+    /// Resize (and crop), then normalise. Returns CHW floats and `(width, height)`.
+    pub fn apply(&self, image: &RgbImage) -> (Vec<f32>, (usize, usize)) {
+        let (w, h) = short_side_size(image.width, image.height, self.short_side);
+        let resized = if (w, h) == (image.width, image.height) { image.clone() } else { image.resize_bicubic(w, h) };
+        let out = match self.crop {
+            Some((cw, ch)) => resized.center_crop(cw, ch),
+            None => resized,
+        };
+        (normalize(&out, self.mean, self.std), (out.width, out.height))
+    }
+}
+
+/// `(x / 255 - mean) / std` per channel, CHW.
+pub fn normalize(image: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
+    let n = image.width * image.height;
+    let mut out = vec![0f32; 3 * n];
+    for (i, px) in image.data.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            // transformers rescales in float64, then works in float32.
+            let v = (px[c] as f64 * (1.0 / 255.0)) as f32;
+            out[c * n + i] = (v - mean[c]) / std[c];
+        }
+    }
+    out
+}
+
+/// Pillow's two-pass resampling (`libImaging/Resample.c`), bicubic filter, 8 bits a channel.
+mod pil {
+    use super::RgbImage;
+
+    const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+    fn bicubic(x: f64) -> f64 {
+        // Pillow uses a = -0.5.
+        let a = -0.5;
+        let x = x.abs();
+        if x < 1.0 {
+            ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        } else if x < 2.0 {
+            (((x - 5.0) * x + 8.0) * x - 4.0) * a
+        } else {
+            0.0
+        }
+    }
+
+    /// For each output index: first input index, tap count, and fixed-point weights.
+    struct Coeffs {
+        ksize: usize,
+        bounds: Vec<(usize, usize)>,
+        weights: Vec<i32>,
+    }
+
+    fn precompute(in_size: usize, out_size: usize) -> Coeffs {
+        let scale = in_size as f64 / out_size as f64;
+        let filterscale = scale.max(1.0);
+        let support = 2.0 * filterscale;
+        let ksize = support.ceil() as usize * 2 + 1;
+        let mut bounds = Vec::with_capacity(out_size);
+        let mut weights = vec![0i32; out_size * ksize];
+        let mut k = vec![0f64; ksize];
+        for xx in 0..out_size {
+            let center = (xx as f64 + 0.5) * scale;
+            let ss = 1.0 / filterscale;
+            // C casts truncate toward zero.
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize - xmin;
+            let mut ww = 0.0;
+            for x in 0..xmax {
+                let w = bicubic((x as f64 + xmin as f64 - center + 0.5) * ss);
+                k[x] = w;
+                ww += w;
+            }
+            for x in 0..xmax {
+                if ww != 0.0 {
+                    k[x] /= ww;
+                }
+                let v = k[x] * (1u32 << PRECISION_BITS) as f64;
+                weights[xx * ksize + x] = if v < 0.0 { (v - 0.5) as i32 } else { (v + 0.5) as i32 };
+            }
+            bounds.push((xmin, xmax));
+        }
+        Coeffs { ksize, bounds, weights }
+    }
+
+    fn clip8(v: i64) -> u8 {
+        if v >= (1i64 << PRECISION_BITS) << 8 {
+            255
+        } else if v <= 0 {
+            0
+        } else {
+            (v >> PRECISION_BITS) as u8
+        }
+    }
+
+    pub fn resize(image: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
+        let (in_w, in_h) = (image.width, image.height);
+        let horiz = precompute(in_w, out_w);
+        let vert = precompute(in_h, out_h);
+        // Horizontal pass over the rows the vertical pass will read.
+        let y_first = vert.bounds[0].0;
+        let y_last = vert.bounds[out_h - 1].0 + vert.bounds[out_h - 1].1;
+        let (mut src, mut src_w, mut row0) = (image.data.clone(), in_w, 0usize);
+        if out_w != in_w {
+            let rows = y_last - y_first;
+            let mut tmp = vec![0u8; rows * out_w * 3];
+            for y in 0..rows {
+                for (xx, &(xmin, xmax)) in horiz.bounds.iter().enumerate() {
+                    let k = &horiz.weights[xx * horiz.ksize..];
+                    for c in 0..3 {
+                        let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                        for x in 0..xmax {
+                            ss += image.data[((y + y_first) * in_w + x + xmin) * 3 + c] as i64 * k[x] as i64;
+                        }
+                        tmp[(y * out_w + xx) * 3 + c] = clip8(ss);
+                    }
+                }
+            }
+            src = tmp;
+            src_w = out_w;
+            row0 = y_first;
+        }
+        if out_h == in_h {
+            // Pillow skips the vertical pass when the height does not change.
+            return RgbImage { width: src_w, height: out_h, data: src };
+        }
+        let mut out = vec![0u8; out_w * out_h * 3];
+        for (yy, &(ymin, ymax)) in vert.bounds.iter().enumerate() {
+            let k = &vert.weights[yy * vert.ksize..];
+            for x in 0..src_w {
+                for c in 0..3 {
+                    let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                    for y in 0..ymax {
+                        ss += src[((y + ymin - row0) * src_w + x) * 3 + c] as i64 * k[y] as i64;
+                    }
+                    out[(yy * src_w + x) * 3 + c] = clip8(ss);
+                }
+            }
+        }
+        RgbImage { width: src_w, height: out_h, data: out }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_side_follows_transformers_rounding() {
+        assert_eq!(short_side_size(640, 427, 224), (335, 224));
+        assert_eq!(short_side_size(100, 300, 64), (64, 192));
+    }
+
+    #[test]
+    fn resizing_a_flat_image_keeps_its_colour() {
+        let img = RgbImage::new(37, 23, [10u8, 200, 90].repeat(37 * 23)).unwrap();
+        let out = img.resize_bicubic(11, 64);
+        assert_eq!((out.width, out.height), (11, 64));
+        assert!(out.data.chunks(3).all(|p| p == [10, 200, 90]), "{:?}", &out.data[..9]);
+    }
+
+    #[test]
+    fn bad_sizes_are_refused() {
+        assert!(RgbImage::new(0, 5, vec![]).is_err());
+        assert!(RgbImage::new(2, 2, vec![0; 5]).unwrap_err().to_string().contains("expected 12"));
+        assert!(RgbImage::new(MAX_SIDE + 1, 1, vec![]).unwrap_err().to_string().contains("too large"));
+    }
+}

@@ -1,0 +1,122 @@
+//! Broken, truncated and mismatched checkpoints give errors that name the problem.
+
+mod common;
+
+use common::{fixtures, read, weights_file};
+use wordmask::loader::ComputeDtype;
+use wordmask::model::Model;
+use wordmask::Error;
+
+fn config(model: &str) -> String {
+    std::fs::read_to_string(fixtures().join(model).join("config.json")).unwrap()
+}
+
+fn try_load(config: &str, weights: &[u8]) -> Result<Model, Error> {
+    let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
+    Model::from_bytes(config, weights, "test-weights", None, &device, ComputeDtype::F32)
+}
+
+fn error_text(config: &str, weights: &[u8]) -> String {
+    match try_load(config, weights) {
+        Ok(_) => panic!("loading succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Rewrite a safetensors file's header with `edit`, keeping its data.
+fn edit_safetensors(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(&mut header);
+    let mut text = serde_json::to_vec(&header).unwrap();
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
+}
+
+#[test]
+fn every_missing_misshaped_and_unexpected_tensor_is_named_at_once() {
+    let model = "clip-p16-quickgelu";
+    let bytes = edit_safetensors(&read(&weights_file(model)), |h| {
+        h.remove("vision_model.post_layernorm.weight");
+        h.remove("text_model.encoder.layers.1.mlp.fc1.bias");
+        let proj = h.get_mut("text_projection.weight").unwrap();
+        proj["shape"] = serde_json::json!([8, 16]);
+        let extra = h["logit_scale"].clone();
+        h.insert("decoder.extra_head".into(), extra);
+    });
+    let text = error_text(&config(model), &bytes);
+    for needle in [
+        "missing tensor vision_model.post_layernorm.weight",
+        "missing tensor text_model.encoder.layers.1.mlp.fc1.bias",
+        "tensor text_projection.weight has shape [8, 16], expected [16, 8]",
+        "unexpected tensors: decoder.extra_head",
+        "test-weights",
+    ] {
+        assert!(text.contains(needle), "error lacks {needle:?}:\n{text}");
+    }
+}
+
+#[test]
+fn truncated_files_are_reported_as_truncated() {
+    for model in ["clip-p16-quickgelu", "clip-p32-gelu-bin"] {
+        let bytes = read(&weights_file(model));
+        for keep in [bytes.len() * 2 / 3, 7, 100] {
+            let text = error_text(&config(model), &bytes[..keep]);
+            assert!(text.contains("test-weights"), "{model} cut at {keep}: {text}");
+            assert!(
+                text.contains("truncated") || text.contains("unrecognised") || text.contains("zip"),
+                "{model} cut at {keep}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn garbage_and_empty_files_are_refused() {
+    let cfg = config("clip-p16-quickgelu");
+    assert!(error_text(&cfg, b"").contains("empty"));
+    assert!(error_text(&cfg, &[0x42; 4096]).contains("unrecognised"));
+    // A zip that is not a PyTorch checkpoint.
+    let bin = read(&weights_file("clip-p32-gelu-bin"));
+    let mut broken = bin.clone();
+    // Rename data.pkl in the local header and in the central directory.
+    while let Some(at) = broken.windows(8).position(|w| w == b"data.pkl") {
+        broken[at..at + 8].copy_from_slice(b"data.xxx");
+    }
+    let text = error_text(&config("clip-p32-gelu-bin"), &broken);
+    assert!(text.contains("data.pkl") || text.contains("zip"), "{text}");
+}
+
+#[test]
+fn a_wrong_architecture_is_named() {
+    let weights = read(&weights_file("clip-p16-quickgelu"));
+    let sam = r#"{"model_type": "sam", "architectures": ["SamModel"]}"#;
+    let text = error_text(sam, &weights);
+    assert!(text.contains("'sam'") && text.contains("CLIP"), "{text}");
+    // A CLIP config whose sizes disagree with the weights: every layer is reported.
+    let mut cfg: serde_json::Value = serde_json::from_str(&config("clip-p16-quickgelu")).unwrap();
+    cfg["vision_config"]["hidden_size"] = 64.into();
+    let text = error_text(&cfg.to_string(), &weights);
+    assert!(text.contains("vision_model.encoder.layers.0.self_attn.q_proj.weight has shape [32, 32], expected [64, 64]"), "{text}");
+}
+
+#[test]
+fn the_bin_and_safetensors_loaders_agree_on_the_same_weights() {
+    use wordmask::checkpoint::Checkpoint;
+    // The .bin fixture carries the position_ids buffers of older hub files: ignored, not unexpected.
+    let bin = read(&weights_file("clip-p32-gelu-bin"));
+    let ckpt = Checkpoint::from_bytes(&bin, "bin").unwrap();
+    assert!(ckpt.names().any(|n| n == "text_model.embeddings.position_ids"));
+    assert!(try_load(&config("clip-p32-gelu-bin"), &bin).is_ok());
+    // f16 weights convert exactly: every value is representable.
+    let f16 = read(&weights_file("clip-p16-fp16"));
+    let ckpt = Checkpoint::from_bytes(&f16, "f16").unwrap();
+    assert_eq!(ckpt.float_dtype(), Some(wordmask::checkpoint::StoredDtype::F16));
+    let w = ckpt.read_f32("visual_projection.weight").unwrap();
+    assert!(w.iter().all(|v| half::f16::from_f32(*v).to_f32() == *v));
+}

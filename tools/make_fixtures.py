@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Reference fixtures for wordmask's parity tests.
+
+Builds small random-weight `CLIPModel`s with transformers (the exact key layout of the hub
+checkpoints), saves them the ways the hub does (safetensors f32 and f16 via `save_pretrained`,
+a PyTorch zip `pytorch_model.bin` with the old `position_ids` buffers), runs them on
+synthetic images and varied strings, and writes the reference outputs next to each model.
+Also writes the tokenizer cases (ids of `CLIPTokenizer`) and the preprocessed pixels of
+`CLIPImageProcessor`.
+
+    pip install -r tools/requirements.txt
+    python3 tools/make_fixtures.py          # writes tests/fixtures/
+
+Versions are pinned in tools/requirements.txt and checked below; seeds are fixed, so running
+it again reproduces the committed files.
+"""
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from PIL import Image
+from safetensors.torch import save_file
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+PINNED = {"torch": "2.15.0", "transformers": "5.23.0"}
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests" / "fixtures"
+TOKENIZER_FILES = ROOT.parent / "shared" / "clip_tokenizer"
+SEED = 20261123
+
+# Strings for the text-embedding parity (unicode, punctuation, numbers, > 77 tokens, empty).
+TEXTS = [
+    "a photo of a cat.",
+    "A PHOTO OF A DOG!!!",
+    "crème brûlée, naïve café",
+    "東京タワーと富士山 🗻",
+    "3.14159 and 42 apples; 1,000,000 grains",
+    "   tabs\tand\nnewlines   ",
+    "emoji 🐈‍⬛🚗💨 and symbols ©®™",
+    " ".join(["long"] * 40 + ["sentence", "with", "many", "words"] * 10),
+    "",
+    "person|people, red car",
+]
+
+
+def check_versions():
+    found = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__}
+    for name, want in PINNED.items():
+        if found[name] != want:
+            sys.exit(f"{name} {found[name]} is installed; fixtures are pinned to {want} (pip install -r tools/requirements.txt)")
+
+
+def synthetic_images():
+    """Three small RGB images with structure (gradients, shapes, noise); non-square sizes."""
+    rng = np.random.default_rng(SEED)
+    images = {}
+    for name, (w, h) in {"gradient_80x64": (80, 64), "shapes_50x90": (50, 90), "noise_75x75": (75, 75)}.items():
+        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+        img = np.stack([x / w * 255, y / h * 255, (x + y) / (w + h) * 255], axis=-1)
+        if "shapes" in name:
+            img[(x - 25) ** 2 + (y - 30) ** 2 < 150] = [230, 30, 40]
+            img[60:80, 5:30] = [20, 40, 220]
+        if "noise" in name:
+            img = img * 0.5 + rng.uniform(0, 127, size=img.shape)
+        images[name] = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    return images
+
+
+MODELS = {
+    # name: (text cfg, vision cfg, projection_dim, hidden_act, how it is saved)
+    "clip-p16-quickgelu": (
+        dict(hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2),
+        dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=16, image_size=64),
+        16, "quick_gelu", "safetensors",
+    ),
+    "clip-p32-gelu-bin": (
+        dict(hidden_size=8, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2, eos_token_id=2),
+        dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=2, patch_size=32, image_size=96),
+        12, "gelu", "bin",
+    ),
+    "clip-p16-fp16": (
+        dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=4),
+        dict(hidden_size=24, intermediate_size=40, num_hidden_layers=2, num_attention_heads=3, patch_size=16, image_size=48),
+        8, "quick_gelu", "safetensors-f16",
+    ),
+}
+
+
+def build(name, spec):
+    text, vision, proj, act, _ = spec
+    config = CLIPConfig(
+        text_config={**text, "vocab_size": 49408, "max_position_embeddings": 77, "hidden_act": act},
+        vision_config={**vision, "hidden_act": act},
+        projection_dim=proj,
+    )
+    torch.manual_seed(SEED + sum(map(ord, name)))
+    model = CLIPModel(config).eval()
+    # Random init leaves layer norms at 1/0 and biases at 0; perturb them so every tensor matters.
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if key.endswith("bias") or "norm" in key:
+                p.add_(torch.randn_like(p) * 0.1)
+        model.logit_scale.fill_(2.0)
+    return model
+
+
+def save(model, spec, directory):
+    directory.mkdir(parents=True, exist_ok=True)
+    how = spec[-1]
+    if how == "safetensors":
+        model.save_pretrained(directory)
+    elif how == "safetensors-f16":
+        model.half().save_pretrained(directory)
+        model = CLIPModel.from_pretrained(directory, dtype=torch.float32).eval()
+    elif how == "bin":
+        model.config.save_pretrained(directory)
+        state = model.state_dict()
+        # Hub .bin files written by older transformers also carry the position_ids buffers.
+        state["text_model.embeddings.position_ids"] = torch.arange(77).unsqueeze(0)
+        grid = model.config.vision_config.image_size // model.config.vision_config.patch_size
+        state["vision_model.embeddings.position_ids"] = torch.arange(grid * grid + 1).unsqueeze(0)
+        torch.save(state, directory / "pytorch_model.bin")
+    return model
+
+
+def normalize(x):
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+@torch.no_grad()
+def vision_reference(model, pixels, interpolate):
+    out = model.vision_model(pixel_values=pixels, interpolate_pos_encoding=interpolate, output_hidden_states=True)
+    assert len(out.hidden_states) == model.config.vision_config.num_hidden_layers + 1
+    patches = model.visual_projection(model.vision_model.post_layernorm(out.last_hidden_state[:, 1:]))
+    return {
+        "image_embeds": normalize(model.visual_projection(out.pooler_output)),
+        "patch_tokens": normalize(patches),
+        "penultimate": out.hidden_states[-2],
+        "last_hidden": out.last_hidden_state,
+    }
+
+
+@torch.no_grad()
+def make_model_fixture(name, spec, images, tokenizer):
+    directory = OUT / name
+    model = save(build(name, spec), spec, directory)
+    size = model.config.vision_config.image_size
+    ref = {}
+    batch = tokenizer(TEXTS, padding=True, truncation=True, max_length=77, return_tensors="pt")
+    text = model.get_text_features(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+    text = text.pooler_output if hasattr(text, "pooler_output") else text
+    ref["text_embeds"] = normalize(text)
+    ref["text_ids"] = batch.input_ids.to(torch.int64)
+    ref["logit_scale"] = model.logit_scale.detach().reshape(1)
+    for crop in (True, False):
+        processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}, do_center_crop=crop)
+        for image_name, image in images.items():
+            pixels = processor(images=image, return_tensors="pt").pixel_values
+            tag = f"{'crop' if crop else 'nocrop'}.{image_name}"
+            ref[f"{tag}.pixel_values"] = pixels
+            for key, value in vision_reference(model, pixels, interpolate=not crop).items():
+                ref[f"{tag}.{key}"] = value
+    save_file({k: v.contiguous() for k, v in ref.items()}, directory / "reference.safetensors")
+    (directory / "texts.json").write_text(json.dumps(TEXTS, ensure_ascii=False, indent=1) + "\n")
+    print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, saved as {spec[-1]}")
+
+
+def tokenizer_cases(tokenizer):
+    """≥ 1,000 varied strings and CLIPTokenizer's ids (with start/end, truncated to 77)."""
+    rng = random.Random(SEED)
+    vocab = [t.replace("</w>", "") for t in json.loads((TOKENIZER_FILES / "vocab.json").read_text()) if t.isprintable()]
+    pieces = [
+        "café", "naïve", "Ångström", "straße", "ﬁne ﬂow", "東京", "北京大学", "한국어", "русский текст", "עברית",
+        "العربية", "ελληνικά", "😀", "🐈‍⬛", "👍🏽", "🇫🇷", "&amp;", "&lt;b&gt;", "...", "!!!", "?!?", "---", "$100",
+        "3.5%", "1,234", "2026-11-23", "\t", "\n", "  ", "e\u0301", "A\u0308", "ＦＵＬＬ", "½", "x²", "™", "©", "\u200b",
+        "it's", "don't", "I'M", "'quoted'", "\"double\"", "(paren)", "[bracket]", "{brace}", "a/b", "a_b", "a-b",
+        "<|endoftext|>", "hello", "WORLD", "dog", "cat", "person", "red car", "traffic light", "potted plant",
+    ]
+    strings = ["", " ", "a", "a photo of a cat.", " ".join(["word"] * 100), "x" * 300, "🙂" * 50]
+    while len(strings) < 1100:
+        kind = rng.random()
+        if kind < 0.35:
+            words = [rng.choice(vocab) for _ in range(rng.randint(1, 8))]
+        elif kind < 0.7:
+            words = [rng.choice(pieces) for _ in range(rng.randint(1, 6))]
+        else:
+            words = [rng.choice(pieces + vocab) for _ in range(rng.randint(1, 30))]
+        sep = rng.choice([" ", " ", "", ", ", "  ", "\t"])
+        text = sep.join(words)
+        if rng.random() < 0.2:
+            text = text.upper()
+        strings.append(text)
+    cases = []
+    for s in strings:
+        ids = tokenizer(s, truncation=True, max_length=77).input_ids
+        cases.append({"text": s, "ids": ids})
+    path = OUT / "tokenizer" / "cases.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases))
+    print(f"tokenizer: {len(cases)} cases")
+
+
+def main():
+    check_versions()
+    tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
+    assert tokenizer("a photo of a cat.").input_ids == [49406, 320, 1125, 539, 320, 2368, 269, 49407]
+    images = synthetic_images()
+    (OUT / "images").mkdir(parents=True, exist_ok=True)
+    for name, image in images.items():
+        image.save(OUT / "images" / f"{name}.png")
+    for name, spec in MODELS.items():
+        make_model_fixture(name, spec, images, tokenizer)
+    tokenizer_cases(tokenizer)
+
+
+if __name__ == "__main__":
+    main()

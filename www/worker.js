@@ -1,0 +1,48 @@
+// The worker owns the model: the page never blocks on loading or inference.
+// Messages in:  {type: 'init', backend} | {type: 'load', configUrl|config, weightsUrl|weights, weightsName}
+//               | {type: 'classify', id, rgba, width, height, labels}
+// Messages out: {status: 'loading', done, total} | {status: 'ready', backend} | {status: 'result', id, scores}
+//               | {status: 'error', message}
+import init, { WordMask } from '../pkg/wordmask.js';
+
+let wm = null;
+
+async function fetchBytes(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  const total = Number(response.headers.get('content-length')) || 0;
+  const reader = response.body.getReader();
+  const chunks = [];
+  let done = 0;
+  for (;;) {
+    const { value, done: end } = await reader.read();
+    if (end) break;
+    chunks.push(value);
+    done += value.length;
+    postMessage({ status: 'loading', done, total });
+  }
+  const bytes = new Uint8Array(done);
+  let at = 0;
+  for (const c of chunks) { bytes.set(c, at); at += c.length; }
+  return bytes;
+}
+
+onmessage = async ({ data }) => {
+  try {
+    if (data.type === 'init') {
+      await init();
+      wm = await WordMask.create(data.backend || 'webgpu');
+      postMessage({ status: 'device', backend: wm.backend });
+    } else if (data.type === 'load') {
+      const config = data.config ?? await (await fetch(data.configUrl)).text();
+      const weights = data.weights ?? await fetchBytes(data.weightsUrl);
+      wm.load(config, weights, data.weightsName || 'weights', undefined);
+      postMessage({ status: 'ready', backend: wm.backend });
+    } else if (data.type === 'classify') {
+      const scores = await wm.classify(data.rgba, data.width, data.height, data.labels);
+      postMessage({ status: 'result', id: data.id, scores });
+    }
+  } catch (e) {
+    postMessage({ status: 'error', message: String(e?.message ?? e) });
+  }
+};
