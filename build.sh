@@ -9,6 +9,8 @@ cd "$(dirname "$0")"
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 WASM_FEATURES="web,wgpu,cpu"
+# The crate is an rlib for native builds (a native cdylib would only cost link time); the
+# wasm build asks for a cdylib with `cargo rustc --crate-type cdylib`.
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -37,7 +39,8 @@ setup_rust() {
     have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
     if [ "$have" != "$want" ]; then
         say "installing wasm-bindgen-cli $want (the version in Cargo.lock; found '${have:-none}')"
-        cargo install --locked --version "$want" wasm-bindgen-cli
+        # Its own lockfile pins a crate version the registry no longer serves, so resolve afresh.
+        cargo install --version "$want" wasm-bindgen-cli
     fi
 }
 
@@ -45,7 +48,8 @@ build_web() {
     setup_rust
     say "building the wasm32 core (release, features $WASM_FEATURES)"
     RUSTFLAGS='--cfg getrandom_backend="wasm_js"' \
-        cargo build --release --locked --lib --target wasm32-unknown-unknown --no-default-features --features "$WASM_FEATURES"
+        cargo rustc --release --locked --lib --crate-type cdylib --target wasm32-unknown-unknown \
+        --no-default-features --features "$WASM_FEATURES"
     say "wasm-bindgen -> pkg/"
     rm -rf pkg && mkdir -p pkg
     wasm-bindgen --target web --out-dir pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/wordmask.wasm"

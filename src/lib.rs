@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod dense;
 pub mod device;
 pub mod error;
 pub mod labels;

@@ -10,6 +10,7 @@ Also writes the tokenizer cases (ids of `CLIPTokenizer`) and the preprocessed pi
 
     pip install -r tools/requirements.txt
     python3 tools/make_fixtures.py          # writes tests/fixtures/
+    python3 tools/make_fixtures.py dense    # only the dense-pipeline reference
 
 Versions are pinned in tools/requirements.txt and checked below; seeds are fixed, so running
 it again reproduces the committed files.
@@ -205,8 +206,42 @@ def tokenizer_cases(tokenizer):
     print(f"tokenizer: {len(cases)} cases")
 
 
+# Dense pipeline fixture: labels (synonyms with `|`), and the runs to record.
+DENSE_MODEL = "clip-p16-quickgelu"
+DENSE_IMAGE = "shapes_50x90"
+DENSE_LABELS = [["red", "crimson"], ["blue"], ["green field"]]
+# (tag, method, templates, short side, (window, stride) or None, logit scale)
+DENSE_RUNS = [(m, m, "single", 80, (64, 40), 40.0) for m in ("vanilla", "maskclip", "sclip", "clearclip", "naclip")] + [
+    ("naclip-imagenet80-whole", "naclip", "imagenet80", 72, None, 25.0),
+]
+
+
+def dense_fixture(tokenizer):
+    import dense_reference
+
+    model = CLIPModel.from_pretrained(OUT / DENSE_MODEL).eval()
+    image = Image.open(OUT / "images" / f"{DENSE_IMAGE}.png").convert("RGB")
+    names = [n for label in DENSE_LABELS for n in label]
+    class_of_name = [c for c, label in enumerate(DENSE_LABELS) for _ in label]
+    ref = {}
+    for tag, method, template_set, short, slide, scale in DENSE_RUNS:
+        embeds = dense_reference.name_embeddings(model, tokenizer, names, template_set)
+        ref[f"{tag}.names"] = embeds
+        ref[f"{tag}.scores"] = dense_reference.segment(model, image, embeds, class_of_name, method, short, slide, scale)
+    (OUT / "dense").mkdir(exist_ok=True)
+    save_file({k: v.contiguous() for k, v in ref.items()}, OUT / "dense" / "reference.safetensors")
+    runs = [dict(tag=t, method=m, templates=ts, short_side=s, slide=sl, logit_scale=ls) for t, m, ts, s, sl, ls in DENSE_RUNS]
+    spec = dict(model=DENSE_MODEL, image=DENSE_IMAGE, labels=" , ".join("|".join(l) for l in DENSE_LABELS), runs=runs)
+    (OUT / "dense" / "runs.json").write_text(json.dumps(spec, indent=1) + "\n")
+    print(f"dense: {len(DENSE_RUNS)} runs on {DENSE_IMAGE} with {DENSE_MODEL}")
+
+
 def main():
     check_versions()
+    if sys.argv[1:] == ["dense"]:
+        tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
+        dense_fixture(tokenizer)
+        return
     tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
     assert tokenizer("a photo of a cat.").input_ids == [49406, 320, 1125, 539, 320, 2368, 269, 49407]
     images = synthetic_images()
@@ -216,6 +251,7 @@ def main():
     for name, spec in MODELS.items():
         make_model_fixture(name, spec, images, tokenizer)
     tokenizer_cases(tokenizer)
+    dense_fixture(tokenizer)
 
 
 if __name__ == "__main__":

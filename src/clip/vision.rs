@@ -111,16 +111,22 @@ impl VisionTransformer {
         Ok((x, (gh, gw)))
     }
 
-    /// Run the tower. `pixels`: `[b, 3, H, W]`, CLIP-normalised.
-    pub fn forward(&self, pixels: Tensor<4>) -> Result<VisionOutput> {
+    /// Everything but the last block: the input the dense methods replace it on.
+    /// `[b, 3, H, W] -> ([b, 1 + gh*gw, width], (gh, gw))`
+    pub fn hidden_before_last(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
         let (x, grid) = self.embed(pixels)?;
         let mut x = self.pre_layrnorm.forward(x);
-        let (last, rest) = self.layers.split_last().expect("config guarantees one layer");
-        for layer in rest {
+        for layer in &self.layers[..self.layers.len() - 1] {
             x = layer.forward(x, None);
         }
-        let penultimate = x.clone();
-        let last_hidden = last.forward(x, None);
+        Ok((x, grid))
+    }
+
+    /// Run the tower. `pixels`: `[b, 3, H, W]`, CLIP-normalised.
+    pub fn forward(&self, pixels: Tensor<4>) -> Result<VisionOutput> {
+        let (penultimate, grid) = self.hidden_before_last(pixels)?;
+        let last = self.layers.last().expect("config guarantees one layer");
+        let last_hidden = last.forward(penultimate.clone(), None);
         Ok(VisionOutput { penultimate, last_hidden, grid })
     }
 }

@@ -42,7 +42,7 @@ pub fn backends() -> Vec<(Backend, Device)> {
 
 /// Reference outputs written by tools/make_fixtures.py.
 pub struct Reference {
-    bytes: Vec<u8>,
+    pub bytes: Vec<u8>,
 }
 
 impl Reference {

@@ -1,0 +1,196 @@
+//! Dense segmentation of one image (../shared/METHODS.md §1): resize the short side, slide
+//! windows as mmsegmentation does, per-window patch scores (cosine of patch and class
+//! embeddings), bilinear upsampling to the window, stitching by averaging the overlaps, resize
+//! to the input size, softmax over names with the logit scale, max over each class's synonyms.
+//! Follows the SCLIP/NACLIP `forward_slide` + `postprocess_result` order.
+
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Tensor, TensorData};
+
+use super::templates;
+use super::windows::{slide, Window};
+use super::last_block;
+use crate::clip::layers::l2_normalize;
+use crate::error::{Error, Result};
+use crate::labels::Label;
+use crate::model::Model;
+use crate::preprocess::{Preprocessor, RgbImage};
+
+/// NACLIP's and SCLIP's default temperature for the cosine scores (`logit_scale=40`).
+pub const DEFAULT_LOGIT_SCALE: f32 = 40.0;
+/// Windows run through the vision tower together, at most this many at once.
+const WINDOW_BATCH: usize = 8;
+/// Prompts embedded per text-encoder call.
+const TEXT_BATCH: usize = 256;
+
+/// How to segment.
+#[derive(Debug, Clone)]
+pub struct DenseOptions {
+    pub method: super::Method,
+    /// Prompt templates (`{}` is the class name).
+    pub templates: &'static [&'static str],
+    /// The image's short side is resized to this before windowing.
+    pub short_side: usize,
+    /// `(window, stride)` in pixels; `None` runs the whole resized image in one pass.
+    pub slide: Option<(usize, usize)>,
+    pub logit_scale: f32,
+    /// NACLIP's Gaussian width in patches.
+    pub naclip_sigma: f64,
+}
+
+impl Default for DenseOptions {
+    fn default() -> Self {
+        DenseOptions {
+            method: super::Method::Naclip,
+            templates: &templates::IMAGENET_80,
+            short_side: 336,
+            slide: Some((224, 112)),
+            logit_scale: DEFAULT_LOGIT_SCALE,
+            naclip_sigma: super::NACLIP_SIGMA,
+        }
+    }
+}
+
+impl DenseOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.short_side < 16 || self.short_side > 4096 {
+            return Err(Error::invalid(format!("short side must be in [16, 4096] pixels, got {}", self.short_side)));
+        }
+        if let Some((window, stride)) = self.slide {
+            if window < 16 || stride == 0 || stride > window {
+                return Err(Error::invalid(format!(
+                    "window must be at least 16 pixels and stride in [1, window]; got window {window}, stride {stride}"
+                )));
+            }
+        }
+        if !(self.logit_scale.is_finite() && self.logit_scale > 0.0) {
+            return Err(Error::invalid(format!("logit scale must be positive, got {}", self.logit_scale)));
+        }
+        Ok(())
+    }
+}
+
+/// Text side of a label set: one embedding per name (synonym), and the class of each name.
+#[derive(Debug, Clone)]
+pub struct ClassEmbeddings {
+    /// `[names, proj]`, each the renormalised mean of its L2-normalised template embeddings.
+    pub names: Tensor<2>,
+    /// Class index of each name row; names of one class are contiguous.
+    pub class_of_name: Vec<usize>,
+    pub num_classes: usize,
+}
+
+impl ClassEmbeddings {
+    /// Embed every synonym of every label with every template.
+    pub fn new(model: &Model, labels: &[Label], templates: &[&str]) -> Result<Self> {
+        if templates.is_empty() {
+            return Err(Error::invalid("no prompt templates"));
+        }
+        let mut rows = Vec::new();
+        let mut class_of_name = Vec::new();
+        for (c, label) in labels.iter().enumerate() {
+            for name in &label.synonyms {
+                let prompts: Vec<String> = templates.iter().map(|t| t.replace("{}", name)).collect();
+                let mut sum: Option<Tensor<2>> = None;
+                for chunk in prompts.chunks(TEXT_BATCH) {
+                    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                    let part = model.embed_texts(&refs)?.sum_dim(0);
+                    sum = Some(match sum {
+                        Some(s) => s.add(part),
+                        None => part,
+                    });
+                }
+                rows.push(l2_normalize(sum.expect("templates are not empty")));
+                class_of_name.push(c);
+            }
+        }
+        Ok(ClassEmbeddings { names: Tensor::cat(rows, 0), class_of_name, num_classes: labels.len() })
+    }
+}
+
+fn bilinear(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
+    let [_, _, xh, xw] = x.dims();
+    if (xh, xw) == (h, w) {
+        return x;
+    }
+    interpolate(x, InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([h, w]))
+}
+
+/// Cosine scores of each window's patches with each name, upsampled to the window.
+/// `[n, 3, wh, ww] -> [n, names, wh, ww]`
+fn window_scores(model: &Model, crops: Tensor<4>, names: &Tensor<2>, opts: &DenseOptions) -> Result<Tensor<4>> {
+    let [n, _, wh, ww] = crops.dims();
+    let clip = &model.clip;
+    let (x, (gh, gw)) = clip.vision_model.hidden_before_last(crops)?;
+    let last = clip.vision_model.layers.last().expect("config guarantees one layer");
+    let tokens = clip.vision_model.post_layernorm.forward(last_block(opts.method, last, x, (gh, gw), opts.naclip_sigma));
+    let d = tokens.dims()[2];
+    let patches = l2_normalize(clip.visual_projection.forward(tokens.slice([0..n, 1..1 + gh * gw, 0..d])));
+    let k = names.dims()[0];
+    let scores = patches.matmul(names.clone().transpose().unsqueeze::<3>()); // [n, gh*gw, names]
+    let grid = scores.reshape([n, gh, gw, k]).permute([0, 3, 1, 2]);
+    Ok(bilinear(grid, wh, ww))
+}
+
+/// Per-class probabilities `[classes, H, W]` at the input image's resolution.
+pub fn segment(model: &Model, image: &RgbImage, classes: &ClassEmbeddings, opts: &DenseOptions) -> Result<Tensor<3>> {
+    opts.validate()?;
+    let preprocessor = Preprocessor { short_side: opts.short_side, crop: None, ..model.preprocessor.clone() };
+    let (chw, (w, h)) = preprocessor.apply(image);
+    let device = model.clip.device();
+    let pixels = Tensor::<4>::from_data(TensorData::new(chw, [1, 3, h, w]), &device);
+    let windows = match opts.slide {
+        Some((window, stride)) => slide(h, w, (window, window), (stride, stride)),
+        None => vec![Window { y1: 0, y2: h, x1: 0, x2: w }],
+    };
+    let k = classes.names.dims()[0];
+    let mut canvas = Tensor::<4>::zeros([1, k, h, w], &device);
+    let mut count = vec![0f32; h * w];
+    // All windows have one size (mmsegmentation shifts the last ones inside), so they batch.
+    for group in windows.chunks(WINDOW_BATCH) {
+        let crops: Vec<Tensor<4>> = group.iter().map(|win| pixels.clone().slice([0..1, 0..3, win.y1..win.y2, win.x1..win.x2])).collect();
+        let scores = window_scores(model, Tensor::cat(crops, 0), &classes.names, opts)?;
+        for (i, win) in group.iter().enumerate() {
+            let ranges = [0..1, 0..k, win.y1..win.y2, win.x1..win.x2];
+            let [_, _, wh, ww] = scores.dims();
+            let crop = scores.clone().slice([i..i + 1, 0..k, 0..wh, 0..ww]);
+            canvas = canvas.clone().slice_assign(ranges.clone(), canvas.slice(ranges).add(crop));
+            for y in win.y1..win.y2 {
+                count[y * w + win.x1..y * w + win.x2].iter_mut().for_each(|c| *c += 1.0);
+            }
+        }
+    }
+    let count = Tensor::<4>::from_data(TensorData::new(count, [1, 1, h, w]), &device);
+    let logits = bilinear(canvas.div(count), image.height, image.width).mul_scalar(opts.logit_scale);
+    let probs = burn::tensor::activation::softmax(logits, 1);
+    Ok(merge_synonyms(probs, &classes.class_of_name, classes.num_classes).squeeze_dim(0))
+}
+
+/// Max over each class's names. `[1, names, H, W] -> [1, classes, H, W]`
+fn merge_synonyms(probs: Tensor<4>, class_of_name: &[usize], classes: usize) -> Tensor<4> {
+    if class_of_name.len() == classes {
+        return probs;
+    }
+    let [_, _, h, w] = probs.dims();
+    let per_class = (0..classes)
+        .map(|c| {
+            let first = class_of_name.iter().position(|&x| x == c).expect("every class has a name");
+            let last = class_of_name.iter().rposition(|&x| x == c).expect("every class has a name");
+            probs.clone().slice([0..1, first..last + 1, 0..h, 0..w]).max_dim(1)
+        })
+        .collect();
+    Tensor::cat(per_class, 1)
+}
+
+/// Label map from probabilities `[classes, H, W]` (host, row-major): `1 + argmax`, or 0 where
+/// the top probability is under `threshold` or the top class is one of `background`.
+pub fn label_map(probs: &[f32], classes: usize, threshold: f32, background: &[usize]) -> Vec<u8> {
+    let n = probs.len() / classes.max(1);
+    (0..n)
+        .map(|i| {
+            let (best, p) = (0..classes).map(|c| (c, probs[c * n + i])).fold((0, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
+            if p < threshold || background.contains(&best) { 0 } else { (best + 1) as u8 }
+        })
+        .collect()
+}

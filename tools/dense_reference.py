@@ -1,0 +1,129 @@
+"""PyTorch reference of wordmask's dense segmentation pipeline, written from the papers and
+their code on top of transformers' CLIPModel (tools/make_fixtures.py calls it):
+
+- last blocks: MaskCLIP (volgachen/MaskCLIP @ 245d31f8, backbones/vit.py), SCLIP
+  (wangf3014/SCLIP @ b56bd301, clip/model.py custom_attn csa), ClearCLIP (mc-lan/ClearCLIP
+  @ ad68a404, open_clip/transformer.py), NACLIP (sinahmr/NACLIP @ 0cac3a65, clip/model.py,
+  Gaussian window built by convolving one-hot maps as there);
+- windows, stitching and postprocessing as SCLIP/NACLIP's forward_slide and
+  postprocess_result (mmsegmentation slide_inference placement).
+"""
+
+import re
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import CLIPImageProcessor
+
+TEMPLATES_RS = Path(__file__).resolve().parent.parent / "src" / "dense" / "templates.rs"
+
+
+def templates(name):
+    text = TEMPLATES_RS.read_text()
+    block = text[text.index(f"pub const {'IMAGENET_80' if name == 'imagenet80' else 'SINGLE'}"):]
+    block = block[: block.index("];")]
+    return re.findall(r'"([^"]*\{\}[^"]*)"', block)
+
+
+def naclip_bias(h, w, std=5.0):
+    """NACLIP's attention addition: a (2h-1)x(2w-1) Gaussian window convolved with one-hot maps."""
+    ky = torch.arange(-(h - 1), h, dtype=torch.float32)
+    kx = torch.arange(-(w - 1), w, dtype=torch.float32)
+    window = torch.exp(-(ky[:, None] ** 2 + kx[None, :] ** 2) / (2 * std**2))
+    one_hot = torch.eye(h * w).reshape(h * w, 1, h, w)
+    omega = F.conv2d(one_hot, window[None, None], padding="same").reshape(h * w, h * w)
+    bias = torch.zeros(h * w + 1, h * w + 1)
+    bias[1:, 1:] = omega
+    return bias
+
+
+def last_block(method, layer, x, grid):
+    if method == "vanilla":
+        out = layer(x, None)
+        return out[0] if isinstance(out, tuple) else out
+    attn = layer.self_attn
+    b, n, c = x.shape
+    heads = attn.num_heads
+    hd = c // heads
+    scale = hd**-0.5
+    y = layer.layer_norm1(x)
+
+    def split(t):
+        return t.view(b, n, heads, hd).transpose(1, 2)
+
+    q, k, v = split(attn.q_proj(y)), split(attn.k_proj(y)), split(attn.v_proj(y))
+
+    def weights(a, bb, bias=None):
+        s = a @ bb.transpose(-1, -2) * scale
+        if bias is not None:
+            s = s + bias
+        return s.softmax(-1)
+
+    def mix(wts):
+        return attn.out_proj((wts @ v).transpose(1, 2).reshape(b, n, c))
+
+    def with_mlp(t):
+        return t + layer.mlp(layer.layer_norm2(t))
+
+    if method == "maskclip":
+        return with_mlp(x + attn.out_proj(attn.v_proj(y)))
+    if method == "sclip":
+        return with_mlp(x + mix(weights(q, q) + weights(k, k)))
+    if method == "clearclip":
+        return mix(weights(q, q))
+    if method == "naclip":
+        return mix(weights(k, k, naclip_bias(*grid)))
+    raise ValueError(method)
+
+
+@torch.no_grad()
+def name_embeddings(model, tokenizer, names, template_set):
+    rows = []
+    for name in names:
+        prompts = [t.replace("{}", name) for t in templates(template_set)]
+        batch = tokenizer(prompts, padding=True, truncation=True, max_length=77, return_tensors="pt")
+        feats = model.get_text_features(**batch)
+        feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats
+        feats = feats / feats.norm(dim=-1, keepdim=True)
+        mean = feats.mean(0)
+        rows.append(mean / mean.norm())
+    return torch.stack(rows)
+
+
+def slide_windows(h, w, crop, stride):
+    h_grids = max(h - crop + stride - 1, 0) // stride + 1
+    w_grids = max(w - crop + stride - 1, 0) // stride + 1
+    for hi in range(h_grids):
+        for wi in range(w_grids):
+            y1, x1 = hi * stride, wi * stride
+            y2, x2 = min(y1 + crop, h), min(x1 + crop, w)
+            yield max(y2 - crop, 0), y2, max(x2 - crop, 0), x2
+
+
+@torch.no_grad()
+def segment(model, image, names, class_of_name, method, short_side, slide, logit_scale):
+    """Per-class probabilities [classes, H, W] at the image's own size."""
+    processor = CLIPImageProcessor(size={"shortest_edge": short_side}, do_center_crop=False)
+    pixels = processor(images=image, return_tensors="pt").pixel_values
+    h, w = pixels.shape[2:]
+    patch = model.config.vision_config.patch_size
+    windows = list(slide_windows(h, w, *slide)) if slide else [(0, h, 0, w)]
+    preds = torch.zeros(1, names.shape[0], h, w)
+    count = torch.zeros(1, 1, h, w)
+    for y1, y2, x1, x2 in windows:
+        crop = pixels[:, :, y1:y2, x1:x2]
+        grid = (crop.shape[2] // patch, crop.shape[3] // patch)
+        out = model.vision_model(pixel_values=crop, interpolate_pos_encoding=True, output_hidden_states=True)
+        tokens = model.vision_model.post_layernorm(last_block(method, model.vision_model.encoder.layers[-1], out.hidden_states[-2], grid))
+        feats = model.visual_projection(tokens[:, 1:])
+        feats = feats / feats.norm(dim=-1, keepdim=True)
+        logits = (feats[0] @ names.T).T.reshape(1, -1, *grid)
+        logits = F.interpolate(logits, size=crop.shape[2:], mode="bilinear", align_corners=False)
+        preds += F.pad(logits, (x1, w - x2, y1, h - y2))
+        count[:, :, y1:y2, x1:x2] += 1
+    logits = F.interpolate(preds / count, size=(image.height, image.width), mode="bilinear", align_corners=False)
+    probs = (logits * logit_scale).softmax(1)[0]
+    classes = max(class_of_name) + 1
+    index = torch.tensor(class_of_name)
+    return torch.stack([probs[index == c].max(0).values for c in range(classes)])
