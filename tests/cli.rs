@@ -106,3 +106,74 @@ fn bench_prints_its_table() {
         assert!(text.contains(row), "table lacks {row}:\n{text}");
     }
 }
+
+#[test]
+fn segment_writes_the_label_map_overlay_scores_and_summary() {
+    let dir = std::env::temp_dir().join(format!("wordmask-segment-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A 640 x 427 photo-sized input (the fixture image scaled up).
+    let photo = image::open(fixtures().join("images/noise_75x75.png")).unwrap().resize_exact(640, 427, image::imageops::FilterType::Triangle);
+    let input = dir.join("photo.png");
+    photo.save(&input).unwrap();
+    let (labels, overlay, scores) = (dir.join("labels.png"), dir.join("overlay.png"), dir.join("scores.npy"));
+    let model = fixtures().join("clip-p16-quickgelu");
+    let out = json(&wordmask(&[
+        "segment", "--model", model.to_str().unwrap(), "--image", input.to_str().unwrap(),
+        "--labels", "cat, dog, car, tree, sky", "--templates", "single", "--threshold", "0", "--background", "none",
+        "--out", labels.to_str().unwrap(), "--overlay", overlay.to_str().unwrap(), "--scores", scores.to_str().unwrap(),
+        "--backend", "cpu", "--json",
+    ]));
+    assert_eq!((out["width"].as_u64(), out["height"].as_u64()), (Some(640), Some(427)));
+    let map = image::open(&labels).unwrap();
+    assert_eq!((map.width(), map.height(), map.color()), (640, 427, image::ColorType::L8));
+    let overlay = image::open(&overlay).unwrap();
+    assert!(overlay.width() >= 640 && overlay.height() > 427, "overlay has a legend strip below the photo");
+
+    // scores.npy: NumPy header, float32 [5, 427, 640], summing to 1 over classes, argmax = label map.
+    let bytes = std::fs::read(&scores).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'shape': (5, 427, 640)"), "{header}");
+    let probs: Vec<f32> = bytes[10 + header_len..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let n = 640 * 427;
+    assert_eq!(probs.len(), 5 * n);
+    let map = map.to_luma8().into_raw();
+    for i in (0..n).step_by(97) {
+        let column: Vec<f32> = (0..5).map(|c| probs[c * n + i]).collect();
+        let sum: f32 = column.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "pixel {i} sums to {sum}");
+        let best = (0..5).max_by(|&a, &b| column[a].total_cmp(&column[b])).unwrap();
+        assert_eq!(map[i] as usize, best + 1, "pixel {i}");
+    }
+    let shares: f64 = out["labels"].as_array().unwrap().iter().map(|l| l["share"].as_f64().unwrap()).sum();
+    assert!((shares - 1.0).abs() < 1e-4, "shares sum to {shares}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn segment_threshold_and_background_leave_pixels_unlabelled() {
+    let dir = std::env::temp_dir().join(format!("wordmask-threshold-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = fixtures().join("clip-p16-quickgelu");
+    let image = fixtures().join("images/gradient_80x64.png");
+    let labels = dir.join("labels.png");
+    let run = |threshold: &str, background: &str| {
+        json(&wordmask(&[
+            "segment", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--labels", "cat, dog",
+            "--templates", "single", "--short-side", "64", "--window", "64", "--stride", "32", "--threshold", threshold,
+            "--background", background, "--out", labels.to_str().unwrap(), "--backend", "cpu", "--json",
+        ]))["unlabelled"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(run("0", "none"), 0.0);
+    // Two labels: the top probability is at least 0.5, so a threshold of 1 leaves everything unlabelled.
+    assert_eq!(run("1", "none"), 1.0);
+    let with_background = run("0", "background; wall");
+    assert!((0.0..=1.0).contains(&with_background));
+    let out = wordmask(&["segment", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--labels", "cat",
+        "--threshold", "1.5", "--out", labels.to_str().unwrap(), "--backend", "cpu"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--threshold"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -126,4 +126,5 @@ def segment(model, image, names, class_of_name, method, short_side, slide, logit
     probs = (logits * logit_scale).softmax(1)[0]
     classes = max(class_of_name) + 1
     index = torch.tensor(class_of_name)
-    return torch.stack([probs[index == c].max(0).values for c in range(classes)])
+    merged = torch.stack([probs[index == c].max(0).values for c in range(classes)])
+    return merged / merged.sum(0)

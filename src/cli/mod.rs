@@ -2,6 +2,8 @@
 
 mod bench;
 mod files;
+mod outputs;
+mod segment;
 
 use std::process::ExitCode;
 
@@ -62,12 +64,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Dense segmentation: a label for every pixel.
+    Segment(segment::SegmentArgs),
     /// Time the image and text encoders and print a table.
     Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
-struct ModelArgs {
+pub struct ModelArgs {
     /// Model directory (config.json + model.safetensors or pytorch_model.bin), or a weights
     /// file next to its config.json.
     #[arg(long)]
@@ -86,7 +90,7 @@ pub struct RuntimeArgs {
     dtype: ComputeDtype,
 }
 
-fn load(args: &ModelArgs) -> Result<Model> {
+pub fn load(args: &ModelArgs) -> Result<Model> {
     let files = files::ModelFiles::open(&args.model)?;
     let device = device::open(args.runtime.backend)?;
     let model = Model::from_bytes(
@@ -100,7 +104,7 @@ fn load(args: &ModelArgs) -> Result<Model> {
     Ok(model)
 }
 
-fn read_image(path: &str) -> Result<wordmask::preprocess::RgbImage> {
+pub fn read_image(path: &str) -> Result<wordmask::preprocess::RgbImage> {
     let img = image::open(path).with_context(|| format!("cannot read image {path}"))?.to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     Ok(wordmask::preprocess::RgbImage::new(w, h, img.into_raw()).with_context(|| format!("image {path}"))?)
@@ -157,6 +161,7 @@ fn execute(cli: Cli) -> Result<()> {
                 println!("patch tokens: {gh} x {gw} x {dim}");
             }
         }
+        Command::Segment(args) => segment::run(args)?,
         Command::Bench(args) => bench::run(args)?,
     }
     Ok(())

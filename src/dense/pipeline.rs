@@ -1,7 +1,8 @@
 //! Dense segmentation of one image (../shared/METHODS.md §1): resize the short side, slide
 //! windows as mmsegmentation does, per-window patch scores (cosine of patch and class
 //! embeddings), bilinear upsampling to the window, stitching by averaging the overlaps, resize
-//! to the input size, softmax over names with the logit scale, max over each class's synonyms.
+//! to the input size, softmax over names with the logit scale, max over each class's synonyms
+//! (renormalised, so every pixel's class probabilities sum to 1).
 //! Follows the SCLIP/NACLIP `forward_slide` + `postprocess_result` order.
 
 use burn::tensor::module::interpolate;
@@ -167,7 +168,8 @@ pub fn segment(model: &Model, image: &RgbImage, classes: &ClassEmbeddings, opts:
     Ok(merge_synonyms(probs, &classes.class_of_name, classes.num_classes).squeeze_dim(0))
 }
 
-/// Max over each class's names. `[1, names, H, W] -> [1, classes, H, W]`
+/// Max over each class's names (SCLIP's merge), renormalised so the classes' probabilities
+/// sum to 1 again. `[1, names, H, W] -> [1, classes, H, W]`
 fn merge_synonyms(probs: Tensor<4>, class_of_name: &[usize], classes: usize) -> Tensor<4> {
     if class_of_name.len() == classes {
         return probs;
@@ -180,7 +182,8 @@ fn merge_synonyms(probs: Tensor<4>, class_of_name: &[usize], classes: usize) -> 
             probs.clone().slice([0..1, first..last + 1, 0..h, 0..w]).max_dim(1)
         })
         .collect();
-    Tensor::cat(per_class, 1)
+    let merged = Tensor::cat(per_class, 1);
+    merged.clone().div(merged.sum_dim(1))
 }
 
 /// Label map from probabilities `[classes, H, W]` (host, row-major): `1 + argmax`, or 0 where

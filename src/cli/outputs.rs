@@ -1,0 +1,111 @@
+//! Files `wordmask segment` writes: the 8-bit label PNG, the overlay PNG with a legend, and
+//! the `.npy` score array.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use font8x8::UnicodeFonts;
+use image::{GrayImage, Rgb, RgbImage as Canvas};
+
+use wordmask::dense::result::Segmentation;
+use wordmask::preprocess::RgbImage;
+
+/// Distinct colours for labels 1.. (0, unlabelled, is left uncoloured).
+const PALETTE: [[u8; 3]; 12] = [
+    [230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48], [145, 30, 180],
+    [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40],
+];
+
+pub fn colour(label: usize) -> [u8; 3] {
+    PALETTE[(label - 1) % PALETTE.len()]
+}
+
+/// Label indices as a grey PNG: pixel value i = i-th label, 0 = unlabelled.
+pub fn write_labels_png(seg: &Segmentation, path: &Path) -> Result<()> {
+    let img = GrayImage::from_raw(seg.width as u32, seg.height as u32, seg.label_map.clone()).context("label map size")?;
+    img.save(path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `float32` array of shape `[classes, height, width]` in NumPy's `.npy` format (version 1.0).
+pub fn write_npy(seg: &Segmentation, path: &Path) -> Result<()> {
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
+        seg.num_classes(),
+        seg.height,
+        seg.width
+    );
+    // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + seg.probs.len() * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in &seg.probs {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::File::create(path)
+        .and_then(|mut f| f.write_all(&out))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn draw_text(canvas: &mut Canvas, x0: u32, y0: u32, text: &str, scale: u32, colour: [u8; 3]) {
+    for (i, ch) in text.chars().enumerate() {
+        let glyph = font8x8::BASIC_FONTS.get(ch).or_else(|| font8x8::BASIC_FONTS.get('?')).unwrap_or([0; 8]);
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8 {
+                if bits & (1 << col) == 0 {
+                    continue;
+                }
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let (x, y) = (x0 + (i as u32 * 8 + col) * scale + dx, y0 + row as u32 * scale + dy);
+                        if x < canvas.width() && y < canvas.height() {
+                            canvas.put_pixel(x, y, Rgb(colour));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The photo with each label's colour blended in (`opacity`), and a legend strip below it
+/// listing every label with its colour and pixel share.
+pub fn write_overlay(seg: &Segmentation, photo: &RgbImage, opacity: f32, path: &Path) -> Result<()> {
+    let (w, h) = (seg.width as u32, seg.height as u32);
+    let (shares, unlabelled) = seg.shares();
+    let scale = (w / 320).clamp(1, 3);
+    let line = 12 * scale;
+    let legend_h = line * (shares.len() as u32 + 1) + 8;
+    let mut canvas = Canvas::from_pixel(w.max(180 * scale), h + legend_h, Rgb([255, 255, 255]));
+    for y in 0..h {
+        for x in 0..w {
+            let i = (y * w + x) as usize;
+            let p = &photo.data[i * 3..i * 3 + 3];
+            let label = seg.label_map[i] as usize;
+            let px = if label == 0 {
+                [p[0], p[1], p[2]]
+            } else {
+                let c = colour(label);
+                std::array::from_fn(|k| (p[k] as f32 * (1.0 - opacity) + c[k] as f32 * opacity).round() as u8)
+            };
+            canvas.put_pixel(x, y, Rgb(px));
+        }
+    }
+    let mut y = h + 4;
+    for (i, s) in shares.iter().enumerate() {
+        for dy in 0..8 * scale {
+            for dx in 0..8 * scale {
+                canvas.put_pixel(4 + dx, y + dy, Rgb(colour(i + 1)));
+            }
+        }
+        draw_text(&mut canvas, 8 + 10 * scale, y, &format!("{} {:.1}%", s.label, s.share * 100.0), scale, [0, 0, 0]);
+        y += line;
+    }
+    draw_text(&mut canvas, 8 + 10 * scale, y, &format!("unlabelled {:.1}%", unlabelled * 100.0), scale, [90, 90, 90]);
+    canvas.save(path).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,78 @@
+//! From per-class probabilities to what a user sees: the label map (0 = unlabelled or
+//! background, i = i-th label), and each label's share of the pixels.
+
+use serde::Serialize;
+
+use crate::labels::Label;
+
+/// Name of the extra class that `--background` words form.
+pub const BACKGROUND: &str = "background";
+
+/// The user's labels plus, when `background` words are given, one more class holding them
+/// (last, so label indices stay the user's).
+pub fn with_background(labels: &[Label], background: &[String]) -> Vec<Label> {
+    let mut all = labels.to_vec();
+    if !background.is_empty() {
+        all.push(Label { name: BACKGROUND.into(), synonyms: background.to_vec() });
+    }
+    all
+}
+
+/// A finished segmentation of one image.
+#[derive(Debug, Clone)]
+pub struct Segmentation {
+    pub width: usize,
+    pub height: usize,
+    /// The user's labels (without the background class).
+    pub labels: Vec<String>,
+    /// Whether `probs` has a last row for the background class.
+    pub background: bool,
+    /// `[labels (+1 background), height, width]`, row-major; sums to 1 over the first axis.
+    pub probs: Vec<f32>,
+    /// `height * width` label indices.
+    pub label_map: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelShare {
+    pub label: String,
+    /// Fraction of the image's pixels with this label.
+    pub share: f32,
+}
+
+impl Segmentation {
+    /// `probs` as returned by the pipeline for `with_background(labels, background)`.
+    pub fn new(width: usize, height: usize, labels: &[Label], background: bool, probs: Vec<f32>, threshold: f32) -> Self {
+        let classes = labels.len() + usize::from(background);
+        let background_class: Vec<usize> = if background { vec![labels.len()] } else { vec![] };
+        let label_map = super::pipeline::label_map(&probs, classes, threshold, &background_class);
+        Segmentation {
+            width,
+            height,
+            labels: labels.iter().map(|l| l.name.clone()).collect(),
+            background,
+            probs,
+            label_map,
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.labels.len() + usize::from(self.background)
+    }
+
+    /// Pixel share of each label, then of "unlabelled" (background and below threshold).
+    pub fn shares(&self) -> (Vec<LabelShare>, f32) {
+        let mut counts = vec![0usize; self.labels.len() + 1];
+        for &l in &self.label_map {
+            counts[l as usize] += 1;
+        }
+        let n = self.label_map.len().max(1) as f32;
+        let shares = self
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LabelShare { label: l.clone(), share: counts[i + 1] as f32 / n })
+            .collect();
+        (shares, counts[0] as f32 / n)
+    }
+}
