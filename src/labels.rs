@@ -41,6 +41,27 @@ pub fn parse(text: &str) -> Result<Vec<Label>> {
     Ok(labels)
 }
 
+/// Parse a class-name file in the SCLIP/NACLIP format: one class per line (index = line
+/// number from 0), synonyms separated by commas. Blank lines are an error: they would shift
+/// every later class index.
+pub fn parse_class_file(text: &str) -> Result<Vec<Label>> {
+    let lines: Vec<&str> = text.trim_end_matches(['\n', '\r']).lines().collect();
+    if lines.is_empty() || lines.len() > MAX_LABELS {
+        return Err(Error::invalid(format!("a class file needs 1 to {MAX_LABELS} lines, this one has {}", lines.len())));
+    }
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let synonyms: Vec<String> = line.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            if synonyms.is_empty() {
+                return Err(Error::invalid(format!("class file line {} is empty", i + 1)));
+            }
+            Ok(Label { name: synonyms[0].clone(), synonyms })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +72,15 @@ mod tests {
         let names: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["person", "dog", "red car"]);
         assert_eq!(labels[0].synonyms, ["person", "people"]);
+    }
+
+    #[test]
+    fn class_files_keep_one_class_per_line() {
+        let labels = parse_class_file("sky, wall, tree\naeroplane\nperson, person in shirt\n").unwrap();
+        assert_eq!(labels.len(), 3);
+        assert_eq!(labels[0].synonyms, ["sky", "wall", "tree"]);
+        assert_eq!(labels[2].name, "person");
+        assert!(parse_class_file("a\n\nb").unwrap_err().to_string().contains("line 2"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod device;
 pub mod error;
 pub mod labels;
 pub mod loader;
+pub mod metrics;
 pub mod model;
 pub mod preprocess;
 pub mod tokenizer;

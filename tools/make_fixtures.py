@@ -11,6 +11,7 @@ Also writes the tokenizer cases (ids of `CLIPTokenizer`) and the preprocessed pi
     pip install -r tools/requirements.txt
     python3 tools/make_fixtures.py          # writes tests/fixtures/
     python3 tools/make_fixtures.py dense    # only the dense-pipeline reference
+    python3 tools/make_fixtures.py semantic # only the known-behaviour colour checkpoint
 
 Versions are pinned in tools/requirements.txt and checked below; seeds are fixed, so running
 it again reproduces the committed files.
@@ -236,8 +237,71 @@ def dense_fixture(tokenizer):
     print(f"dense: {len(DENSE_RUNS)} runs on {DENSE_IMAGE} with {DENSE_MODEL}")
 
 
+# Known-behaviour checkpoint: colour words light up regions of that colour.
+SEMANTIC_COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@torch.no_grad()
+def semantic_fixture(tokenizer):
+    """A CLIPModel built by hand (no training) whose dense NACLIP output labels each pixel with
+    the colour word nearest its colour:
+
+    - vision (one block, width 4): the patch embedding averages each CLIP-normalised channel
+      over the patch into channels 0-2; positions, class token and biases are zero; the last
+      block's keys are 4 x its normalised input, so patches attend to patches of their own
+      colour; values and out_proj are the identity; every layer norm is (1, 0).
+    - text (one block, width 4): the token embedding of each colour word is that colour's
+      normalised RGB (channel 3 = 0); every other token embeds to 0. Queries and keys are 0
+      (uniform causal attention), values and out_proj the identity, the MLP's fc2 is 0, so the
+      end-of-text token carries LN(colour) / length.
+    Both towers end in the same direction for a colour and its word, so cosine picks the word.
+    """
+    width, patch = 4, 16
+    config = CLIPConfig(
+        text_config=dict(hidden_size=width, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1,
+                         vocab_size=49408, max_position_embeddings=77),
+        vision_config=dict(hidden_size=width, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1,
+                           patch_size=patch, image_size=224),
+        projection_dim=width,
+    )
+    model = CLIPModel(config).eval()
+    for p in model.parameters():
+        p.zero_()
+    eye = torch.eye(width)
+    for key, p in model.named_parameters():
+        if "norm" in key and key.endswith("weight") or "layrnorm.weight" in key:
+            p.fill_(1.0)
+    vision = model.vision_model
+    for c in range(3):
+        vision.embeddings.patch_embedding.weight[c, c] = 1.0 / patch**2
+    block = vision.encoder.layers[0].self_attn
+    block.k_proj.weight.copy_(4 * eye)
+    block.q_proj.weight.copy_(4 * eye)
+    block.v_proj.weight.copy_(eye)
+    block.out_proj.weight.copy_(eye)
+    model.visual_projection.weight.copy_(eye)
+    text = model.text_model
+    text.encoder.layers[0].self_attn.v_proj.weight.copy_(eye)
+    text.encoder.layers[0].self_attn.out_proj.weight.copy_(eye)
+    for word, rgb in SEMANTIC_COLOURS.items():
+        [token] = tokenizer(word, add_special_tokens=False).input_ids
+        value = [(v / 255 - m) / s for v, m, s in zip(rgb, CLIP_MEAN, CLIP_STD)] + [0.0]
+        text.embeddings.token_embedding.weight[token] = torch.tensor(value)
+    model.text_projection.weight.copy_(eye)
+    model.logit_scale.fill_(float(np.log(100.0)))
+    directory = OUT / "semantic-colours"
+    model.half().save_pretrained(directory)
+    print(f"semantic-colours: {sum(p.numel() for p in model.parameters())} parameters (f16)")
+
+
 def main():
     check_versions()
+    if sys.argv[1:] == ["semantic"]:
+        tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
+        semantic_fixture(tokenizer)
+        return
     if sys.argv[1:] == ["dense"]:
         tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
         dense_fixture(tokenizer)
@@ -252,6 +316,7 @@ def main():
         make_model_fixture(name, spec, images, tokenizer)
     tokenizer_cases(tokenizer)
     dense_fixture(tokenizer)
+    semantic_fixture(tokenizer)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! Command-line interface: `classify`, `embed-text`, `embed-image`, `bench`.
 
 mod bench;
+mod eval;
 mod files;
 mod outputs;
 mod segment;
@@ -66,6 +67,8 @@ enum Command {
     },
     /// Dense segmentation: a label for every pixel.
     Segment(segment::SegmentArgs),
+    /// mIoU over a dataset in its mmsegmentation folder layout.
+    Eval(eval::EvalArgs),
     /// Time the image and text encoders and print a table.
     Bench(bench::BenchArgs),
 }
@@ -162,6 +165,7 @@ fn execute(cli: Cli) -> Result<()> {
             }
         }
         Command::Segment(args) => segment::run(args)?,
+        Command::Eval(args) => eval::run(args)?,
         Command::Bench(args) => bench::run(args)?,
     }
     Ok(())

@@ -1,0 +1,263 @@
+//! `wordmask eval`: mIoU of the dense engine over a dataset in its mmsegmentation folder
+//! layout, with a progress line and a final table.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::segment::MethodArgs;
+use super::{load, read_image, ModelArgs};
+use wordmask::dense::pipeline::{label_map, segment, ClassEmbeddings};
+use wordmask::device::to_vec;
+use wordmask::labels::{parse_class_file, Label};
+use wordmask::metrics::{ConfusionMatrix, IGNORE_INDEX};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Voc21,
+    Voc20,
+    Context60,
+    Context59,
+    CocoObject,
+    CocoStuff,
+    Ade20k,
+    Cityscapes,
+    Camvid,
+    /// DIR/images/* with DIR/labels/<stem>.png; needs --classes.
+    Folder,
+}
+
+impl Format {
+    /// The class list shipped for the format (classes/*.txt, from the NACLIP/SCLIP configs).
+    fn classes(self) -> Option<&'static str> {
+        Some(match self {
+            Format::Voc21 => include_str!("../../classes/voc21.txt"),
+            Format::Voc20 => include_str!("../../classes/voc20.txt"),
+            Format::Context60 => include_str!("../../classes/context60.txt"),
+            Format::Context59 => include_str!("../../classes/context59.txt"),
+            Format::CocoObject => include_str!("../../classes/coco-object.txt"),
+            Format::CocoStuff => include_str!("../../classes/coco-stuff.txt"),
+            Format::Ade20k => include_str!("../../classes/ade20k.txt"),
+            Format::Cityscapes => include_str!("../../classes/cityscapes.txt"),
+            Format::Camvid => include_str!("../../classes/camvid.txt"),
+            Format::Folder => return None,
+        })
+    }
+
+    /// Datasets whose class 0 is background: low-confidence pixels go there (NACLIP's
+    /// `prob_thd = 0.1` for these).
+    fn default_threshold(self) -> f32 {
+        match self {
+            Format::Voc21 | Format::Context60 | Format::CocoObject => 0.1,
+            _ => 0.0,
+        }
+    }
+
+    /// Ground-truth value -> class index (or the ignore index).
+    fn map_gt(self, v: u8) -> u8 {
+        match self {
+            // mmsegmentation's reduce_zero_label: 0 (background/other) is ignored, k -> k - 1.
+            Format::Voc20 | Format::Context59 | Format::Ade20k => {
+                if v == 0 || v == IGNORE_INDEX { IGNORE_INDEX } else { v - 1 }
+            }
+            // SegNet CamVid: 11 is void.
+            Format::Camvid if v >= 11 => IGNORE_INDEX,
+            _ => v,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Dataset root in the format's folder layout (see README).
+    #[arg(long)]
+    dataset: PathBuf,
+    #[arg(long, value_enum)]
+    format: Format,
+    /// Class-name file (one class per line, synonyms separated by commas); default: the
+    /// format's own list.
+    #[arg(long)]
+    classes: Option<PathBuf>,
+    /// Evaluate only the first N images.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Probability under which a pixel is assigned class 0 (default: 0.1 for datasets with
+    /// a background class, else 0).
+    #[arg(long)]
+    threshold: Option<f32>,
+    #[command(flatten)]
+    method: MethodArgs,
+    /// Score saved predictions instead of running a model: a folder of label PNGs named like
+    /// the dataset's label files and encoded the same way.
+    #[arg(long)]
+    predictions: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where predictions come from.
+enum Source {
+    Model(Box<wordmask::model::Model>, ClassEmbeddings),
+    Saved(PathBuf),
+}
+
+struct Sample {
+    image: PathBuf,
+    label: PathBuf,
+}
+
+fn files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Pairs of (image, label) files for the validation split.
+fn samples(format: Format, root: &Path) -> Result<Vec<Sample>> {
+    let from_list = |list: &str, images: &str, labels: &str| -> Result<Vec<Sample>> {
+        let list = root.join(list);
+        let text = std::fs::read_to_string(&list).with_context(|| format!("cannot read the split list {}", list.display()))?;
+        Ok(text
+            .split_whitespace()
+            .map(|n| Sample { image: root.join(images).join(format!("{n}.jpg")), label: root.join(labels).join(format!("{n}.png")) })
+            .collect())
+    };
+    let paired = |images: &str, ext: &str, labels: &str, label_of: &dyn Fn(&str) -> String| -> Result<Vec<Sample>> {
+        Ok(files(&root.join(images), ext)?
+            .into_iter()
+            .map(|image| {
+                let label = root.join(labels).join(label_of(&stem(&image)));
+                Sample { image, label }
+            })
+            .collect())
+    };
+    let samples = match format {
+        Format::Voc21 | Format::Voc20 => from_list("ImageSets/Segmentation/val.txt", "JPEGImages", "SegmentationClass")?,
+        Format::Context60 | Format::Context59 => {
+            from_list("ImageSets/SegmentationContext/val.txt", "JPEGImages", "SegmentationClassContext")?
+        }
+        Format::CocoObject => paired("images/val2017", ".jpg", "annotations/val2017", &|s| format!("{s}_instanceTrainIds.png"))?,
+        Format::CocoStuff => paired("images/val2017", ".jpg", "annotations/val2017", &|s| format!("{s}_labelTrainIds.png"))?,
+        Format::Ade20k => paired("images/validation", ".jpg", "annotations/validation", &|s| format!("{s}.png"))?,
+        Format::Camvid => paired("val", ".png", "valannot", &|s| format!("{s}.png"))?,
+        Format::Folder => paired("images", "", "labels", &|s| format!("{s}.png"))?,
+        Format::Cityscapes => {
+            let mut out = Vec::new();
+            for city in files(&root.join("leftImg8bit/val"), "")? {
+                for image in files(&city, "_leftImg8bit.png")? {
+                    let name = stem(&image).trim_end_matches("_leftImg8bit").to_string();
+                    let label = root.join("gtFine/val").join(city.file_name().unwrap_or_default()).join(format!("{name}_gtFine_labelTrainIds.png"));
+                    out.push(Sample { image, label });
+                }
+            }
+            out
+        }
+    };
+    if samples.is_empty() {
+        bail!("no images found in {} for the {:?} layout (see the README for the folder layouts)", root.display(), format);
+    }
+    Ok(samples)
+}
+
+/// An 8-bit single-channel or palette PNG's raw values (class indices, not colours).
+fn read_label_png(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open label {}", path.display()))?;
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::IDENTITY);
+    let mut reader = decoder.read_info().with_context(|| format!("{} is not a readable PNG", path.display()))?;
+    let mut buf = vec![0; reader.output_buffer_size().context("label PNG too large")?];
+    let info = reader.next_frame(&mut buf).with_context(|| format!("cannot decode {}", path.display()))?;
+    let ok = info.bit_depth == png::BitDepth::Eight
+        && matches!(info.color_type, png::ColorType::Grayscale | png::ColorType::Indexed);
+    if !ok {
+        bail!("{}: label maps must be 8-bit grey or palette PNGs, this one is {:?} {:?}", path.display(), info.color_type, info.bit_depth);
+    }
+    let (w, h) = (info.width as usize, info.height as usize);
+    let data = (0..h).flat_map(|y| buf[y * info.line_size..y * info.line_size + w].to_vec()).collect();
+    Ok((w, h, data))
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let classes: Vec<Label> = match (&args.classes, args.format.classes()) {
+        (Some(path), _) => parse_class_file(&std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?)?,
+        (None, Some(text)) => parse_class_file(text)?,
+        (None, None) => bail!("--format folder needs --classes FILE"),
+    };
+    let threshold = args.threshold.unwrap_or(args.format.default_threshold());
+    let opts = args.method.options()?;
+    opts.validate()?;
+    let mut samples = samples(args.format, &args.dataset)?;
+    if let Some(n) = args.limit {
+        samples.truncate(n);
+    }
+    let source = match &args.predictions {
+        Some(dir) => Source::Saved(dir.clone()),
+        None => {
+            let model = load(&args.model)?;
+            let embeddings = ClassEmbeddings::new(&model, &classes, opts.templates)?;
+            Source::Model(Box::new(model), embeddings)
+        }
+    };
+    let mut matrix = ConfusionMatrix::new(classes.len());
+    let start = Instant::now();
+    for (i, sample) in samples.iter().enumerate() {
+        let (w, h, gt) = read_label_png(&sample.label)?;
+        let prediction: Vec<u8> = match &source {
+            Source::Model(model, embeddings) => {
+                let image = read_image(&sample.image.to_string_lossy())?;
+                if (w, h) != (image.width, image.height) {
+                    bail!("{} is {w}x{h} but its image is {}x{}", sample.label.display(), image.width, image.height);
+                }
+                let probs = to_vec(segment(model, &image, embeddings, &opts)?)?;
+                // Class indices are 0-based here: label_map gives 1 + argmax, or 0 under the threshold.
+                label_map(&probs, classes.len(), threshold, &[]).iter().map(|&l| l.saturating_sub(1)).collect()
+            }
+            Source::Saved(dir) => {
+                let path = dir.join(sample.label.file_name().unwrap_or_default());
+                let (pw, ph, pred) = read_label_png(&path)?;
+                if (pw, ph) != (w, h) {
+                    bail!("{} is {pw}x{ph} but the ground truth is {w}x{h}", path.display());
+                }
+                pred.into_iter().map(|v| args.format.map_gt(v)).collect()
+            }
+        };
+        let gt: Vec<u8> = gt.into_iter().map(|v| args.format.map_gt(v)).collect();
+        matrix.add(&prediction, &gt)?;
+        let elapsed = start.elapsed().as_secs_f64();
+        let eta = elapsed / (i + 1) as f64 * (samples.len() - i - 1) as f64;
+        eprint!("\r[{}/{}] mIoU so far {:.1}%  {:.1} s/image  eta {:.0} s   ", i + 1, samples.len(), matrix.scores().miou * 100.0, elapsed / (i + 1) as f64, eta);
+        std::io::stderr().flush().ok();
+    }
+    eprintln!();
+    let scores = matrix.scores();
+    if args.json {
+        let per_class: Vec<_> = classes.iter().zip(&scores.iou).map(|(c, iou)| json!({"class": c.name, "iou": iou})).collect();
+        println!("{}", json!({"images": samples.len(), "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "method": opts.method.to_string(), "threshold": threshold}));
+    } else {
+        println!("| {:<28} | {:>8} |", "class", "IoU %");
+        println!("|{:-<30}|{:-<10}|", "", "");
+        for (c, iou) in classes.iter().zip(&scores.iou) {
+            let value = iou.map(|v| format!("{:.2}", v * 100.0)).unwrap_or_else(|| "n/a".into());
+            println!("| {:<28} | {:>8} |", c.name, value);
+        }
+        println!("|{:-<30}|{:-<10}|", "", "");
+        println!("| {:<28} | {:>8.2} |", "mIoU", scores.miou * 100.0);
+        println!("| {:<28} | {:>8.2} |", "pixel accuracy", scores.pixel_accuracy * 100.0);
+        println!("{} images, method {}, threshold {threshold}", samples.len(), opts.method);
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! End to end with a checkpoint of known behaviour (tests/fixtures/semantic-colours, built by
+//! tools/make_fixtures.py): colour words must land on the regions of that colour. Catches
+//! flipped axes, swapped channels, off-by-one stitching and label-index mix-ups.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::fixtures;
+
+/// Regions (label, colour, x range, y range) of a 448 x 336 test image; boundaries on the
+/// 16-pixel patch grid, red only in the top-left so a flip or transpose shows.
+const REGIONS: [(&str, [u8; 3], (u32, u32), (u32, u32)); 4] = [
+    ("blue", [0, 0, 255], (0, 448), (0, 336)),
+    ("red", [255, 0, 0], (0, 192), (0, 144)),
+    ("green", [0, 255, 0], (0, 256), (192, 336)),
+    ("yellow", [255, 255, 0], (288, 416), (48, 176)),
+];
+
+/// Paint the regions (later ones on top); returns the expected name per pixel.
+fn scene(path: &Path) -> Vec<&'static str> {
+    let (w, h) = (448u32, 336u32);
+    let mut img = image::RgbImage::new(w, h);
+    let mut truth = vec![""; (w * h) as usize];
+    for (name, rgb, (x0, x1), (y0, y1)) in REGIONS {
+        for y in y0..y1 {
+            for x in x0..x1 {
+                img.put_pixel(x, y, image::Rgb(rgb));
+                truth[(y * w + x) as usize] = name;
+            }
+        }
+    }
+    img.save(path).unwrap();
+    truth
+}
+
+fn segment(image: &Path, labels: &str, out: &Path, backend: &str) {
+    let status = Command::new(env!("CARGO_BIN_EXE_wordmask"))
+        .args(["segment", "--model", fixtures().join("semantic-colours").to_str().unwrap(), "--image", image.to_str().unwrap()])
+        .args(["--labels", labels, "--out", out.to_str().unwrap(), "--backend", backend])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+}
+
+#[test]
+fn colour_words_land_on_their_regions() {
+    let dir = std::env::temp_dir().join(format!("wordmask-semantic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("scene.png");
+    let truth = scene(&input);
+    // The label order differs from the painting order, so an index mix-up cannot pass.
+    let labels = ["yellow", "green", "red", "blue"];
+    for backend in ["cpu", "wgpu"] {
+        if backend == "wgpu" && std::env::var("WORDMASK_SKIP_WGPU").as_deref() == Ok("1") {
+            continue;
+        }
+        let out = dir.join(format!("labels-{backend}.png"));
+        segment(&input, &labels.join(", "), &out, backend);
+        let map = image::open(&out).unwrap().to_luma8().into_raw();
+        for (i, name) in labels.iter().enumerate() {
+            let ours = |p: usize| map[p] as usize == i + 1;
+            let theirs = |p: usize| truth[p] == *name;
+            let inter = (0..map.len()).filter(|&p| ours(p) && theirs(p)).count();
+            let union = (0..map.len()).filter(|&p| ours(p) || theirs(p)).count();
+            let iou = inter as f64 / union as f64;
+            assert!(iou >= 0.9, "[{backend}] {name}: IoU {iou:.3} with the painted region");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `eval --format camvid` over a small folder in the SegNet CamVid layout (val/, valannot/),
+/// with the colour checkpoint standing in for CLIP and ids 0..3 painted, 11 = void.
+#[test]
+fn eval_over_a_camvid_folder_prints_the_table_and_an_oracle_scores_100() {
+    let root = std::env::temp_dir().join(format!("wordmask-camvid-{}", std::process::id()));
+    for sub in ["val", "valannot"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let ids = ["red", "green", "blue", "yellow"];
+    for n in 0..2 {
+        let image = root.join("val").join(format!("frame{n}.png"));
+        let truth = scene(&image);
+        let mut gt: Vec<u8> = truth.iter().map(|name| ids.iter().position(|i| i == name).unwrap() as u8).collect();
+        gt[..448 * 4].fill(11); // a void strip along the top
+        image::GrayImage::from_raw(448, 336, gt).unwrap().save(root.join("valannot").join(format!("frame{n}.png"))).unwrap();
+    }
+    // CamVid's eleven ids; the first four renamed to the colour words the checkpoint knows.
+    let classes = root.join("classes.txt");
+    std::fs::write(&classes, "red\ngreen\nblue\nyellow\nsidewalk\ntree\nsign symbol\nfence\ncar\npedestrian\nbicyclist\n").unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
+            .args(["eval", "--model", fixtures().join("semantic-colours").to_str().unwrap(), "--dataset", root.to_str().unwrap()])
+            .args(["--format", "camvid", "--classes", classes.to_str().unwrap(), "--backend", "cpu"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let table = String::from_utf8_lossy(&run(&[]).stdout).into_owned();
+    assert!(table.contains("| mIoU") && table.contains("| yellow") && table.contains("2 images"), "{table}");
+    let json: serde_json::Value = serde_json::from_slice(&run(&["--json"]).stdout).unwrap();
+    let miou = json["miou"].as_f64().unwrap();
+    assert!(miou >= 0.9, "colour checkpoint mIoU {miou}");
+    // Classes absent from the split have no IoU and stay out of the mean.
+    assert!(json["classes"][4]["iou"].is_null());
+    let oracle: serde_json::Value =
+        serde_json::from_slice(&run(&["--predictions", root.join("valannot").to_str().unwrap(), "--json"]).stdout).unwrap();
+    assert_eq!(oracle["miou"].as_f64(), Some(1.0));
+    std::fs::remove_dir_all(&root).ok();
+}
