@@ -177,3 +177,26 @@ fn segment_threshold_and_background_leave_pixels_unlabelled() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--threshold"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn segment_with_pamr_refinement_runs() {
+    let dir = std::env::temp_dir().join(format!("wordmask-pamr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = fixtures().join("clip-p16-quickgelu");
+    let image = fixtures().join("images/gradient_80x64.png");
+    let scores = dir.join("s.npy");
+    let run = |refine: &str| {
+        let out = wordmask(&[
+            "segment", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--labels", "cat, dog, car",
+            "--templates", "single", "--refine", refine, "--out", dir.join("l.png").to_str().unwrap(),
+            "--scores", scores.to_str().unwrap(), "--backend", "cpu",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read(&scores).unwrap()
+    };
+    assert_ne!(run("none"), run("pamr"), "PAMR left the scores unchanged");
+    let out = wordmask(&["segment", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--labels", "cat",
+        "--refine", "crf", "--out", dir.join("l.png").to_str().unwrap(), "--backend", "cpu"]);
+    assert!(!out.status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{all_close, backends, fixtures, read, weights_file, Reference, EMBED_TOL};
-use wordmask::dense::pipeline::{segment, ClassEmbeddings, DenseOptions};
+use wordmask::dense::pipeline::{segment, ClassEmbeddings, DenseOptions, Pamr};
 use wordmask::dense::{templates, Method};
 use wordmask::device::to_vec;
 use wordmask::loader::ComputeDtype;
@@ -35,6 +35,10 @@ fn spec() -> (serde_json::Value, Vec<Run>) {
                 short_side: r["short_side"].as_u64().unwrap() as usize,
                 slide: r["slide"].as_array().map(|s| (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as usize)),
                 logit_scale: r["logit_scale"].as_f64().unwrap() as f32,
+                pamr: r["pamr"].as_array().map(|p| Pamr {
+                    iterations: p[0].as_u64().unwrap() as usize,
+                    dilations: p[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect(),
+                }),
                 ..DenseOptions::default()
             },
         })
@@ -89,7 +93,7 @@ fn the_reference_comparison_detects_a_wrong_variant_or_sigma() {
     let (spec, runs) = spec();
     let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
     let model = model(spec["model"].as_str().unwrap(), &device);
-    let slid: Vec<&Run> = runs.iter().filter(|r| r.opts.slide.is_some()).collect();
+    let slid: Vec<&Run> = runs.iter().filter(|r| r.opts.slide.is_some() && r.opts.pamr.is_none()).collect();
     for ours in &slid {
         for theirs in &slid {
             if ours.opts.method != theirs.opts.method {
@@ -101,4 +105,8 @@ fn the_reference_comparison_detects_a_wrong_variant_or_sigma() {
     let wrong = DenseOptions { naclip_sigma: 4.0, ..naclip.opts.clone() };
     let err = check(&model, &spec, &wrong, &naclip.tag).unwrap_err();
     eprintln!("sigma 4 instead of 5: {err}");
+    // PAMR changes the scores, and the refined reference is not met without it.
+    let refined = runs.iter().find(|r| r.opts.pamr.is_some()).unwrap();
+    let unrefined = DenseOptions { pamr: None, ..refined.opts.clone() };
+    assert!(check(&model, &spec, &unrefined, &refined.tag).is_err(), "PAMR made no difference");
 }

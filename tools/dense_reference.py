@@ -91,6 +91,36 @@ def name_embeddings(model, tokenizer, names, template_set):
     return torch.stack(rows)
 
 
+def _dilated_conv(x, kernels, dilations):
+    """x [B, K, H, W]; kernels [P, 1, 3, 3] -> [B, K, P * len(dilations), H, W] (replicate padding)."""
+    b, k, h, w = x.shape
+    flat = x.reshape(b * k, 1, h, w)
+    outs = [F.conv2d(F.pad(flat, [d] * 4, mode="replicate"), kernels, dilation=d) for d in dilations]
+    return torch.cat(outs, 1).reshape(b, k, -1, h, w)
+
+
+def _neighbour_kernels(centre):
+    """The 8 neighbour taps of a 3x3 window; with `centre`, minus the centre (differences)."""
+    kernels = torch.zeros(8, 1, 3, 3)
+    taps = [(i, j) for i in range(3) for j in range(3) if (i, j) != (1, 1)]
+    for n, (i, j) in enumerate(taps):
+        kernels[n, 0, i, j] = -1.0 if centre else 1.0
+        if centre:
+            kernels[n, 0, 1, 1] = 1.0
+    return kernels
+
+
+def pamr(image, mask, iterations, dilations):
+    """PAMR (Araslanov & Roth 2020) as in NACLIP's pamr.py: conv-based local affinities."""
+    all_taps = torch.eye(9).reshape(9, 1, 3, 3)
+    std = _dilated_conv(image, all_taps, dilations).std(2, keepdim=True)
+    aff = -_dilated_conv(image, _neighbour_kernels(True), dilations).abs() / (1e-8 + 0.1 * std)
+    aff = aff.mean(1, keepdim=True).softmax(2)
+    for _ in range(iterations):
+        mask = (_dilated_conv(mask, _neighbour_kernels(False), dilations) * aff).sum(2)
+    return mask
+
+
 def slide_windows(h, w, crop, stride):
     h_grids = max(h - crop + stride - 1, 0) // stride + 1
     w_grids = max(w - crop + stride - 1, 0) // stride + 1
@@ -102,7 +132,7 @@ def slide_windows(h, w, crop, stride):
 
 
 @torch.no_grad()
-def segment(model, image, names, class_of_name, method, short_side, slide, logit_scale):
+def segment(model, image, names, class_of_name, method, short_side, slide, logit_scale, refine=None):
     """Per-class probabilities [classes, H, W] at the image's own size."""
     processor = CLIPImageProcessor(size={"shortest_edge": short_side}, do_center_crop=False)
     pixels = processor(images=image, return_tensors="pt").pixel_values
@@ -123,6 +153,9 @@ def segment(model, image, names, class_of_name, method, short_side, slide, logit
         preds += F.pad(logits, (x1, w - x2, y1, h - y2))
         count[:, :, y1:y2, x1:x2] += 1
     logits = F.interpolate(preds / count, size=(image.height, image.width), mode="bilinear", align_corners=False)
+    if refine:
+        guide = F.interpolate(pixels, size=(image.height, image.width), mode="bilinear", align_corners=False)
+        logits = pamr(guide, logits, *refine)
     probs = (logits * logit_scale).softmax(1)[0]
     classes = max(class_of_name) + 1
     index = torch.tensor(class_of_name)

@@ -211,9 +211,10 @@ def tokenizer_cases(tokenizer):
 DENSE_MODEL = "clip-p16-quickgelu"
 DENSE_IMAGE = "shapes_50x90"
 DENSE_LABELS = [["red", "crimson"], ["blue"], ["green field"]]
-# (tag, method, templates, short side, (window, stride) or None, logit scale)
-DENSE_RUNS = [(m, m, "single", 80, (64, 40), 40.0) for m in ("vanilla", "maskclip", "sclip", "clearclip", "naclip")] + [
-    ("naclip-imagenet80-whole", "naclip", "imagenet80", 72, None, 25.0),
+# (tag, method, templates, short side, (window, stride) or None, logit scale, PAMR (iterations, dilations) or None)
+DENSE_RUNS = [(m, m, "single", 80, (64, 40), 40.0, None) for m in ("vanilla", "maskclip", "sclip", "clearclip", "naclip")] + [
+    ("naclip-imagenet80-whole", "naclip", "imagenet80", 72, None, 25.0, None),
+    ("naclip-pamr", "naclip", "single", 80, (64, 40), 40.0, (10, (8, 16))),
 ]
 
 
@@ -225,13 +226,13 @@ def dense_fixture(tokenizer):
     names = [n for label in DENSE_LABELS for n in label]
     class_of_name = [c for c, label in enumerate(DENSE_LABELS) for _ in label]
     ref = {}
-    for tag, method, template_set, short, slide, scale in DENSE_RUNS:
+    for tag, method, template_set, short, slide, scale, refine in DENSE_RUNS:
         embeds = dense_reference.name_embeddings(model, tokenizer, names, template_set)
         ref[f"{tag}.names"] = embeds
-        ref[f"{tag}.scores"] = dense_reference.segment(model, image, embeds, class_of_name, method, short, slide, scale)
+        ref[f"{tag}.scores"] = dense_reference.segment(model, image, embeds, class_of_name, method, short, slide, scale, refine)
     (OUT / "dense").mkdir(exist_ok=True)
     save_file({k: v.contiguous() for k, v in ref.items()}, OUT / "dense" / "reference.safetensors")
-    runs = [dict(tag=t, method=m, templates=ts, short_side=s, slide=sl, logit_scale=ls) for t, m, ts, s, sl, ls in DENSE_RUNS]
+    runs = [dict(tag=t, method=m, templates=ts, short_side=s, slide=sl, logit_scale=ls, pamr=r) for t, m, ts, s, sl, ls, r in DENSE_RUNS]
     spec = dict(model=DENSE_MODEL, image=DENSE_IMAGE, labels=" , ".join("|".join(l) for l in DENSE_LABELS), runs=runs)
     (OUT / "dense" / "runs.json").write_text(json.dumps(spec, indent=1) + "\n")
     print(f"dense: {len(DENSE_RUNS)} runs on {DENSE_IMAGE} with {DENSE_MODEL}")

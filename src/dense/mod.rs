@@ -14,6 +14,7 @@
 //!
 //! `s = head_dim^-0.5`; `q, k, v` come from `ln_1(x)` (`layer_norm1` in transformers).
 
+pub mod pamr;
 pub mod pipeline;
 pub mod result;
 pub mod templates;

@@ -38,6 +38,21 @@ pub struct DenseOptions {
     pub logit_scale: f32,
     /// NACLIP's Gaussian width in patches.
     pub naclip_sigma: f64,
+    /// PAMR refinement of the scores at the output size (`None`: off).
+    pub pamr: Option<Pamr>,
+}
+
+/// PAMR settings ([`super::pamr`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pamr {
+    pub iterations: usize,
+    pub dilations: Vec<usize>,
+}
+
+impl Default for Pamr {
+    fn default() -> Self {
+        Pamr { iterations: super::pamr::ITERATIONS, dilations: super::pamr::DILATIONS.to_vec() }
+    }
 }
 
 impl Default for DenseOptions {
@@ -49,6 +64,7 @@ impl Default for DenseOptions {
             slide: Some((224, 112)),
             logit_scale: DEFAULT_LOGIT_SCALE,
             naclip_sigma: super::NACLIP_SIGMA,
+            pamr: None,
         }
     }
 }
@@ -62,6 +78,14 @@ impl DenseOptions {
             if window < 16 || stride == 0 || stride > window {
                 return Err(Error::invalid(format!(
                     "window must be at least 16 pixels and stride in [1, window]; got window {window}, stride {stride}"
+                )));
+            }
+        }
+        if let Some(p) = &self.pamr {
+            if p.iterations == 0 || p.iterations > 100 || p.dilations.is_empty() || p.dilations.iter().any(|&d| d == 0 || d > 64) {
+                return Err(Error::invalid(format!(
+                    "PAMR needs 1 to 100 iterations and dilations in [1, 64]; got {} iterations, dilations {:?}",
+                    p.iterations, p.dilations
                 )));
             }
         }
@@ -163,7 +187,13 @@ pub fn segment(model: &Model, image: &RgbImage, classes: &ClassEmbeddings, opts:
         }
     }
     let count = Tensor::<4>::from_data(TensorData::new(count, [1, 1, h, w]), &device);
-    let logits = bilinear(canvas.div(count), image.height, image.width).mul_scalar(opts.logit_scale);
+    let mut logits = bilinear(canvas.div(count), image.height, image.width);
+    if let Some(pamr) = &opts.pamr {
+        // Guided by the normalised image at the output size, as NACLIP does.
+        let guide = bilinear(pixels, image.height, image.width);
+        logits = super::pamr::refine(guide, logits, pamr.iterations, &pamr.dilations);
+    }
+    let logits = logits.mul_scalar(opts.logit_scale);
     let probs = burn::tensor::activation::softmax(logits, 1);
     Ok(merge_synonyms(probs, &classes.class_of_name, classes.num_classes).squeeze_dim(0))
 }
