@@ -110,3 +110,22 @@ fn the_reference_comparison_detects_a_wrong_variant_or_sigma() {
     let unrefined = DenseOptions { pamr: None, ..refined.opts.clone() };
     assert!(check(&model, &spec, &unrefined, &refined.tag).is_err(), "PAMR made no difference");
 }
+
+#[test]
+fn text_embeddings_are_computed_once_per_label_set() {
+    use wordmask::dense::pipeline::EmbeddingCache;
+    let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
+    let model = model("clip-p16-quickgelu", &device);
+    let mut cache = EmbeddingCache::default();
+    let a = wordmask::labels::parse("cat, dog").unwrap();
+    let b = wordmask::labels::parse("cat, dog|puppy").unwrap();
+    let first = to_vec(cache.get(&model, &a, &templates::SINGLE).unwrap().names).unwrap();
+    let again = to_vec(cache.get(&model, &a, &templates::SINGLE).unwrap().names).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(cache.computed, 1);
+    cache.get(&model, &b, &templates::SINGLE).unwrap();
+    cache.get(&model, &a, &templates::IMAGENET_80).unwrap();
+    assert_eq!(cache.computed, 3, "a new label set or template set is a new entry");
+    cache.get(&model, &b, &templates::SINGLE).unwrap();
+    assert_eq!(cache.computed, 3);
+}

@@ -29,6 +29,16 @@ pub struct BenchArgs {
     /// Labels embedded per text-encoder iteration.
     #[arg(long, default_value_t = 5)]
     labels: usize,
+    /// Also time dense segmentation of a random image of this size, WIDTHxHEIGHT (e.g.
+    /// 448x336: 6 windows of 224 at stride 112), with the text side for --labels labels.
+    #[arg(long)]
+    segment: Option<String>,
+    /// Last-block variant for --segment.
+    #[arg(long, default_value = "naclip")]
+    method: wordmask::dense::Method,
+    /// Templates for --segment: single or imagenet80.
+    #[arg(long, default_value = "imagenet80")]
+    templates: String,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -69,6 +79,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let device = device::open(args.runtime.backend)?;
     let load_start = Instant::now();
     let model = ClipModel::random(config.clone(), &device);
+    let model = &model;
     let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
     let tokenizer = Tokenizer::new();
     let s = args.size;
@@ -99,6 +110,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         stage: "text encoder, per label".into(),
         times_ms: text.times_ms.iter().map(|t| t / args.labels as f64).collect(),
     };
+    let mut rows = vec![image, text, per_label];
+    if let Some(size) = &args.segment {
+        rows.extend(dense_rows(&args, size, model)?);
+    }
 
     println!(
         "wordmask bench: {} (random weights), backend {}, {} iterations, weights created in {:.0} ms",
@@ -106,7 +121,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     println!("| {:<36} | {:>10} | {:>10} | {:>10} | {:>10} |", "stage", "median ms", "p10 ms", "p90 ms", "max ms");
     println!("|{:-<38}|{:-<12}|{:-<12}|{:-<12}|{:-<12}|", "", "", "", "", "");
-    for row in [&image, &text, &per_label] {
+    for row in &rows {
         println!(
             "| {:<36} | {:>10.1} | {:>10.1} | {:>10.1} | {:>10.1} |",
             row.stage,
@@ -117,4 +132,51 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Text side with templates, and the whole dense pipeline on a random image.
+fn dense_rows(args: &BenchArgs, size: &str, clip: &ClipModel) -> Result<Vec<Row>> {
+    use wordmask::dense::pipeline::{segment, ClassEmbeddings, DenseOptions};
+    use wordmask::dense::templates;
+    use wordmask::labels::Label;
+    use wordmask::model::Model;
+    use wordmask::preprocess::RgbImage;
+
+    let Some((w, h)) = size.split_once('x').and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?))) else {
+        bail!("--segment takes WIDTHxHEIGHT, e.g. 448x336; got {size}");
+    };
+    let model = Model::from_clip(clip.clone(), None)?;
+    let opts = DenseOptions { method: args.method, templates: templates::by_name(&args.templates)?, ..DenseOptions::default() };
+    let labels: Vec<Label> =
+        (0..args.labels).map(|i| Label { name: format!("thing {i}"), synonyms: vec![format!("thing {i}")] }).collect();
+    let mut classes = None;
+    let text = Row {
+        stage: format!("text: {} labels x {} templates", args.labels, opts.templates.len()),
+        times_ms: time(args.iters, |_| {
+            let c = ClassEmbeddings::new(&model, &labels, opts.templates)?;
+            to_vec(c.names.clone())?;
+            classes = Some(c);
+            Ok(())
+        })?,
+    };
+    let classes = classes.expect("timed at least once");
+    let (gh, gw) = (h * opts.short_side / h.min(w), w * opts.short_side / h.min(w));
+    let windows = opts.slide.map(|(win, stride)| wordmask::dense::windows::slide(gh, gw, (win, win), (stride, stride)).len()).unwrap_or(1);
+    let mut seed = 1u32;
+    let dense = Row {
+        stage: format!("dense {}: {w}x{h}, {windows} windows", args.method),
+        times_ms: time(args.iters, |_| {
+            // A fresh random image each iteration (LCG), so nothing is reused between runs.
+            let data = (0..w * h * 3)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 24) as u8
+                })
+                .collect();
+            let image = RgbImage::new(w, h, data)?;
+            to_vec(segment(&model, &image, &classes, &opts)?)?;
+            Ok(())
+        })?,
+    };
+    Ok(vec![text, dense])
 }

@@ -227,3 +227,37 @@ pub fn label_map(probs: &[f32], classes: usize, threshold: f32, background: &[us
         })
         .collect()
 }
+
+/// Text embeddings computed once per (label set, templates) and reused while the labels stay
+/// the same: the light pass of interactive use. Belongs to one model.
+#[derive(Default)]
+pub struct EmbeddingCache {
+    entries: Vec<(CacheKey, ClassEmbeddings)>,
+    /// How many times the text encoder actually ran (tests and diagnostics).
+    pub computed: usize,
+}
+
+type CacheKey = (Vec<Vec<String>>, Vec<String>);
+
+impl EmbeddingCache {
+    /// Label sets remembered at once.
+    const CAPACITY: usize = 8;
+
+    pub fn get(&mut self, model: &Model, labels: &[Label], templates: &[&str]) -> Result<ClassEmbeddings> {
+        let key: CacheKey =
+            (labels.iter().map(|l| l.synonyms.clone()).collect(), templates.iter().map(|t| t.to_string()).collect());
+        if let Some(at) = self.entries.iter().position(|(k, _)| *k == key) {
+            let entry = self.entries.remove(at);
+            let value = entry.1.clone();
+            self.entries.push(entry);
+            return Ok(value);
+        }
+        let value = ClassEmbeddings::new(model, labels, templates)?;
+        self.computed += 1;
+        if self.entries.len() == Self::CAPACITY {
+            self.entries.remove(0);
+        }
+        self.entries.push((key, value.clone()));
+        Ok(value)
+    }
+}
