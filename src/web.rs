@@ -6,6 +6,9 @@ use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::dense::pipeline::{segment, DenseOptions, EmbeddingCache, Pamr};
+use crate::dense::result::{with_background, LabelShare, Segmentation};
+use crate::dense::templates;
 use crate::device::to_vec_async;
 use crate::labels;
 use crate::loader::ComputeDtype;
@@ -22,12 +25,61 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// The compute device of this page (created once) and, once loaded, the model.
+/// The compute device of this page (created once) and, once loaded, the model with its cache
+/// of label embeddings.
 #[wasm_bindgen]
 pub struct WordMask {
     device: Device,
     backend: String,
     model: Option<Model>,
+    cache: EmbeddingCache,
+}
+
+/// Options of `segment`, with the CLI's names and defaults.
+#[derive(serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct SegmentOptions {
+    method: String,
+    templates: String,
+    short_side: usize,
+    window: usize,
+    stride: usize,
+    threshold: f32,
+    background: Vec<String>,
+    refine: String,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        SegmentOptions {
+            method: "naclip".into(),
+            templates: "imagenet80".into(),
+            short_side: 336,
+            window: 224,
+            stride: 112,
+            threshold: 0.1,
+            background: vec!["background".into()],
+            refine: "none".into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SegmentResult {
+    width: usize,
+    height: usize,
+    labels: Vec<LabelShare>,
+    unlabelled: f32,
+    #[serde(with = "serde_bytes_vec")]
+    label_map: Vec<u8>,
+}
+
+/// Serialise the label map as a `Uint8Array` rather than an array of numbers.
+mod serde_bytes_vec {
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
 }
 
 #[derive(Serialize)]
@@ -51,7 +103,7 @@ impl WordMask {
             },
             other => return Err(js_error(Error::invalid(format!("backend must be webgpu or cpu, got {other}")))),
         };
-        Ok(WordMask { device, backend, model: None })
+        Ok(WordMask { device, backend, model: None, cache: EmbeddingCache::default() })
     }
 
     /// The backend in use: "webgpu" or "cpu".
@@ -65,6 +117,7 @@ impl WordMask {
         let model = Model::from_bytes(config_json, weights, weights_name, preprocessor_json.as_deref(), &self.device, ComputeDtype::F32)
             .map_err(js_error)?;
         self.model = Some(model);
+        self.cache = EmbeddingCache::default();
         Ok(())
     }
 
@@ -78,6 +131,44 @@ impl WordMask {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let emb = self.model()?.embed_texts(&refs).map_err(js_error)?;
         to_vec_async(emb).await.map_err(js_error)
+    }
+
+    /// Dense segmentation of an RGBA image: `{width, height, labels: [{label, share}],
+    /// unlabelled, labelMap: Uint8Array}` with the CLI's label-map values. `options` may set
+    /// method, templates, shortSide, window (0 = whole image), stride, threshold, background
+    /// (words) and refine ("pamr").
+    pub async fn segment(&mut self, rgba: &[u8], width: usize, height: usize, labels: &str, options: JsValue) -> Result<JsValue, JsValue> {
+        let opts: SegmentOptions = if options.is_undefined() || options.is_null() {
+            SegmentOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| js_error(Error::invalid(format!("segment options: {e}"))))?
+        };
+        let user_labels = labels::parse(labels).map_err(js_error)?;
+        let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
+        let dense = DenseOptions {
+            method: opts.method.parse().map_err(js_error)?,
+            templates: templates::by_name(&opts.templates).map_err(js_error)?,
+            short_side: opts.short_side,
+            slide: (opts.window > 0).then_some((opts.window, opts.stride)),
+            pamr: match opts.refine.as_str() {
+                "none" | "" => None,
+                "pamr" => Some(Pamr::default()),
+                other => return Err(js_error(Error::invalid(format!("refine must be none or pamr, got {other}")))),
+            },
+            ..DenseOptions::default()
+        };
+        dense.validate().map_err(js_error)?;
+        if !(0.0..=1.0).contains(&opts.threshold) {
+            return Err(js_error(Error::invalid(format!("threshold must be in [0, 1], got {}", opts.threshold))));
+        }
+        let model = self.model.as_ref().ok_or_else(|| js_error(Error::invalid("no model is loaded yet")))?;
+        let all = with_background(&user_labels, &opts.background);
+        let classes = self.cache.get(model, &all, dense.templates).map_err(js_error)?;
+        let probs = to_vec_async(segment(model, &image, &classes, &dense).map_err(js_error)?).await.map_err(js_error)?;
+        let seg = Segmentation::new(width, height, &user_labels, !opts.background.is_empty(), probs, opts.threshold);
+        let (shares, unlabelled) = seg.shares();
+        let result = SegmentResult { width, height, labels: shares, unlabelled, label_map: seg.label_map };
+        serde_wasm_bindgen::to_value(&result).map_err(|e| js_sys::Error::new(&e.to_string()).into())
     }
 
     /// Zero-shot label probabilities for an RGBA image (e.g. from a canvas).
