@@ -77,10 +77,7 @@ fn wgpu_native() -> Result<Device> {
 /// Browser: initialise WebGPU once (async), the only way the browser allows.
 #[cfg(all(feature = "wgpu", target_family = "wasm"))]
 pub async fn webgpu() -> Result<Device> {
-    Device::wgpu_options()
-        .init_async()
-        .await
-        .map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))
+    Device::wgpu_options().init_async().await.map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))
 }
 
 /// Read a tensor back to the host as `f32`, synchronously (native only).

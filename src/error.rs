@@ -13,12 +13,7 @@ pub enum Error {
     /// The checkpoint was read, but its tensors do not fit the architecture of `config.json`.
     /// Lists every missing, mis-shaped and unexpected tensor by name.
     #[error("checkpoint {source_name} does not match the {architecture} architecture ({count} problems):\n{}", .problems.join("\n"))]
-    Mismatch {
-        source_name: String,
-        architecture: String,
-        count: usize,
-        problems: Vec<String>,
-    },
+    Mismatch { source_name: String, architecture: String, count: usize, problems: Vec<String> },
 
     /// `config.json` is missing, malformed, or describes an architecture we do not support.
     #[error("invalid model config: {0}")]
@@ -46,10 +41,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn format(source_name: &str, reason: impl Into<String>) -> Self {
-        Error::Format {
-            source_name: source_name.to_string(),
-            reason: reason.into(),
-        }
+        Error::Format { source_name: source_name.to_string(), reason: reason.into() }
     }
 
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {

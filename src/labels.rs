@@ -19,8 +19,11 @@ pub struct Label {
 pub fn parse(text: &str) -> Result<Vec<Label>> {
     let mut labels = Vec::new();
     for class in text.split([',', '\n', ';']) {
-        let synonyms: Vec<String> =
-            class.split('|').map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|s| !s.is_empty()).collect();
+        let synonyms: Vec<String> = class
+            .split('|')
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|s| !s.is_empty())
+            .collect();
         if synonyms.is_empty() {
             continue;
         }
@@ -47,13 +50,17 @@ pub fn parse(text: &str) -> Result<Vec<Label>> {
 pub fn parse_class_file(text: &str) -> Result<Vec<Label>> {
     let lines: Vec<&str> = text.trim_end_matches(['\n', '\r']).lines().collect();
     if lines.is_empty() || lines.len() > MAX_LABELS {
-        return Err(Error::invalid(format!("a class file needs 1 to {MAX_LABELS} lines, this one has {}", lines.len())));
+        return Err(Error::invalid(format!(
+            "a class file needs 1 to {MAX_LABELS} lines, this one has {}",
+            lines.len()
+        )));
     }
     lines
         .iter()
         .enumerate()
         .map(|(i, line)| {
-            let synonyms: Vec<String> = line.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            let synonyms: Vec<String> =
+                line.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
             if synonyms.is_empty() {
                 return Err(Error::invalid(format!("class file line {} is empty", i + 1)));
             }

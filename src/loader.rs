@@ -52,10 +52,16 @@ pub struct WeightLoader<'c, 'a> {
 }
 
 impl<'c, 'a> WeightLoader<'c, 'a> {
-    pub fn new(checkpoint: &'c Checkpoint<'a>, device: &Device, dtype: ComputeDtype, architecture: &str) -> Result<Self> {
+    pub fn new(
+        checkpoint: &'c Checkpoint<'a>,
+        device: &Device,
+        dtype: ComputeDtype,
+        architecture: &str,
+    ) -> Result<Self> {
         if dtype == ComputeDtype::F16 {
             return Err(Error::Unsupported(
-                "f16 compute is not implemented yet; use --dtype f32 (f16 checkpoints load and are converted to f32)".into(),
+                "f16 compute is not implemented yet; use --dtype f32 (f16 checkpoints load and are converted to f32)"
+                    .into(),
             ));
         }
         Ok(WeightLoader {
@@ -155,13 +161,14 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             return Ok(());
         };
         let mut problems = self.problems;
-        let unexpected: Vec<&str> = checkpoint
-            .names()
-            .filter(|n| !self.used.contains(*n) && !ignorable(n))
-            .collect();
+        let unexpected: Vec<&str> = checkpoint.names().filter(|n| !self.used.contains(*n) && !ignorable(n)).collect();
         if !unexpected.is_empty() {
             const SHOWN: usize = 20;
-            let mut line = format!("{} unexpected tensors: {}", unexpected.len(), unexpected[..unexpected.len().min(SHOWN)].join(", "));
+            let mut line = format!(
+                "{} unexpected tensors: {}",
+                unexpected.len(),
+                unexpected[..unexpected.len().min(SHOWN)].join(", ")
+            );
             if unexpected.len() > SHOWN {
                 line.push_str(", ...");
             }
@@ -178,4 +185,3 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         })
     }
 }
-

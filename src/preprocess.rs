@@ -113,8 +113,8 @@ impl Preprocessor {
     /// Read `preprocessor_config.json`; missing fields fall back to [`Preprocessor::clip`]
     /// with `default_size`.
     pub fn from_json(text: &str, default_size: usize) -> Result<Self> {
-        let raw: RawConfig = serde_json::from_str(text)
-            .map_err(|e| Error::Config(format!("preprocessor_config.json: {e}")))?;
+        let raw: RawConfig =
+            serde_json::from_str(text).map_err(|e| Error::Config(format!("preprocessor_config.json: {e}")))?;
         let mut p = Self::clip(default_size);
         let int = |v: &serde_json::Value, key: &str| v.get(key).and_then(|x| x.as_u64()).map(|x| x as usize);
         match &raw.size {

@@ -6,15 +6,15 @@ use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::dense::pipeline::{segment, DenseOptions, EmbeddingCache, Pamr};
-use crate::dense::result::{with_background, LabelShare, Segmentation};
+use crate::Error;
+use crate::dense::pipeline::{DenseOptions, EmbeddingCache, Pamr, segment};
+use crate::dense::result::{LabelShare, Segmentation, with_background};
 use crate::dense::templates;
 use crate::device::to_vec_async;
 use crate::labels;
 use crate::loader::ComputeDtype;
 use crate::model::{ImageSize, Model, SINGLE_TEMPLATE};
 use crate::preprocess::RgbImage;
-use crate::Error;
 
 fn js_error(e: Error) -> JsValue {
     js_sys::Error::new(&e.to_string()).into()
@@ -113,9 +113,22 @@ impl WordMask {
     }
 
     /// Load a checkpoint from its `config.json` text and weight bytes.
-    pub fn load(&mut self, config_json: &str, weights: &[u8], weights_name: &str, preprocessor_json: Option<String>) -> Result<(), JsValue> {
-        let model = Model::from_bytes(config_json, weights, weights_name, preprocessor_json.as_deref(), &self.device, ComputeDtype::F32)
-            .map_err(js_error)?;
+    pub fn load(
+        &mut self,
+        config_json: &str,
+        weights: &[u8],
+        weights_name: &str,
+        preprocessor_json: Option<String>,
+    ) -> Result<(), JsValue> {
+        let model = Model::from_bytes(
+            config_json,
+            weights,
+            weights_name,
+            preprocessor_json.as_deref(),
+            &self.device,
+            ComputeDtype::F32,
+        )
+        .map_err(js_error)?;
         self.model = Some(model);
         self.cache = EmbeddingCache::default();
         Ok(())
@@ -137,11 +150,19 @@ impl WordMask {
     /// unlabelled, labelMap: Uint8Array}` with the CLI's label-map values. `options` may set
     /// method, templates, shortSide, window (0 = whole image), stride, threshold, background
     /// (words) and refine ("pamr").
-    pub async fn segment(&mut self, rgba: &[u8], width: usize, height: usize, labels: &str, options: JsValue) -> Result<JsValue, JsValue> {
+    pub async fn segment(
+        &mut self,
+        rgba: &[u8],
+        width: usize,
+        height: usize,
+        labels: &str,
+        options: JsValue,
+    ) -> Result<JsValue, JsValue> {
         let opts: SegmentOptions = if options.is_undefined() || options.is_null() {
             SegmentOptions::default()
         } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| js_error(Error::invalid(format!("segment options: {e}"))))?
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| js_error(Error::invalid(format!("segment options: {e}"))))?
         };
         let user_labels = labels::parse(labels).map_err(js_error)?;
         let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
@@ -164,7 +185,8 @@ impl WordMask {
         let model = self.model.as_ref().ok_or_else(|| js_error(Error::invalid("no model is loaded yet")))?;
         let all = with_background(&user_labels, &opts.background);
         let classes = self.cache.get(model, &all, dense.templates).map_err(js_error)?;
-        let probs = to_vec_async(segment(model, &image, &classes, &dense).map_err(js_error)?).await.map_err(js_error)?;
+        let probs =
+            to_vec_async(segment(model, &image, &classes, &dense).map_err(js_error)?).await.map_err(js_error)?;
         let seg = Segmentation::new(width, height, &user_labels, !opts.background.is_empty(), probs, opts.threshold);
         let (shares, unlabelled) = seg.shares();
         let result = SegmentResult { width, height, labels: shares, unlabelled, label_map: seg.label_map };

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{all_close, fixtures, Reference, EMBED_TOL};
+use common::{EMBED_TOL, Reference, all_close, fixtures};
 
 fn wordmask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wordmask")).args(args).output().expect("run wordmask")
@@ -40,14 +40,23 @@ fn embed_image_matches_transformers_from_the_png() {
         let weights = common::weights_file(name);
         let image = fixtures().join("images/shapes_50x90.png");
         let out = json(&wordmask(&[
-            "embed-image", "--model", weights.to_str().unwrap(), "--image", image.to_str().unwrap(), "--backend", "cpu", "--json",
+            "embed-image",
+            "--model",
+            weights.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--json",
         ]));
         let want = Reference::load(name).get("crop.shapes_50x90.image_embeds").0;
         all_close(&format!("{name} embed-image"), &floats(&out["embedding"]), &want, EMBED_TOL, false).unwrap();
-        let shape: Vec<u64> = out["patch_tokens_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let shape: Vec<u64> =
+            out["patch_tokens_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
         let cfg: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fixtures().join(name).join("config.json")).unwrap()).unwrap();
-        let grid = cfg["vision_config"]["image_size"].as_u64().unwrap() / cfg["vision_config"]["patch_size"].as_u64().unwrap();
+        let grid =
+            cfg["vision_config"]["image_size"].as_u64().unwrap() / cfg["vision_config"]["patch_size"].as_u64().unwrap();
         assert_eq!(shape, vec![grid, grid, cfg["projection_dim"].as_u64().unwrap()]);
     }
 }
@@ -57,7 +66,15 @@ fn embed_image_without_crop_interpolates_positions() {
     let model = fixtures().join("clip-p16-quickgelu");
     let image = fixtures().join("images/gradient_80x64.png");
     let out = json(&wordmask(&[
-        "embed-image", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--no-crop", "--backend", "cpu", "--json",
+        "embed-image",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--no-crop",
+        "--backend",
+        "cpu",
+        "--json",
     ]));
     let want = Reference::load("clip-p16-quickgelu").get("nocrop.gradient_80x64.image_embeds").0;
     all_close("embed-image --no-crop", &floats(&out["embedding"]), &want, EMBED_TOL, false).unwrap();
@@ -70,8 +87,16 @@ fn classify_gives_a_distribution_over_the_labels() {
     let model = fixtures().join("clip-p16-quickgelu");
     let image = fixtures().join("images/noise_75x75.png");
     let out = json(&wordmask(&[
-        "classify", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--labels", "cat, dog|puppy, red car",
-        "--backend", "cpu", "--json",
+        "classify",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--labels",
+        "cat, dog|puppy, red car",
+        "--backend",
+        "cpu",
+        "--json",
     ]));
     let labels = out["labels"].as_array().unwrap();
     let names: Vec<&str> = labels.iter().map(|l| l["label"].as_str().unwrap()).collect();
@@ -83,23 +108,62 @@ fn classify_gives_a_distribution_over_the_labels() {
 #[test]
 fn errors_name_the_file_and_exit_non_zero() {
     let image = fixtures().join("images/noise_75x75.png");
-    let out = wordmask(&["embed-image", "--model", "/nonexistent/model", "--image", image.to_str().unwrap(), "--backend", "cpu"]);
+    let out = wordmask(&[
+        "embed-image",
+        "--model",
+        "/nonexistent/model",
+        "--image",
+        image.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
 
     let model = fixtures().join("clip-p16-quickgelu");
-    let out = wordmask(&["embed-image", "--model", model.to_str().unwrap(), "--image", "/tmp/no-such-image.png", "--backend", "cpu"]);
+    let out = wordmask(&[
+        "embed-image",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        "/tmp/no-such-image.png",
+        "--backend",
+        "cpu",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-image.png"));
 
-    let out = wordmask(&["classify", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--labels", " , ", "--backend", "cpu"]);
+    let out = wordmask(&[
+        "classify",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--labels",
+        " , ",
+        "--backend",
+        "cpu",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no labels"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
 fn bench_prints_its_table() {
-    let out = wordmask(&["bench", "--config", "vit-b-32", "--random-weights", "--size", "64", "--iters", "2", "--labels", "2", "--backend", "cpu"]);
+    let out = wordmask(&[
+        "bench",
+        "--config",
+        "vit-b-32",
+        "--random-weights",
+        "--size",
+        "64",
+        "--iters",
+        "2",
+        "--labels",
+        "2",
+        "--backend",
+        "cpu",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for row in ["image encoder (64x64, 4 patches)", "text encoder (2 labels)", "median ms"] {
@@ -112,16 +176,38 @@ fn segment_writes_the_label_map_overlay_scores_and_summary() {
     let dir = std::env::temp_dir().join(format!("wordmask-segment-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // A 640 x 427 photo-sized input (the fixture image scaled up).
-    let photo = image::open(fixtures().join("images/noise_75x75.png")).unwrap().resize_exact(640, 427, image::imageops::FilterType::Triangle);
+    let photo = image::open(fixtures().join("images/noise_75x75.png")).unwrap().resize_exact(
+        640,
+        427,
+        image::imageops::FilterType::Triangle,
+    );
     let input = dir.join("photo.png");
     photo.save(&input).unwrap();
     let (labels, overlay, scores) = (dir.join("labels.png"), dir.join("overlay.png"), dir.join("scores.npy"));
     let model = fixtures().join("clip-p16-quickgelu");
     let out = json(&wordmask(&[
-        "segment", "--model", model.to_str().unwrap(), "--image", input.to_str().unwrap(),
-        "--labels", "cat, dog, car, tree, sky", "--templates", "single", "--threshold", "0", "--background", "none",
-        "--out", labels.to_str().unwrap(), "--overlay", overlay.to_str().unwrap(), "--scores", scores.to_str().unwrap(),
-        "--backend", "cpu", "--json",
+        "segment",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        input.to_str().unwrap(),
+        "--labels",
+        "cat, dog, car, tree, sky",
+        "--templates",
+        "single",
+        "--threshold",
+        "0",
+        "--background",
+        "none",
+        "--out",
+        labels.to_str().unwrap(),
+        "--overlay",
+        overlay.to_str().unwrap(),
+        "--scores",
+        scores.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--json",
     ]));
     assert_eq!((out["width"].as_u64(), out["height"].as_u64()), (Some(640), Some(427)));
     let map = image::open(&labels).unwrap();
@@ -135,7 +221,8 @@ fn segment_writes_the_label_map_overlay_scores_and_summary() {
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
     assert!(header.contains("'descr': '<f4'") && header.contains("'shape': (5, 427, 640)"), "{header}");
-    let probs: Vec<f32> = bytes[10 + header_len..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let probs: Vec<f32> =
+        bytes[10 + header_len..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     let n = 640 * 427;
     assert_eq!(probs.len(), 5 * n);
     let map = map.to_luma8().into_raw();
@@ -160,9 +247,30 @@ fn segment_threshold_and_background_leave_pixels_unlabelled() {
     let labels = dir.join("labels.png");
     let run = |threshold: &str, background: &str| {
         json(&wordmask(&[
-            "segment", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--labels", "cat, dog",
-            "--templates", "single", "--short-side", "64", "--window", "64", "--stride", "32", "--threshold", threshold,
-            "--background", background, "--out", labels.to_str().unwrap(), "--backend", "cpu", "--json",
+            "segment",
+            "--model",
+            model.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+            "--labels",
+            "cat, dog",
+            "--templates",
+            "single",
+            "--short-side",
+            "64",
+            "--window",
+            "64",
+            "--stride",
+            "32",
+            "--threshold",
+            threshold,
+            "--background",
+            background,
+            "--out",
+            labels.to_str().unwrap(),
+            "--backend",
+            "cpu",
+            "--json",
         ]))["unlabelled"]
             .as_f64()
             .unwrap()
@@ -172,8 +280,21 @@ fn segment_threshold_and_background_leave_pixels_unlabelled() {
     assert_eq!(run("1", "none"), 1.0);
     let with_background = run("0", "background; wall");
     assert!((0.0..=1.0).contains(&with_background));
-    let out = wordmask(&["segment", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--labels", "cat",
-        "--threshold", "1.5", "--out", labels.to_str().unwrap(), "--backend", "cpu"]);
+    let out = wordmask(&[
+        "segment",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--labels",
+        "cat",
+        "--threshold",
+        "1.5",
+        "--out",
+        labels.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--threshold"));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -187,16 +308,43 @@ fn segment_with_pamr_refinement_runs() {
     let scores = dir.join("s.npy");
     let run = |refine: &str| {
         let out = wordmask(&[
-            "segment", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--labels", "cat, dog, car",
-            "--templates", "single", "--refine", refine, "--out", dir.join("l.png").to_str().unwrap(),
-            "--scores", scores.to_str().unwrap(), "--backend", "cpu",
+            "segment",
+            "--model",
+            model.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+            "--labels",
+            "cat, dog, car",
+            "--templates",
+            "single",
+            "--refine",
+            refine,
+            "--out",
+            dir.join("l.png").to_str().unwrap(),
+            "--scores",
+            scores.to_str().unwrap(),
+            "--backend",
+            "cpu",
         ]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         std::fs::read(&scores).unwrap()
     };
     assert_ne!(run("none"), run("pamr"), "PAMR left the scores unchanged");
-    let out = wordmask(&["segment", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--labels", "cat",
-        "--refine", "crf", "--out", dir.join("l.png").to_str().unwrap(), "--backend", "cpu"]);
+    let out = wordmask(&[
+        "segment",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--labels",
+        "cat",
+        "--refine",
+        "crf",
+        "--out",
+        dir.join("l.png").to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
     assert!(!out.status.success());
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -3,9 +3,9 @@
 mod common;
 
 use common::{fixtures, read, weights_file};
+use wordmask::Error;
 use wordmask::loader::ComputeDtype;
 use wordmask::model::Model;
-use wordmask::Error;
 
 fn config(model: &str) -> String {
     std::fs::read_to_string(fixtures().join(model).join("config.json")).unwrap()
@@ -102,7 +102,10 @@ fn a_wrong_architecture_is_named() {
     let mut cfg: serde_json::Value = serde_json::from_str(&config("clip-p16-quickgelu")).unwrap();
     cfg["vision_config"]["hidden_size"] = 64.into();
     let text = error_text(&cfg.to_string(), &weights);
-    assert!(text.contains("vision_model.encoder.layers.0.self_attn.q_proj.weight has shape [32, 32], expected [64, 64]"), "{text}");
+    assert!(
+        text.contains("vision_model.encoder.layers.0.self_attn.q_proj.weight has shape [32, 32], expected [64, 64]"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use burn::tensor::{Tensor, TensorData};
-use common::{all_close, backends, read, weights_file, Reference, EMBED_TOL, HIDDEN_REL_TOL, IMAGES, MODELS};
+use common::{EMBED_TOL, HIDDEN_REL_TOL, IMAGES, MODELS, Reference, all_close, backends, read, weights_file};
 use wordmask::checkpoint::Checkpoint;
 use wordmask::clip::ClipModel;
 use wordmask::device::to_vec;
@@ -95,14 +95,16 @@ fn one_perturbed_weight_breaks_parity() {
     let weights = read(&weights_file(name));
     let checkpoint = Checkpoint::from_bytes(&weights, name).unwrap();
     let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
-    for target in ["vision_model.encoder.layers.1.mlp.fc2.weight", "text_model.encoder.layers.0.self_attn.q_proj.weight"] {
-        let mut loader = WeightLoader::new(&checkpoint, &device, ComputeDtype::F32, "CLIPModel")
-            .unwrap()
-            .with_hook(move |key, values| {
+    for target in
+        ["vision_model.encoder.layers.1.mlp.fc2.weight", "text_model.encoder.layers.0.self_attn.q_proj.weight"]
+    {
+        let mut loader = WeightLoader::new(&checkpoint, &device, ComputeDtype::F32, "CLIPModel").unwrap().with_hook(
+            move |key, values| {
                 if key == target {
                     values[3] += 1e-2;
                 }
-            });
+            },
+        );
         let clip = ClipModel::load_with(wordmask::clip::ClipConfig::from_json(&config).unwrap(), &mut loader);
         loader.finish().unwrap();
         let model = Model::from_clip(clip, None).unwrap();

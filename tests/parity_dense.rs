@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{all_close, backends, fixtures, read, weights_file, Reference, EMBED_TOL};
-use wordmask::dense::pipeline::{segment, ClassEmbeddings, DenseOptions, Pamr};
-use wordmask::dense::{templates, Method};
+use common::{EMBED_TOL, Reference, all_close, backends, fixtures, read, weights_file};
+use wordmask::dense::pipeline::{ClassEmbeddings, DenseOptions, Pamr, segment};
+use wordmask::dense::{Method, templates};
 use wordmask::device::to_vec;
 use wordmask::loader::ComputeDtype;
 use wordmask::model::Model;
@@ -33,7 +33,9 @@ fn spec() -> (serde_json::Value, Vec<Run>) {
                 method: r["method"].as_str().unwrap().parse().unwrap(),
                 templates: templates::by_name(r["templates"].as_str().unwrap()).unwrap(),
                 short_side: r["short_side"].as_u64().unwrap() as usize,
-                slide: r["slide"].as_array().map(|s| (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as usize)),
+                slide: r["slide"]
+                    .as_array()
+                    .map(|s| (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as usize)),
                 logit_scale: r["logit_scale"].as_f64().unwrap() as f32,
                 pamr: r["pamr"].as_array().map(|p| Pamr {
                     iterations: p[0].as_u64().unwrap() as usize,
@@ -61,7 +63,13 @@ fn check(model: &Model, spec: &serde_json::Value, opts: &DenseOptions, against: 
     let reference = Reference { bytes: read(&fixtures().join("dense/reference.safetensors")) };
     let labels = wordmask::labels::parse(spec["labels"].as_str().unwrap()).unwrap();
     let classes = ClassEmbeddings::new(model, &labels, opts.templates).map_err(|e| e.to_string())?;
-    all_close(&format!("{against} names"), &to_vec(classes.names.clone()).unwrap(), &reference.get(&format!("{against}.names")).0, EMBED_TOL, false)?;
+    all_close(
+        &format!("{against} names"),
+        &to_vec(classes.names.clone()).unwrap(),
+        &reference.get(&format!("{against}.names")).0,
+        EMBED_TOL,
+        false,
+    )?;
     let probs = segment(model, &image(spec["image"].as_str().unwrap()), &classes, opts).map_err(|e| e.to_string())?;
     let (want, shape) = reference.get(&format!("{against}.scores"));
     if probs.dims() != [shape[0], shape[1], shape[2]] {
@@ -97,7 +105,12 @@ fn the_reference_comparison_detects_a_wrong_variant_or_sigma() {
     for ours in &slid {
         for theirs in &slid {
             if ours.opts.method != theirs.opts.method {
-                assert!(check(&model, &spec, &ours.opts, &theirs.tag).is_err(), "{} passes as {}", ours.tag, theirs.tag);
+                assert!(
+                    check(&model, &spec, &ours.opts, &theirs.tag).is_err(),
+                    "{} passes as {}",
+                    ours.tag,
+                    theirs.tag
+                );
             }
         }
     }

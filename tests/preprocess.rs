@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{all_close, Reference, IMAGES, MODELS};
+use common::{IMAGES, MODELS, Reference, all_close};
 use wordmask::preprocess::{Preprocessor, RgbImage};
 
 /// The resize is bit-exact to Pillow; what remains is float rounding of rescale/normalise.

@@ -37,7 +37,13 @@ fn scene(path: &Path) -> Vec<&'static str> {
 
 fn segment(image: &Path, labels: &str, out: &Path, backend: &str) {
     let status = Command::new(env!("CARGO_BIN_EXE_wordmask"))
-        .args(["segment", "--model", fixtures().join("semantic-colours").to_str().unwrap(), "--image", image.to_str().unwrap()])
+        .args([
+            "segment",
+            "--model",
+            fixtures().join("semantic-colours").to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+        ])
         .args(["--labels", labels, "--out", out.to_str().unwrap(), "--backend", backend])
         .output()
         .unwrap();
@@ -85,14 +91,27 @@ fn eval_over_a_camvid_folder_prints_the_table_and_an_oracle_scores_100() {
         let truth = scene(&image);
         let mut gt: Vec<u8> = truth.iter().map(|name| ids.iter().position(|i| i == name).unwrap() as u8).collect();
         gt[..448 * 4].fill(11); // a void strip along the top
-        image::GrayImage::from_raw(448, 336, gt).unwrap().save(root.join("valannot").join(format!("frame{n}.png"))).unwrap();
+        image::GrayImage::from_raw(448, 336, gt)
+            .unwrap()
+            .save(root.join("valannot").join(format!("frame{n}.png")))
+            .unwrap();
     }
     // CamVid's eleven ids; the first four renamed to the colour words the checkpoint knows.
     let classes = root.join("classes.txt");
-    std::fs::write(&classes, "red\ngreen\nblue\nyellow\nsidewalk\ntree\nsign symbol\nfence\ncar\npedestrian\nbicyclist\n").unwrap();
+    std::fs::write(
+        &classes,
+        "red\ngreen\nblue\nyellow\nsidewalk\ntree\nsign symbol\nfence\ncar\npedestrian\nbicyclist\n",
+    )
+    .unwrap();
     let run = |extra: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
-            .args(["eval", "--model", fixtures().join("semantic-colours").to_str().unwrap(), "--dataset", root.to_str().unwrap()])
+            .args([
+                "eval",
+                "--model",
+                fixtures().join("semantic-colours").to_str().unwrap(),
+                "--dataset",
+                root.to_str().unwrap(),
+            ])
             .args(["--format", "camvid", "--classes", classes.to_str().unwrap(), "--backend", "cpu"])
             .args(extra)
             .output()
@@ -108,7 +127,8 @@ fn eval_over_a_camvid_folder_prints_the_table_and_an_oracle_scores_100() {
     // Classes absent from the split have no IoU and stay out of the mean.
     assert!(json["classes"][4]["iou"].is_null());
     let oracle: serde_json::Value =
-        serde_json::from_slice(&run(&["--predictions", root.join("valannot").to_str().unwrap(), "--json"]).stdout).unwrap();
+        serde_json::from_slice(&run(&["--predictions", root.join("valannot").to_str().unwrap(), "--json"]).stdout)
+            .unwrap();
     assert_eq!(oracle["miou"].as_f64(), Some(1.0));
     std::fs::remove_dir_all(&root).ok();
 }

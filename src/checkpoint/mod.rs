@@ -110,9 +110,10 @@ impl<'a> Checkpoint<'a> {
 
     /// The first stored floating dtype, to report what a checkpoint holds.
     pub fn float_dtype(&self) -> Option<StoredDtype> {
-        self.entries.values().map(|e| e.dtype).find(|d| {
-            matches!(d, StoredDtype::F32 | StoredDtype::F16 | StoredDtype::BF16 | StoredDtype::F64)
-        })
+        self.entries
+            .values()
+            .map(|e| e.dtype)
+            .find(|d| matches!(d, StoredDtype::F32 | StoredDtype::F16 | StoredDtype::BF16 | StoredDtype::F64))
     }
 
     /// Convert one tensor to row-major `f32`.
@@ -143,12 +144,7 @@ fn to_f32(entry: &TensorEntry<'_>) -> std::result::Result<Vec<f32>, String> {
     let n = entry.num_elements();
     let size = entry.dtype.size();
     // The furthest element the strides reach must lie inside the storage.
-    let last = entry
-        .shape
-        .iter()
-        .zip(&entry.strides)
-        .map(|(&d, &s)| d.saturating_sub(1) * s)
-        .sum::<usize>();
+    let last = entry.shape.iter().zip(&entry.strides).map(|(&d, &s)| d.saturating_sub(1) * s).sum::<usize>();
     if n > 0 && (last + 1) * size > entry.data.len() {
         return Err(format!(
             "data is truncated: needs {} bytes, the file holds {}",
@@ -193,12 +189,8 @@ mod tests {
     fn strided_tensors_are_gathered_in_row_major_order() {
         // A 2x3 matrix stored transposed (column-major): strides [1, 2].
         let values: Vec<u8> = [1f32, 4., 2., 5., 3., 6.].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let entry = TensorEntry {
-            dtype: StoredDtype::F32,
-            shape: vec![2, 3],
-            strides: vec![1, 2],
-            data: Cow::Owned(values),
-        };
+        let entry =
+            TensorEntry { dtype: StoredDtype::F32, shape: vec![2, 3], strides: vec![1, 2], data: Cow::Owned(values) };
         assert_eq!(to_f32(&entry).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
     }
 
@@ -218,12 +210,8 @@ mod tests {
 
     #[test]
     fn a_tensor_reaching_past_its_storage_is_an_error() {
-        let entry = TensorEntry {
-            dtype: StoredDtype::F32,
-            shape: vec![4],
-            strides: vec![1],
-            data: Cow::Owned(vec![0; 12]),
-        };
+        let entry =
+            TensorEntry { dtype: StoredDtype::F32, shape: vec![4], strides: vec![1], data: Cow::Owned(vec![0; 12]) };
         let err = to_f32(&entry).unwrap_err();
         assert!(err.contains("truncated"), "{err}");
     }

@@ -53,10 +53,7 @@ pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<S
         let file = archive.by_index_raw(i).map_err(|e| fail(format!("zip entry {i}: {e}")))?;
         let name = file.name().map_err(|e| fail(format!("zip entry {i} has an unreadable name: {e}")))?.into_owned();
         let start = file.data_start().ok_or_else(|| fail(format!("zip entry {name} has no data offset")))?;
-        files.insert(
-            name,
-            (start, file.compressed_size(), file.compression() != zip::CompressionMethod::Stored),
-        );
+        files.insert(name, (start, file.compressed_size(), file.compression() != zip::CompressionMethod::Stored));
     }
     let pkl_name = files
         .keys()

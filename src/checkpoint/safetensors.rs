@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{contiguous_strides, StoredDtype, TensorEntry};
+use super::{StoredDtype, TensorEntry, contiguous_strides};
 use crate::error::{Error, Result};
 
 #[derive(Deserialize)]
@@ -25,7 +25,10 @@ pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<S
     if header_len > MAX_HEADER || 8 + header_len > bytes.len() {
         return Err(Error::format(
             source,
-            format!("safetensors header claims {header_len} bytes but the file has {}; the file is truncated or not safetensors", bytes.len()),
+            format!(
+                "safetensors header claims {header_len} bytes but the file has {}; the file is truncated or not safetensors",
+                bytes.len()
+            ),
         ));
     }
     let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + header_len])
@@ -54,20 +57,24 @@ pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<S
         if start > end || end - start != expected {
             return Err(Error::format(
                 source,
-                format!("tensor {name}: data_offsets [{start}, {end}] do not fit shape {:?} of {}", entry.shape, entry.dtype),
+                format!(
+                    "tensor {name}: data_offsets [{start}, {end}] do not fit shape {:?} of {}",
+                    entry.shape, entry.dtype
+                ),
             ));
         }
         if end > data.len() {
             return Err(Error::format(
                 source,
-                format!("tensor {name} ends at byte {end} of the data but the file holds {}: the file is truncated", data.len()),
+                format!(
+                    "tensor {name} ends at byte {end} of the data but the file holds {}: the file is truncated",
+                    data.len()
+                ),
             ));
         }
         let strides = contiguous_strides(&entry.shape);
-        entries.insert(
-            name,
-            TensorEntry { dtype, shape: entry.shape, strides, data: Cow::Borrowed(&data[start..end]) },
-        );
+        entries
+            .insert(name, TensorEntry { dtype, shape: entry.shape, strides, data: Cow::Borrowed(&data[start..end]) });
     }
     Ok(entries)
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use burn::tensor::{Distribution, Tensor};
 use clap::Args;
 
@@ -136,17 +136,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 /// Text side with templates, and the whole dense pipeline on a random image.
 fn dense_rows(args: &BenchArgs, size: &str, clip: &ClipModel) -> Result<Vec<Row>> {
-    use wordmask::dense::pipeline::{segment, ClassEmbeddings, DenseOptions};
+    use wordmask::dense::pipeline::{ClassEmbeddings, DenseOptions, segment};
     use wordmask::dense::templates;
     use wordmask::labels::Label;
     use wordmask::model::Model;
     use wordmask::preprocess::RgbImage;
 
-    let Some((w, h)) = size.split_once('x').and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?))) else {
+    let Some((w, h)) =
+        size.split_once('x').and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)))
+    else {
         bail!("--segment takes WIDTHxHEIGHT, e.g. 448x336; got {size}");
     };
     let model = Model::from_clip(clip.clone(), None)?;
-    let opts = DenseOptions { method: args.method, templates: templates::by_name(&args.templates)?, ..DenseOptions::default() };
+    let opts = DenseOptions {
+        method: args.method,
+        templates: templates::by_name(&args.templates)?,
+        ..DenseOptions::default()
+    };
     let labels: Vec<Label> =
         (0..args.labels).map(|i| Label { name: format!("thing {i}"), synonyms: vec![format!("thing {i}")] }).collect();
     let mut classes = None;
@@ -161,7 +167,10 @@ fn dense_rows(args: &BenchArgs, size: &str, clip: &ClipModel) -> Result<Vec<Row>
     };
     let classes = classes.expect("timed at least once");
     let (gh, gw) = (h * opts.short_side / h.min(w), w * opts.short_side / h.min(w));
-    let windows = opts.slide.map(|(win, stride)| wordmask::dense::windows::slide(gh, gw, (win, win), (stride, stride)).len()).unwrap_or(1);
+    let windows = opts
+        .slide
+        .map(|(win, stride)| wordmask::dense::windows::slide(gh, gw, (win, win), (stride, stride)).len())
+        .unwrap_or(1);
     let mut seed = 1u32;
     let dense = Row {
         stage: format!("dense {}: {w}x{h}, {windows} windows", args.method),

@@ -5,15 +5,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::segment::MethodArgs;
-use super::{load, read_image, ModelArgs};
-use wordmask::dense::pipeline::{label_map, segment, ClassEmbeddings};
+use super::{ModelArgs, load, read_image};
+use wordmask::dense::pipeline::{ClassEmbeddings, label_map, segment};
 use wordmask::device::to_vec;
-use wordmask::labels::{parse_class_file, Label};
+use wordmask::labels::{Label, parse_class_file};
 use wordmask::metrics::{ConfusionMatrix, IGNORE_INDEX};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -62,7 +62,11 @@ impl Format {
         match self {
             // mmsegmentation's reduce_zero_label: 0 (background/other) is ignored, k -> k - 1.
             Format::Voc20 | Format::Context59 | Format::Ade20k => {
-                if v == 0 || v == IGNORE_INDEX { IGNORE_INDEX } else { v - 1 }
+                if v == 0 || v == IGNORE_INDEX {
+                    IGNORE_INDEX
+                } else {
+                    v - 1
+                }
             }
             // SegNet CamVid: 11 is void.
             Format::Camvid if v >= 11 => IGNORE_INDEX,
@@ -130,10 +134,14 @@ fn stem(p: &Path) -> String {
 fn samples(format: Format, root: &Path) -> Result<Vec<Sample>> {
     let from_list = |list: &str, images: &str, labels: &str| -> Result<Vec<Sample>> {
         let list = root.join(list);
-        let text = std::fs::read_to_string(&list).with_context(|| format!("cannot read the split list {}", list.display()))?;
+        let text =
+            std::fs::read_to_string(&list).with_context(|| format!("cannot read the split list {}", list.display()))?;
         Ok(text
             .split_whitespace()
-            .map(|n| Sample { image: root.join(images).join(format!("{n}.jpg")), label: root.join(labels).join(format!("{n}.png")) })
+            .map(|n| Sample {
+                image: root.join(images).join(format!("{n}.jpg")),
+                label: root.join(labels).join(format!("{n}.png")),
+            })
             .collect())
     };
     let paired = |images: &str, ext: &str, labels: &str, label_of: &dyn Fn(&str) -> String| -> Result<Vec<Sample>> {
@@ -146,12 +154,18 @@ fn samples(format: Format, root: &Path) -> Result<Vec<Sample>> {
             .collect())
     };
     let samples = match format {
-        Format::Voc21 | Format::Voc20 => from_list("ImageSets/Segmentation/val.txt", "JPEGImages", "SegmentationClass")?,
+        Format::Voc21 | Format::Voc20 => {
+            from_list("ImageSets/Segmentation/val.txt", "JPEGImages", "SegmentationClass")?
+        }
         Format::Context60 | Format::Context59 => {
             from_list("ImageSets/SegmentationContext/val.txt", "JPEGImages", "SegmentationClassContext")?
         }
-        Format::CocoObject => paired("images/val2017", ".jpg", "annotations/val2017", &|s| format!("{s}_instanceTrainIds.png"))?,
-        Format::CocoStuff => paired("images/val2017", ".jpg", "annotations/val2017", &|s| format!("{s}_labelTrainIds.png"))?,
+        Format::CocoObject => {
+            paired("images/val2017", ".jpg", "annotations/val2017", &|s| format!("{s}_instanceTrainIds.png"))?
+        }
+        Format::CocoStuff => {
+            paired("images/val2017", ".jpg", "annotations/val2017", &|s| format!("{s}_labelTrainIds.png"))?
+        }
         Format::Ade20k => paired("images/validation", ".jpg", "annotations/validation", &|s| format!("{s}.png"))?,
         Format::Camvid => paired("val", ".png", "valannot", &|s| format!("{s}.png"))?,
         Format::Folder => paired("images", "", "labels", &|s| format!("{s}.png"))?,
@@ -160,7 +174,10 @@ fn samples(format: Format, root: &Path) -> Result<Vec<Sample>> {
             for city in files(&root.join("leftImg8bit/val"), "")? {
                 for image in files(&city, "_leftImg8bit.png")? {
                     let name = stem(&image).trim_end_matches("_leftImg8bit").to_string();
-                    let label = root.join("gtFine/val").join(city.file_name().unwrap_or_default()).join(format!("{name}_gtFine_labelTrainIds.png"));
+                    let label = root
+                        .join("gtFine/val")
+                        .join(city.file_name().unwrap_or_default())
+                        .join(format!("{name}_gtFine_labelTrainIds.png"));
                     out.push(Sample { image, label });
                 }
             }
@@ -168,7 +185,11 @@ fn samples(format: Format, root: &Path) -> Result<Vec<Sample>> {
         }
     };
     if samples.is_empty() {
-        bail!("no images found in {} for the {:?} layout (see the README for the folder layouts)", root.display(), format);
+        bail!(
+            "no images found in {} for the {:?} layout (see the README for the folder layouts)",
+            root.display(),
+            format
+        );
     }
     Ok(samples)
 }
@@ -184,7 +205,12 @@ fn read_label_png(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     let ok = info.bit_depth == png::BitDepth::Eight
         && matches!(info.color_type, png::ColorType::Grayscale | png::ColorType::Indexed);
     if !ok {
-        bail!("{}: label maps must be 8-bit grey or palette PNGs, this one is {:?} {:?}", path.display(), info.color_type, info.bit_depth);
+        bail!(
+            "{}: label maps must be 8-bit grey or palette PNGs, this one is {:?} {:?}",
+            path.display(),
+            info.color_type,
+            info.bit_depth
+        );
     }
     let (w, h) = (info.width as usize, info.height as usize);
     let data = (0..h).flat_map(|y| buf[y * info.line_size..y * info.line_size + w].to_vec()).collect();
@@ -193,7 +219,9 @@ fn read_label_png(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let classes: Vec<Label> = match (&args.classes, args.format.classes()) {
-        (Some(path), _) => parse_class_file(&std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?)?,
+        (Some(path), _) => parse_class_file(
+            &std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        )?,
         (None, Some(text)) => parse_class_file(text)?,
         (None, None) => bail!("--format folder needs --classes FILE"),
     };
@@ -239,14 +267,25 @@ pub fn run(args: EvalArgs) -> Result<()> {
         matrix.add(&prediction, &gt)?;
         let elapsed = start.elapsed().as_secs_f64();
         let eta = elapsed / (i + 1) as f64 * (samples.len() - i - 1) as f64;
-        eprint!("\r[{}/{}] mIoU so far {:.1}%  {:.1} s/image  eta {:.0} s   ", i + 1, samples.len(), matrix.scores().miou * 100.0, elapsed / (i + 1) as f64, eta);
+        eprint!(
+            "\r[{}/{}] mIoU so far {:.1}%  {:.1} s/image  eta {:.0} s   ",
+            i + 1,
+            samples.len(),
+            matrix.scores().miou * 100.0,
+            elapsed / (i + 1) as f64,
+            eta
+        );
         std::io::stderr().flush().ok();
     }
     eprintln!();
     let scores = matrix.scores();
     if args.json {
-        let per_class: Vec<_> = classes.iter().zip(&scores.iou).map(|(c, iou)| json!({"class": c.name, "iou": iou})).collect();
-        println!("{}", json!({"images": samples.len(), "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "method": opts.method.to_string(), "threshold": threshold}));
+        let per_class: Vec<_> =
+            classes.iter().zip(&scores.iou).map(|(c, iou)| json!({"class": c.name, "iou": iou})).collect();
+        println!(
+            "{}",
+            json!({"images": samples.len(), "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "method": opts.method.to_string(), "threshold": threshold})
+        );
     } else {
         println!("| {:<28} | {:>8} |", "class", "IoU %");
         println!("|{:-<30}|{:-<10}|", "", "");

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// Weight file names, in the order they are looked for.
 const WEIGHT_FILES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];

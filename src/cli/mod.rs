@@ -14,7 +14,7 @@ use serde_json::json;
 
 use wordmask::device::{self, to_vec};
 use wordmask::model::{ImageSize, Model, SINGLE_TEMPLATE};
-use wordmask::{labels, Backend, ComputeDtype};
+use wordmask::{Backend, ComputeDtype, labels};
 
 #[derive(Parser)]
 #[command(name = "wordmask", version, about = "Type words, get masks: open-vocabulary segmentation with CLIP")]

@@ -13,8 +13,18 @@ use wordmask::preprocess::RgbImage;
 
 /// Distinct colours for labels 1.. (0, unlabelled, is left uncoloured).
 const PALETTE: [[u8; 3]; 12] = [
-    [230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48], [145, 30, 180],
-    [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40],
+    [230, 25, 75],
+    [60, 180, 75],
+    [0, 130, 200],
+    [255, 225, 25],
+    [245, 130, 48],
+    [145, 30, 180],
+    [70, 240, 240],
+    [240, 50, 230],
+    [210, 245, 60],
+    [250, 190, 212],
+    [0, 128, 128],
+    [170, 110, 40],
 ];
 
 pub fn colour(label: usize) -> [u8; 3] {
@@ -23,7 +33,8 @@ pub fn colour(label: usize) -> [u8; 3] {
 
 /// Label indices as a grey PNG: pixel value i = i-th label, 0 = unlabelled.
 pub fn write_labels_png(seg: &Segmentation, path: &Path) -> Result<()> {
-    let img = GrayImage::from_raw(seg.width as u32, seg.height as u32, seg.label_map.clone()).context("label map size")?;
+    let img =
+        GrayImage::from_raw(seg.width as u32, seg.height as u32, seg.label_map.clone()).context("label map size")?;
     img.save(path).with_context(|| format!("cannot write {}", path.display()))
 }
 

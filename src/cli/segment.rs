@@ -8,10 +8,10 @@ use clap::Args;
 use serde_json::json;
 
 use super::outputs::{write_labels_png, write_npy, write_overlay};
-use super::{load, read_image, ModelArgs};
-use wordmask::dense::pipeline::{segment, ClassEmbeddings, DenseOptions, Pamr, DEFAULT_LOGIT_SCALE};
-use wordmask::dense::result::{with_background, Segmentation};
-use wordmask::dense::{templates, Method};
+use super::{ModelArgs, load, read_image};
+use wordmask::dense::pipeline::{ClassEmbeddings, DEFAULT_LOGIT_SCALE, DenseOptions, Pamr, segment};
+use wordmask::dense::result::{Segmentation, with_background};
+use wordmask::dense::{Method, templates};
 use wordmask::device::to_vec;
 use wordmask::labels;
 

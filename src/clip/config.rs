@@ -51,13 +51,27 @@ pub struct TextConfig {
 }
 
 mod text_defaults {
-    pub fn vocab_size() -> usize { 49408 }
-    pub fn hidden_size() -> usize { 512 }
-    pub fn intermediate_size() -> usize { 2048 }
-    pub fn num_hidden_layers() -> usize { 12 }
-    pub fn num_attention_heads() -> usize { 8 }
-    pub fn max_position_embeddings() -> usize { 77 }
-    pub fn eos_token_id() -> i64 { 49407 }
+    pub fn vocab_size() -> usize {
+        49408
+    }
+    pub fn hidden_size() -> usize {
+        512
+    }
+    pub fn intermediate_size() -> usize {
+        2048
+    }
+    pub fn num_hidden_layers() -> usize {
+        12
+    }
+    pub fn num_attention_heads() -> usize {
+        8
+    }
+    pub fn max_position_embeddings() -> usize {
+        77
+    }
+    pub fn eos_token_id() -> i64 {
+        49407
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,13 +97,27 @@ pub struct VisionConfig {
 }
 
 mod vision_defaults {
-    pub fn hidden_size() -> usize { 768 }
-    pub fn intermediate_size() -> usize { 3072 }
-    pub fn num_hidden_layers() -> usize { 12 }
-    pub fn num_attention_heads() -> usize { 12 }
-    pub fn num_channels() -> usize { 3 }
-    pub fn image_size() -> usize { 224 }
-    pub fn patch_size() -> usize { 32 }
+    pub fn hidden_size() -> usize {
+        768
+    }
+    pub fn intermediate_size() -> usize {
+        3072
+    }
+    pub fn num_hidden_layers() -> usize {
+        12
+    }
+    pub fn num_attention_heads() -> usize {
+        12
+    }
+    pub fn num_channels() -> usize {
+        3
+    }
+    pub fn image_size() -> usize {
+        224
+    }
+    pub fn patch_size() -> usize {
+        32
+    }
 }
 
 /// A `CLIPModel` configuration.
@@ -135,12 +163,24 @@ impl ClipConfig {
         let v = &self.vision_config;
         let t = &self.text_config;
         let check = |ok: bool, msg: String| if ok { Ok(()) } else { Err(Error::Config(msg)) };
-        check(v.hidden_size % v.num_attention_heads == 0, format!(
-            "vision hidden_size {} is not divisible by num_attention_heads {}", v.hidden_size, v.num_attention_heads))?;
-        check(t.hidden_size % t.num_attention_heads == 0, format!(
-            "text hidden_size {} is not divisible by num_attention_heads {}", t.hidden_size, t.num_attention_heads))?;
-        check(v.patch_size > 0 && v.image_size >= v.patch_size, format!(
-            "vision patch_size {} must be positive and at most image_size {}", v.patch_size, v.image_size))?;
+        check(
+            v.hidden_size % v.num_attention_heads == 0,
+            format!(
+                "vision hidden_size {} is not divisible by num_attention_heads {}",
+                v.hidden_size, v.num_attention_heads
+            ),
+        )?;
+        check(
+            t.hidden_size % t.num_attention_heads == 0,
+            format!(
+                "text hidden_size {} is not divisible by num_attention_heads {}",
+                t.hidden_size, t.num_attention_heads
+            ),
+        )?;
+        check(
+            v.patch_size > 0 && v.image_size >= v.patch_size,
+            format!("vision patch_size {} must be positive and at most image_size {}", v.patch_size, v.image_size),
+        )?;
         check(v.num_channels == 3, format!("vision num_channels must be 3 (RGB), got {}", v.num_channels))?;
         check(v.num_hidden_layers > 0 && t.num_hidden_layers > 0, "both towers need at least one layer".into())?;
         check(t.max_position_embeddings >= 2, "text max_position_embeddings must be at least 2".into())
@@ -202,7 +242,9 @@ impl ClipConfig {
             "vit-b-16" => Ok(Self::vit_b_16()),
             "vit-b-32" => Ok(Self::vit_b_32()),
             "vit-l-14" => Ok(Self::vit_l_14()),
-            other => Err(Error::invalid(format!("unknown config preset {other}; choose vit-b-16, vit-b-32 or vit-l-14"))),
+            other => {
+                Err(Error::invalid(format!("unknown config preset {other}; choose vit-b-16, vit-b-32 or vit-l-14")))
+            }
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The transformer pieces shared by both CLIP towers, named after their checkpoint keys
 //! (transformers `modeling_clip.py`: `CLIPAttention`, `CLIPMLP`, `CLIPEncoderLayer`).
 
+use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, gelu_approximate, sigmoid, softmax};
 use burn::tensor::module::layer_norm;
-use burn::tensor::Tensor;
 
 use super::config::Activation;
 use crate::loader::WeightLoader;
@@ -142,6 +142,12 @@ pub struct TowerDims {
     pub act: Activation,
 }
 
+impl TowerDims {
+    pub fn new(width: usize, intermediate: usize, heads: usize, eps: f64, act: Activation) -> Self {
+        TowerDims { width, intermediate, heads, eps, act }
+    }
+}
+
 impl EncoderLayer {
     pub fn load(loader: &mut WeightLoader, prefix: &str, dims: TowerDims) -> Self {
         let d = dims.width;
@@ -174,9 +180,7 @@ impl EncoderLayer {
 
 /// Load `encoder.layers.{i}` for `i < count`.
 pub fn load_layers(loader: &mut WeightLoader, prefix: &str, count: usize, dims: TowerDims) -> Vec<EncoderLayer> {
-    (0..count)
-        .map(|i| EncoderLayer::load(loader, &format!("{prefix}.encoder.layers.{i}"), dims))
-        .collect()
+    (0..count).map(|i| EncoderLayer::load(loader, &format!("{prefix}.encoder.layers.{i}"), dims)).collect()
 }
 
 /// Divide each row by its L2 norm. `[n, d] -> [n, d]`

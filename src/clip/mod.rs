@@ -14,7 +14,7 @@ pub mod vision;
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
-use layers::{l2_normalize, Linear};
+use layers::{Linear, l2_normalize};
 pub use text::TextTransformer;
 pub use vision::{VisionOutput, VisionTransformer};
 

@@ -4,7 +4,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::TextConfig;
-use super::layers::{load_layers, EncoderLayer, LayerNorm, TowerDims};
+use super::layers::{EncoderLayer, LayerNorm, TowerDims, load_layers};
 use crate::loader::WeightLoader;
 
 #[derive(Debug, Clone)]
@@ -23,13 +23,8 @@ pub struct TextTransformer {
 impl TextTransformer {
     pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &TextConfig) -> Self {
         let d = cfg.hidden_size;
-        let dims = TowerDims {
-            width: d,
-            intermediate: cfg.intermediate_size,
-            heads: cfg.num_attention_heads,
-            eps: cfg.layer_norm_eps,
-            act: cfg.hidden_act,
-        };
+        let dims =
+            TowerDims::new(d, cfg.intermediate_size, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act);
         TextTransformer {
             token_embedding: loader.tensor(&format!("{prefix}.embeddings.token_embedding.weight"), [cfg.vocab_size, d]),
             position_embedding: loader

@@ -5,7 +5,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::config::VisionConfig;
 use super::interpolate::bicubic;
-use super::layers::{load_layers, EncoderLayer, LayerNorm, TowerDims};
+use super::layers::{EncoderLayer, LayerNorm, TowerDims, load_layers};
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
 
@@ -53,13 +53,8 @@ impl VisionTransformer {
         let pos_name = format!("{prefix}.embeddings.position_embedding.weight");
         let pos_host = loader.host(&pos_name, &[positions, d]).unwrap_or_else(|| vec![0.0; positions * d]);
         let position_embedding = Tensor::from_data(TensorData::new(pos_host.clone(), [positions, d]), &device);
-        let dims = TowerDims {
-            width: d,
-            intermediate: cfg.intermediate_size,
-            heads: cfg.num_attention_heads,
-            eps: cfg.layer_norm_eps,
-            act: cfg.hidden_act,
-        };
+        let dims =
+            TowerDims::new(d, cfg.intermediate_size, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act);
         VisionTransformer {
             class_embedding: loader.tensor(&format!("{prefix}.embeddings.class_embedding"), [d]),
             patch_embedding,

@@ -62,10 +62,9 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.to_string() == s)
-            .ok_or_else(|| Error::invalid(format!("method must be one of vanilla, maskclip, sclip, clearclip, naclip; got {s}")))
+        Method::ALL.into_iter().find(|m| m.to_string() == s).ok_or_else(|| {
+            Error::invalid(format!("method must be one of vanilla, maskclip, sclip, clearclip, naclip; got {s}"))
+        })
     }
 }
 

@@ -6,8 +6,8 @@
 //! 3x3 windows at all dilations; averaged over colour channels and softmaxed over the
 //! neighbours, they repeatedly replace each score by its affinity-weighted neighbourhood.
 
-use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
 
 /// NACLIP's settings: 10 iterations at dilations 8 and 16.
 pub const ITERATIONS: usize = 10;
@@ -41,19 +41,20 @@ fn window(x: &Tensor<4>, d: usize) -> Vec<((isize, isize), Tensor<4>)> {
 
 /// Neighbours (centre excluded) at every dilation, in a fixed order.
 fn neighbours(x: &Tensor<4>, dilations: &[usize]) -> Vec<Tensor<4>> {
-    dilations
-        .iter()
-        .flat_map(|&d| window(x, d).into_iter().filter(|(o, _)| *o != (0, 0)).map(|(_, t)| t))
-        .collect()
+    dilations.iter().flat_map(|&d| window(x, d).into_iter().filter(|(o, _)| *o != (0, 0)).map(|(_, t)| t)).collect()
 }
 
 /// Refine `scores` (`[1, k, h, w]`) with the guide image `image` (`[1, 3, h, w]`).
 pub fn refine(image: Tensor<4>, scores: Tensor<4>, iterations: usize, dilations: &[usize]) -> Tensor<4> {
     // σ over the 3x3 windows of every dilation (the centre counted once per dilation).
-    let samples: Vec<Tensor<4>> = dilations.iter().flat_map(|&d| window(&image, d).into_iter().map(|(_, t)| t)).collect();
+    let samples: Vec<Tensor<4>> =
+        dilations.iter().flat_map(|&d| window(&image, d).into_iter().map(|(_, t)| t)).collect();
     let n = samples.len() as f64;
     let mean = Tensor::cat(samples.clone(), 0).sum_dim(0).div_scalar(n);
-    let var = samples.iter().fold(mean.zeros_like(), |acc, s| acc.add(s.clone().sub(mean.clone()).powf_scalar(2.0))).div_scalar(n - 1.0);
+    let var = samples
+        .iter()
+        .fold(mean.zeros_like(), |acc, s| acc.add(s.clone().sub(mean.clone()).powf_scalar(2.0)))
+        .div_scalar(n - 1.0);
     let denom = var.sqrt().mul_scalar(0.1).add_scalar(1e-8);
     let affinities: Vec<Tensor<4>> = neighbours(&image, dilations)
         .into_iter()

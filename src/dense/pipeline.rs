@@ -9,9 +9,9 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Tensor, TensorData};
 
-use super::templates;
-use super::windows::{slide, Window};
 use super::last_block;
+use super::templates;
+use super::windows::{Window, slide};
 use crate::clip::layers::l2_normalize;
 use crate::error::{Error, Result};
 use crate::labels::Label;
@@ -82,7 +82,11 @@ impl DenseOptions {
             }
         }
         if let Some(p) = &self.pamr {
-            if p.iterations == 0 || p.iterations > 100 || p.dilations.is_empty() || p.dilations.iter().any(|&d| d == 0 || d > 64) {
+            if p.iterations == 0
+                || p.iterations > 100
+                || p.dilations.is_empty()
+                || p.dilations.iter().any(|&d| d == 0 || d > 64)
+            {
                 return Err(Error::invalid(format!(
                     "PAMR needs 1 to 100 iterations and dilations in [1, 64]; got {} iterations, dilations {:?}",
                     p.iterations, p.dilations
@@ -139,7 +143,10 @@ fn bilinear(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
     if (xh, xw) == (h, w) {
         return x;
     }
-    interpolate(x, InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([h, w]))
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([h, w]),
+    )
 }
 
 /// Cosine scores of each window's patches with each name, upsampled to the window.
@@ -149,7 +156,8 @@ fn window_scores(model: &Model, crops: Tensor<4>, names: &Tensor<2>, opts: &Dens
     let clip = &model.clip;
     let (x, (gh, gw)) = clip.vision_model.hidden_before_last(crops)?;
     let last = clip.vision_model.layers.last().expect("config guarantees one layer");
-    let tokens = clip.vision_model.post_layernorm.forward(last_block(opts.method, last, x, (gh, gw), opts.naclip_sigma));
+    let tokens =
+        clip.vision_model.post_layernorm.forward(last_block(opts.method, last, x, (gh, gw), opts.naclip_sigma));
     let d = tokens.dims()[2];
     let patches = l2_normalize(clip.visual_projection.forward(tokens.slice([0..n, 1..1 + gh * gw, 0..d])));
     let k = names.dims()[0];
@@ -174,7 +182,8 @@ pub fn segment(model: &Model, image: &RgbImage, classes: &ClassEmbeddings, opts:
     let mut count = vec![0f32; h * w];
     // All windows have one size (mmsegmentation shifts the last ones inside), so they batch.
     for group in windows.chunks(WINDOW_BATCH) {
-        let crops: Vec<Tensor<4>> = group.iter().map(|win| pixels.clone().slice([0..1, 0..3, win.y1..win.y2, win.x1..win.x2])).collect();
+        let crops: Vec<Tensor<4>> =
+            group.iter().map(|win| pixels.clone().slice([0..1, 0..3, win.y1..win.y2, win.x1..win.x2])).collect();
         let scores = window_scores(model, Tensor::cat(crops, 0), &classes.names, opts)?;
         for (i, win) in group.iter().enumerate() {
             let ranges = [0..1, 0..k, win.y1..win.y2, win.x1..win.x2];
@@ -222,7 +231,8 @@ pub fn label_map(probs: &[f32], classes: usize, threshold: f32, background: &[us
     let n = probs.len() / classes.max(1);
     (0..n)
         .map(|i| {
-            let (best, p) = (0..classes).map(|c| (c, probs[c * n + i])).fold((0, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
+            let (best, p) =
+                (0..classes).map(|c| (c, probs[c * n + i])).fold((0, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
             if p < threshold || background.contains(&best) { 0 } else { (best + 1) as u8 }
         })
         .collect()

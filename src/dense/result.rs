@@ -42,7 +42,14 @@ pub struct LabelShare {
 
 impl Segmentation {
     /// `probs` as returned by the pipeline for `with_background(labels, background)`.
-    pub fn new(width: usize, height: usize, labels: &[Label], background: bool, probs: Vec<f32>, threshold: f32) -> Self {
+    pub fn new(
+        width: usize,
+        height: usize,
+        labels: &[Label],
+        background: bool,
+        probs: Vec<f32>,
+        threshold: f32,
+    ) -> Self {
         let classes = labels.len() + usize::from(background);
         let background_class: Vec<usize> = if background { vec![labels.len()] } else { vec![] };
         let label_map = super::pipeline::label_map(&probs, classes, threshold, &background_class);

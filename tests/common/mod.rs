@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use wordmask::checkpoint::Checkpoint;
 use wordmask::Backend;
+use wordmask::checkpoint::Checkpoint;
 
 /// Normalised embeddings: the bound for f32 parity with transformers.
 pub const EMBED_TOL: f32 = 1e-4;
@@ -21,7 +21,11 @@ pub fn fixtures() -> PathBuf {
 
 pub fn weights_file(model: &str) -> PathBuf {
     let dir = fixtures().join(model);
-    ["model.safetensors", "pytorch_model.bin"].iter().map(|f| dir.join(f)).find(|p| p.exists()).expect("fixture weights")
+    ["model.safetensors", "pytorch_model.bin"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+        .expect("fixture weights")
 }
 
 pub fn read(path: &Path) -> Vec<u8> {
