@@ -11,6 +11,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// wgpu when a hardware GPU adapter is present, else the CPU backend (a software
+    /// rasteriser such as llvmpipe runs CLIP tens of times slower than `flex`).
+    Auto,
     Wgpu,
     Cpu,
 }
@@ -18,6 +21,7 @@ pub enum Backend {
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Backend::Auto => "auto",
             Backend::Wgpu => "wgpu",
             Backend::Cpu => "cpu",
         })
@@ -28,9 +32,10 @@ impl FromStr for Backend {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s {
+            "auto" => Ok(Backend::Auto),
             "wgpu" | "gpu" => Ok(Backend::Wgpu),
             "cpu" | "flex" => Ok(Backend::Cpu),
-            other => Err(Error::invalid(format!("backend must be wgpu or cpu, got {other}"))),
+            other => Err(Error::invalid(format!("backend must be auto, wgpu or cpu, got {other}"))),
         }
     }
 }
@@ -42,7 +47,33 @@ pub fn open(backend: Backend) -> Result<Device> {
     match backend {
         Backend::Cpu => cpu(),
         Backend::Wgpu => wgpu_native(),
+        Backend::Auto => open(resolve_auto()),
     }
+}
+
+/// What `auto` means on this machine.
+#[cfg(not(target_family = "wasm"))]
+pub fn resolve_auto() -> Backend {
+    if hardware_gpu() { Backend::Wgpu } else { Backend::Cpu }
+}
+
+/// Whether wgpu sees an adapter that is not a CPU (software) device.
+#[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
+fn hardware_gpu() -> bool {
+    use burn::tensor::wgpu::wgpu;
+    use std::task::{Context, Poll, Waker};
+    let instance = wgpu::Instance::default();
+    let mut adapters = std::pin::pin!(instance.enumerate_adapters(wgpu::Backends::all()));
+    // Native enumeration completes immediately; a pending future counts as "no GPU".
+    match adapters.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(list) => list.iter().any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu),
+        Poll::Pending => false,
+    }
+}
+
+#[cfg(all(not(feature = "wgpu"), not(target_family = "wasm")))]
+fn hardware_gpu() -> bool {
+    false
 }
 
 #[cfg(feature = "cpu")]

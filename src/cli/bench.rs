@@ -76,7 +76,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("--iters and --labels must be at least 1");
     }
     let config = ClipConfig::by_name(&args.config)?;
-    let device = device::open(args.runtime.backend)?;
+    let backend = match args.runtime.backend {
+        wordmask::Backend::Auto => device::resolve_auto(),
+        b => b,
+    };
+    let device = device::open(backend)?;
     let load_start = Instant::now();
     let model = ClipModel::random(config.clone(), &device);
     let model = &model;
@@ -117,7 +121,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     println!(
         "wordmask bench: {} (random weights), backend {}, {} iterations, weights created in {:.0} ms",
-        args.config, args.runtime.backend, args.iters, load_ms
+        args.config, backend, args.iters, load_ms
     );
     println!("| {:<36} | {:>10} | {:>10} | {:>10} | {:>10} |", "stage", "median ms", "p10 ms", "p90 ms", "max ms");
     println!("|{:-<38}|{:-<12}|{:-<12}|{:-<12}|{:-<12}|", "", "", "", "", "");

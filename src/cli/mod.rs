@@ -85,8 +85,8 @@ pub struct ModelArgs {
 
 #[derive(Args, Clone, Copy)]
 pub struct RuntimeArgs {
-    /// Compute backend: wgpu (GPU; Vulkan/Metal/DX12) or cpu.
-    #[arg(long, default_value = "wgpu")]
+    /// Compute backend: auto (wgpu on a hardware GPU, else cpu), wgpu (Vulkan/Metal/DX12) or cpu.
+    #[arg(long, default_value = "auto")]
     backend: Backend,
     /// Compute precision (weights are converted on load).
     #[arg(long, default_value = "f32")]
