@@ -2,7 +2,8 @@
 # wordmask build script.
 #   ./build.sh          build the web package: wasm32 release -> wasm-bindgen -> pkg/ (+ wasm-opt if present)
 #   ./build.sh serve    build, then serve www/ and pkg/ on http://localhost:8080
-#   ./build.sh test     install what the tests need, run every test (native, both backends) and the wasm build
+#   ./build.sh test     install what the tests need, run every test (native on both backends, the wasm
+#                       build, and the browser tests in Chromium)
 #   ./build.sh setup    only install the toolchain pieces and system packages
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -63,11 +64,25 @@ build_web() {
     ls -l pkg/wordmask_bg.wasm
 }
 
+setup_browser() {
+    # Debian's Chromium (never a downloaded browser) and playwright-core to drive it.
+    if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+        say "installing Debian's chromium for the browser tests"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+    say "installing playwright-core (tests/browser)"
+    (cd tests/browser && npm ci --no-audit --no-fund --silent)
+}
+
 run_tests() {
     setup_system
     say "native tests (release profile, shared with the CLI; CPU and wgpu backends)"
     cargo test --release --locked
     build_web
+    setup_browser
+    say "browser tests (Chromium: SwiftShader WebGPU and the CPU fallback)"
+    (cd tests/browser && node --test)
 }
 
 case "${1:-build}" in

@@ -1,6 +1,7 @@
 // The worker owns the model: the page never blocks on loading or inference.
 // Messages in:  {type: 'init', backend} | {type: 'load', configUrl|config, weightsUrl|weights, weightsName}
 //               | {type: 'classify', id, rgba, width, height, labels}
+//               | {type: 'segment', id, rgba, width, height, labels, options}
 // Messages out: {status: 'loading', done, total} | {status: 'ready', backend} | {status: 'result', id, scores}
 //               | {status: 'error', message}
 import init, { WordMask } from '../pkg/wordmask.js';
@@ -38,6 +39,9 @@ onmessage = async ({ data }) => {
       const weights = data.weights ?? await fetchBytes(data.weightsUrl);
       wm.load(config, weights, data.weightsName || 'weights', undefined);
       postMessage({ status: 'ready', backend: wm.backend });
+    } else if (data.type === 'segment') {
+      const result = await wm.segment(data.rgba, data.width, data.height, data.labels, data.options);
+      postMessage({ status: 'result', id: data.id, kind: 'segment', ...result }, [result.labelMap.buffer]);
     } else if (data.type === 'classify') {
       const scores = await wm.classify(data.rgba, data.width, data.height, data.labels);
       postMessage({ status: 'result', id: data.id, scores });

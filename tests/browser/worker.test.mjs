@@ -1,0 +1,77 @@
+// The page's worker runs the wasm core in a real Chromium: WebGPU (SwiftShader) and the CPU
+// fallback segment the colour scene correctly, errors are readable, and after the model is
+// loaded nothing goes over the network.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { colourScene, launch, startServer, workerClient } from './harness.mjs';
+
+const MODEL = '/tests/fixtures/semantic-colours';
+const LABELS = 'yellow, green, red, blue';
+// Pixels well inside each painted region, and the label index (1-based, in LABELS order) it must get.
+const PROBES = [[50, 50, 3], [50, 300, 2], [430, 300, 4], [350, 100, 1]];
+
+let server;
+before(async () => { server = await startServer(); });
+after(() => server.close());
+
+async function segmentScene(webgpu) {
+  const browser = await launch({ webgpu });
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${server.url}/`);
+    await page.evaluate(workerClient);
+    const device = await page.evaluate(() => ask({ type: 'init', backend: 'webgpu' }));
+    assert.equal(device.status, 'device', JSON.stringify(device));
+    const ready = await page.evaluate((m) => ask({ type: 'load', configUrl: `${m}/config.json`, weightsUrl: `${m}/model.safetensors` }), MODEL);
+    assert.equal(ready.status, 'ready', JSON.stringify(ready));
+    const requests = [];
+    page.on('request', (r) => requests.push(r.url()));
+    await page.evaluate(`window.colourScene = ${colourScene}`);
+    const result = await page.evaluate(async (labels) => {
+      const r = await ask({ type: 'segment', id: 1, ...colourScene(), labels, options: {} });
+      return { ...r, labelMap: r.labelMap ? Array.from(r.labelMap) : undefined };
+    }, LABELS);
+    assert.equal(result.status, 'result', JSON.stringify(result).slice(0, 300));
+    for (const [x, y, want] of PROBES) {
+      assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
+    }
+    assert.deepEqual(requests, [], 'no network request after the model is loaded');
+    assert.deepEqual(errors, []);
+    return device.backend;
+  } finally {
+    await browser.close();
+  }
+}
+
+test('WebGPU (SwiftShader) segments the colour scene', { timeout: 300_000 }, async () => {
+  assert.equal(await segmentScene(true), 'webgpu');
+});
+
+test('without WebGPU the CPU backend takes over and still segments', { timeout: 300_000 }, async () => {
+  assert.equal(await segmentScene(false), 'cpu');
+});
+
+test('a corrupt or foreign checkpoint gives a readable error', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/`);
+    await page.evaluate(workerClient);
+    await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
+    const config = await (await fetch(`${server.url}${MODEL}/config.json`)).text();
+    const corrupt = await page.evaluate((config) => ask({ type: 'load', config, weights: new Uint8Array(1000).fill(7) }), config);
+    assert.equal(corrupt.status, 'error');
+    assert.match(corrupt.message, /cannot read checkpoint .*unrecognised/);
+    const foreign = await page.evaluate(async (m) => {
+      const weights = new Uint8Array(await (await fetch(`${m}/model.safetensors`)).arrayBuffer());
+      return ask({ type: 'load', config: '{"model_type": "sam"}', weights });
+    }, MODEL);
+    assert.equal(foreign.status, 'error');
+    assert.match(foreign.message, /model_type is 'sam'/);
+  } finally {
+    await browser.close();
+  }
+});
