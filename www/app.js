@@ -1,56 +1,190 @@
-// Page logic: forwards user input to the worker that owns the model and shows its answers.
+// Page logic. The worker owns the model; this file only gathers input and draws results.
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
+// Same colours as the CLI's overlay (label 1 = first colour).
+const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48], [145, 30, 180],
+  [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]];
+const colour = (label) => PALETTE[(label - 1) % PALETTE.length];
+
+const state = { image: null, result: null, busy: false, modelReady: false, download: null };
 const status = (text) => { $('status').textContent = text; };
-let pixels = null;
+
+// ?model=<folder URL> picks a custom checkpoint (used by the tests and for self-hosted models).
+const params = new URLSearchParams(location.search);
+if (params.get('model')) {
+  $('model-pick').value = 'custom';
+  $('model-url').value = params.get('model');
+}
+const showCustom = () => { const c = $('model-pick').value === 'custom'; $('model-url').hidden = !c; $('model-url-label').hidden = !c; };
+$('model-pick').onchange = showCustom;
+showCustom();
 
 worker.onmessage = ({ data }) => {
-  if (data.status === 'device') status(`Device ready (${data.backend}). Load a model.`);
-  if (data.status === 'loading') {
-    $('progress').max = data.total || 1;
-    $('progress').value = data.done;
-    status(`Downloading weights: ${(data.done / 1e6).toFixed(1)} MB`);
+  if (data.status === 'device') status(data.backend === 'webgpu' ? 'WebGPU ready. Load a model.' : 'No WebGPU here: running on the CPU (slower). Load a model.');
+  if (data.status === 'loading') showProgress(data);
+  if (data.status === 'ready') {
+    state.modelReady = true;
+    $('cancel').hidden = true;
+    $('progress').value = $('progress').max;
+    status(`Model ready (${data.backend}). Choose an image and type words.`);
+    updateButtons();
   }
-  if (data.status === 'ready') { status(`Model ready on ${data.backend}.`); $('classify').disabled = false; }
-  if (data.status === 'error') status(`Error: ${data.message}`);
-  if (data.status === 'result') {
-    $('scores').replaceChildren(...[...data.scores].sort((a, b) => b.probability - a.probability).map((s) => {
-      const li = document.createElement('li');
-      li.textContent = `${s.label}: ${(s.probability * 100).toFixed(1)} %`;
-      return li;
-    }));
+  if (data.status === 'error') {
+    state.busy = false;
+    $('cancel').hidden = true;
+    status(`Error: ${data.message}`);
+    updateButtons();
+  }
+  if (data.status === 'result' && data.kind === 'segment') {
+    state.busy = false;
+    state.result = data;
+    draw();
+    showLegend();
     status('Done.');
+    updateButtons();
   }
 };
 worker.postMessage({ type: 'init', backend: 'webgpu' });
 
+function showProgress({ done, total }) {
+  const d = state.download ?? (state.download = { start: performance.now() });
+  const seconds = (performance.now() - d.start) / 1000;
+  const speed = done / Math.max(seconds, 1e-3);
+  $('progress').max = total || 1;
+  $('progress').value = total ? done : 0;
+  const mb = (b) => (b / 1e6).toFixed(1);
+  const eta = total ? ` · ${Math.max(0, (total - done) / speed).toFixed(0)} s left` : '';
+  status(`Downloading weights: ${mb(done)}${total ? ` of ${mb(total)}` : ''} MB · ${mb(speed)} MB/s${eta}`);
+}
+
+function updateButtons() {
+  $('segment').disabled = !(state.modelReady && state.image) || state.busy;
+  $('download-labels').disabled = !state.result;
+  $('download-json').disabled = !state.result;
+}
+
 $('load').onclick = async () => {
+  state.modelReady = false;
+  state.download = null;
+  updateButtons();
   const files = [...$('model-files').files];
   if (files.length) {
     const config = files.find((f) => f.name === 'config.json');
-    const weights = files.find((f) => f.name !== 'config.json');
+    const weights = files.find((f) => f.name !== 'config.json' && f.name !== 'preprocessor_config.json');
     if (!config || !weights) { status('Choose config.json and a weights file together.'); return; }
-    worker.postMessage({ type: 'load', config: await config.text(), weights: new Uint8Array(await weights.arrayBuffer()), weightsName: weights.name });
+    const bytes = new Uint8Array(await weights.arrayBuffer());
+    worker.postMessage({ type: 'load', config: await config.text(), weights: bytes, weightsName: weights.name }, [bytes.buffer]);
   } else {
-    const base = $('model-url').value.replace(/\/?$/, '/');
-    worker.postMessage({ type: 'load', configUrl: base + 'config.json', weightsUrl: base + 'model.safetensors', weightsName: base + 'model.safetensors' });
+    const pick = $('model-pick').value;
+    const base = (pick === 'custom' ? $('model-url').value : HUB(pick)).replace(/\/?$/, '/');
+    worker.postMessage({ type: 'load', configUrl: `${base}config.json`, weightsUrl: `${base}model.safetensors`, weightsName: `${base}model.safetensors` });
+    $('cancel').hidden = false;
   }
   status('Loading…');
 };
+$('cancel').onclick = () => worker.postMessage({ type: 'cancel' });
 
-$('image').onchange = async () => {
-  const file = $('image').files[0];
-  if (!file) return;
-  const bitmap = await createImageBitmap(file);
+async function takeImage(blob) {
+  if (!blob || !blob.type.startsWith('image/')) { status('That is not an image.'); return; }
+  let bitmap;
+  try { bitmap = await createImageBitmap(blob); } catch { status('This image could not be decoded.'); return; }
+  if (bitmap.width < 16 || bitmap.height < 16 || bitmap.width > 8192 || bitmap.height > 8192) {
+    status(`Images must be 16 to 8192 pixels a side; this one is ${bitmap.width}x${bitmap.height}.`);
+    return;
+  }
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
   const ctx = canvas.getContext('2d');
   ctx.drawImage(bitmap, 0, 0);
-  pixels = { rgba: new Uint8Array(ctx.getImageData(0, 0, bitmap.width, bitmap.height).data.buffer), width: bitmap.width, height: bitmap.height };
-  $('preview').src = URL.createObjectURL(file);
+  state.image = { bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data };
+  state.result = null;
+  draw();
+  $('legend').replaceChildren();
+  updateButtons();
+}
+$('image').onchange = () => takeImage($('image').files[0]);
+document.addEventListener('dragover', (e) => e.preventDefault());
+document.addEventListener('drop', (e) => { e.preventDefault(); takeImage(e.dataTransfer.files[0]); });
+document.addEventListener('paste', (e) => takeImage([...e.clipboardData.files][0]));
+
+$('threshold').oninput = () => { $('threshold-value').textContent = Number($('threshold').value).toFixed(2); };
+$('opacity').oninput = () => draw();
+
+$('segment').onclick = () => {
+  if (!state.image || state.busy) return;
+  state.busy = true;
+  updateButtons();
+  status('Segmenting…');
+  const rgba = new Uint8Array(state.image.rgba);
+  worker.postMessage({
+    type: 'segment', id: Date.now(), rgba, width: state.image.width, height: state.image.height, labels: $('labels').value,
+    options: { method: $('method').value, templates: $('templates').value, threshold: Number($('threshold').value) },
+  }, [rgba.buffer]);
 };
 
-$('classify').onclick = () => {
-  if (!pixels) { status('Choose an image first.'); return; }
-  status('Classifying…');
-  worker.postMessage({ type: 'classify', id: 1, ...pixels, labels: $('labels').value });
+function draw() {
+  const view = $('view');
+  if (!state.image) return;
+  const { width, height, bitmap } = state.image;
+  view.width = width;
+  view.height = height;
+  const ctx = view.getContext('2d');
+  ctx.drawImage(bitmap, 0, 0);
+  const r = state.result;
+  if (!r || r.width !== width || r.height !== height) return;
+  const pixels = ctx.getImageData(0, 0, width, height);
+  const a = Number($('opacity').value);
+  for (let i = 0; i < r.labelMap.length; i++) {
+    const label = r.labelMap[i];
+    if (!label) continue;
+    const c = colour(label);
+    for (let k = 0; k < 3; k++) pixels.data[i * 4 + k] = Math.round(pixels.data[i * 4 + k] * (1 - a) + c[k] * a);
+  }
+  ctx.putImageData(pixels, 0, 0);
+}
+
+function showLegend() {
+  const items = state.result.labels.map((l, i) => {
+    const li = document.createElement('li');
+    const sw = document.createElement('span');
+    sw.className = 'swatch';
+    sw.style.background = `rgb(${colour(i + 1).join(',')})`;
+    li.append(sw, `${l.label} ${(l.share * 100).toFixed(1)} %`);
+    li.dataset.label = l.label;
+    return li;
+  });
+  const none = document.createElement('li');
+  none.textContent = `unlabelled ${(state.result.unlabelled * 100).toFixed(1)} %`;
+  $('legend').replaceChildren(...items, none);
+}
+
+$('view').onmousemove = (e) => {
+  const r = state.result;
+  if (!r) return;
+  const rect = $('view').getBoundingClientRect();
+  const x = Math.floor((e.clientX - rect.left) / rect.width * r.width);
+  const y = Math.floor((e.clientY - rect.top) / rect.height * r.height);
+  const label = r.labelMap[y * r.width + x];
+  $('hover').textContent = label ? r.labels[label - 1].label : 'unlabelled';
+};
+
+function save(blob, name) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+$('download-labels').onclick = async () => {
+  const r = state.result;
+  const canvas = new OffscreenCanvas(r.width, r.height);
+  const ctx = canvas.getContext('2d');
+  const img = ctx.createImageData(r.width, r.height);
+  r.labelMap.forEach((v, i) => { img.data.set([v, v, v, 255], i * 4); });
+  ctx.putImageData(img, 0, 0);
+  save(await canvas.convertToBlob({ type: 'image/png' }), 'labels.png');
+};
+$('download-json').onclick = () => {
+  const { width, height, labels, unlabelled } = state.result;
+  save(new Blob([JSON.stringify({ width, height, labels, unlabelled }, null, 1)], { type: 'application/json' }), 'wordmask.json');
 };

@@ -1,15 +1,18 @@
 // The worker owns the model: the page never blocks on loading or inference.
 // Messages in:  {type: 'init', backend} | {type: 'load', configUrl|config, weightsUrl|weights, weightsName}
 //               | {type: 'classify', id, rgba, width, height, labels}
-//               | {type: 'segment', id, rgba, width, height, labels, options}
-// Messages out: {status: 'loading', done, total} | {status: 'ready', backend} | {status: 'result', id, scores}
-//               | {status: 'error', message}
+//               | {type: 'segment', id, rgba, width, height, labels, options} | {type: 'cancel'}
+// Messages out: {status: 'device', backend} | {status: 'loading', done, total} | {status: 'ready', backend}
+//               | {status: 'result', id, kind: 'segment', width, height, labels, unlabelled, labelMap}
+//               | {status: 'result', id, scores} | {status: 'error', message}
 import init, { WordMask } from '../pkg/wordmask.js';
 
 let wm = null;
+let download = null; // AbortController of the weights download in progress
 
 async function fetchBytes(url) {
-  const response = await fetch(url);
+  download = new AbortController();
+  const response = await fetch(url, { signal: download.signal });
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   const total = Number(response.headers.get('content-length')) || 0;
   const reader = response.body.getReader();
@@ -34,9 +37,17 @@ onmessage = async ({ data }) => {
       await init();
       wm = await WordMask.create(data.backend || 'webgpu');
       postMessage({ status: 'device', backend: wm.backend });
+    } else if (data.type === 'cancel') {
+      download?.abort();
     } else if (data.type === 'load') {
-      const config = data.config ?? await (await fetch(data.configUrl)).text();
+      let config = data.config;
+      if (config === undefined) {
+        const response = await fetch(data.configUrl);
+        if (!response.ok) throw new Error(`${data.configUrl}: HTTP ${response.status}`);
+        config = await response.text();
+      }
       const weights = data.weights ?? await fetchBytes(data.weightsUrl);
+      download = null;
       wm.load(config, weights, data.weightsName || 'weights', undefined);
       postMessage({ status: 'ready', backend: wm.backend });
     } else if (data.type === 'segment') {
@@ -47,6 +58,7 @@ onmessage = async ({ data }) => {
       postMessage({ status: 'result', id: data.id, scores });
     }
   } catch (e) {
-    postMessage({ status: 'error', message: String(e?.message ?? e) });
+    const message = e?.name === 'AbortError' ? 'download cancelled' : String(e?.message ?? e);
+    postMessage({ status: 'error', message });
   }
 };

@@ -1,0 +1,74 @@
+// The page as a person uses it: load the colour checkpoint, drop an image, type words, press
+// Segment, and see each region painted in its word's colour, with a legend and hover label.
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+
+import { colourScene, launch, startServer } from './harness.mjs';
+
+const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
+const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25]];
+
+let server;
+before(async () => { server = await startServer(); mkdirSync(ARTIFACTS, { recursive: true }); });
+after(() => server.close());
+
+test('drop an image, type words, see the masks', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const page = await browser.newPage();
+    const problems = [];
+    page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
+    page.on('pageerror', (e) => problems.push(e.message));
+    await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
+    await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
+    await page.screenshot({ path: `${ARTIFACTS}start.png` });
+    await page.click('#load');
+    await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+
+    // Drop the scene onto the page, as a file dragged from the desktop.
+    await page.evaluate(`window.colourScene = ${colourScene}`);
+    await page.evaluate(async () => {
+      const { rgba, width, height } = colourScene();
+      const canvas = new OffscreenCanvas(width, height);
+      canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.buffer), width, height), 0, 0);
+      const file = new File([await canvas.convertToBlob({ type: 'image/png' })], 'scene.png', { type: 'image/png' });
+      const drop = new DragEvent('drop', { dataTransfer: new DataTransfer(), bubbles: true, cancelable: true });
+      drop.dataTransfer.items.add(file);
+      document.body.dispatchEvent(drop);
+    });
+    await page.fill('#labels', 'yellow, green, red, blue');
+    await page.click('summary');
+    await page.selectOption('#templates', 'single');
+    await page.waitForFunction(() => !document.getElementById('segment').disabled);
+    await page.click('#segment');
+    await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 120_000 });
+    await page.screenshot({ path: `${ARTIFACTS}segmented.png`, fullPage: true });
+
+    // Each region shows the colour of its word (label i uses palette colour i).
+    const probes = [[50, 50, 3], [50, 300, 2], [430, 300, 4], [350, 100, 1]];
+    const seen = await page.evaluate((probes) => {
+      const ctx = document.getElementById('view').getContext('2d');
+      return probes.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));
+    }, probes);
+    const scene = { 1: [255, 255, 0], 2: [0, 255, 0], 3: [255, 0, 0], 4: [0, 0, 255] };
+    probes.forEach(([x, y, label], i) => {
+      const blend = (l) => scene[label].map((v, k) => Math.round(v * 0.4 + PALETTE[l - 1][k] * 0.6));
+      const distance = (a, b) => a.reduce((s, v, k) => s + (v - b[k]) ** 2, 0);
+      const nearest = [1, 2, 3, 4].sort((a, b) => distance(seen[i], blend(a)) - distance(seen[i], blend(b)))[0];
+      assert.equal(nearest, label, `pixel (${x}, ${y}) shows ${seen[i]}`);
+    });
+    const legend = await page.textContent('#legend');
+    for (const word of ['yellow', 'green', 'red', 'blue', 'unlabelled']) assert.ok(legend.includes(word), legend);
+
+    // Hovering names the word under the cursor.
+    const view = page.locator('#view');
+    await view.scrollIntoViewIfNeeded();
+    const box = await view.boundingBox();
+    await view.hover({ position: { x: box.width * (50 / 448), y: box.height * (50 / 336) } });
+    assert.equal(await page.textContent('#hover'), 'red');
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+  }
+});
