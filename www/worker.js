@@ -10,6 +10,34 @@ import init, { WordMask } from '../pkg/wordmask.js';
 let wm = null;
 let download = null; // AbortController of the weights download in progress
 
+const CACHE = 'wordmask-models-v1';
+
+// Weights are kept in the Cache Storage API: the second visit loads them from disk, offline.
+async function cachedBytes(url) {
+  const cache = await caches.open(CACHE).catch(() => null);
+  const hit = await cache?.match(url);
+  if (hit) {
+    const bytes = new Uint8Array(await hit.arrayBuffer());
+    postMessage({ status: 'loading', done: bytes.length, total: bytes.length, cached: true });
+    return bytes;
+  }
+  const bytes = await fetchBytes(url);
+  // A full quota only costs the next visit a download.
+  await cache?.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } })).catch(() => {});
+  return bytes;
+}
+
+async function cachedText(url) {
+  const cache = await caches.open(CACHE).catch(() => null);
+  const hit = await cache?.match(url);
+  if (hit) return hit.text();
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  const text = await response.text();
+  await cache?.put(url, new Response(text, { headers: { 'content-type': 'application/json' } })).catch(() => {});
+  return text;
+}
+
 async function fetchBytes(url) {
   download = new AbortController();
   const response = await fetch(url, { signal: download.signal });
@@ -40,13 +68,8 @@ onmessage = async ({ data }) => {
     } else if (data.type === 'cancel') {
       download?.abort();
     } else if (data.type === 'load') {
-      let config = data.config;
-      if (config === undefined) {
-        const response = await fetch(data.configUrl);
-        if (!response.ok) throw new Error(`${data.configUrl}: HTTP ${response.status}`);
-        config = await response.text();
-      }
-      const weights = data.weights ?? await fetchBytes(data.weightsUrl);
+      const config = data.config ?? await cachedText(data.configUrl);
+      const weights = data.weights ?? await cachedBytes(data.weightsUrl);
       download = null;
       wm.load(config, weights, data.weightsName || 'weights', undefined);
       postMessage({ status: 'ready', backend: wm.backend });

@@ -75,3 +75,31 @@ test('a corrupt or foreign checkpoint gives a readable error', { timeout: 300_00
     await browser.close();
   }
 });
+
+test('a second visit loads the model from the Cache Storage with its URLs blocked', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const context = await browser.newContext();
+    const load = async (page) => {
+      await page.goto(`${server.url}/`);
+      await page.evaluate(workerClient);
+      await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
+      return page.evaluate((m) => ask({ type: 'load', configUrl: `${m}/config.json`, weightsUrl: `${m}/model.safetensors` }), MODEL);
+    };
+    const first = await context.newPage();
+    assert.equal((await load(first)).status, 'ready');
+    await first.close();
+    const second = await context.newPage();
+    const blocked = [];
+    await second.route('**/tests/fixtures/**', (route) => { blocked.push(route.request().url()); return route.abort(); });
+    const again = await load(second);
+    assert.equal(again.status, 'ready', JSON.stringify(again));
+    assert.deepEqual(blocked, [], 'the model came from the cache, not the network');
+    // Blocking does bite: an uncached model fails to load.
+    const missing = await second.evaluate(() => ask({ type: 'load', configUrl: '/tests/fixtures/clip-p16-fp16/config.json', weightsUrl: '/tests/fixtures/clip-p16-fp16/model.safetensors' }));
+    assert.equal(missing.status, 'error');
+    assert.ok(blocked.length > 0);
+  } finally {
+    await browser.close();
+  }
+});
