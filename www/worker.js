@@ -1,4 +1,5 @@
 // The worker owns the model: the page never blocks on loading or inference.
+// Every request may carry an `id`, echoed in its reply (progress messages are broadcast).
 // Messages in:  {type: 'init', backend} | {type: 'load', configUrl|config, weightsUrl|weights, weightsName}
 //               | {type: 'classify', id, rgba, width, height, labels}
 //               | {type: 'segment', id, rgba, width, height, labels, options} | {type: 'cancel'}
@@ -59,20 +60,28 @@ async function fetchBytes(url) {
   return bytes;
 }
 
-onmessage = async ({ data }) => {
+// Requests run one at a time (the model is one object); `cancel` acts at once.
+let queue = Promise.resolve();
+onmessage = ({ data }) => {
+  if (data.type === 'cancel') {
+    download?.abort();
+    return;
+  }
+  queue = queue.then(() => handle(data));
+};
+
+async function handle(data) {
   try {
     if (data.type === 'init') {
       await init();
       wm = await WordMask.create(data.backend || 'webgpu');
-      postMessage({ status: 'device', backend: wm.backend });
-    } else if (data.type === 'cancel') {
-      download?.abort();
+      postMessage({ status: 'device', id: data.id, backend: wm.backend });
     } else if (data.type === 'load') {
       const config = data.config ?? await cachedText(data.configUrl);
       const weights = data.weights ?? await cachedBytes(data.weightsUrl);
       download = null;
       wm.load(config, weights, data.weightsName || 'weights', undefined);
-      postMessage({ status: 'ready', backend: wm.backend });
+      postMessage({ status: 'ready', id: data.id, backend: wm.backend });
     } else if (data.type === 'segment') {
       const result = await wm.segment(data.rgba, data.width, data.height, data.labels, data.options);
       postMessage({ status: 'result', id: data.id, kind: 'segment', ...result }, [result.labelMap.buffer]);
@@ -82,6 +91,6 @@ onmessage = async ({ data }) => {
     }
   } catch (e) {
     const message = e?.name === 'AbortError' ? 'download cancelled' : String(e?.message ?? e);
-    postMessage({ status: 'error', message });
+    postMessage({ status: 'error', id: data.id, message });
   }
-};
+}

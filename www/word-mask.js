@@ -1,0 +1,156 @@
+// <word-mask>: open-vocabulary segmentation as a custom element. Import this module, then
+//   <word-mask model="openai/clip-vit-base-patch16" labels="person, dog, grass" src="photo.jpg"></word-mask>
+// Attributes: model (hub id or folder URL with config.json + model.safetensors), labels (commas;
+// `a|b` synonyms), src (image URL), method, templates, threshold, short-side, window, stride
+// (same meanings and defaults as `wordmask segment`). Method: segment(image | ImageBitmap |
+// HTMLVideoElement | VideoFrame | HTMLCanvasElement). Property: labels (string or array).
+// Events: progress {done, total}, ready {backend}, result {width, height, labels, labelMap},
+// error {message}. CSS parts: canvas, legend, status. Every element on a page shares one worker,
+// one GPU device and one model.
+import { loadModel, onProgress, openDevice, request } from './client.js';
+
+const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48], [145, 30, 180],
+  [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]];
+
+const TEMPLATE = `<style>
+  :host { display: inline-block; position: relative; max-width: 100%; }
+  canvas { max-width: 100%; height: auto; display: block; }
+  ul { list-style: none; padding: 0; margin: .25rem 0; display: flex; flex-wrap: wrap; gap: .2rem .8rem; font: 13px system-ui, sans-serif; }
+  li span { display: inline-block; width: .8em; height: .8em; margin-right: .3em; border-radius: .15em; }
+  p { margin: .25rem 0; font: 13px system-ui, sans-serif; }
+</style>
+<canvas part="canvas" width="1" height="1" role="img" aria-label="image with masks"></canvas>
+<ul part="legend"></ul>
+<p part="status" role="status" aria-live="polite"></p>`;
+
+class WordMask extends HTMLElement {
+  static observedAttributes = ['model', 'labels', 'src', 'method', 'templates', 'threshold', 'short-side', 'window', 'stride'];
+
+  constructor() {
+    super();
+    this.attachShadow({ mode: 'open' }).innerHTML = TEMPLATE;
+    this.canvas = this.shadowRoot.querySelector('canvas');
+    this.image = null;
+    this.result = null;
+    this.ready = false;
+    this.busy = null;
+  }
+
+  connectedCallback() {
+    this.unsubscribe = onProgress((p) => this.emit('progress', p));
+    this.update();
+  }
+
+  disconnectedCallback() {
+    this.unsubscribe?.();
+  }
+
+  attributeChangedCallback(name, before, after) {
+    if (before === after || !this.isConnected) return;
+    if (name === 'model') this.ready = false;
+    if (name === 'src') this.image = null;
+    this.update();
+  }
+
+  get labels() {
+    return this.getAttribute('labels') ?? '';
+  }
+
+  set labels(value) {
+    this.setAttribute('labels', Array.isArray(value) ? value.join(', ') : String(value));
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail, bubbles: true, composed: true }));
+  }
+
+  status(text) {
+    this.shadowRoot.querySelector('[part=status]').textContent = text;
+  }
+
+  fail(error) {
+    const message = error?.message ?? String(error);
+    this.status(`Error: ${message}`);
+    this.emit('error', { message });
+  }
+
+  options() {
+    const num = (name, fallback) => (this.hasAttribute(name) ? Number(this.getAttribute(name)) : fallback);
+    return {
+      method: this.getAttribute('method') ?? 'naclip',
+      templates: this.getAttribute('templates') ?? 'imagenet80',
+      threshold: num('threshold', 0.1),
+      shortSide: num('short-side', 336),
+      window: num('window', 224),
+      stride: num('stride', 112),
+    };
+  }
+
+  async update() {
+    const model = this.getAttribute('model');
+    if (!model) return;
+    try {
+      if (!this.ready) {
+        this.status('Loading the model…');
+        const { backend } = await loadModel(model);
+        if (this.getAttribute('model') !== model) return;
+        this.ready = true;
+        this.emit('ready', { backend });
+      }
+      if (!this.image && this.getAttribute('src')) {
+        const response = await fetch(this.getAttribute('src'));
+        if (!response.ok) throw new Error(`${this.getAttribute('src')}: HTTP ${response.status}`);
+        this.image = await createImageBitmap(await response.blob());
+      }
+      if (this.image && this.labels.trim()) await this.segment(this.image);
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  /** Segment an image, bitmap, video frame or canvas with the current labels; resolves with the result. */
+  async segment(source) {
+    const width = source.videoWidth ?? source.displayWidth ?? source.width;
+    const height = source.videoHeight ?? source.displayHeight ?? source.height;
+    if (!width || !height) throw new Error('the image has no pixels yet');
+    const canvas = new OffscreenCanvas(width, height);
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(source, 0, 0, width, height);
+    const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
+    this.status('Segmenting…');
+    await openDevice();
+    const result = await request({ type: 'segment', rgba, width, height, labels: this.labels, options: this.options() }, [rgba.buffer]);
+    this.result = result;
+    this.draw(canvas);
+    this.status('');
+    const detail = { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap };
+    this.emit('result', detail);
+    return detail;
+  }
+
+  draw(source) {
+    const { width, height, labelMap, labels, unlabelled } = this.result;
+    this.canvas.width = width;
+    this.canvas.height = height;
+    const ctx = this.canvas.getContext('2d');
+    ctx.drawImage(source, 0, 0);
+    const pixels = ctx.getImageData(0, 0, width, height);
+    for (let i = 0; i < labelMap.length; i++) {
+      if (!labelMap[i]) continue;
+      const c = PALETTE[(labelMap[i] - 1) % PALETTE.length];
+      for (let k = 0; k < 3; k++) pixels.data[i * 4 + k] = Math.round(pixels.data[i * 4 + k] * 0.4 + c[k] * 0.6);
+    }
+    ctx.putImageData(pixels, 0, 0);
+    const legend = this.shadowRoot.querySelector('[part=legend]');
+    legend.replaceChildren(...labels.map((l, i) => {
+      const li = document.createElement('li');
+      const sw = document.createElement('span');
+      sw.style.background = `rgb(${PALETTE[i % PALETTE.length].join(',')})`;
+      li.append(sw, `${l.label} ${(l.share * 100).toFixed(1)} %`);
+      return li;
+    }), Object.assign(document.createElement('li'), { textContent: `unlabelled ${(unlabelled * 100).toFixed(1)} %` }));
+  }
+}
+
+if (!customElements.get('word-mask')) customElements.define('word-mask', WordMask);
+export { WordMask };
