@@ -173,8 +173,7 @@ fn bench_prints_its_table() {
 
 #[test]
 fn segment_writes_the_label_map_overlay_scores_and_summary() {
-    let dir = std::env::temp_dir().join(format!("wordmask-segment-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("segment");
     // A 640 x 427 photo-sized input (the fixture image scaled up).
     let photo = image::open(fixtures().join("images/noise_75x75.png")).unwrap().resize_exact(
         640,
@@ -240,8 +239,7 @@ fn segment_writes_the_label_map_overlay_scores_and_summary() {
 
 #[test]
 fn segment_threshold_and_background_leave_pixels_unlabelled() {
-    let dir = std::env::temp_dir().join(format!("wordmask-threshold-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("threshold");
     let model = fixtures().join("clip-p16-quickgelu");
     let image = fixtures().join("images/gradient_80x64.png");
     let labels = dir.join("labels.png");
@@ -301,8 +299,7 @@ fn segment_threshold_and_background_leave_pixels_unlabelled() {
 
 #[test]
 fn segment_with_pamr_refinement_runs() {
-    let dir = std::env::temp_dir().join(format!("wordmask-pamr-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("pamr");
     let model = fixtures().join("clip-p16-quickgelu");
     let image = fixtures().join("images/gradient_80x64.png");
     let scores = dir.join("s.npy");

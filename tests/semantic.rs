@@ -52,8 +52,7 @@ fn segment(image: &Path, labels: &str, out: &Path, backend: &str) {
 
 #[test]
 fn colour_words_land_on_their_regions() {
-    let dir = std::env::temp_dir().join(format!("wordmask-semantic-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("semantic");
     let input = dir.join("scene.png");
     let truth = scene(&input);
     // The label order differs from the painting order, so an index mix-up cannot pass.

@@ -19,6 +19,13 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// A fresh scratch directory for one test (removed by the test when it passes).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wordmask-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn weights_file(model: &str) -> PathBuf {
     let dir = fixtures().join(model);
     ["model.safetensors", "pytorch_model.bin"]
