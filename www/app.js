@@ -7,7 +7,7 @@ const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [2
   [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]];
 const colour = (label) => PALETTE[(label - 1) % PALETTE.length];
 
-const state = { image: null, result: null, busy: false, modelReady: false, download: null };
+const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null };
 const status = (text) => { $('status').textContent = text; };
 
 // ?model=<folder URL> picks a custom checkpoint (used by the tests and for self-hosted models).
@@ -25,6 +25,7 @@ worker.onmessage = ({ data }) => {
   if (data.status === 'loading') showProgress(data);
   if (data.status === 'ready') {
     state.modelReady = true;
+    setTimeout(tickCamera, 0);
     $('cancel').hidden = true;
     $('progress').value = $('progress').max;
     status(`Model ready (${data.backend}). Choose an image and type words.`);
@@ -35,14 +36,17 @@ worker.onmessage = ({ data }) => {
     $('cancel').hidden = true;
     status(`Error: ${data.message}`);
     updateButtons();
+    if (state.camera) setTimeout(tickCamera, 1000);
   }
   if (data.status === 'result' && data.kind === 'segment') {
     state.busy = false;
     state.result = data;
+    if (state.pending) state.image = state.pending;
     draw();
     showLegend();
-    status('Done.');
+    status(state.camera ? 'Live.' : 'Done.');
     updateButtons();
+    if (state.camera) tickCamera(data);
   }
 };
 worker.postMessage({ type: 'init', backend: 'webgpu' });
@@ -110,16 +114,85 @@ document.addEventListener('paste', (e) => takeImage([...e.clipboardData.files][0
 $('threshold').oninput = () => { $('threshold-value').textContent = Number($('threshold').value).toFixed(2); };
 $('opacity').oninput = () => draw();
 
-$('segment').onclick = () => {
-  if (!state.image || state.busy) return;
+function segmentImage(image) {
   state.busy = true;
+  state.pending = image;
   updateButtons();
-  status('Segmenting…');
-  const rgba = new Uint8Array(state.image.rgba);
+  if (!state.camera) status('Segmenting…');
+  const rgba = new Uint8Array(image.rgba);
   worker.postMessage({
-    type: 'segment', id: Date.now(), rgba, width: state.image.width, height: state.image.height, labels: $('labels').value,
+    type: 'segment', id: Date.now(), rgba, width: image.width, height: image.height, labels: $('labels').value,
     options: { method: $('method').value, templates: $('templates').value, threshold: Number($('threshold').value) },
   }, [rgba.buffer]);
+}
+
+$('segment').onclick = () => {
+  if (!state.image || state.busy) return;
+  segmentImage(state.image);
+};
+
+// Camera: segment the newest frame whenever the worker is free (frames in between are dropped).
+async function grabFrame() {
+  const video = $('video');
+  const bitmap = await createImageBitmap(video);
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(bitmap, 0, 0);
+  return { bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data };
+}
+
+async function tickCamera() {
+  const cam = state.camera;
+  if (!cam) return;
+  const now = performance.now();
+  if (cam.last) $('fps').textContent = `${(1000 / (now - cam.last)).toFixed(1)} fps`;
+  cam.last = now;
+  if (cam.frozen || !state.modelReady || state.busy) return;
+  const video = $('video');
+  if (video.readyState < 2) { setTimeout(tickCamera, 100); return; }
+  segmentImage(await grabFrame());
+}
+
+async function startCamera(deviceId) {
+  stopCamera();
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: deviceId ? { deviceId: { exact: deviceId } } : { facingMode: 'environment' } });
+    const video = $('video');
+    video.srcObject = stream;
+    await video.play();
+    const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
+    state.camera = { stream, devices, deviceId: stream.getVideoTracks()[0]?.getSettings().deviceId, frozen: false };
+    $('camera').textContent = 'Stop camera';
+    $('switch-camera').hidden = devices.length < 2;
+    $('freeze').hidden = false;
+    status(state.modelReady ? 'Live.' : 'Camera on: load a model to see masks.');
+    tickCamera();
+  } catch (e) {
+    status(`The camera is not available: ${e.message}`);
+  }
+}
+
+function stopCamera() {
+  state.camera?.stream.getTracks().forEach((t) => t.stop());
+  state.camera = null;
+  $('camera').textContent = 'Start camera';
+  $('switch-camera').hidden = true;
+  $('freeze').hidden = true;
+  $('fps').textContent = '';
+}
+
+$('camera').onclick = () => (state.camera ? stopCamera() : startCamera());
+$('switch-camera').onclick = () => {
+  const { devices, deviceId } = state.camera;
+  const next = devices[(devices.findIndex((d) => d.deviceId === deviceId) + 1) % devices.length];
+  startCamera(next.deviceId);
+};
+$('freeze').onclick = () => {
+  const cam = state.camera;
+  cam.frozen = !cam.frozen;
+  $('freeze').setAttribute('aria-pressed', String(cam.frozen));
+  $('freeze').textContent = cam.frozen ? 'Resume' : 'Freeze frame';
+  if (!cam.frozen) tickCamera();
 };
 
 function draw() {

@@ -26,10 +26,10 @@ const BASE_FLAGS = ['--headless=new', '--no-sandbox', '--disable-background-netw
 const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader',
   '--use-webgpu-adapter=swiftshader'];
 
-export async function launch({ webgpu }) {
+export async function launch({ webgpu, extraArgs = [] }) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: [...BASE_FLAGS, ...(webgpu ? WEBGPU_FLAGS : [])],
+    args: [...BASE_FLAGS, ...(webgpu ? WEBGPU_FLAGS : []), ...extraArgs],
   });
 }
 

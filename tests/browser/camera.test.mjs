@@ -1,0 +1,80 @@
+// The camera path with Chromium's fake capture device playing a known clip (the colour scene
+// as a .y4m file): live segmentation labels the regions and shows the frame rate; freezing
+// stops new frames.
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+
+import { launch, startServer } from './harness.mjs';
+
+const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
+const [W, H] = [448, 336];
+// The scene of tests/semantic.rs: [r, g, b, x0, x1, y0, y1], later on top.
+const REGIONS = [[0, 0, 255, 0, 448, 0, 336], [255, 0, 0, 0, 192, 0, 144], [0, 255, 0, 0, 256, 192, 336], [255, 255, 0, 288, 416, 48, 176]];
+
+function rgbAt(x, y) {
+  let c = [0, 0, 0];
+  for (const [r, g, b, x0, x1, y0, y1] of REGIONS) if (x >= x0 && x < x1 && y >= y0 && y < y1) c = [r, g, b];
+  return c;
+}
+
+/** A two-frame 4:2:0 Y4M clip of the scene (full-range BT.601, as C420jpeg means). */
+function writeClip(path) {
+  const y = Buffer.alloc(W * H);
+  const u = Buffer.alloc((W / 2) * (H / 2));
+  const v = Buffer.alloc((W / 2) * (H / 2));
+  const clamp = (x) => Math.max(0, Math.min(255, Math.round(x)));
+  for (let j = 0; j < H; j++) {
+    for (let i = 0; i < W; i++) {
+      const [r, g, b] = rgbAt(i, j);
+      y[j * W + i] = clamp(0.299 * r + 0.587 * g + 0.114 * b);
+      if (i % 2 === 0 && j % 2 === 0) {
+        u[(j / 2) * (W / 2) + i / 2] = clamp(-0.168736 * r - 0.331264 * g + 0.5 * b + 128);
+        v[(j / 2) * (W / 2) + i / 2] = clamp(0.5 * r - 0.418688 * g - 0.081312 * b + 128);
+      }
+    }
+  }
+  const frame = Buffer.concat([Buffer.from('FRAME\n'), y, u, v]);
+  writeFileSync(path, Buffer.concat([Buffer.from(`YUV4MPEG2 W${W} H${H} F10:1 Ip A1:1 C420jpeg\n`), frame, frame]));
+}
+
+let server;
+before(async () => { server = await startServer(); mkdirSync(ARTIFACTS, { recursive: true }); });
+after(() => server.close());
+
+test('live camera frames are segmented', { timeout: 300_000 }, async () => {
+  const clip = `${ARTIFACTS}scene.y4m`;
+  writeClip(clip);
+  const browser = await launch({
+    webgpu: false,
+    extraArgs: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
+  });
+  try {
+    const context = await browser.newContext({ permissions: ['camera'] });
+    const page = await context.newPage();
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(e.message));
+    await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
+    await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
+    await page.fill('#labels', 'yellow, green, red, blue');
+    await page.click('summary');
+    await page.selectOption('#templates', 'single');
+    await page.click('#load');
+    await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+    await page.click('#camera');
+    // Two results at least, so the frame rate is shown.
+    await page.waitForFunction(() => /fps/.test(document.getElementById('fps').textContent), null, { timeout: 120_000 });
+    await page.screenshot({ path: `${ARTIFACTS}camera.png`, fullPage: true });
+    const legend = await page.textContent('#legend');
+    const share = (word) => Number(new RegExp(`${word} ([\\d.]+) %`).exec(legend)?.[1]);
+    // Painted areas: red 18.4 %, green 24.5 %, yellow 10.9 %, blue the rest.
+    for (const [word, want] of [['red', 18.4], ['green', 24.5], ['yellow', 10.9], ['blue', 46.3]]) {
+      assert.ok(Math.abs(share(word) - want) < 4, `${word}: ${share(word)} % of the frame, painted ${want} %; legend: ${legend}`);
+    }
+    await page.click('#freeze');
+    assert.equal(await page.getAttribute('#freeze', 'aria-pressed'), 'true');
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+  }
+});
