@@ -50,6 +50,8 @@ worker.onmessage = ({ data }) => {
   }
 };
 worker.postMessage({ type: 'init', backend: 'webgpu' });
+// After one visit the page and the wasm core open offline.
+navigator.serviceWorker?.register('sw.js').catch((e) => console.warn(`offline support unavailable: ${e.message}`));
 
 function showProgress({ done, total }) {
   const d = state.download ?? (state.download = { start: performance.now() });
@@ -107,6 +109,12 @@ async function takeImage(blob) {
   updateButtons();
 }
 $('image').onchange = () => takeImage($('image').files[0]);
+for (const button of document.querySelectorAll('[data-sample]')) {
+  button.onclick = async () => {
+    $('labels').value = button.dataset.labels;
+    takeImage(await (await fetch(button.dataset.sample)).blob());
+  };
+}
 document.addEventListener('dragover', (e) => e.preventDefault());
 document.addEventListener('drop', (e) => { e.preventDefault(); takeImage(e.dataTransfer.files[0]); });
 document.addEventListener('paste', (e) => takeImage([...e.clipboardData.files][0]));

@@ -78,7 +78,17 @@ async function handle(data) {
       postMessage({ status: 'device', id: data.id, backend: wm.backend });
     } else if (data.type === 'load') {
       const config = data.config ?? await cachedText(data.configUrl);
-      const weights = data.weights ?? await cachedBytes(data.weightsUrl);
+      let weights = data.weights;
+      if (!weights) {
+        try {
+          weights = await cachedBytes(data.weightsUrl);
+        } catch (e) {
+          // Older hub checkpoints have only pytorch_model.bin.
+          if (!/HTTP 404/.test(e.message) || !data.weightsUrl.endsWith('/model.safetensors')) throw e;
+          data.weightsName = data.weightsUrl.replace(/model\.safetensors$/, 'pytorch_model.bin');
+          weights = await cachedBytes(data.weightsName);
+        }
+      }
       download = null;
       wm.load(config, weights, data.weightsName || 'weights', undefined);
       postMessage({ status: 'ready', id: data.id, backend: wm.backend });

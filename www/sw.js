@@ -1,0 +1,31 @@
+// Service worker: keeps the app shell and the wasm core, so after one visit the page opens
+// offline. Network first (a new build is picked up when online), the cache when offline.
+// Model weights are not handled here: the model worker keeps them in its own cache.
+const SHELL_CACHE = 'wordmask-shell-v1';
+const SHELL = ['./', 'index.html', 'app.js', 'app.css', 'worker.js', 'client.js', 'word-mask.js', 'embed.html',
+  'samples/cat.jpg', 'samples/coffee.jpg', 'samples/rocket.jpg', '../pkg/wordmask.js', '../pkg/wordmask_bg.wasm']
+  .map((path) => new URL(path, self.location).href);
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(caches.open(SHELL_CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+
+self.addEventListener('fetch', (event) => {
+  const url = new URL(event.request.url);
+  url.search = '';
+  if (event.request.method !== 'GET' || !SHELL.includes(url.href)) return;
+  event.respondWith((async () => {
+    const cache = await caches.open(SHELL_CACHE);
+    try {
+      const response = await fetch(event.request);
+      if (response.ok) await cache.put(url.href, response.clone());
+      return response;
+    } catch (offline) {
+      const cached = await cache.match(url.href);
+      if (cached) return cached;
+      throw offline;
+    }
+  })());
+});
