@@ -5,7 +5,15 @@ const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
 // Same colours as the CLI's overlay (label 1 = first colour).
 const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48], [145, 30, 180],
   [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]];
-const colour = (label) => PALETTE[(label - 1) % PALETTE.length];
+// Per-label colour (editable) and visibility, keyed by the label's text.
+const chosenColours = new Map();
+const hiddenLabels = new Set();
+const labelList = () => $('labels').value.split(/[,\n;]/).map((l) => l.trim()).filter(Boolean);
+const colour = (label) => {
+  const name = state.result?.labels[label - 1]?.label ?? labelList()[label - 1]?.split('|')[0].trim();
+  return chosenColours.get(name) ?? PALETTE[(label - 1) % PALETTE.length];
+};
+const hex = (rgb) => `#${rgb.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
 
 const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null };
 const status = (text) => { $('status').textContent = text; };
@@ -67,6 +75,7 @@ function showProgress({ done, total }) {
 function updateButtons() {
   $('segment').disabled = !(state.modelReady && state.image) || state.busy;
   $('download-labels').disabled = !state.result;
+  $('download-overlay').disabled = !state.result;
   $('download-json').disabled = !state.result;
 }
 
@@ -118,6 +127,44 @@ for (const button of document.querySelectorAll('[data-sample]')) {
 document.addEventListener('dragover', (e) => e.preventDefault());
 document.addEventListener('drop', (e) => { e.preventDefault(); takeImage(e.dataTransfer.files[0]); });
 document.addEventListener('paste', (e) => takeImage([...e.clipboardData.files][0]));
+
+// Chips mirror the text field: recolour, hide, move or remove a label.
+function renderChips() {
+  const labels = labelList();
+  $('chips').replaceChildren(...labels.map((text, i) => {
+    const name = text.split('|')[0].trim();
+    const li = document.createElement('li');
+    li.className = `chip${hiddenLabels.has(name) ? ' hidden-label' : ''}`;
+    const picker = Object.assign(document.createElement('input'), { type: 'color', value: hex(colour(i + 1)) });
+    picker.setAttribute('aria-label', `colour of ${name}`);
+    picker.oninput = () => { chosenColours.set(name, picker.value.match(/\w\w/g).map((h) => parseInt(h, 16))); draw(); showLegend(); };
+    const label = Object.assign(document.createElement('span'), { textContent: text });
+    const button = (symbol, title, action) => {
+      const b = Object.assign(document.createElement('button'), { textContent: symbol, title });
+      b.setAttribute('aria-label', `${title} ${name}`);
+      b.onclick = action;
+      return b;
+    };
+    const move = (delta) => () => {
+      const j = i + delta;
+      if (j < 0 || j >= labels.length) return;
+      [labels[i], labels[j]] = [labels[j], labels[i]];
+      $('labels').value = labels.join(', ');
+      renderChips();
+    };
+    const toggle = button(hiddenLabels.has(name) ? 'show' : 'hide', hiddenLabels.has(name) ? 'show' : 'hide', () => {
+      if (hiddenLabels.has(name)) hiddenLabels.delete(name); else hiddenLabels.add(name);
+      renderChips();
+      draw();
+    });
+    const remove = button('×', 'remove', () => { labels.splice(i, 1); $('labels').value = labels.join(', '); renderChips(); });
+    li.append(picker, label, button('←', 'move left', move(-1)), button('→', 'move right', move(1)), toggle, remove);
+    return li;
+  }));
+}
+$('labels').oninput = renderChips;
+renderChips();
+$('outlines').onchange = () => draw();
 
 $('threshold').oninput = () => { $('threshold-value').textContent = Number($('threshold').value).toFixed(2); };
 $('opacity').oninput = () => draw();
@@ -215,16 +262,26 @@ function draw() {
   if (!r || r.width !== width || r.height !== height) return;
   const pixels = ctx.getImageData(0, 0, width, height);
   const a = Number($('opacity').value);
-  for (let i = 0; i < r.labelMap.length; i++) {
-    const label = r.labelMap[i];
-    if (!label) continue;
-    const c = colour(label);
+  const colours = r.labels.map((_, i) => colour(i + 1));
+  const shown = r.labels.map((l) => !hiddenLabels.has(l.label));
+  const outlines = $('outlines').checked;
+  const map = r.labelMap;
+  for (let i = 0; i < map.length; i++) {
+    const label = map[i];
+    if (outlines) {
+      const x = i % width;
+      const edge = (x + 1 < width && map[i + 1] !== label) || (i + width < map.length && map[i + width] !== label);
+      if (edge) { pixels.data.set([255, 255, 255], i * 4); continue; }
+    }
+    if (!label || !shown[label - 1]) continue;
+    const c = colours[label - 1];
     for (let k = 0; k < 3; k++) pixels.data[i * 4 + k] = Math.round(pixels.data[i * 4 + k] * (1 - a) + c[k] * a);
   }
   ctx.putImageData(pixels, 0, 0);
 }
 
 function showLegend() {
+  if (!state.result) return;
   const items = state.result.labels.map((l, i) => {
     const li = document.createElement('li');
     const sw = document.createElement('span');
@@ -265,6 +322,7 @@ $('download-labels').onclick = async () => {
   ctx.putImageData(img, 0, 0);
   save(await canvas.convertToBlob({ type: 'image/png' }), 'labels.png');
 };
+$('download-overlay').onclick = () => $('view').toBlob((blob) => save(blob, 'overlay.png'), 'image/png');
 $('download-json').onclick = () => {
   const { width, height, labels, unlabelled } = state.result;
   save(new Blob([JSON.stringify({ width, height, labels, unlabelled }, null, 1)], { type: 'application/json' }), 'wordmask.json');

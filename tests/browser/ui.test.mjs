@@ -67,6 +67,26 @@ test('drop an image, type words, see the masks', { timeout: 300_000 }, async () 
     const box = await view.boundingBox();
     await view.hover({ position: { x: box.width * (50 / 448), y: box.height * (50 / 336) } });
     assert.equal(await page.textContent('#hover'), 'red');
+
+    // Chips: hide "red" (its region shows the photo again), recolour "green", outlines on.
+    const pixel = (x, y) => page.evaluate(([x, y]) => Array.from(document.getElementById('view').getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3)), [x, y]);
+    await page.click('[aria-label="hide red"]');
+    assert.deepEqual(await pixel(50, 50), [255, 0, 0]);
+    await page.evaluate(() => {
+      const picker = document.querySelector('[aria-label="colour of green"]');
+      picker.value = '#000000';
+      picker.dispatchEvent(new Event('input'));
+    });
+    assert.deepEqual(await pixel(50, 300), [0, 102, 0], 'green region blended 40/60 with black');
+    await page.check('#outlines');
+    const column = await page.evaluate(() => Array.from(document.getElementById('view').getContext('2d').getImageData(100, 180, 1, 24).data));
+    const white = [...Array(24).keys()].filter((k) => column.slice(k * 4, k * 4 + 3).every((v) => v === 255));
+    assert.ok(white.length >= 1 && white.length <= 3, `one thin outline between green and blue near y = 192, got rows ${white.map((k) => 180 + k)}`);
+    await page.screenshot({ path: `${ARTIFACTS}chips.png`, fullPage: true });
+    // Removing and moving chips edit the label text.
+    await page.click('[aria-label="remove yellow"]');
+    await page.click('[aria-label="move left blue"]');
+    assert.equal(await page.inputValue('#labels'), 'green, blue, red');
     assert.deepEqual(problems, []);
   } finally {
     await browser.close();
