@@ -1,7 +1,7 @@
 // <word-mask>: open-vocabulary segmentation as a custom element. Import this module, then
 //   <word-mask model="openai/clip-vit-base-patch16" labels="person, dog, grass" src="photo.jpg"></word-mask>
 // Attributes: model (hub id or folder URL with config.json + model.safetensors), labels (commas;
-// `a|b` synonyms), src (image URL), method, templates, threshold, short-side, window, stride
+// `a|b` synonyms), src (image URL), camera (live camera; optional facing mode), method, templates, threshold, short-side, window, stride
 // (same meanings and defaults as `wordmask segment`). Method: segment(image | ImageBitmap |
 // HTMLVideoElement | VideoFrame | HTMLCanvasElement). Property: labels (string or array).
 // Events: progress {done, total}, ready {backend}, result {width, height, labels, labelMap},
@@ -24,7 +24,7 @@ const TEMPLATE = `<style>
 <p part="status" role="status" aria-live="polite"></p>`;
 
 class WordMask extends HTMLElement {
-  static observedAttributes = ['model', 'labels', 'src', 'method', 'templates', 'threshold', 'short-side', 'window', 'stride'];
+  static observedAttributes = ['model', 'labels', 'src', 'camera', 'method', 'templates', 'threshold', 'short-side', 'window', 'stride'];
 
   constructor() {
     super();
@@ -43,12 +43,14 @@ class WordMask extends HTMLElement {
 
   disconnectedCallback() {
     this.unsubscribe?.();
+    this.stopCamera();
   }
 
   attributeChangedCallback(name, before, after) {
     if (before === after || !this.isConnected) return;
     if (name === 'model') this.ready = false;
     if (name === 'src') this.image = null;
+    if (name === 'camera' && after === null) this.stopCamera();
     this.update();
   }
 
@@ -97,6 +99,10 @@ class WordMask extends HTMLElement {
         this.ready = true;
         this.emit('ready', { backend });
       }
+      if (this.hasAttribute('camera')) {
+        await this.startCamera();
+        return;
+      }
       if (!this.image && this.getAttribute('src')) {
         const response = await fetch(this.getAttribute('src'));
         if (!response.ok) throw new Error(`${this.getAttribute('src')}: HTTP ${response.status}`);
@@ -106,6 +112,31 @@ class WordMask extends HTMLElement {
     } catch (e) {
       this.fail(e);
     }
+  }
+
+  // Live camera: segment the newest frame whenever the previous one is done (frames in
+  // between are dropped). The attribute's value may name a facing mode ("user").
+  async startCamera() {
+    if (this.video) return;
+    const facingMode = this.getAttribute('camera') || 'environment';
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode } });
+    this.video = Object.assign(document.createElement('video'), { srcObject: stream, muted: true, playsInline: true });
+    await this.video.play();
+    const loop = async () => {
+      if (!this.video) return;
+      try {
+        if (this.labels.trim()) await this.segment(this.video);
+      } catch (e) {
+        this.fail(e);
+      }
+      if (this.video) requestAnimationFrame(loop);
+    };
+    loop();
+  }
+
+  stopCamera() {
+    this.video?.srcObject?.getTracks().forEach((t) => t.stop());
+    this.video = null;
   }
 
   /** Segment an image, bitmap, video frame or canvas with the current labels; resolves with the result. */

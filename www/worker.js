@@ -39,20 +39,37 @@ async function cachedText(url) {
   return text;
 }
 
+/** Retries left after a broken download; each resumes where the last stopped (HTTP Range). */
+const RETRIES = 3;
+
 async function fetchBytes(url) {
   download = new AbortController();
-  const response = await fetch(url, { signal: download.signal });
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-  const total = Number(response.headers.get('content-length')) || 0;
-  const reader = response.body.getReader();
   const chunks = [];
   let done = 0;
-  for (;;) {
-    const { value, done: end } = await reader.read();
-    if (end) break;
-    chunks.push(value);
-    done += value.length;
-    postMessage({ status: 'loading', done, total });
+  let total = 0;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const response = await fetch(url, { signal: download.signal, headers: done ? { Range: `bytes=${done}-` } : {} });
+      if (!response.ok) throw Object.assign(new Error(`${url}: HTTP ${response.status}`), { final: true });
+      if (done && response.status !== 206) {
+        chunks.length = 0; // the server ignored the range: start again
+        done = 0;
+      }
+      total = done + (Number(response.headers.get('content-length')) || 0);
+      const reader = response.body.getReader();
+      for (;;) {
+        const { value, done: end } = await reader.read();
+        if (end) break;
+        chunks.push(value);
+        done += value.length;
+        postMessage({ status: 'loading', done, total });
+      }
+      break;
+    } catch (e) {
+      if (e.name === 'AbortError' || e.final || attempt >= RETRIES) throw e;
+      postMessage({ status: 'loading', done, total, retrying: attempt + 1 });
+      await new Promise((resolve) => setTimeout(resolve, 500 * (attempt + 1)));
+    }
   }
   const bytes = new Uint8Array(done);
   let at = 0;

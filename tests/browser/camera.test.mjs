@@ -78,3 +78,32 @@ test('live camera frames are segmented', { timeout: 300_000 }, async () => {
     await browser.close();
   }
 });
+
+test('<word-mask camera> segments live frames', { timeout: 300_000 }, async () => {
+  const clip = `${ARTIFACTS}scene.y4m`;
+  writeClip(clip);
+  const browser = await launch({
+    webgpu: false,
+    extraArgs: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
+  });
+  try {
+    const context = await browser.newContext({ permissions: ['camera'] });
+    const page = await context.newPage();
+    await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/`);
+    const shares = await page.evaluate(() => new Promise((resolve, reject) => {
+      const el = document.createElement('word-mask');
+      el.setAttribute('labels', 'yellow, green, red, blue');
+      el.setAttribute('templates', 'single');
+      el.setAttribute('camera', '');
+      let frames = 0;
+      el.addEventListener('result', (e) => { if (++frames === 2) { el.remove(); resolve(e.detail.shares); } });
+      el.addEventListener('error', (e) => reject(new Error(e.detail.message)));
+      document.body.append(el);
+      el.setAttribute('model', new URLSearchParams(location.search).get('model'));
+    }));
+    const red = shares.find((s) => s.label === 'red').share;
+    assert.ok(Math.abs(red - 0.184) < 0.04, `red covers ${red} of the frame`);
+  } finally {
+    await browser.close();
+  }
+});

@@ -103,3 +103,23 @@ test('a second visit loads the model from the Cache Storage with its URLs blocke
     await browser.close();
   }
 });
+
+test('a broken download is retried and a missing file is not', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const page = await browser.newPage();
+    let failures = 1;
+    await page.route('**/semantic-colours/model.safetensors', (route) => (failures-- > 0 ? route.abort('connectionreset') : route.continue()));
+    await page.goto(`${server.url}/`);
+    await page.evaluate(workerClient);
+    await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
+    const ready = await page.evaluate((m) => ask({ type: 'load', configUrl: `${m}/config.json`, weightsUrl: `${m}/model.safetensors` }), MODEL);
+    assert.equal(ready.status, 'ready', JSON.stringify(ready));
+    assert.equal(failures, -1, 'the first attempt failed and a second one was made');
+    const missing = await page.evaluate(() => ask({ type: 'load', configUrl: '/tests/fixtures/semantic-colours/config.json', weightsUrl: '/nowhere/model.bin' }));
+    assert.equal(missing.status, 'error');
+    assert.match(missing.message, /HTTP 404/);
+  } finally {
+    await browser.close();
+  }
+});
