@@ -73,6 +73,9 @@ struct SegmentResult {
     unlabelled: f32,
     #[serde(with = "serde_bytes_vec")]
     label_map: Vec<u8>,
+    /// Top probability per pixel, 0..=255.
+    #[serde(with = "serde_bytes_vec")]
+    confidence: Vec<u8>,
 }
 
 /// Serialise the label map as a `Uint8Array` rather than an array of numbers.
@@ -189,7 +192,8 @@ impl WordMask {
             to_vec_async(segment(model, &image, &classes, &dense).map_err(js_error)?).await.map_err(js_error)?;
         let seg = Segmentation::new(width, height, &user_labels, !opts.background.is_empty(), probs, opts.threshold);
         let (shares, unlabelled) = seg.shares();
-        let result = SegmentResult { width, height, labels: shares, unlabelled, label_map: seg.label_map };
+        let confidence = seg.confidence();
+        let result = SegmentResult { width, height, labels: shares, unlabelled, label_map: seg.label_map, confidence };
         serde_wasm_bindgen::to_value(&result).map_err(|e| js_sys::Error::new(&e.to_string()).into())
     }
 

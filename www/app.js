@@ -302,8 +302,10 @@ $('view').onmousemove = (e) => {
   const rect = $('view').getBoundingClientRect();
   const x = Math.floor((e.clientX - rect.left) / rect.width * r.width);
   const y = Math.floor((e.clientY - rect.top) / rect.height * r.height);
-  const label = r.labelMap[y * r.width + x];
-  $('hover').textContent = label ? r.labels[label - 1].label : 'unlabelled';
+  const i = y * r.width + x;
+  const label = r.labelMap[i];
+  const score = r.confidence ? ` (${(r.confidence[i] / 255).toFixed(2)})` : '';
+  $('hover').textContent = `${label ? r.labels[label - 1].label : 'unlabelled'}${score}`;
 };
 
 function save(blob, name) {

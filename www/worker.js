@@ -111,7 +111,7 @@ async function handle(data) {
       postMessage({ status: 'ready', id: data.id, backend: wm.backend });
     } else if (data.type === 'segment') {
       const result = await wm.segment(data.rgba, data.width, data.height, data.labels, data.options);
-      postMessage({ status: 'result', id: data.id, kind: 'segment', ...result }, [result.labelMap.buffer]);
+      postMessage({ status: 'result', id: data.id, kind: 'segment', ...result }, [result.labelMap.buffer, result.confidence.buffer]);
     } else if (data.type === 'classify') {
       const scores = await wm.classify(data.rgba, data.width, data.height, data.labels);
       postMessage({ status: 'result', id: data.id, scores });

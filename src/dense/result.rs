@@ -63,6 +63,17 @@ impl Segmentation {
         }
     }
 
+    /// Each pixel's highest class probability, quantised to 0..=255 (for display).
+    pub fn confidence(&self) -> Vec<u8> {
+        let n = self.label_map.len();
+        (0..n)
+            .map(|i| {
+                let p = (0..self.num_classes()).map(|c| self.probs[c * n + i]).fold(0f32, f32::max);
+                (p.clamp(0.0, 1.0) * 255.0).round() as u8
+            })
+            .collect()
+    }
+
     pub fn num_classes(&self) -> usize {
         self.labels.len() + usize::from(self.background)
     }
@@ -81,5 +92,25 @@ impl Segmentation {
             .map(|(i, l)| LabelShare { label: l.clone(), share: counts[i + 1] as f32 / n })
             .collect();
         (shares, counts[0] as f32 / n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_map_shares_and_confidence() {
+        let labels = crate::labels::parse("cat, dog").unwrap();
+        // 3 pixels, classes cat, dog, background: cat wins, dog wins weakly, background wins.
+        let probs = vec![0.8, 0.3, 0.1, 0.1, 0.4, 0.2, 0.1, 0.3, 0.7];
+        let seg = Segmentation::new(3, 1, &labels, true, probs.clone(), 0.35);
+        assert_eq!(seg.label_map, vec![1, 2, 0]);
+        let (shares, unlabelled) = seg.shares();
+        assert_eq!(shares.iter().map(|s| s.share).collect::<Vec<_>>(), vec![1.0 / 3.0, 1.0 / 3.0]);
+        assert!((unlabelled - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(seg.confidence(), vec![204, 102, 179]);
+        // A higher threshold leaves the weak pixel unlabelled.
+        assert_eq!(Segmentation::new(3, 1, &labels, true, probs, 0.5).label_map, vec![1, 0, 0]);
     }
 }

@@ -66,7 +66,7 @@ test('drop an image, type words, see the masks', { timeout: 300_000 }, async () 
     await view.scrollIntoViewIfNeeded();
     const box = await view.boundingBox();
     await view.hover({ position: { x: box.width * (50 / 448), y: box.height * (50 / 336) } });
-    assert.equal(await page.textContent('#hover'), 'red');
+    assert.match(await page.textContent('#hover'), /^red \((0\.\d\d|1\.00)\)$/);
 
     // Chips: hide "red" (its region shows the photo again), recolour "green", outlines on.
     const pixel = (x, y) => page.evaluate(([x, y]) => Array.from(document.getElementById('view').getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3)), [x, y]);
