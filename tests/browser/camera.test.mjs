@@ -38,20 +38,24 @@ function writeClip(path) {
   writeFileSync(path, Buffer.concat([Buffer.from(`YUV4MPEG2 W${W} H${H} F10:1 Ip A1:1 C420jpeg\n`), frame, frame]));
 }
 
+/** Chromium whose fake camera plays the scene clip. */
+function launchWithCamera() {
+  const clip = `${ARTIFACTS}scene.y4m`;
+  writeClip(clip);
+  return launch({
+    webgpu: false,
+    extraArgs: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
+  });
+}
+
 let server;
 before(async () => { server = await startServer(); mkdirSync(ARTIFACTS, { recursive: true }); });
 after(() => server.close());
 
 test('live camera frames are segmented', { timeout: 300_000 }, async () => {
-  const clip = `${ARTIFACTS}scene.y4m`;
-  writeClip(clip);
-  const browser = await launch({
-    webgpu: false,
-    extraArgs: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
-  });
+  const browser = await launchWithCamera();
   try {
-    const context = await browser.newContext({ permissions: ['camera'] });
-    const page = await context.newPage();
+    const page = await (await browser.newContext({ permissions: ['camera'] })).newPage();
     const problems = [];
     page.on('pageerror', (e) => problems.push(e.message));
     await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
@@ -80,15 +84,9 @@ test('live camera frames are segmented', { timeout: 300_000 }, async () => {
 });
 
 test('<word-mask camera> segments live frames', { timeout: 300_000 }, async () => {
-  const clip = `${ARTIFACTS}scene.y4m`;
-  writeClip(clip);
-  const browser = await launch({
-    webgpu: false,
-    extraArgs: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
-  });
+  const browser = await launchWithCamera();
   try {
-    const context = await browser.newContext({ permissions: ['camera'] });
-    const page = await context.newPage();
+    const page = await (await browser.newContext({ permissions: ['camera'] })).newPage();
     await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/`);
     const shares = await page.evaluate(() => new Promise((resolve, reject) => {
       const el = document.createElement('word-mask');

@@ -54,3 +54,24 @@ export function colourScene() {
   }
   return { rgba: new Uint8Array(g.getImageData(0, 0, w, h).data.buffer), width: w, height: h };
 }
+
+// As a person would: drop the colour scene onto the page (a file dragged from the desktop),
+// type the colour words, pick the fast prompts and press Segment; waits for "Done.".
+export async function dropSceneAndSegment(page) {
+  await page.evaluate(`window.colourScene = ${colourScene}`);
+  await page.evaluate(async () => {
+    const { rgba, width, height } = colourScene();
+    const canvas = new OffscreenCanvas(width, height);
+    canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.buffer), width, height), 0, 0);
+    const file = new File([await canvas.convertToBlob({ type: 'image/png' })], 'scene.png', { type: 'image/png' });
+    const drop = new DragEvent('drop', { dataTransfer: new DataTransfer(), bubbles: true, cancelable: true });
+    drop.dataTransfer.items.add(file);
+    document.body.dispatchEvent(drop);
+  });
+  await page.fill('#labels', 'yellow, green, red, blue');
+  await page.click('summary');
+  await page.selectOption('#templates', 'single');
+  await page.waitForFunction(() => !document.getElementById('segment').disabled);
+  await page.click('#segment');
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 120_000 });
+}

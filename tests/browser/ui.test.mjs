@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
-import { colourScene, launch, startServer } from './harness.mjs';
+import { dropSceneAndSegment, launch, startServer } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25]];
@@ -26,23 +26,7 @@ test('drop an image, type words, see the masks', { timeout: 300_000 }, async () 
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
 
-    // Drop the scene onto the page, as a file dragged from the desktop.
-    await page.evaluate(`window.colourScene = ${colourScene}`);
-    await page.evaluate(async () => {
-      const { rgba, width, height } = colourScene();
-      const canvas = new OffscreenCanvas(width, height);
-      canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.buffer), width, height), 0, 0);
-      const file = new File([await canvas.convertToBlob({ type: 'image/png' })], 'scene.png', { type: 'image/png' });
-      const drop = new DragEvent('drop', { dataTransfer: new DataTransfer(), bubbles: true, cancelable: true });
-      drop.dataTransfer.items.add(file);
-      document.body.dispatchEvent(drop);
-    });
-    await page.fill('#labels', 'yellow, green, red, blue');
-    await page.click('summary');
-    await page.selectOption('#templates', 'single');
-    await page.waitForFunction(() => !document.getElementById('segment').disabled);
-    await page.click('#segment');
-    await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 120_000 });
+    await dropSceneAndSegment(page);
     await page.screenshot({ path: `${ARTIFACTS}segmented.png`, fullPage: true });
 
     // Each region shows the colour of its word (label i uses palette colour i).
