@@ -345,3 +345,51 @@ fn segment_with_pamr_refinement_runs() {
     assert!(!out.status.success());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn extreme_images_are_refused_with_a_reason() {
+    let dir = common::scratch("extreme");
+    let strip = dir.join("strip.png");
+    image::RgbImage::from_pixel(4000, 4, image::Rgb([9, 9, 9])).save(&strip).unwrap();
+    let model = fixtures().join("clip-p16-quickgelu");
+    let out = wordmask(&[
+        "segment",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        strip.to_str().unwrap(),
+        "--labels",
+        "cat",
+        "--out",
+        dir.join("l.png").to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("aspect ratio"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A one-pixel image is tiny but well-formed: it is resized up and segmented.
+    let dot = dir.join("dot.png");
+    image::RgbImage::from_pixel(1, 1, image::Rgb([200, 10, 10])).save(&dot).unwrap();
+    let out = wordmask(&[
+        "segment",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        dot.to_str().unwrap(),
+        "--labels",
+        "cat, dog",
+        "--short-side",
+        "64",
+        "--window",
+        "64",
+        "--stride",
+        "32",
+        "--out",
+        dir.join("l.png").to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}

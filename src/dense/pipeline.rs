@@ -20,6 +20,9 @@ use crate::preprocess::{Preprocessor, RgbImage};
 
 /// NACLIP's and SCLIP's default temperature for the cosine scores (`logit_scale=40`).
 pub const DEFAULT_LOGIT_SCALE: f32 = 40.0;
+/// Longest side an image may have after the short-side resize (bounds time and memory for
+/// panoramas and strips).
+pub const MAX_RESIZED_SIDE: usize = 8192;
 /// Windows run through the vision tower together, at most this many at once.
 const WINDOW_BATCH: usize = 8;
 /// Prompts embedded per text-encoder call.
@@ -169,6 +172,13 @@ fn window_scores(model: &Model, crops: Tensor<4>, names: &Tensor<2>, opts: &Dens
 /// Per-class probabilities `[classes, H, W]` at the input image's resolution.
 pub fn segment(model: &Model, image: &RgbImage, classes: &ClassEmbeddings, opts: &DenseOptions) -> Result<Tensor<3>> {
     opts.validate()?;
+    let (rw, rh) = crate::preprocess::short_side_size(image.width, image.height, opts.short_side);
+    if rw.max(rh) > MAX_RESIZED_SIDE {
+        return Err(Error::invalid(format!(
+            "a {}x{} image resized to a short side of {} would be {rw}x{rh}; its aspect ratio is too extreme (the long side may reach {MAX_RESIZED_SIDE} pixels)",
+            image.width, image.height, opts.short_side
+        )));
+    }
     let preprocessor = Preprocessor { short_side: opts.short_side, crop: None, ..model.preprocessor.clone() };
     let (chw, (w, h)) = preprocessor.apply(image);
     let device = model.clip.device();
