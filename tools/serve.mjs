@@ -27,7 +27,9 @@ createServer(async (req, res) => {
   try {
     if (!(await stat(file)).isFile()) throw new Error('not a file');
     const body = await readFile(file);
-    res.writeHead(200, { 'content-type': types[extname(file)] || 'application/octet-stream', 'cache-control': 'no-cache' });
+    res.writeHead(200, {
+      'content-type': types[extname(file)] || 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache',
+    });
     res.end(body);
   } catch {
     res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${req.url}\n`);

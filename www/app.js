@@ -1,6 +1,6 @@
 // Page logic. The worker owns the model; this file only gathers input and draws results.
 const $ = (id) => document.getElementById(id);
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+let worker = null;
 const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
 // Same colours as the CLI's overlay (label 1 = first colour).
 const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48], [145, 30, 180],
@@ -15,7 +15,7 @@ const colour = (label) => {
 };
 const hex = (rgb) => `#${rgb.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
 
-const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null };
+const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null, lastLoad: null };
 const status = (text) => { $('status').textContent = text; };
 
 // ?model=<folder URL> picks a custom checkpoint (used by the tests and for self-hosted models).
@@ -28,8 +28,33 @@ const showCustom = () => { const c = $('model-pick').value === 'custom'; $('mode
 $('model-pick').onchange = showCustom;
 showCustom();
 
-worker.onmessage = ({ data }) => {
-  if (data.status === 'device') status(data.backend === 'webgpu' ? 'WebGPU ready. Load a model.' : 'No WebGPU here: running on the CPU (slower). Load a model.');
+// A wasm trap or a lost GPU device leaves the worker's model unusable: start a fresh worker,
+// reload the model (from the cache) and carry on.
+const FATAL = /unreachable|RuntimeError|device (was |is )?lost|DeviceLost/i;
+
+function spawnWorker() {
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker.onmessage = onWorkerMessage;
+  worker.onerror = (e) => recover(e.message || 'the model worker stopped');
+  worker.postMessage({ type: 'init', backend: 'webgpu' });
+}
+
+function recover(reason) {
+  worker.terminate();
+  state.busy = false;
+  state.modelReady = false;
+  updateButtons();
+  spawnWorker();
+  if (state.lastLoad) {
+    status(`The model stopped (${reason}); restarting it…`);
+    worker.postMessage(state.lastLoad);
+  } else {
+    status(`The model stopped (${reason}); load it again.`);
+  }
+}
+
+function onWorkerMessage({ data }) {
+  if (data.status === 'device' && !state.lastLoad) status(data.backend === 'webgpu' ? 'WebGPU ready. Load a model.' : 'No WebGPU here: running on the CPU (slower). Load a model.');
   if (data.status === 'loading') showProgress(data);
   if (data.status === 'ready') {
     state.modelReady = true;
@@ -38,6 +63,10 @@ worker.onmessage = ({ data }) => {
     $('progress').value = $('progress').max;
     status(`Model ready (${data.backend}). Choose an image and type words.`);
     updateButtons();
+  }
+  if (data.status === 'error' && FATAL.test(data.message)) {
+    recover(data.message);
+    return;
   }
   if (data.status === 'error') {
     state.busy = false;
@@ -56,8 +85,8 @@ worker.onmessage = ({ data }) => {
     updateButtons();
     if (state.camera) tickCamera(data);
   }
-};
-worker.postMessage({ type: 'init', backend: 'webgpu' });
+}
+spawnWorker();
 // After one visit the page and the wasm core open offline.
 navigator.serviceWorker?.register('sw.js').catch((e) => console.warn(`offline support unavailable: ${e.message}`));
 
@@ -89,11 +118,13 @@ $('load').onclick = async () => {
     const weights = files.find((f) => f.name !== 'config.json' && f.name !== 'preprocessor_config.json');
     if (!config || !weights) { status('Choose config.json and a weights file together.'); return; }
     const bytes = new Uint8Array(await weights.arrayBuffer());
+    state.lastLoad = null; // local bytes are handed over, not kept: a restart asks for them again
     worker.postMessage({ type: 'load', config: await config.text(), weights: bytes, weightsName: weights.name }, [bytes.buffer]);
   } else {
     const pick = $('model-pick').value;
     const base = (pick === 'custom' ? $('model-url').value : HUB(pick)).replace(/\/?$/, '/');
-    worker.postMessage({ type: 'load', configUrl: `${base}config.json`, weightsUrl: `${base}model.safetensors`, weightsName: `${base}model.safetensors` });
+    state.lastLoad = { type: 'load', configUrl: `${base}config.json`, weightsUrl: `${base}model.safetensors`, weightsName: `${base}model.safetensors` };
+    worker.postMessage(state.lastLoad);
     $('cancel').hidden = false;
   }
   status('Loading…');

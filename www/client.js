@@ -18,15 +18,29 @@ function getWorker() {
     const waiter = pending.get(data.id);
     if (!waiter) return;
     pending.delete(data.id);
-    if (data.status === 'error') waiter.reject(new Error(data.message));
-    else waiter.resolve(data);
+    if (data.status === 'error') {
+      waiter.reject(new Error(data.message));
+      if (FATAL.test(data.message)) reset(data.message);
+    } else {
+      waiter.resolve(data);
+    }
   };
-  worker.onerror = (e) => {
-    const error = new Error(`the model worker failed: ${e.message}`);
-    pending.forEach((w) => w.reject(error));
-    pending.clear();
-  };
+  worker.onerror = (e) => reset(e.message || 'the model worker stopped');
   return worker;
+}
+
+// A wasm trap or a lost GPU device leaves the model unusable: drop the worker, so the next
+// request starts a fresh one and reloads the model (from the cache).
+const FATAL = /unreachable|RuntimeError|device (was |is )?lost|DeviceLost/i;
+
+function reset(reason) {
+  worker?.terminate();
+  worker = null;
+  device = null;
+  loaded = { key: null, promise: null };
+  const error = new Error(`the model stopped (${reason}); it restarts with the next image`);
+  pending.forEach((w) => w.reject(error));
+  pending.clear();
 }
 
 export function request(message, transfer = []) {

@@ -7,7 +7,7 @@
 // Events: progress {done, total}, ready {backend}, result {width, height, labels, labelMap},
 // error {message}. CSS parts: canvas, legend, status. Every element on a page shares one worker,
 // one GPU device and one model.
-import { loadModel, onProgress, openDevice, request } from './client.js';
+import { loadModel, onProgress, request } from './client.js';
 
 const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48], [145, 30, 180],
   [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]];
@@ -149,7 +149,7 @@ class WordMask extends HTMLElement {
     ctx.drawImage(source, 0, 0, width, height);
     const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
     this.status('Segmenting…');
-    await openDevice();
+    await loadModel(this.getAttribute('model'));
     const result = await request({ type: 'segment', rgba, width, height, labels: this.labels, options: this.options() }, [rgba.buffer]);
     this.result = result;
     this.draw(canvas);

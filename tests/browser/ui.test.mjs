@@ -25,6 +25,8 @@ test('drop an image, type words, see the masks', { timeout: 300_000 }, async () 
     await page.screenshot({ path: `${ARTIFACTS}start.png` });
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+    const progress = await page.evaluate(() => [document.getElementById('progress').value, document.getElementById('progress').max]);
+    assert.ok(progress[1] > 1 && progress[0] === progress[1], `progress bar at ${progress[0]} of ${progress[1]}`);
 
     await dropSceneAndSegment(page);
     await page.screenshot({ path: `${ARTIFACTS}segmented.png`, fullPage: true });
@@ -72,6 +74,32 @@ test('drop an image, type words, see the masks', { timeout: 300_000 }, async () 
     await page.click('[aria-label="move left blue"]');
     assert.equal(await page.inputValue('#labels'), 'green, blue, red');
     assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('broken and foreign checkpoints chosen as local files show a readable error', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/`);
+    await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
+    const config = await (await fetch(`${server.url}/tests/fixtures/semantic-colours/config.json`)).text();
+    const weights = Buffer.from(await (await fetch(`${server.url}/tests/fixtures/semantic-colours/model.safetensors`)).arrayBuffer());
+    const choose = async (configText, weightBytes) => {
+      await page.setInputFiles('#model-files', [
+        { name: 'config.json', mimeType: 'application/json', buffer: Buffer.from(configText) },
+        { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: weightBytes },
+      ]);
+      await page.click('#load');
+      await page.waitForFunction(() => /Error|Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+      return page.textContent('#status');
+    };
+    assert.match(await choose(config, weights.subarray(0, 5000)), /Error: cannot read checkpoint model\.safetensors: .*truncated/);
+    assert.match(await choose('{"model_type": "sam"}', weights), /Error: invalid model config: model_type is 'sam'/);
+    await page.screenshot({ path: `${ARTIFACTS}error.png` });
+    assert.match(await choose(config, weights), /Model ready/);
   } finally {
     await browser.close();
   }

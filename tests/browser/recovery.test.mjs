@@ -1,0 +1,68 @@
+// When the model worker dies (what a lost GPU device or a wasm trap leaves behind), the page
+// starts a fresh one, reloads the model from the cache and segments again.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { dropSceneAndSegment, launch, startServer } from './harness.mjs';
+
+let server;
+before(async () => { server = await startServer(); });
+after(() => server.close());
+
+test('the page recovers from a dead model worker', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const page = await browser.newPage();
+    const workers = [];
+    page.on('worker', (w) => workers.push(w));
+    await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
+    await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
+    await page.click('#load');
+    await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+    await dropSceneAndSegment(page);
+
+    // Kill the worker from inside with an uncaught error.
+    await workers[0].evaluate(() => setTimeout(() => { throw new Error('simulated: GPU device lost'); }));
+    await page.waitForFunction(() => /restarting/.test(document.getElementById('status').textContent), null, { timeout: 30_000 });
+    await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+    assert.equal(workers.length, 2, 'a second worker was started');
+    await page.click('#segment');
+    await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 120_000 });
+    assert.match(await page.textContent('#legend'), /red 18\.\d %/);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('<word-mask> recovers from a dead model worker on its next image', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const page = await browser.newPage();
+    const workers = [];
+    page.on('worker', (w) => workers.push(w));
+    await page.addInitScript(() => {
+      window.results = 0;
+      document.addEventListener('result', () => { window.results += 1; });
+    });
+    await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/`);
+    await page.waitForFunction(() => window.results === 2, null, { timeout: 120_000 });
+    await workers[0].evaluate(() => setTimeout(() => { throw new Error('simulated: GPU device lost'); }));
+    const detail = await page.evaluate(async () => {
+      const el = document.getElementById('first');
+      for (let i = 0; i < 50; i++) {
+        try {
+          const r = await el.segment(await createImageBitmap(await (await fetch('/tests/fixtures/images/shapes_50x90.png')).blob()));
+          return { ...r, labelMap: Array.from(r.labelMap) };
+        } catch (e) {
+          await new Promise((resolve) => setTimeout(resolve, 200)); // the first try may meet the dying worker
+        }
+      }
+      return null;
+    });
+    assert.ok(detail, 'segment() worked again');
+    assert.equal(detail.labels[detail.labelMap[30 * 50 + 25] - 1], 'red');
+    assert.equal(workers.length, 2, 'a fresh worker was started');
+  } finally {
+    await browser.close();
+  }
+});
