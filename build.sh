@@ -53,7 +53,8 @@ build_web() {
         --no-default-features --features "$WASM_FEATURES"
     say "wasm-bindgen -> pkg/"
     rm -rf pkg && mkdir -p pkg
-    wasm-bindgen --target web --out-dir pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/wordmask.wasm"
+    # --remove-name-section: function names are debug information the page does not need.
+    wasm-bindgen --target web --remove-name-section --out-dir pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/wordmask.wasm"
     # No wasm-opt pass: Debian's binaryen 108 (wasm-opt -Oz) shrank the module from 37 to 21 MB
     # but the result failed every browser test, so the bindgen output ships as it is.
     ls -l pkg/wordmask_bg.wasm

@@ -92,6 +92,7 @@ test('broken and foreign checkpoints chosen as local files show a readable error
         { name: 'config.json', mimeType: 'application/json', buffer: Buffer.from(configText) },
         { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: weightBytes },
       ]);
+      await page.evaluate(() => { document.getElementById('status').textContent = ''; }); // forget the last answer
       await page.click('#load');
       await page.waitForFunction(() => /Error|Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
       return page.textContent('#status');
