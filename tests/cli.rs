@@ -10,6 +10,14 @@ fn wordmask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wordmask")).args(args).output().expect("run wordmask")
 }
 
+/// `wordmask segment --model MODEL --image IMAGE ARGS... --backend cpu`.
+fn segment(model: &str, image: &str, args: &[&str]) -> Output {
+    let mut all = vec!["segment", "--model", model, "--image", image];
+    all.extend_from_slice(args);
+    all.extend(["--backend", "cpu"]);
+    wordmask(&all)
+}
+
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
@@ -184,30 +192,27 @@ fn segment_writes_the_label_map_overlay_scores_and_summary() {
     photo.save(&input).unwrap();
     let (labels, overlay, scores) = (dir.join("labels.png"), dir.join("overlay.png"), dir.join("scores.npy"));
     let model = fixtures().join("clip-p16-quickgelu");
-    let out = json(&wordmask(&[
-        "segment",
-        "--model",
+    let out = json(&segment(
         model.to_str().unwrap(),
-        "--image",
         input.to_str().unwrap(),
-        "--labels",
-        "cat, dog, car, tree, sky",
-        "--templates",
-        "single",
-        "--threshold",
-        "0",
-        "--background",
-        "none",
-        "--out",
-        labels.to_str().unwrap(),
-        "--overlay",
-        overlay.to_str().unwrap(),
-        "--scores",
-        scores.to_str().unwrap(),
-        "--backend",
-        "cpu",
-        "--json",
-    ]));
+        &[
+            "--labels",
+            "cat, dog, car, tree, sky",
+            "--templates",
+            "single",
+            "--threshold",
+            "0",
+            "--background",
+            "none",
+            "--out",
+            labels.to_str().unwrap(),
+            "--overlay",
+            overlay.to_str().unwrap(),
+            "--scores",
+            scores.to_str().unwrap(),
+            "--json",
+        ],
+    ));
     assert_eq!((out["width"].as_u64(), out["height"].as_u64()), (Some(640), Some(427)));
     let map = image::open(&labels).unwrap();
     assert_eq!((map.width(), map.height(), map.color()), (640, 427, image::ColorType::L8));
@@ -244,32 +249,29 @@ fn segment_threshold_and_background_leave_pixels_unlabelled() {
     let image = fixtures().join("images/gradient_80x64.png");
     let labels = dir.join("labels.png");
     let run = |threshold: &str, background: &str| {
-        json(&wordmask(&[
-            "segment",
-            "--model",
+        json(&segment(
             model.to_str().unwrap(),
-            "--image",
             image.to_str().unwrap(),
-            "--labels",
-            "cat, dog",
-            "--templates",
-            "single",
-            "--short-side",
-            "64",
-            "--window",
-            "64",
-            "--stride",
-            "32",
-            "--threshold",
-            threshold,
-            "--background",
-            background,
-            "--out",
-            labels.to_str().unwrap(),
-            "--backend",
-            "cpu",
-            "--json",
-        ]))["unlabelled"]
+            &[
+                "--labels",
+                "cat, dog",
+                "--templates",
+                "single",
+                "--short-side",
+                "64",
+                "--window",
+                "64",
+                "--stride",
+                "32",
+                "--threshold",
+                threshold,
+                "--background",
+                background,
+                "--out",
+                labels.to_str().unwrap(),
+                "--json",
+            ],
+        ))["unlabelled"]
             .as_f64()
             .unwrap()
     };
@@ -278,21 +280,11 @@ fn segment_threshold_and_background_leave_pixels_unlabelled() {
     assert_eq!(run("1", "none"), 1.0);
     let with_background = run("0", "background; wall");
     assert!((0.0..=1.0).contains(&with_background));
-    let out = wordmask(&[
-        "segment",
-        "--model",
+    let out = segment(
         model.to_str().unwrap(),
-        "--image",
         image.to_str().unwrap(),
-        "--labels",
-        "cat",
-        "--threshold",
-        "1.5",
-        "--out",
-        labels.to_str().unwrap(),
-        "--backend",
-        "cpu",
-    ]);
+        &["--labels", "cat", "--threshold", "1.5", "--out", labels.to_str().unwrap()],
+    );
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--threshold"));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -304,44 +296,31 @@ fn segment_with_pamr_refinement_runs() {
     let image = fixtures().join("images/gradient_80x64.png");
     let scores = dir.join("s.npy");
     let run = |refine: &str| {
-        let out = wordmask(&[
-            "segment",
-            "--model",
+        let out = segment(
             model.to_str().unwrap(),
-            "--image",
             image.to_str().unwrap(),
-            "--labels",
-            "cat, dog, car",
-            "--templates",
-            "single",
-            "--refine",
-            refine,
-            "--out",
-            dir.join("l.png").to_str().unwrap(),
-            "--scores",
-            scores.to_str().unwrap(),
-            "--backend",
-            "cpu",
-        ]);
+            &[
+                "--labels",
+                "cat, dog, car",
+                "--templates",
+                "single",
+                "--refine",
+                refine,
+                "--out",
+                dir.join("l.png").to_str().unwrap(),
+                "--scores",
+                scores.to_str().unwrap(),
+            ],
+        );
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         std::fs::read(&scores).unwrap()
     };
     assert_ne!(run("none"), run("pamr"), "PAMR left the scores unchanged");
-    let out = wordmask(&[
-        "segment",
-        "--model",
+    let out = segment(
         model.to_str().unwrap(),
-        "--image",
         image.to_str().unwrap(),
-        "--labels",
-        "cat",
-        "--refine",
-        "crf",
-        "--out",
-        dir.join("l.png").to_str().unwrap(),
-        "--backend",
-        "cpu",
-    ]);
+        &["--labels", "cat", "--refine", "crf", "--out", dir.join("l.png").to_str().unwrap()],
+    );
     assert!(!out.status.success());
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -352,44 +331,33 @@ fn extreme_images_are_refused_with_a_reason() {
     let strip = dir.join("strip.png");
     image::RgbImage::from_pixel(4000, 4, image::Rgb([9, 9, 9])).save(&strip).unwrap();
     let model = fixtures().join("clip-p16-quickgelu");
-    let out = wordmask(&[
-        "segment",
-        "--model",
+    let out = segment(
         model.to_str().unwrap(),
-        "--image",
         strip.to_str().unwrap(),
-        "--labels",
-        "cat",
-        "--out",
-        dir.join("l.png").to_str().unwrap(),
-        "--backend",
-        "cpu",
-    ]);
+        &["--labels", "cat", "--out", dir.join("l.png").to_str().unwrap()],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("aspect ratio"), "{}", String::from_utf8_lossy(&out.stderr));
     // A one-pixel image is tiny but well-formed: it is resized up and segmented.
     let dot = dir.join("dot.png");
     image::RgbImage::from_pixel(1, 1, image::Rgb([200, 10, 10])).save(&dot).unwrap();
-    let out = wordmask(&[
-        "segment",
-        "--model",
+    let out = segment(
         model.to_str().unwrap(),
-        "--image",
         dot.to_str().unwrap(),
-        "--labels",
-        "cat, dog",
-        "--short-side",
-        "64",
-        "--window",
-        "64",
-        "--stride",
-        "32",
-        "--out",
-        dir.join("l.png").to_str().unwrap(),
-        "--backend",
-        "cpu",
-        "--json",
-    ]);
+        &[
+            "--labels",
+            "cat, dog",
+            "--short-side",
+            "64",
+            "--window",
+            "64",
+            "--stride",
+            "32",
+            "--out",
+            dir.join("l.png").to_str().unwrap(),
+            "--json",
+        ],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
 }
