@@ -1,17 +1,16 @@
 // Page logic. The worker owns the model; this file only gathers input and draws results.
+import { paintMasks, paletteColour } from './masks.js';
+
 const $ = (id) => document.getElementById(id);
 let worker = null;
 const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
-// Same colours as the CLI's overlay (label 1 = first colour).
-const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48], [145, 30, 180],
-  [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]];
 // Per-label colour (editable) and visibility, keyed by the label's text.
 const chosenColours = new Map();
 const hiddenLabels = new Set();
 const labelList = () => $('labels').value.split(/[,\n;]/).map((l) => l.trim()).filter(Boolean);
 const colour = (label) => {
   const name = state.result?.labels[label - 1]?.label ?? labelList()[label - 1]?.split('|')[0].trim();
-  return chosenColours.get(name) ?? PALETTE[(label - 1) % PALETTE.length];
+  return chosenColours.get(name) ?? paletteColour(label);
 };
 const hex = (rgb) => `#${rgb.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
 
@@ -292,22 +291,8 @@ function draw() {
   const r = state.result;
   if (!r || r.width !== width || r.height !== height) return;
   const pixels = ctx.getImageData(0, 0, width, height);
-  const a = Number($('opacity').value);
-  const colours = r.labels.map((_, i) => colour(i + 1));
-  const shown = r.labels.map((l) => !hiddenLabels.has(l.label));
-  const outlines = $('outlines').checked;
-  const map = r.labelMap;
-  for (let i = 0; i < map.length; i++) {
-    const label = map[i];
-    if (outlines) {
-      const x = i % width;
-      const edge = (x + 1 < width && map[i + 1] !== label) || (i + width < map.length && map[i + width] !== label);
-      if (edge) { pixels.data.set([255, 255, 255], i * 4); continue; }
-    }
-    if (!label || !shown[label - 1]) continue;
-    const c = colours[label - 1];
-    for (let k = 0; k < 3; k++) pixels.data[i * 4 + k] = Math.round(pixels.data[i * 4 + k] * (1 - a) + c[k] * a);
-  }
+  const colours = r.labels.map((l, i) => (hiddenLabels.has(l.label) ? null : colour(i + 1)));
+  paintMasks(pixels, r.labelMap, colours, { opacity: Number($('opacity').value), outlines: $('outlines').checked });
   ctx.putImageData(pixels, 0, 0);
 }
 

@@ -8,9 +8,8 @@
 // error {message}. CSS parts: canvas, legend, status. Every element on a page shares one worker,
 // one GPU device and one model.
 import { loadModel, onProgress, request } from './client.js';
+import { paintMasks, paletteColour } from './masks.js';
 
-const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48], [145, 30, 180],
-  [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]];
 
 const TEMPLATE = `<style>
   :host { display: inline-block; position: relative; max-width: 100%; }
@@ -166,17 +165,13 @@ class WordMask extends HTMLElement {
     const ctx = this.canvas.getContext('2d');
     ctx.drawImage(source, 0, 0);
     const pixels = ctx.getImageData(0, 0, width, height);
-    for (let i = 0; i < labelMap.length; i++) {
-      if (!labelMap[i]) continue;
-      const c = PALETTE[(labelMap[i] - 1) % PALETTE.length];
-      for (let k = 0; k < 3; k++) pixels.data[i * 4 + k] = Math.round(pixels.data[i * 4 + k] * 0.4 + c[k] * 0.6);
-    }
+    paintMasks(pixels, labelMap, labels.map((_, i) => paletteColour(i + 1)));
     ctx.putImageData(pixels, 0, 0);
     const legend = this.shadowRoot.querySelector('[part=legend]');
     legend.replaceChildren(...labels.map((l, i) => {
       const li = document.createElement('li');
       const sw = document.createElement('span');
-      sw.style.background = `rgb(${PALETTE[i % PALETTE.length].join(',')})`;
+      sw.style.background = `rgb(${paletteColour(i + 1).join(',')})`;
       li.append(sw, `${l.label} ${(l.share * 100).toFixed(1)} %`);
       return li;
     }), Object.assign(document.createElement('li'), { textContent: `unlabelled ${(unlabelled * 100).toFixed(1)} %` }));
