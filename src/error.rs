@@ -30,10 +30,6 @@ pub enum Error {
     /// The compute device failed (no adapter, lost device, failed read-back).
     #[error("compute device error: {0}")]
     Device(String),
-
-    /// An I/O error with the path it concerns.
-    #[error("{path}: {reason}")]
-    Io { path: String, reason: String },
 }
 
 /// Result alias for the core.
