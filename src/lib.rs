@@ -7,11 +7,13 @@ pub mod clip;
 pub mod dense;
 pub mod device;
 pub mod error;
+pub mod groupvit;
 pub mod labels;
 pub mod loader;
 pub mod metrics;
 pub mod model;
 pub mod preprocess;
+pub mod segment;
 pub mod tokenizer;
 
 pub use device::Backend;

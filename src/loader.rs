@@ -33,10 +33,10 @@ impl std::str::FromStr for ComputeDtype {
     }
 }
 
-/// Keys that checkpoints carry but models rebuild themselves (older hub `.bin` files store the
-/// `position_ids` buffers).
+/// Keys that checkpoints carry but inference does not read: the `position_ids` buffers of
+/// older hub `.bin` files, and batch norm's training step counter.
 fn ignorable(name: &str) -> bool {
-    name.ends_with(".position_ids")
+    name.ends_with(".position_ids") || name.ends_with(".num_batches_tracked")
 }
 
 pub struct WeightLoader<'c, 'a> {

@@ -46,7 +46,7 @@ fn compare(model: &Model, name: &str, reference: &Reference) -> Vec<String> {
     let emb = to_vec(model.embed_texts(&refs).unwrap()).unwrap();
     check(all_close(&format!("{name} text_embeds"), &emb, &reference.get("text_embeds").0, EMBED_TOL, false));
     let (scale, _) = reference.get("logit_scale");
-    check(all_close(&format!("{name} logit_scale"), &[model.clip.logit_scale.ln()], &scale, 1e-6, false));
+    check(all_close(&format!("{name} logit_scale"), &[model.clip().unwrap().logit_scale.ln()], &scale, 1e-6, false));
 
     // Images: the reference's pixels through the vision tower, cropped (native size) and
     // uncropped (non-square, interpolated positions).
@@ -54,9 +54,9 @@ fn compare(model: &Model, name: &str, reference: &Reference) -> Vec<String> {
         for image in IMAGES {
             let tag = format!("{crop}.{image}");
             let (pixels, shape) = reference.get(&format!("{tag}.pixel_values"));
-            let device = model.clip.device();
+            let device = model.clip().unwrap().device();
             let x = Tensor::<4>::from_data(TensorData::new(pixels, [shape[0], shape[1], shape[2], shape[3]]), &device);
-            let f = model.clip.image_features(x).unwrap();
+            let f = model.clip().unwrap().image_features(x).unwrap();
             let outputs = [
                 ("image_embeds", to_vec(f.embeds).unwrap(), false, EMBED_TOL),
                 ("patch_tokens", to_vec(f.patch_tokens).unwrap(), false, EMBED_TOL),

@@ -12,6 +12,7 @@ Also writes the tokenizer cases (ids of `CLIPTokenizer`) and the preprocessed pi
     python3 tools/make_fixtures.py          # writes tests/fixtures/
     python3 tools/make_fixtures.py dense    # only the dense-pipeline reference
     python3 tools/make_fixtures.py semantic # only the known-behaviour colour checkpoint
+    python3 tools/make_fixtures.py groupvit # only the GroupViT checkpoints and references
 
 Versions are pinned in tools/requirements.txt and checked below; seeds are fixed, so running
 it again reproduces the committed files.
@@ -27,7 +28,7 @@ import torch
 import transformers
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer, GroupViTConfig, GroupViTModel
 
 PINNED = {"torch": "2.15.0", "transformers": "5.23.0"}
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,8 +298,142 @@ def semantic_fixture(tokenizer):
     print(f"semantic-colours: {sum(p.numel() for p in model.parameters())} parameters (f16)")
 
 
+# GroupViT checkpoints: two grouping stages with group counts other than the hub's 64/8.
+GROUPVIT_MODELS = {
+    # The hub's shape: a last stage without group tokens; stage 2 mixes 6 group tokens into 4 groups.
+    "groupvit-3stage": dict(
+        text=dict(hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2),
+        vision=dict(
+            hidden_size=32, intermediate_size=64, num_attention_heads=4, depths=[2, 1, 1], num_hidden_layers=4,
+            num_group_tokens=[10, 6, 0], num_output_groups=[10, 4, 4], patch_size=8, image_size=48,
+        ),
+        projection_dim=16, projection_intermediate_dim=24, save="safetensors",
+    ),
+    # Two stages of equal shape (so a test can swap them), old eos_token_id, `.bin` with buffers.
+    "groupvit-2stage-bin": dict(
+        text=dict(hidden_size=8, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2, eos_token_id=2),
+        vision=dict(
+            hidden_size=24, intermediate_size=48, num_attention_heads=3, depths=[1, 1], num_hidden_layers=2,
+            num_group_tokens=[6, 6], num_output_groups=[6, 6], assign_mlp_ratio=[0.5, 2], patch_size=8,
+            image_size=40, hidden_act="quick_gelu",
+        ),
+        projection_dim=12, projection_intermediate_dim=20, save="bin",
+    ),
+}
+# Names for the segmentation references: (class, synonyms...).
+ASSIGN_SHARPEN = 4.0
+GROUPVIT_LABELS = [["a photo of a cat."], ["red car", "automobile"], ["grass"], ["sky"], ["person"], ["tree"]]
+# Full-pipeline runs: tag, image, short side, (window, stride) or None, background threshold.
+GROUPVIT_RUNS = [
+    ("slide", "gradient_80x64", 40, (32, 16), 0.5),
+    ("whole", "shapes_50x90", 48, None, None),
+]
+
+
+def build_groupvit(name, spec):
+    config = GroupViTConfig(
+        text_config={**spec["text"], "vocab_size": 49408, "max_position_embeddings": 77},
+        vision_config=spec["vision"],
+        projection_dim=spec["projection_dim"],
+        projection_intermediate_dim=spec["projection_intermediate_dim"],
+    )
+    torch.manual_seed(SEED + sum(map(ord, name)))
+    model = GroupViTModel(config).eval()
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if key.endswith("bias") or "norm" in key:
+                p.add_(torch.randn_like(p) * 0.1)
+            if key.endswith("group_token") or key.endswith("position_embeddings"):
+                p.copy_(torch.randn_like(p) * 0.5)
+            # Sharpen the assignments: at the default init every token sits near all groups
+            # equally, and one group takes the whole image.
+            if ".assign.q_proj." in key or ".assign.k_proj." in key:
+                p.mul_(ASSIGN_SHARPEN)
+        # Batch-norm statistics are buffers, not parameters: give them values too.
+        for key, b in model.named_buffers():
+            if key.endswith("running_mean"):
+                b.copy_(torch.randn_like(b) * 0.1)
+            elif key.endswith("running_var"):
+                b.copy_(torch.rand_like(b) + 0.5)
+        model.logit_scale.fill_(3.5)
+    return model
+
+
+def save_groupvit(model, spec, directory):
+    directory.mkdir(parents=True, exist_ok=True)
+    import groupvit_reference
+
+    CLIPImageProcessor(
+        size={"shortest_edge": model.config.vision_config.image_size},
+        crop_size={"height": model.config.vision_config.image_size, "width": model.config.vision_config.image_size},
+        image_mean=list(groupvit_reference.IMAGENET_MEAN),
+        image_std=list(groupvit_reference.IMAGENET_STD),
+    ).save_pretrained(directory)
+    if spec["save"] == "safetensors":
+        model.save_pretrained(directory)
+    else:
+        model.config.save_pretrained(directory)
+        state = model.state_dict()
+        state["text_model.embeddings.position_ids"] = torch.arange(77).unsqueeze(0)
+        torch.save(state, directory / "pytorch_model.bin")
+    return model
+
+
+@torch.no_grad()
+def groupvit_fixture(name, spec, images, tokenizer):
+    import groupvit_reference as gr
+
+    directory = OUT / name
+    model = save_groupvit(build_groupvit(name, spec), spec, directory)
+    size = model.config.vision_config.image_size
+    ref = {"logit_scale": model.logit_scale.detach().reshape(1)}
+    batch = tokenizer(TEXTS, padding=True, truncation=True, max_length=77, return_tensors="pt")
+    ref["text_embeds"] = normalize(model.get_text_features(input_ids=batch.input_ids).pooler_output)
+    ref["text_ids"] = batch.input_ids.to(torch.int64)
+    names = [n for label in GROUPVIT_LABELS for n in label]
+    class_of_name = [c for c, label in enumerate(GROUPVIT_LABELS) for _ in label]
+    names_batch = tokenizer(names, padding=True, return_tensors="pt")
+    name_embeds = normalize(model.get_text_features(input_ids=names_batch.input_ids).pooler_output)
+    ref["names"] = name_embeds
+    native = CLIPImageProcessor.from_pretrained(directory)
+    for image_name, image in images.items():
+        # transformers' own forward with output_segmentation=True, at the trained size.
+        pixels = native(images=image, return_tensors="pt").pixel_values
+        out = model(input_ids=names_batch.input_ids, pixel_values=pixels, output_segmentation=True)
+        tag = f"native.{image_name}"
+        ref[f"{tag}.pixel_values"] = pixels
+        ref[f"{tag}.image_embeds"] = out.image_embeds
+        ref[f"{tag}.logits_per_image"] = out.logits_per_image
+        ref[f"{tag}.segmentation_logits"] = out.segmentation_logits[0]
+        ours = gr.hf_segmentation(model, pixels, name_embeds)
+        assert torch.allclose(ours[0], out.segmentation_logits[0], atol=1e-5), "reference composition drifted"
+        # Another size (no crop, short side 32): resampled positions, non-square grid.
+        pixels = gr.processor(32)(images=image, return_tensors="pt").pixel_values
+        logits, grouping, group_embeds, image_embeds = gr.hf_segmentation(model, pixels, name_embeds)
+        tag = f"resized.{image_name}"
+        ref[f"{tag}.pixel_values"] = pixels
+        ref[f"{tag}.segmentation_logits"] = logits
+        ref[f"{tag}.grouping"] = grouping
+        ref[f"{tag}.group_embeds"] = group_embeds
+        ref[f"{tag}.image_embeds"] = image_embeds
+        ref[f"{tag}.window_scores"] = gr.window_scores(model, pixels, name_embeds, bg_thresh=0.5)
+    for tag, image_name, short, slide, bg in GROUPVIT_RUNS:
+        ref[f"pipeline.{tag}"] = gr.segment(model, images[image_name], name_embeds, class_of_name, short, slide, bg)
+    save_file({k: v.contiguous() for k, v in ref.items()}, directory / "reference.safetensors")
+    (directory / "texts.json").write_text(json.dumps(TEXTS, ensure_ascii=False, indent=1) + "\n")
+    runs = [dict(tag=t, image=i, short_side=s, slide=sl, threshold=b) for t, i, s, sl, b in GROUPVIT_RUNS]
+    spec_out = dict(labels=" , ".join("|".join(l) for l in GROUPVIT_LABELS), runs=runs)
+    (directory / "runs.json").write_text(json.dumps(spec_out, indent=1) + "\n")
+    print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, saved as {spec['save']}")
+
+
 def main():
     check_versions()
+    if sys.argv[1:] == ["groupvit"]:
+        tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
+        for name, spec in GROUPVIT_MODELS.items():
+            groupvit_fixture(name, spec, synthetic_images(), tokenizer)
+        return
     if sys.argv[1:] == ["semantic"]:
         tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
         semantic_fixture(tokenizer)
@@ -318,6 +453,8 @@ def main():
     tokenizer_cases(tokenizer)
     dense_fixture(tokenizer)
     semantic_fixture(tokenizer)
+    for name, spec in GROUPVIT_MODELS.items():
+        groupvit_fixture(name, spec, images, tokenizer)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,13 @@ use clap::Args;
 use super::RuntimeArgs;
 use wordmask::clip::{ClipConfig, ClipModel};
 use wordmask::device::{self, to_vec};
-use wordmask::tokenizer::Tokenizer;
+use wordmask::groupvit::{GroupVitConfig, GroupVitModel};
+use wordmask::model::{Model, Network};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Architecture preset: vit-b-16, vit-b-32, vit-l-14.
+    /// Architecture preset: vit-b-16, vit-b-32, vit-l-14 (CLIP, dense engine) or
+    /// groupvit-gcc-yfcc (GroupViT; the -redcaps checkpoint has the same shape).
     #[arg(long, default_value = "vit-b-16")]
     config: String,
     /// Use random weights of the preset's shapes (the only mode for now: no checkpoint needed).
@@ -29,16 +31,12 @@ pub struct BenchArgs {
     /// Labels embedded per text-encoder iteration.
     #[arg(long, default_value_t = 5)]
     labels: usize,
-    /// Also time dense segmentation of a random image of this size, WIDTHxHEIGHT (e.g.
-    /// 448x336: 6 windows of 224 at stride 112), with the text side for --labels labels.
+    /// Also time segmentation of a random image of this size, WIDTHxHEIGHT (e.g. 448x336),
+    /// with the text side for --labels labels, using the engine's defaults or the options below.
     #[arg(long)]
     segment: Option<String>,
-    /// Last-block variant for --segment.
-    #[arg(long, default_value = "naclip")]
-    method: wordmask::dense::Method,
-    /// Templates for --segment: single or imagenet80.
-    #[arg(long, default_value = "imagenet80")]
-    templates: String,
+    #[command(flatten)]
+    method: super::segment::MethodArgs,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -75,26 +73,49 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.iters == 0 || args.labels == 0 {
         bail!("--iters and --labels must be at least 1");
     }
-    let config = ClipConfig::by_name(&args.config)?;
     let backend = match args.runtime.backend {
         wordmask::Backend::Auto => device::resolve_auto(),
         b => b,
     };
     let device = device::open(backend)?;
     let load_start = Instant::now();
-    let model = ClipModel::random(config.clone(), &device);
+    let (network, patch) = match args.config.as_str() {
+        "groupvit-gcc-yfcc" | "groupvit-gcc-redcaps" => {
+            let config = GroupVitConfig::gcc_yfcc();
+            let patch = config.vision_config.patch_size;
+            (Network::GroupVit(GroupVitModel::random(config, &device)), patch)
+        }
+        name => {
+            let config = ClipConfig::by_name(name).map_err(|_| {
+                anyhow::anyhow!(
+                    "unknown config preset {name}; choose vit-b-16, vit-b-32, vit-l-14 or groupvit-gcc-yfcc"
+                )
+            })?;
+            let patch = config.vision_config.patch_size;
+            (Network::Clip(ClipModel::random(config, &device)), patch)
+        }
+    };
+    let model = Model::new(network, None)?;
     let model = &model;
     let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
-    let tokenizer = Tokenizer::new();
     let s = args.size;
 
     let image = Row {
-        stage: format!("image encoder ({s}x{s}, {} patches)", (s / config.vision_config.patch_size).pow(2)),
+        stage: format!("image encoder ({s}x{s}, {} patches)", (s / patch).pow(2)),
         times_ms: time(args.iters, |_| {
             let pixels = Tensor::<4>::random([1, 3, s, s], Distribution::Normal(0.0, 1.0), &device);
-            let f = model.image_features(pixels)?;
-            to_vec(f.embeds)?;
-            to_vec(f.patch_tokens)?;
+            match &model.network {
+                Network::Clip(m) => {
+                    let f = m.image_features(pixels)?;
+                    to_vec(f.embeds)?;
+                    to_vec(f.patch_tokens)?;
+                }
+                Network::GroupVit(m) => {
+                    let f = m.image_features(pixels)?;
+                    to_vec(f.embeds)?;
+                    to_vec(f.group_embeds)?;
+                }
+            }
             Ok(())
         })?,
     };
@@ -106,7 +127,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 .map(|j| format!("a photo of a {} number {}.", words[j % words.len()], i.wrapping_add(j) % 1000))
                 .collect();
             let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-            to_vec(model.embed_texts(&tokenizer, &refs)?)?;
+            to_vec(model.embed_texts(&refs)?)?;
             Ok(())
         })?,
     };
@@ -116,7 +137,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let mut rows = vec![image, text, per_label];
     if let Some(size) = &args.segment {
-        rows.extend(dense_rows(&args, size, model)?);
+        rows.extend(segment_rows(&args, size, model)?);
     }
 
     println!(
@@ -138,46 +159,47 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Text side with templates, and the whole dense pipeline on a random image.
-fn dense_rows(args: &BenchArgs, size: &str, clip: &ClipModel) -> Result<Vec<Row>> {
-    use wordmask::dense::pipeline::{ClassEmbeddings, DenseOptions, segment};
-    use wordmask::dense::templates;
+/// Text side with templates, and the whole segmentation pipeline on a random image.
+fn segment_rows(args: &BenchArgs, size: &str, model: &Model) -> Result<Vec<Row>> {
+    use wordmask::dense::pipeline::ClassEmbeddings;
     use wordmask::labels::Label;
-    use wordmask::model::Model;
     use wordmask::preprocess::RgbImage;
+    use wordmask::segment::{EngineOptions, scores};
 
     let Some((w, h)) =
         size.split_once('x').and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)))
     else {
         bail!("--segment takes WIDTHxHEIGHT, e.g. 448x336; got {size}");
     };
-    let model = Model::from_clip(clip.clone(), None)?;
-    let opts = DenseOptions {
-        method: args.method,
-        templates: templates::by_name(&args.templates)?,
-        ..DenseOptions::default()
-    };
+    let engine = model.resolve_engine(args.method.requested_engine()?)?;
+    let threshold =
+        (engine == wordmask::model::Engine::GroupVit).then_some(wordmask::groupvit::segment::DEFAULT_THRESHOLD);
+    let opts = args.method.options(engine, threshold)?;
+    let templates = opts.templates();
     let labels: Vec<Label> =
         (0..args.labels).map(|i| Label { name: format!("thing {i}"), synonyms: vec![format!("thing {i}")] }).collect();
     let mut classes = None;
     let text = Row {
-        stage: format!("text: {} labels x {} templates", args.labels, opts.templates.len()),
+        stage: format!("text: {} labels x {} templates", args.labels, templates.len()),
         times_ms: time(args.iters, |_| {
-            let c = ClassEmbeddings::new(&model, &labels, opts.templates)?;
+            let c = ClassEmbeddings::new(model, &labels, templates)?;
             to_vec(c.names.clone())?;
             classes = Some(c);
             Ok(())
         })?,
     };
     let classes = classes.expect("timed at least once");
-    let (gh, gw) = (h * opts.short_side / h.min(w), w * opts.short_side / h.min(w));
-    let windows = opts
-        .slide
-        .map(|(win, stride)| wordmask::dense::windows::slide(gh, gw, (win, win), (stride, stride)).len())
+    let (short, slide) = match &opts {
+        EngineOptions::Dense(o) => (o.short_side, o.slide),
+        EngineOptions::GroupVit(o) => (o.short_side, o.slide),
+    };
+    let (rh, rw) = (h * short / h.min(w), w * short / h.min(w));
+    let windows = slide
+        .map(|(win, stride)| wordmask::dense::windows::slide(rh, rw, (win, win), (stride, stride)).len())
         .unwrap_or(1);
     let mut seed = 1u32;
-    let dense = Row {
-        stage: format!("dense {}: {w}x{h}, {windows} windows", args.method),
+    let row = Row {
+        stage: format!("{} {w}x{h}: {rw}x{rh}, {windows} windows", super::segment::MethodArgs::describe(&opts)),
         times_ms: time(args.iters, |_| {
             // A fresh random image each iteration (LCG), so nothing is reused between runs.
             let data = (0..w * h * 3)
@@ -187,9 +209,9 @@ fn dense_rows(args: &BenchArgs, size: &str, clip: &ClipModel) -> Result<Vec<Row>
                 })
                 .collect();
             let image = RgbImage::new(w, h, data)?;
-            to_vec(segment(&model, &image, &classes, &opts)?)?;
+            to_vec(scores(model, &image, &classes, false, &opts)?)?;
             Ok(())
         })?,
     };
-    Ok(vec![text, dense])
+    Ok(vec![text, row])
 }

@@ -1,5 +1,5 @@
-//! `wordmask eval`: mIoU of the dense engine over a dataset in its mmsegmentation folder
-//! layout, with a progress line and a final table.
+//! `wordmask eval`: mIoU of either engine over a dataset in its mmsegmentation folder layout,
+//! with a progress line and a final table.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,10 +11,12 @@ use serde_json::json;
 
 use super::segment::MethodArgs;
 use super::{ModelArgs, load, read_image};
-use wordmask::dense::pipeline::{ClassEmbeddings, label_map, segment};
+use wordmask::dense::pipeline::{ClassEmbeddings, label_map};
 use wordmask::device::to_vec;
 use wordmask::labels::{Label, parse_class_file};
 use wordmask::metrics::{ConfusionMatrix, IGNORE_INDEX};
+use wordmask::model::Engine;
+use wordmask::segment::{EngineOptions, scores};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -48,11 +50,19 @@ impl Format {
         })
     }
 
-    /// Datasets whose class 0 is background: low-confidence pixels go there (NACLIP's
-    /// `prob_thd = 0.1` for these).
-    fn default_threshold(self) -> f32 {
-        match self {
-            Format::Voc21 | Format::Context60 | Format::CocoObject => 0.1,
+    /// Whether class 0 is background.
+    fn has_background(self) -> bool {
+        matches!(self, Format::Voc21 | Format::Context60 | Format::CocoObject)
+    }
+
+    /// Datasets whose class 0 is background: low-confidence pixels go there. Dense: NACLIP's
+    /// `prob_thd = 0.1`. GroupViT: its repository's `bg_thresh` (0.95 for VOC and COCO, 0.35
+    /// for PASCAL Context).
+    fn default_threshold(self, engine: Engine) -> f32 {
+        match (engine, self) {
+            (Engine::Dense, f) if f.has_background() => 0.1,
+            (Engine::GroupVit, Format::Context60) => 0.35,
+            (Engine::GroupVit, f) if f.has_background() => 0.95,
             _ => 0.0,
         }
     }
@@ -91,8 +101,9 @@ pub struct EvalArgs {
     /// Evaluate only the first N images.
     #[arg(long)]
     limit: Option<usize>,
-    /// Probability under which a pixel is assigned class 0 (default: 0.1 for datasets with
-    /// a background class, else 0).
+    /// Dense: probability under which a pixel is assigned class 0 (default: 0.1 for datasets
+    /// with a background class, else 0). GroupViT: its background threshold (default 0.95, 0.35
+    /// for context60; 0 for datasets without a background class).
     #[arg(long)]
     threshold: Option<f32>,
     #[command(flatten)]
@@ -107,7 +118,7 @@ pub struct EvalArgs {
 
 /// Where predictions come from.
 enum Source {
-    Model(Box<wordmask::model::Model>, ClassEmbeddings),
+    Model(Box<wordmask::model::Model>),
     Saved(PathBuf),
 }
 
@@ -225,34 +236,54 @@ pub fn run(args: EvalArgs) -> Result<()> {
         (None, Some(text)) => parse_class_file(text)?,
         (None, None) => bail!("--format folder needs --classes FILE"),
     };
-    let threshold = args.threshold.unwrap_or(args.format.default_threshold());
-    let opts = args.method.options()?;
-    opts.validate()?;
+    let requested = args.method.requested_engine()?;
     let mut samples = samples(args.format, &args.dataset)?;
     if let Some(n) = args.limit {
         samples.truncate(n);
     }
-    let source = match &args.predictions {
-        Some(dir) => Source::Saved(dir.clone()),
+    let (source, engine) = match &args.predictions {
+        Some(dir) => (Source::Saved(dir.clone()), requested.unwrap_or(Engine::Dense)),
         None => {
             let model = load(&args.model)?;
-            let embeddings = ClassEmbeddings::new(&model, &classes, opts.templates)?;
-            Source::Model(Box::new(model), embeddings)
+            let engine = model.resolve_engine(requested)?;
+            (Source::Model(Box::new(model)), engine)
         }
+    };
+    let threshold = args.threshold.unwrap_or(args.format.default_threshold(engine));
+    // GroupViT evaluates datasets with a background class 0 without that class's name: its
+    // threshold makes the background (the repository's `with_bg`).
+    let groupvit_background = engine == Engine::GroupVit && args.format.has_background() && threshold > 0.0;
+    let opts = args.method.options(engine, groupvit_background.then_some(threshold))?;
+    let text_classes = if groupvit_background { &classes[1..] } else { &classes[..] };
+    let embeddings = match &source {
+        Source::Model(model) => Some(ClassEmbeddings::new(model, text_classes, opts.templates())?),
+        Source::Saved(_) => None,
     };
     let mut matrix = ConfusionMatrix::new(classes.len());
     let start = Instant::now();
     for (i, sample) in samples.iter().enumerate() {
         let (w, h, gt) = read_label_png(&sample.label)?;
         let prediction: Vec<u8> = match &source {
-            Source::Model(model, embeddings) => {
+            Source::Model(model) => {
                 let image = read_image(&sample.image.to_string_lossy())?;
                 if (w, h) != (image.width, image.height) {
                     bail!("{} is {w}x{h} but its image is {}x{}", sample.label.display(), image.width, image.height);
                 }
-                let probs = to_vec(segment(model, &image, embeddings, &opts)?)?;
-                // Class indices are 0-based here: label_map gives 1 + argmax, or 0 under the threshold.
-                label_map(&probs, classes.len(), threshold, &[]).iter().map(|&l| l.saturating_sub(1)).collect()
+                let embeddings = embeddings.as_ref().expect("a model source has embeddings");
+                let probs = to_vec(scores(model, &image, embeddings, false, &opts)?)?;
+                match &opts {
+                    // Class indices are 0-based here: label_map gives 1 + argmax, or 0 under the threshold.
+                    EngineOptions::Dense(_) => {
+                        label_map(&probs, classes.len(), threshold, &[]).iter().map(|&l| l.saturating_sub(1)).collect()
+                    }
+                    // The background row is last: it maps to 0 and class i of classes[1..] to i + 1.
+                    EngineOptions::GroupVit(_) if groupvit_background => {
+                        label_map(&probs, classes.len(), 0.0, &[classes.len() - 1])
+                    }
+                    EngineOptions::GroupVit(_) => {
+                        label_map(&probs, classes.len(), 0.0, &[]).iter().map(|&l| l.saturating_sub(1)).collect()
+                    }
+                }
             }
             Source::Saved(dir) => {
                 let path = dir.join(sample.label.file_name().unwrap_or_default());
@@ -284,7 +315,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             classes.iter().zip(&scores.iou).map(|(c, iou)| json!({"class": c.name, "iou": iou})).collect();
         println!(
             "{}",
-            json!({"images": samples.len(), "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "method": opts.method.to_string(), "threshold": threshold})
+            json!({"images": samples.len(), "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "engine": engine, "method": MethodArgs::describe(&opts), "threshold": threshold})
         );
     } else {
         println!("| {:<28} | {:>8} |", "class", "IoU %");
@@ -296,7 +327,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
         println!("|{:-<30}|{:-<10}|", "", "");
         println!("| {:<28} | {:>8.2} |", "mIoU", scores.miou * 100.0);
         println!("| {:<28} | {:>8.2} |", "pixel accuracy", scores.pixel_accuracy * 100.0);
-        println!("{} images, method {}, threshold {threshold}", samples.len(), opts.method);
+        println!(
+            "{} images, engine {engine}, method {}, threshold {threshold}",
+            samples.len(),
+            MethodArgs::describe(&opts)
+        );
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Command-line interface: `classify`, `embed-text`, `embed-image`, `bench`.
+//! Command-line interface: `classify`, `embed-text`, `embed-image`, `segment`, `eval`, `bench`.
 
 mod bench;
 mod eval;
@@ -17,7 +17,11 @@ use wordmask::model::{ImageSize, Model, SINGLE_TEMPLATE};
 use wordmask::{Backend, ComputeDtype, labels};
 
 #[derive(Parser)]
-#[command(name = "wordmask", version, about = "Type words, get masks: open-vocabulary segmentation with CLIP")]
+#[command(
+    name = "wordmask",
+    version,
+    about = "Type words, get masks: open-vocabulary segmentation with CLIP and GroupViT"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,7 +54,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Image embedding and the shape of the per-patch tokens.
+    /// Image embedding and the shape of its tokens (CLIP: patches; GroupViT: final groups).
     EmbedImage {
         #[command(flatten)]
         model: ModelArgs,
@@ -65,7 +69,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Dense segmentation: a label for every pixel.
+    /// Segmentation: a label for every pixel (dense CLIP or GroupViT engine).
     Segment(segment::SegmentArgs),
     /// mIoU over a dataset in its mmsegmentation folder layout.
     Eval(eval::EvalArgs),
@@ -122,9 +126,9 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Classify { model, image, labels, template, json } => {
             let labels = labels::parse(&labels)?;
             let m = load(&model)?;
-            let features = m.image_features(&read_image(&image)?, ImageSize::default())?;
+            let image = m.embed_image(&read_image(&image)?, ImageSize::default())?;
             let text = m.embed_labels(&labels, &template)?;
-            let probs = to_vec(m.clip.classify(features.embeds, text))?;
+            let probs = to_vec(m.classify(image.embeds, text))?;
             if json {
                 let out: Vec<_> =
                     labels.iter().zip(&probs).map(|(l, p)| json!({"label": l.name, "probability": p})).collect();
@@ -153,15 +157,23 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::EmbedImage { model, image, size, no_crop, json } => {
             let m = load(&model)?;
-            let f = m.image_features(&read_image(&image)?, ImageSize { short_side: size, no_crop })?;
-            let (gh, gw) = f.vision.grid;
+            let f = m.embed_image(&read_image(&image)?, ImageSize { short_side: size, no_crop })?;
             let dim = f.embeds.dims()[1];
             let embedding = to_vec(f.embeds)?;
+            let (kind, a, b) = f.tokens;
             if json {
-                println!("{}", json!({ "embedding": embedding, "patch_tokens_shape": [gh, gw, dim] }));
+                let shape = if kind == "patch" { vec![a, b, dim] } else { vec![a, dim] };
+                println!(
+                    "{}",
+                    json!({ "embedding": embedding, format!("{kind}_tokens_shape"): shape, "engine": m.engine() })
+                );
             } else {
                 println!("embedding: {dim} values {:?}...", &embedding[..dim.min(4)]);
-                println!("patch tokens: {gh} x {gw} x {dim}");
+                if kind == "patch" {
+                    println!("patch tokens: {a} x {b} x {dim}");
+                } else {
+                    println!("group tokens: {a} x {dim}");
+                }
             }
         }
         Command::Segment(args) => segment::run(args)?,

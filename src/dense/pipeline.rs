@@ -11,7 +11,8 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::last_block;
 use super::templates;
-use super::windows::{Window, slide};
+use super::windows::{Window, slide as slide_windows};
+use crate::clip::ClipModel;
 use crate::clip::layers::l2_normalize;
 use crate::error::{Error, Result};
 use crate::labels::Label;
@@ -141,7 +142,7 @@ impl ClassEmbeddings {
     }
 }
 
-fn bilinear(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
+pub(crate) fn bilinear(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
     let [_, _, xh, xw] = x.dims();
     if (xh, xw) == (h, w) {
         return x;
@@ -154,9 +155,8 @@ fn bilinear(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
 
 /// Cosine scores of each window's patches with each name, upsampled to the window.
 /// `[n, 3, wh, ww] -> [n, names, wh, ww]`
-fn window_scores(model: &Model, crops: Tensor<4>, names: &Tensor<2>, opts: &DenseOptions) -> Result<Tensor<4>> {
+fn window_scores(clip: &ClipModel, crops: Tensor<4>, names: &Tensor<2>, opts: &DenseOptions) -> Result<Tensor<4>> {
     let [n, _, wh, ww] = crops.dims();
-    let clip = &model.clip;
     let (x, (gh, gw)) = clip.vision_model.hidden_before_last(crops)?;
     let last = clip.vision_model.layers.last().expect("config guarantees one layer");
     let tokens =
@@ -169,36 +169,52 @@ fn window_scores(model: &Model, crops: Tensor<4>, names: &Tensor<2>, opts: &Dens
     Ok(bilinear(grid, wh, ww))
 }
 
-/// Per-class probabilities `[classes, H, W]` at the input image's resolution.
-pub fn segment(model: &Model, image: &RgbImage, classes: &ClassEmbeddings, opts: &DenseOptions) -> Result<Tensor<3>> {
-    opts.validate()?;
-    let (rw, rh) = crate::preprocess::short_side_size(image.width, image.height, opts.short_side);
+/// The image resized to `short_side` (bicubic, as the checkpoint's preprocessing) and
+/// normalised, as `[1, 3, h, w]` on the model's device.
+pub(crate) fn resized_pixels(
+    preprocessor: &Preprocessor,
+    image: &RgbImage,
+    short_side: usize,
+    device: &burn::tensor::Device,
+) -> Result<Tensor<4>> {
+    let (rw, rh) = crate::preprocess::short_side_size(image.width, image.height, short_side);
     if rw.max(rh) > MAX_RESIZED_SIDE {
         return Err(Error::invalid(format!(
-            "a {}x{} image resized to a short side of {} would be {rw}x{rh}; its aspect ratio is too extreme (the long side may reach {MAX_RESIZED_SIDE} pixels)",
-            image.width, image.height, opts.short_side
+            "a {}x{} image resized to a short side of {short_side} would be {rw}x{rh}; its aspect ratio is too extreme (the long side may reach {MAX_RESIZED_SIDE} pixels)",
+            image.width, image.height
         )));
     }
-    let preprocessor = Preprocessor { short_side: opts.short_side, crop: None, ..model.preprocessor.clone() };
+    let preprocessor = Preprocessor { short_side, crop: None, ..preprocessor.clone() };
     let (chw, (w, h)) = preprocessor.apply(image);
-    let device = model.clip.device();
-    let pixels = Tensor::<4>::from_data(TensorData::new(chw, [1, 3, h, w]), &device);
-    let windows = match opts.slide {
-        Some((window, stride)) => slide(h, w, (window, window), (stride, stride)),
+    Ok(Tensor::<4>::from_data(TensorData::new(chw, [1, 3, h, w]), device))
+}
+
+/// mmsegmentation's slide inference: `score` maps a batch of equal-sized windows
+/// `[n, 3, wh, ww]` to `[n, rows, wh, ww]`; overlaps are averaged. `slide = None` runs the
+/// whole image once. `-> [1, rows, h, w]`
+pub(crate) fn slide_and_stitch(
+    pixels: &Tensor<4>,
+    slide: Option<(usize, usize)>,
+    rows: usize,
+    mut score: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
+) -> Result<Tensor<4>> {
+    let [_, _, h, w] = pixels.dims();
+    let device = pixels.device();
+    let windows = match slide {
+        Some((window, stride)) => slide_windows(h, w, (window, window), (stride, stride)),
         None => vec![Window { y1: 0, y2: h, x1: 0, x2: w }],
     };
-    let k = classes.names.dims()[0];
-    let mut canvas = Tensor::<4>::zeros([1, k, h, w], &device);
+    let mut canvas = Tensor::<4>::zeros([1, rows, h, w], &device);
     let mut count = vec![0f32; h * w];
     // All windows have one size (mmsegmentation shifts the last ones inside), so they batch.
     for group in windows.chunks(WINDOW_BATCH) {
         let crops: Vec<Tensor<4>> =
             group.iter().map(|win| pixels.clone().slice([0..1, 0..3, win.y1..win.y2, win.x1..win.x2])).collect();
-        let scores = window_scores(model, Tensor::cat(crops, 0), &classes.names, opts)?;
+        let scores = score(Tensor::cat(crops, 0))?;
+        let [_, _, wh, ww] = scores.dims();
         for (i, win) in group.iter().enumerate() {
-            let ranges = [0..1, 0..k, win.y1..win.y2, win.x1..win.x2];
-            let [_, _, wh, ww] = scores.dims();
-            let crop = scores.clone().slice([i..i + 1, 0..k, 0..wh, 0..ww]);
+            let ranges = [0..1, 0..rows, win.y1..win.y2, win.x1..win.x2];
+            let crop = scores.clone().slice([i..i + 1, 0..rows, 0..wh, 0..ww]);
             canvas = canvas.clone().slice_assign(ranges.clone(), canvas.slice(ranges).add(crop));
             for y in win.y1..win.y2 {
                 count[y * w + win.x1..y * w + win.x2].iter_mut().for_each(|c| *c += 1.0);
@@ -206,7 +222,17 @@ pub fn segment(model: &Model, image: &RgbImage, classes: &ClassEmbeddings, opts:
         }
     }
     let count = Tensor::<4>::from_data(TensorData::new(count, [1, 1, h, w]), &device);
-    let mut logits = bilinear(canvas.div(count), image.height, image.width);
+    Ok(canvas.div(count))
+}
+
+/// Per-class probabilities `[classes, H, W]` at the input image's resolution.
+pub fn segment(model: &Model, image: &RgbImage, classes: &ClassEmbeddings, opts: &DenseOptions) -> Result<Tensor<3>> {
+    opts.validate()?;
+    let clip = model.clip()?;
+    let pixels = resized_pixels(&model.preprocessor, image, opts.short_side, &clip.device())?;
+    let k = classes.names.dims()[0];
+    let averaged = slide_and_stitch(&pixels, opts.slide, k, |crops| window_scores(clip, crops, &classes.names, opts))?;
+    let mut logits = bilinear(averaged, image.height, image.width);
     if let Some(pamr) = &opts.pamr {
         // Guided by the normalised image at the output size, as NACLIP does.
         let guide = bilinear(pixels, image.height, image.width);
@@ -214,12 +240,18 @@ pub fn segment(model: &Model, image: &RgbImage, classes: &ClassEmbeddings, opts:
     }
     let logits = logits.mul_scalar(opts.logit_scale);
     let probs = burn::tensor::activation::softmax(logits, 1);
-    Ok(merge_synonyms(probs, &classes.class_of_name, classes.num_classes).squeeze_dim(0))
+    Ok(merge_synonyms(probs, &classes.class_of_name, classes.num_classes, true).squeeze_dim(0))
 }
 
-/// Max over each class's names (SCLIP's merge), renormalised so the classes' probabilities
-/// sum to 1 again. `[1, names, H, W] -> [1, classes, H, W]`
-fn merge_synonyms(probs: Tensor<4>, class_of_name: &[usize], classes: usize) -> Tensor<4> {
+/// Max over each class's names (SCLIP's merge); with `renormalise`, divided so the classes'
+/// probabilities sum to 1 again. Extra rows after the names are kept as they are.
+/// `[1, names (+extra), H, W] -> [1, classes (+extra), H, W]`
+pub(crate) fn merge_synonyms(
+    probs: Tensor<4>,
+    class_of_name: &[usize],
+    classes: usize,
+    renormalise: bool,
+) -> Tensor<4> {
     if class_of_name.len() == classes {
         return probs;
     }
@@ -232,7 +264,12 @@ fn merge_synonyms(probs: Tensor<4>, class_of_name: &[usize], classes: usize) -> 
         })
         .collect();
     let merged = Tensor::cat(per_class, 1);
-    merged.clone().div(merged.sum_dim(1))
+    let merged = if renormalise { merged.clone().div(merged.sum_dim(1)) } else { merged };
+    let (names, rows) = (class_of_name.len(), probs.dims()[1]);
+    if rows == names {
+        return merged;
+    }
+    Tensor::cat(vec![merged, probs.slice([0..1, names..rows, 0..h, 0..w])], 1)
 }
 
 /// Label map from probabilities `[classes, H, W]` (host, row-major): `1 + argmax`, or 0 where
