@@ -361,3 +361,111 @@ fn extreme_images_are_refused_with_a_reason() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn read_npy(path: &std::path::Path) -> (String, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap().to_string();
+    let values = bytes[10 + header_len..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    (header, values)
+}
+
+/// `model_type: groupvit` picks the GroupViT engine: its scores end with the background row of
+/// the threshold, and the label map is their argmax with that row as 0.
+#[test]
+fn segment_with_a_groupvit_checkpoint_uses_the_groupvit_engine() {
+    let dir = common::scratch("segment-groupvit");
+    let (labels, scores) = (dir.join("labels.png"), dir.join("scores.npy"));
+    let image = fixtures().join("images/shapes_50x90.png");
+    for (name, engine) in [("groupvit-3stage", "auto"), ("groupvit-2stage-bin", "groupvit")] {
+        let model = fixtures().join(name);
+        let out = json(&segment(
+            model.to_str().unwrap(),
+            image.to_str().unwrap(),
+            &[
+                "--engine",
+                engine,
+                "--labels",
+                "cat, red car|automobile, grass",
+                "--short-side",
+                "64",
+                "--window",
+                "48",
+                "--stride",
+                "16",
+                "--threshold",
+                "0.5",
+                "--out",
+                labels.to_str().unwrap(),
+                "--scores",
+                scores.to_str().unwrap(),
+                "--json",
+            ],
+        ));
+        assert_eq!(out["engine"], "groupvit", "{out}");
+        let (header, values) = read_npy(&scores);
+        assert!(header.contains("'shape': (4, 90, 50)"), "3 classes + background: {header}");
+        let map = image::open(&labels).unwrap().to_luma8().into_raw();
+        let n = 50 * 90;
+        for i in 0..n {
+            let column: Vec<f32> = (0..4).map(|c| values[c * n + i]).collect();
+            let best = (0..4).fold(0, |b, c| if column[c] > column[b] { c } else { b });
+            let want = if best == 3 { 0 } else { best as u8 + 1 };
+            assert_eq!(map[i], want, "{name} pixel {i}: {column:?}");
+        }
+        let shares: f64 = out["labels"].as_array().unwrap().iter().map(|l| l["share"].as_f64().unwrap()).sum::<f64>()
+            + out["unlabelled"].as_f64().unwrap();
+        assert!((shares - 1.0).abs() < 1e-4, "shares sum to {shares}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn classify_and_embed_image_work_for_groupvit() {
+    let model = fixtures().join("groupvit-3stage");
+    let image = fixtures().join("images/gradient_80x64.png");
+    let (m, i) = (model.to_str().unwrap(), image.to_str().unwrap());
+    let out = json(&wordmask(&[
+        "classify",
+        "--model",
+        m,
+        "--image",
+        i,
+        "--labels",
+        "cat, dog",
+        "--backend",
+        "cpu",
+        "--json",
+    ]));
+    let total: f64 = out["labels"].as_array().unwrap().iter().map(|l| l["probability"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-5, "{out}");
+    let out = json(&wordmask(&["embed-image", "--model", m, "--image", i, "--backend", "cpu", "--json"]));
+    // transformers' image_embeds for the same PNG (the reference's native pixels are this
+    // image through the checkpoint's preprocessor_config.json).
+    let want = Reference::load("groupvit-3stage").get("native.gradient_80x64.image_embeds").0;
+    all_close("groupvit embed-image", &floats(&out["embedding"]), &want, EMBED_TOL, false).unwrap();
+    assert_eq!(out["group_tokens_shape"], serde_json::json!([4, 16]));
+}
+
+#[test]
+fn engine_and_checkpoint_mismatches_are_explained() {
+    let image = fixtures().join("images/gradient_80x64.png");
+    let out = dir_segment("clip-p16-quickgelu", &image, &["--engine", "groupvit"]);
+    assert!(out.contains("groupvit engine needs a GroupViT checkpoint"), "{out}");
+    let out = dir_segment("groupvit-3stage", &image, &["--engine", "dense"]);
+    assert!(out.contains("dense engine needs a CLIP checkpoint"), "{out}");
+    let out = dir_segment("groupvit-3stage", &image, &["--method", "sclip"]);
+    assert!(out.contains("--method applies to the dense engine only"), "{out}");
+}
+
+/// Run `segment` expecting failure; the stderr.
+fn dir_segment(model: &str, image: &std::path::Path, extra: &[&str]) -> String {
+    let dir = common::scratch(&format!("mismatch-{model}"));
+    let out_png = dir.join("l.png");
+    let mut args = vec!["--labels", "cat", "--out", out_png.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = segment(fixtures().join(model).to_str().unwrap(), image.to_str().unwrap(), &args);
+    assert!(!out.status.success());
+    std::fs::remove_dir_all(&dir).ok();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

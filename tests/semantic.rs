@@ -129,5 +129,17 @@ fn eval_over_a_camvid_folder_prints_the_table_and_an_oracle_scores_100() {
         serde_json::from_slice(&run(&["--predictions", root.join("valannot").to_str().unwrap(), "--json"]).stdout)
             .unwrap();
     assert_eq!(oracle["miou"].as_f64(), Some(1.0));
+    // A GroupViT checkpoint runs the same evaluation through its own engine.
+    let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
+        .args(["eval", "--model", fixtures().join("groupvit-3stage").to_str().unwrap()])
+        .args(["--dataset", root.to_str().unwrap(), "--format", "camvid", "--classes", classes.to_str().unwrap()])
+        .args(["--short-side", "96", "--window", "0", "--backend", "cpu", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((json["engine"].as_str(), json["images"].as_u64()), (Some("groupvit"), Some(2)), "{json}");
+    let miou = json["miou"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&miou), "{json}");
     std::fs::remove_dir_all(&root).ok();
 }
