@@ -7,14 +7,16 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::Error;
-use crate::dense::pipeline::{DenseOptions, EmbeddingCache, Pamr, segment};
-use crate::dense::result::{LabelShare, Segmentation, with_background};
+use crate::dense::pipeline::{DenseOptions, EmbeddingCache, Pamr};
+use crate::dense::result::{BACKGROUND, LabelShare, with_background};
 use crate::dense::templates;
 use crate::device::to_vec_async;
+use crate::groupvit::segment::{DEFAULT_THRESHOLD, GroupVitOptions};
 use crate::labels;
 use crate::loader::ComputeDtype;
-use crate::model::{ImageSize, Model, SINGLE_TEMPLATE};
+use crate::model::{Engine, ImageSize, Model, SINGLE_TEMPLATE};
 use crate::preprocess::RgbImage;
+use crate::segment::{EngineOptions, finish, scores};
 
 fn js_error(e: Error) -> JsValue {
     js_sys::Error::new(&e.to_string()).into()
@@ -35,32 +37,68 @@ pub struct WordMask {
     cache: EmbeddingCache,
 }
 
-/// Options of `segment`, with the CLI's names and defaults.
-#[derive(serde::Deserialize)]
+/// Options of `segment`, with the CLI's names; unset ones take the engine's defaults (as in
+/// the CLI).
+#[derive(serde::Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct SegmentOptions {
-    method: String,
-    templates: String,
-    short_side: usize,
-    window: usize,
-    stride: usize,
-    threshold: f32,
-    background: Vec<String>,
-    refine: String,
+    method: Option<String>,
+    templates: Option<String>,
+    short_side: Option<usize>,
+    window: Option<usize>,
+    stride: Option<usize>,
+    threshold: Option<f32>,
+    background: Option<Vec<String>>,
+    refine: Option<String>,
 }
 
-impl Default for SegmentOptions {
-    fn default() -> Self {
-        SegmentOptions {
-            method: "naclip".into(),
-            templates: "imagenet80".into(),
-            short_side: 336,
-            window: 224,
-            stride: 112,
-            threshold: 0.1,
-            background: vec!["background".into()],
-            refine: "none".into(),
+impl SegmentOptions {
+    /// Engine options, background words and threshold for `engine`.
+    fn resolve(&self, engine: Engine) -> Result<(EngineOptions, Vec<String>, f32), Error> {
+        if let Some(t) = self.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+            return Err(Error::invalid(format!("threshold must be in [0, 1], got {t}")));
         }
+        let opts = match engine {
+            Engine::Dense => {
+                let d = DenseOptions::default();
+                let window = self.window.unwrap_or(224);
+                EngineOptions::Dense(DenseOptions {
+                    method: self.method.as_deref().unwrap_or("naclip").parse()?,
+                    templates: templates::by_name(self.templates.as_deref().unwrap_or("imagenet80"))?,
+                    short_side: self.short_side.unwrap_or(d.short_side),
+                    slide: (window > 0).then_some((window, self.stride.unwrap_or(112))),
+                    pamr: match self.refine.as_deref() {
+                        None | Some("none") | Some("") => None,
+                        Some("pamr") => Some(Pamr::default()),
+                        Some(other) => return Err(Error::invalid(format!("refine must be none or pamr, got {other}"))),
+                    },
+                    ..d
+                })
+            }
+            Engine::GroupVit => {
+                if self.method.is_some() || self.refine.is_some() {
+                    return Err(Error::invalid(
+                        "method and refine apply to the dense engine only; this is a GroupViT model",
+                    ));
+                }
+                let d = GroupVitOptions::default();
+                let window = self.window.unwrap_or(448);
+                let threshold = self.threshold.unwrap_or(DEFAULT_THRESHOLD);
+                EngineOptions::GroupVit(GroupVitOptions {
+                    templates: templates::by_name(self.templates.as_deref().unwrap_or("single"))?,
+                    short_side: self.short_side.unwrap_or(d.short_side),
+                    slide: (window > 0).then_some((window, self.stride.unwrap_or(224))),
+                    threshold: (threshold > 0.0).then_some(threshold),
+                    ..d
+                })
+            }
+        };
+        opts.validate()?;
+        let (background, threshold) = match engine {
+            Engine::Dense => (vec![BACKGROUND.to_string()], self.threshold.unwrap_or(0.1)),
+            Engine::GroupVit => (Vec::new(), self.threshold.unwrap_or(DEFAULT_THRESHOLD)),
+        };
+        Ok((opts, self.background.clone().unwrap_or(background), threshold))
     }
 }
 
@@ -149,10 +187,11 @@ impl WordMask {
         to_vec_async(emb).await.map_err(js_error)
     }
 
-    /// Dense segmentation of an RGBA image: `{width, height, labels: [{label, share}],
-    /// unlabelled, labelMap: Uint8Array}` with the CLI's label-map values. `options` may set
-    /// method, templates, shortSide, window (0 = whole image), stride, threshold, background
-    /// (words) and refine ("pamr").
+    /// Segmentation of an RGBA image with the model's engine: `{width, height, labels: [{label,
+    /// share}], unlabelled, labelMap: Uint8Array, confidence}` with the CLI's label-map values.
+    /// `options` may set templates, shortSide, window (0 = whole image), stride, threshold and
+    /// background (words), and for the dense engine method and refine ("pamr"); unset options
+    /// take the engine's defaults.
     pub async fn segment(
         &mut self,
         rgba: &[u8],
@@ -169,32 +208,24 @@ impl WordMask {
         };
         let user_labels = labels::parse(labels).map_err(js_error)?;
         let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
-        let dense = DenseOptions {
-            method: opts.method.parse().map_err(js_error)?,
-            templates: templates::by_name(&opts.templates).map_err(js_error)?,
-            short_side: opts.short_side,
-            slide: (opts.window > 0).then_some((opts.window, opts.stride)),
-            pamr: match opts.refine.as_str() {
-                "none" | "" => None,
-                "pamr" => Some(Pamr::default()),
-                other => return Err(js_error(Error::invalid(format!("refine must be none or pamr, got {other}")))),
-            },
-            ..DenseOptions::default()
-        };
-        dense.validate().map_err(js_error)?;
-        if !(0.0..=1.0).contains(&opts.threshold) {
-            return Err(js_error(Error::invalid(format!("threshold must be in [0, 1], got {}", opts.threshold))));
-        }
         let model = self.model.as_ref().ok_or_else(|| js_error(Error::invalid("no model is loaded yet")))?;
-        let all = with_background(&user_labels, &opts.background);
-        let classes = self.cache.get(model, &all, dense.templates).map_err(js_error)?;
-        let probs =
-            to_vec_async(segment(model, &image, &classes, &dense).map_err(js_error)?).await.map_err(js_error)?;
-        let seg = Segmentation::new(width, height, &user_labels, !opts.background.is_empty(), probs, opts.threshold);
+        let (engine_opts, background, threshold) = opts.resolve(model.engine()).map_err(js_error)?;
+        let all = with_background(&user_labels, &background);
+        let classes = self.cache.get(model, &all, engine_opts.templates()).map_err(js_error)?;
+        let has_words = !background.is_empty();
+        let scores = scores(model, &image, &classes, has_words, &engine_opts).map_err(js_error)?;
+        let scores = to_vec_async(scores).await.map_err(js_error)?;
+        let seg = finish(&image, &user_labels, has_words, &engine_opts, scores, threshold);
         let (shares, unlabelled) = seg.shares();
         let confidence = seg.confidence();
         let result = SegmentResult { width, height, labels: shares, unlabelled, label_map: seg.label_map, confidence };
         serde_wasm_bindgen::to_value(&result).map_err(|e| js_sys::Error::new(&e.to_string()).into())
+    }
+
+    /// The loaded model's engine: "dense" (CLIP) or "groupvit"; empty before a model loads.
+    #[wasm_bindgen(getter)]
+    pub fn engine(&self) -> String {
+        self.model.as_ref().map(|m| m.engine().to_string()).unwrap_or_default()
     }
 
     /// Zero-shot label probabilities for an RGBA image (e.g. from a canvas).
@@ -202,9 +233,9 @@ impl WordMask {
         let model = self.model()?;
         let labels = labels::parse(labels).map_err(js_error)?;
         let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
-        let features = model.image_features(&image, ImageSize::default()).map_err(js_error)?;
+        let features = model.embed_image(&image, ImageSize::default()).map_err(js_error)?;
         let text = model.embed_labels(&labels, SINGLE_TEMPLATE).map_err(js_error)?;
-        let probs = to_vec_async(model.clip.classify(features.embeds, text)).await.map_err(js_error)?;
+        let probs = to_vec_async(model.classify(features.embeds, text)).await.map_err(js_error)?;
         let scores: Vec<LabelScore> =
             labels.into_iter().zip(probs).map(|(l, p)| LabelScore { label: l.name, probability: p }).collect();
         serde_wasm_bindgen::to_value(&scores).map_err(|e| js_sys::Error::new(&e.to_string()).into())

@@ -14,7 +14,7 @@ const colour = (label) => {
 };
 const hex = (rgb) => `#${rgb.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
 
-const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null, lastLoad: null };
+const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null, lastLoad: null, engine: 'dense' };
 const status = (text) => { $('status').textContent = text; };
 
 // ?model=<folder URL> picks a custom checkpoint (used by the tests and for self-hosted models).
@@ -57,6 +57,7 @@ function onWorkerMessage({ data }) {
   if (data.status === 'loading') showProgress(data);
   if (data.status === 'ready') {
     state.modelReady = true;
+    applyEngine(data.engine);
     setTimeout(tickCamera, 0);
     $('cancel').hidden = true;
     $('progress').value = $('progress').max;
@@ -118,7 +119,9 @@ $('load').onclick = async () => {
     if (!config || !weights) { status('Choose config.json and a weights file together.'); return; }
     const bytes = new Uint8Array(await weights.arrayBuffer());
     state.lastLoad = null; // local bytes are handed over, not kept: a restart asks for them again
-    worker.postMessage({ type: 'load', config: await config.text(), weights: bytes, weightsName: weights.name }, [bytes.buffer]);
+    const pre = files.find((f) => f.name === 'preprocessor_config.json');
+    const preprocessor = pre ? await pre.text() : undefined;
+    worker.postMessage({ type: 'load', config: await config.text(), weights: bytes, weightsName: weights.name, preprocessor }, [bytes.buffer]);
   } else {
     const pick = $('model-pick').value;
     const base = (pick === 'custom' ? $('model-url').value : HUB(pick)).replace(/\/?$/, '/');
@@ -197,6 +200,21 @@ renderChips();
 $('outlines').onchange = () => draw();
 
 $('threshold').oninput = () => { $('threshold-value').textContent = Number($('threshold').value).toFixed(2); };
+
+// The engine comes with the model: GroupViT has no dense method, evaluates with one template,
+// and its threshold marks background where a pixel's best group-class score is low.
+function applyEngine(engine) {
+  if (engine === state.engine) return;
+  state.engine = engine;
+  const groupvit = engine === 'groupvit';
+  $('method').disabled = groupvit;
+  $('method-row').hidden = groupvit;
+  $('templates').value = groupvit ? 'single' : 'imagenet80';
+  $('threshold').value = groupvit ? 0.95 : 0.1;
+  $('threshold-text').textContent = groupvit ? 'Background where the best score is under' : 'Leave pixels unlabelled under probability';
+  $('threshold').oninput();
+  $('engine').textContent = groupvit ? 'GroupViT (learned grouping)' : 'dense CLIP';
+}
 $('opacity').oninput = () => draw();
 
 function segmentImage(image) {
@@ -207,7 +225,11 @@ function segmentImage(image) {
   const rgba = new Uint8Array(image.rgba);
   worker.postMessage({
     type: 'segment', id: Date.now(), rgba, width: image.width, height: image.height, labels: $('labels').value,
-    options: { method: $('method').value, templates: $('templates').value, threshold: Number($('threshold').value) },
+    options: {
+      ...(state.engine === 'groupvit' ? {} : { method: $('method').value }),
+      templates: $('templates').value,
+      threshold: Number($('threshold').value),
+    },
   }, [rgba.buffer]);
 }
 

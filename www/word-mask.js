@@ -75,16 +75,18 @@ class WordMask extends HTMLElement {
     this.emit('error', { message });
   }
 
+  // Only the attributes that are set: the core fills in the model's engine defaults (dense CLIP:
+  // naclip, imagenet80, threshold 0.1, short side 336, window 224/112; GroupViT: single
+  // template, background threshold 0.95, short side 448, window 448/224).
   options() {
-    const num = (name, fallback) => (this.hasAttribute(name) ? Number(this.getAttribute(name)) : fallback);
-    return {
-      method: this.getAttribute('method') ?? 'naclip',
-      templates: this.getAttribute('templates') ?? 'imagenet80',
-      threshold: num('threshold', 0.1),
-      shortSide: num('short-side', 336),
-      window: num('window', 224),
-      stride: num('stride', 112),
-    };
+    const out = {};
+    for (const [attr, key, parse] of [
+      ['method', 'method', String], ['templates', 'templates', String], ['threshold', 'threshold', Number],
+      ['short-side', 'shortSide', Number], ['window', 'window', Number], ['stride', 'stride', Number],
+    ]) {
+      if (this.hasAttribute(attr)) out[key] = parse(this.getAttribute(attr));
+    }
+    return out;
   }
 
   async update() {

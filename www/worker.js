@@ -1,9 +1,10 @@
 // The worker owns the model: the page never blocks on loading or inference.
 // Every request may carry an `id`, echoed in its reply (progress messages are broadcast).
-// Messages in:  {type: 'init', backend} | {type: 'load', configUrl|config, weightsUrl|weights, weightsName}
+// Messages in:  {type: 'init', backend}
+//               | {type: 'load', configUrl|config, weightsUrl|weights, weightsName, preprocessor?}
 //               | {type: 'classify', id, rgba, width, height, labels}
 //               | {type: 'segment', id, rgba, width, height, labels, options} | {type: 'cancel'}
-// Messages out: {status: 'device', backend} | {status: 'loading', done, total} | {status: 'ready', backend}
+// Messages out: {status: 'device', backend} | {status: 'loading', done, total} | {status: 'ready', backend, engine}
 //               | {status: 'result', id, kind: 'segment', width, height, labels, unlabelled, labelMap}
 //               | {status: 'result', id, scores} | {status: 'error', message}
 import init, { WordMask } from '../pkg/wordmask.js';
@@ -87,6 +88,20 @@ onmessage = ({ data }) => {
   queue = queue.then(() => handle(data));
 };
 
+// GroupViT checkpoints carry their pixel normalisation in preprocessor_config.json (CLIP
+// checkpoints use CLIP's, the default). Without one the core uses GroupViT's training statistics.
+async function preprocessorFor(config, configUrl) {
+  if (!configUrl) return undefined;
+  let type = '';
+  try { type = JSON.parse(config).model_type ?? ''; } catch { return undefined; }
+  if (type !== 'groupvit') return undefined;
+  try {
+    return await cachedText(configUrl.replace(/config\.json$/, 'preprocessor_config.json'));
+  } catch {
+    return undefined;
+  }
+}
+
 async function handle(data) {
   try {
     if (data.type === 'init') {
@@ -107,8 +122,8 @@ async function handle(data) {
         }
       }
       download = null;
-      wm.load(config, weights, data.weightsName || 'weights', undefined);
-      postMessage({ status: 'ready', id: data.id, backend: wm.backend });
+      wm.load(config, weights, data.weightsName || 'weights', data.preprocessor ?? await preprocessorFor(config, data.configUrl));
+      postMessage({ status: 'ready', id: data.id, backend: wm.backend, engine: wm.engine });
     } else if (data.type === 'segment') {
       const result = await wm.segment(data.rgba, data.width, data.height, data.labels, data.options);
       postMessage({ status: 'result', id: data.id, kind: 'segment', ...result }, [result.labelMap.buffer, result.confidence.buffer]);

@@ -27,7 +27,8 @@ pub struct Segmentation {
     pub labels: Vec<String>,
     /// Whether `probs` has a last row for the background class.
     pub background: bool,
-    /// `[labels (+1 background), height, width]`, row-major; sums to 1 over the first axis.
+    /// `[labels (+1 background), height, width]`, row-major: probabilities summing to 1 over
+    /// the first axis (dense engine), or GroupViT's group-label scores and background indicator.
     pub probs: Vec<f32>,
     /// `height * width` label indices.
     pub label_map: Vec<u8>,
