@@ -120,24 +120,24 @@ impl ClassEmbeddings {
         if templates.is_empty() {
             return Err(Error::invalid("no prompt templates"));
         }
-        let mut rows = Vec::new();
-        let mut class_of_name = Vec::new();
-        for (c, label) in labels.iter().enumerate() {
-            for name in &label.synonyms {
-                let prompts: Vec<String> = templates.iter().map(|t| t.replace("{}", name)).collect();
-                let mut sum: Option<Tensor<2>> = None;
-                for chunk in prompts.chunks(TEXT_BATCH) {
-                    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                    let part = model.embed_texts(&refs)?.sum_dim(0);
-                    sum = Some(match sum {
-                        Some(s) => s.add(part),
-                        None => part,
-                    });
-                }
-                rows.push(l2_normalize(sum.expect("templates are not empty")));
-                class_of_name.push(c);
-            }
+        // Every (name, template) prompt, batched across names: one short prompt per call would
+        // leave the text encoder mostly idle.
+        let names: Vec<(usize, &String)> =
+            labels.iter().enumerate().flat_map(|(c, l)| l.synonyms.iter().map(move |n| (c, n))).collect();
+        if names.is_empty() {
+            return Err(Error::invalid("no labels to embed"));
         }
+        let prompts: Vec<String> =
+            names.iter().flat_map(|(_, name)| templates.iter().map(move |t| t.replace("{}", name))).collect();
+        let mut parts = Vec::new();
+        for chunk in prompts.chunks(TEXT_BATCH) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            parts.push(model.embed_texts(&refs)?);
+        }
+        let all = Tensor::cat(parts, 0);
+        let (n, t, d) = (names.len(), templates.len(), all.dims()[1]);
+        let rows = vec![l2_normalize(all.reshape([n, t, d]).sum_dim(1).reshape([n, d]))];
+        let class_of_name = names.iter().map(|(c, _)| *c).collect();
         Ok(ClassEmbeddings { names: Tensor::cat(rows, 0), class_of_name, num_classes: labels.len() })
     }
 }
