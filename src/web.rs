@@ -11,7 +11,7 @@ use crate::dense::pipeline::{DenseOptions, EmbeddingCache, Pamr};
 use crate::dense::result::{BACKGROUND, LabelShare, with_background};
 use crate::dense::templates;
 use crate::device::to_vec_async;
-use crate::groupvit::segment::{DEFAULT_THRESHOLD, GroupVitOptions};
+use crate::groupvit::segment::{DEFAULT_THRESHOLD, GroupVitOptions, Scoring};
 use crate::labels;
 use crate::loader::ComputeDtype;
 use crate::model::{Engine, ImageSize, Model, SINGLE_TEMPLATE};
@@ -50,6 +50,7 @@ struct SegmentOptions {
     threshold: Option<f32>,
     background: Option<Vec<String>>,
     refine: Option<String>,
+    scoring: Option<String>,
 }
 
 impl SegmentOptions {
@@ -60,6 +61,9 @@ impl SegmentOptions {
         }
         let opts = match engine {
             Engine::Dense => {
+                if self.scoring.is_some() {
+                    return Err(Error::invalid("scoring applies to GroupViT models only; this is a CLIP model"));
+                }
                 let d = DenseOptions::default();
                 let window = self.window.unwrap_or(224);
                 EngineOptions::Dense(DenseOptions {
@@ -83,12 +87,15 @@ impl SegmentOptions {
                 }
                 let d = GroupVitOptions::default();
                 let window = self.window.unwrap_or(448);
-                let threshold = self.threshold.unwrap_or(DEFAULT_THRESHOLD);
+                let scoring: Scoring = self.scoring.as_deref().unwrap_or("repository").parse()?;
+                let default = if scoring == Scoring::Transformers { 0.0 } else { DEFAULT_THRESHOLD };
+                let threshold = self.threshold.unwrap_or(default);
                 EngineOptions::GroupVit(GroupVitOptions {
                     templates: templates::by_name(self.templates.as_deref().unwrap_or("single"))?,
                     short_side: self.short_side.unwrap_or(d.short_side),
                     slide: (window > 0).then_some((window, self.stride.unwrap_or(224))),
                     threshold: (threshold > 0.0).then_some(threshold),
+                    scoring,
                     ..d
                 })
             }
@@ -96,7 +103,7 @@ impl SegmentOptions {
         opts.validate()?;
         let (background, threshold) = match engine {
             Engine::Dense => (vec![BACKGROUND.to_string()], self.threshold.unwrap_or(0.1)),
-            Engine::GroupVit => (Vec::new(), self.threshold.unwrap_or(DEFAULT_THRESHOLD)),
+            Engine::GroupVit => (Vec::new(), 0.0),
         };
         Ok((opts, self.background.clone().unwrap_or(background), threshold))
     }
@@ -190,7 +197,8 @@ impl WordMask {
     /// Segmentation of an RGBA image with the model's engine: `{width, height, labels: [{label,
     /// share}], unlabelled, labelMap: Uint8Array, confidence}` with the CLI's label-map values.
     /// `options` may set templates, shortSide, window (0 = whole image), stride, threshold and
-    /// background (words), and for the dense engine method and refine ("pamr"); unset options
+    /// background (words), for the dense engine method and refine ("pamr"), for GroupViT scoring
+    /// ("repository" or "transformers"); unset options
     /// take the engine's defaults.
     pub async fn segment(
         &mut self,

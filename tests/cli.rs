@@ -420,6 +420,47 @@ fn segment_with_a_groupvit_checkpoint_uses_the_groupvit_engine() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `--scoring transformers --templates bare` through the windows gives transformers'
+/// `output_segmentation=True` logits, stitched and resized (tools/groupvit_reference.py).
+#[test]
+fn segment_with_transformers_scoring_matches_the_reference() {
+    let dir = common::scratch("segment-groupvit-hf");
+    let (labels, scores) = (dir.join("labels.png"), dir.join("scores.npy"));
+    let name = "groupvit-3stage";
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join(name).join("runs.json")).unwrap()).unwrap();
+    let run = spec["runs"].as_array().unwrap().iter().find(|r| r["scoring"] == "transformers").unwrap();
+    let image = fixtures().join(format!("images/{}.png", run["image"].as_str().unwrap()));
+    let out = json(&segment(
+        fixtures().join(name).to_str().unwrap(),
+        image.to_str().unwrap(),
+        &[
+            "--labels",
+            spec["labels"].as_str().unwrap(),
+            "--scoring",
+            "transformers",
+            "--templates",
+            "bare",
+            "--short-side",
+            &run["short_side"].to_string(),
+            "--window",
+            &run["slide"][0].to_string(),
+            "--stride",
+            &run["slide"][1].to_string(),
+            "--out",
+            labels.to_str().unwrap(),
+            "--scores",
+            scores.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(out["threshold"].as_f64(), Some(0.0), "no background threshold with this scoring");
+    let (_, ours) = read_npy(&scores);
+    let want = Reference::load(name).get(&format!("pipeline.{}", run["tag"].as_str().unwrap())).0;
+    all_close("segment --scoring transformers", &ours, &want, 1e-4, true).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn classify_and_embed_image_work_for_groupvit() {
     let model = fixtures().join("groupvit-3stage");

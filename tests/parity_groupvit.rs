@@ -24,6 +24,10 @@ const LOGIT_REL_TOL: f32 = 1e-4;
 /// The repository's scores (products of softmaxes, and a 0/1 background) after averaging.
 const SCORE_TOL: f32 = 1e-4;
 
+fn tolerance(scoring: &str) -> (f32, bool) {
+    if scoring == "transformers" { (LOGIT_REL_TOL, true) } else { (SCORE_TOL, false) }
+}
+
 fn load(name: &str, device: &Device) -> Model {
     let dir = fixtures().join(name);
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
@@ -182,20 +186,14 @@ fn compare(name: &str, device: &Device) -> Vec<String> {
             short_side: run["short_side"].as_u64().unwrap() as usize,
             slide: run["slide"].as_array().map(|s| (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as usize)),
             threshold: run["threshold"].as_f64().map(|t| t as f32),
+            scoring: run["scoring"].as_str().unwrap().parse().unwrap(),
             ..GroupVitOptions::default()
         };
         let img = image(run["image"].as_str().unwrap());
         let ours = to_vec(scores(&model, &img, &classes, false, &EngineOptions::GroupVit(opts)).unwrap()).unwrap();
-        failures.extend(
-            all_close(
-                &format!("{name} pipeline.{tag}"),
-                &ours,
-                &reference.get(&format!("pipeline.{tag}")).0,
-                SCORE_TOL,
-                false,
-            )
-            .err(),
-        );
+        let (tol, relative) = tolerance(run["scoring"].as_str().unwrap());
+        let want = reference.get(&format!("pipeline.{tag}")).0;
+        failures.extend(all_close(&format!("{name} pipeline.{tag}"), &ours, &want, tol, relative).err());
     }
     failures
 }

@@ -90,8 +90,10 @@ def processor(short_side):
 
 
 @torch.no_grad()
-def segment(model, image, text_embeds, class_of_name, short_side, slide, bg_thresh):
-    """Scores `[classes (+1 background), H, W]` at the image's own size."""
+def segment(model, image, text_embeds, class_of_name, short_side, slide, bg_thresh, scoring="repository"):
+    """Scores `[classes (+1 background), H, W]` at the image's own size. `scoring`:
+    "repository" (GroupViTSegInference per window) or "transformers" (the
+    `output_segmentation=True` logits per window, no background)."""
     pixels = processor(short_side)(images=image, return_tensors="pt").pixel_values
     h, w = pixels.shape[2:]
     windows = list(slide_windows(h, w, *slide)) if slide else [(0, h, 0, w)]
@@ -99,7 +101,11 @@ def segment(model, image, text_embeds, class_of_name, short_side, slide, bg_thre
     preds = torch.zeros(1, rows, h, w)
     count = torch.zeros(1, 1, h, w)
     for y1, y2, x1, x2 in windows:
-        scores = window_scores(model, pixels[:, :, y1:y2, x1:x2], text_embeds, bg_thresh)
+        crop = pixels[:, :, y1:y2, x1:x2]
+        if scoring == "transformers":
+            scores = hf_segmentation(model, crop, text_embeds)[0]
+        else:
+            scores = window_scores(model, crop, text_embeds, bg_thresh)
         preds += F.pad(scores[None], (x1, w - x2, y1, h - y2))
         count[:, :, y1:y2, x1:x2] += 1
     scores = F.interpolate(preds / count, size=(image.height, image.width), mode="bilinear", align_corners=False)[0]

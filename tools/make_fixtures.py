@@ -323,10 +323,12 @@ GROUPVIT_MODELS = {
 # Names for the segmentation references: (class, synonyms...).
 ASSIGN_SHARPEN = 4.0
 GROUPVIT_LABELS = [["a photo of a cat."], ["red car", "automobile"], ["grass"], ["sky"], ["person"], ["tree"]]
-# Full-pipeline runs: tag, image, short side, (window, stride) or None, background threshold.
+# Full-pipeline runs: tag, image, short side, (window, stride) or None, background threshold,
+# scoring.
 GROUPVIT_RUNS = [
-    ("slide", "gradient_80x64", 40, (32, 16), 0.5),
-    ("whole", "shapes_50x90", 48, None, None),
+    ("slide", "gradient_80x64", 40, (32, 16), 0.5, "repository"),
+    ("whole", "shapes_50x90", 48, None, None, "repository"),
+    ("transformers", "noise_75x75", 40, (32, 16), None, "transformers"),
 ]
 
 
@@ -417,11 +419,11 @@ def groupvit_fixture(name, spec, images, tokenizer):
         ref[f"{tag}.group_embeds"] = group_embeds
         ref[f"{tag}.image_embeds"] = image_embeds
         ref[f"{tag}.window_scores"] = gr.window_scores(model, pixels, name_embeds, bg_thresh=0.5)
-    for tag, image_name, short, slide, bg in GROUPVIT_RUNS:
-        ref[f"pipeline.{tag}"] = gr.segment(model, images[image_name], name_embeds, class_of_name, short, slide, bg)
+    for tag, image_name, short, slide, bg, scoring in GROUPVIT_RUNS:
+        ref[f"pipeline.{tag}"] = gr.segment(model, images[image_name], name_embeds, class_of_name, short, slide, bg, scoring)
     save_file({k: v.contiguous() for k, v in ref.items()}, directory / "reference.safetensors")
     (directory / "texts.json").write_text(json.dumps(TEXTS, ensure_ascii=False, indent=1) + "\n")
-    runs = [dict(tag=t, image=i, short_side=s, slide=sl, threshold=b) for t, i, s, sl, b in GROUPVIT_RUNS]
+    runs = [dict(tag=t, image=i, short_side=s, slide=sl, threshold=b, scoring=sc) for t, i, s, sl, b, sc in GROUPVIT_RUNS]
     spec_out = dict(labels=" , ".join("|".join(l) for l in GROUPVIT_LABELS), runs=runs)
     (directory / "runs.json").write_text(json.dumps(spec_out, indent=1) + "\n")
     print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, saved as {spec['save']}")

@@ -13,7 +13,7 @@ use wordmask::dense::pipeline::{ClassEmbeddings, DEFAULT_LOGIT_SCALE, DenseOptio
 use wordmask::dense::result::{BACKGROUND, with_background};
 use wordmask::dense::{Method, templates};
 use wordmask::device::to_vec;
-use wordmask::groupvit::segment::{DEFAULT_THRESHOLD, GroupVitOptions};
+use wordmask::groupvit::segment::{DEFAULT_THRESHOLD, GroupVitOptions, Scoring};
 use wordmask::labels;
 use wordmask::model::Engine;
 use wordmask::segment::{EngineOptions, finish, scores};
@@ -29,8 +29,8 @@ pub struct MethodArgs {
     /// Dense engine: last-block variant: naclip (default), sclip, clearclip, maskclip, vanilla.
     #[arg(long)]
     pub method: Option<Method>,
-    /// Prompt templates: imagenet80 (80 CLIP templates; dense default) or single
-    /// ("a photo of a {}."; groupvit default).
+    /// Prompt templates: imagenet80 (80 CLIP templates; dense default), single
+    /// ("a photo of a {}."; groupvit default) or bare (each label as typed).
     #[arg(long)]
     pub templates: Option<String>,
     /// Resize the image's short side to this many pixels first [dense: 336, groupvit: 448].
@@ -45,6 +45,11 @@ pub struct MethodArgs {
     /// Dense engine: temperature of the cosine scores before the softmax [40].
     #[arg(long)]
     pub logit_scale: Option<f32>,
+    /// GroupViT engine: how pixels get label scores: repository (the GroupViT repository's
+    /// evaluation, default) or transformers (its `output_segmentation=True` logits; no background
+    /// threshold, so the threshold defaults to 0).
+    #[arg(long)]
+    pub scoring: Option<Scoring>,
     /// Dense engine: refinement of the score maps: none (default), or pamr (10 iterations,
     /// dilations 8 and 16).
     #[arg(long, value_parser = ["none", "pamr"])]
@@ -64,6 +69,9 @@ impl MethodArgs {
     pub fn options(&self, engine: Engine, threshold: Option<f32>) -> Result<EngineOptions> {
         let opts = match engine {
             Engine::Dense => {
+                if self.scoring.is_some() {
+                    bail!("--scoring applies to the groupvit engine only; this checkpoint runs the dense engine");
+                }
                 let d = DenseOptions::default();
                 let window = self.window.unwrap_or(224);
                 EngineOptions::Dense(DenseOptions {
@@ -93,6 +101,7 @@ impl MethodArgs {
                     short_side: self.short_side.unwrap_or(d.short_side),
                     slide: (window > 0).then_some((window, self.stride.unwrap_or(224))),
                     threshold,
+                    scoring: self.scoring.unwrap_or_default(),
                     ..d
                 })
             }
@@ -165,7 +174,10 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     let engine = model.resolve_engine(requested)?;
     let (background, threshold) = match engine {
         Engine::Dense => (args.background.as_deref().unwrap_or(BACKGROUND), args.threshold.unwrap_or(0.1)),
-        Engine::GroupVit => (args.background.as_deref().unwrap_or("none"), args.threshold.unwrap_or(DEFAULT_THRESHOLD)),
+        Engine::GroupVit => {
+            let default = if args.method.scoring == Some(Scoring::Transformers) { 0.0 } else { DEFAULT_THRESHOLD };
+            (args.background.as_deref().unwrap_or("none"), args.threshold.unwrap_or(default))
+        }
     };
     let background = background_words(background);
     let opts = args.method.options(engine, (threshold > 0.0).then_some(threshold))?;

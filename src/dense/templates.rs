@@ -5,6 +5,9 @@
 /// The one template of the cheap mode.
 pub const SINGLE: [&str; 1] = ["a photo of a {}."];
 
+/// Each label used as typed, for labels that are whole prompts already.
+pub const BARE: [&str; 1] = ["{}"];
+
 pub const IMAGENET_80: [&str; 80] = [
     "a bad photo of a {}.",
     "a photo of many {}.",
@@ -93,6 +96,7 @@ pub fn by_name(name: &str) -> crate::Result<&'static [&'static str]> {
     match name {
         "imagenet80" => Ok(&IMAGENET_80),
         "single" => Ok(&SINGLE),
-        other => Err(crate::Error::invalid(format!("templates must be imagenet80 or single, got {other}"))),
+        "bare" => Ok(&BARE),
+        other => Err(crate::Error::invalid(format!("templates must be imagenet80, single or bare, got {other}"))),
     }
 }

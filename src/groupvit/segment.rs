@@ -10,7 +10,8 @@
 //!
 //! Windows are averaged and resized to the image (mmsegmentation's slide inference), then each
 //! class takes the max over its synonyms. Scores are not probabilities; the background row
-//! holds the averaged background indicator.
+//! holds the averaged background indicator. [`Scoring::Transformers`] puts transformers'
+//! segmentation logits through the same windows instead.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Tensor};
@@ -27,6 +28,28 @@ pub const TOP_K: usize = 5;
 /// The repository's background threshold for PASCAL VOC and COCO (`bg_thresh=.95`).
 pub const DEFAULT_THRESHOLD: f32 = 0.95;
 
+/// How each window's pixels get their label scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scoring {
+    /// The GroupViT repository's evaluation (module docs), with its background threshold.
+    #[default]
+    Repository,
+    /// transformers' `output_segmentation=True` logits: the soft grouping weighted by the
+    /// scaled group-label cosines, scaled again; no background.
+    Transformers,
+}
+
+impl std::str::FromStr for Scoring {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "repository" => Ok(Scoring::Repository),
+            "transformers" => Ok(Scoring::Transformers),
+            other => Err(Error::invalid(format!("scoring must be repository or transformers, got {other}"))),
+        }
+    }
+}
+
 /// How to segment with GroupViT.
 #[derive(Debug, Clone)]
 pub struct GroupVitOptions {
@@ -38,6 +61,7 @@ pub struct GroupVitOptions {
     /// Background threshold; `None` labels every pixel.
     pub threshold: Option<f32>,
     pub top_k: usize,
+    pub scoring: Scoring,
 }
 
 impl Default for GroupVitOptions {
@@ -48,6 +72,7 @@ impl Default for GroupVitOptions {
             slide: Some((448, 224)),
             threshold: Some(DEFAULT_THRESHOLD),
             top_k: TOP_K,
+            scoring: Scoring::Repository,
         }
     }
 }
@@ -68,6 +93,11 @@ impl GroupVitOptions {
             if !(0.0..=1.0).contains(&t) {
                 return Err(Error::invalid(format!("background threshold must be in [0, 1], got {t}")));
             }
+        }
+        if self.scoring == Scoring::Transformers && self.threshold.is_some() {
+            return Err(Error::invalid(
+                "the transformers scoring has no background threshold; set the threshold to 0 (or use the repository scoring)",
+            ));
         }
         if self.top_k == 0 {
             return Err(Error::invalid("top-k must be at least 1"));
@@ -149,8 +179,13 @@ pub fn segment(
     let pixels = resized_pixels(preprocessor, image, opts.short_side, &model.device())?;
     let names = classes.names.dims()[0];
     let rows = names + usize::from(opts.threshold.is_some());
-    let averaged = slide_and_stitch(&pixels, opts.slide, rows, |crops| {
-        model.window_scores(crops, &classes.names, opts.threshold, opts.top_k)
+    let averaged = slide_and_stitch(&pixels, opts.slide, rows, |crops| match opts.scoring {
+        Scoring::Repository => model.window_scores(crops, &classes.names, opts.threshold, opts.top_k),
+        Scoring::Transformers => {
+            let [_, _, h, w] = crops.dims();
+            let features = model.image_features(crops)?;
+            Ok(model.segmentation_logits(&features, classes.names.clone(), (h, w)))
+        }
     })?;
     let scores = bilinear(averaged, image.height, image.width);
     let merged = merge_synonyms(scores, &classes.class_of_name, classes.num_classes, false).squeeze_dim::<3>(0);
