@@ -1,8 +1,8 @@
 // <word-mask>: open-vocabulary segmentation as a custom element. Import this module, then
 //   <word-mask model="openai/clip-vit-base-patch16" labels="person, dog, grass" src="photo.jpg"></word-mask>
 // Attributes: model (hub id or folder URL with config.json + model.safetensors), labels (commas;
-// `a|b` synonyms), src (image URL), camera (live camera; optional facing mode), method, templates, threshold, short-side, window, stride
-// (same meanings and defaults as `wordmask segment`). Method: segment(image | ImageBitmap |
+// `a|b` synonyms), src (image URL), camera (live camera; optional facing mode), method, templates, threshold, short-side, window, stride,
+// scoring (same meanings and defaults as `wordmask segment`; the model's engine picks the defaults). Method: segment(image | ImageBitmap |
 // HTMLVideoElement | VideoFrame | HTMLCanvasElement). Property: labels (string or array).
 // Events: progress {done, total}, ready {backend}, result {width, height, labels, labelMap},
 // error {message}. CSS parts: canvas, legend, status. Every element on a page shares one worker,
@@ -23,7 +23,7 @@ const TEMPLATE = `<style>
 <p part="status" role="status" aria-live="polite"></p>`;
 
 class WordMask extends HTMLElement {
-  static observedAttributes = ['model', 'labels', 'src', 'camera', 'method', 'templates', 'threshold', 'short-side', 'window', 'stride'];
+  static observedAttributes = ['model', 'labels', 'src', 'camera', 'method', 'templates', 'threshold', 'short-side', 'window', 'stride', 'scoring'];
 
   constructor() {
     super();
@@ -83,6 +83,7 @@ class WordMask extends HTMLElement {
     for (const [attr, key, parse] of [
       ['method', 'method', String], ['templates', 'templates', String], ['threshold', 'threshold', Number],
       ['short-side', 'shortSide', Number], ['window', 'window', Number], ['stride', 'stride', Number],
+      ['scoring', 'scoring', String],
     ]) {
       if (this.hasAttribute(attr)) out[key] = parse(this.getAttribute(attr));
     }
