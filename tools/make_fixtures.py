@@ -12,7 +12,7 @@ Also writes the tokenizer cases (ids of `CLIPTokenizer`) and the preprocessed pi
     python3 tools/make_fixtures.py          # writes tests/fixtures/
     python3 tools/make_fixtures.py dense    # only the dense-pipeline reference
     python3 tools/make_fixtures.py semantic # only the known-behaviour colour checkpoint
-    python3 tools/make_fixtures.py groupvit # only the GroupViT checkpoints and references
+    python3 tools/make_fixtures.py groupvit # only the GroupViT checkpoints (random and colour) and references
 
 Versions are pinned in tools/requirements.txt and checked below; seeds are fixed, so running
 it again reproduces the committed files.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import transformers
 from PIL import Image
 from safetensors.torch import save_file
@@ -298,6 +299,79 @@ def semantic_fixture(tokenizer):
     print(f"semantic-colours: {sum(p.numel() for p in model.parameters())} parameters (f16)")
 
 
+@torch.no_grad()
+def semantic_groupvit_fixture(tokenizer):
+    """A GroupViTModel built by hand (no training) whose groups are the four colours: the
+    GroupViT engine must label each region with its colour word.
+
+    - vision (width 4, one stage with one identity layer and 4 group tokens): the patch
+      embedding averages each normalised channel into channels 0-2 and the embedding layer norm
+      turns that into a unit direction per colour; the group tokens are those directions for
+      red, green, blue and yellow. The grouping block keeps the group tokens as they are (token
+      MLP = identity through GELU's linear range, cross-attention and MLPs zeroed) and assigns
+      each patch to the group of its colour (queries 8 x the group token, keys the patch).
+    - projection heads: [I; -I], batch norm at its initial statistics, ReLU, [I, -I]: the
+      identity up to the batch norm's 1/sqrt(1 + eps).
+    - text: as semantic-colours, with each colour word embedding to that colour's normalised
+      RGB, so the pooled text is the same direction as the colour's group.
+    """
+    import groupvit_reference
+
+    width, patch, groups = 4, 16, len(SEMANTIC_COLOURS)
+    config = GroupViTConfig(
+        text_config=dict(hidden_size=width, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1,
+                         vocab_size=49408, max_position_embeddings=77),
+        vision_config=dict(hidden_size=width, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1,
+                           depths=[1], num_group_tokens=[groups], num_output_groups=[groups],
+                           assign_mlp_ratio=[1, 2], patch_size=patch, image_size=224),
+        projection_dim=width, projection_intermediate_dim=2 * width,
+    )
+    model = GroupViTModel(config).eval()
+    for p in model.parameters():
+        p.zero_()
+    for key, p in model.named_parameters():
+        if "norm" in key and key.endswith("weight") or key.endswith("layernorm.weight"):
+            p.fill_(1.0)
+    eye = torch.eye(width)
+    mean, std = groupvit_reference.IMAGENET_MEAN, groupvit_reference.IMAGENET_STD
+    normalised = {w: [(v / 255 - m) / s for v, m, s in zip(rgb, mean, std)] + [0.0] for w, rgb in SEMANTIC_COLOURS.items()}
+    vision = model.vision_model
+    for c in range(3):
+        vision.embeddings.patch_embeddings.projection.weight[c, c] = 1.0 / patch**2
+    directions = torch.stack([F.layer_norm(torch.tensor(v), (width,), eps=1e-5) for v in normalised.values()])
+    stage = vision.encoder.stages[0]
+    stage.group_token.copy_(directions[None])
+    block = stage.downsample
+    block.mlp_inter.fc1.weight.copy_(torch.eye(groups))
+    block.mlp_inter.fc1.bias.fill_(10.0)
+    block.mlp_inter.fc2.weight.copy_(torch.eye(groups))
+    block.mlp_inter.fc2.bias.fill_(-10.0)
+    block.assign.q_proj.weight.copy_(8 * eye)
+    block.assign.k_proj.weight.copy_(eye)
+    for head in (model.visual_projection, model.text_projection):
+        head[0].weight.copy_(torch.cat([eye, -eye]))
+        head[1].weight.fill_(1.0)
+        head[3].weight.copy_(torch.cat([eye, -eye], dim=1))
+    text = model.text_model
+    text.encoder.layers[0].self_attn.v_proj.weight.copy_(eye)
+    text.encoder.layers[0].self_attn.out_proj.weight.copy_(eye)
+    for word, value in normalised.items():
+        [token] = tokenizer(word, add_special_tokens=False).input_ids
+        text.embeddings.token_embedding.weight[token] = torch.tensor(value)
+    model.logit_scale.fill_(float(np.log(100.0)))
+    directory = OUT / "semantic-colours-groupvit"
+    save_groupvit(model, dict(save="safetensors"), directory)
+    # Check the construction with transformers itself: each colour's word scores its region.
+    image = Image.new("RGB", (224, 224), SEMANTIC_COLOURS["blue"])
+    image.paste(SEMANTIC_COLOURS["red"], (0, 0, 112, 112))
+    pixels = CLIPImageProcessor.from_pretrained(directory)(images=image, return_tensors="pt").pixel_values
+    words = tokenizer([f"a photo of a {w}." for w in SEMANTIC_COLOURS], padding=True, return_tensors="pt")
+    logits = model(input_ids=words.input_ids, pixel_values=pixels, output_segmentation=True).segmentation_logits[0]
+    names = list(SEMANTIC_COLOURS)
+    assert names[logits[:, 50, 50].argmax()] == "red" and names[logits[:, 180, 180].argmax()] == "blue", logits[:, 50, 50]
+    print(f"semantic-colours-groupvit: {sum(p.numel() for p in model.parameters())} parameters")
+
+
 # GroupViT checkpoints: two grouping stages with group counts other than the hub's 64/8.
 GROUPVIT_MODELS = {
     # The hub's shape: a last stage without group tokens; stage 2 mixes 6 group tokens into 4 groups.
@@ -435,6 +509,7 @@ def main():
         tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
         for name, spec in GROUPVIT_MODELS.items():
             groupvit_fixture(name, spec, synthetic_images(), tokenizer)
+        semantic_groupvit_fixture(tokenizer)
         return
     if sys.argv[1:] == ["semantic"]:
         tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
@@ -457,6 +532,7 @@ def main():
     semantic_fixture(tokenizer)
     for name, spec in GROUPVIT_MODELS.items():
         groupvit_fixture(name, spec, images, tokenizer)
+    semantic_groupvit_fixture(tokenizer)
 
 
 if __name__ == "__main__":
