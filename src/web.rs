@@ -7,16 +7,14 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::Error;
-use crate::dense::pipeline::{DenseOptions, EmbeddingCache, Pamr};
-use crate::dense::result::{BACKGROUND, LabelShare, with_background};
-use crate::dense::templates;
+use crate::dense::pipeline::EmbeddingCache;
+use crate::dense::result::{LabelShare, with_background};
 use crate::device::to_vec_async;
-use crate::groupvit::segment::{DEFAULT_THRESHOLD, GroupVitOptions, Scoring};
 use crate::labels;
 use crate::loader::ComputeDtype;
-use crate::model::{Engine, ImageSize, Model, SINGLE_TEMPLATE};
+use crate::model::{ImageSize, Model, SINGLE_TEMPLATE};
 use crate::preprocess::RgbImage;
-use crate::segment::{EngineOptions, finish, scores};
+use crate::segment::{Settings, finish, scores};
 
 fn js_error(e: Error) -> JsValue {
     js_sys::Error::new(&e.to_string()).into()
@@ -37,76 +35,15 @@ pub struct WordMask {
     cache: EmbeddingCache,
 }
 
-/// Options of `segment`, with the CLI's names; unset ones take the engine's defaults (as in
-/// the CLI).
+/// Options of `segment`: the CLI's settings (camelCase) plus threshold and background words;
+/// unset ones take the engine's defaults.
 #[derive(serde::Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct SegmentOptions {
-    method: Option<String>,
-    templates: Option<String>,
-    short_side: Option<usize>,
-    window: Option<usize>,
-    stride: Option<usize>,
+    #[serde(flatten)]
+    settings: Settings,
     threshold: Option<f32>,
     background: Option<Vec<String>>,
-    refine: Option<String>,
-    scoring: Option<String>,
-}
-
-impl SegmentOptions {
-    /// Engine options, background words and threshold for `engine`.
-    fn resolve(&self, engine: Engine) -> Result<(EngineOptions, Vec<String>, f32), Error> {
-        if let Some(t) = self.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
-            return Err(Error::invalid(format!("threshold must be in [0, 1], got {t}")));
-        }
-        let opts = match engine {
-            Engine::Dense => {
-                if self.scoring.is_some() {
-                    return Err(Error::invalid("scoring applies to GroupViT models only; this is a CLIP model"));
-                }
-                let d = DenseOptions::default();
-                let window = self.window.unwrap_or(224);
-                EngineOptions::Dense(DenseOptions {
-                    method: self.method.as_deref().unwrap_or("naclip").parse()?,
-                    templates: templates::by_name(self.templates.as_deref().unwrap_or("imagenet80"))?,
-                    short_side: self.short_side.unwrap_or(d.short_side),
-                    slide: (window > 0).then_some((window, self.stride.unwrap_or(112))),
-                    pamr: match self.refine.as_deref() {
-                        None | Some("none") | Some("") => None,
-                        Some("pamr") => Some(Pamr::default()),
-                        Some(other) => return Err(Error::invalid(format!("refine must be none or pamr, got {other}"))),
-                    },
-                    ..d
-                })
-            }
-            Engine::GroupVit => {
-                if self.method.is_some() || self.refine.is_some() {
-                    return Err(Error::invalid(
-                        "method and refine apply to the dense engine only; this is a GroupViT model",
-                    ));
-                }
-                let d = GroupVitOptions::default();
-                let window = self.window.unwrap_or(448);
-                let scoring: Scoring = self.scoring.as_deref().unwrap_or("repository").parse()?;
-                let default = if scoring == Scoring::Transformers { 0.0 } else { DEFAULT_THRESHOLD };
-                let threshold = self.threshold.unwrap_or(default);
-                EngineOptions::GroupVit(GroupVitOptions {
-                    templates: templates::by_name(self.templates.as_deref().unwrap_or("single"))?,
-                    short_side: self.short_side.unwrap_or(d.short_side),
-                    slide: (window > 0).then_some((window, self.stride.unwrap_or(224))),
-                    threshold: (threshold > 0.0).then_some(threshold),
-                    scoring,
-                    ..d
-                })
-            }
-        };
-        opts.validate()?;
-        let (background, threshold) = match engine {
-            Engine::Dense => (vec![BACKGROUND.to_string()], self.threshold.unwrap_or(0.1)),
-            Engine::GroupVit => (Vec::new(), 0.0),
-        };
-        Ok((opts, self.background.clone().unwrap_or(background), threshold))
-    }
 }
 
 #[derive(Serialize)]
@@ -217,7 +154,16 @@ impl WordMask {
         let user_labels = labels::parse(labels).map_err(js_error)?;
         let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
         let model = self.model.as_ref().ok_or_else(|| js_error(Error::invalid("no model is loaded yet")))?;
-        let (engine_opts, background, threshold) = opts.resolve(model.engine()).map_err(js_error)?;
+        let engine = model.engine();
+        let threshold = match opts.threshold {
+            Some(t) if !(0.0..=1.0).contains(&t) => {
+                return Err(js_error(Error::invalid(format!("threshold must be in [0, 1], got {t}"))));
+            }
+            Some(t) => t,
+            None => opts.settings.default_threshold(engine).map_err(js_error)?,
+        };
+        let engine_opts = opts.settings.options(engine, threshold).map_err(js_error)?;
+        let background = opts.background.clone().unwrap_or_else(|| Settings::default_background(engine));
         let all = with_background(&user_labels, &background);
         let classes = self.cache.get(model, &all, engine_opts.templates()).map_err(js_error)?;
         let has_words = !background.is_empty();

@@ -496,7 +496,7 @@ fn engine_and_checkpoint_mismatches_are_explained() {
     let out = dir_segment("groupvit-3stage", &image, &["--engine", "dense"]);
     assert!(out.contains("dense engine needs a CLIP checkpoint"), "{out}");
     let out = dir_segment("groupvit-3stage", &image, &["--method", "sclip"]);
-    assert!(out.contains("--method applies to the dense engine only"), "{out}");
+    assert!(out.contains("method applies to the dense engine only"), "{out}");
 }
 
 /// Run `segment` expecting failure; the stderr.

@@ -172,9 +172,8 @@ fn segment_rows(args: &BenchArgs, size: &str, model: &Model) -> Result<Vec<Row>>
         bail!("--segment takes WIDTHxHEIGHT, e.g. 448x336; got {size}");
     };
     let engine = model.resolve_engine(args.method.requested_engine()?)?;
-    let threshold =
-        (engine == wordmask::model::Engine::GroupVit).then_some(wordmask::groupvit::segment::DEFAULT_THRESHOLD);
-    let opts = args.method.options(engine, threshold)?;
+    let settings = args.method.settings();
+    let opts = settings.options(engine, settings.default_threshold(engine)?)?;
     let templates = opts.templates();
     let labels: Vec<Label> =
         (0..args.labels).map(|i| Label { name: format!("thing {i}"), synonyms: vec![format!("thing {i}")] }).collect();
@@ -199,7 +198,7 @@ fn segment_rows(args: &BenchArgs, size: &str, model: &Model) -> Result<Vec<Row>>
         .unwrap_or(1);
     let mut seed = 1u32;
     let row = Row {
-        stage: format!("{} {w}x{h}: {rw}x{rh}, {windows} windows", super::segment::MethodArgs::describe(&opts)),
+        stage: format!("{} {w}x{h}: {rw}x{rh}, {windows} windows", opts.method_name()),
         times_ms: time(args.iters, |_| {
             // A fresh random image each iteration (LCG), so nothing is reused between runs.
             let data = (0..w * h * 3)

@@ -253,7 +253,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     // GroupViT evaluates datasets with a background class 0 without that class's name: its
     // threshold makes the background (the repository's `with_bg`).
     let groupvit_background = engine == Engine::GroupVit && args.format.has_background() && threshold > 0.0;
-    let opts = args.method.options(engine, groupvit_background.then_some(threshold))?;
+    let opts = args.method.settings().options(engine, if groupvit_background { threshold } else { 0.0 })?;
     let text_classes = if groupvit_background { &classes[1..] } else { &classes[..] };
     let embeddings = match &source {
         Source::Model(model) => Some(ClassEmbeddings::new(model, text_classes, opts.templates())?),
@@ -315,7 +315,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             classes.iter().zip(&scores.iou).map(|(c, iou)| json!({"class": c.name, "iou": iou})).collect();
         println!(
             "{}",
-            json!({"images": samples.len(), "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "engine": engine, "method": MethodArgs::describe(&opts), "threshold": threshold})
+            json!({"images": samples.len(), "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "engine": engine, "method": opts.method_name(), "threshold": threshold})
         );
     } else {
         println!("| {:<28} | {:>8} |", "class", "IoU %");
@@ -327,11 +327,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         println!("|{:-<30}|{:-<10}|", "", "");
         println!("| {:<28} | {:>8.2} |", "mIoU", scores.miou * 100.0);
         println!("| {:<28} | {:>8.2} |", "pixel accuracy", scores.pixel_accuracy * 100.0);
-        println!(
-            "{} images, engine {engine}, method {}, threshold {threshold}",
-            samples.len(),
-            MethodArgs::describe(&opts)
-        );
+        println!("{} images, engine {engine}, method {}, threshold {threshold}", samples.len(), opts.method_name());
     }
     Ok(())
 }

@@ -9,14 +9,13 @@ use serde_json::json;
 
 use super::outputs::{write_labels_png, write_npy, write_overlay};
 use super::{ModelArgs, load, read_image};
-use wordmask::dense::pipeline::{ClassEmbeddings, DEFAULT_LOGIT_SCALE, DenseOptions, Pamr};
-use wordmask::dense::result::{BACKGROUND, with_background};
-use wordmask::dense::{Method, templates};
+use wordmask::dense::Method;
+use wordmask::dense::pipeline::ClassEmbeddings;
+use wordmask::dense::result::with_background;
 use wordmask::device::to_vec;
-use wordmask::groupvit::segment::{DEFAULT_THRESHOLD, GroupVitOptions, Scoring};
 use wordmask::labels;
 use wordmask::model::Engine;
-use wordmask::segment::{EngineOptions, finish, scores};
+use wordmask::segment::{Settings, finish, scores};
 
 /// Engine and method options shared by `segment` and `eval`. Unset values take the engine's
 /// defaults (dense: NACLIP's; groupvit: the GroupViT repository's evaluation).
@@ -48,8 +47,8 @@ pub struct MethodArgs {
     /// GroupViT engine: how pixels get label scores: repository (the GroupViT repository's
     /// evaluation, default) or transformers (its `output_segmentation=True` logits; no background
     /// threshold, so the threshold defaults to 0).
-    #[arg(long)]
-    pub scoring: Option<Scoring>,
+    #[arg(long, value_parser = ["repository", "transformers"])]
+    pub scoring: Option<String>,
     /// Dense engine: refinement of the score maps: none (default), or pamr (10 iterations,
     /// dilations 8 and 16).
     #[arg(long, value_parser = ["none", "pamr"])]
@@ -65,56 +64,17 @@ impl MethodArgs {
         }
     }
 
-    /// Options for `engine`. `threshold`: GroupViT's background threshold (`None` = off).
-    pub fn options(&self, engine: Engine, threshold: Option<f32>) -> Result<EngineOptions> {
-        let opts = match engine {
-            Engine::Dense => {
-                if self.scoring.is_some() {
-                    bail!("--scoring applies to the groupvit engine only; this checkpoint runs the dense engine");
-                }
-                let d = DenseOptions::default();
-                let window = self.window.unwrap_or(224);
-                EngineOptions::Dense(DenseOptions {
-                    method: self.method.unwrap_or(d.method),
-                    templates: templates::by_name(self.templates.as_deref().unwrap_or("imagenet80"))?,
-                    short_side: self.short_side.unwrap_or(d.short_side),
-                    slide: (window > 0).then_some((window, self.stride.unwrap_or(112))),
-                    logit_scale: self.logit_scale.unwrap_or(DEFAULT_LOGIT_SCALE),
-                    pamr: (self.refine.as_deref() == Some("pamr")).then(Pamr::default),
-                    ..d
-                })
-            }
-            Engine::GroupVit => {
-                for (set, flag) in [
-                    (self.method.is_some(), "--method"),
-                    (self.logit_scale.is_some(), "--logit-scale"),
-                    (self.refine.is_some(), "--refine"),
-                ] {
-                    if set {
-                        bail!("{flag} applies to the dense engine only; this checkpoint runs the groupvit engine");
-                    }
-                }
-                let d = GroupVitOptions::default();
-                let window = self.window.unwrap_or(448);
-                EngineOptions::GroupVit(GroupVitOptions {
-                    templates: templates::by_name(self.templates.as_deref().unwrap_or("single"))?,
-                    short_side: self.short_side.unwrap_or(d.short_side),
-                    slide: (window > 0).then_some((window, self.stride.unwrap_or(224))),
-                    threshold,
-                    scoring: self.scoring.unwrap_or_default(),
-                    ..d
-                })
-            }
-        };
-        opts.validate()?;
-        Ok(opts)
-    }
-
-    /// How `segment` and `eval` describe the method in their output.
-    pub fn describe(opts: &EngineOptions) -> String {
-        match opts {
-            EngineOptions::Dense(o) => o.method.to_string(),
-            EngineOptions::GroupVit(_) => "groupvit".into(),
+    /// The flags as the core's settings.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            method: self.method.map(|m| m.to_string()),
+            templates: self.templates.clone(),
+            short_side: self.short_side,
+            window: self.window,
+            stride: self.stride,
+            logit_scale: self.logit_scale,
+            refine: self.refine.clone(),
+            scoring: self.scoring.clone(),
         }
     }
 }
@@ -172,15 +132,13 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     let model = load(&args.model)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let engine = model.resolve_engine(requested)?;
-    let (background, threshold) = match engine {
-        Engine::Dense => (args.background.as_deref().unwrap_or(BACKGROUND), args.threshold.unwrap_or(0.1)),
-        Engine::GroupVit => {
-            let default = if args.method.scoring == Some(Scoring::Transformers) { 0.0 } else { DEFAULT_THRESHOLD };
-            (args.background.as_deref().unwrap_or("none"), args.threshold.unwrap_or(default))
-        }
+    let settings = args.method.settings();
+    let threshold = args.threshold.map_or_else(|| settings.default_threshold(engine), Ok)?;
+    let background = match &args.background {
+        Some(words) => background_words(words),
+        None => Settings::default_background(engine),
     };
-    let background = background_words(background);
-    let opts = args.method.options(engine, (threshold > 0.0).then_some(threshold))?;
+    let opts = settings.options(engine, threshold)?;
 
     let t = Instant::now();
     let classes = ClassEmbeddings::new(&model, &with_background(&user_labels, &background), opts.templates())?;
@@ -204,7 +162,7 @@ pub fn run(args: SegmentArgs) -> Result<()> {
         println!(
             "{}",
             json!({
-                "width": seg.width, "height": seg.height, "engine": engine, "method": MethodArgs::describe(&opts),
+                "width": seg.width, "height": seg.height, "engine": engine, "method": opts.method_name(),
                 "threshold": threshold,
                 "labels": shares, "unlabelled": unlabelled, "background": background,
                 "scores_shape": [seg.num_classes(), seg.height, seg.width],
