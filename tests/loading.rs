@@ -97,7 +97,7 @@ fn a_wrong_architecture_is_named() {
     let weights = read(&weights_file("clip-p16-quickgelu"));
     let sam = r#"{"model_type": "sam", "architectures": ["SamModel"]}"#;
     let text = error_text(sam, &weights);
-    assert!(text.contains("'sam'") && text.contains("CLIP"), "{text}");
+    assert!(text.contains("'sam'") && text.contains("CLIP") && text.contains("GroupViT"), "{text}");
     // A CLIP config whose sizes disagree with the weights: every layer is reported.
     let mut cfg: serde_json::Value = serde_json::from_str(&config("clip-p16-quickgelu")).unwrap();
     cfg["vision_config"]["hidden_size"] = 64.into();
@@ -106,6 +106,31 @@ fn a_wrong_architecture_is_named() {
         text.contains("vision_model.encoder.layers.0.self_attn.q_proj.weight has shape [32, 32], expected [64, 64]"),
         "{text}"
     );
+}
+
+/// A config and weights of different architectures, either way round: the GroupViT loader names
+/// the grouping tensors it misses, the CLIP loader the projection heads it does not know.
+#[test]
+fn groupvit_and_clip_files_mixed_up_are_named() {
+    let clip_weights = read(&weights_file("clip-p16-quickgelu"));
+    let text = error_text(&config("groupvit-3stage"), &clip_weights);
+    assert!(
+        text.contains("GroupViTModel") && text.contains("missing tensor vision_model.encoder.stages.0.group_token"),
+        "{text}"
+    );
+    let groupvit_weights = read(&weights_file("groupvit-3stage"));
+    let text = error_text(&config("clip-p16-quickgelu"), &groupvit_weights);
+    assert!(
+        text.contains("CLIPModel")
+            && text.contains("unexpected tensors")
+            && text.contains("visual_projection.0.weight"),
+        "{text}"
+    );
+    // Stage lists of different lengths are a config error before any tensor is read.
+    let mut cfg: serde_json::Value = serde_json::from_str(&config("groupvit-3stage")).unwrap();
+    cfg["vision_config"]["num_group_tokens"] = serde_json::json!([10, 6]);
+    let text = error_text(&cfg.to_string(), &groupvit_weights);
+    assert!(text.contains("one entry per stage"), "{text}");
 }
 
 #[test]
