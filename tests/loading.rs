@@ -120,12 +120,7 @@ fn groupvit_and_clip_files_mixed_up_are_named() {
     );
     let groupvit_weights = read(&weights_file("groupvit-3stage"));
     let text = error_text(&config("clip-p16-quickgelu"), &groupvit_weights);
-    assert!(
-        text.contains("CLIPModel")
-            && text.contains("unexpected tensors")
-            && text.contains("visual_projection.0.weight"),
-        "{text}"
-    );
+    assert!(text.contains("CLIPModel") && text.contains("unexpected tensors"), "{text}");
     // Stage lists of different lengths are a config error before any tensor is read.
     let mut cfg: serde_json::Value = serde_json::from_str(&config("groupvit-3stage")).unwrap();
     cfg["vision_config"]["num_group_tokens"] = serde_json::json!([10, 6]);
