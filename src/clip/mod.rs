@@ -19,7 +19,7 @@ pub use text::TextTransformer;
 pub use vision::{VisionOutput, VisionTransformer};
 
 use crate::checkpoint::Checkpoint;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::loader::{ComputeDtype, WeightLoader};
 use crate::tokenizer::Tokenizer;
 
@@ -81,13 +81,7 @@ impl ClipModel {
 
     /// Embed token rows (all of one length). `-> [b, proj]`, L2-normalised.
     pub fn text_embeds_from_ids(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
-        let vocab = self.text_model.vocab_size as u32;
-        if let Some(bad) = ids.iter().flatten().find(|&&t| t >= vocab) {
-            return Err(Error::invalid(format!("token id {bad} is outside the model's vocabulary of {vocab}")));
-        }
-        if ids.is_empty() {
-            return Err(Error::invalid("no text to embed"));
-        }
+        self.text_model.check_ids(ids)?;
         let pooled = self.text_model.forward(ids);
         Ok(l2_normalize(self.text_projection.forward(pooled)))
     }

@@ -5,6 +5,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::TextConfig;
 use super::layers::{EncoderLayer, LayerNorm, TowerDims, load_layers};
+use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
 
 #[derive(Debug, Clone)]
@@ -35,6 +36,18 @@ impl TextTransformer {
             context: cfg.max_position_embeddings,
             vocab_size: cfg.vocab_size,
         }
+    }
+
+    /// Refuse what the tower cannot embed: no rows, or ids outside the vocabulary.
+    pub fn check_ids(&self, ids: &[Vec<u32>]) -> Result<()> {
+        let vocab = self.vocab_size as u32;
+        if let Some(bad) = ids.iter().flatten().find(|&&t| t >= vocab) {
+            return Err(Error::invalid(format!("token id {bad} is outside the model's vocabulary of {vocab}")));
+        }
+        if ids.is_empty() {
+            return Err(Error::invalid("no text to embed"));
+        }
+        Ok(())
     }
 
     /// Where each sequence is pooled. Configs from before transformers PR #24773 say

@@ -21,6 +21,23 @@ pub struct VisionOutput {
     pub grid: (usize, usize),
 }
 
+/// Non-overlapping `p x p` patches, flattened channel-major as a stride-`p` convolution's
+/// weight is: `[b, c, H, W] -> ([b, gh*gw, c*p*p], (gh, gw))`. Rows and columns past the last
+/// whole patch are dropped, as the convolution drops them; the convolution is then a matmul.
+pub fn patchify(pixels: Tensor<4>, p: usize) -> Result<(Tensor<3>, (usize, usize))> {
+    let [b, c, h, w] = pixels.dims();
+    let (gh, gw) = (h / p, w / p);
+    if gh == 0 || gw == 0 {
+        return Err(Error::invalid(format!("image of {w}x{h} pixels is smaller than one {p}x{p} patch")));
+    }
+    let patches = pixels
+        .slice([0..b, 0..c, 0..gh * p, 0..gw * p])
+        .reshape([b, c, gh, p, gw, p])
+        .permute([0, 2, 4, 1, 3, 5])
+        .reshape([b, gh * gw, c * p * p]);
+    Ok((patches, (gh, gw)))
+}
+
 #[derive(Debug, Clone)]
 pub struct VisionTransformer {
     /// `embeddings.class_embedding`, `[width]`.
@@ -87,19 +104,8 @@ impl VisionTransformer {
 
     /// Patch + class + position embeddings. `[b, 3, H, W] -> [b, 1 + gh*gw, width]`
     pub fn embed(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
-        let [b, c, h, w] = pixels.dims();
-        let p = self.patch_size;
-        let (gh, gw) = (h / p, w / p);
-        if gh == 0 || gw == 0 {
-            return Err(Error::invalid(format!("image of {w}x{h} pixels is smaller than one {p}x{p} patch")));
-        }
-        // A stride-p convolution is a matmul over non-overlapping p x p patches; rows and
-        // columns past the last whole patch are dropped, as the convolution drops them.
-        let patches = pixels
-            .slice([0..b, 0..c, 0..gh * p, 0..gw * p])
-            .reshape([b, c, gh, p, gw, p])
-            .permute([0, 2, 4, 1, 3, 5])
-            .reshape([b, gh * gw, c * p * p]);
+        let b = pixels.dims()[0];
+        let (patches, (gh, gw)) = patchify(pixels, self.patch_size)?;
         let tokens = patches.matmul(self.patch_embedding.clone().transpose().unsqueeze::<3>());
         let class = self.class_embedding.clone().reshape([1, 1, self.width]).repeat_dim(0, b);
         let x = Tensor::cat(vec![class, tokens], 1).add(self.positions(gh, gw).unsqueeze::<3>());

@@ -73,18 +73,24 @@ impl Default for DenseOptions {
     }
 }
 
+/// Bounds on the short-side resize and the sliding windows, shared by both engines.
+pub(crate) fn validate_resize(short_side: usize, slide: Option<(usize, usize)>) -> Result<()> {
+    if short_side < 16 || short_side > 4096 {
+        return Err(Error::invalid(format!("short side must be in [16, 4096] pixels, got {short_side}")));
+    }
+    if let Some((window, stride)) = slide {
+        if window < 16 || stride == 0 || stride > window {
+            return Err(Error::invalid(format!(
+                "window must be at least 16 pixels and stride in [1, window]; got window {window}, stride {stride}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl DenseOptions {
     pub fn validate(&self) -> Result<()> {
-        if self.short_side < 16 || self.short_side > 4096 {
-            return Err(Error::invalid(format!("short side must be in [16, 4096] pixels, got {}", self.short_side)));
-        }
-        if let Some((window, stride)) = self.slide {
-            if window < 16 || stride == 0 || stride > window {
-                return Err(Error::invalid(format!(
-                    "window must be at least 16 pixels and stride in [1, window]; got window {window}, stride {stride}"
-                )));
-            }
-        }
+        validate_resize(self.short_side, self.slide)?;
         if let Some(p) = &self.pamr {
             if p.iterations == 0
                 || p.iterations > 100

@@ -23,7 +23,7 @@ pub use vision::{GroupVitVisionOutput, GroupVitVisionTower};
 use crate::checkpoint::Checkpoint;
 use crate::clip::TextTransformer;
 use crate::clip::layers::{Linear, l2_normalize};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::loader::{ComputeDtype, WeightLoader};
 use crate::tokenizer::Tokenizer;
 
@@ -125,13 +125,7 @@ impl GroupVitModel {
 
     /// Embed token rows (all of one length). `-> [b, proj]`, L2-normalised.
     pub fn text_embeds_from_ids(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
-        let vocab = self.text_model.vocab_size as u32;
-        if let Some(bad) = ids.iter().flatten().find(|&&t| t >= vocab) {
-            return Err(Error::invalid(format!("token id {bad} is outside the model's vocabulary of {vocab}")));
-        }
-        if ids.is_empty() {
-            return Err(Error::invalid("no text to embed"));
-        }
+        self.text_model.check_ids(ids)?;
         Ok(l2_normalize(self.text_projection.forward(self.text_model.forward(ids))))
     }
 

@@ -18,7 +18,9 @@ use burn::tensor::{Bool, Tensor};
 
 use super::GroupVitModel;
 use super::vision::one_hot_max;
-use crate::dense::pipeline::{ClassEmbeddings, bilinear, merge_synonyms, resized_pixels, slide_and_stitch};
+use crate::dense::pipeline::{
+    ClassEmbeddings, bilinear, merge_synonyms, resized_pixels, slide_and_stitch, validate_resize,
+};
 use crate::dense::templates;
 use crate::error::{Error, Result};
 use crate::preprocess::{Preprocessor, RgbImage};
@@ -79,16 +81,7 @@ impl Default for GroupVitOptions {
 
 impl GroupVitOptions {
     pub fn validate(&self) -> Result<()> {
-        if self.short_side < 16 || self.short_side > 4096 {
-            return Err(Error::invalid(format!("short side must be in [16, 4096] pixels, got {}", self.short_side)));
-        }
-        if let Some((window, stride)) = self.slide {
-            if window < 16 || stride == 0 || stride > window {
-                return Err(Error::invalid(format!(
-                    "window must be at least 16 pixels and stride in [1, window]; got window {window}, stride {stride}"
-                )));
-            }
-        }
+        validate_resize(self.short_side, self.slide)?;
         if let Some(t) = self.threshold {
             if !(0.0..=1.0).contains(&t) {
                 return Err(Error::invalid(format!("background threshold must be in [0, 1], got {t}")));

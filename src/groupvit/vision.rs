@@ -11,7 +11,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use super::config::GroupVitVisionConfig;
 use crate::clip::interpolate::bicubic;
 use crate::clip::layers::{Attention, EncoderLayer, LayerNorm, Linear, Mlp, TowerDims};
-use crate::error::{Error, Result};
+use crate::clip::vision::patchify;
+use crate::error::Result;
 use crate::loader::WeightLoader;
 
 /// `GroupViTMixerMLP`: the MLP applied across tokens (`[b, n, d]` transposed to `[b, d, n]`).
@@ -314,20 +315,9 @@ impl GroupVitVisionTower {
         Tensor::from_data(TensorData::new(resampled, [gh * gw, self.width]), &self.position_embeddings.device())
     }
 
-    /// `[b, 3, H, W] -> [b, gh*gw, width]`: patches (remainder rows and columns dropped, as the
-    /// convolution drops them), layer norm, positions.
+    /// `[b, 3, H, W] -> [b, gh*gw, width]`: patches, layer norm, positions.
     fn embed(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
-        let [b, c, h, w] = pixels.dims();
-        let p = self.patch_size;
-        let (gh, gw) = (h / p, w / p);
-        if gh == 0 || gw == 0 {
-            return Err(Error::invalid(format!("image of {w}x{h} pixels is smaller than one {p}x{p} patch")));
-        }
-        let patches = pixels
-            .slice([0..b, 0..c, 0..gh * p, 0..gw * p])
-            .reshape([b, c, gh, p, gw, p])
-            .permute([0, 2, 4, 1, 3, 5])
-            .reshape([b, gh * gw, c * p * p]);
+        let (patches, (gh, gw)) = patchify(pixels, self.patch_size)?;
         let tokens = patches
             .matmul(self.patch_weight.clone().transpose().unsqueeze::<3>())
             .add(self.patch_bias.clone().reshape([1, 1, self.width]));
