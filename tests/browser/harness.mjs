@@ -75,3 +75,24 @@ export async function dropSceneAndSegment(page) {
   await page.click('#segment');
   await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 120_000 });
 }
+
+// The page's mask palette (www/masks.js) for labels 1-4.
+export const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25]];
+
+// After dropSceneAndSegment: at one probe inside each colour region, the label (1-based, in the
+// typed order "yellow, green, red, blue") whose mask colour blended over the scene is nearest
+// to the drawn pixel, next to the label that region should get.
+export async function probeRegions(page) {
+  const probes = [[50, 50, 3], [50, 300, 2], [430, 300, 4], [350, 100, 1]];
+  const seen = await page.evaluate((probes) => {
+    const ctx = document.getElementById('view').getContext('2d');
+    return probes.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));
+  }, probes);
+  const scene = { 1: [255, 255, 0], 2: [0, 255, 0], 3: [255, 0, 0], 4: [0, 0, 255] };
+  return probes.map(([x, y, label], i) => {
+    const blend = (l) => scene[label].map((v, k) => Math.round(v * 0.4 + PALETTE[l - 1][k] * 0.6));
+    const distance = (a, b) => a.reduce((sum, v, k) => sum + (v - b[k]) ** 2, 0);
+    const nearest = [1, 2, 3, 4].sort((a, b) => distance(seen[i], blend(a)) - distance(seen[i], blend(b)))[0];
+    return { x, y, label, nearest, seen: seen[i] };
+  });
+}

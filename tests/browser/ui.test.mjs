@@ -4,10 +4,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
-import { dropSceneAndSegment, launch, startServer } from './harness.mjs';
+import { dropSceneAndSegment, launch, probeRegions, startServer } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
-const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25]];
 
 let server;
 before(async () => { server = await startServer(); mkdirSync(ARTIFACTS, { recursive: true }); });
@@ -32,18 +31,7 @@ test('drop an image, type words, see the masks', { timeout: 300_000 }, async () 
     await page.screenshot({ path: `${ARTIFACTS}segmented.png`, fullPage: true });
 
     // Each region shows the colour of its word (label i uses palette colour i).
-    const probes = [[50, 50, 3], [50, 300, 2], [430, 300, 4], [350, 100, 1]];
-    const seen = await page.evaluate((probes) => {
-      const ctx = document.getElementById('view').getContext('2d');
-      return probes.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));
-    }, probes);
-    const scene = { 1: [255, 255, 0], 2: [0, 255, 0], 3: [255, 0, 0], 4: [0, 0, 255] };
-    probes.forEach(([x, y, label], i) => {
-      const blend = (l) => scene[label].map((v, k) => Math.round(v * 0.4 + PALETTE[l - 1][k] * 0.6));
-      const distance = (a, b) => a.reduce((s, v, k) => s + (v - b[k]) ** 2, 0);
-      const nearest = [1, 2, 3, 4].sort((a, b) => distance(seen[i], blend(a)) - distance(seen[i], blend(b)))[0];
-      assert.equal(nearest, label, `pixel (${x}, ${y}) shows ${seen[i]}`);
-    });
+    for (const p of await probeRegions(page)) assert.equal(p.nearest, p.label, `pixel (${p.x}, ${p.y}) shows ${p.seen}`);
     const legend = await page.textContent('#legend');
     for (const word of ['yellow', 'green', 'red', 'blue', 'unlabelled']) assert.ok(legend.includes(word), legend);
 
