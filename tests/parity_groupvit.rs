@@ -54,83 +54,47 @@ fn spec(name: &str) -> serde_json::Value {
 /// The tower on one size's reference pixels: every output the reference holds for `tag`.
 fn compare_images(model: &GroupVitModel, name: &str, names: &Tensor<2>, reference: &Reference, out: &mut Vec<String>) {
     let device = model.device();
-    let mut check = |r: Result<(), String>| out.extend(r.err());
+    // (output, ours, tolerance, relative)
+    let mut outputs: Vec<(String, Vec<f32>, f32, bool)> = Vec::new();
     for image in IMAGES {
         let tag = format!("native.{image}");
         let (pixels, shape) = reference.get(&format!("{tag}.pixel_values"));
         let f = model.image_features(tensor4(pixels, &shape, &device)).unwrap();
         let (h, w) = (shape[2], shape[3]);
-        let embeds = to_vec(f.embeds.clone()).unwrap();
-        check(all_close(
-            &format!("{name} {tag}.image_embeds"),
-            &embeds,
-            &reference.get(&format!("{tag}.image_embeds")).0,
-            EMBED_TOL,
-            false,
-        ));
-        // logits_per_image = scale * cos: softmax discards the offset, so compare the cosines.
-        let cos = to_vec(f.embeds.clone().matmul(names.clone().transpose()).mul_scalar(model.logit_scale)).unwrap();
-        check(all_close(
-            &format!("{name} {tag}.logits_per_image"),
-            &cos,
-            &reference.get(&format!("{tag}.logits_per_image")).0,
-            LOGIT_REL_TOL,
-            true,
-        ));
-        let seg = to_vec(model.segmentation_logits(&f, names.clone(), (h, w))).unwrap();
-        check(all_close(
-            &format!("{name} {tag}.segmentation_logits"),
-            &seg,
-            &reference.get(&format!("{tag}.segmentation_logits")).0,
-            LOGIT_REL_TOL,
-            true,
-        ));
+        // logits_per_image = scale * cos(image, text).
+        let cos = f.embeds.clone().matmul(names.clone().transpose()).mul_scalar(model.logit_scale);
+        outputs.extend([
+            (format!("{tag}.image_embeds"), to_vec(f.embeds.clone()).unwrap(), EMBED_TOL, false),
+            (format!("{tag}.logits_per_image"), to_vec(cos).unwrap(), LOGIT_REL_TOL, true),
+            (
+                format!("{tag}.segmentation_logits"),
+                to_vec(model.segmentation_logits(&f, names.clone(), (h, w))).unwrap(),
+                LOGIT_REL_TOL,
+                true,
+            ),
+        ]);
 
         let tag = format!("resized.{image}");
         let (pixels, shape) = reference.get(&format!("{tag}.pixel_values"));
         let (h, w) = (shape[2], shape[3]);
         let x = tensor4(pixels, &shape, &device);
         let f = model.image_features(x.clone()).unwrap();
-        let grouping = to_vec(GroupVitModel::grouping(&f.vision, (h, w))).unwrap();
-        check(all_close(
-            &format!("{name} {tag}.grouping"),
-            &grouping,
-            &reference.get(&format!("{tag}.grouping")).0,
-            EMBED_TOL,
-            false,
-        ));
-        let groups = to_vec(f.group_embeds.clone()).unwrap();
-        check(all_close(
-            &format!("{name} {tag}.group_embeds"),
-            &groups,
-            &reference.get(&format!("{tag}.group_embeds")).0,
-            EMBED_TOL,
-            false,
-        ));
-        let embeds = to_vec(f.embeds.clone()).unwrap();
-        check(all_close(
-            &format!("{name} {tag}.image_embeds"),
-            &embeds,
-            &reference.get(&format!("{tag}.image_embeds")).0,
-            EMBED_TOL,
-            false,
-        ));
-        let seg = to_vec(model.segmentation_logits(&f, names.clone(), (h, w))).unwrap();
-        check(all_close(
-            &format!("{name} {tag}.segmentation_logits"),
-            &seg,
-            &reference.get(&format!("{tag}.segmentation_logits")).0,
-            LOGIT_REL_TOL,
-            true,
-        ));
-        let window = to_vec(model.window_scores(x, names, Some(0.5), TOP_K).unwrap()).unwrap();
-        check(all_close(
-            &format!("{name} {tag}.window_scores"),
-            &window,
-            &reference.get(&format!("{tag}.window_scores")).0,
-            SCORE_TOL,
-            false,
-        ));
+        let window = model.window_scores(x, names, Some(0.5), TOP_K).unwrap();
+        outputs.extend([
+            (format!("{tag}.grouping"), to_vec(GroupVitModel::grouping(&f.vision, (h, w))).unwrap(), EMBED_TOL, false),
+            (format!("{tag}.group_embeds"), to_vec(f.group_embeds.clone()).unwrap(), EMBED_TOL, false),
+            (format!("{tag}.image_embeds"), to_vec(f.embeds.clone()).unwrap(), EMBED_TOL, false),
+            (
+                format!("{tag}.segmentation_logits"),
+                to_vec(model.segmentation_logits(&f, names.clone(), (h, w))).unwrap(),
+                LOGIT_REL_TOL,
+                true,
+            ),
+            (format!("{tag}.window_scores"), to_vec(window).unwrap(), SCORE_TOL, false),
+        ]);
+    }
+    for (key, ours, tol, relative) in outputs {
+        out.extend(all_close(&format!("{name} {key}"), &ours, &reference.get(&key).0, tol, relative).err());
     }
 }
 
