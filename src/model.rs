@@ -234,9 +234,10 @@ impl Model {
 
     /// Label probabilities: `softmax(logit_scale * cos(image, text))`. `-> [images, texts]`
     pub fn classify(&self, image_embeds: Tensor<2>, text_embeds: Tensor<2>) -> Tensor<2> {
-        match &self.network {
-            Network::Clip(m) => m.classify(image_embeds, text_embeds),
-            Network::GroupVit(m) => m.classify(image_embeds, text_embeds),
-        }
+        let scale = match &self.network {
+            Network::Clip(m) => m.logit_scale,
+            Network::GroupVit(m) => m.logit_scale,
+        };
+        burn::tensor::activation::softmax(image_embeds.matmul(text_embeds.transpose()).mul_scalar(scale), 1)
     }
 }

@@ -16,7 +16,7 @@ use wordmask::device::to_vec;
 use wordmask::labels::{Label, parse_class_file};
 use wordmask::metrics::{ConfusionMatrix, IGNORE_INDEX};
 use wordmask::model::Engine;
-use wordmask::segment::{EngineOptions, scores};
+use wordmask::segment::scores;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -271,18 +271,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 }
                 let embeddings = embeddings.as_ref().expect("a model source has embeddings");
                 let probs = to_vec(scores(model, &image, embeddings, false, &opts)?)?;
-                match &opts {
-                    // Class indices are 0-based here: label_map gives 1 + argmax, or 0 under the threshold.
-                    EngineOptions::Dense(_) => {
-                        label_map(&probs, classes.len(), threshold, &[]).iter().map(|&l| l.saturating_sub(1)).collect()
-                    }
+                if groupvit_background {
                     // The background row is last: it maps to 0 and class i of classes[1..] to i + 1.
-                    EngineOptions::GroupVit(_) if groupvit_background => {
-                        label_map(&probs, classes.len(), 0.0, &[classes.len() - 1])
-                    }
-                    EngineOptions::GroupVit(_) => {
-                        label_map(&probs, classes.len(), 0.0, &[]).iter().map(|&l| l.saturating_sub(1)).collect()
-                    }
+                    label_map(&probs, classes.len(), 0.0, &[classes.len() - 1])
+                } else {
+                    // Class indices are 0-based here: label_map gives 1 + argmax, or 0 under the
+                    // dense engine's threshold (GroupViT has no background row here).
+                    let floor = if engine == Engine::Dense { threshold } else { 0.0 };
+                    label_map(&probs, classes.len(), floor, &[]).iter().map(|&l| l.saturating_sub(1)).collect()
                 }
             }
             Source::Saved(dir) => {

@@ -108,10 +108,4 @@ impl ClipModel {
     pub fn pixels_tensor(&self, chw: Vec<f32>, h: usize, w: usize) -> Tensor<4> {
         Tensor::from_data(TensorData::new(chw, [1, 3, h, w]), &self.device())
     }
-
-    /// Label probabilities for one image: `softmax(logit_scale * cos(image, text))`.
-    pub fn classify(&self, image_embeds: Tensor<2>, text_embeds: Tensor<2>) -> Tensor<2> {
-        let logits = image_embeds.matmul(text_embeds.transpose()).mul_scalar(self.logit_scale);
-        burn::tensor::activation::softmax(logits, 1)
-    }
 }

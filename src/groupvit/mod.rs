@@ -12,7 +12,7 @@ pub mod config;
 pub mod segment;
 pub mod vision;
 
-use burn::tensor::activation::{relu, softmax};
+use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -186,10 +186,5 @@ impl GroupVitModel {
         let logits = per_group.swap_dims(1, 2).matmul(grouping.reshape([b, g, h * w])).mul_scalar(s);
         let k = logits.dims()[1];
         logits.reshape([b, k, h, w])
-    }
-
-    /// Label probabilities for images: `softmax(logit_scale * cos(image, text))`.
-    pub fn classify(&self, image_embeds: Tensor<2>, text_embeds: Tensor<2>) -> Tensor<2> {
-        softmax(image_embeds.matmul(text_embeds.transpose()).mul_scalar(self.logit_scale), 1)
     }
 }
