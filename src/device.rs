@@ -2,19 +2,23 @@
 //! the browser) or burn's pure-Rust `flex` CPU backend.
 
 use std::fmt;
-use std::str::FromStr;
 
 use burn::tensor::Device;
 
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum), value(rename_all = "lower"))]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// wgpu when a hardware GPU adapter is present, else the CPU backend (a software
     /// rasteriser such as llvmpipe runs CLIP tens of times slower than `flex`).
     Auto,
+    /// The GPU through wgpu (Vulkan, Metal, DX12).
+    #[cfg_attr(feature = "cli", value(alias = "gpu"))]
     Wgpu,
+    /// burn's pure-Rust `flex` backend.
+    #[cfg_attr(feature = "cli", value(alias = "flex"))]
     Cpu,
 }
 
@@ -25,18 +29,6 @@ impl fmt::Display for Backend {
             Backend::Wgpu => "wgpu",
             Backend::Cpu => "cpu",
         })
-    }
-}
-
-impl FromStr for Backend {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Backend::Auto),
-            "wgpu" | "gpu" => Ok(Backend::Wgpu),
-            "cpu" | "flex" => Ok(Backend::Cpu),
-            other => Err(Error::invalid(format!("backend must be auto, wgpu or cpu, got {other}"))),
-        }
     }
 }
 

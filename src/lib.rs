@@ -1,24 +1,30 @@
 //! wordmask: open-vocabulary semantic segmentation that runs in a web page (WebGPU through
-//! wgpu) and natively. This crate is the model core: checkpoints read from bytes, CLIP in
-//! burn, the exact CLIP tokenizer and image preprocessing.
+//! wgpu) and natively. This crate is the core, in layers that only import downwards (the
+//! README's "How it is built" lists them; `tools/check_layers.py` enforces the order):
+//!
+//! - `segment`: the engine layer, with the one entry [`segment::segment`];
+//! - `clip`, `groupvit`: the networks;
+//! - `network`: what every network offers the engines;
+//! - `nn`: the shared layers;
+//! - `loader`, `checkpoint`, `preprocess`, `tokenizer`, `labels`, `metrics`, `device`,
+//!   `error`: loading, input and output.
 
 pub mod checkpoint;
 pub mod clip;
-pub mod dense;
 pub mod device;
 pub mod error;
 pub mod groupvit;
 pub mod labels;
 pub mod loader;
 pub mod metrics;
-pub mod model;
+pub mod network;
+pub mod nn;
 pub mod preprocess;
 pub mod segment;
 pub mod tokenizer;
 
 pub use device::Backend;
 pub use error::{Error, Result};
-pub use loader::ComputeDtype;
 
 #[cfg(all(target_family = "wasm", feature = "web"))]
 pub mod web;

@@ -13,26 +13,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 
-/// Precision the model computes in. Weights are converted to it while loading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ComputeDtype {
-    #[default]
-    F32,
-    F16,
-}
-
-impl std::str::FromStr for ComputeDtype {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "f32" => Ok(ComputeDtype::F32),
-            "f16" => Ok(ComputeDtype::F16),
-            other => Err(Error::invalid(format!("compute dtype must be f32 or f16, got {other}"))),
-        }
-    }
-}
-
 /// Keys that checkpoints carry but inference does not read: the `position_ids` buffers of
 /// older hub `.bin` files, and batch norm's training step counter.
 fn ignorable(name: &str) -> bool {
@@ -52,19 +32,9 @@ pub struct WeightLoader<'c, 'a> {
 }
 
 impl<'c, 'a> WeightLoader<'c, 'a> {
-    pub fn new(
-        checkpoint: &'c Checkpoint<'a>,
-        device: &Device,
-        dtype: ComputeDtype,
-        architecture: &str,
-    ) -> Result<Self> {
-        if dtype == ComputeDtype::F16 {
-            return Err(Error::Unsupported(
-                "f16 compute is not implemented yet; use --dtype f32 (f16 checkpoints load and are converted to f32)"
-                    .into(),
-            ));
-        }
-        Ok(WeightLoader {
+    /// A loader over `checkpoint` for a model of `architecture` (named in its errors).
+    pub fn new(checkpoint: &'c Checkpoint<'a>, device: &Device, architecture: &str) -> Self {
+        WeightLoader {
             checkpoint: Some(checkpoint),
             seed: 0,
             device: device.clone(),
@@ -72,7 +42,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             problems: Vec::new(),
             architecture: architecture.to_string(),
             hook: None,
-        })
+        }
     }
 
     /// A loader that invents uniform random weights in [-0.05, 0.05] of the requested shapes.
@@ -110,11 +80,6 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
 
     pub fn device(&self) -> &Device {
         &self.device
-    }
-
-    /// Whether the checkpoint holds `name` (for optional tensors such as biases).
-    pub fn contains(&self, name: &str) -> bool {
-        self.checkpoint.is_none_or(|c| c.get(name).is_some())
     }
 
     /// Host copy of a tensor, checked against `shape`. `None` (with the problem recorded) when

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{EMBED_TOL, Reference, all_close, fixtures};
+use common::{EMBED_TOL, Reference, Scene, all_close, fixtures, read_npy};
 
 fn wordmask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wordmask")).args(args).output().expect("run wordmask")
@@ -220,13 +220,8 @@ fn segment_writes_the_label_map_overlay_scores_and_summary() {
     assert!(overlay.width() >= 640 && overlay.height() > 427, "overlay has a legend strip below the photo");
 
     // scores.npy: NumPy header, float32 [5, 427, 640], summing to 1 over classes, argmax = label map.
-    let bytes = std::fs::read(&scores).unwrap();
-    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    let (header, probs) = read_npy(&scores);
     assert!(header.contains("'descr': '<f4'") && header.contains("'shape': (5, 427, 640)"), "{header}");
-    let probs: Vec<f32> =
-        bytes[10 + header_len..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     let n = 640 * 427;
     assert_eq!(probs.len(), 5 * n);
     let map = map.to_luma8().into_raw();
@@ -278,14 +273,62 @@ fn segment_threshold_and_background_leave_pixels_unlabelled() {
     assert_eq!(run("0", "none"), 0.0);
     // Two labels: the top probability is at least 0.5, so a threshold of 1 leaves everything unlabelled.
     assert_eq!(run("1", "none"), 1.0);
-    let with_background = run("0", "background; wall");
-    assert!((0.0..=1.0).contains(&with_background));
     let out = segment(
         model.to_str().unwrap(),
         image.to_str().unwrap(),
         &["--labels", "cat", "--threshold", "1.5", "--out", labels.to_str().unwrap()],
     );
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--threshold"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Background words form a class of their own whose pixels stay unlabelled: with the colour
+/// checkpoint, "blue; yellow" as background leaves the blue and yellow regions unlabelled and
+/// labels the rest; without them every pixel gets a label.
+#[test]
+fn background_words_leave_their_regions_unlabelled() {
+    let dir = common::scratch("background-words");
+    let scene = Scene::load();
+    let input = dir.join("scene.png");
+    let truth = scene.paint(&input);
+    let (labels, scores) = (dir.join("labels.png"), dir.join("scores.npy"));
+    let run = |background: &str| {
+        let out = json(&segment(
+            fixtures().join("semantic-colours").to_str().unwrap(),
+            input.to_str().unwrap(),
+            &[
+                "--labels",
+                "red, green",
+                "--background",
+                background,
+                "--threshold",
+                "0",
+                "--templates",
+                "single",
+                "--out",
+                labels.to_str().unwrap(),
+                "--scores",
+                scores.to_str().unwrap(),
+                "--json",
+            ],
+        ));
+        (out, image::open(&labels).unwrap().to_luma8().into_raw())
+    };
+    let (out, map) = run("blue; yellow");
+    let (header, _) = read_npy(&scores);
+    assert!(header.contains("'shape': (3, 336, 448)"), "red, green and the background class: {header}");
+    let want = |word: &str| match word {
+        "red" => 1,
+        "green" => 2,
+        _ => 0,
+    };
+    let right = map.iter().zip(&truth).filter(|(l, word)| **l == want(word)).count();
+    assert!(right as f64 >= 0.95 * map.len() as f64, "{right} of {} pixels as painted", map.len());
+    let painted = truth.iter().filter(|w| want(w) == 0).count() as f64 / truth.len() as f64;
+    let unlabelled = out["unlabelled"].as_f64().unwrap();
+    assert!((unlabelled - painted).abs() < 0.05, "unlabelled {unlabelled}, blue and yellow cover {painted}");
+    let (out, _) = run("none");
+    assert_eq!(out["unlabelled"].as_f64(), Some(0.0), "without background words every pixel is labelled");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -360,14 +403,6 @@ fn extreme_images_are_refused_with_a_reason() {
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn read_npy(path: &std::path::Path) -> (String, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap().to_string();
-    let values = bytes[10 + header_len..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-    (header, values)
 }
 
 /// `model_type: groupvit` picks the GroupViT engine: its scores end with the background row of

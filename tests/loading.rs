@@ -4,8 +4,8 @@ mod common;
 
 use common::{fixtures, read, weights_file};
 use wordmask::Error;
-use wordmask::loader::ComputeDtype;
-use wordmask::model::Model;
+use wordmask::checkpoint::Checkpoint;
+use wordmask::segment::Model;
 
 fn config(model: &str) -> String {
     std::fs::read_to_string(fixtures().join(model).join("config.json")).unwrap()
@@ -13,7 +13,7 @@ fn config(model: &str) -> String {
 
 fn try_load(config: &str, weights: &[u8]) -> Result<Model, Error> {
     let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
-    Model::from_bytes(config, weights, "test-weights", None, &device, ComputeDtype::F32)
+    Model::from_bytes(config, weights, "test-weights", None, &device)
 }
 
 fn error_text(config: &str, weights: &[u8]) -> String {
@@ -128,14 +128,32 @@ fn groupvit_and_clip_files_mixed_up_are_named() {
     assert!(text.contains("one entry per stage"), "{text}");
 }
 
+/// `semantic-colours` holds one model written both ways by tools/make_fixtures.py
+/// (`save_file` and `torch.save` of the same state dict): both readers give the same tensors,
+/// and the models they load embed alike.
 #[test]
 fn the_bin_and_safetensors_loaders_agree_on_the_same_weights() {
-    use wordmask::checkpoint::Checkpoint;
-    // The .bin fixture carries the position_ids buffers of older hub files: ignored, not unexpected.
-    let bin = read(&weights_file("clip-p32-gelu-bin"));
-    let ckpt = Checkpoint::from_bytes(&bin, "bin").unwrap();
-    assert!(ckpt.names().any(|n| n == "text_model.embeddings.position_ids"));
-    assert!(try_load(&config("clip-p32-gelu-bin"), &bin).is_ok());
+    let dir = fixtures().join("semantic-colours");
+    let (st, bin) = (read(&dir.join("model.safetensors")), read(&dir.join("pytorch_model.bin")));
+    let (a, b) = (Checkpoint::from_bytes(&st, "safetensors").unwrap(), Checkpoint::from_bytes(&bin, "bin").unwrap());
+    let names: Vec<&str> = a.names().collect();
+    assert_eq!(names, b.names().collect::<Vec<_>>(), "the same tensor names");
+    assert!(names.len() > 10, "{} tensors", names.len());
+    for name in &names {
+        assert_eq!(a.get(name).unwrap().shape, b.get(name).unwrap().shape, "{name}");
+        assert_eq!(a.read_f32(name).unwrap(), b.read_f32(name).unwrap(), "{name}");
+    }
+    let colours = config("semantic-colours");
+    let texts = ["red", "a photo of a blue car."];
+    let embed = |weights: &[u8]| {
+        let model = try_load(&colours, weights).unwrap();
+        wordmask::device::to_vec(model.embed_texts(&texts).unwrap()).unwrap()
+    };
+    assert_eq!(embed(&st), embed(&bin));
+    // The .bin fixtures carry the position_ids buffers of older hub files: ignored, not unexpected.
+    let old = read(&weights_file("clip-p32-gelu-bin"));
+    assert!(Checkpoint::from_bytes(&old, "bin").unwrap().names().any(|n| n == "text_model.embeddings.position_ids"));
+    assert!(try_load(&config("clip-p32-gelu-bin"), &old).is_ok());
     // f16 weights convert exactly: every value is representable.
     let f16 = read(&weights_file("clip-p16-fp16"));
     let ckpt = Checkpoint::from_bytes(&f16, "f16").unwrap();

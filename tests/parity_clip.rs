@@ -4,28 +4,24 @@
 mod common;
 
 use burn::tensor::{Tensor, TensorData};
-use common::{EMBED_TOL, HIDDEN_REL_TOL, IMAGES, MODELS, Reference, all_close, backends, read, weights_file};
+use common::{
+    EMBED_TOL, HIDDEN_REL_TOL, IMAGES, MODELS, Reference, all_close, backends, load_model, read, weights_file,
+};
 use wordmask::checkpoint::Checkpoint;
 use wordmask::clip::ClipModel;
 use wordmask::device::to_vec;
-use wordmask::loader::{ComputeDtype, WeightLoader};
-use wordmask::model::Model;
+use wordmask::loader::WeightLoader;
+use wordmask::network::Network;
+use wordmask::segment::Model;
 
 fn texts(model: &str) -> Vec<String> {
     let text = std::fs::read_to_string(common::fixtures().join(model).join("texts.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
-fn load(model: &str, device: &burn::tensor::Device) -> Model {
-    let dir = common::fixtures().join(model);
-    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    let weights = read(&weights_file(model));
-    Model::from_bytes(&config, &weights, model, None, device, ComputeDtype::F32)
-        .unwrap_or_else(|e| panic!("{model}: {e}"))
-}
-
 /// Compare one model's text and image outputs with the reference; collects every failure.
 fn compare(model: &Model, name: &str, reference: &Reference) -> Vec<String> {
+    let clip = model.network().downcast::<ClipModel>().expect("a CLIP checkpoint");
     let mut failures = Vec::new();
     let mut check = |r: Result<(), String>| {
         if let Err(e) = r {
@@ -46,7 +42,7 @@ fn compare(model: &Model, name: &str, reference: &Reference) -> Vec<String> {
     let emb = to_vec(model.embed_texts(&refs).unwrap()).unwrap();
     check(all_close(&format!("{name} text_embeds"), &emb, &reference.get("text_embeds").0, EMBED_TOL, false));
     let (scale, _) = reference.get("logit_scale");
-    check(all_close(&format!("{name} logit_scale"), &[model.clip().unwrap().logit_scale.ln()], &scale, 1e-6, false));
+    check(all_close(&format!("{name} logit_scale"), &[clip.logit_scale.ln()], &scale, 1e-6, false));
 
     // Images: the reference's pixels through the vision tower, cropped (native size) and
     // uncropped (non-square, interpolated positions).
@@ -54,9 +50,9 @@ fn compare(model: &Model, name: &str, reference: &Reference) -> Vec<String> {
         for image in IMAGES {
             let tag = format!("{crop}.{image}");
             let (pixels, shape) = reference.get(&format!("{tag}.pixel_values"));
-            let device = model.clip().unwrap().device();
+            let device = clip.device();
             let x = Tensor::<4>::from_data(TensorData::new(pixels, [shape[0], shape[1], shape[2], shape[3]]), &device);
-            let f = model.clip().unwrap().image_features(x).unwrap();
+            let f = clip.image_features(x).unwrap();
             let outputs = [
                 ("image_embeds", to_vec(f.embeds).unwrap(), false, EMBED_TOL),
                 ("patch_tokens", to_vec(f.patch_tokens).unwrap(), false, EMBED_TOL),
@@ -77,7 +73,7 @@ fn clip_matches_transformers_on_every_fixture_and_backend() {
     let mut failures = Vec::new();
     for (backend, device) in backends() {
         for name in MODELS {
-            let model = load(name, &device);
+            let model = load_model(name, &device);
             for f in compare(&model, name, &Reference::load(name)) {
                 failures.push(format!("[{backend}] {f}"));
             }
@@ -98,16 +94,14 @@ fn one_perturbed_weight_breaks_parity() {
     for target in
         ["vision_model.encoder.layers.1.mlp.fc2.weight", "text_model.encoder.layers.0.self_attn.q_proj.weight"]
     {
-        let mut loader = WeightLoader::new(&checkpoint, &device, ComputeDtype::F32, "CLIPModel").unwrap().with_hook(
-            move |key, values| {
-                if key == target {
-                    values[3] += 1e-2;
-                }
-            },
-        );
-        let clip = ClipModel::load_with(wordmask::clip::ClipConfig::from_json(&config).unwrap(), &mut loader);
+        let mut loader = WeightLoader::new(&checkpoint, &device, "CLIPModel").with_hook(move |key, values| {
+            if key == target {
+                values[3] += 1e-2;
+            }
+        });
+        let clip = ClipModel::load(wordmask::clip::ClipConfig::from_json(&config).unwrap(), &mut loader);
         loader.finish().unwrap();
-        let model = Model::from_clip(clip, None).unwrap();
+        let model = Model::new(Box::new(clip), None).unwrap();
         let failures = compare(&model, name, &Reference::load(name));
         assert!(!failures.is_empty(), "perturbing {target} by 1e-2 went unnoticed");
         eprintln!("perturbing {target} by 1e-2:\n  {}", failures.join("\n  "));

@@ -4,20 +4,18 @@
 
 mod common;
 
-use common::{EMBED_TOL, Reference, all_close, backends, fixtures, read, weights_file};
-use wordmask::dense::pipeline::{ClassEmbeddings, DenseOptions, Pamr, segment};
-use wordmask::dense::{Method, templates};
+use common::{EMBED_TOL, Reference, all_close, backends, fixtures, image, load_model, read};
+use wordmask::clip::ClipModel;
 use wordmask::device::to_vec;
-use wordmask::loader::ComputeDtype;
-use wordmask::model::Model;
-use wordmask::preprocess::RgbImage;
+use wordmask::segment::dense::{Dense, Method, Options, Pamr, Refine};
+use wordmask::segment::{ClassEmbeddings, EmbeddingCache, Engine, Model, Templates};
 
 /// Probabilities after a temperature of 25-40: cosine errors of ~1e-6 grow by that factor.
 const SCORE_TOL: f32 = 2e-4;
 
 struct Run {
     tag: String,
-    opts: DenseOptions,
+    opts: Options,
 }
 
 fn spec() -> (serde_json::Value, Vec<Run>) {
@@ -29,40 +27,34 @@ fn spec() -> (serde_json::Value, Vec<Run>) {
         .iter()
         .map(|r| Run {
             tag: r["tag"].as_str().unwrap().to_string(),
-            opts: DenseOptions {
-                method: r["method"].as_str().unwrap().parse().unwrap(),
-                templates: templates::by_name(r["templates"].as_str().unwrap()).unwrap(),
-                short_side: r["short_side"].as_u64().unwrap() as usize,
-                slide: r["slide"]
-                    .as_array()
-                    .map(|s| (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as usize)),
-                logit_scale: r["logit_scale"].as_f64().unwrap() as f32,
-                pamr: r["pamr"].as_array().map(|p| Pamr {
+            opts: {
+                let slide = r["slide"].as_array().map(|s| [0, 1].map(|k| s[k].as_u64().unwrap() as usize));
+                let pamr = r["pamr"].as_array().map(|p| Pamr {
                     iterations: p[0].as_u64().unwrap() as usize,
                     dilations: p[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect(),
-                }),
-                ..DenseOptions::default()
+                });
+                Options {
+                    method: serde_json::from_value(r["method"].clone()).unwrap(),
+                    templates: serde_json::from_value(r["templates"].clone()).unwrap(),
+                    short_side: r["short_side"].as_u64().unwrap() as usize,
+                    window: slide.map_or(0, |s| s[0]),
+                    stride: slide.map_or(0, |s| s[1]),
+                    logit_scale: r["logit_scale"].as_f64().unwrap() as f32,
+                    refine: if pamr.is_some() { Refine::Pamr } else { Refine::None },
+                    pamr: pamr.unwrap_or_default(),
+                    ..Options::default()
+                }
             },
         })
         .collect();
     (spec, runs)
 }
 
-fn image(name: &str) -> RgbImage {
-    let img = image::open(fixtures().join("images").join(format!("{name}.png"))).unwrap().to_rgb8();
-    RgbImage::new(img.width() as usize, img.height() as usize, img.into_raw()).unwrap()
-}
-
-fn model(name: &str, device: &burn::tensor::Device) -> Model {
-    let config = std::fs::read_to_string(fixtures().join(name).join("config.json")).unwrap();
-    Model::from_bytes(&config, &read(&weights_file(name)), name, None, device, ComputeDtype::F32).unwrap()
-}
-
 /// Our scores for `opts`, compared with the reference run `against`.
-fn check(model: &Model, spec: &serde_json::Value, opts: &DenseOptions, against: &str) -> Result<(), String> {
+fn check(model: &Model, spec: &serde_json::Value, opts: &Options, against: &str) -> Result<(), String> {
     let reference = Reference { bytes: read(&fixtures().join("dense/reference.safetensors")) };
     let labels = wordmask::labels::parse(spec["labels"].as_str().unwrap()).unwrap();
-    let classes = ClassEmbeddings::new(model, &labels, opts.templates).map_err(|e| e.to_string())?;
+    let classes = ClassEmbeddings::new(model, &labels, &[], opts.templates.prompts()).map_err(|e| e.to_string())?;
     all_close(
         &format!("{against} names"),
         &to_vec(classes.names.clone()).unwrap(),
@@ -70,7 +62,9 @@ fn check(model: &Model, spec: &serde_json::Value, opts: &DenseOptions, against: 
         EMBED_TOL,
         false,
     )?;
-    let probs = segment(model, &image(spec["image"].as_str().unwrap()), &classes, opts).map_err(|e| e.to_string())?;
+    let clip = model.network().downcast::<ClipModel>().expect("a CLIP checkpoint");
+    let probs = Dense::scores(clip, &model.preprocessor, &image(spec["image"].as_str().unwrap()), &classes, opts)
+        .map_err(|e| e.to_string())?;
     let (want, shape) = reference.get(&format!("{against}.scores"));
     if probs.dims() != [shape[0], shape[1], shape[2]] {
         return Err(format!("{against}: scores of shape {:?}, reference {shape:?}", probs.dims()));
@@ -83,7 +77,7 @@ fn every_variant_matches_the_reference_on_every_backend() {
     let (spec, runs) = spec();
     let mut failures = Vec::new();
     for (backend, device) in backends() {
-        let model = model(spec["model"].as_str().unwrap(), &device);
+        let model = load_model(spec["model"].as_str().unwrap(), &device);
         for run in &runs {
             if let Err(e) = check(&model, &spec, &run.opts, &run.tag) {
                 failures.push(format!("[{backend}] {e}"));
@@ -100,8 +94,8 @@ fn every_variant_matches_the_reference_on_every_backend() {
 fn the_reference_comparison_detects_a_wrong_variant_or_sigma() {
     let (spec, runs) = spec();
     let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
-    let model = model(spec["model"].as_str().unwrap(), &device);
-    let slid: Vec<&Run> = runs.iter().filter(|r| r.opts.slide.is_some() && r.opts.pamr.is_none()).collect();
+    let model = load_model(spec["model"].as_str().unwrap(), &device);
+    let slid: Vec<&Run> = runs.iter().filter(|r| r.opts.window > 0 && r.opts.refine == Refine::None).collect();
     for ours in &slid {
         for theirs in &slid {
             if ours.opts.method != theirs.opts.method {
@@ -115,30 +109,32 @@ fn the_reference_comparison_detects_a_wrong_variant_or_sigma() {
         }
     }
     let naclip = slid.iter().find(|r| r.opts.method == Method::Naclip).unwrap();
-    let wrong = DenseOptions { naclip_sigma: 4.0, ..naclip.opts.clone() };
+    let wrong = Options { naclip_sigma: 4.0, ..naclip.opts.clone() };
     let err = check(&model, &spec, &wrong, &naclip.tag).unwrap_err();
     eprintln!("sigma 4 instead of 5: {err}");
     // PAMR changes the scores, and the refined reference is not met without it.
-    let refined = runs.iter().find(|r| r.opts.pamr.is_some()).unwrap();
-    let unrefined = DenseOptions { pamr: None, ..refined.opts.clone() };
+    let refined = runs.iter().find(|r| r.opts.refine == Refine::Pamr).unwrap();
+    let unrefined = Options { refine: Refine::None, ..refined.opts.clone() };
     assert!(check(&model, &spec, &unrefined, &refined.tag).is_err(), "PAMR made no difference");
 }
 
 #[test]
 fn text_embeddings_are_computed_once_per_label_set() {
-    use wordmask::dense::pipeline::EmbeddingCache;
     let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
-    let model = model("clip-p16-quickgelu", &device);
+    let model = load_model("clip-p16-quickgelu", &device);
+    let (single, imagenet) = (Templates::Single.prompts(), Templates::Imagenet80.prompts());
     let mut cache = EmbeddingCache::default();
     let a = wordmask::labels::parse("cat, dog").unwrap();
     let b = wordmask::labels::parse("cat, dog|puppy").unwrap();
-    let first = to_vec(cache.get(&model, &a, &templates::SINGLE).unwrap().names).unwrap();
-    let again = to_vec(cache.get(&model, &a, &templates::SINGLE).unwrap().names).unwrap();
+    let first = to_vec(cache.get(&model, &a, &[], single).unwrap().names).unwrap();
+    let again = to_vec(cache.get(&model, &a, &[], single).unwrap().names).unwrap();
     assert_eq!(first, again);
     assert_eq!(cache.computed, 1);
-    cache.get(&model, &b, &templates::SINGLE).unwrap();
-    cache.get(&model, &a, &templates::IMAGENET_80).unwrap();
+    cache.get(&model, &b, &[], single).unwrap();
+    cache.get(&model, &a, &[], imagenet).unwrap();
     assert_eq!(cache.computed, 3, "a new label set or template set is a new entry");
-    cache.get(&model, &b, &templates::SINGLE).unwrap();
+    cache.get(&model, &b, &[], single).unwrap();
     assert_eq!(cache.computed, 3);
+    cache.get(&model, &a, &["wall".to_string()], single).unwrap();
+    assert_eq!(cache.computed, 4, "background words are part of the label set");
 }

@@ -5,17 +5,13 @@
 mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{EMBED_TOL, Reference, all_close, backends, fixtures, read, weights_file};
-use wordmask::dense::pipeline::ClassEmbeddings;
-use wordmask::dense::templates;
+use common::{EMBED_TOL, Reference, all_close, backends, fixtures, image, load_model};
 use wordmask::device::to_vec;
 use wordmask::groupvit::GroupVitModel;
-use wordmask::groupvit::segment::{GroupVitOptions, TOP_K};
 use wordmask::labels;
-use wordmask::loader::ComputeDtype;
-use wordmask::model::{Engine, Model};
-use wordmask::preprocess::RgbImage;
-use wordmask::segment::{EngineOptions, scores};
+use wordmask::network::Network;
+use wordmask::segment::groupvit::{GroupVit, Options, TOP_K, window_scores};
+use wordmask::segment::{ClassEmbeddings, Engine, Model, Templates};
 
 const MODELS: [&str; 2] = ["groupvit-3stage", "groupvit-2stage-bin"];
 const IMAGES: [&str; 3] = ["gradient_80x64", "shapes_50x90", "noise_75x75"];
@@ -28,19 +24,8 @@ fn tolerance(scoring: &str) -> (f32, bool) {
     if scoring == "transformers" { (LOGIT_REL_TOL, true) } else { (SCORE_TOL, false) }
 }
 
-fn load(name: &str, device: &Device) -> Model {
-    let dir = fixtures().join(name);
-    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    let preprocessor = std::fs::read_to_string(dir.join("preprocessor_config.json")).unwrap();
-    let weights = read(&weights_file(name));
-    let file = weights_file(name).display().to_string();
-    Model::from_bytes(&config, &weights, &file, Some(&preprocessor), device, ComputeDtype::F32)
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn image(name: &str) -> RgbImage {
-    let img = image::open(fixtures().join("images").join(format!("{name}.png"))).unwrap().to_rgb8();
-    RgbImage::new(img.width() as usize, img.height() as usize, img.into_raw()).unwrap()
+fn groupvit(model: &Model) -> &GroupVitModel {
+    model.network().downcast::<GroupVitModel>().expect("a GroupViT checkpoint")
 }
 
 fn tensor4(values: Vec<f32>, shape: &[usize], device: &Device) -> Tensor<4> {
@@ -79,7 +64,7 @@ fn compare_images(model: &GroupVitModel, name: &str, names: &Tensor<2>, referenc
         let (h, w) = (shape[2], shape[3]);
         let x = tensor4(pixels, &shape, &device);
         let f = model.image_features(x.clone()).unwrap();
-        let window = model.window_scores(x, names, Some(0.5), TOP_K).unwrap();
+        let window = window_scores(model, x, names, Some(0.5), TOP_K).unwrap();
         outputs.extend([
             (format!("{tag}.grouping"), to_vec(GroupVitModel::grouping(&f.vision, (h, w))).unwrap(), EMBED_TOL, false),
             (format!("{tag}.group_embeds"), to_vec(f.group_embeds.clone()).unwrap(), EMBED_TOL, false),
@@ -100,10 +85,10 @@ fn compare_images(model: &GroupVitModel, name: &str, names: &Tensor<2>, referenc
 
 /// Everything for one checkpoint on one device; collects every failure.
 fn compare(name: &str, device: &Device) -> Vec<String> {
-    let model = load(name, device);
-    assert_eq!(model.engine(), Engine::GroupVit, "model_type groupvit picks the groupvit engine");
+    let model = load_model(name, device);
+    assert_eq!(model.engine(), GroupVit::NAME, "model_type groupvit picks the groupvit engine");
     let reference = Reference::load(name);
-    let gv = model.groupvit().unwrap();
+    let gv = groupvit(&model);
     let mut failures = Vec::new();
     let mut check = |r: Result<(), String>| failures.extend(r.err());
 
@@ -116,12 +101,12 @@ fn compare(name: &str, device: &Device) -> Vec<String> {
     ));
     let (ids, shape) = reference.get("text_ids");
     let rows: Vec<Vec<u32>> = ids.chunks(shape[1]).map(|r| r.iter().map(|&v| v as u32).collect()).collect();
-    let text = to_vec(gv.text_embeds_from_ids(&rows).unwrap()).unwrap();
+    let text = to_vec(model.network().embed_token_ids(&rows).unwrap()).unwrap();
     check(all_close(&format!("{name} text_embeds"), &text, &reference.get("text_embeds").0, EMBED_TOL, false));
 
     let spec = spec(name);
     let parsed = labels::parse(spec["labels"].as_str().unwrap()).unwrap();
-    let classes = ClassEmbeddings::new(&model, &parsed, &templates::SINGLE).unwrap();
+    let classes = ClassEmbeddings::new(&model, &parsed, &[], Templates::Single.prompts()).unwrap();
     // The reference embeds each name as given (no template): do the same for the tower checks.
     let raw: Vec<String> = parsed.iter().flat_map(|l| l.synonyms.clone()).collect();
     let raw: Vec<&str> = raw.iter().map(String::as_str).collect();
@@ -146,15 +131,17 @@ fn compare(name: &str, device: &Device) -> Vec<String> {
     let classes = ClassEmbeddings { names: names.clone(), ..classes };
     for run in spec["runs"].as_array().unwrap() {
         let tag = run["tag"].as_str().unwrap();
-        let opts = GroupVitOptions {
+        let slide = run["slide"].as_array().map(|s| [0, 1].map(|k| s[k].as_u64().unwrap() as usize));
+        let opts = Options {
             short_side: run["short_side"].as_u64().unwrap() as usize,
-            slide: run["slide"].as_array().map(|s| (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as usize)),
-            threshold: run["threshold"].as_f64().map(|t| t as f32),
-            scoring: run["scoring"].as_str().unwrap().parse().unwrap(),
-            ..GroupVitOptions::default()
+            window: slide.map_or(0, |s| s[0]),
+            stride: slide.map_or(0, |s| s[1]),
+            background_threshold: run["threshold"].as_f64().unwrap_or(0.0) as f32,
+            scoring: serde_json::from_value(run["scoring"].clone()).unwrap(),
+            ..Options::default()
         };
         let img = image(run["image"].as_str().unwrap());
-        let ours = to_vec(scores(&model, &img, &classes, false, &EngineOptions::GroupVit(opts)).unwrap()).unwrap();
+        let ours = to_vec(GroupVit::scores(gv, &model.preprocessor, &img, &classes, &opts).unwrap()).unwrap();
         let (tol, relative) = tolerance(run["scoring"].as_str().unwrap());
         let want = reference.get(&format!("pipeline.{tag}")).0;
         failures.extend(all_close(&format!("{name} pipeline.{tag}"), &ours, &want, tol, relative).err());
@@ -179,8 +166,8 @@ fn groupvit_matches_transformers_on_every_backend() {
 fn swapped_stage_order_fails_parity() {
     let name = "groupvit-2stage-bin";
     let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
-    let model = load(name, &device);
-    let mut gv = model.groupvit().unwrap().clone();
+    let model = load_model(name, &device);
+    let mut gv = groupvit(&model).clone();
     let stages = &mut gv.vision_model.stages;
     let (first, second) = stages.split_at_mut(1);
     std::mem::swap(&mut first[0].group_token, &mut second[0].group_token);
@@ -204,6 +191,6 @@ fn swapped_stage_order_fails_parity() {
     }
     // And the unswapped model matches, so the failures above come from the order alone.
     let mut clean = Vec::new();
-    compare_images(model.groupvit().unwrap(), name, &names, &reference, &mut clean);
+    compare_images(groupvit(&model), name, &names, &reference, &mut clean);
     assert!(clean.is_empty(), "{clean:#?}");
 }

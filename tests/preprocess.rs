@@ -3,16 +3,11 @@
 
 mod common;
 
-use common::{IMAGES, MODELS, Reference, all_close};
-use wordmask::preprocess::{Preprocessor, RgbImage};
+use common::{IMAGES, MODELS, Reference, all_close, image};
+use wordmask::preprocess::Preprocessor;
 
 /// The resize is bit-exact to Pillow; what remains is float rounding of rescale/normalise.
 const PIXEL_TOL: f32 = 1e-5;
-
-fn png(name: &str) -> RgbImage {
-    let img = image::open(common::fixtures().join("images").join(format!("{name}.png"))).unwrap().to_rgb8();
-    RgbImage::new(img.width() as usize, img.height() as usize, img.into_raw()).unwrap()
-}
 
 #[test]
 fn pixels_match_clip_image_processor() {
@@ -23,14 +18,14 @@ fn pixels_match_clip_image_processor() {
             serde_json::from_str(&std::fs::read_to_string(common::fixtures().join(model).join("config.json")).unwrap())
                 .unwrap();
         let size = config["vision_config"]["image_size"].as_u64().unwrap() as usize;
-        for image in IMAGES {
+        for name in IMAGES {
             for crop in [true, false] {
                 let mut p = Preprocessor::clip(size);
                 if !crop {
                     p.crop = None;
                 }
-                let (ours, (w, h)) = p.apply(&png(image));
-                let tag = format!("{}.{image}.pixel_values", if crop { "crop" } else { "nocrop" });
+                let (ours, (w, h)) = p.apply(&image(name));
+                let tag = format!("{}.{name}.pixel_values", if crop { "crop" } else { "nocrop" });
                 let (want, shape) = reference.get(&tag);
                 if [1, 3, h, w] != shape[..] {
                     failures.push(format!("{model} {tag}: size {w}x{h}, reference {shape:?}"));

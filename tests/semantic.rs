@@ -8,33 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::fixtures;
-
-/// Regions (label, colour, x range, y range) of a 448 x 336 test image; boundaries on the
-/// 16-pixel patch grid, red only in the top-left so a flip or transpose shows.
-const REGIONS: [(&str, [u8; 3], (u32, u32), (u32, u32)); 4] = [
-    ("blue", [0, 0, 255], (0, 448), (0, 336)),
-    ("red", [255, 0, 0], (0, 192), (0, 144)),
-    ("green", [0, 255, 0], (0, 256), (192, 336)),
-    ("yellow", [255, 255, 0], (288, 416), (48, 176)),
-];
-
-/// Paint the regions (later ones on top); returns the expected name per pixel.
-fn scene(path: &Path) -> Vec<&'static str> {
-    let (w, h) = (448u32, 336u32);
-    let mut img = image::RgbImage::new(w, h);
-    let mut truth = vec![""; (w * h) as usize];
-    for (name, rgb, (x0, x1), (y0, y1)) in REGIONS {
-        for y in y0..y1 {
-            for x in x0..x1 {
-                img.put_pixel(x, y, image::Rgb(rgb));
-                truth[(y * w + x) as usize] = name;
-            }
-        }
-    }
-    img.save(path).unwrap();
-    truth
-}
+use common::{Scene, fixtures};
 
 fn segment(model: &str, image: &Path, labels: &str, out: &Path, backend: &str) {
     let status = Command::new(env!("CARGO_BIN_EXE_wordmask"))
@@ -57,9 +31,10 @@ fn colour_words_land_on_their_regions() {
 fn colour_words_land_on_their_regions_with(model: &str) {
     let dir = common::scratch(&format!("semantic-{model}"));
     let input = dir.join("scene.png");
-    let truth = scene(&input);
+    let scene = Scene::load();
+    let truth = scene.paint(&input);
     // The label order differs from the painting order, so an index mix-up cannot pass.
-    let labels = ["yellow", "green", "red", "blue"];
+    let labels = &scene.labels;
     for backend in ["cpu", "wgpu"] {
         if backend == "wgpu" && std::env::var("WORDMASK_SKIP_WGPU").as_deref() == Ok("1") {
             continue;
@@ -88,10 +63,12 @@ fn eval_over_a_camvid_folder_prints_the_table_and_an_oracle_scores_100() {
         std::fs::create_dir_all(root.join(sub)).unwrap();
     }
     let ids = ["red", "green", "blue", "yellow"];
+    let scene = Scene::load();
     for n in 0..2 {
         let image = root.join("val").join(format!("frame{n}.png"));
-        let truth = scene(&image);
-        let mut gt: Vec<u8> = truth.iter().map(|name| ids.iter().position(|i| i == name).unwrap() as u8).collect();
+        let truth = scene.paint(&image);
+        let mut gt: Vec<u8> =
+            truth.iter().map(|name| ids.iter().position(|i| *i == name.as_str()).unwrap() as u8).collect();
         gt[..448 * 4].fill(11); // a void strip along the top
         image::GrayImage::from_raw(448, 336, gt)
             .unwrap()

@@ -34,7 +34,7 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenize
 PINNED = {"torch": "2.15.0", "transformers": "5.23.0"}
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "fixtures"
-TOKENIZER_FILES = ROOT.parent / "shared" / "clip_tokenizer"
+TOKENIZER_FILES = ROOT / "tools" / "clip_tokenizer"
 SEED = 20261123
 
 # Strings for the text-embedding parity (unicode, punctuation, numbers, > 77 tokens, empty).
@@ -296,7 +296,9 @@ def semantic_fixture(tokenizer):
     model.logit_scale.fill_(float(np.log(100.0)))
     directory = OUT / "semantic-colours"
     model.half().save_pretrained(directory)
-    print(f"semantic-colours: {sum(p.numel() for p in model.parameters())} parameters (f16)")
+    # The same weights as a PyTorch zip, so a test can check that both readers agree.
+    torch.save(model.state_dict(), directory / "pytorch_model.bin")
+    print(f"semantic-colours: {sum(p.numel() for p in model.parameters())} parameters (f16, safetensors and .bin)")
 
 
 @torch.no_grad()

@@ -40,13 +40,6 @@ impl StoredDtype {
     }
 }
 
-/// Which container the bytes were.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckpointFormat {
-    Safetensors,
-    PytorchZip,
-}
-
 /// One tensor of a checkpoint, not yet converted.
 #[derive(Debug, Clone)]
 pub struct TensorEntry<'a> {
@@ -68,7 +61,6 @@ impl TensorEntry<'_> {
 pub struct Checkpoint<'a> {
     /// Where the bytes came from, for error messages (a path or a URL).
     pub source_name: String,
-    pub format: CheckpointFormat,
     entries: BTreeMap<String, TensorEntry<'a>>,
 }
 
@@ -78,17 +70,17 @@ impl<'a> Checkpoint<'a> {
         if bytes.is_empty() {
             return Err(Error::format(source_name, "the file is empty"));
         }
-        let (format, entries) = if bytes.starts_with(b"PK\x03\x04") {
-            (CheckpointFormat::PytorchZip, pytorch::read_index(bytes, source_name)?)
+        let entries = if bytes.starts_with(b"PK\x03\x04") {
+            pytorch::read_index(bytes, source_name)?
         } else if bytes.len() >= 9 && bytes[8] == b'{' {
-            (CheckpointFormat::Safetensors, safetensors::read_index(bytes, source_name)?)
+            safetensors::read_index(bytes, source_name)?
         } else {
             return Err(Error::format(
                 source_name,
                 "neither a safetensors file nor a PyTorch zip checkpoint (unrecognised first bytes)",
             ));
         };
-        Ok(Checkpoint { source_name: source_name.to_string(), format, entries })
+        Ok(Checkpoint { source_name: source_name.to_string(), entries })
     }
 
     /// Tensor names, sorted.

@@ -1,28 +1,66 @@
-//! `wordmask bench`: median and spread of the image and text encoders, as a table. Each
-//! iteration gets fresh inputs and reads its result back, so no cached or lazy work is timed.
+//! `wordmask bench`: median and spread of the image and text encoders (and optionally the
+//! whole segmentation), as a table. Each iteration gets fresh inputs and reads its result
+//! back, so no cached or lazy work is timed.
 
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 use burn::tensor::{Distribution, Tensor};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::RuntimeArgs;
 use wordmask::clip::{ClipConfig, ClipModel};
 use wordmask::device::{self, to_vec};
 use wordmask::groupvit::{GroupVitConfig, GroupVitModel};
-use wordmask::model::{Model, Network};
+use wordmask::labels::Label;
+use wordmask::loader::WeightLoader;
+use wordmask::network::Network;
+use wordmask::preprocess::RgbImage;
+use wordmask::segment::{ClassEmbeddings, EmbeddingCache, Model, Settings, segment, slide};
+
+/// Architectures of hub checkpoints, for timing without downloading them.
+#[derive(Clone, Copy, ValueEnum)]
+enum Preset {
+    /// `openai/clip-vit-base-patch16`
+    #[value(name = "vit-b-16")]
+    VitB16,
+    /// `openai/clip-vit-base-patch32`
+    #[value(name = "vit-b-32")]
+    VitB32,
+    /// `openai/clip-vit-large-patch14`
+    #[value(name = "vit-l-14")]
+    VitL14,
+    /// `nvidia/groupvit-gcc-yfcc` (and -redcaps, the same shape)
+    #[value(name = "groupvit-gcc-yfcc", alias = "groupvit-gcc-redcaps")]
+    GroupvitGccYfcc,
+}
+
+impl Preset {
+    /// The preset's network with random weights.
+    fn network(self, device: &burn::tensor::Device) -> Box<dyn Network> {
+        let mut loader = WeightLoader::random(device);
+        let clip = |config: ClipConfig, loader: &mut WeightLoader| Box::new(ClipModel::load(config, loader));
+        match self {
+            Preset::VitB16 => clip(ClipConfig::vit_b_16(), &mut loader),
+            Preset::VitB32 => clip(ClipConfig::vit_b_32(), &mut loader),
+            Preset::VitL14 => clip(ClipConfig::vit_l_14(), &mut loader),
+            Preset::GroupvitGccYfcc => Box::new(GroupVitModel::load(GroupVitConfig::gcc_yfcc(), &mut loader)),
+        }
+    }
+}
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Architecture preset: vit-b-16, vit-b-32, vit-l-14 (CLIP, dense engine) or
-    /// groupvit-gcc-yfcc (GroupViT; the -redcaps checkpoint has the same shape).
-    #[arg(long, default_value = "vit-b-16")]
-    config: String,
-    /// Use random weights of the preset's shapes (the only mode for now: no checkpoint needed).
-    #[arg(long)]
+    /// A checkpoint to time (folder or weights file, as for the other commands).
+    #[arg(long, conflicts_with_all = ["config", "random_weights"])]
+    model: Option<String>,
+    /// Or an architecture preset with random weights (needs --random-weights).
+    #[arg(long, value_enum)]
+    config: Option<Preset>,
+    /// Use random weights of the preset's shapes (no checkpoint needed).
+    #[arg(long, requires = "config")]
     random_weights: bool,
-    /// Square input size in pixels.
+    /// Square input size of the image-encoder row, in pixels.
     #[arg(long, default_value_t = 224)]
     size: usize,
     /// Timed iterations per stage (after one warm-up).
@@ -32,11 +70,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     labels: usize,
     /// Also time segmentation of a random image of this size, WIDTHxHEIGHT (e.g. 448x336),
-    /// with the text side for --labels labels, using the engine's defaults or the options below.
+    /// with the text side for --labels labels, using the engine's defaults or the settings below.
     #[arg(long)]
     segment: Option<String>,
     #[command(flatten)]
-    method: super::segment::MethodArgs,
+    settings: Settings,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -67,9 +105,6 @@ fn time(iters: usize, mut f: impl FnMut(usize) -> Result<()>) -> Result<Vec<f64>
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if !args.random_weights {
-        bail!("bench needs --random-weights (benchmarking a checkpoint from disk is not implemented yet)");
-    }
     if args.iters == 0 || args.labels == 0 {
         bail!("--iters and --labels must be at least 1");
     }
@@ -77,48 +112,31 @@ pub fn run(args: BenchArgs) -> Result<()> {
         wordmask::Backend::Auto => device::resolve_auto(),
         b => b,
     };
-    let device = device::open(backend)?;
     let load_start = Instant::now();
-    let (network, patch) = match args.config.as_str() {
-        "groupvit-gcc-yfcc" | "groupvit-gcc-redcaps" => {
-            let config = GroupVitConfig::gcc_yfcc();
-            let patch = config.vision_config.patch_size;
-            (Network::GroupVit(GroupVitModel::random(config, &device)), patch)
+    let (model, what) = match (&args.model, args.config) {
+        (Some(path), _) => (super::load(path, backend)?, path.clone()),
+        (None, Some(preset)) if args.random_weights => {
+            let device = device::open(backend)?;
+            let name = preset.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+            (Model::new(preset.network(&device), None)?, format!("{name} (random weights)"))
         }
-        name => {
-            let config = ClipConfig::by_name(name).map_err(|_| {
-                anyhow::anyhow!(
-                    "unknown config preset {name}; choose vit-b-16, vit-b-32, vit-l-14 or groupvit-gcc-yfcc"
-                )
-            })?;
-            let patch = config.vision_config.patch_size;
-            (Network::Clip(ClipModel::random(config, &device)), patch)
-        }
+        (None, Some(_)) => bail!("--config times random weights of a preset: add --random-weights"),
+        (None, None) => bail!("bench needs --model DIR, or --config PRESET --random-weights"),
     };
-    let model = Model::new(network, None)?;
-    let model = &model;
     let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
+    let model = &model;
+    let device = model.device();
     let s = args.size;
 
-    let image = Row {
-        stage: format!("image encoder ({s}x{s}, {} patches)", (s / patch).pow(2)),
-        times_ms: time(args.iters, |_| {
-            let pixels = Tensor::<4>::random([1, 3, s, s], Distribution::Normal(0.0, 1.0), &device);
-            match &model.network {
-                Network::Clip(m) => {
-                    let f = m.image_features(pixels)?;
-                    to_vec(f.embeds)?;
-                    to_vec(f.patch_tokens)?;
-                }
-                Network::GroupVit(m) => {
-                    let f = m.image_features(pixels)?;
-                    to_vec(f.embeds)?;
-                    to_vec(f.group_embeds)?;
-                }
-            }
-            Ok(())
-        })?,
-    };
+    let mut tokens = String::new();
+    let image = time(args.iters, |_| {
+        let pixels = Tensor::<4>::random([1, 3, s, s], Distribution::Normal(0.0, 1.0), &device);
+        let embedding = model.network().embed_image(pixels)?;
+        tokens = embedding.tokens.to_string();
+        to_vec(embedding.embeds)?;
+        Ok(())
+    })?;
+    let image = Row { stage: format!("image encoder ({s}x{s}, {tokens})"), times_ms: image };
     let words = ["cat", "dog", "car", "tree", "sky", "road", "person", "grass", "boat", "house"];
     let text = Row {
         stage: format!("text encoder ({} labels)", args.labels),
@@ -141,14 +159,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
 
     println!(
-        "wordmask bench: {} (random weights), backend {}, {} iterations, weights created in {:.0} ms",
-        args.config, backend, args.iters, load_ms
+        "wordmask bench: {what}, engine {}, backend {backend}, {} iterations, loaded in {load_ms:.0} ms",
+        model.engine(),
+        args.iters
     );
-    println!("| {:<36} | {:>10} | {:>10} | {:>10} | {:>10} |", "stage", "median ms", "p10 ms", "p90 ms", "max ms");
-    println!("|{:-<38}|{:-<12}|{:-<12}|{:-<12}|{:-<12}|", "", "", "", "", "");
+    println!("| {:<44} | {:>10} | {:>10} | {:>10} | {:>10} |", "stage", "median ms", "p10 ms", "p90 ms", "max ms");
+    println!("|{:-<46}|{:-<12}|{:-<12}|{:-<12}|{:-<12}|", "", "", "", "", "");
     for row in &rows {
         println!(
-            "| {:<36} | {:>10.1} | {:>10.1} | {:>10.1} | {:>10.1} |",
+            "| {:<44} | {:>10.1} | {:>10.1} | {:>10.1} | {:>10.1} |",
             row.stage,
             row.quantile(0.5),
             row.quantile(0.1),
@@ -159,46 +178,33 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Text side with templates, and the whole segmentation pipeline on a random image.
+/// Text side with templates, and the whole segmentation on a random image.
 fn segment_rows(args: &BenchArgs, size: &str, model: &Model) -> Result<Vec<Row>> {
-    use wordmask::dense::pipeline::ClassEmbeddings;
-    use wordmask::labels::Label;
-    use wordmask::preprocess::RgbImage;
-    use wordmask::segment::{EngineOptions, scores};
-
     let Some((w, h)) =
         size.split_once('x').and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)))
     else {
         bail!("--segment takes WIDTHxHEIGHT, e.g. 448x336; got {size}");
     };
-    let engine = model.resolve_engine(args.method.requested_engine()?)?;
-    let settings = args.method.settings();
-    let opts = settings.options(engine, settings.default_threshold(engine)?)?;
-    let templates = opts.templates();
+    let plan = model.plan(&args.settings)?;
+    let templates = plan.templates.prompts();
     let labels: Vec<Label> =
         (0..args.labels).map(|i| Label { name: format!("thing {i}"), synonyms: vec![format!("thing {i}")] }).collect();
-    let mut classes = None;
     let text = Row {
         stage: format!("text: {} labels x {} templates", args.labels, templates.len()),
         times_ms: time(args.iters, |_| {
-            let c = ClassEmbeddings::new(model, &labels, templates)?;
-            to_vec(c.names.clone())?;
-            classes = Some(c);
+            to_vec(ClassEmbeddings::new(model, &labels, &plan.background, templates)?.names)?;
             Ok(())
         })?,
     };
-    let classes = classes.expect("timed at least once");
-    let (short, slide) = match &opts {
-        EngineOptions::Dense(o) => (o.short_side, o.slide),
-        EngineOptions::GroupVit(o) => (o.short_side, o.slide),
-    };
+    let short = plan.short_side;
     let (rh, rw) = (h * short / h.min(w), w * short / h.min(w));
-    let windows = slide
-        .map(|(win, stride)| wordmask::dense::windows::slide(rh, rw, (win, win), (stride, stride)).len())
-        .unwrap_or(1);
+    let windows =
+        plan.slide.map(|(win, stride)| slide::windows(rh, rw, (win, win), (stride, stride)).len()).unwrap_or(1);
+    // The labels' embeddings stay in the cache after the warm-up: the rows time the image side.
+    let mut cache = EmbeddingCache::default();
     let mut seed = 1u32;
     let row = Row {
-        stage: format!("{} {w}x{h}: {rw}x{rh}, {windows} windows", opts.method_name()),
+        stage: format!("{} {w}x{h}: {rw}x{rh}, {windows} windows", plan.method),
         times_ms: time(args.iters, |_| {
             // A fresh random image each iteration (LCG), so nothing is reused between runs.
             let data = (0..w * h * 3)
@@ -207,8 +213,7 @@ fn segment_rows(args: &BenchArgs, size: &str, model: &Model) -> Result<Vec<Row>>
                     (seed >> 24) as u8
                 })
                 .collect();
-            let image = RgbImage::new(w, h, data)?;
-            to_vec(scores(model, &image, &classes, false, &opts)?)?;
+            segment(model, &RgbImage::new(w, h, data)?, &labels, &args.settings, &mut cache)?;
             Ok(())
         })?,
     };

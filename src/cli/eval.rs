@@ -9,14 +9,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use super::segment::MethodArgs;
 use super::{ModelArgs, load, read_image};
-use wordmask::dense::pipeline::{ClassEmbeddings, label_map};
-use wordmask::device::to_vec;
 use wordmask::labels::{Label, parse_class_file};
 use wordmask::metrics::{ConfusionMatrix, IGNORE_INDEX};
-use wordmask::model::Engine;
-use wordmask::segment::scores;
+use wordmask::segment::{BackgroundDataset, EmbeddingCache, Model, Settings, Words, segment};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -50,20 +46,14 @@ impl Format {
         })
     }
 
-    /// Whether class 0 is background.
-    fn has_background(self) -> bool {
-        matches!(self, Format::Voc21 | Format::Context60 | Format::CocoObject)
-    }
-
-    /// Datasets whose class 0 is background: low-confidence pixels go there. Dense: NACLIP's
-    /// `prob_thd = 0.1`. GroupViT: its repository's `bg_thresh` (0.95 for VOC and COCO, 0.35
-    /// for PASCAL Context).
-    fn default_threshold(self, engine: Engine) -> f32 {
-        match (engine, self) {
-            (Engine::Dense, f) if f.has_background() => 0.1,
-            (Engine::GroupVit, Format::Context60) => 0.35,
-            (Engine::GroupVit, f) if f.has_background() => 0.95,
-            _ => 0.0,
+    /// The dataset family, for formats whose class 0 is background (each engine has its own
+    /// threshold for those).
+    fn background(self) -> Option<BackgroundDataset> {
+        match self {
+            Format::Voc21 => Some(BackgroundDataset::PascalVoc),
+            Format::Context60 => Some(BackgroundDataset::PascalContext),
+            Format::CocoObject => Some(BackgroundDataset::Coco),
+            _ => None,
         }
     }
 
@@ -101,13 +91,13 @@ pub struct EvalArgs {
     /// Evaluate only the first N images.
     #[arg(long)]
     limit: Option<usize>,
-    /// Dense: probability under which a pixel is assigned class 0 (default: 0.1 for datasets
-    /// with a background class, else 0). GroupViT: its background threshold (default 0.95, 0.35
-    /// for context60; 0 for datasets without a background class).
-    #[arg(long)]
-    threshold: Option<f32>,
+    /// Datasets with a background class 0 (voc21, context60, coco-object) are evaluated as
+    /// each engine's repository does: the dense engine embeds class 0's name and gives it the
+    /// pixels under its threshold (0.1); GroupViT leaves the name out and its background
+    /// threshold (0.95; 0.35 for context60) makes class 0. Other datasets label every pixel
+    /// (threshold 0). --threshold overrides either.
     #[command(flatten)]
-    method: MethodArgs,
+    settings: Settings,
     /// Score saved predictions instead of running a model: a folder of label PNGs named like
     /// the dataset's label files and encoded the same way.
     #[arg(long)]
@@ -118,7 +108,14 @@ pub struct EvalArgs {
 
 /// Where predictions come from.
 enum Source {
-    Model(Box<wordmask::model::Model>),
+    /// A model, the classes it embeds, and whether label 0 of its maps is class 0 (the
+    /// engine's background) or "unlabelled" (then class i is label i + 1).
+    Model {
+        model: Box<Model>,
+        classes: Vec<Label>,
+        settings: Settings,
+        zero_is_class_0: bool,
+    },
     Saved(PathBuf),
 }
 
@@ -236,49 +233,49 @@ pub fn run(args: EvalArgs) -> Result<()> {
         (None, Some(text)) => parse_class_file(text)?,
         (None, None) => bail!("--format folder needs --classes FILE"),
     };
-    let requested = args.method.requested_engine()?;
     let mut samples = samples(args.format, &args.dataset)?;
     if let Some(n) = args.limit {
         samples.truncate(n);
     }
-    let (source, engine) = match &args.predictions {
-        Some(dir) => (Source::Saved(dir.clone()), requested.unwrap_or(Engine::Dense)),
+    let source = match &args.predictions {
+        Some(dir) => Source::Saved(dir.clone()),
         None => {
-            let model = load(&args.model)?;
-            let engine = model.resolve_engine(requested)?;
-            (Source::Model(Box::new(model)), engine)
+            let model = load(&args.model.model, args.model.runtime.backend)?;
+            let protocol = args.format.background().map(|d| model.dataset_protocol(d));
+            let threshold = args.settings.threshold.unwrap_or(protocol.map_or(0.0, |p| p.threshold));
+            // The class list is the vocabulary: no background words unless asked for.
+            let background = args.settings.background.clone().or(Some(Words(Vec::new())));
+            let settings = Settings { threshold: Some(threshold), background, ..args.settings.clone() };
+            // Engines that leave class 0's name out make class 0 with their threshold.
+            let leave_out = protocol.is_some_and(|p| !p.embeds_background_name) && threshold > 0.0;
+            let embedded = if leave_out { classes[1..].to_vec() } else { classes.clone() };
+            Source::Model { model: Box::new(model), classes: embedded, settings, zero_is_class_0: leave_out }
         }
     };
-    let threshold = args.threshold.unwrap_or(args.format.default_threshold(engine));
-    // GroupViT evaluates datasets with a background class 0 without that class's name: its
-    // threshold makes the background (the repository's `with_bg`).
-    let groupvit_background = engine == Engine::GroupVit && args.format.has_background() && threshold > 0.0;
-    let opts = args.method.settings().options(engine, if groupvit_background { threshold } else { 0.0 })?;
-    let text_classes = if groupvit_background { &classes[1..] } else { &classes[..] };
-    let embeddings = match &source {
-        Source::Model(model) => Some(ClassEmbeddings::new(model, text_classes, opts.templates())?),
-        Source::Saved(_) => None,
+    let summary = match &source {
+        Source::Model { model, settings, .. } => {
+            let plan = model.plan(settings)?;
+            json!({"engine": plan.engine, "method": plan.method, "threshold": plan.threshold})
+        }
+        Source::Saved(_) => json!({"engine": null, "method": "saved predictions", "threshold": null}),
     };
+    let mut cache = EmbeddingCache::default();
     let mut matrix = ConfusionMatrix::new(classes.len());
     let start = Instant::now();
     for (i, sample) in samples.iter().enumerate() {
         let (w, h, gt) = read_label_png(&sample.label)?;
         let prediction: Vec<u8> = match &source {
-            Source::Model(model) => {
+            Source::Model { model, classes, settings, zero_is_class_0 } => {
                 let image = read_image(&sample.image.to_string_lossy())?;
                 if (w, h) != (image.width, image.height) {
                     bail!("{} is {w}x{h} but its image is {}x{}", sample.label.display(), image.width, image.height);
                 }
-                let embeddings = embeddings.as_ref().expect("a model source has embeddings");
-                let probs = to_vec(scores(model, &image, embeddings, false, &opts)?)?;
-                if groupvit_background {
-                    // The background row is last: it maps to 0 and class i of classes[1..] to i + 1.
-                    label_map(&probs, classes.len(), 0.0, &[classes.len() - 1])
+                let map = segment(model, &image, classes, settings, &mut cache)?.label_map;
+                if *zero_is_class_0 {
+                    map
                 } else {
-                    // Class indices are 0-based here: label_map gives 1 + argmax, or 0 under the
-                    // dense engine's threshold (GroupViT has no background row here).
-                    let floor = if engine == Engine::Dense { threshold } else { 0.0 };
-                    label_map(&probs, classes.len(), floor, &[]).iter().map(|&l| l.saturating_sub(1)).collect()
+                    // Unlabelled pixels (under the threshold) go to class 0, the background.
+                    map.into_iter().map(|l| l.saturating_sub(1)).collect()
                 }
             }
             Source::Saved(dir) => {
@@ -311,7 +308,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             classes.iter().zip(&scores.iou).map(|(c, iou)| json!({"class": c.name, "iou": iou})).collect();
         println!(
             "{}",
-            json!({"images": samples.len(), "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "engine": engine, "method": opts.method_name(), "threshold": threshold})
+            json!({"images": samples.len(), "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "engine": summary["engine"], "method": summary["method"], "threshold": summary["threshold"]})
         );
     } else {
         println!("| {:<28} | {:>8} |", "class", "IoU %");
@@ -323,7 +320,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
         println!("|{:-<30}|{:-<10}|", "", "");
         println!("| {:<28} | {:>8.2} |", "mIoU", scores.miou * 100.0);
         println!("| {:<28} | {:>8.2} |", "pixel accuracy", scores.pixel_accuracy * 100.0);
-        println!("{} images, engine {engine}, method {}, threshold {threshold}", samples.len(), opts.method_name());
+        println!(
+            "{} images, engine {}, method {}, threshold {}",
+            samples.len(),
+            summary["engine"].as_str().unwrap_or("none"),
+            summary["method"].as_str().unwrap_or(""),
+            summary["threshold"]
+        );
     }
     Ok(())
 }

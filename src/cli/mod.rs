@@ -9,12 +9,14 @@ mod segment;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::json;
 
 use wordmask::device::{self, to_vec};
-use wordmask::model::{ImageSize, Model, SINGLE_TEMPLATE};
-use wordmask::{Backend, ComputeDtype, labels};
+use wordmask::network::Tokens;
+use wordmask::segment::text::SINGLE;
+use wordmask::segment::{ENGINES, ImageSize, Model};
+use wordmask::{Backend, labels};
 
 #[derive(Parser)]
 #[command(
@@ -40,7 +42,7 @@ enum Command {
         #[arg(long)]
         labels: String,
         /// Prompt template; `{}` is replaced by the label.
-        #[arg(long, default_value = SINGLE_TEMPLATE)]
+        #[arg(long, default_value = SINGLE[0])]
         template: String,
         #[arg(long)]
         json: bool,
@@ -69,11 +71,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Segmentation: a label for every pixel (dense CLIP or GroupViT engine).
+    /// Segmentation: a label for every pixel (the checkpoint's engine).
     Segment(segment::SegmentArgs),
     /// mIoU over a dataset in its mmsegmentation folder layout.
     Eval(eval::EvalArgs),
-    /// Time the image and text encoders and print a table.
+    /// Time the image and text encoders (and segmentation) and print a table.
     Bench(bench::BenchArgs),
 }
 
@@ -90,45 +92,70 @@ pub struct ModelArgs {
 #[derive(Args, Clone, Copy)]
 pub struct RuntimeArgs {
     /// Compute backend: auto (wgpu on a hardware GPU, else cpu), wgpu (Vulkan/Metal/DX12) or cpu.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
-    /// Compute precision (weights are converted on load).
-    #[arg(long, default_value = "f32")]
-    dtype: ComputeDtype,
 }
 
-pub fn load(args: &ModelArgs) -> Result<Model> {
-    let files = files::ModelFiles::open(&args.model)?;
-    let device = device::open(args.runtime.backend)?;
-    let model = Model::from_bytes(
+/// Load the checkpoint at `path` on `backend`.
+pub fn load(path: &str, backend: Backend) -> Result<Model> {
+    let files = files::ModelFiles::open(path)?;
+    let device = device::open(backend)?;
+    Ok(Model::from_bytes(
         &files.config,
         files.weights(),
         &files.weights_path.display().to_string(),
         files.preprocessor.as_deref(),
         &device,
-        args.runtime.dtype,
-    )?;
-    Ok(model)
+    )?)
 }
 
 pub fn read_image(path: &str) -> Result<wordmask::preprocess::RgbImage> {
     let img = image::open(path).with_context(|| format!("cannot read image {path}"))?.to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
-    Ok(wordmask::preprocess::RgbImage::new(w, h, img.into_raw()).with_context(|| format!("image {path}"))?)
+    wordmask::preprocess::RgbImage::new(w, h, img.into_raw()).with_context(|| format!("image {path}"))
 }
 
-fn rows(flat: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
-    flat.chunks(width).map(<[f32]>::to_vec).collect()
+/// Every engine's defaults as flags, for the help of the commands that take segmentation
+/// settings.
+fn engine_defaults() -> String {
+    let flag = |key: &str| {
+        key.chars().fold(String::from("--"), |mut f, c| {
+            if c.is_uppercase() {
+                f.push('-');
+            }
+            f.push(c.to_ascii_lowercase());
+            f
+        })
+    };
+    let value = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(words) if words.is_empty() => "none".into(),
+        serde_json::Value::Array(words) => {
+            format!("\"{}\"", words.iter().filter_map(|w| w.as_str()).collect::<Vec<_>>().join("; "))
+        }
+        other => other.to_string(),
+    };
+    let mut text = String::from("Unset settings take the defaults of the checkpoint's engine:");
+    for engine in ENGINES {
+        let defaults = engine.defaults();
+        let pairs: Vec<String> = defaults
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| key.as_str() != "engine")
+            .map(|(key, v)| format!("{} {}", flag(key), value(v)))
+            .collect();
+        text.push_str(&format!("\n  {} ({} checkpoints): {}", engine.name(), engine.architecture(), pairs.join(", ")));
+    }
+    text
 }
 
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Classify { model, image, labels, template, json } => {
             let labels = labels::parse(&labels)?;
-            let m = load(&model)?;
-            let image = m.embed_image(&read_image(&image)?, ImageSize::default())?;
-            let text = m.embed_labels(&labels, &template)?;
-            let probs = to_vec(m.classify(image.embeds, text))?;
+            let m = load(&model.model, model.runtime.backend)?;
+            let probs = to_vec(m.classify(&read_image(&image)?, &labels, &template)?)?;
             if json {
                 let out: Vec<_> =
                     labels.iter().zip(&probs).map(|(l, p)| json!({"label": l.name, "probability": p})).collect();
@@ -142,11 +169,12 @@ fn execute(cli: Cli) -> Result<()> {
             }
         }
         Command::EmbedText { model, text, json } => {
-            let m = load(&model)?;
+            let m = load(&model.model, model.runtime.backend)?;
             let refs: Vec<&str> = text.iter().map(String::as_str).collect();
             let emb = m.embed_texts(&refs)?;
             let dim = emb.dims()[1];
-            let rows = rows(to_vec(emb)?, dim);
+            let values = to_vec(emb)?;
+            let rows: Vec<&[f32]> = values.chunks(dim).collect();
             if json {
                 println!("{}", json!({ "embeddings": rows }));
             } else {
@@ -156,24 +184,23 @@ fn execute(cli: Cli) -> Result<()> {
             }
         }
         Command::EmbedImage { model, image, size, no_crop, json } => {
-            let m = load(&model)?;
+            let m = load(&model.model, model.runtime.backend)?;
             let f = m.embed_image(&read_image(&image)?, ImageSize { short_side: size, no_crop })?;
             let dim = f.embeds.dims()[1];
             let embedding = to_vec(f.embeds)?;
-            let (kind, a, b) = f.tokens;
+            let (key, shape, text) = match f.tokens {
+                Tokens::Patches { rows, cols } => {
+                    ("patch_tokens_shape", vec![rows, cols, dim], format!("patch tokens: {rows} x {cols} x {dim}"))
+                }
+                Tokens::Groups { count } => {
+                    ("group_tokens_shape", vec![count, dim], format!("group tokens: {count} x {dim}"))
+                }
+            };
             if json {
-                let shape = if kind == "patch" { vec![a, b, dim] } else { vec![a, dim] };
-                println!(
-                    "{}",
-                    json!({ "embedding": embedding, format!("{kind}_tokens_shape"): shape, "engine": m.engine() })
-                );
+                println!("{}", json!({ "embedding": embedding, key: shape, "engine": m.engine() }));
             } else {
                 println!("embedding: {dim} values {:?}...", &embedding[..dim.min(4)]);
-                if kind == "patch" {
-                    println!("patch tokens: {a} x {b} x {dim}");
-                } else {
-                    println!("group tokens: {a} x {dim}");
-                }
+                println!("{text}");
             }
         }
         Command::Segment(args) => segment::run(args)?,
@@ -184,7 +211,14 @@ fn execute(cli: Cli) -> Result<()> {
 }
 
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let defaults = engine_defaults();
+    let command = ["segment", "eval", "bench"]
+        .into_iter()
+        .fold(Cli::command(), |c, name| c.mut_subcommand(name, |s| s.after_help(defaults.clone())));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use font8x8::UnicodeFonts;
 use image::{GrayImage, Rgb, RgbImage as Canvas};
 
-use wordmask::dense::result::Segmentation;
 use wordmask::preprocess::RgbImage;
+use wordmask::segment::Segmentation;
 
 /// Distinct colours for labels 1.. (0, unlabelled, is left uncoloured).
 const PALETTE: [[u8; 3]; 12] = [

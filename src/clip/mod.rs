@@ -6,22 +6,21 @@
 //! (`vision_model.*`, `text_model.*`, `visual_projection`, `text_projection`, `logit_scale`).
 
 pub mod config;
-pub mod interpolate;
-pub mod layers;
 pub mod text;
 pub mod vision;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use std::any::Any;
 
-pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
-use layers::{Linear, l2_normalize};
+use burn::tensor::{Device, Tensor};
+
+pub use config::{ClipConfig, TextConfig, VisionConfig};
 pub use text::TextTransformer;
 pub use vision::{VisionOutput, VisionTransformer};
 
-use crate::checkpoint::Checkpoint;
 use crate::error::Result;
-use crate::loader::{ComputeDtype, WeightLoader};
-use crate::tokenizer::Tokenizer;
+use crate::loader::WeightLoader;
+use crate::network::{ImageEmbedding, Network, Tokens};
+use crate::nn::{Linear, l2_normalize};
 
 /// Image-side outputs.
 #[derive(Debug, Clone)]
@@ -31,7 +30,7 @@ pub struct ImageFeatures {
     /// Projected, L2-normalised patch tokens of the last block (vanilla dense path),
     /// `[b, gh*gw, proj]`.
     pub patch_tokens: Tensor<3>,
-    /// Raw tower outputs, for the dense methods.
+    /// Raw tower outputs, for the dense engine.
     pub vision: VisionOutput,
 }
 
@@ -50,7 +49,7 @@ pub struct ClipModel {
 
 impl ClipModel {
     /// Walk the checkpoint with `loader`, building every tensor the config implies.
-    pub fn load_with(config: ClipConfig, loader: &mut WeightLoader) -> Self {
+    pub fn load(config: ClipConfig, loader: &mut WeightLoader) -> Self {
         let proj = config.projection_dim;
         let vision_model = VisionTransformer::load(loader, "vision_model", &config.vision_config);
         let text_model = TextTransformer::load(loader, "text_model", &config.text_config);
@@ -59,37 +58,6 @@ impl ClipModel {
         let text_projection = Linear::load(loader, "text_projection", config.text_config.hidden_size, proj, false);
         let logit_scale = loader.host("logit_scale", &[]).map(|v| v[0].exp()).unwrap_or(1.0);
         ClipModel { config, vision_model, text_model, visual_projection, text_projection, logit_scale }
-    }
-
-    /// Build from `config.json` text and a checkpoint, reporting every key problem at once.
-    pub fn load(config_json: &str, checkpoint: &Checkpoint, device: &Device, dtype: ComputeDtype) -> Result<Self> {
-        let config = ClipConfig::from_json(config_json)?;
-        let mut loader = WeightLoader::new(checkpoint, device, dtype, "CLIPModel")?;
-        let model = Self::load_with(config, &mut loader);
-        loader.finish()?;
-        Ok(model)
-    }
-
-    /// Random weights (for benchmarks only), the same shapes a checkpoint would have.
-    pub fn random(config: ClipConfig, device: &Device) -> Self {
-        Self::load_with(config, &mut WeightLoader::random(device))
-    }
-
-    pub fn device(&self) -> Device {
-        self.text_projection.weight.device()
-    }
-
-    /// Embed token rows (all of one length). `-> [b, proj]`, L2-normalised.
-    pub fn text_embeds_from_ids(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
-        self.text_model.check_ids(ids)?;
-        let pooled = self.text_model.forward(ids);
-        Ok(l2_normalize(self.text_projection.forward(pooled)))
-    }
-
-    /// Tokenize and embed. `-> [texts, proj]`, L2-normalised.
-    pub fn embed_texts(&self, tokenizer: &Tokenizer, texts: &[&str]) -> Result<Tensor<2>> {
-        let ids = tokenizer.encode_batch(texts, self.text_model.context);
-        self.text_embeds_from_ids(&ids)
     }
 
     /// Run the vision tower on CLIP-normalised pixels `[b, 3, H, W]`.
@@ -103,9 +71,36 @@ impl ClipModel {
         let patch_tokens = l2_normalize(self.visual_projection.forward(patches));
         Ok(ImageFeatures { embeds, patch_tokens, vision })
     }
+}
 
-    /// Convenience: pixels from host memory (`[3, h, w]`, CHW) as a batch of one.
-    pub fn pixels_tensor(&self, chw: Vec<f32>, h: usize, w: usize) -> Tensor<4> {
-        Tensor::from_data(TensorData::new(chw, [1, 3, h, w]), &self.device())
+impl Network for ClipModel {
+    fn device(&self) -> Device {
+        self.text_projection.weight.device()
+    }
+
+    fn image_size(&self) -> usize {
+        self.config.vision_config.image_size
+    }
+
+    fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    fn text_context(&self) -> usize {
+        self.text_model.context
+    }
+
+    fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
+        Ok(self.text_projection.forward(self.text_model.forward(ids)?))
+    }
+
+    fn embed_image(&self, pixels: Tensor<4>) -> Result<ImageEmbedding> {
+        let f = self.image_features(pixels)?;
+        let (rows, cols) = f.vision.grid;
+        Ok(ImageEmbedding { embeds: f.embeds, tokens: Tokens::Patches { rows, cols } })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }

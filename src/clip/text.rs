@@ -1,12 +1,12 @@
-//! The CLIP text tower (transformers `CLIPTextModel`): causal transformer, final layer norm,
+//! The CLIP text tower (transformers `CLIPTextModel`; GroupViT's text tower is the same): causal transformer, final layer norm,
 //! pooled at the end-of-text token.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::TextConfig;
-use super::layers::{EncoderLayer, LayerNorm, TowerDims, load_layers};
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
+use crate::nn::{EncoderLayer, LayerNorm, load_layers};
 
 #[derive(Debug, Clone)]
 pub struct TextTransformer {
@@ -24,13 +24,11 @@ pub struct TextTransformer {
 impl TextTransformer {
     pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &TextConfig) -> Self {
         let d = cfg.hidden_size;
-        let dims =
-            TowerDims::new(d, cfg.intermediate_size, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act);
         TextTransformer {
             token_embedding: loader.tensor(&format!("{prefix}.embeddings.token_embedding.weight"), [cfg.vocab_size, d]),
             position_embedding: loader
                 .tensor(&format!("{prefix}.embeddings.position_embedding.weight"), [cfg.max_position_embeddings, d]),
-            layers: load_layers(loader, prefix, cfg.num_hidden_layers, dims),
+            layers: load_layers(loader, &format!("{prefix}.encoder.layers"), cfg.num_hidden_layers, cfg.dims()),
             final_layer_norm: LayerNorm::load(loader, &format!("{prefix}.final_layer_norm"), d, cfg.layer_norm_eps),
             eos_token_id: cfg.eos_token_id,
             context: cfg.max_position_embeddings,
@@ -38,14 +36,18 @@ impl TextTransformer {
         }
     }
 
-    /// Refuse what the tower cannot embed: no rows, or ids outside the vocabulary.
-    pub fn check_ids(&self, ids: &[Vec<u32>]) -> Result<()> {
+    /// Refuse what the tower cannot embed: no rows, rows of different lengths, or ids outside
+    /// the vocabulary.
+    fn check_ids(&self, ids: &[Vec<u32>]) -> Result<()> {
         let vocab = self.vocab_size as u32;
         if let Some(bad) = ids.iter().flatten().find(|&&t| t >= vocab) {
             return Err(Error::invalid(format!("token id {bad} is outside the model's vocabulary of {vocab}")));
         }
         if ids.is_empty() {
             return Err(Error::invalid("no text to embed"));
+        }
+        if ids.iter().any(|row| row.len() != ids[0].len() || row.is_empty() || row.len() > self.context) {
+            return Err(Error::invalid(format!("token rows must be of one length in 1..={}", self.context)));
         }
         Ok(())
     }
@@ -75,7 +77,8 @@ impl TextTransformer {
 
     /// Pooled (EOT) features after the final layer norm. `ids`: equal-length token rows.
     /// `-> [b, width]`
-    pub fn forward(&self, ids: &[Vec<u32>]) -> Tensor<2> {
+    pub fn forward(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
+        self.check_ids(ids)?;
         let device = self.token_embedding.device();
         let (b, n) = (ids.len(), ids[0].len());
         let flat: Vec<i32> = ids.iter().flatten().map(|&t| t as i32).collect();
@@ -89,6 +92,6 @@ impl TextTransformer {
         }
         let x = self.final_layer_norm.forward(x).reshape([b * n, d]);
         let rows: Vec<i32> = self.pool_positions(ids).iter().enumerate().map(|(i, &p)| (i * n + p) as i32).collect();
-        x.select(0, Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &device))
+        Ok(x.select(0, Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &device)))
     }
 }

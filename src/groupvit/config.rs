@@ -1,68 +1,55 @@
 //! GroupViT configuration, read from the HF `config.json` of a `GroupViTModel` (transformers
-//! `GroupViTConfig`, `GroupViTTextConfig`, `GroupViTVisionConfig`); defaults are those classes'
-//! defaults, which are the `nvidia/groupvit-gcc-yfcc` sizes.
+//! `GroupViTConfig`, `GroupViTTextConfig`, `GroupViTVisionConfig`); missing keys take those
+//! classes' defaults, which are the `nvidia/groupvit-gcc-yfcc` sizes.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::clip::{Activation, TextConfig};
+use crate::clip::TextConfig;
 use crate::error::{Error, Result};
+use crate::network::{field, overlay, read_config, sub_config};
+use crate::nn::{Activation, TowerDims};
 
-/// The text tower is CLIP's; only the defaults differ (width 256, 4 heads).
-#[derive(Debug, Clone, Deserialize)]
-struct GroupVitTextConfig {
-    #[serde(default = "d::vocab_size")]
-    vocab_size: usize,
-    #[serde(default = "d::text_hidden")]
-    hidden_size: usize,
-    #[serde(default = "d::text_intermediate")]
-    intermediate_size: usize,
-    #[serde(default = "d::layers")]
-    num_hidden_layers: usize,
-    #[serde(default = "d::text_heads")]
-    num_attention_heads: usize,
-    #[serde(default = "d::context")]
-    max_position_embeddings: usize,
-    #[serde(default = "d::quick_gelu")]
-    hidden_act: Activation,
-    #[serde(default = "d::eps")]
-    layer_norm_eps: f64,
-    #[serde(default = "d::eos")]
-    eos_token_id: i64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupVitVisionConfig {
-    #[serde(default = "d::vision_hidden")]
     pub hidden_size: usize,
-    #[serde(default = "d::vision_intermediate")]
     pub intermediate_size: usize,
     /// Encoder layers of each stage.
-    #[serde(default = "d::depths")]
     pub depths: Vec<usize>,
     /// Group tokens of each stage; 0 = a stage without grouping (only the last may be).
-    #[serde(default = "d::group_tokens")]
     pub num_group_tokens: Vec<usize>,
     /// Groups each grouping block outputs.
-    #[serde(default = "d::output_groups")]
     pub num_output_groups: Vec<usize>,
-    #[serde(default = "d::vision_heads")]
     pub num_attention_heads: usize,
-    #[serde(default = "d::image_size")]
     pub image_size: usize,
-    #[serde(default = "d::patch_size")]
     pub patch_size: usize,
-    #[serde(default = "d::channels")]
     pub num_channels: usize,
-    #[serde(default = "d::gelu")]
     pub hidden_act: Activation,
-    #[serde(default = "d::eps")]
     pub layer_norm_eps: f64,
     /// Added to each group's assignment count before normalising (`assign_eps`).
-    #[serde(default = "d::assign_eps")]
     pub assign_eps: f64,
     /// Hidden sizes of the grouping block's token and channel MLPs, as multiples of the width.
-    #[serde(default = "d::assign_mlp_ratio")]
     pub assign_mlp_ratio: Vec<f64>,
+}
+
+impl Default for GroupVitVisionConfig {
+    /// `GroupViTVisionConfig()`'s defaults.
+    fn default() -> Self {
+        GroupVitVisionConfig {
+            hidden_size: 384,
+            intermediate_size: 1536,
+            depths: vec![6, 3, 3],
+            num_group_tokens: vec![64, 8, 0],
+            num_output_groups: vec![64, 8, 8],
+            num_attention_heads: 6,
+            image_size: 224,
+            patch_size: 16,
+            num_channels: 3,
+            hidden_act: Activation::Gelu,
+            layer_norm_eps: 1e-5,
+            assign_eps: 1.0,
+            assign_mlp_ratio: vec![0.5, 4.0],
+        }
+    }
 }
 
 impl GroupVitVisionConfig {
@@ -72,7 +59,21 @@ impl GroupVitVisionConfig {
         let (a, b) = if r.len() == 1 { (r[0], r[0]) } else { (r[0], r[1]) };
         ((a * self.hidden_size as f64) as usize, (b * self.hidden_size as f64) as usize)
     }
+
+    pub fn dims(&self) -> TowerDims {
+        TowerDims {
+            width: self.hidden_size,
+            intermediate: self.intermediate_size,
+            heads: self.num_attention_heads,
+            eps: self.layer_norm_eps,
+            act: self.hidden_act,
+        }
+    }
 }
+
+/// `GroupViTTextConfig()`'s defaults: CLIP's text tower at width 256 with 4 heads.
+pub const GROUPVIT_TEXT: TextConfig =
+    TextConfig { hidden_size: 256, intermediate_size: 1024, num_attention_heads: 4, ..TextConfig::CLIP };
 
 /// A `GroupViTModel` configuration.
 #[derive(Debug, Clone)]
@@ -83,129 +84,15 @@ pub struct GroupVitConfig {
     pub projection_intermediate_dim: usize,
 }
 
-#[derive(Deserialize)]
-struct Raw {
-    text_config: GroupVitTextConfig,
-    vision_config: GroupVitVisionConfig,
-    #[serde(default = "d::projection_dim")]
-    projection_dim: usize,
-    #[serde(default = "d::projection_intermediate_dim")]
-    projection_intermediate_dim: usize,
-}
-
-mod d {
-    use crate::clip::Activation;
-    pub fn vocab_size() -> usize {
-        49408
-    }
-    pub fn text_hidden() -> usize {
-        256
-    }
-    pub fn text_intermediate() -> usize {
-        1024
-    }
-    pub fn layers() -> usize {
-        12
-    }
-    pub fn text_heads() -> usize {
-        4
-    }
-    pub fn context() -> usize {
-        77
-    }
-    pub fn quick_gelu() -> Activation {
-        Activation::QuickGelu
-    }
-    pub fn gelu() -> Activation {
-        Activation::Gelu
-    }
-    pub fn eps() -> f64 {
-        1e-5
-    }
-    pub fn eos() -> i64 {
-        49407
-    }
-    pub fn vision_hidden() -> usize {
-        384
-    }
-    pub fn vision_intermediate() -> usize {
-        1536
-    }
-    pub fn depths() -> Vec<usize> {
-        vec![6, 3, 3]
-    }
-    pub fn group_tokens() -> Vec<usize> {
-        vec![64, 8, 0]
-    }
-    pub fn output_groups() -> Vec<usize> {
-        vec![64, 8, 8]
-    }
-    pub fn vision_heads() -> usize {
-        6
-    }
-    pub fn image_size() -> usize {
-        224
-    }
-    pub fn patch_size() -> usize {
-        16
-    }
-    pub fn channels() -> usize {
-        3
-    }
-    pub fn assign_eps() -> f64 {
-        1.0
-    }
-    pub fn assign_mlp_ratio() -> Vec<f64> {
-        vec![0.5, 4.0]
-    }
-    pub fn projection_dim() -> usize {
-        256
-    }
-    pub fn projection_intermediate_dim() -> usize {
-        4096
-    }
-}
-
 impl GroupVitConfig {
     /// Parse a HF `config.json` with `model_type` `groupvit`.
     pub fn from_json(text: &str) -> Result<Self> {
-        let mut value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
-        let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
-        if model_type != "groupvit" {
-            return Err(Error::Config(format!(
-                "model_type is '{model_type}'; the GroupViT loader reads model_type 'groupvit' (GroupViTModel)"
-            )));
-        }
-        // Hub configs written by older transformers carry `*_config_dict`, which transformers
-        // prefers over `*_config`.
-        for side in ["text", "vision"] {
-            let legacy = value.get(format!("{side}_config_dict")).filter(|v| v.is_object()).cloned();
-            let key = format!("{side}_config");
-            let mut merged =
-                value.get(&key).filter(|v| v.is_object()).cloned().unwrap_or_else(|| serde_json::json!({}));
-            if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(base)) = (legacy, &mut merged) {
-                base.extend(extra);
-            }
-            value[key] = merged;
-        }
-        let raw: Raw = serde_json::from_value(value).map_err(|e| Error::Config(format!("config.json: {e}")))?;
-        let t = raw.text_config;
+        let value = read_config(text, "groupvit", "GroupViTModel")?;
         let config = GroupVitConfig {
-            text_config: TextConfig {
-                vocab_size: t.vocab_size,
-                hidden_size: t.hidden_size,
-                intermediate_size: t.intermediate_size,
-                num_hidden_layers: t.num_hidden_layers,
-                num_attention_heads: t.num_attention_heads,
-                max_position_embeddings: t.max_position_embeddings,
-                hidden_act: t.hidden_act,
-                layer_norm_eps: t.layer_norm_eps,
-                eos_token_id: t.eos_token_id,
-            },
-            vision_config: raw.vision_config,
-            projection_dim: raw.projection_dim,
-            projection_intermediate_dim: raw.projection_intermediate_dim,
+            text_config: overlay(&GROUPVIT_TEXT, &sub_config(&value, "text"), "text_config")?,
+            vision_config: overlay(&GroupVitVisionConfig::default(), &sub_config(&value, "vision"), "vision_config")?,
+            projection_dim: field(&value, "projection_dim", 256)?,
+            projection_intermediate_dim: field(&value, "projection_intermediate_dim", 4096)?,
         };
         config.validate()?;
         Ok(config)
@@ -213,7 +100,6 @@ impl GroupVitConfig {
 
     fn validate(&self) -> Result<()> {
         let v = &self.vision_config;
-        let t = &self.text_config;
         let fail = |msg: String| Err(Error::Config(msg));
         let stages = v.depths.len();
         if stages == 0 || v.num_group_tokens.len() != stages || v.num_output_groups.len() != stages {
@@ -245,15 +131,16 @@ impl GroupVitConfig {
         if v.num_output_groups.iter().zip(&v.num_group_tokens).any(|(&o, &g)| g > 0 && o == 0) {
             return fail("a grouping stage must output at least one group".into());
         }
-        if v.depths.iter().any(|&d| d == 0) {
+        if v.depths.contains(&0) {
             return fail(format!("every vision stage needs at least one layer; depths are {:?}", v.depths));
         }
-        if v.hidden_size % v.num_attention_heads != 0 || t.hidden_size % t.num_attention_heads != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_attention_heads) {
             return fail(format!(
-                "hidden sizes must be divisible by the head counts (vision {}/{}, text {}/{})",
-                v.hidden_size, v.num_attention_heads, t.hidden_size, t.num_attention_heads
+                "vision hidden_size {} is not divisible by num_attention_heads {}",
+                v.hidden_size, v.num_attention_heads
             ));
         }
+        self.text_config.validate()?;
         if v.patch_size == 0 || v.image_size < v.patch_size {
             return fail(format!(
                 "vision patch_size {} must be positive and at most image_size {}",
@@ -266,9 +153,6 @@ impl GroupVitConfig {
         let (tokens, channels) = v.assign_dims();
         if v.assign_mlp_ratio.is_empty() || tokens == 0 || channels == 0 {
             return fail(format!("assign_mlp_ratio {:?} gives an empty MLP", v.assign_mlp_ratio));
-        }
-        if t.num_hidden_layers == 0 || t.max_position_embeddings < 2 {
-            return fail("the text tower needs a layer and at least 2 positions".into());
         }
         Ok(())
     }
@@ -300,13 +184,16 @@ mod tests {
         assert_eq!(c.projection_intermediate_dim, 4096);
     }
 
+    /// As transformers (`GroupViTConfig.__init__`): a legacy dict builds the whole tower, so a
+    /// key only `vision_config` sets falls back to the default (heads 4 become 6).
     #[test]
     fn legacy_dicts_override_and_bad_stages_are_named() {
         let c = GroupVitConfig::from_json(
             r#"{"model_type": "groupvit", "vision_config": {"hidden_size": 48, "num_attention_heads": 4},
                 "vision_config_dict": {"hidden_size": 96}}"#,
-        );
-        assert_eq!(c.unwrap().vision_config.hidden_size, 96);
+        )
+        .unwrap();
+        assert_eq!((c.vision_config.hidden_size, c.vision_config.num_attention_heads), (96, 6));
         let err = GroupVitConfig::from_json(
             r#"{"model_type": "groupvit", "vision_config": {"depths": [1, 1], "num_group_tokens": [4, 2], "num_output_groups": [3, 2]}}"#,
         )

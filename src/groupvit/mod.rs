@@ -1,36 +1,36 @@
 //! GroupViT (Xu et al., CVPR 2022, "GroupViT: Semantic Segmentation Emerges from Text
 //! Supervision") in burn, matching transformers `GroupViTModel`
-//! (huggingface/transformers v5.23.0, `src/transformers/models/groupvit/modeling_groupvit.py`),
-//! with zero-shot segmentation as NVlabs/GroupViT @ 13b7861 evaluates it
-//! (`segmentation/evaluation/group_vit_seg.py`).
+//! (huggingface/transformers v5.23.0, `src/transformers/models/groupvit/modeling_groupvit.py`).
+//! Its segmentation engine (the GroupViT repository's evaluation) is `segment::groupvit`.
 //!
 //! Checkpoint keys are the hub layout of `nvidia/groupvit-gcc-yfcc`: `vision_model.*`,
 //! `text_model.*` (CLIP's text tower), `visual_projection.{0,1,3}` and `text_projection.{0,1,3}`
 //! (linear, batch norm, ReLU, linear), `logit_scale`.
 
 pub mod config;
-pub mod segment;
 pub mod vision;
 
+use std::any::Any;
+
 use burn::tensor::activation::relu;
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub use config::{GroupVitConfig, GroupVitVisionConfig};
-pub use vision::{GroupVitVisionOutput, GroupVitVisionTower};
+pub use vision::{GroupVitVisionOutput, GroupVitVisionTower, one_hot_max};
 
-use crate::checkpoint::Checkpoint;
 use crate::clip::TextTransformer;
-use crate::clip::layers::{Linear, l2_normalize};
 use crate::error::Result;
-use crate::loader::{ComputeDtype, WeightLoader};
-use crate::tokenizer::Tokenizer;
+use crate::loader::WeightLoader;
+use crate::network::{ImageEmbedding, Network, Tokens};
+use crate::nn::{Linear, l2_normalize, resize_bilinear};
+use crate::preprocess::Preprocessor;
 
 /// `nn.BatchNorm1d` default epsilon.
 const BATCH_NORM_EPS: f32 = 1e-5;
-/// The GroupViT evaluation clamps the exponentiated logit scale at this.
-pub const MAX_LOGIT_SCALE: f32 = 100.0;
+/// The GroupViT repository's pixel normalisation (ImageNet statistics), used when a checkpoint
+/// comes without `preprocessor_config.json`.
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// `Sequential(Linear, BatchNorm1d, ReLU, Linear)`, the batch norm in inference mode (running
 /// statistics), folded into a per-channel scale and shift.
@@ -93,7 +93,7 @@ pub struct GroupVitModel {
 }
 
 impl GroupVitModel {
-    pub fn load_with(config: GroupVitConfig, loader: &mut WeightLoader) -> Self {
+    pub fn load(config: GroupVitConfig, loader: &mut WeightLoader) -> Self {
         let (proj, hidden) = (config.projection_dim, config.projection_intermediate_dim);
         let vision_model = GroupVitVisionTower::load(loader, "vision_model", &config.vision_config);
         let text_model = TextTransformer::load(loader, "text_model", &config.text_config);
@@ -103,35 +103,6 @@ impl GroupVitModel {
             ProjectionHead::load(loader, "text_projection", config.text_config.hidden_size, hidden, proj);
         let logit_scale = loader.host("logit_scale", &[]).map(|v| v[0].exp()).unwrap_or(1.0);
         GroupVitModel { config, vision_model, text_model, visual_projection, text_projection, logit_scale }
-    }
-
-    /// Build from `config.json` text and a checkpoint, reporting every key problem at once.
-    pub fn load(config_json: &str, checkpoint: &Checkpoint, device: &Device, dtype: ComputeDtype) -> Result<Self> {
-        let config = GroupVitConfig::from_json(config_json)?;
-        let mut loader = WeightLoader::new(checkpoint, device, dtype, "GroupViTModel")?;
-        let model = Self::load_with(config, &mut loader);
-        loader.finish()?;
-        Ok(model)
-    }
-
-    /// Random weights (for benchmarks only).
-    pub fn random(config: GroupVitConfig, device: &Device) -> Self {
-        Self::load_with(config, &mut WeightLoader::random(device))
-    }
-
-    pub fn device(&self) -> Device {
-        self.vision_model.patch_bias.device()
-    }
-
-    /// Embed token rows (all of one length). `-> [b, proj]`, L2-normalised.
-    pub fn text_embeds_from_ids(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
-        self.text_model.check_ids(ids)?;
-        Ok(l2_normalize(self.text_projection.forward(self.text_model.forward(ids))))
-    }
-
-    /// Tokenize and embed. `-> [texts, proj]`, L2-normalised.
-    pub fn embed_texts(&self, tokenizer: &Tokenizer, texts: &[&str]) -> Result<Tensor<2>> {
-        self.text_embeds_from_ids(&tokenizer.encode_batch(texts, self.text_model.context))
     }
 
     /// Run the vision tower and both projections on normalised pixels `[b, 3, H, W]`.
@@ -158,16 +129,7 @@ impl GroupVitModel {
         let product = product.expect("a GroupViT tower has a grouping stage").swap_dims(1, 2);
         let [b, g, _] = product.dims();
         let (gh, gw) = vision.grid;
-        let maps = product.reshape([b, g, gh, gw]);
-        if (gh, gw) == size {
-            return maps;
-        }
-        interpolate(
-            maps,
-            InterpolateOptions::new(InterpolateMode::Bilinear)
-                .with_align_corners(false)
-                .with_output_size([size.0, size.1]),
-        )
+        resize_bilinear(product.reshape([b, g, gh, gw]), size.0, size.1)
     }
 
     /// transformers' `segmentation_logits` (`output_segmentation=True`): each final group's
@@ -186,5 +148,42 @@ impl GroupVitModel {
         let logits = per_group.swap_dims(1, 2).matmul(grouping.reshape([b, g, h * w])).mul_scalar(s);
         let k = logits.dims()[1];
         logits.reshape([b, k, h, w])
+    }
+}
+
+impl Network for GroupVitModel {
+    fn device(&self) -> Device {
+        self.text_projection.fc2.weight.device()
+    }
+
+    fn image_size(&self) -> usize {
+        self.config.vision_config.image_size
+    }
+
+    fn default_preprocessor(&self) -> Preprocessor {
+        Preprocessor { mean: IMAGENET_MEAN, std: IMAGENET_STD, ..Preprocessor::clip(self.image_size()) }
+    }
+
+    fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    fn text_context(&self) -> usize {
+        self.text_model.context
+    }
+
+    fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
+        Ok(self.text_projection.forward(self.text_model.forward(ids)?))
+    }
+
+    /// The image embedding, and the final group tokens.
+    fn embed_image(&self, pixels: Tensor<4>) -> Result<ImageEmbedding> {
+        let f = self.image_features(pixels)?;
+        let count = f.group_embeds.dims()[1];
+        Ok(ImageEmbedding { embeds: f.embeds, tokens: Tokens::Groups { count } })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }

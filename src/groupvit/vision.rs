@@ -6,14 +6,12 @@
 //! the next stage's tokens.
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 
 use super::config::GroupVitVisionConfig;
-use crate::clip::interpolate::bicubic;
-use crate::clip::layers::{Attention, EncoderLayer, LayerNorm, Linear, Mlp, TowerDims};
-use crate::clip::vision::patchify;
 use crate::error::Result;
 use crate::loader::WeightLoader;
+use crate::nn::{Attention, EncoderLayer, LayerNorm, Linear, Mlp, PatchEmbedding, PositionTable, load_layers};
 
 /// `GroupViTMixerMLP`: the MLP applied across tokens (`[b, n, d]` transposed to `[b, d, n]`).
 #[derive(Debug, Clone)]
@@ -28,11 +26,7 @@ impl MixerMlp {
         hidden: usize,
         n_out: usize,
     ) -> Self {
-        MixerMlp(Mlp {
-            fc1: Linear::load(loader, &format!("{prefix}.fc1"), n_in, hidden, true),
-            fc2: Linear::load(loader, &format!("{prefix}.fc2"), hidden, n_out, true),
-            act: cfg.hidden_act,
-        })
+        MixerMlp(Mlp::load(loader, prefix, n_in, hidden, n_out, cfg.hidden_act))
     }
 
     /// `[b, n_in, d] -> [b, n_out, d]`
@@ -42,27 +36,11 @@ impl MixerMlp {
 }
 
 fn mlp(loader: &mut WeightLoader, prefix: &str, cfg: &GroupVitVisionConfig, hidden: usize) -> Mlp {
-    let d = cfg.hidden_size;
-    Mlp {
-        fc1: Linear::load(loader, &format!("{prefix}.fc1"), d, hidden, true),
-        fc2: Linear::load(loader, &format!("{prefix}.fc2"), hidden, d, true),
-        act: cfg.hidden_act,
-    }
+    Mlp::load(loader, prefix, cfg.hidden_size, hidden, cfg.hidden_size, cfg.hidden_act)
 }
 
 fn norm(loader: &mut WeightLoader, prefix: &str, cfg: &GroupVitVisionConfig) -> LayerNorm {
     LayerNorm::load(loader, prefix, cfg.hidden_size, cfg.layer_norm_eps)
-}
-
-fn attention(loader: &mut WeightLoader, prefix: &str, d: usize, heads: usize) -> Attention {
-    let linear = |loader: &mut WeightLoader, name: &str| Linear::load(loader, &format!("{prefix}.{name}"), d, d, true);
-    Attention {
-        k_proj: linear(loader, "k_proj"),
-        v_proj: linear(loader, "v_proj"),
-        q_proj: linear(loader, "q_proj"),
-        out_proj: linear(loader, "out_proj"),
-        num_heads: heads,
-    }
 }
 
 /// `GroupViTCrossAttentionLayer`: the groups attend to the image tokens (no norm before the
@@ -77,11 +55,7 @@ pub struct CrossAttentionLayer {
 
 impl CrossAttentionLayer {
     pub fn forward(&self, query: Tensor<3>, key: Tensor<3>) -> Tensor<3> {
-        let a = &self.attn;
-        let q = a.split_heads(a.q_proj.forward(query.clone()));
-        let k = a.split_heads(a.k_proj.forward(key.clone()));
-        let v = a.split_heads(a.v_proj.forward(key));
-        let x = query.add(a.out_proj.forward(Attention::attend(q, k, v, None)));
+        let x = query.clone().add(self.attn.cross(query, key, None));
         let x = x.clone().add(self.mlp.forward(self.norm2.forward(x)));
         self.norm_post.forward(x)
     }
@@ -155,7 +129,7 @@ impl TokenAssign {
             norm_post_tokens: norm(loader, &format!("{prefix}.norm_post_tokens"), cfg),
             norm_x: norm(loader, &format!("{prefix}.norm_x"), cfg),
             pre_assign_attn: CrossAttentionLayer {
-                attn: attention(loader, &format!("{prefix}.pre_assign_attn.attn"), d, cfg.num_attention_heads),
+                attn: Attention::load(loader, &format!("{prefix}.pre_assign_attn.attn"), d, cfg.num_attention_heads),
                 norm2: norm(loader, &format!("{prefix}.pre_assign_attn.norm2"), cfg),
                 mlp: mlp(loader, &format!("{prefix}.pre_assign_attn.mlp"), cfg, cfg.intermediate_size),
                 norm_post: norm(loader, &format!("{prefix}.pre_assign_attn.norm_post"), cfg),
@@ -211,10 +185,7 @@ impl Stage {
         let d = cfg.hidden_size;
         let groups = cfg.num_group_tokens[i];
         let prev = if i > 0 { cfg.num_output_groups[i - 1] } else { 0 };
-        let dims =
-            TowerDims::new(d, cfg.intermediate_size, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act);
-        let layers =
-            (0..cfg.depths[i]).map(|j| EncoderLayer::load(loader, &format!("{prefix}.layers.{j}"), dims)).collect();
+        let layers = load_layers(loader, &format!("{prefix}.layers"), cfg.depths[i], cfg.dims());
         Stage {
             group_token: (groups > 0).then(|| loader.tensor(&format!("{prefix}.group_token"), [1, groups, d])),
             layers,
@@ -264,64 +235,43 @@ pub struct GroupVitVisionOutput {
 
 #[derive(Debug, Clone)]
 pub struct GroupVitVisionTower {
-    /// `embeddings.patch_embeddings.projection` (a stride-`patch` conv with bias), flattened to
-    /// `[width, 3 * patch * patch]`.
-    pub patch_weight: Tensor<2>,
-    pub patch_bias: Tensor<1>,
-    /// `embeddings.position_embeddings`, `[grid², width]` (no class token).
-    pub position_embeddings: Tensor<2>,
-    position_host: Vec<f32>,
+    /// `embeddings.patch_embeddings.projection` (a stride-`patch` conv with bias).
+    pub patch_embeddings: PatchEmbedding,
+    /// `embeddings.position_embeddings`, `[1, grid², width]` (no class token).
+    pub position_embeddings: PositionTable,
     pub embed_norm: LayerNorm,
     pub stages: Vec<Stage>,
     pub layernorm: LayerNorm,
-    pub patch_size: usize,
-    pub width: usize,
-    pub trained_grid: usize,
 }
 
 impl GroupVitVisionTower {
     pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &GroupVitVisionConfig) -> Self {
-        let (d, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
+        let (d, p) = (cfg.hidden_size, cfg.patch_size);
         let grid = cfg.image_size / p;
-        let device = loader.device().clone();
         let pos_name = format!("{prefix}.embeddings.position_embeddings");
-        let position_host = loader.host(&pos_name, &[1, grid * grid, d]).unwrap_or_else(|| vec![0.0; grid * grid * d]);
+        let table = loader.host(&pos_name, &[1, grid * grid, d]).unwrap_or_else(|| vec![0.0; grid * grid * d]);
         GroupVitVisionTower {
-            patch_weight: loader
-                .tensor(&format!("{prefix}.embeddings.patch_embeddings.projection.weight"), [d, c, p, p])
-                .reshape([d, c * p * p]),
-            patch_bias: loader.tensor(&format!("{prefix}.embeddings.patch_embeddings.projection.bias"), [d]),
-            position_embeddings: Tensor::from_data(TensorData::new(position_host.clone(), [grid * grid, d]), &device),
-            position_host,
+            patch_embeddings: PatchEmbedding::load(
+                loader,
+                &format!("{prefix}.embeddings.patch_embeddings.projection"),
+                d,
+                cfg.num_channels,
+                p,
+                true,
+            ),
+            position_embeddings: PositionTable::new(table, grid, d, loader.device()),
             embed_norm: norm(loader, &format!("{prefix}.embeddings.layernorm"), cfg),
             stages: (0..cfg.depths.len())
                 .map(|i| Stage::load(loader, &format!("{prefix}.encoder.stages.{i}"), cfg, i))
                 .collect(),
             layernorm: norm(loader, &format!("{prefix}.layernorm"), cfg),
-            patch_size: p,
-            width: d,
-            trained_grid: grid,
         }
-    }
-
-    /// Position embeddings for a `gh x gw` grid: the trained table, or resampled bicubically
-    /// as `interpolate_pos_encoding` does.
-    fn positions(&self, gh: usize, gw: usize) -> Tensor<2> {
-        let g = self.trained_grid;
-        if gh == g && gw == g {
-            return self.position_embeddings.clone();
-        }
-        let resampled = bicubic(&self.position_host, g, g, self.width, gh, gw);
-        Tensor::from_data(TensorData::new(resampled, [gh * gw, self.width]), &self.position_embeddings.device())
     }
 
     /// `[b, 3, H, W] -> [b, gh*gw, width]`: patches, layer norm, positions.
     fn embed(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
-        let (patches, (gh, gw)) = patchify(pixels, self.patch_size)?;
-        let tokens = patches
-            .matmul(self.patch_weight.clone().transpose().unsqueeze::<3>())
-            .add(self.patch_bias.clone().reshape([1, 1, self.width]));
-        let x = self.embed_norm.forward(tokens).add(self.positions(gh, gw).unsqueeze::<3>());
+        let (tokens, (gh, gw)) = self.patch_embeddings.forward(pixels)?;
+        let x = self.embed_norm.forward(tokens).add(self.position_embeddings.for_grid(gh, gw).unsqueeze::<3>());
         Ok((x, (gh, gw)))
     }
 

@@ -1,4 +1,5 @@
-//! Shared test helpers: fixture paths, backends, and an `all_close` that says why it failed.
+//! Shared test helpers: fixture paths and loaders (models, images, the colour scene, `.npy`
+//! files), backends, and an `all_close` that says why it failed.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -6,6 +7,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use wordmask::Backend;
 use wordmask::checkpoint::Checkpoint;
+use wordmask::preprocess::RgbImage;
+use wordmask::segment::Model;
 
 /// Normalised embeddings: the bound for f32 parity with transformers.
 pub const EMBED_TOL: f32 = 1e-4;
@@ -37,6 +40,91 @@ pub fn weights_file(model: &str) -> PathBuf {
 
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A fixture checkpoint loaded as users load it (with its `preprocessor_config.json`, if any).
+pub fn load_model(name: &str, device: &Device) -> Model {
+    let dir = fixtures().join(name);
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let preprocessor = std::fs::read_to_string(dir.join("preprocessor_config.json")).ok();
+    let file = weights_file(name);
+    Model::from_bytes(&config, &read(&file), &file.display().to_string(), preprocessor.as_deref(), device)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// `tests/fixtures/images/{name}.png`.
+pub fn image(name: &str) -> RgbImage {
+    let img = image::open(fixtures().join("images").join(format!("{name}.png"))).unwrap().to_rgb8();
+    RgbImage::new(img.width() as usize, img.height() as usize, img.into_raw()).unwrap()
+}
+
+/// The colour scene of the end-to-end tests (tests/fixtures/images/scene.json, shared with the
+/// browser tests).
+pub struct Scene {
+    pub width: u32,
+    pub height: u32,
+    /// The words in the order they are typed.
+    pub labels: Vec<String>,
+    /// Painted in order, later ones on top.
+    pub regions: Vec<Region>,
+}
+
+pub struct Region {
+    pub word: String,
+    pub rgb: [u8; 3],
+    pub x: (u32, u32),
+    pub y: (u32, u32),
+}
+
+impl Scene {
+    pub fn load() -> Self {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures().join("images/scene.json")).unwrap()).unwrap();
+        let n = |v: &serde_json::Value| v.as_u64().unwrap() as u32;
+        let pair = |v: &serde_json::Value| (n(&v[0]), n(&v[1]));
+        Scene {
+            width: n(&v["width"]),
+            height: n(&v["height"]),
+            labels: v["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect(),
+            regions: v["regions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let rgb = r["rgb"].as_array().unwrap();
+                    let rgb = [0, 1, 2].map(|k| rgb[k].as_u64().unwrap() as u8);
+                    Region { word: r["word"].as_str().unwrap().to_string(), rgb, x: pair(&r["x"]), y: pair(&r["y"]) }
+                })
+                .collect(),
+        }
+    }
+
+    /// Paint the scene into `path`; returns the word each pixel shows.
+    pub fn paint(&self, path: &Path) -> Vec<String> {
+        let (w, h) = (self.width, self.height);
+        let mut img = image::RgbImage::new(w, h);
+        let mut truth = vec![String::new(); (w * h) as usize];
+        for r in &self.regions {
+            for y in r.y.0..r.y.1 {
+                for x in r.x.0..r.x.1 {
+                    img.put_pixel(x, y, image::Rgb(r.rgb));
+                    truth[(y * w + x) as usize] = r.word.clone();
+                }
+            }
+        }
+        img.save(path).unwrap();
+        truth
+    }
+}
+
+/// A float32 `.npy` file: its header and values.
+pub fn read_npy(path: &Path) -> (String, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{} is not a version 1.0 .npy file", path.display());
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap().to_string();
+    let values = bytes[10 + header_len..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    (header, values)
 }
 
 /// Every backend the parity tests run on. wgpu is required (CI installs Mesa's llvmpipe

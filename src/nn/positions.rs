@@ -1,8 +1,11 @@
-//! Bicubic resampling of the position-embedding grid, computed on the host exactly as
-//! PyTorch's `F.interpolate(mode="bicubic", align_corners=False)` does it (the call in
-//! transformers `CLIPVisionEmbeddings.interpolate_pos_encoding`): cubic convolution with
-//! A = -0.75, half-pixel source coordinates, borders clamped. The table is small, and doing
-//! it here keeps every backend bit-identical to the reference.
+//! Learned position tables for a grid of patches, resampled for other grids as transformers'
+//! `interpolate_pos_encoding` does (`CLIPVisionEmbeddings`, `GroupViTVisionEmbeddings`):
+//! bicubic, computed on the host exactly as PyTorch's `F.interpolate(mode="bicubic",
+//! align_corners=False)` — cubic convolution with A = -0.75, half-pixel source coordinates,
+//! borders clamped. The table is small, and doing it here keeps every backend bit-identical
+//! to the reference.
+
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// PyTorch's cubic convolution coefficient.
 const A: f32 = -0.75;
@@ -48,6 +51,34 @@ pub fn bicubic(grid: &[f32], in_h: usize, in_w: usize, dim: usize, out_h: usize,
         }
     }
     out
+}
+
+/// A `grid x grid` table of position embeddings (one row per patch, row-major), kept on the
+/// device for the trained grid and on the host for resampling.
+#[derive(Debug, Clone)]
+pub struct PositionTable {
+    trained: Tensor<2>,
+    host: Vec<f32>,
+    grid: usize,
+    width: usize,
+}
+
+impl PositionTable {
+    /// `host`: `[grid * grid, width]`, row-major.
+    pub fn new(host: Vec<f32>, grid: usize, width: usize, device: &Device) -> Self {
+        let trained = Tensor::from_data(TensorData::new(host.clone(), [grid * grid, width]), device);
+        PositionTable { trained, host, grid, width }
+    }
+
+    /// Rows for a `gh x gw` grid, `[gh*gw, width]`: the trained table on its own square grid
+    /// (where transformers skips interpolation), otherwise resampled.
+    pub fn for_grid(&self, gh: usize, gw: usize) -> Tensor<2> {
+        if (gh, gw) == (self.grid, self.grid) {
+            return self.trained.clone();
+        }
+        let resampled = bicubic(&self.host, self.grid, self.grid, self.width, gh, gw);
+        Tensor::from_data(TensorData::new(resampled, [gh * gw, self.width]), &self.trained.device())
+    }
 }
 
 #[cfg(test)]

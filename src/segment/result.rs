@@ -1,21 +1,51 @@
-//! From per-class probabilities to what a user sees: the label map (0 = unlabelled or
-//! background, i = i-th label), and each label's share of the pixels.
+//! From per-class scores to what a user sees: synonyms merged into their class, the label map
+//! (0 = unlabelled or background, i = i-th label), and each label's share of the pixels.
 
+use burn::tensor::Tensor;
 use serde::Serialize;
 
 use crate::labels::Label;
 
-/// Name of the extra class that `--background` words form.
+/// Name of the extra class that background words form (after the user's labels, so label
+/// indices stay the user's).
 pub const BACKGROUND: &str = "background";
 
-/// The user's labels plus, when `background` words are given, one more class holding them
-/// (last, so label indices stay the user's).
-pub fn with_background(labels: &[Label], background: &[String]) -> Vec<Label> {
-    let mut all = labels.to_vec();
-    if !background.is_empty() {
-        all.push(Label { name: BACKGROUND.into(), synonyms: background.to_vec() });
+/// Max over each class's names (SCLIP's merge); with `renormalise`, divided so the classes'
+/// probabilities sum to 1 again. Extra rows after the names are kept as they are.
+/// `[1, names (+extra), H, W] -> [1, classes (+extra), H, W]`
+pub fn merge_synonyms(probs: Tensor<4>, class_of_name: &[usize], classes: usize, renormalise: bool) -> Tensor<4> {
+    if class_of_name.len() == classes {
+        return probs;
     }
-    all
+    let [_, _, h, w] = probs.dims();
+    let per_class = (0..classes)
+        .map(|c| {
+            // Names of one class are contiguous (ClassEmbeddings), and every class has one.
+            let first = class_of_name.iter().position(|&x| x == c).unwrap_or(0);
+            let last = class_of_name.iter().rposition(|&x| x == c).unwrap_or(first);
+            probs.clone().slice([0..1, first..last + 1, 0..h, 0..w]).max_dim(1)
+        })
+        .collect();
+    let merged = Tensor::cat(per_class, 1);
+    let merged = if renormalise { merged.clone().div(merged.sum_dim(1)) } else { merged };
+    let (names, rows) = (class_of_name.len(), probs.dims()[1]);
+    if rows == names {
+        return merged;
+    }
+    Tensor::cat(vec![merged, probs.slice([0..1, names..rows, 0..h, 0..w])], 1)
+}
+
+/// Label map from scores `[classes, H, W]` (host, row-major): `1 + argmax`, or 0 where the top
+/// score is under `threshold` or the top class is one of `background`.
+pub fn label_map(probs: &[f32], classes: usize, threshold: f32, background: &[usize]) -> Vec<u8> {
+    let n = probs.len() / classes.max(1);
+    (0..n)
+        .map(|i| {
+            let (best, p) =
+                (0..classes).map(|c| (c, probs[c * n + i])).fold((0, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
+            if p < threshold || background.contains(&best) { 0 } else { (best + 1) as u8 }
+        })
+        .collect()
 }
 
 /// A finished segmentation of one image.
@@ -27,8 +57,8 @@ pub struct Segmentation {
     pub labels: Vec<String>,
     /// Whether `probs` has a last row for the background class.
     pub background: bool,
-    /// `[labels (+1 background), height, width]`, row-major: probabilities summing to 1 over
-    /// the first axis (dense engine), or GroupViT's group-label scores and background indicator.
+    /// `[labels (+1 background), height, width]`, row-major: the engine's scores (the dense
+    /// engine's probabilities, GroupViT's group-label scores and background indicator).
     pub probs: Vec<f32>,
     /// `height * width` label indices.
     pub label_map: Vec<u8>,
@@ -42,7 +72,8 @@ pub struct LabelShare {
 }
 
 impl Segmentation {
-    /// `probs` as returned by the pipeline for `with_background(labels, background)`.
+    /// `probs` as an engine returns them for `labels`, with a last background row when
+    /// `background`; pixels whose top score is under `threshold` stay unlabelled.
     pub fn new(
         width: usize,
         height: usize,
@@ -53,7 +84,7 @@ impl Segmentation {
     ) -> Self {
         let classes = labels.len() + usize::from(background);
         let background_class: Vec<usize> = if background { vec![labels.len()] } else { vec![] };
-        let label_map = super::pipeline::label_map(&probs, classes, threshold, &background_class);
+        let label_map = label_map(&probs, classes, threshold, &background_class);
         Segmentation {
             width,
             height,

@@ -1,8 +1,6 @@
-//! Training-free dense CLIP: one embedding per patch from a frozen CLIP by replacing the last
-//! vision block, then the segmentation pipeline around it.
-//!
-//! Last-block variants, each matching its reference code (input: the hidden state before the
-//! last block, CLS included; output: tokens before `post_layernorm`):
+//! The last-block variants of training-free dense CLIP, each matching its reference code
+//! (input: the hidden state before the last vision block, CLS included; output: tokens
+//! before `post_layernorm`):
 //!
 //! | method | last block | reference |
 //! | --- | --- | --- |
@@ -14,58 +12,30 @@
 //!
 //! `s = head_dim^-0.5`; `q, k, v` come from `ln_1(x)` (`layer_norm1` in transformers).
 
-pub mod pamr;
-pub mod pipeline;
-pub mod result;
-pub mod templates;
-pub mod windows;
-
-use std::fmt;
-use std::str::FromStr;
-
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
-use crate::clip::layers::{Attention, EncoderLayer};
-use crate::error::{Error, Result};
+use crate::nn::{Attention, EncoderLayer};
 
 /// NACLIP's neighbourhood standard deviation, in patches (`gaussian_std=5.`).
 pub const NACLIP_SIGMA: f64 = 5.0;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+/// How the last vision block is changed to keep patches local.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum), value(rename_all = "lower"))]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
+    /// Unchanged CLIP (a baseline).
     Vanilla,
+    /// Attention replaced by the value path.
     MaskClip,
+    /// Correlative self-attention (q-q plus k-k).
     Sclip,
+    /// q-q attention, no residual, no MLP.
     ClearClip,
+    /// Neighbourhood attention: k-k plus a Gaussian over patch distance.
     #[default]
     Naclip,
-}
-
-impl Method {
-    pub const ALL: [Method; 5] = [Method::Vanilla, Method::MaskClip, Method::Sclip, Method::ClearClip, Method::Naclip];
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Method::Vanilla => "vanilla",
-            Method::MaskClip => "maskclip",
-            Method::Sclip => "sclip",
-            Method::ClearClip => "clearclip",
-            Method::Naclip => "naclip",
-        })
-    }
-}
-
-impl FromStr for Method {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Method::ALL.into_iter().find(|m| m.to_string() == s).ok_or_else(|| {
-            Error::invalid(format!("method must be one of vanilla, maskclip, sclip, clearclip, naclip; got {s}"))
-        })
-    }
 }
 
 /// NACLIP's attention bias `[1 + gh*gw, 1 + gh*gw]`: `exp(-|p - q|² / 2σ²)` between patch
@@ -84,42 +54,30 @@ pub fn neighbourhood_bias(gh: usize, gw: usize, sigma: f64, device: &Device) -> 
     Tensor::from_data(TensorData::new(values, [n, n]), device)
 }
 
-/// `softmax(a bᵀ s + bias)` per head. `[b, h, n, hd] x 2 -> [b, h, n, n]`
-fn attention_weights(a: Tensor<4>, b: Tensor<4>, bias: Option<Tensor<2>>) -> Tensor<4> {
-    let hd = a.dims()[3];
-    let mut scores = a.matmul(b.swap_dims(2, 3)).mul_scalar((hd as f64).powf(-0.5));
-    if let Some(bias) = bias {
-        scores = scores.add(bias.unsqueeze::<4>());
-    }
-    softmax(scores, 3)
-}
-
 /// Run `method`'s version of `layer` on `x` (`[b, 1 + gh*gw, width]`).
 /// `sigma`: NACLIP's neighbourhood width in patches ([`NACLIP_SIGMA`]); unused by the others.
 pub fn last_block(method: Method, layer: &EncoderLayer, x: Tensor<3>, grid: (usize, usize), sigma: f64) -> Tensor<3> {
     let attn = &layer.self_attn;
-    let with_mlp = |y: Tensor<3>| y.clone().add(layer.mlp.forward(layer.layer_norm2.forward(y)));
-    let mix = |weights: Tensor<4>, v: Tensor<4>| attn.out_proj.forward(Attention::merge_heads(weights.matmul(v)));
     match method {
         Method::Vanilla => layer.forward(x, None),
         Method::MaskClip => {
             let v = attn.v_proj.forward(layer.layer_norm1.forward(x.clone()));
-            with_mlp(x.add(attn.out_proj.forward(v)))
+            layer.feed_forward(x.add(attn.out_proj.forward(v)))
         }
         Method::Sclip => {
             let (q, k, v) = attn.qkv(layer.layer_norm1.forward(x.clone()));
-            let weights = attention_weights(q.clone(), q, None).add(attention_weights(k.clone(), k, None));
-            with_mlp(x.add(mix(weights, v)))
+            let weights = Attention::weights(q.clone(), q, None).add(Attention::weights(k.clone(), k, None));
+            layer.feed_forward(x.add(attn.mix(weights, v)))
         }
         Method::ClearClip => {
             let (q, _, v) = attn.qkv(layer.layer_norm1.forward(x));
-            mix(attention_weights(q.clone(), q, None), v)
+            attn.mix(Attention::weights(q.clone(), q, None), v)
         }
         Method::Naclip => {
             let device = x.device();
             let (_, k, v) = attn.qkv(layer.layer_norm1.forward(x));
             let bias = neighbourhood_bias(grid.0, grid.1, sigma, &device);
-            mix(attention_weights(k.clone(), k, Some(bias)), v)
+            attn.mix(Attention::weights(k.clone(), k, Some(bias)), v)
         }
     }
 }

@@ -1,0 +1,128 @@
+//! What every network offers the layers above it: text and image embeddings for zero-shot
+//! scores, the compute device, and the input size it was trained at. The networks themselves
+//! (`clip`, `groupvit`, ...) implement [`Network`]; the engine layer picks one by the
+//! checkpoint's `model_type` and reaches the concrete type through [`Network::as_any`].
+//!
+//! Also here: reading a HF `config.json` the way transformers does, shared by every network's
+//! config.
+
+use std::any::Any;
+
+use burn::tensor::{Device, Tensor};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::nn::l2_normalize;
+use crate::preprocess::Preprocessor;
+use crate::tokenizer::Tokenizer;
+
+/// What a network's image embedding is made of: a grid of patch tokens (CLIP) or a set of
+/// group tokens (GroupViT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tokens {
+    Patches { rows: usize, cols: usize },
+    Groups { count: usize },
+}
+
+impl std::fmt::Display for Tokens {
+    /// "196 patches", "8 groups".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tokens::Patches { rows, cols } => write!(f, "{} patches", rows * cols),
+            Tokens::Groups { count } => write!(f, "{count} groups"),
+        }
+    }
+}
+
+/// What `embed-image` reports.
+#[derive(Debug, Clone)]
+pub struct ImageEmbedding {
+    /// L2-normalised, `[b, proj]`.
+    pub embeds: Tensor<2>,
+    pub tokens: Tokens,
+}
+
+/// A dual-encoder network: text and images into one embedding space.
+pub trait Network: Any {
+    fn device(&self) -> Device;
+    /// The square input size it was trained at (`vision_config.image_size`).
+    fn image_size(&self) -> usize;
+    /// The preprocessing used when the checkpoint comes without `preprocessor_config.json`.
+    fn default_preprocessor(&self) -> Preprocessor {
+        Preprocessor::clip(self.image_size())
+    }
+    /// `exp(logit_scale)`: the temperature of image-text logits.
+    fn logit_scale(&self) -> f32;
+    /// Longest token sequence of the text tower.
+    fn text_context(&self) -> usize;
+    /// Projected, not yet normalised, text features of equal-length token rows. `-> [b, proj]`
+    fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>>;
+    /// The heavy pass on normalised pixels `[b, 3, H, W]`.
+    fn embed_image(&self, pixels: Tensor<4>) -> Result<ImageEmbedding>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl dyn Network {
+    /// L2-normalised text embeddings of token rows. `-> [b, proj]`
+    pub fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
+        Ok(l2_normalize(self.text_features(ids)?))
+    }
+
+    /// Tokenize and embed. `-> [texts, proj]`, L2-normalised.
+    pub fn embed_texts(&self, tokenizer: &Tokenizer, texts: &[&str]) -> Result<Tensor<2>> {
+        self.embed_token_ids(&tokenizer.encode_batch(texts, self.text_context()))
+    }
+
+    /// The concrete network, when it is a `T`.
+    pub fn downcast<T: Network>(&self) -> Option<&T> {
+        self.as_any().downcast_ref::<T>()
+    }
+}
+
+/// `config.json` as JSON, refusing other architectures with a message naming them.
+pub fn read_config(text: &str, model_type: &str, class: &str) -> Result<serde_json::Value> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
+    let found = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+    if found != model_type {
+        let shown = if found.is_empty() { "none".to_string() } else { format!("'{found}'") };
+        return Err(Error::Config(format!(
+            "model_type is {shown}; this loader reads model_type '{model_type}' ({class}) checkpoints"
+        )));
+    }
+    Ok(value)
+}
+
+/// A tower's sub-config (`side` = `text` or `vision`) as transformers builds it: `{side}_config`,
+/// and where an old hub file also carries `{side}_config_dict`, that dict wins: transformers
+/// builds the complete tower config from the dict alone (its defaults filling the gaps) and
+/// lets it override every key of `{side}_config` (`CLIPConfig.__init__`,
+/// `GroupViTConfig.__init__`).
+pub fn sub_config(config: &serde_json::Value, side: &str) -> serde_json::Value {
+    let legacy = config.get(format!("{side}_config_dict")).filter(|v| v.is_object());
+    let current = config.get(format!("{side}_config")).filter(|v| v.is_object());
+    legacy.or(current).cloned().unwrap_or_else(|| serde_json::json!({}))
+}
+
+/// `given` (a JSON object) over `defaults`: the keys it sets replace the defaults' values.
+pub fn overlay<T: Serialize + DeserializeOwned>(defaults: &T, given: &serde_json::Value, what: &str) -> Result<T> {
+    let mut merged = serde_json::to_value(defaults).map_err(|e| Error::Config(format!("{what}: {e}")))?;
+    if let (serde_json::Value::Object(base), Some(extra)) = (&mut merged, given.as_object()) {
+        for (key, value) in extra {
+            if base.contains_key(key) {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    serde_json::from_value(merged).map_err(|e| Error::Config(format!("config.json {what}: {e}")))
+}
+
+/// A top-level key of `config.json`, or `default` when it is absent.
+pub fn field<T: DeserializeOwned>(config: &serde_json::Value, key: &str, default: T) -> Result<T> {
+    match config.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| Error::Config(format!("config.json {key}: {e}"))),
+    }
+}

@@ -1,0 +1,81 @@
+//! Multi-head attention with separate q/k/v projections (transformers `CLIPAttention`), its
+//! pieces exposed so that the dense engine's last-block variants can recombine them.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+
+use super::Linear;
+use crate::loader::WeightLoader;
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub out_proj: Linear,
+    pub num_heads: usize,
+}
+
+impl Attention {
+    /// `{prefix}.{q,k,v,out}_proj`, each `d -> d` with bias.
+    pub fn load(loader: &mut WeightLoader, prefix: &str, d: usize, heads: usize) -> Self {
+        let mut linear = |name: &str| Linear::load(loader, &format!("{prefix}.{name}"), d, d, true);
+        Attention {
+            k_proj: linear("k_proj"),
+            v_proj: linear("v_proj"),
+            q_proj: linear("q_proj"),
+            out_proj: linear("out_proj"),
+            num_heads: heads,
+        }
+    }
+
+    /// `[b, n, d] -> [b, heads, n, d / heads]`
+    pub fn split_heads(&self, x: Tensor<3>) -> Tensor<4> {
+        let [b, n, d] = x.dims();
+        x.reshape([b, n, self.num_heads, d / self.num_heads]).swap_dims(1, 2)
+    }
+
+    /// `[b, heads, n, hd] -> [b, n, heads * hd]`
+    pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+        let [b, h, n, hd] = x.dims();
+        x.swap_dims(1, 2).reshape([b, n, h * hd])
+    }
+
+    /// Queries, keys and values, each `[b, heads, n, hd]`.
+    pub fn qkv(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        (
+            self.split_heads(self.q_proj.forward(x.clone())),
+            self.split_heads(self.k_proj.forward(x.clone())),
+            self.split_heads(self.v_proj.forward(x)),
+        )
+    }
+
+    /// `softmax(a·bᵀ·hd^-½ + bias)` per head. `[b, h, n, hd] x 2 -> [b, h, n, n]`
+    pub fn weights(a: Tensor<4>, b: Tensor<4>, bias: Option<Tensor<2>>) -> Tensor<4> {
+        let hd = a.dims()[3];
+        let mut scores = a.matmul(b.swap_dims(2, 3)).mul_scalar((hd as f64).powf(-0.5));
+        if let Some(bias) = bias {
+            scores = scores.add(bias.unsqueeze::<4>());
+        }
+        softmax(scores, 3)
+    }
+
+    /// `out_proj(weights · v)`, heads merged. `[b, h, n, n] x [b, h, n, hd] -> [b, n, d]`
+    pub fn mix(&self, weights: Tensor<4>, v: Tensor<4>) -> Tensor<3> {
+        self.out_proj.forward(Self::merge_heads(weights.matmul(v)))
+    }
+
+    /// Queries from `query`, keys and values from `key` (`[b, n, d]` each; self-attention when
+    /// both are the same); `mask` is added to the scores (`[n, n]`, 0 or very negative).
+    pub fn cross(&self, query: Tensor<3>, key: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
+        let q = self.split_heads(self.q_proj.forward(query));
+        let k = self.split_heads(self.k_proj.forward(key.clone()));
+        let v = self.split_heads(self.v_proj.forward(key));
+        self.mix(Self::weights(q, k, mask), v)
+    }
+
+    /// Self-attention. `[b, n, d] -> [b, n, d]`
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
+        self.cross(x.clone(), x, mask)
+    }
+}

@@ -1,0 +1,48 @@
+//! PyTorch's `nn.Linear` and `nn.LayerNorm`, named after their checkpoint keys.
+
+use burn::tensor::Tensor;
+use burn::tensor::module::layer_norm;
+
+use crate::loader::WeightLoader;
+
+/// PyTorch `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor<2>,
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    pub fn load(loader: &mut WeightLoader, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Self {
+        let weight = loader.tensor(&format!("{prefix}.weight"), [d_out, d_in]);
+        let bias = bias.then(|| loader.tensor(&format!("{prefix}.bias"), [d_out]));
+        Linear { weight, bias }
+    }
+
+    /// `[..., in] -> [..., out]`
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        burn::tensor::module::linear(x, self.weight.clone().transpose(), self.bias.clone())
+    }
+}
+
+/// PyTorch `nn.LayerNorm` over the last axis.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub weight: Tensor<1>,
+    pub bias: Tensor<1>,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(loader: &mut WeightLoader, prefix: &str, dim: usize, eps: f64) -> Self {
+        LayerNorm {
+            weight: loader.tensor(&format!("{prefix}.weight"), [dim]),
+            bias: loader.tensor(&format!("{prefix}.bias"), [dim]),
+            eps,
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
+    }
+}

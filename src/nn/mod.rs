@@ -1,0 +1,65 @@
+//! The layer kit every network is built from: PyTorch's `nn.Linear` and `nn.LayerNorm`,
+//! multi-head attention with its projections exposed (the dense engine rewires them), the
+//! pre-norm transformer block, patch embedding and position tables resampled for other input
+//! sizes. Each layer is loaded by checkpoint key through [`crate::loader::WeightLoader`] and
+//! knows nothing of the network it serves.
+
+mod attention;
+mod linear;
+mod patch;
+mod positions;
+mod transformer;
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use serde::{Deserialize, Serialize};
+
+pub use attention::Attention;
+pub use linear::{LayerNorm, Linear};
+pub use patch::{PatchEmbedding, patchify};
+pub use positions::{PositionTable, bicubic};
+pub use transformer::{EncoderLayer, Mlp, TowerDims, load_layers};
+
+/// Activation of the MLP blocks (`hidden_act` in a HF config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    /// `x * sigmoid(1.702 x)`, the OpenAI checkpoints.
+    #[serde(rename = "quick_gelu")]
+    QuickGelu,
+    /// Exact (erf) GELU, e.g. the LAION checkpoints.
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// tanh-approximated GELU.
+    #[serde(alias = "gelu_new", alias = "gelu_pytorch_tanh", rename = "gelu_tanh")]
+    GeluTanh,
+}
+
+pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
+    match act {
+        // CLIP paper's approximation: x * sigmoid(1.702 x).
+        Activation::QuickGelu => x.clone().mul(sigmoid(x.mul_scalar(1.702))),
+        Activation::Gelu => gelu(x),
+        Activation::GeluTanh => gelu_approximate(x),
+    }
+}
+
+/// Divide each row by its L2 norm. `[..., d] -> [..., d]`
+pub fn l2_normalize<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let norm = x.clone().powf_scalar(2.0).sum_dim(D - 1).sqrt().clamp_min(1e-12);
+    x.div(norm)
+}
+
+/// Bilinear resize of `[b, c, h, w]` maps to `h x w` (PyTorch's `F.interpolate(mode="bilinear",
+/// align_corners=False)`); the maps themselves when they already have that size.
+pub fn resize_bilinear(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
+    let [_, _, xh, xw] = x.dims();
+    if (xh, xw) == (h, w) {
+        return x;
+    }
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([h, w]),
+    )
+}

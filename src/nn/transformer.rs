@@ -1,0 +1,83 @@
+//! The pre-norm transformer block of CLIP's towers (transformers `CLIPMLP`,
+//! `CLIPEncoderLayer`), also used by GroupViT's stages.
+
+use burn::tensor::Tensor;
+
+use super::{Activation, Attention, LayerNorm, Linear, activate};
+use crate::loader::WeightLoader;
+
+/// fc1 -> activation -> fc2.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub act: Activation,
+}
+
+impl Mlp {
+    /// `{prefix}.fc1` (`d_in -> hidden`) and `{prefix}.fc2` (`hidden -> d_out`), with biases.
+    pub fn load(
+        loader: &mut WeightLoader,
+        prefix: &str,
+        d_in: usize,
+        hidden: usize,
+        d_out: usize,
+        act: Activation,
+    ) -> Self {
+        Mlp {
+            fc1: Linear::load(loader, &format!("{prefix}.fc1"), d_in, hidden, true),
+            fc2: Linear::load(loader, &format!("{prefix}.fc2"), hidden, d_out, true),
+            act,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(activate(self.act, self.fc1.forward(x)))
+    }
+}
+
+/// Sizes shared by the layers of one tower.
+#[derive(Debug, Clone, Copy)]
+pub struct TowerDims {
+    pub width: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub eps: f64,
+    pub act: Activation,
+}
+
+/// Pre-norm attention and MLP, each with a residual.
+#[derive(Debug, Clone)]
+pub struct EncoderLayer {
+    pub layer_norm1: LayerNorm,
+    pub self_attn: Attention,
+    pub layer_norm2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+impl EncoderLayer {
+    pub fn load(loader: &mut WeightLoader, prefix: &str, dims: TowerDims) -> Self {
+        let d = dims.width;
+        EncoderLayer {
+            self_attn: Attention::load(loader, &format!("{prefix}.self_attn"), d, dims.heads),
+            layer_norm1: LayerNorm::load(loader, &format!("{prefix}.layer_norm1"), d, dims.eps),
+            mlp: Mlp::load(loader, &format!("{prefix}.mlp"), d, dims.intermediate, d, dims.act),
+            layer_norm2: LayerNorm::load(loader, &format!("{prefix}.layer_norm2"), d, dims.eps),
+        }
+    }
+
+    /// The MLP half with its residual: `y + mlp(layer_norm2(y))`.
+    pub fn feed_forward(&self, y: Tensor<3>) -> Tensor<3> {
+        y.clone().add(self.mlp.forward(self.layer_norm2.forward(y)))
+    }
+
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
+        let x = x.clone().add(self.self_attn.forward(self.layer_norm1.forward(x), mask));
+        self.feed_forward(x)
+    }
+}
+
+/// `{prefix}.{i}` for `i < count`.
+pub fn load_layers(loader: &mut WeightLoader, prefix: &str, count: usize, dims: TowerDims) -> Vec<EncoderLayer> {
+    (0..count).map(|i| EncoderLayer::load(loader, &format!("{prefix}.{i}"), dims)).collect()
+}

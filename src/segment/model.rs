@@ -1,0 +1,173 @@
+//! A loaded checkpoint: its network, the engine that runs it, the tokenizer and the image
+//! preprocessing. Everything comes from bytes (`config.json`, weights, optional
+//! `preprocessor_config.json`), so native code and the page load the same way; the
+//! checkpoint's `model_type` picks the engine from [`super::ENGINES`].
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::{AnyEngine, BackgroundDataset, DatasetProtocol, ENGINES, Plan, Settings};
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+use crate::labels::Label;
+use crate::loader::WeightLoader;
+use crate::network::{ImageEmbedding, Network};
+use crate::preprocess::{Preprocessor, RgbImage};
+use crate::tokenizer::Tokenizer;
+
+pub struct Model {
+    network: Box<dyn Network>,
+    engine: &'static dyn AnyEngine,
+    pub tokenizer: Tokenizer,
+    pub preprocessor: Preprocessor,
+}
+
+/// How to prepare an image for the vision tower.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImageSize {
+    /// Short side in pixels; `None` = the checkpoint's preprocessing.
+    pub short_side: Option<usize>,
+    /// Keep the whole resized image instead of the centre square.
+    pub no_crop: bool,
+}
+
+/// `model_type` of a `config.json`, for choosing the engine before parsing the rest.
+fn model_type(config_json: &str) -> Result<String> {
+    let value: serde_json::Value =
+        serde_json::from_str(config_json).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
+    Ok(value.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string())
+}
+
+impl Model {
+    /// Load any supported checkpoint; `config.json`'s `model_type` picks the engine.
+    pub fn from_bytes(
+        config_json: &str,
+        weights: &[u8],
+        weights_name: &str,
+        preprocessor_json: Option<&str>,
+        device: &Device,
+    ) -> Result<Self> {
+        let kind = model_type(config_json)?;
+        let Some(engine) = ENGINES.iter().copied().find(|e| e.model_type() == kind) else {
+            let shown = if kind.is_empty() { "none".to_string() } else { format!("'{kind}'") };
+            let known: Vec<String> =
+                ENGINES.iter().map(|e| format!("{} (model_type '{}')", e.architecture(), e.model_type())).collect();
+            return Err(Error::Config(format!(
+                "model_type is {shown}; wordmask reads {} checkpoints",
+                known.join(" and ")
+            )));
+        };
+        let checkpoint = Checkpoint::from_bytes(weights, weights_name)?;
+        let mut loader = WeightLoader::new(&checkpoint, device, engine.class());
+        let network = engine.load(config_json, &mut loader)?;
+        loader.finish()?;
+        Self::with_engine(network, engine, preprocessor_json)
+    }
+
+    /// A model around a network built elsewhere (random weights for benchmarks, a perturbed
+    /// loader in tests).
+    pub fn new(network: Box<dyn Network>, preprocessor_json: Option<&str>) -> Result<Self> {
+        let engine = ENGINES
+            .iter()
+            .copied()
+            .find(|e| e.runs(network.as_ref()))
+            .ok_or_else(|| Error::invalid("no engine runs this network"))?;
+        Self::with_engine(network, engine, preprocessor_json)
+    }
+
+    fn with_engine(
+        network: Box<dyn Network>,
+        engine: &'static dyn AnyEngine,
+        preprocessor_json: Option<&str>,
+    ) -> Result<Self> {
+        let preprocessor = match preprocessor_json {
+            Some(text) => Preprocessor::from_json(text, network.image_size())?,
+            None => network.default_preprocessor(),
+        };
+        Ok(Model { network, engine, tokenizer: Tokenizer::new(), preprocessor })
+    }
+
+    pub fn network(&self) -> &dyn Network {
+        self.network.as_ref()
+    }
+
+    /// The engine's name ("dense", "groupvit").
+    pub fn engine(&self) -> &'static str {
+        self.engine.name()
+    }
+
+    /// The engine's options for empty settings, as the page shows them.
+    pub fn defaults(&self) -> serde_json::Value {
+        self.engine.defaults()
+    }
+
+    /// `settings` resolved against this model's engine.
+    pub fn plan(&self, settings: &Settings) -> Result<Plan> {
+        self.engine_for(settings)?.plan(settings)
+    }
+
+    /// How this model's engine evaluates a dataset whose class 0 is background.
+    pub fn dataset_protocol(&self, dataset: BackgroundDataset) -> DatasetProtocol {
+        self.engine.dataset_protocol(dataset)
+    }
+
+    /// The engine, after checking that the one `settings` name (if any) is this checkpoint's.
+    pub(super) fn engine_for(&self, settings: &Settings) -> Result<&'static dyn AnyEngine> {
+        let own = self.engine;
+        match settings.engine.as_deref() {
+            None | Some("auto") => Ok(own),
+            Some(name) if name == own.name() => Ok(own),
+            Some(name) => match ENGINES.iter().find(|e| e.name() == name) {
+                Some(asked) => Err(Error::invalid(format!(
+                    "the {name} engine needs a {} checkpoint (model_type '{}'); this is a {} checkpoint (use the {} engine)",
+                    asked.architecture(),
+                    asked.model_type(),
+                    own.architecture(),
+                    own.name()
+                ))),
+                None => Err(Error::invalid(format!(
+                    "engine must be one of {}; got {name}",
+                    super::engine_choices().join(", ")
+                ))),
+            },
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        self.network.device()
+    }
+
+    /// L2-normalised text embeddings, one row per text. `-> [texts, proj]`
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Tensor<2>> {
+        self.network.embed_texts(&self.tokenizer, texts)
+    }
+
+    /// The preprocessing for `size`.
+    pub fn preprocessor_for(&self, size: ImageSize) -> Preprocessor {
+        let mut p = self.preprocessor.clone();
+        if let Some(s) = size.short_side {
+            p.short_side = s;
+            p.crop = Some((s, s));
+        }
+        if size.no_crop {
+            p.crop = None;
+        }
+        p
+    }
+
+    /// The heavy pass for one image: its embedding and the shape of its tokens.
+    pub fn embed_image(&self, image: &RgbImage, size: ImageSize) -> Result<ImageEmbedding> {
+        let (chw, (w, h)) = self.preprocessor_for(size).apply(image);
+        self.network.embed_image(Tensor::from_data(TensorData::new(chw, [1, 3, h, w]), &self.device()))
+    }
+
+    /// Zero-shot label probabilities for `image`: `softmax(logit_scale * cos(image, text))`,
+    /// each label put into `template` (`{}` is replaced by its first synonym). `-> [1, labels]`
+    pub fn classify(&self, image: &RgbImage, labels: &[Label], template: &str) -> Result<Tensor<2>> {
+        let prompts: Vec<String> = labels.iter().map(|l| template.replace("{}", &l.name)).collect();
+        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let text = self.embed_texts(&refs)?;
+        let image = self.embed_image(image, ImageSize::default())?.embeds;
+        Ok(softmax(image.matmul(text.transpose()).mul_scalar(self.network.logit_scale()), 1))
+    }
+}

@@ -1,0 +1,147 @@
+//! Sliding-window inference as mmsegmentation's `slide_inference` does it: the image's short
+//! side resized first, a regular grid of `window` crops with step `stride` (the last row and
+//! column shifted back inside the image, a single crop when the image is smaller than the
+//! window), each crop scored, overlaps averaged. Shared by every engine that scores windows.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::preprocess::{Preprocessor, RgbImage, short_side_size};
+
+/// Longest side an image may have after the short-side resize (bounds time and memory for
+/// panoramas and strips).
+pub const MAX_RESIZED_SIDE: usize = 8192;
+/// Windows run through a network together, at most this many at once.
+const WINDOW_BATCH: usize = 8;
+
+/// `(window, stride)` in pixels; a window of 0 means the whole resized image in one pass.
+pub fn slide(window: usize, stride: usize) -> Option<(usize, usize)> {
+    (window > 0).then_some((window, stride))
+}
+
+/// Bounds on the short-side resize and the sliding windows, shared by every engine.
+pub fn validate(short_side: usize, slide: Option<(usize, usize)>) -> Result<()> {
+    if !(16..=4096).contains(&short_side) {
+        return Err(Error::invalid(format!("short side must be in [16, 4096] pixels, got {short_side}")));
+    }
+    if let Some((window, stride)) = slide
+        && (window < 16 || stride == 0 || stride > window)
+    {
+        return Err(Error::invalid(format!(
+            "window must be at least 16 pixels and stride in [1, window]; got window {window}, stride {stride}"
+        )));
+    }
+    Ok(())
+}
+
+/// One crop: `[y1, y2) x [x1, x2)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub y1: usize,
+    pub y2: usize,
+    pub x1: usize,
+    pub x2: usize,
+}
+
+/// Windows over an `h x w` image.
+pub fn windows(h: usize, w: usize, window: (usize, usize), stride: (usize, usize)) -> Vec<Window> {
+    let (wh, ww) = window;
+    let (sh, sw) = stride;
+    let grids = |img: usize, crop: usize, step: usize| (img + step).saturating_sub(crop + 1) / step + 1;
+    let (hg, wg) = (grids(h, wh, sh), grids(w, ww, sw));
+    let mut out = Vec::with_capacity(hg * wg);
+    for hi in 0..hg {
+        for wi in 0..wg {
+            let y2 = (hi * sh + wh).min(h);
+            let x2 = (wi * sw + ww).min(w);
+            out.push(Window { y1: y2.saturating_sub(wh), y2, x1: x2.saturating_sub(ww), x2 });
+        }
+    }
+    out
+}
+
+/// The image resized to `short_side` (bicubic, as the checkpoint's preprocessing) and
+/// normalised, as `[1, 3, h, w]` on `device`.
+pub fn resized_pixels(
+    preprocessor: &Preprocessor,
+    image: &RgbImage,
+    short_side: usize,
+    device: &Device,
+) -> Result<Tensor<4>> {
+    let (rw, rh) = short_side_size(image.width, image.height, short_side);
+    if rw.max(rh) > MAX_RESIZED_SIDE {
+        return Err(Error::invalid(format!(
+            "a {}x{} image resized to a short side of {short_side} would be {rw}x{rh}; its aspect ratio is too extreme (the long side may reach {MAX_RESIZED_SIDE} pixels)",
+            image.width, image.height
+        )));
+    }
+    let preprocessor = Preprocessor { short_side, crop: None, ..preprocessor.clone() };
+    let (chw, (w, h)) = preprocessor.apply(image);
+    Ok(Tensor::<4>::from_data(TensorData::new(chw, [1, 3, h, w]), device))
+}
+
+/// Slide inference: `score` maps a batch of equal-sized windows `[n, 3, wh, ww]` to
+/// `[n, rows, wh, ww]`; overlaps are averaged. `slide = None` runs the whole image once.
+/// `-> [1, rows, h, w]`
+pub fn slide_and_stitch(
+    pixels: &Tensor<4>,
+    slide: Option<(usize, usize)>,
+    rows: usize,
+    mut score: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
+) -> Result<Tensor<4>> {
+    let [_, _, h, w] = pixels.dims();
+    let device = pixels.device();
+    let windows = match slide {
+        Some((window, stride)) => windows(h, w, (window, window), (stride, stride)),
+        None => vec![Window { y1: 0, y2: h, x1: 0, x2: w }],
+    };
+    let mut canvas = Tensor::<4>::zeros([1, rows, h, w], &device);
+    let mut count = vec![0f32; h * w];
+    // All windows have one size (the last ones are shifted inside), so they batch.
+    for group in windows.chunks(WINDOW_BATCH) {
+        let crops: Vec<Tensor<4>> =
+            group.iter().map(|win| pixels.clone().slice([0..1, 0..3, win.y1..win.y2, win.x1..win.x2])).collect();
+        let scores = score(Tensor::cat(crops, 0))?;
+        let [_, _, wh, ww] = scores.dims();
+        for (i, win) in group.iter().enumerate() {
+            let ranges = [0..1, 0..rows, win.y1..win.y2, win.x1..win.x2];
+            let crop = scores.clone().slice([i..i + 1, 0..rows, 0..wh, 0..ww]);
+            canvas = canvas.clone().slice_assign(ranges.clone(), canvas.slice(ranges).add(crop));
+            for y in win.y1..win.y2 {
+                count[y * w + win.x1..y * w + win.x2].iter_mut().for_each(|c| *c += 1.0);
+            }
+        }
+    }
+    let count = Tensor::<4>::from_data(TensorData::new(count, [1, 1, h, w]), &device);
+    Ok(canvas.div(count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_matches_mmsegmentation() {
+        // 336 x 504 with 224/112: max(336-224+111,0)//112+1 = 2 rows, (504-224+111)//112+1 = 4 cols.
+        let w = windows(336, 504, (224, 224), (112, 112));
+        assert_eq!(w.len(), 8);
+        assert_eq!(w[0], Window { y1: 0, y2: 224, x1: 0, x2: 224 });
+        assert_eq!(w[3], Window { y1: 0, y2: 224, x1: 280, x2: 504 });
+        assert_eq!(w[7], Window { y1: 112, y2: 336, x1: 280, x2: 504 });
+        // Every pixel is covered.
+        let mut covered = vec![false; 336 * 504];
+        for win in &w {
+            for y in win.y1..win.y2 {
+                for x in win.x1..win.x2 {
+                    covered[y * 504 + x] = true;
+                }
+            }
+        }
+        assert!(covered.iter().all(|&c| c));
+    }
+
+    #[test]
+    fn small_images_get_one_window() {
+        assert_eq!(windows(100, 150, (224, 224), (112, 112)), vec![Window { y1: 0, y2: 100, x1: 0, x2: 150 }]);
+    }
+}

@@ -1,0 +1,224 @@
+//! The text side of segmentation: prompt templates, one embedding per class name, and a cache
+//! so that a label set is embedded once while it stays the same (the light pass of
+//! interactive use).
+//!
+//! `IMAGENET_80` are the 80 ImageNet templates of the CLIP paper's prompt engineering notebook
+//! (openai/CLIP `notebooks/Prompt_Engineering_for_ImageNet.ipynb`), the set the dense-CLIP
+//! papers use; `SINGLE` is the cheap mode, `BARE` uses each label as typed.
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::Model;
+use super::result::BACKGROUND;
+use crate::error::{Error, Result};
+use crate::labels::Label;
+use crate::nn::l2_normalize;
+
+/// Prompts embedded per text-encoder call.
+const TEXT_BATCH: usize = 256;
+
+/// Which prompt templates each label is put into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum), value(rename_all = "lower"))]
+#[serde(rename_all = "lowercase")]
+pub enum Templates {
+    /// The 80 ImageNet templates of the CLIP paper.
+    Imagenet80,
+    /// "a photo of a {}."
+    Single,
+    /// Each label as typed (for labels that are whole prompts).
+    Bare,
+}
+
+impl Templates {
+    pub fn prompts(self) -> &'static [&'static str] {
+        match self {
+            Templates::Imagenet80 => &IMAGENET_80,
+            Templates::Single => &SINGLE,
+            Templates::Bare => &BARE,
+        }
+    }
+}
+
+/// The one template of the cheap mode.
+pub const SINGLE: [&str; 1] = ["a photo of a {}."];
+
+/// Each label used as typed, for labels that are whole prompts already.
+pub const BARE: [&str; 1] = ["{}"];
+
+pub const IMAGENET_80: [&str; 80] = [
+    "a bad photo of a {}.",
+    "a photo of many {}.",
+    "a sculpture of a {}.",
+    "a photo of the hard to see {}.",
+    "a low resolution photo of the {}.",
+    "a rendering of a {}.",
+    "graffiti of a {}.",
+    "a bad photo of the {}.",
+    "a cropped photo of the {}.",
+    "a tattoo of a {}.",
+    "the embroidered {}.",
+    "a photo of a hard to see {}.",
+    "a bright photo of a {}.",
+    "a photo of a clean {}.",
+    "a photo of a dirty {}.",
+    "a dark photo of the {}.",
+    "a drawing of a {}.",
+    "a photo of my {}.",
+    "the plastic {}.",
+    "a photo of the cool {}.",
+    "a close-up photo of a {}.",
+    "a black and white photo of the {}.",
+    "a painting of the {}.",
+    "a painting of a {}.",
+    "a pixelated photo of the {}.",
+    "a sculpture of the {}.",
+    "a bright photo of the {}.",
+    "a cropped photo of a {}.",
+    "a plastic {}.",
+    "a photo of the dirty {}.",
+    "a jpeg corrupted photo of a {}.",
+    "a blurry photo of the {}.",
+    "a photo of the {}.",
+    "a good photo of the {}.",
+    "a rendering of the {}.",
+    "a {} in a video game.",
+    "a photo of one {}.",
+    "a doodle of a {}.",
+    "a close-up photo of the {}.",
+    "a photo of a {}.",
+    "the origami {}.",
+    "the {} in a video game.",
+    "a sketch of a {}.",
+    "a doodle of the {}.",
+    "a origami {}.",
+    "a low resolution photo of a {}.",
+    "the toy {}.",
+    "a rendition of the {}.",
+    "a photo of the clean {}.",
+    "a photo of a large {}.",
+    "a rendition of a {}.",
+    "a photo of a nice {}.",
+    "a photo of a weird {}.",
+    "a blurry photo of a {}.",
+    "a cartoon {}.",
+    "art of a {}.",
+    "a sketch of the {}.",
+    "a embroidered {}.",
+    "a pixelated photo of a {}.",
+    "itap of the {}.",
+    "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.",
+    "a plushie {}.",
+    "a photo of the nice {}.",
+    "a photo of the small {}.",
+    "a photo of the weird {}.",
+    "the cartoon {}.",
+    "art of the {}.",
+    "a drawing of the {}.",
+    "a photo of the large {}.",
+    "a black and white photo of a {}.",
+    "the plushie {}.",
+    "a dark photo of a {}.",
+    "itap of a {}.",
+    "graffiti of the {}.",
+    "a toy {}.",
+    "itap of my {}.",
+    "a photo of a cool {}.",
+    "a photo of a small {}.",
+    "a tattoo of the {}.",
+];
+
+/// Text side of a label set: one embedding per name (synonym), and the class of each name.
+#[derive(Debug, Clone)]
+pub struct ClassEmbeddings {
+    /// `[names, proj]`, each the renormalised mean of its L2-normalised template embeddings.
+    pub names: Tensor<2>,
+    /// Class index of each name row; names of one class are contiguous.
+    pub class_of_name: Vec<usize>,
+    pub num_classes: usize,
+    /// Whether the last class holds background words (added after the user's labels).
+    pub background: bool,
+}
+
+impl ClassEmbeddings {
+    /// Embed every synonym of every label with every template; `background` words, if any,
+    /// form one more class after the labels.
+    pub fn new(model: &Model, labels: &[Label], background: &[String], templates: &[&str]) -> Result<Self> {
+        if templates.is_empty() {
+            return Err(Error::invalid("no prompt templates"));
+        }
+        let mut labels = labels.to_vec();
+        if !background.is_empty() {
+            labels.push(Label { name: BACKGROUND.into(), synonyms: background.to_vec() });
+        }
+        // Every (name, template) prompt, batched across names: one short prompt per call would
+        // leave the text encoder mostly idle.
+        let names: Vec<(usize, &String)> =
+            labels.iter().enumerate().flat_map(|(c, l)| l.synonyms.iter().map(move |n| (c, n))).collect();
+        if names.is_empty() {
+            return Err(Error::invalid("no labels to embed"));
+        }
+        let prompts: Vec<String> =
+            names.iter().flat_map(|(_, name)| templates.iter().map(move |t| t.replace("{}", name))).collect();
+        let mut parts = Vec::new();
+        for chunk in prompts.chunks(TEXT_BATCH) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            parts.push(model.embed_texts(&refs)?);
+        }
+        let all = Tensor::cat(parts, 0);
+        let (n, t, d) = (names.len(), templates.len(), all.dims()[1]);
+        let names_embedded = l2_normalize(all.reshape([n, t, d]).sum_dim(1).reshape([n, d]));
+        let class_of_name = names.iter().map(|(c, _)| *c).collect();
+        Ok(ClassEmbeddings {
+            names: names_embedded,
+            class_of_name,
+            num_classes: labels.len(),
+            background: !background.is_empty(),
+        })
+    }
+}
+
+/// Text embeddings computed once per (labels, background words, templates) and reused while
+/// they stay the same. Belongs to one model.
+#[derive(Default)]
+pub struct EmbeddingCache {
+    entries: Vec<(CacheKey, ClassEmbeddings)>,
+    /// How many times the text encoder actually ran (tests and diagnostics).
+    pub computed: usize,
+}
+
+type CacheKey = (Vec<Vec<String>>, Vec<String>, Vec<String>);
+
+impl EmbeddingCache {
+    /// Label sets remembered at once.
+    const CAPACITY: usize = 8;
+
+    pub fn get(
+        &mut self,
+        model: &Model,
+        labels: &[Label],
+        background: &[String],
+        templates: &[&str],
+    ) -> Result<ClassEmbeddings> {
+        let key: CacheKey = (
+            labels.iter().map(|l| l.synonyms.clone()).collect(),
+            background.to_vec(),
+            templates.iter().map(|t| t.to_string()).collect(),
+        );
+        if let Some(at) = self.entries.iter().position(|(k, _)| *k == key) {
+            let entry = self.entries.remove(at);
+            let value = entry.1.clone();
+            self.entries.push(entry);
+            return Ok(value);
+        }
+        let value = ClassEmbeddings::new(model, labels, background, templates)?;
+        self.computed += 1;
+        if self.entries.len() == Self::CAPACITY {
+            self.entries.remove(0);
+        }
+        self.entries.push((key, value.clone()));
+        Ok(value)
+    }
+}
