@@ -1,12 +1,13 @@
 // Static server for the demo: serves www/ at / and pkg/ at /pkg/ with correct MIME types
 // (browsers refuse to compile .wasm served as anything but application/wasm, and ES modules
 // and workers do not load from file:// URLs at all, hence a server).
+//   node tools/serve.mjs [PORT] [--mount /url/prefix/=folder ...]
+// Extra mounts (relative to the repository) serve other folders, e.g. a model you host yourself.
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve } from 'node:path';
 
 const root = resolve(new URL('..', import.meta.url).pathname);
-const port = Number(process.argv[2] || process.env.PORT || 8080);
 const types = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.wasm': 'application/wasm', '.png': 'image/png',
@@ -14,24 +15,35 @@ const types = {
   '.txt': 'text/plain; charset=utf-8', '.webmanifest': 'application/manifest+json', '.ts': 'text/plain; charset=utf-8',
 };
 
-function locate(url) {
-  const path = normalize(decodeURIComponent(new URL(url, 'http://x').pathname));
-  if (path.startsWith('/pkg/')) return join(root, path);
-  if (path.startsWith('/tests/fixtures/')) return join(root, path);
-  return join(root, 'www', path === '/' ? 'index.html' : path);
+/** Serve the demo on 127.0.0.1:`port`; `mounts` maps URL prefixes (`/x/`) to folders under the repository. */
+export function serve(port, mounts = {}) {
+  const table = Object.entries({ '/pkg/': 'pkg', ...mounts, '/': 'www' });
+  const locate = (url) => {
+    const path = normalize(decodeURIComponent(new URL(url, 'http://x').pathname));
+    const [prefix, folder] = table.find(([p]) => path.startsWith(p));
+    const rest = path.slice(prefix.length) || 'index.html';
+    return { base: join(root, folder), file: join(root, folder, rest) };
+  };
+  const server = createServer(async (req, res) => {
+    const { base, file } = locate(req.url);
+    if (!file.startsWith(base)) { res.writeHead(403).end(); return; }
+    try {
+      if (!(await stat(file)).isFile()) throw new Error('not a file');
+      const body = await readFile(file);
+      res.writeHead(200, {
+        'content-type': types[extname(file)] || 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache',
+      });
+      res.end(body);
+    } catch {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${req.url}\n`);
+    }
+  });
+  return new Promise((done) => server.listen(port, '127.0.0.1', () => done(server)));
 }
 
-createServer(async (req, res) => {
-  const file = locate(req.url);
-  if (!file.startsWith(root)) { res.writeHead(403).end(); return; }
-  try {
-    if (!(await stat(file)).isFile()) throw new Error('not a file');
-    const body = await readFile(file);
-    res.writeHead(200, {
-      'content-type': types[extname(file)] || 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache',
-    });
-    res.end(body);
-  } catch {
-    res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${req.url}\n`);
-  }
-}).listen(port, '127.0.0.1', () => console.log(`wordmask demo: http://localhost:${port}/`));
+if (process.argv[1] === new URL(import.meta.url).pathname) {
+  const args = process.argv.slice(2);
+  const port = Number(args.find((a) => /^\d+$/.test(a)) || process.env.PORT || 8080);
+  const mounts = Object.fromEntries(args.flatMap((a, i) => (args[i - 1] === '--mount' ? [a.split('=')] : [])));
+  serve(port, mounts).then(() => console.log(`wordmask demo: http://localhost:${port}/`));
+}

@@ -1,23 +1,22 @@
-// Page logic. The worker owns the model; this file only gathers input and draws results.
+// Page logic. The worker owns the model (through client.js); this file only gathers input and
+// draws results.
 import { paintMasks, paletteColour } from './masks.js';
+import { sharedClient } from './client.js';
 
 const $ = (id) => document.getElementById(id);
-let worker = null;
-const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
-// Per-label colour (editable) and visibility, keyed by the label's text.
+const client = sharedClient();
+// Per-label colour (editable) and visibility, keyed by the label's name.
 const chosenColours = new Map();
 const hiddenLabels = new Set();
-const labelList = () => $('labels').value.split(/[,\n;]/).map((l) => l.trim()).filter(Boolean);
+const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null, engine: null, labels: [] };
 const colour = (label) => {
-  const name = state.result?.labels[label - 1]?.label ?? labelList()[label - 1]?.split('|')[0].trim();
+  const name = state.result?.labels[label - 1]?.label ?? state.labels[label - 1]?.name;
   return chosenColours.get(name) ?? paletteColour(label);
 };
 const hex = (rgb) => `#${rgb.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
-
-const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null, lastLoad: null, engine: 'dense' };
 const status = (text) => { $('status').textContent = text; };
 
-// ?model=<folder URL> picks a custom checkpoint (used by the tests and for self-hosted models).
+// ?model=<folder URL> picks a custom checkpoint (self-hosted models).
 const params = new URLSearchParams(location.search);
 if (params.get('model')) {
   $('model-pick').value = 'custom';
@@ -27,78 +26,41 @@ const showCustom = () => { const c = $('model-pick').value === 'custom'; $('mode
 $('model-pick').onchange = showCustom;
 showCustom();
 
-// A wasm trap or a lost GPU device leaves the worker's model unusable: start a fresh worker,
-// reload the model (from the cache) and carry on.
-const FATAL = /unreachable|RuntimeError|device (was |is )?lost|DeviceLost/i;
-
-function spawnWorker() {
-  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-  worker.onmessage = onWorkerMessage;
-  worker.onerror = (e) => recover(e.message || 'the model worker stopped');
-  worker.postMessage({ type: 'init', backend: 'webgpu' });
-}
-
-function recover(reason) {
-  worker.terminate();
+client.on('progress', showProgress);
+client.on('restarting', ({ reason }) => {
   state.busy = false;
   state.modelReady = false;
   updateButtons();
-  spawnWorker();
-  if (state.lastLoad) {
-    status(`The model stopped (${reason}); restarting it…`);
-    worker.postMessage(state.lastLoad);
-  } else {
-    status(`The model stopped (${reason}); load it again.`);
-  }
-}
-
-function onWorkerMessage({ data }) {
-  if (data.status === 'device' && !state.lastLoad) status(data.backend === 'webgpu' ? 'WebGPU ready. Load a model.' : 'No WebGPU here: running on the CPU (slower). Load a model.');
-  if (data.status === 'loading') showProgress(data);
-  if (data.status === 'ready') {
-    state.modelReady = true;
-    applyEngine(data.engine);
-    setTimeout(tickCamera, 0);
-    $('cancel').hidden = true;
-    $('progress').value = $('progress').max;
-    status(`Model ready (${data.backend}). Choose an image and type words.`);
-    updateButtons();
-  }
-  if (data.status === 'error' && FATAL.test(data.message)) {
-    recover(data.message);
-    return;
-  }
-  if (data.status === 'error') {
-    state.busy = false;
-    $('cancel').hidden = true;
-    status(`Error: ${data.message}`);
-    updateButtons();
-    if (state.camera) setTimeout(tickCamera, 1000);
-  }
-  if (data.status === 'result' && data.kind === 'segment') {
-    state.busy = false;
-    state.result = data;
-    if (state.pending) state.image = state.pending;
-    draw();
-    showLegend();
-    status(state.camera ? 'Live.' : 'Done.');
-    updateButtons();
-    if (state.camera) tickCamera(data);
-  }
-}
-spawnWorker();
+  status(client.source ? `The model stopped (${reason}); restarting it…` : `The model stopped (${reason}); load it again.`);
+});
+client.on('error', ({ message }) => status(`Error: ${message}`));
+client.on('ready', ({ backend, engine, defaults }) => {
+  state.modelReady = true;
+  applyEngine(engine, defaults);
+  setTimeout(tickCamera, 0);
+  $('cancel').hidden = true;
+  $('progress').value = $('progress').max;
+  status(`Model ready (${backend}). Choose an image and type words.`);
+  updateButtons();
+});
+client.openDevice().then(
+  ({ backend }) => status(backend === 'webgpu' ? 'WebGPU ready. Load a model.' : 'No WebGPU here: running on the CPU (slower). Load a model.'),
+  (e) => status(`Error: ${e.message}`),
+);
 // After one visit the page and the wasm core open offline.
 navigator.serviceWorker?.register('sw.js').catch((e) => console.warn(`offline support unavailable: ${e.message}`));
 
-function showProgress({ done, total }) {
+function showProgress({ file, loaded, total, cached, retrying }) {
   const d = state.download ?? (state.download = { start: performance.now() });
   const seconds = (performance.now() - d.start) / 1000;
-  const speed = done / Math.max(seconds, 1e-3);
+  const speed = loaded / Math.max(seconds, 1e-3);
   $('progress').max = total || 1;
-  $('progress').value = total ? done : 0;
+  $('progress').value = total ? loaded : 0;
   const mb = (b) => (b / 1e6).toFixed(1);
-  const eta = total ? ` · ${Math.max(0, (total - done) / speed).toFixed(0)} s left` : '';
-  status(`Downloading weights: ${mb(done)}${total ? ` of ${mb(total)}` : ''} MB · ${mb(speed)} MB/s${eta}`);
+  if (cached) { status(`Loading ${file} from this browser's cache (${mb(total)} MB)…`); return; }
+  const eta = total ? ` · ${Math.max(0, (total - loaded) / speed).toFixed(0)} s left` : '';
+  const again = retrying ? ` · connection lost, retry ${retrying}` : '';
+  status(`Downloading ${file}: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''} MB · ${mb(speed)} MB/s${eta}${again}`);
 }
 
 function updateButtons() {
@@ -113,25 +75,18 @@ $('load').onclick = async () => {
   state.download = null;
   updateButtons();
   const files = [...$('model-files').files];
-  if (files.length) {
-    const config = files.find((f) => f.name === 'config.json');
-    const weights = files.find((f) => f.name !== 'config.json' && f.name !== 'preprocessor_config.json');
-    if (!config || !weights) { status('Choose config.json and a weights file together.'); return; }
-    const bytes = new Uint8Array(await weights.arrayBuffer());
-    state.lastLoad = null; // local bytes are handed over, not kept: a restart asks for them again
-    const pre = files.find((f) => f.name === 'preprocessor_config.json');
-    const preprocessor = pre ? await pre.text() : undefined;
-    worker.postMessage({ type: 'load', config: await config.text(), weights: bytes, weightsName: weights.name, preprocessor }, [bytes.buffer]);
-  } else {
-    const pick = $('model-pick').value;
-    const base = (pick === 'custom' ? $('model-url').value : HUB(pick)).replace(/\/?$/, '/');
-    state.lastLoad = { type: 'load', configUrl: `${base}config.json`, weightsUrl: `${base}model.safetensors`, weightsName: `${base}model.safetensors` };
-    worker.postMessage(state.lastLoad);
-    $('cancel').hidden = false;
-  }
+  const pick = $('model-pick').value;
+  const source = files.length ? files : (pick === 'custom' ? $('model-url').value : pick);
+  $('cancel').hidden = Boolean(files.length);
   status('Loading…');
+  try {
+    await client.load(source);
+  } catch (e) {
+    $('cancel').hidden = true;
+    status(`Error: ${e.message}`);
+  }
 };
-$('cancel').onclick = () => worker.postMessage({ type: 'cancel' });
+$('cancel').onclick = () => client.cancel();
 
 async function takeImage(blob) {
   if (!blob || !blob.type.startsWith('image/')) { status('That is not an image.'); return; }
@@ -161,76 +116,113 @@ document.addEventListener('dragover', (e) => e.preventDefault());
 document.addEventListener('drop', (e) => { e.preventDefault(); takeImage(e.dataTransfer.files[0]); });
 document.addEventListener('paste', (e) => takeImage([...e.clipboardData.files][0]));
 
-// Chips mirror the text field: recolour, hide, move or remove a label.
-function renderChips() {
-  const labels = labelList();
-  $('chips').replaceChildren(...labels.map((text, i) => {
-    const name = text.split('|')[0].trim();
+// Chips mirror the text field (parsed by the core's label grammar): recolour, hide, move or
+// remove a label. Moving or removing rewrites the field with one class per comma.
+const classText = (label) => label.synonyms.join('|');
+
+async function parseField() {
+  const text = $('labels').value;
+  let labels = [];
+  try {
+    labels = await client.parseLabels(text);
+  } catch (e) {
+    if (text.trim()) status(`Words: ${e.message}`);
+  }
+  if ($('labels').value === text) renderChips(labels); // else a newer call draws
+}
+
+// Chip actions act on the labels as they are when clicked (the chips may be a moment behind).
+function rewrite(edit) {
+  const labels = [...state.labels];
+  edit(labels);
+  $('labels').value = labels.map(classText).join(', ');
+  renderChips(labels);
+}
+
+function renderChips(labels) {
+  state.labels = labels;
+  $('chips').replaceChildren(...labels.map((label, i) => {
+    const { name } = label;
+    const at = () => state.labels.findIndex((l) => l.name === name);
     const li = document.createElement('li');
     li.className = `chip${hiddenLabels.has(name) ? ' hidden-label' : ''}`;
     const picker = Object.assign(document.createElement('input'), { type: 'color', value: hex(colour(i + 1)) });
     picker.setAttribute('aria-label', `colour of ${name}`);
     picker.oninput = () => { chosenColours.set(name, picker.value.match(/\w\w/g).map((h) => parseInt(h, 16))); draw(); showLegend(); };
-    const label = Object.assign(document.createElement('span'), { textContent: text });
+    const words = Object.assign(document.createElement('span'), { textContent: classText(label) });
     const button = (symbol, title, action) => {
       const b = Object.assign(document.createElement('button'), { textContent: symbol, title });
       b.setAttribute('aria-label', `${title} ${name}`);
       b.onclick = action;
       return b;
     };
-    const move = (delta) => () => {
-      const j = i + delta;
-      if (j < 0 || j >= labels.length) return;
-      [labels[i], labels[j]] = [labels[j], labels[i]];
-      $('labels').value = labels.join(', ');
-      renderChips();
-    };
+    const move = (delta) => () => rewrite((list) => {
+      const [k, j] = [at(), at() + delta];
+      if (k >= 0 && j >= 0 && j < list.length) [list[k], list[j]] = [list[j], list[k]];
+    });
     const toggle = button(hiddenLabels.has(name) ? 'show' : 'hide', hiddenLabels.has(name) ? 'show' : 'hide', () => {
       if (hiddenLabels.has(name)) hiddenLabels.delete(name); else hiddenLabels.add(name);
-      renderChips();
+      renderChips(state.labels);
       draw();
     });
-    const remove = button('×', 'remove', () => { labels.splice(i, 1); $('labels').value = labels.join(', '); renderChips(); });
-    li.append(picker, label, button('←', 'move left', move(-1)), button('→', 'move right', move(1)), toggle, remove);
+    const remove = button('×', 'remove', () => rewrite((list) => { if (at() >= 0) list.splice(at(), 1); }));
+    li.append(picker, words, button('←', 'move left', move(-1)), button('→', 'move right', move(1)), toggle, remove);
     return li;
   }));
 }
-$('labels').oninput = renderChips;
-renderChips();
+$('labels').oninput = parseField;
+parseField();
 $('outlines').onchange = () => draw();
 
 $('threshold').oninput = () => { $('threshold-value').textContent = Number($('threshold').value).toFixed(2); };
+// A control the user changed keeps its value when a model of the same engine loads.
+for (const id of ['method', 'templates', 'threshold']) $(id).addEventListener('input', () => { $(id).dataset.touched = 'yes'; });
 
-// The engine comes with the model: GroupViT has no dense method, evaluates with one template,
-// and its threshold marks background where a pixel's best group-class score is low.
-function applyEngine(engine) {
-  if (engine === state.engine) return;
+// What each engine's threshold means, and how the page names the engine.
+const ENGINE_TEXT = {
+  dense: { name: 'dense CLIP', threshold: 'Leave pixels unlabelled under probability' },
+  groupvit: { name: 'GroupViT (learned grouping)', threshold: 'Background where the best score is under' },
+};
+
+// The controls follow the loaded engine: its own settings (the core's defaults), and no dense
+// method for engines that have none.
+function applyEngine(engine, defaults) {
+  const changed = engine !== state.engine;
   state.engine = engine;
-  const groupvit = engine === 'groupvit';
-  $('method').disabled = groupvit;
-  $('method-row').hidden = groupvit;
-  $('templates').value = groupvit ? 'single' : 'imagenet80';
-  $('threshold').value = groupvit ? 0.95 : 0.1;
-  $('threshold-text').textContent = groupvit ? 'Background where the best score is under' : 'Leave pixels unlabelled under probability';
+  state.defaults = defaults;
+  $('method-row').hidden = !('method' in defaults);
+  $('method').disabled = !('method' in defaults);
+  for (const id of ['method', 'templates', 'threshold']) {
+    if (changed) delete $(id).dataset.touched;
+    if (id in defaults && !$(id).dataset.touched) $(id).value = defaults[id];
+  }
+  $('threshold-text').textContent = ENGINE_TEXT[engine]?.threshold ?? 'Threshold';
   $('threshold').oninput();
-  $('engine').textContent = groupvit ? 'GroupViT (learned grouping)' : 'dense CLIP';
+  $('engine').textContent = ENGINE_TEXT[engine]?.name ?? engine;
 }
 $('opacity').oninput = () => draw();
 
-function segmentImage(image) {
+async function segmentImage(image) {
   state.busy = true;
-  state.pending = image;
   updateButtons();
   if (!state.camera) status('Segmenting…');
-  const rgba = new Uint8Array(image.rgba);
-  worker.postMessage({
-    type: 'segment', id: Date.now(), rgba, width: image.width, height: image.height, labels: $('labels').value,
-    options: {
-      ...(state.engine === 'groupvit' ? {} : { method: $('method').value }),
-      templates: $('templates').value,
-      threshold: Number($('threshold').value),
-    },
-  }, [rgba.buffer]);
+  const options = { templates: $('templates').value, threshold: Number($('threshold').value) };
+  if ('method' in state.defaults) options.method = $('method').value;
+  let wait = 0;
+  try {
+    const result = await client.segment({ rgba: new Uint8Array(image.rgba), width: image.width, height: image.height, labels: $('labels').value, options });
+    state.result = result;
+    state.image = image;
+    draw();
+    showLegend();
+    status(state.camera ? 'Live.' : 'Done.');
+  } catch (e) {
+    status(`Error: ${e.message}`);
+    wait = 1000;
+  }
+  state.busy = false;
+  updateButtons();
+  if (state.camera) setTimeout(tickCamera, wait);
 }
 
 $('segment').onclick = () => {

@@ -1,76 +1,169 @@
-// One worker, one device and one model for the whole page, shared by every <word-mask>:
-// requests carry ids so each caller gets its own reply.
+// The one client of the model worker (worker.js), used by the page, <word-mask> and the tests.
+// It opens the device, loads a model (hub id, folder URL or local files) with per-file
+// progress, segments, cancels, parses labels with the core's grammar, hands out the loaded
+// engine's defaults, and when the worker dies (a lost GPU device, a wasm trap) starts a fresh
+// one and reloads the last model (from the browser's cache) before serving the next request.
+//
+//   const client = sharedClient();
+//   client.on('progress', ({ file, loaded, total }) => ...);
+//   const { engine, defaults } = await client.load('openai/clip-vit-base-patch16');
+//   const result = await client.segment({ rgba, width, height, labels: 'cat, dog', options: {} });
+//
+// Events: 'device' {backend}, 'progress' {file, loaded, total, cached?, retrying?},
+// 'ready' {backend, engine, defaults}, 'restarting' {reason}, 'error' {message} (a restart failed).
+
 const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
 
-let worker = null;
-let nextId = 1;
-const pending = new Map();
-const progressListeners = new Set();
-
-function getWorker() {
-  if (worker) return worker;
-  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-  worker.onmessage = ({ data }) => {
-    if (data.status === 'loading') {
-      progressListeners.forEach((listener) => listener(data));
-      return;
-    }
-    const waiter = pending.get(data.id);
-    if (!waiter) return;
-    pending.delete(data.id);
-    if (data.status === 'error') {
-      waiter.reject(new Error(data.message));
-      if (FATAL.test(data.message)) reset(data.message);
-    } else {
-      waiter.resolve(data);
-    }
-  };
-  worker.onerror = (e) => reset(e.message || 'the model worker stopped');
-  return worker;
+/** A folder URL for a hub id (`owner/name`) or a URL (absolute or relative to the page). */
+export function modelUrl(model) {
+  const base = /^(https?:|\/|\.)/.test(model) ? model : HUB(model);
+  return new URL(base.replace(/\/?$/, '/'), location.href).href;
 }
 
-// A wasm trap or a lost GPU device leaves the model unusable: drop the worker, so the next
-// request starts a fresh one and reloads the model (from the cache).
+// A wasm trap or a lost GPU device leaves the model unusable.
 const FATAL = /unreachable|RuntimeError|device (was |is )?lost|DeviceLost/i;
 
-function reset(reason) {
-  worker?.terminate();
-  worker = null;
-  device = null;
-  loaded = { key: null, promise: null };
-  const error = new Error(`the model stopped (${reason}); it restarts with the next image`);
-  pending.forEach((w) => w.reject(error));
-  pending.clear();
-}
-
-export function request(message, transfer = []) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject });
-    getWorker().postMessage({ ...message, id }, transfer);
-  });
-}
-
-export function onProgress(listener) {
-  progressListeners.add(listener);
-  return () => progressListeners.delete(listener);
-}
-
-let device = null;
-/** The page's compute device: WebGPU, or the CPU backend where WebGPU is missing. */
-export function openDevice() {
-  device ??= request({ type: 'init', backend: 'webgpu' });
-  return device;
-}
-
-let loaded = { key: null, promise: null };
-/** Load `model` (a hub id like `openai/clip-vit-base-patch16`, or a folder URL) once per page. */
-export function loadModel(model) {
-  const base = (/^(https?:|\/|\.)/.test(model) ? model : HUB(model)).replace(/\/?$/, '/');
-  if (loaded.key !== base) {
-    const weightsUrl = new URL('model.safetensors', new URL(base, location.href)).href;
-    const configUrl = new URL('config.json', new URL(base, location.href)).href;
-    loaded = { key: base, promise: openDevice().then(() => request({ type: 'load', configUrl, weightsUrl, weightsName: weightsUrl })) };
+export class ModelClient {
+  constructor({ backend = 'webgpu' } = {}) {
+    this.backend = backend;
+    this.listeners = new Map();
+    this.pending = new Map();
+    this.nextId = 1;
+    this.worker = null;
+    this.device = null; // promise of {backend}
+    this.source = null; // what was loaded last, to reload after a restart
+    this.loaded = null; // promise of {backend, engine, defaults}
+    this.defaults = null;
+    this.engine = null;
   }
-  return loaded.promise;
+
+  on(type, listener) {
+    if (!this.listeners.has(type)) this.listeners.set(type, new Set());
+    this.listeners.get(type).add(listener);
+    return () => this.listeners.get(type).delete(listener);
+  }
+
+  emit(type, detail) {
+    this.listeners.get(type)?.forEach((listener) => listener(detail));
+  }
+
+  spawn() {
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    this.worker.onmessage = ({ data }) => this.receive(data);
+    this.worker.onerror = (e) => this.restart(e.message || 'the model worker stopped');
+    return this.worker;
+  }
+
+  receive(data) {
+    if (data.status === 'progress') {
+      this.emit('progress', data);
+      return;
+    }
+    const waiter = this.pending.get(data.id);
+    if (!waiter) return;
+    this.pending.delete(data.id);
+    if (data.status !== 'error') {
+      waiter.resolve(data);
+      return;
+    }
+    waiter.reject(new Error(data.message));
+    if (FATAL.test(data.message)) this.restart(data.message);
+  }
+
+  post(message, transfer = []) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      (this.worker ?? this.spawn()).postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  /** The compute device: WebGPU, or the CPU backend where WebGPU is missing. */
+  openDevice() {
+    this.device ??= this.post({ type: 'init', backend: this.backend }).then((d) => {
+      this.emit('device', d);
+      return d;
+    });
+    return this.device;
+  }
+
+  /**
+   * Load a model: a hub id or folder URL (string), or local files (`File`s: config.json, the
+   * weights, optionally preprocessor_config.json). Loading the same URL again is free.
+   */
+  load(source) {
+    const key = typeof source === 'string' ? modelUrl(source) : source;
+    if (this.loaded && this.source === key) return this.loaded;
+    this.source = key;
+    this.loaded = this.openDevice().then(() => this.loadNow(key));
+    this.loaded.catch(() => { if (this.source === key) this.loaded = null; });
+    return this.loaded;
+  }
+
+  async loadNow(source) {
+    let message;
+    const transfer = [];
+    if (typeof source === 'string') {
+      message = { type: 'load', url: source };
+    } else {
+      const files = await Promise.all([...source].map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+      files.forEach((f) => transfer.push(f.bytes.buffer));
+      message = { type: 'load', files };
+    }
+    const ready = await this.post(message, transfer);
+    this.engine = ready.engine;
+    this.defaults = ready.defaults;
+    this.emit('ready', ready);
+    return ready;
+  }
+
+  /** Segment RGBA pixels; `options` as `wordmask segment`'s settings (camelCase), unset = the engine's defaults. */
+  async segment({ rgba, width, height, labels, options = {} }) {
+    if (!this.loaded) throw new Error('no model is loaded yet');
+    await this.loaded;
+    const result = await this.post({ type: 'segment', rgba, width, height, labels, options }, [rgba.buffer]);
+    delete result.status;
+    delete result.id;
+    return result;
+  }
+
+  /** `[{name, synonyms}]` by the core's label grammar; rejects with the core's message. */
+  async parseLabels(text) {
+    return (await this.post({ type: 'labels', text })).labels;
+  }
+
+  /** Stop the download in progress (its load rejects with "download cancelled"). */
+  cancel() {
+    this.worker?.postMessage({ type: 'cancel' });
+  }
+
+  // A fresh worker, the device opened again and the last model reloaded; requests made in the
+  // meantime wait for it.
+  restart(reason) {
+    this.worker?.terminate();
+    this.worker = null;
+    const error = new Error(`the model stopped (${reason}); restarting it`);
+    this.pending.forEach((w) => w.reject(error));
+    this.pending.clear();
+    this.device = null;
+    this.emit('restarting', { reason });
+    const source = this.source;
+    this.loaded = null;
+    if (source) {
+      this.source = null;
+      this.load(source).catch((e) => this.emit('error', { message: e.message }));
+    }
+  }
+
+  terminate() {
+    this.worker?.terminate();
+    this.worker = null;
+  }
+}
+
+let shared = null;
+/** One worker, device and model for the whole page, shared by every <word-mask>. */
+export function sharedClient() {
+  shared ??= new ModelClient();
+  return shared;
 }

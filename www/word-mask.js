@@ -2,13 +2,15 @@
 //   <word-mask model="openai/clip-vit-base-patch16" labels="person, dog, grass" src="photo.jpg"></word-mask>
 // Attributes: model (hub id or folder URL with config.json + model.safetensors), labels (commas;
 // `a|b` synonyms), src (image URL), camera (live camera; optional facing mode), method, templates, threshold, short-side, window, stride,
-// scoring (same meanings and defaults as `wordmask segment`; the model's engine picks the defaults). Method: segment(image | ImageBitmap |
-// HTMLVideoElement | VideoFrame | HTMLCanvasElement). Property: labels (string or array).
-// Events: progress {done, total}, ready {backend}, result {width, height, labels, labelMap},
-// error {message}. CSS parts: canvas, legend, status. Every element on a page shares one worker,
-// one GPU device and one model.
-import { loadModel, onProgress, request } from './client.js';
+// scoring (same meanings as `wordmask segment`; unset ones take the defaults of the model's engine).
+// Method: segment(image | ImageBitmap | HTMLVideoElement | VideoFrame | HTMLCanvasElement).
+// Property: labels (string or array). Events: progress {file, loaded, total}, ready {backend,
+// engine, defaults}, result {width, height, labels, shares, labelMap}, error {message}. CSS parts:
+// canvas, legend, status. Every element on a page shares one worker, one GPU device and one model.
+import { sharedClient } from './client.js';
 import { paintMasks, paletteColour } from './masks.js';
+
+const client = sharedClient();
 
 
 const TEMPLATE = `<style>
@@ -36,7 +38,7 @@ class WordMask extends HTMLElement {
   }
 
   connectedCallback() {
-    this.unsubscribe = onProgress((p) => this.emit('progress', p));
+    this.unsubscribe = client.on('progress', (p) => this.emit('progress', p));
     this.update();
   }
 
@@ -75,9 +77,7 @@ class WordMask extends HTMLElement {
     this.emit('error', { message });
   }
 
-  // Only the attributes that are set: the core fills in the model's engine defaults (dense CLIP:
-  // naclip, imagenet80, threshold 0.1, short side 336, window 224/112; GroupViT: single
-  // template, background threshold 0.95, short side 448, window 448/224).
+  // Only the attributes that are set: the core fills in the defaults of the model's engine.
   options() {
     const out = {};
     for (const [attr, key, parse] of [
@@ -96,10 +96,10 @@ class WordMask extends HTMLElement {
     try {
       if (!this.ready) {
         this.status('Loading the model…');
-        const { backend } = await loadModel(model);
+        const ready = await client.load(model);
         if (this.getAttribute('model') !== model) return;
         this.ready = true;
-        this.emit('ready', { backend });
+        this.emit('ready', { backend: ready.backend, engine: ready.engine, defaults: ready.defaults });
       }
       if (this.hasAttribute('camera')) {
         await this.startCamera();
@@ -151,8 +151,8 @@ class WordMask extends HTMLElement {
     ctx.drawImage(source, 0, 0, width, height);
     const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
     this.status('Segmenting…');
-    await loadModel(this.getAttribute('model'));
-    const result = await request({ type: 'segment', rgba, width, height, labels: this.labels, options: this.options() }, [rgba.buffer]);
+    await client.load(this.getAttribute('model'));
+    const result = await client.segment({ rgba, width, height, labels: this.labels, options: this.options() });
     this.result = result;
     this.draw(canvas);
     this.status('');

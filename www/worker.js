@@ -1,138 +1,144 @@
-// The worker owns the model: the page never blocks on loading or inference.
-// Every request may carry an `id`, echoed in its reply (progress messages are broadcast).
-// Messages in:  {type: 'init', backend}
-//               | {type: 'load', configUrl|config, weightsUrl|weights, weightsName, preprocessor?}
-//               | {type: 'classify', id, rgba, width, height, labels}
-//               | {type: 'segment', id, rgba, width, height, labels, options} | {type: 'cancel'}
-// Messages out: {status: 'device', backend} | {status: 'loading', done, total} | {status: 'ready', backend, engine}
-//               | {status: 'result', id, kind: 'segment', width, height, labels, unlabelled, labelMap}
-//               | {status: 'result', id, scores} | {status: 'error', message}
-import init, { WordMask } from '../pkg/wordmask.js';
+// The worker owns the model: the page never blocks on loading or inference. Its only client is
+// client.js. Every request carries an `id`, echoed in its reply; download progress is
+// broadcast while a load runs.
+// In:  {id, type: 'init', backend}
+//      {id, type: 'load', url}                        a folder URL holding config.json and the weights
+//      {id, type: 'load', files: [{name, bytes}]}     config.json, the weights, preprocessor_config.json
+//      {id, type: 'segment', rgba, width, height, labels, options}
+//      {id, type: 'labels', text}                     the core's label parser (answered at once)
+//      {type: 'cancel'}                               stops a download
+// Out: {id, status: 'device', backend} | {id, status: 'ready', backend, engine, defaults}
+//      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence}
+//      | {id, status: 'labels', labels} | {id, status: 'error', message}
+//      | {status: 'progress', file, loaded, total, cached?, retrying?}
+import init, { WordMask, parseLabels } from '../pkg/wordmask.js';
 
+const module = init();
 let wm = null;
-let download = null; // AbortController of the weights download in progress
+let download = null; // AbortController of the download in progress
 
 const CACHE = 'wordmask-models-v1';
+const progress = (file, loaded, total, extra = {}) => postMessage({ status: 'progress', file, loaded, total, ...extra });
 
-// Weights are kept in the Cache Storage API: the second visit loads them from disk, offline.
-async function cachedBytes(url) {
+// Model files are kept in the Cache Storage API: the second visit loads them from disk, offline.
+async function cached(url, read) {
   const cache = await caches.open(CACHE).catch(() => null);
   const hit = await cache?.match(url);
-  if (hit) {
-    const bytes = new Uint8Array(await hit.arrayBuffer());
-    postMessage({ status: 'loading', done: bytes.length, total: bytes.length, cached: true });
-    return bytes;
-  }
-  const bytes = await fetchBytes(url);
+  if (hit) return read(hit, true);
+  const response = await fetchWithRetries(url);
   // A full quota only costs the next visit a download.
-  await cache?.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } })).catch(() => {});
-  return bytes;
+  await cache?.put(url, response.clone()).catch(() => {});
+  return read(response, false);
 }
 
-async function cachedText(url) {
-  const cache = await caches.open(CACHE).catch(() => null);
-  const hit = await cache?.match(url);
-  if (hit) return hit.text();
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
-  const text = await response.text();
-  await cache?.put(url, new Response(text, { headers: { 'content-type': 'application/json' } })).catch(() => {});
-  return text;
-}
+const bytesOf = (file) => async (response, fromCache) => {
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  if (fromCache) progress(file, bytes.length, bytes.length, { cached: true });
+  return bytes;
+};
+const textOf = async (response) => response.text();
 
 /** Retries left after a broken download; each resumes where the last stopped (HTTP Range). */
 const RETRIES = 3;
 
-async function fetchBytes(url) {
+// The whole body as one Response, with progress; a dropped connection resumes with a Range request.
+async function fetchWithRetries(url) {
+  const file = url.split('/').pop();
   download = new AbortController();
   const chunks = [];
-  let done = 0;
+  let loaded = 0;
   let total = 0;
+  let type = 'application/octet-stream';
   for (let attempt = 0; ; attempt++) {
     try {
-      const response = await fetch(url, { signal: download.signal, headers: done ? { Range: `bytes=${done}-` } : {} });
-      if (!response.ok) throw Object.assign(new Error(`${url}: HTTP ${response.status}`), { final: true });
-      if (done && response.status !== 206) {
+      const response = await fetch(url, { signal: download.signal, headers: loaded ? { Range: `bytes=${loaded}-` } : {} });
+      if (!response.ok) throw Object.assign(new Error(`${url}: HTTP ${response.status}`), { final: true, status: response.status });
+      if (loaded && response.status !== 206) {
         chunks.length = 0; // the server ignored the range: start again
-        done = 0;
+        loaded = 0;
       }
-      total = done + (Number(response.headers.get('content-length')) || 0);
+      type = response.headers.get('content-type') || type;
+      total = loaded + (Number(response.headers.get('content-length')) || 0);
       const reader = response.body.getReader();
       for (;;) {
-        const { value, done: end } = await reader.read();
-        if (end) break;
+        const { value, done } = await reader.read();
+        if (done) break;
         chunks.push(value);
-        done += value.length;
-        postMessage({ status: 'loading', done, total });
+        loaded += value.length;
+        progress(file, loaded, total);
       }
       break;
     } catch (e) {
       if (e.name === 'AbortError' || e.final || attempt >= RETRIES) throw e;
-      postMessage({ status: 'loading', done, total, retrying: attempt + 1 });
+      progress(file, loaded, total, { retrying: attempt + 1 });
       await new Promise((resolve) => setTimeout(resolve, 500 * (attempt + 1)));
     }
   }
-  const bytes = new Uint8Array(done);
-  let at = 0;
-  for (const c of chunks) { bytes.set(c, at); at += c.length; }
-  return bytes;
+  return new Response(new Blob(chunks), { headers: { 'content-type': type } });
 }
 
-// Requests run one at a time (the model is one object); `cancel` acts at once.
+// A folder URL: config.json, then model.safetensors (older hub checkpoints have only
+// pytorch_model.bin). GroupViT checkpoints carry their pixel normalisation in
+// preprocessor_config.json; CLIP's is the core's default.
+async function fromUrl(base) {
+  const config = await cached(`${base}config.json`, textOf);
+  let weights;
+  let weightsName = `${base}model.safetensors`;
+  try {
+    weights = await cached(weightsName, bytesOf('model.safetensors'));
+  } catch (e) {
+    if (e.status !== 404) throw e;
+    weightsName = `${base}pytorch_model.bin`;
+    weights = await cached(weightsName, bytesOf('pytorch_model.bin'));
+  }
+  let preprocessor;
+  if (JSON.parse(config).model_type === 'groupvit') {
+    preprocessor = await cached(`${base}preprocessor_config.json`, textOf).catch(() => undefined);
+  }
+  return { config, weights, weightsName, preprocessor };
+}
+
+// Local files: config.json, preprocessor_config.json, and any other file is the weights.
+function fromFiles(files) {
+  const text = (name) => files.find((f) => f.name === name) && new TextDecoder().decode(files.find((f) => f.name === name).bytes);
+  const weights = files.find((f) => f.name !== 'config.json' && f.name !== 'preprocessor_config.json');
+  if (!text('config.json') || !weights) throw new Error('choose config.json and a weights file together');
+  return { config: text('config.json'), weights: weights.bytes, weightsName: weights.name, preprocessor: text('preprocessor_config.json') };
+}
+
+async function handle(data) {
+  if (data.type === 'init') {
+    await module;
+    wm = await WordMask.create(data.backend || 'webgpu');
+    return { status: 'device', backend: wm.backend };
+  }
+  if (data.type === 'load') {
+    const { config, weights, weightsName, preprocessor } = data.files ? fromFiles(data.files) : await fromUrl(data.url);
+    download = null;
+    wm.load(config, weights, weightsName, preprocessor);
+    return { status: 'ready', backend: wm.backend, engine: wm.engine, defaults: wm.defaults };
+  }
+  if (data.type === 'segment') {
+    const result = await wm.segment(data.rgba, data.width, data.height, data.labels, data.options);
+    return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer]];
+  }
+  throw new Error(`unknown request ${data.type}`);
+}
+
+const reply = (id, message, transfer = []) => postMessage({ ...message, id }, transfer);
+const failed = (id, e) => reply(id, { status: 'error', message: e?.name === 'AbortError' ? 'download cancelled' : String(e?.message ?? e) });
+
+// Requests run one at a time (the model is one object); `cancel` and `labels` are answered at once.
 let queue = Promise.resolve();
 onmessage = ({ data }) => {
   if (data.type === 'cancel') {
     download?.abort();
-    return;
+  } else if (data.type === 'labels') {
+    module.then(() => reply(data.id, { status: 'labels', labels: parseLabels(data.text) })).catch((e) => failed(data.id, e));
+  } else {
+    queue = queue.then(() => handle(data)).then((out) => {
+      const [message, transfer] = Array.isArray(out) ? out : [out, []];
+      reply(data.id, message, transfer);
+    }, (e) => failed(data.id, e));
   }
-  queue = queue.then(() => handle(data));
 };
-
-// GroupViT checkpoints carry their pixel normalisation in preprocessor_config.json (CLIP
-// checkpoints use CLIP's, the default). Without one the core uses GroupViT's training statistics.
-async function preprocessorFor(config, configUrl) {
-  if (!configUrl) return undefined;
-  let type = '';
-  try { type = JSON.parse(config).model_type ?? ''; } catch { return undefined; }
-  if (type !== 'groupvit') return undefined;
-  try {
-    return await cachedText(configUrl.replace(/config\.json$/, 'preprocessor_config.json'));
-  } catch {
-    return undefined;
-  }
-}
-
-async function handle(data) {
-  try {
-    if (data.type === 'init') {
-      await init();
-      wm = await WordMask.create(data.backend || 'webgpu');
-      postMessage({ status: 'device', id: data.id, backend: wm.backend });
-    } else if (data.type === 'load') {
-      const config = data.config ?? await cachedText(data.configUrl);
-      let weights = data.weights;
-      if (!weights) {
-        try {
-          weights = await cachedBytes(data.weightsUrl);
-        } catch (e) {
-          // Older hub checkpoints have only pytorch_model.bin.
-          if (!/HTTP 404/.test(e.message) || !data.weightsUrl.endsWith('/model.safetensors')) throw e;
-          data.weightsName = data.weightsUrl.replace(/model\.safetensors$/, 'pytorch_model.bin');
-          weights = await cachedBytes(data.weightsName);
-        }
-      }
-      download = null;
-      wm.load(config, weights, data.weightsName || 'weights', data.preprocessor ?? await preprocessorFor(config, data.configUrl));
-      postMessage({ status: 'ready', id: data.id, backend: wm.backend, engine: wm.engine });
-    } else if (data.type === 'segment') {
-      const result = await wm.segment(data.rgba, data.width, data.height, data.labels, data.options);
-      postMessage({ status: 'result', id: data.id, kind: 'segment', ...result }, [result.labelMap.buffer, result.confidence.buffer]);
-    } else if (data.type === 'classify') {
-      const scores = await wm.classify(data.rgba, data.width, data.height, data.labels);
-      postMessage({ status: 'result', id: data.id, scores });
-    }
-  } catch (e) {
-    const message = e?.name === 'AbortError' ? 'download cancelled' : String(e?.message ?? e);
-    postMessage({ status: 'error', id: data.id, message });
-  }
-}

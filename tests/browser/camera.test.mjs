@@ -5,18 +5,19 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
-import { launch, startServer } from './harness.mjs';
+import { SCENE, launch, startServer } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
-const [W, H] = [448, 336];
-// The scene of tests/semantic.rs: [r, g, b, x0, x1, y0, y1], later on top.
-const REGIONS = [[0, 0, 255, 0, 448, 0, 336], [255, 0, 0, 0, 192, 0, 144], [0, 255, 0, 0, 256, 192, 336], [255, 255, 0, 288, 416, 48, 176]];
+const [W, H] = [SCENE.width, SCENE.height];
+const inside = ({ x, y }, i, j) => i >= x[0] && i < x[1] && j >= y[0] && j < y[1];
 
-function rgbAt(x, y) {
-  let c = [0, 0, 0];
-  for (const [r, g, b, x0, x1, y0, y1] of REGIONS) if (x >= x0 && x < x1 && y >= y0 && y < y1) c = [r, g, b];
-  return c;
+function regionAt(i, j) {
+  return SCENE.regions.findLast((r) => inside(r, i, j));
 }
+
+// Each word's share of the frame as painted (later regions on top).
+const PAINTED = Object.fromEntries(SCENE.regions.map(({ word }) => [word, 0]));
+for (let j = 0; j < H; j++) for (let i = 0; i < W; i++) PAINTED[regionAt(i, j).word] += 1 / (W * H);
 
 /** A two-frame 4:2:0 Y4M clip of the scene (full-range BT.601, as C420jpeg means). */
 function writeClip(path) {
@@ -26,7 +27,7 @@ function writeClip(path) {
   const clamp = (x) => Math.max(0, Math.min(255, Math.round(x)));
   for (let j = 0; j < H; j++) {
     for (let i = 0; i < W; i++) {
-      const [r, g, b] = rgbAt(i, j);
+      const [r, g, b] = regionAt(i, j).rgb;
       y[j * W + i] = clamp(0.299 * r + 0.587 * g + 0.114 * b);
       if (i % 2 === 0 && j % 2 === 0) {
         u[(j / 2) * (W / 2) + i / 2] = clamp(-0.168736 * r - 0.331264 * g + 0.5 * b + 128);
@@ -60,7 +61,7 @@ test('live camera frames are segmented', { timeout: 300_000 }, async () => {
     page.on('pageerror', (e) => problems.push(e.message));
     await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
-    await page.fill('#labels', 'yellow, green, red, blue');
+    await page.fill('#labels', SCENE.labels.join(', '));
     await page.click('summary');
     await page.selectOption('#templates', 'single');
     await page.click('#load');
@@ -71,9 +72,9 @@ test('live camera frames are segmented', { timeout: 300_000 }, async () => {
     await page.screenshot({ path: `${ARTIFACTS}camera.png`, fullPage: true });
     const legend = await page.textContent('#legend');
     const share = (word) => Number(new RegExp(`${word} ([\\d.]+) %`).exec(legend)?.[1]);
-    // Painted areas: red 18.4 %, green 24.5 %, yellow 10.9 %, blue the rest.
-    for (const [word, want] of [['red', 18.4], ['green', 24.5], ['yellow', 10.9], ['blue', 46.3]]) {
-      assert.ok(Math.abs(share(word) - want) < 4, `${word}: ${share(word)} % of the frame, painted ${want} %; legend: ${legend}`);
+    for (const [word, painted] of Object.entries(PAINTED)) {
+      const want = painted * 100;
+      assert.ok(Math.abs(share(word) - want) < 4, `${word}: ${share(word)} % of the frame, painted ${want.toFixed(1)} %; legend: ${legend}`);
     }
     await page.click('#freeze');
     assert.equal(await page.getAttribute('#freeze', 'aria-pressed'), 'true');
@@ -87,10 +88,10 @@ test('<word-mask camera> segments live frames', { timeout: 300_000 }, async () =
   const browser = await launchWithCamera();
   try {
     const page = await (await browser.newContext({ permissions: ['camera'] })).newPage();
-    await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/`);
-    const shares = await page.evaluate(() => new Promise((resolve, reject) => {
+    await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/shapes_50x90.png`);
+    const shares = await page.evaluate((labels) => new Promise((resolve, reject) => {
       const el = document.createElement('word-mask');
-      el.setAttribute('labels', 'yellow, green, red, blue');
+      el.setAttribute('labels', labels);
       el.setAttribute('templates', 'single');
       el.setAttribute('camera', '');
       let frames = 0;
@@ -98,9 +99,9 @@ test('<word-mask camera> segments live frames', { timeout: 300_000 }, async () =
       el.addEventListener('error', (e) => reject(new Error(e.detail.message)));
       document.body.append(el);
       el.setAttribute('model', new URLSearchParams(location.search).get('model'));
-    }));
+    }), SCENE.labels.join(', '));
     const red = shares.find((s) => s.label === 'red').share;
-    assert.ok(Math.abs(red - 0.184) < 0.04, `red covers ${red} of the frame`);
+    assert.ok(Math.abs(red - PAINTED.red) < 0.04, `red covers ${red} of the frame, painted ${PAINTED.red}`);
   } finally {
     await browser.close();
   }

@@ -29,7 +29,7 @@ test('two components share the worker and both segment', { timeout: 300_000 }, a
       document.addEventListener('result', (e) => { window.results[e.target.id] = { ...e.detail, labelMap: Array.from(e.detail.labelMap) }; });
       document.addEventListener('error', (e) => { if (e.detail?.message) window.errors.push(e.detail.message); });
     });
-    await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/`);
+    await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/shapes_50x90.png`);
     await page.waitForFunction(() => Object.keys(window.results).length === 2 || window.errors.length > 0, null, { timeout: 120_000 });
     assert.deepEqual(await page.evaluate(() => window.errors), []);
     const results = await page.evaluate(() => window.results);

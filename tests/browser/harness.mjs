@@ -1,24 +1,15 @@
-// Shared set-up of the browser tests: the demo server on a free local port and Debian's
-// Chromium, with or without SwiftShader's WebGPU.
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
+// Shared set-up of the browser tests: the demo server (with the test fixtures mounted at
+// /tests/fixtures/) on a free local port, Debian's Chromium with or without SwiftShader's WebGPU,
+// and the scene, palette and probes the tests share.
+import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-
-const freePort = () => new Promise((resolve) => {
-  const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-});
+import { serve } from '../../tools/serve.mjs';
+import { PALETTE } from '../../www/masks.js';
 
 export async function startServer() {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['tools/serve.mjs', String(port)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((resolve, reject) => {
-    child.stdout.on('data', (d) => { if (String(d).includes('http://')) resolve(); });
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  return { url: `http://127.0.0.1:${port}`, close: () => child.kill() };
+  const server = await serve(0, { '/tests/fixtures/': 'tests/fixtures' });
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => { server.closeAllConnections(); server.close(); } };
 }
 
 const BASE_FLAGS = ['--headless=new', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
@@ -33,42 +24,48 @@ export async function launch({ webgpu, extraArgs = [] }) {
   });
 }
 
-// Runs in the page: starts the app's worker and returns `ask(message)`, which resolves with
-// the worker's next non-progress message.
-export function workerClient() {
-  const worker = new Worker('/worker.js', { type: 'module' });
-  window.ask = (msg, transfer = []) => new Promise((resolve) => {
-    worker.onmessage = ({ data }) => { if (data.status !== 'loading') resolve(data); };
-    worker.postMessage(msg, transfer);
-  });
+// Runs in the page: a client of the page's worker (www/client.js) as `window.client`, and
+// `ask(request)`, which answers as the worker's protocol does: `{status: 'device' | 'ready' |
+// 'result', ...}` or `{status: 'error', message}`.
+export async function workerClient() {
+  const { ModelClient } = await import('/client.js');
+  window.client = new ModelClient();
+  const calls = {
+    init: ({ backend }) => { client.backend = backend ?? 'webgpu'; return client.openDevice().then((d) => ({ status: 'device', ...d })); },
+    load: ({ url, files }) => client.load(url ?? files).then((r) => ({ status: 'ready', ...r })),
+    segment: (request) => client.segment(request).then((r) => ({ status: 'result', ...r })),
+  };
+  window.ask = (request) => calls[request.type](request).catch((e) => ({ status: 'error', message: e.message }));
 }
 
-// Runs in the page: the four-colour scene of tests/semantic.rs as RGBA.
-export function colourScene() {
-  const [w, h] = [448, 336];
-  const g = new OffscreenCanvas(w, h).getContext('2d');
-  for (const [colour, x, y, rw, rh] of [['rgb(0,0,255)', 0, 0, 448, 336], ['rgb(255,0,0)', 0, 0, 192, 144],
-    ['rgb(0,255,0)', 0, 192, 256, 144], ['rgb(255,255,0)', 288, 48, 128, 128]]) {
-    g.fillStyle = colour;
-    g.fillRect(x, y, rw, rh);
+// The four-colour scene of the Rust tests (tests/fixtures/images/scene.json): regions painted in
+// order, later ones on top, and a probe point inside each with the label it must get.
+export const SCENE = JSON.parse(readFileSync(new URL('../fixtures/images/scene.json', import.meta.url)));
+
+// Runs in the page: `scene` painted as RGBA.
+export function paintScene(scene) {
+  const g = new OffscreenCanvas(scene.width, scene.height).getContext('2d');
+  for (const { rgb, x, y } of scene.regions) {
+    g.fillStyle = `rgb(${rgb.join(',')})`;
+    g.fillRect(x[0], y[0], x[1] - x[0], y[1] - y[0]);
   }
-  return { rgba: new Uint8Array(g.getImageData(0, 0, w, h).data.buffer), width: w, height: h };
+  return { rgba: new Uint8Array(g.getImageData(0, 0, scene.width, scene.height).data.buffer), width: scene.width, height: scene.height };
 }
 
 // As a person would: drop the colour scene onto the page (a file dragged from the desktop),
 // type the colour words, pick the fast prompts and press Segment; waits for "Done.".
 export async function dropSceneAndSegment(page) {
-  await page.evaluate(`window.colourScene = ${colourScene}`);
-  await page.evaluate(async () => {
-    const { rgba, width, height } = colourScene();
+  await page.evaluate(`window.paintScene = ${paintScene}`);
+  await page.evaluate(async (scene) => {
+    const { rgba, width, height } = paintScene(scene);
     const canvas = new OffscreenCanvas(width, height);
     canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.buffer), width, height), 0, 0);
     const file = new File([await canvas.convertToBlob({ type: 'image/png' })], 'scene.png', { type: 'image/png' });
     const drop = new DragEvent('drop', { dataTransfer: new DataTransfer(), bubbles: true, cancelable: true });
     drop.dataTransfer.items.add(file);
     document.body.dispatchEvent(drop);
-  });
-  await page.fill('#labels', 'yellow, green, red, blue');
+  }, SCENE);
+  await page.fill('#labels', SCENE.labels.join(', '));
   await page.click('summary');
   await page.selectOption('#templates', 'single');
   await page.waitForFunction(() => !document.getElementById('segment').disabled);
@@ -76,23 +73,21 @@ export async function dropSceneAndSegment(page) {
   await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 120_000 });
 }
 
-// The page's mask palette (www/masks.js) for labels 1-4.
-export const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25]];
-
-// After dropSceneAndSegment: at one probe inside each colour region, the label (1-based, in the
-// typed order "yellow, green, red, blue") whose mask colour blended over the scene is nearest
-// to the drawn pixel, next to the label that region should get.
+// After dropSceneAndSegment: at the probe inside each colour region, the label (1-based, in the
+// typed order of SCENE.labels) whose mask colour (www/masks.js) blended over the scene is
+// nearest to the drawn pixel, next to the label that region should get.
 export async function probeRegions(page) {
-  const probes = [[50, 50, 3], [50, 300, 2], [430, 300, 4], [350, 100, 1]];
+  const probes = SCENE.regions.map(({ probe, word }) => [...probe, SCENE.labels.indexOf(word) + 1]);
   const seen = await page.evaluate((probes) => {
     const ctx = document.getElementById('view').getContext('2d');
     return probes.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));
   }, probes);
-  const scene = { 1: [255, 255, 0], 2: [0, 255, 0], 3: [255, 0, 0], 4: [0, 0, 255] };
+  const painted = Object.fromEntries(SCENE.regions.map(({ rgb, word }) => [SCENE.labels.indexOf(word) + 1, rgb]));
+  const labels = SCENE.labels.map((_, i) => i + 1);
   return probes.map(([x, y, label], i) => {
-    const blend = (l) => scene[label].map((v, k) => Math.round(v * 0.4 + PALETTE[l - 1][k] * 0.6));
+    const blend = (l) => painted[label].map((v, k) => Math.round(v * 0.4 + PALETTE[l - 1][k] * 0.6));
     const distance = (a, b) => a.reduce((sum, v, k) => sum + (v - b[k]) ** 2, 0);
-    const nearest = [1, 2, 3, 4].sort((a, b) => distance(seen[i], blend(a)) - distance(seen[i], blend(b)))[0];
+    const nearest = [...labels].sort((a, b) => distance(seen[i], blend(a)) - distance(seen[i], blend(b)))[0];
     return { x, y, label, nearest, seen: seen[i] };
   });
 }

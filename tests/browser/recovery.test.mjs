@@ -44,7 +44,7 @@ test('<word-mask> recovers from a dead model worker on its next image', { timeou
       window.results = 0;
       document.addEventListener('result', () => { window.results += 1; });
     });
-    await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/`);
+    await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/shapes_50x90.png`);
     await page.waitForFunction(() => window.results === 2, null, { timeout: 120_000 });
     await workers[0].evaluate(() => setTimeout(() => { throw new Error('simulated: GPU device lost'); }));
     const detail = await page.evaluate(async () => {

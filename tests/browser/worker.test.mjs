@@ -4,12 +4,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { colourScene, launch, startServer, workerClient } from './harness.mjs';
+import { SCENE, launch, paintScene, startServer, workerClient } from './harness.mjs';
 
 const MODEL = '/tests/fixtures/semantic-colours';
-const LABELS = 'yellow, green, red, blue';
+const LABELS = SCENE.labels.join(', ');
 // Pixels well inside each painted region, and the label index (1-based, in LABELS order) it must get.
-const PROBES = [[50, 50, 3], [50, 300, 2], [430, 300, 4], [350, 100, 1]];
+const PROBES = SCENE.regions.map(({ probe, word }) => [...probe, SCENE.labels.indexOf(word) + 1]);
 
 let server;
 before(async () => { server = await startServer(); });
@@ -25,15 +25,15 @@ async function segmentScene(webgpu) {
     await page.evaluate(workerClient);
     const device = await page.evaluate(() => ask({ type: 'init', backend: 'webgpu' }));
     assert.equal(device.status, 'device', JSON.stringify(device));
-    const ready = await page.evaluate((m) => ask({ type: 'load', configUrl: `${m}/config.json`, weightsUrl: `${m}/model.safetensors` }), MODEL);
+    const ready = await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL);
     assert.equal(ready.status, 'ready', JSON.stringify(ready));
     const requests = [];
     page.on('request', (r) => requests.push(r.url()));
-    await page.evaluate(`window.colourScene = ${colourScene}`);
-    const result = await page.evaluate(async (labels) => {
-      const r = await ask({ type: 'segment', id: 1, ...colourScene(), labels, options: {} });
+    await page.evaluate(`window.paintScene = ${paintScene}`);
+    const result = await page.evaluate(async ([labels, scene]) => {
+      const r = await ask({ type: 'segment', ...paintScene(scene), labels, options: {} });
       return { ...r, labelMap: r.labelMap ? Array.from(r.labelMap) : undefined };
-    }, LABELS);
+    }, [LABELS, SCENE]);
     assert.equal(result.status, 'result', JSON.stringify(result).slice(0, 300));
     for (const [x, y, want] of PROBES) {
       assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
@@ -62,12 +62,14 @@ test('a corrupt or foreign checkpoint gives a readable error', { timeout: 300_00
     await page.evaluate(workerClient);
     await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
     const config = await (await fetch(`${server.url}${MODEL}/config.json`)).text();
-    const corrupt = await page.evaluate((config) => ask({ type: 'load', config, weights: new Uint8Array(1000).fill(7) }), config);
+    const files = (config, weights) => [new File([config], 'config.json'), new File([weights], 'model.safetensors')];
+    await page.evaluate(`window.files = ${files}`);
+    const corrupt = await page.evaluate((config) => ask({ type: 'load', files: files(config, new Uint8Array(1000).fill(7)) }), config);
     assert.equal(corrupt.status, 'error');
     assert.match(corrupt.message, /cannot read checkpoint .*unrecognised/);
     const foreign = await page.evaluate(async (m) => {
       const weights = new Uint8Array(await (await fetch(`${m}/model.safetensors`)).arrayBuffer());
-      return ask({ type: 'load', config: '{"model_type": "sam"}', weights });
+      return ask({ type: 'load', files: files('{"model_type": "sam"}', weights) });
     }, MODEL);
     assert.equal(foreign.status, 'error');
     assert.match(foreign.message, /model_type is 'sam'/);
@@ -84,7 +86,7 @@ test('a second visit loads the model from the Cache Storage with its URLs blocke
       await page.goto(`${server.url}/`);
       await page.evaluate(workerClient);
       await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
-      return page.evaluate((m) => ask({ type: 'load', configUrl: `${m}/config.json`, weightsUrl: `${m}/model.safetensors` }), MODEL);
+      return page.evaluate((m) => ask({ type: 'load', url: m }), MODEL);
     };
     const first = await context.newPage();
     assert.equal((await load(first)).status, 'ready');
@@ -96,7 +98,7 @@ test('a second visit loads the model from the Cache Storage with its URLs blocke
     assert.equal(again.status, 'ready', JSON.stringify(again));
     assert.deepEqual(blocked, [], 'the model came from the cache, not the network');
     // Blocking does bite: an uncached model fails to load.
-    const missing = await second.evaluate(() => ask({ type: 'load', configUrl: '/tests/fixtures/clip-p16-fp16/config.json', weightsUrl: '/tests/fixtures/clip-p16-fp16/model.safetensors' }));
+    const missing = await second.evaluate(() => ask({ type: 'load', url: '/tests/fixtures/clip-p16-fp16/' }));
     assert.equal(missing.status, 'error');
     assert.ok(blocked.length > 0);
   } finally {
@@ -113,10 +115,10 @@ test('a broken download is retried and a missing file is not', { timeout: 300_00
     await page.goto(`${server.url}/`);
     await page.evaluate(workerClient);
     await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
-    const ready = await page.evaluate((m) => ask({ type: 'load', configUrl: `${m}/config.json`, weightsUrl: `${m}/model.safetensors` }), MODEL);
+    const ready = await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL);
     assert.equal(ready.status, 'ready', JSON.stringify(ready));
     assert.equal(failures, -1, 'the first attempt failed and a second one was made');
-    const missing = await page.evaluate(() => ask({ type: 'load', configUrl: '/tests/fixtures/semantic-colours/config.json', weightsUrl: '/nowhere/model.bin' }));
+    const missing = await page.evaluate(() => ask({ type: 'load', url: '/nowhere/' }));
     assert.equal(missing.status, 'error');
     assert.match(missing.message, /HTTP 404/);
   } finally {
