@@ -72,6 +72,8 @@ setup_browser() {
 }
 
 run_tests() {
+    say "layer order (README.md, 'How it is built')"
+    python3 tools/check_layers.py
     setup_system
     say "native tests (release profile, shared with the CLI; CPU and wgpu backends)"
     cargo test --release --locked
