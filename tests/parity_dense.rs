@@ -8,6 +8,7 @@ use common::{EMBED_TOL, Reference, all_close, backends, fixtures, image, load_mo
 use wordmask::clip::ClipModel;
 use wordmask::device::to_vec;
 use wordmask::segment::dense::{Dense, Method, Options, Pamr, Refine};
+use wordmask::segment::slide::Windows;
 use wordmask::segment::{ClassEmbeddings, EmbeddingCache, Engine, Model, Templates};
 
 /// Probabilities after a temperature of 25-40: cosine errors of ~1e-6 grow by that factor.
@@ -36,9 +37,11 @@ fn spec() -> (serde_json::Value, Vec<Run>) {
                 Options {
                     method: serde_json::from_value(r["method"].clone()).unwrap(),
                     templates: serde_json::from_value(r["templates"].clone()).unwrap(),
-                    short_side: r["short_side"].as_u64().unwrap() as usize,
-                    window: slide.map_or(0, |s| s[0]),
-                    stride: slide.map_or(0, |s| s[1]),
+                    windows: Windows {
+                        short_side: r["short_side"].as_u64().unwrap() as usize,
+                        window: slide.map_or(0, |s| s[0]),
+                        stride: slide.map_or(0, |s| s[1]),
+                    },
                     logit_scale: r["logit_scale"].as_f64().unwrap() as f32,
                     refine: if pamr.is_some() { Refine::Pamr } else { Refine::None },
                     pamr: pamr.unwrap_or_default(),
@@ -95,7 +98,7 @@ fn the_reference_comparison_detects_a_wrong_variant_or_sigma() {
     let (spec, runs) = spec();
     let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
     let model = load_model(spec["model"].as_str().unwrap(), &device);
-    let slid: Vec<&Run> = runs.iter().filter(|r| r.opts.window > 0 && r.opts.refine == Refine::None).collect();
+    let slid: Vec<&Run> = runs.iter().filter(|r| r.opts.windows.window > 0 && r.opts.refine == Refine::None).collect();
     for ours in &slid {
         for theirs in &slid {
             if ours.opts.method != theirs.opts.method {

@@ -11,6 +11,7 @@ use wordmask::groupvit::GroupVitModel;
 use wordmask::labels;
 use wordmask::network::Network;
 use wordmask::segment::groupvit::{GroupVit, Options, TOP_K, window_scores};
+use wordmask::segment::slide::Windows;
 use wordmask::segment::{ClassEmbeddings, Engine, Model, Templates};
 
 const MODELS: [&str; 2] = ["groupvit-3stage", "groupvit-2stage-bin"];
@@ -133,9 +134,11 @@ fn compare(name: &str, device: &Device) -> Vec<String> {
         let tag = run["tag"].as_str().unwrap();
         let slide = run["slide"].as_array().map(|s| [0, 1].map(|k| s[k].as_u64().unwrap() as usize));
         let opts = Options {
-            short_side: run["short_side"].as_u64().unwrap() as usize,
-            window: slide.map_or(0, |s| s[0]),
-            stride: slide.map_or(0, |s| s[1]),
+            windows: Windows {
+                short_side: run["short_side"].as_u64().unwrap() as usize,
+                window: slide.map_or(0, |s| s[0]),
+                stride: slide.map_or(0, |s| s[1]),
+            },
             background_threshold: run["threshold"].as_f64().unwrap_or(0.0) as f32,
             scoring: serde_json::from_value(run["scoring"].clone()).unwrap(),
             ..Options::default()

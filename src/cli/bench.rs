@@ -196,10 +196,13 @@ fn segment_rows(args: &BenchArgs, size: &str, model: &Model) -> Result<Vec<Row>>
             Ok(())
         })?,
     };
-    let short = plan.short_side;
+    let short = plan.windows.short_side;
     let (rh, rw) = (h * short / h.min(w), w * short / h.min(w));
-    let windows =
-        plan.slide.map(|(win, stride)| slide::windows(rh, rw, (win, win), (stride, stride)).len()).unwrap_or(1);
+    let windows = plan
+        .windows
+        .slide()
+        .map(|(win, stride)| slide::windows(rh, rw, (win, win), (stride, stride)).len())
+        .unwrap_or(1);
     // The labels' embeddings stay in the cache after the warm-up: the rows time the image side.
     let mut cache = EmbeddingCache::default();
     let mut seed = 1u32;

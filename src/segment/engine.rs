@@ -6,6 +6,7 @@
 use burn::tensor::Tensor;
 use serde::Serialize;
 
+use super::slide::Windows;
 use super::text::{ClassEmbeddings, EmbeddingCache, Templates};
 use super::{BackgroundDataset, Model, Settings};
 use crate::error::{Error, Result};
@@ -22,9 +23,7 @@ pub struct Plan {
     /// The engine's method ("naclip", "groupvit", ...), for summaries.
     pub method: String,
     pub templates: Templates,
-    pub short_side: usize,
-    /// `(window, stride)`, or `None` for the whole image in one pass.
-    pub slide: Option<(usize, usize)>,
+    pub windows: Windows,
     /// Words of an extra background class (after the user's labels); empty for none.
     pub background: Vec<String>,
     /// The threshold as the user set it or the engine's default (its meaning is the engine's).

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::engine::{DatasetProtocol, Engine, Plan};
 use super::result::merge_synonyms;
-use super::slide::{resized_pixels, slide, slide_and_stitch, validate};
+use super::slide::Windows;
 use super::text::{ClassEmbeddings, Templates};
 use super::{BackgroundDataset, Settings};
 use crate::error::{Error, Result};
@@ -59,10 +59,8 @@ pub enum Scoring {
 pub struct Options {
     /// Prompt templates; the repository evaluates with one.
     pub templates: Templates,
-    pub short_side: usize,
-    /// Sliding-window size in pixels; 0 runs the whole resized image in one pass.
-    pub window: usize,
-    pub stride: usize,
+    #[serde(flatten)]
+    pub windows: Windows,
     /// Background where a pixel's best score is under `min(this, best group affinity)`; 0
     /// labels every pixel.
     #[serde(rename = "threshold")]
@@ -80,9 +78,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             templates: Templates::Single,
-            short_side: 448,
-            window: 448,
-            stride: 224,
+            windows: Windows { short_side: 448, window: 448, stride: 224 },
             background_threshold: 0.95,
             scoring: Scoring::Repository,
             background: Vec::new(),
@@ -98,7 +94,7 @@ impl Options {
     }
 
     pub fn validate(&self) -> Result<()> {
-        validate(self.short_side, slide(self.window, self.stride))?;
+        self.windows.validate()?;
         if !(0.0..=1.0).contains(&self.background_threshold) {
             return Err(Error::invalid(format!(
                 "background threshold must be in [0, 1], got {}",
@@ -192,9 +188,7 @@ impl Engine for GroupVit {
         let threshold = if scoring == Scoring::Transformers { 0.0 } else { d.background_threshold };
         let options = Options {
             templates: settings.templates.unwrap_or(d.templates),
-            short_side: settings.short_side.unwrap_or(d.short_side),
-            window: settings.window.unwrap_or(d.window),
-            stride: settings.stride.unwrap_or(d.stride),
+            windows: d.windows.with(settings),
             background_threshold: settings.threshold_or(threshold)?,
             scoring,
             background: settings.background_or(&d.background),
@@ -209,8 +203,7 @@ impl Engine for GroupVit {
             engine: Self::NAME,
             method: Self::NAME.into(),
             templates: options.templates,
-            short_side: options.short_side,
-            slide: slide(options.window, options.stride),
+            windows: options.windows,
             background: options.background.clone(),
             threshold: options.background_threshold,
             min_score: 0.0,
@@ -230,18 +223,17 @@ impl Engine for GroupVit {
     ) -> Result<Tensor<3>> {
         options.validate()?;
         let threshold = options.threshold();
-        let pixels = resized_pixels(preprocessor, image, options.short_side, &model.device())?;
         let names = classes.names.dims()[0];
         let rows = names + usize::from(threshold.is_some());
-        let slide = slide(options.window, options.stride);
-        let averaged = slide_and_stitch(&pixels, slide, rows, |crops| match options.scoring {
-            Scoring::Repository => window_scores(model, crops, &classes.names, threshold, options.top_k),
-            Scoring::Transformers => {
-                let [_, _, h, w] = crops.dims();
-                let features = model.image_features(crops)?;
-                Ok(model.segmentation_logits(&features, classes.names.clone(), (h, w)))
-            }
-        })?;
+        let (averaged, _) =
+            options.windows.run(preprocessor, image, &model.device(), rows, |crops| match options.scoring {
+                Scoring::Repository => window_scores(model, crops, &classes.names, threshold, options.top_k),
+                Scoring::Transformers => {
+                    let [_, _, h, w] = crops.dims();
+                    let features = model.image_features(crops)?;
+                    Ok(model.segmentation_logits(&features, classes.names.clone(), (h, w)))
+                }
+            })?;
         let scores = resize_bilinear(averaged, image.height, image.width);
         let merged = merge_synonyms(scores, &classes.class_of_name, classes.num_classes, false).squeeze_dim::<3>(0);
         if !(classes.background && threshold.is_some()) {

@@ -4,7 +4,9 @@
 //! window), each crop scored, overlaps averaged. Shared by every engine that scores windows.
 
 use burn::tensor::{Device, Tensor, TensorData};
+use serde::Serialize;
 
+use super::Settings;
 use crate::error::{Error, Result};
 use crate::preprocess::{Preprocessor, RgbImage, short_side_size};
 
@@ -14,24 +16,63 @@ pub const MAX_RESIZED_SIDE: usize = 8192;
 /// Windows run through a network together, at most this many at once.
 const WINDOW_BATCH: usize = 8;
 
-/// `(window, stride)` in pixels; a window of 0 means the whole resized image in one pass.
-pub fn slide(window: usize, stride: usize) -> Option<(usize, usize)> {
-    (window > 0).then_some((window, stride))
+/// The short-side resize and the sliding windows, as every windowed engine's options hold
+/// them (serialised flat, as the settings name them).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Windows {
+    /// The image's short side is resized to this before windowing.
+    pub short_side: usize,
+    /// Window size in pixels; 0 runs the whole resized image in one pass.
+    pub window: usize,
+    pub stride: usize,
 }
 
-/// Bounds on the short-side resize and the sliding windows, shared by every engine.
-pub fn validate(short_side: usize, slide: Option<(usize, usize)>) -> Result<()> {
-    if !(16..=4096).contains(&short_side) {
-        return Err(Error::invalid(format!("short side must be in [16, 4096] pixels, got {short_side}")));
+impl Windows {
+    /// `(window, stride)`, or `None` for the whole image in one pass.
+    pub fn slide(&self) -> Option<(usize, usize)> {
+        (self.window > 0).then_some((self.window, self.stride))
     }
-    if let Some((window, stride)) = slide
-        && (window < 16 || stride == 0 || stride > window)
-    {
-        return Err(Error::invalid(format!(
-            "window must be at least 16 pixels and stride in [1, window]; got window {window}, stride {stride}"
-        )));
+
+    /// The user's settings over these.
+    pub fn with(self, settings: &Settings) -> Self {
+        Windows {
+            short_side: settings.short_side.unwrap_or(self.short_side),
+            window: settings.window.unwrap_or(self.window),
+            stride: settings.stride.unwrap_or(self.stride),
+        }
     }
-    Ok(())
+
+    /// Bounds that keep time and memory sane.
+    pub fn validate(&self) -> Result<()> {
+        if !(16..=4096).contains(&self.short_side) {
+            return Err(Error::invalid(format!("short side must be in [16, 4096] pixels, got {}", self.short_side)));
+        }
+        if let Some((window, stride)) = self.slide()
+            && (window < 16 || stride == 0 || stride > window)
+        {
+            return Err(Error::invalid(format!(
+                "window must be at least 16 pixels and stride in [1, window]; got window {window}, stride {stride}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The image resized and normalised (`[1, 3, h, w]` on `device`), then `score`d window by
+    /// window and stitched: [`resized_pixels`] and [`slide_and_stitch`]. Also returns the
+    /// resized pixels. `-> [1, rows, h, w]`
+    pub fn run(
+        &self,
+        preprocessor: &Preprocessor,
+        image: &RgbImage,
+        device: &Device,
+        rows: usize,
+        score: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
+    ) -> Result<(Tensor<4>, Tensor<4>)> {
+        let pixels = resized_pixels(preprocessor, image, self.short_side, device)?;
+        let stitched = slide_and_stitch(&pixels, self.slide(), rows, score)?;
+        Ok((stitched, pixels))
+    }
 }
 
 /// One crop: `[y1, y2) x [x1, x2)`.

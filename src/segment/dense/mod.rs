@@ -18,7 +18,7 @@ pub use blocks::{Method, NACLIP_SIGMA, last_block, neighbourhood_bias};
 
 use super::engine::{DatasetProtocol, Engine, Plan};
 use super::result::{BACKGROUND, merge_synonyms};
-use super::slide::{resized_pixels, slide, slide_and_stitch, validate};
+use super::slide::Windows;
 use super::text::{ClassEmbeddings, Templates};
 use super::{BackgroundDataset, Settings, name_of};
 use crate::clip::{ClipConfig, ClipModel};
@@ -61,11 +61,8 @@ impl Default for Pamr {
 pub struct Options {
     pub method: Method,
     pub templates: Templates,
-    /// The image's short side is resized to this before windowing.
-    pub short_side: usize,
-    /// Sliding-window size in pixels; 0 runs the whole resized image in one pass.
-    pub window: usize,
-    pub stride: usize,
+    #[serde(flatten)]
+    pub windows: Windows,
     /// Temperature of the cosine scores before the softmax.
     pub logit_scale: f32,
     pub refine: Refine,
@@ -89,9 +86,7 @@ impl Default for Options {
         Options {
             method: Method::Naclip,
             templates: Templates::Imagenet80,
-            short_side: 336,
-            window: 224,
-            stride: 112,
+            windows: Windows { short_side: 336, window: 224, stride: 112 },
             logit_scale: 40.0,
             refine: Refine::None,
             min_probability: 0.1,
@@ -104,7 +99,7 @@ impl Default for Options {
 
 impl Options {
     pub fn validate(&self) -> Result<()> {
-        validate(self.short_side, slide(self.window, self.stride))?;
+        self.windows.validate()?;
         let p = &self.pamr;
         if self.refine == Refine::Pamr
             && (p.iterations == 0
@@ -141,9 +136,7 @@ impl Engine for Dense {
         let options = Options {
             method: settings.method.unwrap_or(d.method),
             templates: settings.templates.unwrap_or(d.templates),
-            short_side: settings.short_side.unwrap_or(d.short_side),
-            window: settings.window.unwrap_or(d.window),
-            stride: settings.stride.unwrap_or(d.stride),
+            windows: d.windows.with(settings),
             logit_scale: settings.logit_scale.unwrap_or(d.logit_scale),
             refine: settings.refine.unwrap_or(d.refine),
             min_probability: settings.threshold_or(d.min_probability)?,
@@ -159,8 +152,7 @@ impl Engine for Dense {
             engine: Self::NAME,
             method: name_of(options.method),
             templates: options.templates,
-            short_side: options.short_side,
-            slide: slide(options.window, options.stride),
+            windows: options.windows,
             background: options.background.clone(),
             threshold: options.min_probability,
             min_score: options.min_probability,
@@ -177,11 +169,10 @@ impl Engine for Dense {
         options: &Options,
     ) -> Result<Tensor<3>> {
         options.validate()?;
-        let pixels = resized_pixels(preprocessor, image, options.short_side, &clip.device())?;
         let k = classes.names.dims()[0];
-        let slide = slide(options.window, options.stride);
-        let averaged =
-            slide_and_stitch(&pixels, slide, k, |crops| window_scores(clip, crops, &classes.names, options))?;
+        let (averaged, pixels) = options
+            .windows
+            .run(preprocessor, image, &clip.device(), k, |crops| window_scores(clip, crops, &classes.names, options))?;
         let mut logits = resize_bilinear(averaged, image.height, image.width);
         if options.refine == Refine::Pamr {
             // Guided by the normalised image at the output size, as NACLIP does.
