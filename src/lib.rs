@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod network;
 pub mod nn;
 pub mod preprocess;
+pub mod sam;
 pub mod segment;
 pub mod tokenizer;
 

@@ -111,6 +111,14 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         }
     }
 
+    /// A tensor some files carry as a copy of another (weights the model ties together): it is
+    /// not read, and not reported as unexpected when present.
+    pub fn tied(&mut self, name: &str) {
+        if self.checkpoint.is_some_and(|c| c.get(name).is_some()) {
+            self.used.insert(name.to_string());
+        }
+    }
+
     /// Load `name` as a device tensor of `shape`. On a problem, records it and returns zeros so
     /// the walk can go on and report everything at once.
     pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<D> {

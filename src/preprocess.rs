@@ -68,9 +68,14 @@ impl RgbImage {
         RgbImage { width: cw, height: ch, data }
     }
 
-    /// Pillow-exact bicubic resize.
+    /// Pillow-exact bicubic resize (`Image.resize(..., BICUBIC)`).
     pub fn resize_bicubic(&self, width: usize, height: usize) -> RgbImage {
-        pil::resize(self, width, height)
+        pil::resize(self, width, height, pil::Filter::Bicubic)
+    }
+
+    /// Pillow-exact bilinear resize (`Image.resize(..., BILINEAR)`, antialiased when shrinking).
+    pub fn resize_bilinear(&self, width: usize, height: usize) -> RgbImage {
+        pil::resize(self, width, height, pil::Filter::Bilinear)
     }
 }
 
@@ -167,22 +172,44 @@ pub fn normalize(image: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
     out
 }
 
-/// Pillow's two-pass resampling (`libImaging/Resample.c`), bicubic filter, 8 bits a channel.
+/// Pillow's two-pass resampling (`libImaging/Resample.c`), bicubic or bilinear filter, 8 bits a
+/// channel.
 mod pil {
     use super::RgbImage;
 
     const PRECISION_BITS: u32 = 32 - 8 - 2;
 
-    fn bicubic(x: f64) -> f64 {
-        // Pillow uses a = -0.5.
-        let a = -0.5;
-        let x = x.abs();
-        if x < 1.0 {
-            ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-        } else if x < 2.0 {
-            (((x - 5.0) * x + 8.0) * x - 4.0) * a
-        } else {
-            0.0
+    #[derive(Clone, Copy)]
+    pub enum Filter {
+        Bilinear,
+        Bicubic,
+    }
+
+    impl Filter {
+        /// Pillow's `support`: the filter's half-width at scale 1.
+        fn support(self) -> f64 {
+            match self {
+                Filter::Bilinear => 1.0,
+                Filter::Bicubic => 2.0,
+            }
+        }
+
+        fn weight(self, x: f64) -> f64 {
+            let x = x.abs();
+            match self {
+                Filter::Bilinear => (1.0 - x).max(0.0),
+                // Pillow uses a = -0.5.
+                Filter::Bicubic => {
+                    let a = -0.5;
+                    if x < 1.0 {
+                        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+                    } else if x < 2.0 {
+                        (((x - 5.0) * x + 8.0) * x - 4.0) * a
+                    } else {
+                        0.0
+                    }
+                }
+            }
         }
     }
 
@@ -193,10 +220,10 @@ mod pil {
         weights: Vec<i32>,
     }
 
-    fn precompute(in_size: usize, out_size: usize) -> Coeffs {
+    fn precompute(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
         let scale = in_size as f64 / out_size as f64;
         let filterscale = scale.max(1.0);
-        let support = 2.0 * filterscale;
+        let support = filter.support() * filterscale;
         let ksize = support.ceil() as usize * 2 + 1;
         let mut bounds = Vec::with_capacity(out_size);
         let mut weights = vec![0i32; out_size * ksize];
@@ -209,7 +236,7 @@ mod pil {
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize - xmin;
             let mut ww = 0.0;
             for x in 0..xmax {
-                let w = bicubic((x as f64 + xmin as f64 - center + 0.5) * ss);
+                let w = filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss);
                 k[x] = w;
                 ww += w;
             }
@@ -235,10 +262,10 @@ mod pil {
         }
     }
 
-    pub fn resize(image: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
+    pub fn resize(image: &RgbImage, out_w: usize, out_h: usize, filter: Filter) -> RgbImage {
         let (in_w, in_h) = (image.width, image.height);
-        let horiz = precompute(in_w, out_w);
-        let vert = precompute(in_h, out_h);
+        let horiz = precompute(in_w, out_w, filter);
+        let vert = precompute(in_h, out_h, filter);
         // Horizontal pass over the rows the vertical pass will read.
         let y_first = vert.bounds[0].0;
         let y_last = vert.bounds[out_h - 1].0 + vert.bounds[out_h - 1].1;

@@ -1,5 +1,6 @@
-//! Multi-head attention with separate q/k/v projections (transformers `CLIPAttention`), its
-//! pieces exposed so that the dense engine's last-block variants can recombine them.
+//! Multi-head attention with separate q/k/v projections (transformers `CLIPAttention`, SAM's
+//! `SamAttention` with its narrower inner width), its pieces exposed so that the dense
+//! engine's last-block variants can recombine them.
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
@@ -19,12 +20,18 @@ pub struct Attention {
 impl Attention {
     /// `{prefix}.{q,k,v,out}_proj`, each `d -> d` with bias.
     pub fn load(loader: &mut WeightLoader, prefix: &str, d: usize, heads: usize) -> Self {
-        let mut linear = |name: &str| Linear::load(loader, &format!("{prefix}.{name}"), d, d, true);
+        Self::load_narrow(loader, prefix, d, d, heads)
+    }
+
+    /// Queries, keys and values projected to `inner` channels (split over the heads), and
+    /// `out_proj` back to `d`.
+    pub fn load_narrow(loader: &mut WeightLoader, prefix: &str, d: usize, inner: usize, heads: usize) -> Self {
+        let mut linear = |name: &str, i: usize, o: usize| Linear::load(loader, &format!("{prefix}.{name}"), i, o, true);
         Attention {
-            k_proj: linear("k_proj"),
-            v_proj: linear("v_proj"),
-            q_proj: linear("q_proj"),
-            out_proj: linear("out_proj"),
+            k_proj: linear("k_proj", d, inner),
+            v_proj: linear("v_proj", d, inner),
+            q_proj: linear("q_proj", d, inner),
+            out_proj: linear("out_proj", inner, d),
             num_heads: heads,
         }
     }
@@ -65,13 +72,18 @@ impl Attention {
         self.out_proj.forward(Self::merge_heads(weights.matmul(v)))
     }
 
-    /// Queries from `query`, keys and values from `key` (`[b, n, d]` each; self-attention when
-    /// both are the same); `mask` is added to the scores (`[n, n]`, 0 or very negative).
-    pub fn cross(&self, query: Tensor<3>, key: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
+    /// Queries, keys and values each from their own input (`[b, n_q, d]`, `[b, n_k, d]` twice);
+    /// `mask` is added to the scores (`[n_q, n_k]`, 0 or very negative).
+    pub fn attend(&self, query: Tensor<3>, key: Tensor<3>, value: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
         let q = self.split_heads(self.q_proj.forward(query));
-        let k = self.split_heads(self.k_proj.forward(key.clone()));
-        let v = self.split_heads(self.v_proj.forward(key));
+        let k = self.split_heads(self.k_proj.forward(key));
+        let v = self.split_heads(self.v_proj.forward(value));
         self.mix(Self::weights(q, k, mask), v)
+    }
+
+    /// Queries from `query`, keys and values from `key` (self-attention when both are the same).
+    pub fn cross(&self, query: Tensor<3>, key: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
+        self.attend(query, key.clone(), key, mask)
     }
 
     /// Self-attention. `[b, n, d] -> [b, n, d]`

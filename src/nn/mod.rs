@@ -5,18 +5,20 @@
 //! knows nothing of the network it serves.
 
 mod attention;
+mod conv;
 mod linear;
 mod patch;
 mod positions;
 mod transformer;
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
+use burn::tensor::activation::{gelu, gelu_approximate, relu, sigmoid};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use serde::{Deserialize, Serialize};
 
 pub use attention::Attention;
+pub use conv::{Conv2d, ConvTranspose2d, LayerNorm2d};
 pub use linear::{LayerNorm, Linear};
 pub use patch::{PatchEmbedding, patchify};
 pub use positions::{PositionTable, bicubic};
@@ -34,6 +36,8 @@ pub enum Activation {
     /// tanh-approximated GELU.
     #[serde(alias = "gelu_new", alias = "gelu_pytorch_tanh", rename = "gelu_tanh")]
     GeluTanh,
+    #[serde(rename = "relu")]
+    Relu,
 }
 
 pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
@@ -42,6 +46,7 @@ pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
         Activation::QuickGelu => x.clone().mul(sigmoid(x.mul_scalar(1.702))),
         Activation::Gelu => gelu(x),
         Activation::GeluTanh => gelu_approximate(x),
+        Activation::Relu => relu(x),
     }
 }
 

@@ -24,9 +24,15 @@ impl Mlp {
         d_out: usize,
         act: Activation,
     ) -> Self {
+        Self::load_named(loader, &format!("{prefix}.fc1"), &format!("{prefix}.fc2"), [d_in, hidden, d_out], act)
+    }
+
+    /// The two linear layers under other names (SAM's `lin1`, `lin2`); `dims` = in, hidden, out.
+    pub fn load_named(loader: &mut WeightLoader, fc1: &str, fc2: &str, dims: [usize; 3], act: Activation) -> Self {
+        let [d_in, hidden, d_out] = dims;
         Mlp {
-            fc1: Linear::load(loader, &format!("{prefix}.fc1"), d_in, hidden, true),
-            fc2: Linear::load(loader, &format!("{prefix}.fc2"), hidden, d_out, true),
+            fc1: Linear::load(loader, fc1, d_in, hidden, true),
+            fc2: Linear::load(loader, fc2, hidden, d_out, true),
             act,
         }
     }

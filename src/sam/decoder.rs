@@ -1,0 +1,242 @@
+//! SAM's mask decoder (transformers `SamMaskDecoder`, `SamTwoWayTransformer`): output tokens
+//! (an IoU token and one token per mask) and the prompt's sparse embeddings attend to the image
+//! embeddings and the image to them, in two-way blocks; the image embeddings are then
+//! upsampled 4x by two transposed convolutions, and each mask token's hypernetwork MLP turns
+//! it into the weights of its mask over the upsampled features. An MLP on the IoU token
+//! predicts each mask's quality.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::{gelu, relu};
+
+use super::config::SamMaskDecoderConfig;
+use crate::loader::WeightLoader;
+use crate::nn::{Attention, ConvTranspose2d, LayerNorm, LayerNorm2d, Linear, Mlp};
+
+/// `SamFeedForward`: `proj_in`, then ReLU and a hidden layer `depth - 2` times, then
+/// `proj_out`.
+#[derive(Debug, Clone)]
+pub struct FeedForward {
+    pub proj_in: Linear,
+    pub layers: Vec<Linear>,
+    pub proj_out: Linear,
+}
+
+impl FeedForward {
+    fn load(loader: &mut WeightLoader, prefix: &str, dims: [usize; 3], depth: usize) -> Self {
+        let [d_in, hidden, d_out] = dims;
+        FeedForward {
+            proj_in: Linear::load(loader, &format!("{prefix}.proj_in"), d_in, hidden, true),
+            layers: (0..depth - 2)
+                .map(|i| Linear::load(loader, &format!("{prefix}.layers.{i}"), hidden, hidden, true))
+                .collect(),
+            proj_out: Linear::load(loader, &format!("{prefix}.proj_out"), hidden, d_out, true),
+        }
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let x = self.layers.iter().fold(relu(self.proj_in.forward(x)), |x, layer| relu(layer.forward(x)));
+        self.proj_out.forward(x)
+    }
+}
+
+/// `SamTwoWayAttentionBlock`.
+#[derive(Debug, Clone)]
+pub struct TwoWayBlock {
+    pub self_attn: Attention,
+    pub layer_norm1: LayerNorm,
+    pub cross_attn_token_to_image: Attention,
+    pub layer_norm2: LayerNorm,
+    pub mlp: Mlp,
+    pub layer_norm3: LayerNorm,
+    pub layer_norm4: LayerNorm,
+    pub cross_attn_image_to_token: Attention,
+    /// The first block's self-attention sees the tokens without their position (and replaces
+    /// them, with no residual).
+    pub skip_first_layer_pe: bool,
+}
+
+impl TwoWayBlock {
+    fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamMaskDecoderConfig, first: bool) -> Self {
+        let (d, heads, eps) = (cfg.hidden_size, cfg.num_attention_heads, cfg.layer_norm_eps);
+        let inner = d / cfg.attention_downsample_rate;
+        let norm =
+            |loader: &mut WeightLoader, i: usize| LayerNorm::load(loader, &format!("{prefix}.layer_norm{i}"), d, eps);
+        TwoWayBlock {
+            self_attn: Attention::load(loader, &format!("{prefix}.self_attn"), d, heads),
+            layer_norm1: norm(loader, 1),
+            cross_attn_token_to_image: Attention::load_narrow(
+                loader,
+                &format!("{prefix}.cross_attn_token_to_image"),
+                d,
+                inner,
+                heads,
+            ),
+            layer_norm2: norm(loader, 2),
+            mlp: Mlp::load_named(
+                loader,
+                &format!("{prefix}.mlp.lin1"),
+                &format!("{prefix}.mlp.lin2"),
+                [d, cfg.mlp_dim, d],
+                cfg.hidden_act,
+            ),
+            layer_norm3: norm(loader, 3),
+            layer_norm4: norm(loader, 4),
+            cross_attn_image_to_token: Attention::load_narrow(
+                loader,
+                &format!("{prefix}.cross_attn_image_to_token"),
+                d,
+                inner,
+                heads,
+            ),
+            skip_first_layer_pe: first,
+        }
+    }
+
+    /// `queries [1, t, d]` (positions `query_pe`), `keys [1, n, d]` (positions `key_pe`).
+    fn forward(
+        &self,
+        queries: Tensor<3>,
+        keys: Tensor<3>,
+        query_pe: &Tensor<3>,
+        key_pe: &Tensor<3>,
+    ) -> (Tensor<3>, Tensor<3>) {
+        let queries = if self.skip_first_layer_pe {
+            self.self_attn.attend(queries.clone(), queries.clone(), queries, None)
+        } else {
+            let q = queries.clone().add(query_pe.clone());
+            queries.clone().add(self.self_attn.attend(q.clone(), q, queries, None))
+        };
+        let queries = self.layer_norm1.forward(queries);
+        let (q, k) = (queries.clone().add(query_pe.clone()), keys.clone().add(key_pe.clone()));
+        let queries = self.layer_norm2.forward(queries.clone().add(self.cross_attn_token_to_image.attend(
+            q,
+            k,
+            keys.clone(),
+            None,
+        )));
+        let queries = self.layer_norm3.forward(queries.clone().add(self.mlp.forward(queries)));
+        let (q, k) = (queries.clone().add(query_pe.clone()), keys.clone().add(key_pe.clone()));
+        let keys =
+            self.layer_norm4.forward(keys.add(self.cross_attn_image_to_token.attend(k, q, queries.clone(), None)));
+        (queries, keys)
+    }
+}
+
+/// What the decoder returns for one prompt.
+#[derive(Debug, Clone)]
+pub struct DecodedMasks {
+    /// Low-resolution mask logits, `[masks, 4e, 4e]` (3 with multimask output, else 1).
+    pub masks: Tensor<3>,
+    /// Predicted IoU of each mask, `[masks]`.
+    pub iou: Tensor<1>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MaskDecoder {
+    pub iou_token: Tensor<2>,
+    pub mask_tokens: Tensor<2>,
+    pub layers: Vec<TwoWayBlock>,
+    pub final_attn_token_to_image: Attention,
+    pub layer_norm_final_attn: LayerNorm,
+    pub upscale_conv1: ConvTranspose2d,
+    pub upscale_layer_norm: LayerNorm2d,
+    pub upscale_conv2: ConvTranspose2d,
+    pub output_hypernetworks_mlps: Vec<FeedForward>,
+    pub iou_prediction_head: FeedForward,
+}
+
+impl MaskDecoder {
+    /// `nn.LayerNorm`'s default epsilon: the final norm is built without the config's.
+    const FINAL_EPS: f64 = 1e-5;
+    /// `SamLayerNorm`'s default epsilon, for the upscaling norm.
+    const UPSCALE_EPS: f64 = 1e-6;
+
+    pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamMaskDecoderConfig) -> Self {
+        let d = cfg.hidden_size;
+        let tokens = cfg.num_multimask_outputs + 1;
+        let inner = d / cfg.attention_downsample_rate;
+        MaskDecoder {
+            iou_token: loader.tensor(&format!("{prefix}.iou_token.weight"), [1, d]),
+            mask_tokens: loader.tensor(&format!("{prefix}.mask_tokens.weight"), [tokens, d]),
+            layers: (0..cfg.num_hidden_layers)
+                .map(|i| TwoWayBlock::load(loader, &format!("{prefix}.transformer.layers.{i}"), cfg, i == 0))
+                .collect(),
+            final_attn_token_to_image: Attention::load_narrow(
+                loader,
+                &format!("{prefix}.transformer.final_attn_token_to_image"),
+                d,
+                inner,
+                cfg.num_attention_heads,
+            ),
+            layer_norm_final_attn: LayerNorm::load(
+                loader,
+                &format!("{prefix}.transformer.layer_norm_final_attn"),
+                d,
+                Self::FINAL_EPS,
+            ),
+            upscale_conv1: ConvTranspose2d::load(loader, &format!("{prefix}.upscale_conv1"), d, d / 4, 2),
+            upscale_layer_norm: LayerNorm2d::load(
+                loader,
+                &format!("{prefix}.upscale_layer_norm"),
+                d / 4,
+                Self::UPSCALE_EPS,
+            ),
+            upscale_conv2: ConvTranspose2d::load(loader, &format!("{prefix}.upscale_conv2"), d / 4, d / 8, 2),
+            output_hypernetworks_mlps: (0..tokens)
+                .map(|i| {
+                    FeedForward::load(loader, &format!("{prefix}.output_hypernetworks_mlps.{i}"), [d, d, d / 8], 3)
+                })
+                .collect(),
+            iou_prediction_head: FeedForward::load(
+                loader,
+                &format!("{prefix}.iou_prediction_head"),
+                [d, cfg.iou_head_hidden_dim, tokens],
+                cfg.iou_head_depth,
+            ),
+        }
+    }
+
+    /// Masks for one prompt. `image [1, d, e, e]` and its positions `image_pe`, `sparse
+    /// [1, n, d]`, `dense [1, d, e, e]`; `multimask`: the three masks of an ambiguous prompt,
+    /// else the single one.
+    pub fn forward(
+        &self,
+        image: Tensor<4>,
+        image_pe: Tensor<4>,
+        sparse: Tensor<3>,
+        dense: Tensor<4>,
+        multimask: bool,
+    ) -> DecodedMasks {
+        let [_, d, e, _] = image.dims();
+        let token_count = self.mask_tokens.dims()[0] + 1;
+        let output_tokens = Tensor::cat(vec![self.iou_token.clone(), self.mask_tokens.clone()], 0).unsqueeze::<3>();
+        let tokens = Tensor::cat(vec![output_tokens, sparse], 1); // [1, t, d]
+        let flatten = |x: Tensor<4>| x.reshape([1, d, e * e]).swap_dims(1, 2); // [1, e*e, d]
+        let (mut queries, mut keys) = (tokens.clone(), flatten(image.add(dense)));
+        let key_pe = flatten(image_pe);
+        for layer in &self.layers {
+            (queries, keys) = layer.forward(queries, keys, &tokens, &key_pe);
+        }
+        let (q, k) = (queries.clone().add(tokens), keys.clone().add(key_pe));
+        let attended = self.final_attn_token_to_image.attend(q, k, keys.clone(), None);
+        let queries = self.layer_norm_final_attn.forward(queries.add(attended));
+        let t = queries.dims()[1];
+        let iou_out = queries.clone().slice([0..1, 0..1, 0..d]).reshape([1, d]);
+        let image = keys.swap_dims(1, 2).reshape([1, d, e, e]);
+        let up = gelu(self.upscale_layer_norm.forward(self.upscale_conv1.forward(image)));
+        let up = gelu(self.upscale_conv2.forward(up)); // [1, d/8, 4e, 4e]
+        let [_, c, uh, uw] = up.dims();
+        let hyper: Vec<Tensor<2>> = self
+            .output_hypernetworks_mlps
+            .iter()
+            .enumerate()
+            .map(|(i, mlp)| mlp.forward(queries.clone().slice([0..1, 1 + i..2 + i, 0..d]).reshape([1, d])))
+            .collect();
+        let masks = Tensor::cat(hyper, 0).matmul(up.reshape([c, uh * uw])); // [tokens, 4e*4e]
+        let iou = self.iou_prediction_head.forward(iou_out).reshape([token_count - 1]);
+        debug_assert!(t >= token_count);
+        let range = if multimask { 1..token_count - 1 } else { 0..1 };
+        let n = range.len();
+        DecodedMasks { masks: masks.slice([range.clone(), 0..uh * uw]).reshape([n, uh, uw]), iou: iou.slice([range]) }
+    }
+}

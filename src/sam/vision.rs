@@ -1,0 +1,256 @@
+//! SAM's image encoder (transformers `SamVisionEncoder`): a ViT over 16-pixel patches of the
+//! padded 1024-pixel input, with an absolute position table, blocks that attend within
+//! `window_size` windows (the grid padded to whole windows) except the global ones, decomposed
+//! relative positions in every attention (Li et al., "MViTv2", as SAM uses them), and a neck of
+//! a 1x1 and a 3x3 convolution, each followed by a channels-first layer norm.
+//!
+//! Memory: a global block of SAM-B attends over 64x64 = 4096 tokens; its scores for all 12
+//! heads would be 768 MiB, and SAM-H's 16 heads 1 GiB, the largest buffer a browser allows.
+//! Attention runs in chunks of heads sized so that no intermediate exceeds [`ATTENTION_BUDGET`]
+//! (one head at a time for a global block).
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::config::SamVisionConfig;
+use crate::error::Result;
+use crate::loader::WeightLoader;
+use crate::nn::{Conv2d, LayerNorm, LayerNorm2d, Linear, Mlp, PatchEmbedding};
+
+/// Largest attention intermediate (scores, relative-position bias), in `f32` elements: 64 MiB,
+/// half of WebGPU's default `maxStorageBufferBindingSize` (128 MiB), so one head of a 64x64
+/// grid's global attention (4096² scores) fits and no buffer nears the 1 GiB a browser allows.
+pub const ATTENTION_BUDGET: usize = 16 << 20;
+
+/// How many heads of a `[batch, heads, n, n]` attention fit in `budget` elements at once.
+pub fn heads_per_chunk(batch: usize, heads: usize, n: usize, budget: usize) -> usize {
+    (budget / (batch * n * n).max(1)).clamp(1, heads)
+}
+
+/// The relative-position table of one axis gathered for every (query, key) pair of a side-`s`
+/// grid: `R[i, k] = rel_pos[i - k + s - 1]`, transposed for a matmul. `[2s-1, hd] -> [s, hd, s]`
+fn gather_relative(rel_pos: Tensor<2>, s: usize) -> Tensor<3> {
+    let hd = rel_pos.dims()[1];
+    let index: Vec<i32> = (0..s).flat_map(|i| (0..s).map(move |k| (i + s - 1 - k) as i32)).collect();
+    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [s * s]), &rel_pos.device());
+    rel_pos.select(0, index).reshape([s, s, hd]).swap_dims(1, 2)
+}
+
+/// `SamVisionAttention`: fused qkv projection, decomposed relative positions.
+#[derive(Debug, Clone)]
+pub struct VisionAttention {
+    pub qkv: Linear,
+    pub proj: Linear,
+    pub num_heads: usize,
+    /// Gathered `rel_pos_h` and `rel_pos_w` for the attention's square side, `[s, hd, s]` each.
+    pub rel_pos: Option<(Tensor<3>, Tensor<3>)>,
+    /// Elements an intermediate may hold (tests lower it to force chunking).
+    pub budget: usize,
+}
+
+impl VisionAttention {
+    fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig, side: usize) -> Self {
+        let d = cfg.hidden_size;
+        let hd = d / cfg.num_attention_heads;
+        let rel_pos = cfg.use_rel_pos.then(|| {
+            let h = loader.tensor(&format!("{prefix}.rel_pos_h"), [2 * side - 1, hd]);
+            let w = loader.tensor(&format!("{prefix}.rel_pos_w"), [2 * side - 1, hd]);
+            (gather_relative(h, side), gather_relative(w, side))
+        });
+        VisionAttention {
+            qkv: Linear::load(loader, &format!("{prefix}.qkv"), d, 3 * d, cfg.qkv_bias),
+            proj: Linear::load(loader, &format!("{prefix}.proj"), d, d, true),
+            num_heads: cfg.num_attention_heads,
+            rel_pos,
+            budget: ATTENTION_BUDGET,
+        }
+    }
+
+    /// Decomposed relative positions for queries `q` (`[m, s, s, hd]`, unscaled) of a side-`s`
+    /// grid: `bias[(i, j), (k, l)] = q(i, j) · Rh[i, k] + q(i, j) · Rw[j, l]`. `-> [m, s², s²]`
+    fn relative_bias(&self, q: Tensor<4>) -> Option<Tensor<3>> {
+        let (rh, rw) = self.rel_pos.as_ref()?;
+        let [m, s, _, hd] = q.dims();
+        // Rows of q by their row index i, then by their column index j.
+        let by_row = q.clone().permute([1, 0, 2, 3]).reshape([s, m * s, hd]);
+        let rel_h = by_row.matmul(rh.clone()).reshape([s, m, s, s]).permute([1, 0, 2, 3]); // [m, i, j, k]
+        let by_col = q.permute([2, 0, 1, 3]).reshape([s, m * s, hd]);
+        let rel_w = by_col.matmul(rw.clone()).reshape([s, m, s, s]).permute([1, 2, 0, 3]); // [m, i, j, l]
+        let bias = rel_h.reshape([m, s, s, s, 1]).add(rel_w.reshape([m, s, s, 1, s]));
+        Some(bias.reshape([m, s * s, s * s]))
+    }
+
+    /// `[b, s, s, d] -> [b, s, s, d]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, s, _, d] = x.dims();
+        let (heads, n) = (self.num_heads, s * s);
+        let hd = d / heads;
+        let qkv = self.qkv.forward(x).reshape([b, n, 3, heads, hd]).permute([2, 0, 3, 1, 4]); // [3, b, h, n, hd]
+        let part = |i: usize| qkv.clone().slice([i..i + 1]).reshape([b, heads, n, hd]);
+        let (q, k, v) = (part(0), part(1), part(2));
+        let step = heads_per_chunk(b, heads, n, self.budget);
+        let mut outputs = Vec::with_capacity(heads.div_ceil(step));
+        for h0 in (0..heads).step_by(step) {
+            let h1 = (h0 + step).min(heads);
+            let c = h1 - h0;
+            let pick = |t: &Tensor<4>| t.clone().slice([0..b, h0..h1, 0..n, 0..hd]);
+            let (q, k, v) = (pick(&q), pick(&k), pick(&v));
+            let mut scores = q.clone().mul_scalar((hd as f64).powf(-0.5)).matmul(k.swap_dims(2, 3));
+            if let Some(bias) = self.relative_bias(q.reshape([b * c, s, s, hd])) {
+                scores = scores.add(bias.reshape([b, c, n, n]));
+            }
+            outputs.push(softmax(scores, 3).matmul(v));
+        }
+        let out = Tensor::cat(outputs, 1); // [b, heads, n, hd]
+        let out = out.reshape([b, heads, s, s, hd]).permute([0, 2, 3, 1, 4]).reshape([b, s, s, d]);
+        self.proj.forward(out)
+    }
+}
+
+/// `SamVisionLayer`: pre-norm attention (in windows, or global) and MLP, each with a residual.
+#[derive(Debug, Clone)]
+pub struct VisionLayer {
+    pub layer_norm1: LayerNorm,
+    pub attn: VisionAttention,
+    pub layer_norm2: LayerNorm,
+    pub mlp: Mlp,
+    /// Side of the attention windows; 0 = global.
+    pub window_size: usize,
+}
+
+/// `[b, h, w, c]` padded at the bottom and right to whole `ws x ws` windows, then cut into them.
+/// `-> [b * windows, ws, ws, c]`
+fn window_partition(x: Tensor<4>, ws: usize) -> Tensor<4> {
+    let [b, h, w, c] = x.dims();
+    let (ph, pw) = (h.div_ceil(ws) * ws, w.div_ceil(ws) * ws);
+    let x = if (ph, pw) == (h, w) {
+        x
+    } else {
+        Tensor::zeros([b, ph, pw, c], &x.device()).slice_assign([0..b, 0..h, 0..w, 0..c], x)
+    };
+    x.reshape([b, ph / ws, ws, pw / ws, ws, c]).permute([0, 1, 3, 2, 4, 5]).reshape([
+        b * (ph / ws) * (pw / ws),
+        ws,
+        ws,
+        c,
+    ])
+}
+
+/// The inverse of [`window_partition`], the padding dropped. `-> [b, h, w, c]`
+fn window_unpartition(windows: Tensor<4>, ws: usize, h: usize, w: usize) -> Tensor<4> {
+    let c = windows.dims()[3];
+    let (ph, pw) = (h.div_ceil(ws) * ws, w.div_ceil(ws) * ws);
+    let b = windows.dims()[0] / ((ph / ws) * (pw / ws));
+    let x = windows.reshape([b, ph / ws, pw / ws, ws, ws, c]).permute([0, 1, 3, 2, 4, 5]).reshape([b, ph, pw, c]);
+    x.slice([0..b, 0..h, 0..w, 0..c])
+}
+
+impl VisionLayer {
+    fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig, i: usize) -> Self {
+        let (d, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
+        let window_size = cfg.window_of(i);
+        let side = if window_size > 0 { window_size } else { cfg.grid() };
+        VisionLayer {
+            layer_norm1: LayerNorm::load(loader, &format!("{prefix}.layer_norm1"), d, eps),
+            attn: VisionAttention::load(loader, &format!("{prefix}.attn"), cfg, side),
+            layer_norm2: LayerNorm::load(loader, &format!("{prefix}.layer_norm2"), d, eps),
+            mlp: Mlp::load_named(
+                loader,
+                &format!("{prefix}.mlp.lin1"),
+                &format!("{prefix}.mlp.lin2"),
+                [d, cfg.mlp_dim(), d],
+                cfg.hidden_act,
+            ),
+            window_size,
+        }
+    }
+
+    /// `[b, h, w, d] -> [b, h, w, d]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, h, w, d] = x.dims();
+        let normed = self.layer_norm1.forward(x.clone());
+        let attended = match self.window_size {
+            0 => self.attn.forward(normed),
+            ws => window_unpartition(self.attn.forward(window_partition(normed, ws)), ws, h, w),
+        };
+        let x = x.add(attended);
+        let mlp = self.mlp.forward(self.layer_norm2.forward(x.clone()).reshape([b, h * w, d]));
+        x.add(mlp.reshape([b, h, w, d]))
+    }
+}
+
+/// `SamVisionNeck`: `[b, h, w, d] -> [b, output_channels, h, w]`.
+#[derive(Debug, Clone)]
+pub struct VisionNeck {
+    pub conv1: Conv2d,
+    pub layer_norm1: LayerNorm2d,
+    pub conv2: Conv2d,
+    pub layer_norm2: LayerNorm2d,
+}
+
+impl VisionNeck {
+    /// `SamLayerNorm`'s own epsilon (1e-6), not the config's.
+    const EPS: f64 = 1e-6;
+
+    fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig) -> Self {
+        let (d, c) = (cfg.hidden_size, cfg.output_channels);
+        VisionNeck {
+            conv1: Conv2d::load(loader, &format!("{prefix}.conv1"), d, c, 1, 1, 0, false),
+            layer_norm1: LayerNorm2d::load(loader, &format!("{prefix}.layer_norm1"), c, Self::EPS),
+            conv2: Conv2d::load(loader, &format!("{prefix}.conv2"), c, c, 3, 1, 1, false),
+            layer_norm2: LayerNorm2d::load(loader, &format!("{prefix}.layer_norm2"), c, Self::EPS),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.layer_norm1.forward(self.conv1.forward(x.permute([0, 3, 1, 2])));
+        self.layer_norm2.forward(self.conv2.forward(x))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SamVisionEncoder {
+    pub patch_embed: PatchEmbedding,
+    /// `pos_embed`, `[1, grid, grid, d]`.
+    pub pos_embed: Option<Tensor<4>>,
+    pub layers: Vec<VisionLayer>,
+    pub neck: VisionNeck,
+    pub image_size: usize,
+}
+
+impl SamVisionEncoder {
+    pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig) -> Self {
+        let (d, g) = (cfg.hidden_size, cfg.grid());
+        SamVisionEncoder {
+            patch_embed: PatchEmbedding::load(
+                loader,
+                &format!("{prefix}.patch_embed.projection"),
+                d,
+                cfg.num_channels,
+                cfg.patch_size,
+                true,
+            ),
+            pos_embed: cfg.use_abs_pos.then(|| loader.tensor(&format!("{prefix}.pos_embed"), [1, g, g, d])),
+            layers: (0..cfg.num_hidden_layers)
+                .map(|i| VisionLayer::load(loader, &format!("{prefix}.layers.{i}"), cfg, i))
+                .collect(),
+            neck: VisionNeck::load(loader, &format!("{prefix}.neck"), cfg),
+            image_size: cfg.image_size,
+        }
+    }
+
+    /// Image embeddings of padded, normalised pixels. `[b, 3, S, S] -> [b, c, S/p, S/p]`
+    pub fn forward(&self, pixels: Tensor<4>) -> Result<Tensor<4>> {
+        let b = pixels.dims()[0];
+        let (tokens, (gh, gw)) = self.patch_embed.forward(pixels)?;
+        let d = tokens.dims()[2];
+        let mut x = tokens.reshape([b, gh, gw, d]);
+        if let Some(pos) = &self.pos_embed {
+            x = x.add(pos.clone());
+        }
+        for layer in &self.layers {
+            x = layer.forward(x);
+        }
+        Ok(self.neck.forward(x))
+    }
+}
