@@ -81,6 +81,14 @@ impl dyn Network {
     }
 }
 
+/// `model_type` of a `config.json` ("" when it has none), for choosing a loader before
+/// parsing the rest.
+pub fn model_type(config_json: &str) -> Result<String> {
+    let value: serde_json::Value =
+        serde_json::from_str(config_json).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
+    Ok(value.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string())
+}
+
 /// `config.json` as JSON, refusing other architectures with a message naming them.
 pub fn read_config(text: &str, model_type: &str, class: &str) -> Result<serde_json::Value> {
     let value: serde_json::Value =

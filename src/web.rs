@@ -9,6 +9,7 @@ use wasm_bindgen::prelude::*;
 use crate::Error;
 use crate::labels;
 use crate::preprocess::RgbImage;
+use crate::segment::point::{EncodedImage, MaskNamer, Naming, Prompt, PromptModel};
 use crate::segment::{EmbeddingCache, LabelShare, Model, Settings, segment_async};
 
 fn js_error(e: Error) -> JsValue {
@@ -33,14 +34,35 @@ pub fn parse_labels(text: &str) -> Result<JsValue, JsValue> {
     to_js(&labels::parse(text).map_err(js_error)?)
 }
 
-/// The compute device of this page (created once) and, once loaded, the model with its cache
-/// of label embeddings.
+/// The compute device of this page (created once) and, once loaded, the words model with its
+/// cache of label embeddings, and the Segment Anything model of the Point mode with the
+/// current image's encoding.
 #[wasm_bindgen]
 pub struct WordMask {
     device: Device,
     backend: String,
     model: Option<Model>,
     cache: EmbeddingCache,
+    sam: Option<PromptModel>,
+    /// The image the Point mode works on: its pixels (for naming), encoding and id.
+    point_image: Option<(RgbImage, EncodedImage, u64)>,
+    images_encoded: u64,
+    namer: MaskNamer,
+}
+
+/// One prompt's answer: the mask (`Uint8Array`, 1 inside), its predicted IoU and, when words
+/// and a CLIP model are there, its name.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PromptResult {
+    width: usize,
+    height: usize,
+    #[serde(with = "serde_bytes_vec")]
+    mask: Vec<u8>,
+    iou: f32,
+    area: usize,
+    #[serde(flatten)]
+    naming: Option<Naming>,
 }
 
 #[derive(Serialize)]
@@ -79,13 +101,80 @@ impl WordMask {
             },
             other => return Err(js_error(Error::invalid(format!("backend must be webgpu or cpu, got {other}")))),
         };
-        Ok(WordMask { device, backend, model: None, cache: EmbeddingCache::default() })
+        Ok(WordMask {
+            device,
+            backend,
+            model: None,
+            cache: EmbeddingCache::default(),
+            sam: None,
+            point_image: None,
+            images_encoded: 0,
+            namer: MaskNamer::default(),
+        })
     }
 
     /// The backend in use: "webgpu" or "cpu".
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.backend.clone()
+    }
+
+    /// The `model_type` of a `config.json` text ("" when absent).
+    #[wasm_bindgen(js_name = modelType)]
+    pub fn model_type(config_json: &str) -> Result<String, JsValue> {
+        crate::network::model_type(config_json).map_err(js_error)
+    }
+
+    /// Load a Segment Anything checkpoint for the Point mode (beside the words model).
+    #[wasm_bindgen(js_name = loadSam)]
+    pub fn load_sam(
+        &mut self,
+        config_json: &str,
+        weights: &[u8],
+        weights_name: &str,
+        preprocessor_json: Option<String>,
+    ) -> Result<(), JsValue> {
+        let sam =
+            PromptModel::from_bytes(config_json, weights, weights_name, preprocessor_json.as_deref(), &self.device)
+                .map_err(js_error)?;
+        self.sam = Some(sam);
+        self.point_image = None;
+        Ok(())
+    }
+
+    /// The heavy pass of the Point mode, once per image: every later `prompt` uses it.
+    pub async fn encode(&mut self, rgba: &[u8], width: usize, height: usize) -> Result<(), JsValue> {
+        let sam = self.sam.as_ref().ok_or_else(|| js_error(Error::invalid("no Segment Anything model is loaded")))?;
+        let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
+        let encoded = sam.encode(&image).map_err(js_error)?;
+        encoded.wait_async().await.map_err(js_error)?;
+        self.images_encoded += 1;
+        self.point_image = Some((image, encoded, self.images_encoded));
+        Ok(())
+    }
+
+    /// One prompt (`{points: [{x, y, positive}], box: [x0, y0, x1, y1]}`, image pixels) on the
+    /// encoded image: `{width, height, mask, iou, area}`, plus `label`, `probability` and
+    /// `runnerUp` when `labels` are given and the words model is a CLIP checkpoint.
+    pub async fn prompt(&mut self, prompt: JsValue, labels: &str, options: JsValue) -> Result<JsValue, JsValue> {
+        let prompt: Prompt =
+            serde_wasm_bindgen::from_value(prompt).map_err(|e| js_error(Error::invalid(format!("prompt: {e}"))))?;
+        let sam = self.sam.as_ref().ok_or_else(|| js_error(Error::invalid("no Segment Anything model is loaded")))?;
+        let (image, encoded, image_id) =
+            self.point_image.as_ref().ok_or_else(|| js_error(Error::invalid("encode an image first")))?;
+        let mask = sam.segment_async(encoded, &prompt).await.map_err(js_error)?;
+        let naming = match (&self.model, labels.trim()) {
+            (Some(model), words) if !words.is_empty() && mask.area > 0 => {
+                let labels = labels::parse(words).map_err(js_error)?;
+                let settings = settings(options)?;
+                let named =
+                    self.namer.name_mask_async(model, *image_id, image, &labels, &settings, &mut self.cache, &mask);
+                Some(named.await.map_err(js_error)?)
+            }
+            _ => None,
+        };
+        let (width, height, iou, area) = (mask.width, mask.height, mask.iou, mask.area);
+        to_js(&PromptResult { width, height, mask: mask.mask, iou, area, naming })
     }
 
     /// Load a checkpoint from its `config.json` text and weight bytes.
@@ -133,12 +222,7 @@ impl WordMask {
         labels: &str,
         options: JsValue,
     ) -> Result<JsValue, JsValue> {
-        let settings: Settings = if options.is_undefined() || options.is_null() {
-            Settings::default()
-        } else {
-            serde_wasm_bindgen::from_value(options)
-                .map_err(|e| js_error(Error::invalid(format!("segment options: {e}"))))?
-        };
+        let settings = settings(options)?;
         let labels = labels::parse(labels).map_err(js_error)?;
         let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
         let model = self.model.as_ref().ok_or_else(|| js_error(Error::invalid("no model is loaded yet")))?;
@@ -147,6 +231,14 @@ impl WordMask {
         let confidence = seg.confidence();
         to_js(&SegmentResult { width, height, labels: shares, unlabelled, label_map: seg.label_map, confidence })
     }
+}
+
+/// The page's options object as the core's settings (unset = the engine's defaults).
+fn settings(options: JsValue) -> Result<Settings, JsValue> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(Settings::default());
+    }
+    serde_wasm_bindgen::from_value(options).map_err(|e| js_error(Error::invalid(format!("options: {e}"))))
 }
 
 fn web_sys_warn(message: &str) {

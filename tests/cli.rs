@@ -545,3 +545,90 @@ fn dir_segment(model: &str, image: &std::path::Path, extra: &[&str]) -> String {
     std::fs::remove_dir_all(&dir).ok();
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `wordmask sam ARGS... --backend cpu`.
+fn sam(args: &[&str]) -> Output {
+    let mut all = vec!["sam"];
+    all.extend_from_slice(args);
+    all.extend(["--backend", "cpu"]);
+    wordmask(&all)
+}
+
+/// `wordmask sam` writes the mask as a 0/255 PNG at the image's size; its JSON summary counts
+/// the same pixels, and names the mask with the words when a CLIP checkpoint is given.
+#[test]
+fn sam_writes_the_mask_and_names_it() {
+    let dir = common::scratch("sam");
+    let out = dir.join("mask.png");
+    let (model, image) = (fixtures().join("sam-tiny"), fixtures().join("images/shapes_50x90.png"));
+    let clip = fixtures().join("semantic-colours");
+    let summary = json(&sam(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--point",
+        "25,30",
+        "--point",
+        "40,80,0",
+        "--labels",
+        "red, blue|navy, green",
+        "--clip",
+        clip.to_str().unwrap(),
+        "--templates",
+        "single",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    let mask = image::open(&out).unwrap().to_luma8();
+    assert_eq!(mask.dimensions(), (50, 90));
+    assert!(mask.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255));
+    let inside = mask.pixels().filter(|p| p.0[0] == 255).count() as u64;
+    assert_eq!(summary["area"].as_u64(), Some(inside), "{summary}");
+    if inside > 0 {
+        let label = summary["label"].as_str().unwrap();
+        let runner = summary["runner_up"]["label"].as_str().unwrap();
+        assert!(["red", "blue", "green"].contains(&label) && label != runner, "{summary}");
+        let total = summary["probability"].as_f64().unwrap() + summary["runner_up"]["probability"].as_f64().unwrap();
+        assert!(total <= 1.0 + 1e-5, "{summary}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Bad prompts and checkpoints of the wrong kind are refused with the reason.
+#[test]
+fn sam_refuses_bad_prompts_and_wrong_checkpoints() {
+    let dir = common::scratch("sam-errors");
+    let out = dir.join("mask.png");
+    let image = fixtures().join("images/shapes_50x90.png");
+    let run = |model: &str, extra: &[&str]| {
+        let model = fixtures().join(model);
+        let mut args = vec!["--model", model.to_str().unwrap(), "--image", image.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend(["--out", out.to_str().unwrap()]);
+        let result = sam(&args);
+        assert!(!result.status.success(), "{extra:?} succeeded");
+        String::from_utf8_lossy(&result.stderr).into_owned()
+    };
+    assert!(run("sam-tiny", &["--point", "60,10"]).contains("the point (60, 10) lies outside the 50x90 image"));
+    assert!(run("sam-tiny", &[]).contains("the prompt is empty"));
+    assert!(run("sam-tiny", &["--box", "40,10,20,50"]).contains("x1 > x0 and y1 > y0"));
+    assert!(run("sam-tiny", &["--point", "1,2,7"]).contains("x,y,0"));
+    assert!(run("clip-p16-quickgelu", &["--point", "10,10"]).contains("needs a Segment Anything checkpoint"));
+    let groupvit = fixtures().join("groupvit-3stage");
+    let text = run("sam-tiny", &["--point", "10,10", "--labels", "cat", "--clip", groupvit.to_str().unwrap()]);
+    assert!(text.contains("naming masks needs a CLIP checkpoint"), "{text}");
+    // And a SAM checkpoint where a words model is expected.
+    let words = segment(
+        fixtures().join("sam-tiny").to_str().unwrap(),
+        image.to_str().unwrap(),
+        &["--labels", "cat", "--out", out.to_str().unwrap()],
+    );
+    let text = String::from_utf8_lossy(&words.stderr);
+    assert!(
+        !words.status.success() && text.contains("model_type is 'sam'") && text.contains("pointing at objects"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

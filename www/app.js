@@ -2,6 +2,7 @@
 // draws results.
 import { paintMasks, paletteColour } from './masks.js';
 import { sharedClient } from './client.js';
+import { PointMode } from './point.js';
 
 const $ = (id) => document.getElementById(id);
 const client = sharedClient();
@@ -16,14 +17,23 @@ const colour = (label) => {
 const hex = (rgb) => `#${rgb.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
 const status = (text) => { $('status').textContent = text; };
 
-// ?model=<folder URL> picks a custom checkpoint (self-hosted models).
+// ?model=<folder URL> (and ?sam=<folder URL> for the Point mode) pick custom checkpoints
+// (self-hosted models).
 const params = new URLSearchParams(location.search);
-if (params.get('model')) {
-  $('model-pick').value = 'custom';
-  $('model-url').value = params.get('model');
+for (const [param, pick, url] of [['model', 'model-pick', 'model-url'], ['sam', 'sam-pick', 'sam-url']]) {
+  if (params.get(param)) {
+    $(pick).value = 'custom';
+    $(url).value = params.get(param);
+  }
 }
-const showCustom = () => { const c = $('model-pick').value === 'custom'; $('model-url').hidden = !c; $('model-url-label').hidden = !c; };
+const showCustom = () => {
+  const c = $('model-pick').value === 'custom';
+  $('model-url').hidden = !c;
+  $('model-url-label').hidden = !c;
+  $('sam-url').hidden = $('sam-pick').value !== 'custom';
+};
 $('model-pick').onchange = showCustom;
+$('sam-pick').onchange = showCustom;
 showCustom();
 
 client.on('progress', showProgress);
@@ -31,10 +41,15 @@ client.on('restarting', ({ reason }) => {
   state.busy = false;
   state.modelReady = false;
   updateButtons();
-  status(client.source ? `The model stopped (${reason}); restarting it…` : `The model stopped (${reason}); load it again.`);
+  status(client.reloads ? `The model stopped (${reason}); restarting it…` : `The model stopped (${reason}); load it again.`);
 });
 client.on('error', ({ message }) => status(`Error: ${message}`));
 client.on('ready', ({ backend, engine, defaults }) => {
+  if (engine === 'sam') {
+    status(`Segment Anything ready (${backend}). ${state.image ? 'Click an object in the image.' : 'Choose an image, then click an object.'}`);
+    updateButtons();
+    return;
+  }
   state.modelReady = true;
   applyEngine(engine, defaults);
   setTimeout(tickCamera, 0);
@@ -65,10 +80,46 @@ function showProgress({ file, loaded, total, cached, retrying }) {
 
 function updateButtons() {
   $('segment').disabled = !(state.modelReady && state.image) || state.busy;
-  $('download-labels').disabled = !state.result;
-  $('download-overlay').disabled = !state.result;
-  $('download-json').disabled = !state.result;
+  const results = pointMode.active ? pointMode.objects.length > 0 : Boolean(state.result);
+  for (const id of ['download-labels', 'download-overlay', 'download-json']) $(id).disabled = !results;
+  $('point-undo').disabled = pointMode.history.length === 0;
+  $('point-clear').disabled = pointMode.objects.length === 0;
 }
+
+// Point mode: Segment Anything outlines what is clicked; the typed words name it.
+const pointMode = new PointMode(client, $('view'), {
+  status,
+  changed: () => { draw(); showLegend(); updateButtons(); },
+  image: () => state.image,
+  request: () => ({ labels: $('labels').value, options: state.defaults && 'templates' in state.defaults ? { templates: $('templates').value } : {} }),
+});
+
+function setMode(mode) {
+  pointMode.active = mode === 'point';
+  for (const [id, on] of [['tab-words', !pointMode.active], ['tab-point', pointMode.active]]) {
+    $(id).setAttribute('aria-selected', String(on));
+    $(id).tabIndex = on ? 0 : -1;
+  }
+  $('point-panel').hidden = !pointMode.active;
+  $('segment').hidden = pointMode.active;
+  $('view').classList.toggle('pointing', pointMode.active);
+  draw();
+  showLegend();
+  updateButtons();
+}
+$('tab-words').onclick = () => setMode('words');
+$('tab-point').onclick = () => setMode('point');
+$('point-undo').onclick = () => { pointMode.undo(); updateButtons(); };
+$('point-clear').onclick = () => pointMode.clear();
+$('sam-load').onclick = async () => {
+  const pick = $('sam-pick').value;
+  status('Loading the Segment Anything model…');
+  try {
+    await client.load(pick === 'custom' ? $('sam-url').value : pick);
+  } catch (e) {
+    status(`Error: ${e.message}`);
+  }
+};
 
 $('load').onclick = async () => {
   state.modelReady = false;
@@ -101,6 +152,7 @@ async function takeImage(blob) {
   ctx.drawImage(bitmap, 0, 0);
   state.image = { bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data };
   state.result = null;
+  pointMode.reset();
   draw();
   $('legend').replaceChildren();
   updateButtons();
@@ -294,6 +346,37 @@ $('freeze').onclick = () => {
   if (!cam.frozen) tickCamera();
 };
 
+// What the canvas shows over the image, in either mode: a map of 1-based entries (0 = none), each
+// entry's word, colour, legend text, and its value in the downloaded label map (the word's
+// index in the typed words; in Point mode an unnamed object takes its own number).
+function layer() {
+  if (!state.image) return null;
+  const { width, height } = state.image;
+  if (pointMode.active) {
+    const { map, objects } = pointMode.layer(width, height);
+    const wordIndex = (label) => state.labels.findIndex((l) => l.name === label) + 1;
+    return {
+      map,
+      entries: objects.map((o, k) => ({
+        word: o.label,
+        colour: o.label && wordIndex(o.label) ? colour(wordIndex(o.label)) : paletteColour(k + 1),
+        text: `${k + 1}. ${o.label ? `${o.label} ${(o.probability * 100).toFixed(0)} %` : 'object'} (IoU ${o.iou.toFixed(2)})`,
+        value: (o.label && wordIndex(o.label)) || k + 1,
+      })),
+      summary: { width, height, objects: objects.map((o) => ({ label: o.label, probability: o.probability, iou: o.iou, area: o.area, prompt: o.prompt })) },
+    };
+  }
+  const r = state.result;
+  if (!r || r.width !== width || r.height !== height) return null;
+  return {
+    map: r.labelMap,
+    confidence: r.confidence,
+    entries: r.labels.map((l, i) => ({ word: l.label, colour: colour(i + 1), text: `${l.label} ${(l.share * 100).toFixed(1)} %`, value: i + 1 })),
+    rest: `unlabelled ${(r.unlabelled * 100).toFixed(1)} %`,
+    summary: { width, height, labels: r.labels, unlabelled: r.unlabelled },
+  };
+}
+
 function draw() {
   const view = $('view');
   if (!state.image) return;
@@ -302,40 +385,41 @@ function draw() {
   view.height = height;
   const ctx = view.getContext('2d');
   ctx.drawImage(bitmap, 0, 0);
-  const r = state.result;
-  if (!r || r.width !== width || r.height !== height) return;
+  const shown = layer();
+  if (!shown) return;
   const pixels = ctx.getImageData(0, 0, width, height);
-  const colours = r.labels.map((l, i) => (hiddenLabels.has(l.label) ? null : colour(i + 1)));
-  paintMasks(pixels, r.labelMap, colours, { opacity: Number($('opacity').value), outlines: $('outlines').checked });
+  const colours = shown.entries.map((e) => (hiddenLabels.has(e.word) ? null : e.colour));
+  paintMasks(pixels, shown.map, colours, { opacity: Number($('opacity').value), outlines: $('outlines').checked });
   ctx.putImageData(pixels, 0, 0);
 }
 
 function showLegend() {
-  if (!state.result) return;
-  const items = state.result.labels.map((l, i) => {
+  const shown = layer();
+  if (!shown) { $('legend').replaceChildren(); return; }
+  const items = shown.entries.map((e) => {
     const li = document.createElement('li');
     const sw = document.createElement('span');
     sw.className = 'swatch';
-    sw.style.background = `rgb(${colour(i + 1).join(',')})`;
-    li.append(sw, `${l.label} ${(l.share * 100).toFixed(1)} %`);
-    li.dataset.label = l.label;
+    sw.style.background = `rgb(${e.colour.join(',')})`;
+    li.append(sw, e.text);
+    if (e.word) li.dataset.label = e.word;
     return li;
   });
-  const none = document.createElement('li');
-  none.textContent = `unlabelled ${(state.result.unlabelled * 100).toFixed(1)} %`;
-  $('legend').replaceChildren(...items, none);
+  if (shown.rest) items.push(Object.assign(document.createElement('li'), { textContent: shown.rest }));
+  $('legend').replaceChildren(...items);
 }
 
 $('view').onmousemove = (e) => {
-  const r = state.result;
-  if (!r) return;
+  const shown = layer();
+  if (!shown) return;
   const rect = $('view').getBoundingClientRect();
-  const x = Math.floor((e.clientX - rect.left) / rect.width * r.width);
-  const y = Math.floor((e.clientY - rect.top) / rect.height * r.height);
-  const i = y * r.width + x;
-  const label = r.labelMap[i];
-  const score = r.confidence ? ` (${(r.confidence[i] / 255).toFixed(2)})` : '';
-  $('hover').textContent = `${label ? r.labels[label - 1].label : 'unlabelled'}${score}`;
+  const { width, height } = state.image;
+  const x = Math.floor((e.clientX - rect.left) / rect.width * width);
+  const y = Math.floor((e.clientY - rect.top) / rect.height * height);
+  const i = y * width + x;
+  const entry = shown.map[i] ? shown.entries[shown.map[i] - 1] : null;
+  const score = shown.confidence ? ` (${(shown.confidence[i] / 255).toFixed(2)})` : '';
+  $('hover').textContent = entry ? `${entry.word ?? `object ${shown.map[i]}`}${score}` : `${pointMode.active ? 'nothing' : 'unlabelled'}${score}`;
 };
 
 function save(blob, name) {
@@ -346,16 +430,16 @@ function save(blob, name) {
   setTimeout(() => URL.revokeObjectURL(a.href), 1000);
 }
 $('download-labels').onclick = async () => {
-  const r = state.result;
-  const canvas = new OffscreenCanvas(r.width, r.height);
+  const shown = layer();
+  const { width, height } = state.image;
+  const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext('2d');
-  const img = ctx.createImageData(r.width, r.height);
-  r.labelMap.forEach((v, i) => { img.data.set([v, v, v, 255], i * 4); });
+  const img = ctx.createImageData(width, height);
+  shown.map.forEach((k, i) => { const v = k ? shown.entries[k - 1].value : 0; img.data.set([v, v, v, 255], i * 4); });
   ctx.putImageData(img, 0, 0);
   save(await canvas.convertToBlob({ type: 'image/png' }), 'labels.png');
 };
 $('download-overlay').onclick = () => $('view').toBlob((blob) => save(blob, 'overlay.png'), 'image/png');
 $('download-json').onclick = () => {
-  const { width, height, labels, unlabelled } = state.result;
-  save(new Blob([JSON.stringify({ width, height, labels, unlabelled }, null, 1)], { type: 'application/json' }), 'wordmask.json');
+  save(new Blob([JSON.stringify(layer().summary, null, 1)], { type: 'application/json' }), 'wordmask.json');
 };

@@ -8,7 +8,12 @@
 //   client.on('progress', ({ file, loaded, total }) => ...);
 //   const { engine, defaults } = await client.load('openai/clip-vit-base-patch16');
 //   const result = await client.segment({ rgba, width, height, labels: 'cat, dog', options: {} });
+//   await client.load('nielsr/slimsam-77-uniform');            // Point mode, beside the words model
+//   await client.encode({ rgba, width, height });               // once per image
+//   const object = await client.prompt({ prompt: { points: [{ x, y }] }, labels: 'cat, dog' });
 //
+// A words model (CLIP, GroupViT) and a Segment Anything model (engine 'sam') can be loaded at
+// once; loading another of the same kind replaces it.
 // Events: 'device' {backend}, 'progress' {file, loaded, total, cached?, retrying?},
 // 'ready' {backend, engine, defaults}, 'restarting' {reason}, 'error' {message} (a restart failed).
 
@@ -31,10 +36,11 @@ export class ModelClient {
     this.nextId = 1;
     this.worker = null;
     this.device = null; // promise of {backend}
-    this.source = null; // what was loaded last, to reload after a restart
-    this.loaded = null; // promise of {backend, engine, defaults}
-    this.defaults = null;
-    this.engine = null;
+    this.models = new Map(); // source -> promise of its ready message, in load order
+    this.kinds = new Map(); // source -> 'words' | 'point', once loaded
+    this.loading = Promise.resolve(); // the latest load, which requests wait for
+    this.defaults = null; // the words model's engine defaults
+    this.engine = null; // the words model's engine
   }
 
   on(type, listener) {
@@ -93,11 +99,26 @@ export class ModelClient {
    */
   load(source) {
     const key = typeof source === 'string' ? modelUrl(source) : source;
-    if (this.loaded && this.source === key) return this.loaded;
-    this.source = key;
-    this.loaded = this.openDevice().then(() => this.loadNow(key));
-    this.loaded.catch(() => { if (this.source === key) this.loaded = null; });
-    return this.loaded;
+    if (this.models.has(key)) return this.models.get(key);
+    const promise = this.openDevice().then(() => this.loadNow(key));
+    this.models.set(key, promise);
+    this.loading = promise.catch(() => {});
+    promise.then((ready) => {
+      const kind = ready.engine === 'sam' ? 'point' : 'words';
+      for (const [other, k] of this.kinds) if (k === kind && other !== key) { this.kinds.delete(other); this.models.delete(other); }
+      this.kinds.set(key, kind);
+    }, () => this.models.delete(key));
+    return promise;
+  }
+
+  /** Whether a model of `kind` ('words' or 'point') is loaded. */
+  has(kind) {
+    return [...this.kinds.values()].includes(kind);
+  }
+
+  async ready(kind) {
+    await this.loading;
+    if (!this.has(kind)) throw new Error(kind === 'point' ? 'no Segment Anything model is loaded' : 'no model is loaded yet');
   }
 
   async loadNow(source) {
@@ -111,20 +132,34 @@ export class ModelClient {
       message = { type: 'load', files };
     }
     const ready = await this.post(message, transfer);
-    this.engine = ready.engine;
-    this.defaults = ready.defaults;
+    if (ready.engine !== 'sam') {
+      this.engine = ready.engine;
+      this.defaults = ready.defaults;
+    }
     this.emit('ready', ready);
     return ready;
   }
 
   /** Segment RGBA pixels; `options` as `wordmask segment`'s settings (camelCase), unset = the engine's defaults. */
   async segment({ rgba, width, height, labels, options = {} }) {
-    if (!this.loaded) throw new Error('no model is loaded yet');
-    await this.loaded;
-    const result = await this.post({ type: 'segment', rgba, width, height, labels, options }, [rgba.buffer]);
-    delete result.status;
-    delete result.id;
-    return result;
+    await this.ready('words');
+    return strip(await this.post({ type: 'segment', rgba, width, height, labels, options }, [rgba.buffer]));
+  }
+
+  /** Point mode: the heavy pass for an image (RGBA), after which each prompt is quick. */
+  async encode({ rgba, width, height }) {
+    await this.ready('point');
+    await this.post({ type: 'encode', rgba, width, height }, [rgba.buffer]);
+  }
+
+  /**
+   * Point mode: `{points: [{x, y, positive}], box: [x0, y0, x1, y1]}` in image pixels on the
+   * encoded image: `{width, height, mask (Uint8Array, 1 inside), iou, area}`, with `label`,
+   * `probability` and `runnerUp` when `labels` are given and the words model is CLIP.
+   */
+  async prompt({ prompt, labels = '', options = {} }) {
+    await this.ready('point');
+    return strip(await this.post({ type: 'prompt', prompt, labels, options }));
   }
 
   /** `[{name, synonyms}]` by the core's label grammar; rejects with the core's message. */
@@ -147,18 +182,26 @@ export class ModelClient {
     this.pending.clear();
     this.device = null;
     this.emit('restarting', { reason });
-    const source = this.source;
-    this.loaded = null;
-    if (source) {
-      this.source = null;
-      this.load(source).catch((e) => this.emit('error', { message: e.message }));
-    }
+    const sources = [...this.kinds.keys()];
+    this.models.clear();
+    this.kinds.clear();
+    for (const source of sources) this.load(source).catch((e) => this.emit('error', { message: e.message }));
+  }
+
+  /** Whether a restart will reload a model. */
+  get reloads() {
+    return this.models.size > 0;
   }
 
   terminate() {
     this.worker?.terminate();
     this.worker = null;
   }
+}
+
+// A reply without the protocol's fields.
+function strip({ status, id, ...rest }) {
+  return rest;
 }
 
 let shared = null;

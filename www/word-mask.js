@@ -7,6 +7,11 @@
 // Property: labels (string or array). Events: progress {file, loaded, total}, ready {backend,
 // engine, defaults}, result {width, height, labels, shares, labelMap}, error {message}. CSS parts:
 // canvas, legend, status. Every element on a page shares one worker, one GPU device and one model.
+// Point mode: with `interactive` and `sam` (a Segment Anything checkpoint), a click on the
+// canvas outlines the object under it (named by `labels`, with `model` a CLIP checkpoint);
+// `prompt({points: [{x, y, positive}], box: [x0, y0, x1, y1]})` does the same from a script;
+// each prompt fires `result` with {width, height, mask (Uint8Array, 1 inside), label,
+// probability, iou, area}.
 import { sharedClient } from './client.js';
 import { paintMasks, paletteColour } from './masks.js';
 
@@ -25,7 +30,7 @@ const TEMPLATE = `<style>
 <p part="status" role="status" aria-live="polite"></p>`;
 
 class WordMask extends HTMLElement {
-  static observedAttributes = ['model', 'labels', 'src', 'camera', 'method', 'templates', 'threshold', 'short-side', 'window', 'stride', 'scoring'];
+  static observedAttributes = ['model', 'labels', 'src', 'camera', 'method', 'templates', 'threshold', 'short-side', 'window', 'stride', 'scoring', 'sam', 'interactive'];
 
   constructor() {
     super();
@@ -35,6 +40,14 @@ class WordMask extends HTMLElement {
     this.result = null;
     this.ready = false;
     this.busy = null;
+    this.encoded = null; // the image whose encoding the worker holds (Point mode)
+    this.canvas.addEventListener('click', (e) => {
+      if (!this.hasAttribute('interactive') || !this.image) return;
+      const rect = this.canvas.getBoundingClientRect();
+      const x = ((e.clientX - rect.left) / rect.width) * this.canvas.width;
+      const y = ((e.clientY - rect.top) / rect.height) * this.canvas.height;
+      this.prompt({ points: [{ x, y, positive: !e.altKey }] }).catch((err) => this.fail(err));
+    });
   }
 
   connectedCallback() {
@@ -49,8 +62,8 @@ class WordMask extends HTMLElement {
 
   attributeChangedCallback(name, before, after) {
     if (before === after || !this.isConnected) return;
-    if (name === 'model') this.ready = false;
-    if (name === 'src') this.image = null;
+    if (name === 'model' || name === 'sam') this.ready = false;
+    if (name === 'src') { this.image = null; this.encoded = null; }
     if (name === 'camera' && after === null) this.stopCamera();
     this.update();
   }
@@ -97,6 +110,7 @@ class WordMask extends HTMLElement {
       if (!this.ready) {
         this.status('Loading the model…');
         const ready = await client.load(model);
+        if (this.hasAttribute('sam')) await client.load(this.getAttribute('sam'));
         if (this.getAttribute('model') !== model) return;
         this.ready = true;
         this.emit('ready', { backend: ready.backend, engine: ready.engine, defaults: ready.defaults });
@@ -110,7 +124,12 @@ class WordMask extends HTMLElement {
         if (!response.ok) throw new Error(`${this.getAttribute('src')}: HTTP ${response.status}`);
         this.image = await createImageBitmap(await response.blob());
       }
-      if (this.image && this.labels.trim()) await this.segment(this.image);
+      if (this.hasAttribute('interactive')) {
+        if (this.image) this.show(this.image);
+        this.status(this.image ? 'Click an object.' : '');
+      } else if (this.image && this.labels.trim()) {
+        await this.segment(this.image);
+      }
     } catch (e) {
       this.fail(e);
     }
@@ -157,6 +176,39 @@ class WordMask extends HTMLElement {
     this.draw(canvas);
     this.status('');
     const detail = { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap };
+    this.emit('result', detail);
+    return detail;
+  }
+
+  /** The current image on the canvas, without masks. */
+  show(source) {
+    this.canvas.width = source.width;
+    this.canvas.height = source.height;
+    this.canvas.getContext('2d').drawImage(source, 0, 0);
+  }
+
+  /** Point mode: outline the object a prompt ({points, box}, image pixels) points at. */
+  async prompt(prompt) {
+    if (!this.image) throw new Error('no image to point at yet');
+    await client.load(this.getAttribute('model'));
+    await client.load(this.getAttribute('sam'));
+    const { width, height } = this.image;
+    if (this.encoded !== this.image) {
+      this.status('Encoding the image…');
+      const ctx = new OffscreenCanvas(width, height).getContext('2d');
+      ctx.drawImage(this.image, 0, 0);
+      await client.encode({ rgba: new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer), width, height });
+      this.encoded = this.image;
+    }
+    this.status('Outlining…');
+    const result = await client.prompt({ prompt, labels: this.labels, options: this.options() });
+    this.show(this.image);
+    const ctx = this.canvas.getContext('2d');
+    const pixels = ctx.getImageData(0, 0, width, height);
+    paintMasks(pixels, result.mask, [paletteColour(1)], { outlines: true });
+    ctx.putImageData(pixels, 0, 0);
+    this.status(result.label ? `${result.label} (${(result.probability * 100).toFixed(0)} %)` : '');
+    const detail = { width, height, mask: result.mask, label: result.label ?? null, probability: result.probability ?? null, iou: result.iou, area: result.area };
     this.emit('result', detail);
     return detail;
   }

@@ -5,12 +5,16 @@
 //      {id, type: 'load', url}                        a folder URL holding config.json and the weights
 //      {id, type: 'load', files: [{name, bytes}]}     config.json, the weights, preprocessor_config.json
 //      {id, type: 'segment', rgba, width, height, labels, options}
+//      {id, type: 'encode', rgba, width, height}      Point mode: the image's heavy pass, once
+//      {id, type: 'prompt', prompt, labels, options}  Point mode: {points: [{x, y, positive}], box}
 //      {id, type: 'labels', text}                     the core's label parser (answered at once)
 //      {type: 'cancel'}                               stops a download
 // Out: {id, status: 'device', backend} | {id, status: 'ready', backend, engine, defaults}
 //      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence}
+//      | {id, status: 'encoded'} | {id, status: 'mask', width, height, mask, iou, area, label?, probability?, runnerUp?}
 //      | {id, status: 'labels', labels} | {id, status: 'error', message}
 //      | {status: 'progress', file, loaded, total, cached?, retrying?}
+// A Segment Anything checkpoint (model_type 'sam') loads beside the words model: engine 'sam'.
 import init, { WordMask, parseLabels } from '../pkg/wordmask.js';
 
 const module = init();
@@ -78,7 +82,7 @@ async function fetchWithRetries(url) {
 }
 
 // A folder URL: config.json, then model.safetensors (older hub checkpoints have only
-// pytorch_model.bin). GroupViT checkpoints carry their pixel normalisation in
+// pytorch_model.bin). GroupViT and SAM checkpoints carry their pixel processing in
 // preprocessor_config.json; CLIP's is the core's default.
 async function fromUrl(base) {
   const config = await cached(`${base}config.json`, textOf);
@@ -92,7 +96,7 @@ async function fromUrl(base) {
     weights = await cached(weightsName, bytesOf('pytorch_model.bin'));
   }
   let preprocessor;
-  if (JSON.parse(config).model_type === 'groupvit') {
+  if (WordMask.modelType(config) !== 'clip') {
     preprocessor = await cached(`${base}preprocessor_config.json`, textOf).catch(() => undefined);
   }
   return { config, weights, weightsName, preprocessor };
@@ -115,8 +119,20 @@ async function handle(data) {
   if (data.type === 'load') {
     const { config, weights, weightsName, preprocessor } = data.files ? fromFiles(data.files) : await fromUrl(data.url);
     download = null;
+    if (WordMask.modelType(config) === 'sam') {
+      wm.loadSam(config, weights, weightsName, preprocessor);
+      return { status: 'ready', backend: wm.backend, engine: 'sam' };
+    }
     wm.load(config, weights, weightsName, preprocessor);
     return { status: 'ready', backend: wm.backend, engine: wm.engine, defaults: wm.defaults };
+  }
+  if (data.type === 'encode') {
+    await wm.encode(data.rgba, data.width, data.height);
+    return { status: 'encoded' };
+  }
+  if (data.type === 'prompt') {
+    const result = await wm.prompt(data.prompt, data.labels ?? '', data.options);
+    return [{ status: 'mask', ...result }, [result.mask.buffer]];
   }
   if (data.type === 'segment') {
     const result = await wm.segment(data.rgba, data.width, data.height, data.labels, data.options);

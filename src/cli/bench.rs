@@ -9,13 +9,16 @@ use burn::tensor::{Distribution, Tensor};
 use clap::{Args, ValueEnum};
 
 use super::RuntimeArgs;
+use super::files::ModelFiles;
 use wordmask::clip::{ClipConfig, ClipModel};
 use wordmask::device::{self, to_vec};
 use wordmask::groupvit::{GroupVitConfig, GroupVitModel};
 use wordmask::labels::Label;
 use wordmask::loader::WeightLoader;
-use wordmask::network::Network;
+use wordmask::network::{Network, model_type};
 use wordmask::preprocess::RgbImage;
+use wordmask::sam::{SamConfig, SamModel, SamProcessor};
+use wordmask::segment::point::{Click, Prompt, PromptModel};
 use wordmask::segment::{ClassEmbeddings, EmbeddingCache, Model, Settings, segment, slide};
 
 /// Architectures of hub checkpoints, for timing without downloading them.
@@ -33,19 +36,47 @@ enum Preset {
     /// `nvidia/groupvit-gcc-yfcc` (and -redcaps, the same shape)
     #[value(name = "groupvit-gcc-yfcc", alias = "groupvit-gcc-redcaps")]
     GroupvitGccYfcc,
+    /// `facebook/sam-vit-base` (Segment Anything: encoder and per-click decoder)
+    #[value(name = "sam-vit-base")]
+    SamVitBase,
+    /// `nielsr/slimsam-50-uniform`
+    #[value(name = "slimsam-50")]
+    Slimsam50,
+    /// `nielsr/slimsam-77-uniform`
+    #[value(name = "slimsam-77")]
+    Slimsam77,
+}
+
+/// What was loaded: a words model, or a Segment Anything model.
+enum Loaded {
+    Words(Model),
+    Point(Box<PromptModel>),
 }
 
 impl Preset {
-    /// The preset's network with random weights.
-    fn network(self, device: &burn::tensor::Device) -> Box<dyn Network> {
+    /// The preset with random weights.
+    fn load(self, device: &burn::tensor::Device) -> Result<Loaded> {
         let mut loader = WeightLoader::random(device);
-        let clip = |config: ClipConfig, loader: &mut WeightLoader| Box::new(ClipModel::load(config, loader));
-        match self {
+        let clip = |config: ClipConfig, loader: &mut WeightLoader| -> Box<dyn Network> {
+            Box::new(ClipModel::load(config, loader))
+        };
+        let sam = |vision: &str, loader: &mut WeightLoader| -> Result<Loaded> {
+            let config = SamConfig::from_json(&format!(r#"{{"model_type": "sam", "vision_config": {vision}}}"#))?;
+            let sam = SamModel::load(config, loader);
+            let processor = SamProcessor::new(sam.input_size());
+            Ok(Loaded::Point(Box::new(PromptModel { sam, processor })))
+        };
+        let network = match self {
             Preset::VitB16 => clip(ClipConfig::vit_b_16(), &mut loader),
             Preset::VitB32 => clip(ClipConfig::vit_b_32(), &mut loader),
             Preset::VitL14 => clip(ClipConfig::vit_l_14(), &mut loader),
             Preset::GroupvitGccYfcc => Box::new(GroupVitModel::load(GroupVitConfig::gcc_yfcc(), &mut loader)),
-        }
+            // The hub configs: the defaults (ViT-B), and SlimSAM's narrower towers.
+            Preset::SamVitBase => return sam("{}", &mut loader),
+            Preset::Slimsam50 => return sam(r#"{"hidden_size": 384, "mlp_dim": 1536}"#, &mut loader),
+            Preset::Slimsam77 => return sam(r#"{"hidden_size": 168, "mlp_dim": 696}"#, &mut loader),
+        };
+        Ok(Loaded::Words(Model::new(network, None)?))
     }
 }
 
@@ -113,18 +144,89 @@ pub fn run(args: BenchArgs) -> Result<()> {
         b => b,
     };
     let load_start = Instant::now();
-    let (model, what) = match (&args.model, args.config) {
-        (Some(path), _) => (super::load(path, backend)?, path.clone()),
+    let (loaded, what) = match (&args.model, args.config) {
+        (Some(path), _) => {
+            let files = ModelFiles::open(path)?;
+            let loaded = if model_type(&files.config)? == "sam" {
+                let device = device::open(backend)?;
+                let name = files.weights_path.display().to_string();
+                let (config, pre) = (&files.config, files.preprocessor.as_deref());
+                Loaded::Point(Box::new(PromptModel::from_bytes(config, files.weights(), &name, pre, &device)?))
+            } else {
+                Loaded::Words(super::load(path, backend)?)
+            };
+            (loaded, path.clone())
+        }
         (None, Some(preset)) if args.random_weights => {
-            let device = device::open(backend)?;
             let name = preset.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
-            (Model::new(preset.network(&device), None)?, format!("{name} (random weights)"))
+            (preset.load(&device::open(backend)?)?, format!("{name} (random weights)"))
         }
         (None, Some(_)) => bail!("--config times random weights of a preset: add --random-weights"),
         (None, None) => bail!("bench needs --model DIR, or --config PRESET --random-weights"),
     };
     let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
-    let model = &model;
+    let (rows, engine) = match &loaded {
+        Loaded::Words(model) => (words_rows(&args, model)?, model.engine()),
+        Loaded::Point(model) => (point_rows(&args, model)?, "sam"),
+    };
+    println!(
+        "wordmask bench: {what}, engine {engine}, backend {backend}, {} iterations, loaded in {load_ms:.0} ms",
+        args.iters
+    );
+    println!("| {:<44} | {:>10} | {:>10} | {:>10} | {:>10} |", "stage", "median ms", "p10 ms", "p90 ms", "max ms");
+    println!("|{:-<46}|{:-<12}|{:-<12}|{:-<12}|{:-<12}|", "", "", "", "", "");
+    for row in &rows {
+        println!(
+            "| {:<44} | {:>10.1} | {:>10.1} | {:>10.1} | {:>10.1} |",
+            row.stage,
+            row.quantile(0.5),
+            row.quantile(0.1),
+            row.quantile(0.9),
+            row.quantile(1.0)
+        );
+    }
+    Ok(())
+}
+
+/// A random photo-like image (LCG noise), fresh for every `seed`.
+fn random_image(w: usize, h: usize, seed: &mut u32) -> Result<RgbImage> {
+    let data = (0..w * h * 3)
+        .map(|_| {
+            *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (*seed >> 24) as u8
+        })
+        .collect();
+    Ok(RgbImage::new(w, h, data)?)
+}
+
+/// Segment Anything: the image encoder (the heavy pass, once per image) and one click (the
+/// prompt encoder and mask decoder, the mask at the image's size, read back).
+fn point_rows(args: &BenchArgs, model: &PromptModel) -> Result<Vec<Row>> {
+    let s = model.sam.input_size();
+    let (w, h) = (s, s * 3 / 4);
+    let mut seed = 1u32;
+    let encoder = Row {
+        stage: format!("SAM image encoder ({w}x{h}, padded to {s}x{s})"),
+        times_ms: time(args.iters, |_| {
+            model.encode(&random_image(w, h, &mut seed)?)?.wait()?;
+            Ok(())
+        })?,
+    };
+    let encoded = model.encode(&random_image(w, h, &mut seed)?)?;
+    let decoder = Row {
+        stage: "SAM prompt + mask decoder (one click)".into(),
+        times_ms: time(args.iters, |i| {
+            let k = i.wrapping_mul(7919) % 997;
+            let click = Click { x: (k % w) as f64, y: (k * 13 % h) as f64, positive: true };
+            model.segment(&encoded, &Prompt { points: vec![click], bbox: None })?;
+            Ok(())
+        })?,
+    };
+    Ok(vec![encoder, decoder])
+}
+
+/// A words model: the image and text encoders, and with `--segment` the whole segmentation.
+fn words_rows(args: &BenchArgs, model: &Model) -> Result<Vec<Row>> {
     let device = model.device();
     let s = args.size;
 
@@ -155,27 +257,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let mut rows = vec![image, text, per_label];
     if let Some(size) = &args.segment {
-        rows.extend(segment_rows(&args, size, model)?);
+        rows.extend(segment_rows(args, size, model)?);
     }
-
-    println!(
-        "wordmask bench: {what}, engine {}, backend {backend}, {} iterations, loaded in {load_ms:.0} ms",
-        model.engine(),
-        args.iters
-    );
-    println!("| {:<44} | {:>10} | {:>10} | {:>10} | {:>10} |", "stage", "median ms", "p10 ms", "p90 ms", "max ms");
-    println!("|{:-<46}|{:-<12}|{:-<12}|{:-<12}|{:-<12}|", "", "", "", "", "");
-    for row in &rows {
-        println!(
-            "| {:<44} | {:>10.1} | {:>10.1} | {:>10.1} | {:>10.1} |",
-            row.stage,
-            row.quantile(0.5),
-            row.quantile(0.1),
-            row.quantile(0.9),
-            row.quantile(1.0)
-        );
-    }
-    Ok(())
+    Ok(rows)
 }
 
 /// Text side with templates, and the whole segmentation on a random image.
@@ -209,14 +293,8 @@ fn segment_rows(args: &BenchArgs, size: &str, model: &Model) -> Result<Vec<Row>>
     let row = Row {
         stage: format!("{} {w}x{h}: {rw}x{rh}, {windows} windows", plan.method),
         times_ms: time(args.iters, |_| {
-            // A fresh random image each iteration (LCG), so nothing is reused between runs.
-            let data = (0..w * h * 3)
-                .map(|_| {
-                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    (seed >> 24) as u8
-                })
-                .collect();
-            segment(model, &RgbImage::new(w, h, data)?, &labels, &args.settings, &mut cache)?;
+            // A fresh random image each iteration, so nothing is reused between runs.
+            segment(model, &random_image(w, h, &mut seed)?, &labels, &args.settings, &mut cache)?;
             Ok(())
         })?,
     };

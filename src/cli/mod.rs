@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod files;
 mod outputs;
+mod sam;
 mod segment;
 
 use std::process::ExitCode;
@@ -73,6 +74,8 @@ enum Command {
     },
     /// Segmentation: a label for every pixel (the checkpoint's engine).
     Segment(segment::SegmentArgs),
+    /// Point at an object (clicks, a box): its mask (Segment Anything), named by the words.
+    Sam(sam::SamArgs),
     /// mIoU over a dataset in its mmsegmentation folder layout.
     Eval(eval::EvalArgs),
     /// Time the image and text encoders (and segmentation) and print a table.
@@ -204,6 +207,7 @@ fn execute(cli: Cli) -> Result<()> {
             }
         }
         Command::Segment(args) => segment::run(args)?,
+        Command::Sam(args) => sam::run(args)?,
         Command::Eval(args) => eval::run(args)?,
         Command::Bench(args) => bench::run(args)?,
     }

@@ -21,6 +21,7 @@ use crate::nn::{Conv2d, LayerNorm, LayerNorm2d, Linear, Mlp, PatchEmbedding};
 /// half of WebGPU's default `maxStorageBufferBindingSize` (128 MiB), so one head of a 64x64
 /// grid's global attention (4096² scores) fits and no buffer nears the 1 GiB a browser allows.
 pub const ATTENTION_BUDGET: usize = 16 << 20;
+const _: () = assert!(ATTENTION_BUDGET * size_of::<f32>() <= 128 << 20, "within WebGPU's default binding size");
 
 /// How many heads of a `[batch, heads, n, n]` attention fit in `budget` elements at once.
 pub fn heads_per_chunk(batch: usize, heads: usize, n: usize, budget: usize) -> usize {
@@ -252,5 +253,33 @@ impl SamVisionEncoder {
             x = layer.forward(x);
         }
         Ok(self.neck.forward(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// For every published SAM and SlimSAM tower, each attention chunk — windowed (25 windows
+    /// of 14x14 over the padded 70x70 grid) or global (the 64x64 grid) — stays within the
+    /// budget (itself within WebGPU's default binding size, checked at compile time).
+    #[test]
+    fn attention_chunks_stay_under_the_buffer_limits() {
+        const BYTES: usize = 4;
+        // (name, width, heads): facebook/sam-vit-base, -large, -huge; nielsr/slimsam-50, -77.
+        for (name, width, heads) in
+            [("B", 768, 12), ("L", 1024, 16), ("H", 1280, 16), ("S50", 384, 12), ("S77", 168, 12)]
+        {
+            assert_eq!(width % heads, 0, "{name}");
+            for (batch, n) in [(25, 14 * 14), (1, 64 * 64)] {
+                let step = heads_per_chunk(batch, heads, n, ATTENTION_BUDGET);
+                let largest = batch * step * n * n;
+                assert!(step >= 1 && largest <= ATTENTION_BUDGET, "{name}: {step} heads of {batch} x {n}² = {largest}");
+                // All heads at once would have passed 1 GiB for the global layers of L and H.
+                if n == 4096 && heads == 16 {
+                    assert!(batch * heads * n * n * BYTES >= 1 << 30, "{name}");
+                }
+            }
+        }
     }
 }

@@ -7,7 +7,8 @@
 //! become a [`Segmentation`].
 //!
 //! Engines: `dense` (training-free dense CLIP: NACLIP, SCLIP, ClearCLIP, MaskCLIP, PAMR) and
-//! `groupvit` (GroupViT's learned grouping). Each lives in its own module and is one line of
+//! `groupvit` (GroupViT's learned grouping). [`point`] is the other way in: a click or box on an
+//! object gives its mask (Segment Anything), named by the typed words. Each lives in its own module and is one line of
 //! [`ENGINES`]; the shared steps are `text` (templates, class embeddings, cache), `slide`
 //! (windows, stitching, resizing) and `result` (synonyms, label map, shares).
 
@@ -15,6 +16,7 @@ pub mod dense;
 mod engine;
 pub mod groupvit;
 mod model;
+pub mod point;
 pub mod result;
 pub mod slide;
 pub mod text;

@@ -11,7 +11,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::labels::Label;
 use crate::loader::WeightLoader;
-use crate::network::{ImageEmbedding, Network};
+use crate::network::{ImageEmbedding, Network, model_type};
 use crate::preprocess::{Preprocessor, RgbImage};
 use crate::tokenizer::Tokenizer;
 
@@ -31,13 +31,6 @@ pub struct ImageSize {
     pub no_crop: bool,
 }
 
-/// `model_type` of a `config.json`, for choosing the engine before parsing the rest.
-fn model_type(config_json: &str) -> Result<String> {
-    let value: serde_json::Value =
-        serde_json::from_str(config_json).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
-    Ok(value.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string())
-}
-
 impl Model {
     /// Load any supported checkpoint; `config.json`'s `model_type` picks the engine.
     pub fn from_bytes(
@@ -53,7 +46,7 @@ impl Model {
             let known: Vec<String> =
                 ENGINES.iter().map(|e| format!("{} (model_type '{}')", e.architecture(), e.model_type())).collect();
             return Err(Error::Config(format!(
-                "model_type is {shown}; wordmask reads {} checkpoints",
+                "model_type is {shown}; segmenting by words reads {} checkpoints (Segment Anything checkpoints, model_type 'sam', are for pointing at objects)",
                 known.join(" and ")
             )));
         };

@@ -86,7 +86,7 @@ test('broken and foreign checkpoints chosen as local files show a readable error
       return page.textContent('#status');
     };
     assert.match(await choose(config, weights.subarray(0, 5000)), /Error: cannot read checkpoint model\.safetensors: .*truncated/);
-    assert.match(await choose('{"model_type": "sam"}', weights), /Error: invalid model config: model_type is 'sam'/);
+    assert.match(await choose('{"model_type": "bert"}', weights), /Error: invalid model config: model_type is 'bert'/);
     await page.screenshot({ path: `${ARTIFACTS}error.png` });
     assert.match(await choose(config, weights), /Model ready/);
   } finally {

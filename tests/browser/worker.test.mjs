@@ -69,10 +69,16 @@ test('a corrupt or foreign checkpoint gives a readable error', { timeout: 300_00
     assert.match(corrupt.message, /cannot read checkpoint .*unrecognised/);
     const foreign = await page.evaluate(async (m) => {
       const weights = new Uint8Array(await (await fetch(`${m}/model.safetensors`)).arrayBuffer());
-      return ask({ type: 'load', files: files('{"model_type": "sam"}', weights) });
+      return ask({ type: 'load', files: files('{"model_type": "bert"}', weights) });
     }, MODEL);
     assert.equal(foreign.status, 'error');
-    assert.match(foreign.message, /model_type is 'sam'/);
+    assert.match(foreign.message, /model_type is 'bert'/);
+    // A Segment Anything config over CLIP weights names what SAM misses.
+    const mixed = await page.evaluate(async (m) => {
+      const weights = new Uint8Array(await (await fetch(`${m}/model.safetensors`)).arrayBuffer());
+      return ask({ type: 'load', files: files('{"model_type": "sam"}', weights) });
+    }, MODEL);
+    assert.match(mixed.message, /does not match the SamModel architecture.*\n.*missing tensor/s);
   } finally {
     await browser.close();
   }

@@ -168,11 +168,7 @@ impl Engine for Dense {
         classes: &ClassEmbeddings,
         options: &Options,
     ) -> Result<Tensor<3>> {
-        options.validate()?;
-        let k = classes.names.dims()[0];
-        let (averaged, pixels) = options
-            .windows
-            .run(preprocessor, image, &clip.device(), k, |crops| window_scores(clip, crops, &classes.names, options))?;
+        let (averaged, pixels) = cosine_maps(clip, preprocessor, image, &classes.names, options)?;
         let mut logits = resize_bilinear(averaged, image.height, image.width);
         if options.refine == Refine::Pamr {
             // Guided by the normalised image at the output size, as NACLIP does.
@@ -188,6 +184,21 @@ impl Engine for Dense {
     fn dataset_protocol(_: BackgroundDataset) -> DatasetProtocol {
         DatasetProtocol { threshold: Options::default().min_probability, embeds_background_name: true }
     }
+}
+
+/// Each name's cosine with the dense patch features, windows stitched, at the resized image's
+/// resolution (before the resize to the input, PAMR and the softmax); also the resized pixels.
+/// `names [k, proj] -> [1, k, rh, rw]`
+pub fn cosine_maps(
+    clip: &ClipModel,
+    preprocessor: &Preprocessor,
+    image: &RgbImage,
+    names: &Tensor<2>,
+    options: &Options,
+) -> Result<(Tensor<4>, Tensor<4>)> {
+    options.validate()?;
+    let k = names.dims()[0];
+    options.windows.run(preprocessor, image, &clip.device(), k, |crops| window_scores(clip, crops, names, options))
 }
 
 /// Cosine scores of each window's patches with each name, upsampled to the window.

@@ -1,0 +1,164 @@
+//! `wordmask sam`: the mask of the object under the points (or in the box), and its name among
+//! the typed words.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use image::GrayImage;
+use serde_json::json;
+
+use super::files::ModelFiles;
+use super::{RuntimeArgs, load, read_image};
+use wordmask::device;
+use wordmask::labels;
+use wordmask::segment::point::{Click, MaskNamer, Prompt, PromptModel};
+use wordmask::segment::{EmbeddingCache, Settings, Templates};
+
+/// `x,y` or `x,y,1` (on the object) or `x,y,0` (not on it), in the image's pixels.
+#[derive(Clone, Copy, Debug)]
+pub struct PointArg(Click);
+
+impl FromStr for PointArg {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+        let number = |s: &str| s.parse::<f64>().map_err(|_| format!("'{s}' is not a number"));
+        match parts[..] {
+            [x, y] => Ok(PointArg(Click { x: number(x)?, y: number(y)?, positive: true })),
+            [x, y, label @ ("0" | "1")] => Ok(PointArg(Click { x: number(x)?, y: number(y)?, positive: label == "1" })),
+            _ => Err(format!("a point is x,y or x,y,1 (on the object) or x,y,0 (not on it); got '{text}'")),
+        }
+    }
+}
+
+/// `x0,y0,x1,y1` in the image's pixels.
+#[derive(Clone, Copy, Debug)]
+pub struct BoxArg([f64; 4]);
+
+impl FromStr for BoxArg {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let values: Vec<f64> = text
+            .split(',')
+            .map(|s| s.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("a box is x0,y0,x1,y1 (four numbers); got '{text}'"))?;
+        <[f64; 4]>::try_from(values)
+            .map(BoxArg)
+            .map_err(|_| format!("a box is x0,y0,x1,y1 (four numbers); got '{text}'"))
+    }
+}
+
+#[derive(Args)]
+pub struct SamArgs {
+    /// A Segment Anything checkpoint (folder with config.json, model.safetensors and
+    /// preprocessor_config.json), e.g. facebook/sam-vit-base or nielsr/slimsam-77-uniform.
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    image: String,
+    /// A point on the object (x,y or x,y,1) or off it (x,y,0), in pixels; repeat for more.
+    #[arg(long = "point")]
+    points: Vec<PointArg>,
+    /// A box around the object: x0,y0,x1,y1.
+    #[arg(long = "box")]
+    bbox: Option<BoxArg>,
+    /// Words to name the mask with (commas; `a|b` synonyms); needs --clip.
+    #[arg(long, requires = "clip")]
+    labels: Option<String>,
+    /// The CLIP checkpoint that names the mask (its dense features pooled inside the mask).
+    #[arg(long, requires = "labels")]
+    clip: Option<String>,
+    /// Prompt templates for the words [the dense engine's default].
+    #[arg(long, value_enum)]
+    templates: Option<Templates>,
+    /// The mask as an 8-bit PNG: 255 inside the object, 0 outside.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+pub fn run(args: SamArgs) -> Result<()> {
+    let photo = read_image(&args.image)?;
+    let prompt = Prompt { points: args.points.iter().map(|p| p.0).collect(), bbox: args.bbox.map(|b| b.0) };
+    prompt.validate(photo.width, photo.height)?;
+    let labels = args.labels.as_deref().map(labels::parse).transpose()?;
+
+    let t = Instant::now();
+    let files = ModelFiles::open(&args.model)?;
+    let model = PromptModel::from_bytes(
+        &files.config,
+        files.weights(),
+        &files.weights_path.display().to_string(),
+        files.preprocessor.as_deref(),
+        &device::open(args.runtime.backend)?,
+    )?;
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    let t = Instant::now();
+    let encoded = model.encode(&photo)?;
+    encoded.wait()?;
+    let encode_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let mask = model.segment(&encoded, &prompt)?;
+    let decode_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    let t = Instant::now();
+    let naming = match (&labels, &args.clip) {
+        (Some(labels), Some(clip)) => {
+            let clip = load(clip, args.runtime.backend).context("loading the CLIP checkpoint of --clip")?;
+            let settings = Settings { templates: args.templates, ..Settings::default() };
+            let mut namer = MaskNamer::default();
+            Some(namer.name_mask(&clip, 0, &photo, labels, &settings, &mut EmbeddingCache::default(), &mask)?)
+        }
+        _ => None,
+    };
+    let name_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    let png = GrayImage::from_raw(mask.width as u32, mask.height as u32, mask.mask.iter().map(|&v| v * 255).collect())
+        .context("mask size")?;
+    png.save(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "width": mask.width, "height": mask.height, "iou": mask.iou, "area": mask.area,
+                "label": naming.as_ref().map(|n| &n.best.label), "probability": naming.as_ref().map(|n| n.best.probability),
+                "runner_up": naming.as_ref().and_then(|n| n.runner_up.as_ref()),
+                "timings_ms": {"load": load_ms, "encode": encode_ms, "decode": decode_ms, "name": name_ms},
+            })
+        );
+    } else {
+        let share = mask.area as f64 / (mask.width * mask.height) as f64 * 100.0;
+        println!("mask: {} pixels ({share:.1}% of the image), predicted IoU {:.3}", mask.area, mask.iou);
+        if let Some(n) = &naming {
+            let runner = n.runner_up.as_ref().map(|r| format!(", then {} {:.1}%", r.label, r.probability * 100.0));
+            println!("name: {} {:.1}%{}", n.best.label, n.best.probability * 100.0, runner.unwrap_or_default());
+        }
+        println!("encode {encode_ms:.0} ms, decode {decode_ms:.0} ms; wrote {}", args.out.display());
+    }
+    if mask.area == 0 {
+        eprintln!("note: the mask is empty (the model found no object there)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_and_boxes_parse_with_reasons() {
+        let p: PointArg = "10, 20.5".parse().unwrap();
+        assert_eq!((p.0.x, p.0.y, p.0.positive), (10.0, 20.5, true));
+        assert!(!"3,4,0".parse::<PointArg>().unwrap().0.positive);
+        assert!("3,4,2".parse::<PointArg>().unwrap_err().contains("x,y,0"));
+        assert!("1,2,3".parse::<BoxArg>().unwrap_err().contains("four numbers"));
+    }
+}
