@@ -1,17 +1,40 @@
 //! Turns checkpoint tensors into device tensors for a model that asks for them by name.
 //!
 //! Models call [`WeightLoader::tensor`] with the checkpoint key and the shape the config
-//! implies. The loader converts that one tensor (f16/bf16 -> f32), uploads it and drops the
-//! host copy, so peak memory stays near one model plus one tensor. Problems do not stop the
-//! walk: every missing or mis-shaped tensor is recorded, and [`WeightLoader::finish`] reports
-//! them all together with the keys the model never asked for.
+//! implies. Loading runs in two passes ([`load`]): the first only checks the checkpoint's index
+//! — every name, shape and dtype the model asks for — and reads, converts and uploads nothing,
+//! so a config that does not fit its weights (a ViT-L config over ViT-B weights) is reported
+//! at once, without gigabytes of stand-in tensors. Problems do not stop a pass: every missing,
+//! mis-shaped or non-float tensor is recorded, and [`WeightLoader::finish`] reports them all
+//! together with the keys the model never asked for. The second pass converts each tensor
+//! (f16/bf16 -> f32), uploads it and drops the host copy, so peak memory stays near one model
+//! plus one tensor.
 
 use std::collections::BTreeSet;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, StoredDtype};
 use crate::error::{Error, Result};
+
+/// Build a model from `checkpoint` in two passes: `build` first runs on a loader that only
+/// checks names, shapes and dtypes (and gets stand-ins that hold no data), then, if nothing was
+/// wrong, on one that reads and uploads every tensor.
+pub fn load<T>(
+    checkpoint: &Checkpoint<'_>,
+    device: &Device,
+    architecture: &str,
+    mut build: impl FnMut(&mut WeightLoader) -> Result<T>,
+) -> Result<T> {
+    let mut check = WeightLoader::new(checkpoint, device, architecture);
+    check.checking = true;
+    build(&mut check)?;
+    check.finish()?;
+    let mut loader = WeightLoader::new(checkpoint, device, architecture);
+    let model = build(&mut loader)?;
+    loader.finish()?;
+    Ok(model)
+}
 
 /// Keys that checkpoints carry but inference does not read: the `position_ids` buffers of
 /// older hub `.bin` files, and batch norm's training step counter.
@@ -29,6 +52,10 @@ pub struct WeightLoader<'c, 'a> {
     architecture: String,
     /// Called on each tensor after conversion; tests use it to perturb one weight.
     hook: Option<Box<dyn FnMut(&str, &mut [f32]) + 'c>>,
+    /// The first pass of [`load`]: check the index, read nothing.
+    checking: bool,
+    /// Bytes uploaded to the device so far.
+    pub uploaded: usize,
 }
 
 impl<'c, 'a> WeightLoader<'c, 'a> {
@@ -42,6 +69,8 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             problems: Vec::new(),
             architecture: architecture.to_string(),
             hook: None,
+            checking: false,
+            uploaded: 0,
         }
     }
 
@@ -56,6 +85,8 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             problems: Vec::new(),
             architecture: "random".into(),
             hook: None,
+            checking: false,
+            uploaded: 0,
         }
     }
 
@@ -97,6 +128,13 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             self.problems.push(format!("tensor {name} has shape {:?}, expected {shape:?}", entry.shape));
             return None;
         }
+        if !matches!(entry.dtype, StoredDtype::F32 | StoredDtype::F16 | StoredDtype::BF16 | StoredDtype::F64) {
+            self.problems.push(format!("tensor {name} is stored as {:?}, expected floating point", entry.dtype));
+            return None;
+        }
+        if self.checking {
+            return None;
+        }
         match checkpoint.read_f32(name) {
             Ok(mut values) => {
                 if let Some(hook) = self.hook.as_mut() {
@@ -120,10 +158,15 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
     }
 
     /// Load `name` as a device tensor of `shape`. On a problem, records it and returns zeros so
-    /// the walk can go on and report everything at once.
+    /// the walk can go on and report everything at once; while checking, returns a stand-in of
+    /// that shape that holds one element.
     pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<D> {
         match self.host(name, &shape) {
-            Some(values) => Tensor::from_data(TensorData::new(values, shape), &self.device),
+            Some(values) => {
+                self.uploaded += values.len() * size_of::<f32>();
+                Tensor::from_data(TensorData::new(values, shape), &self.device)
+            }
+            None if self.checking => Tensor::<D>::zeros([1; D], &self.device).expand(shape),
             None => Tensor::zeros(shape, &self.device),
         }
     }

@@ -632,3 +632,17 @@ fn sam_refuses_bad_prompts_and_wrong_checkpoints() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--backend auto` (the default) probes for a GPU; a successful run prints nothing on stderr,
+/// even on a machine without a display (no "error:" line from the graphics stack).
+#[test]
+fn the_gpu_probe_is_quiet() {
+    let model = fixtures().join("clip-p16-quickgelu");
+    let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
+        .args(["embed-text", "--model", model.to_str().unwrap(), "--text", "a cat", "--json"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "stderr of a successful run");
+}

@@ -161,3 +161,46 @@ fn the_bin_and_safetensors_loaders_agree_on_the_same_weights() {
     let w = ckpt.read_f32("visual_projection.weight").unwrap();
     assert!(w.iter().all(|v| half::f16::from_f32(*v).to_f32() == *v));
 }
+
+/// Loading checks the whole index first and reads nothing while doing so: a config that does not
+/// fit its weights (here a ViT-L-sized one over the tiny fixture) fails after the checking pass
+/// alone, with nothing uploaded; a fitting one is built a second time, for real.
+#[test]
+fn a_config_that_does_not_fit_is_refused_before_anything_is_uploaded() {
+    use wordmask::clip::{ClipConfig, ClipModel};
+    let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
+    let weights = read(&weights_file("clip-p16-quickgelu"));
+    let checkpoint = Checkpoint::from_bytes(&weights, "tiny").unwrap();
+    let passes = |config: &str| {
+        let mut uploaded = Vec::new();
+        let result = wordmask::loader::load(&checkpoint, &device, "CLIPModel", |loader| {
+            let model = ClipModel::load(ClipConfig::from_json(config)?, loader);
+            uploaded.push(loader.uploaded);
+            Ok(model)
+        });
+        (result.map(drop), uploaded)
+    };
+    let mut large: serde_json::Value = serde_json::from_str(&config("clip-p16-quickgelu")).unwrap();
+    large["vision_config"] = serde_json::json!({"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+        "num_attention_heads": 16, "patch_size": 14, "image_size": 224});
+    let (result, uploaded) = passes(&large.to_string());
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("vision_model.encoder.layers.0.mlp.fc1.weight has shape")
+            && err.contains("missing tensor vision_model.encoder.layers.23"),
+        "{err}"
+    );
+    assert_eq!(uploaded, vec![0], "one checking pass, nothing uploaded");
+    let (result, uploaded) = passes(&config("clip-p16-quickgelu"));
+    result.unwrap();
+    assert_eq!(uploaded.len(), 2);
+    assert_eq!(uploaded[0], 0, "the checking pass uploads nothing");
+    // Every tensor once, but those read on the host (the logit scale, the position table).
+    let on_host = ["logit_scale", "vision_model.embeddings.position_embedding.weight"];
+    let floats: usize = checkpoint
+        .names()
+        .filter(|n| !n.ends_with("position_ids") && !on_host.contains(n))
+        .map(|n| checkpoint.get(n).unwrap().shape.iter().product::<usize>())
+        .sum();
+    assert_eq!(uploaded[1], 4 * floats);
+}

@@ -51,10 +51,9 @@ pub struct TensorEntry<'a> {
     data: Cow<'a, [u8]>,
 }
 
-impl TensorEntry<'_> {
-    pub fn num_elements(&self) -> usize {
-        self.shape.iter().product()
-    }
+/// Elements of a tensor of `shape`, or `None` when the count overflows (a crafted file).
+pub(crate) fn elements(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
 /// An opened checkpoint: names, dtypes and shapes of its tensors, bytes borrowed from the input.
@@ -133,16 +132,25 @@ fn element(bytes: &[u8], at: usize, dtype: StoredDtype) -> f32 {
 }
 
 fn to_f32(entry: &TensorEntry<'_>) -> std::result::Result<Vec<f32>, String> {
-    let n = entry.num_elements();
     let size = entry.dtype.size();
-    // The furthest element the strides reach must lie inside the storage.
-    let last = entry.shape.iter().zip(&entry.strides).map(|(&d, &s)| d.saturating_sub(1) * s).sum::<usize>();
-    if n > 0 && (last + 1) * size > entry.data.len() {
-        return Err(format!(
-            "data is truncated: needs {} bytes, the file holds {}",
-            (last + 1) * size,
-            entry.data.len()
-        ));
+    if entry.shape.len() != entry.strides.len() {
+        return Err(format!("shape {:?} and strides {:?} disagree", entry.shape, entry.strides));
+    }
+    let n = elements(&entry.shape).ok_or_else(|| format!("shape {:?} has too many elements", entry.shape))?;
+    // The furthest element the strides reach must lie inside the storage (all sums checked: the
+    // sizes come from the file).
+    let last = entry
+        .shape
+        .iter()
+        .zip(&entry.strides)
+        .try_fold(0usize, |sum, (&d, &s)| d.saturating_sub(1).checked_mul(s).and_then(|x| sum.checked_add(x)));
+    let needed = last.and_then(|l| l.checked_add(1)).and_then(|l| l.checked_mul(size));
+    match needed {
+        Some(bytes) if n == 0 || bytes <= entry.data.len() => {}
+        Some(bytes) => {
+            return Err(format!("data is truncated: needs {bytes} bytes, the file holds {}", entry.data.len()));
+        }
+        None => return Err(format!("shape {:?} with strides {:?} overflows", entry.shape, entry.strides)),
     }
     let contiguous = contiguous_strides(&entry.shape) == entry.strides;
     let mut out = Vec::with_capacity(n);

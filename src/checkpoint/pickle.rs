@@ -44,7 +44,7 @@ fn as_usizes(v: &Value) -> Result<Vec<usize>, String> {
         Value::Tuple(items) | Value::List(items) => items
             .iter()
             .map(|i| match i {
-                Value::Int(n) if *n >= 0 => Ok(*n as usize),
+                Value::Int(n) => usize::try_from(*n).map_err(|_| format!("expected a size, got {n}")),
                 other => Err(format!("expected a non-negative integer, got {other:?}")),
             })
             .collect(),
@@ -66,13 +66,16 @@ fn rebuild_tensor(args: &[Value]) -> Result<Value, String> {
         [_, Value::Global(_, ty), Value::Str(key), ..] => (ty.clone(), key.clone()),
         _ => return Err(format!("malformed storage persistent id {pid:?}")),
     };
-    let Value::Int(offset) = offset else {
-        return Err("tensor storage offset is not an integer".into());
+    let offset = match offset {
+        Value::Int(n) => {
+            usize::try_from(*n).map_err(|_| format!("tensor storage offset {n} is negative or too large"))?
+        }
+        _ => return Err("tensor storage offset is not an integer".into()),
     };
     Ok(Value::Tensor(TensorRef {
         storage_key: key,
         storage_type,
-        offset: *offset as usize,
+        offset,
         shape: as_usizes(size)?,
         strides: as_usizes(stride)?,
     }))
@@ -102,11 +105,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.pos + n > self.data.len() {
-            return Err("pickle data ends early".into());
-        }
-        let s = &self.data[self.pos..self.pos + n];
-        self.pos += n;
+        // Lengths come from the file: on wasm32 an unchecked sum could wrap past the bound.
+        let end = self.pos.checked_add(n).filter(|&end| end <= self.data.len()).ok_or("pickle data ends early")?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
         Ok(s)
     }
     fn u8(&mut self) -> Result<u8, String> {
@@ -196,7 +198,8 @@ pub(super) fn load(data: &[u8]) -> Result<Value, String> {
                 stack.push(Value::Str(r.string(n)?));
             }
             0x8d => {
-                let n = u64::from_le_bytes(r.take(8)?.try_into().unwrap()) as usize;
+                let n = usize::try_from(u64::from_le_bytes(r.take(8)?.try_into().unwrap()))
+                    .map_err(|_| "a pickled length does not fit this machine")?;
                 stack.push(Value::Str(r.string(n)?));
             }
             b'U' => {

@@ -95,16 +95,18 @@ pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<S
                 .map_err(|e| fail(format!("tensor {name}: {e}")))?;
             Cow::Owned(buf)
         } else {
-            let (start, end) = (start as usize, (start + size) as usize);
-            if end > bytes.len() {
-                return Err(fail(format!("tensor {name}: storage runs past the end of the file (truncated)")));
+            // Offsets from the file, checked: on wasm32 a u64 does not fit a usize, and sums wrap.
+            let span = start
+                .checked_add(size)
+                .and_then(|end| Some((usize::try_from(start).ok()?, usize::try_from(end).ok()?)));
+            match span {
+                Some((start, end)) if end <= bytes.len() => Cow::Borrowed(&bytes[start..end]),
+                _ => return Err(fail(format!("tensor {name}: storage runs past the end of the file (truncated)"))),
             }
-            Cow::Borrowed(&bytes[start..end])
         };
-        let skip = t.offset * dtype.size();
-        if skip > data.len() {
-            return Err(fail(format!("tensor {name}: storage offset past the end of its storage")));
-        }
+        let skip = t.offset.checked_mul(dtype.size()).filter(|&skip| skip <= data.len()).ok_or_else(|| {
+            fail(format!("tensor {name}: storage offset {} lies past the end of its storage", t.offset))
+        })?;
         let data = match data {
             Cow::Borrowed(b) => Cow::Borrowed(&b[skip..]),
             Cow::Owned(mut v) => {

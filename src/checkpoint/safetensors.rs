@@ -21,12 +21,13 @@ struct HeaderEntry {
 const MAX_HEADER: usize = 100_000_000;
 
 pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<String, TensorEntry<'a>>> {
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let claimed = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    let header_len = usize::try_from(claimed).unwrap_or(usize::MAX);
     if header_len > MAX_HEADER || 8 + header_len > bytes.len() {
         return Err(Error::format(
             source,
             format!(
-                "safetensors header claims {header_len} bytes but the file has {}; the file is truncated or not safetensors",
+                "safetensors header claims {claimed} bytes but the file has {}; the file is truncated or not safetensors",
                 bytes.len()
             ),
         ));
@@ -53,8 +54,8 @@ pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<S
             other => return Err(Error::format(source, format!("tensor {name}: unsupported dtype {other}"))),
         };
         let [start, end] = entry.data_offsets;
-        let expected = entry.shape.iter().product::<usize>() * dtype.size();
-        if start > end || end - start != expected {
+        let expected = super::elements(&entry.shape).and_then(|n| n.checked_mul(dtype.size()));
+        if start > end || Some(end - start) != expected {
             return Err(Error::format(
                 source,
                 format!(

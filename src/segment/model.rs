@@ -10,7 +10,7 @@ use super::{AnyEngine, BackgroundDataset, DatasetProtocol, ENGINES, Plan, Settin
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::labels::Label;
-use crate::loader::WeightLoader;
+use crate::loader;
 use crate::network::{ImageEmbedding, Network, model_type};
 use crate::preprocess::{Preprocessor, RgbImage};
 use crate::tokenizer::Tokenizer;
@@ -51,9 +51,7 @@ impl Model {
             )));
         };
         let checkpoint = Checkpoint::from_bytes(weights, weights_name)?;
-        let mut loader = WeightLoader::new(&checkpoint, device, engine.class());
-        let network = engine.load(config_json, &mut loader)?;
-        loader.finish()?;
+        let network = loader::load(&checkpoint, device, engine.class(), |l| engine.load(config_json, l))?;
         Self::with_engine(network, engine, preprocessor_json)
     }
 

@@ -15,7 +15,7 @@ use crate::checkpoint::Checkpoint;
 use crate::clip::ClipModel;
 use crate::error::{Error, Result};
 use crate::labels::Label;
-use crate::loader::WeightLoader;
+use crate::loader;
 use crate::network::model_type;
 use crate::preprocess::RgbImage;
 use crate::sam::{Point, SamConfig, SamModel, SamProcessor};
@@ -167,9 +167,7 @@ impl PromptModel {
         }
         let config = SamConfig::from_json(config_json)?;
         let checkpoint = Checkpoint::from_bytes(weights, weights_name)?;
-        let mut loader = WeightLoader::new(&checkpoint, device, "SamModel");
-        let sam = SamModel::load(config, &mut loader);
-        loader.finish()?;
+        let sam = loader::load(&checkpoint, device, "SamModel", |l| Ok(SamModel::load(config.clone(), l)))?;
         let processor = match preprocessor_json {
             Some(text) => SamProcessor::from_json(text, sam.input_size())?,
             None => SamProcessor::new(sam.input_size()),
