@@ -123,3 +123,39 @@ fn eval_over_a_camvid_folder_prints_the_table_and_an_oracle_scores_100() {
     assert!(miou >= 0.9, "GroupViT colour checkpoint mIoU {miou}");
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// `wordmask sam` with the hand-built colour SAM (tests/fixtures/sam-colours, tools/build_colour_sam.py):
+/// a click inside each region of the scene gives that region (IoU ≥ 0.9), and the colour CLIP
+/// names it with its colour word.
+#[test]
+fn a_click_outlines_its_region_and_names_it() {
+    let dir = common::scratch("sam-regions");
+    let input = dir.join("scene.png");
+    let scene = Scene::load();
+    let truth = scene.paint(&input);
+    let out = dir.join("mask.png");
+    for region in &scene.regions {
+        let probe = format!("{},{}", region.probe.0, region.probe.1);
+        let result = Command::new(env!("CARGO_BIN_EXE_wordmask"))
+            .args(["sam", "--model", fixtures().join("sam-colours").to_str().unwrap(), "--image"])
+            .args([input.to_str().unwrap(), "--point", &probe, "--out", out.to_str().unwrap()])
+            .args([
+                "--labels",
+                &scene.labels.join(", "),
+                "--clip",
+                fixtures().join("semantic-colours").to_str().unwrap(),
+            ])
+            .args(["--templates", "single", "--backend", "cpu", "--json"])
+            .output()
+            .unwrap();
+        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+        let mask = image::open(&out).unwrap().to_luma8().into_raw();
+        let inter = (0..mask.len()).filter(|&p| mask[p] == 255 && truth[p] == region.word).count();
+        let union = (0..mask.len()).filter(|&p| mask[p] == 255 || truth[p] == region.word).count();
+        let iou = inter as f64 / union as f64;
+        assert!(iou >= 0.9, "click at {probe} in {}: IoU {iou:.3}", region.word);
+        assert_eq!(summary["label"], region.word.as_str(), "{summary}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

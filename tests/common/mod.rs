@@ -74,6 +74,8 @@ pub struct Region {
     pub rgb: [u8; 3],
     pub x: (u32, u32),
     pub y: (u32, u32),
+    /// A point well inside the region.
+    pub probe: (u32, u32),
 }
 
 impl Scene {
@@ -93,7 +95,13 @@ impl Scene {
                 .map(|r| {
                     let rgb = r["rgb"].as_array().unwrap();
                     let rgb = [0, 1, 2].map(|k| rgb[k].as_u64().unwrap() as u8);
-                    Region { word: r["word"].as_str().unwrap().to_string(), rgb, x: pair(&r["x"]), y: pair(&r["y"]) }
+                    Region {
+                        word: r["word"].as_str().unwrap().to_string(),
+                        rgb,
+                        x: pair(&r["x"]),
+                        y: pair(&r["y"]),
+                        probe: pair(&r["probe"]),
+                    }
                 })
                 .collect(),
         }
