@@ -173,11 +173,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "wordmask bench: {what}, engine {engine}, backend {backend}, {} iterations, loaded in {load_ms:.0} ms",
         args.iters
     );
-    println!("| {:<44} | {:>10} | {:>10} | {:>10} | {:>10} |", "stage", "median ms", "p10 ms", "p90 ms", "max ms");
-    println!("|{:-<46}|{:-<12}|{:-<12}|{:-<12}|{:-<12}|", "", "", "", "", "");
+    let width = rows.iter().map(|r| r.stage.chars().count()).chain([44]).max().unwrap_or(44);
+    println!("| {:<width$} | {:>10} | {:>10} | {:>10} | {:>10} |", "stage", "median ms", "p10 ms", "p90 ms", "max ms");
+    println!("|{:-<w2$}|{:-<12}|{:-<12}|{:-<12}|{:-<12}|", "", "", "", "", "", w2 = width + 2);
     for row in &rows {
         println!(
-            "| {:<44} | {:>10.1} | {:>10.1} | {:>10.1} | {:>10.1} |",
+            "| {:<width$} | {:>10.1} | {:>10.1} | {:>10.1} | {:>10.1} |",
             row.stage,
             row.quantile(0.5),
             row.quantile(0.1),
