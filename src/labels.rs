@@ -3,8 +3,11 @@
 
 use crate::error::{Error, Result};
 
-/// At most this many classes: label maps are 8-bit with 0 kept for "unlabelled".
-pub const MAX_LABELS: usize = 255;
+/// At most this many classes (LVIS has 1,203). Label maps are 8-bit up to 255 labels (0 is
+/// "unlabelled") and 16-bit beyond.
+pub const MAX_LABELS: usize = 2048;
+/// At most this many lines in a class file: evaluation compares 8-bit label PNGs.
+pub const MAX_CLASS_FILE_LINES: usize = 255;
 /// Longest label text accepted, in characters.
 pub const MAX_LABEL_CHARS: usize = 200;
 
@@ -49,9 +52,9 @@ pub fn parse(text: &str) -> Result<Vec<Label>> {
 /// every later class index.
 pub fn parse_class_file(text: &str) -> Result<Vec<Label>> {
     let lines: Vec<&str> = text.trim_end_matches(['\n', '\r']).lines().collect();
-    if lines.is_empty() || lines.len() > MAX_LABELS {
+    if lines.is_empty() || lines.len() > MAX_CLASS_FILE_LINES {
         return Err(Error::invalid(format!(
-            "a class file needs 1 to {MAX_LABELS} lines, this one has {}",
+            "a class file needs 1 to {MAX_CLASS_FILE_LINES} lines (label PNGs are 8-bit), this one has {}",
             lines.len()
         )));
     }
@@ -93,8 +96,11 @@ mod tests {
     #[test]
     fn empty_and_huge_lists_are_refused() {
         assert!(parse(" , \n |").unwrap_err().to_string().contains("no labels"));
-        let many = (0..300).map(|i| format!("thing{i}")).collect::<Vec<_>>().join(",");
-        assert!(parse(&many).unwrap_err().to_string().contains("300 labels"));
+        let list = |n: usize| (0..n).map(|i| format!("thing{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(parse(&list(MAX_LABELS)).unwrap().len(), MAX_LABELS);
+        assert!(parse(&list(MAX_LABELS + 1)).unwrap_err().to_string().contains(&format!("{} labels", MAX_LABELS + 1)));
+        let lines = (0..MAX_CLASS_FILE_LINES + 1).map(|i| format!("c{i}")).collect::<Vec<_>>().join("\n");
+        assert!(parse_class_file(&lines).unwrap_err().to_string().contains("8-bit"));
         assert!(parse(&"x".repeat(500)).unwrap_err().to_string().contains("longer than"));
     }
 }

@@ -10,7 +10,7 @@ use crate::Error;
 use crate::labels;
 use crate::preprocess::RgbImage;
 use crate::segment::point::{EncodedImage, MaskNamer, Naming, Prompt, PromptModel};
-use crate::segment::{EmbeddingCache, LabelShare, Model, Settings, segment_async};
+use crate::segment::{EmbeddingCache, LabelMap, LabelShare, Model, Settings, segment_async};
 
 fn js_error(e: Error) -> JsValue {
     js_sys::Error::new(&e.to_string()).into()
@@ -72,8 +72,6 @@ struct SegmentResult {
     height: usize,
     labels: Vec<LabelShare>,
     unlabelled: f32,
-    #[serde(with = "serde_bytes_vec")]
-    label_map: Vec<u8>,
     /// Top score per pixel, 0..=255.
     #[serde(with = "serde_bytes_vec")]
     confidence: Vec<u8>,
@@ -210,7 +208,8 @@ impl WordMask {
     }
 
     /// Segmentation of an RGBA image with the model's engine: `{width, height, labels: [{label,
-    /// share}], unlabelled, labelMap: Uint8Array, confidence}` with the CLI's label-map values.
+    /// share}], unlabelled, labelMap, confidence: Uint8Array}` with the CLI's label-map values:
+    /// `labelMap` is a `Uint8Array` for up to 255 labels and a `Uint16Array` above.
     /// `options` holds the CLI's settings in camelCase (`templates`, `shortSide`, `window`,
     /// `stride`, `threshold`, `background` (words), `method`, `refine`, `scoring`, ...); unset
     /// ones take the engine's defaults.
@@ -228,8 +227,13 @@ impl WordMask {
         let model = self.model.as_ref().ok_or_else(|| js_error(Error::invalid("no model is loaded yet")))?;
         let seg = segment_async(model, &image, &labels, &settings, &mut self.cache).await.map_err(js_error)?;
         let (shares, unlabelled) = seg.shares();
-        let confidence = seg.confidence();
-        to_js(&SegmentResult { width, height, labels: shares, unlabelled, label_map: seg.label_map, confidence })
+        let result = to_js(&SegmentResult { width, height, labels: shares, unlabelled, confidence: seg.confidence })?;
+        let label_map: JsValue = match &seg.label_map {
+            LabelMap::Narrow(v) => js_sys::Uint8Array::from(&v[..]).into(),
+            LabelMap::Wide(v) => js_sys::Uint16Array::from(&v[..]).into(),
+        };
+        js_sys::Reflect::set(&result, &"labelMap".into(), &label_map)?;
+        Ok(result)
     }
 }
 

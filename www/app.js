@@ -1,6 +1,6 @@
 // Page logic. The worker owns the model (through client.js); this file only gathers input and
 // draws results.
-import { paintMasks, paletteColour } from './masks.js';
+import { greyPng, paintMasks, paletteColour } from './masks.js';
 import { sharedClient } from './client.js';
 import { PointMode } from './point.js';
 
@@ -432,12 +432,9 @@ function save(blob, name) {
 $('download-labels').onclick = async () => {
   const shown = layer();
   const { width, height } = state.image;
-  const canvas = new OffscreenCanvas(width, height);
-  const ctx = canvas.getContext('2d');
-  const img = ctx.createImageData(width, height);
-  shown.map.forEach((k, i) => { const v = k ? shown.entries[k - 1].value : 0; img.data.set([v, v, v, 255], i * 4); });
-  ctx.putImageData(img, 0, 0);
-  save(await canvas.convertToBlob({ type: 'image/png' }), 'labels.png');
+  const values = new Uint16Array(width * height);
+  shown.map.forEach((k, i) => { values[i] = k ? shown.entries[k - 1].value : 0; });
+  save(await greyPng(values, width, height), 'labels.png');
 };
 $('download-overlay').onclick = () => $('view').toBlob((blob) => save(blob, 'overlay.png'), 'image/png');
 $('download-json').onclick = () => {

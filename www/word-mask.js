@@ -5,7 +5,8 @@
 // scoring (same meanings as `wordmask segment`; unset ones take the defaults of the model's engine).
 // Method: segment(image | ImageBitmap | HTMLVideoElement | VideoFrame | HTMLCanvasElement).
 // Property: labels (string or array). Events: progress {file, loaded, total}, ready {backend,
-// engine, defaults}, result {width, height, labels, shares, labelMap}, error {message}. CSS parts:
+// engine, defaults}, result {width, height, labels, shares, labelMap (Uint8Array, or Uint16Array
+// above 255 labels)}, error {message}. CSS parts:
 // canvas, legend, status. Every element on a page shares one worker, one GPU device and one model.
 // Point mode: with `interactive` and `sam` (a Segment Anything checkpoint), a click on the
 // canvas outlines the object under it (named by `labels`, with `model` a CLIP checkpoint);

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{ModelArgs, load, read_image};
 use wordmask::labels::{Label, parse_class_file};
 use wordmask::metrics::{ConfusionMatrix, IGNORE_INDEX};
-use wordmask::segment::{BackgroundDataset, EmbeddingCache, Model, Settings, Words, segment};
+use wordmask::segment::{BackgroundDataset, EmbeddingCache, LabelMap, Model, Settings, Words, segment};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -270,7 +270,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 if (w, h) != (image.width, image.height) {
                     bail!("{} is {w}x{h} but its image is {}x{}", sample.label.display(), image.width, image.height);
                 }
-                let map = segment(model, &image, classes, settings, &mut cache)?.label_map;
+                let map = match segment(model, &image, classes, settings, &mut cache)?.label_map {
+                    LabelMap::Narrow(map) => map,
+                    LabelMap::Wide(_) => bail!("eval compares 8-bit label PNGs: at most 255 classes"),
+                };
                 if *zero_is_class_0 {
                     map
                 } else {

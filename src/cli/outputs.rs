@@ -1,4 +1,4 @@
-//! Files `wordmask segment` writes: the 8-bit label PNG, the overlay PNG with a legend, and
+//! Files `wordmask segment` writes: the label PNG (8- or 16-bit), the overlay PNG with a legend, and
 //! the `.npy` score array.
 
 use std::io::Write;
@@ -6,10 +6,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use font8x8::UnicodeFonts;
-use image::{GrayImage, Rgb, RgbImage as Canvas};
+use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage as Canvas};
 
 use wordmask::preprocess::RgbImage;
-use wordmask::segment::Segmentation;
+use wordmask::segment::{LabelMap, Segmentation};
 
 /// Distinct colours for labels 1.. (0, unlabelled, is left uncoloured).
 const PALETTE: [[u8; 3]; 12] = [
@@ -31,14 +31,21 @@ pub fn colour(label: usize) -> [u8; 3] {
     PALETTE[(label - 1) % PALETTE.len()]
 }
 
-/// Label indices as a grey PNG: pixel value i = i-th label, 0 = unlabelled.
+/// Label indices as a grey PNG: pixel value i = i-th label, 0 = unlabelled. 8-bit up to 255
+/// labels, 16-bit beyond.
 pub fn write_labels_png(seg: &Segmentation, path: &Path) -> Result<()> {
-    let img =
-        GrayImage::from_raw(seg.width as u32, seg.height as u32, seg.label_map.clone()).context("label map size")?;
-    img.save(path).with_context(|| format!("cannot write {}", path.display()))
+    let (w, h) = (seg.width as u32, seg.height as u32);
+    let saved = match &seg.label_map {
+        LabelMap::Narrow(map) => GrayImage::from_raw(w, h, map.clone()).context("label map size")?.save(path),
+        LabelMap::Wide(map) => {
+            ImageBuffer::<Luma<u16>, Vec<u16>>::from_raw(w, h, map.clone()).context("label map size")?.save(path)
+        }
+    };
+    saved.with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// `float32` array of shape `[classes, height, width]` in NumPy's `.npy` format (version 1.0).
+/// `float32` array of shape `[classes, height, width]` in NumPy's `.npy` format (version 1.0),
+/// computed and written a band of rows at a time.
 pub fn write_npy(seg: &Segmentation, path: &Path) -> Result<()> {
     let mut header = format!(
         "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
@@ -51,16 +58,15 @@ pub fn write_npy(seg: &Segmentation, path: &Path) -> Result<()> {
         header.push(' ');
     }
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + seg.probs.len() * 4);
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in &seg.probs {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::File::create(path)
-        .and_then(|mut f| f.write_all(&out))
-        .with_context(|| format!("cannot write {}", path.display()))
+    let write = || -> std::io::Result<()> {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        file.write_all(b"\x93NUMPY\x01\x00")?;
+        file.write_all(&(header.len() as u16).to_le_bytes())?;
+        file.write_all(header.as_bytes())?;
+        seg.write_scores(&mut file, 10 + header.len() as u64)?;
+        file.flush()
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn draw_text(canvas: &mut Canvas, x0: u32, y0: u32, text: &str, scale: u32, colour: [u8; 3]) {
@@ -97,7 +103,7 @@ pub fn write_overlay(seg: &Segmentation, photo: &RgbImage, opacity: f32, path: &
         for x in 0..w {
             let i = (y * w + x) as usize;
             let p = &photo.data[i * 3..i * 3 + 3];
-            let label = seg.label_map[i] as usize;
+            let label = seg.label_map.get(i);
             let px = if label == 0 {
                 [p[0], p[1], p[2]]
             } else {

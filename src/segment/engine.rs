@@ -6,6 +6,7 @@
 use burn::tensor::Tensor;
 use serde::Serialize;
 
+use super::result::PixelSteps;
 use super::slide::Windows;
 use super::text::{ClassEmbeddings, EmbeddingCache, Templates};
 use super::{BackgroundDataset, Model, Settings};
@@ -42,6 +43,25 @@ impl Plan {
     }
 }
 
+/// An engine's scores `[rows, h, w]` on the device at its working resolution (at most the
+/// image's), and how each pixel of the image gets its class scores from them: bilinear
+/// upsampling, then [`PixelSteps`]. The shared code finishes them on the host a band at a time
+/// ([`super::result`]), so no engine holds classes × image pixels.
+pub struct Scores {
+    pub maps: Tensor<3>,
+    pub steps: PixelSteps,
+}
+
+impl Scores {
+    /// The class scores at `width x height`, `[classes, height, width]` (tests and small
+    /// images; segmentation itself never materialises them).
+    #[cfg(not(target_family = "wasm"))]
+    pub fn at(self, width: usize, height: usize) -> Result<Vec<f32>> {
+        let maps = super::result::ScoreMaps::read(self.maps)?;
+        Ok(super::result::full_scores(&maps, &self.steps, width, height))
+    }
+}
+
 /// How an engine's own repository evaluates a dataset whose class 0 is background.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DatasetProtocol {
@@ -73,16 +93,17 @@ pub trait Engine: Sync + 'static {
     /// are refused before this is called).
     fn options(settings: &Settings) -> Result<Self::Options>;
     fn plan(options: &Self::Options) -> Plan;
-    /// Scores `[rows, H, W]` at the image's resolution: one row per class of `classes`, then the
-    /// engine's own background row when [`Plan::engine_background`] (folded into the background
-    /// words' class when there is one).
+    /// Scores at the engine's working resolution and the per-pixel steps that make them one
+    /// score per class of `classes` (then the engine's own background row when
+    /// [`Plan::engine_background`], folded into the background words' class when there is one)
+    /// once upsampled to the image: see [`Scores`].
     fn scores(
         network: &Self::Network,
         preprocessor: &Preprocessor,
         image: &RgbImage,
         classes: &ClassEmbeddings,
         options: &Self::Options,
-    ) -> Result<Tensor<3>>;
+    ) -> Result<Scores>;
     fn dataset_protocol(dataset: BackgroundDataset) -> DatasetProtocol;
 }
 
@@ -107,7 +128,7 @@ pub trait AnyEngine: Sync {
         labels: &[Label],
         settings: &Settings,
         cache: &mut EmbeddingCache,
-    ) -> Result<(Tensor<3>, Plan)>;
+    ) -> Result<(Scores, Plan)>;
     fn dataset_protocol(&self, dataset: BackgroundDataset) -> DatasetProtocol;
 }
 
@@ -158,7 +179,7 @@ impl<E: Engine> AnyEngine for E {
         labels: &[Label],
         settings: &Settings,
         cache: &mut EmbeddingCache,
-    ) -> Result<(Tensor<3>, Plan)> {
+    ) -> Result<(Scores, Plan)> {
         settings.refuse_other_engines(E::NAME)?;
         let options = E::options(settings)?;
         let plan = E::plan(&options);

@@ -17,8 +17,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::engine::{DatasetProtocol, Engine, Plan};
-use super::result::merge_synonyms;
+use super::engine::{DatasetProtocol, Engine, Plan, Scores};
+use super::result::PixelSteps;
 use super::slide::Windows;
 use super::text::{ClassEmbeddings, Templates};
 use super::{BackgroundDataset, Settings};
@@ -26,7 +26,6 @@ use crate::error::{Error, Result};
 use crate::groupvit::{GroupVitConfig, GroupVitModel, one_hot_max};
 use crate::loader::WeightLoader;
 use crate::network::Network;
-use crate::nn::resize_bilinear;
 use crate::preprocess::{Preprocessor, RgbImage};
 
 /// Names kept per window by the whole-window match (`topk(k=min(5, classes))`).
@@ -220,7 +219,7 @@ impl Engine for GroupVit {
         image: &RgbImage,
         classes: &ClassEmbeddings,
         options: &Options,
-    ) -> Result<Tensor<3>> {
+    ) -> Result<Scores> {
         options.validate()?;
         let threshold = options.threshold();
         let names = classes.names.dims()[0];
@@ -234,16 +233,15 @@ impl Engine for GroupVit {
                     Ok(model.segmentation_logits(&features, classes.names.clone(), (h, w)))
                 }
             })?;
-        let scores = resize_bilinear(averaged, image.height, image.width);
-        let merged = merge_synonyms(scores, &classes.class_of_name, classes.num_classes, false).squeeze_dim::<3>(0);
-        if !(classes.background && threshold.is_some()) {
-            return Ok(merged);
-        }
-        // Fold the threshold's row into the background class (the last class).
-        let [r, h, w] = merged.dims();
-        let c = classes.num_classes;
-        let bg = merged.clone().slice([c - 1..c, 0..h, 0..w]).max_pair(merged.clone().slice([r - 1..r, 0..h, 0..w]));
-        Ok(Tensor::cat(vec![merged.slice([0..c - 1, 0..h, 0..w]), bg], 0))
+        let steps = PixelSteps {
+            softmax_scale: None,
+            class_of_name: classes.class_of_name.clone(),
+            classes: classes.num_classes,
+            renormalise: false,
+            // The threshold's row joins the background words' class (the last class).
+            fold_extra: classes.background && threshold.is_some(),
+        };
+        Ok(Scores { maps: averaged.squeeze_dim(0), steps })
     }
 
     /// The repository's `with_bg` evaluation: class 0's name is not embedded; the background

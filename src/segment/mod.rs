@@ -25,9 +25,9 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-pub use engine::{AnyEngine, DatasetProtocol, Engine, Plan};
+pub use engine::{AnyEngine, DatasetProtocol, Engine, Plan, Scores};
 pub use model::{ImageSize, Model};
-pub use result::{LabelShare, Segmentation};
+pub use result::{LabelMap, LabelShare, PixelSteps, ScoreMaps, Segmentation};
 pub use text::{ClassEmbeddings, EmbeddingCache, Templates};
 
 use crate::error::{Error, Result};
@@ -159,7 +159,7 @@ pub enum BackgroundDataset {
 
 /// Scores still on the device, and what turns them into a label map.
 struct Pending {
-    scores: burn::tensor::Tensor<3>,
+    scores: Scores,
     plan: Plan,
 }
 
@@ -176,9 +176,9 @@ fn start(
 }
 
 impl Pending {
-    fn finish(self, image: &RgbImage, labels: &[Label], scores: Vec<f32>) -> Segmentation {
+    fn finish(self, image: &RgbImage, labels: &[Label], maps: ScoreMaps) -> Segmentation {
         let (background_row, min_score) = (self.plan.background_row(), self.plan.min_score);
-        Segmentation::new(image.width, image.height, labels, background_row, scores, min_score)
+        Segmentation::new(image.width, image.height, labels, background_row, maps, self.scores.steps, min_score)
     }
 }
 
@@ -193,8 +193,8 @@ pub fn segment(
     cache: &mut EmbeddingCache,
 ) -> Result<Segmentation> {
     let pending = start(model, image, labels, settings, cache)?;
-    let scores = crate::device::to_vec(pending.scores.clone())?;
-    Ok(pending.finish(image, labels, scores))
+    let maps = ScoreMaps::read(pending.scores.maps.clone())?;
+    Ok(pending.finish(image, labels, maps))
 }
 
 /// [`segment`], reading the scores back without blocking (the only way in a browser).
@@ -206,6 +206,6 @@ pub async fn segment_async(
     cache: &mut EmbeddingCache,
 ) -> Result<Segmentation> {
     let pending = start(model, image, labels, settings, cache)?;
-    let scores = crate::device::to_vec_async(pending.scores.clone()).await?;
-    Ok(pending.finish(image, labels, scores))
+    let maps = ScoreMaps::read_async(pending.scores.maps.clone()).await?;
+    Ok(pending.finish(image, labels, maps))
 }

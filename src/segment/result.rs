@@ -1,7 +1,16 @@
-//! From per-class scores to what a user sees: synonyms merged into their class, the label map
-//! (0 = unlabelled or background, i = i-th label), and each label's share of the pixels.
+//! From an engine's scores to what a user sees: the label map (0 = unlabelled or background,
+//! i = i-th label), each pixel's confidence, each label's share of the pixels, and the
+//! per-class scores when asked for.
+//!
+//! Engines return their scores at their working resolution (the resized image) with the steps
+//! that turn each pixel's upsampled scores into class scores ([`PixelSteps`]). Everything at the
+//! image's resolution is made from them band by band on the host: bilinear upsampling exactly as
+//! torch's `interpolate(mode="bilinear", align_corners=False)`, then the per-pixel steps. Memory
+//! therefore follows the output (a label and a confidence a pixel), not classes × pixels: a
+//! 48-megapixel photo never holds a `[classes, 6000, 8000]` array.
 
-use burn::tensor::Tensor;
+use std::io::{Seek, SeekFrom, Write};
+
 use serde::Serialize;
 
 use crate::labels::Label;
@@ -10,42 +19,226 @@ use crate::labels::Label;
 /// indices stay the user's).
 pub const BACKGROUND: &str = "background";
 
-/// Max over each class's names (SCLIP's merge); with `renormalise`, divided so the classes'
-/// probabilities sum to 1 again. Extra rows after the names are kept as they are.
-/// `[1, names (+extra), H, W] -> [1, classes (+extra), H, W]`
-pub fn merge_synonyms(probs: Tensor<4>, class_of_name: &[usize], classes: usize, renormalise: bool) -> Tensor<4> {
-    if class_of_name.len() == classes {
-        return probs;
-    }
-    let [_, _, h, w] = probs.dims();
-    let per_class = (0..classes)
-        .map(|c| {
-            // Names of one class are contiguous (ClassEmbeddings), and every class has one.
-            let first = class_of_name.iter().position(|&x| x == c).unwrap_or(0);
-            let last = class_of_name.iter().rposition(|&x| x == c).unwrap_or(first);
-            probs.clone().slice([0..1, first..last + 1, 0..h, 0..w]).max_dim(1)
-        })
-        .collect();
-    let merged = Tensor::cat(per_class, 1);
-    let merged = if renormalise { merged.clone().div(merged.sum_dim(1)) } else { merged };
-    let (names, rows) = (class_of_name.len(), probs.dims()[1]);
-    if rows == names {
-        return merged;
-    }
-    Tensor::cat(vec![merged, probs.slice([0..1, names..rows, 0..h, 0..w])], 1)
+/// Rows of the image finished at a time.
+const BAND_PIXELS: usize = 1 << 18;
+
+/// How one pixel's upsampled engine rows become its class scores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PixelSteps {
+    /// `softmax(scale * x)` over all rows first (dense CLIP's probabilities).
+    pub softmax_scale: Option<f32>,
+    /// The class of each of the first rows (one row per name; a class's synonyms are
+    /// contiguous). Rows after these are the engine's own and are kept as they are.
+    pub class_of_name: Vec<usize>,
+    pub classes: usize,
+    /// Divide the merged classes by their sum (SCLIP's merge after a softmax).
+    pub renormalise: bool,
+    /// Fold the engine's last extra row into the last class (max): GroupViT's background
+    /// threshold into the background words' class.
+    pub fold_extra: bool,
 }
 
-/// Label map from scores `[classes, H, W]` (host, row-major): `1 + argmax`, or 0 where the top
-/// score is under `threshold` or the top class is one of `background`.
-pub fn label_map(probs: &[f32], classes: usize, threshold: f32, background: &[usize]) -> Vec<u8> {
-    let n = probs.len() / classes.max(1);
-    (0..n)
-        .map(|i| {
-            let (best, p) =
-                (0..classes).map(|c| (c, probs[c * n + i])).fold((0, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
-            if p < threshold || background.contains(&best) { 0 } else { (best + 1) as u8 }
-        })
-        .collect()
+impl PixelSteps {
+    /// Rows out for `rows_in` rows in: the classes, then the extra rows (unless folded).
+    pub fn rows_out(&self, rows_in: usize) -> usize {
+        let extra = rows_in.saturating_sub(self.class_of_name.len());
+        self.classes + if self.fold_extra { 0 } else { extra }
+    }
+
+    /// One pixel: `input` (`rows_in` values, overwritten) to `out` (`rows_out` values).
+    pub fn apply(&self, input: &mut [f32], out: &mut [f32]) {
+        if let Some(scale) = self.softmax_scale {
+            let max = input.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
+            let mut sum = 0.0;
+            for v in input.iter_mut() {
+                *v = (*v * scale - max).exp();
+                sum += *v;
+            }
+            input.iter_mut().for_each(|v| *v /= sum);
+        }
+        let names = self.class_of_name.len();
+        out[..self.classes].fill(f32::NEG_INFINITY);
+        for (&class, &v) in self.class_of_name.iter().zip(input.iter()) {
+            out[class] = out[class].max(v);
+        }
+        if self.renormalise && names != self.classes {
+            let sum: f32 = out[..self.classes].iter().sum();
+            out[..self.classes].iter_mut().for_each(|v| *v /= sum);
+        }
+        let extra = &input[names.min(input.len())..];
+        match (self.fold_extra, extra.last()) {
+            (true, Some(&last)) => out[self.classes - 1] = out[self.classes - 1].max(last),
+            _ => out[self.classes..self.classes + extra.len()].copy_from_slice(extra),
+        }
+    }
+}
+
+/// Scores on the host at the engine's working resolution, `[rows, height, width]` row-major.
+#[derive(Debug, Clone)]
+pub struct ScoreMaps {
+    pub rows: usize,
+    pub height: usize,
+    pub width: usize,
+    pub values: Vec<f32>,
+}
+
+impl ScoreMaps {
+    /// From the device tensor `[rows, height, width]` (native).
+    #[cfg(not(target_family = "wasm"))]
+    pub fn read(maps: burn::tensor::Tensor<3>) -> crate::error::Result<Self> {
+        let [rows, height, width] = maps.dims();
+        Ok(ScoreMaps { rows, height, width, values: crate::device::to_vec(maps)? })
+    }
+
+    /// From the device tensor, without blocking (the browser).
+    pub async fn read_async(maps: burn::tensor::Tensor<3>) -> crate::error::Result<Self> {
+        let [rows, height, width] = maps.dims();
+        Ok(ScoreMaps { rows, height, width, values: crate::device::to_vec_async(maps).await? })
+    }
+}
+
+/// The class scores of `maps` finished at `width x height`, `[classes, height, width]`
+/// row-major: classes × pixels floats, for tests and small images.
+pub fn full_scores(maps: &ScoreMaps, steps: &PixelSteps, width: usize, height: usize) -> Vec<f32> {
+    let n = width * height;
+    let finisher = Finisher::new(maps, steps, width, height);
+    let classes = finisher.rows_out();
+    let mut out = vec![0f32; classes * n];
+    let mut band = Vec::new();
+    for (y0, y1) in finisher.bands() {
+        finisher.band(y0, y1, &mut band);
+        for (k, scores) in band.chunks_exact(classes).enumerate() {
+            for (c, &v) in scores.iter().enumerate() {
+                out[c * n + y0 * width + k] = v;
+            }
+        }
+    }
+    out
+}
+
+/// Where each output coordinate samples its input axis: torch's bilinear source index
+/// (`align_corners=False`): `src = max(0, (dst + 0.5) * in / out - 0.5)`.
+struct Axis {
+    lo: Vec<usize>,
+    hi: Vec<usize>,
+    t: Vec<f32>,
+}
+
+impl Axis {
+    fn new(input: usize, output: usize) -> Self {
+        let scale = input as f32 / output as f32;
+        let mut axis = Axis { lo: Vec::with_capacity(output), hi: Vec::with_capacity(output), t: Vec::with_capacity(output) };
+        for dst in 0..output {
+            let src = if input == output { dst as f32 } else { ((dst as f32 + 0.5) * scale - 0.5).max(0.0) };
+            let lo = (src as usize).min(input - 1);
+            axis.lo.push(lo);
+            axis.hi.push((lo + 1).min(input - 1));
+            axis.t.push(src - lo as f32);
+        }
+        axis
+    }
+}
+
+/// Upsampling `maps` to `width x height` and applying `steps`, a band of rows at a time.
+struct Finisher<'a> {
+    maps: &'a ScoreMaps,
+    steps: &'a PixelSteps,
+    xs: Axis,
+    ys: Axis,
+    width: usize,
+}
+
+impl<'a> Finisher<'a> {
+    fn new(maps: &'a ScoreMaps, steps: &'a PixelSteps, width: usize, height: usize) -> Self {
+        Finisher { maps, steps, xs: Axis::new(maps.width, width), ys: Axis::new(maps.height, height), width }
+    }
+
+    fn rows_out(&self) -> usize {
+        self.steps.rows_out(self.maps.rows)
+    }
+
+    /// Rows `y0..y1`, pixel-major: `[(y1 - y0) * width, rows_out]`.
+    fn band(&self, y0: usize, y1: usize, out: &mut Vec<f32>) {
+        let (rows, plane) = (self.maps.rows, self.maps.height * self.maps.width);
+        let rows_out = self.rows_out();
+        out.clear();
+        out.resize((y1 - y0) * self.width * rows_out, 0.0);
+        let mut pixel = vec![0f32; rows];
+        let v = &self.maps.values;
+        for y in y0..y1 {
+            let (r0, r1, ty) = (self.ys.lo[y] * self.maps.width, self.ys.hi[y] * self.maps.width, self.ys.t[y]);
+            for x in 0..self.width {
+                let (c0, c1, tx) = (self.xs.lo[x], self.xs.hi[x], self.xs.t[x]);
+                for (r, p) in pixel.iter_mut().enumerate() {
+                    let base = r * plane;
+                    let top = v[base + r0 + c0] * (1.0 - tx) + v[base + r0 + c1] * tx;
+                    let bottom = v[base + r1 + c0] * (1.0 - tx) + v[base + r1 + c1] * tx;
+                    *p = top * (1.0 - ty) + bottom * ty;
+                }
+                let at = ((y - y0) * self.width + x) * rows_out;
+                self.steps.apply(&mut pixel, &mut out[at..at + rows_out]);
+            }
+        }
+    }
+
+    /// Band boundaries: about [`BAND_PIXELS`] pixels each.
+    fn bands(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let height = self.ys.lo.len();
+        let step = (BAND_PIXELS / self.width.max(1)).max(1);
+        (0..height).step_by(step).map(move |y0| (y0, (y0 + step).min(height)))
+    }
+}
+
+/// Label indices, one a pixel: 8-bit up to 255 labels, 16-bit beyond.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelMap {
+    Narrow(Vec<u8>),
+    Wide(Vec<u16>),
+}
+
+impl LabelMap {
+    fn new(labels: usize, pixels: usize) -> Self {
+        if labels <= u8::MAX as usize { LabelMap::Narrow(vec![0; pixels]) } else { LabelMap::Wide(vec![0; pixels]) }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            LabelMap::Narrow(v) => v.len(),
+            LabelMap::Wide(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The label of pixel `i` (0 = unlabelled).
+    pub fn get(&self, i: usize) -> usize {
+        match self {
+            LabelMap::Narrow(v) => v[i] as usize,
+            LabelMap::Wide(v) => v[i] as usize,
+        }
+    }
+
+    fn set(&mut self, i: usize, label: usize) {
+        match self {
+            LabelMap::Narrow(v) => v[i] = label as u8,
+            LabelMap::Wide(v) => v[i] = label as u16,
+        }
+    }
+
+    /// Bits a label takes: 8 or 16.
+    pub fn bits(&self) -> u32 {
+        match self {
+            LabelMap::Narrow(_) => 8,
+            LabelMap::Wide(_) => 16,
+        }
+    }
+
+    /// Every label, widened (tests and small images).
+    pub fn to_vec(&self) -> Vec<usize> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
 }
 
 /// A finished segmentation of one image.
@@ -55,13 +248,15 @@ pub struct Segmentation {
     pub height: usize,
     /// The user's labels (without the background class).
     pub labels: Vec<String>,
-    /// Whether `probs` has a last row for the background class.
+    /// Whether the classes end with a background class (the background words' or the
+    /// engine's own).
     pub background: bool,
-    /// `[labels (+1 background), height, width]`, row-major: the engine's scores (the dense
-    /// engine's probabilities, GroupViT's group-label scores and background indicator).
-    pub probs: Vec<f32>,
     /// `height * width` label indices.
-    pub label_map: Vec<u8>,
+    pub label_map: LabelMap,
+    /// Each pixel's highest class score, quantised to 0..=255 (for display).
+    pub confidence: Vec<u8>,
+    maps: ScoreMaps,
+    steps: PixelSteps,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,38 +267,46 @@ pub struct LabelShare {
 }
 
 impl Segmentation {
-    /// `probs` as an engine returns them for `labels`, with a last background row when
-    /// `background`; pixels whose top score is under `threshold` stay unlabelled.
+    /// The engine's scores `maps` for `labels` (with a last background class when
+    /// `background`), finished at `width x height`: pixels whose top score is under
+    /// `threshold`, or whose top class is the background, stay unlabelled.
     pub fn new(
         width: usize,
         height: usize,
         labels: &[Label],
         background: bool,
-        probs: Vec<f32>,
+        maps: ScoreMaps,
+        steps: PixelSteps,
         threshold: f32,
     ) -> Self {
         let classes = labels.len() + usize::from(background);
-        let background_class: Vec<usize> = if background { vec![labels.len()] } else { vec![] };
-        let label_map = label_map(&probs, classes, threshold, &background_class);
+        let mut label_map = LabelMap::new(labels.len(), width * height);
+        let mut confidence = vec![0u8; width * height];
+        let finisher = Finisher::new(&maps, &steps, width, height);
+        let rows_out = finisher.rows_out();
+        debug_assert_eq!(rows_out, classes, "the engine's rows after its steps are the classes");
+        let mut band = Vec::new();
+        for (y0, y1) in finisher.bands() {
+            finisher.band(y0, y1, &mut band);
+            for (k, scores) in band.chunks_exact(rows_out).enumerate() {
+                let i = y0 * width + k;
+                let (best, top) =
+                    scores[..classes].iter().enumerate().fold((0, f32::MIN), |a, (c, &p)| if p > a.1 { (c, p) } else { a });
+                let unlabelled = top < threshold || (background && best == classes - 1);
+                label_map.set(i, if unlabelled { 0 } else { best + 1 });
+                confidence[i] = (top.clamp(0.0, 1.0) * 255.0).round() as u8;
+            }
+        }
         Segmentation {
             width,
             height,
             labels: labels.iter().map(|l| l.name.clone()).collect(),
             background,
-            probs,
             label_map,
+            confidence,
+            maps,
+            steps,
         }
-    }
-
-    /// Each pixel's highest class probability, quantised to 0..=255 (for display).
-    pub fn confidence(&self) -> Vec<u8> {
-        let n = self.label_map.len();
-        (0..n)
-            .map(|i| {
-                let p = (0..self.num_classes()).map(|c| self.probs[c * n + i]).fold(0f32, f32::max);
-                (p.clamp(0.0, 1.0) * 255.0).round() as u8
-            })
-            .collect()
     }
 
     pub fn num_classes(&self) -> usize {
@@ -113,8 +316,8 @@ impl Segmentation {
     /// Pixel share of each label, then of "unlabelled" (background and below threshold).
     pub fn shares(&self) -> (Vec<LabelShare>, f32) {
         let mut counts = vec![0usize; self.labels.len() + 1];
-        for &l in &self.label_map {
-            counts[l as usize] += 1;
+        for i in 0..self.label_map.len() {
+            counts[self.label_map.get(i)] += 1;
         }
         let n = self.label_map.len().max(1) as f32;
         let shares = self
@@ -125,24 +328,114 @@ impl Segmentation {
             .collect();
         (shares, counts[0] as f32 / n)
     }
+
+    /// The class scores at the image's resolution, `[classes, height, width]` row-major. This
+    /// is classes × pixels floats: for tests and small images; [`Self::write_scores`] streams.
+    pub fn scores(&self) -> Vec<f32> {
+        full_scores(&self.maps, &self.steps, self.width, self.height)
+    }
+
+    /// The class scores at the image's resolution as little-endian `f32`, `[classes, height,
+    /// width]`, written from `start` on (after a file header), a band at a time.
+    pub fn write_scores<W: Write + Seek>(&self, out: &mut W, start: u64) -> std::io::Result<()> {
+        let plane = (self.width * self.height * 4) as u64;
+        let classes = self.num_classes();
+        let finisher = Finisher::new(&self.maps, &self.steps, self.width, self.height);
+        let mut band = Vec::new();
+        let mut bytes = Vec::new();
+        for (y0, y1) in finisher.bands() {
+            finisher.band(y0, y1, &mut band);
+            for c in 0..classes {
+                bytes.clear();
+                bytes.extend(band.iter().skip(c).step_by(classes).flat_map(|v| v.to_le_bytes()));
+                out.seek(SeekFrom::Start(start + c as u64 * plane + (y0 * self.width * 4) as u64))?;
+                out.write_all(&bytes)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn plain(classes: usize) -> PixelSteps {
+        PixelSteps {
+            softmax_scale: None,
+            class_of_name: (0..classes).collect(),
+            classes,
+            renormalise: false,
+            fold_extra: false,
+        }
+    }
+
     #[test]
     fn label_map_shares_and_confidence() {
         let labels = crate::labels::parse("cat, dog").unwrap();
         // 3 pixels, classes cat, dog, background: cat wins, dog wins weakly, background wins.
-        let probs = vec![0.8, 0.3, 0.1, 0.1, 0.4, 0.2, 0.1, 0.3, 0.7];
-        let seg = Segmentation::new(3, 1, &labels, true, probs.clone(), 0.35);
-        assert_eq!(seg.label_map, vec![1, 2, 0]);
+        let maps = ScoreMaps { rows: 3, height: 1, width: 3, values: vec![0.8, 0.3, 0.1, 0.1, 0.4, 0.2, 0.1, 0.3, 0.7] };
+        let seg = Segmentation::new(3, 1, &labels, true, maps.clone(), plain(3), 0.35);
+        assert_eq!(seg.label_map, LabelMap::Narrow(vec![1, 2, 0]));
         let (shares, unlabelled) = seg.shares();
         assert_eq!(shares.iter().map(|s| s.share).collect::<Vec<_>>(), vec![1.0 / 3.0, 1.0 / 3.0]);
         assert!((unlabelled - 1.0 / 3.0).abs() < 1e-6);
-        assert_eq!(seg.confidence(), vec![204, 102, 179]);
+        assert_eq!(seg.confidence, vec![204, 102, 179]);
+        assert_eq!(seg.scores(), maps.values);
         // A higher threshold leaves the weak pixel unlabelled.
-        assert_eq!(Segmentation::new(3, 1, &labels, true, probs, 0.5).label_map, vec![1, 0, 0]);
+        assert_eq!(Segmentation::new(3, 1, &labels, true, maps, plain(3), 0.5).label_map, LabelMap::Narrow(vec![1, 0, 0]));
+    }
+
+    /// Upsampling follows torch's `interpolate(scale 2, bilinear, align_corners=False)` of
+    /// `[[0, 1], [2, 3]]` (values computed by hand from its formula: source `(d + 0.5) / 2 - 0.5`
+    /// clamped at 0).
+    #[test]
+    fn upsampling_is_torch_bilinear() {
+        let maps = ScoreMaps { rows: 1, height: 2, width: 2, values: vec![0.0, 1.0, 2.0, 3.0] };
+        let labels = crate::labels::parse("a").unwrap();
+        let seg = Segmentation::new(4, 4, &labels, false, maps, plain(1), 0.0);
+        let row = |y: usize| seg.scores()[y * 4..y * 4 + 4].to_vec();
+        assert_eq!(row(0), vec![0.0, 0.25, 0.75, 1.0]);
+        assert_eq!(row(1), vec![0.5, 0.75, 1.25, 1.5]);
+        assert_eq!(row(3), vec![2.0, 2.25, 2.75, 3.0]);
+    }
+
+    /// Softmax, synonyms merged by max and renormalised; an engine row folded into background.
+    #[test]
+    fn pixel_steps() {
+        let steps = PixelSteps {
+            softmax_scale: Some(2.0),
+            class_of_name: vec![0, 0, 1],
+            classes: 2,
+            renormalise: true,
+            fold_extra: false,
+        };
+        let mut input = vec![0.0, (2f32).ln() / 2.0, 0.0];
+        let mut out = vec![0.0; 2];
+        steps.apply(&mut input, &mut out);
+        // softmax(2x) = [1, 2, 1] / 4; max per class = [2/4, 1/4]; renormalised = [2/3, 1/3].
+        assert!((out[0] - 2.0 / 3.0).abs() < 1e-6 && (out[1] - 1.0 / 3.0).abs() < 1e-6, "{out:?}");
+        let fold = PixelSteps { softmax_scale: None, class_of_name: vec![0, 1], classes: 2, renormalise: false, fold_extra: true };
+        let mut out = vec![0.0; 2];
+        fold.apply(&mut [0.2, 0.1, 0.6], &mut out);
+        assert_eq!(out, vec![0.2, 0.6]);
+        assert_eq!(fold.rows_out(3), 2);
+        let keep = PixelSteps { fold_extra: false, ..fold };
+        let mut out = vec![0.0; 3];
+        keep.apply(&mut [0.2, 0.1, 0.6], &mut out);
+        assert_eq!(out, vec![0.2, 0.1, 0.6]);
+    }
+
+    /// More than 255 labels give a 16-bit map; the last label's index survives.
+    #[test]
+    fn wide_label_maps() {
+        let text: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
+        let labels = crate::labels::parse(&text.join(",")).unwrap();
+        let mut values = vec![0.0; 300];
+        values[299] = 1.0;
+        let maps = ScoreMaps { rows: 300, height: 1, width: 1, values };
+        let seg = Segmentation::new(1, 1, &labels, false, maps, plain(300), 0.0);
+        assert_eq!(seg.label_map.bits(), 16);
+        assert_eq!(seg.label_map.get(0), 300);
     }
 }

@@ -5,19 +5,20 @@
 //! overlaps, resize to the input size, optional PAMR ([`pamr`]), softmax over names with the
 //! logit scale, max over each class's synonyms (renormalised, so every pixel's class
 //! probabilities sum to 1). Follows the SCLIP/NACLIP `forward_slide` + `postprocess_result`
-//! order.
+//! order; the steps after the resize are per pixel, so the engine returns the stitched scores
+//! and the shared code upsamples and finishes them a band at a time (PAMR, which looks at
+//! neighbours, runs on the device first).
 
 pub mod blocks;
 pub mod pamr;
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::softmax;
 use serde::{Deserialize, Serialize};
 
 pub use blocks::{Method, NACLIP_SIGMA, last_block, neighbourhood_bias};
 
-use super::engine::{DatasetProtocol, Engine, Plan};
-use super::result::{BACKGROUND, merge_synonyms};
+use super::engine::{DatasetProtocol, Engine, Plan, Scores};
+use super::result::{BACKGROUND, PixelSteps};
 use super::slide::Windows;
 use super::text::{ClassEmbeddings, Templates};
 use super::{BackgroundDataset, Settings, name_of};
@@ -160,23 +161,36 @@ impl Engine for Dense {
         }
     }
 
-    /// Per-class probabilities `[classes, H, W]` at the input image's resolution.
+    /// The cosine maps at the resized image's resolution (or, with PAMR, refined at the image's
+    /// resolution, or at the largest size under [`PAMR_MAX_VALUES`] for a very large image);
+    /// finished per pixel: softmax over names with the logit scale, max over each class's
+    /// synonyms, renormalised.
     fn scores(
         clip: &ClipModel,
         preprocessor: &Preprocessor,
         image: &RgbImage,
         classes: &ClassEmbeddings,
         options: &Options,
-    ) -> Result<Tensor<3>> {
+    ) -> Result<Scores> {
         let (averaged, pixels) = cosine_maps(clip, preprocessor, image, &classes.names, options)?;
-        let mut logits = resize_bilinear(averaged, image.height, image.width);
-        if options.refine == Refine::Pamr {
+        let maps = if options.refine == Refine::Pamr {
             // Guided by the normalised image at the output size, as NACLIP does.
-            let guide = resize_bilinear(pixels, image.height, image.width);
-            logits = pamr::refine(guide, logits, options.pamr.iterations, &options.pamr.dilations);
-        }
-        let probs = softmax(logits.mul_scalar(options.logit_scale), 1);
-        Ok(merge_synonyms(probs, &classes.class_of_name, classes.num_classes, true).squeeze_dim(0))
+            let [_, k, rh, rw] = averaged.dims();
+            let (h, w) = refine_size((image.height, image.width), (rh, rw), k);
+            let logits = resize_bilinear(averaged, h, w);
+            let guide = resize_bilinear(pixels, h, w);
+            pamr::refine(guide, logits, options.pamr.iterations, &options.pamr.dilations)
+        } else {
+            averaged
+        };
+        let steps = PixelSteps {
+            softmax_scale: Some(options.logit_scale),
+            class_of_name: classes.class_of_name.clone(),
+            classes: classes.num_classes,
+            renormalise: true,
+            fold_extra: false,
+        };
+        Ok(Scores { maps: maps.squeeze_dim(0), steps })
     }
 
     /// NACLIP's protocol: class 0's name ("background") is embedded like any class, and pixels
@@ -184,6 +198,23 @@ impl Engine for Dense {
     fn dataset_protocol(_: BackgroundDataset) -> DatasetProtocol {
         DatasetProtocol { threshold: Options::default().min_probability, embeds_background_name: true }
     }
+}
+
+/// PAMR holds about 16 neighbours' worth of its scores at once; above this many score values
+/// (names × pixels) it runs at a smaller size than the image's (never below the resized image's),
+/// and the refined scores are upsampled from there like unrefined ones.
+pub const PAMR_MAX_VALUES: usize = 1 << 22;
+
+/// The size PAMR runs at for an image of `image` (h, w) whose scores are `resized` (h, w),
+/// with `k` names.
+fn refine_size(image: (usize, usize), resized: (usize, usize), k: usize) -> (usize, usize) {
+    let values = image.0 * image.1 * (k + 1);
+    if values <= PAMR_MAX_VALUES {
+        return image;
+    }
+    let scale = (PAMR_MAX_VALUES as f64 / values as f64).sqrt();
+    let fit = |full: usize, floor: usize| ((full as f64 * scale) as usize).clamp(floor.min(full), full);
+    (fit(image.0, resized.0), fit(image.1, resized.1))
 }
 
 /// Each name's cosine with the dense patch features, windows stitched, at the resized image's
