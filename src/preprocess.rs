@@ -13,6 +13,25 @@ pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Images larger than this on a side are refused (they would not fit a GPU buffer anyway).
 pub const MAX_SIDE: usize = 16_384;
+/// Longest side an image may have after the resize a network asks for. Every path that resizes
+/// (`classify`, `embed-image`, segmentation's short-side resize) checks it before resizing;
+/// past it the image is refused with the sizes in the error, never downscaled behind the user's
+/// back (panoramas and strips: crop them, or lower `--short-side`).
+pub const MAX_RESIZED_SIDE: usize = 8192;
+
+/// An image's size as every input path checks it, before or after decoding: at least one pixel,
+/// at most [`MAX_SIDE`] a side.
+pub fn check_image_size(width: usize, height: usize) -> Result<()> {
+    if width == 0 || height == 0 {
+        return Err(Error::invalid(format!("image has no pixels ({width}x{height})")));
+    }
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(Error::invalid(format!(
+            "image of {width}x{height} pixels is too large; the limit is {MAX_SIDE} pixels a side"
+        )));
+    }
+    Ok(())
+}
 
 /// An 8-bit RGB image, row-major, 3 bytes a pixel.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,14 +43,7 @@ pub struct RgbImage {
 
 impl RgbImage {
     pub fn new(width: usize, height: usize, data: Vec<u8>) -> Result<Self> {
-        if width == 0 || height == 0 {
-            return Err(Error::invalid(format!("image has no pixels ({width}x{height})")));
-        }
-        if width > MAX_SIDE || height > MAX_SIDE {
-            return Err(Error::invalid(format!(
-                "image of {width}x{height} pixels is too large; the limit is {MAX_SIDE} pixels a side"
-            )));
-        }
+        check_image_size(width, height)?;
         if data.len() != width * height * 3 {
             return Err(Error::invalid(format!(
                 "RGB data has {} bytes, expected {} for {width}x{height}",
@@ -82,11 +94,24 @@ impl RgbImage {
 /// Size of the image after resizing its short side to `short` (transformers
 /// `get_resize_output_image_size` with `default_to_square=False`).
 pub fn short_side_size(width: usize, height: usize, short: usize) -> (usize, usize) {
+    let short = short.max(1);
     if width <= height {
         (short, (short as f64 * height as f64 / width as f64) as usize)
     } else {
         ((short as f64 * width as f64 / height as f64) as usize, short)
     }
+}
+
+/// [`short_side_size`], refused when the long side would pass [`MAX_RESIZED_SIDE`]: the one
+/// size guard of every path that resizes.
+pub fn checked_short_side_size(width: usize, height: usize, short: usize) -> Result<(usize, usize)> {
+    let (w, h) = short_side_size(width, height, short);
+    if w.max(h) > MAX_RESIZED_SIDE {
+        return Err(Error::invalid(format!(
+            "a {width}x{height} image resized to a short side of {short} would be {w}x{h}; its aspect ratio is too extreme (the long side may reach {MAX_RESIZED_SIDE} pixels; crop it first)"
+        )));
+    }
+    Ok((w, h))
 }
 
 /// The settings of a `preprocessor_config.json`, with CLIP's defaults for a given size.
@@ -147,14 +172,14 @@ impl Preprocessor {
     }
 
     /// Resize (and crop), then normalise. Returns CHW floats and `(width, height)`.
-    pub fn apply(&self, image: &RgbImage) -> (Vec<f32>, (usize, usize)) {
-        let (w, h) = short_side_size(image.width, image.height, self.short_side);
+    pub fn apply(&self, image: &RgbImage) -> Result<(Vec<f32>, (usize, usize))> {
+        let (w, h) = checked_short_side_size(image.width, image.height, self.short_side)?;
         let resized = if (w, h) == (image.width, image.height) { image.clone() } else { image.resize_bicubic(w, h) };
         let out = match self.crop {
             Some((cw, ch)) => resized.center_crop(cw, ch),
             None => resized,
         };
-        (normalize(&out, self.mean, self.std), (out.width, out.height))
+        Ok((normalize(&out, self.mean, self.std), (out.width, out.height)))
     }
 }
 
@@ -318,6 +343,17 @@ mod tests {
     fn short_side_follows_transformers_rounding() {
         assert_eq!(short_side_size(640, 427, 224), (335, 224));
         assert_eq!(short_side_size(100, 300, 64), (64, 192));
+    }
+
+    #[test]
+    fn every_resize_refuses_a_strip_before_resizing() {
+        // A 16384x1 strip at CLIP's 224 would be 3.7 M pixels long: refused, naming the sizes.
+        let strip = RgbImage::new(16_384, 1, vec![0; 16_384 * 3]).unwrap();
+        let err = Preprocessor::clip(224).apply(&strip).unwrap_err().to_string();
+        assert!(err.contains("16384x1") && err.contains("3670016x224"), "{err}");
+        // The same ratio at the limit passes.
+        assert_eq!(checked_short_side_size(8192, 224, 224).unwrap(), (8192, 224));
+        assert!(checked_short_side_size(8193, 224, 224).is_err());
     }
 
     #[test]

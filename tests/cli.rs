@@ -646,3 +646,70 @@ fn the_gpu_probe_is_quiet() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "stderr of a successful run");
 }
+
+/// An 8000x6000 photo: the scores stay at the network's resolution and are upsampled band by
+/// band, so peak memory follows the photo's bytes (RGB, label map, overlay), not classes x
+/// pixels. Red left, green right; both halves must come back named.
+#[test]
+fn a_48_megapixel_photo_segments_in_bounded_memory() {
+    let dir = common::scratch("huge-photo");
+    let photo = dir.join("huge.png");
+    let (w, h) = (8000u32, 6000u32);
+    image::RgbImage::from_fn(w, h, |x, _| if x < w / 2 { image::Rgb([220, 30, 30]) } else { image::Rgb([30, 200, 40]) })
+        .save(&photo)
+        .unwrap();
+    let labels = dir.join("labels.png");
+    let out = json(&segment(
+        fixtures().join("semantic-colours").to_str().unwrap(),
+        photo.to_str().unwrap(),
+        &[
+            "--labels",
+            "red, green, blue, yellow, white",
+            "--out",
+            labels.to_str().unwrap(),
+            "--overlay",
+            dir.join("overlay.png").to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    let map = image::open(&labels).unwrap().to_luma8();
+    assert_eq!(map.dimensions(), (w, h));
+    let right = map.enumerate_pixels().filter(|(x, _, p)| p.0[0] == if *x < w / 2 { 1 } else { 2 }).count();
+    assert!(right as f64 >= 0.99 * (w * h) as f64, "{right} of {} pixels named by their colour", w * h);
+    if let Some(peak) = out["peak_memory_mb"].as_f64() {
+        // Photo 144 MB, overlay 144 MB, label map 48 MB; classes x pixels in f32 would be 1.2 GB.
+        assert!(peak < 1024.0, "peak memory {peak:.0} MiB for an 8000x6000 photo");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Past 255 labels the label map is a 16-bit PNG holding the same label numbers.
+#[test]
+fn more_than_255_labels_write_a_16_bit_label_map() {
+    let dir = common::scratch("wide-labels");
+    let photo = dir.join("two.png");
+    image::RgbImage::from_fn(64, 48, |x, _| if x < 32 { image::Rgb([220, 30, 30]) } else { image::Rgb([30, 200, 40]) })
+        .save(&photo)
+        .unwrap();
+    let mut words: Vec<String> = (1..300).map(|i| format!("thing {i}")).collect();
+    words.extend(["red".into(), "green".into()]);
+    let labels = dir.join("labels.png");
+    let model = fixtures().join("semantic-colours");
+    let run = |words: &[String]| {
+        json(&segment(
+            model.to_str().unwrap(),
+            photo.to_str().unwrap(),
+            &["--labels", &words.join(", "), "--out", labels.to_str().unwrap(), "--json"],
+        ));
+        image::open(&labels).unwrap()
+    };
+    let map = run(&words).to_luma16();
+    assert!(matches!(image::open(&labels).unwrap(), image::DynamicImage::ImageLuma16(_)), "a 16-bit PNG");
+    let (red, green) = (words.len() as u16 - 1, words.len() as u16);
+    let right = map.enumerate_pixels().filter(|(x, _, p)| p.0[0] == if *x < 32 { red } else { green }).count();
+    assert!(right >= 64 * 48 * 95 / 100, "{right} of {} pixels carry labels {red} and {green}", 64 * 48);
+    // 255 labels still fit a byte.
+    let narrow = run(&words[words.len() - 255..]);
+    assert!(matches!(narrow, image::DynamicImage::ImageLuma8(_)), "an 8-bit PNG up to 255 labels");
+    std::fs::remove_dir_all(&dir).ok();
+}

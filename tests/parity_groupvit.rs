@@ -123,7 +123,7 @@ fn compare(name: &str, device: &Device) -> Vec<String> {
     // Our preprocessing from preprocessor_config.json matches the processor's pixels.
     for image_name in IMAGES {
         let (want, _) = reference.get(&format!("native.{image_name}.pixel_values"));
-        let (chw, _) = model.preprocessor.apply(&image(image_name));
+        let (chw, _) = model.preprocessor.apply(&image(image_name)).unwrap();
         check(all_close(&format!("{name} native.{image_name}.pixel_values"), &chw, &want, 1e-5, false));
     }
     compare_images(gv, name, &names, &reference, &mut failures);

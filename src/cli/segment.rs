@@ -24,7 +24,7 @@ pub struct SegmentArgs {
     labels: String,
     #[command(flatten)]
     settings: Settings,
-    /// Label map PNG (8-bit: 0 = unlabelled, i = i-th label).
+    /// Label map PNG (0 = unlabelled, i = i-th label; 8-bit up to 255 labels, 16-bit above).
     #[arg(long)]
     out: PathBuf,
     /// The photo with coloured masks and a legend.
@@ -75,6 +75,7 @@ pub fn run(args: SegmentArgs) -> Result<()> {
                 "labels": shares, "unlabelled": unlabelled, "background": plan.background,
                 "scores_shape": [seg.num_classes(), seg.height, seg.width],
                 "timings_ms": {"load": load_ms, "text": text_ms, "image": image_ms},
+                "peak_memory_mb": super::peak_memory_mb(),
             })
         );
     } else {

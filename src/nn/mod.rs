@@ -5,6 +5,7 @@
 //! knows nothing of the network it serves.
 
 mod attention;
+mod bilinear;
 mod conv;
 mod linear;
 mod patch;
@@ -18,6 +19,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use serde::{Deserialize, Serialize};
 
 pub use attention::Attention;
+pub use bilinear::{BilinearAxis, bilinear_rows};
 pub use conv::{Conv2d, ConvTranspose2d, LayerNorm2d};
 pub use linear::{LayerNorm, Linear};
 pub use patch::{PatchEmbedding, patchify};

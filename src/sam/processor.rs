@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::nn::resize_bilinear;
+use crate::nn::{bilinear_rows, resize_bilinear};
 use crate::preprocess::{RgbImage, normalize};
 
 /// ImageNet statistics, `SamImageProcessor`'s defaults.
@@ -116,13 +116,25 @@ impl SamProcessor {
         (x * (w as f64 / original.0 as f64), y * (h as f64 / original.1 as f64))
     }
 
-    /// Low-resolution mask logits `[n, m, m]` at the original image's size `[n, H, W]`
-    /// (`post_process_masks` without the threshold).
-    pub fn upscale(&self, masks: Tensor<3>, original: (usize, usize), resized: (usize, usize)) -> Tensor<3> {
+    /// Low-resolution mask logits `[n, m, m]` brought to the padded input and cropped to the
+    /// resized image, `[n, rh, rw]` (`post_process_masks`' first two steps, on the device; at
+    /// most the input size, whatever the photo's).
+    pub fn cropped(&self, masks: Tensor<3>, resized: (usize, usize)) -> Tensor<3> {
         let [n, m, _] = masks.dims();
         let (ph, pw) = self.pad;
         let padded = resize_bilinear(masks.reshape([1, n, m, m]), ph, pw);
-        let cropped = padded.slice([0..1, 0..n, 0..resized.1, 0..resized.0]);
-        resize_bilinear(cropped, original.1, original.0).reshape([n, original.1, original.0])
+        padded.slice([0..1, 0..n, 0..resized.1, 0..resized.0]).reshape([n, resized.1, resized.0])
+    }
+
+    /// One cropped mask `[rh, rw]` (host) at the original image's size, a row at a time
+    /// (`post_process_masks`' last step): memory stays at one row of the photo.
+    pub fn upscale_rows(
+        &self,
+        mask: &[f32],
+        resized: (usize, usize),
+        original: (usize, usize),
+        row: impl FnMut(usize, &[f32]),
+    ) {
+        bilinear_rows(mask, resized, original, row);
     }
 }

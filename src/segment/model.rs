@@ -148,7 +148,7 @@ impl Model {
 
     /// The heavy pass for one image: its embedding and the shape of its tokens.
     pub fn embed_image(&self, image: &RgbImage, size: ImageSize) -> Result<ImageEmbedding> {
-        let (chw, (w, h)) = self.preprocessor_for(size).apply(image);
+        let (chw, (w, h)) = self.preprocessor_for(size).apply(image)?;
         self.network.embed_image(Tensor::from_data(TensorData::new(chw, [1, 3, h, w]), &self.device()))
     }
 

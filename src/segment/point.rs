@@ -117,12 +117,14 @@ impl EncodedImage {
     }
 }
 
-/// The decoder's best mask for a prompt, still on the device.
+/// The decoder's masks for a prompt, still on the device, cropped to the resized image.
 pub struct PendingMask {
+    /// `[n, rh, rw]`.
     logits: Tensor<3>,
     iou: Tensor<1>,
     width: usize,
     height: usize,
+    resized: (usize, usize),
 }
 
 /// One object's mask at the image's size.
@@ -140,11 +142,17 @@ pub struct ObjectMask {
 }
 
 impl PendingMask {
-    /// The candidate with the highest predicted IoU, thresholded at 0 (`post_process_masks`).
+    /// The candidate with the highest predicted IoU, upsampled to the image row by row and
+    /// thresholded at 0 (`post_process_masks`): only the one-byte mask is photo-sized.
     pub fn finish(&self, logits: Vec<f32>, iou: Vec<f32>) -> ObjectMask {
         let best = (0..iou.len()).fold(0, |b, i| if iou[i] > iou[b] { i } else { b });
-        let n = self.width * self.height;
-        let mask: Vec<u8> = logits[best * n..(best + 1) * n].iter().map(|&v| u8::from(v > 0.0)).collect();
+        let plane = self.resized.0 * self.resized.1;
+        let mut mask = vec![0u8; self.width * self.height];
+        crate::nn::bilinear_rows(&logits[best * plane..(best + 1) * plane], self.resized, (self.width, self.height), |y, row| {
+            for (m, &v) in mask[y * self.width..(y + 1) * self.width].iter_mut().zip(row) {
+                *m = u8::from(v > 0.0);
+            }
+        });
         let area = mask.iter().filter(|&&v| v == 1).count();
         ObjectMask { width: self.width, height: self.height, mask, iou: iou[best], area }
     }
@@ -203,8 +211,8 @@ impl PromptModel {
         let sparse = self.sam.sparse_embeddings(&points, bbox)?;
         let dense = self.sam.dense_embeddings(None)?;
         let out = self.sam.decode(encoded.embeddings.clone(), sparse, dense, prompt.multimask());
-        let logits = self.processor.upscale(out.masks, encoded.original, encoded.resized);
-        Ok(PendingMask { logits, iou: out.iou, width: w, height: h })
+        let logits = self.processor.cropped(out.masks, encoded.resized);
+        Ok(PendingMask { logits, iou: out.iou, width: w, height: h, resized: encoded.resized })
     }
 
     /// Encode-free prompt, read back (native).

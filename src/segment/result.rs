@@ -14,6 +14,7 @@ use std::io::{Seek, SeekFrom, Write};
 use serde::Serialize;
 
 use crate::labels::Label;
+use crate::nn::BilinearAxis;
 
 /// Name of the extra class that background words form (after the user's labels, so label
 /// indices stay the user's).
@@ -116,41 +117,18 @@ pub fn full_scores(maps: &ScoreMaps, steps: &PixelSteps, width: usize, height: u
     out
 }
 
-/// Where each output coordinate samples its input axis: torch's bilinear source index
-/// (`align_corners=False`): `src = max(0, (dst + 0.5) * in / out - 0.5)`.
-struct Axis {
-    lo: Vec<usize>,
-    hi: Vec<usize>,
-    t: Vec<f32>,
-}
-
-impl Axis {
-    fn new(input: usize, output: usize) -> Self {
-        let scale = input as f32 / output as f32;
-        let mut axis = Axis { lo: Vec::with_capacity(output), hi: Vec::with_capacity(output), t: Vec::with_capacity(output) };
-        for dst in 0..output {
-            let src = if input == output { dst as f32 } else { ((dst as f32 + 0.5) * scale - 0.5).max(0.0) };
-            let lo = (src as usize).min(input - 1);
-            axis.lo.push(lo);
-            axis.hi.push((lo + 1).min(input - 1));
-            axis.t.push(src - lo as f32);
-        }
-        axis
-    }
-}
-
 /// Upsampling `maps` to `width x height` and applying `steps`, a band of rows at a time.
 struct Finisher<'a> {
     maps: &'a ScoreMaps,
     steps: &'a PixelSteps,
-    xs: Axis,
-    ys: Axis,
+    xs: BilinearAxis,
+    ys: BilinearAxis,
     width: usize,
 }
 
 impl<'a> Finisher<'a> {
     fn new(maps: &'a ScoreMaps, steps: &'a PixelSteps, width: usize, height: usize) -> Self {
-        Finisher { maps, steps, xs: Axis::new(maps.width, width), ys: Axis::new(maps.height, height), width }
+        Finisher { maps, steps, xs: BilinearAxis::new(maps.width, width), ys: BilinearAxis::new(maps.height, height), width }
     }
 
     fn rows_out(&self) -> usize {

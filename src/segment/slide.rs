@@ -8,11 +8,11 @@ use serde::Serialize;
 
 use super::Settings;
 use crate::error::{Error, Result};
-use crate::preprocess::{Preprocessor, RgbImage, short_side_size};
+use crate::preprocess::{Preprocessor, RgbImage, checked_short_side_size};
 
-/// Longest side an image may have after the short-side resize (bounds time and memory for
-/// panoramas and strips).
-pub const MAX_RESIZED_SIDE: usize = 8192;
+/// The most score values (names x resized pixels) one segmentation may stitch: 512 MiB of f32,
+/// within one GPU buffer and the browser's 32-bit heap.
+pub const MAX_SCORE_VALUES: usize = 1 << 27;
 /// Windows run through a network together, at most this many at once.
 const WINDOW_BATCH: usize = 8;
 
@@ -69,10 +69,28 @@ impl Windows {
         rows: usize,
         score: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
     ) -> Result<(Tensor<4>, Tensor<4>)> {
+        let (w, h) = checked_short_side_size(image.width, image.height, self.short_side)?;
+        check_score_size(rows, w, h, self.short_side)?;
         let pixels = resized_pixels(preprocessor, image, self.short_side, device)?;
         let stitched = slide_and_stitch(&pixels, self.slide(), rows, score)?;
         Ok((stitched, pixels))
     }
+}
+
+/// Refuse a segmentation whose stitched scores (`rows` names over the resized `w x h`) would
+/// pass [`MAX_SCORE_VALUES`], before anything is allocated.
+pub fn check_score_size(rows: usize, w: usize, h: usize, short_side: usize) -> Result<()> {
+    let values = rows.saturating_mul(w).saturating_mul(h);
+    if values > MAX_SCORE_VALUES {
+        let per_name = w * h;
+        return Err(Error::invalid(format!(
+            "{rows} names (labels, synonyms and background words) over a {w}x{h} resized image need {} MiB of scores, more than the {} MiB allowed; use at most {} names at this size, or a smaller short side than {short_side}",
+            values * 4 >> 20,
+            MAX_SCORE_VALUES * 4 >> 20,
+            MAX_SCORE_VALUES / per_name.max(1)
+        )));
+    }
+    Ok(())
 }
 
 /// One crop: `[y1, y2) x [x1, x2)`.
@@ -109,15 +127,8 @@ pub fn resized_pixels(
     short_side: usize,
     device: &Device,
 ) -> Result<Tensor<4>> {
-    let (rw, rh) = short_side_size(image.width, image.height, short_side);
-    if rw.max(rh) > MAX_RESIZED_SIDE {
-        return Err(Error::invalid(format!(
-            "a {}x{} image resized to a short side of {short_side} would be {rw}x{rh}; its aspect ratio is too extreme (the long side may reach {MAX_RESIZED_SIDE} pixels)",
-            image.width, image.height
-        )));
-    }
     let preprocessor = Preprocessor { short_side, crop: None, ..preprocessor.clone() };
-    let (chw, (w, h)) = preprocessor.apply(image);
+    let (chw, (w, h)) = preprocessor.apply(image)?;
     Ok(Tensor::<4>::from_data(TensorData::new(chw, [1, 3, h, w]), device))
 }
 
@@ -160,6 +171,14 @@ pub fn slide_and_stitch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stitched_scores_are_bounded_before_allocation() {
+        // 2,048 names at a 448 short side of a 4:3 photo: 1.2 G values, refused with a way out.
+        let err = check_score_size(2048, 597, 448, 448).unwrap_err().to_string();
+        assert!(err.contains("2048 names") && err.contains("use at most 501 names"), "{err}");
+        check_score_size(501, 597, 448, 448).unwrap();
+    }
 
     #[test]
     fn grid_matches_mmsegmentation() {

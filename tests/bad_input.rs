@@ -1,0 +1,157 @@
+//! The README's "When the input is wrong" table, row by row: each row's input is made here, the
+//! command run, and every quoted piece of the row's second cell (split at "...") must be on
+//! stderr, with a non-zero exit. A row without a case here, or a case without a row, fails.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::{fixtures, scratch};
+
+/// The table's rows: first cell -> the quoted pieces of the second.
+fn table() -> BTreeMap<String, Vec<String>> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let block = readme.split("<!-- bad-input -->").nth(1).expect("the README's bad-input table");
+    let mut rows = BTreeMap::new();
+    for line in block.lines().skip_while(|l| l.trim().is_empty()).take_while(|l| l.starts_with('|')).skip(2) {
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells.len(), 2, "two cells: {line}");
+        let quoted: Vec<String> = cells[1]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .flat_map(|q| q.split("...").map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect::<Vec<_>>())
+            .collect();
+        assert!(!quoted.is_empty(), "row without quoted words: {line}");
+        rows.insert(cells[0].to_string(), quoted);
+    }
+    rows
+}
+
+fn png(path: &Path, w: u32, h: u32) -> String {
+    image::RgbImage::from_pixel(w, h, image::Rgb([200, 40, 40])).save(path).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// A copy of a fixture folder with `edit` applied, for broken checkpoints.
+fn model_copy(dir: &Path, name: &str, from: &str, edit: impl FnOnce(&Path)) -> String {
+    let to = dir.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures().join(from).join(file), to.join(file)).unwrap();
+    }
+    edit(&to);
+    to.to_str().unwrap().to_string()
+}
+
+/// Each row's command line (without `--backend cpu`).
+fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
+    let colours = fixtures().join("semantic-colours").to_str().unwrap().to_string();
+    let photo = png(&dir.join("photo.png"), 64, 48);
+    let out = dir.join("labels.png").to_str().unwrap().to_string();
+    let segment = |model: &str, image: &str, labels: &str, extra: &[&str]| {
+        let mut args: Vec<String> =
+            ["segment", "--model", model, "--image", image, "--labels", labels, "--out", &out].map(String::from).into();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let words = |n: usize| (0..n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(",");
+
+    let truncated = model_copy(dir, "truncated", "semantic-colours", |m| {
+        let bytes = std::fs::read(m.join("model.safetensors")).unwrap();
+        std::fs::write(m.join("model.safetensors"), &bytes[..5000]).unwrap();
+    });
+    let truncated_bin = model_copy(dir, "truncated-bin", "semantic-colours", |m| {
+        std::fs::remove_file(m.join("model.safetensors")).unwrap();
+        let bytes = std::fs::read(fixtures().join("semantic-colours/pytorch_model.bin")).unwrap();
+        std::fs::write(m.join("pytorch_model.bin"), &bytes[..bytes.len() / 2]).unwrap();
+    });
+    let text_weights = model_copy(dir, "text-weights", "semantic-colours", |m| {
+        std::fs::write(m.join("model.safetensors"), "hello\n").unwrap();
+    });
+    let bert = model_copy(dir, "bert", "semantic-colours", |m| {
+        std::fs::write(m.join("config.json"), r#"{"model_type": "bert"}"#).unwrap();
+    });
+    let wider = model_copy(dir, "wider", "semantic-colours", |m| {
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(m.join("config.json")).unwrap()).unwrap();
+        let vision = &mut config["vision_config"];
+        vision["hidden_size"] = (vision["hidden_size"].as_u64().unwrap() * 2).into();
+        vision["num_hidden_layers"] = (vision["num_hidden_layers"].as_u64().unwrap_or(1) + 1).into();
+        std::fs::write(m.join("config.json"), config.to_string()).unwrap();
+    });
+    let sam = fixtures().join("sam-tiny").to_str().unwrap().to_string();
+    let text_image = dir.join("text.png");
+    std::fs::write(&text_image, "not a picture\n").unwrap();
+    let truncated_png = dir.join("truncated.png");
+    let noisy = image::RgbImage::from_fn(300, 200, |x, y| image::Rgb([(x * 7 + y * 13) as u8, (x * y) as u8, (x ^ y) as u8]));
+    noisy.save(&truncated_png).unwrap();
+    let bytes = std::fs::read(&truncated_png).unwrap();
+    std::fs::write(&truncated_png, &bytes[..bytes.len() / 2]).unwrap();
+    let (text_image, truncated_png) = (text_image.to_str().unwrap(), truncated_png.to_str().unwrap());
+    let wide = png(&dir.join("wide.png"), 16_385, 2);
+    let strip = png(&dir.join("strip.png"), 16_384, 1);
+    let thin = png(&dir.join("thin.png"), 4000, 4);
+    let shapes = fixtures().join("images/shapes_50x90.png").to_str().unwrap().to_string();
+
+    let mut cases = BTreeMap::new();
+    cases.insert("A model folder that does not exist", segment("/no/such/model", &photo, "red", &[]));
+    cases.insert("A truncated `model.safetensors`", segment(&truncated, &photo, "red", &[]));
+    cases.insert("A truncated `pytorch_model.bin`", segment(&truncated_bin, &photo, "red", &[]));
+    cases.insert("A text file named `model.safetensors`", segment(&text_weights, &photo, "red", &[]));
+    cases.insert("A `config.json` of another architecture (`bert`)", segment(&bert, &photo, "red", &[]));
+    cases.insert(
+        "A config wider than its weights (a ViT-L config over ViT-B weights)",
+        segment(&wider, &photo, "red", &[]),
+    );
+    cases.insert("A Segment Anything checkpoint given to `segment`", segment(&sam, &photo, "red", &[]));
+    cases.insert("No labels (`--labels \" , \"`)", segment(&colours, &photo, " , ", &[]));
+    cases.insert("2,049 labels", segment(&colours, &photo, &words(2049), &[]));
+    cases.insert("A label of 1,000 characters", segment(&colours, &photo, &"a".repeat(1000), &[]));
+    cases.insert("1,000 labels at `--short-side 2048`", segment(&colours, &photo, &words(1000), &["--short-side", "2048"]));
+    cases.insert("A text file as the image", segment(&colours, text_image, "red", &[]));
+    cases.insert("A truncated PNG", segment(&colours, truncated_png, "red", &[]));
+    cases.insert("An image of 16,385 pixels a side (refused from its header)", segment(&colours, &wide, "red", &[]));
+    cases.insert(
+        "A 16384x1 strip to `classify`",
+        ["classify", "--model", &colours, "--image", &strip, "--labels", "red"].map(String::from).into(),
+    );
+    cases.insert("A 4000x4 strip to `segment`", segment(&colours, &thin, "red", &[]));
+    cases.insert("`--threshold 2`", segment(&colours, &photo, "red", &["--threshold", "2"]));
+    cases.insert("`--window 3`", segment(&colours, &photo, "red", &["--window", "3"]));
+    cases.insert(
+        "A click outside the image (`sam --point 60,10` on 50x90)",
+        ["sam", "--model", &sam, "--image", &shapes, "--point", "60,10", "--out", &out].map(String::from).into(),
+    );
+    cases
+}
+
+#[test]
+fn every_row_of_the_readme_table_is_what_the_user_sees() {
+    let dir = scratch("bad-input");
+    let rows = table();
+    let cases = cases(&dir);
+    let documented: Vec<&String> = rows.keys().collect();
+    let tested: Vec<&&str> = cases.keys().collect();
+    assert!(
+        rows.keys().map(String::as_str).eq(cases.keys().copied()),
+        "README rows and test cases differ:\nREADME: {documented:#?}\ntests: {tested:#?}"
+    );
+    let mut failures = Vec::new();
+    for (row, args) in &cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
+            .args(args)
+            .args(["--backend", "cpu"])
+            .output()
+            .expect("run wordmask");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let missing: Vec<&String> = rows[*row].iter().filter(|piece| !stderr.contains(piece.as_str())).collect();
+        if out.status.success() || !missing.is_empty() || stderr.contains("panicked") {
+            failures.push(format!("{row}: exit {:?}, missing {missing:?} in:\n{stderr}", out.status.code()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    std::fs::remove_dir_all(&dir).ok();
+}
