@@ -65,6 +65,10 @@ export class ModelClient {
       this.emit('progress', data);
       return;
     }
+    if (data.status === 'lost') {
+      this.restart(data.reason);
+      return;
+    }
     const waiter = this.pending.get(data.id);
     if (!waiter) return;
     this.pending.delete(data.id);

@@ -14,8 +14,25 @@
 //      | {id, status: 'encoded'} | {id, status: 'mask', width, height, mask, iou, area, label?, probability?, runnerUp?}
 //      | {id, status: 'labels', labels} | {id, status: 'error', message}
 //      | {status: 'progress', file, loaded, total, cached?, retrying?}
+//      | {status: 'lost', reason}                     the GPU device was lost: this worker is done
 // A Segment Anything checkpoint (model_type 'sam') loads beside the words model: engine 'sam'.
 import init, { WordMask, parseLabels } from '../pkg/wordmask.js';
+
+// The GPU device wgpu opens, seen from here: when it is lost (a driver reset, the GPU process
+// gone, `destroy()`), this worker's model is unusable, so the client is told at once and starts
+// a fresh worker. `self.wordmaskDevice` is that device (the browser tests destroy it).
+if (self.GPUAdapter) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    self.wordmaskDevice = device;
+    device.lost.then((info) => {
+      const why = [info.reason, info.message].filter(Boolean).join(': ') || 'no reason given';
+      postMessage({ status: 'lost', reason: `the GPU device was lost (${why})` });
+    });
+    return device;
+  };
+}
 
 const module = init();
 let wm = null;

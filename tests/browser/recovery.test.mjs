@@ -34,6 +34,41 @@ test('the page recovers from a dead model worker', { timeout: 300_000 }, async (
   }
 });
 
+test('a GPU device destroyed mid-segmentation is reported, re-created, and the model reloaded from the cache', { timeout: 400_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const page = await browser.newPage();
+    const workers = [];
+    page.on('worker', (w) => workers.push(w));
+    await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
+    await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
+    await page.click('#load');
+    await page.waitForFunction(() => /Model ready.*webgpu/i.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+    await dropSceneAndSegment(page);
+
+    // Segment again and destroy the worker's real GPUDevice while it runs.
+    const modelRequests = [];
+    page.on('request', (r) => { if (r.url().includes('/semantic-colours/')) modelRequests.push(r.url()); });
+    const statuses = [];
+    await page.exposeFunction('noteStatus', (text) => statuses.push(text));
+    await page.evaluate(() => new MutationObserver(() => noteStatus(document.getElementById('status').textContent))
+      .observe(document.getElementById('status'), { childList: true, characterData: true, subtree: true }));
+    await page.click('#segment');
+    await workers[0].evaluate(() => self.wordmaskDevice.destroy());
+    await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 120_000 });
+    assert.ok(statuses.some((t) => /GPU device was lost/.test(t) && /restarting/.test(t)), `the page said so: ${JSON.stringify(statuses)}`);
+    assert.equal(workers.length, 2, 'a fresh worker with a fresh device');
+    assert.match(await page.textContent('#status'), /webgpu/i, 'WebGPU again, not the CPU fallback');
+    assert.deepEqual(modelRequests, [], 'the model came back from the Cache Storage');
+
+    await page.click('#segment');
+    await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 120_000 });
+    assert.match(await page.textContent('#legend'), /red 18\.\d %/);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('<word-mask> recovers from a dead model worker on its next image', { timeout: 300_000 }, async () => {
   const browser = await launch({ webgpu: false });
   try {

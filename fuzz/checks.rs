@@ -1,0 +1,105 @@
+//! What each fuzz target does with its input, shared with the stable regression test
+//! (`tests/fuzz_regressions.rs` runs every file under `fuzz/regressions/<target>/` through the
+//! same function). Each function may return early on input the project refuses; it must never
+//! panic, hang or allocate without bound, and what it accepts must hold its invariants.
+#![allow(dead_code)]
+
+use wordmask::checkpoint::Checkpoint;
+use wordmask::labels::{self, MAX_LABEL_CHARS, MAX_LABELS};
+use wordmask::preprocess::RgbImage;
+use wordmask::segment::point::{Click, Prompt, PromptModel};
+use wordmask::segment::{EmbeddingCache, Model, Settings, Words};
+use wordmask::tokenizer::Tokenizer;
+
+/// Tensors larger than this are not converted: the loader converts only tensors whose shape
+/// the model's config asked for (checked first, from the index alone), so a crafted shape never
+/// reaches the conversion.
+const READ_LIMIT: usize = 1 << 22;
+
+/// The safetensors reader and the torch zip + pickle reader: open, list, convert.
+pub fn checkpoint(data: &[u8]) {
+    let Ok(checkpoint) = Checkpoint::from_bytes(data, "fuzz input") else { return };
+    let names: Vec<String> = checkpoint.names().map(str::to_string).collect();
+    assert_eq!(names.len(), checkpoint.len());
+    for name in names {
+        let entry = checkpoint.get(&name).expect("a listed name is found");
+        let Some(count) = entry.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else { continue };
+        if count > READ_LIMIT {
+            continue;
+        }
+        if let Ok(values) = checkpoint.read_f32(&name) {
+            assert_eq!(values.len(), count, "tensor {name} converted to the wrong length");
+        }
+    }
+}
+
+const CLIP_WEIGHTS: &[u8] = include_bytes!("../tests/fixtures/semantic-colours/model.safetensors");
+const GROUPVIT_WEIGHTS: &[u8] = include_bytes!("../tests/fixtures/semantic-colours-groupvit/model.safetensors");
+const SAM_WEIGHTS: &[u8] = include_bytes!("../tests/fixtures/sam-tiny/model.safetensors");
+
+/// `config.json` (and, after a NUL byte, `preprocessor_config.json`) over fixed small weights:
+/// parse, check against the weights, and when it loads, run it once on a small image.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let (config, preprocessor) = match text.split_once('\0') {
+        Some((config, preprocessor)) => (config, Some(preprocessor)),
+        None => (text, None),
+    };
+    let device = wordmask::device::cpu().expect("the CPU backend");
+    let Ok(kind) = wordmask::network::model_type(config) else { return };
+    let image = RgbImage::new(20, 14, (0..20 * 14 * 3).map(|i| (i * 37 % 251) as u8).collect()).unwrap();
+    if kind == "sam" {
+        let Ok(model) = PromptModel::from_bytes(config, SAM_WEIGHTS, "model.safetensors", preprocessor, &device)
+        else {
+            return;
+        };
+        let Ok(encoded) = model.encode(&image) else { return };
+        let prompt = Prompt { points: vec![Click { x: 3.0, y: 4.0, positive: true }], bbox: None };
+        if let Ok(mask) = model.segment(&encoded, &prompt) {
+            assert_eq!(mask.mask.len(), 20 * 14, "a mask of the image's size");
+        }
+        return;
+    }
+    let weights = if kind == "groupvit" { GROUPVIT_WEIGHTS } else { CLIP_WEIGHTS };
+    let Ok(model) = Model::from_bytes(config, weights, "model.safetensors", preprocessor, &device) else { return };
+    let labels = labels::parse("red, green").unwrap();
+    let settings = Settings { short_side: Some(32), ..Settings::default() };
+    if let Ok(result) = wordmask::segment::segment(&model, &image, &labels, &settings, &mut EmbeddingCache::default()) {
+        assert_eq!(result.label_map.len(), 20 * 14, "a label map of the image's size");
+    }
+}
+
+/// The label grammar (typed lists, class files, background words).
+pub fn labels(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(labels) = labels::parse(&text) {
+        assert!(!labels.is_empty() && labels.len() <= MAX_LABELS, "{} labels accepted", labels.len());
+        for label in &labels {
+            assert!(!label.synonyms.is_empty() && label.name == label.synonyms[0]);
+            for s in &label.synonyms {
+                assert!(!s.is_empty() && s.trim() == s && s.chars().count() <= MAX_LABEL_CHARS, "synonym {s:?}");
+                assert!(!s.contains([',', '\n', ';', '|']), "synonym {s:?} holds a separator");
+            }
+        }
+    }
+    if let Ok(labels) = labels::parse_class_file(&text) {
+        assert!(!labels.is_empty() && labels.len() <= MAX_LABELS);
+    }
+    if let Ok(words) = text.parse::<Words>() {
+        assert!(words.0.iter().all(|w| !w.is_empty()));
+    }
+}
+
+/// The CLIP tokenizer: any text gives start, body and end within the context.
+pub fn tokenizer(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let tokenizer = Tokenizer::new();
+    for context in [77, 2, 5] {
+        let ids = tokenizer.encode(&text, context);
+        assert!(ids.len() >= 2 && ids.len() <= context.max(2), "{} ids for a context of {context}", ids.len());
+        assert_eq!(ids[0], tokenizer.start_of_text());
+        assert_eq!(*ids.last().unwrap(), tokenizer.end_of_text());
+    }
+    let batch = tokenizer.encode_batch(&[&text, "a photo of a cat."], 77);
+    assert_eq!(batch[0].len(), batch[1].len(), "a padded batch is rectangular");
+}
