@@ -21,6 +21,7 @@ pub mod network;
 pub mod nn;
 pub mod preprocess;
 pub mod sam;
+pub mod segclip;
 pub mod segment;
 pub mod tokenizer;
 

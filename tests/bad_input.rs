@@ -46,7 +46,7 @@ fn model_copy(dir: &Path, name: &str, from: &str, edit: impl FnOnce(&Path)) -> S
     to.to_str().unwrap().to_string()
 }
 
-/// Each row's command line (without `--backend cpu`).
+/// Each row's command line (without `--backend cpu`, added to the commands that run a model).
 fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
     let colours = fixtures().join("semantic-colours").to_str().unwrap().to_string();
     let photo = png(&dir.join("photo.png"), 64, 48);
@@ -86,7 +86,8 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
     let text_image = dir.join("text.png");
     std::fs::write(&text_image, "not a picture\n").unwrap();
     let truncated_png = dir.join("truncated.png");
-    let noisy = image::RgbImage::from_fn(300, 200, |x, y| image::Rgb([(x * 7 + y * 13) as u8, (x * y) as u8, (x ^ y) as u8]));
+    let noisy =
+        image::RgbImage::from_fn(300, 200, |x, y| image::Rgb([(x * 7 + y * 13) as u8, (x * y) as u8, (x ^ y) as u8]));
     noisy.save(&truncated_png).unwrap();
     let bytes = std::fs::read(&truncated_png).unwrap();
     std::fs::write(&truncated_png, &bytes[..bytes.len() / 2]).unwrap();
@@ -110,7 +111,10 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
     cases.insert("No labels (`--labels \" , \"`)", segment(&colours, &photo, " , ", &[]));
     cases.insert("2,049 labels", segment(&colours, &photo, &words(2049), &[]));
     cases.insert("A label of 1,000 characters", segment(&colours, &photo, &"a".repeat(1000), &[]));
-    cases.insert("1,000 labels at `--short-side 2048`", segment(&colours, &photo, &words(1000), &["--short-side", "2048"]));
+    cases.insert(
+        "1,000 labels at `--short-side 2048`",
+        segment(&colours, &photo, &words(1000), &["--short-side", "2048"]),
+    );
     cases.insert("A text file as the image", segment(&colours, text_image, "red", &[]));
     cases.insert("A truncated PNG", segment(&colours, truncated_png, "red", &[]));
     cases.insert("An image of 16,385 pixels a side (refused from its header)", segment(&colours, &wide, "red", &[]));
@@ -121,6 +125,14 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
     cases.insert("A 4000x4 strip to `segment`", segment(&colours, &thin, "red", &[]));
     cases.insert("`--threshold 2`", segment(&colours, &photo, "red", &["--threshold", "2"]));
     cases.insert("`--window 3`", segment(&colours, &photo, "red", &["--window", "3"]));
+    let segclip = fixtures().join("semantic-colours-segclip").to_str().unwrap().to_string();
+    cases.insert("`--window 448` with a SegCLIP checkpoint", segment(&segclip, &photo, "red", &["--window", "448"]));
+    let clip_weights = fixtures().join("clip-p16-quickgelu/model.safetensors").to_str().unwrap().to_string();
+    let converted = dir.join("converted").to_str().unwrap().to_string();
+    cases.insert(
+        "A CLIP checkpoint given to `convert-segclip`",
+        ["convert-segclip", "--checkpoint", &clip_weights, "--out", &converted].map(String::from).into(),
+    );
     cases.insert(
         "A click outside the image (`sam --point 60,10` on 50x90)",
         ["sam", "--model", &sam, "--image", &shapes, "--point", "60,10", "--out", &out].map(String::from).into(),
@@ -143,7 +155,7 @@ fn every_row_of_the_readme_table_is_what_the_user_sees() {
     for (row, args) in &cases {
         let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
             .args(args)
-            .args(["--backend", "cpu"])
+            .args(if args[0] == "convert-segclip" { &[][..] } else { &["--backend", "cpu"][..] })
             .output()
             .expect("run wordmask");
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -655,9 +655,13 @@ fn a_48_megapixel_photo_segments_in_bounded_memory() {
     let dir = common::scratch("huge-photo");
     let photo = dir.join("huge.png");
     let (w, h) = (8000u32, 6000u32);
-    image::RgbImage::from_fn(w, h, |x, _| if x < w / 2 { image::Rgb([220, 30, 30]) } else { image::Rgb([30, 200, 40]) })
-        .save(&photo)
-        .unwrap();
+    image::RgbImage::from_fn(
+        w,
+        h,
+        |x, _| if x < w / 2 { image::Rgb([220, 30, 30]) } else { image::Rgb([30, 200, 40]) },
+    )
+    .save(&photo)
+    .unwrap();
     let labels = dir.join("labels.png");
     let out = json(&segment(
         fixtures().join("semantic-colours").to_str().unwrap(),
@@ -711,5 +715,61 @@ fn more_than_255_labels_write_a_16_bit_label_map() {
     // 255 labels still fit a byte.
     let narrow = run(&words[words.len() - 255..]);
     assert!(matches!(narrow, image::DynamicImage::ImageLuma8(_)), "an 8-bit PNG up to 255 labels");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `convert-segclip` turns the release-layout pickle into a folder every command loads: the
+/// converted model embeds text and images (8 group tokens), classifies into a distribution and
+/// segments with the SegCLIP engine.
+#[test]
+fn a_converted_segclip_checkpoint_works_in_every_command() {
+    let dir = common::scratch("segclip-cli");
+    let out = dir.join("segclip");
+    let release = fixtures().join("segclip/segclip-release.bin");
+    let convert = wordmask(&[
+        "convert-segclip",
+        "--checkpoint",
+        release.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--text-heads",
+        "2",
+    ]);
+    assert!(convert.status.success(), "{}", String::from_utf8_lossy(&convert.stderr));
+    let said = String::from_utf8_lossy(&convert.stdout);
+    assert!(said.contains("2 + 1 blocks around 8 centres") && said.contains("layers_mae2"), "{said}");
+    let model = out.to_str().unwrap();
+    let photo = fixtures().join("segclip/photo.png");
+    let photo = photo.to_str().unwrap();
+    let embedded = json(&wordmask(&["embed-image", "--model", model, "--image", photo, "--backend", "cpu", "--json"]));
+    assert_eq!(embedded["engine"], "segclip");
+    assert_eq!(embedded["group_tokens_shape"], serde_json::json!([8, 16]));
+    let norm: f32 = floats(&embedded["embedding"]).iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "normalised embedding, norm {norm}");
+    let classified = json(&wordmask(&[
+        "classify",
+        "--model",
+        model,
+        "--image",
+        photo,
+        "--labels",
+        "red, sky, a cat",
+        "--backend",
+        "cpu",
+        "--json",
+    ]));
+    let total: f64 = classified["labels"].as_array().unwrap().iter().map(|l| l["probability"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-4, "{classified}");
+    let labels = dir.join("labels.png");
+    let seg = json(&segment(
+        model,
+        photo,
+        &["--labels", "red, green grass, sky", "--out", labels.to_str().unwrap(), "--json"],
+    ));
+    assert_eq!(
+        (seg["engine"].as_str(), seg["threshold"].as_f64().map(|t| (t * 100.0).round())),
+        (Some("segclip"), Some(80.0))
+    );
+    assert_eq!(image::open(&labels).unwrap().to_luma8().dimensions(), (300, 240));
     std::fs::remove_dir_all(&dir).ok();
 }

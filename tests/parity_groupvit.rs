@@ -144,7 +144,10 @@ fn compare(name: &str, device: &Device) -> Vec<String> {
             ..Options::default()
         };
         let img = image(run["image"].as_str().unwrap());
-        let ours = GroupVit::scores(gv, &model.preprocessor, &img, &classes, &opts).unwrap().at(img.width, img.height).unwrap();
+        let ours = GroupVit::scores(gv, &model.preprocessor, &img, &classes, &opts)
+            .unwrap()
+            .at(img.width, img.height)
+            .unwrap();
         let (tol, relative) = tolerance(run["scoring"].as_str().unwrap());
         let want = reference.get(&format!("pipeline.{tag}")).0;
         failures.extend(all_close(&format!("{name} pipeline.{tag}"), &ours, &want, tol, relative).err());

@@ -1,6 +1,7 @@
 //! End to end with checkpoints of known behaviour (tests/fixtures/semantic-colours and
-//! semantic-colours-groupvit, built by tools/make_fixtures.py): colour words must land on the
-//! regions of that colour, with either engine. Catches
+//! semantic-colours-groupvit, built by tools/make_fixtures.py; semantic-colours-segclip, by
+//! tools/segclip_reference.py): colour words must land on the regions of that colour, with
+//! every engine. Catches
 //! flipped axes, swapped channels, off-by-one stitching and label-index mix-ups.
 
 mod common;
@@ -11,19 +12,24 @@ use std::process::Command;
 use common::{Scene, fixtures};
 
 fn segment(model: &str, image: &Path, labels: &str, out: &Path, backend: &str) {
+    // SegCLIP's windows are its 224-pixel input: at the scene's own size (short side 336) the
+    // regions' edges stay on the 16-pixel patch grid; its default 224 puts them mid-patch.
+    let extra: &[&str] = if model.ends_with("segclip") { &["--short-side", "336"] } else { &[] };
     let status = Command::new(env!("CARGO_BIN_EXE_wordmask"))
         .args(["segment", "--model", fixtures().join(model).to_str().unwrap(), "--image", image.to_str().unwrap()])
         .args(["--labels", labels, "--out", out.to_str().unwrap(), "--backend", backend])
+        .args(extra)
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
 }
 
-/// Both engines, each with its colour checkpoint and its own defaults: the dense engine with
-/// semantic-colours (CLIP), the GroupViT engine with semantic-colours-groupvit.
+/// Every engine, each with its colour checkpoint and its own defaults: the dense engine with
+/// semantic-colours (CLIP), the GroupViT engine with semantic-colours-groupvit, the SegCLIP
+/// engine with semantic-colours-segclip (tools/segclip_reference.py --colours).
 #[test]
 fn colour_words_land_on_their_regions() {
-    for model in ["semantic-colours", "semantic-colours-groupvit"] {
+    for model in ["semantic-colours", "semantic-colours-groupvit", "semantic-colours-segclip"] {
         colour_words_land_on_their_regions_with(model);
     }
 }

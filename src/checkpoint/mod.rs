@@ -10,6 +10,8 @@ mod pickle;
 mod pytorch;
 mod safetensors;
 
+pub use safetensors::write_f32 as write_safetensors;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 

@@ -79,3 +79,33 @@ pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<S
     }
     Ok(entries)
 }
+
+/// A safetensors file of f32 tensors `(name, shape, values)`, in the order given (the header
+/// lists them by name, as the format's writers do; offsets follow the given order).
+pub fn write_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape, values) in tensors {
+        let count: usize = shape.iter().product();
+        if count != values.len() {
+            return Err(Error::invalid(format!("tensor {name}: {} values for shape {shape:?}", values.len())));
+        }
+        let end = offset + 4 * count;
+        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}));
+        offset = end;
+    }
+    let mut json = serde_json::Value::Object(header).to_string().into_bytes();
+    // The data starts 8-byte aligned.
+    while !(8 + json.len()).is_multiple_of(8) {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    for (_, _, values) in tensors {
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    Ok(out)
+}

@@ -18,6 +18,7 @@ use wordmask::loader::WeightLoader;
 use wordmask::network::{Network, model_type};
 use wordmask::preprocess::RgbImage;
 use wordmask::sam::{SamConfig, SamModel, SamProcessor};
+use wordmask::segclip::{SegClipConfig, SegClipModel};
 use wordmask::segment::point::{Click, Prompt, PromptModel};
 use wordmask::segment::{ClassEmbeddings, EmbeddingCache, Model, Settings, segment, slide};
 
@@ -36,6 +37,9 @@ enum Preset {
     /// `nvidia/groupvit-gcc-yfcc` (and -redcaps, the same shape)
     #[value(name = "groupvit-gcc-yfcc", alias = "groupvit-gcc-redcaps")]
     GroupvitGccYfcc,
+    /// The released SegCLIP (ViT-B/16, 10 + 2 blocks around 8 centres)
+    #[value(name = "segclip")]
+    Segclip,
     /// `facebook/sam-vit-base` (Segment Anything: encoder and per-click decoder)
     #[value(name = "sam-vit-base")]
     SamVitBase,
@@ -71,6 +75,7 @@ impl Preset {
             Preset::VitB32 => clip(ClipConfig::vit_b_32(), &mut loader),
             Preset::VitL14 => clip(ClipConfig::vit_l_14(), &mut loader),
             Preset::GroupvitGccYfcc => Box::new(GroupVitModel::load(GroupVitConfig::gcc_yfcc(), &mut loader)),
+            Preset::Segclip => Box::new(SegClipModel::load(SegClipConfig::release(), &mut loader)),
             // The hub configs: the defaults (ViT-B), and SlimSAM's narrower towers.
             Preset::SamVitBase => return sam("{}", &mut loader),
             Preset::Slimsam50 => return sam(r#"{"hidden_size": 384, "mlp_dim": 1536}"#, &mut loader),

@@ -80,6 +80,23 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Time the image and text encoders (and segmentation) and print a table.
     Bench(bench::BenchArgs),
+    /// Turn the released SegCLIP checkpoint (segclip.bin) into a folder the other commands and
+    /// the page load: config.json + model.safetensors.
+    ConvertSegclip {
+        /// The release's `segclip.bin` (a PyTorch state dict of `SegCLIP`).
+        #[arg(long)]
+        checkpoint: std::path::PathBuf,
+        /// Folder to write (created if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Attention heads of the vision tower (default: the groups of its key convolution, as the
+        /// repository builds it).
+        #[arg(long)]
+        vision_heads: Option<usize>,
+        /// Attention heads of the text tower (default: width / 64).
+        #[arg(long)]
+        text_heads: Option<usize>,
+    },
 }
 
 #[derive(Args)]
@@ -180,6 +197,32 @@ fn engine_defaults() -> String {
 
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::ConvertSegclip { checkpoint, out, vision_heads, text_heads } => {
+            let bytes = std::fs::read(&checkpoint).with_context(|| format!("cannot read {}", checkpoint.display()))?;
+            let converted = wordmask::segclip::convert::convert(
+                &bytes,
+                &checkpoint.display().to_string(),
+                vision_heads,
+                text_heads,
+            )?;
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::write(out.join("config.json"), &converted.config_json)?;
+            std::fs::write(out.join("model.safetensors"), &converted.safetensors)?;
+            let v = &converted.config.clip.vision_config;
+            println!(
+                "wrote {}: {} tensors; vision {} wide, {} + {} blocks around {} centres, {} heads",
+                out.display(),
+                converted.written,
+                v.hidden_size,
+                converted.config.first_stage_layers,
+                v.num_hidden_layers - converted.config.first_stage_layers,
+                converted.config.num_group_tokens,
+                v.num_attention_heads
+            );
+            for (prefix, count) in &converted.dropped {
+                println!("  left out {count} tensors under {prefix} (pretraining only)");
+            }
+        }
         Command::Classify { model, image, labels, template, json } => {
             let labels = labels::parse(&labels)?;
             let m = load(&model.model, model.runtime.backend)?;

@@ -110,7 +110,13 @@ pub struct ClipConfig {
 impl ClipConfig {
     /// Parse a HF `config.json`. Refuses other architectures with a message naming them.
     pub fn from_json(text: &str) -> Result<Self> {
-        let value = read_config(text, "clip", "CLIPModel")?;
+        Self::from_value(&read_config(text, "clip", "CLIPModel")?)
+    }
+
+    /// The towers and projection of a parsed `config.json` in `CLIPConfig`'s layout, whatever
+    /// its `model_type` (SegCLIP's config extends this one).
+    pub fn from_value(value: &serde_json::Value) -> Result<Self> {
+        let value = value.clone();
         let config = ClipConfig {
             text_config: overlay(&TextConfig::CLIP, &sub_config(&value, "text"), "text_config")?,
             vision_config: overlay(&VisionConfig::CLIP, &sub_config(&value, "vision"), "vision_config")?,

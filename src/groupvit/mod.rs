@@ -16,7 +16,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub use config::{GroupVitConfig, GroupVitVisionConfig};
-pub use vision::{GroupVitVisionOutput, GroupVitVisionTower, one_hot_max};
+pub use vision::{GroupVitVisionOutput, GroupVitVisionTower};
 
 use crate::clip::TextTransformer;
 use crate::error::Result;

@@ -5,13 +5,15 @@
 //! training; at inference the forward value is the one-hot argmax) and returns the groups as
 //! the next stage's tokens.
 
+use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Int, Tensor};
 
 use super::config::GroupVitVisionConfig;
 use crate::error::Result;
 use crate::loader::WeightLoader;
-use crate::nn::{Attention, EncoderLayer, LayerNorm, Linear, Mlp, PatchEmbedding, PositionTable, load_layers};
+use crate::nn::{
+    Attention, EncoderLayer, LayerNorm, Linear, Mlp, PatchEmbedding, PositionTable, load_layers, one_hot_max,
+};
 
 /// `GroupViTMixerMLP`: the MLP applied across tokens (`[b, n, d]` transposed to `[b, d, n]`).
 #[derive(Debug, Clone)]
@@ -85,16 +87,6 @@ impl AssignAttention {
         let attn = hard.clone().div(hard.sum_dim(2).add_scalar(self.eps));
         (self.proj.forward(attn.matmul(v)), soft)
     }
-}
-
-/// One-hot of the argmax along `dim` (the first maximum, as PyTorch's `max`), as floats.
-pub fn one_hot_max<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
-    let dims = x.dims();
-    let index = x.argmax(dim);
-    let mut shape = [1usize; D];
-    shape[dim] = dims[dim];
-    let range = Tensor::<1, Int>::arange(0..dims[dim] as i64, &index.device()).reshape(shape).expand(dims);
-    range.equal(index.expand(dims)).float()
 }
 
 /// `GroupViTTokenAssign`: the grouping block at the end of a grouping stage.

@@ -12,7 +12,11 @@ pub struct BilinearAxis {
 impl BilinearAxis {
     pub fn new(input: usize, output: usize) -> Self {
         let scale = input as f32 / output as f32;
-        let mut axis = BilinearAxis { lo: Vec::with_capacity(output), hi: Vec::with_capacity(output), t: Vec::with_capacity(output) };
+        let mut axis = BilinearAxis {
+            lo: Vec::with_capacity(output),
+            hi: Vec::with_capacity(output),
+            t: Vec::with_capacity(output),
+        };
         for dst in 0..output {
             let src = if input == output { dst as f32 } else { ((dst as f32 + 0.5) * scale - 0.5).max(0.0) };
             let lo = (src as usize).min(input - 1);

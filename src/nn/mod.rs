@@ -12,10 +12,10 @@ mod patch;
 mod positions;
 mod transformer;
 
-use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, gelu_approximate, relu, sigmoid};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use attention::Attention;
@@ -69,4 +69,14 @@ pub fn resize_bilinear(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
         x,
         InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([h, w]),
     )
+}
+
+/// One-hot of the argmax along `dim` (the first maximum, as PyTorch's `max`), as floats.
+pub fn one_hot_max<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    let dims = x.dims();
+    let index = x.argmax(dim);
+    let mut shape = [1usize; D];
+    shape[dim] = dims[dim];
+    let range = Tensor::<1, Int>::arange(0..dims[dim] as i64, &index.device()).reshape(shape).expand(dims);
+    range.equal(index.expand(dims)).float()
 }

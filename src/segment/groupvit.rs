@@ -23,9 +23,10 @@ use super::slide::Windows;
 use super::text::{ClassEmbeddings, Templates};
 use super::{BackgroundDataset, Settings};
 use crate::error::{Error, Result};
-use crate::groupvit::{GroupVitConfig, GroupVitModel, one_hot_max};
+use crate::groupvit::{GroupVitConfig, GroupVitModel};
 use crate::loader::WeightLoader;
 use crate::network::Network;
+use crate::nn::one_hot_max;
 use crate::preprocess::{Preprocessor, RgbImage};
 
 /// Names kept per window by the whole-window match (`topk(k=min(5, classes))`).
@@ -136,36 +137,59 @@ pub fn window_scores(
     threshold: Option<f32>,
     top_k: usize,
 ) -> Result<Tensor<4>> {
-    let [n, _, h, w] = crops.dims();
+    let [_, _, h, w] = crops.dims();
     let features = model.image_features(crops)?;
     let onehot = one_hot_max(GroupVitModel::grouping(&features.vision, (h, w)), 1); // [n, G, h, w]
-    let g = onehot.dims()[1];
-    let k = names.dims()[0];
-    let scale = model.logit_scale.min(MAX_LOGIT_SCALE) as f64;
-    let text = names.clone().transpose(); // [proj, names]
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let groups = features.group_embeds.clone().slice([i..i + 1]).squeeze_dim::<2>(0); // [G, proj]
-        let image = features.embeds.clone().slice([i..i + 1]); // [1, proj]
-        let affinity = groups.matmul(text.clone()).mul_scalar(scale); // [G, names]
-        let prior = softmax(affinity.clone(), 1);
-        let whole = softmax(image.matmul(text.clone()).mul_scalar(scale), 1);
-        let keep = top_k_mask(whole, top_k).expand([g, k]);
-        let affinity = softmax(affinity.mask_fill(keep.bool_not(), f32::NEG_INFINITY), 1).mul(prior);
-        let pixels = onehot.clone().slice([i..i + 1]).reshape([g, h * w]);
-        let scores = affinity.clone().transpose().matmul(pixels); // [names, h*w]
-        let scores = match threshold {
-            None => scores,
-            Some(t) => {
-                let limit = affinity.max().clamp_max(t).reshape([1, 1]);
-                let background = scores.clone().max_dim(0).sub(limit).lower_elem(0.0).float();
-                Tensor::cat(vec![scores, background], 0)
-            }
-        };
-        let rows = scores.dims()[0];
-        out.push(scores.reshape([1, rows, h, w]));
+    let groups = GroupScores { onehot, group_embeds: features.group_embeds, embeds: features.embeds };
+    Ok(groups.scores(names, model.logit_scale, threshold, top_k))
+}
+
+/// One batch of windows as the grouping engines score them (GroupViT's and SegCLIP's
+/// `encode_decode`): which group each pixel belongs to, and each group's and each window's
+/// embedding.
+pub struct GroupScores {
+    /// Each pixel's group, one-hot, `[n, G, h, w]`.
+    pub onehot: Tensor<4>,
+    /// L2-normalised, `[n, G, proj]`.
+    pub group_embeds: Tensor<3>,
+    /// L2-normalised, `[n, proj]`.
+    pub embeds: Tensor<2>,
+}
+
+impl GroupScores {
+    /// Each group's scores `softmax(masked) * softmax(all)` of the scaled cosines (`masked`
+    /// keeps the `top_k` names the whole window matches best), spread over the group's pixels;
+    /// with a threshold, a last row that is 1 where a pixel's best score is under
+    /// `min(threshold, best group score)`. `-> [n, names (+1), h, w]`
+    pub fn scores(self, names: &Tensor<2>, logit_scale: f32, threshold: Option<f32>, top_k: usize) -> Tensor<4> {
+        let [n, g, h, w] = self.onehot.dims();
+        let k = names.dims()[0];
+        let scale = logit_scale.min(MAX_LOGIT_SCALE) as f64;
+        let text = names.clone().transpose(); // [proj, names]
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let groups = self.group_embeds.clone().slice([i..i + 1]).squeeze_dim::<2>(0); // [G, proj]
+            let image = self.embeds.clone().slice([i..i + 1]); // [1, proj]
+            let affinity = groups.matmul(text.clone()).mul_scalar(scale); // [G, names]
+            let prior = softmax(affinity.clone(), 1);
+            let whole = softmax(image.matmul(text.clone()).mul_scalar(scale), 1);
+            let keep = top_k_mask(whole, top_k).expand([g, k]);
+            let affinity = softmax(affinity.mask_fill(keep.bool_not(), f32::NEG_INFINITY), 1).mul(prior);
+            let pixels = self.onehot.clone().slice([i..i + 1]).reshape([g, h * w]);
+            let scores = affinity.clone().transpose().matmul(pixels); // [names, h*w]
+            let scores = match threshold {
+                None => scores,
+                Some(t) => {
+                    let limit = affinity.max().clamp_max(t).reshape([1, 1]);
+                    let background = scores.clone().max_dim(0).sub(limit).lower_elem(0.0).float();
+                    Tensor::cat(vec![scores, background], 0)
+                }
+            };
+            let rows = scores.dims()[0];
+            out.push(scores.reshape([1, rows, h, w]));
+        }
+        Tensor::cat(out, 0)
     }
-    Ok(Tensor::cat(out, 0))
 }
 
 impl Engine for GroupVit {

@@ -18,6 +18,7 @@ pub mod groupvit;
 mod model;
 pub mod point;
 pub mod result;
+pub mod segclip;
 pub mod slide;
 pub mod text;
 
@@ -36,7 +37,7 @@ use crate::preprocess::RgbImage;
 
 /// Every engine, matched against a checkpoint's `model_type` in this order. Adding an engine:
 /// its module in `segment/` (an [`Engine`] implementation) and one entry here.
-pub static ENGINES: &[&dyn AnyEngine] = &[&dense::Dense, &groupvit::GroupVit];
+pub static ENGINES: &[&dyn AnyEngine] = &[&dense::Dense, &groupvit::GroupVit, &segclip::SegClip];
 
 /// The names `--engine` and the page accept: `auto` (the checkpoint's own) and each engine's.
 pub fn engine_choices() -> Vec<&'static str> {

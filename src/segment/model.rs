@@ -45,9 +45,12 @@ impl Model {
             let shown = if kind.is_empty() { "none".to_string() } else { format!("'{kind}'") };
             let known: Vec<String> =
                 ENGINES.iter().map(|e| format!("{} (model_type '{}')", e.architecture(), e.model_type())).collect();
+            let known = match known.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => known.join(""),
+            };
             return Err(Error::Config(format!(
-                "model_type is {shown}; segmenting by words reads {} checkpoints (Segment Anything checkpoints, model_type 'sam', are for pointing at objects)",
-                known.join(" and ")
+                "model_type is {shown}; segmenting by words reads {known} checkpoints (Segment Anything checkpoints, model_type 'sam', are for pointing at objects)"
             )));
         };
         let checkpoint = Checkpoint::from_bytes(weights, weights_name)?;

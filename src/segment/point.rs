@@ -148,11 +148,16 @@ impl PendingMask {
         let best = (0..iou.len()).fold(0, |b, i| if iou[i] > iou[b] { i } else { b });
         let plane = self.resized.0 * self.resized.1;
         let mut mask = vec![0u8; self.width * self.height];
-        crate::nn::bilinear_rows(&logits[best * plane..(best + 1) * plane], self.resized, (self.width, self.height), |y, row| {
-            for (m, &v) in mask[y * self.width..(y + 1) * self.width].iter_mut().zip(row) {
-                *m = u8::from(v > 0.0);
-            }
-        });
+        crate::nn::bilinear_rows(
+            &logits[best * plane..(best + 1) * plane],
+            self.resized,
+            (self.width, self.height),
+            |y, row| {
+                for (m, &v) in mask[y * self.width..(y + 1) * self.width].iter_mut().zip(row) {
+                    *m = u8::from(v > 0.0);
+                }
+            },
+        );
         let area = mask.iter().filter(|&&v| v == 1).count();
         ObjectMask { width: self.width, height: self.height, mask, iou: iou[best], area }
     }

@@ -128,7 +128,13 @@ struct Finisher<'a> {
 
 impl<'a> Finisher<'a> {
     fn new(maps: &'a ScoreMaps, steps: &'a PixelSteps, width: usize, height: usize) -> Self {
-        Finisher { maps, steps, xs: BilinearAxis::new(maps.width, width), ys: BilinearAxis::new(maps.height, height), width }
+        Finisher {
+            maps,
+            steps,
+            xs: BilinearAxis::new(maps.width, width),
+            ys: BilinearAxis::new(maps.height, height),
+            width,
+        }
     }
 
     fn rows_out(&self) -> usize {
@@ -268,8 +274,10 @@ impl Segmentation {
             finisher.band(y0, y1, &mut band);
             for (k, scores) in band.chunks_exact(rows_out).enumerate() {
                 let i = y0 * width + k;
-                let (best, top) =
-                    scores[..classes].iter().enumerate().fold((0, f32::MIN), |a, (c, &p)| if p > a.1 { (c, p) } else { a });
+                let (best, top) = scores[..classes]
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::MIN), |a, (c, &p)| if p > a.1 { (c, p) } else { a });
                 let unlabelled = top < threshold || (background && best == classes - 1);
                 label_map.set(i, if unlabelled { 0 } else { best + 1 });
                 confidence[i] = (top.clamp(0.0, 1.0) * 255.0).round() as u8;
@@ -352,7 +360,8 @@ mod tests {
     fn label_map_shares_and_confidence() {
         let labels = crate::labels::parse("cat, dog").unwrap();
         // 3 pixels, classes cat, dog, background: cat wins, dog wins weakly, background wins.
-        let maps = ScoreMaps { rows: 3, height: 1, width: 3, values: vec![0.8, 0.3, 0.1, 0.1, 0.4, 0.2, 0.1, 0.3, 0.7] };
+        let maps =
+            ScoreMaps { rows: 3, height: 1, width: 3, values: vec![0.8, 0.3, 0.1, 0.1, 0.4, 0.2, 0.1, 0.3, 0.7] };
         let seg = Segmentation::new(3, 1, &labels, true, maps.clone(), plain(3), 0.35);
         assert_eq!(seg.label_map, LabelMap::Narrow(vec![1, 2, 0]));
         let (shares, unlabelled) = seg.shares();
@@ -361,7 +370,10 @@ mod tests {
         assert_eq!(seg.confidence, vec![204, 102, 179]);
         assert_eq!(seg.scores(), maps.values);
         // A higher threshold leaves the weak pixel unlabelled.
-        assert_eq!(Segmentation::new(3, 1, &labels, true, maps, plain(3), 0.5).label_map, LabelMap::Narrow(vec![1, 0, 0]));
+        assert_eq!(
+            Segmentation::new(3, 1, &labels, true, maps, plain(3), 0.5).label_map,
+            LabelMap::Narrow(vec![1, 0, 0])
+        );
     }
 
     /// Upsampling follows torch's `interpolate(scale 2, bilinear, align_corners=False)` of
@@ -393,7 +405,13 @@ mod tests {
         steps.apply(&mut input, &mut out);
         // softmax(2x) = [1, 2, 1] / 4; max per class = [2/4, 1/4]; renormalised = [2/3, 1/3].
         assert!((out[0] - 2.0 / 3.0).abs() < 1e-6 && (out[1] - 1.0 / 3.0).abs() < 1e-6, "{out:?}");
-        let fold = PixelSteps { softmax_scale: None, class_of_name: vec![0, 1], classes: 2, renormalise: false, fold_extra: true };
+        let fold = PixelSteps {
+            softmax_scale: None,
+            class_of_name: vec![0, 1],
+            classes: 2,
+            renormalise: false,
+            fold_extra: true,
+        };
         let mut out = vec![0.0; 2];
         fold.apply(&mut [0.2, 0.1, 0.6], &mut out);
         assert_eq!(out, vec![0.2, 0.6]);

@@ -1,0 +1,188 @@
+//! The SegCLIP engine: zero-shot segmentation as the SegCLIP repository evaluates it
+//! (ArrowLuo/SegCLIP @ df09ba2, `ViTSegInference.encode_decode` with the datasets' `test_cfg`):
+//! short side 224, 224-pixel windows at stride 224, and in each window
+//! - pixel -> group: the centres' soft assignment of the 14x14 patches, resized bilinearly to
+//!   the window, one-hot by argmax;
+//! - group -> class and background: as GroupViT's evaluation ([`GroupScores`]):
+//!   `softmax(top-5 masked) * softmax(all)`, background where a pixel's best score is under
+//!   `min(threshold, best group score)`.
+//!
+//! Windows are always the network's input size: the repository takes its pretraining path for
+//! any other patch count, so other windows (or a short side under the window) are refused.
+
+use burn::tensor::Tensor;
+use serde::Serialize;
+
+use super::engine::{DatasetProtocol, Engine, Plan, Scores};
+use super::groupvit::{GroupScores, TOP_K};
+use super::result::PixelSteps;
+use super::slide::Windows;
+use super::text::{ClassEmbeddings, Templates};
+use super::{BackgroundDataset, Settings};
+use crate::error::{Error, Result};
+use crate::loader::WeightLoader;
+use crate::network::Network;
+use crate::nn::{one_hot_max, resize_bilinear};
+use crate::preprocess::{Preprocessor, RgbImage};
+use crate::segclip::{SegClipConfig, SegClipModel};
+
+/// The repository's background thresholds (`bg_thresh` of `configs/_base_/datasets/*.py`).
+const VOC_THRESHOLD: f32 = 0.80;
+const CONTEXT_THRESHOLD: f32 = 0.25;
+const COCO_THRESHOLD: f32 = 0.65;
+
+/// SegCLIP's learned centres on converted SegCLIP checkpoints.
+pub struct SegClip;
+
+/// How to segment with SegCLIP. Serialised (camelCase) as the settings the page shows.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Options {
+    /// Prompt templates; the repository evaluates with one ("a photo of a {}.").
+    pub templates: Templates,
+    #[serde(flatten)]
+    pub windows: Windows,
+    /// Background where a pixel's best score is under `min(this, best group score)`; 0 labels
+    /// every pixel.
+    #[serde(rename = "threshold")]
+    pub background_threshold: f32,
+    /// Words of an extra background class (none by default: the threshold makes background).
+    pub background: Vec<String>,
+    #[serde(skip)]
+    pub top_k: usize,
+}
+
+impl Default for Options {
+    /// The repository's `test_cfg` for PASCAL VOC: short side 224, windows of 224 at stride
+    /// 224, "a photo of a {}.", `bg_thresh=.80`.
+    fn default() -> Self {
+        Options {
+            templates: Templates::Single,
+            windows: Windows { short_side: 224, window: 224, stride: 224 },
+            background_threshold: VOC_THRESHOLD,
+            background: Vec::new(),
+            top_k: TOP_K,
+        }
+    }
+}
+
+impl Options {
+    pub fn threshold(&self) -> Option<f32> {
+        (self.background_threshold > 0.0).then_some(self.background_threshold)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.windows.validate()?;
+        if !(0.0..=1.0).contains(&self.background_threshold) {
+            return Err(Error::invalid(format!(
+                "background threshold must be in [0, 1], got {}",
+                self.background_threshold
+            )));
+        }
+        Ok(())
+    }
+
+    /// Windows of the network's input size, inside the resized image.
+    fn check_windows(&self, input: usize) -> Result<()> {
+        let w = &self.windows;
+        if w.window != input || w.short_side < input {
+            return Err(Error::invalid(format!(
+                "SegCLIP runs {input}-pixel windows on a short side of at least {input} (its repository groups only {input}x{input} inputs); got window {}, short side {}",
+                w.window, w.short_side
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The repository's per-window scores for normalised crops `[n, 3, h, w]` (each the network's
+/// input size) and names `[names, proj]`: `[n, names (+1 background if threshold), h, w]`.
+pub fn window_scores(
+    model: &SegClipModel,
+    crops: Tensor<4>,
+    names: &Tensor<2>,
+    threshold: Option<f32>,
+    top_k: usize,
+) -> Result<Tensor<4>> {
+    let [n, _, h, w] = crops.dims();
+    let f = model.image_features(crops)?;
+    let (gh, gw) = f.grid;
+    let g = f.grouping.soft.dims()[1];
+    let soft = resize_bilinear(f.grouping.soft.reshape([n, g, gh, gw]), h, w);
+    let groups = GroupScores { onehot: one_hot_max(soft, 1), group_embeds: f.group_embeds, embeds: f.embeds };
+    Ok(groups.scores(names, model.logit_scale(), threshold, top_k))
+}
+
+impl Engine for SegClip {
+    const NAME: &'static str = "segclip";
+    const MODEL_TYPE: &'static str = "segclip";
+    const ARCHITECTURE: &'static str = "SegCLIP";
+    const CLASS: &'static str = "SegCLIP";
+    type Network = SegClipModel;
+    type Options = Options;
+
+    fn load(config_json: &str, loader: &mut WeightLoader) -> Result<SegClipModel> {
+        Ok(SegClipModel::load(SegClipConfig::from_json(config_json)?, loader))
+    }
+
+    fn options(settings: &Settings) -> Result<Options> {
+        let d = Options::default();
+        let options = Options {
+            templates: settings.templates.unwrap_or(d.templates),
+            windows: d.windows.with(settings),
+            background_threshold: settings.threshold_or(d.background_threshold)?,
+            background: settings.background_or(&d.background),
+            ..d
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
+    fn plan(options: &Options) -> Plan {
+        Plan {
+            engine: Self::NAME,
+            method: Self::NAME.into(),
+            templates: options.templates,
+            windows: options.windows,
+            background: options.background.clone(),
+            threshold: options.background_threshold,
+            min_score: 0.0,
+            engine_background: options.threshold().is_some(),
+        }
+    }
+
+    fn scores(
+        model: &SegClipModel,
+        preprocessor: &Preprocessor,
+        image: &RgbImage,
+        classes: &ClassEmbeddings,
+        options: &Options,
+    ) -> Result<Scores> {
+        options.validate()?;
+        options.check_windows(model.image_size())?;
+        let threshold = options.threshold();
+        let rows = classes.names.dims()[0] + usize::from(threshold.is_some());
+        let (averaged, _) = options.windows.run(preprocessor, image, &model.device(), rows, |crops| {
+            window_scores(model, crops, &classes.names, threshold, options.top_k)
+        })?;
+        let steps = PixelSteps {
+            softmax_scale: None,
+            class_of_name: classes.class_of_name.clone(),
+            classes: classes.num_classes,
+            renormalise: false,
+            fold_extra: classes.background && threshold.is_some(),
+        };
+        Ok(Scores { maps: averaged.squeeze_dim(0), steps })
+    }
+
+    /// The repository's `with_bg` evaluation: class 0's name is not embedded; the threshold
+    /// makes class 0 (VOC 0.80, Context 0.25, COCO 0.65).
+    fn dataset_protocol(dataset: BackgroundDataset) -> DatasetProtocol {
+        let threshold = match dataset {
+            BackgroundDataset::PascalVoc => VOC_THRESHOLD,
+            BackgroundDataset::PascalContext => CONTEXT_THRESHOLD,
+            BackgroundDataset::Coco => COCO_THRESHOLD,
+        };
+        DatasetProtocol { threshold, embeds_background_name: false }
+    }
+}
