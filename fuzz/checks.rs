@@ -49,8 +49,7 @@ pub fn config(data: &[u8]) {
     let Ok(kind) = wordmask::network::model_type(config) else { return };
     let image = RgbImage::new(20, 14, (0..20 * 14 * 3).map(|i| (i * 37 % 251) as u8).collect()).unwrap();
     if kind == "sam" {
-        let Ok(model) = PromptModel::from_bytes(config, SAM_WEIGHTS, "model.safetensors", preprocessor, &device)
-        else {
+        let Ok(model) = PromptModel::from_bytes(config, SAM_WEIGHTS, "model.safetensors", preprocessor, &device) else {
             return;
         };
         let Ok(encoded) = model.encode(&image) else { return };
