@@ -116,6 +116,12 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
     /// Host copy of a tensor, checked against `shape`. `None` (with the problem recorded) when
     /// it is missing or mis-shaped.
     pub fn host(&mut self, name: &str, shape: &[usize]) -> Option<Vec<f32>> {
+        if shape.contains(&0) {
+            self.problems.push(format!(
+                "tensor {name} would have shape {shape:?}: the config sets a size to 0 (every size must be positive)"
+            ));
+            return None;
+        }
         let Some(checkpoint) = self.checkpoint else {
             return Some(self.random_values(shape.iter().product()));
         };
@@ -166,6 +172,8 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
                 self.uploaded += values.len() * size_of::<f32>();
                 Tensor::from_data(TensorData::new(values, shape), &self.device)
             }
+            // A config that asks for an empty axis was reported by `host`; nothing to allocate.
+            None if shape.contains(&0) => Tensor::zeros(shape, &self.device),
             None if self.checking => Tensor::<D>::zeros([1; D], &self.device).expand(shape),
             None => Tensor::zeros(shape, &self.device),
         }
