@@ -139,10 +139,13 @@ $('load').onclick = async () => {
 };
 $('cancel').onclick = () => client.cancel();
 
+let imageTicket = 0; // the latest image wins when two arrive together
 async function takeImage(blob) {
   if (!blob || !blob.type.startsWith('image/')) { status('That is not an image.'); return; }
+  const ticket = ++imageTicket;
   let bitmap;
   try { bitmap = await createImageBitmap(blob); } catch { status('This image could not be decoded.'); return; }
+  if (ticket !== imageTicket) return;
   if (bitmap.width < 16 || bitmap.height < 16 || bitmap.width > 8192 || bitmap.height > 8192) {
     status(`Images must be 16 to 8192 pixels a side; this one is ${bitmap.width}x${bitmap.height}.`);
     return;
@@ -158,6 +161,18 @@ async function takeImage(blob) {
   updateButtons();
 }
 $('image').onchange = () => takeImage($('image').files[0]);
+// The first view shows what the page is for: a sample photo and its words, ready to segment
+// once a model is loaded (unless the visitor has already brought an image).
+(async () => {
+  const first = document.querySelector('[data-sample]');
+  try {
+    const blob = await (await fetch(first.dataset.sample)).blob();
+    if (state.image) return;
+    $('labels').value = first.dataset.labels;
+    parseField();
+    await takeImage(blob);
+  } catch { /* offline without the sample: the page still works */ }
+})();
 for (const button of document.querySelectorAll('[data-sample]')) {
   button.onclick = async () => {
     $('labels').value = button.dataset.labels;
@@ -223,6 +238,10 @@ function renderChips(labels) {
   }));
 }
 $('labels').oninput = parseField;
+// Enter in the words segments (a comma already makes a chip).
+$('labels').addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !$('segment').disabled) $('segment').click();
+});
 parseField();
 $('outlines').onchange = () => draw();
 
@@ -378,12 +397,32 @@ function layer() {
   };
 }
 
+// The image fills the stage: as wide as it is, as tall as the viewport leaves room for (small
+// images are scaled up), its aspect kept so that pointer positions map straight to pixels.
+function fitCanvas() {
+  if (!state.image) return;
+  const { width, height } = state.image;
+  const box = $('canvas-box').clientWidth;
+  // On a wide screen the whole stage fits the viewport (legend and downloads under the image);
+  // on a phone the image takes most of the screen's height.
+  const wide = matchMedia('(min-width: 60rem)').matches;
+  const top = $('canvas-box').getBoundingClientRect().top + scrollY;
+  const tall = Math.max(240, wide ? innerHeight - top - 120 : innerHeight * 0.7);
+  const scale = Math.min(box / width, tall / height);
+  $('view').style.width = `${Math.floor(width * scale)}px`;
+  $('view').style.height = `${Math.floor(height * scale)}px`;
+}
+addEventListener('resize', fitCanvas);
+
 function draw() {
   const view = $('view');
   if (!state.image) return;
   const { width, height, bitmap } = state.image;
-  view.width = width;
-  view.height = height;
+  if (view.width !== width || view.height !== height) {
+    view.width = width;
+    view.height = height;
+    fitCanvas();
+  }
   const ctx = view.getContext('2d');
   ctx.drawImage(bitmap, 0, 0);
   const shown = layer();

@@ -21,7 +21,7 @@ const client = sharedClient();
 
 const TEMPLATE = `<style>
   :host { display: inline-block; position: relative; max-width: 100%; }
-  canvas { max-width: 100%; height: auto; display: block; }
+  canvas { width: 100%; height: auto; display: block; }
   ul { list-style: none; padding: 0; margin: .25rem 0; display: flex; flex-wrap: wrap; gap: .2rem .8rem; font: 13px system-ui, sans-serif; }
   li span { display: inline-block; width: .8em; height: .8em; margin-right: .3em; border-radius: .15em; }
   p { margin: .25rem 0; font: 13px system-ui, sans-serif; }

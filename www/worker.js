@@ -35,6 +35,8 @@ if (self.GPUAdapter) {
 }
 
 const module = init();
+// The wasm heap's size in bytes, for the memory tests (`self.wordmaskHeap()`).
+module.then((wasm) => { self.wordmaskHeap = () => wasm.memory.buffer.byteLength; });
 let wm = null;
 let download = null; // AbortController of the download in progress
 

@@ -27,6 +27,8 @@ async function withWorker(webgpu, run) {
   const browser = await launch({ webgpu });
   try {
     const page = await browser.newPage();
+    page.workers = [];
+    page.on('worker', (w) => page.workers.push(w));
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
     page.on('crash', () => errors.push('the page crashed'));
@@ -67,7 +69,12 @@ async function segmentsA24MegapixelPhoto(page) {
   assert.deepEqual(result.wrong, [], 'pixels named by the other half');
   const share = Object.fromEntries(result.labels.map((l) => [l.label, l.share]));
   assert.ok(share.red > 0.45 && share.green > 0.45, JSON.stringify(share));
-  console.log(`24 MP segmented in ${(result.ms / 1000).toFixed(1)} s`);
+  // The wasm heap after the photo: its bytes (RGBA in, RGB, label map, confidence) and the
+  // model, far from wasm32's 4 GiB.
+  // The test client's worker is the last one (the page's own app started the first).
+  const heap = await page.workers.at(-1).evaluate(() => self.wordmaskHeap());
+  assert.ok(heap < 1.5 * 2 ** 30, `wasm heap ${(heap / 2 ** 20).toFixed(0)} MiB`);
+  console.log(`24 MP segmented in ${(result.ms / 1000).toFixed(1)} s; wasm heap ${(heap / 2 ** 20).toFixed(0)} MiB`);
 }
 
 test('a 24-megapixel photo segments on the CPU fallback', { timeout: 600_000 }, async () => {

@@ -1,0 +1,93 @@
+// The page as a visitor meets it, at a phone's, a laptop's and a large screen's size, in light
+// and dark: the first view already shows a sample photo and what will happen; an automated
+// accessibility audit (axe-core) finds nothing on the first view, after loading and after
+// segmenting; screenshots of each state land in tests/browser/artifacts/ to look at.
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { after, before, test } from 'node:test';
+
+import { dropSceneAndSegment, launch, startServer } from './harness.mjs';
+
+const ARTIFACTS = new URL('./artifacts/product/', import.meta.url).pathname;
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+const SIZES = { phone: { width: 390, height: 844 }, laptop: { width: 1440, height: 900 }, large: { width: 2560, height: 1440 } };
+
+let server;
+before(async () => { server = await startServer(); mkdirSync(ARTIFACTS, { recursive: true }); });
+after(() => server.close());
+
+// axe-core's WCAG 2 A/AA rules (and best practices) on the page as it is now: the violations,
+// each with the elements it found.
+async function audit(page) {
+  await page.addScriptTag({ path: AXE });
+  return page.evaluate(async () => {
+    const { violations } = await axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] });
+    return violations.map((v) => `${v.id}: ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  });
+}
+
+for (const [size, viewport] of Object.entries(SIZES)) {
+  for (const colorScheme of ['light', 'dark']) {
+    test(`${size} ${colorScheme}: first view, loading, results; no accessibility violations`, { timeout: 300_000 }, async () => {
+      const browser = await launch({ webgpu: false });
+      try {
+        const context = await browser.newContext({ viewport, colorScheme, deviceScaleFactor: 1 });
+        const page = await context.newPage();
+        const problems = [];
+        page.on('pageerror', (e) => problems.push(e.message));
+        const shot = (state) => page.screenshot({ path: `${ARTIFACTS}${size}-${colorScheme}-${state}.png` });
+
+        await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
+        await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
+        // The first view: a sample photo already on the canvas, filling the stage's width.
+        await page.waitForFunction(() => document.getElementById('view').width > 1);
+        const first = await page.evaluate(() => {
+          const view = document.getElementById('view').getBoundingClientRect();
+          const stage = document.getElementById('canvas-box').getBoundingClientRect();
+          return { tagline: document.querySelector('.tagline').textContent, view: view.width, stage: stage.width, top: view.top, labels: document.getElementById('labels').value };
+        });
+        assert.match(first.tagline, /Type words, get masks/);
+        assert.match(first.tagline, /nothing is uploaded/);
+        assert.ok(first.labels.length > 0, 'the sample comes with its words');
+        assert.ok(first.view >= 0.6 * first.stage, `the photo spans the stage (${first.view} of ${first.stage} px)`);
+        assert.ok(first.top < viewport.height, 'the photo is in the first screen');
+        await shot('first');
+        assert.deepEqual(await audit(page), [], 'first view');
+
+        await page.click('#load');
+        await shot('loading');
+        await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+        assert.deepEqual(await audit(page), [], 'after loading');
+
+        await dropSceneAndSegment(page);
+        const shift = await page.evaluate(() => document.getElementById('view').getBoundingClientRect().top);
+        await shot('results');
+        assert.ok(shift < viewport.height, 'the result is on screen');
+        assert.deepEqual(await audit(page), [], 'after segmenting');
+        assert.deepEqual(problems, []);
+      } finally {
+        await browser.close();
+      }
+    });
+  }
+}
+
+test('the page is installable: a manifest with icons, served', { timeout: 60_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/`);
+    const manifest = await page.evaluate(async () => {
+      const link = document.querySelector('link[rel=manifest]');
+      const m = await (await fetch(link.href)).json();
+      const icons = await Promise.all(m.icons.map(async (i) => ({ ...i, ok: (await fetch(new URL(i.src, link.href))).ok })));
+      return { ...m, icons };
+    });
+    assert.equal(manifest.display, 'standalone');
+    assert.ok(manifest.icons.some((i) => i.sizes === '192x192') && manifest.icons.some((i) => i.sizes === '512x512'));
+    assert.ok(manifest.icons.every((i) => i.ok), JSON.stringify(manifest.icons));
+  } finally {
+    await browser.close();
+  }
+});
