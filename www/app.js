@@ -9,7 +9,7 @@ const client = sharedClient();
 // Per-label colour (editable) and visibility, keyed by the label's name.
 const chosenColours = new Map();
 const hiddenLabels = new Set();
-const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null, engine: null, labels: [] };
+const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null, engine: null, labels: [], isolated: null };
 const colour = (label) => {
   const name = state.result?.labels[label - 1]?.label ?? state.labels[label - 1]?.name;
   return chosenColours.get(name) ?? paletteColour(label);
@@ -32,9 +32,33 @@ const showCustom = () => {
   $('model-url-label').hidden = !c;
   $('sam-url').hidden = $('sam-pick').value !== 'custom';
 };
-$('model-pick').onchange = showCustom;
+$('model-pick').onchange = () => { showCustom(); describeModel(); };
+$('model-pick').addEventListener('focus', () => describeModel(), { once: true });
+
+// What the picked hub checkpoint costs to download, as the hub reports it (its file listing),
+// asked for when the visitor looks at the picker; unknown when the hub cannot be reached.
+const sizes = new Map();
+async function describeModel() {
+  const option = $('model-pick').selectedOptions[0];
+  const id = option.value;
+  $('model-info').textContent = option.dataset.about ?? '';
+  if (id === 'custom') return;
+  if (!sizes.has(id)) {
+    sizes.set(id, fetch(`https://huggingface.co/api/models/${id}/tree/main`).then((r) => (r.ok ? r.json() : null)).then((files) => {
+      if (!Array.isArray(files)) return null;
+      const size = (name) => files.find((f) => f.path === name)?.lfs?.size ?? files.find((f) => f.path === name)?.size;
+      const weights = size('model.safetensors') ?? size('pytorch_model.bin');
+      return weights ? weights + (size('config.json') ?? 0) + (size('preprocessor_config.json') ?? 0) : null;
+    }).catch(() => null));
+  }
+  const bytes = await sizes.get(id);
+  if ($('model-pick').value !== id) return;
+  const download = bytes ? `${(bytes / 1e6).toFixed(0)} MB to download (as the hub lists it)` : 'download size: ask the hub when online';
+  $('model-info').textContent = [option.dataset.about, download].filter(Boolean).join(' · ');
+}
 $('sam-pick').onchange = showCustom;
 showCustom();
+$('model-info').textContent = $('model-pick').selectedOptions[0].dataset.about ?? '';
 
 client.on('progress', showProgress);
 client.on('restarting', ({ reason }) => {
@@ -180,7 +204,7 @@ for (const button of document.querySelectorAll('[data-sample]')) {
   };
 }
 document.addEventListener('dragover', (e) => e.preventDefault());
-document.addEventListener('drop', (e) => { e.preventDefault(); takeImage(e.dataTransfer.files[0]); });
+document.addEventListener('drop', (e) => { e.preventDefault(); if (e.dataTransfer.files.length) takeImage(e.dataTransfer.files[0]); });
 document.addEventListener('paste', (e) => takeImage([...e.clipboardData.files][0]));
 
 // Chips mirror the text field (parsed by the core's label grammar): recolour, hide, move or
@@ -234,6 +258,22 @@ function renderChips(labels) {
     });
     const remove = button('×', 'remove', () => rewrite((list) => { if (at() >= 0) list.splice(at(), 1); }));
     li.append(picker, words, button('←', 'move left', move(-1)), button('→', 'move right', move(1)), toggle, remove);
+    // Drag a chip onto another to move it there (the arrow buttons do the same from the keyboard).
+    li.draggable = true;
+    li.ondragstart = (e) => { e.dataTransfer.setData('application/x-wordmask-label', name); li.classList.add('dragging'); };
+    li.ondragend = () => li.classList.remove('dragging');
+    li.ondragover = (e) => { if (e.dataTransfer.types.includes('application/x-wordmask-label')) { e.preventDefault(); e.stopPropagation(); } };
+    li.ondrop = (e) => {
+      const from = e.dataTransfer.getData('application/x-wordmask-label');
+      if (!from) return;
+      e.preventDefault();
+      e.stopPropagation();
+      rewrite((list) => {
+        const k = list.findIndex((l) => l.name === from);
+        const j = list.findIndex((l) => l.name === name);
+        if (k >= 0 && j >= 0 && k !== j) list.splice(j, 0, ...list.splice(k, 1));
+      });
+    };
     return li;
   }));
 }
@@ -428,7 +468,8 @@ function draw() {
   const shown = layer();
   if (!shown) return;
   const pixels = ctx.getImageData(0, 0, width, height);
-  const colours = shown.entries.map((e) => (hiddenLabels.has(e.word) ? null : e.colour));
+  const off = (word) => hiddenLabels.has(word) || (state.isolated && word !== state.isolated);
+  const colours = shown.entries.map((e) => (off(e.word) ? null : e.colour));
   paintMasks(pixels, shown.map, colours, { opacity: Number($('opacity').value), outlines: $('outlines').checked });
   ctx.putImageData(pixels, 0, 0);
 }
@@ -436,13 +477,29 @@ function draw() {
 function showLegend() {
   const shown = layer();
   if (!shown) { $('legend').replaceChildren(); return; }
+  if (state.isolated && !shown.entries.some((e) => e.word === state.isolated)) state.isolated = null;
   const items = shown.entries.map((e) => {
     const li = document.createElement('li');
     const sw = document.createElement('span');
     sw.className = 'swatch';
     sw.style.background = `rgb(${e.colour.join(',')})`;
-    li.append(sw, e.text);
-    if (e.word) li.dataset.label = e.word;
+    if (!e.word) {
+      li.append(sw, e.text);
+      return li;
+    }
+    // A word's entry isolates it (every other mask hidden); pressing it again shows all.
+    const b = document.createElement('button');
+    b.className = 'legend-entry';
+    b.setAttribute('aria-pressed', String(state.isolated === e.word));
+    b.title = state.isolated === e.word ? 'show every word' : `show only ${e.word}`;
+    b.append(sw, e.text);
+    b.onclick = () => {
+      state.isolated = state.isolated === e.word ? null : e.word;
+      draw();
+      showLegend();
+    };
+    li.dataset.label = e.word;
+    li.append(b);
     return li;
   });
   if (shown.rest) items.push(Object.assign(document.createElement('li'), { textContent: shown.rest }));

@@ -60,7 +60,15 @@ for (const [size, viewport] of Object.entries(SIZES)) {
         await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
         assert.deepEqual(await audit(page), [], 'after loading');
 
+        // Layout shifts from here on (the results arriving), as the browser scores them.
+        await page.evaluate(() => {
+          window.shifts = 0;
+          new PerformanceObserver((list) => { for (const e of list.getEntries()) if (!e.hadRecentInput) window.shifts += e.value; })
+            .observe({ type: 'layout-shift', buffered: false });
+        });
         await dropSceneAndSegment(page);
+        const shifts = await page.evaluate(() => window.shifts);
+        assert.ok(shifts < 0.05, `layout shift score ${shifts.toFixed(3)} while the results arrive`);
         const shift = await page.evaluate(() => document.getElementById('view').getBoundingClientRect().top);
         await shot('results');
         assert.ok(shift < viewport.height, 'the result is on screen');
@@ -87,6 +95,59 @@ test('the page is installable: a manifest with icons, served', { timeout: 60_000
     assert.equal(manifest.display, 'standalone');
     assert.ok(manifest.icons.some((i) => i.sizes === '192x192') && manifest.icons.some((i) => i.sizes === '512x512'));
     assert.ok(manifest.icons.every((i) => i.ok), JSON.stringify(manifest.icons));
+  } finally {
+    await browser.close();
+  }
+});
+
+test('the picker says what each model is and what the hub lists as its download', { timeout: 60_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const page = await browser.newPage();
+    const asked = [];
+    // The hub's file listing, as its API answers (no network here).
+    await page.route('https://huggingface.co/api/models/**', (route) => {
+      asked.push(route.request().url());
+      route.fulfill({ contentType: 'application/json', headers: { 'access-control-allow-origin': '*' },
+        body: JSON.stringify([{ path: 'config.json', size: 4_000 }, { path: 'model.safetensors', size: 100, lfs: { size: 598_600_000 } }]) });
+    });
+    await page.goto(`${server.url}/`);
+    assert.match(await page.textContent('#model-info'), /CLIP ViT-B\/16, dense engine/);
+    assert.deepEqual(asked, [], 'nothing asked before the visitor looks at the picker');
+    await page.selectOption('#model-pick', 'nvidia/groupvit-gcc-yfcc');
+    await page.waitForFunction(() => /MB to download/.test(document.getElementById('model-info').textContent));
+    assert.match(await page.textContent('#model-info'), /GroupViT, its own engine.*599 MB to download \(as the hub lists it\)/);
+    assert.deepEqual(asked, ['https://huggingface.co/api/models/nvidia/groupvit-gcc-yfcc/tree/main']);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a legend entry isolates its word; a chip dragged onto another moves there', { timeout: 120_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
+    await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
+    await page.click('#load');
+    await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+    await dropSceneAndSegment(page);
+    // The scene's red region, before and after isolating "green": its mask goes away.
+    const redPixel = () => page.evaluate(() => [...document.getElementById('view').getContext('2d').getImageData(50, 50, 1, 1).data].slice(0, 3));
+    const before = await redPixel();
+    await page.click('#legend li[data-label="green"] button');
+    assert.equal(await page.getAttribute('#legend li[data-label="green"] button', 'aria-pressed'), 'true');
+    const isolated = await redPixel();
+    assert.deepEqual(isolated, [255, 0, 0], `the red region shows the bare image (was ${before})`);
+    await page.click('#legend li[data-label="green"] button');
+    assert.deepEqual(await redPixel(), before, 'pressed again: every mask is back');
+
+    const order = () => page.$$eval('#chips .chip span', (s) => s.map((x) => x.textContent));
+    const start = await order();
+    await page.dragAndDrop('#chips .chip:nth-child(1)', '#chips .chip:nth-child(3)');
+    const moved = await order();
+    assert.deepEqual(moved, [start[1], start[2], start[0], start[3]], `dragged: ${moved}`);
+    assert.equal(await page.inputValue('#labels'), moved.join(', '), 'the words field follows the chips');
   } finally {
     await browser.close();
   }
