@@ -10,7 +10,7 @@ use wordmask::device::to_vec;
 use wordmask::groupvit::GroupVitModel;
 use wordmask::labels;
 use wordmask::network::Network;
-use wordmask::segment::groupvit::{GroupVit, Options, TOP_K, window_scores};
+use wordmask::segment::groupvit::{GroupVit, GroupingOptions, Options, TOP_K, window_scores};
 use wordmask::segment::slide::Windows;
 use wordmask::segment::{ClassEmbeddings, Engine, Model, Templates};
 
@@ -133,15 +133,18 @@ fn compare(name: &str, device: &Device) -> Vec<String> {
     for run in spec["runs"].as_array().unwrap() {
         let tag = run["tag"].as_str().unwrap();
         let slide = run["slide"].as_array().map(|s| [0, 1].map(|k| s[k].as_u64().unwrap() as usize));
+        let d = Options::default();
         let opts = Options {
-            windows: Windows {
-                short_side: run["short_side"].as_u64().unwrap() as usize,
-                window: slide.map_or(0, |s| s[0]),
-                stride: slide.map_or(0, |s| s[1]),
+            grouping: GroupingOptions {
+                windows: Windows {
+                    short_side: run["short_side"].as_u64().unwrap() as usize,
+                    window: slide.map_or(0, |s| s[0]),
+                    stride: slide.map_or(0, |s| s[1]),
+                },
+                background_threshold: run["threshold"].as_f64().unwrap_or(0.0) as f32,
+                ..d.grouping
             },
-            background_threshold: run["threshold"].as_f64().unwrap_or(0.0) as f32,
             scoring: serde_json::from_value(run["scoring"].clone()).unwrap(),
-            ..Options::default()
         };
         let img = image(run["image"].as_str().unwrap());
         let ours = GroupVit::scores(gv, &model.preprocessor, &img, &classes, &opts)

@@ -53,41 +53,51 @@ pub enum Scoring {
     Transformers,
 }
 
-/// How to segment with GroupViT. Serialised (camelCase) as the settings the page shows.
+/// What both grouping engines (GroupViT, SegCLIP) are set with. Serialised (camelCase) as the
+/// settings the page shows.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Options {
-    /// Prompt templates; the repository evaluates with one.
+pub struct GroupingOptions {
+    /// Prompt templates; the repositories evaluate with one.
     pub templates: Templates,
     #[serde(flatten)]
     pub windows: Windows,
-    /// Background where a pixel's best score is under `min(this, best group affinity)`; 0
-    /// labels every pixel.
+    /// Background where a pixel's best score is under `min(this, best group score)`; 0 labels
+    /// every pixel.
     #[serde(rename = "threshold")]
     pub background_threshold: f32,
-    pub scoring: Scoring,
     /// Words of an extra background class (none by default: the threshold makes background).
     pub background: Vec<String>,
     #[serde(skip)]
     pub top_k: usize,
 }
 
-impl Default for Options {
-    /// The repository's `test_cfg` for PASCAL VOC and COCO: short side 448, windows of 448 at
-    /// stride 224, "a photo of a {}.", `bg_thresh=.95`.
-    fn default() -> Self {
-        Options {
+impl GroupingOptions {
+    /// The repositories' defaults around `windows` and `threshold`: one template, no
+    /// background words, the top 5 names per window.
+    pub fn repository(windows: Windows, threshold: f32) -> Self {
+        GroupingOptions {
             templates: Templates::Single,
-            windows: Windows { short_side: 448, window: 448, stride: 224 },
-            background_threshold: 0.95,
-            scoring: Scoring::Repository,
+            windows,
+            background_threshold: threshold,
             background: Vec::new(),
             top_k: TOP_K,
         }
     }
-}
 
-impl Options {
+    /// The user's settings over these, the threshold defaulting to `threshold`.
+    pub fn with(&self, settings: &Settings, threshold: f32) -> Result<Self> {
+        let options = GroupingOptions {
+            templates: settings.templates.unwrap_or(self.templates),
+            windows: self.windows.with(settings),
+            background_threshold: settings.threshold_or(threshold)?,
+            background: settings.background_or(&self.background),
+            top_k: self.top_k,
+        };
+        options.validate()?;
+        Ok(options)
+    }
+
     /// The background threshold, `None` when off.
     pub fn threshold(&self) -> Option<f32> {
         (self.background_threshold > 0.0).then_some(self.background_threshold)
@@ -101,13 +111,72 @@ impl Options {
                 self.background_threshold
             )));
         }
+        if self.top_k == 0 {
+            return Err(Error::invalid("top-k must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// What `engine` runs with these.
+    pub fn plan(&self, engine: &'static str) -> Plan {
+        Plan {
+            engine,
+            method: engine.into(),
+            templates: self.templates,
+            windows: self.windows,
+            background: self.background.clone(),
+            threshold: self.background_threshold,
+            min_score: 0.0,
+            engine_background: self.threshold().is_some(),
+        }
+    }
+
+    /// How stitched group scores become class scores: the max over synonyms, and the
+    /// threshold's background row joined to the background words' class when there is one.
+    pub fn steps(&self, classes: &ClassEmbeddings) -> PixelSteps {
+        PixelSteps {
+            softmax_scale: None,
+            class_of_name: classes.class_of_name.clone(),
+            classes: classes.num_classes,
+            renormalise: false,
+            fold_extra: classes.background && self.threshold().is_some(),
+        }
+    }
+}
+
+/// How to segment with GroupViT.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Options {
+    #[serde(flatten)]
+    pub grouping: GroupingOptions,
+    pub scoring: Scoring,
+}
+
+impl std::ops::Deref for Options {
+    type Target = GroupingOptions;
+
+    fn deref(&self) -> &GroupingOptions {
+        &self.grouping
+    }
+}
+
+impl Default for Options {
+    /// The repository's `test_cfg` for PASCAL VOC and COCO: short side 448, windows of 448 at
+    /// stride 224, "a photo of a {}.", `bg_thresh=.95`.
+    fn default() -> Self {
+        let windows = Windows { short_side: 448, window: 448, stride: 224 };
+        Options { grouping: GroupingOptions::repository(windows, 0.95), scoring: Scoring::Repository }
+    }
+}
+
+impl Options {
+    pub fn validate(&self) -> Result<()> {
+        self.grouping.validate()?;
         if self.scoring == Scoring::Transformers && self.threshold().is_some() {
             return Err(Error::invalid(
                 "the transformers scoring has no background threshold; set the threshold to 0 (or use the repository scoring)",
             ));
-        }
-        if self.top_k == 0 {
-            return Err(Error::invalid("top-k must be at least 1"));
         }
         Ok(())
     }
@@ -209,29 +278,13 @@ impl Engine for GroupVit {
         let scoring = settings.scoring.unwrap_or(d.scoring);
         // The transformers scoring has no background threshold, so none unless asked for.
         let threshold = if scoring == Scoring::Transformers { 0.0 } else { d.background_threshold };
-        let options = Options {
-            templates: settings.templates.unwrap_or(d.templates),
-            windows: d.windows.with(settings),
-            background_threshold: settings.threshold_or(threshold)?,
-            scoring,
-            background: settings.background_or(&d.background),
-            ..d
-        };
+        let options = Options { grouping: d.grouping.with(settings, threshold)?, scoring };
         options.validate()?;
         Ok(options)
     }
 
     fn plan(options: &Options) -> Plan {
-        Plan {
-            engine: Self::NAME,
-            method: Self::NAME.into(),
-            templates: options.templates,
-            windows: options.windows,
-            background: options.background.clone(),
-            threshold: options.background_threshold,
-            min_score: 0.0,
-            engine_background: options.threshold().is_some(),
-        }
+        options.grouping.plan(Self::NAME)
     }
 
     /// Scores `[classes (+1 background), H, W]` at the input image's resolution. When the last
@@ -257,14 +310,7 @@ impl Engine for GroupVit {
                     Ok(model.segmentation_logits(&features, classes.names.clone(), (h, w)))
                 }
             })?;
-        let steps = PixelSteps {
-            softmax_scale: None,
-            class_of_name: classes.class_of_name.clone(),
-            classes: classes.num_classes,
-            renormalise: false,
-            // The threshold's row joins the background words' class (the last class).
-            fold_extra: classes.background && threshold.is_some(),
-        };
+        let steps = options.grouping.steps(classes);
         Ok(Scores { maps: averaged.squeeze_dim(0), steps })
     }
 

@@ -14,10 +14,9 @@ use burn::tensor::Tensor;
 use serde::Serialize;
 
 use super::engine::{DatasetProtocol, Engine, Plan, Scores};
-use super::groupvit::{GroupScores, TOP_K};
-use super::result::PixelSteps;
+use super::groupvit::{GroupScores, GroupingOptions};
 use super::slide::Windows;
-use super::text::{ClassEmbeddings, Templates};
+use super::text::ClassEmbeddings;
 use super::{BackgroundDataset, Settings};
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
@@ -34,54 +33,29 @@ const COCO_THRESHOLD: f32 = 0.65;
 /// SegCLIP's learned centres on converted SegCLIP checkpoints.
 pub struct SegClip;
 
-/// How to segment with SegCLIP. Serialised (camelCase) as the settings the page shows.
+/// How to segment with SegCLIP: the grouping engines' options, with SegCLIP's defaults.
 #[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Options {
-    /// Prompt templates; the repository evaluates with one ("a photo of a {}.").
-    pub templates: Templates,
-    #[serde(flatten)]
-    pub windows: Windows,
-    /// Background where a pixel's best score is under `min(this, best group score)`; 0 labels
-    /// every pixel.
-    #[serde(rename = "threshold")]
-    pub background_threshold: f32,
-    /// Words of an extra background class (none by default: the threshold makes background).
-    pub background: Vec<String>,
-    #[serde(skip)]
-    pub top_k: usize,
+#[serde(transparent)]
+pub struct Options(pub GroupingOptions);
+
+impl std::ops::Deref for Options {
+    type Target = GroupingOptions;
+
+    fn deref(&self) -> &GroupingOptions {
+        &self.0
+    }
 }
 
 impl Default for Options {
     /// The repository's `test_cfg` for PASCAL VOC: short side 224, windows of 224 at stride
     /// 224, "a photo of a {}.", `bg_thresh=.80`.
     fn default() -> Self {
-        Options {
-            templates: Templates::Single,
-            windows: Windows { short_side: 224, window: 224, stride: 224 },
-            background_threshold: VOC_THRESHOLD,
-            background: Vec::new(),
-            top_k: TOP_K,
-        }
+        let windows = Windows { short_side: 224, window: 224, stride: 224 };
+        Options(GroupingOptions::repository(windows, VOC_THRESHOLD))
     }
 }
 
 impl Options {
-    pub fn threshold(&self) -> Option<f32> {
-        (self.background_threshold > 0.0).then_some(self.background_threshold)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        self.windows.validate()?;
-        if !(0.0..=1.0).contains(&self.background_threshold) {
-            return Err(Error::invalid(format!(
-                "background threshold must be in [0, 1], got {}",
-                self.background_threshold
-            )));
-        }
-        Ok(())
-    }
-
     /// Windows of the network's input size, inside the resized image.
     fn check_windows(&self, input: usize) -> Result<()> {
         let w = &self.windows;
@@ -127,28 +101,11 @@ impl Engine for SegClip {
 
     fn options(settings: &Settings) -> Result<Options> {
         let d = Options::default();
-        let options = Options {
-            templates: settings.templates.unwrap_or(d.templates),
-            windows: d.windows.with(settings),
-            background_threshold: settings.threshold_or(d.background_threshold)?,
-            background: settings.background_or(&d.background),
-            ..d
-        };
-        options.validate()?;
-        Ok(options)
+        Ok(Options(d.0.with(settings, d.background_threshold)?))
     }
 
     fn plan(options: &Options) -> Plan {
-        Plan {
-            engine: Self::NAME,
-            method: Self::NAME.into(),
-            templates: options.templates,
-            windows: options.windows,
-            background: options.background.clone(),
-            threshold: options.background_threshold,
-            min_score: 0.0,
-            engine_background: options.threshold().is_some(),
-        }
+        options.0.plan(Self::NAME)
     }
 
     fn scores(
@@ -165,13 +122,7 @@ impl Engine for SegClip {
         let (averaged, _) = options.windows.run(preprocessor, image, &model.device(), rows, |crops| {
             window_scores(model, crops, &classes.names, threshold, options.top_k)
         })?;
-        let steps = PixelSteps {
-            softmax_scale: None,
-            class_of_name: classes.class_of_name.clone(),
-            classes: classes.num_classes,
-            renormalise: false,
-            fold_extra: classes.background && threshold.is_some(),
-        };
+        let steps = options.steps(classes);
         Ok(Scores { maps: averaged.squeeze_dim(0), steps })
     }
 
