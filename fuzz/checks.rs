@@ -91,8 +91,10 @@ pub fn labels(data: &[u8]) {
 
 /// The CLIP tokenizer: any text gives start, body and end within the context.
 pub fn tokenizer(data: &[u8]) {
+    // Built once: the vocabulary takes longer to read than most inputs take to encode.
+    static TOKENIZER: std::sync::OnceLock<Tokenizer> = std::sync::OnceLock::new();
     let text = String::from_utf8_lossy(data);
-    let tokenizer = Tokenizer::new();
+    let tokenizer = TOKENIZER.get_or_init(Tokenizer::new);
     for context in [77, 2, 5] {
         let ids = tokenizer.encode(&text, context);
         assert!(ids.len() >= 2 && ids.len() <= context.max(2), "{} ids for a context of {context}", ids.len());

@@ -181,7 +181,7 @@ async function takeImage(blob) {
   state.result = null;
   pointMode.reset();
   draw();
-  $('legend').replaceChildren();
+  showLegend();
   updateButtons();
 }
 $('image').onchange = () => takeImage($('image').files[0]);
@@ -257,7 +257,11 @@ function renderChips(labels) {
       draw();
     });
     const remove = button('×', 'remove', () => rewrite((list) => { if (at() >= 0) list.splice(at(), 1); }));
-    li.append(picker, words, button('←', 'move left', move(-1)), button('→', 'move right', move(1)), toggle, remove);
+    // The arrows (the keyboard's way to reorder) show when the chip is hovered or focused.
+    const [left, right] = [button('←', 'move left', move(-1)), button('→', 'move right', move(1))];
+    left.classList.add('move');
+    right.classList.add('move');
+    li.append(picker, words, left, right, toggle, remove);
     // Drag a chip onto another to move it there (the arrow buttons do the same from the keyboard).
     li.draggable = true;
     li.ondragstart = (e) => { e.dataTransfer.setData('application/x-wordmask-label', name); li.classList.add('dragging'); };
@@ -276,6 +280,7 @@ function renderChips(labels) {
     };
     return li;
   }));
+  showLegend();
 }
 $('labels').oninput = parseField;
 // Enter in the words segments (a comma already makes a chip).
@@ -474,8 +479,15 @@ function draw() {
   ctx.putImageData(pixels, 0, 0);
 }
 
+// Before the masks arrive the legend lists the typed words in their colours, so the shares fill
+// in without moving anything.
+function wordsLegend() {
+  if (pointMode.active || !state.labels.length) return null;
+  return { entries: state.labels.map((l, i) => ({ word: l.name, colour: colour(i + 1), text: l.name })), rest: null };
+}
+
 function showLegend() {
-  const shown = layer();
+  const shown = layer() ?? wordsLegend();
   if (!shown) { $('legend').replaceChildren(); return; }
   if (state.isolated && !shown.entries.some((e) => e.word === state.isolated)) state.isolated = null;
   const items = shown.entries.map((e) => {

@@ -53,8 +53,8 @@ export function paintScene(scene) {
 }
 
 // As a person would: drop the colour scene onto the page (a file dragged from the desktop),
-// type the colour words, pick the fast prompts and press Segment; waits for "Done.".
-export async function dropSceneAndSegment(page) {
+// type the colour words and pick the fast prompts.
+export async function dropSceneAndType(page) {
   await page.evaluate(`window.paintScene = ${paintScene}`);
   await page.evaluate(async (scene) => {
     const { rgba, width, height } = paintScene(scene);
@@ -68,9 +68,20 @@ export async function dropSceneAndSegment(page) {
   await page.fill('#labels', SCENE.labels.join(', '));
   await page.click('summary');
   await page.selectOption('#templates', 'single');
+  await page.waitForFunction((n) => document.querySelectorAll('#chips .chip').length === n, SCENE.labels.length);
+}
+
+// Press Segment and wait for "Done.".
+export async function pressSegment(page) {
   await page.waitForFunction(() => !document.getElementById('segment').disabled);
   await page.click('#segment');
   await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 120_000 });
+}
+
+// Both: the scene dropped, its words typed, segmented.
+export async function dropSceneAndSegment(page) {
+  await dropSceneAndType(page);
+  await pressSegment(page);
 }
 
 // After dropSceneAndSegment: at the probe inside each colour region, the label (1-based, in the

@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
 
-import { dropSceneAndSegment, launch, startServer } from './harness.mjs';
+import { dropSceneAndSegment, dropSceneAndType, launch, pressSegment, startServer } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/product/', import.meta.url).pathname;
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
@@ -60,13 +60,14 @@ for (const [size, viewport] of Object.entries(SIZES)) {
         await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
         assert.deepEqual(await audit(page), [], 'after loading');
 
-        // Layout shifts from here on (the results arriving), as the browser scores them.
+        // Layout shifts once the words are typed (the results arriving), as the browser scores them.
+        await dropSceneAndType(page);
         await page.evaluate(() => {
           window.shifts = 0;
           new PerformanceObserver((list) => { for (const e of list.getEntries()) if (!e.hadRecentInput) window.shifts += e.value; })
             .observe({ type: 'layout-shift', buffered: false });
         });
-        await dropSceneAndSegment(page);
+        await pressSegment(page);
         const shifts = await page.evaluate(() => window.shifts);
         assert.ok(shifts < 0.05, `layout shift score ${shifts.toFixed(3)} while the results arrive`);
         const shift = await page.evaluate(() => document.getElementById('view').getBoundingClientRect().top);

@@ -59,6 +59,8 @@ test('drop an image, type words, see the masks', { timeout: 300_000 }, async () 
     await page.screenshot({ path: `${ARTIFACTS}chips.png`, fullPage: true });
     // Removing and moving chips edit the label text.
     await page.click('[aria-label="remove yellow"]');
+    // The arrows show on a hovered or focused chip: reach them from the keyboard.
+    await page.focus('[aria-label="colour of blue"]');
     await page.click('[aria-label="move left blue"]');
     assert.equal(await page.inputValue('#labels'), 'green, blue, red');
     assert.deepEqual(problems, []);
