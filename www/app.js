@@ -518,7 +518,8 @@ function showLegend() {
   $('legend').replaceChildren(...items);
 }
 
-$('view').onmousemove = (e) => {
+// Hover (or a tap, on a touch screen) names the word under the pointer.
+function nameUnderPointer(e) {
   const shown = layer();
   if (!shown) return;
   const rect = $('view').getBoundingClientRect();
@@ -529,7 +530,9 @@ $('view').onmousemove = (e) => {
   const entry = shown.map[i] ? shown.entries[shown.map[i] - 1] : null;
   const score = shown.confidence ? ` (${(shown.confidence[i] / 255).toFixed(2)})` : '';
   $('hover').textContent = entry ? `${entry.word ?? `object ${shown.map[i]}`}${score}` : `${pointMode.active ? 'nothing' : 'unlabelled'}${score}`;
-};
+}
+$('view').addEventListener('pointermove', nameUnderPointer);
+$('view').addEventListener('pointerdown', nameUnderPointer);
 
 function save(blob, name) {
   const a = document.createElement('a');

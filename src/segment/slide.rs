@@ -85,8 +85,8 @@ pub fn check_score_size(rows: usize, w: usize, h: usize, short_side: usize) -> R
         let per_name = w * h;
         return Err(Error::invalid(format!(
             "{rows} names (labels, synonyms and background words) over a {w}x{h} resized image need {} MiB of scores, more than the {} MiB allowed; use at most {} names at this size, or a smaller short side than {short_side}",
-            values * 4 >> 20,
-            MAX_SCORE_VALUES * 4 >> 20,
+            (values * 4) >> 20,
+            (MAX_SCORE_VALUES * 4) >> 20,
             MAX_SCORE_VALUES / per_name.max(1)
         )));
     }
