@@ -36,6 +36,7 @@ pub fn checkpoint(data: &[u8]) {
 const CLIP_WEIGHTS: &[u8] = include_bytes!("../tests/fixtures/semantic-colours/model.safetensors");
 const GROUPVIT_WEIGHTS: &[u8] = include_bytes!("../tests/fixtures/semantic-colours-groupvit/model.safetensors");
 const SAM_WEIGHTS: &[u8] = include_bytes!("../tests/fixtures/sam-tiny/model.safetensors");
+const SEGCLIP_WEIGHTS: &[u8] = include_bytes!("../tests/fixtures/semantic-colours-segclip/model.safetensors");
 
 /// `config.json` (and, after a NUL byte, `preprocessor_config.json`) over fixed small weights:
 /// parse, check against the weights, and when it loads, run it once on a small image.
@@ -59,10 +60,16 @@ pub fn config(data: &[u8]) {
         }
         return;
     }
-    let weights = if kind == "groupvit" { GROUPVIT_WEIGHTS } else { CLIP_WEIGHTS };
+    let weights = match kind.as_str() {
+        "groupvit" => GROUPVIT_WEIGHTS,
+        "segclip" => SEGCLIP_WEIGHTS,
+        _ => CLIP_WEIGHTS,
+    };
     let Ok(model) = Model::from_bytes(config, weights, "model.safetensors", preprocessor, &device) else { return };
     let labels = labels::parse("red, green").unwrap();
-    let settings = Settings { short_side: Some(32), ..Settings::default() };
+    // Small, except for SegCLIP, whose windows are its input size.
+    let short_side = if kind == "segclip" { 224 } else { 32 };
+    let settings = Settings { short_side: Some(short_side), ..Settings::default() };
     if let Ok(result) = wordmask::segment::segment(&model, &image, &labels, &settings, &mut EmbeddingCache::default()) {
         assert_eq!(result.label_map.len(), 20 * 14, "a label map of the image's size");
     }
