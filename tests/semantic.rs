@@ -115,18 +115,25 @@ fn eval_over_a_camvid_folder_prints_the_table_and_an_oracle_scores_100() {
         serde_json::from_slice(&run(&["--predictions", root.join("valannot").to_str().unwrap(), "--json"]).stdout)
             .unwrap();
     assert_eq!(oracle["miou"].as_f64(), Some(1.0));
-    // The GroupViT colour checkpoint runs the same evaluation through its own engine.
-    let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
-        .args(["eval", "--model", fixtures().join("semantic-colours-groupvit").to_str().unwrap()])
-        .args(["--dataset", root.to_str().unwrap(), "--format", "camvid", "--classes", classes.to_str().unwrap()])
-        .args(["--backend", "cpu", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((json["engine"].as_str(), json["images"].as_u64()), (Some("groupvit"), Some(2)), "{json}");
-    let miou = json["miou"].as_f64().unwrap();
-    assert!(miou >= 0.9, "GroupViT colour checkpoint mIoU {miou}");
+    // The GroupViT and SegCLIP colour checkpoints run the same evaluation through their own
+    // engines (SegCLIP at the scene's size, where its patches meet the regions' edges).
+    for (model, engine, extra) in [
+        ("semantic-colours-groupvit", "groupvit", &[][..]),
+        ("semantic-colours-segclip", "segclip", &["--short-side", "336"][..]),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
+            .args(["eval", "--model", fixtures().join(model).to_str().unwrap()])
+            .args(["--dataset", root.to_str().unwrap(), "--format", "camvid", "--classes", classes.to_str().unwrap()])
+            .args(["--backend", "cpu", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((json["engine"].as_str(), json["images"].as_u64()), (Some(engine), Some(2)), "{json}");
+        let miou = json["miou"].as_f64().unwrap();
+        assert!(miou >= 0.9, "{model} mIoU {miou}");
+    }
     std::fs::remove_dir_all(&root).ok();
 }
 
