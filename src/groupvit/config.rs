@@ -53,10 +53,14 @@ impl Default for GroupVitVisionConfig {
 }
 
 impl GroupVitVisionConfig {
-    /// `(tokens_dim, channels_dim)` of the grouping blocks' MLPs (`int(ratio * width)`).
+    /// `(tokens_dim, channels_dim)` of the grouping blocks' MLPs (`int(ratio * width)`); zeros
+    /// when no ratio is given.
     pub fn assign_dims(&self) -> (usize, usize) {
-        let r = &self.assign_mlp_ratio;
-        let (a, b) = if r.len() == 1 { (r[0], r[0]) } else { (r[0], r[1]) };
+        let (a, b) = match self.assign_mlp_ratio[..] {
+            [] => (0.0, 0.0), // refused by `validate`
+            [r] => (r, r),
+            [a, b, ..] => (a, b),
+        };
         ((a * self.hidden_size as f64) as usize, (b * self.hidden_size as f64) as usize)
     }
 
