@@ -28,21 +28,63 @@ impl BilinearAxis {
     }
 }
 
+/// Both axes of one upsampling: each output pixel's four source pixels and weights.
+pub struct BilinearGrid {
+    pub xs: BilinearAxis,
+    pub ys: BilinearAxis,
+    /// Columns of the input.
+    in_w: usize,
+}
+
+impl BilinearGrid {
+    /// `input` and `output` as `(width, height)`.
+    pub fn new(input: (usize, usize), output: (usize, usize)) -> Self {
+        BilinearGrid {
+            xs: BilinearAxis::new(input.0, output.0),
+            ys: BilinearAxis::new(input.1, output.1),
+            in_w: input.0,
+        }
+    }
+
+    /// Where output pixel `(x, y)` reads its input (the same for every plane of that size).
+    #[inline]
+    pub fn tap(&self, x: usize, y: usize) -> Tap {
+        let (r0, r1) = (self.ys.lo[y] * self.in_w, self.ys.hi[y] * self.in_w);
+        let (c0, c1) = (self.xs.lo[x], self.xs.hi[x]);
+        Tap { at: [r0 + c0, r0 + c1, r1 + c0, r1 + c1], tx: self.xs.t[x], ty: self.ys.t[y] }
+    }
+}
+
+/// One output pixel's four source offsets and its weights.
+#[derive(Debug, Clone, Copy)]
+pub struct Tap {
+    at: [usize; 4],
+    tx: f32,
+    ty: f32,
+}
+
+impl Tap {
+    /// The pixel's value in `plane` (the input, row-major).
+    #[inline]
+    pub fn sample(&self, plane: &[f32]) -> f32 {
+        let [a, b, c, d] = self.at;
+        let top = plane[a] * (1.0 - self.tx) + plane[b] * self.tx;
+        let bottom = plane[c] * (1.0 - self.tx) + plane[d] * self.tx;
+        top * (1.0 - self.ty) + bottom * self.ty
+    }
+}
+
 /// One `in_w x in_h` plane upsampled bilinearly (torch, `align_corners=False`) to
 /// `out_w x out_h` on the host, handed to `row` one output row at a time: memory stays at one
 /// row whatever the output size.
 pub fn bilinear_rows(plane: &[f32], input: (usize, usize), output: (usize, usize), mut row: impl FnMut(usize, &[f32])) {
     let ((in_w, in_h), (out_w, out_h)) = (input, output);
     assert_eq!(plane.len(), in_w * in_h, "plane of {in_w}x{in_h}");
-    let (xs, ys) = (BilinearAxis::new(in_w, out_w), BilinearAxis::new(in_h, out_h));
+    let grid = BilinearGrid::new(input, output);
     let mut line = vec![0f32; out_w];
     for y in 0..out_h {
-        let (r0, r1, ty) = (&plane[ys.lo[y] * in_w..][..in_w], &plane[ys.hi[y] * in_w..][..in_w], ys.t[y]);
         for (x, out) in line.iter_mut().enumerate() {
-            let (c0, c1, tx) = (xs.lo[x], xs.hi[x], xs.t[x]);
-            let top = r0[c0] * (1.0 - tx) + r0[c1] * tx;
-            let bottom = r1[c0] * (1.0 - tx) + r1[c1] * tx;
-            *out = top * (1.0 - ty) + bottom * ty;
+            *out = grid.tap(x, y).sample(plane);
         }
         row(y, &line);
     }

@@ -19,7 +19,7 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use attention::Attention;
-pub use bilinear::{BilinearAxis, bilinear_rows};
+pub use bilinear::{BilinearGrid, Tap, bilinear_rows};
 pub use conv::{Conv2d, ConvTranspose2d, LayerNorm2d};
 pub use linear::{LayerNorm, Linear};
 pub use patch::{PatchEmbedding, patchify};

@@ -144,20 +144,16 @@ pub struct ObjectMask {
 impl PendingMask {
     /// The candidate with the highest predicted IoU, upsampled to the image row by row and
     /// thresholded at 0 (`post_process_masks`): only the one-byte mask is photo-sized.
-    pub fn finish(&self, logits: Vec<f32>, iou: Vec<f32>) -> ObjectMask {
+    pub fn finish(&self, processor: &SamProcessor, logits: Vec<f32>, iou: Vec<f32>) -> ObjectMask {
         let best = (0..iou.len()).fold(0, |b, i| if iou[i] > iou[b] { i } else { b });
         let plane = self.resized.0 * self.resized.1;
         let mut mask = vec![0u8; self.width * self.height];
-        crate::nn::bilinear_rows(
-            &logits[best * plane..(best + 1) * plane],
-            self.resized,
-            (self.width, self.height),
-            |y, row| {
-                for (m, &v) in mask[y * self.width..(y + 1) * self.width].iter_mut().zip(row) {
-                    *m = u8::from(v > 0.0);
-                }
-            },
-        );
+        let original = (self.width, self.height);
+        processor.upscale_rows(&logits[best * plane..(best + 1) * plane], self.resized, original, |y, row| {
+            for (m, &v) in mask[y * self.width..(y + 1) * self.width].iter_mut().zip(row) {
+                *m = u8::from(v > 0.0);
+            }
+        });
         let area = mask.iter().filter(|&&v| v == 1).count();
         ObjectMask { width: self.width, height: self.height, mask, iou: iou[best], area }
     }
@@ -226,7 +222,7 @@ impl PromptModel {
         let pending = self.decode(encoded, prompt)?;
         let (logits, iou) =
             (crate::device::to_vec(pending.logits.clone())?, crate::device::to_vec(pending.iou.clone())?);
-        Ok(pending.finish(logits, iou))
+        Ok(pending.finish(&self.processor, logits, iou))
     }
 
     /// [`PromptModel::segment`], reading back without blocking (the browser).
@@ -234,7 +230,7 @@ impl PromptModel {
         let pending = self.decode(encoded, prompt)?;
         let logits = crate::device::to_vec_async(pending.logits.clone()).await?;
         let iou = crate::device::to_vec_async(pending.iou.clone()).await?;
-        Ok(pending.finish(logits, iou))
+        Ok(pending.finish(&self.processor, logits, iou))
     }
 }
 

@@ -14,7 +14,7 @@ use std::io::{Seek, SeekFrom, Write};
 use serde::Serialize;
 
 use crate::labels::Label;
-use crate::nn::BilinearAxis;
+use crate::nn::BilinearGrid;
 
 /// Name of the extra class that background words form (after the user's labels, so label
 /// indices stay the user's).
@@ -121,20 +121,14 @@ pub fn full_scores(maps: &ScoreMaps, steps: &PixelSteps, width: usize, height: u
 struct Finisher<'a> {
     maps: &'a ScoreMaps,
     steps: &'a PixelSteps,
-    xs: BilinearAxis,
-    ys: BilinearAxis,
+    grid: BilinearGrid,
     width: usize,
+    height: usize,
 }
 
 impl<'a> Finisher<'a> {
     fn new(maps: &'a ScoreMaps, steps: &'a PixelSteps, width: usize, height: usize) -> Self {
-        Finisher {
-            maps,
-            steps,
-            xs: BilinearAxis::new(maps.width, width),
-            ys: BilinearAxis::new(maps.height, height),
-            width,
-        }
+        Finisher { maps, steps, grid: BilinearGrid::new((maps.width, maps.height), (width, height)), width, height }
     }
 
     fn rows_out(&self) -> usize {
@@ -148,16 +142,11 @@ impl<'a> Finisher<'a> {
         out.clear();
         out.resize((y1 - y0) * self.width * rows_out, 0.0);
         let mut pixel = vec![0f32; rows];
-        let v = &self.maps.values;
         for y in y0..y1 {
-            let (r0, r1, ty) = (self.ys.lo[y] * self.maps.width, self.ys.hi[y] * self.maps.width, self.ys.t[y]);
             for x in 0..self.width {
-                let (c0, c1, tx) = (self.xs.lo[x], self.xs.hi[x], self.xs.t[x]);
-                for (r, p) in pixel.iter_mut().enumerate() {
-                    let base = r * plane;
-                    let top = v[base + r0 + c0] * (1.0 - tx) + v[base + r0 + c1] * tx;
-                    let bottom = v[base + r1 + c0] * (1.0 - tx) + v[base + r1 + c1] * tx;
-                    *p = top * (1.0 - ty) + bottom * ty;
+                let tap = self.grid.tap(x, y);
+                for (p, map) in pixel.iter_mut().zip(self.maps.values.chunks_exact(plane)) {
+                    *p = tap.sample(map);
                 }
                 let at = ((y - y0) * self.width + x) * rows_out;
                 self.steps.apply(&mut pixel, &mut out[at..at + rows_out]);
@@ -167,7 +156,7 @@ impl<'a> Finisher<'a> {
 
     /// Band boundaries: about [`BAND_PIXELS`] pixels each.
     fn bands(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
-        let height = self.ys.lo.len();
+        let height = self.height;
         let step = (BAND_PIXELS / self.width.max(1)).max(1);
         (0..height).step_by(step).map(move |y0| (y0, (y0 + step).min(height)))
     }
