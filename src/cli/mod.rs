@@ -138,24 +138,25 @@ pub fn peak_memory_mb() -> Option<f64> {
 }
 
 pub fn read_image(path: &str) -> Result<wordmask::preprocess::RgbImage> {
-    let open = || -> Result<_> {
-        let reader = image::ImageReader::open(path).with_context(|| format!("cannot read image {path}"))?;
-        reader.with_guessed_format().with_context(|| format!("cannot read image {path}"))
-    };
-    let mut head = [0u8; 16];
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read image {path}"))?;
-    let n = std::io::Read::read(&mut file, &mut head).with_context(|| format!("cannot read image {path}"))?;
-    if !matches!(image::guess_format(&head[..n]), Ok(image::ImageFormat::Png | image::ImageFormat::Jpeg)) {
+    use image::ImageDecoder;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read image {path}"))?;
+    // The format from the first bytes only (not the file name), so a text file named .png is
+    // named for what it is.
+    let mut reader = image::ImageReader::new(std::io::BufReader::new(file))
+        .with_guessed_format()
+        .with_context(|| format!("cannot read image {path}"))?;
+    if !matches!(reader.format(), Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)) {
         anyhow::bail!("{path} is not a PNG or JPEG image");
     }
-    // The header first: a huge image is refused before its pixels are decoded.
-    let (w, h) = open()?.into_dimensions().with_context(|| format!("cannot read image {path}"))?;
-    wordmask::preprocess::check_image_size(w as usize, h as usize).with_context(|| format!("image {path}"))?;
-    let mut reader = open()?;
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(4 << 30);
     reader.limits(limits);
-    let img = reader.decode().with_context(|| format!("cannot read image {path}"))?.to_rgb8();
+    let decoder = reader.into_decoder().with_context(|| format!("cannot read image {path}"))?;
+    // The header first: a huge image is refused before its pixels are decoded.
+    let (w, h) = decoder.dimensions();
+    wordmask::preprocess::check_image_size(w as usize, h as usize).with_context(|| format!("image {path}"))?;
+    let img =
+        image::DynamicImage::from_decoder(decoder).with_context(|| format!("cannot read image {path}"))?.to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     wordmask::preprocess::RgbImage::new(w, h, img.into_raw()).with_context(|| format!("image {path}"))
 }
