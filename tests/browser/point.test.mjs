@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
-import { SCENE, launch, paintScene, startServer, workerClient } from './harness.mjs';
+import { SCENE, dropSceneAndType, launch, paintScene, startServer, workerClient } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 const WORDS = '/tests/fixtures/semantic-colours/';
@@ -103,19 +103,7 @@ test('the page: Point tab, a click outlines the red region with its word, undo r
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
-    await page.evaluate(`window.paintScene = ${paintScene}`);
-    await page.evaluate(async (scene) => {
-      const { rgba, width, height } = paintScene(scene);
-      const canvas = new OffscreenCanvas(width, height);
-      canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.buffer), width, height), 0, 0);
-      const file = new File([await canvas.convertToBlob({ type: 'image/png' })], 'scene.png', { type: 'image/png' });
-      const drop = new DragEvent('drop', { dataTransfer: new DataTransfer(), bubbles: true, cancelable: true });
-      drop.dataTransfer.items.add(file);
-      document.body.dispatchEvent(drop);
-    }, SCENE);
-    await page.fill('#labels', LABELS);
-    await page.click('summary');
-    await page.selectOption('#templates', 'single');
+    await dropSceneAndType(page);
     await page.click('#tab-point');
     await page.click('#sam-load');
     await page.waitForFunction(() => /Segment Anything ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
