@@ -19,6 +19,7 @@ pub mod loader;
 pub mod metrics;
 pub mod network;
 pub mod nn;
+pub mod ovsam;
 pub mod preprocess;
 pub mod sam;
 pub mod segclip;

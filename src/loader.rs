@@ -155,6 +155,11 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         }
     }
 
+    /// The stored shape of `name`, for axes the config does not state.
+    pub fn host_shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.checkpoint.and_then(|c| c.get(name)).map(|e| e.shape.clone())
+    }
+
     /// A tensor some files carry as a copy of another (weights the model ties together): it is
     /// not read, and not reported as unexpected when present.
     pub fn tied(&mut self, name: &str) {

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use crate::Error;
 use crate::labels;
 use crate::preprocess::RgbImage;
-use crate::segment::point::{EncodedImage, MaskNamer, Naming, Prompt, PromptModel};
+use crate::segment::point::{ClassEmbeddings, EncodedImage, MaskNamer, Naming, Prompt, PromptModel, Vocabulary};
 use crate::segment::{EmbeddingCache, LabelMap, LabelShare, Model, Settings, segment_async};
 
 fn js_error(e: Error) -> JsValue {
@@ -48,10 +48,13 @@ pub struct WordMask {
     point_image: Option<(RgbImage, EncodedImage, u64)>,
     images_encoded: u64,
     namer: MaskNamer,
+    /// Open-Vocabulary SAM's class embeddings for the current words (or its own classifier).
+    classes: Option<ClassEmbeddings>,
 }
 
-/// One prompt's answer: the mask (`Uint8Array`, 1 inside), its predicted IoU and, when words
-/// and a CLIP model are there, its name.
+/// One prompt's answer: the mask (`Uint8Array`, 1 inside), its predicted IoU (Segment Anything)
+/// and its name: from Open-Vocabulary SAM itself, or, when words and a CLIP model are there,
+/// from the CLIP model.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PromptResult {
@@ -59,7 +62,7 @@ struct PromptResult {
     height: usize,
     #[serde(with = "serde_bytes_vec")]
     mask: Vec<u8>,
-    iou: f32,
+    iou: Option<f32>,
     area: usize,
     #[serde(flatten)]
     naming: Option<Naming>,
@@ -108,6 +111,7 @@ impl WordMask {
             point_image: None,
             images_encoded: 0,
             namer: MaskNamer::default(),
+            classes: None,
         })
     }
 
@@ -137,6 +141,7 @@ impl WordMask {
                 .map_err(js_error)?;
         self.sam = Some(sam);
         self.point_image = None;
+        self.classes = None;
         Ok(())
     }
 
@@ -161,7 +166,23 @@ impl WordMask {
         let (image, encoded, image_id) =
             self.point_image.as_ref().ok_or_else(|| js_error(Error::invalid("encode an image first")))?;
         let mask = sam.segment_async(encoded, &prompt).await.map_err(js_error)?;
-        let naming = match (&self.model, labels.trim()) {
+        let words = labels.trim();
+        let naming = match (&self.model, words) {
+            _ if sam.names_masks() => {
+                let vocabulary = if !words.is_empty() {
+                    Some(Vocabulary::Typed(labels::parse(words).map_err(js_error)?))
+                } else {
+                    sam.released_vocabulary().map(|_| Vocabulary::Released)
+                };
+                match vocabulary {
+                    Some(vocabulary) => {
+                        sam.prepare_classes(&vocabulary, &mut self.classes).map_err(js_error)?;
+                        let classes = self.classes.as_ref().expect("prepared");
+                        Some(sam.name_async(encoded, &mask, classes).await.map_err(js_error)?)
+                    }
+                    None => None,
+                }
+            }
             (Some(model), words) if !words.is_empty() && mask.area > 0 => {
                 let labels = labels::parse(words).map_err(js_error)?;
                 let settings = settings(options)?;

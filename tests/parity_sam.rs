@@ -103,7 +103,7 @@ fn compare(name: &str, model: &SamModel, processor: &SamProcessor) -> Vec<String
         }
         let out = model.decode(emb, sparse, dense, run["multimask"].as_bool().unwrap());
         check(&format!("{key}.pred_masks"), to_vec(out.masks.clone()).unwrap(), LOGIT_REL_TOL, true);
-        check(&format!("{key}.iou_scores"), to_vec(out.iou.clone()).unwrap(), TOL, true);
+        check(&format!("{key}.iou_scores"), to_vec(out.iou.clone().expect("SAM predicts IoU")).unwrap(), TOL, true);
         // The product's path: cropped on the device, upsampled on the host a row at a time.
         let cropped = to_vec(processor.cropped(out.masks.clone(), resized)).unwrap();
         let mut full = Vec::with_capacity(cropped.len() / (resized.0 * resized.1) * original.0 * original.1);

@@ -68,9 +68,10 @@ client.on('restarting', ({ reason }) => {
   status(client.reloads ? `The model stopped (${reason}); restarting it…` : `The model stopped (${reason}); load it again.`);
 });
 client.on('error', ({ message }) => status(`Error: ${message}`));
-client.on('ready', ({ backend, engine, defaults }) => {
+client.on('ready', ({ backend, engine, defaults, names }) => {
   if (engine === 'sam') {
-    status(`Segment Anything ready (${backend}). ${state.image ? 'Click an object in the image.' : 'Choose an image, then click an object.'}`);
+    const what = names ? 'Open-Vocabulary SAM (outlines and names objects)' : 'Segment Anything';
+    status(`${what} ready (${backend}). ${state.image ? 'Click an object in the image.' : 'Choose an image, then click an object.'}`);
     updateButtons();
     return;
   }
@@ -425,7 +426,7 @@ function layer() {
       entries: objects.map((o, k) => ({
         word: o.label,
         colour: o.label && wordIndex(o.label) ? colour(wordIndex(o.label)) : paletteColour(k + 1),
-        text: `${k + 1}. ${o.label ? `${o.label} ${(o.probability * 100).toFixed(0)} %` : 'object'} (IoU ${o.iou.toFixed(2)})`,
+        text: `${k + 1}. ${o.label ? `${o.label} ${(o.probability * 100).toFixed(0)} %` : 'object'}${o.iou == null ? '' : ` (IoU ${o.iou.toFixed(2)})`}`,
         value: (o.label && wordIndex(o.label)) || k + 1,
       })),
       summary: { width, height, objects: objects.map((o) => ({ label: o.label, probability: o.probability, iou: o.iou, area: o.area, prompt: o.prompt })) },

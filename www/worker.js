@@ -15,7 +15,8 @@
 //      | {id, status: 'labels', labels} | {id, status: 'error', message}
 //      | {status: 'progress', file, loaded, total, cached?, retrying?}
 //      | {status: 'lost', reason}                     the GPU device was lost: this worker is done
-// A Segment Anything checkpoint (model_type 'sam') loads beside the words model: engine 'sam'.
+// A Segment Anything checkpoint (model_type 'sam') or an Open-Vocabulary SAM one ('ovsam', which
+// names its own masks: `names: true`) loads beside the words model: engine 'sam'.
 import init, { WordMask, parseLabels } from '../pkg/wordmask.js';
 
 // The GPU device wgpu opens, seen from here: when it is lost (a driver reset, the GPU process
@@ -138,9 +139,10 @@ async function handle(data) {
   if (data.type === 'load') {
     const { config, weights, weightsName, preprocessor } = data.files ? fromFiles(data.files) : await fromUrl(data.url);
     download = null;
-    if (WordMask.modelType(config) === 'sam') {
+    const type = WordMask.modelType(config);
+    if (type === 'sam' || type === 'ovsam') {
       wm.loadSam(config, weights, weightsName, preprocessor);
-      return { status: 'ready', backend: wm.backend, engine: 'sam' };
+      return { status: 'ready', backend: wm.backend, engine: 'sam', names: type === 'ovsam' };
     }
     wm.load(config, weights, weightsName, preprocessor);
     return { status: 'ready', backend: wm.backend, engine: wm.engine, defaults: wm.defaults };

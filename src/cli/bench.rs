@@ -16,10 +16,11 @@ use wordmask::groupvit::{GroupVitConfig, GroupVitModel};
 use wordmask::labels::Label;
 use wordmask::loader::WeightLoader;
 use wordmask::network::{Network, model_type};
+use wordmask::ovsam::{OvSamConfig, OvSamModel};
 use wordmask::preprocess::RgbImage;
 use wordmask::sam::{SamConfig, SamModel, SamProcessor};
 use wordmask::segclip::{SegClipConfig, SegClipModel};
-use wordmask::segment::point::{Click, Prompt, PromptModel};
+use wordmask::segment::point::{Click, Prompt, PromptModel, PromptNetwork, Vocabulary};
 use wordmask::segment::{ClassEmbeddings, EmbeddingCache, Model, Settings, segment, slide};
 
 /// Architectures of hub checkpoints, for timing without downloading them.
@@ -49,6 +50,10 @@ enum Preset {
     /// `nielsr/slimsam-77-uniform`
     #[value(name = "slimsam-77")]
     Slimsam77,
+    /// Open-Vocabulary SAM as released (RN50x16, the SAM2CLIP neck, the FPN and the named
+    /// decoder): encoder and per-click decode with its name among 5 typed words
+    #[value(name = "ovsam")]
+    Ovsam,
 }
 
 /// What was loaded: a words model, or a Segment Anything model.
@@ -68,7 +73,7 @@ impl Preset {
             let config = SamConfig::from_json(&format!(r#"{{"model_type": "sam", "vision_config": {vision}}}"#))?;
             let sam = SamModel::load(config, loader);
             let processor = SamProcessor::new(sam.input_size());
-            Ok(Loaded::Point(Box::new(PromptModel { sam, processor })))
+            Ok(Loaded::Point(Box::new(PromptModel::new(PromptNetwork::Sam(Box::new(sam)), processor))))
         };
         let network = match self {
             Preset::VitB16 => clip(ClipConfig::vit_b_16(), &mut loader),
@@ -80,6 +85,11 @@ impl Preset {
             Preset::SamVitBase => return sam("{}", &mut loader),
             Preset::Slimsam50 => return sam(r#"{"hidden_size": 384, "mlp_dim": 1536}"#, &mut loader),
             Preset::Slimsam77 => return sam(r#"{"hidden_size": 168, "mlp_dim": 696}"#, &mut loader),
+            Preset::Ovsam => {
+                let model = OvSamModel::load(OvSamConfig::from_json(r#"{"model_type": "ovsam"}"#)?, &mut loader);
+                let processor = SamProcessor::new(model.input_size());
+                return Ok(Loaded::Point(Box::new(PromptModel::new(PromptNetwork::OvSam(Box::new(model)), processor))));
+            }
         };
         Ok(Loaded::Words(Model::new(network, None)?))
     }
@@ -152,7 +162,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let (loaded, what) = match (&args.model, args.config) {
         (Some(path), _) => {
             let files = ModelFiles::open(path)?;
-            let loaded = if model_type(&files.config)? == "sam" {
+            let loaded = if matches!(model_type(&files.config)?.as_str(), "sam" | "ovsam") {
                 let device = device::open(backend)?;
                 let name = files.weights_path.display().to_string();
                 let (config, pre) = (&files.config, files.preprocessor.as_deref());
@@ -206,29 +216,55 @@ fn random_image(w: usize, h: usize, seed: &mut u32) -> Result<RgbImage> {
 }
 
 /// Segment Anything: the image encoder (the heavy pass, once per image) and one click (the
-/// prompt encoder and mask decoder, the mask at the image's size, read back).
+/// prompt encoder and mask decoder, the mask at the image's size, read back); Open-Vocabulary
+/// SAM also names each mask among --labels typed words (embedded once, before timing).
 fn point_rows(args: &BenchArgs, model: &PromptModel) -> Result<Vec<Row>> {
-    let s = model.sam.input_size();
+    let s = model.input_size();
     let (w, h) = (s, s * 3 / 4);
     let mut seed = 1u32;
+    let what = if model.names_masks() { "Open-Vocabulary SAM" } else { "SAM" };
     let encoder = Row {
-        stage: format!("SAM image encoder ({w}x{h}, padded to {s}x{s})"),
+        stage: format!("{what} image encoder ({w}x{h}, padded to {s}x{s})"),
         times_ms: time(args.iters, |_| {
             model.encode(&random_image(w, h, &mut seed)?)?.wait()?;
             Ok(())
         })?,
     };
     let encoded = model.encode(&random_image(w, h, &mut seed)?)?;
+    let mut classes = None;
+    let mut rows = Vec::new();
+    if model.names_masks() {
+        let words = ["cat", "dog", "car", "tree", "sky", "road", "person", "grass", "boat", "house"];
+        let labels: Vec<Label> = (0..args.labels)
+            .map(|j| {
+                let name = format!("{} {j}", words[j % words.len()]);
+                Label { name: name.clone(), synonyms: vec![name] }
+            })
+            .collect();
+        let t = Instant::now();
+        model.prepare_classes(&Vocabulary::Typed(labels), &mut classes)?;
+        to_vec(classes.as_ref().expect("prepared").tensor())?;
+        rows.push(Row {
+            stage: format!("text: {} words x 14 templates (once per word list)", args.labels),
+            times_ms: vec![t.elapsed().as_secs_f64() * 1e3],
+        });
+    }
     let decoder = Row {
-        stage: "SAM prompt + mask decoder (one click)".into(),
+        stage: format!("{what} prompt + mask decoder (one click{})", if model.names_masks() { ", named" } else { "" }),
         times_ms: time(args.iters, |i| {
             let k = i.wrapping_mul(7919) % 997;
             let click = Click { x: (k % w) as f64, y: (k * 13 % h) as f64, positive: true };
-            model.segment(&encoded, &Prompt { points: vec![click], bbox: None })?;
+            let mask = model.segment(&encoded, &Prompt { points: vec![click], bbox: None })?;
+            if let Some(classes) = &classes {
+                model.name_now(&encoded, &mask, classes)?;
+            }
             Ok(())
         })?,
     };
-    Ok(vec![encoder, decoder])
+    let mut all = vec![encoder];
+    all.extend(rows);
+    all.push(decoder);
+    Ok(all)
 }
 
 /// A words model: the image and text encoders, and with `--segment` the whole segmentation.

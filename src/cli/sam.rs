@@ -1,5 +1,6 @@
-//! `wordmask sam`: the mask of the object under the points (or in the box), and its name among
-//! the typed words.
+//! `wordmask sam`: the mask of the object under the points (or in the box), and its name: among
+//! the typed words through a CLIP checkpoint (Segment Anything), or from the model itself
+//! (Open-Vocabulary SAM: the typed words or its LVIS classifier).
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -14,7 +15,7 @@ use super::files::ModelFiles;
 use super::{RuntimeArgs, load, read_image};
 use wordmask::device;
 use wordmask::labels;
-use wordmask::segment::point::{Click, MaskNamer, Prompt, PromptModel};
+use wordmask::segment::point::{Click, MaskNamer, Prompt, PromptModel, Vocabulary};
 use wordmask::segment::{EmbeddingCache, Settings, Templates};
 
 /// `x,y` or `x,y,1` (on the object) or `x,y,0` (not on it), in the image's pixels.
@@ -52,10 +53,17 @@ impl FromStr for BoxArg {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum VocabularyArg {
+    Typed,
+    Lvis,
+}
+
 #[derive(Args)]
 pub struct SamArgs {
     /// A Segment Anything checkpoint (folder with config.json, model.safetensors and
-    /// preprocessor_config.json), e.g. facebook/sam-vit-base or nielsr/slimsam-77-uniform.
+    /// preprocessor_config.json), e.g. facebook/sam-vit-base or nielsr/slimsam-77-uniform, or an
+    /// Open-Vocabulary SAM folder written by tools/convert_ovsam.py.
     #[arg(long)]
     model: String,
     #[arg(long)]
@@ -66,12 +74,18 @@ pub struct SamArgs {
     /// A box around the object: x0,y0,x1,y1.
     #[arg(long = "box")]
     bbox: Option<BoxArg>,
-    /// Words to name the mask with (commas; `a|b` synonyms); needs --clip.
-    #[arg(long, requires = "clip")]
+    /// Words to name the mask with (commas; `a|b` synonyms). Segment Anything needs --clip for
+    /// them; Open-Vocabulary SAM embeds them itself.
+    #[arg(long)]
     labels: Option<String>,
-    /// The CLIP checkpoint that names the mask (its dense features pooled inside the mask).
+    /// The CLIP checkpoint that names a Segment Anything mask (its dense features pooled inside
+    /// the mask).
     #[arg(long, requires = "labels")]
     clip: Option<String>,
+    /// Open-Vocabulary SAM: name the mask among the typed --labels, or among the LVIS classes of
+    /// the checkpoint's own classifier [typed when --labels are given, else lvis].
+    #[arg(long, value_enum)]
+    vocabulary: Option<VocabularyArg>,
     /// Prompt templates for the words [the dense engine's default].
     #[arg(long, value_enum)]
     templates: Option<Templates>,
@@ -89,6 +103,9 @@ pub fn run(args: SamArgs) -> Result<()> {
     let prompt = Prompt { points: args.points.iter().map(|p| p.0).collect(), bbox: args.bbox.map(|b| b.0) };
     prompt.validate(photo.width, photo.height)?;
     let labels = args.labels.as_deref().map(labels::parse).transpose()?;
+    if args.vocabulary == Some(VocabularyArg::Typed) && labels.is_none() {
+        anyhow::bail!("--vocabulary typed names the mask among --labels: give them, e.g. --labels \"cat, dog\"");
+    }
 
     let t = Instant::now();
     let files = ModelFiles::open(&args.model)?;
@@ -109,8 +126,29 @@ pub fn run(args: SamArgs) -> Result<()> {
     let mask = model.segment(&encoded, &prompt)?;
     let decode_ms = t.elapsed().as_secs_f64() * 1e3;
 
+    if model.names_masks() && args.clip.is_some() {
+        anyhow::bail!("an Open-Vocabulary SAM checkpoint names its masks itself: drop --clip");
+    }
+    if !model.names_masks() && labels.is_some() && args.clip.is_none() {
+        anyhow::bail!("a Segment Anything checkpoint names masks through a CLIP checkpoint: add --clip");
+    }
+    if !model.names_masks() && args.vocabulary.is_some() {
+        anyhow::bail!("--vocabulary is for Open-Vocabulary SAM checkpoints; this one is Segment Anything");
+    }
+
     let t = Instant::now();
     let naming = match (&labels, &args.clip) {
+        _ if model.names_masks() => {
+            let vocabulary = match (args.vocabulary, &labels) {
+                (Some(VocabularyArg::Lvis), _) | (None, None) => Vocabulary::Released,
+                (_, Some(labels)) => Vocabulary::Typed(labels.clone()),
+                (Some(VocabularyArg::Typed), None) => unreachable!("checked above"),
+            };
+            let mut classes = None;
+            model.prepare_classes(&vocabulary, &mut classes)?;
+            let classes = classes.expect("prepared");
+            Some(model.name_now(&encoded, &mask, &classes)?)
+        }
         (Some(labels), Some(clip)) => {
             let clip = load(clip, args.runtime.backend).context("loading the CLIP checkpoint of --clip")?;
             let settings = Settings { templates: args.templates, ..Settings::default() };
@@ -129,6 +167,7 @@ pub fn run(args: SamArgs) -> Result<()> {
             "{}",
             json!({
                 "width": mask.width, "height": mask.height, "iou": mask.iou, "area": mask.area,
+                "model": if model.names_masks() { "ovsam" } else { "sam" },
                 "label": naming.as_ref().map(|n| &n.best.label), "probability": naming.as_ref().map(|n| n.best.probability),
                 "runner_up": naming.as_ref().and_then(|n| n.runner_up.as_ref()),
                 "timings_ms": {"load": load_ms, "encode": encode_ms, "decode": decode_ms, "name": name_ms},
@@ -136,7 +175,8 @@ pub fn run(args: SamArgs) -> Result<()> {
         );
     } else {
         let share = mask.area as f64 / (mask.width * mask.height) as f64 * 100.0;
-        println!("mask: {} pixels ({share:.1}% of the image), predicted IoU {:.3}", mask.area, mask.iou);
+        let iou = mask.iou.map(|v| format!(", predicted IoU {v:.3}")).unwrap_or_default();
+        println!("mask: {} pixels ({share:.1}% of the image){iou}", mask.area);
         if let Some(n) = &naming {
             let runner = n.runner_up.as_ref().map(|r| format!(", then {} {:.1}%", r.label, r.probability * 100.0));
             println!("name: {} {:.1}%{}", n.best.label, n.best.probability * 100.0, runner.unwrap_or_default());

@@ -170,7 +170,7 @@ impl SamConfig {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let (v, p, d) = (&self.vision_config, &self.prompt_encoder_config, &self.mask_decoder_config);
         let check = |ok: bool, msg: String| if ok { Ok(()) } else { Err(Error::Config(msg)) };
         check(

@@ -127,12 +127,13 @@ impl TwoWayBlock {
 pub struct DecodedMasks {
     /// Low-resolution mask logits, `[masks, 4e, 4e]` (3 with multimask output, else 1).
     pub masks: Tensor<3>,
-    /// Predicted IoU of each mask, `[masks]`.
-    pub iou: Tensor<1>,
+    /// Predicted IoU of each mask, `[masks]` (SAM; Open-Vocabulary SAM's head has none).
+    pub iou: Option<Tensor<1>>,
 }
 
 #[derive(Debug, Clone)]
 pub struct MaskDecoder {
+    /// The first output token: SAM's `iou_token`, or Open-Vocabulary SAM's `label_token`.
     pub iou_token: Tensor<2>,
     pub mask_tokens: Tensor<2>,
     pub layers: Vec<TwoWayBlock>,
@@ -142,7 +143,7 @@ pub struct MaskDecoder {
     pub upscale_layer_norm: LayerNorm2d,
     pub upscale_conv2: ConvTranspose2d,
     pub output_hypernetworks_mlps: Vec<FeedForward>,
-    pub iou_prediction_head: FeedForward,
+    pub iou_prediction_head: Option<FeedForward>,
 }
 
 impl MaskDecoder {
@@ -152,11 +153,20 @@ impl MaskDecoder {
     const UPSCALE_EPS: f64 = 1e-6;
 
     pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamMaskDecoderConfig) -> Self {
+        Self::load_with(loader, prefix, cfg, "iou_token", true)
+    }
+
+    /// Open-Vocabulary SAM's head: a `label_token` where SAM has its IoU token, and no IoU head.
+    pub fn load_labelled(loader: &mut WeightLoader, prefix: &str, cfg: &SamMaskDecoderConfig) -> Self {
+        Self::load_with(loader, prefix, cfg, "label_token", false)
+    }
+
+    fn load_with(loader: &mut WeightLoader, prefix: &str, cfg: &SamMaskDecoderConfig, first: &str, iou: bool) -> Self {
         let d = cfg.hidden_size;
         let tokens = cfg.num_multimask_outputs + 1;
         let inner = d / cfg.attention_downsample_rate;
         MaskDecoder {
-            iou_token: loader.tensor(&format!("{prefix}.iou_token.weight"), [1, d]),
+            iou_token: loader.tensor(&format!("{prefix}.{first}.weight"), [1, d]),
             mask_tokens: loader.tensor(&format!("{prefix}.mask_tokens.weight"), [tokens, d]),
             layers: (0..cfg.num_hidden_layers)
                 .map(|i| TwoWayBlock::load(loader, &format!("{prefix}.transformer.layers.{i}"), cfg, i == 0))
@@ -187,12 +197,14 @@ impl MaskDecoder {
                     FeedForward::load(loader, &format!("{prefix}.output_hypernetworks_mlps.{i}"), [d, d, d / 8], 3)
                 })
                 .collect(),
-            iou_prediction_head: FeedForward::load(
-                loader,
-                &format!("{prefix}.iou_prediction_head"),
-                [d, cfg.iou_head_hidden_dim, tokens],
-                cfg.iou_head_depth,
-            ),
+            iou_prediction_head: iou.then(|| {
+                FeedForward::load(
+                    loader,
+                    &format!("{prefix}.iou_prediction_head"),
+                    [d, cfg.iou_head_hidden_dim, tokens],
+                    cfg.iou_head_depth,
+                )
+            }),
         }
     }
 
@@ -233,10 +245,13 @@ impl MaskDecoder {
             .map(|(i, mlp)| mlp.forward(queries.clone().slice([0..1, 1 + i..2 + i, 0..d]).reshape([1, d])))
             .collect();
         let masks = Tensor::cat(hyper, 0).matmul(up.reshape([c, uh * uw])); // [tokens, 4e*4e]
-        let iou = self.iou_prediction_head.forward(iou_out).reshape([token_count - 1]);
         debug_assert!(t >= token_count);
-        let range = if multimask { 1..token_count - 1 } else { 0..1 };
+        let range = if multimask && token_count > 2 { 1..token_count - 1 } else { 0..1 };
+        let iou = self
+            .iou_prediction_head
+            .as_ref()
+            .map(|head| head.forward(iou_out).reshape([token_count - 1]).slice([range.clone()]));
         let n = range.len();
-        DecodedMasks { masks: masks.slice([range.clone(), 0..uh * uw]).reshape([n, uh, uw]), iou: iou.slice([range]) }
+        DecodedMasks { masks: masks.slice([range, 0..uh * uw]).reshape([n, uh, uw]), iou }
     }
 }

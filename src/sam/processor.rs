@@ -29,6 +29,9 @@ pub struct SamProcessor {
     pub std: [f32; 3],
     /// Pillow's bicubic filter instead of the bilinear one.
     pub bicubic: bool,
+    /// Resized sides truncated (`int(side * scale)`, Open-Vocabulary SAM's demo) instead of
+    /// rounded half up (transformers).
+    pub floor_resize: bool,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +52,7 @@ impl SamProcessor {
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
             bicubic: false,
+            floor_resize: false,
         }
     }
 
@@ -74,6 +78,7 @@ impl SamProcessor {
                     )));
                 }
             },
+            floor_resize: false,
         };
         if p.pad != (input_size, input_size) || p.longest_edge == 0 || p.longest_edge > input_size {
             return Err(Error::Config(format!(
@@ -84,10 +89,11 @@ impl SamProcessor {
         Ok(p)
     }
 
-    /// `(width, height)` after the resize (`_get_preprocess_shape`: scaled in f64, rounded half up).
+    /// `(width, height)` after the resize (`_get_preprocess_shape`: scaled in f64, rounded half up, or truncated).
     pub fn resized_size(&self, width: usize, height: usize) -> (usize, usize) {
         let scale = self.longest_edge as f64 / width.max(height) as f64;
-        let round = |v: usize| ((v as f64 * scale + 0.5) as usize).max(1);
+        let half = if self.floor_resize { 0.0 } else { 0.5 };
+        let round = |v: usize| ((v as f64 * scale + half) as usize).max(1);
         (round(width), round(height))
     }
 

@@ -147,7 +147,7 @@ fn window_unpartition(windows: Tensor<4>, ws: usize, h: usize, w: usize) -> Tens
 }
 
 impl VisionLayer {
-    fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig, i: usize) -> Self {
+    pub(crate) fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig, i: usize) -> Self {
         let (d, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
         let window_size = cfg.window_of(i);
         let side = if window_size > 0 { window_size } else { cfg.grid() };
@@ -193,7 +193,7 @@ impl VisionNeck {
     /// `SamLayerNorm`'s own epsilon (1e-6), not the config's.
     const EPS: f64 = 1e-6;
 
-    fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig) -> Self {
+    pub(crate) fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig) -> Self {
         let (d, c) = (cfg.hidden_size, cfg.output_channels);
         VisionNeck {
             conv1: Conv2d::load(loader, &format!("{prefix}.conv1"), d, c, 1, 1, 0, false),

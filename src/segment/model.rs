@@ -50,7 +50,7 @@ impl Model {
                 _ => known.join(""),
             };
             return Err(Error::Config(format!(
-                "model_type is {shown}; segmenting by words reads {known} checkpoints (Segment Anything checkpoints, model_type 'sam', are for pointing at objects)"
+                "model_type is {shown}; segmenting by words reads {known} checkpoints (Segment Anything and Open-Vocabulary SAM checkpoints, model_type 'sam' and 'ovsam', are for pointing at objects: wordmask sam)"
             )));
         };
         let checkpoint = Checkpoint::from_bytes(weights, weights_name)?;

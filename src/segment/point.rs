@@ -17,8 +17,10 @@ use crate::error::{Error, Result};
 use crate::labels::Label;
 use crate::loader;
 use crate::network::model_type;
+use crate::ovsam::{OvSamConfig, OvSamFeatures, OvSamModel};
 use crate::preprocess::RgbImage;
 use crate::sam::{Point, SamConfig, SamModel, SamProcessor};
+use crate::tokenizer::Tokenizer;
 
 /// One click: on the object (`positive`, the default) or not.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
@@ -86,15 +88,29 @@ impl Prompt {
     }
 }
 
-/// A loaded Segment Anything checkpoint with its processor.
+/// The network behind the Point mode.
+pub enum PromptNetwork {
+    /// Segment Anything: masks only; the typed words name them through a CLIP checkpoint.
+    Sam(Box<SamModel>),
+    /// Open-Vocabulary SAM: the mask and its name from one model.
+    OvSam(Box<OvSamModel>),
+}
+
+/// A loaded Segment Anything or Open-Vocabulary SAM checkpoint with its processor.
 pub struct PromptModel {
-    pub sam: SamModel,
+    pub network: PromptNetwork,
     pub processor: SamProcessor,
+    tokenizer: Tokenizer,
+}
+
+enum Features {
+    Sam(Tensor<4>),
+    OvSam(OvSamFeatures),
 }
 
 /// An image after the heavy pass, ready for any number of prompts.
 pub struct EncodedImage {
-    embeddings: Tensor<4>,
+    features: Features,
     /// `(width, height)` of the image and of its resized copy inside the padded input.
     pub original: (usize, usize),
     resized: (usize, usize),
@@ -102,7 +118,11 @@ pub struct EncodedImage {
 
 impl EncodedImage {
     fn first(&self) -> Tensor<4> {
-        self.embeddings.clone().slice([0..1, 0..1, 0..1, 0..1])
+        let embeddings = match &self.features {
+            Features::Sam(e) => e,
+            Features::OvSam(f) => &f.embeddings,
+        };
+        embeddings.clone().slice([0..1, 0..1, 0..1, 0..1])
     }
 
     /// Block until the heavy pass has run (native; for timing it apart from the first prompt).
@@ -121,7 +141,9 @@ impl EncodedImage {
 pub struct PendingMask {
     /// `[n, rh, rw]`.
     logits: Tensor<3>,
-    iou: Tensor<1>,
+    iou: Option<Tensor<1>>,
+    /// Open-Vocabulary SAM: the low-resolution mask `[1, 4e, 4e]`, whose box names it.
+    low_res: Option<Tensor<3>>,
     width: usize,
     height: usize,
     resized: (usize, usize),
@@ -135,17 +157,27 @@ pub struct ObjectMask {
     /// `height * width` values, 1 inside the object.
     #[serde(skip)]
     pub mask: Vec<u8>,
-    /// The decoder's predicted IoU of this mask.
-    pub iou: f32,
+    /// The decoder's predicted IoU of this mask (Segment Anything; Open-Vocabulary SAM predicts
+    /// none).
+    pub iou: Option<f32>,
     /// Pixels inside.
     pub area: usize,
+    /// Open-Vocabulary SAM: the low-resolution mask, `side x side`, read back for naming.
+    #[serde(skip)]
+    low_res: Option<(Vec<f32>, usize)>,
 }
 
 impl PendingMask {
     /// The candidate with the highest predicted IoU, upsampled to the image row by row and
     /// thresholded at 0 (`post_process_masks`): only the one-byte mask is photo-sized.
-    pub fn finish(&self, processor: &SamProcessor, logits: Vec<f32>, iou: Vec<f32>) -> ObjectMask {
-        let best = (0..iou.len()).fold(0, |b, i| if iou[i] > iou[b] { i } else { b });
+    pub fn finish(
+        &self,
+        processor: &SamProcessor,
+        logits: Vec<f32>,
+        iou: Option<Vec<f32>>,
+        low_res: Option<Vec<f32>>,
+    ) -> ObjectMask {
+        let best = iou.as_ref().map_or(0, |iou| (0..iou.len()).fold(0, |b, i| if iou[i] > iou[b] { i } else { b }));
         let plane = self.resized.0 * self.resized.1;
         let mut mask = vec![0u8; self.width * self.height];
         let original = (self.width, self.height);
@@ -155,12 +187,92 @@ impl PendingMask {
             }
         });
         let area = mask.iter().filter(|&&v| v == 1).count();
-        ObjectMask { width: self.width, height: self.height, mask, iou: iou[best], area }
+        let side = self.low_res.as_ref().map_or(0, |t| t.dims()[1]);
+        ObjectMask {
+            width: self.width,
+            height: self.height,
+            mask,
+            iou: iou.map(|iou| iou[best]),
+            area,
+            low_res: low_res.map(|v| (v, side)),
+        }
+    }
+
+    /// Read the mask back (native).
+    #[cfg(not(target_family = "wasm"))]
+    fn read(self, processor: &SamProcessor) -> Result<ObjectMask> {
+        let logits = crate::device::to_vec(self.logits.clone())?;
+        let iou = self.iou.clone().map(crate::device::to_vec).transpose()?;
+        let low_res = self.low_res.clone().map(crate::device::to_vec).transpose()?;
+        Ok(self.finish(processor, logits, iou, low_res))
+    }
+
+    async fn read_async(self, processor: &SamProcessor) -> Result<ObjectMask> {
+        let logits = crate::device::to_vec_async(self.logits.clone()).await?;
+        let iou = match self.iou.clone() {
+            Some(t) => Some(crate::device::to_vec_async(t).await?),
+            None => None,
+        };
+        let low_res = match self.low_res.clone() {
+            Some(t) => Some(crate::device::to_vec_async(t).await?),
+            None => None,
+        };
+        Ok(self.finish(processor, logits, iou, low_res))
+    }
+}
+
+/// Which classes Open-Vocabulary SAM names a mask with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Vocabulary {
+    /// The typed words, embedded with the checkpoint's text tower.
+    Typed(Vec<Label>),
+    /// The classifier the checkpoint carries (LVIS's 1,203 classes in the release).
+    Released,
+}
+
+/// Class embeddings of one vocabulary, kept while it stays the same.
+pub struct ClassEmbeddings {
+    key: Vocabulary,
+    names: Vec<String>,
+    classes: Tensor<3>,
+}
+
+impl ClassEmbeddings {
+    /// `[classes, prototypes, dim]`, on the device.
+    pub fn tensor(&self) -> Tensor<3> {
+        self.classes.clone()
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// A mask's class logits on the device, to be read back and [`PendingName::finish`]ed.
+pub struct PendingName {
+    pub logits: Tensor<1>,
+    names: Vec<String>,
+}
+
+impl PendingName {
+    /// `softmax` over the classes and the zero-logit background, the background dropped: the
+    /// best class and the runner-up.
+    pub fn finish(&self, logits: &[f32]) -> Naming {
+        let probs = crate::ovsam::class_probabilities(logits);
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let candidate = |i: usize| Candidate { label: self.names[i].clone(), probability: probs[i] };
+        Naming { best: candidate(order[0]), runner_up: order.get(1).map(|&i| candidate(i)) }
     }
 }
 
 impl PromptModel {
-    /// Load a `SamModel` checkpoint (`config.json`'s `model_type` must be `sam`).
+    /// A model already built (benchmarks).
+    pub fn new(network: PromptNetwork, processor: SamProcessor) -> Self {
+        PromptModel { network, processor, tokenizer: Tokenizer::new() }
+    }
+
+    /// Load a `SamModel` (`model_type` `sam`) or Open-Vocabulary SAM (`ovsam`) checkpoint.
     pub fn from_bytes(
         config_json: &str,
         weights: &[u8],
@@ -169,26 +281,71 @@ impl PromptModel {
         device: &Device,
     ) -> Result<Self> {
         let found = model_type(config_json)?;
-        if found != "sam" {
-            return Err(Error::Config(format!(
-                "model_type is '{found}'; pointing at objects needs a Segment Anything checkpoint (model_type 'sam', SamModel); CLIP checkpoints name the masks"
-            )));
-        }
-        let config = SamConfig::from_json(config_json)?;
         let checkpoint = Checkpoint::from_bytes(weights, weights_name)?;
-        let sam = loader::load(&checkpoint, device, "SamModel", |l| Ok(SamModel::load(config.clone(), l)))?;
-        let processor = match preprocessor_json {
-            Some(text) => SamProcessor::from_json(text, sam.input_size())?,
-            None => SamProcessor::new(sam.input_size()),
+        let (network, input_size) = match found.as_str() {
+            "sam" => {
+                let config = SamConfig::from_json(config_json)?;
+                let sam = loader::load(&checkpoint, device, "SamModel", |l| Ok(SamModel::load(config.clone(), l)))?;
+                let size = sam.input_size();
+                (PromptNetwork::Sam(Box::new(sam)), size)
+            }
+            "ovsam" => {
+                let config = OvSamConfig::from_json(config_json)?;
+                let model =
+                    loader::load(&checkpoint, device, "OvSamModel", |l| Ok(OvSamModel::load(config.clone(), l)))?;
+                let size = model.input_size();
+                (PromptNetwork::OvSam(Box::new(model)), size)
+            }
+            _ => {
+                return Err(Error::Config(format!(
+                    "model_type is '{found}'; pointing at objects needs a Segment Anything checkpoint (model_type 'sam', SamModel) or an Open-Vocabulary SAM one ('ovsam', from tools/convert_ovsam.py); CLIP checkpoints name the masks"
+                )));
+            }
         };
-        Ok(PromptModel { sam, processor })
+        let mut processor = match preprocessor_json {
+            Some(text) => SamProcessor::from_json(text, input_size)?,
+            None => SamProcessor::new(input_size),
+        };
+        // The demo resizes to `int(side * scale)`, not transformers' rounding.
+        processor.floor_resize = matches!(network, PromptNetwork::OvSam(_));
+        Ok(PromptModel::new(network, processor))
+    }
+
+    pub fn device(&self) -> Device {
+        match &self.network {
+            PromptNetwork::Sam(m) => m.device(),
+            PromptNetwork::OvSam(m) => m.device(),
+        }
+    }
+
+    pub fn input_size(&self) -> usize {
+        match &self.network {
+            PromptNetwork::Sam(m) => m.input_size(),
+            PromptNetwork::OvSam(m) => m.input_size(),
+        }
+    }
+
+    /// Open-Vocabulary SAM names its own masks.
+    pub fn names_masks(&self) -> bool {
+        matches!(self.network, PromptNetwork::OvSam(_))
+    }
+
+    /// The class names of the checkpoint's own classifier, when it carries one.
+    pub fn released_vocabulary(&self) -> Option<&[String]> {
+        match &self.network {
+            PromptNetwork::OvSam(m) => m.config.vocabulary.as_deref(),
+            PromptNetwork::Sam(_) => None,
+        }
     }
 
     /// The heavy pass, once per image.
     pub fn encode(&self, image: &RgbImage) -> Result<EncodedImage> {
-        let (pixels, resized) = self.processor.pixels(image, &self.sam.device());
-        let embeddings = self.sam.image_embeddings(pixels)?;
-        Ok(EncodedImage { embeddings, original: (image.width, image.height), resized })
+        let (pixels, resized) = self.processor.pixels(image, &self.device());
+        let features = match &self.network {
+            PromptNetwork::Sam(m) => Features::Sam(m.image_embeddings(pixels)?),
+            PromptNetwork::OvSam(m) => Features::OvSam(m.encode(pixels)?),
+        };
+        Ok(EncodedImage { features, original: (image.width, image.height), resized })
     }
 
     /// The light pass: the masks of one prompt at the image's size, to be read back and
@@ -209,28 +366,91 @@ impl PromptModel {
             let ((a, b), (c, d)) = (to_input(x0, y0), to_input(x1, y1));
             [a, b, c, d]
         });
-        let sparse = self.sam.sparse_embeddings(&points, bbox)?;
-        let dense = self.sam.dense_embeddings(None)?;
-        let out = self.sam.decode(encoded.embeddings.clone(), sparse, dense, prompt.multimask());
-        let logits = self.processor.cropped(out.masks, encoded.resized);
-        Ok(PendingMask { logits, iou: out.iou, width: w, height: h, resized: encoded.resized })
+        let (masks, iou, low_res) = match (&self.network, &encoded.features) {
+            (PromptNetwork::Sam(sam), Features::Sam(embeddings)) => {
+                let sparse = sam.sparse_embeddings(&points, bbox)?;
+                let dense = sam.dense_embeddings(None)?;
+                let out = sam.decode(embeddings.clone(), sparse, dense, prompt.multimask());
+                (out.masks, out.iou, None)
+            }
+            (PromptNetwork::OvSam(model), Features::OvSam(features)) => {
+                let masks = model.decode(features, model.sparse_embeddings(&points, bbox)?)?;
+                (masks.clone(), None, Some(masks))
+            }
+            _ => return Err(Error::invalid("the image was encoded by another model: encode it again")),
+        };
+        let logits = self.processor.cropped(masks, encoded.resized);
+        Ok(PendingMask { logits, iou, low_res, width: w, height: h, resized: encoded.resized })
     }
 
     /// Encode-free prompt, read back (native).
     #[cfg(not(target_family = "wasm"))]
     pub fn segment(&self, encoded: &EncodedImage, prompt: &Prompt) -> Result<ObjectMask> {
-        let pending = self.decode(encoded, prompt)?;
-        let (logits, iou) =
-            (crate::device::to_vec(pending.logits.clone())?, crate::device::to_vec(pending.iou.clone())?);
-        Ok(pending.finish(&self.processor, logits, iou))
+        self.decode(encoded, prompt)?.read(&self.processor)
     }
 
     /// [`PromptModel::segment`], reading back without blocking (the browser).
     pub async fn segment_async(&self, encoded: &EncodedImage, prompt: &Prompt) -> Result<ObjectMask> {
-        let pending = self.decode(encoded, prompt)?;
-        let logits = crate::device::to_vec_async(pending.logits.clone()).await?;
-        let iou = crate::device::to_vec_async(pending.iou.clone()).await?;
-        Ok(pending.finish(&self.processor, logits, iou))
+        self.decode(encoded, prompt)?.read_async(&self.processor).await
+    }
+
+    /// Embed `vocabulary` unless `cache` already holds it (Open-Vocabulary SAM).
+    pub fn prepare_classes(&self, vocabulary: &Vocabulary, cache: &mut Option<ClassEmbeddings>) -> Result<()> {
+        if cache.as_ref().is_some_and(|c| &c.key == vocabulary) {
+            return Ok(());
+        }
+        let PromptNetwork::OvSam(model) = &self.network else {
+            return Err(Error::invalid(
+                "this Segment Anything checkpoint does not name masks; give a CLIP checkpoint for the words",
+            ));
+        };
+        let (names, classes) = match vocabulary {
+            Vocabulary::Typed(labels) => {
+                let synonyms: Vec<Vec<String>> = labels.iter().map(|l| l.synonyms.clone()).collect();
+                (labels.iter().map(|l| l.name.clone()).collect(), model.class_embeddings(&self.tokenizer, &synonyms)?)
+            }
+            Vocabulary::Released => match (&model.classifier, &model.config.vocabulary) {
+                (Some(classes), Some(names)) => (names.iter().map(|n| n.replace('_', " ")).collect(), classes.clone()),
+                _ => {
+                    return Err(Error::invalid(
+                        "this checkpoint carries no classifier: convert it with --classifier, or name masks with typed words",
+                    ));
+                }
+            },
+        };
+        *cache = Some(ClassEmbeddings { key: vocabulary.clone(), names, classes });
+        Ok(())
+    }
+
+    /// The class logits of a read-back mask against `classes` (Open-Vocabulary SAM): its box
+    /// on the low-resolution grid picks the FPN level and the RoI.
+    pub fn name(&self, encoded: &EncodedImage, mask: &ObjectMask, classes: &ClassEmbeddings) -> Result<PendingName> {
+        let (PromptNetwork::OvSam(model), Features::OvSam(features)) = (&self.network, &encoded.features) else {
+            return Err(Error::invalid("only Open-Vocabulary SAM names its masks"));
+        };
+        let (low_res, side) =
+            mask.low_res.as_ref().ok_or_else(|| Error::invalid("the mask has no low-resolution logits"))?;
+        let (b, level) = model.mask_box(low_res, *side);
+        let roi = model.roi_features(features, b, level);
+        Ok(PendingName { logits: model.logits(roi, classes.classes.clone()), names: classes.names.clone() })
+    }
+
+    /// [`PromptModel::name`], read back (native).
+    #[cfg(not(target_family = "wasm"))]
+    pub fn name_now(&self, encoded: &EncodedImage, mask: &ObjectMask, classes: &ClassEmbeddings) -> Result<Naming> {
+        let pending = self.name(encoded, mask, classes)?;
+        Ok(pending.finish(&crate::device::to_vec(pending.logits.clone())?))
+    }
+
+    /// [`PromptModel::name`], read back without blocking (the browser).
+    pub async fn name_async(
+        &self,
+        encoded: &EncodedImage,
+        mask: &ObjectMask,
+        classes: &ClassEmbeddings,
+    ) -> Result<Naming> {
+        let pending = self.name(encoded, mask, classes)?;
+        Ok(pending.finish(&crate::device::to_vec_async(pending.logits.clone()).await?))
     }
 }
 
