@@ -137,6 +137,25 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
         "A click outside the image (`sam --point 60,10` on 50x90)",
         ["sam", "--model", &sam, "--image", &shapes, "--point", "60,10", "--out", &out].map(String::from).into(),
     );
+    let ovsam = fixtures().join("ovsam-tiny").to_str().unwrap().to_string();
+    cases.insert(
+        "`--clip` with an Open-Vocabulary SAM checkpoint",
+        [
+            "sam", "--model", &ovsam, "--image", &shapes, "--point", "10,10", "--labels", "red", "--clip", &colours,
+            "--out", &out,
+        ]
+        .map(String::from)
+        .into(),
+    );
+    let ovsam_as_sam = model_copy(dir, "ovsam-as-sam", "ovsam-tiny", |m| {
+        std::fs::copy(fixtures().join("sam-tiny/config.json"), m.join("config.json")).unwrap();
+    });
+    cases.insert(
+        "A Segment Anything `config.json` over Open-Vocabulary SAM weights",
+        ["sam", "--model", &ovsam_as_sam, "--image", &shapes, "--point", "10,10", "--out", &out]
+            .map(String::from)
+            .into(),
+    );
     cases
 }
 

@@ -773,3 +773,57 @@ fn a_converted_segclip_checkpoint_works_in_every_command() {
     assert_eq!(image::open(&labels).unwrap().to_luma8().dimensions(), (300, 240));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `wordmask sam` with an Open-Vocabulary SAM folder: the click of tools/ovsam_reference.py's
+/// "click" case (on the demo's own 512x384 resize, so image and model pixels coincide) gives the
+/// demo's mask as a 0/255 PNG and the reference's names — among the typed words by default with
+/// `--labels`, among the checkpoint's classifier with `--vocabulary lvis` (and without labels) —
+/// with no IoU.
+#[test]
+fn sam_with_open_vocabulary_sam_names_the_mask_itself() {
+    let dir = common::scratch("ovsam-cli");
+    let out = dir.join("mask.png");
+    let model = fixtures().join("ovsam-tiny");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("reference.json")).unwrap()).unwrap();
+    let click = &spec["cases"]["click"];
+    let point = format!("{},{}", click["points"][0][0], click["points"][0][1]);
+    let words =
+        spec["typed_labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>().join(",");
+    let image = model.join("resized.png");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--point", &point];
+        args.extend_from_slice(extra);
+        args.extend(["--out", out.to_str().unwrap(), "--json"]);
+        json(&sam(&args))
+    };
+    let typed = run(&["--labels", &words]);
+    assert_eq!(typed["label"], click["typed_top1"]["label"], "{typed}");
+    assert_eq!(typed["model"], "ovsam");
+    assert!(typed["iou"].is_null(), "{typed}");
+    let mask = image::open(&out).unwrap().to_luma8();
+    let want = Reference { bytes: std::fs::read(model.join("reference.safetensors")).unwrap() }.get("click.mask").0;
+    let differ = mask.pixels().zip(&want).filter(|(p, w)| (p.0[0] == 255) != (**w == 1.0)).count();
+    assert!(differ <= 2, "{differ} pixels differ from the demo's mask");
+    assert_eq!(typed["area"].as_u64(), Some(mask.pixels().filter(|p| p.0[0] == 255).count() as u64));
+    let lvis_name = click["top1"]["name"].as_str().unwrap().replace('_', " ");
+    for extra in [&["--labels", words.as_str(), "--vocabulary", "lvis"][..], &[][..]] {
+        let released = run(extra);
+        assert_eq!(released["label"].as_str(), Some(lvis_name.as_str()), "{released}");
+    }
+    let refused = sam(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--point",
+        &point,
+        "--vocabulary",
+        "typed",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--vocabulary typed names the mask among --labels"));
+    std::fs::remove_dir_all(&dir).ok();
+}

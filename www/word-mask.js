@@ -106,12 +106,14 @@ class WordMask extends HTMLElement {
 
   async update() {
     const model = this.getAttribute('model');
-    if (!model) return;
+    // An Open-Vocabulary SAM checkpoint in `sam` names its own masks: interactive needs no `model`.
+    const pointOnly = !model && this.hasAttribute('interactive') && this.getAttribute('sam');
+    if (!model && !pointOnly) return;
     try {
       if (!this.ready) {
         this.status('Loading the model…');
-        const ready = await client.load(model);
-        if (this.hasAttribute('sam')) await client.load(this.getAttribute('sam'));
+        const ready = await client.load(model || this.getAttribute('sam'));
+        if (model && this.hasAttribute('sam')) await client.load(this.getAttribute('sam'));
         if (this.getAttribute('model') !== model) return;
         this.ready = true;
         this.emit('ready', { backend: ready.backend, engine: ready.engine, defaults: ready.defaults });
@@ -191,7 +193,7 @@ class WordMask extends HTMLElement {
   /** Point mode: outline the object a prompt ({points, box}, image pixels) points at. */
   async prompt(prompt) {
     if (!this.image) throw new Error('no image to point at yet');
-    await client.load(this.getAttribute('model'));
+    if (this.getAttribute('model')) await client.load(this.getAttribute('model'));
     await client.load(this.getAttribute('sam'));
     const { width, height } = this.image;
     if (this.encoded !== this.image) {
