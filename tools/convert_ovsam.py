@@ -13,7 +13,10 @@ over several files:
   --fpn                 R50x16_fpn_lvis_norare_v3det.pth: `fpn_neck.*` and the RoI projection
                         `roi_conv.*`
   --sam-prompt-encoder  sam_vit_h_4b8939.pth (segment_anything) or facebook/sam-vit-huge's
-                        model.safetensors; only the prompt encoder is taken
+                        model.safetensors, a path or its URL
+                        (https://huggingface.co/facebook/sam-vit-huge/resolve/main/model.safetensors):
+                        only the prompt encoder is taken, and from a URL only its bytes are
+                        fetched, by HTTP range requests
   --classifier          RN50x16_LVISV1Dataset.pth (optional): the LVIS classifier [1203, 2, 768]
   --class-names         the classifier's names, in its row order (required with --classifier):
                         one per line, a JSON list, or the demo's ext/class_names/lvis_list.py
@@ -131,9 +134,61 @@ def _is_torchscript(path):
         return False
 
 
+SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+                      "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _range(url, start, end):
+    """Bytes `start..end` (exclusive) of `url` by an HTTP range request."""
+    import urllib.request
+    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-{end - 1}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        if response.status != 206:
+            raise ConversionError(f"{url}: the server answered {response.status} to a range request; "
+                                  "download the file and give its path instead")
+        data = response.read()
+    if len(data) != end - start:
+        raise ConversionError(f"{url}: asked for {end - start} bytes at {start}, got {len(data)}")
+    return data
+
+
+def read_remote_safetensors(url, flag, keep):
+    """The tensors `keep` accepts of a safetensors file at `url`, read by HTTP range requests: the
+    8-byte header length, the JSON header, then each kept tensor's bytes (SAM ViT-H's prompt
+    encoder is a few hundred kilobytes of a 2.5 GB file)."""
+    try:
+        n = int.from_bytes(_range(url, 0, 8), "little")
+        if not 0 < n < 100_000_000:
+            raise ConversionError(f"{flag}: {url} is not a safetensors file (header length {n})")
+        header = json.loads(_range(url, 8, 8 + n))
+    except ConversionError:
+        raise
+    except Exception as e:
+        raise ConversionError(f"{flag}: cannot read {url}: {e}") from e
+    names = [k for k in header if k != "__metadata__"]
+    tensors = {}
+    for name in names:
+        if not keep(name):
+            continue
+        entry = header[name]
+        start, end = entry["data_offsets"]
+        dtype = SAFETENSORS_DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise ConversionError(f"{flag}: {name} has dtype {entry['dtype']}")
+        data = bytearray(_range(url, 8 + n + start, 8 + n + end))
+        tensors[name] = torch.frombuffer(data, dtype=dtype).reshape(entry["shape"]).clone() if data else \
+            torch.zeros(entry["shape"], dtype=dtype)
+    return _Tensors(tensors, skipped=len(names))
+
+
 def read_checkpoint(path, flag, keep=lambda key: True):
     """A flat {name: tensor} of one input file (only the names `keep` accepts are read from a
-    safetensors file); a top-level `state_dict` wrapper is unwrapped."""
+    safetensors file, local or at an http(s) URL, which is read by range requests); a top-level
+    `state_dict` wrapper is unwrapped."""
+    if str(path).startswith(("http://", "https://")):
+        if not str(path).split("?")[0].endswith(".safetensors"):
+            raise ConversionError(f"{flag}: only safetensors files can be read from a URL ({path})")
+        return read_remote_safetensors(str(path), flag, keep)
     path = Path(path)
     if not path.is_file():
         raise ConversionError(f"{flag}: {path} does not exist")

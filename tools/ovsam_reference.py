@@ -55,7 +55,10 @@ Versions are pinned in tools/requirements.txt; seeds are fixed.
 import argparse
 import json
 import math
+import contextlib
+import http.server
 import subprocess
+import threading
 import sys
 import tempfile
 from pathlib import Path
@@ -468,6 +471,34 @@ def released_files(model, classifier, directory, seed):
     files["class_names"] = d / "lvis_list.py"
     files["class_names"].write_text("NAMES = (\n" + "".join(f"    {n!r},\n" for n in CLASS_NAMES) + ")\n")
     return files
+
+
+@contextlib.contextmanager
+def range_server(path):
+    """`path` served on a local port with HTTP range support; yields its URL and the requests."""
+    data = Path(path).read_bytes()
+    served = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            start, end = map(int, self.headers["Range"].removeprefix("bytes=").split("-"))
+            served.append(end + 1 - start)
+            self.send_response(206)
+            self.send_header("Content-Length", str(end + 1 - start))
+            self.end_headers()
+            self.wfile.write(data[start:end + 1])
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/model.safetensors"
+    finally:
+        server.shutdown()
+    print(f"range reads: {len(served)} requests, {sum(served)} of {len(data)} bytes")
 
 
 def convert_args(files, out, dtype, sam_key="sam"):
@@ -983,8 +1014,10 @@ def main():
         n = check_converted(expected, DIRECTORY, torch.float16)
         config = json.loads((DIRECTORY / "config.json").read_text())
         check_config(config, model)
-        # The transformers layout of SAM's prompt encoder converts to the same tensors.
-        convert_ovsam.main(convert_args(files, Path(tmp) / "hf", "f32", sam_key="sam_hf"))
+        # The transformers layout of SAM's prompt encoder converts to the same tensors, also when
+        # read from a URL by range requests (a local server that honours them).
+        with range_server(files["sam_hf"]) as url:
+            convert_ovsam.main(convert_args(dict(files, sam_url=url), Path(tmp) / "hf", "f32", sam_key="sam_url"))
         check_converted(expected, Path(tmp) / "hf", torch.float32)
         print(f"converted checkpoint: {n} tensors, all equal to the reference model's")
 
