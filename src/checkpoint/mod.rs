@@ -10,6 +10,7 @@ mod pickle;
 mod pytorch;
 mod safetensors;
 
+pub use safetensors::write as write_safetensors_as;
 pub use safetensors::write_f32 as write_safetensors;
 
 use std::borrow::Cow;

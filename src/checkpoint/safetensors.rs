@@ -83,6 +83,13 @@ pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<S
 /// A safetensors file of f32 tensors `(name, shape, values)`, in the order given (the header
 /// lists them by name, as the format's writers do; offsets follow the given order).
 pub fn write_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
+    write(tensors, false)
+}
+
+/// [`write_f32`], each value stored as IEEE half (`F16`) when `half`: values beyond its range
+/// (65504) are refused, naming the tensor, rather than stored as infinities.
+pub fn write(tensors: &[(String, Vec<usize>, Vec<f32>)], half: bool) -> Result<Vec<u8>> {
+    let (dtype, size) = if half { ("F16", 2) } else { ("F32", 4) };
     let mut header = serde_json::Map::new();
     let mut offset = 0usize;
     for (name, shape, values) in tensors {
@@ -90,8 +97,11 @@ pub fn write_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> 
         if count != values.len() {
             return Err(Error::invalid(format!("tensor {name}: {} values for shape {shape:?}", values.len())));
         }
-        let end = offset + 4 * count;
-        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}));
+        if half && let Some(v) = values.iter().find(|v| v.is_finite() && v.abs() > f32::from(half::f16::MAX)) {
+            return Err(Error::invalid(format!("tensor {name} holds {v}, beyond half precision's range (65504)")));
+        }
+        let end = offset + size * count;
+        header.insert(name.clone(), serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, end]}));
         offset = end;
     }
     let mut json = serde_json::Value::Object(header).to_string().into_bytes();
@@ -103,8 +113,12 @@ pub fn write_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> 
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&json);
     for (_, _, values) in tensors {
-        for v in values {
-            out.extend_from_slice(&v.to_le_bytes());
+        for &v in values {
+            if half {
+                out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
+            } else {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
         }
     }
     Ok(out)

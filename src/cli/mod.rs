@@ -1,6 +1,7 @@
 //! Command-line interface: `classify`, `embed-text`, `embed-image`, `segment`, `eval`, `bench`.
 
 mod bench;
+mod convert;
 mod eval;
 mod files;
 mod outputs;
@@ -80,6 +81,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Time the image and text encoders (and segmentation) and print a table.
     Bench(bench::BenchArgs),
+    /// Rewrite a checkpoint folder with its weights stored as f16 (half the size; compute stays
+    /// f32) or f32.
+    Convert(convert::ConvertArgs),
     /// Turn the released SegCLIP checkpoint (segclip.bin) into a folder the other commands and
     /// the page load: config.json + model.safetensors.
     ConvertSegclip {
@@ -279,6 +283,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Sam(args) => sam::run(args)?,
         Command::Eval(args) => eval::run(args)?,
         Command::Bench(args) => bench::run(args)?,
+        Command::Convert(args) => convert::run(args)?,
     }
     Ok(())
 }
