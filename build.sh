@@ -48,7 +48,9 @@ setup_rust() {
 build_web() {
     setup_rust
     say "building the wasm32 core (release, features $WASM_FEATURES)"
-    RUSTFLAGS='--cfg getrandom_backend="wasm_js"' \
+    # +simd128: WebAssembly's 128-bit SIMD (every browser with WebGPU has it) for the CPU
+    # fallback's matrix products and kernels.
+    RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128' \
         cargo rustc --release --locked --lib --crate-type cdylib --target wasm32-unknown-unknown \
         --no-default-features --features "$WASM_FEATURES"
     say "wasm-bindgen -> pkg/"
@@ -81,6 +83,8 @@ run_tests() {
     setup_browser
     say "browser tests (Chromium: SwiftShader WebGPU and the CPU fallback)"
     (cd tests/browser && node --test)
+    say "peer benchmark, smoke run (tests/fixtures/peer-tiny: outputs of wordmask and onnxruntime-web agree)"
+    node tools/peer_bench.mjs tests/fixtures/peer-tiny --smoke
 }
 
 case "${1:-build}" in

@@ -228,6 +228,25 @@ impl WordMask {
         to_js(&self.model()?.defaults())
     }
 
+    /// The words model's image embedding of normalised pixels, `[1, 3, size, size]` in CHW
+    /// order, read back: what `tools/peer_bench.mjs` times against onnxruntime-web on the same
+    /// checkpoint.
+    #[wasm_bindgen(js_name = embedPixels)]
+    pub async fn embed_pixels(&self, pixels: Vec<f32>, size: usize) -> Result<Vec<f32>, JsValue> {
+        if size == 0 || pixels.len() != 3 * size * size {
+            return Err(js_error(Error::invalid(format!(
+                "embedPixels takes 3 x {size} x {size} floats, got {}",
+                pixels.len()
+            ))));
+        }
+        let model = self.model()?;
+        let device = model.device();
+        let tensor =
+            burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(pixels, [1, 3, size, size]), &device);
+        let embedding = model.network().embed_image(tensor).map_err(js_error)?;
+        crate::device::to_vec_async(embedding.embeds).await.map_err(js_error)
+    }
+
     /// Segmentation of an RGBA image with the model's engine: `{width, height, labels: [{label,
     /// share}], unlabelled, labelMap, confidence: Uint8Array}` with the CLI's label-map values:
     /// `labelMap` is a `Uint8Array` for up to 255 labels and a `Uint16Array` above.

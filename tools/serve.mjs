@@ -1,8 +1,12 @@
 // Static server for the demo: serves www/ at / and pkg/ at /pkg/ with correct MIME types
 // (browsers refuse to compile .wasm served as anything but application/wasm, and ES modules
 // and workers do not load from file:// URLs at all, hence a server).
-//   node tools/serve.mjs [PORT] [--mount /url/prefix/=folder ...]
-// Extra mounts (relative to the repository) serve other folders, e.g. a model you host yourself.
+//   node tools/serve.mjs [PORT] [--mount /url/prefix/=folder ...] [--isolated]
+// Extra mounts (relative to the repository, or absolute) serve other folders, e.g. a model you
+// host yourself. `--isolated` sends the cross-origin isolation headers (COOP same-origin, COEP
+// require-corp) that multi-threaded WebAssembly (SharedArrayBuffer) needs; a host that serves the
+// page with them must serve every cross-origin resource it loads with CORS or
+// Cross-Origin-Resource-Policy (the Hugging Face hub sends CORS headers).
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve } from 'node:path';
@@ -15,14 +19,18 @@ const types = {
   '.txt': 'text/plain; charset=utf-8', '.webmanifest': 'application/manifest+json', '.ts': 'text/plain; charset=utf-8',
 };
 
-/** Serve the demo on 127.0.0.1:`port`; `mounts` maps URL prefixes (`/x/`) to folders under the repository. */
-export function serve(port, mounts = {}) {
+/**
+ * Serve the demo on 127.0.0.1:`port`; `mounts` maps URL prefixes (`/x/`) to folders (under the
+ * repository, or absolute); `isolated` adds the cross-origin isolation headers.
+ */
+export function serve(port, mounts = {}, { isolated = false } = {}) {
   const table = Object.entries({ '/pkg/': 'pkg', ...mounts, '/': 'www' });
   const locate = (url) => {
     const path = normalize(decodeURIComponent(new URL(url, 'http://x').pathname));
     const [prefix, folder] = table.find(([p]) => path.startsWith(p));
     const rest = path.slice(prefix.length) || 'index.html';
-    return { base: join(root, folder), file: join(root, folder, rest) };
+    const base = resolve(root, folder);
+    return { base, file: join(base, rest) };
   };
   const server = createServer(async (req, res) => {
     const { base, file } = locate(req.url);
@@ -32,6 +40,7 @@ export function serve(port, mounts = {}) {
       const body = await readFile(file);
       res.writeHead(200, {
         'content-type': types[extname(file)] || 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache',
+        ...(isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp', 'cross-origin-resource-policy': 'same-origin' } : {}),
       });
       res.end(body);
     } catch {
@@ -45,5 +54,5 @@ if (process.argv[1] === new URL(import.meta.url).pathname) {
   const args = process.argv.slice(2);
   const port = Number(args.find((a) => /^\d+$/.test(a)) || process.env.PORT || 8080);
   const mounts = Object.fromEntries(args.flatMap((a, i) => (args[i - 1] === '--mount' ? [a.split('=')] : [])));
-  serve(port, mounts).then(() => console.log(`wordmask demo: http://localhost:${port}/`));
+  serve(port, mounts, { isolated: args.includes('--isolated') }).then(() => console.log(`wordmask demo: http://localhost:${port}/`));
 }

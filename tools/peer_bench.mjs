@@ -1,0 +1,158 @@
+// The side-by-side speed benchmark: one checkpoint, its image tower timed in wordmask and in its
+// peers, outputs checked equal, one table of ratios.
+//
+//   python3 tools/peer_export.py --preset small --out /tmp/peer-small   # checkpoint, ONNX, native peers
+//   ./build.sh build && cargo build --release --features cli
+//   node tools/peer_bench.mjs /tmp/peer-small [--iters 10] [--no-webgpu] [--no-native] [--smoke]
+//
+// Rows: native CPU (`wordmask bench --model DIR/model`, against PyTorch and onnxruntime from
+// DIR/peer.json, timed by peer_export.py on the same machine just before); Chromium's CPU
+// (wordmask's wasm against onnxruntime-web's `wasm` backend on 1 and on 2 threads, the page
+// cross-origin isolated so that threads are allowed); Chromium's WebGPU (wordmask against
+// onnxruntime-web's `webgpu` backend), warm medians and the first run (module, session or model
+// load, shader compilation). Every browser output is compared with PyTorch's (DIR/expected.bin):
+// cosine ≥ 0.9999 or the run fails. `--smoke` (CI, the tiny fixture tests/fixtures/peer-tiny)
+// runs one iteration of each and checks the agreement only.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { resolve } from 'node:path';
+
+import { launch } from '../tests/browser/harness.mjs';
+import { serve } from './serve.mjs';
+
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(name);
+const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
+const dir = args.find((a, i) => !a.startsWith('--') && !['--iters', '--wordmask'].includes(args[i - 1]));
+if (!dir || !existsSync(resolve(dir, 'peer.json'))) {
+  console.error('usage: node tools/peer_bench.mjs DIR [--iters 10] [--no-webgpu] [--no-native] [--smoke] [--wordmask PATH]\n(DIR written by tools/peer_export.py)');
+  process.exit(2);
+}
+const smoke = flag('--smoke');
+const iters = smoke ? 1 : Number(option('--iters', 10));
+const peer = JSON.parse(readFileSync(resolve(dir, 'peer.json')));
+const size = peer.image_size;
+const f32 = (file) => { const b = readFileSync(resolve(dir, file)); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
+const input = Array.from(f32('input.bin'));
+const expected = Array.from(f32('expected.bin'));
+
+function agreement(ours) {
+  let dot = 0; let a = 0; let b = 0;
+  for (let i = 0; i < ours.length; i++) { dot += ours[i] * expected[i]; a += ours[i] ** 2; b += expected[i] ** 2; }
+  const cosine = dot / Math.sqrt(a * b);
+  let maxAbs = 0;
+  for (let i = 0; i < ours.length; i++) maxAbs = Math.max(maxAbs, Math.abs(ours[i] / Math.sqrt(a) - expected[i] / Math.sqrt(b)));
+  return { cosine, maxAbs };
+}
+
+// Runs in the page: time `runs` calls of a runner after its first (timed apart).
+async function timeInPage({ kind, backend, threads, size, input, iters }) {
+  const stats = (t) => { const s = [...t].sort((x, y) => x - y); const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))]; return { median: q(0.5), p10: q(0.1), p90: q(0.9) }; };
+  const pixels = new Float32Array(input);
+  let run;
+  const t0 = performance.now();
+  if (kind === 'ort') {
+    const ort = await import(backend === 'webgpu' ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
+    ort.env.wasm.wasmPaths = '/ort/';
+    ort.env.wasm.numThreads = threads;
+    const session = await ort.InferenceSession.create('/peer/vision.onnx', { executionProviders: [backend], graphOptimizationLevel: 'all' });
+    const name = session.inputNames[0];
+    run = async () => {
+      const out = await session.run({ [name]: new ort.Tensor('float32', pixels.slice(), [1, 3, size, size]) });
+      const t = out[session.outputNames[0]];
+      return Array.from(t.location === 'gpu-buffer' ? await t.getData() : t.data);
+    };
+  } else {
+    const { default: init, WordMask } = await import('/pkg/wordmask.js');
+    await init();
+    const wm = await WordMask.create(backend);
+    if (wm.backend !== backend) throw new Error(`wordmask opened ${wm.backend}, not ${backend}`);
+    const config = await (await fetch('/peer/model/config.json')).text();
+    const weights = new Uint8Array(await (await fetch('/peer/model/model.safetensors')).arrayBuffer());
+    wm.load(config, weights, 'model.safetensors', undefined);
+    run = async () => Array.from(await wm.embedPixels(pixels.slice(), size));
+  }
+  const output = await run();
+  const first = performance.now() - t0;
+  const times = [];
+  for (let i = 0; i < iters; i++) {
+    const t = performance.now();
+    await run();
+    times.push(performance.now() - t);
+  }
+  return { first, ...stats(times), output, isolated: crossOriginIsolated };
+}
+
+const server = await serve(0, { '/peer/': resolve(dir), '/ort/': 'tests/browser/node_modules/onnxruntime-web/dist', '/bench/': 'tools' }, { isolated: true });
+const url = `http://127.0.0.1:${server.address().port}/bench/peer_bench.html`;
+const results = {};
+const failures = [];
+
+async function inBrowser(name, spec, webgpu) {
+  const browser = await launch({ webgpu });
+  try {
+    const page = await browser.newPage();
+    await page.goto(url);
+    const r = await page.evaluate(timeInPage, { ...spec, size, input, iters });
+    const agree = agreement(r.output);
+    if (!(agree.cosine >= 0.9999)) failures.push(`${name}: cosine ${agree.cosine} with PyTorch's output`);
+    if (spec.threads > 1 && !r.isolated) failures.push(`${name}: the page is not cross-origin isolated, so threads are off`);
+    results[name] = { ...r, ...agree, output: undefined };
+    process.stderr.write(`${name}: first ${r.first.toFixed(0)} ms, median ${r.median.toFixed(1)} ms, cosine ${agree.cosine.toFixed(7)}\n`);
+  } catch (e) {
+    failures.push(`${name}: ${e.message.split('\n')[0]}`);
+  } finally {
+    await browser.close();
+  }
+}
+
+await inBrowser('wordmask cpu', { kind: 'wordmask', backend: 'cpu', threads: 1 }, false);
+for (const threads of [1, 2]) await inBrowser(`ort wasm ${threads}`, { kind: 'ort', backend: 'wasm', threads }, false);
+if (!flag('--no-webgpu')) {
+  await inBrowser('wordmask webgpu', { kind: 'wordmask', backend: 'webgpu', threads: 1 }, true);
+  await inBrowser('ort webgpu', { kind: 'ort', backend: 'webgpu', threads: 1 }, true);
+}
+server.closeAllConnections();
+server.close();
+
+let native = null;
+if (!flag('--no-native') && !smoke) {
+  const target = process.env.CARGO_TARGET_DIR || 'target';
+  const bin = option('--wordmask', resolve(target, 'release', 'wordmask'));
+  const table = execFileSync(bin, ['bench', '--model', resolve(dir, 'model'), '--size', String(size), '--iters', String(iters), '--backend', 'cpu'], { encoding: 'utf8' });
+  const row = table.split('\n').find((l) => l.includes('image encoder'));
+  const cells = row.split('|').map((c) => c.trim()).filter(Boolean);
+  native = { median: Number(cells[1]), p10: Number(cells[2]), p90: Number(cells[3]) };
+}
+
+const ms = (v) => (v == null ? '—' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
+const ratio = (a, b) => (a == null || b == null ? '—' : `${(a / b).toFixed(2)}×`);
+const spread = (r) => (r ? ` (${ms(r.p10)}–${ms(r.p90)})` : '');
+const r = results;
+const lines = [
+  `Image tower of ${peer.preset} (${peer.vision.layers} × ${peer.vision.hidden}, ${size}², ${peer.exporter} ONNX export), ${iters} warm runs, median (p10–p90) ms.`,
+  `Machine: ${peer.machine || cpus()[0]?.model}, ${cpus().length} cores; onnxruntime-web ${JSON.parse(readFileSync('tests/browser/node_modules/onnxruntime-web/package.json')).version}.`,
+  '',
+  '| where | wordmask | peer | ratio (wordmask / peer) |',
+  '| --- | ---: | ---: | ---: |',
+];
+if (native) {
+  lines.push(`| native CPU | ${ms(native.median)}${spread(native)} | PyTorch ${peer.threads} threads: ${ms(peer.torch.median_ms)} | ${ratio(native.median, peer.torch.median_ms)} |`);
+  lines.push(`| native CPU | ${ms(native.median)} | onnxruntime ${peer.threads} threads: ${ms(peer.onnxruntime.median_ms)} | ${ratio(native.median, peer.onnxruntime.median_ms)} |`);
+}
+for (const t of [1, 2]) {
+  const o = r[`ort wasm ${t}`];
+  lines.push(`| Chromium CPU (wasm), peer ${t} thread${t > 1 ? 's' : ''} | ${ms(r['wordmask cpu']?.median)}${spread(r['wordmask cpu'])} | ${ms(o?.median)}${spread(o)} | ${ratio(r['wordmask cpu']?.median, o?.median)} |`);
+}
+lines.push(`| Chromium CPU, first run | ${ms(r['wordmask cpu']?.first)} | ${ms(r['ort wasm 1']?.first)} | ${ratio(r['wordmask cpu']?.first, r['ort wasm 1']?.first)} |`);
+if (r['wordmask webgpu'] || r['ort webgpu']) {
+  lines.push(`| Chromium WebGPU | ${ms(r['wordmask webgpu']?.median)}${spread(r['wordmask webgpu'])} | ${ms(r['ort webgpu']?.median)}${spread(r['ort webgpu'])} | ${ratio(r['wordmask webgpu']?.median, r['ort webgpu']?.median)} |`);
+  lines.push(`| Chromium WebGPU, first run | ${ms(r['wordmask webgpu']?.first)} | ${ms(r['ort webgpu']?.first)} | ${ratio(r['wordmask webgpu']?.first, r['ort webgpu']?.first)} |`);
+}
+lines.push('', `Agreement with PyTorch (cosine): ${Object.entries(r).map(([k, v]) => `${k} ${v.cosine.toFixed(7)}`).join(', ')}.`);
+console.log(lines.join('\n'));
+if (failures.length) {
+  console.error(`\n${failures.length} problem(s):\n${failures.join('\n')}`);
+  process.exit(1);
+}

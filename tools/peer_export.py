@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""Shared inputs and native peer timings for wordmask's side-by-side speed benchmark.
+
+One random-weight CLIP checkpoint is run by wordmask (natively and in the browser), by PyTorch
+and by onnxruntime natively, and by onnxruntime-web in the browser; the outputs are checked
+equal and the times compared. This script builds that checkpoint, exports its image side to
+ONNX, writes the input and PyTorch's output for it, and times PyTorch and onnxruntime on it.
+
+    pip install -r tools/requirements.txt
+    python3 tools/peer_export.py --preset tiny --out tests/fixtures/peer-tiny --iters 3
+    python3 tools/peer_export.py --preset vit-b-16 --out /tmp/peer-b16 [--iters 10] [--threads 2] [--seed N]
+
+Presets (`CLIPConfig`, quick_gelu, image 224 and patch 16 unless said):
+- `vit-b-16`: the shapes of openai/clip-vit-base-patch16 (vision 12 layers x 768, 12 heads,
+  MLP 3072, projection 512; the default CLIP text tower).
+- `small`: vision 4 layers x 256, 4 heads, MLP 1024, projection 256; text 2 layers x 256.
+- `tiny`: image 32, patch 8, vision 2 layers x 32, 2 heads, MLP 64, projection 16; text 2 layers
+  x 32. Saved as f16 (the 49408-token text table alone would be 6 MB in f32); the reference
+  reloads it as f32, so every peer runs the same rounded weights.
+
+Writes to DIR:
+- `model/config.json`, `model/model.safetensors`: `CLIPModel.save_pretrained` (hub key layout).
+- `vision.onnx`: `pixel_values` f32 [1,3,S,S] -> `image_embeds` f32 [1,P], the projected pooled
+  CLS token, not normalised; static shapes, weights inside the file.
+- `input.bin`: f32 little-endian [1,3,S,S] normalised pixels (smooth pattern plus seeded noise).
+- `expected.bin`: f32 little-endian [P], PyTorch's `image_embeds` for `input.bin`.
+- `peer.json`: the shapes, versions, exporter, PyTorch and onnxruntime timings (first run, then
+  median / p10 / p90 over `--iters` runs) and the onnxruntime-vs-PyTorch agreement.
+
+Time on an otherwise idle machine. Versions are pinned in tools/requirements.txt; seeds are fixed.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from transformers import CLIPConfig, CLIPModel
+
+from make_fixtures import SEED, check_versions
+
+OPSET = 18
+
+PRESETS = {
+    "tiny": dict(
+        image_size=32, patch_size=8, projection_dim=16, dtype="f16",
+        vision=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+        text=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+    ),
+    "small": dict(
+        image_size=224, patch_size=16, projection_dim=256, dtype="f32",
+        vision=dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+        text=dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=1024),
+    ),
+    "vit-b-16": dict(
+        image_size=224, patch_size=16, projection_dim=512, dtype="f32",
+        vision=dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+        text=dict(),  # CLIPTextConfig's defaults: 12 layers x 512, 8 heads, MLP 2048
+    ),
+}
+
+
+class ImageSide(torch.nn.Module):
+    """`visual_projection(post_layernorm(CLS))`: CLIP's image embedding before normalisation."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.vision_model = model.vision_model
+        self.visual_projection = model.visual_projection
+
+    def forward(self, pixel_values):
+        pooled = self.vision_model(pixel_values=pixel_values).pooler_output
+        return self.visual_projection(pooled)
+
+
+def build(preset, spec, seed):
+    config = CLIPConfig(
+        text_config={**spec["text"], "vocab_size": 49408, "max_position_embeddings": 77, "hidden_act": "quick_gelu"},
+        vision_config={**spec["vision"], "image_size": spec["image_size"], "patch_size": spec["patch_size"],
+                       "hidden_act": "quick_gelu"},
+        projection_dim=spec["projection_dim"],
+    )
+    torch.manual_seed(seed + sum(map(ord, preset)))
+    model = CLIPModel(config).eval()
+    # Draw every parameter afresh at a scale that keeps activations of order 1: matrices and the
+    # patch convolution at 1/sqrt(fan-in), layer norms near 1, biases small, embeddings ~0.5.
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if key == "logit_scale":
+                p.fill_(2.0)
+            elif "norm" in key and key.endswith("weight"):
+                p.copy_(1 + torch.randn_like(p) * 0.1)
+            elif key.endswith("bias") or "norm" in key:
+                p.copy_(torch.randn_like(p) * 0.1)
+            elif "embedding" in key:  # class, patch-position, token and text-position tables
+                if key.endswith("patch_embedding.weight"):
+                    p.copy_(torch.randn_like(p) / p[0].numel() ** 0.5)
+                else:
+                    p.copy_(torch.randn_like(p) * 0.5)
+            else:
+                p.copy_(torch.randn_like(p) / p[0].numel() ** 0.5)
+    return model
+
+
+def save(model, spec, directory):
+    """Saves as the hub does and reloads in f32, so the reference runs exactly the saved weights."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (model.half() if spec["dtype"] == "f16" else model).save_pretrained(directory)
+    return CLIPModel.from_pretrained(directory, dtype=torch.float32).eval()
+
+
+def pixels(size, seed):
+    """Normalised pixels [1,3,S,S], roughly N(0,1): a smooth per-channel pattern plus noise."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64) / size
+    r = np.hypot(x - 0.4, y - 0.55)
+    pattern = np.stack([
+        np.sin(2 * np.pi * (1.5 * x + 0.5 * y)),
+        np.cos(2 * np.pi * 1.2 * (x - y)),
+        np.sin(2 * np.pi * 3 * r),
+    ])
+    noise = np.random.default_rng(seed).standard_normal(pattern.shape)
+    return (1.2 * pattern + 0.5 * noise)[None].astype(np.float32)
+
+
+def export(side, example, path):
+    """ONNX of the image side with PyTorch's dynamo exporter, else the TorchScript one."""
+    kwargs = dict(input_names=["pixel_values"], output_names=["image_embeds"], opset_version=OPSET,
+                  external_data=False)
+    try:
+        torch.onnx.export(side, (example,), str(path), dynamo=True, verbose=False, **kwargs)
+        exporter = "dynamo"
+    except Exception as err:  # noqa: BLE001 - fall back and say so
+        print(f"dynamo exporter failed ({type(err).__name__}: {err}); using the TorchScript exporter")
+        torch.onnx.export(side, (example,), str(path), dynamo=False, **kwargs)
+        exporter = "torchscript"
+    import onnx
+
+    # The exporter annotates every node with its Python stack trace and module path; drop them
+    # (they name local files and double the size of a small model).
+    graph = onnx.load(str(path))
+    for entry in [*graph.graph.node, *graph.graph.value_info]:
+        del entry.metadata_props[:]
+    for node in graph.graph.node:
+        node.doc_string = ""
+    onnx.save(graph, str(path))
+    onnx.checker.check_model(graph)
+    for value, name in ((graph.graph.input, "pixel_values"), (graph.graph.output, "image_embeds")):
+        assert [v.name for v in value] == [name], [v.name for v in value]
+        dims = value[0].type.tensor_type.shape.dim
+        assert all(d.HasField("dim_value") for d in dims), f"{name} has a dynamic dimension"
+    return exporter
+
+
+def stats(first, runs):
+    p10, median, p90 = np.percentile(np.array(runs) * 1e3, [10, 50, 90])
+    return {"first_ms": round(first * 1e3, 3), "median_ms": round(float(median), 3),
+            "p10_ms": round(float(p10), 3), "p90_ms": round(float(p90), 3)}
+
+
+def time_torch(side, x, iters, threads):
+    torch.set_num_threads(threads)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        out = side(x.clone())
+        first = time.perf_counter() - start
+        runs = []
+        for _ in range(iters):
+            fresh = x.clone()
+            start = time.perf_counter()
+            side(fresh)
+            runs.append(time.perf_counter() - start)
+    return stats(first, runs), out[0].numpy()
+
+
+def time_onnxruntime(path, x, iters, threads):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    start = time.perf_counter()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    out = session.run(["image_embeds"], {"pixel_values": x.copy()})[0]
+    first = time.perf_counter() - start
+    runs = []
+    for _ in range(iters):
+        fresh = x.copy()
+        start = time.perf_counter()
+        session.run(["image_embeds"], {"pixel_values": fresh})
+        runs.append(time.perf_counter() - start)
+    return {**stats(first, runs), "threads": threads}, out[0]
+
+
+def cpu_busy(seconds=1.0):
+    """Fraction of all CPUs busy over `seconds` (Linux), to flag timings taken on a loaded machine."""
+    def sample():
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(1 - (idle1 - idle0) / max(total1 - total0, 1), 3)
+
+
+def machine():
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.platform()}, {cpu}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=PRESETS, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=SEED)
+    args = parser.parse_args()
+    check_versions()
+    import onnx
+    import onnxruntime
+
+    spec = PRESETS[args.preset]
+    out = args.out
+    model = save(build(args.preset, spec, args.seed), spec, out / "model")
+    side = ImageSide(model).eval()
+    size = spec["image_size"]
+    x = pixels(size, args.seed)
+    (out / "input.bin").write_bytes(x.astype("<f4").tobytes())
+
+    with torch.no_grad():
+        exporter = export(side, torch.from_numpy(x), out / "vision.onnx")
+
+    busy = cpu_busy()
+    if busy is not None and busy > 0.2:
+        print(f"warning: the CPUs were {busy:.0%} busy before timing; the numbers are not from an idle machine")
+    torch_times, expected = time_torch(side, torch.from_numpy(x), args.iters, args.threads)
+    ort_times, got = time_onnxruntime(out / "vision.onnx", x, args.iters, args.threads)
+    (out / "expected.bin").write_bytes(expected.astype("<f4").tobytes())
+
+    a, b = got.astype(np.float64), expected.astype(np.float64)
+    agreement = {"cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))),
+                 "max_abs": float(np.abs(a - b).max())}
+    vision = model.config.vision_config
+    peer = {
+        "preset": args.preset,
+        "image_size": size,
+        "projection_dim": spec["projection_dim"],
+        "vision": {"hidden": vision.hidden_size, "layers": vision.num_hidden_layers,
+                   "heads": vision.num_attention_heads, "mlp": vision.intermediate_size, "patch": vision.patch_size},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+        "exporter": exporter,
+        "opset": OPSET,
+        "weights": spec["dtype"],
+        "seed": args.seed,
+        "threads": args.threads,
+        "iters": args.iters,
+        "torch": torch_times,
+        "onnxruntime": ort_times,
+        "agreement": {"onnxruntime_vs_torch": agreement},
+        "machine": machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_busy_before": busy,
+    }
+    (out / "peer.json").write_text(json.dumps(peer, indent=1) + "\n")
+
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"{args.preset}: {out} ({total / 1e6:.2f} MB), exporter {exporter}, opset {OPSET}, {args.threads} threads")
+    print(f"  torch        median {torch_times['median_ms']:.2f} ms  (first {torch_times['first_ms']:.1f} ms)")
+    print(f"  onnxruntime  median {ort_times['median_ms']:.2f} ms  (first incl. session {ort_times['first_ms']:.1f} ms)")
+    print(f"  agreement    cosine {agreement['cosine']:.7f}, max |diff| {agreement['max_abs']:.2e}"
+          f"  (|expected| max {np.abs(expected).max():.2f})")
+
+
+if __name__ == "__main__":
+    main()
