@@ -810,6 +810,7 @@ fn sam_with_open_vocabulary_sam_names_the_mask_itself() {
     for extra in [&["--labels", words.as_str(), "--vocabulary", "lvis"][..], &[][..]] {
         let released = run(extra);
         assert_eq!(released["label"].as_str(), Some(lvis_name.as_str()), "{released}");
+        assert_eq!(released["class_index"], click["top1"]["index"], "{released}");
     }
     let refused = sam(&[
         "--model",

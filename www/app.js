@@ -427,7 +427,10 @@ function layer() {
         word: o.label,
         colour: o.label && wordIndex(o.label) ? colour(wordIndex(o.label)) : paletteColour(k + 1),
         text: `${k + 1}. ${o.label ? `${o.label} ${(o.probability * 100).toFixed(0)} %` : 'object'}${o.iou == null ? '' : ` (IoU ${o.iou.toFixed(2)})`}`,
-        value: (o.label && wordIndex(o.label)) || k + 1,
+        // A typed word's index; a class of Open-Vocabulary SAM's own classifier (no words typed:
+        // LVIS's 1,203 in the release, so the label PNG turns 16-bit) by its index; else the
+        // object's number.
+        value: (o.label && wordIndex(o.label)) || (o.classIndex != null ? o.classIndex + 1 : k + 1),
       })),
       summary: { width, height, objects: objects.map((o) => ({ label: o.label, probability: o.probability, iou: o.iou, area: o.area, prompt: o.prompt })) },
     };

@@ -61,7 +61,7 @@ export class PointMode {
 
   /** A new object from a prompt ({points, box}); resolves with it once outlined. */
   newObject(prompt) {
-    const object = { prompt, mask: null, label: null, probability: null, iou: null, area: 0 };
+    const object = { prompt, mask: null, label: null, probability: null, classIndex: null, iou: null, area: 0 };
     this.objects.push(object);
     this.history.push({ object });
     return this.run(object);
@@ -113,7 +113,7 @@ export class PointMode {
       this.hooks.status('Outlining…');
       const { labels, options } = this.hooks.request();
       const result = await this.client.prompt({ prompt: object.prompt, labels, options });
-      Object.assign(object, { mask: result.mask, label: result.label ?? null, probability: result.probability ?? null, iou: result.iou, area: result.area });
+      Object.assign(object, { mask: result.mask, label: result.label ?? null, probability: result.probability ?? null, classIndex: result.classIndex ?? null, iou: result.iou, area: result.area });
       const name = object.label ? `${object.label} (${(object.probability * 100).toFixed(0)} %)` : 'an object (type words, with a CLIP model loaded, to name it)';
       this.hooks.status(object.area ? `Outlined ${name}.` : 'No object found there.');
     } catch (e) {

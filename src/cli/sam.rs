@@ -170,6 +170,7 @@ pub fn run(args: SamArgs) -> Result<()> {
                 "model": if model.names_masks() { "ovsam" } else { "sam" },
                 "label": naming.as_ref().map(|n| &n.best.label), "probability": naming.as_ref().map(|n| n.best.probability),
                 "runner_up": naming.as_ref().and_then(|n| n.runner_up.as_ref()),
+                "class_index": naming.as_ref().and_then(|n| n.class_index),
                 "timings_ms": {"load": load_ms, "encode": encode_ms, "decode": decode_ms, "name": name_ms},
             })
         );

@@ -262,7 +262,11 @@ impl PendingName {
         let mut order: Vec<usize> = (0..probs.len()).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
         let candidate = |i: usize| Candidate { label: self.names[i].clone(), probability: probs[i] };
-        Naming { best: candidate(order[0]), runner_up: order.get(1).map(|&i| candidate(i)) }
+        Naming {
+            best: candidate(order[0]),
+            runner_up: order.get(1).map(|&i| candidate(i)),
+            class_index: Some(order[0]),
+        }
     }
 }
 
@@ -468,6 +472,11 @@ pub struct Naming {
     #[serde(flatten)]
     pub best: Candidate,
     pub runner_up: Option<Candidate>,
+    /// Open-Vocabulary SAM: the best class's index in the vocabulary it was named from (the
+    /// typed words, or the checkpoint's classifier, 1,203 LVIS classes in the release), for
+    /// label maps past 255 classes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_index: Option<usize>,
 }
 
 /// The dense engine's cosine maps of one image for one label set, kept while both stay the
@@ -576,7 +585,7 @@ impl MaskNamer {
         let mut order: Vec<usize> = (0..per_class.len()).collect();
         order.sort_by(|&a, &b| per_class[b].total_cmp(&per_class[a]));
         let candidate = |i: usize| Candidate { label: self.labels[i].clone(), probability: per_class[i] / norm };
-        Ok(Naming { best: candidate(order[0]), runner_up: order.get(1).map(|&i| candidate(i)) })
+        Ok(Naming { best: candidate(order[0]), runner_up: order.get(1).map(|&i| candidate(i)), class_index: None })
     }
 
     /// Name `mask` on `image`, computing the maps when needed (native).

@@ -69,8 +69,10 @@ async function clickAndName(webgpu) {
     assert.equal(typed.label, CLICK.typed_top1.label);
     assert.ok(Math.abs(typed.probability - CLICK.typed_top1.score) < 1e-3, `${typed.probability} vs ${CLICK.typed_top1.score}`);
     assert.equal(typed.iou ?? null, null, 'Open-Vocabulary SAM predicts no IoU');
+    assert.equal(typed.classIndex, CLICK.typed_top1.index);
     const released = await ask1('');
     assert.equal(released.label, CLICK.top1.name.replaceAll('_', ' '));
+    assert.equal(released.classIndex, CLICK.top1.index);
     assert.deepEqual(errors, []);
     return device.backend;
   } finally {
