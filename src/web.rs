@@ -176,8 +176,7 @@ impl WordMask {
                 };
                 match vocabulary {
                     Some(vocabulary) => {
-                        sam.prepare_classes(&vocabulary, &mut self.classes).map_err(js_error)?;
-                        let classes = self.classes.as_ref().expect("prepared");
+                        let classes = sam.prepare_classes(&vocabulary, &mut self.classes).map_err(js_error)?;
                         Some(sam.name_async(encoded, &mask, classes).await.map_err(js_error)?)
                     }
                     None => None,

@@ -242,8 +242,7 @@ fn point_rows(args: &BenchArgs, model: &PromptModel) -> Result<Vec<Row>> {
             })
             .collect();
         let t = Instant::now();
-        model.prepare_classes(&Vocabulary::Typed(labels), &mut classes)?;
-        to_vec(classes.as_ref().expect("prepared").tensor())?;
+        to_vec(model.prepare_classes(&Vocabulary::Typed(labels), &mut classes)?.tensor())?;
         rows.push(Row {
             stage: format!("text: {} words x 14 templates (once per word list)", args.labels),
             times_ms: vec![t.elapsed().as_secs_f64() * 1e3],

@@ -144,10 +144,9 @@ pub fn run(args: SamArgs) -> Result<()> {
                 (_, Some(labels)) => Vocabulary::Typed(labels.clone()),
                 (Some(VocabularyArg::Typed), None) => unreachable!("checked above"),
             };
-            let mut classes = None;
-            model.prepare_classes(&vocabulary, &mut classes)?;
-            let classes = classes.expect("prepared");
-            Some(model.name_now(&encoded, &mask, &classes)?)
+            let mut cache = None;
+            let classes = model.prepare_classes(&vocabulary, &mut cache)?;
+            Some(model.name_now(&encoded, &mask, classes)?)
         }
         (Some(labels), Some(clip)) => {
             let clip = load(clip, args.runtime.backend).context("loading the CLIP checkpoint of --clip")?;

@@ -77,29 +77,20 @@ fn bilinear_taps(y: f32, x: f32, h: usize, w: usize, mut tap: impl FnMut(usize, 
     if y < -1.0 || y > h as f32 || x < -1.0 || x > w as f32 {
         return;
     }
-    let (mut y, mut x) = (y.max(0.0), x.max(0.0));
-    let (mut y_low, mut x_low) = (y as usize, x as usize);
-    let (y_high, x_high);
-    if y_low >= h - 1 {
-        y_low = h - 1;
-        y_high = h - 1;
-        y = y_low as f32;
-    } else {
-        y_high = y_low + 1;
-    }
-    if x_low >= w - 1 {
-        x_low = w - 1;
-        x_high = w - 1;
-        x = x_low as f32;
-    } else {
-        x_high = x_low + 1;
-    }
-    let (ly, lx) = (y - y_low as f32, x - x_low as f32);
+    let ((y_low, y_high, ly), (x_low, x_high, lx)) = (axis(y, h), axis(x, w));
     let (hy, hx) = (1.0 - ly, 1.0 - lx);
     tap(y_low, x_low, hy * hx);
     tap(y_low, x_high, hy * lx);
     tap(y_high, x_low, ly * hx);
     tap(y_high, x_high, ly * lx);
+}
+
+/// One axis of [`bilinear_taps`] on a side of `n` cells: the coordinate clamped at 0, the low
+/// and high cells (both the last one past it) and the weight of the high one.
+fn axis(v: f32, n: usize) -> (usize, usize, f32) {
+    let v = v.max(0.0);
+    let low = v as usize;
+    if low >= n - 1 { (n - 1, n - 1, 0.0) } else { (low, low + 1, v - low as f32) }
 }
 
 /// Split a typed or LVIS class name into its prototypes, as the classifier was built
@@ -124,7 +115,7 @@ mod tests {
         m[4 + 1] = 2.0;
         m[8 + 2] = 0.5;
         assert_eq!(mask_box(&m, 4), [1.0, 1.0, 3.0, 3.0]);
-        assert_eq!(mask_box(&vec![-1.0; 16], 4), [0.0; 4]);
+        assert_eq!(mask_box(&[-1.0; 16], 4), [0.0; 4]);
         assert_eq!(roi_level([0.0; 4], 56.0, 4), 0);
         assert_eq!(roi_level([0.0, 0.0, 112.0, 112.0], 56.0, 4), 1);
         assert_eq!(roi_level([0.0, 0.0, 111.0, 112.0], 56.0, 4), 0);

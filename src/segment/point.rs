@@ -398,11 +398,21 @@ impl PromptModel {
         self.decode(encoded, prompt)?.read_async(&self.processor).await
     }
 
-    /// Embed `vocabulary` unless `cache` already holds it (Open-Vocabulary SAM).
-    pub fn prepare_classes(&self, vocabulary: &Vocabulary, cache: &mut Option<ClassEmbeddings>) -> Result<()> {
-        if cache.as_ref().is_some_and(|c| &c.key == vocabulary) {
-            return Ok(());
-        }
+    /// The class embeddings of `vocabulary`, from `cache` when it holds them, else embedded and
+    /// kept there (Open-Vocabulary SAM).
+    pub fn prepare_classes<'c>(
+        &self,
+        vocabulary: &Vocabulary,
+        cache: &'c mut Option<ClassEmbeddings>,
+    ) -> Result<&'c ClassEmbeddings> {
+        let classes = match cache.take().filter(|c| &c.key == vocabulary) {
+            Some(kept) => kept,
+            None => self.embed_classes(vocabulary)?,
+        };
+        Ok(cache.insert(classes))
+    }
+
+    fn embed_classes(&self, vocabulary: &Vocabulary) -> Result<ClassEmbeddings> {
         let PromptNetwork::OvSam(model) = &self.network else {
             return Err(Error::invalid(
                 "this Segment Anything checkpoint does not name masks; give a CLIP checkpoint for the words",
@@ -422,8 +432,7 @@ impl PromptModel {
                 }
             },
         };
-        *cache = Some(ClassEmbeddings { key: vocabulary.clone(), names, classes });
-        Ok(())
+        Ok(ClassEmbeddings { key: vocabulary.clone(), names, classes })
     }
 
     /// The class logits of a read-back mask against `classes` (Open-Vocabulary SAM): its box
