@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod device;
 pub mod error;
+pub mod fusioner;
 pub mod groupvit;
 pub mod labels;
 pub mod loader;
@@ -25,6 +26,8 @@ pub mod sam;
 pub mod segclip;
 pub mod segment;
 pub mod tokenizer;
+#[cfg(not(target_family = "wasm"))]
+pub mod train;
 
 pub use device::Backend;
 pub use error::{Error, Result};

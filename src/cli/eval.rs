@@ -31,7 +31,7 @@ pub enum Format {
 
 impl Format {
     /// The class list shipped for the format (classes/*.txt, from the NACLIP/SCLIP configs).
-    fn classes(self) -> Option<&'static str> {
+    pub(super) fn classes(self) -> Option<&'static str> {
         Some(match self {
             Format::Voc21 => include_str!("../../classes/voc21.txt"),
             Format::Voc20 => include_str!("../../classes/voc20.txt"),
@@ -119,9 +119,9 @@ enum Source {
     Saved(PathBuf),
 }
 
-struct Sample {
-    image: PathBuf,
-    label: PathBuf,
+pub(super) struct Sample {
+    pub image: PathBuf,
+    pub label: PathBuf,
 }
 
 fn files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
@@ -138,8 +138,19 @@ fn stem(p: &Path) -> String {
     p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// Pairs of (image, label) files for the validation split.
-fn samples(format: Format, root: &Path) -> Result<Vec<Sample>> {
+/// The split of a dataset: `val` is what eval scores, `train` what `train` learns from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Split {
+    Train,
+    Val,
+}
+
+/// Pairs of (image, label) files for `split`.
+pub(super) fn samples(format: Format, root: &Path, split: Split) -> Result<Vec<Sample>> {
+    let (list_name, coco, ade) = match split {
+        Split::Train => ("train", "train2017", "training"),
+        Split::Val => ("val", "val2017", "validation"),
+    };
     let from_list = |list: &str, images: &str, labels: &str| -> Result<Vec<Sample>> {
         let list = root.join(list);
         let text =
@@ -163,20 +174,40 @@ fn samples(format: Format, root: &Path) -> Result<Vec<Sample>> {
     };
     let samples = match format {
         Format::Voc21 | Format::Voc20 => {
-            from_list("ImageSets/Segmentation/val.txt", "JPEGImages", "SegmentationClass")?
+            // HSNet's PASCAL-5i layout keeps the augmented labels in SegmentationClassAug.
+            let labels = if split == Split::Train && root.join("SegmentationClassAug").is_dir() {
+                "SegmentationClassAug"
+            } else {
+                "SegmentationClass"
+            };
+            from_list(&format!("ImageSets/Segmentation/{list_name}.txt"), "JPEGImages", labels)?
         }
-        Format::Context60 | Format::Context59 => {
-            from_list("ImageSets/SegmentationContext/val.txt", "JPEGImages", "SegmentationClassContext")?
+        Format::Context60 | Format::Context59 => from_list(
+            &format!("ImageSets/SegmentationContext/{list_name}.txt"),
+            "JPEGImages",
+            "SegmentationClassContext",
+        )?,
+        Format::CocoObject => paired(&format!("images/{coco}"), ".jpg", &format!("annotations/{coco}"), &|s| {
+            format!("{s}_instanceTrainIds.png")
+        })?,
+        Format::CocoStuff => paired(&format!("images/{coco}"), ".jpg", &format!("annotations/{coco}"), &|s| {
+            format!("{s}_labelTrainIds.png")
+        })?,
+        Format::Ade20k => {
+            paired(&format!("images/{ade}"), ".jpg", &format!("annotations/{ade}"), &|s| format!("{s}.png"))?
         }
-        Format::CocoObject => {
-            paired("images/val2017", ".jpg", "annotations/val2017", &|s| format!("{s}_instanceTrainIds.png"))?
-        }
-        Format::CocoStuff => {
-            paired("images/val2017", ".jpg", "annotations/val2017", &|s| format!("{s}_labelTrainIds.png"))?
-        }
-        Format::Ade20k => paired("images/validation", ".jpg", "annotations/validation", &|s| format!("{s}.png"))?,
         Format::Camvid => paired("val", ".png", "valannot", &|s| format!("{s}.png"))?,
-        Format::Folder => paired("images", "", "labels", &|s| format!("{s}.png"))?,
+        Format::Folder => {
+            // DIR/train.txt or DIR/val.txt (image stems), when present, picks the split.
+            let all = paired("images", "", "labels", &|s| format!("{s}.png"))?;
+            match std::fs::read_to_string(root.join(format!("{list_name}.txt"))) {
+                Ok(list) => {
+                    let keep: Vec<&str> = list.split_whitespace().collect();
+                    all.into_iter().filter(|s| keep.contains(&stem(&s.image).as_str())).collect()
+                }
+                Err(_) => all,
+            }
+        }
         Format::Cityscapes => {
             let mut out = Vec::new();
             for city in files(&root.join("leftImg8bit/val"), "")? {
@@ -203,7 +234,7 @@ fn samples(format: Format, root: &Path) -> Result<Vec<Sample>> {
 }
 
 /// An 8-bit single-channel or palette PNG's raw values (class indices, not colours).
-fn read_label_png(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
+pub(super) fn read_label_png(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open label {}", path.display()))?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_transformations(png::Transformations::IDENTITY);
@@ -233,7 +264,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         (None, Some(text)) => parse_class_file(text)?,
         (None, None) => bail!("--format folder needs --classes FILE"),
     };
-    let mut samples = samples(args.format, &args.dataset)?;
+    let mut samples = samples(args.format, &args.dataset, Split::Val)?;
     if let Some(n) = args.limit {
         samples.truncate(n);
     }

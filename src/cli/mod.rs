@@ -7,6 +7,7 @@ mod files;
 mod outputs;
 mod sam;
 mod segment;
+mod train;
 
 use std::process::ExitCode;
 
@@ -81,6 +82,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Time the image and text encoders (and segmentation) and print a table.
     Bench(bench::BenchArgs),
+    /// Train a head: `train fusioner` fits Fusioner's fusion and decoder on a frozen CLIP.
+    #[command(subcommand)]
+    Train(train::TrainCommand),
     /// Rewrite a checkpoint folder with its weights stored as f16 (half the size; compute stays
     /// f32) or f32.
     Convert(convert::ConvertArgs),
@@ -284,6 +288,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(args)?,
         Command::Bench(args) => bench::run(args)?,
         Command::Convert(args) => convert::run(args)?,
+        Command::Train(command) => train::run(command)?,
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use attention::Attention;
-pub use bilinear::{BilinearGrid, Tap, bilinear_rows};
+pub use bilinear::{BilinearGrid, Tap, bilinear_matrix, bilinear_rows};
 pub use conv::{Conv2d, ConvTranspose2d, LayerNorm2d};
 pub use linear::{LayerNorm, Linear};
 pub use patch::{PatchEmbedding, patchify};
@@ -69,6 +69,19 @@ pub fn resize_bilinear(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
         x,
         InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([h, w]),
     )
+}
+
+/// [`resize_bilinear`] as two matrix products (`R_h · x · R_wᵀ`): the same weights, and a
+/// backward pass on every backend (training; the GPU backend has no bilinear backward kernel).
+pub fn resize_bilinear_matmul(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
+    let [_, _, xh, xw] = x.dims();
+    if (xh, xw) == (h, w) {
+        return x;
+    }
+    let device = x.device();
+    let rows = Tensor::<2>::from_data(burn::tensor::TensorData::new(bilinear_matrix(xh, h), [h, xh]), &device);
+    let cols = Tensor::<2>::from_data(burn::tensor::TensorData::new(bilinear_matrix(xw, w), [w, xw]), &device);
+    rows.unsqueeze::<4>().matmul(x.matmul(cols.transpose().unsqueeze::<4>()))
 }
 
 /// One-hot of the argmax along `dim` (the first maximum, as PyTorch's `max`), as floats.

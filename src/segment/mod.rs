@@ -14,6 +14,7 @@
 
 pub mod dense;
 mod engine;
+pub mod fusioner;
 pub mod groupvit;
 mod model;
 pub mod point;
@@ -37,7 +38,7 @@ use crate::preprocess::RgbImage;
 
 /// Every engine, matched against a checkpoint's `model_type` in this order. Adding an engine:
 /// its module in `segment/` (an [`Engine`] implementation) and one entry here.
-pub static ENGINES: &[&dyn AnyEngine] = &[&dense::Dense, &groupvit::GroupVit, &segclip::SegClip];
+pub static ENGINES: &[&dyn AnyEngine] = &[&dense::Dense, &groupvit::GroupVit, &segclip::SegClip, &fusioner::Fusioner];
 
 /// The names `--engine` and the page accept: `auto` (the checkpoint's own) and each engine's.
 pub fn engine_choices() -> Vec<&'static str> {

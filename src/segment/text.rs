@@ -29,6 +29,8 @@ pub enum Templates {
     Single,
     /// Each label as typed (for labels that are whole prompts).
     Bare,
+    /// The 32 templates of Fusioner's text encoder.
+    Fusioner,
 }
 
 impl Templates {
@@ -37,6 +39,7 @@ impl Templates {
             Templates::Imagenet80 => &IMAGENET_80,
             Templates::Single => &SINGLE,
             Templates::Bare => &BARE,
+            Templates::Fusioner => &FUSIONER_32,
         }
     }
 }
@@ -46,6 +49,42 @@ pub const SINGLE: [&str; 1] = ["a photo of a {}."];
 
 /// Each label used as typed, for labels that are whole prompts already.
 pub const BARE: [&str; 1] = ["{}"];
+
+/// Fusioner's 32 templates (`model/text_encoder.py`, `{category}` written `{}`).
+pub const FUSIONER_32: [&str; 32] = [
+    "a bad photo of the {}.",
+    "a photo of the large {}.",
+    "a photo of the small {}.",
+    "a cropped photo of a {}.",
+    "This is a photo of a {}",
+    "This is a photo of a small {}",
+    "This is a photo of a medium {}",
+    "This is a photo of a large {}",
+    "This is a masked photo of a {}",
+    "This is a masked photo of a small {}",
+    "This is a masked photo of a medium {}",
+    "This is a masked photo of a large {}",
+    "This is a cropped photo of a {}",
+    "This is a cropped photo of a small {}",
+    "This is a cropped photo of a medium {}",
+    "This is a cropped photo of a large {}",
+    "A photo of a {} in the scene",
+    "a bad photo of the {} in the scene",
+    "a photo of the large {} in the scene",
+    "a photo of the small {} in the scene",
+    "a cropped photo of a {} in the scene",
+    "a photo of a masked {} in the scene",
+    "There is a {} in the scene",
+    "There is the {} in the scene",
+    "This is a {} in the scene",
+    "This is the {} in the scene",
+    "This is one {} in the scene",
+    "There is a masked {} in the scene",
+    "There is the masked {} in the scene",
+    "This is a masked {} in the scene",
+    "This is the masked {} in the scene",
+    "This is one masked {} in the scene",
+];
 
 pub const IMAGENET_80: [&str; 80] = [
     "a bad photo of a {}.",

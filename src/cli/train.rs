@@ -1,0 +1,356 @@
+//! `wordmask train fusioner`: train Fusioner's fusion transformer and decoder on a frozen CLIP
+//! with a segmentation dataset, writing a checkpoint folder after every epoch.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::eval::{Format, Sample, Split, read_label_png, samples};
+use super::files::ModelFiles;
+use super::read_image;
+use wordmask::checkpoint::Checkpoint;
+use wordmask::clip::{ClipConfig, ClipModel};
+use wordmask::fusioner::{
+    COCO_MEAN, COCO_STD, FusionConfig, FusionHead, FusionerConfig, FusionerModel, PASCAL_MEAN, PASCAL_STD,
+};
+use wordmask::labels::parse_class_file;
+use wordmask::network::model_type;
+use wordmask::preprocess::RgbImage;
+use wordmask::train::{Event, FeatureCache, Hyper, Samples, TrainOptions, fit};
+use wordmask::{Backend, device, loader};
+
+#[derive(Subcommand)]
+pub enum TrainCommand {
+    /// Fusioner: a light fusion transformer and decoder on a frozen CLIP, trained on a
+    /// segmentation dataset (no public Fusioner weights exist).
+    Fusioner(FusionerArgs),
+}
+
+/// Which dataset datasets the training layouts are (a subset of eval's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TrainFormat {
+    /// PASCAL VOC 2012: JPEGImages, SegmentationClass(Aug), ImageSets/Segmentation/train.txt.
+    Voc21,
+    /// COCO-Object: images/train2017, annotations/train2017/*_instanceTrainIds.png.
+    CocoObject,
+    /// DIR/images/* with DIR/labels/<stem>.png (value = line of --classes, 255 ignored);
+    /// DIR/train.txt (stems) picks the training images when present.
+    Folder,
+}
+
+impl TrainFormat {
+    fn eval_format(self) -> Format {
+        match self {
+            TrainFormat::Voc21 => Format::Voc21,
+            TrainFormat::CocoObject => Format::CocoObject,
+            TrainFormat::Folder => Format::Folder,
+        }
+    }
+}
+
+/// The image statistics the head is trained with (and evaluated with: they go into the
+/// checkpoint's config).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Stats {
+    /// The repository's PASCAL preset.
+    Pascal,
+    /// The repository's COCO preset.
+    Coco,
+    /// CLIP's own.
+    Clip,
+}
+
+#[derive(Args)]
+pub struct FusionerArgs {
+    /// The frozen CLIP checkpoint (config.json + weights), or a Fusioner checkpoint to go on
+    /// from (its CLIP and its head).
+    #[arg(long)]
+    backbone: String,
+    /// The text model: only the backbone's own CLIP text tower is supported.
+    #[arg(long)]
+    text: Option<String>,
+    /// Dataset root in the format's layout.
+    #[arg(long)]
+    dataset: PathBuf,
+    #[arg(long, value_enum)]
+    format: TrainFormat,
+    /// Class-name file, one class per line (line k = label value k); default: the format's list.
+    #[arg(long)]
+    classes: Option<PathBuf>,
+    /// Classes that are never trained (default: the first line, named "background" in the
+    /// shipped lists); separated by commas.
+    #[arg(long, default_value = "background")]
+    background_class: String,
+    /// Hold out the classes of this fold (PASCAL-5i for voc21, COCO-20i for coco-object):
+    /// train on the others, then `wordmask eval --fold N` scores the held-out ones.
+    #[arg(long)]
+    fold: Option<usize>,
+    /// Folder to write: config.json, model.safetensors, optimizer.safetensors,
+    /// train_state.json, and the feature cache.
+    #[arg(long)]
+    out: PathBuf,
+    /// Where the frozen features are cached (default OUT/cache).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Go on from the state in OUT.
+    #[arg(long)]
+    resume: bool,
+    /// Image statistics (default: pascal, coco for coco-object).
+    #[arg(long, value_enum)]
+    stats: Option<Stats>,
+    /// Fusion transformer width.
+    #[arg(long, default_value_t = 512)]
+    width: usize,
+    #[arg(long, default_value_t = 12)]
+    layers: usize,
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    /// MLP width (default 4 x width).
+    #[arg(long)]
+    mlp: Option<usize>,
+    /// Epochs in all, warm-up included (the repository: 10 + 500).
+    #[arg(long, default_value_t = 510)]
+    epochs: usize,
+    #[arg(long, default_value_t = 10)]
+    warmup_epochs: usize,
+    /// Tasks (image, class) per optimiser step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Tasks per forward pass; gradients are accumulated over a step.
+    #[arg(long, default_value_t = 4)]
+    micro_batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    fusion_lr: f64,
+    #[arg(long, default_value_t = 2e-6)]
+    fusion_min_lr: f64,
+    #[arg(long, default_value_t = 1e-3)]
+    decoder_lr: f64,
+    #[arg(long, default_value_t = 0.01)]
+    wd: f64,
+    #[arg(long, default_value_t = 0.4)]
+    wd_end: f64,
+    /// Augmented views cached per image (random resized crop, flip); 0 = the image resized
+    /// to the crop, unaugmented.
+    #[arg(long, default_value_t = 4)]
+    views: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Train on the first N images only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Compute backend: auto, wgpu or cpu.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+}
+
+/// Image and label files, read when asked.
+struct Files(Vec<Sample>);
+
+impl Samples for Files {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn name(&self, i: usize) -> String {
+        self.0[i].image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    fn load(&self, i: usize) -> wordmask::Result<(RgbImage, Vec<u8>)> {
+        let s = &self.0[i];
+        let image =
+            read_image(&s.image.to_string_lossy()).map_err(|e| wordmask::Error::InvalidInput(format!("{e:#}")))?;
+        let (w, h, label) = read_label_png(&s.label).map_err(|e| wordmask::Error::InvalidInput(format!("{e:#}")))?;
+        if (w, h) != (image.width, image.height) {
+            return Err(wordmask::Error::InvalidInput(format!(
+                "{} is {w}x{h} but its image is {}x{}",
+                s.label.display(),
+                image.width,
+                image.height
+            )));
+        }
+        Ok((image, label))
+    }
+}
+
+/// The class values of fold `fold`: PASCAL-5i (voc21, values 1-20) or COCO-20i (coco-object,
+/// values 1-80), as HSNet splits them.
+pub fn fold_classes(format: Format, fold: usize) -> Result<Vec<u8>> {
+    match format {
+        Format::Voc21 if fold < 4 => Ok((1..=5).map(|i| (fold * 5 + i) as u8).collect()),
+        Format::CocoObject if fold < 4 => Ok((0..20).map(|v| (4 * v + fold + 1) as u8).collect()),
+        Format::Voc21 | Format::CocoObject => bail!("--fold must be 0, 1, 2 or 3, got {fold}"),
+        _ => bail!("--fold applies to voc21 (PASCAL-5i) and coco-object (COCO-20i)"),
+    }
+}
+
+fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    if s >= 3600 { format!("{}h{:02}m", s / 3600, s / 60 % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+}
+
+pub fn run(command: TrainCommand) -> Result<()> {
+    let TrainCommand::Fusioner(args) = command;
+    if let Some(text) = &args.text
+        && Path::new(text) != Path::new(&args.backbone)
+    {
+        bail!(
+            "--text: only the backbone's own CLIP text tower is supported; drop --text or pass the same checkpoint as --backbone"
+        );
+    }
+    let format = args.format.eval_format();
+    let classes = match (&args.classes, format.classes()) {
+        (Some(path), _) => parse_class_file(
+            &std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+        )?,
+        (None, Some(text)) => parse_class_file(text)?,
+        (None, None) => bail!("--format folder needs --classes FILE"),
+    };
+    let names: Vec<String> =
+        classes.iter().map(|l| l.synonyms.first().cloned().unwrap_or_else(|| l.name.clone())).collect();
+    let never: Vec<&str> = args.background_class.split(',').map(str::trim).collect();
+    let mut trained: Vec<u8> = (0..names.len())
+        .filter(|&v| {
+            !(v == 0 && format != Format::Folder) && !classes[v].synonyms.iter().any(|s| never.contains(&s.as_str()))
+        })
+        .map(|v| v as u8)
+        .collect();
+    if let Some(fold) = args.fold {
+        let held = fold_classes(format, fold)?;
+        trained.retain(|v| !held.contains(v));
+        eprintln!("fold {fold}: {} classes held out, {} trained", held.len(), trained.len());
+    }
+    let mut files = samples(format, &args.dataset, Split::Train)?;
+    if let Some(n) = args.limit {
+        files.truncate(n);
+    }
+    let (mean, std) = match args.stats.unwrap_or(if format == Format::CocoObject { Stats::Coco } else { Stats::Pascal })
+    {
+        Stats::Pascal => (PASCAL_MEAN, PASCAL_STD),
+        Stats::Coco => (COCO_MEAN, COCO_STD),
+        Stats::Clip => (wordmask::preprocess::CLIP_MEAN, wordmask::preprocess::CLIP_STD),
+    };
+    let model_files = ModelFiles::open(&args.backbone)?;
+    let weights_name = model_files.weights_path.display().to_string();
+    let checkpoint = Checkpoint::from_bytes(model_files.weights(), &weights_name)?;
+    let device = device::open(args.backend)?;
+    let kind = model_type(&model_files.config)?;
+    let mut model = match kind.as_str() {
+        "clip" => {
+            let clip_json: serde_json::Value = serde_json::from_str(&model_files.config)?;
+            let fusion = FusionConfig {
+                hidden_size: args.width,
+                num_hidden_layers: args.layers,
+                num_attention_heads: args.heads,
+                intermediate_size: args.mlp.unwrap_or(4 * args.width),
+                ..FusionConfig::default()
+            };
+            let config = FusionerConfig::new(clip_json, fusion, mean, std)?;
+            let clip_config = ClipConfig::from_json(&model_files.config)?;
+            let clip =
+                loader::load(&checkpoint, &device, "CLIPModel", |l| Ok(ClipModel::load(clip_config.clone(), l)))?;
+            let proj = config.clip.projection_dim;
+            let head = FusionHead::init(fusion, proj, proj, args.seed, &device);
+            FusionerModel { config, clip, head }
+        }
+        "fusioner" => {
+            let config = FusionerConfig::from_json(&model_files.config)?;
+            loader::load(&checkpoint, &device, "Fusioner", |l| Ok(FusionerModel::load(config.clone(), l)))?
+        }
+        "vit" => bail!(
+            "{}: vision-only backbones (DINO in ViTModel layout) are not supported yet; use a CLIP checkpoint",
+            args.backbone
+        ),
+        other => bail!(
+            "{}: model_type '{other}'; --backbone takes a CLIP (model_type 'clip') or Fusioner checkpoint",
+            args.backbone
+        ),
+    };
+    let options = TrainOptions {
+        hyper: Hyper {
+            fusion_lr: args.fusion_lr,
+            fusion_min_lr: args.fusion_min_lr,
+            decoder_lr: args.decoder_lr,
+            wd: args.wd,
+            wd_end: args.wd_end,
+            warmup_epochs: args.warmup_epochs,
+            epochs: args.epochs,
+            ..Hyper::default()
+        },
+        batch_size: args.batch_size,
+        micro_batch: args.micro_batch,
+        views: args.views,
+        seed: args.seed,
+        trained,
+        class_names: names,
+    };
+    let cache = args.cache.clone().unwrap_or_else(|| FeatureCache::default_dir(&args.out));
+    eprintln!(
+        "training Fusioner ({} wide, {} blocks) on {} images of {}, {} classes, {} epochs, on {}",
+        model.config.fusion.hidden_size,
+        model.config.fusion.num_hidden_layers,
+        files.len(),
+        args.dataset.display(),
+        options.trained.len(),
+        options.hyper.epochs,
+        args.backend
+    );
+    let start = Instant::now();
+    let mut step_start: Option<(Instant, usize)> = None;
+    let mut progress = |event: Event| {
+        match event {
+            Event::Caching { done, total, cached } => {
+                if cached {
+                    eprintln!("features of {total} views found in the cache");
+                } else {
+                    let rate = start.elapsed().as_secs_f64() / done as f64;
+                    eprint!(
+                        "\rcaching frozen features {done}/{total}  eta {}   ",
+                        duration(rate * (total - done) as f64)
+                    );
+                    if done == total {
+                        eprintln!();
+                    }
+                }
+            }
+            Event::Step { epoch, epochs, step, steps, loss, lr } => {
+                let global = epoch * steps + step;
+                let (t0, g0) = *step_start.get_or_insert((Instant::now(), global));
+                let done = global + 1 - g0;
+                let left = epochs * steps - global - 1;
+                let eta = t0.elapsed().as_secs_f64() / done as f64 * left as f64;
+                eprint!(
+                    "\repoch {}/{epochs} step {}/{steps}  loss {loss:.4}  lr {lr:.2e}  eta {}   ",
+                    epoch + 1,
+                    step + 1,
+                    duration(eta)
+                );
+            }
+            Event::Epoch { epoch, loss, checkpoint } => {
+                eprintln!("\repoch {} done: mean loss {loss:.4}, checkpoint in {}", epoch + 1, checkpoint.display());
+            }
+        }
+        std::io::stderr().flush().ok();
+    };
+    let state = fit(
+        &mut model,
+        &checkpoint,
+        &weights_name,
+        &Files(files),
+        &options,
+        &args.out,
+        &cache,
+        args.resume,
+        &mut progress,
+    )?;
+    eprintln!(
+        "trained {} epochs in {}; the checkpoint is {} (wordmask segment --model {})",
+        state.epochs_done,
+        duration(start.elapsed().as_secs_f64()),
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The Fusioner engine: evaluation as the Fusioner repository runs it (chaofanma/Fusioner @
+//! 01985ed, `FullModel.multi_scale_eval` with `--test_with_org_resolution`): the image at its
+//! own resolution (or its short side resized first, when asked), normalised with the
+//! checkpoint's statistics, padded to at least one crop with the repository's pad value, crops
+//! every `stride` pixels from the top-left (edge crops padded, not shifted back), per-crop
+//! logits averaged where crops overlap. A class holds a pixel when its sigmoid passes the
+//! threshold (0.5, the repository's `get_preds`) and is the highest there.
+
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::Serialize;
+
+use super::engine::{DatasetProtocol, Engine, Plan, Scores};
+use super::result::PixelSteps;
+use super::slide::{Window, Windows, check_score_size};
+use super::text::{ClassEmbeddings, Templates};
+use super::{BackgroundDataset, Settings};
+use crate::error::{Error, Result};
+use crate::fusioner::{FusionerConfig, FusionerModel};
+use crate::loader::WeightLoader;
+use crate::network::Network;
+use crate::preprocess::{Preprocessor, RgbImage, checked_short_side_size, normalize};
+
+/// `pad_image`'s value: `-pad_mean / pad_std` with both 0.5, in normalised units.
+pub const PAD_VALUE: f32 = -1.0;
+/// Crops run through the network together, at most this many at once.
+const CROP_BATCH: usize = 8;
+
+pub struct Fusioner;
+
+/// How to segment with Fusioner.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Options {
+    pub templates: Templates,
+    /// Resize the image's short side to this first; 0 keeps the original resolution (the
+    /// repository's evaluation).
+    pub short_side: usize,
+    /// Crop step in pixels; 0 takes the checkpoint's (two thirds of a crop).
+    pub stride: usize,
+    /// A pixel's class needs a sigmoid above this; below, it is background.
+    pub threshold: f32,
+    pub background: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { templates: Templates::Fusioner, short_side: 0, stride: 0, threshold: 0.5, background: Vec::new() }
+    }
+}
+
+impl Options {
+    fn with(settings: &Settings) -> Result<Self> {
+        let d = Options::default();
+        if settings.window.is_some_and(|w| w != 0) {
+            return Err(Error::invalid(
+                "Fusioner's crops are the checkpoint's crop size (config.json crop_size); set stride, not window",
+            ));
+        }
+        let options = Options {
+            templates: settings.templates.unwrap_or(d.templates),
+            short_side: settings.short_side.unwrap_or(d.short_side),
+            stride: settings.stride.unwrap_or(d.stride),
+            threshold: settings.threshold_or(d.threshold)?,
+            background: settings.background_or(&d.background),
+        };
+        if options.short_side != 0 && !(16..=4096).contains(&options.short_side) {
+            return Err(Error::invalid(format!(
+                "short side must be 0 (the original resolution) or in [16, 4096] pixels, got {}",
+                options.short_side
+            )));
+        }
+        Ok(options)
+    }
+
+    /// The stride for `config`'s crops, refused when larger than a crop.
+    fn stride_for(&self, config: &FusionerConfig) -> Result<usize> {
+        let stride = if self.stride == 0 { config.stride } else { self.stride };
+        if stride > config.crop_size {
+            return Err(Error::invalid(format!(
+                "stride must be in [1, crop size = {}], got {stride}",
+                config.crop_size
+            )));
+        }
+        Ok(stride)
+    }
+}
+
+/// The repository's crops over an `h x w` image padded to at least `crop` each way: origins
+/// every `stride` from 0, `ceil((padded - crop) / stride) + 1` per axis, each cut at the padded
+/// image's edge.
+pub fn crop_windows(h: usize, w: usize, crop: usize, stride: usize) -> Vec<Window> {
+    let (ph, pw) = (h.max(crop), w.max(crop));
+    let grids = |p: usize| (p - crop).div_ceil(stride) + 1;
+    let mut out = Vec::new();
+    for i in 0..grids(ph) {
+        for j in 0..grids(pw) {
+            let (y1, x1) = (i * stride, j * stride);
+            out.push(Window { y1, y2: (y1 + crop).min(ph), x1, x2: (x1 + crop).min(pw) });
+        }
+    }
+    out
+}
+
+/// `pixels` `[1, 3, h, w]` padded with [`PAD_VALUE`] to `ph x pw` (right and bottom).
+fn pad(pixels: Tensor<4>, ph: usize, pw: usize) -> Tensor<4> {
+    let [_, c, h, w] = pixels.dims();
+    if (h, w) == (ph, pw) {
+        return pixels;
+    }
+    let canvas = Tensor::<4>::full([1, c, ph, pw], PAD_VALUE, &pixels.device());
+    canvas.slice_assign([0..1, 0..c, 0..h, 0..w], pixels)
+}
+
+/// The crop of `window` from the padded image, padded to `crop x crop`.
+pub fn window_crop(padded: &Tensor<4>, window: &Window, crop: usize) -> Tensor<4> {
+    let cut = padded.clone().slice([0..1, 0..3, window.y1..window.y2, window.x1..window.x2]);
+    pad(cut, crop, crop)
+}
+
+/// Normalised pixels `[1, 3, h, w]`: the original image, or its short side resized.
+pub fn image_pixels(
+    preprocessor: &Preprocessor,
+    image: &RgbImage,
+    short_side: usize,
+    device: &Device,
+) -> Result<Tensor<4>> {
+    let (chw, (w, h)) = if short_side == 0 {
+        (normalize(image, preprocessor.mean, preprocessor.std), (image.width, image.height))
+    } else {
+        Preprocessor { short_side, crop: None, ..preprocessor.clone() }.apply(image)?
+    };
+    Ok(Tensor::from_data(TensorData::new(chw, [1, 3, h, w]), device))
+}
+
+/// Stitched logits `[1, k, h, w]` of normalised pixels `[1, 3, h, w]` against class embeddings
+/// `[k, proj]`.
+pub fn stitched_logits(
+    model: &FusionerModel,
+    pixels: Tensor<4>,
+    classes: &Tensor<2>,
+    stride: usize,
+) -> Result<Tensor<4>> {
+    let [_, _, h, w] = pixels.dims();
+    let k = classes.dims()[0];
+    let crop = model.config.crop_size;
+    let (ph, pw) = (h.max(crop), w.max(crop));
+    let device = pixels.device();
+    let padded = pad(pixels, ph, pw);
+    let windows = crop_windows(h, w, crop, stride);
+    let mut canvas = Tensor::<4>::zeros([1, k, ph, pw], &device);
+    let mut count = vec![0f32; ph * pw];
+    for group in windows.chunks(CROP_BATCH) {
+        let crops: Vec<Tensor<4>> = group.iter().map(|win| window_crop(&padded, win, crop)).collect();
+        let logits = model.crop_logits(Tensor::cat(crops, 0), classes)?.logits;
+        for (i, win) in group.iter().enumerate() {
+            let (wh, ww) = (win.y2 - win.y1, win.x2 - win.x1);
+            let ranges = [0..1, 0..k, win.y1..win.y2, win.x1..win.x2];
+            let part = logits.clone().slice([i..i + 1, 0..k, 0..wh, 0..ww]);
+            canvas = canvas.clone().slice_assign(ranges.clone(), canvas.slice(ranges).add(part));
+            for y in win.y1..win.y2 {
+                count[y * pw + win.x1..y * pw + win.x2].iter_mut().for_each(|c| *c += 1.0);
+            }
+        }
+    }
+    let count = Tensor::<4>::from_data(TensorData::new(count, [1, 1, ph, pw]), &device);
+    Ok(canvas.div(count).slice([0..1, 0..k, 0..h, 0..w]))
+}
+
+impl Engine for Fusioner {
+    const NAME: &'static str = "fusioner";
+    const MODEL_TYPE: &'static str = "fusioner";
+    const ARCHITECTURE: &'static str = "Fusioner";
+    const CLASS: &'static str = "Fusioner";
+    type Network = FusionerModel;
+    type Options = Options;
+
+    fn load(config_json: &str, loader: &mut WeightLoader) -> Result<FusionerModel> {
+        Ok(FusionerModel::load(FusionerConfig::from_json(config_json)?, loader))
+    }
+
+    fn options(settings: &Settings) -> Result<Options> {
+        Options::with(settings)
+    }
+
+    fn plan(options: &Options) -> Plan {
+        Plan {
+            engine: Self::NAME,
+            method: Self::NAME.into(),
+            templates: options.templates,
+            windows: Windows { short_side: options.short_side, window: 0, stride: options.stride },
+            background: options.background.clone(),
+            threshold: options.threshold,
+            min_score: 0.0,
+            engine_background: true,
+        }
+    }
+
+    fn scores(
+        model: &FusionerModel,
+        preprocessor: &Preprocessor,
+        image: &RgbImage,
+        classes: &ClassEmbeddings,
+        options: &Options,
+    ) -> Result<Scores> {
+        let stride = options.stride_for(&model.config)?;
+        let names = classes.names.dims()[0];
+        let (w, h) = if options.short_side == 0 {
+            (image.width, image.height)
+        } else {
+            checked_short_side_size(image.width, image.height, options.short_side)?
+        };
+        check_score_size(names + 1, w, h, options.short_side.max(w.min(h)))?;
+        let pixels = image_pixels(preprocessor, image, options.short_side, &model.device())?;
+        let logits = stitched_logits(model, pixels, &classes.names, stride)?;
+        let background = Tensor::<4>::full([1, 1, h, w], options.threshold, &model.device());
+        let maps = Tensor::cat(vec![sigmoid(logits), background], 1).squeeze_dim(0);
+        let steps = PixelSteps {
+            softmax_scale: None,
+            class_of_name: classes.class_of_name.clone(),
+            classes: classes.num_classes,
+            renormalise: false,
+            fold_extra: classes.background,
+        };
+        Ok(Scores { maps, steps })
+    }
+
+    /// The repository evaluates one class at a time against the threshold; a dataset's
+    /// background name is not embedded.
+    fn dataset_protocol(_dataset: BackgroundDataset) -> DatasetProtocol {
+        DatasetProtocol { threshold: 0.5, embeds_background_name: false }
+    }
+}

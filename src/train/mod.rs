@@ -1,0 +1,363 @@
+//! Training a Fusioner head natively (burn's autodiff, on the CPU or the GPU backend): the
+//! repository's `train.py` with its optimiser and schedule ([`optim`]), fed from a dataset the
+//! caller reads ([`Samples`]) through augmented views whose frozen CLIP features are computed
+//! once and cached on disk ([`cache`]), so every epoch after that skips the backbone.
+//!
+//! A task is one (image, class) pair, the class present in the image's label map, as the
+//! repository's episodes are; its target is that class's pixels, its loss the binary
+//! cross-entropy over the pixels that are not ignored (255). A step averages the loss over a
+//! batch of tasks.
+
+pub mod cache;
+pub mod optim;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+pub use cache::{CacheKey, FeatureCache, View};
+pub use optim::{Hyper, Optimizer, Weights, cosine_schedule, task_losses};
+
+use crate::checkpoint::{Checkpoint, write_safetensors_as};
+use crate::error::{Error, Result};
+use crate::fusioner::{FusionHead, FusionerConfig, FusionerModel};
+use crate::network::Network;
+use crate::nn::l2_normalize;
+use crate::preprocess::RgbImage;
+use crate::segment::text::FUSIONER_32;
+use crate::tokenizer::Tokenizer;
+
+/// Label value of pixels that no loss sees.
+pub const IGNORE: u8 = 255;
+
+/// A dataset as the trainer sees it: images with 8-bit label maps (value = class index,
+/// [`IGNORE`] = not scored). The CLI reads the folder layouts.
+pub trait Samples {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A short name for messages (the file stem).
+    fn name(&self, i: usize) -> String;
+    /// The image and its label map, of the same size.
+    fn load(&self, i: usize) -> Result<(RgbImage, Vec<u8>)>;
+}
+
+/// One task: a cached view and a class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub sample: usize,
+    pub class: u8,
+}
+
+/// The tasks of a dataset: every class of `trained` present in each sample's full label map.
+pub fn tasks(presence: &[Vec<u8>], trained: &[u8]) -> Vec<Task> {
+    presence
+        .iter()
+        .enumerate()
+        .flat_map(|(sample, present)| {
+            present.iter().filter(|c| trained.contains(c)).map(move |&class| Task { sample, class })
+        })
+        .collect()
+}
+
+/// A deterministic generator (splitmix64) for shuffles and augmentation.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.unit() * n as f64) as usize % n.max(1)
+    }
+
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// A batch ready for the head: tokens, class embeddings, targets and valid pixels.
+pub struct Batch {
+    /// `[b, gh*gw, proj]`
+    pub visual: Tensor<3>,
+    pub grid: (usize, usize),
+    /// `[b, 1, proj]`
+    pub text: Tensor<3>,
+    /// `[b, 1, crop, crop]`
+    pub target: Tensor<4>,
+    pub valid: Tensor<4>,
+}
+
+impl Batch {
+    /// From host views (tokens and label crops) and the class of each, against class embeddings
+    /// `[classes, proj]` (row = class value).
+    pub fn new(views: &[(View, u8)], classes: &Tensor<2>, grid: (usize, usize), crop: usize, device: &Device) -> Self {
+        let b = views.len();
+        let p = classes.dims()[1];
+        let n = grid.0 * grid.1;
+        let tokens: Vec<f32> = views.iter().flat_map(|(v, _)| v.tokens.iter().copied()).collect();
+        let mut target = Vec::with_capacity(b * crop * crop);
+        let mut valid = Vec::with_capacity(b * crop * crop);
+        for (view, class) in views {
+            target.extend(view.label.iter().map(|&l| f32::from(l == *class)));
+            valid.extend(view.label.iter().map(|&l| f32::from(l != IGNORE)));
+        }
+        let rows: Vec<i64> = views.iter().map(|(_, c)| i64::from(*c)).collect();
+        let index = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(rows, [b]), device);
+        Batch {
+            visual: Tensor::from_data(TensorData::new(tokens, [b, n, p]), device),
+            grid,
+            text: classes.clone().select(0, index).reshape([b, 1, p]),
+            target: Tensor::from_data(TensorData::new(target, [b, 1, crop, crop]), device),
+            valid: Tensor::from_data(TensorData::new(valid, [b, 1, crop, crop]), device),
+        }
+    }
+}
+
+/// One optimiser step over `micro` batches that together hold `tasks` tasks (gradients are
+/// accumulated, as the repository's per-task backward passes are). Returns the mean task loss.
+pub fn train_step(
+    head: &mut FusionHead,
+    optimizer: &mut Optimizer,
+    micro: &[Batch],
+    tasks: usize,
+    crop: usize,
+) -> Result<f32> {
+    let mut sums = BTreeMap::new();
+    let mut total = 0.0f32;
+    head.visit(&mut optim::Track);
+    for batch in micro {
+        let out = head.forward(batch.visual.clone(), batch.grid, batch.text.clone(), crop);
+        let loss = task_losses(out.logits, batch.target.clone(), batch.valid.clone()).div_scalar(tasks as f32);
+        let grads = loss.backward();
+        total += crate::device::to_vec(loss.without_autodiff())?[0];
+        head.visit(&mut optim::Collect { grads: &grads, sums: &mut sums });
+    }
+    head.visit(&mut optim::Untrack);
+    if !total.is_finite() {
+        return Err(Error::invalid(format!(
+            "the loss became {total} at step {}: lower the learning rate",
+            optimizer.step + 1
+        )));
+    }
+    optimizer.apply(head, &sums)?;
+    Ok(total)
+}
+
+/// What training reports as it goes.
+pub enum Event<'a> {
+    /// Frozen features of `done` of `total` views computed (or found in the cache).
+    Caching {
+        done: usize,
+        total: usize,
+        cached: bool,
+    },
+    Step {
+        epoch: usize,
+        epochs: usize,
+        step: usize,
+        steps: usize,
+        loss: f32,
+        lr: f64,
+    },
+    Epoch {
+        epoch: usize,
+        loss: f32,
+        checkpoint: &'a Path,
+    },
+}
+
+/// How `wordmask train fusioner` runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub hyper: Hyper,
+    /// Tasks per optimiser step (the repository's `--batch_size`).
+    pub batch_size: usize,
+    /// Tasks per forward pass (gradients are accumulated over a step's micro-batches).
+    pub micro_batch: usize,
+    /// Augmented views cached per image (random resized crop and flip); 0 = one plain view
+    /// (the image resized to the crop, no augmentation).
+    pub views: usize,
+    pub seed: u64,
+    /// Class values that make tasks.
+    pub trained: Vec<u8>,
+    /// Class names by value (for the text embeddings; background and ignored values included).
+    pub class_names: Vec<String>,
+}
+
+/// Training state written next to each checkpoint, for `--resume`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub epochs_done: usize,
+    pub steps_per_epoch: usize,
+    pub options: TrainOptions,
+    pub losses: Vec<f32>,
+}
+
+/// A checkpoint folder the CLI, page and `<word-mask>` load: `config.json` and
+/// `model.safetensors` (the CLIP weights copied from `backbone`, then the head).
+pub fn save_checkpoint(
+    dir: &Path,
+    config: &FusionerConfig,
+    backbone: &Checkpoint,
+    head: &mut FusionHead,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::invalid(format!("cannot create {}: {e}", dir.display())))?;
+    let mut tensors = Vec::new();
+    for name in backbone.names() {
+        if name.ends_with(".position_ids") || name.starts_with("fusion.") || name.starts_with("decoder.") {
+            continue;
+        }
+        let shape = backbone.get(name).map(|e| e.shape.clone()).unwrap_or_default();
+        tensors.push((name.to_string(), shape, backbone.read_f32(name)?));
+    }
+    let mut weights = Weights(Vec::new(), None);
+    head.visit(&mut weights);
+    if let Some(e) = weights.1 {
+        return Err(e);
+    }
+    tensors.extend(weights.0);
+    let bytes = write_safetensors_as(&tensors, false)?;
+    let write = |name: &str, data: &[u8]| -> Result<()> {
+        let tmp = dir.join(format!(".{name}.partial"));
+        std::fs::write(&tmp, data)
+            .and_then(|_| std::fs::rename(&tmp, dir.join(name)))
+            .map_err(|e| Error::invalid(format!("cannot write {}: {e}", dir.join(name).display())))
+    };
+    write("model.safetensors", &bytes)?;
+    write("config.json", config.to_json().as_bytes())?;
+    Ok(dir.to_path_buf())
+}
+
+/// Class embeddings `[classes, proj]` (row = class value) with Fusioner's 32 templates: each
+/// prompt's normalised embedding, averaged, renormalised.
+pub fn class_embeddings(model: &FusionerModel, names: &[String]) -> Result<Tensor<2>> {
+    let tokenizer = Tokenizer::new();
+    let network: &dyn Network = model;
+    let mut rows = Vec::with_capacity(names.len());
+    for name in names {
+        let prompts: Vec<String> = FUSIONER_32.iter().map(|t| t.replace("{}", name)).collect();
+        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let embedded = network.embed_texts(&tokenizer, &refs)?;
+        rows.push(l2_normalize(embedded.sum_dim(0)));
+    }
+    Ok(Tensor::cat(rows, 0))
+}
+
+/// Train `model.head` on `samples` (the head as given is the starting point), writing a
+/// checkpoint to `out` after every epoch. With `resume`, the state in `out` (weights, optimiser,
+/// epochs done) continues.
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    model: &mut FusionerModel,
+    backbone: &Checkpoint,
+    backbone_name: &str,
+    samples: &dyn Samples,
+    options: &TrainOptions,
+    out: &Path,
+    cache_dir: &Path,
+    resume: bool,
+    progress: &mut dyn FnMut(Event),
+) -> Result<TrainState> {
+    if samples.is_empty() {
+        return Err(Error::invalid("the training set has no images"));
+    }
+    if options.batch_size == 0 || options.micro_batch == 0 {
+        return Err(Error::invalid("batch size and micro-batch must be at least 1"));
+    }
+    let device = Network::device(&*model);
+    let config = model.config.clone();
+    let crop = config.crop_size;
+    let key = CacheKey {
+        backbone: backbone_name.to_string(),
+        samples: (0..samples.len()).map(|i| samples.name(i)).collect(),
+        views: options.views,
+        seed: options.seed,
+        crop,
+        mean: config.image_mean,
+        std: config.image_std,
+    };
+    let mut cache = FeatureCache::open_or_build(cache_dir, key, model, samples, progress)?;
+    let all = tasks(cache.presence(), &options.trained);
+    if all.is_empty() {
+        return Err(Error::invalid(format!(
+            "no image holds any of the trained classes ({})",
+            options
+                .trained
+                .iter()
+                .map(|c| options.class_names.get(*c as usize).cloned().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let classes = class_embeddings(model, &options.class_names)?;
+    let steps_per_epoch = all.len().div_ceil(options.batch_size);
+    let mut optimizer = Optimizer::new(options.hyper, steps_per_epoch);
+    let mut state = TrainState { epochs_done: 0, steps_per_epoch, options: options.clone(), losses: Vec::new() };
+    if resume {
+        let text = std::fs::read_to_string(out.join("train_state.json")).map_err(|e| {
+            Error::invalid(format!("--resume: cannot read {}: {e}", out.join("train_state.json").display()))
+        })?;
+        state = serde_json::from_str(&text).map_err(|e| Error::invalid(format!("--resume: train_state.json: {e}")))?;
+        let bytes = std::fs::read(out.join("optimizer.safetensors"))
+            .map_err(|e| Error::invalid(format!("--resume: cannot read optimizer.safetensors: {e}")))?;
+        let saved = Checkpoint::from_bytes(&bytes, "optimizer.safetensors")?;
+        let values: Vec<(String, Vec<f32>)> =
+            saved.names().map(|n| Ok((n.to_string(), saved.read_f32(n)?))).collect::<Result<_>>()?;
+        optimizer.restore(&values, &device);
+    }
+    let views = cache.views();
+    let grid = cache.grid();
+    for epoch in state.epochs_done..options.hyper.epochs {
+        let mut rng = Rng::new(options.seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9));
+        let chosen: Vec<usize> = (0..samples.len()).map(|_| rng.below(views)).collect();
+        let mut order = all.clone();
+        rng.shuffle(&mut order);
+        let mut epoch_loss = 0.0;
+        for (s, chunk) in order.chunks(options.batch_size).enumerate() {
+            let mut micro = Vec::new();
+            for part in chunk.chunks(options.micro_batch) {
+                let views: Vec<(View, u8)> = part
+                    .iter()
+                    .map(|t| Ok((cache.get(t.sample, chosen[t.sample])?, t.class)))
+                    .collect::<Result<_>>()?;
+                micro.push(Batch::new(&views, &classes, grid, crop, &device));
+            }
+            let lr = optimizer.rates().0;
+            let loss = train_step(&mut model.head, &mut optimizer, &micro, chunk.len(), crop)?;
+            epoch_loss += loss / steps_per_epoch as f32;
+            progress(Event::Step { epoch, epochs: options.hyper.epochs, step: s, steps: steps_per_epoch, loss, lr });
+        }
+        save_checkpoint(out, &config, backbone, &mut model.head)?;
+        let state_tensors = optimizer.state()?;
+        std::fs::write(out.join("optimizer.safetensors"), write_safetensors_as(&state_tensors, false)?)
+            .map_err(|e| Error::invalid(format!("cannot write the optimiser state: {e}")))?;
+        state.epochs_done = epoch + 1;
+        state.losses.push(epoch_loss);
+        std::fs::write(out.join("train_state.json"), serde_json::to_string_pretty(&state).unwrap_or_default())
+            .map_err(|e| Error::invalid(format!("cannot write train_state.json: {e}")))?;
+        progress(Event::Epoch { epoch, loss: epoch_loss, checkpoint: out });
+    }
+    Ok(state)
+}

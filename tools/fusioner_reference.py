@@ -1,0 +1,816 @@
+#!/usr/bin/env python3
+"""Reference fixture for wordmask's Fusioner engine (tests/fixtures/fusioner-tiny/).
+
+Fusioner (Ma et al., BMVC 2022; repository chaofanma/Fusioner at 01985ed) segments with a frozen
+CLIP: the image encoder's patch tokens (`ClipViT.forward`: ln_post on every token but the class
+token, times `proj`, L2-normalised) and one text embedding per class (32 prompt templates, each
+EOT-pooled and projected, normalised, averaged, renormalised) go through a small trainable
+transformer (`Fusion`: LayerNorm/Linear/LayerNorm on the image tokens, LayerNorm/Linear plus a
+learnt class embedding on the text, pre-LN blocks over the concatenation, a final LayerNorm and
+two square projections), a convolutional decoder (`Decoder`: four 3x3 convolutions, each with
+instance norm and ReLU, bilinear x2 after the first three, a 1x1 convolution, bilinear to the
+crop size) and a cosine head (`Head`: cosine of pixel and class features over a temperature).
+Whole images are scored by `FullModel.multi_scale_eval` (crop windows at stride 2/3 of the crop,
+padded with -mean/std, averaged where they overlap) and labelled as `utils.get_preds` does
+(sigmoid, a constant 0.5 background channel first, argmax).
+
+This script re-implements those modules in plain torch (same parameter names as the
+repository's, so the checkpoint's `fusion.*` and `decoder.*` keys are the repository's state
+dict names), builds a tiny random model around a tiny random `transformers.CLIPModel`, and writes:
+
+- `config.json`, `model.safetensors` (float16; CLIP under the hub's `CLIPModel` keys, the head
+  under `fusion.*` / `decoder.*`; every weight is rounded through float16 first, so the stored
+  checkpoint loses nothing against the references);
+- `image_300x200.png`, `reference.safetensors` (float32) and `runs.json`: class embeddings, the
+  first window's image tokens, fusion outputs, decoder map (before the final resize) and
+  logits, the second window's logits, the stitched logits and the label map (subsampled);
+- `train/` (a four-image dataset in `wordmask train --format folder`'s layout: `images/*.png`,
+  `labels/*.png` with value k = line k of `classes.txt` (line 0 is `background`), 255 = ignore), `train.json` (a fixed schedule of 10 steps of
+  two tasks) and `train_reference.safetensors` (float32): the losses, the learning-rate and
+  weight-decay schedules and every trained parameter after the 10 steps, from the repository's
+  training loop (train.py `run_one_batch`, model/__init__.py `get_learner`, utils/utils.py
+  `cosine_scheduler`, `get_params_groups`, `Optimizers`, `loss_with_ignored_area`).
+
+    pip install -r tools/requirements.txt
+    python3 tools/fusioner_reference.py                       # writes tests/fixtures/fusioner-tiny/
+    python3 tools/fusioner_reference.py --check-repository [GIT_DIR]
+        # also loads the same weights into the repository's own Fusion, Decoder and Head
+        # (model/{fusion,decoder,head,full_model}.py and utils/{model_utils,utils}.py, read
+        # from a checkout or bare git directory of chaofanma/Fusioner at 01985ed; `configs`
+        # stubbed with target_size [224, 224], OpenAI's `clip` package and the two CLIP encoder
+        # modules with empty stand-ins), runs window 0 through them and the whole image through
+        # the repository's multi_scale_eval, compares its cosine_scheduler, get_params_groups,
+        # loss_with_ignored_area and get_preds, asserts agreement (max abs diff <= 1e-5) and
+        # prints the differences (all 0 with the pinned versions).
+
+Tiny configuration: CLIP vision width 32, 2 layers, 4 heads, MLP 64, patch 32 at 224 (a 7x7
+grid); text width 16, 2 layers, 2 heads, MLP 32, the full 49,408-token vocabulary; projection
+16; quick_gelu. Fusion width 16, 2 blocks, 4 heads, MLP 32, temperature 0.07; the decoder works
+at width 16 (7 -> 14 -> 28 -> 56 -> 224). The stock initialisations (transformers' for CLIP,
+torch's for the head) under the seed, then every layer norm's weight and bias (CLIP's and the
+fusion's), every CLIP bias and the class embedding get a small random offset, so that a missing
+norm or bias shows up. The stock text tower gives every prompt nearly the same output (class
+embeddings at cosine 0.996), so its token table and linear weights are drawn again (unit and
+double gain); the text and head draws are chosen among the first few so that the labels'
+embeddings differ (cosines 0.38-0.88) and each outcome covers part of the label map. The
+stitched labels come with their margins (`labels_margin_sub`), so that a test can leave out
+pixels where the top two logits are closer than its tolerance.
+
+Where this differs from the repository, on purpose:
+1. Several labels at once. The repository asks one class per task (`FullModel.nclass = 1`,
+   its score buffers have one channel); here the three labels go through the fusion together
+   and the buffers have one channel per label. The windowing, padding and averaging are
+   `multi_scale_eval`'s (crop 224, stride int(224 * 2/3) = 149, scales [1.0], no flip,
+   original resolution as with `--test_with_org_resolution`).
+2. CLIP is `transformers.CLIPModel` (the hub layout wordmask loads) in place of OpenAI's `clip`
+   package; the prompts are padded to 77 with the tokenizer's pad token rather than zeros, which
+   the causal mask makes irrelevant to the EOT token's output.
+3. Training data: a folder dataset of 224x224 images, no augmentation or random crop, and a
+   fixed list of (image, class) tasks in place of the PASCAL/COCO episode sampler. Each task is
+   the repository's: one image, the text of one class, target = (mask == class value), ignore =
+   (mask == 255).
+
+Versions are pinned in tools/requirements.txt; seeds are fixed; everything runs in float32 on
+the CPU.
+"""
+
+import argparse
+import importlib
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import save_file
+from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+from make_fixtures import OUT, TOKENIZER_FILES, check_versions
+
+DIRECTORY = OUT / "fusioner-tiny"
+SEED = 20261211
+TEXT_GAIN = 2.0
+# Draws of the text tower's weights and of the fusion head (see build_clip, build_head):
+# chosen among the first few so that the three labels' embeddings are far apart and each of
+# the four outcomes (background, cat, dog, tree) covers a fair share of the label map.
+TEXT_DRAW = SEED + 1
+HEAD_DRAW = SEED + 10
+MIRROR = Path("/work/.mirror/chaofanma+Fusioner/repo")
+REVISION = "01985ed"
+
+CLIP_TINY = dict(
+    text=dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+              vocab_size=49408, max_position_embeddings=77),
+    vision=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                patch_size=32, image_size=224),
+    projection_dim=16,
+    hidden_act="quick_gelu",
+)
+FUSION = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
+              layer_norm_eps=1e-05, temperature=0.07)
+# dataset/augumenter.py's A.Normalize for PASCAL (the first of its two sets).
+IMAGE_MEAN = [0.4554, 0.4298, 0.3955]
+IMAGE_STD = [0.1181, 0.1189, 0.1338]
+CROP = 224
+STRIDE = int(CROP * 2.0 / 3.0)  # 149
+# FullModel.pad_mean / pad_std: padding value -0.5 / 0.5 = -1 in every channel.
+PAD_MEAN = [0.5, 0.5, 0.5]
+PAD_STD = [0.5, 0.5, 0.5]
+
+LABELS = ["cat", "dog", "tree"]
+IMAGE_SIZE = (300, 200)  # width, height
+WINDOW_STEP = 7  # window logits [..., ::7, ::7] -> 32x32
+STITCHED_STEP = 5  # stitched logits and labels [:, ::5, ::5] -> 40x60
+
+TRAIN_CLASSES = ["red", "green", "blue"]
+TRAIN = dict(fusion_lr=1e-3, fusion_min_lr=2e-6, decoder_lr=1e-3, wd=0.01, wd_end=0.4, beta1=0.9,
+             warmup_epochs=1, epochs=2, iters_per_epoch=5)
+TRAIN_STEPS = 10
+TASKS_PER_STEP = 2
+
+# model/text_encoder.py, ClipText.template_list.
+TEMPLATES = [
+    "a bad photo of the {category}.",
+    "a photo of the large {category}.",
+    "a photo of the small {category}.",
+    "a cropped photo of a {category}.",
+    "This is a photo of a {category}",
+    "This is a photo of a small {category}",
+    "This is a photo of a medium {category}",
+    "This is a photo of a large {category}",
+    "This is a masked photo of a {category}",
+    "This is a masked photo of a small {category}",
+    "This is a masked photo of a medium {category}",
+    "This is a masked photo of a large {category}",
+    "This is a cropped photo of a {category}",
+    "This is a cropped photo of a small {category}",
+    "This is a cropped photo of a medium {category}",
+    "This is a cropped photo of a large {category}",
+    "A photo of a {category} in the scene",
+    "a bad photo of the {category} in the scene",
+    "a photo of the large {category} in the scene",
+    "a photo of the small {category} in the scene",
+    "a cropped photo of a {category} in the scene",
+    "a photo of a masked {category} in the scene",
+    "There is a {category} in the scene",
+    "There is the {category} in the scene",
+    "This is a {category} in the scene",
+    "This is the {category} in the scene",
+    "This is one {category} in the scene",
+    "There is a masked {category} in the scene",
+    "There is the masked {category} in the scene",
+    "This is a masked {category} in the scene",
+    "This is the masked {category} in the scene",
+    "This is one masked {category} in the scene",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The fusion head (utils/model_utils.py, model/fusion.py, model/decoder.py, model/head.py)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection (no dropout)."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.scale = (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        weights = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return self.proj((weights @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block (drop path 0)."""
+
+    def __init__(self, dim, heads, hidden, eps):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, heads)
+        self.mlp = FeedForward(dim, hidden)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class Fusion(nn.Module):
+    def __init__(self, visual_dim, text_dim, d, layers, heads, d_ff, eps):
+        super().__init__()
+        self.blocks = nn.ModuleList([Block(d, heads, d_ff, eps) for _ in range(layers)])
+        self.cls_emb = nn.Parameter(torch.randn(1, d))  # nn.Embedding(1, d).weight in the repository
+        self.visual_proj = nn.Sequential(nn.LayerNorm(visual_dim, eps=eps), nn.Linear(visual_dim, d), nn.LayerNorm(d, eps=eps))
+        self.text_proj = nn.Sequential(nn.LayerNorm(text_dim, eps=eps), nn.Linear(text_dim, d))
+        self.proj_patch = nn.Parameter(d ** -0.5 * torch.randn(d, d))
+        self.proj_classes = nn.Parameter(d ** -0.5 * torch.randn(d, d))
+        self.norm = nn.LayerNorm(d, eps=eps)
+
+    def forward(self, visual, text):
+        """visual [b, n_patch, visual_dim] (normalised), text [b, n_cls, text_dim]."""
+        n_cls = text.shape[1]
+        x = torch.cat([self.visual_proj(visual), self.text_proj(text) + self.cls_emb], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        return x[:, :-n_cls] @ self.proj_patch, x[:, -n_cls:] @ self.proj_classes
+
+
+class Decoder(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        for i in range(4):
+            setattr(self, f"conv_{i}", nn.Conv2d(channels, channels, kernel_size=3, stride=1, padding=1))
+        self.conv_4 = nn.Conv2d(channels, channels, kernel_size=1, stride=1)
+
+    def forward(self, patches, grid):
+        """patches [b, grid*grid, c] (row-major) -> the map after conv_4, [b, c, 8*grid, 8*grid]."""
+        b, n, c = patches.shape
+        # A view, not a copy, as einops' rearrange gives: the convolution then sums in the same
+        # order as the repository's.
+        x = patches.reshape(b, grid, grid, c).permute(0, 3, 1, 2)
+        for i in range(4):
+            x = F.relu(F.instance_norm(getattr(self, f"conv_{i}")(x), eps=1e-5))
+            if i < 3:
+                x = F.interpolate(x, size=(grid * 2 ** (i + 1),) * 2, mode="bilinear", align_corners=False)
+        return self.conv_4(x)
+
+
+def head(features, classes, temperature):
+    """Cosine of every pixel feature with every class feature, over the temperature."""
+    b, c, h, w = features.shape
+    pixels = features.flatten(2).transpose(1, 2)
+    pixels = pixels / pixels.norm(dim=-1, keepdim=True)
+    classes = classes / classes.norm(dim=-1, keepdim=True)
+    return (pixels @ classes.transpose(1, 2)).transpose(1, 2).reshape(b, -1, h, w) / temperature
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+
+def round_f16_(module):
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(p.half().float())
+
+
+def build_clip(text_draw):
+    act = CLIP_TINY["hidden_act"]
+    config = CLIPConfig(
+        text_config={**CLIP_TINY["text"], "hidden_act": act},
+        vision_config={**CLIP_TINY["vision"], "hidden_act": act},
+        projection_dim=CLIP_TINY["projection_dim"],
+    )
+    torch.manual_seed(SEED)
+    model = CLIPModel(config).eval()
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if key.endswith("bias") or "norm" in key:
+                p.add_(torch.randn_like(p) * 0.1)
+        # The stock text initialisation gives every prompt nearly the same EOT output (class
+        # embeddings at cosine 0.996), which would leave the classes indistinguishable; the text
+        # tower's token table and linear weights are drawn again at unit and double gain.
+        g = torch.Generator().manual_seed(text_draw)
+        model.text_model.embeddings.token_embedding.weight.normal_(0, 1.0, generator=g)
+        for m in model.text_model.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.normal_(0, TEXT_GAIN / m.in_features ** 0.5, generator=g)
+    round_f16_(model)
+    model.requires_grad_(False)
+    return model
+
+
+def build_head(head_draw):
+    f = FUSION
+    dim = CLIP_TINY["projection_dim"]
+    torch.manual_seed(head_draw)
+    fusion = Fusion(dim, dim, f["hidden_size"], f["num_hidden_layers"], f["num_attention_heads"],
+                    f["intermediate_size"], f["layer_norm_eps"])
+    decoder = Decoder(f["hidden_size"])
+    with torch.no_grad():
+        for module in fusion.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.weight.add_(torch.randn_like(module.weight) * 0.1)
+                module.bias.add_(torch.randn_like(module.bias) * 0.1)
+        fusion.cls_emb.add_(torch.randn_like(fusion.cls_emb) * 0.1)
+    round_f16_(fusion)
+    round_f16_(decoder)
+    return fusion, decoder
+
+
+def normalise(x):
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+@torch.no_grad()
+def encode_image(clip, pixels):
+    """ClipViT.forward then FullModel.encoder_forward's normalisation: [b, grid*grid, proj]."""
+    hidden = clip.vision_model(pixel_values=pixels).last_hidden_state[:, 1:]
+    return normalise(clip.visual_projection(clip.vision_model.post_layernorm(hidden)))
+
+
+@torch.no_grad()
+def encode_text(clip, tokenizer, names):
+    """ClipText.forward: the 32 templates per name, normalised, averaged, renormalised."""
+    rows = []
+    for name in names:
+        prompts = [t.format(category=name) for t in TEMPLATES]
+        batch = tokenizer(prompts, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+        feats = clip.get_text_features(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats
+        eot = batch.input_ids.argmax(dim=-1)
+        direct = clip.text_projection(clip.text_model(input_ids=batch.input_ids).last_hidden_state[torch.arange(len(prompts)), eot])
+        assert torch.allclose(feats, direct, atol=1e-6), "get_text_features is not the EOT-pooled projection"
+        feats = normalise(feats)
+        mean = feats.mean(dim=0)
+        rows.append(mean / mean.norm())
+    return torch.stack(rows)
+
+
+def grid_of(clip):
+    v = clip.config.vision_config
+    return v.image_size // v.patch_size
+
+
+def forward(clip, fusion, decoder, pixels, text, record=None):
+    """FullModel.forward on one 224x224 crop: logits [b, n_cls, 224, 224]. text [b, n_cls, dim]."""
+    visual = encode_image(clip, pixels)
+    patches, classes = fusion(visual, text)
+    features = decoder(patches, grid_of(clip))
+    logits = head(F.interpolate(features, size=(CROP, CROP), mode="bilinear", align_corners=False), classes,
+                  FUSION["temperature"])
+    if record is not None:
+        record.update(visual=visual, fusion_patches=patches, fusion_classes=classes, decoder_map=features, logits=logits)
+    return logits
+
+
+def to_pixels(array):
+    """A.Normalize(mean, std) of an HxWx3 uint8 array: [1, 3, H, W] float32."""
+    x = torch.from_numpy(np.asarray(array, dtype=np.float32) / 255.0)
+    x = (x - torch.tensor(IMAGE_MEAN)) / torch.tensor(IMAGE_STD)
+    return x.permute(2, 0, 1)[None].contiguous()
+
+
+def pad_image(img, crop):
+    """full_model.pad_image: pad right/bottom to at least crop with -pad_mean/pad_std per channel."""
+    b, c, h, w = img.shape
+    padh, padw = max(crop - h, 0), max(crop - w, 0)
+    values = -np.array(PAD_MEAN) / np.array(PAD_STD)
+    return torch.cat([F.pad(img[:, i:i + 1], (0, padw, 0, padh), value=float(values[i])) for i in range(c)], dim=1)
+
+
+def windows_of(ph, pw):
+    h_grids = int(math.ceil(1.0 * (ph - CROP) / STRIDE)) + 1
+    w_grids = int(math.ceil(1.0 * (pw - CROP) / STRIDE)) + 1
+    out = []
+    for idh in range(h_grids):
+        for idw in range(w_grids):
+            h0, w0 = idh * STRIDE, idw * STRIDE
+            out.append((h0, min(h0 + CROP, ph), w0, min(w0 + CROP, pw)))
+    return out
+
+
+@torch.no_grad()
+def multi_scale_eval(clip, fusion, decoder, image, text):
+    """FullModel.multi_scale_eval (scales [1.0], no flip) for an image longer than the crop on one
+    side: returns the stitched logits [1, n_cls, h, w] and each window's record."""
+    _, _, h, w = image.shape
+    n_cls = text.shape[1]
+    assert max(h, w) > CROP
+    pad = pad_image(image, CROP) if min(h, w) < CROP else image
+    _, _, ph, pw = pad.shape
+    outputs = torch.zeros(1, n_cls, ph, pw)
+    count = torch.zeros(1, 1, ph, pw)
+    records = []
+    for h0, h1, w0, w1 in windows_of(ph, pw):
+        crop = pad_image(pad[:, :, h0:h1, w0:w1], CROP)
+        record = {"origin": (h0, w0), "extent": (h1, w1)}
+        logits = forward(clip, fusion, decoder, crop, text, record)
+        outputs[:, :, h0:h1, w0:w1] += logits[:, :, :h1 - h0, :w1 - w0]
+        count[:, :, h0:h1, w0:w1] += 1
+        records.append(record)
+    assert (count == 0).sum() == 0
+    return (outputs / count)[:, :, :h, :w], records
+
+
+def predictions(logits, thres=0.5):
+    """utils.get_preds as a label map: sigmoid, a constant background channel first, argmax;
+    class index with -1 for background. Also each pixel's margin in logits (the winner's logit
+    over the runner-up's, background counting as logit 0), set to 0 where float32 sigmoids tie
+    and so pick another winner than the logits would."""
+    probs = torch.sigmoid(logits)
+    b, c, h, w = probs.shape
+    labels = torch.cat([torch.full((b, 1, h, w), thres), probs], dim=1).argmax(dim=1) - 1
+    with_bg = torch.cat([torch.zeros(b, 1, h, w), logits], dim=1)
+    top2 = with_bg.topk(2, dim=1).values
+    margin = torch.where(with_bg.argmax(dim=1) - 1 == labels, top2[:, 0] - top2[:, 1], torch.zeros(()))
+    return labels, margin
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+
+def gradient(w, h, top, bottom, left_right=0.0):
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = (y / (h - 1))[..., None]
+    img = np.array(top, np.float32) * (1 - t) + np.array(bottom, np.float32) * t
+    return img + left_right * (x / (w - 1) - 0.5)[..., None]
+
+
+def disc(w, h, cx, cy, r):
+    y, x = np.mgrid[0:h, 0:w]
+    return (x - cx) ** 2 + (y - cy) ** 2 < r * r
+
+
+def test_image():
+    w, h = IMAGE_SIZE
+    img = gradient(w, h, [120, 170, 230], [70, 120, 60], left_right=30)
+    img[disc(w, h, 70, 60, 35)] = [240, 200, 60]
+    img[120:185, 150:260] = [90, 60, 50]
+    y, x = np.mgrid[0:h, 0:w]
+    img[(y > 40) & (y < 150) & (np.abs(x - 225) < (y - 40) * 0.4)] = [40, 140, 60]
+    img[disc(w, h, 20, 170, 22)] = [200, 80, 160]
+    return Image.fromarray(np.clip(np.round(img), 0, 255).astype(np.uint8), "RGB")
+
+
+COLOURS = {1: [205, 45, 40], 2: [50, 170, 60], 3: [45, 70, 200]}
+
+
+def train_pair(index):
+    """A 224x224 image and its mask (0 background, 1..3 the classes, 255 ignore)."""
+    s = CROP
+    backgrounds = [([200, 200, 190], [120, 110, 100]), ([90, 90, 100], [180, 180, 170]),
+                   ([170, 160, 140], [220, 215, 200]), ([110, 120, 110], [60, 60, 70])]
+    img = gradient(s, s, *backgrounds[index], left_right=20)
+    mask = np.zeros((s, s), np.uint8)
+    y, x = np.mgrid[0:s, 0:s]
+    shapes = {
+        0: [(1, disc(s, s, 70, 80, 40)), (2, (y >= 120) & (y < 190) & (x >= 130) & (x < 200))],
+        1: [(3, ((x - 150) / 55.0) ** 2 + ((y - 70) / 35.0) ** 2 < 1), (1, (y >= 130) & (y < 200) & (x >= 30) & (x < 100))],
+        2: [(2, disc(s, s, 160, 150, 45)), (3, (y >= 20) & (y < 80) & (x >= 20) & (x < 130))],
+        3: [(1, disc(s, s, 60, 60, 30)), (2, (y >= 110) & (y < 200) & (x >= 40) & (x < 110)),
+            (3, (y >= 40) & (y < 170) & (np.abs(x - 170) < (y - 40) * 0.35))],
+    }[index]
+    for value, region in shapes:
+        shade = 1.0 - 0.15 * (y / (s - 1))[..., None]
+        img = np.where(region[..., None], np.array(COLOURS[value], np.float32) * shade, img)
+        mask[region] = value
+    if index in (0, 2):  # a thin band of ignored pixels along the border
+        band = 3 if index == 0 else 4
+        mask[:band], mask[-band:], mask[:, :band], mask[:, -band:] = 255, 255, 255, 255
+    if index == 3:  # an ignored ring around the green shape
+        value, region = shapes[1]
+        grown = F.max_pool2d(torch.from_numpy(region.astype(np.float32))[None, None], 5, 1, 2)[0, 0].numpy() > 0
+        shrunk = -F.max_pool2d(-torch.from_numpy(region.astype(np.float32))[None, None], 5, 1, 2)[0, 0].numpy() > 0
+        mask[grown & ~shrunk] = 255
+    image = Image.fromarray(np.clip(np.round(img), 0, 255).astype(np.uint8), "RGB")
+    return image, Image.fromarray(mask, "L")
+
+
+def write_train_set(directory):
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+    (directory / "labels").mkdir(parents=True, exist_ok=True)
+    for i in range(4):
+        image, mask = train_pair(i)
+        image.save(directory / "images" / f"{i}.png", optimize=True)
+        mask.save(directory / "labels" / f"{i}.png", optimize=True)
+    (directory / "classes.txt").write_text("".join(f"{c}\n" for c in ["background"] + TRAIN_CLASSES))
+
+
+def load_train_set(directory):
+    stems = sorted(p.stem for p in (directory / "images").glob("*.png"))
+    images = {s: to_pixels(np.array(Image.open(directory / "images" / f"{s}.png").convert("RGB"))) for s in stems}
+    masks = {s: torch.from_numpy(np.array(Image.open(directory / "labels" / f"{s}.png"))) for s in stems}
+    return images, masks
+
+
+def schedule_tasks(masks):
+    """Every (image, class) pair present, in a seeded order, cycled into the fixed batches."""
+    pairs = [(s, v) for s in sorted(masks) for v in range(1, len(TRAIN_CLASSES) + 1) if (masks[s] == v).any()]
+    rng = np.random.default_rng(SEED)
+    order = []
+    while len(order) < TRAIN_STEPS * TASKS_PER_STEP:
+        order += [pairs[i] for i in rng.permutation(len(pairs))]
+    order = order[:TRAIN_STEPS * TASKS_PER_STEP]
+    return [[list(t) for t in order[i:i + TASKS_PER_STEP]] for i in range(0, len(order), TASKS_PER_STEP)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Training (train.py, model/__init__.py get_learner, utils/utils.py)
+
+
+def cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epochs=0, start_warmup_value=0):
+    warmup_iters = warmup_epochs * niter_per_ep
+    warmup = np.linspace(start_warmup_value, base_value, warmup_iters) if warmup_epochs > 0 else np.array([])
+    iters = np.arange(epochs * niter_per_ep - warmup_iters)
+    cosine = final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * iters / len(iters)))
+    schedule = np.concatenate((warmup, cosine))
+    assert len(schedule) == epochs * niter_per_ep
+    return schedule
+
+
+def get_params_groups(module):
+    """Biases and 1-D parameters without weight decay, the rest with it."""
+    regularised, plain = [], []
+    for name, p in module.named_parameters():
+        (plain if name.endswith(".bias") or p.ndim == 1 else regularised).append(p)
+    return [{"params": regularised}, {"params": plain, "weight_decay": 0.0}]
+
+
+def loss_with_ignored_area(logits, target, ignore):
+    """BCEWithLogitsLoss(reduction='none') averaged over the pixels that are not ignored."""
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    keep = ignore != True  # noqa: E712 (the repository's test)
+    if keep.sum() > 0:
+        return (loss * keep).sum() / keep.sum()
+    return loss.mean()
+
+
+def train(clip, fusion, decoder, text, images, masks, batches):
+    t = TRAIN
+    lr_schedule = cosine_scheduler(t["fusion_lr"], t["fusion_min_lr"], t["epochs"], t["iters_per_epoch"], t["warmup_epochs"])
+    wd_schedule = cosine_scheduler(t["wd"], t["wd_end"], t["epochs"], t["iters_per_epoch"])
+    fusion_opt = torch.optim.AdamW(get_params_groups(fusion), betas=(t["beta1"], 0.999))
+    decoder_opt = torch.optim.Adam(get_params_groups(decoder), lr=t["decoder_lr"])
+    losses, task_losses, lrs, wds = [], [], [], []
+    fusion.train()
+    decoder.train()
+    for step, batch in enumerate(batches):
+        i = step if step < len(lr_schedule) else -1
+        for g, group in enumerate(fusion_opt.param_groups):  # Optimizers.schedule(['fusion'], step)
+            group["lr"] = lr_schedule[i]
+            if g == 0:
+                group["weight_decay"] = wd_schedule[i]
+        lrs.append(lr_schedule[i])
+        wds.append(wd_schedule[i])
+        fusion_opt.zero_grad()
+        decoder_opt.zero_grad()
+        outer = []
+        for stem, value in batch:
+            logits = forward(clip, fusion, decoder, images[stem], text[value - 1][None, None])
+            target = (masks[stem] == value).float()[None, None]
+            ignore = (masks[stem] == 255)[None]
+            loss_ = loss_with_ignored_area(logits, target, ignore)
+            (loss_ / len(batch)).backward()
+            outer.append(loss_.detach())
+        fusion_opt.step()
+        decoder_opt.step()
+        losses.append(sum(outer) / len(outer))
+        task_losses.append(torch.stack(outer))
+        print(f"step {step}: lr {lrs[-1]:.3e} wd {wds[-1]:.4f} loss {losses[-1].item():.6f}")
+    fusion.eval()
+    decoder.eval()
+    return dict(losses=torch.stack(losses), task_losses=torch.stack(task_losses),
+                lr=torch.tensor(lrs, dtype=torch.float64), wd=torch.tensor(wds, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-check against the repository's modules
+
+
+def git_show(repo, path):
+    return subprocess.run(["git", "-C", str(repo), "show", f"{REVISION}:{path}"], check=True,
+                          capture_output=True, text=True).stdout
+
+
+PINNED_CHECK = {"einops": "0.8.2", "timm": "1.0.31", "torchvision": "0.29.2"}
+
+
+def check_extra_versions():
+    import importlib.metadata as md
+
+    for name, want in PINNED_CHECK.items():
+        found = md.version(name).split("+")[0]
+        if found != want:
+            sys.exit(f"{name} {found} is installed; the repository check is pinned to {want} "
+                     "(pip install -r tools/requirements.txt)")
+
+
+def import_repository(repo, tmp):
+    """The repository's model and utils packages from `repo` at REVISION, with stand-ins for what
+    they import that is not installed here (`configs`, OpenAI's `clip`, the CLIP encoders)."""
+    for clash in ("configs", "model", "utils", "clip"):
+        if clash in sys.modules:
+            sys.exit(f"a module named {clash!r} is already imported; cannot import the repository's")
+    root = Path(tmp)
+    for path in ["model/fusion.py", "model/decoder.py", "model/head.py", "model/full_model.py",
+                 "utils/model_utils.py", "utils/utils.py"]:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(git_show(repo, path))
+    # model/__init__.py builds the learner (imports OpenAI's clip); only the modules are needed.
+    (root / "model" / "__init__.py").write_text("")
+    (root / "utils" / "__init__.py").write_text(git_show(repo, "utils/__init__.py"))
+    (root / "model" / "image_encoder.py").write_text("class ClipViT:\n    pass\n")
+    (root / "model" / "text_encoder.py").write_text("class ClipText:\n    pass\n")
+    (root / "clip.py").write_text("")
+    configs = types.ModuleType("configs")
+    configs.args = types.SimpleNamespace(target_size=[CROP, CROP], device="cpu")
+    sys.modules["configs"] = configs
+    sys.path.insert(0, str(root))
+    names = ["model.fusion", "model.decoder", "model.head", "model.full_model", "utils.utils"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # timm.models.layers is deprecated
+        return {n: importlib.import_module(n) for n in names}
+
+
+@torch.no_grad()
+def check_repository(repo, clip, fusion, decoder, text, image, ref, trained, train_state):
+    f = FUSION
+    dim = CLIP_TINY["projection_dim"]
+    grid = grid_of(clip)
+    with tempfile.TemporaryDirectory() as tmp:
+        mods = import_repository(repo, tmp)
+        rfusion = mods["model.fusion"].Fusion(
+            n_visual_token=grid * grid, n_cls=1, visual_dim=dim, text_dim=dim, n_layers=f["num_hidden_layers"],
+            n_heads=f["num_attention_heads"], d_model=f["hidden_size"], d_ff=f["intermediate_size"],
+            drop_path_rate=0.0, dropout=0.0).eval()
+        rdecoder = mods["model.decoder"].Decoder(f["hidden_size"], grid).eval()
+        rhead = mods["model.head"].Head(temperature=f["temperature"])
+        rfusion.load_state_dict(fusion.state_dict(), strict=True)
+        rdecoder.load_state_dict(decoder.state_dict(), strict=True)
+        maps = []
+        rdecoder.conv_4.register_forward_hook(lambda m, i, o: maps.append(o.clone()))
+        diffs = {}
+
+        # Window 0 through the repository's Fusion -> Decoder -> Head.
+        image_pad = pad_image(image, CROP)
+        crop = pad_image(image_pad[:, :, :CROP, :CROP], CROP)
+        visual = encode_image(clip, crop)
+        x = rfusion((visual, text[None]))
+        diffs["window0.fusion_patches"] = (x[0] - ref["window0.fusion_patches"]).abs().max().item()
+        diffs["window0.fusion_classes"] = (x[1] - ref["window0.fusion_classes"]).abs().max().item()
+        logits = rhead(rdecoder(x))
+        diffs["window0.decoder_map"] = (maps[-1] - ref["window0.decoder_map"]).abs().max().item()
+        diffs["window0.logits"] = (logits - ref["window0.logits"]).abs().max().item()
+
+        # The repository's multi_scale_eval over its pad_image / crop_image, with one score
+        # channel per label (see the top of this file).
+        class Shim:
+            nclass, base_size, crop_size, scales, flip = len(LABELS), 500, CROP, [1.0], False
+            pad_mean, pad_std = PAD_MEAN, PAD_STD
+
+            def __call__(self, img, names):
+                assert list(names) == LABELS
+                return rhead(rdecoder(rfusion((encode_image(clip, img), text[None]))))
+
+        stitched = mods["model.full_model"].FullModel.multi_scale_eval(Shim(), image, LABELS)
+        diffs["stitched"] = (stitched - ref["stitched"]).abs().max().item()
+        utils = mods["utils.utils"]
+        preds = utils.get_preds(stitched)  # one-hot over the classes, all zero for background
+        labels = torch.where(preds.any(dim=1), preds.argmax(dim=1), torch.full_like(preds[:, 0], -1))
+        diffs["labels (pixels that differ)"] = float((labels[0] != ref["labels"]).sum().item())
+
+        # Schedules, parameter groups and the masked loss of utils/utils.py.
+        t = TRAIN
+        lr = utils.cosine_scheduler(t["fusion_lr"], t["fusion_min_lr"], t["epochs"], t["iters_per_epoch"], t["warmup_epochs"])
+        wd = utils.cosine_scheduler(t["wd"], t["wd_end"], t["epochs"], t["iters_per_epoch"])
+        diffs["lr schedule"] = float(np.abs(lr[:TRAIN_STEPS] - trained["lr"].double().numpy()).max())
+        diffs["wd schedule"] = float(np.abs(wd[:TRAIN_STEPS] - trained["wd"].double().numpy()).max())
+        for name, module in (("fusion", fusion), ("decoder", decoder)):
+            ours = [[id(p) for p in g["params"]] for g in get_params_groups(module)]
+            theirs = [[id(p) for p in g["params"]] for g in utils.get_params_groups(module)]
+            assert ours == theirs, f"{name}: parameter groups differ"
+        images, masks, batches = train_state
+        stem, value = batches[0][0]
+        logits = forward(clip, fusion, decoder, images[stem], text[value - 1][None, None])
+        target = (masks[stem] == value).float()[None, None]
+        ignore = (masks[stem] == 255)[None]
+        theirs = utils.loss_with_ignored_area(nn.BCEWithLogitsLoss(reduction="none"), logits, target, ignore)
+        diffs["masked BCE loss"] = (theirs - loss_with_ignored_area(logits, target, ignore)).abs().item()
+        for n in [k for k in list(sys.modules) if k.split(".")[0] in ("configs", "model", "utils", "clip")]:
+            del sys.modules[n]
+        sys.path.remove(tmp)
+    print(f"repository check ({REVISION}):")
+    for key, value in diffs.items():
+        print(f"  {key}: {value:.3g}")
+    bad = {k: v for k, v in diffs.items() if v > 1e-5}
+    assert not bad, f"the repository's modules disagree: {bad}"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def sub(x, step):
+    return x[..., ::step, ::step].contiguous()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check-repository", nargs="?", const=MIRROR, type=Path, metavar="GIT_DIR",
+                        help=f"cross-check against chaofanma/Fusioner at {REVISION} (default {MIRROR})")
+    args = parser.parse_args()
+    check_versions()
+    if args.check_repository is not None:
+        check_extra_versions()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+    tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
+    assert tokenizer("a photo of a cat.").input_ids == [49406, 320, 1125, 539, 320, 2368, 269, 49407]
+    clip = build_clip(TEXT_DRAW)
+    fusion, decoder = build_head(HEAD_DRAW)
+    fusion.eval()
+    decoder.eval()
+    DIRECTORY.mkdir(parents=True, exist_ok=True)
+
+    # Checkpoint.
+    state = {k: v for k, v in clip.state_dict().items() if not k.endswith("position_ids")}
+    state.update({f"fusion.{k}": v for k, v in fusion.state_dict().items()})
+    state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+    for k, v in state.items():
+        assert torch.equal(v.half().float(), v), f"{k} is not float16-exact"
+    save_file({k: v.contiguous().half() for k, v in state.items()}, DIRECTORY / "model.safetensors")
+    config = {
+        "model_type": "fusioner", "architectures": ["Fusioner"], "clip": clip.config.to_dict(),
+        "fusion_config": FUSION, "image_mean": IMAGE_MEAN, "image_std": IMAGE_STD, "crop_size": CROP, "stride": STRIDE,
+    }
+    (DIRECTORY / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+
+    # Inference reference.
+    test_image().save(DIRECTORY / "image_300x200.png", optimize=True)
+    image = to_pixels(np.array(Image.open(DIRECTORY / "image_300x200.png").convert("RGB")))
+    text = encode_text(clip, tokenizer, LABELS)
+    stitched, records = multi_scale_eval(clip, fusion, decoder, image, text[None])
+    labels, margin = predictions(stitched)
+    full = {"window0.logits": records[0]["logits"], "stitched": stitched, "labels": labels[0]}
+    ref = {"text": text}
+    for key in ("visual", "fusion_patches", "fusion_classes", "decoder_map"):
+        ref[f"window0.{key}"] = records[0][key]
+    for i, r in enumerate(records):
+        ref[f"window{i}.logits_sub"] = sub(r["logits"], WINDOW_STEP)
+    ref["stitched_sub"] = sub(stitched[0], STITCHED_STEP)
+    ref["labels_sub"] = sub(labels[0], STITCHED_STEP).float()
+    ref["labels_margin_sub"] = sub(margin[0], STITCHED_STEP)
+    ref["stitched_full_stats"] = torch.stack([stitched.mean(), stitched.std(correction=0)])
+    save_file({k: v.contiguous().float() for k, v in ref.items()}, DIRECTORY / "reference.safetensors")
+    counts = {int(c): int((ref["labels_sub"] == c).sum()) for c in range(-1, len(LABELS))}
+    print(f"stitched logits: mean {ref['stitched_full_stats'][0]:.4f} std {ref['stitched_full_stats'][1]:.4f} "
+          f"range [{stitched.min():.3f}, {stitched.max():.3f}]")
+    print(f"labels_sub counts (-1 = background): {counts}; margins below 1e-3 there: "
+          f"{int((ref['labels_margin_sub'] < 1e-3).sum())} (smallest {ref['labels_margin_sub'].min():.2e})")
+    h, w = IMAGE_SIZE[1], IMAGE_SIZE[0]
+    runs = {
+        "image": "image_300x200.png", "size": {"width": w, "height": h}, "labels": LABELS,
+        "templates": len(TEMPLATES), "crop_size": CROP, "stride": STRIDE, "pad_value": -1.0,
+        "padded_size": {"width": max(w, CROP), "height": max(h, CROP)},
+        "windows": [{"x0": r["origin"][1], "y0": r["origin"][0], "x1": r["extent"][1], "y1": r["extent"][0]} for r in records],
+        "window_logits_step": WINDOW_STEP, "stitched_step": STITCHED_STEP, "labels_step": STITCHED_STEP,
+        "background_label": -1,
+        "labels_margin": "labels_margin_sub: the winning logit over the runner-up (background = logit 0); "
+                         "0 where float32 sigmoids tie; pixels with a margin under the test's tolerance may differ",
+        "stitched_full_stats": "mean and population std (correction 0) of stitched logits [3, 200, 300]",
+        "tensors": {k: list(v.shape) for k, v in ref.items()},
+    }
+    (DIRECTORY / "runs.json").write_text(json.dumps(runs, indent=1) + "\n")
+
+    # Training reference.
+    train_dir = DIRECTORY / "train"
+    write_train_set(train_dir)
+    images, masks = load_train_set(train_dir)
+    batches = schedule_tasks(masks)
+    train_text = encode_text(clip, tokenizer, TRAIN_CLASSES)
+    (DIRECTORY / "train.json").write_text(json.dumps({"batches": batches, **{k: v for k, v in TRAIN.items()}}) + "\n")
+    fusion_t, decoder_t = build_head(HEAD_DRAW)  # the checkpoint's weights, rebuilt
+    assert all(torch.equal(a, b) for a, b in zip(fusion_t.state_dict().values(), fusion.state_dict().values()))
+    trained = train(clip, fusion_t, decoder_t, train_text, images, masks, [[(s, v) for s, v in b] for b in batches])
+    out = {"losses": trained["losses"], "task_losses": trained["task_losses"], "lr": trained["lr"], "wd": trained["wd"],
+           "class_text": train_text}
+    out.update({f"final.fusion.{k}": v.detach() for k, v in fusion_t.named_parameters()})
+    out.update({f"final.decoder.{k}": v.detach() for k, v in decoder_t.named_parameters()})
+    save_file({k: v.contiguous().float() for k, v in out.items()}, DIRECTORY / "train_reference.safetensors")
+
+    if args.check_repository is not None:
+        check_repository(args.check_repository, clip, fusion, decoder, text, image, {**ref, **full}, trained,
+                         (images, masks, [[(s, v) for s, v in b] for b in batches]))
+    total = sum(p.stat().st_size for p in DIRECTORY.rglob("*") if p.is_file())
+    print(f"wrote {DIRECTORY}: {len(state)} checkpoint tensors, {len(records)} windows, {total / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
