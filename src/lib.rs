@@ -28,6 +28,7 @@ pub mod segment;
 pub mod tokenizer;
 #[cfg(not(target_family = "wasm"))]
 pub mod train;
+pub mod vit;
 
 pub use device::Backend;
 pub use error::{Error, Result};

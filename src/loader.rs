@@ -184,6 +184,14 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         }
     }
 
+    /// Every tensor whose name starts with `prefix` is left unread without being reported as
+    /// unexpected (a CLIP checkpoint's vision tower when only its text tower is wanted).
+    pub fn skip_prefix(&mut self, prefix: &str) {
+        if let Some(checkpoint) = self.checkpoint {
+            self.used.extend(checkpoint.names().filter(|n| n.starts_with(prefix)).map(String::from));
+        }
+    }
+
     /// Report every problem seen, and every checkpoint key the model did not use.
     pub fn finish(self) -> Result<()> {
         let Some(checkpoint) = self.checkpoint else {

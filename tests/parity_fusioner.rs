@@ -49,16 +49,27 @@ fn every(values: &[f32], c: usize, h: usize, w: usize, step: usize) -> Vec<f32> 
 
 #[test]
 fn inference_matches_the_reference() {
-    let reference = Reference::load(MODEL);
+    inference_parity(MODEL);
+}
+
+/// The same with a vision-only image encoder (a ViT in `ViTModel`'s layout, as DINO) and CLIP's
+/// text tower.
+#[test]
+fn inference_with_a_vit_image_encoder_matches_the_reference() {
+    inference_parity("fusioner-dino-tiny");
+}
+
+fn inference_parity(name: &str) {
+    let reference = Reference::load(name);
     let runs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join(MODEL).join("runs.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join(name).join("runs.json")).unwrap()).unwrap();
     let words: Vec<String> =
         runs["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-    let image = png(&fixtures().join(MODEL).join(runs["image"].as_str().unwrap()));
+    let image = png(&fixtures().join(name).join(runs["image"].as_str().unwrap()));
     let (h, w) = (image.height, image.width);
     let mut failures = Vec::new();
     for (backend, device) in backends() {
-        let model = load_model(MODEL, &device);
+        let model = load_model(name, &device);
         let network = model.network().downcast::<FusionerModel>().expect("a Fusioner network");
         let mut check = |what: &str, ours: Vec<f32>, name: &str| {
             if let Err(e) = all_close(&format!("{backend} {what}"), &ours, &reference.get(name).0, TOL, true) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference fixture for wordmask's Fusioner engine (tests/fixtures/fusioner-tiny/).
+"""Reference fixtures for wordmask's Fusioner engine (tests/fixtures/fusioner-tiny/, fusioner-dino-tiny/).
 
 Fusioner (Ma et al., BMVC 2022; repository chaofanma/Fusioner at 01985ed) segments with a frozen
 CLIP: the image encoder's patch tokens (`ClipViT.forward`: ln_post on every token but the class
@@ -31,9 +31,34 @@ dict names), builds a tiny random model around a tiny random `transformers.CLIPM
   training loop (train.py `run_one_batch`, model/__init__.py `get_learner`, utils/utils.py
   `cosine_scheduler`, `get_params_groups`, `Optimizers`, `loss_with_ignored_area`).
 
+With `--dino`, the variant with a vision-only image encoder (a self-supervised ViT such as DINO,
+in transformers' `ViTModel` layout as `facebook/dino-vitb16` is) goes to
+`tests/fixtures/fusioner-dino-tiny/`: the image tokens are the ViT's last hidden state (after
+ViTModel's final `layernorm`) without the class token, L2-normalised per token, so the fusion's
+visual_dim is the ViT's width; the class embeddings come from the same tiny CLIP's text tower
+(`get_text_features`, as above). It writes:
+
+- `config.json`: `clip` (the tiny CLIPConfig), `vision` (the ViTConfig, model_type `vit`),
+  `fusion_config` and the preprocessing keys as above;
+- `model.safetensors` (float16): the CLIP's text side only under the hub's `CLIPModel` keys
+  (`text_model.*`, `text_projection.weight`, `logit_scale`; no `vision_model.*` or
+  `visual_projection.weight`), the ViT under `vision.` + the hub's ViTModel names
+  (`vision.embeddings.cls_token`, `vision.encoder.layer.{i}.attention.attention.query.weight`,
+  ..., `vision.layernorm.*`, as save_pretrained writes them: transformers 5 names the modules
+  differently in memory, `layers.{i}.attention.q_proj`, and converts on saving), then `fusion.*`
+  and `decoder.*`;
+- `vit/`: the ViT alone, `save_pretrained` in float16 (config.json with model_type `vit`), for
+  `wordmask train fusioner --backbone`; the tiny CLIP alone (`clip/`, for `--text`) only while
+  the folder stays under 3 MB, which with its 1.8 MB (the 49,408 x 16 token table) it does not,
+  so it is left out and the run says so;
+- `image_300x200.png` (the same image), `reference.safetensors` and `runs.json`: the same
+  tensors and the same evaluation as above (window0.visual is [1, 49, 24]); no training
+  reference.
+
     pip install -r tools/requirements.txt
     python3 tools/fusioner_reference.py                       # writes tests/fixtures/fusioner-tiny/
-    python3 tools/fusioner_reference.py --check-repository [GIT_DIR]
+    python3 tools/fusioner_reference.py --dino                # writes tests/fixtures/fusioner-dino-tiny/
+    python3 tools/fusioner_reference.py [--dino] --check-repository [GIT_DIR]
         # also loads the same weights into the repository's own Fusion, Decoder and Head
         # (model/{fusion,decoder,head,full_model}.py and utils/{model_utils,utils}.py, read
         # from a checkout or bare git directory of chaofanma/Fusioner at 01985ed; `configs`
@@ -41,7 +66,8 @@ dict names), builds a tiny random model around a tiny random `transformers.CLIPM
         # modules with empty stand-ins), runs window 0 through them and the whole image through
         # the repository's multi_scale_eval, compares its cosine_scheduler, get_params_groups,
         # loss_with_ignored_area and get_preds, asserts agreement (max abs diff <= 1e-5) and
-        # prints the differences (all 0 with the pinned versions).
+        # prints the differences (all 0 with the pinned versions); with --dino, the head with
+        # visual_dim 24 on the ViT's tokens, window 0 and multi_scale_eval only.
 
 Tiny configuration: CLIP vision width 32, 2 layers, 4 heads, MLP 64, patch 32 at 224 (a 7x7
 grid); text width 16, 2 layers, 2 heads, MLP 32, the full 49,408-token vocabulary; projection
@@ -55,6 +81,17 @@ double gain); the text and head draws are chosen among the first few so that the
 embeddings differ (cosines 0.38-0.88) and each outcome covers part of the label map. The
 stitched labels come with their margins (`labels_margin_sub`), so that a test can leave out
 pixels where the top two logits are closer than its tolerance.
+
+Tiny ViT (--dino): width 24, 2 layers, 4 heads, MLP 48, patch 32 at 224 (the same 7x7 grid),
+exact gelu, layer-norm eps 1e-12, qkv bias; transformers' initialisation under its seed, then
+every layer norm's weight and bias and every bias get an offset (0.1), the class token and the
+position embeddings a larger one (0.5), and the blocks' linear weights are drawn again at unit
+gain (at the stock 0.02 the attention and MLP branches barely move the tokens, and a missing
+class token would change them by 6e-5). The head keeps the fusion configuration above with
+visual_dim 24, a fresh draw with the same offsets; the ViT and head draws are chosen, as above,
+so that each outcome covers part of the label map. The script checks that the hub names carry
+what it expects (a plain-torch ViT forward over the saved `vit/` tensors matches ViTModel's) and
+that `vit/` loads back to the same outputs.
 
 Where this differs from the repository, on purpose:
 1. Several labels at once. The repository asks one class per task (`FullModel.nclass = 1`,
@@ -75,9 +112,11 @@ the CPU.
 """
 
 import argparse
+import copy
 import importlib
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,8 +129,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+from transformers import CLIPConfig, CLIPModel, CLIPTokenizer, ViTConfig, ViTModel
 
 from make_fixtures import OUT, TOKENIZER_FILES, check_versions
 
@@ -103,6 +143,11 @@ TEXT_GAIN = 2.0
 # the four outcomes (background, cat, dog, tree) covers a fair share of the label map.
 TEXT_DRAW = SEED + 1
 HEAD_DRAW = SEED + 10
+# The --dino variant (tests/fixtures/fusioner-dino-tiny/): the ViT's draw and the head's, chosen
+# the same way (see build_vit).
+DINO_DIRECTORY = OUT / "fusioner-dino-tiny"
+VIT_DRAW = SEED + 20
+DINO_HEAD_DRAW = SEED + 35
 MIRROR = Path("/work/.mirror/chaofanma+Fusioner/repo")
 REVISION = "01985ed"
 
@@ -114,6 +159,9 @@ CLIP_TINY = dict(
     projection_dim=16,
     hidden_act="quick_gelu",
 )
+# The --dino variant's image encoder, in transformers' ViTModel layout (as facebook/dino-vitb16).
+VIT_TINY = dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                patch_size=32, image_size=224, hidden_act="gelu", layer_norm_eps=1e-12, qkv_bias=True)
 FUSION = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
               layer_norm_eps=1e-05, temperature=0.07)
 # dataset/augumenter.py's A.Normalize for PASCAL (the first of its two sets).
@@ -305,11 +353,11 @@ def build_clip(text_draw):
     return model
 
 
-def build_head(head_draw):
+def build_head(head_draw, visual_dim=CLIP_TINY["projection_dim"]):
     f = FUSION
     dim = CLIP_TINY["projection_dim"]
     torch.manual_seed(head_draw)
-    fusion = Fusion(dim, dim, f["hidden_size"], f["num_hidden_layers"], f["num_attention_heads"],
+    fusion = Fusion(visual_dim, dim, f["hidden_size"], f["num_hidden_layers"], f["num_attention_heads"],
                     f["intermediate_size"], f["layer_norm_eps"])
     decoder = Decoder(f["hidden_size"])
     with torch.no_grad():
@@ -323,15 +371,71 @@ def build_head(head_draw):
     return fusion, decoder
 
 
+def build_vit(draw):
+    """The --dino variant's image encoder: a random ViTModel without pooler, under the draw; every
+    layer norm's weight and bias and every bias get a random offset (0.1), the class token and the
+    position embeddings a larger one (0.5, over the stock 0.02), so that a missing norm, bias,
+    class token or position embedding shows up. The stock 0.02 of the blocks' linear weights
+    leaves the attention and MLP branches next to nothing (a missing class token would move the
+    tokens by 6e-5), so those weights are drawn again at unit gain."""
+    torch.manual_seed(draw)
+    model = ViTModel(ViTConfig(**VIT_TINY), add_pooling_layer=False).eval()
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if key.endswith("bias") or "layernorm" in key:
+                p.add_(torch.randn_like(p) * 0.1)
+        model.embeddings.cls_token.add_(torch.randn_like(model.embeddings.cls_token) * 0.5)
+        model.embeddings.position_embeddings.add_(torch.randn_like(model.embeddings.position_embeddings) * 0.5)
+        for m in model.modules():  # the blocks' linear layers (no pooler; the patch embedding is a conv)
+            if isinstance(m, nn.Linear):
+                m.weight.normal_(0, 1.0 / m.in_features ** 0.5)
+    round_f16_(model)
+    model.requires_grad_(False)
+    return model
+
+
+def vit_reference_forward(state, config, pixels):
+    """ViTModel's forward written out over the hub's key names (`state`, as save_pretrained
+    writes them): the check that those names carry what a loader expects. [b, 1 + grid*grid, dim]."""
+    def p(key):
+        return state[key].float()
+
+    def ln(x, key):
+        return F.layer_norm(x, x.shape[-1:], p(f"{key}.weight"), p(f"{key}.bias"), config.layer_norm_eps)
+
+    def lin(x, key):
+        return F.linear(x, p(f"{key}.weight"), p(f"{key}.bias"))
+
+    x = F.conv2d(pixels, p("embeddings.patch_embeddings.projection.weight"),
+                 p("embeddings.patch_embeddings.projection.bias"), stride=config.patch_size).flatten(2).transpose(1, 2)
+    x = torch.cat([p("embeddings.cls_token").expand(x.shape[0], -1, -1), x], dim=1) + p("embeddings.position_embeddings")
+    heads = config.num_attention_heads
+    for i in range(config.num_hidden_layers):
+        layer = f"encoder.layer.{i}"
+        h = ln(x, f"{layer}.layernorm_before")
+        b, n, c = h.shape
+        q, k, v = (lin(h, f"{layer}.attention.attention.{t}").reshape(b, n, heads, c // heads).transpose(1, 2)
+                   for t in ("query", "key", "value"))
+        a = ((q @ k.transpose(-2, -1)) * (c // heads) ** -0.5).softmax(dim=-1) @ v
+        x = x + lin(a.transpose(1, 2).reshape(b, n, c), f"{layer}.attention.output.dense")
+        h = ln(x, f"{layer}.layernorm_after")
+        x = x + lin(F.gelu(lin(h, f"{layer}.intermediate.dense")), f"{layer}.output.dense")
+    return ln(x, "layernorm")
+
+
 def normalise(x):
     return x / x.norm(dim=-1, keepdim=True)
 
 
 @torch.no_grad()
-def encode_image(clip, pixels):
-    """ClipViT.forward then FullModel.encoder_forward's normalisation: [b, grid*grid, proj]."""
-    hidden = clip.vision_model(pixel_values=pixels).last_hidden_state[:, 1:]
-    return normalise(clip.visual_projection(clip.vision_model.post_layernorm(hidden)))
+def encode_image(encoder, pixels):
+    """CLIP: ClipViT.forward then FullModel.encoder_forward's normalisation: [b, grid*grid, proj].
+    ViT (--dino): the last hidden state (after ViTModel's final layernorm) without the class
+    token, normalised: [b, grid*grid, hidden]."""
+    if isinstance(encoder, ViTModel):
+        return normalise(encoder(pixel_values=pixels).last_hidden_state[:, 1:])
+    hidden = encoder.vision_model(pixel_values=pixels).last_hidden_state[:, 1:]
+    return normalise(encoder.visual_projection(encoder.vision_model.post_layernorm(hidden)))
 
 
 @torch.no_grad()
@@ -352,16 +456,16 @@ def encode_text(clip, tokenizer, names):
     return torch.stack(rows)
 
 
-def grid_of(clip):
-    v = clip.config.vision_config
+def grid_of(encoder):
+    v = encoder.config if isinstance(encoder, ViTModel) else encoder.config.vision_config
     return v.image_size // v.patch_size
 
 
-def forward(clip, fusion, decoder, pixels, text, record=None):
+def forward(encoder, fusion, decoder, pixels, text, record=None):
     """FullModel.forward on one 224x224 crop: logits [b, n_cls, 224, 224]. text [b, n_cls, dim]."""
-    visual = encode_image(clip, pixels)
+    visual = encode_image(encoder, pixels)
     patches, classes = fusion(visual, text)
-    features = decoder(patches, grid_of(clip))
+    features = decoder(patches, grid_of(encoder))
     logits = head(F.interpolate(features, size=(CROP, CROP), mode="bilinear", align_corners=False), classes,
                   FUSION["temperature"])
     if record is not None:
@@ -396,7 +500,7 @@ def windows_of(ph, pw):
 
 
 @torch.no_grad()
-def multi_scale_eval(clip, fusion, decoder, image, text):
+def multi_scale_eval(encoder, fusion, decoder, image, text):
     """FullModel.multi_scale_eval (scales [1.0], no flip) for an image longer than the crop on one
     side: returns the stitched logits [1, n_cls, h, w] and each window's record."""
     _, _, h, w = image.shape
@@ -410,7 +514,7 @@ def multi_scale_eval(clip, fusion, decoder, image, text):
     for h0, h1, w0, w1 in windows_of(ph, pw):
         crop = pad_image(pad[:, :, h0:h1, w0:w1], CROP)
         record = {"origin": (h0, w0), "extent": (h1, w1)}
-        logits = forward(clip, fusion, decoder, crop, text, record)
+        logits = forward(encoder, fusion, decoder, crop, text, record)
         outputs[:, :, h0:h1, w0:w1] += logits[:, :, :h1 - h0, :w1 - w0]
         count[:, :, h0:h1, w0:w1] += 1
         records.append(record)
@@ -640,14 +744,17 @@ def import_repository(repo, tmp):
 
 
 @torch.no_grad()
-def check_repository(repo, clip, fusion, decoder, text, image, ref, trained, train_state):
+def check_repository(repo, encoder, fusion, decoder, text, image, ref, trained=None, train_state=None):
+    """`encoder`: the CLIP, or the ViT of the --dino variant (which has no training reference:
+    trained and train_state None)."""
     f = FUSION
     dim = CLIP_TINY["projection_dim"]
-    grid = grid_of(clip)
+    visual_dim = fusion.visual_proj[0].normalized_shape[0]
+    grid = grid_of(encoder)
     with tempfile.TemporaryDirectory() as tmp:
         mods = import_repository(repo, tmp)
         rfusion = mods["model.fusion"].Fusion(
-            n_visual_token=grid * grid, n_cls=1, visual_dim=dim, text_dim=dim, n_layers=f["num_hidden_layers"],
+            n_visual_token=grid * grid, n_cls=1, visual_dim=visual_dim, text_dim=dim, n_layers=f["num_hidden_layers"],
             n_heads=f["num_attention_heads"], d_model=f["hidden_size"], d_ff=f["intermediate_size"],
             drop_path_rate=0.0, dropout=0.0).eval()
         rdecoder = mods["model.decoder"].Decoder(f["hidden_size"], grid).eval()
@@ -661,7 +768,7 @@ def check_repository(repo, clip, fusion, decoder, text, image, ref, trained, tra
         # Window 0 through the repository's Fusion -> Decoder -> Head.
         image_pad = pad_image(image, CROP)
         crop = pad_image(image_pad[:, :, :CROP, :CROP], CROP)
-        visual = encode_image(clip, crop)
+        visual = encode_image(encoder, crop)
         x = rfusion((visual, text[None]))
         diffs["window0.fusion_patches"] = (x[0] - ref["window0.fusion_patches"]).abs().max().item()
         diffs["window0.fusion_classes"] = (x[1] - ref["window0.fusion_classes"]).abs().max().item()
@@ -677,7 +784,7 @@ def check_repository(repo, clip, fusion, decoder, text, image, ref, trained, tra
 
             def __call__(self, img, names):
                 assert list(names) == LABELS
-                return rhead(rdecoder(rfusion((encode_image(clip, img), text[None]))))
+                return rhead(rdecoder(rfusion((encode_image(encoder, img), text[None]))))
 
         stitched = mods["model.full_model"].FullModel.multi_scale_eval(Shim(), image, LABELS)
         diffs["stitched"] = (stitched - ref["stitched"]).abs().max().item()
@@ -687,22 +794,23 @@ def check_repository(repo, clip, fusion, decoder, text, image, ref, trained, tra
         diffs["labels (pixels that differ)"] = float((labels[0] != ref["labels"]).sum().item())
 
         # Schedules, parameter groups and the masked loss of utils/utils.py.
-        t = TRAIN
-        lr = utils.cosine_scheduler(t["fusion_lr"], t["fusion_min_lr"], t["epochs"], t["iters_per_epoch"], t["warmup_epochs"])
-        wd = utils.cosine_scheduler(t["wd"], t["wd_end"], t["epochs"], t["iters_per_epoch"])
-        diffs["lr schedule"] = float(np.abs(lr[:TRAIN_STEPS] - trained["lr"].double().numpy()).max())
-        diffs["wd schedule"] = float(np.abs(wd[:TRAIN_STEPS] - trained["wd"].double().numpy()).max())
-        for name, module in (("fusion", fusion), ("decoder", decoder)):
-            ours = [[id(p) for p in g["params"]] for g in get_params_groups(module)]
-            theirs = [[id(p) for p in g["params"]] for g in utils.get_params_groups(module)]
-            assert ours == theirs, f"{name}: parameter groups differ"
-        images, masks, batches = train_state
-        stem, value = batches[0][0]
-        logits = forward(clip, fusion, decoder, images[stem], text[value - 1][None, None])
-        target = (masks[stem] == value).float()[None, None]
-        ignore = (masks[stem] == 255)[None]
-        theirs = utils.loss_with_ignored_area(nn.BCEWithLogitsLoss(reduction="none"), logits, target, ignore)
-        diffs["masked BCE loss"] = (theirs - loss_with_ignored_area(logits, target, ignore)).abs().item()
+        if trained is not None:
+            t = TRAIN
+            lr = utils.cosine_scheduler(t["fusion_lr"], t["fusion_min_lr"], t["epochs"], t["iters_per_epoch"], t["warmup_epochs"])
+            wd = utils.cosine_scheduler(t["wd"], t["wd_end"], t["epochs"], t["iters_per_epoch"])
+            diffs["lr schedule"] = float(np.abs(lr[:TRAIN_STEPS] - trained["lr"].double().numpy()).max())
+            diffs["wd schedule"] = float(np.abs(wd[:TRAIN_STEPS] - trained["wd"].double().numpy()).max())
+            for name, module in (("fusion", fusion), ("decoder", decoder)):
+                ours = [[id(p) for p in g["params"]] for g in get_params_groups(module)]
+                theirs = [[id(p) for p in g["params"]] for g in utils.get_params_groups(module)]
+                assert ours == theirs, f"{name}: parameter groups differ"
+            images, masks, batches = train_state
+            stem, value = batches[0][0]
+            logits = forward(encoder, fusion, decoder, images[stem], text[value - 1][None, None])
+            target = (masks[stem] == value).float()[None, None]
+            ignore = (masks[stem] == 255)[None]
+            theirs = utils.loss_with_ignored_area(nn.BCEWithLogitsLoss(reduction="none"), logits, target, ignore)
+            diffs["masked BCE loss"] = (theirs - loss_with_ignored_area(logits, target, ignore)).abs().item()
         for n in [k for k in list(sys.modules) if k.split(".")[0] in ("configs", "model", "utils", "clip")]:
             del sys.modules[n]
         sys.path.remove(tmp)
@@ -720,43 +828,13 @@ def sub(x, step):
     return x[..., ::step, ::step].contiguous()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check-repository", nargs="?", const=MIRROR, type=Path, metavar="GIT_DIR",
-                        help=f"cross-check against chaofanma/Fusioner at {REVISION} (default {MIRROR})")
-    args = parser.parse_args()
-    check_versions()
-    if args.check_repository is not None:
-        check_extra_versions()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-
-    tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
-    assert tokenizer("a photo of a cat.").input_ids == [49406, 320, 1125, 539, 320, 2368, 269, 49407]
-    clip = build_clip(TEXT_DRAW)
-    fusion, decoder = build_head(HEAD_DRAW)
-    fusion.eval()
-    decoder.eval()
-    DIRECTORY.mkdir(parents=True, exist_ok=True)
-
-    # Checkpoint.
-    state = {k: v for k, v in clip.state_dict().items() if not k.endswith("position_ids")}
-    state.update({f"fusion.{k}": v for k, v in fusion.state_dict().items()})
-    state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
-    for k, v in state.items():
-        assert torch.equal(v.half().float(), v), f"{k} is not float16-exact"
-    save_file({k: v.contiguous().half() for k, v in state.items()}, DIRECTORY / "model.safetensors")
-    config = {
-        "model_type": "fusioner", "architectures": ["Fusioner"], "clip": clip.config.to_dict(),
-        "fusion_config": FUSION, "image_mean": IMAGE_MEAN, "image_std": IMAGE_STD, "crop_size": CROP, "stride": STRIDE,
-    }
-    (DIRECTORY / "config.json").write_text(json.dumps(config, indent=1) + "\n")
-
-    # Inference reference.
-    test_image().save(DIRECTORY / "image_300x200.png", optimize=True)
-    image = to_pixels(np.array(Image.open(DIRECTORY / "image_300x200.png").convert("RGB")))
-    text = encode_text(clip, tokenizer, LABELS)
-    stitched, records = multi_scale_eval(clip, fusion, decoder, image, text[None])
+def write_inference_reference(directory, encoder, fusion, decoder, text):
+    """The test image, reference.safetensors and runs.json of one variant; returns the reference
+    tensors (plus the full-size window-0 logits, stitched logits and labels), the image and the
+    window records."""
+    test_image().save(directory / "image_300x200.png", optimize=True)
+    image = to_pixels(np.array(Image.open(directory / "image_300x200.png").convert("RGB")))
+    stitched, records = multi_scale_eval(encoder, fusion, decoder, image, text[None])
     labels, margin = predictions(stitched)
     full = {"window0.logits": records[0]["logits"], "stitched": stitched, "labels": labels[0]}
     ref = {"text": text}
@@ -768,7 +846,7 @@ def main():
     ref["labels_sub"] = sub(labels[0], STITCHED_STEP).float()
     ref["labels_margin_sub"] = sub(margin[0], STITCHED_STEP)
     ref["stitched_full_stats"] = torch.stack([stitched.mean(), stitched.std(correction=0)])
-    save_file({k: v.contiguous().float() for k, v in ref.items()}, DIRECTORY / "reference.safetensors")
+    save_file({k: v.contiguous().float() for k, v in ref.items()}, directory / "reference.safetensors")
     counts = {int(c): int((ref["labels_sub"] == c).sum()) for c in range(-1, len(LABELS))}
     print(f"stitched logits: mean {ref['stitched_full_stats'][0]:.4f} std {ref['stitched_full_stats'][1]:.4f} "
           f"range [{stitched.min():.3f}, {stitched.max():.3f}]")
@@ -787,7 +865,38 @@ def main():
         "stitched_full_stats": "mean and population std (correction 0) of stitched logits [3, 200, 300]",
         "tensors": {k: list(v.shape) for k, v in ref.items()},
     }
-    (DIRECTORY / "runs.json").write_text(json.dumps(runs, indent=1) + "\n")
+    (directory / "runs.json").write_text(json.dumps(runs, indent=1) + "\n")
+    return {**ref, **full}, image, records
+
+
+def check_f16_exact(state):
+    for k, v in state.items():
+        assert torch.equal(v.half().float(), v), f"{k} is not float16-exact"
+
+
+def write_tiny(args, tokenizer):
+    """tests/fixtures/fusioner-tiny/: CLIP image and text encoders, inference and training references."""
+    clip = build_clip(TEXT_DRAW)
+    fusion, decoder = build_head(HEAD_DRAW)
+    fusion.eval()
+    decoder.eval()
+    DIRECTORY.mkdir(parents=True, exist_ok=True)
+
+    # Checkpoint.
+    state = {k: v for k, v in clip.state_dict().items() if not k.endswith("position_ids")}
+    state.update({f"fusion.{k}": v for k, v in fusion.state_dict().items()})
+    state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+    check_f16_exact(state)
+    save_file({k: v.contiguous().half() for k, v in state.items()}, DIRECTORY / "model.safetensors")
+    config = {
+        "model_type": "fusioner", "architectures": ["Fusioner"], "clip": clip.config.to_dict(),
+        "fusion_config": FUSION, "image_mean": IMAGE_MEAN, "image_std": IMAGE_STD, "crop_size": CROP, "stride": STRIDE,
+    }
+    (DIRECTORY / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+
+    # Inference reference.
+    text = encode_text(clip, tokenizer, LABELS)
+    ref, image, records = write_inference_reference(DIRECTORY, clip, fusion, decoder, text)
 
     # Training reference.
     train_dir = DIRECTORY / "train"
@@ -806,10 +915,106 @@ def main():
     save_file({k: v.contiguous().float() for k, v in out.items()}, DIRECTORY / "train_reference.safetensors")
 
     if args.check_repository is not None:
-        check_repository(args.check_repository, clip, fusion, decoder, text, image, {**ref, **full}, trained,
+        check_repository(args.check_repository, clip, fusion, decoder, text, image, ref, trained,
                          (images, masks, [[(s, v) for s, v in b] for b in batches]))
     total = sum(p.stat().st_size for p in DIRECTORY.rglob("*") if p.is_file())
     print(f"wrote {DIRECTORY}: {len(state)} checkpoint tensors, {len(records)} windows, {total / 1e6:.2f} MB")
+
+
+CLIP_TEXT_KEYS = ("text_model.", "text_projection.weight", "logit_scale")
+# The whole fixture folder stays under this; vit/ and clip/ are written only while it does.
+DINO_SIZE_LIMIT = 3_000_000
+
+
+@torch.no_grad()
+def write_dino(args, tokenizer):
+    """tests/fixtures/fusioner-dino-tiny/: a ViTModel image encoder (DINO's layout), the tiny
+    CLIP's text tower, a head with visual_dim = the ViT's width; inference reference only."""
+    directory = DINO_DIRECTORY
+    clip = build_clip(TEXT_DRAW)
+    vit = build_vit(VIT_DRAW)
+    fusion, decoder = build_head(DINO_HEAD_DRAW, visual_dim=VIT_TINY["hidden_size"])
+    fusion.eval()
+    decoder.eval()
+    directory.mkdir(parents=True, exist_ok=True)
+
+    # The ViT alone, as the hub has it (f16 save_pretrained); its safetensors keys are the hub's
+    # ViTModel names, which the combined checkpoint takes over under `vision.`.
+    vit_dir = directory / "vit"
+    copy.deepcopy(vit).half().save_pretrained(vit_dir)
+    with safe_open(vit_dir / "model.safetensors", "pt") as f:
+        vit_state = {k: f.get_tensor(k).float() for k in f.keys()}
+    pixels = to_pixels(np.array(test_image().convert("RGB"))[:CROP, :CROP])
+    pixels = pad_image(pixels, CROP)
+    hf = vit(pixel_values=pixels).last_hidden_state
+    assert (vit_reference_forward(vit_state, vit.config, pixels) - hf).abs().max() < 1e-5, "ViT keys"
+    reloaded = ViTModel.from_pretrained(vit_dir, dtype=torch.float32, add_pooling_layer=False).eval()
+    assert torch.equal(reloaded(pixel_values=pixels).last_hidden_state, hf), "ViT save_pretrained round trip"
+
+    # Checkpoint: CLIP's text side under the hub's CLIPModel keys, the ViT under `vision.`, the head.
+    state = {k: v for k, v in clip.state_dict().items() if k.startswith(CLIP_TEXT_KEYS) and not k.endswith("position_ids")}
+    assert "text_projection.weight" in state and "logit_scale" in state
+    state.update({f"vision.{k}": v for k, v in vit_state.items()})
+    state.update({f"fusion.{k}": v for k, v in fusion.state_dict().items()})
+    state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+    check_f16_exact(state)
+    save_file({k: v.contiguous().half() for k, v in state.items()}, directory / "model.safetensors")
+    config = {
+        "model_type": "fusioner", "architectures": ["Fusioner"], "clip": clip.config.to_dict(),
+        "vision": vit.config.to_dict(), "fusion_config": FUSION, "image_mean": IMAGE_MEAN, "image_std": IMAGE_STD,
+        "crop_size": CROP, "stride": STRIDE,
+    }
+    assert config["vision"]["model_type"] == "vit"
+    (directory / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+
+    # Inference reference.
+    text = encode_text(clip, tokenizer, LABELS)
+    ref, image, records = write_inference_reference(directory, vit, fusion, decoder, text)
+    counts = [int((ref["labels_sub"] == c).sum()) for c in range(-1, len(LABELS))]
+    assert min(counts) > 0, f"a label never wins: {counts}"
+
+    # The tiny CLIP alone (f16 save_pretrained), for `wordmask train fusioner --text`, while the
+    # folder stays under the limit.
+    def size():
+        return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy.deepcopy(clip).half().save_pretrained(tmp)
+        clip_size = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
+    clip_dir = directory / "clip"
+    shutil.rmtree(clip_dir, ignore_errors=True)
+    if size() + clip_size < DINO_SIZE_LIMIT:
+        copy.deepcopy(clip).half().save_pretrained(clip_dir)
+    else:
+        print(f"clip/ not written: its {clip_size / 1e6:.2f} MB would take the folder over "
+              f"{DINO_SIZE_LIMIT / 1e6:.0f} MB")
+
+    if args.check_repository is not None:
+        check_repository(args.check_repository, vit, fusion, decoder, text, image, ref)
+    total = size()
+    print(f"wrote {directory}: {len(state)} checkpoint tensors, {len(records)} windows, {total / 1e6:.2f} MB")
+    assert total < DINO_SIZE_LIMIT
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dino", action="store_true",
+                        help=f"write the ViT-image-encoder variant ({DINO_DIRECTORY.name}) instead")
+    parser.add_argument("--check-repository", nargs="?", const=MIRROR, type=Path, metavar="GIT_DIR",
+                        help=f"cross-check against chaofanma/Fusioner at {REVISION} (default {MIRROR})")
+    args = parser.parse_args()
+    check_versions()
+    if args.check_repository is not None:
+        check_extra_versions()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+    tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
+    assert tokenizer("a photo of a cat.").input_ids == [49406, 320, 1125, 539, 320, 2368, 269, 49407]
+    if args.dino:
+        write_dino(args, tokenizer)
+    else:
+        write_tiny(args, tokenizer)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,10 @@ pub struct EvalArgs {
     /// Evaluate only the first N images.
     #[arg(long)]
     limit: Option<usize>,
+    /// Score only the classes of this fold (PASCAL-5i for voc21, COCO-20i for coco-object; the
+    /// classes `train fusioner --fold N` held out): the other classes count as background.
+    #[arg(long)]
+    fold: Option<usize>,
     /// Datasets with a background class 0 (voc21, context60, coco-object) are evaluated as
     /// each engine's repository does: the dense engine embeds class 0's name and gives it the
     /// pixels under its threshold (0.1); GroupViT leaves the name out and its background
@@ -256,14 +260,39 @@ pub(super) fn read_label_png(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     Ok((w, h, data))
 }
 
+/// The class values of fold `fold`: PASCAL-5i (voc21, values 1-20) or COCO-20i (coco-object,
+/// values 1-80), as HSNet splits them.
+pub(super) fn fold_classes(format: Format, fold: usize) -> Result<Vec<u8>> {
+    match format {
+        Format::Voc21 if fold < 4 => Ok((1..=5).map(|i| (fold * 5 + i) as u8).collect()),
+        Format::CocoObject if fold < 4 => Ok((0..20).map(|v| (4 * v + fold + 1) as u8).collect()),
+        Format::Voc21 | Format::CocoObject => bail!("--fold must be 0, 1, 2 or 3, got {fold}"),
+        _ => bail!("--fold applies to voc21 (PASCAL-5i) and coco-object (COCO-20i)"),
+    }
+}
+
 pub fn run(args: EvalArgs) -> Result<()> {
-    let classes: Vec<Label> = match (&args.classes, args.format.classes()) {
+    let mut classes: Vec<Label> = match (&args.classes, args.format.classes()) {
         (Some(path), _) => parse_class_file(
             &std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
         )?,
         (None, Some(text)) => parse_class_file(text)?,
         (None, None) => bail!("--format folder needs --classes FILE"),
     };
+    // With a fold: class 0 and the fold's classes; every other class value becomes 0.
+    let mut remap: Vec<u8> = (0..=255).collect();
+    if let Some(fold) = args.fold {
+        let held = fold_classes(args.format, fold)?;
+        if let Some(&v) = held.iter().find(|&&v| v as usize >= classes.len()) {
+            bail!("fold {fold} needs class {v}, but the class list has {} lines", classes.len());
+        }
+        remap = (0..=255u16).map(|v| if v == IGNORE_INDEX as u16 { IGNORE_INDEX } else { 0 }).collect();
+        for (i, &v) in held.iter().enumerate() {
+            remap[v as usize] = i as u8 + 1;
+        }
+        classes =
+            std::iter::once(classes[0].clone()).chain(held.iter().map(|&v| classes[v as usize].clone())).collect();
+    }
     let mut samples = samples(args.format, &args.dataset, Split::Val)?;
     if let Some(n) = args.limit {
         samples.truncate(n);
@@ -321,7 +350,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 pred.into_iter().map(|v| args.format.map_gt(v)).collect()
             }
         };
-        let gt: Vec<u8> = gt.into_iter().map(|v| args.format.map_gt(v)).collect();
+        let gt: Vec<u8> = gt.into_iter().map(|v| remap[args.format.map_gt(v) as usize]).collect();
         matrix.add(&prediction, &gt)?;
         let elapsed = start.elapsed().as_secs_f64();
         let eta = elapsed / (i + 1) as f64 * (samples.len() - i - 1) as f64;

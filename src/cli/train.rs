@@ -2,24 +2,25 @@
 //! with a segmentation dataset, writing a checkpoint folder after every epoch.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::eval::{Format, Sample, Split, read_label_png, samples};
+use super::eval::{Format, Sample, Split, fold_classes, read_label_png, samples};
 use super::files::ModelFiles;
 use super::read_image;
 use wordmask::checkpoint::Checkpoint;
-use wordmask::clip::{ClipConfig, ClipModel};
 use wordmask::fusioner::{
-    COCO_MEAN, COCO_STD, FusionConfig, FusionHead, FusionerConfig, FusionerModel, PASCAL_MEAN, PASCAL_STD,
+    COCO_MEAN, COCO_STD, ClipText, FusionConfig, FusionHead, FusionerConfig, FusionerModel, ImageEncoder, PASCAL_MEAN,
+    PASCAL_STD,
 };
 use wordmask::labels::parse_class_file;
 use wordmask::network::model_type;
 use wordmask::preprocess::RgbImage;
-use wordmask::train::{Event, FeatureCache, Hyper, Samples, TrainOptions, fit};
+use wordmask::train::{Event, FeatureCache, Hyper, Samples, TrainOptions, WeightSource, fit};
+use wordmask::vit::VitModel;
 use wordmask::{Backend, device, loader};
 
 #[derive(Subcommand)]
@@ -65,11 +66,13 @@ pub enum Stats {
 
 #[derive(Args)]
 pub struct FusionerArgs {
-    /// The frozen CLIP checkpoint (config.json + weights), or a Fusioner checkpoint to go on
-    /// from (its CLIP and its head).
+    /// The frozen image encoder: a CLIP checkpoint (config.json + weights; its text tower is
+    /// the text encoder too), a vision-only ViT (`model_type: vit`, e.g. DINO; needs --text), or
+    /// a Fusioner checkpoint to go on from (its encoders and its head).
     #[arg(long)]
     backbone: String,
-    /// The text model: only the backbone's own CLIP text tower is supported.
+    /// The CLIP checkpoint whose text tower embeds the class names, for a ViT backbone (only
+    /// its text tower is read).
     #[arg(long)]
     text: Option<String>,
     /// Dataset root in the format's layout.
@@ -175,17 +178,6 @@ impl Samples for Files {
     }
 }
 
-/// The class values of fold `fold`: PASCAL-5i (voc21, values 1-20) or COCO-20i (coco-object,
-/// values 1-80), as HSNet splits them.
-pub fn fold_classes(format: Format, fold: usize) -> Result<Vec<u8>> {
-    match format {
-        Format::Voc21 if fold < 4 => Ok((1..=5).map(|i| (fold * 5 + i) as u8).collect()),
-        Format::CocoObject if fold < 4 => Ok((0..20).map(|v| (4 * v + fold + 1) as u8).collect()),
-        Format::Voc21 | Format::CocoObject => bail!("--fold must be 0, 1, 2 or 3, got {fold}"),
-        _ => bail!("--fold applies to voc21 (PASCAL-5i) and coco-object (COCO-20i)"),
-    }
-}
-
 fn duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     if s >= 3600 { format!("{}h{:02}m", s / 3600, s / 60 % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
@@ -193,13 +185,6 @@ fn duration(seconds: f64) -> String {
 
 pub fn run(command: TrainCommand) -> Result<()> {
     let TrainCommand::Fusioner(args) = command;
-    if let Some(text) = &args.text
-        && Path::new(text) != Path::new(&args.backbone)
-    {
-        bail!(
-            "--text: only the backbone's own CLIP text tower is supported; drop --text or pass the same checkpoint as --backbone"
-        );
-    }
     let format = args.format.eval_format();
     let classes = match (&args.classes, format.classes()) {
         (Some(path), _) => parse_class_file(
@@ -235,38 +220,74 @@ pub fn run(command: TrainCommand) -> Result<()> {
     let model_files = ModelFiles::open(&args.backbone)?;
     let weights_name = model_files.weights_path.display().to_string();
     let checkpoint = Checkpoint::from_bytes(model_files.weights(), &weights_name)?;
-    let device = device::open(args.backend)?;
     let kind = model_type(&model_files.config)?;
+    // The text encoder's checkpoint, for a ViT backbone.
+    let text_files = match (kind.as_str(), &args.text) {
+        ("vit", Some(path)) => Some(ModelFiles::open(path)?),
+        ("vit", None) => bail!("{}: a vision-only backbone needs --text CLIP_DIR for the class names", args.backbone),
+        (_, Some(_)) => {
+            bail!("--text goes with a vision-only (ViT) backbone; a {kind} backbone brings its own text tower")
+        }
+        _ => None,
+    };
+    let text_name = text_files.as_ref().map(|f| f.weights_path.display().to_string()).unwrap_or_default();
+    let text_checkpoint = match &text_files {
+        Some(f) => Some(Checkpoint::from_bytes(f.weights(), &text_name)?),
+        None => None,
+    };
+    let device = device::open(args.backend)?;
+    let fusion = FusionConfig {
+        hidden_size: args.width,
+        num_hidden_layers: args.layers,
+        num_attention_heads: args.heads,
+        intermediate_size: args.mlp.unwrap_or(4 * args.width),
+        ..FusionConfig::default()
+    };
     let mut model = match kind.as_str() {
         "clip" => {
             let clip_json: serde_json::Value = serde_json::from_str(&model_files.config)?;
-            let fusion = FusionConfig {
-                hidden_size: args.width,
-                num_hidden_layers: args.layers,
-                num_attention_heads: args.heads,
-                intermediate_size: args.mlp.unwrap_or(4 * args.width),
-                ..FusionConfig::default()
-            };
-            let config = FusionerConfig::new(clip_json, fusion, mean, std)?;
-            let clip_config = ClipConfig::from_json(&model_files.config)?;
-            let clip =
-                loader::load(&checkpoint, &device, "CLIPModel", |l| Ok(ClipModel::load(clip_config.clone(), l)))?;
-            let proj = config.clip.projection_dim;
-            let head = FusionHead::init(fusion, proj, proj, args.seed, &device);
-            FusionerModel { config, clip, head }
+            let config = FusionerConfig::new(clip_json, None, fusion, mean, std)?;
+            let (image, text) = loader::load(&checkpoint, &device, "CLIPModel", |l| {
+                Ok((ImageEncoder::load_clip(l, &config.clip), ClipText::load(l, &config.clip)))
+            })?;
+            let head = FusionHead::init(fusion, config.visual_dim(), config.clip.projection_dim, args.seed, &device);
+            FusionerModel { config, image, text, head }
+        }
+        "vit" => {
+            let (text_files, text_checkpoint) = (text_files.as_ref().unwrap(), text_checkpoint.as_ref().unwrap());
+            let text_kind = model_type(&text_files.config)?;
+            if text_kind != "clip" {
+                bail!("--text {}: model_type '{text_kind}'; the text encoder must be a CLIP checkpoint", text_name);
+            }
+            let clip_json: serde_json::Value = serde_json::from_str(&text_files.config)?;
+            let vit_json: serde_json::Value = serde_json::from_str(&model_files.config)?;
+            let config = FusionerConfig::new(clip_json, Some(vit_json), fusion, mean, std)?;
+            let vit_config = config.vision.as_ref().map(|(v, _)| v.clone()).unwrap();
+            let vit =
+                loader::load(&checkpoint, &device, "ViTModel", |l| Ok(VitModel::load(l, "", vit_config.clone())))?;
+            let text = loader::load(text_checkpoint, &device, "CLIPModel (text tower)", |l| {
+                l.skip_prefix("vision_model.");
+                l.skip_prefix("visual_projection.");
+                Ok(ClipText::load(l, &config.clip))
+            })?;
+            let head = FusionHead::init(fusion, config.visual_dim(), config.clip.projection_dim, args.seed, &device);
+            FusionerModel { config, image: ImageEncoder::Vit(vit), text, head }
         }
         "fusioner" => {
             let config = FusionerConfig::from_json(&model_files.config)?;
             loader::load(&checkpoint, &device, "Fusioner", |l| Ok(FusionerModel::load(config.clone(), l)))?
         }
-        "vit" => bail!(
-            "{}: vision-only backbones (DINO in ViTModel layout) are not supported yet; use a CLIP checkpoint",
-            args.backbone
-        ),
         other => bail!(
-            "{}: model_type '{other}'; --backbone takes a CLIP (model_type 'clip') or Fusioner checkpoint",
+            "{}: model_type '{other}'; --backbone takes a CLIP (model_type 'clip'), ViT ('vit') or Fusioner checkpoint",
             args.backbone
         ),
+    };
+    let sources: Vec<WeightSource> = match &text_checkpoint {
+        Some(text) => vec![
+            WeightSource { checkpoint: &checkpoint, prefix: "vision.", skip: &["pooler."] },
+            WeightSource { checkpoint: text, prefix: "", skip: &["vision_model.", "visual_projection."] },
+        ],
+        None => vec![WeightSource { checkpoint: &checkpoint, prefix: "", skip: &[] }],
     };
     let options = TrainOptions {
         hyper: Hyper {
@@ -334,10 +355,12 @@ pub fn run(command: TrainCommand) -> Result<()> {
         }
         std::io::stderr().flush().ok();
     };
+    let backbone_name =
+        if text_name.is_empty() { weights_name.clone() } else { format!("{weights_name} + {text_name}") };
     let state = fit(
         &mut model,
-        &checkpoint,
-        &weights_name,
+        &sources,
+        &backbone_name,
         &Files(files),
         &options,
         &args.out,

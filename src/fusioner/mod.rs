@@ -6,12 +6,16 @@
 //! The frozen encoders are a CLIP checkpoint's towers (any size: the repository hard-codes
 //! ViT-L/14, here it is the checkpoint's config): image tokens are `ln_post(patch tokens) @ proj`,
 //! L2-normalised, per crop; class embeddings are the text tower's, per class the renormalised
-//! mean of its normalised template embeddings.
+//! mean of its normalised template embeddings. The image encoder may instead be a vision-only
+//! ViT (DINO, in `ViTModel`'s layout): its final patch tokens, L2-normalised, with CLIP's text
+//! tower, as the paper pairs them; the fusion learns the pairing.
 //!
 //! A Fusioner checkpoint is one folder: `config.json` (`model_type: fusioner`, the CLIP config
-//! under `clip`, the head's sizes under `fusion_config`, the image statistics and the crop)
-//! and one weights file with the CLIP weights under their hub keys plus `fusion.*` and
-//! `decoder.*` under the repository's module names. `wordmask train fusioner` writes them.
+//! under `clip`, a ViT's under `vision` when it is the image encoder, the head's sizes under
+//! `fusion_config`, the image statistics and the crop) and one weights file with the CLIP
+//! weights under their hub keys (the text side only with a ViT, whose weights are under
+//! `vision.`) plus `fusion.*` and `decoder.*` under the repository's module names.
+//! `wordmask train fusioner` writes them.
 
 pub mod head;
 
@@ -22,11 +26,13 @@ use serde::{Deserialize, Serialize};
 
 pub use head::{FusionConfig, FusionHead, HeadOutput, ParamVisitor};
 
-use crate::clip::{ClipConfig, ClipModel};
+use crate::clip::{ClipConfig, TextTransformer, VisionTransformer};
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
-use crate::network::{ImageEmbedding, Network, field, read_config};
+use crate::network::{ImageEmbedding, Network, Tokens, field, read_config};
+use crate::nn::{Linear, l2_normalize};
 use crate::preprocess::Preprocessor;
+use crate::vit::{VitConfig, VitModel};
 
 /// The image statistics of the repository's PASCAL-5i preset (`dataset/augumenter.py`).
 pub const PASCAL_MEAN: [f32; 3] = [0.4554, 0.4298, 0.3955];
@@ -41,6 +47,8 @@ pub struct FusionerConfig {
     pub clip: ClipConfig,
     /// `clip` as written, kept so that a trained checkpoint repeats it.
     pub clip_json: serde_json::Value,
+    /// A vision-only image encoder (`vision`, a `ViTConfig`), and its JSON as written.
+    pub vision: Option<(VitConfig, serde_json::Value)>,
     pub fusion: FusionConfig,
     pub image_mean: [f32; 3],
     pub image_std: [f32; 3],
@@ -56,6 +64,8 @@ struct Written {
     model_type: String,
     architectures: Vec<String>,
     clip: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vision: Option<serde_json::Value>,
     fusion_config: FusionConfig,
     image_mean: [f32; 3],
     image_std: [f32; 3],
@@ -72,8 +82,14 @@ impl FusionerConfig {
             .cloned()
             .ok_or_else(|| Error::Config("config.json has no `clip` object (the frozen CLIP's config)".into()))?;
         let clip = ClipConfig::from_value(&clip_json)?;
-        let crop_size = field(&value, "crop_size", clip.vision_config.image_size)?;
+        let vision = match value.get("vision").filter(|v| !v.is_null()) {
+            Some(v) => Some((VitConfig::from_value(v)?, v.clone())),
+            None => None,
+        };
+        let native = vision.as_ref().map_or(clip.vision_config.image_size, |(v, _)| v.image_size);
+        let crop_size = field(&value, "crop_size", native)?;
         let config = FusionerConfig {
+            vision,
             fusion: field(&value, "fusion_config", FusionConfig::default())?,
             image_mean: field(&value, "image_mean", PASCAL_MEAN)?,
             image_std: field(&value, "image_std", PASCAL_STD)?,
@@ -86,13 +102,25 @@ impl FusionerConfig {
         Ok(config)
     }
 
-    /// A head of `fusion` sizes on a CLIP whose `config.json` is `clip_json`.
-    pub fn new(clip_json: serde_json::Value, fusion: FusionConfig, mean: [f32; 3], std: [f32; 3]) -> Result<Self> {
+    /// A head of `fusion` sizes on a CLIP whose `config.json` is `clip_json` (and a ViT image
+    /// encoder whose `config.json` is `vision`, when given).
+    pub fn new(
+        clip_json: serde_json::Value,
+        vision: Option<serde_json::Value>,
+        fusion: FusionConfig,
+        mean: [f32; 3],
+        std: [f32; 3],
+    ) -> Result<Self> {
         let clip = ClipConfig::from_value(&clip_json)?;
-        let crop_size = clip.vision_config.image_size;
+        let vision = match vision {
+            Some(v) => Some((VitConfig::from_value(&v)?, v)),
+            None => None,
+        };
+        let crop_size = vision.as_ref().map_or(clip.vision_config.image_size, |(v, _)| v.image_size);
         let config = FusionerConfig {
             clip,
             clip_json,
+            vision,
             fusion,
             image_mean: mean,
             image_std: std,
@@ -105,7 +133,7 @@ impl FusionerConfig {
 
     fn validate(&self) -> Result<()> {
         self.fusion.validate()?;
-        let patch = self.clip.vision_config.patch_size;
+        let patch = self.patch_size();
         if self.crop_size < patch || !self.crop_size.is_multiple_of(patch) {
             return Err(Error::Config(format!(
                 "crop_size {} must be a positive multiple of the CLIP patch size {patch}",
@@ -130,6 +158,7 @@ impl FusionerConfig {
             model_type: "fusioner".into(),
             architectures: vec!["Fusioner".into()],
             clip: self.clip_json.clone(),
+            vision: self.vision.as_ref().map(|(_, v)| v.clone()),
             fusion_config: self.fusion,
             image_mean: self.image_mean,
             image_std: self.image_std,
@@ -139,33 +168,141 @@ impl FusionerConfig {
         serde_json::to_string_pretty(&written).unwrap_or_default() + "\n"
     }
 
+    /// The image encoder's patch size.
+    pub fn patch_size(&self) -> usize {
+        self.vision.as_ref().map_or(self.clip.vision_config.patch_size, |(v, _)| v.patch_size)
+    }
+
+    /// Width of the image tokens: CLIP's projection, or the ViT's hidden size.
+    pub fn visual_dim(&self) -> usize {
+        self.vision.as_ref().map_or(self.clip.projection_dim, |(v, _)| v.hidden_size)
+    }
+
     /// Patches per side of a crop.
     pub fn grid(&self) -> usize {
-        self.crop_size / self.clip.vision_config.patch_size
+        self.crop_size / self.patch_size()
     }
 }
 
-/// A frozen CLIP and a Fusioner head.
+/// The frozen image encoder.
+#[derive(Debug, Clone)]
+pub enum ImageEncoder {
+    /// CLIP's vision tower and projection.
+    Clip { vision: VisionTransformer, projection: Linear },
+    /// A vision-only ViT (DINO).
+    Vit(VitModel),
+}
+
+impl ImageEncoder {
+    /// CLIP's vision tower (`vision_model.*`, `visual_projection`).
+    pub fn load_clip(loader: &mut WeightLoader, config: &ClipConfig) -> Self {
+        ImageEncoder::Clip {
+            vision: VisionTransformer::load(loader, "vision_model", &config.vision_config),
+            projection: Linear::load(
+                loader,
+                "visual_projection",
+                config.vision_config.hidden_size,
+                config.projection_dim,
+                false,
+            ),
+        }
+    }
+
+    /// L2-normalised patch tokens `[b, gh*gw, dim]` of normalised crops, and the grid.
+    pub fn tokens(&self, crops: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
+        let (patches, grid) = match self {
+            ImageEncoder::Clip { vision, projection } => {
+                let out = vision.forward(crops)?;
+                let [b, n, d] = out.last_hidden.dims();
+                let normed = vision.post_layernorm.forward(out.last_hidden);
+                (projection.forward(normed.slice([0..b, 1..n, 0..d])), out.grid)
+            }
+            ImageEncoder::Vit(vit) => {
+                let (hidden, grid) = vit.forward(crops)?;
+                let [b, n, d] = hidden.dims();
+                (hidden.slice([0..b, 1..n, 0..d]), grid)
+            }
+        };
+        Ok((l2_normalize(patches), grid))
+    }
+
+    /// The pooled image embedding: CLIP's projected class token (in the text space), or the
+    /// ViT's class token (not in the text space), L2-normalised. `[b, dim]`
+    pub fn pooled(&self, crops: Tensor<4>) -> Result<(Tensor<2>, (usize, usize))> {
+        let (hidden, grid) = match self {
+            ImageEncoder::Clip { vision, projection } => {
+                let out = vision.forward(crops)?;
+                let [b, _, d] = out.last_hidden.dims();
+                let class = vision.post_layernorm.forward(out.last_hidden).slice([0..b, 0..1, 0..d]).reshape([b, d]);
+                (projection.forward(class), out.grid)
+            }
+            ImageEncoder::Vit(vit) => {
+                let (hidden, grid) = vit.forward(crops)?;
+                let [b, _, d] = hidden.dims();
+                (hidden.slice([0..b, 0..1, 0..d]).reshape([b, d]), grid)
+            }
+        };
+        Ok((l2_normalize(hidden), grid))
+    }
+
+    pub fn device(&self) -> Device {
+        match self {
+            ImageEncoder::Clip { projection, .. } => projection.weight.device(),
+            ImageEncoder::Vit(vit) => vit.device(),
+        }
+    }
+}
+
+/// CLIP's text tower and projection.
+#[derive(Debug, Clone)]
+pub struct ClipText {
+    pub model: TextTransformer,
+    pub projection: Linear,
+    /// `exp(logit_scale)`.
+    pub logit_scale: f32,
+}
+
+impl ClipText {
+    /// `text_model.*`, `text_projection`, `logit_scale`.
+    pub fn load(loader: &mut WeightLoader, config: &ClipConfig) -> Self {
+        ClipText {
+            model: TextTransformer::load(loader, "text_model", &config.text_config),
+            projection: Linear::load(
+                loader,
+                "text_projection",
+                config.text_config.hidden_size,
+                config.projection_dim,
+                false,
+            ),
+            logit_scale: loader.host("logit_scale", &[]).map(|v| v[0].exp()).unwrap_or(1.0),
+        }
+    }
+}
+
+/// Frozen encoders and a Fusioner head.
 #[derive(Debug, Clone)]
 pub struct FusionerModel {
     pub config: FusionerConfig,
-    pub clip: ClipModel,
+    pub image: ImageEncoder,
+    pub text: ClipText,
     pub head: FusionHead,
 }
 
 impl FusionerModel {
     pub fn load(config: FusionerConfig, loader: &mut WeightLoader) -> Self {
-        let clip = ClipModel::load(config.clip.clone(), loader);
-        let proj = config.clip.projection_dim;
-        let head = FusionHead::load(loader, config.fusion, proj, proj);
-        FusionerModel { config, clip, head }
+        let image = match &config.vision {
+            Some((vit, _)) => ImageEncoder::Vit(VitModel::load(loader, "vision", vit.clone())),
+            None => ImageEncoder::load_clip(loader, &config.clip),
+        };
+        let text = ClipText::load(loader, &config.clip);
+        let head = FusionHead::load(loader, config.fusion, config.visual_dim(), config.clip.projection_dim);
+        FusionerModel { config, image, text, head }
     }
 
-    /// The frozen image encoder on normalised crops `[b, 3, crop, crop]`: L2-normalised
-    /// projected patch tokens `[b, gh*gw, proj]` and the grid.
+    /// The frozen image encoder on normalised crops `[b, 3, crop, crop]`: L2-normalised patch
+    /// tokens `[b, gh*gw, dim]` and the grid.
     pub fn image_tokens(&self, crops: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
-        let f = self.clip.image_features(crops)?;
-        Ok((f.patch_tokens, f.vision.grid))
+        self.image.tokens(crops)
     }
 
     /// Logits `[b, k, crop, crop]` (and the steps before) of crops against class embeddings
@@ -180,7 +317,7 @@ impl FusionerModel {
 
 impl Network for FusionerModel {
     fn device(&self) -> Device {
-        self.clip.device()
+        self.image.device()
     }
 
     fn image_size(&self) -> usize {
@@ -193,19 +330,22 @@ impl Network for FusionerModel {
     }
 
     fn logit_scale(&self) -> f32 {
-        self.clip.logit_scale
+        self.text.logit_scale
     }
 
     fn text_context(&self) -> usize {
-        self.clip.text_context()
+        self.text.model.context
     }
 
     fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
-        self.clip.text_features(ids)
+        Ok(self.text.projection.forward(self.text.model.forward(ids)?))
     }
 
+    /// CLIP's pooled embedding; with a ViT image encoder, its class token (which is not in the
+    /// text space: Fusioner never compares the two directly).
     fn embed_image(&self, pixels: Tensor<4>) -> Result<ImageEmbedding> {
-        self.clip.embed_image(pixels)
+        let (embeds, (rows, cols)) = self.image.pooled(pixels)?;
+        Ok(ImageEmbedding { embeds, tokens: Tokens::Patches { rows, cols } })
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -215,22 +215,36 @@ pub struct TrainState {
     pub losses: Vec<f32>,
 }
 
+/// Where the frozen encoders' weights of a trained checkpoint come from: a checkpoint's
+/// tensors, renamed with `prefix`, except those under the `skip` prefixes (a head's own
+/// `fusion.*` and `decoder.*` are never copied).
+pub struct WeightSource<'a> {
+    pub checkpoint: &'a Checkpoint<'a>,
+    pub prefix: &'a str,
+    pub skip: &'a [&'a str],
+}
+
 /// A checkpoint folder the CLI, page and `<word-mask>` load: `config.json` and
-/// `model.safetensors` (the CLIP weights copied from `backbone`, then the head).
+/// `model.safetensors` (the frozen encoders' weights copied from `sources`, then the head).
 pub fn save_checkpoint(
     dir: &Path,
     config: &FusionerConfig,
-    backbone: &Checkpoint,
+    sources: &[WeightSource],
     head: &mut FusionHead,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::invalid(format!("cannot create {}: {e}", dir.display())))?;
     let mut tensors = Vec::new();
-    for name in backbone.names() {
-        if name.ends_with(".position_ids") || name.starts_with("fusion.") || name.starts_with("decoder.") {
-            continue;
+    for source in sources {
+        let backbone = source.checkpoint;
+        for name in backbone.names() {
+            let skipped = source.skip.iter().any(|p| name.starts_with(p));
+            if skipped || name.ends_with(".position_ids") || name.starts_with("fusion.") || name.starts_with("decoder.")
+            {
+                continue;
+            }
+            let shape = backbone.get(name).map(|e| e.shape.clone()).unwrap_or_default();
+            tensors.push((format!("{}{name}", source.prefix), shape, backbone.read_f32(name)?));
         }
-        let shape = backbone.get(name).map(|e| e.shape.clone()).unwrap_or_default();
-        tensors.push((name.to_string(), shape, backbone.read_f32(name)?));
     }
     let mut weights = Weights(Vec::new(), None);
     head.visit(&mut weights);
@@ -271,7 +285,7 @@ pub fn class_embeddings(model: &FusionerModel, names: &[String]) -> Result<Tenso
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
     model: &mut FusionerModel,
-    backbone: &Checkpoint,
+    sources: &[WeightSource],
     backbone_name: &str,
     samples: &dyn Samples,
     options: &TrainOptions,
@@ -349,7 +363,7 @@ pub fn fit(
             epoch_loss += loss / steps_per_epoch as f32;
             progress(Event::Step { epoch, epochs: options.hyper.epochs, step: s, steps: steps_per_epoch, loss, lr });
         }
-        save_checkpoint(out, &config, backbone, &mut model.head)?;
+        save_checkpoint(out, &config, sources, &mut model.head)?;
         let state_tensors = optimizer.state()?;
         std::fs::write(out.join("optimizer.safetensors"), write_safetensors_as(&state_tensors, false)?)
             .map_err(|e| Error::invalid(format!("cannot write the optimiser state: {e}")))?;

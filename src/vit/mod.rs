@@ -1,0 +1,165 @@
+//! A plain vision transformer as transformers' `ViTModel` holds it (`model_type: vit`; the
+//! layout of `facebook/dino-vitb16` and the other DINO checkpoints): patch embedding with bias,
+//! a class token, learned positions, pre-norm blocks, a final layer norm. Used as a
+//! vision-only image encoder (Fusioner's frozen DINO).
+
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::loader::WeightLoader;
+use crate::nn::{Activation, Attention, EncoderLayer, LayerNorm, Linear, Mlp, PatchEmbedding, PositionTable};
+
+/// `ViTConfig` (the fields the encoder reads; transformers' defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VitConfig {
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: Activation,
+    pub layer_norm_eps: f64,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub num_channels: usize,
+    pub qkv_bias: bool,
+}
+
+impl Default for VitConfig {
+    fn default() -> Self {
+        VitConfig {
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            hidden_act: Activation::Gelu,
+            layer_norm_eps: 1e-12,
+            image_size: 224,
+            patch_size: 16,
+            num_channels: 3,
+            qkv_bias: true,
+        }
+    }
+}
+
+impl VitConfig {
+    /// A `ViTConfig` object (a `config.json` with `model_type: vit`, or the `vision` entry of a
+    /// Fusioner config).
+    pub fn from_value(value: &serde_json::Value) -> Result<Self> {
+        let found = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        if found != "vit" {
+            return Err(Error::Config(format!(
+                "the vision encoder's model_type is '{found}'; expected 'vit' (ViTModel)"
+            )));
+        }
+        let config: VitConfig =
+            serde_json::from_value(value.clone()).map_err(|e| Error::Config(format!("ViT config: {e}")))?;
+        let ok = config.hidden_size > 0
+            && config.num_attention_heads > 0
+            && config.hidden_size.is_multiple_of(config.num_attention_heads)
+            && config.num_hidden_layers > 0
+            && config.patch_size > 0
+            && config.image_size >= config.patch_size
+            && config.num_channels == 3;
+        if !ok {
+            return Err(Error::Config(format!(
+                "ViT config needs positive sizes, hidden_size divisible by num_attention_heads, image_size at least patch_size and 3 channels; got {config:?}"
+            )));
+        }
+        Ok(config)
+    }
+}
+
+/// `ViTModel` without its pooler.
+#[derive(Debug, Clone)]
+pub struct VitModel {
+    pub config: VitConfig,
+    pub cls_token: Tensor<1>,
+    pub class_position: Tensor<2>,
+    pub positions: PositionTable,
+    pub patch_embedding: PatchEmbedding,
+    pub layers: Vec<EncoderLayer>,
+    pub layernorm: LayerNorm,
+}
+
+fn key(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+}
+
+impl VitModel {
+    /// The hub keys (`embeddings.*`, `encoder.layer.*`, `layernorm.*`) under `prefix` ("" for a
+    /// `ViTModel` checkpoint itself). A pooler, when the file has one, is not read.
+    pub fn load(loader: &mut WeightLoader, prefix: &str, config: VitConfig) -> Self {
+        let (d, p, eps) = (config.hidden_size, config.patch_size, config.layer_norm_eps);
+        let grid = config.image_size / p;
+        let rows = 1 + grid * grid;
+        let device = loader.device().clone();
+        for pooler in ["pooler.dense.weight", "pooler.dense.bias"] {
+            loader.tied(&key(prefix, pooler));
+        }
+        let table = loader
+            .host(&key(prefix, "embeddings.position_embeddings"), &[1, rows, d])
+            .unwrap_or_else(|| vec![0.0; rows * d]);
+        let class_position = Tensor::from_data(TensorData::new(table[..d].to_vec(), [1, d]), &device);
+        let cls = loader.tensor(&key(prefix, "embeddings.cls_token"), [1, 1, d]).reshape([d]);
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let l = key(prefix, &format!("encoder.layer.{i}"));
+                let linear = |loader: &mut WeightLoader, name: &str, i: usize, o: usize, bias: bool| {
+                    Linear::load(loader, &format!("{l}.{name}"), i, o, bias)
+                };
+                EncoderLayer {
+                    layer_norm1: LayerNorm::load(loader, &format!("{l}.layernorm_before"), d, eps),
+                    self_attn: Attention {
+                        q_proj: linear(loader, "attention.attention.query", d, d, config.qkv_bias),
+                        k_proj: linear(loader, "attention.attention.key", d, d, config.qkv_bias),
+                        v_proj: linear(loader, "attention.attention.value", d, d, config.qkv_bias),
+                        out_proj: linear(loader, "attention.output.dense", d, d, true),
+                        num_heads: config.num_attention_heads,
+                    },
+                    layer_norm2: LayerNorm::load(loader, &format!("{l}.layernorm_after"), d, eps),
+                    mlp: Mlp {
+                        fc1: linear(loader, "intermediate.dense", d, config.intermediate_size, true),
+                        fc2: linear(loader, "output.dense", config.intermediate_size, d, true),
+                        act: config.hidden_act,
+                    },
+                }
+            })
+            .collect();
+        VitModel {
+            cls_token: cls,
+            class_position,
+            positions: PositionTable::new(table[d..].to_vec(), grid, d, &device),
+            patch_embedding: PatchEmbedding::load(
+                loader,
+                &key(prefix, "embeddings.patch_embeddings.projection"),
+                d,
+                config.num_channels,
+                p,
+                true,
+            ),
+            layers,
+            layernorm: LayerNorm::load(loader, &key(prefix, "layernorm"), d, eps),
+            config,
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        self.cls_token.device()
+    }
+
+    /// `last_hidden_state` (after the final layer norm), `[b, 1 + gh*gw, d]`, and the grid.
+    pub fn forward(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
+        let b = pixels.dims()[0];
+        let d = self.config.hidden_size;
+        let (tokens, (gh, gw)) = self.patch_embedding.forward(pixels)?;
+        let class = self.cls_token.clone().reshape([1, 1, d]).repeat_dim(0, b);
+        let positions = Tensor::cat(vec![self.class_position.clone(), self.positions.for_grid(gh, gw)], 0);
+        let mut x = Tensor::cat(vec![class, tokens], 1).add(positions.unsqueeze::<3>());
+        for layer in &self.layers {
+            x = layer.forward(x, None);
+        }
+        Ok((self.layernorm.forward(x), (gh, gw)))
+    }
+}
