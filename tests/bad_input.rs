@@ -156,6 +156,36 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
             .map(String::from)
             .into(),
     );
+    let fusioner = fixtures().join("fusioner-tiny").to_str().unwrap().to_string();
+    cases.insert("`--window 224` with a Fusioner checkpoint", segment(&fusioner, &photo, "red", &["--window", "224"]));
+    let no_clip = model_copy(dir, "fusioner-no-clip", "fusioner-tiny", |m| {
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(m.join("config.json")).unwrap()).unwrap();
+        config.as_object_mut().unwrap().remove("clip");
+        std::fs::write(m.join("config.json"), config.to_string()).unwrap();
+    });
+    cases.insert("A Fusioner `config.json` without its CLIP's config", segment(&no_clip, &photo, "red", &[]));
+    let vit = fixtures().join("fusioner-dino-tiny/vit").to_str().unwrap().to_string();
+    let data = fixtures().join("colour-segmentation");
+    cases.insert(
+        "`train fusioner` with a ViT backbone and no `--text`",
+        [
+            "train",
+            "fusioner",
+            "--backbone",
+            &vit,
+            "--dataset",
+            data.to_str().unwrap(),
+            "--format",
+            "folder",
+            "--classes",
+            data.join("classes.txt").to_str().unwrap(),
+            "--out",
+            dir.join("trained").to_str().unwrap(),
+        ]
+        .map(String::from)
+        .into(),
+    );
     cases
 }
 

@@ -12,6 +12,13 @@ use std::process::{Command, Output};
 
 use common::{fixtures, scratch};
 
+/// The head and schedule of the test (tools/make_colour_fusioner.sh trains the browser tests'
+/// fixture with the same head, 40 epochs at 5e-3).
+const EPOCHS: usize = 25;
+const VIEWS: &str = "4";
+const HEAD: [&str; 6] = ["--width", "16", "--layers", "2", "--heads", "4"];
+const RATES: [&str; 4] = ["--fusion-lr", "8e-3", "--decoder-lr", "8e-3"];
+
 fn wordmask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wordmask")).args(args).output().expect("run wordmask")
 }
@@ -21,15 +28,19 @@ fn ok(out: Output) -> Output {
     out
 }
 
-/// `train fusioner` on the colour dataset with a small head; `extra` overrides.
+/// `train fusioner` on the colour dataset with the colour CLIP and a small head.
 fn train(out: &Path, extra: &[&str]) -> Output {
+    let backbone = fixtures().join("semantic-colours");
+    train_on(&["--backbone", backbone.to_str().unwrap()], out, extra)
+}
+
+/// `train fusioner` on the colour dataset with a small head and the `encoders` given.
+fn train_on(encoders: &[&str], out: &Path, extra: &[&str]) -> Output {
     let data = fixtures().join("colour-segmentation");
-    let (backbone, classes) = (fixtures().join("semantic-colours"), data.join("classes.txt"));
+    let classes = data.join("classes.txt");
     let mut args = vec![
         "train",
         "fusioner",
-        "--backbone",
-        backbone.to_str().unwrap(),
         "--dataset",
         data.to_str().unwrap(),
         "--format",
@@ -38,12 +49,6 @@ fn train(out: &Path, extra: &[&str]) -> Output {
         classes.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--width",
-        "32",
-        "--layers",
-        "2",
-        "--heads",
-        "4",
         "--batch-size",
         "8",
         "--micro-batch",
@@ -53,6 +58,8 @@ fn train(out: &Path, extra: &[&str]) -> Output {
         "--backend",
         "cpu",
     ];
+    args.extend_from_slice(encoders);
+    args.extend_from_slice(&HEAD);
     args.extend_from_slice(extra);
     wordmask(&args)
 }
@@ -88,7 +95,8 @@ fn training_takes_held_out_miou_from_chance_to_090() {
     let before = miou(&untrained);
 
     let trained = dir.join("trained");
-    let out = ok(train(&trained, &["--epochs", "EPOCHS_HERE", "--views", "0"]));
+    let epochs = EPOCHS.to_string();
+    let out = ok(train(&trained, &[&["--epochs", &epochs, "--views", VIEWS][..], &RATES].concat()));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("caching frozen features") && log.contains("loss"), "progress is shown: {log}");
     let after = miou(&trained);
@@ -96,11 +104,21 @@ fn training_takes_held_out_miou_from_chance_to_090() {
     assert!(before < 0.5, "the untrained head already scores {before:.3}: the test would prove nothing");
     assert!(after >= 0.9, "trained head: mIoU {after:.3} < 0.9 (untrained {before:.3})");
 
-    // The state says how far it got; resuming with more epochs goes on from there, reusing the
-    // cached features.
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(trained.join("train_state.json")).unwrap()).unwrap();
-    assert_eq!(state["epochs_done"], serde_json::json!(EPOCHS_NUM));
+    // The state says how far it got; resuming with one more epoch goes on from there (from the
+    // saved head and optimiser), reusing the cached features.
+    let state = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("train_state.json")).unwrap()).unwrap()
+    };
+    assert_eq!(state(&trained)["epochs_done"], serde_json::json!(EPOCHS));
+    let more = (EPOCHS + 1).to_string();
+    let out = ok(train(&trained, &[&["--epochs", &more, "--views", VIEWS, "--resume"][..], &RATES].concat()));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("found in the cache"), "{log}");
+    let resumed = state(&trained);
+    assert_eq!(resumed["epochs_done"], serde_json::json!(EPOCHS + 1));
+    let losses = resumed["losses"].as_array().unwrap();
+    let (last, next) = (losses[EPOCHS - 1].as_f64().unwrap(), losses[EPOCHS].as_f64().unwrap());
+    assert!(next < 2.0 * last, "the resumed epoch starts from the trained head: loss {next} after {last}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -110,7 +128,7 @@ fn bad_training_arguments_are_refused_with_the_reason() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--fold", "1", "--epochs", "1"], "--fold applies to voc21"),
         (vec!["--batch-size", "0", "--epochs", "1"], "batch size"),
-        (vec!["--width", "30", "--epochs", "1"], "divisible"),
+        (vec!["--heads", "3", "--epochs", "1"], "divisible"),
     ];
     for (extra, expected) in cases {
         let out = train(&dir.join("x"), &extra);
@@ -136,5 +154,33 @@ fn bad_training_arguments_are_refused_with_the_reason() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("model_type 'sam'"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_vit_backbone_trains_with_a_clip_text_tower() {
+    // The random ViT of the Fusioner fixture (DINO's layout) as the image encoder and the colour
+    // CLIP's text tower: one epoch gives a checkpoint that holds both and segments through eval.
+    let dir = scratch("train-vit");
+    let vit = fixtures().join("fusioner-dino-tiny/vit");
+    let text = fixtures().join("semantic-colours");
+    let out = dir.join("vit-head");
+    ok(train_on(
+        &["--backbone", vit.to_str().unwrap(), "--text", text.to_str().unwrap()],
+        &out,
+        &["--epochs", "1", "--views", "0"],
+    ));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "fusioner");
+    assert_eq!(config["vision"]["model_type"], "vit");
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let saved = wordmask::checkpoint::Checkpoint::from_bytes(&bytes, "model.safetensors").unwrap();
+    assert!(
+        saved.get("vision.embeddings.cls_token").is_some() && saved.get("text_model.final_layer_norm.weight").is_some()
+    );
+    assert!(saved.get("vision_model.pre_layrnorm.weight").is_none(), "the CLIP's vision tower is left out");
+    let score = miou(&out);
+    assert!(score.is_finite() && score >= 0.0, "eval runs on the ViT head: {score}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -300,6 +300,7 @@ const ENGINE_TEXT = {
   dense: { name: 'dense CLIP', threshold: 'Leave pixels unlabelled under probability' },
   groupvit: { name: 'GroupViT (learned grouping)', threshold: 'Background where the best score is under' },
   segclip: { name: 'SegCLIP (learned centres)', threshold: 'Background where the best score is under' },
+  fusioner: { name: 'Fusioner (trained fusion head)', threshold: 'Background where every probability is under' },
 };
 
 // The controls follow the loaded engine: its own settings (the core's defaults), and no dense

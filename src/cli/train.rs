@@ -27,6 +27,7 @@ use wordmask::{Backend, device, loader};
 pub enum TrainCommand {
     /// Fusioner: a light fusion transformer and decoder on a frozen CLIP, trained on a
     /// segmentation dataset (no public Fusioner weights exist).
+    #[command(args_override_self = true)]
     Fusioner(FusionerArgs),
 }
 
@@ -104,6 +105,10 @@ pub struct FusionerArgs {
     /// Image statistics (default: pascal, coco for coco-object).
     #[arg(long, value_enum)]
     stats: Option<Stats>,
+    /// Square crops the head trains on and evaluates with (default: the image encoder's input
+    /// size; a multiple of its patch size).
+    #[arg(long)]
+    crop: Option<usize>,
     /// Fusion transformer width.
     #[arg(long, default_value_t = 512)]
     width: usize,
@@ -282,6 +287,29 @@ pub fn run(command: TrainCommand) -> Result<()> {
             args.backbone
         ),
     };
+    if args.resume {
+        // The head and its settings as the last epoch left them.
+        let saved = ModelFiles::open(&args.out.to_string_lossy())
+            .with_context(|| format!("--resume: no checkpoint in {}", args.out.display()))?;
+        let config = FusionerConfig::from_json(&saved.config)?;
+        let name = saved.weights_path.display().to_string();
+        let bytes = Checkpoint::from_bytes(saved.weights(), &name)?;
+        let trained = loader::load(&bytes, &device, "Fusioner", |l| Ok(FusionerModel::load(config.clone(), l)))?;
+        if trained.config.visual_dim() != model.config.visual_dim() {
+            bail!("--resume: the checkpoint in {} was trained on another backbone", args.out.display());
+        }
+        model.head = trained.head;
+        model.config = trained.config;
+    }
+    if let Some(crop) = args.crop {
+        if args.resume || kind == "fusioner" {
+            if crop != model.config.crop_size {
+                bail!("--crop {crop}: this checkpoint was trained on {} crops", model.config.crop_size);
+            }
+        } else {
+            model.config = model.config.clone().with_crop(crop)?;
+        }
+    }
     let sources: Vec<WeightSource> = match &text_checkpoint {
         Some(text) => vec![
             WeightSource { checkpoint: &checkpoint, prefix: "vision.", skip: &["pooler."] },

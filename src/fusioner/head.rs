@@ -6,8 +6,8 @@
 //!   shared class embedding) concatenated, pre-LN transformer blocks (one `qkv` projection, exact
 //!   GELU), a final LN, and a `d x d` projection for each side.
 //! - [`Decoder`]: the patch tokens as a grid, three times `conv3x3 -> InstanceNorm -> ReLU ->
-//!   bilinear x2`, then `conv3x3 -> InstanceNorm -> ReLU -> conv1x1`, bilinear to the crop (as
-//!   matrix products, which train on every backend).
+//!   bilinear x2`, then `conv3x3 -> InstanceNorm -> ReLU -> conv1x1`, bilinear to the crop (from
+//!   operations that train on every backend).
 //! - the head: cosine of each pixel's features with each class's, over a temperature.
 //!
 //! Every parameter is reachable by name through [`FusionHead::visit`], which is how training
@@ -17,7 +17,7 @@ use burn::tensor::activation::{gelu, relu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::loader::WeightLoader;
-use crate::nn::{Conv2d, LayerNorm, Linear, l2_normalize, resize_bilinear_matmul as resize_bilinear};
+use crate::nn::{Conv2d, LayerNorm, Linear, l2_normalize, resize_bilinear_trainable as resize_bilinear};
 
 /// The head's sizes (`fusion_config` in `config.json`; the repository's `--transformer_*`
 /// flags, defaults as there).
@@ -403,7 +403,10 @@ impl FusionHead {
 pub fn logits(features: Tensor<4>, classes: Tensor<3>, temperature: f32) -> Tensor<4> {
     let [b, d, h, w] = features.dims();
     let k = classes.dims()[1];
-    let pixels = l2_normalize(features.reshape([b, d, h * w]).swap_dims(1, 2));
-    let classes = l2_normalize(classes);
-    pixels.matmul(classes.swap_dims(1, 2)).swap_dims(1, 2).reshape([b, k, h, w]).div_scalar(temperature)
+    // Channels-first throughout (no transpose of the pixel maps): class rows times pixel
+    // columns, each column divided by its norm.
+    let pixels = features.reshape([b, d, h * w]);
+    let norms = pixels.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+    let scores = l2_normalize(classes).matmul(pixels).div(norms);
+    scores.reshape([b, k, h, w]).div_scalar(temperature)
 }

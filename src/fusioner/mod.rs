@@ -80,7 +80,7 @@ impl FusionerConfig {
             .get("clip")
             .filter(|v| v.is_object())
             .cloned()
-            .ok_or_else(|| Error::Config("config.json has no `clip` object (the frozen CLIP's config)".into()))?;
+            .ok_or_else(|| Error::Config("config.json has no clip object (the frozen CLIP's config)".into()))?;
         let clip = ClipConfig::from_value(&clip_json)?;
         let vision = match value.get("vision").filter(|v| !v.is_null()) {
             Some(v) => Some((VitConfig::from_value(v)?, v.clone())),
@@ -166,6 +166,14 @@ impl FusionerConfig {
             stride: self.stride,
         };
         serde_json::to_string_pretty(&written).unwrap_or_default() + "\n"
+    }
+
+    /// These settings with `crop`-pixel crops (the evaluation stride two thirds of that).
+    pub fn with_crop(mut self, crop: usize) -> Result<Self> {
+        self.crop_size = crop;
+        self.stride = crop * 2 / 3;
+        self.validate()?;
+        Ok(self)
     }
 
     /// The image encoder's patch size.

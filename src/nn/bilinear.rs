@@ -89,15 +89,3 @@ pub fn bilinear_rows(plane: &[f32], input: (usize, usize), output: (usize, usize
         row(y, &line);
     }
 }
-
-/// The `[output, input]` matrix of one axis of torch's bilinear resize (`align_corners=False`):
-/// row `dst` holds the two weights of its source taps.
-pub fn bilinear_matrix(input: usize, output: usize) -> Vec<f32> {
-    let axis = BilinearAxis::new(input, output);
-    let mut m = vec![0f32; output * input];
-    for dst in 0..output {
-        m[dst * input + axis.lo[dst]] += 1.0 - axis.t[dst];
-        m[dst * input + axis.hi[dst]] += axis.t[dst];
-    }
-    m
-}

@@ -19,7 +19,7 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use attention::Attention;
-pub use bilinear::{BilinearGrid, Tap, bilinear_matrix, bilinear_rows};
+pub use bilinear::{BilinearGrid, Tap, bilinear_rows};
 pub use conv::{Conv2d, ConvTranspose2d, LayerNorm2d};
 pub use linear::{LayerNorm, Linear};
 pub use patch::{PatchEmbedding, patchify};
@@ -71,17 +71,60 @@ pub fn resize_bilinear(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
     )
 }
 
-/// [`resize_bilinear`] as two matrix products (`R_h · x · R_wᵀ`): the same weights, and a
-/// backward pass on every backend (training; the GPU backend has no bilinear backward kernel).
-pub fn resize_bilinear_matmul(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
+/// [`resize_bilinear`] from operations that every backend can run backwards (the GPU backend
+/// has no bilinear backward kernel), for training: an axis scaled by a whole factor `s` is `s`
+/// weighted sums of the maps and their one-step shifts, interleaved (cheap, the output's size);
+/// any other axis is a product with its interpolation matrix. Same taps and weights as torch.
+pub fn resize_bilinear_trainable(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
     let [_, _, xh, xw] = x.dims();
-    if (xh, xw) == (h, w) {
+    let x = resize_axis(x, 3, xw, w);
+    resize_axis(x, 2, xh, h)
+}
+
+fn resize_axis(x: Tensor<4>, dim: usize, input: usize, output: usize) -> Tensor<4> {
+    if input == output {
         return x;
     }
     let device = x.device();
-    let rows = Tensor::<2>::from_data(burn::tensor::TensorData::new(bilinear_matrix(xh, h), [h, xh]), &device);
-    let cols = Tensor::<2>::from_data(burn::tensor::TensorData::new(bilinear_matrix(xw, w), [w, xw]), &device);
-    rows.unsqueeze::<4>().matmul(x.matmul(cols.transpose().unsqueeze::<4>()))
+    let dims = x.dims();
+    if output.is_multiple_of(input) {
+        let s = output / input;
+        let n = input;
+        let cut = |t: &Tensor<4>, from: usize, to: usize| {
+            let mut ranges = dims.map(|d| 0..d);
+            ranges[dim] = from..to;
+            t.clone().slice(ranges)
+        };
+        // x[i - 1] and x[i + 1], repeating the edge (torch's clamped source index).
+        let prev = if n > 1 { Tensor::cat(vec![cut(&x, 0, 1), cut(&x, 0, n - 1)], dim) } else { x.clone() };
+        let next = if n > 1 { Tensor::cat(vec![cut(&x, 1, n), cut(&x, n - 1, n)], dim) } else { x.clone() };
+        let phases: Vec<Tensor<4>> = (0..s)
+            .map(|j| {
+                let offset = (j as f64 + 0.5) / s as f64 - 0.5;
+                if offset < 0.0 {
+                    x.clone().mul_scalar(1.0 + offset).add(prev.clone().mul_scalar(-offset))
+                } else if offset > 0.0 {
+                    x.clone().mul_scalar(1.0 - offset).add(next.clone().mul_scalar(offset))
+                } else {
+                    x.clone()
+                }
+            })
+            .collect();
+        let mut shape = dims;
+        shape[dim] = output;
+        return Tensor::stack::<5>(phases, dim + 1).reshape(shape);
+    }
+    let axis = bilinear::BilinearAxis::new(input, output);
+    let mut m = vec![0f32; output * input];
+    for dst in 0..output {
+        m[dst * input + axis.lo[dst]] += 1.0 - axis.t[dst];
+        m[dst * input + axis.hi[dst]] += axis.t[dst];
+    }
+    let m = Tensor::<2>::from_data(burn::tensor::TensorData::new(m, [output, input]), &device);
+    match dim {
+        3 => x.matmul(m.transpose().unsqueeze::<4>()),
+        _ => m.unsqueeze::<4>().matmul(x),
+    }
 }
 
 /// One-hot of the argmax along `dim` (the first maximum, as PyTorch's `max`), as floats.

@@ -116,6 +116,8 @@ impl Batch {
         let b = views.len();
         let p = classes.dims()[1];
         let n = grid.0 * grid.1;
+        // The image tokens' width (CLIP's projection, or a ViT's hidden size).
+        let v = views.first().map_or(0, |(view, _)| view.tokens.len() / n.max(1));
         let tokens: Vec<f32> = views.iter().flat_map(|(v, _)| v.tokens.iter().copied()).collect();
         let mut target = Vec::with_capacity(b * crop * crop);
         let mut valid = Vec::with_capacity(b * crop * crop);
@@ -126,7 +128,7 @@ impl Batch {
         let rows: Vec<i64> = views.iter().map(|(_, c)| i64::from(*c)).collect();
         let index = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(rows, [b]), device);
         Batch {
-            visual: Tensor::from_data(TensorData::new(tokens, [b, n, p]), device),
+            visual: Tensor::from_data(TensorData::new(tokens, [b, n, v]), device),
             grid,
             text: classes.clone().select(0, index).reshape([b, 1, p]),
             target: Tensor::from_data(TensorData::new(target, [b, 1, crop, crop]), device),
