@@ -97,15 +97,17 @@ fn inference_parity(name: &str) {
         let ours: Vec<(u64, u64)> = windows.iter().map(|w| (w.x1 as u64, w.y1 as u64)).collect();
         assert_eq!(ours, expected, "window origins");
         for (i, window) in windows.iter().enumerate() {
-            let out = network.crop_logits(window_crop(&padded, window, crop), &classes.names).unwrap();
+            let crop_pixels = window_crop(&padded, window, crop);
             if i == 0 {
-                let (visual, _) = network.image_tokens(window_crop(&padded, window, crop)).unwrap();
+                // One pass per class: every intermediate of each class's own pass.
+                let (visual, _) = network.image_tokens(crop_pixels.clone()).unwrap();
                 check("window 0 image tokens", to_vec(visual).unwrap(), "window0.visual");
-                check("window 0 fusion patches", to_vec(out.patches.clone()).unwrap(), "window0.fusion_patches");
-                check("window 0 fusion classes", to_vec(out.classes.clone()).unwrap(), "window0.fusion_classes");
-                check("window 0 decoder map", to_vec(out.decoder_map.clone()).unwrap(), "window0.decoder_map");
+                let out = network.crop_outputs(crop_pixels.clone(), &classes.names).unwrap();
+                check("window 0 fusion patches", to_vec(out.patches).unwrap(), "window0.fusion_patches");
+                check("window 0 fusion classes", to_vec(out.classes).unwrap(), "window0.fusion_classes");
+                check("window 0 decoder maps", to_vec(out.decoder_map).unwrap(), "window0.decoder_map");
             }
-            let logits = to_vec(out.logits).unwrap();
+            let logits = to_vec(network.crop_logits(crop_pixels, &classes.names).unwrap()).unwrap();
             check(&format!("window {i} logits"), every(&logits, 3, crop, crop, 7), &format!("window{i}.logits_sub"));
         }
         let stitched = to_vec(stitched_logits(network, pixels, &classes.names, stride).unwrap()).unwrap();
@@ -151,7 +153,12 @@ fn ten_training_steps_match_the_reference() {
     let names: Vec<String> =
         std::fs::read_to_string(dir.join("classes.txt")).unwrap().lines().map(String::from).collect();
     let mut failures = Vec::new();
-    for (backend, device) in backends() {
+    // Every backend with each step's tasks in one forward pass, and the CPU again with one task
+    // per pass (gradients accumulated over the step's micro-batches).
+    let mut runs: Vec<(String, burn::tensor::Device, usize)> =
+        backends().into_iter().map(|(b, d)| (b.to_string(), d, usize::MAX)).collect();
+    runs.push(("cpu, micro-batches of 1".into(), wordmask::device::open(wordmask::Backend::Cpu).unwrap(), 1));
+    for (backend, device, micro_size) in runs {
         let model = load_model(MODEL, &device);
         let network = model.network().downcast::<FusionerModel>().expect("a Fusioner network").clone();
         let crop = network.config.crop_size;
@@ -186,7 +193,10 @@ fn ten_training_steps_match_the_reference() {
                 .iter()
                 .map(|t| (views[t[0].as_str().unwrap()].clone(), t[1].as_u64().unwrap() as u8))
                 .collect();
-            let micro = [Batch::new(&tasks, &classes, grid, crop, &device)];
+            let micro: Vec<Batch> = tasks
+                .chunks(micro_size.min(tasks.len()))
+                .map(|part| Batch::new(part, &classes, grid, crop, &device))
+                .collect();
             losses.push(train_step(&mut head, &mut optimizer, &micro, tasks.len(), crop).unwrap());
         }
         if let Err(e) = all_close(&format!("{backend} losses"), &losses, &want_losses, TOL, true) {

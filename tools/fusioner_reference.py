@@ -23,7 +23,15 @@ dict names), builds a tiny random model around a tiny random `transformers.CLIPM
   checkpoint loses nothing against the references);
 - `image_300x200.png`, `reference.safetensors` (float32) and `runs.json`: class embeddings, the
   first window's image tokens, fusion outputs, decoder map (before the final resize) and
-  logits, the second window's logits, the stitched logits and the label map (subsampled);
+  logits, the second window's logits, the stitched logits and the label map (subsampled).
+  Each label runs through the fusion on its own, as the repository's `nclass = 1` model does:
+  the fusion sees the image tokens and that one class token, the decoder and head give that
+  class's logits [1, 1, 224, 224], and the labels' logits are stacked along the class axis
+  ([1, 3, 224, 224] per window). The per-label tensors of window 0 are stacked along the first
+  axis: `window0.fusion_patches` [3, 49, 16] (row k: label k alone), `window0.fusion_classes`
+  [3, 1, 16], `window0.decoder_map` [3, 16, 56, 56]; `window0.visual` [1, 49, 16] is the same
+  for every label. The stitched logits are `multi_scale_eval` run per label and stacked
+  ([1, 3, 200, 300]);
 - `train/` (a four-image dataset in `wordmask train --format folder`'s layout: `images/*.png`,
   `labels/*.png` with value k = line k of `classes.txt` (line 0 is `background`), 255 = ignore), `train.json` (a fixed schedule of 10 steps of
   two tasks) and `train_reference.safetensors` (float32): the losses, the learning-rate and
@@ -63,8 +71,11 @@ visual_dim is the ViT's width; the class embeddings come from the same tiny CLIP
         # (model/{fusion,decoder,head,full_model}.py and utils/{model_utils,utils}.py, read
         # from a checkout or bare git directory of chaofanma/Fusioner at 01985ed; `configs`
         # stubbed with target_size [224, 224], OpenAI's `clip` package and the two CLIP encoder
-        # modules with empty stand-ins), runs window 0 through them and the whole image through
-        # the repository's multi_scale_eval, compares its cosine_scheduler, get_params_groups,
+        # modules with empty stand-ins), runs window 0 through them one label at a time, and
+        # the whole image through the repository's FullModel (nclass = 1, its forward,
+        # encoder_forward and multi_scale_eval; built without its __init__, which loads
+        # ViT-L/14, its image and text encoders standing in for this file's) once per label,
+        # compares its cosine_scheduler, get_params_groups,
         # loss_with_ignored_area and get_preds, asserts agreement (max abs diff <= 1e-5) and
         # prints the differences (all 0 with the pinned versions); with --dino, the head with
         # visual_dim 24 on the ViT's tokens, window 0 and multi_scale_eval only.
@@ -94,11 +105,14 @@ what it expects (a plain-torch ViT forward over the saved `vit/` tensors matches
 that `vit/` loads back to the same outputs.
 
 Where this differs from the repository, on purpose:
-1. Several labels at once. The repository asks one class per task (`FullModel.nclass = 1`,
-   its score buffers have one channel); here the three labels go through the fusion together
-   and the buffers have one channel per label. The windowing, padding and averaging are
-   `multi_scale_eval`'s (crop 224, stride int(224 * 2/3) = 149, scales [1.0], no flip,
-   original resolution as with `--test_with_org_resolution`).
+1. Several labels per image. The repository asks one class per task (`FullModel.nclass = 1`,
+   its score buffers have one channel); here every label is still run on its own, exactly as
+   the repository would run it (its own forward pass through the fusion, decoder and head, its
+   own `multi_scale_eval`), and the labels' logits are then stacked along the class axis and
+   labelled together by `get_preds` (which the repository also applies over a class axis). The
+   windowing, padding and averaging are `multi_scale_eval`'s (crop 224, stride
+   int(224 * 2/3) = 149, scales [1.0], no flip, original resolution as with
+   `--test_with_org_resolution`).
 2. CLIP is `transformers.CLIPModel` (the hub layout wordmask loads) in place of OpenAI's `clip`
    package; the prompts are padded to 77 with the tokenizer's pad token rather than zeros, which
    the causal mask makes irrelevant to the EOT token's output.
@@ -428,14 +442,20 @@ def normalise(x):
 
 
 @torch.no_grad()
-def encode_image(encoder, pixels):
-    """CLIP: ClipViT.forward then FullModel.encoder_forward's normalisation: [b, grid*grid, proj].
-    ViT (--dino): the last hidden state (after ViTModel's final layernorm) without the class
-    token, normalised: [b, grid*grid, hidden]."""
+def image_tokens(encoder, pixels):
+    """The image encoder's patch tokens before FullModel.encoder_forward's normalisation.
+    CLIP: ClipViT.forward, [b, grid*grid, proj]. ViT (--dino): the last hidden state (after
+    ViTModel's final layernorm) without the class token, [b, grid*grid, hidden]."""
     if isinstance(encoder, ViTModel):
-        return normalise(encoder(pixel_values=pixels).last_hidden_state[:, 1:])
+        return encoder(pixel_values=pixels).last_hidden_state[:, 1:]
     hidden = encoder.vision_model(pixel_values=pixels).last_hidden_state[:, 1:]
-    return normalise(encoder.visual_projection(encoder.vision_model.post_layernorm(hidden)))
+    return encoder.visual_projection(encoder.vision_model.post_layernorm(hidden))
+
+
+@torch.no_grad()
+def encode_image(encoder, pixels):
+    """image_tokens, normalised per token as FullModel.encoder_forward does."""
+    return normalise(image_tokens(encoder, pixels))
 
 
 @torch.no_grad()
@@ -501,10 +521,12 @@ def windows_of(ph, pw):
 
 @torch.no_grad()
 def multi_scale_eval(encoder, fusion, decoder, image, text):
-    """FullModel.multi_scale_eval (scales [1.0], no flip) for an image longer than the crop on one
-    side: returns the stitched logits [1, n_cls, h, w] and each window's record."""
+    """FullModel.multi_scale_eval (nclass = 1, scales [1.0], no flip) for an image longer than
+    the crop on one side, for one label (text [1, 1, dim]): returns the stitched logits
+    [1, 1, h, w] and each window's record."""
     _, _, h, w = image.shape
     n_cls = text.shape[1]
+    assert n_cls == 1, "the repository's model scores one class per pass (nclass = 1)"
     assert max(h, w) > CROP
     pad = pad_image(image, CROP) if min(h, w) < CROP else image
     _, _, ph, pw = pad.shape
@@ -520,6 +542,30 @@ def multi_scale_eval(encoder, fusion, decoder, image, text):
         records.append(record)
     assert (count == 0).sum() == 0
     return (outputs / count)[:, :, :h, :w], records
+
+
+@torch.no_grad()
+def evaluate_labels(encoder, fusion, decoder, image, text):
+    """Every label on its own, as the repository's nclass = 1 model runs it: multi_scale_eval once
+    per label (text [n_labels, dim]), the stitched logits stacked along the class axis
+    ([1, n_labels, h, w]); each window's record holds the per-label module outputs stacked
+    (fusion_patches [n_labels, grid*grid, d], fusion_classes [n_labels, 1, d], decoder_map
+    [n_labels, d, 8*grid, 8*grid] along the first axis, logits [1, n_labels, 224, 224] along the
+    class axis; visual [1, grid*grid, visual_dim], the same for every label)."""
+    runs = [multi_scale_eval(encoder, fusion, decoder, image, text[None, k:k + 1]) for k in range(text.shape[0])]
+    stitched = torch.cat([s for s, _ in runs], dim=1)
+    records = []
+    for i, first in enumerate(runs[0][1]):
+        per_label = [r[i] for _, r in runs]
+        for r in per_label:
+            assert (r["origin"], r["extent"]) == (first["origin"], first["extent"])
+            assert torch.equal(r["visual"], first["visual"])
+        records.append({
+            "origin": first["origin"], "extent": first["extent"], "visual": first["visual"],
+            **{key: torch.cat([r[key] for r in per_label], dim=0) for key in ("fusion_patches", "fusion_classes", "decoder_map")},
+            "logits": torch.cat([r["logits"] for r in per_label], dim=1),
+        })
+    return stitched, records
 
 
 def predictions(logits, thres=0.5):
@@ -765,28 +811,45 @@ def check_repository(repo, encoder, fusion, decoder, text, image, ref, trained=N
         rdecoder.conv_4.register_forward_hook(lambda m, i, o: maps.append(o.clone()))
         diffs = {}
 
-        # Window 0 through the repository's Fusion -> Decoder -> Head.
+        # The repository's FullModel with its nclass = 1, built without its __init__ (which
+        # loads OpenAI's ViT-L/14): this file's image encoder (tokens before encoder_forward's
+        # normalisation) and class embeddings stand in for ClipViT and ClipText.
+        full_model = mods["model.full_model"].FullModel
+        model = full_model.__new__(full_model)
+        nn.Module.__init__(model)
+        model.nclass, model.base_size, model.crop_size, model.scales, model.flip = 1, 500, CROP, [1.0], False
+        model.pad_mean, model.pad_std = PAD_MEAN, PAD_STD
+        model.dtype = torch.float32
+        model.img_model = lambda img: image_tokens(encoder, img)
+        model.text_model = lambda names: text[[LABELS.index(n) for n in names]]
+        model.fusion, model.decoder, model.head = rfusion, rdecoder, rhead
+        model.eval()
+
+        # Window 0 through the repository's Fusion -> Decoder -> Head, one label at a time.
         image_pad = pad_image(image, CROP)
         crop = pad_image(image_pad[:, :, :CROP, :CROP], CROP)
         visual = encode_image(encoder, crop)
-        x = rfusion((visual, text[None]))
-        diffs["window0.fusion_patches"] = (x[0] - ref["window0.fusion_patches"]).abs().max().item()
-        diffs["window0.fusion_classes"] = (x[1] - ref["window0.fusion_classes"]).abs().max().item()
-        logits = rhead(rdecoder(x))
-        diffs["window0.decoder_map"] = (maps[-1] - ref["window0.decoder_map"]).abs().max().item()
-        diffs["window0.logits"] = (logits - ref["window0.logits"]).abs().max().item()
+        diffs["window0.visual"] = (visual - ref["window0.visual"]).abs().max().item()
+        for key in ("window0.fusion_patches", "window0.fusion_classes", "window0.decoder_map", "window0.logits",
+                    "window0.logits (FullModel.forward)"):
+            diffs[key] = 0.0
+        for k, name in enumerate(LABELS):
+            def worst(key, value):
+                diffs[key] = max(diffs[key], value.abs().max().item())
 
-        # The repository's multi_scale_eval over its pad_image / crop_image, with one score
-        # channel per label (see the top of this file).
-        class Shim:
-            nclass, base_size, crop_size, scales, flip = len(LABELS), 500, CROP, [1.0], False
-            pad_mean, pad_std = PAD_MEAN, PAD_STD
+            x = rfusion((visual, text[None, k:k + 1]))
+            worst("window0.fusion_patches", x[0] - ref["window0.fusion_patches"][k:k + 1])
+            worst("window0.fusion_classes", x[1] - ref["window0.fusion_classes"][k:k + 1])
+            logits = rhead(rdecoder(x))
+            worst("window0.decoder_map", maps[-1] - ref["window0.decoder_map"][k:k + 1])
+            worst("window0.logits", logits - ref["window0.logits"][:, k:k + 1])
+            worst("window0.logits (FullModel.forward)", model(crop, [name]) - ref["window0.logits"][:, k:k + 1])
 
-            def __call__(self, img, names):
-                assert list(names) == LABELS
-                return rhead(rdecoder(rfusion((encode_image(encoder, img), text[None]))))
-
-        stitched = mods["model.full_model"].FullModel.multi_scale_eval(Shim(), image, LABELS)
+        # The repository's multi_scale_eval over its pad_image / crop_image, once per label, the
+        # labels' scores stacked along the class axis.
+        per_label = [model.multi_scale_eval(image, [name]) for name in LABELS]
+        assert all(s.shape == (1, 1) + image.shape[2:] for s in per_label)
+        stitched = torch.cat(per_label, dim=1)
         diffs["stitched"] = (stitched - ref["stitched"]).abs().max().item()
         utils = mods["utils.utils"]
         preds = utils.get_preds(stitched)  # one-hot over the classes, all zero for background
@@ -834,7 +897,7 @@ def write_inference_reference(directory, encoder, fusion, decoder, text):
     window records."""
     test_image().save(directory / "image_300x200.png", optimize=True)
     image = to_pixels(np.array(Image.open(directory / "image_300x200.png").convert("RGB")))
-    stitched, records = multi_scale_eval(encoder, fusion, decoder, image, text[None])
+    stitched, records = evaluate_labels(encoder, fusion, decoder, image, text)
     labels, margin = predictions(stitched)
     full = {"window0.logits": records[0]["logits"], "stitched": stitched, "labels": labels[0]}
     ref = {"text": text}
@@ -852,10 +915,15 @@ def write_inference_reference(directory, encoder, fusion, decoder, text):
           f"range [{stitched.min():.3f}, {stitched.max():.3f}]")
     print(f"labels_sub counts (-1 = background): {counts}; margins below 1e-3 there: "
           f"{int((ref['labels_margin_sub'] < 1e-3).sum())} (smallest {ref['labels_margin_sub'].min():.2e})")
+    assert min(counts.values()) > 0, f"a label never wins: {counts}"
     h, w = IMAGE_SIZE[1], IMAGE_SIZE[0]
     runs = {
         "image": "image_300x200.png", "size": {"width": w, "height": h}, "labels": LABELS,
-        "templates": len(TEMPLATES), "crop_size": CROP, "stride": STRIDE, "pad_value": -1.0,
+        "templates": len(TEMPLATES),
+        "per_label": "each label runs through the fusion on its own, as the repository's nclass = 1 model does; "
+                     "the labels' logits are stacked along the class axis; window0.fusion_patches, "
+                     "window0.fusion_classes and window0.decoder_map hold label k's outputs in row k",
+        "crop_size": CROP, "stride": STRIDE, "pad_value": -1.0,
         "padded_size": {"width": max(w, CROP), "height": max(h, CROP)},
         "windows": [{"x0": r["origin"][1], "y0": r["origin"][0], "x1": r["extent"][1], "y1": r["extent"][0]} for r in records],
         "window_logits_step": WINDOW_STEP, "stitched_step": STITCHED_STEP, "labels_step": STITCHED_STEP,
@@ -970,8 +1038,6 @@ def write_dino(args, tokenizer):
     # Inference reference.
     text = encode_text(clip, tokenizer, LABELS)
     ref, image, records = write_inference_reference(directory, vit, fusion, decoder, text)
-    counts = [int((ref["labels_sub"] == c).sum()) for c in range(-1, len(LABELS))]
-    assert min(counts) > 0, f"a label never wins: {counts}"
 
     # The tiny CLIP alone (f16 save_pretrained), for `wordmask train fusioner --text`, while the
     # folder stays under the limit.

@@ -92,7 +92,8 @@ pub struct EvalArgs {
     #[arg(long)]
     limit: Option<usize>,
     /// Score only the classes of this fold (PASCAL-5i for voc21, COCO-20i for coco-object; the
-    /// classes `train fusioner --fold N` held out): the other classes count as background.
+    /// classes `train fusioner --fold N` held out): only they are typed, the other classes
+    /// count as background, and the mIoU is their mean (background's IoU shown apart).
     #[arg(long)]
     fold: Option<usize>,
     /// Datasets with a background class 0 (voc21, context60, coco-object) are evaluated as
@@ -178,13 +179,21 @@ pub(super) fn samples(format: Format, root: &Path, split: Split) -> Result<Vec<S
     };
     let samples = match format {
         Format::Voc21 | Format::Voc20 => {
-            // HSNet's PASCAL-5i layout keeps the augmented labels in SegmentationClassAug.
-            let labels = if split == Split::Train && root.join("SegmentationClassAug").is_dir() {
-                "SegmentationClassAug"
-            } else {
-                "SegmentationClass"
-            };
-            from_list(&format!("ImageSets/Segmentation/{list_name}.txt"), "JPEGImages", labels)?
+            // With SBD's augmented labels (SegmentationClassAug, as HSNet's PASCAL-5i layout
+            // has them), training reads the augmented list (mmsegmentation's aug.txt, or
+            // trainaug.txt) when there is one.
+            let aug = root.join("SegmentationClassAug").is_dir();
+            let aug_list = ["aug.txt", "trainaug.txt"]
+                .into_iter()
+                .map(|f| format!("ImageSets/Segmentation/{f}"))
+                .find(|f| root.join(f).is_file());
+            match (split, aug, aug_list) {
+                (Split::Train, true, Some(list)) => from_list(&list, "JPEGImages", "SegmentationClassAug")?,
+                (Split::Train, true, None) => {
+                    from_list("ImageSets/Segmentation/train.txt", "JPEGImages", "SegmentationClassAug")?
+                }
+                _ => from_list(&format!("ImageSets/Segmentation/{list_name}.txt"), "JPEGImages", "SegmentationClass")?,
+            }
         }
         Format::Context60 | Format::Context59 => from_list(
             &format!("ImageSets/SegmentationContext/{list_name}.txt"),
@@ -347,7 +356,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 if (pw, ph) != (w, h) {
                     bail!("{} is {pw}x{ph} but the ground truth is {w}x{h}", path.display());
                 }
-                pred.into_iter().map(|v| args.format.map_gt(v)).collect()
+                pred.into_iter().map(|v| remap[args.format.map_gt(v) as usize]).collect()
             }
         };
         let gt: Vec<u8> = gt.into_iter().map(|v| remap[args.format.map_gt(v) as usize]).collect();
@@ -366,13 +375,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     eprintln!();
     let scores = matrix.scores();
+    // With a fold, the mean is over the fold's classes (background's IoU is shown, not averaged).
+    let fold_miou = args.fold.map(|_| {
+        let ious: Vec<f64> = scores.iou[1..].iter().flatten().copied().collect();
+        if ious.is_empty() { 0.0 } else { ious.iter().sum::<f64>() / ious.len() as f64 }
+    });
     if args.json {
         let per_class: Vec<_> =
             classes.iter().zip(&scores.iou).map(|(c, iou)| json!({"class": c.name, "iou": iou})).collect();
-        println!(
-            "{}",
-            json!({"images": samples.len(), "miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "engine": summary["engine"], "method": summary["method"], "threshold": summary["threshold"]})
-        );
+        let mut out = json!({"images": samples.len(), "miou": fold_miou.unwrap_or(scores.miou), "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "engine": summary["engine"], "method": summary["method"], "threshold": summary["threshold"]});
+        if let Some(fold) = args.fold {
+            out["fold"] = json!(fold);
+            out["miou_with_background"] = json!(scores.miou);
+        }
+        println!("{out}");
     } else {
         println!("| {:<28} | {:>8} |", "class", "IoU %");
         println!("|{:-<30}|{:-<10}|", "", "");
@@ -381,7 +397,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
             println!("| {:<28} | {:>8} |", c.name, value);
         }
         println!("|{:-<30}|{:-<10}|", "", "");
-        println!("| {:<28} | {:>8.2} |", "mIoU", scores.miou * 100.0);
+        match (args.fold, fold_miou) {
+            (Some(fold), Some(m)) => {
+                println!("| {:<28} | {:>8.2} |", format!("mIoU, fold {fold} classes"), m * 100.0);
+                println!("| {:<28} | {:>8.2} |", "mIoU with background", scores.miou * 100.0);
+            }
+            _ => println!("| {:<28} | {:>8.2} |", "mIoU", scores.miou * 100.0),
+        }
         println!("| {:<28} | {:>8.2} |", "pixel accuracy", scores.pixel_accuracy * 100.0);
         println!(
             "{} images, engine {}, method {}, threshold {}",

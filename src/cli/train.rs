@@ -84,8 +84,8 @@ pub struct FusionerArgs {
     /// Class-name file, one class per line (line k = label value k); default: the format's list.
     #[arg(long)]
     classes: Option<PathBuf>,
-    /// Classes that are never trained (default: the first line, named "background" in the
-    /// shipped lists); separated by commas.
+    /// Class names that are never trained, separated by commas (voc21 and coco-object never
+    /// train class 0, their background, whatever this says).
     #[arg(long, default_value = "background")]
     background_class: String,
     /// Hold out the classes of this fold (PASCAL-5i for voc21, COCO-20i for coco-object):
@@ -166,6 +166,11 @@ impl Samples for Files {
         self.0[i].image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
+    fn fingerprint(&self, i: usize) -> String {
+        let s = &self.0[i];
+        format!("{}|{}", file_fingerprint(&s.image), file_fingerprint(&s.label))
+    }
+
     fn load(&self, i: usize) -> wordmask::Result<(RgbImage, Vec<u8>)> {
         let s = &self.0[i];
         let image =
@@ -181,6 +186,18 @@ impl Samples for Files {
         }
         Ok((image, label))
     }
+}
+
+/// A file's absolute path, size and modification time, for the feature cache's key.
+fn file_fingerprint(path: &std::path::Path) -> String {
+    let meta = std::fs::metadata(path).ok();
+    let modified = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("{}:{}:{modified}", absolute.display(), meta.map_or(0, |m| m.len()))
 }
 
 fn duration(seconds: f64) -> String {

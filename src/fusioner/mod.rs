@@ -313,15 +313,53 @@ impl FusionerModel {
         self.image.tokens(crops)
     }
 
-    /// Logits `[b, k, crop, crop]` (and the steps before) of crops against class embeddings
-    /// `[k, proj]` (the same classes for every crop).
-    pub fn crop_logits(&self, crops: Tensor<4>, classes: &Tensor<2>) -> Result<HeadOutput> {
+    /// Logits `[b, k, crop, crop]` of crops against class embeddings `[k, proj]`. Each class
+    /// runs through the fusion and decoder on its own, as the repository's one-class model does
+    /// (and as it is trained): a class's logits do not depend on the other words typed. The
+    /// frozen encoder runs once per crop; (crop, class) pairs go through the head
+    /// [`PAIR_BATCH`] at a time.
+    pub fn crop_logits(&self, crops: Tensor<4>, classes: &Tensor<2>) -> Result<Tensor<4>> {
         let b = crops.dims()[0];
+        let k = classes.dims()[0];
+        let crop = self.config.crop_size;
         let (visual, grid) = self.image_tokens(crops)?;
-        let text = classes.clone().unsqueeze::<3>().repeat_dim(0, b);
-        Ok(self.head.forward(visual, grid, text, self.config.crop_size))
+        let pairs: Vec<(usize, usize)> = (0..b).flat_map(|i| (0..k).map(move |j| (i, j))).collect();
+        let mut parts = Vec::new();
+        for chunk in pairs.chunks(PAIR_BATCH) {
+            let (v, t) = self.pair_inputs(&visual, classes, chunk);
+            parts.push(self.head.forward(v, grid, t, crop).logits);
+        }
+        Ok(Tensor::cat(parts, 0).reshape([b, k, crop, crop]))
+    }
+
+    /// Every step of the head for one crop `[1, 3, crop, crop]`, one pass per class: patch and
+    /// class features `[k, n, d]`, `[k, 1, d]`, decoder maps `[k, d, h, w]`, logits
+    /// `[k, 1, crop, crop]` (parity tests).
+    pub fn crop_outputs(&self, crop: Tensor<4>, classes: &Tensor<2>) -> Result<HeadOutput> {
+        let k = classes.dims()[0];
+        let (visual, grid) = self.image_tokens(crop)?;
+        let pairs: Vec<(usize, usize)> = (0..k).map(|j| (0, j)).collect();
+        let (v, t) = self.pair_inputs(&visual, classes, &pairs);
+        Ok(self.head.forward(v, grid, t, self.config.crop_size))
+    }
+
+    /// The image tokens and the one class embedding of each (crop, class) pair:
+    /// `[m, n, dim]`, `[m, 1, proj]`.
+    fn pair_inputs(&self, visual: &Tensor<3>, classes: &Tensor<2>, pairs: &[(usize, usize)]) -> (Tensor<3>, Tensor<3>) {
+        let device = visual.device();
+        let index = |f: fn(&(usize, usize)) -> usize| {
+            let rows: Vec<i64> = pairs.iter().map(|p| f(p) as i64).collect();
+            Tensor::<1, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(rows, [pairs.len()]), &device)
+        };
+        let p = classes.dims()[1];
+        let v = visual.clone().select(0, index(|p| p.0));
+        let t = classes.clone().select(0, index(|p| p.1)).reshape([pairs.len(), 1, p]);
+        (v, t)
     }
 }
+
+/// (crop, class) pairs run through the head together, at most.
+pub const PAIR_BATCH: usize = 8;
 
 impl Network for FusionerModel {
     fn device(&self) -> Device {

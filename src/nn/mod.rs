@@ -136,3 +136,30 @@ pub fn one_hot_max<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     let range = Tensor::<1, Int>::arange(0..dims[dim] as i64, &index.device()).reshape(shape).expand(dims);
     range.equal(index.expand(dims)).float()
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::{resize_bilinear, resize_bilinear_trainable};
+
+    #[test]
+    fn trainable_resize_matches_torch_bilinear() {
+        let device = crate::device::cpu().unwrap();
+        // Whole-number factors (shifted copies) and others (the interpolation matrix), both axes.
+        for (from, to) in [
+            ((7, 7), (14, 14)),
+            ((14, 14), (112, 112)),
+            ((16, 16), (28, 28)),
+            ((5, 9), (7, 20)),
+            ((128, 56), (224, 224)),
+        ] {
+            let x = Tensor::<4>::random([2, 3, from.0, from.1], Distribution::Uniform(-1.0, 1.0), &device);
+            let want = crate::device::to_vec(resize_bilinear(x.clone(), to.0, to.1)).unwrap();
+            let ours = crate::device::to_vec(resize_bilinear_trainable(x, to.0, to.1)).unwrap();
+            let worst = want.iter().zip(&ours).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            // Source coordinates and sums are rounded differently; a misplaced tap would be ~1e-1.
+            assert!(worst < 1e-4, "{from:?} -> {to:?}: max difference {worst}");
+        }
+    }
+}

@@ -3,8 +3,9 @@
 //! own resolution (or its short side resized first, when asked), normalised with the
 //! checkpoint's statistics, padded to at least one crop with the repository's pad value, crops
 //! every `stride` pixels from the top-left (edge crops padded, not shifted back), per-crop
-//! logits averaged where crops overlap. A class holds a pixel when its sigmoid passes the
-//! threshold (0.5, the repository's `get_preds`) and is the highest there.
+//! logits averaged where crops overlap. Each typed word (each synonym) goes through the fusion
+//! on its own, as in the repository's one-class model. A class holds a pixel when its sigmoid
+//! passes the threshold (0.5, the repository's `get_preds`) and is the highest there.
 
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -152,7 +153,7 @@ pub fn stitched_logits(
     let mut count = vec![0f32; ph * pw];
     for group in windows.chunks(CROP_BATCH) {
         let crops: Vec<Tensor<4>> = group.iter().map(|win| window_crop(&padded, win, crop)).collect();
-        let logits = model.crop_logits(Tensor::cat(crops, 0), classes)?.logits;
+        let logits = model.crop_logits(Tensor::cat(crops, 0), classes)?;
         for (i, win) in group.iter().enumerate() {
             let (wh, ww) = (win.y2 - win.y1, win.x2 - win.x1);
             let ranges = [0..1, 0..k, win.y1..win.y2, win.x1..win.x2];

@@ -1,11 +1,14 @@
 //! Augmented views and their frozen features, computed once and kept on disk.
 //!
 //! Each image gets `views` augmented views (a random resized crop, scale 0.5-1 and aspect
-//! 3/4-4/3, half the time, otherwise the short side resized to the crop and a random crop; then
-//! a horizontal flip half the time: the repository's `RandomCropResize` and flip), or one plain
-//! view (the image resized to the crop) when `views` is 0. A view is stored as its CLIP image
-//! tokens (f16) and its label crop; the file is reused while the backbone, the dataset, the
-//! crop, the view count and the seed stay the same.
+//! 3/4-4/3, half the time, otherwise the short side resized to the crop and a random crop, as
+//! the repository's `RandomCropResize`; then a horizontal flip half the time), or one plain
+//! view (the image resized to the crop) when `views` is 0. A view is stored as its image
+//! tokens (f16: they are L2-normalised, so about 5e-4 relative error) and its label crop; the
+//! file is reused while the backbone's weights files, every image and label file (path, size,
+//! modification time), the crop, the statistics, the view count, the seed and the cache format
+//! stay the same. The repository's other augmentations (colour jitter, noise, elastic and
+//! affine transforms) are not applied.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -19,6 +22,9 @@ use super::{Event, IGNORE, Rng, Samples};
 use crate::error::{Error, Result};
 use crate::fusioner::FusionerModel;
 use crate::preprocess::{RgbImage, normalize};
+
+/// The cache file's layout and the view recipe; a change to either makes old caches stale.
+pub const FORMAT: u32 = 1;
 
 /// Views whose features are computed per backbone pass.
 const FEATURE_BATCH: usize = 8;
@@ -101,6 +107,7 @@ pub fn cut(image: &RgbImage, label: &[u8], r: Region, crop: usize) -> Result<(Rg
 /// What identifies a cache file's contents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheKey {
+    pub version: u32,
     pub backbone: String,
     pub samples: Vec<String>,
     pub views: usize,
@@ -172,6 +179,9 @@ impl FeatureCache {
                 return Ok(cache);
             }
         }
+        // The old header goes first: a run stopped while writing leaves no header that could
+        // vouch for the new data.
+        std::fs::remove_file(&meta).ok();
         let partial = dir.join("features.bin.partial");
         let mut out = BufWriter::new(File::create(&partial).map_err(|e| io("create", &partial, e))?);
         let crop = key.crop;
@@ -256,5 +266,44 @@ impl FeatureCache {
     /// Where a cache for an output folder lives by default.
     pub fn default_dir(out: &Path) -> PathBuf {
         out.join("cache")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flipped_view_flips_pixels_and_labels_together() {
+        // 4x4, each pixel's red channel and label are its column.
+        let (w, h) = (4, 4);
+        let data: Vec<u8> = (0..w * h).flat_map(|i| [(i % w) as u8 * 10, 0, 0]).collect();
+        let image = RgbImage::new(w, h, data).unwrap();
+        let label: Vec<u8> = (0..w * h).map(|i| (i % w) as u8).collect();
+        let (pixels, labels) = cut(&image, &label, Region { x: 0, y: 0, w, h, flip: true }, 4).unwrap();
+        for y in 0..h {
+            for x in 0..w {
+                assert_eq!(labels[y * w + x] as usize, w - 1 - x);
+                assert_eq!(pixels.data[(y * w + x) * 3] as usize, (w - 1 - x) * 10, "pixel ({x}, {y})");
+            }
+        }
+        // A region is cut where it says, then resized to the crop (nearest labels).
+        let (_, labels) = cut(&image, &label, Region { x: 2, y: 1, w: 2, h: 2, flip: false }, 4).unwrap();
+        assert_eq!(&labels[..4], &[2, 2, 3, 3]);
+    }
+
+    #[test]
+    fn random_regions_stay_inside_the_image() {
+        let mut rng = Rng::new(7);
+        let (mut crops, mut flips) = (0, 0);
+        for _ in 0..2000 {
+            let (w, h) = (1 + rng.below(300), 1 + rng.below(300));
+            let r = region(w, h, 224, Some(&mut rng));
+            assert!(r.w > 0 && r.h > 0 && r.x + r.w <= w && r.y + r.h <= h, "{r:?} in {w}x{h}");
+            crops += usize::from((r.w, r.h) != (w.min(h), w.min(h)) && (r.w, r.h) != (w, h));
+            flips += usize::from(r.flip);
+        }
+        // Both kinds of crop and both orientations occur.
+        assert!(crops > 500 && (800..1200).contains(&flips), "{crops} resized crops, {flips} flips");
     }
 }

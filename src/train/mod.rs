@@ -41,6 +41,11 @@ pub trait Samples {
     }
     /// A short name for messages (the file stem).
     fn name(&self, i: usize) -> String;
+    /// What identifies sample `i`'s content for the feature cache (its files' sizes and
+    /// modification times); the name by default.
+    fn fingerprint(&self, i: usize) -> String {
+        self.name(i)
+    }
     /// The image and its label map, of the same size.
     fn load(&self, i: usize) -> Result<(RgbImage, Vec<u8>)>;
 }
@@ -214,6 +219,9 @@ pub struct TrainState {
     pub epochs_done: usize,
     pub steps_per_epoch: usize,
     pub options: TrainOptions,
+    /// The frozen encoders' weights files (and their sizes and times).
+    pub backbone: String,
+    /// Mean task loss of each epoch.
     pub losses: Vec<f32>,
 }
 
@@ -255,15 +263,19 @@ pub fn save_checkpoint(
     }
     tensors.extend(weights.0);
     let bytes = write_safetensors_as(&tensors, false)?;
-    let write = |name: &str, data: &[u8]| -> Result<()> {
-        let tmp = dir.join(format!(".{name}.partial"));
-        std::fs::write(&tmp, data)
-            .and_then(|_| std::fs::rename(&tmp, dir.join(name)))
-            .map_err(|e| Error::invalid(format!("cannot write {}: {e}", dir.join(name).display())))
-    };
-    write("model.safetensors", &bytes)?;
-    write("config.json", config.to_json().as_bytes())?;
+    write_atomic(&dir.join("model.safetensors"), &bytes)?;
+    write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
     Ok(dir.to_path_buf())
+}
+
+/// `data` into `path` through a temporary file and a rename, so that `path` is never half
+/// written.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.partial"));
+    std::fs::write(&tmp, data)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::invalid(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Class embeddings `[classes, proj]` (row = class value) with Fusioner's 32 templates: each
@@ -299,20 +311,70 @@ pub fn fit(
     if samples.is_empty() {
         return Err(Error::invalid("the training set has no images"));
     }
+    if options.class_names.len() > 255 {
+        return Err(Error::invalid(format!(
+            "{} classes: label maps are 8-bit with 255 meaning ignored, so at most 255 classes",
+            options.class_names.len()
+        )));
+    }
     if options.batch_size == 0 || options.micro_batch == 0 {
         return Err(Error::invalid("batch size and micro-batch must be at least 1"));
     }
     let device = Network::device(&*model);
     let config = model.config.clone();
     let crop = config.crop_size;
+    if options.hyper.epochs == 0 {
+        return Err(Error::invalid("--epochs must be at least 1"));
+    }
     let key = CacheKey {
+        version: cache::FORMAT,
         backbone: backbone_name.to_string(),
-        samples: (0..samples.len()).map(|i| samples.name(i)).collect(),
+        samples: (0..samples.len()).map(|i| samples.fingerprint(i)).collect(),
         views: options.views,
         seed: options.seed,
         crop,
         mean: config.image_mean,
         std: config.image_std,
+    };
+    let saved_state = if resume {
+        let text = std::fs::read_to_string(out.join("train_state.json")).map_err(|e| {
+            Error::invalid(format!("--resume: cannot read {}: {e}", out.join("train_state.json").display()))
+        })?;
+        let saved: TrainState =
+            serde_json::from_str(&text).map_err(|e| Error::invalid(format!("--resume: train_state.json: {e}")))?;
+        // Only the number of epochs may change (the schedules are then recomputed over the new
+        // total); anything else would silently train another run.
+        let o = &saved.options;
+        let differs = [
+            ("the backbone", saved.backbone != backbone_name),
+            (
+                "the trained classes (--fold, --classes)",
+                o.trained != options.trained || o.class_names != options.class_names,
+            ),
+            ("--views", o.views != options.views),
+            ("--seed", o.seed != options.seed),
+            ("--batch-size", o.batch_size != options.batch_size),
+            ("the learning rates or weight decay", {
+                let (a, b) = (o.hyper, options.hyper);
+                (a.fusion_lr, a.fusion_min_lr, a.decoder_lr, a.wd, a.wd_end, a.warmup_epochs)
+                    != (b.fusion_lr, b.fusion_min_lr, b.decoder_lr, b.wd, b.wd_end, b.warmup_epochs)
+            }),
+        ];
+        if let Some((what, _)) = differs.iter().find(|(_, d)| *d) {
+            return Err(Error::invalid(format!(
+                "--resume: {what} differ from the run in {}; resume with the same settings (only --epochs may change)",
+                out.display()
+            )));
+        }
+        if saved.epochs_done >= options.hyper.epochs {
+            return Err(Error::invalid(format!(
+                "--resume: {} epochs are done already; pass a larger --epochs",
+                saved.epochs_done
+            )));
+        }
+        Some(saved)
+    } else {
+        None
     };
     let mut cache = FeatureCache::open_or_build(cache_dir, key, model, samples, progress)?;
     let all = tasks(cache.presence(), &options.trained);
@@ -330,18 +392,24 @@ pub fn fit(
     let classes = class_embeddings(model, &options.class_names)?;
     let steps_per_epoch = all.len().div_ceil(options.batch_size);
     let mut optimizer = Optimizer::new(options.hyper, steps_per_epoch);
-    let mut state = TrainState { epochs_done: 0, steps_per_epoch, options: options.clone(), losses: Vec::new() };
-    if resume {
-        let text = std::fs::read_to_string(out.join("train_state.json")).map_err(|e| {
-            Error::invalid(format!("--resume: cannot read {}: {e}", out.join("train_state.json").display()))
-        })?;
-        state = serde_json::from_str(&text).map_err(|e| Error::invalid(format!("--resume: train_state.json: {e}")))?;
+    let mut state = TrainState {
+        epochs_done: 0,
+        steps_per_epoch,
+        options: options.clone(),
+        backbone: backbone_name.to_string(),
+        losses: Vec::new(),
+    };
+    if let Some(saved) = saved_state {
         let bytes = std::fs::read(out.join("optimizer.safetensors"))
             .map_err(|e| Error::invalid(format!("--resume: cannot read optimizer.safetensors: {e}")))?;
-        let saved = Checkpoint::from_bytes(&bytes, "optimizer.safetensors")?;
-        let values: Vec<(String, Vec<f32>)> =
-            saved.names().map(|n| Ok((n.to_string(), saved.read_f32(n)?))).collect::<Result<_>>()?;
+        let saved_optimizer = Checkpoint::from_bytes(&bytes, "optimizer.safetensors")?;
+        let values: Vec<(String, Vec<f32>)> = saved_optimizer
+            .names()
+            .map(|n| Ok((n.to_string(), saved_optimizer.read_f32(n)?)))
+            .collect::<Result<_>>()?;
         optimizer.restore(&values, &device);
+        state.epochs_done = saved.epochs_done;
+        state.losses = saved.losses;
     }
     let views = cache.views();
     let grid = cache.grid();
@@ -365,14 +433,16 @@ pub fn fit(
             epoch_loss += loss / steps_per_epoch as f32;
             progress(Event::Step { epoch, epochs: options.hyper.epochs, step: s, steps: steps_per_epoch, loss, lr });
         }
-        save_checkpoint(out, &config, sources, &mut model.head)?;
-        let state_tensors = optimizer.state()?;
-        std::fs::write(out.join("optimizer.safetensors"), write_safetensors_as(&state_tensors, false)?)
-            .map_err(|e| Error::invalid(format!("cannot write the optimiser state: {e}")))?;
+        // Each file is written whole, then renamed into place; `train_state.json` goes last, so
+        // it never names an epoch whose weights and optimiser state are not on disk.
         state.epochs_done = epoch + 1;
         state.losses.push(epoch_loss);
-        std::fs::write(out.join("train_state.json"), serde_json::to_string_pretty(&state).unwrap_or_default())
-            .map_err(|e| Error::invalid(format!("cannot write train_state.json: {e}")))?;
+        write_atomic(&out.join("optimizer.safetensors"), &write_safetensors_as(&optimizer.state()?, false)?)?;
+        save_checkpoint(out, &config, sources, &mut model.head)?;
+        write_atomic(
+            &out.join("train_state.json"),
+            serde_json::to_string_pretty(&state).unwrap_or_default().as_bytes(),
+        )?;
         progress(Event::Epoch { epoch, loss: epoch_loss, checkpoint: out });
     }
     Ok(state)

@@ -157,10 +157,11 @@ impl ParamVisitor for Update<'_, '_> {
             return;
         };
         let h = self.opt.hyper;
-        let (lr, wd) = if name.starts_with("fusion.") {
-            (self.fusion.0, if regularised(name, D) { self.fusion.1 } else { 0.0 })
+        // The decoder's Adam keeps torch's default betas (the repository sets only its rate).
+        let (lr, wd, beta1) = if name.starts_with("fusion.") {
+            (self.fusion.0, if regularised(name, D) { self.fusion.1 } else { 0.0 }, h.beta1)
         } else {
-            (h.decoder_lr, 0.0)
+            (h.decoder_lr, 0.0, 0.9)
         };
         let dims = tensor.dims();
         let n: usize = dims.iter().product();
@@ -169,9 +170,9 @@ impl ParamVisitor for Update<'_, '_> {
         let t = (self.opt.step + 1) as i32;
         // torch.optim.AdamW (single-tensor path): decay, moments, bias corrections.
         let param = if wd != 0.0 { param.mul_scalar(1.0 - lr * wd) } else { param };
-        let m = m.mul_scalar(h.beta1).add(grad.clone().mul_scalar(1.0 - h.beta1));
+        let m = m.mul_scalar(beta1).add(grad.clone().mul_scalar(1.0 - beta1));
         let v = v.mul_scalar(h.beta2).add(grad.clone().powf_scalar(2.0).mul_scalar(1.0 - h.beta2));
-        let c1 = 1.0 - h.beta1.powi(t);
+        let c1 = 1.0 - beta1.powi(t);
         let c2 = (1.0 - h.beta2.powi(t)).sqrt();
         let denom = v.clone().sqrt().div_scalar(c2).add_scalar(h.eps);
         let param = param.sub(m.clone().div(denom).mul_scalar(lr / c1));
@@ -232,7 +233,8 @@ impl ParamVisitor for Weights {
 }
 
 /// `BCEWithLogitsLoss(reduction='none')` averaged over each task's pixels where `valid` is 1
-/// (`loss_with_ignored_area`), summed over the tasks. `[b, 1, h, w]` each -> scalar
+/// (`loss_with_ignored_area`; over all its pixels when none is valid, as there), summed over
+/// the tasks. `[b, 1, h, w]` each -> scalar
 pub fn task_losses(logits: Tensor<4>, target: Tensor<4>, valid: Tensor<4>) -> Tensor<1> {
     let [b, c, h, w] = logits.dims();
     let n = c * h * w;
@@ -242,7 +244,9 @@ pub fn task_losses(logits: Tensor<4>, target: Tensor<4>, valid: Tensor<4>) -> Te
         .clamp_min(0.0)
         .sub(logits.clone().mul(target))
         .add(logits.abs().neg().exp().add_scalar(1.0).log());
+    let all = bce.clone().reshape([b, n]).mean_dim(1);
     let per = bce.mul(valid.clone()).reshape([b, n]).sum_dim(1);
-    let count = valid.reshape([b, n]).sum_dim(1).clamp_min(1.0);
-    per.div(count).sum()
+    let count = valid.reshape([b, n]).sum_dim(1);
+    let none = count.clone().equal_elem(0.0);
+    per.div(count.clamp_min(1.0)).mask_where(none, all).sum()
 }
