@@ -187,8 +187,14 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
     /// Every tensor whose name starts with `prefix` is left unread without being reported as
     /// unexpected (a CLIP checkpoint's vision tower when only its text tower is wanted).
     pub fn skip_prefix(&mut self, prefix: &str) {
+        self.skip_where(|n| n.starts_with(prefix));
+    }
+
+    /// Every tensor whose name passes `skip` is left unread without being reported as
+    /// unexpected.
+    pub fn skip_where(&mut self, skip: impl Fn(&str) -> bool) {
         if let Some(checkpoint) = self.checkpoint {
-            self.used.extend(checkpoint.names().filter(|n| n.starts_with(prefix)).map(String::from));
+            self.used.extend(checkpoint.names().filter(|n| skip(n)).map(String::from));
         }
     }
 

@@ -311,12 +311,16 @@ pub fn run(command: TrainCommand) -> Result<()> {
         let config = FusionerConfig::from_json(&saved.config)?;
         let name = saved.weights_path.display().to_string();
         let bytes = Checkpoint::from_bytes(saved.weights(), &name)?;
-        let trained = loader::load(&bytes, &device, "Fusioner", |l| Ok(FusionerModel::load(config.clone(), l)))?;
-        if trained.config.visual_dim() != model.config.visual_dim() {
+        if config.visual_dim() != model.config.visual_dim() {
             bail!("--resume: the checkpoint in {} was trained on another backbone", args.out.display());
         }
-        model.head = trained.head;
-        model.config = trained.config;
+        // Only the head: the frozen encoders are the backbone's, loaded above.
+        let (visual, text) = (config.visual_dim(), config.clip.projection_dim);
+        model.head = loader::load(&bytes, &device, "Fusioner head", |l| {
+            l.skip_where(|n| !(n.starts_with("fusion.") || n.starts_with("decoder.")));
+            Ok(FusionHead::load(l, config.fusion, visual, text))
+        })?;
+        model.config = config;
     }
     if let Some(crop) = args.crop {
         if args.resume || kind == "fusioner" {

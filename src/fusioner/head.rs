@@ -17,7 +17,7 @@ use burn::tensor::activation::{gelu, relu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::loader::WeightLoader;
-use crate::nn::{Conv2d, LayerNorm, Linear, l2_normalize, resize_bilinear_trainable as resize_bilinear};
+use crate::nn::{Conv2d, LayerNorm, Linear, Rng, l2_normalize, resize_bilinear_trainable as resize_bilinear};
 
 /// The head's sizes (`fusion_config` in `config.json`; the repository's `--transformer_*`
 /// flags, defaults as there).
@@ -79,22 +79,17 @@ pub enum Source<'l, 'c, 'a> {
 /// and biases uniform in `±1/sqrt(fan_in)`, layer norms `(1, 0)`, the class embedding standard
 /// normal (`nn.Embedding`), the projections `d^-½ · N(0, 1)` (as `Fusion.__init__`).
 pub struct Init {
-    state: u64,
+    rng: Rng,
     device: Device,
 }
 
 impl Init {
     pub fn new(seed: u64, device: &Device) -> Self {
-        Init { state: seed ^ 0x853c_49e6_748f_ea9b, device: device.clone() }
+        Init { rng: Rng::new(seed ^ 0x853c_49e6_748f_ea9b), device: device.clone() }
     }
 
     fn next(&mut self) -> f64 {
-        // splitmix64
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.unit()
     }
 
     fn uniform<const D: usize>(&mut self, shape: [usize; D], bound: f64) -> Tensor<D> {

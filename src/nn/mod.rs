@@ -10,6 +10,7 @@ mod conv;
 mod linear;
 mod patch;
 mod positions;
+mod rng;
 mod transformer;
 
 use burn::tensor::activation::{gelu, gelu_approximate, relu, sigmoid};
@@ -24,6 +25,7 @@ pub use conv::{Conv2d, ConvTranspose2d, LayerNorm2d};
 pub use linear::{LayerNorm, Linear};
 pub use patch::{PatchEmbedding, patchify};
 pub use positions::{PositionTable, bicubic};
+pub use rng::Rng;
 pub use transformer::{EncoderLayer, Mlp, TowerDims, load_layers};
 
 /// Activation of the MLP blocks (`hidden_act` in a HF config).

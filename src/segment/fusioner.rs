@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::engine::{DatasetProtocol, Engine, Plan, Scores};
 use super::result::PixelSteps;
-use super::slide::{Window, Windows, check_score_size};
+use super::slide::{Window, Windows, check_score_size, stitch};
 use super::text::{ClassEmbeddings, Templates};
 use super::{BackgroundDataset, Settings};
 use crate::error::{Error, Result};
@@ -24,8 +24,6 @@ use crate::preprocess::{Preprocessor, RgbImage, checked_short_side_size, normali
 
 /// `pad_image`'s value: `-pad_mean / pad_std` with both 0.5, in normalised units.
 pub const PAD_VALUE: f32 = -1.0;
-/// Crops run through the network together, at most this many at once.
-const CROP_BATCH: usize = 8;
 
 pub struct Fusioner;
 
@@ -149,23 +147,11 @@ pub fn stitched_logits(
     let device = pixels.device();
     let padded = pad(pixels, ph, pw);
     let windows = crop_windows(h, w, crop, stride);
-    let mut canvas = Tensor::<4>::zeros([1, k, ph, pw], &device);
-    let mut count = vec![0f32; ph * pw];
-    for group in windows.chunks(CROP_BATCH) {
-        let crops: Vec<Tensor<4>> = group.iter().map(|win| window_crop(&padded, win, crop)).collect();
-        let logits = model.crop_logits(Tensor::cat(crops, 0), classes)?;
-        for (i, win) in group.iter().enumerate() {
-            let (wh, ww) = (win.y2 - win.y1, win.x2 - win.x1);
-            let ranges = [0..1, 0..k, win.y1..win.y2, win.x1..win.x2];
-            let part = logits.clone().slice([i..i + 1, 0..k, 0..wh, 0..ww]);
-            canvas = canvas.clone().slice_assign(ranges.clone(), canvas.slice(ranges).add(part));
-            for y in win.y1..win.y2 {
-                count[y * pw + win.x1..y * pw + win.x2].iter_mut().for_each(|c| *c += 1.0);
-            }
-        }
-    }
-    let count = Tensor::<4>::from_data(TensorData::new(count, [1, 1, ph, pw]), &device);
-    Ok(canvas.div(count).slice([0..1, 0..k, 0..h, 0..w]))
+    // Edge crops are padded to a whole crop, so every crop batches; each window keeps the part
+    // of its logits that lies on the image.
+    let crop_of = |win: &Window| window_crop(&padded, win, crop);
+    let stitched = stitch(&windows, (ph, pw), k, &device, crop_of, |crops| model.crop_logits(crops, classes))?;
+    Ok(stitched.slice([0..1, 0..k, 0..h, 0..w]))
 }
 
 impl Engine for Fusioner {

@@ -139,32 +139,45 @@ pub fn slide_and_stitch(
     pixels: &Tensor<4>,
     slide: Option<(usize, usize)>,
     rows: usize,
-    mut score: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
+    score: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
 ) -> Result<Tensor<4>> {
     let [_, _, h, w] = pixels.dims();
-    let device = pixels.device();
     let windows = match slide {
         Some((window, stride)) => windows(h, w, (window, window), (stride, stride)),
         None => vec![Window { y1: 0, y2: h, x1: 0, x2: w }],
     };
-    let mut canvas = Tensor::<4>::zeros([1, rows, h, w], &device);
-    let mut count = vec![0f32; h * w];
     // All windows have one size (the last ones are shifted inside), so they batch.
+    let crop = |win: &Window| pixels.clone().slice([0..1, 0..3, win.y1..win.y2, win.x1..win.x2]);
+    stitch(&windows, (h, w), rows, &pixels.device(), crop, score)
+}
+
+/// The windows' scores added into an `h x w` canvas and divided by each pixel's count of
+/// windows. `crop` gives each window's input (all of one size, so they batch); `score` maps a
+/// batch `[n, 3, ..]` to `[n, rows, ..]`, of which each window keeps its top-left
+/// `(y2 - y1) x (x2 - x1)`. `-> [1, rows, h, w]`
+pub fn stitch(
+    windows: &[Window],
+    (h, w): (usize, usize),
+    rows: usize,
+    device: &Device,
+    crop: impl Fn(&Window) -> Tensor<4>,
+    mut score: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
+) -> Result<Tensor<4>> {
+    let mut canvas = Tensor::<4>::zeros([1, rows, h, w], device);
+    let mut count = vec![0f32; h * w];
     for group in windows.chunks(WINDOW_BATCH) {
-        let crops: Vec<Tensor<4>> =
-            group.iter().map(|win| pixels.clone().slice([0..1, 0..3, win.y1..win.y2, win.x1..win.x2])).collect();
-        let scores = score(Tensor::cat(crops, 0))?;
-        let [_, _, wh, ww] = scores.dims();
+        let scores = score(Tensor::cat(group.iter().map(&crop).collect(), 0))?;
         for (i, win) in group.iter().enumerate() {
+            let (wh, ww) = (win.y2 - win.y1, win.x2 - win.x1);
             let ranges = [0..1, 0..rows, win.y1..win.y2, win.x1..win.x2];
-            let crop = scores.clone().slice([i..i + 1, 0..rows, 0..wh, 0..ww]);
-            canvas = canvas.clone().slice_assign(ranges.clone(), canvas.slice(ranges).add(crop));
+            let part = scores.clone().slice([i..i + 1, 0..rows, 0..wh, 0..ww]);
+            canvas = canvas.clone().slice_assign(ranges.clone(), canvas.slice(ranges).add(part));
             for y in win.y1..win.y2 {
                 count[y * w + win.x1..y * w + win.x2].iter_mut().for_each(|c| *c += 1.0);
             }
         }
     }
-    let count = Tensor::<4>::from_data(TensorData::new(count, [1, 1, h, w]), &device);
+    let count = Tensor::<4>::from_data(TensorData::new(count, [1, 1, h, w]), device);
     Ok(canvas.div(count))
 }
 

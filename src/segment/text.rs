@@ -13,7 +13,9 @@ use super::Model;
 use super::result::BACKGROUND;
 use crate::error::{Error, Result};
 use crate::labels::Label;
+use crate::network::Network;
 use crate::nn::l2_normalize;
+use crate::tokenizer::Tokenizer;
 
 /// Prompts embedded per text-encoder call.
 const TEXT_BATCH: usize = 256;
@@ -192,23 +194,13 @@ impl ClassEmbeddings {
         if !background.is_empty() {
             labels.push(Label { name: BACKGROUND.into(), synonyms: background.to_vec() });
         }
-        // Every (name, template) prompt, batched across names: one short prompt per call would
-        // leave the text encoder mostly idle.
         let names: Vec<(usize, &String)> =
             labels.iter().enumerate().flat_map(|(c, l)| l.synonyms.iter().map(move |n| (c, n))).collect();
         if names.is_empty() {
             return Err(Error::invalid("no labels to embed"));
         }
-        let prompts: Vec<String> =
-            names.iter().flat_map(|(_, name)| templates.iter().map(move |t| t.replace("{}", name))).collect();
-        let mut parts = Vec::new();
-        for chunk in prompts.chunks(TEXT_BATCH) {
-            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            parts.push(model.embed_texts(&refs)?);
-        }
-        let all = Tensor::cat(parts, 0);
-        let (n, t, d) = (names.len(), templates.len(), all.dims()[1]);
-        let names_embedded = l2_normalize(all.reshape([n, t, d]).sum_dim(1).reshape([n, d]));
+        let words: Vec<&str> = names.iter().map(|(_, name)| name.as_str()).collect();
+        let names_embedded = name_embeddings(model.network(), &model.tokenizer, &words, templates)?;
         let class_of_name = names.iter().map(|(c, _)| *c).collect();
         Ok(ClassEmbeddings {
             names: names_embedded,
@@ -217,6 +209,28 @@ impl ClassEmbeddings {
             background: !background.is_empty(),
         })
     }
+}
+
+/// Each name put into every template and embedded, the L2-normalised prompt embeddings
+/// averaged and renormalised. `-> [names, proj]`
+pub fn name_embeddings(
+    network: &dyn Network,
+    tokenizer: &Tokenizer,
+    names: &[&str],
+    templates: &[&str],
+) -> Result<Tensor<2>> {
+    // Every (name, template) prompt, batched across names: one short prompt per call would
+    // leave the text encoder mostly idle.
+    let prompts: Vec<String> =
+        names.iter().flat_map(|name| templates.iter().map(move |t| t.replace("{}", name))).collect();
+    let mut parts = Vec::new();
+    for chunk in prompts.chunks(TEXT_BATCH) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        parts.push(network.embed_texts(tokenizer, &refs)?);
+    }
+    let all = Tensor::cat(parts, 0);
+    let (n, t, d) = (names.len(), templates.len(), all.dims()[1]);
+    Ok(l2_normalize(all.reshape([n, t, d]).sum_dim(1).reshape([n, d])))
 }
 
 /// Text embeddings computed once per (labels, background words, templates) and reused while

@@ -24,9 +24,9 @@ use crate::checkpoint::{Checkpoint, write_safetensors_as};
 use crate::error::{Error, Result};
 use crate::fusioner::{FusionHead, FusionerConfig, FusionerModel};
 use crate::network::Network;
-use crate::nn::l2_normalize;
+pub use crate::nn::Rng;
 use crate::preprocess::RgbImage;
-use crate::segment::text::FUSIONER_32;
+use crate::segment::text::{FUSIONER_32, name_embeddings};
 use crate::tokenizer::Tokenizer;
 
 /// Label value of pixels that no loss sees.
@@ -66,40 +66,6 @@ pub fn tasks(presence: &[Vec<u8>], trained: &[u8]) -> Vec<Task> {
             present.iter().filter(|c| trained.contains(c)).map(move |&class| Task { sample, class })
         })
         .collect()
-}
-
-/// A deterministic generator (splitmix64) for shuffles and augmentation.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [0, n).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.unit() * n as f64) as usize % n.max(1)
-    }
-
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i + 1));
-        }
-    }
 }
 
 /// A batch ready for the head: tokens, class embeddings, targets and valid pixels.
@@ -281,16 +247,8 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 /// Class embeddings `[classes, proj]` (row = class value) with Fusioner's 32 templates: each
 /// prompt's normalised embedding, averaged, renormalised.
 pub fn class_embeddings(model: &FusionerModel, names: &[String]) -> Result<Tensor<2>> {
-    let tokenizer = Tokenizer::new();
-    let network: &dyn Network = model;
-    let mut rows = Vec::with_capacity(names.len());
-    for name in names {
-        let prompts: Vec<String> = FUSIONER_32.iter().map(|t| t.replace("{}", name)).collect();
-        let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-        let embedded = network.embed_texts(&tokenizer, &refs)?;
-        rows.push(l2_normalize(embedded.sum_dim(0)));
-    }
-    Ok(Tensor::cat(rows, 0))
+    let words: Vec<&str> = names.iter().map(String::as_str).collect();
+    name_embeddings(model, &Tokenizer::new(), &words, &FUSIONER_32)
 }
 
 /// Train `model.head` on `samples` (the head as given is the starting point), writing a
