@@ -123,7 +123,7 @@ fn the_reference_comparison_detects_a_wrong_variant_or_sigma() {
 }
 
 #[test]
-fn text_embeddings_are_computed_once_per_label_set() {
+fn text_embeddings_are_computed_once_per_name() {
     let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
     let model = load_model("clip-p16-quickgelu", &device);
     let (single, imagenet) = (Templates::Single.prompts(), Templates::Imagenet80.prompts());
@@ -133,12 +133,19 @@ fn text_embeddings_are_computed_once_per_label_set() {
     let first = to_vec(cache.get(&model, &a, &[], single).unwrap().names).unwrap();
     let again = to_vec(cache.get(&model, &a, &[], single).unwrap().names).unwrap();
     assert_eq!(first, again);
-    assert_eq!(cache.computed, 1);
-    cache.get(&model, &b, &[], single).unwrap();
+    assert_eq!((cache.computed, cache.names_embedded), (1, 2));
+    // A set that gains a synonym embeds only it, and its rows come back in the set's order,
+    // as if the whole set had been embedded at once.
+    let cached = cache.get(&model, &b, &[], single).unwrap();
+    assert_eq!((cache.computed, cache.names_embedded), (2, 3), "only 'puppy' is new");
+    let whole = ClassEmbeddings::new(&model, &b, &[], single).unwrap();
+    assert_eq!(cached.class_of_name, whole.class_of_name);
+    all_close("cached rows", &to_vec(cached.names).unwrap(), &to_vec(whole.names).unwrap(), 1e-6, false).unwrap();
     cache.get(&model, &a, &[], imagenet).unwrap();
-    assert_eq!(cache.computed, 3, "a new label set or template set is a new entry");
+    assert_eq!((cache.computed, cache.names_embedded), (3, 5), "another template set embeds again");
     cache.get(&model, &b, &[], single).unwrap();
     assert_eq!(cache.computed, 3);
-    cache.get(&model, &a, &["wall".to_string()], single).unwrap();
-    assert_eq!(cache.computed, 4, "background words are part of the label set");
+    let with_wall = cache.get(&model, &a, &["wall".to_string()], single).unwrap();
+    assert_eq!((cache.computed, cache.names_embedded), (4, 6), "background words are names too");
+    assert_eq!((with_wall.num_classes, with_wall.background), (3, true));
 }

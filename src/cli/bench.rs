@@ -339,5 +339,18 @@ fn segment_rows(args: &BenchArgs, size: &str, model: &Model) -> Result<Vec<Row>>
             Ok(())
         })?,
     };
-    Ok(vec![text, row])
+    // The first segmentation after typing new words: a fresh cache and new names each time.
+    let mut round = 0usize;
+    let first = Row {
+        stage: format!("first segmentation, {} new labels (text + image)", args.labels),
+        times_ms: time(args.iters, |_| {
+            round += 1;
+            let labels: Vec<Label> = (0..args.labels)
+                .map(|i| Label { name: format!("new {round} {i}"), synonyms: vec![format!("new {round} {i}")] })
+                .collect();
+            segment(model, &random_image(w, h, &mut seed)?, &labels, &args.settings, &mut EmbeddingCache::default())?;
+            Ok(())
+        })?,
+    };
+    Ok(vec![text, row, first])
 }

@@ -73,8 +73,9 @@ pub struct Settings {
     /// Dense engine: the last-block variant.
     #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub method: Option<dense::Method>,
-    /// Prompt templates: imagenet80 (the CLIP paper's 80), single ("a photo of a {}.") or bare
-    /// (each label as typed).
+    /// Prompt templates: imagenet7 (the 7 of CLIP's forward selection), imagenet80 (the CLIP
+    /// paper's 80, as the dense-CLIP papers), single ("a photo of a {}."), bare (each label as
+    /// typed) or fusioner (Fusioner's 32).
     #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub templates: Option<Templates>,
     /// Resize the image's short side to this many pixels first.
