@@ -14,7 +14,7 @@
 // cosine ≥ 0.9999 or the run fails. `--smoke` (CI, the tiny fixture tests/fixtures/peer-tiny)
 // runs one iteration of each and checks the agreement only.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 
@@ -51,6 +51,7 @@ async function timeInPage({ kind, backend, threads, size, input, iters }) {
   const stats = (t) => { const s = [...t].sort((x, y) => x - y); const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))]; return { median: q(0.5), p10: q(0.1), p90: q(0.9) }; };
   const pixels = new Float32Array(input);
   let run;
+  let memory = null;
   const t0 = performance.now();
   if (kind === 'ort') {
     const ort = await import(backend === 'webgpu' ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
@@ -65,12 +66,15 @@ async function timeInPage({ kind, backend, threads, size, input, iters }) {
     };
   } else {
     const { default: init, WordMask } = await import('/pkg/wordmask.js');
-    await init();
+    const wasm = await init();
     const wm = await WordMask.create(backend);
     if (wm.backend !== backend) throw new Error(`wordmask opened ${wm.backend}, not ${backend}`);
     const config = await (await fetch('/peer/model/config.json')).text();
     const weights = new Uint8Array(await (await fetch('/peer/model/model.safetensors')).arrayBuffer());
+    const before = wasm.memory.buffer.byteLength;
     wm.load(config, weights, 'model.safetensors', undefined);
+    // The wasm heap never shrinks: its size after loading is its peak while loading.
+    memory = { file: weights.length, heapBefore: before, heapAfter: wasm.memory.buffer.byteLength };
     run = async () => Array.from(await wm.embedPixels(pixels.slice(), size));
   }
   const output = await run();
@@ -81,13 +85,27 @@ async function timeInPage({ kind, backend, threads, size, input, iters }) {
     await run();
     times.push(performance.now() - t);
   }
-  return { first, ...stats(times), output, isolated: crossOriginIsolated };
+  return { first, ...stats(times), output, memory, isolated: crossOriginIsolated };
 }
 
 const server = await serve(0, { '/peer/': resolve(dir), '/ort/': 'tests/browser/node_modules/onnxruntime-web/dist', '/bench/': 'tools' }, { isolated: true });
 const url = `http://127.0.0.1:${server.address().port}/bench/peer_bench.html`;
 const results = {};
 const failures = [];
+
+// Peak resident memory (VmHWM) of the browser's renderer processes, MiB: the page's process
+// (one browser runs at a time; Linux only).
+function rendererPeak() {
+  let peak = null;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--type=renderer')) continue;
+      const kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+      peak = Math.max(peak ?? 0, kb / 1024);
+    } catch { /* gone */ }
+  }
+  return peak;
+}
 
 async function inBrowser(name, spec, webgpu) {
   const browser = await launch({ webgpu });
@@ -98,7 +116,7 @@ async function inBrowser(name, spec, webgpu) {
     const agree = agreement(r.output);
     if (!(agree.cosine >= 0.9999)) failures.push(`${name}: cosine ${agree.cosine} with PyTorch's output`);
     if (spec.threads > 1 && !r.isolated) failures.push(`${name}: the page is not cross-origin isolated, so threads are off`);
-    results[name] = { ...r, ...agree, output: undefined };
+    results[name] = { ...r, ...agree, output: undefined, rendererPeak: rendererPeak() };
     process.stderr.write(`${name}: first ${r.first.toFixed(0)} ms, median ${r.median.toFixed(1)} ms, cosine ${agree.cosine.toFixed(7)}\n`);
   } catch (e) {
     failures.push(`${name}: ${e.message.split('\n')[0]}`);
@@ -149,6 +167,15 @@ lines.push(`| Chromium CPU, first run | ${ms(r['wordmask cpu']?.first)} | ${ms(r
 if (r['wordmask webgpu'] || r['ort webgpu']) {
   lines.push(`| Chromium WebGPU | ${ms(r['wordmask webgpu']?.median)}${spread(r['wordmask webgpu'])} | ${ms(r['ort webgpu']?.median)}${spread(r['ort webgpu'])} | ${ratio(r['wordmask webgpu']?.median, r['ort webgpu']?.median)} |`);
   lines.push(`| Chromium WebGPU, first run | ${ms(r['wordmask webgpu']?.first)} | ${ms(r['ort webgpu']?.first)} | ${ratio(r['wordmask webgpu']?.first, r['ort webgpu']?.first)} |`);
+}
+const mib = (b) => (b / 2 ** 20).toFixed(1);
+for (const [name, where] of [['wordmask cpu', 'CPU'], ['wordmask webgpu', 'WebGPU']]) {
+  const m = r[name]?.memory;
+  if (m) lines.push(`| Chromium ${where}: wasm heap after loading / weight file (${mib(m.file)} MiB) | ${mib(m.heapAfter)} MiB (${mib(m.heapBefore)} before) | | ${(m.heapAfter / m.file).toFixed(2)}× the file |`);
+}
+for (const [ours, theirs, where] of [['wordmask cpu', 'ort wasm 1', 'CPU, 1 thread'], ['wordmask webgpu', 'ort webgpu', 'WebGPU']]) {
+  const [a, b] = [r[ours]?.rendererPeak, r[theirs]?.rendererPeak];
+  if (a && b) lines.push(`| Chromium ${where}: renderer peak memory, MiB | ${a.toFixed(0)} | ${b.toFixed(0)} | ${ratio(a, b)} |`);
 }
 lines.push('', `Agreement with PyTorch (cosine): ${Object.entries(r).map(([k, v]) => `${k} ${v.cosine.toFixed(7)}`).join(', ')}.`);
 console.log(lines.join('\n'));

@@ -4,7 +4,9 @@
 //!
 //! Reading is lazy: opening a checkpoint parses only its index; the bytes of a tensor are
 //! converted to `f32` when [`Checkpoint::read_f32`] asks for them, one tensor at a time, so
-//! loading never holds a second full copy of the weights.
+//! loading never holds a second full copy of the weights. A safetensors file can also stay
+//! outside the program's memory ([`Checkpoint::from_source`]): the page keeps the downloaded
+//! file in JavaScript and the wasm heap receives one tensor at a time.
 
 mod pickle;
 mod pytorch;
@@ -51,7 +53,24 @@ pub struct TensorEntry<'a> {
     /// Element strides (row-major contiguous for safetensors).
     strides: Vec<usize>,
     /// The storage the tensor views, starting at the tensor's first element.
-    data: Cow<'a, [u8]>,
+    data: Storage<'a>,
+}
+
+/// Where a tensor's bytes are.
+#[derive(Debug, Clone)]
+enum Storage<'a> {
+    /// In memory, starting at the tensor's first element.
+    Bytes(Cow<'a, [u8]>),
+    /// Bytes `start..end` of the checkpoint's [`ByteSource`].
+    Range(usize, usize),
+}
+
+/// A file read one range at a time (the page's downloaded weights, held by JavaScript).
+pub trait ByteSource {
+    /// Length of the file in bytes.
+    fn len(&self) -> usize;
+    /// A copy of bytes `start..end` (callers stay within `len`).
+    fn read(&self, start: usize, end: usize) -> Vec<u8>;
 }
 
 /// Elements of a tensor of `shape`, or `None` when the count overflows (a crafted file).
@@ -64,6 +83,8 @@ pub struct Checkpoint<'a> {
     /// Where the bytes came from, for error messages (a path or a URL).
     pub source_name: String,
     entries: BTreeMap<String, TensorEntry<'a>>,
+    /// The file behind `Storage::Range` entries.
+    source: Option<Box<dyn ByteSource + 'a>>,
 }
 
 impl<'a> Checkpoint<'a> {
@@ -82,7 +103,28 @@ impl<'a> Checkpoint<'a> {
                 "neither a safetensors file nor a PyTorch zip checkpoint (unrecognised first bytes)",
             ));
         };
-        Ok(Checkpoint { source_name: source_name.to_string(), entries })
+        Ok(Checkpoint { source_name: source_name.to_string(), entries, source: None })
+    }
+
+    /// Open a safetensors file through `source` without copying it: only its header is read
+    /// now, each tensor's bytes when it is converted. Other containers are refused (read them
+    /// into memory and use [`Checkpoint::from_bytes`]).
+    pub fn from_source(source: Box<dyn ByteSource + 'a>, source_name: &str) -> Result<Self> {
+        let len = source.len();
+        if len == 0 {
+            return Err(Error::format(source_name, "the file is empty"));
+        }
+        let head = source.read(0, len.min(9));
+        if head.len() < 9 || head[8] != b'{' {
+            return Err(Error::format(source_name, "not a safetensors file (its header does not start with '{')"));
+        }
+        let entries = safetensors::read_index_from(&*source, source_name)?;
+        Ok(Checkpoint { source_name: source_name.to_string(), entries, source: Some(source) })
+    }
+
+    /// Whether `bytes` start as a safetensors file does (what [`Checkpoint::from_source`] reads).
+    pub fn is_safetensors(first_bytes: &[u8]) -> bool {
+        first_bytes.len() >= 9 && first_bytes[8] == b'{'
     }
 
     /// Tensor names, sorted.
@@ -116,7 +158,12 @@ impl<'a> Checkpoint<'a> {
             .entries
             .get(name)
             .ok_or_else(|| Error::format(&self.source_name, format!("no tensor named {name}")))?;
-        to_f32(entry).map_err(|reason| Error::format(&self.source_name, format!("tensor {name}: {reason}")))
+        let bytes = match (&entry.data, &self.source) {
+            (Storage::Bytes(bytes), _) => Cow::Borrowed(&bytes[..]),
+            (Storage::Range(start, end), Some(source)) => Cow::Owned(source.read(*start, *end)),
+            (Storage::Range(..), None) => unreachable!("range entries come with their source"),
+        };
+        to_f32(entry, &bytes).map_err(|reason| Error::format(&self.source_name, format!("tensor {name}: {reason}")))
     }
 }
 
@@ -134,7 +181,7 @@ fn element(bytes: &[u8], at: usize, dtype: StoredDtype) -> f32 {
     }
 }
 
-fn to_f32(entry: &TensorEntry<'_>) -> std::result::Result<Vec<f32>, String> {
+fn to_f32(entry: &TensorEntry<'_>, data: &[u8]) -> std::result::Result<Vec<f32>, String> {
     let size = entry.dtype.size();
     if entry.shape.len() != entry.strides.len() {
         return Err(format!("shape {:?} and strides {:?} disagree", entry.shape, entry.strides));
@@ -149,21 +196,21 @@ fn to_f32(entry: &TensorEntry<'_>) -> std::result::Result<Vec<f32>, String> {
         .try_fold(0usize, |sum, (&d, &s)| d.saturating_sub(1).checked_mul(s).and_then(|x| sum.checked_add(x)));
     let needed = last.and_then(|l| l.checked_add(1)).and_then(|l| l.checked_mul(size));
     match needed {
-        Some(bytes) if n == 0 || bytes <= entry.data.len() => {}
+        Some(bytes) if n == 0 || bytes <= data.len() => {}
         Some(bytes) => {
-            return Err(format!("data is truncated: needs {bytes} bytes, the file holds {}", entry.data.len()));
+            return Err(format!("data is truncated: needs {bytes} bytes, the file holds {}", data.len()));
         }
         None => return Err(format!("shape {:?} with strides {:?} overflows", entry.shape, entry.strides)),
     }
     let contiguous = contiguous_strides(&entry.shape) == entry.strides;
     let mut out = Vec::with_capacity(n);
     if contiguous {
-        out.extend((0..n).map(|i| element(&entry.data, i * size, entry.dtype)));
+        out.extend((0..n).map(|i| element(data, i * size, entry.dtype)));
     } else {
         let mut index = vec![0usize; entry.shape.len()];
         for _ in 0..n {
             let offset: usize = index.iter().zip(&entry.strides).map(|(i, s)| i * s).sum();
-            out.push(element(&entry.data, offset * size, entry.dtype));
+            out.push(element(data, offset * size, entry.dtype));
             for axis in (0..index.len()).rev() {
                 index[axis] += 1;
                 if index[axis] < entry.shape[axis] {
@@ -193,8 +240,8 @@ mod tests {
         // A 2x3 matrix stored transposed (column-major): strides [1, 2].
         let values: Vec<u8> = [1f32, 4., 2., 5., 3., 6.].iter().flat_map(|v| v.to_le_bytes()).collect();
         let entry =
-            TensorEntry { dtype: StoredDtype::F32, shape: vec![2, 3], strides: vec![1, 2], data: Cow::Owned(values) };
-        assert_eq!(to_f32(&entry).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
+            TensorEntry { dtype: StoredDtype::F32, shape: vec![2, 3], strides: vec![1, 2], data: Storage::Range(0, 0) };
+        assert_eq!(to_f32(&entry, &values).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
     }
 
     #[test]
@@ -203,8 +250,8 @@ mod tests {
         let f16: Vec<u8> = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
         let bf16: Vec<u8> = values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
         for (dtype, data) in [(StoredDtype::F16, f16), (StoredDtype::BF16, bf16)] {
-            let entry = TensorEntry { dtype, shape: vec![3], strides: vec![1], data: Cow::Owned(data) };
-            let got = to_f32(&entry).unwrap();
+            let entry = TensorEntry { dtype, shape: vec![3], strides: vec![1], data: Storage::Range(0, 0) };
+            let got = to_f32(&entry, &data).unwrap();
             assert_eq!(got[0], 1.5);
             assert_eq!(got[1], -2.25);
             assert!((got[2] - 65504.0).abs() <= 256.0, "{dtype:?}: {}", got[2]);
@@ -214,9 +261,47 @@ mod tests {
     #[test]
     fn a_tensor_reaching_past_its_storage_is_an_error() {
         let entry =
-            TensorEntry { dtype: StoredDtype::F32, shape: vec![4], strides: vec![1], data: Cow::Owned(vec![0; 12]) };
-        let err = to_f32(&entry).unwrap_err();
+            TensorEntry { dtype: StoredDtype::F32, shape: vec![4], strides: vec![1], data: Storage::Range(0, 0) };
+        let err = to_f32(&entry, &[0; 12]).unwrap_err();
         assert!(err.contains("truncated"), "{err}");
+    }
+
+    /// A file behind a reader that counts the bytes it hands out.
+    struct Counted(Vec<u8>, std::cell::Cell<usize>);
+
+    impl ByteSource for &Counted {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn read(&self, start: usize, end: usize) -> Vec<u8> {
+            self.1.set(self.1.get() + end - start);
+            self.0[start..end].to_vec()
+        }
+    }
+
+    #[test]
+    fn a_source_is_read_one_tensor_at_a_time_and_agrees_with_bytes() {
+        let tensors = vec![
+            ("a".to_string(), vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+            ("b".to_string(), vec![256], (0..256).map(|i| i as f32 * 0.25 - 3.0).collect()),
+        ];
+        let file = Counted(write_safetensors(&tensors).unwrap(), Default::default());
+        let in_memory = Checkpoint::from_bytes(&file.0, "m.safetensors").unwrap();
+        let lazy = Checkpoint::from_source(Box::new(&file), "m.safetensors").unwrap();
+        let header = file.1.get();
+        // The header and the first bytes (to tell the container), none of the 1,048 data bytes.
+        assert!(header + 1048 <= file.0.len() + 9, "opening read {header} of {} bytes", file.0.len());
+        assert_eq!(lazy.names().collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(lazy.read_f32("b").unwrap(), in_memory.read_f32("b").unwrap());
+        assert_eq!(file.1.get() - header, 1024, "tensor b is 1,024 bytes");
+        assert_eq!(lazy.read_f32("a").unwrap(), tensors[0].2);
+        // A file cut inside tensor b is reported as truncated before anything is read.
+        let cut = Counted(file.0[..file.0.len() - 4].to_vec(), Default::default());
+        let err = Checkpoint::from_source(Box::new(&cut), "cut.safetensors").err().unwrap().to_string();
+        assert!(err.contains("truncated"), "{err}");
+        let zip = Counted(b"PK\x03\x04 and more bytes".to_vec(), Default::default());
+        let err = Checkpoint::from_source(Box::new(&zip), "pytorch_model.bin").err().unwrap().to_string();
+        assert!(err.contains("not a safetensors file"), "{err}");
     }
 
     #[test]

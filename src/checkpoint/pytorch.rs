@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Cursor, Read};
 
 use super::pickle::{self, Value};
-use super::{StoredDtype, TensorEntry};
+use super::{Storage, StoredDtype, TensorEntry};
 use crate::error::{Error, Result};
 
 fn storage_dtype(storage_type: &str) -> Option<StoredDtype> {
@@ -114,7 +114,7 @@ pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<S
                 Cow::Owned(v)
             }
         };
-        entries.insert(name, TensorEntry { dtype, shape: t.shape, strides: t.strides, data });
+        entries.insert(name, TensorEntry { dtype, shape: t.shape, strides: t.strides, data: Storage::Bytes(data) });
     }
     Ok(entries)
 }

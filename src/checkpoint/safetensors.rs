@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{StoredDtype, TensorEntry, contiguous_strides};
+use super::{ByteSource, Storage, StoredDtype, TensorEntry, contiguous_strides};
 use crate::error::{Error, Result};
 
 #[derive(Deserialize)]
@@ -21,20 +21,45 @@ struct HeaderEntry {
 const MAX_HEADER: usize = 100_000_000;
 
 pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<String, TensorEntry<'a>>> {
-    let claimed = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    let header_len = header_len(&bytes[..8], bytes.len(), source)?;
+    let data = &bytes[8 + header_len..];
+    parse(&bytes[8..8 + header_len], data.len(), source, |start, end| Storage::Bytes(Cow::Borrowed(&data[start..end])))
+}
+
+/// [`read_index`] of a file behind a reader: only the header is read.
+pub(super) fn read_index_from<'a>(file: &dyn ByteSource, source: &str) -> Result<BTreeMap<String, TensorEntry<'a>>> {
+    let len = file.len();
+    let header_len = header_len(&file.read(0, 8), len, source)?;
+    let header = file.read(8, 8 + header_len);
+    let base = 8 + header_len;
+    parse(&header, len - base, source, |start, end| Storage::Range(base + start, base + end))
+}
+
+/// The header's length from the first 8 bytes, checked against the file's `len`.
+fn header_len(first: &[u8], len: usize, source: &str) -> Result<usize> {
+    let claimed = u64::from_le_bytes(first[..8].try_into().expect("8 bytes"));
     let header_len = usize::try_from(claimed).unwrap_or(usize::MAX);
-    if header_len > MAX_HEADER || 8 + header_len > bytes.len() {
+    if header_len > MAX_HEADER || 8 + header_len > len {
         return Err(Error::format(
             source,
             format!(
-                "safetensors header claims {claimed} bytes but the file has {}; the file is truncated or not safetensors",
-                bytes.len()
+                "safetensors header claims {claimed} bytes but the file has {len}; the file is truncated or not safetensors"
             ),
         ));
     }
-    let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + header_len])
+    Ok(header_len)
+}
+
+/// The JSON header's entries, each tensor's data range checked against the `data_len` bytes
+/// after the header and handed to `storage`.
+fn parse<'a>(
+    header: &[u8],
+    data_len: usize,
+    source: &str,
+    storage: impl Fn(usize, usize) -> Storage<'a>,
+) -> Result<BTreeMap<String, TensorEntry<'a>>> {
+    let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header)
         .map_err(|e| Error::format(source, format!("safetensors header is not valid JSON: {e}")))?;
-    let data = &bytes[8 + header_len..];
     let mut entries = BTreeMap::new();
     for (name, value) in header {
         if name == "__metadata__" {
@@ -64,18 +89,16 @@ pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<S
                 ),
             ));
         }
-        if end > data.len() {
+        if end > data_len {
             return Err(Error::format(
                 source,
                 format!(
-                    "tensor {name} ends at byte {end} of the data but the file holds {}: the file is truncated",
-                    data.len()
+                    "tensor {name} ends at byte {end} of the data but the file holds {data_len}: the file is truncated"
                 ),
             ));
         }
         let strides = contiguous_strides(&entry.shape);
-        entries
-            .insert(name, TensorEntry { dtype, shape: entry.shape, strides, data: Cow::Borrowed(&data[start..end]) });
+        entries.insert(name, TensorEntry { dtype, shape: entry.shape, strides, data: storage(start, end) });
     }
     Ok(entries)
 }

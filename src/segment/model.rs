@@ -40,6 +40,26 @@ impl Model {
         preprocessor_json: Option<&str>,
         device: &Device,
     ) -> Result<Self> {
+        // The architecture is checked before the weights are parsed.
+        Self::engine_of_config(config_json)?;
+        Self::from_checkpoint(config_json, &Checkpoint::from_bytes(weights, weights_name)?, preprocessor_json, device)
+    }
+
+    /// [`Model::from_bytes`] over an opened checkpoint (one whose bytes stay outside memory, in
+    /// the page).
+    pub fn from_checkpoint(
+        config_json: &str,
+        checkpoint: &Checkpoint<'_>,
+        preprocessor_json: Option<&str>,
+        device: &Device,
+    ) -> Result<Self> {
+        let engine = Self::engine_of_config(config_json)?;
+        let network = loader::load(checkpoint, device, engine.class(), |l| engine.load(config_json, l))?;
+        Self::with_engine(network, engine, preprocessor_json)
+    }
+
+    /// The engine of a `config.json`'s `model_type`, or an error naming the known ones.
+    fn engine_of_config(config_json: &str) -> Result<&'static dyn AnyEngine> {
         let kind = model_type(config_json)?;
         let Some(engine) = ENGINES.iter().copied().find(|e| e.model_type() == kind) else {
             let shown = if kind.is_empty() { "none".to_string() } else { format!("'{kind}'") };
@@ -53,9 +73,7 @@ impl Model {
                 "model_type is {shown}; segmenting by words reads {known} checkpoints (Segment Anything and Open-Vocabulary SAM checkpoints, model_type 'sam' and 'ovsam', are for pointing at objects: wordmask sam)"
             )));
         };
-        let checkpoint = Checkpoint::from_bytes(weights, weights_name)?;
-        let network = loader::load(&checkpoint, device, engine.class(), |l| engine.load(config_json, l))?;
-        Self::with_engine(network, engine, preprocessor_json)
+        Ok(engine)
     }
 
     /// A model around a network built elsewhere (random weights for benchmarks, a perturbed

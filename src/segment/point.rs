@@ -284,19 +284,29 @@ impl PromptModel {
         preprocessor_json: Option<&str>,
         device: &Device,
     ) -> Result<Self> {
+        model_type(config_json)?;
+        Self::from_checkpoint(config_json, &Checkpoint::from_bytes(weights, weights_name)?, preprocessor_json, device)
+    }
+
+    /// [`PromptModel::from_bytes`] over an opened checkpoint (one whose bytes stay in the page).
+    pub fn from_checkpoint(
+        config_json: &str,
+        checkpoint: &Checkpoint<'_>,
+        preprocessor_json: Option<&str>,
+        device: &Device,
+    ) -> Result<Self> {
         let found = model_type(config_json)?;
-        let checkpoint = Checkpoint::from_bytes(weights, weights_name)?;
         let (network, input_size) = match found.as_str() {
             "sam" => {
                 let config = SamConfig::from_json(config_json)?;
-                let sam = loader::load(&checkpoint, device, "SamModel", |l| Ok(SamModel::load(config.clone(), l)))?;
+                let sam = loader::load(checkpoint, device, "SamModel", |l| Ok(SamModel::load(config.clone(), l)))?;
                 let size = sam.input_size();
                 (PromptNetwork::Sam(Box::new(sam)), size)
             }
             "ovsam" => {
                 let config = OvSamConfig::from_json(config_json)?;
                 let model =
-                    loader::load(&checkpoint, device, "OvSamModel", |l| Ok(OvSamModel::load(config.clone(), l)))?;
+                    loader::load(checkpoint, device, "OvSamModel", |l| Ok(OvSamModel::load(config.clone(), l)))?;
                 let size = model.input_size();
                 (PromptNetwork::OvSam(Box::new(model)), size)
             }
