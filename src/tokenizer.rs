@@ -1,9 +1,16 @@
 //! CLIP's byte-pair tokenizer, with the ids of transformers `CLIPTokenizer`: lower-casing,
 //! whitespace cleanup, `<|startoftext|>` ... `<|endoftext|>`, truncated to the context length
-//! keeping the end token. The BPE itself is `instant-clip-tokenizer`, which ships OpenAI's
-//! vocabulary; `tests/tokenizer.rs` checks its ids against transformers on 1,000+ strings.
+//! keeping the end token. The BPE itself is `instant-clip-tokenizer`, over the 48,894 merges
+//! of OpenAI's vocabulary in `tools/clip_tokenizer/merges.txt` (the merges CLIP uses; the
+//! crate's own bundled file is the whole 262 k-line list, 2.7 MB more in the page's module);
+//! `tests/tokenizer.rs` checks its ids against transformers on 1,000+ strings.
 
 use instant_clip_tokenizer::Token;
+
+/// CLIP's merges, a header line first (the same file transformers' tokenizer reads).
+const MERGES: &str = include_str!("../tools/clip_tokenizer/merges.txt");
+/// Byte tokens (2 x 256), the merges and the two special tokens.
+const VOCABULARY_SIZE: u16 = 49_408;
 
 const SOT_TEXT: &str = "<|startoftext|>";
 const EOT_TEXT: &str = "<|endoftext|>";
@@ -34,7 +41,9 @@ impl Default for Tokenizer {
 impl Tokenizer {
     /// Build the tokenizer (parses the bundled vocabulary: do it once).
     pub fn new() -> Self {
-        Tokenizer { inner: instant_clip_tokenizer::Tokenizer::new() }
+        let inner = instant_clip_tokenizer::Tokenizer::with_vocabulary(std::io::Cursor::new(MERGES), VOCABULARY_SIZE)
+            .expect("the bundled merges are valid");
+        Tokenizer { inner }
     }
 
     pub fn start_of_text(&self) -> u32 {
