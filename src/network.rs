@@ -59,6 +59,8 @@ pub trait Network: Any {
     fn text_context(&self) -> usize;
     /// Projected, not yet normalised, text features of equal-length token rows. `-> [b, proj]`
     fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>>;
+    /// Width of a text embedding (`proj`).
+    fn text_width(&self) -> usize;
     /// The heavy pass on normalised pixels `[b, 3, H, W]`.
     fn embed_image(&self, pixels: Tensor<4>) -> Result<ImageEmbedding>;
     fn as_any(&self) -> &dyn Any;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::Error;
+use crate::checkpoint::{ByteSource, Checkpoint};
 use crate::labels;
 use crate::preprocess::RgbImage;
 use crate::segment::point::{ClassEmbeddings, EncodedImage, MaskNamer, Naming, Prompt, PromptModel, Vocabulary};
@@ -132,13 +133,14 @@ impl WordMask {
     pub fn load_sam(
         &mut self,
         config_json: &str,
-        weights: &[u8],
+        weights: js_sys::Uint8Array,
         weights_name: &str,
         preprocessor_json: Option<String>,
     ) -> Result<(), JsValue> {
-        let sam =
-            PromptModel::from_bytes(config_json, weights, weights_name, preprocessor_json.as_deref(), &self.device)
-                .map_err(js_error)?;
+        let sam = with_checkpoint(weights, weights_name, |checkpoint| {
+            PromptModel::from_checkpoint(config_json, checkpoint, preprocessor_json.as_deref(), &self.device)
+        })
+        .map_err(js_error)?;
         self.sam = Some(sam);
         self.point_image = None;
         self.classes = None;
@@ -195,16 +197,19 @@ impl WordMask {
         to_js(&PromptResult { width, height, mask: mask.mask, iou, area, naming })
     }
 
-    /// Load a checkpoint from its `config.json` text and weight bytes.
+    /// Load a checkpoint from its `config.json` text and weight bytes. A safetensors file stays
+    /// where it is: each tensor is copied in on its own, so the wasm heap never holds the file.
     pub fn load(
         &mut self,
         config_json: &str,
-        weights: &[u8],
+        weights: js_sys::Uint8Array,
         weights_name: &str,
         preprocessor_json: Option<String>,
     ) -> Result<(), JsValue> {
-        let model = Model::from_bytes(config_json, weights, weights_name, preprocessor_json.as_deref(), &self.device)
-            .map_err(js_error)?;
+        let model = with_checkpoint(weights, weights_name, |checkpoint| {
+            Model::from_checkpoint(config_json, checkpoint, preprocessor_json.as_deref(), &self.device)
+        })
+        .map_err(js_error)?;
         self.model = Some(model);
         self.cache = EmbeddingCache::default();
         Ok(())
@@ -212,6 +217,62 @@ impl WordMask {
 
     fn model(&self) -> Result<&Model, JsValue> {
         self.model.as_ref().ok_or_else(|| js_error(Error::invalid("no model is loaded yet")))
+    }
+
+    /// Text embeddings computed since the last call, for the page to keep across visits:
+    /// `[{templates, name, values: Float32Array}]`.
+    #[wasm_bindgen(js_name = takeTextEmbeddings)]
+    pub async fn take_text_embeddings(&mut self) -> Result<js_sys::Array, JsValue> {
+        let out = js_sys::Array::new();
+        for (templates, name, row) in self.cache.take_new() {
+            let values = crate::device::to_vec_async(row).await.map_err(js_error)?;
+            let entry = js_sys::Object::new();
+            js_sys::Reflect::set(&entry, &"templates".into(), &templates.into())?;
+            js_sys::Reflect::set(&entry, &"name".into(), &name.into())?;
+            js_sys::Reflect::set(&entry, &"values".into(), &js_sys::Float32Array::from(&values[..]))?;
+            out.push(&entry);
+        }
+        Ok(out)
+    }
+
+    /// Text embeddings kept from an earlier visit with this model (as `takeTextEmbeddings`
+    /// gave them); rows of another width than the model's are skipped. Returns how many
+    /// were taken.
+    #[wasm_bindgen(js_name = addTextEmbeddings)]
+    pub fn add_text_embeddings(&mut self, entries: js_sys::Array) -> Result<u32, JsValue> {
+        let model = self.model()?;
+        let (device, width) = (model.device(), model.network().text_width());
+        let mut taken = Vec::new();
+        for entry in entries.iter() {
+            let field = |name: &str| js_sys::Reflect::get(&entry, &name.into()).ok();
+            let (Some(templates), Some(name)) =
+                (field("templates").and_then(|v| v.as_string()), field("name").and_then(|v| v.as_string()))
+            else {
+                continue;
+            };
+            let Some(values) = field("values").and_then(|v| v.dyn_into::<js_sys::Float32Array>().ok()) else {
+                continue;
+            };
+            if values.length() as usize == width {
+                let row = burn::tensor::Tensor::<2>::from_data(
+                    burn::tensor::TensorData::new(values.to_vec(), [1, width]),
+                    &device,
+                );
+                taken.push((templates, name, row));
+            }
+        }
+        let count = taken.len() as u32;
+        for (templates, name, row) in taken {
+            self.cache.insert(templates, name, row);
+        }
+        Ok(count)
+    }
+
+    /// Names the text encoder has embedded since the model loaded (what the cache saved shows
+    /// as names not embedded).
+    #[wasm_bindgen(getter, js_name = namesEmbedded)]
+    pub fn names_embedded(&self) -> u32 {
+        self.cache.names_embedded as u32
     }
 
     /// The loaded model's engine: "dense" (CLIP) or "groupvit"; empty before a model loads.
@@ -273,6 +334,35 @@ impl WordMask {
         };
         js_sys::Reflect::set(&result, &"labelMap".into(), &label_map)?;
         Ok(result)
+    }
+}
+
+/// The page's weights file, read one range at a time.
+struct JsBytes(js_sys::Uint8Array);
+
+impl ByteSource for JsBytes {
+    fn len(&self) -> usize {
+        self.0.length() as usize
+    }
+
+    fn read(&self, start: usize, end: usize) -> Vec<u8> {
+        self.0.subarray(start as u32, end as u32).to_vec()
+    }
+}
+
+/// `load` over the checkpoint in `weights`: a safetensors file is read in place, tensor by
+/// tensor; a PyTorch archive is copied in whole (its zip index wants the bytes at hand).
+fn with_checkpoint<T>(
+    weights: js_sys::Uint8Array,
+    weights_name: &str,
+    load: impl FnOnce(&Checkpoint<'_>) -> crate::Result<T>,
+) -> crate::Result<T> {
+    let first = weights.subarray(0, weights.length().min(9)).to_vec();
+    if Checkpoint::is_safetensors(&first) {
+        load(&Checkpoint::from_source(Box::new(JsBytes(weights)), weights_name)?)
+    } else {
+        let bytes = weights.to_vec();
+        load(&Checkpoint::from_bytes(&bytes, weights_name)?)
     }
 }
 

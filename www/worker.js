@@ -40,6 +40,8 @@ const module = init();
 module.then((wasm) => { self.wordmaskHeap = () => wasm.memory.buffer.byteLength; });
 let wm = null;
 let download = null; // AbortController of the download in progress
+// Names the words model's text encoder embedded since it loaded (the text-cache tests).
+self.wordmaskNamesEmbedded = () => wm?.namesEmbedded;
 
 const CACHE = 'wordmask-models-v1';
 const progress = (file, loaded, total, extra = {}) => postMessage({ status: 'progress', file, loaded, total, ...extra });
@@ -130,6 +132,66 @@ function fromFiles(files) {
   return { config: text('config.json'), weights: weights.bytes, weightsName: weights.name, preprocessor: text('preprocessor_config.json') };
 }
 
+// Text embeddings kept across visits (IndexedDB), per words model and template set: words typed
+// before with the same model skip the text encoder. A model is known by the hash of its
+// config, its weight file's length and its first and last bytes (the safetensors header names
+// every tensor). Without IndexedDB or WebCrypto (private windows, insecure origins) nothing is
+// kept and everything else works.
+const TEXT_DB = 'wordmask-text-v1';
+const TEXT_KEPT = 4096; // embeddings read back per model
+let textKey = null;
+
+function openTextDb() {
+  if (typeof indexedDB === 'undefined') return Promise.resolve(null);
+  return new Promise((resolve) => {
+    const request = indexedDB.open(TEXT_DB, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore('embeddings');
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => resolve(null);
+    request.onblocked = () => resolve(null);
+  });
+}
+let textDb = null;
+
+async function modelKey(config, weights) {
+  if (!crypto?.subtle) return null;
+  const edge = 1 << 20;
+  const parts = [new TextEncoder().encode(`${config}\u0000${weights.length}\u0000`), weights.subarray(0, edge), weights.subarray(Math.max(0, weights.length - edge))];
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await new Blob(parts).arrayBuffer()));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+const request = (r) => new Promise((resolve, reject) => { r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
+
+// After loading a words model: its kept embeddings into the core's cache.
+async function restoreText(config, weights) {
+  textKey = null;
+  try {
+    textDb ??= await openTextDb();
+    const key = await modelKey(config, weights);
+    if (!textDb || !key) return;
+    textKey = key;
+    const store = textDb.transaction('embeddings').objectStore('embeddings');
+    const kept = await request(store.getAll(IDBKeyRange.bound(`${key}\u0001`, `${key}\u0002`, false, true), TEXT_KEPT));
+    if (kept.length) wm.addTextEmbeddings(kept);
+  } catch (e) {
+    console.warn(`text embeddings from earlier visits are not available: ${e?.message ?? e}`);
+  }
+}
+
+// After a segmentation or a named click: the embeddings it computed, kept for the next visit.
+async function keepText() {
+  if (!textKey || !textDb) return;
+  try {
+    const fresh = await wm.takeTextEmbeddings();
+    if (!fresh.length) return;
+    const store = textDb.transaction('embeddings', 'readwrite').objectStore('embeddings');
+    for (const entry of fresh) store.put(entry, `${textKey}\u0001${entry.templates}\u0001${entry.name}`);
+  } catch (e) {
+    console.warn(`text embeddings not kept: ${e?.message ?? e}`);
+  }
+}
+
 async function handle(data) {
   if (data.type === 'init') {
     await module;
@@ -145,6 +207,7 @@ async function handle(data) {
       return { status: 'ready', backend: wm.backend, engine: 'sam', names: type === 'ovsam' };
     }
     wm.load(config, weights, weightsName, preprocessor);
+    await restoreText(config, weights);
     return { status: 'ready', backend: wm.backend, engine: wm.engine, defaults: wm.defaults };
   }
   if (data.type === 'encode') {
@@ -153,10 +216,12 @@ async function handle(data) {
   }
   if (data.type === 'prompt') {
     const result = await wm.prompt(data.prompt, data.labels ?? '', data.options);
+    await keepText();
     return [{ status: 'mask', ...result }, [result.mask.buffer]];
   }
   if (data.type === 'segment') {
     const result = await wm.segment(data.rgba, data.width, data.height, data.labels, data.options);
+    await keepText();
     return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer]];
   }
   throw new Error(`unknown request ${data.type}`);

@@ -90,6 +90,10 @@ impl Network for ClipModel {
         self.text_model.context
     }
 
+    fn text_width(&self) -> usize {
+        self.text_projection.weight.dims()[0]
+    }
+
     fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
         Ok(self.text_projection.forward(self.text_model.forward(ids)?))
     }

@@ -383,6 +383,10 @@ impl Network for FusionerModel {
         self.text.model.context
     }
 
+    fn text_width(&self) -> usize {
+        self.text.projection.weight.dims()[0]
+    }
+
     fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
         Ok(self.text.projection.forward(self.text.model.forward(ids)?))
     }

@@ -172,6 +172,10 @@ impl Network for GroupVitModel {
         self.text_model.context
     }
 
+    fn text_width(&self) -> usize {
+        self.text_projection.fc2.weight.dims()[0]
+    }
+
     fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
         Ok(self.text_projection.forward(self.text_model.forward(ids)?))
     }

@@ -247,6 +247,10 @@ impl Network for SegClipModel {
         self.clip.text_context()
     }
 
+    fn text_width(&self) -> usize {
+        self.clip.text_width()
+    }
+
     fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
         self.clip.text_features(ids)
     }
