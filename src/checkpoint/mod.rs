@@ -160,12 +160,28 @@ impl<'a> Checkpoint<'a> {
             .ok_or_else(|| Error::format(&self.source_name, format!("no tensor named {name}")))?;
         let bytes = match (&entry.data, &self.source) {
             (Storage::Bytes(bytes), _) => Cow::Borrowed(&bytes[..]),
+            // Safetensors data is contiguous and its range was checked against the shape when
+            // the index was read: decode it a chunk at a time, so that loading holds the values
+            // and one chunk, never a second copy of the tensor in bytes.
+            (Storage::Range(start, end), Some(source)) if entry.strides == contiguous_strides(&entry.shape) => {
+                let size = entry.dtype.size();
+                let step = (CHUNK / size) * size;
+                let mut out = Vec::with_capacity((end - start) / size);
+                for at in (*start..*end).step_by(step) {
+                    let chunk = source.read(at, (at + step).min(*end));
+                    out.extend((0..chunk.len() / size).map(|i| element(&chunk, i * size, entry.dtype)));
+                }
+                return Ok(out);
+            }
             (Storage::Range(start, end), Some(source)) => Cow::Owned(source.read(*start, *end)),
             (Storage::Range(..), None) => unreachable!("range entries come with their source"),
         };
         to_f32(entry, &bytes).map_err(|reason| Error::format(&self.source_name, format!("tensor {name}: {reason}")))
     }
 }
+
+/// Bytes read from a [`ByteSource`] at a time.
+const CHUNK: usize = 1 << 20;
 
 /// Decode one element at byte offset `at`.
 fn element(bytes: &[u8], at: usize, dtype: StoredDtype) -> f32 {
@@ -295,6 +311,11 @@ mod tests {
         assert_eq!(lazy.read_f32("b").unwrap(), in_memory.read_f32("b").unwrap());
         assert_eq!(file.1.get() - header, 1024, "tensor b is 1,024 bytes");
         assert_eq!(lazy.read_f32("a").unwrap(), tensors[0].2);
+        // A tensor of several chunks comes back whole, in order.
+        let long: Vec<f32> = (0..(CHUNK / 4) * 2 + 5).map(|i| i as f32).collect();
+        let big =
+            Counted(write_safetensors(&[("c".into(), vec![long.len()], long.clone())]).unwrap(), Default::default());
+        assert_eq!(Checkpoint::from_source(Box::new(&big), "c.safetensors").unwrap().read_f32("c").unwrap(), long);
         // A file cut inside tensor b is reported as truncated before anything is read.
         let cut = Counted(file.0[..file.0.len() - 4].to_vec(), Default::default());
         let err = Checkpoint::from_source(Box::new(&cut), "cut.safetensors").err().unwrap().to_string();
