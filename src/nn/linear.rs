@@ -20,8 +20,21 @@ impl Linear {
     }
 
     /// `[..., in] -> [..., out]`
+    ///
+    /// The product runs on rows `[n, in]`: the weight's transpose is a strided view, and giving
+    /// it a leading batch axis (as a 3-D input would) makes the backends copy the whole weight
+    /// into a contiguous tensor on every call.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        burn::tensor::module::linear(x, self.weight.clone().transpose(), self.bias.clone())
+        let mut dims = x.dims();
+        let d_in = dims[D - 1];
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let y = burn::tensor::module::linear(
+            x.reshape([rows, d_in]),
+            self.weight.clone().transpose(),
+            self.bias.clone(),
+        );
+        dims[D - 1] = y.dims()[1];
+        y.reshape(dims)
     }
 }
 

@@ -43,7 +43,10 @@ impl PatchEmbedding {
     /// `[b, c, H, W] -> ([b, gh*gw, width], (gh, gw))`
     pub fn forward(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
         let (patches, grid) = patchify(pixels, self.patch_size)?;
-        let tokens = patches.matmul(self.weight.clone().transpose().unsqueeze::<3>());
+        // On rows, as in `Linear::forward`, so the weight's transpose stays a view.
+        let [b, n, k] = patches.dims();
+        let width = self.weight.dims()[0];
+        let tokens = patches.reshape([b * n, k]).matmul(self.weight.clone().transpose()).reshape([b, n, width]);
         let tokens = match &self.bias {
             Some(bias) => {
                 let d = bias.dims()[0];
