@@ -184,6 +184,27 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         }
     }
 
+    /// `name`, stored `[rows, cols]`, as a device tensor `[cols, rows]`: transposed once on the
+    /// host (a linear layer's weight, held the way its product reads it).
+    pub fn tensor_transposed(&mut self, name: &str, [rows, cols]: [usize; 2]) -> Tensor<2> {
+        match self.host(name, &[rows, cols]) {
+            Some(values) => {
+                let mut t = vec![0f32; values.len()];
+                for (r, row) in values.chunks_exact(cols).enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        t[c * rows + r] = v;
+                    }
+                }
+                drop(values);
+                self.uploaded += t.len() * size_of::<f32>();
+                Tensor::from_data(TensorData::new(t, [cols, rows]), &self.device)
+            }
+            None if rows == 0 || cols == 0 => Tensor::zeros([cols, rows], &self.device),
+            None if self.checking => Tensor::<2>::zeros([1, 1], &self.device).expand([cols, rows]),
+            None => Tensor::zeros([cols, rows], &self.device),
+        }
+    }
+
     /// Every tensor whose name starts with `prefix` is left unread without being reported as
     /// unexpected (a CLIP checkpoint's vision tower when only its text tower is wanted).
     pub fn skip_prefix(&mut self, prefix: &str) {

@@ -132,6 +132,8 @@ impl Source<'_, '_, '_> {
         Linear {
             weight: self.tensor(&format!("{name}.weight"), [d_out, d_in], |r| r.uniform([d_out, d_in], bound)),
             bias: Some(self.tensor(&format!("{name}.bias"), [d_out], |r| r.uniform([d_out], bound))),
+            // Trained and saved as PyTorch's `[out, in]`.
+            transposed: false,
         }
     }
 

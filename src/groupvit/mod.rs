@@ -173,7 +173,7 @@ impl Network for GroupVitModel {
     }
 
     fn text_width(&self) -> usize {
-        self.text_projection.fc2.weight.dims()[0]
+        self.text_projection.fc2.d_out()
     }
 
     fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
