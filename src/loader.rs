@@ -172,7 +172,32 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
     /// the walk can go on and report everything at once; while checking, returns a stand-in of
     /// that shape that holds one element.
     pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<D> {
-        match self.host(name, &shape) {
+        let values = self.host(name, &shape);
+        self.upload(values, shape)
+    }
+
+    /// `name`, stored as `shape` = `[rows, ...]`, as a device tensor `[cols, rows]` where `cols`
+    /// is the product of the other axes: flattened and transposed once on the host (a linear
+    /// layer's or a patch embedding's weight, held the way its product reads it).
+    pub fn tensor_transposed<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<2> {
+        let rows = shape[0];
+        let cols = shape[1..].iter().product::<usize>();
+        let values = self.host(name, &shape).map(|values| {
+            let mut t = vec![0f32; values.len()];
+            for (r, row) in values.chunks_exact(cols).enumerate() {
+                for (c, &v) in row.iter().enumerate() {
+                    t[c * rows + r] = v;
+                }
+            }
+            t
+        });
+        self.upload(values, [cols, rows])
+    }
+
+    /// Host values as a device tensor of `shape`, or the stand-in `host` left room for when
+    /// there are none (see [`Self::tensor`]).
+    fn upload<const D: usize>(&mut self, values: Option<Vec<f32>>, shape: [usize; D]) -> Tensor<D> {
+        match values {
             Some(values) => {
                 self.uploaded += values.len() * size_of::<f32>();
                 Tensor::from_data(TensorData::new(values, shape), &self.device)
@@ -181,27 +206,6 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             None if shape.contains(&0) => Tensor::zeros(shape, &self.device),
             None if self.checking => Tensor::<D>::zeros([1; D], &self.device).expand(shape),
             None => Tensor::zeros(shape, &self.device),
-        }
-    }
-
-    /// `name`, stored `[rows, cols]`, as a device tensor `[cols, rows]`: transposed once on the
-    /// host (a linear layer's weight, held the way its product reads it).
-    pub fn tensor_transposed(&mut self, name: &str, [rows, cols]: [usize; 2]) -> Tensor<2> {
-        match self.host(name, &[rows, cols]) {
-            Some(values) => {
-                let mut t = vec![0f32; values.len()];
-                for (r, row) in values.chunks_exact(cols).enumerate() {
-                    for (c, &v) in row.iter().enumerate() {
-                        t[c * rows + r] = v;
-                    }
-                }
-                drop(values);
-                self.uploaded += t.len() * size_of::<f32>();
-                Tensor::from_data(TensorData::new(t, [cols, rows]), &self.device)
-            }
-            None if rows == 0 || cols == 0 => Tensor::zeros([cols, rows], &self.device),
-            None if self.checking => Tensor::<2>::zeros([1, 1], &self.device).expand([cols, rows]),
-            None => Tensor::zeros([cols, rows], &self.device),
         }
     }
 

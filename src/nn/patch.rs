@@ -23,7 +23,8 @@ pub fn patchify(pixels: Tensor<4>, p: usize) -> Result<(Tensor<3>, (usize, usize
     Ok((patches, (gh, gw)))
 }
 
-/// `nn.Conv2d(c, width, kernel_size=p, stride=p)`, the weight flattened to `[width, c*p*p]`.
+/// `nn.Conv2d(c, width, kernel_size=p, stride=p)`, the weight flattened and held transposed,
+/// `[c*p*p, width]`, so the product reads it row-major.
 #[derive(Debug, Clone)]
 pub struct PatchEmbedding {
     pub weight: Tensor<2>,
@@ -34,8 +35,7 @@ pub struct PatchEmbedding {
 impl PatchEmbedding {
     /// `{prefix}.weight` `[width, channels, p, p]` (and `{prefix}.bias` `[width]`).
     pub fn load(loader: &mut WeightLoader, prefix: &str, width: usize, channels: usize, p: usize, bias: bool) -> Self {
-        let weight =
-            loader.tensor(&format!("{prefix}.weight"), [width, channels, p, p]).reshape([width, channels * p * p]);
+        let weight = loader.tensor_transposed(&format!("{prefix}.weight"), [width, channels, p, p]);
         let bias = bias.then(|| loader.tensor(&format!("{prefix}.bias"), [width]));
         PatchEmbedding { weight, bias, patch_size: p }
     }
@@ -43,10 +43,10 @@ impl PatchEmbedding {
     /// `[b, c, H, W] -> ([b, gh*gw, width], (gh, gw))`
     pub fn forward(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
         let (patches, grid) = patchify(pixels, self.patch_size)?;
-        // On rows, as in `Linear::forward`, so the weight's transpose stays a view.
+        // On rows, as in `Linear::forward`.
         let [b, n, k] = patches.dims();
-        let width = self.weight.dims()[0];
-        let tokens = patches.reshape([b * n, k]).matmul(self.weight.clone().transpose()).reshape([b, n, width]);
+        let width = self.width();
+        let tokens = patches.reshape([b * n, k]).matmul(self.weight.clone()).reshape([b, n, width]);
         let tokens = match &self.bias {
             Some(bias) => {
                 let d = bias.dims()[0];
@@ -58,6 +58,6 @@ impl PatchEmbedding {
     }
 
     pub fn width(&self) -> usize {
-        self.weight.dims()[0]
+        self.weight.dims()[1]
     }
 }
