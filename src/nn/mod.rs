@@ -7,6 +7,7 @@
 mod attention;
 mod bilinear;
 mod conv;
+mod host;
 mod linear;
 mod patch;
 mod positions;
@@ -47,7 +48,7 @@ pub enum Activation {
 pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
     match act {
         // CLIP paper's approximation: x * sigmoid(1.702 x).
-        Activation::QuickGelu => x.clone().mul(sigmoid(x.mul_scalar(1.702))),
+        Activation::QuickGelu => host::quick_gelu(x).unwrap_or_else(|x| x.clone().mul(sigmoid(x.mul_scalar(1.702)))),
         Activation::Gelu => gelu(x),
         Activation::GeluTanh => gelu_approximate(x),
         Activation::Relu => relu(x),
