@@ -7,8 +7,13 @@ use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::Linear;
+use super::{Linear, host};
 use crate::loader::WeightLoader;
+
+/// The most score elements (batch x heads x queries x keys) the CPU path holds at once: 32 MiB
+/// (a ViT-B/16 at 224 needs 1.8 MiB a layer; SAM's global attention far more, and keeps the
+/// backend's routine, which works a tile at a time).
+const HOST_SCORES: usize = 8 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Attention {
@@ -61,12 +66,15 @@ impl Attention {
 
     /// `softmax(a·bᵀ·hd^-½ + bias)` per head. `[b, h, n, hd] x 2 -> [b, h, n, n]`
     pub fn weights(a: Tensor<4>, b: Tensor<4>, bias: Option<Tensor<2>>) -> Tensor<4> {
-        let hd = a.dims()[3];
-        let mut scores = a.matmul(b.swap_dims(2, 3)).mul_scalar((hd as f64).powf(-0.5));
-        if let Some(bias) = bias {
-            scores = scores.add(bias.unsqueeze::<4>());
+        let scale = (a.dims()[3] as f64).powf(-0.5);
+        let scores = a.matmul(b.swap_dims(2, 3));
+        match bias {
+            None => host::softmax(scores, scale as f32).unwrap_or_else(|s| softmax(s.mul_scalar(scale), 3)),
+            Some(bias) => {
+                let scores = scores.mul_scalar(scale).add(bias.unsqueeze::<4>());
+                host::softmax(scores, 1.0).unwrap_or_else(|s| softmax(s, 3))
+            }
         }
-        softmax(scores, 3)
     }
 
     /// `out_proj(weights · v)`, heads merged. `[b, h, n, n] x [b, h, n, hd] -> [b, n, d]`
@@ -78,10 +86,17 @@ impl Attention {
     /// `mask` is added to the scores (`[n_q, n_k]`, 0 or very negative).
     /// The backend's fused attention: one routine per head on the CPU, and on the GPU a flash
     /// kernel when there is no mask (fewer dispatches than scores, softmax and product apart).
+    /// On the CPU backend, without a mask and while the scores are small, scores, the host's
+    /// softmax and the product apart instead: the fused routine's softmax calls the scalar
+    /// `expf` (see [`host`]).
     pub fn attend(&self, query: Tensor<3>, key: Tensor<3>, value: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
         let q = self.split_heads(self.q_proj.forward(query));
         let k = self.split_heads(self.k_proj.forward(key));
         let v = self.split_heads(self.v_proj.forward(value));
+        let ([b, h, n_q, _], n_k) = (q.dims(), k.dims()[2]);
+        if mask.is_none() && b * h * n_q * n_k <= HOST_SCORES && host::runs_here(&q.device()) {
+            return self.mix(Self::weights(q, k, None), v);
+        }
         let bias = mask.map(|m| m.unsqueeze::<4>());
         let mixed = attention(q, k, v, None, bias, AttentionModuleOptions::default());
         self.out_proj.forward(Self::merge_heads(mixed))

@@ -1,5 +1,5 @@
-//! Element-wise kernels run on the host for burn's `flex` CPU backend. Its `sigmoid` calls the
-//! scalar `expf` once per element (in WebAssembly a software `expf` at ~15 ns a call): that was
+//! Element-wise kernels run on the host for burn's `flex` CPU backend. Its `sigmoid` and its
+//! attention's softmax call the scalar `expf` once per element (in WebAssembly a software `expf` at ~15 ns a call): that was
 //! 8 % of CLIP's image tower in the browser's CPU fallback. Here `exp` is branch-free: natively
 //! the compiler vectorises the loop, and the web build (optimised for size, which stops the
 //! loop vectoriser) runs it written in SIMD128 four lanes at a time.
@@ -23,11 +23,60 @@ fn quick_gelu_slice(values: &mut [f32]) {
     }
 }
 
+/// Softmax over the last axis of `scale * x` (`scale > 0`), a row at a time in one buffer.
+pub fn softmax<const D: usize>(x: Tensor<D>, scale: f32) -> Result<Tensor<D>, Tensor<D>> {
+    let n = x.dims()[D - 1];
+    if n == 0 {
+        return Err(x);
+    }
+    map_in_place(x, |values| values.chunks_exact_mut(n).for_each(|row| softmax_row(row, scale)))
+}
+
+/// `e^(scale (x - max)) / sum` along one row; a row of `-inf` (all masked) becomes zeros, as in
+/// the backends' fused attention.
+fn softmax_row(row: &mut [f32], scale: f32) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return simd128::softmax_row(row, scale);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        // Eight running maxima and sums, so that the loops vectorise without reassociating.
+        const LANES: usize = 8;
+        let (groups, rest) = row.as_chunks::<LANES>();
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        for group in groups {
+            for (m, &v) in lanes.iter_mut().zip(group) {
+                *m = if v > *m { v } else { *m };
+            }
+        }
+        let max = lanes.into_iter().chain(rest.iter().copied()).fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            row.fill(0.0);
+            return;
+        }
+        let shift = -scale * max;
+        let (groups, rest) = row.as_chunks_mut::<LANES>();
+        let mut sums = [0f32; LANES];
+        for group in groups {
+            for (s, v) in sums.iter_mut().zip(group) {
+                *v = exp(*v * scale + shift);
+                *s += *v;
+            }
+        }
+        let mut sum: f32 = sums.iter().sum();
+        for v in rest {
+            *v = exp(*v * scale + shift);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
 /// `f` applied to every element of a `flex` tensor, in its own buffer when the tensor holds it
 /// alone (as it does after the op that made it), else on a copy.
 fn map_in_place<const D: usize>(x: Tensor<D>, f: impl Fn(&mut [f32])) -> Result<Tensor<D>, Tensor<D>> {
     let device = x.device();
-    if !on_flex(&device) || device.is_autodiff() || x.dtype() != DType::F32 {
+    if !runs_here(&device) || x.dtype() != DType::F32 {
         return Err(x);
     }
     // `flex` reads back at once (its future is ready when made), in the browser too.
@@ -37,6 +86,11 @@ fn map_in_place<const D: usize>(x: Tensor<D>, f: impl Fn(&mut [f32])) -> Result<
         Err(_) => return Err(Tensor::from_data(data, &device)),
     }
     Ok(Tensor::from_data(data, &device))
+}
+
+/// Whether tensors on `device` take the host kernels: `flex`, without autodiff.
+pub fn runs_here(device: &Device) -> bool {
+    on_flex(device) && !device.is_autodiff()
 }
 
 #[cfg(feature = "cpu")]
@@ -114,6 +168,56 @@ mod simd128 {
         }
         rest
     }
+
+    /// [`super::softmax_row`] on whole groups of four, the leftovers through the scalar `exp`.
+    pub fn softmax_row(row: &mut [f32], scale: f32) {
+        let (groups, rest) = row.as_chunks_mut::<4>();
+        let mut lanes = f32x4_splat(f32::NEG_INFINITY);
+        for group in groups.iter() {
+            // SAFETY: as in `quick_gelu`.
+            lanes = f32x4_pmax(lanes, unsafe { v128_load(group.as_ptr() as *const v128) });
+        }
+        let max = [
+            f32x4_extract_lane::<0>(lanes),
+            f32x4_extract_lane::<1>(lanes),
+            f32x4_extract_lane::<2>(lanes),
+            f32x4_extract_lane::<3>(lanes),
+        ]
+        .into_iter()
+        .chain(rest.iter().copied())
+        .fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            row.fill(0.0);
+            return;
+        }
+        let shift = -scale * max;
+        let (scale4, shift4) = (f32x4_splat(scale), f32x4_splat(shift));
+        let mut sums = f32x4_splat(0.0);
+        for group in groups.iter_mut() {
+            let ptr = group.as_mut_ptr() as *mut v128;
+            // SAFETY: as in `quick_gelu`.
+            let e = exp(f32x4_add(f32x4_mul(unsafe { v128_load(ptr) }, scale4), shift4));
+            unsafe { v128_store(ptr, e) };
+            sums = f32x4_add(sums, e);
+        }
+        let mut sum = f32x4_extract_lane::<0>(sums)
+            + f32x4_extract_lane::<1>(sums)
+            + f32x4_extract_lane::<2>(sums)
+            + f32x4_extract_lane::<3>(sums);
+        for v in rest.iter_mut() {
+            *v = super::exp(*v * scale + shift);
+            sum += *v;
+        }
+        let inv = f32x4_splat(1.0 / sum);
+        for group in groups.iter_mut() {
+            let ptr = group.as_mut_ptr() as *mut v128;
+            // SAFETY: as in `quick_gelu`.
+            unsafe { v128_store(ptr, f32x4_mul(v128_load(ptr), inv)) };
+        }
+        for v in rest.iter_mut() {
+            *v *= 1.0 / sum;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +262,25 @@ mod tests {
         let got = crate::device::to_vec(quick_gelu(x).expect("a flex tensor runs on the host")).unwrap();
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "element {i}: host {g}, tensor ops {w}");
+        }
+    }
+
+    #[cfg(feature = "cpu")]
+    #[test]
+    fn softmax_on_the_host_matches_tensor_ops() {
+        use burn::tensor::Distribution;
+        use burn::tensor::activation::softmax as reference;
+        let device = Device::flex();
+        // Rows of 37: whole groups of eight and four plus leftovers; one row fully masked.
+        let x = Tensor::<3>::random([2, 5, 37], Distribution::Normal(0.0, 3.0), &device);
+        let masked = Tensor::<3>::full([1, 1, 37], f32::NEG_INFINITY, &device);
+        let x = x.slice_assign([1..2, 4..5, 0..37], masked);
+        let scale = 0.125;
+        let mut want = crate::device::to_vec(reference(x.clone().mul_scalar(scale), 2)).unwrap();
+        want[(5 + 4) * 37..].fill(0.0);
+        let got = crate::device::to_vec(softmax(x, scale).expect("a flex tensor runs on the host")).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-6, "element {i}: host {g}, tensor ops {w}");
         }
     }
 
