@@ -3,16 +3,18 @@
 //
 //   python3 tools/peer_export.py --preset small --out /tmp/peer-small   # checkpoint, ONNX, native peers
 //   ./build.sh build && cargo build --release --features cli
-//   node tools/peer_bench.mjs /tmp/peer-small [--iters 10] [--no-webgpu] [--no-native] [--smoke]
+//   node tools/peer_bench.mjs /tmp/peer-small [--iters 10] [--rounds 3] [--no-webgpu] [--no-native] [--smoke]
 //
-// Rows: native CPU (`wordmask bench --model DIR/model`, against PyTorch and onnxruntime from
-// DIR/peer.json, timed by peer_export.py on the same machine just before); Chromium's CPU
-// (wordmask's wasm against onnxruntime-web's `wasm` backend on 1 and on 2 threads, the page
-// cross-origin isolated so that threads are allowed); Chromium's WebGPU (wordmask against
-// onnxruntime-web's `webgpu` backend), warm medians and the first run (module, session or model
-// load, shader compilation). Every browser output is compared with PyTorch's (DIR/expected.bin):
-// cosine ≥ 0.9999 or the run fails. `--smoke` (CI, the tiny fixture tests/fixtures/peer-tiny)
-// runs one iteration of each and checks the agreement only.
+// Rows: native CPU (`wordmask bench --model DIR/model`, against PyTorch and onnxruntime timed
+// by `peer_export.py --time`, in alternating rounds); Chromium's CPU (wordmask's wasm against
+// onnxruntime-web's `wasm` backend on 1 and on 2 threads, the page cross-origin isolated so that
+// threads are allowed); Chromium's WebGPU (wordmask against onnxruntime-web's `webgpu` backend).
+// Each runtime's first run (module, session or model load, shader compilation) and memory are
+// taken in a browser of its own; warm times in one page that holds both sides and runs them in
+// alternation, the ratio being the median of the round-by-round ratios (this machine's speed
+// drifts by tens of per cent between minutes). Every browser output is compared with PyTorch's
+// (DIR/expected.bin): cosine ≥ 0.9999 or the run fails. `--smoke` (CI, the tiny fixture
+// tests/fixtures/peer-tiny) runs one iteration of each and checks the agreement only.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -24,7 +26,7 @@ import { serve } from './serve.mjs';
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(name);
 const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
-const dir = args.find((a, i) => !a.startsWith('--') && !['--iters', '--wordmask'].includes(args[i - 1]));
+const dir = args.find((a, i) => !a.startsWith('--') && !['--iters', '--rounds', '--wordmask'].includes(args[i - 1]));
 if (!dir || !existsSync(resolve(dir, 'peer.json'))) {
   console.error('usage: node tools/peer_bench.mjs DIR [--iters 10] [--no-webgpu] [--no-native] [--smoke] [--wordmask PATH]\n(DIR written by tools/peer_export.py)');
   process.exit(2);
@@ -46,25 +48,27 @@ function agreement(ours) {
   return { cosine, maxAbs };
 }
 
-// Runs in the page: time `runs` calls of a runner after its first (timed apart).
-async function timeInPage({ kind, backend, threads, size, input, iters }) {
-  const stats = (t) => { const s = [...t].sort((x, y) => x - y); const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))]; return { median: q(0.5), p10: q(0.1), p90: q(0.9) }; };
+// Runs in the page: makes each runner in turn (its first run timed with the making: module,
+// session or model load, shader compilation), then times `iters` rounds in which every runner
+// runs once, the order alternating from round to round, so that a slow spell of this shared
+// machine falls on both sides of a ratio.
+async function timeInPage({ specs, size, input, iters }) {
   const pixels = new Float32Array(input);
-  let run;
-  let memory = null;
-  const t0 = performance.now();
-  if (kind === 'ort') {
-    const ort = await import(backend === 'webgpu' ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
-    ort.env.wasm.wasmPaths = '/ort/';
-    ort.env.wasm.numThreads = threads;
-    const session = await ort.InferenceSession.create('/peer/vision.onnx', { executionProviders: [backend], graphOptimizationLevel: 'all' });
-    const name = session.inputNames[0];
-    run = async () => {
-      const out = await session.run({ [name]: new ort.Tensor('float32', pixels.slice(), [1, 3, size, size]) });
-      const t = out[session.outputNames[0]];
-      return Array.from(t.location === 'gpu-buffer' ? await t.getData() : t.data);
-    };
-  } else {
+  async function make({ kind, backend, threads }) {
+    let memory = null;
+    if (kind === 'ort') {
+      const ort = await import(backend === 'webgpu' ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
+      ort.env.wasm.wasmPaths = '/ort/';
+      ort.env.wasm.numThreads = threads;
+      const session = await ort.InferenceSession.create('/peer/vision.onnx', { executionProviders: [backend], graphOptimizationLevel: 'all' });
+      const name = session.inputNames[0];
+      const run = async () => {
+        const out = await session.run({ [name]: new ort.Tensor('float32', pixels.slice(), [1, 3, size, size]) });
+        const t = out[session.outputNames[0]];
+        return Array.from(t.location === 'gpu-buffer' ? await t.getData() : t.data);
+      };
+      return { run, memory };
+    }
     const { default: init, WordMask } = await import('/pkg/wordmask.js');
     const wasm = await init();
     const wm = await WordMask.create(backend);
@@ -75,18 +79,32 @@ async function timeInPage({ kind, backend, threads, size, input, iters }) {
     wm.load(config, weights, 'model.safetensors', undefined);
     // The wasm heap never shrinks: its size after loading is its peak while loading.
     memory = { file: weights.length, heapBefore: before, heapAfter: wasm.memory.buffer.byteLength };
-    run = async () => Array.from(await wm.embedPixels(pixels.slice(), size));
+    return { run: async () => Array.from(await wm.embedPixels(pixels.slice(), size)), memory };
   }
-  const output = await run();
-  const first = performance.now() - t0;
-  const times = [];
+  const runners = [];
+  for (const spec of specs) {
+    const t0 = performance.now();
+    const runner = await make(spec);
+    runner.output = await runner.run();
+    runner.first = performance.now() - t0;
+    runner.times = [];
+    runners.push(runner);
+  }
   for (let i = 0; i < iters; i++) {
-    const t = performance.now();
-    await run();
-    times.push(performance.now() - t);
+    for (const runner of i % 2 ? [...runners].reverse() : runners) {
+      const t = performance.now();
+      await runner.run();
+      runner.times.push(performance.now() - t);
+    }
   }
-  return { first, ...stats(times), output, memory, isolated: crossOriginIsolated };
+  return { runners: runners.map(({ first, times, output, memory }) => ({ first, times, output, memory })), isolated: crossOriginIsolated };
 }
+
+const quantiles = (t) => {
+  const s = [...t].sort((x, y) => x - y);
+  const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+  return { median: q(0.5), p10: q(0.1), p90: q(0.9) };
+};
 
 const server = await serve(0, { '/peer/': resolve(dir), '/ort/': 'tests/browser/node_modules/onnxruntime-web/dist', '/bench/': 'tools' }, { isolated: true });
 const url = `http://127.0.0.1:${server.address().port}/bench/peer_bench.html`;
@@ -107,41 +125,84 @@ function rendererPeak() {
   return peak;
 }
 
-async function inBrowser(name, spec, webgpu) {
+// One browser per step. `specs` alone: the first run and memory of each, made on its own.
+// Two specs: warm times of the pair, interleaved; `results.pairs[name]` holds each side's
+// quantiles and the median of the round-by-round ratios.
+async function inBrowser(names, specs, webgpu, iterations) {
   const browser = await launch({ webgpu });
   try {
     const page = await browser.newPage();
     await page.goto(url);
-    const r = await page.evaluate(timeInPage, { ...spec, size, input, iters });
-    const agree = agreement(r.output);
-    if (!(agree.cosine >= 0.9999)) failures.push(`${name}: cosine ${agree.cosine} with PyTorch's output`);
-    if (spec.threads > 1 && !r.isolated) failures.push(`${name}: the page is not cross-origin isolated, so threads are off`);
-    results[name] = { ...r, ...agree, output: undefined, rendererPeak: rendererPeak() };
-    process.stderr.write(`${name}: first ${r.first.toFixed(0)} ms, median ${r.median.toFixed(1)} ms, cosine ${agree.cosine.toFixed(7)}\n`);
+    const r = await page.evaluate(timeInPage, { specs, size, input, iters: iterations });
+    for (const [i, name] of names.entries()) {
+      const { output, times, ...rest } = r.runners[i];
+      const agree = agreement(output);
+      if (!(agree.cosine >= 0.9999)) failures.push(`${name}: cosine ${agree.cosine} with PyTorch's output`);
+      if (specs[i].threads > 1 && !r.isolated) failures.push(`${name}: the page is not cross-origin isolated, so threads are off`);
+      if (names.length === 1) {
+        results[name] = { ...rest, ...agree, rendererPeak: rendererPeak() };
+        process.stderr.write(`${name}: first ${rest.first.toFixed(0)} ms, cosine ${agree.cosine.toFixed(7)}\n`);
+      }
+    }
+    if (names.length === 2 && iterations > 0) {
+      const [a, b] = r.runners.map((x) => x.times);
+      const pair = { ours: quantiles(a), theirs: quantiles(b), ratio: quantiles(a.map((t, i) => t / b[i])) };
+      results.pairs[names.join(' / ')] = pair;
+      process.stderr.write(`${names.join(' / ')}: ${pair.ours.median.toFixed(1)} / ${pair.theirs.median.toFixed(1)} ms, paired ratio ${pair.ratio.median.toFixed(2)}\n`);
+    }
   } catch (e) {
-    failures.push(`${name}: ${e.message.split('\n')[0]}`);
+    failures.push(`${names.join(' / ')}: ${e.message.split('\n')[0]}`);
   } finally {
     await browser.close();
   }
 }
 
-await inBrowser('wordmask cpu', { kind: 'wordmask', backend: 'cpu', threads: 1 }, false);
-for (const threads of [1, 2]) await inBrowser(`ort wasm ${threads}`, { kind: 'ort', backend: 'wasm', threads }, false);
+const cpu = { kind: 'wordmask', backend: 'cpu', threads: 1 };
+const ortWasm = (threads) => ({ kind: 'ort', backend: 'wasm', threads });
+const gpu = { kind: 'wordmask', backend: 'webgpu', threads: 1 };
+const ortGpu = { kind: 'ort', backend: 'webgpu', threads: 1 };
+results.pairs = {};
+await inBrowser(['wordmask cpu'], [cpu], false, 0);
+for (const threads of [1, 2]) {
+  await inBrowser([`ort wasm ${threads}`], [ortWasm(threads)], false, 0);
+  await inBrowser(['wordmask cpu', `ort wasm ${threads}`], [cpu, ortWasm(threads)], false, iters);
+}
 if (!flag('--no-webgpu')) {
-  await inBrowser('wordmask webgpu', { kind: 'wordmask', backend: 'webgpu', threads: 1 }, true);
-  await inBrowser('ort webgpu', { kind: 'ort', backend: 'webgpu', threads: 1 }, true);
+  await inBrowser(['wordmask webgpu'], [gpu], true, 0);
+  await inBrowser(['ort webgpu'], [ortGpu], true, 0);
+  await inBrowser(['wordmask webgpu', 'ort webgpu'], [gpu, ortGpu], true, iters);
 }
 server.closeAllConnections();
 server.close();
 
+// Native: wordmask's bench and PyTorch / onnxruntime (peer_export.py --time) take turns for
+// `--rounds` rounds; each ratio is the median of the per-round ratios of medians. Without
+// Python's stack the peers' times recorded in DIR/peer.json at export stand in.
 let native = null;
 if (!flag('--no-native') && !smoke) {
   const target = process.env.CARGO_TARGET_DIR || 'target';
   const bin = option('--wordmask', resolve(target, 'release', 'wordmask'));
-  const table = execFileSync(bin, ['bench', '--model', resolve(dir, 'model'), '--size', String(size), '--iters', String(iters), '--backend', 'cpu'], { encoding: 'utf8' });
-  const row = table.split('\n').find((l) => l.includes('image encoder'));
-  const cells = row.split('|').map((c) => c.trim()).filter(Boolean);
-  native = { median: Number(cells[1]), p10: Number(cells[2]), p90: Number(cells[3]) };
+  const rounds = Number(option('--rounds', 3));
+  const median = (v) => quantiles(v).median;
+  const ours = [];
+  const theirs = { torch: [], onnxruntime: [] };
+  for (let i = 0; i < rounds; i++) {
+    const table = execFileSync(bin, ['bench', '--model', resolve(dir, 'model'), '--size', String(size), '--iters', String(iters), '--backend', 'cpu'], { encoding: 'utf8' });
+    const row = table.split('\n').find((l) => l.includes('image encoder'));
+    ours.push(Number(row.split('|').map((c) => c.trim()).filter(Boolean)[1]));
+    let timed = null;
+    try {
+      const out = execFileSync('python3', ['tools/peer_export.py', '--time', dir, '--iters', String(iters), '--threads', String(peer.threads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      timed = JSON.parse(out.trim().split('\n').pop());
+    } catch (e) {
+      process.stderr.write(`native peers not timed again (${e.message.split('\n')[0]}); using DIR/peer.json\n`);
+    }
+    for (const k of ['torch', 'onnxruntime']) theirs[k].push((timed ?? peer)[k].median_ms);
+    process.stderr.write(`native round ${i + 1}: wordmask ${ours[i]} ms, PyTorch ${theirs.torch[i]} ms, onnxruntime ${theirs.onnxruntime[i]} ms\n`);
+  }
+  const side = (v) => ({ median: median(v), p10: Math.min(...v), p90: Math.max(...v) });
+  native = { ours: side(ours) };
+  for (const k of ['torch', 'onnxruntime']) native[k] = { ...side(theirs[k]), ratio: side(ours.map((t, i) => t / theirs[k][i])) };
 }
 
 const ms = (v) => (v == null ? '—' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
@@ -149,23 +210,26 @@ const ratio = (a, b) => (a == null || b == null ? '—' : `${(a / b).toFixed(2)}
 const spread = (r) => (r ? ` (${ms(r.p10)}–${ms(r.p90)})` : '');
 const r = results;
 const lines = [
-  `Image tower of ${peer.preset} (${peer.vision.layers} × ${peer.vision.hidden}, ${size}², ${peer.exporter} ONNX export), ${iters} warm runs, median (p10–p90) ms.`,
+  `Image tower of ${peer.preset} (${peer.vision.layers} × ${peer.vision.hidden}, ${size}², ${peer.exporter} ONNX export), ${iters} warm runs, median (p10–p90) ms; browser ratios are medians of ${iters} paired rounds (p10–p90); native rows: medians of ${option('--rounds', 3)} alternating rounds (lowest–highest).`,
   `Machine: ${peer.machine || cpus()[0]?.model}, ${cpus().length} cores; onnxruntime-web ${JSON.parse(readFileSync('tests/browser/node_modules/onnxruntime-web/package.json')).version}.`,
   '',
   '| where | wordmask | peer | ratio (wordmask / peer) |',
   '| --- | ---: | ---: | ---: |',
 ];
 if (native) {
-  lines.push(`| native CPU | ${ms(native.median)}${spread(native)} | PyTorch ${peer.threads} threads: ${ms(peer.torch.median_ms)} | ${ratio(native.median, peer.torch.median_ms)} |`);
-  lines.push(`| native CPU | ${ms(native.median)} | onnxruntime ${peer.threads} threads: ${ms(peer.onnxruntime.median_ms)} | ${ratio(native.median, peer.onnxruntime.median_ms)} |`);
+  for (const [k, name] of [['torch', 'PyTorch'], ['onnxruntime', 'onnxruntime']]) {
+    const p = native[k];
+    lines.push(`| native CPU vs ${name} (${peer.threads} threads) | ${ms(native.ours.median)}${spread(native.ours)} | ${ms(p.median)}${spread(p)} | ${p.ratio.median.toFixed(2)}× (${p.ratio.p10.toFixed(2)}–${p.ratio.p90.toFixed(2)}) |`);
+  }
 }
-for (const t of [1, 2]) {
-  const o = r[`ort wasm ${t}`];
-  lines.push(`| Chromium CPU (wasm), peer ${t} thread${t > 1 ? 's' : ''} | ${ms(r['wordmask cpu']?.median)}${spread(r['wordmask cpu'])} | ${ms(o?.median)}${spread(o)} | ${ratio(r['wordmask cpu']?.median, o?.median)} |`);
-}
+const paired = (where, key) => {
+  const p = r.pairs[key];
+  if (p) lines.push(`| ${where} | ${ms(p.ours.median)}${spread(p.ours)} | ${ms(p.theirs.median)}${spread(p.theirs)} | ${p.ratio.median.toFixed(2)}× (${p.ratio.p10.toFixed(2)}–${p.ratio.p90.toFixed(2)}) |`);
+};
+for (const t of [1, 2]) paired(`Chromium CPU (wasm), peer ${t} thread${t > 1 ? 's' : ''}`, `wordmask cpu / ort wasm ${t}`);
 lines.push(`| Chromium CPU, first run | ${ms(r['wordmask cpu']?.first)} | ${ms(r['ort wasm 1']?.first)} | ${ratio(r['wordmask cpu']?.first, r['ort wasm 1']?.first)} |`);
 if (r['wordmask webgpu'] || r['ort webgpu']) {
-  lines.push(`| Chromium WebGPU | ${ms(r['wordmask webgpu']?.median)}${spread(r['wordmask webgpu'])} | ${ms(r['ort webgpu']?.median)}${spread(r['ort webgpu'])} | ${ratio(r['wordmask webgpu']?.median, r['ort webgpu']?.median)} |`);
+  paired('Chromium WebGPU', 'wordmask webgpu / ort webgpu');
   lines.push(`| Chromium WebGPU, first run | ${ms(r['wordmask webgpu']?.first)} | ${ms(r['ort webgpu']?.first)} | ${ratio(r['wordmask webgpu']?.first, r['ort webgpu']?.first)} |`);
 }
 const mib = (b) => (b / 2 ** 20).toFixed(1);
@@ -177,7 +241,7 @@ for (const [ours, theirs, where] of [['wordmask cpu', 'ort wasm 1', 'CPU, 1 thre
   const [a, b] = [r[ours]?.rendererPeak, r[theirs]?.rendererPeak];
   if (a && b) lines.push(`| Chromium ${where}: renderer peak memory, MiB | ${a.toFixed(0)} | ${b.toFixed(0)} | ${ratio(a, b)} |`);
 }
-lines.push('', `Agreement with PyTorch (cosine): ${Object.entries(r).map(([k, v]) => `${k} ${v.cosine.toFixed(7)}`).join(', ')}.`);
+lines.push('', `Agreement with PyTorch (cosine): ${Object.entries(r).filter(([k]) => k !== 'pairs').map(([k, v]) => `${k} ${v.cosine.toFixed(7)}`).join(', ')}.`);
 console.log(lines.join('\n'));
 if (failures.length) {
   console.error(`\n${failures.length} problem(s):\n${failures.join('\n')}`);

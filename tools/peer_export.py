@@ -9,6 +9,11 @@ ONNX, writes the input and PyTorch's output for it, and times PyTorch and onnxru
     pip install -r tools/requirements.txt
     python3 tools/peer_export.py --preset tiny --out tests/fixtures/peer-tiny --iters 3
     python3 tools/peer_export.py --preset vit-b-16 --out /tmp/peer-b16 [--iters 10] [--threads 2] [--seed N]
+    python3 tools/peer_export.py --time /tmp/peer-b16 [--iters 10] [--threads 2]
+
+`--time DIR` builds nothing: it times PyTorch and onnxruntime again on DIR's checkpoint and
+input and prints `{"torch": ..., "onnxruntime": ...}` as JSON (tools/peer_bench.mjs calls it
+between its own native runs, so that both sides see the same minutes of a shared machine).
 
 Presets (`CLIPConfig`, quick_gelu, image 224 and patch 16 unless said):
 - `vit-b-16`: the shapes of openai/clip-vit-base-patch16 (vision 12 layers x 768, 12 heads,
@@ -227,15 +232,31 @@ def machine():
     return f"{platform.platform()}, {cpu}"
 
 
+def time_again(directory, iters, threads):
+    """PyTorch and onnxruntime timed on an earlier export, as JSON on stdout."""
+    peer = json.loads((directory / "peer.json").read_text())
+    model = CLIPModel.from_pretrained(directory / "model", dtype=torch.float32).eval()
+    size = peer["image_size"]
+    x = np.fromfile(directory / "input.bin", dtype="<f4").reshape(1, 3, size, size)
+    torch_times, _ = time_torch(ImageSide(model).eval(), torch.from_numpy(x.copy()), iters, threads)
+    ort_times, _ = time_onnxruntime(directory / "vision.onnx", x, iters, threads)
+    print(json.dumps({"torch": torch_times, "onnxruntime": ort_times, "threads": threads}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=PRESETS, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--preset", choices=PRESETS)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--time", type=Path, metavar="DIR", help="only time the peers on DIR's export")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args()
     check_versions()
+    if args.time:
+        return time_again(args.time, args.iters, args.threads)
+    if not (args.preset and args.out):
+        parser.error("--preset and --out are needed (or --time DIR)")
     import onnx
     import onnxruntime
 
