@@ -42,6 +42,10 @@ fn ignorable(name: &str) -> bool {
     name.ends_with(".position_ids") || name.ends_with(".num_batches_tracked")
 }
 
+/// The web build's CPU fallback multiplies by weights packed at load (see `nn/packed.rs`);
+/// natively the backend's own product is faster.
+const PACK_LINEAR: bool = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
+
 pub struct WeightLoader<'c, 'a> {
     /// `None`: random weights (benchmarks only).
     checkpoint: Option<&'c Checkpoint<'a>>,
@@ -56,6 +60,8 @@ pub struct WeightLoader<'c, 'a> {
     checking: bool,
     /// Bytes uploaded to the device so far.
     pub uploaded: usize,
+    /// Linear layers keep their weights packed on the host for the host product.
+    pack_linear: bool,
 }
 
 impl<'c, 'a> WeightLoader<'c, 'a> {
@@ -71,6 +77,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             hook: None,
             checking: false,
             uploaded: 0,
+            pack_linear: PACK_LINEAR,
         }
     }
 
@@ -87,6 +94,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             hook: None,
             checking: false,
             uploaded: 0,
+            pack_linear: PACK_LINEAR,
         }
     }
 
@@ -111,6 +119,18 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Whether linear layers should keep their weights packed on the host where the device
+    /// runs host kernels (`nn::Linear`): in the web build, and not while checking.
+    pub fn packs_linear(&self) -> bool {
+        self.pack_linear && !self.checking
+    }
+
+    /// Pack linear layers' weights (or not) whatever the build; tests compare both ways.
+    pub fn with_packed_linear(mut self, pack: bool) -> Self {
+        self.pack_linear = pack;
+        self
     }
 
     /// Host copy of a tensor, checked against `shape`. `None` (with the problem recorded) when

@@ -134,6 +134,7 @@ impl Source<'_, '_, '_> {
             bias: Some(self.tensor(&format!("{name}.bias"), [d_out], |r| r.uniform([d_out], bound))),
             // Trained and saved as PyTorch's `[out, in]`.
             transposed: false,
+            packed: None,
         }
     }
 

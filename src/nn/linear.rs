@@ -1,8 +1,10 @@
 //! PyTorch's `nn.Linear` and `nn.LayerNorm`, named after their checkpoint keys.
 
-use burn::tensor::Tensor;
 use burn::tensor::module::layer_norm;
+use burn::tensor::{Tensor, TensorData};
 
+use super::host;
+use super::packed::PackedWeight;
 use crate::loader::WeightLoader;
 
 /// PyTorch `nn.Linear`: weight `[out, in]` (or `[in, out]` when `transposed`), optional bias
@@ -16,14 +18,28 @@ pub struct Linear {
     /// (WebGPU's matrix kernels read a row-major operand faster). Layers that train keep
     /// PyTorch's `[out, in]`, the layout their checkpoints store.
     pub transposed: bool,
+    /// Where the loader packs weights for the host product (the web build's CPU fallback):
+    /// the weight and bias, and `weight` is a one-element stand-in of the same shape.
+    pub packed: Option<PackedWeight>,
 }
 
 impl Linear {
     /// `{prefix}.weight` `[d_out, d_in]` (and `{prefix}.bias` `[d_out]`), held `[d_in, d_out]`.
     pub fn load(loader: &mut WeightLoader, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Self {
-        let weight = loader.tensor_transposed(&format!("{prefix}.weight"), [d_out, d_in]);
-        let bias = bias.then(|| loader.tensor(&format!("{prefix}.bias"), [d_out]));
-        Linear { weight, bias, transposed: true }
+        let (weight_name, bias_name) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
+        if loader.packs_linear() && host::runs_here(loader.device()) {
+            let weight = loader.host(&weight_name, &[d_out, d_in]).unwrap_or_else(|| vec![0.0; d_out * d_in]);
+            let bias_values = bias.then(|| loader.host(&bias_name, &[d_out]).unwrap_or_else(|| vec![0.0; d_out]));
+            let device = loader.device().clone();
+            let bias = bias_values.clone().map(|b| Tensor::from_data(TensorData::new(b, [d_out]), &device));
+            let packed = PackedWeight::from_out_in(&weight, d_out, d_in, bias_values);
+            loader.uploaded += packed.bytes();
+            let weight = Tensor::<2>::zeros([1, 1], &device).expand([d_in, d_out]);
+            return Linear { weight, bias, transposed: true, packed: Some(packed) };
+        }
+        let weight = loader.tensor_transposed(&weight_name, [d_out, d_in]);
+        let bias = bias.then(|| loader.tensor(&bias_name, [d_out]));
+        Linear { weight, bias, transposed: true, packed: None }
     }
 
     /// Output width.
@@ -44,6 +60,15 @@ impl Linear {
         let mut dims = x.dims();
         let d_in = dims[D - 1];
         let rows = dims[..D - 1].iter().product::<usize>();
+        if let Some(packed) = &self.packed {
+            let device = x.device();
+            // The CPU backend reads back at once; its tensors are f32, so the conversion is a no-op.
+            let x = x.reshape([rows, d_in]).into_data().convert::<f32>().try_into_vec::<f32>();
+            let x = x.unwrap_or_else(|_| vec![0.0; rows * d_in]);
+            dims[D - 1] = self.d_out();
+            return Tensor::<2>::from_data(TensorData::new(packed.matmul(&x, rows), [rows, dims[D - 1]]), &device)
+                .reshape(dims);
+        }
         let y = burn::tensor::module::linear(x.reshape([rows, d_in]), self.weight_in_out(), self.bias.clone());
         dims[D - 1] = y.dims()[1];
         y.reshape(dims)
@@ -69,5 +94,30 @@ impl LayerNorm {
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
+    }
+}
+
+#[cfg(all(test, feature = "cpu"))]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::Linear;
+    use crate::loader::WeightLoader;
+
+    /// The packed host product gives what the backend's product gives, on a 3-D input.
+    #[test]
+    fn packed_and_plain_layers_agree() {
+        let device = Device::flex();
+        let load = |pack| Linear::load(&mut WeightLoader::random(&device).with_packed_linear(pack), "fc", 40, 21, true);
+        let (plain, packed) = (load(false), load(true));
+        assert!(plain.packed.is_none() && packed.packed.is_some());
+        assert_eq!(packed.d_out(), 21);
+        let x = Tensor::<3>::random([2, 5, 40], Distribution::Normal(0.0, 1.0), &device);
+        let want = crate::device::to_vec(plain.forward(x.clone())).unwrap();
+        let got = packed.forward(x);
+        assert_eq!(got.dims(), [2, 5, 21]);
+        for (i, (g, w)) in crate::device::to_vec(got).unwrap().iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "element {i}: packed {g}, plain {w}");
+        }
     }
 }

@@ -9,6 +9,7 @@ mod bilinear;
 mod conv;
 mod host;
 mod linear;
+mod packed;
 mod patch;
 mod positions;
 mod rng;
