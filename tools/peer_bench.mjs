@@ -28,7 +28,7 @@ const flag = (name) => args.includes(name);
 const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const dir = args.find((a, i) => !a.startsWith('--') && !['--iters', '--rounds', '--wordmask'].includes(args[i - 1]));
 if (!dir || !existsSync(resolve(dir, 'peer.json'))) {
-  console.error('usage: node tools/peer_bench.mjs DIR [--iters 10] [--no-webgpu] [--no-native] [--smoke] [--wordmask PATH]\n(DIR written by tools/peer_export.py)');
+  console.error('usage: node tools/peer_bench.mjs DIR [--iters 10] [--rounds 3] [--no-webgpu] [--no-native] [--smoke] [--wordmask PATH]\n(DIR written by tools/peer_export.py)');
   process.exit(2);
 }
 const smoke = flag('--smoke');

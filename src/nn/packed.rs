@@ -34,10 +34,14 @@ impl PackedWeight {
         assert_eq!(values.len(), n * k, "a [{n}, {k}] weight");
         let count = n.div_ceil(PANEL);
         let mut panels = vec![0f32; count * k * PANEL];
-        for (col, row) in values.chunks_exact(k).enumerate() {
-            let panel = &mut panels[(col / PANEL) * k * PANEL..][..k * PANEL];
-            for (kk, &v) in row.iter().enumerate() {
-                panel[kk * PANEL + col % PANEL] = v;
+        // A layer with no inputs (a config with a zero size, which the loader reports) has
+        // nothing to pack; `chunks_exact` takes no zero.
+        if k > 0 {
+            for (col, row) in values.chunks_exact(k).enumerate() {
+                let panel = &mut panels[(col / PANEL) * k * PANEL..][..k * PANEL];
+                for (kk, &v) in row.iter().enumerate() {
+                    panel[kk * PANEL + col % PANEL] = v;
+                }
             }
         }
         PackedWeight { k, n, panels: panels.into(), bias: bias.map(Into::into) }
@@ -188,10 +192,10 @@ mod tests {
         (0..len).map(|i| ((i as f32 * seed).sin() * 1000.0).fract()).collect()
     }
 
-    /// Sizes with partial panels, partial row tiles and several depth passes.
+    /// Sizes with partial panels, partial row tiles and several depth passes, and no inputs.
     #[test]
     fn packed_product_matches_the_plain_one() {
-        for (m, k, n, bias) in [(7, 600, 19, true), (4, 8, 8, false), (1, 3, 1, true), (9, 257, 16, false)] {
+        for (m, k, n, bias) in [(7, 600, 19, true), (4, 8, 8, false), (1, 3, 1, true), (9, 257, 16, false), (2, 0, 3, true)] {
             let w = values(n * k, 0.7); // [n, k]
             let x = values(m * k, 1.3);
             let b = bias.then(|| values(n, 2.9));
