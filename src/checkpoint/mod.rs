@@ -169,7 +169,7 @@ impl<'a> Checkpoint<'a> {
                 let mut out = Vec::with_capacity((end - start) / size);
                 for at in (*start..*end).step_by(step) {
                     let chunk = source.read(at, (at + step).min(*end));
-                    out.extend((0..chunk.len() / size).map(|i| element(&chunk, i * size, entry.dtype)));
+                    decode(&chunk, entry.dtype, &mut out);
                 }
                 return Ok(out);
             }
@@ -182,6 +182,25 @@ impl<'a> Checkpoint<'a> {
 
 /// Bytes read from a [`ByteSource`] at a time.
 const CHUNK: usize = 1 << 20;
+
+/// Decode whole elements of `bytes`, stored back to back, onto `out`: one loop per dtype, which
+/// the compiler vectorises (f32 becomes a copy), where a per-element dispatch did not (loading
+/// ViT-B/16 spent a sixth of its time there).
+fn decode(bytes: &[u8], dtype: StoredDtype, out: &mut Vec<f32>) {
+    fn each<const N: usize>(bytes: &[u8], out: &mut Vec<f32>, f: impl Fn([u8; N]) -> f32) {
+        let (elements, _) = bytes.as_chunks::<N>();
+        out.extend(elements.iter().map(|&b| f(b)));
+    }
+    match dtype {
+        StoredDtype::F32 => each(bytes, out, f32::from_le_bytes),
+        StoredDtype::F16 => each(bytes, out, |b| half::f16::from_le_bytes(b).to_f32()),
+        StoredDtype::BF16 => each(bytes, out, |b| half::bf16::from_le_bytes(b).to_f32()),
+        StoredDtype::F64 => each(bytes, out, |b| f64::from_le_bytes(b) as f32),
+        StoredDtype::I64 => each(bytes, out, |b| i64::from_le_bytes(b) as f32),
+        StoredDtype::I32 => each(bytes, out, |b| i32::from_le_bytes(b) as f32),
+        StoredDtype::U8 | StoredDtype::Bool => each(bytes, out, |[b]: [u8; 1]| b as f32),
+    }
+}
 
 /// Decode one element at byte offset `at`.
 fn element(bytes: &[u8], at: usize, dtype: StoredDtype) -> f32 {
@@ -221,7 +240,7 @@ fn to_f32(entry: &TensorEntry<'_>, data: &[u8]) -> std::result::Result<Vec<f32>,
     let contiguous = contiguous_strides(&entry.shape) == entry.strides;
     let mut out = Vec::with_capacity(n);
     if contiguous {
-        out.extend((0..n).map(|i| element(data, i * size, entry.dtype)));
+        decode(&data[..n * size], entry.dtype, &mut out);
     } else {
         let mut index = vec![0usize; entry.shape.len()];
         for _ in 0..n {
@@ -250,6 +269,25 @@ pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-dtype loops decode what the per-element reader decodes, and leave a partial
+    /// trailing element alone.
+    #[test]
+    fn whole_buffers_decode_as_single_elements_do() {
+        let bytes: Vec<u8> = (0..67u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        use StoredDtype::*;
+        for dtype in [F64, F32, F16, BF16, I64, I32, U8, Bool] {
+            let size = dtype.size();
+            let mut got = vec![-1.0];
+            decode(&bytes, dtype, &mut got);
+            let want: Vec<f32> =
+                std::iter::once(-1.0).chain((0..bytes.len() / size).map(|i| element(&bytes, i * size, dtype))).collect();
+            assert_eq!(got.len(), want.len(), "{dtype:?}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(g == w || (g.is_nan() && w.is_nan()), "{dtype:?}: {g} vs {w}");
+            }
+        }
+    }
 
     #[test]
     fn strided_tensors_are_gathered_in_row_major_order() {
