@@ -2,12 +2,13 @@
 //! `SamAttention` with its narrower inner width), its pieces exposed so that the dense
 //! engine's last-block variants can recombine them.
 
-use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
+use burn::tensor::{Tensor, TensorData};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::{Linear, host};
+use super::linear::host_values;
+use super::{Linear, host, packed};
 use crate::loader::WeightLoader;
 
 /// The most score elements (batch x heads x queries x keys) the CPU path holds at once: 32 MiB
@@ -90,6 +91,11 @@ impl Attention {
     /// softmax and the product apart instead: the fused routine's softmax calls the scalar
     /// `expf` (see [`host`]).
     pub fn attend(&self, query: Tensor<3>, key: Tensor<3>, value: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
+        if mask.is_none()
+            && let Some(mixed) = self.attend_packed(&query, &key, &value)
+        {
+            return mixed;
+        }
         let q = self.split_heads(self.q_proj.forward(query));
         let k = self.split_heads(self.k_proj.forward(key));
         let v = self.split_heads(self.v_proj.forward(value));
@@ -102,6 +108,26 @@ impl Attention {
         self.out_proj.forward(Self::merge_heads(mixed))
     }
 
+    /// [`Attention::attend`] without a mask where the projections are packed on the host (the
+    /// web build's CPU fallback): projections, products and softmax all on the host against
+    /// packed operands (`packed::attention`), one upload at the end. `None` elsewhere.
+    fn attend_packed(&self, query: &Tensor<3>, key: &Tensor<3>, value: &Tensor<3>) -> Option<Tensor<3>> {
+        let (Some(q_proj), Some(k_proj), Some(v_proj), Some(out_proj)) =
+            (&self.q_proj.packed, &self.k_proj.packed, &self.v_proj.packed, &self.out_proj.packed)
+        else {
+            return None;
+        };
+        let ([b, n_q, _], [_, n_k, _]) = (query.dims(), key.dims());
+        let device = query.device();
+        let q = q_proj.matmul(&host_values(query.clone()), b * n_q);
+        let k = k_proj.matmul(&host_values(key.clone()), b * n_k);
+        let v = v_proj.matmul(&host_values(value.clone()), b * n_k);
+        let mixed = packed::attention(&q, &k, &v, [b, n_q, n_k], self.num_heads);
+        let d = self.out_proj.d_out();
+        let out = out_proj.matmul(&mixed, b * n_q);
+        Some(Tensor::<1>::from_data(TensorData::new(out, [b * n_q * d]), &device).reshape([b, n_q, d]))
+    }
+
     /// Queries from `query`, keys and values from `key` (self-attention when both are the same).
     pub fn cross(&self, query: Tensor<3>, key: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
         self.attend(query, key.clone(), key, mask)
@@ -110,5 +136,37 @@ impl Attention {
     /// Self-attention. `[b, n, d] -> [b, n, d]`
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
         self.cross(x.clone(), x, mask)
+    }
+}
+
+#[cfg(all(test, feature = "cpu"))]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::Attention;
+    use crate::loader::WeightLoader;
+
+    /// The host path (packed projections, `packed::attention`) gives what the backend's
+    /// attention gives: self-attention, and a narrow cross-attention (SAM's decoder) with
+    /// fewer queries than keys.
+    #[test]
+    fn packed_and_plain_attention_agree() {
+        let device = Device::flex();
+        for (d, inner, heads, n_q, n_k) in [(24, 24, 3, 7, 7), (16, 8, 2, 3, 10)] {
+            let load = |pack| {
+                let mut loader = WeightLoader::random(&device).with_packed_linear(pack);
+                Attention::load_narrow(&mut loader, "attn", d, inner, heads)
+            };
+            let (plain, packed) = (load(false), load(true));
+            assert!(plain.q_proj.packed.is_none() && packed.out_proj.packed.is_some());
+            let query = Tensor::<3>::random([2, n_q, d], Distribution::Normal(0.0, 1.0), &device);
+            let key = Tensor::<3>::random([2, n_k, d], Distribution::Normal(0.0, 1.0), &device);
+            let want = crate::device::to_vec(plain.cross(query.clone(), key.clone(), None)).unwrap();
+            let got = packed.cross(query, key, None);
+            assert_eq!(got.dims(), [2, n_q, d]);
+            for (i, (g, w)) in crate::device::to_vec(got).unwrap().iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{d}/{inner} element {i}: packed {g}, plain {w}");
+            }
+        }
     }
 }

@@ -34,7 +34,7 @@ pub fn softmax<const D: usize>(x: Tensor<D>, scale: f32) -> Result<Tensor<D>, Te
 
 /// `e^(scale (x - max)) / sum` along one row; a row of `-inf` (all masked) becomes zeros, as in
 /// the backends' fused attention.
-fn softmax_row(row: &mut [f32], scale: f32) {
+pub(super) fn softmax_row(row: &mut [f32], scale: f32) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return simd128::softmax_row(row, scale);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]

@@ -26,9 +26,16 @@ pub struct Linear {
 impl Linear {
     /// `{prefix}.weight` `[d_out, d_in]` (and `{prefix}.bias` `[d_out]`), held `[d_in, d_out]`.
     pub fn load(loader: &mut WeightLoader, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Self {
+        Self::load_shaped(loader, prefix, [d_out, d_in], bias)
+    }
+
+    /// A weight stored with more axes, `[d_out, ...]` (a convolution over whole patches), read
+    /// as `[d_out, d_in]` with `d_in` the product of the others.
+    pub fn load_shaped<const D: usize>(loader: &mut WeightLoader, prefix: &str, stored: [usize; D], bias: bool) -> Self {
+        let (d_out, d_in) = (stored[0], stored[1..].iter().product::<usize>());
         let (weight_name, bias_name) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
         if loader.packs_linear() && host::runs_here(loader.device()) {
-            let weight = loader.host(&weight_name, &[d_out, d_in]).unwrap_or_else(|| vec![0.0; d_out * d_in]);
+            let weight = loader.host(&weight_name, &stored).unwrap_or_else(|| vec![0.0; d_out * d_in]);
             let bias_values = bias.then(|| loader.host(&bias_name, &[d_out]).unwrap_or_else(|| vec![0.0; d_out]));
             let device = loader.device().clone();
             let bias = bias_values.clone().map(|b| Tensor::from_data(TensorData::new(b, [d_out]), &device));
@@ -37,7 +44,7 @@ impl Linear {
             let weight = Tensor::<2>::zeros([1, 1], &device).expand([d_in, d_out]);
             return Linear { weight, bias, transposed: true, packed: Some(packed) };
         }
-        let weight = loader.tensor_transposed(&weight_name, [d_out, d_in]);
+        let weight = loader.tensor_transposed(&weight_name, stored);
         let bias = bias.then(|| loader.tensor(&bias_name, [d_out]));
         Linear { weight, bias, transposed: true, packed: None }
     }
@@ -62,9 +69,7 @@ impl Linear {
         let rows = dims[..D - 1].iter().product::<usize>();
         if let Some(packed) = &self.packed {
             let device = x.device();
-            // The CPU backend reads back at once; its tensors are f32, so the conversion is a no-op.
-            let x = x.reshape([rows, d_in]).into_data().convert::<f32>().try_into_vec::<f32>();
-            let x = x.unwrap_or_else(|_| vec![0.0; rows * d_in]);
+            let x = host_values(x);
             dims[D - 1] = self.d_out();
             return Tensor::<2>::from_data(TensorData::new(packed.matmul(&x, rows), [rows, dims[D - 1]]), &device)
                 .reshape(dims);
@@ -73,6 +78,13 @@ impl Linear {
         dims[D - 1] = y.dims()[1];
         y.reshape(dims)
     }
+}
+
+/// A CPU-backend tensor's values, row-major. The backend reads back at once; its tensors are
+/// f32, so the conversion is a no-op.
+pub(super) fn host_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    let len = x.shape().num_elements();
+    x.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_else(|_| vec![0.0; len])
 }
 
 /// PyTorch `nn.LayerNorm` over the last axis.

@@ -29,6 +29,22 @@ pub struct PackedWeight {
 }
 
 impl PackedWeight {
+    /// A `[k, n]` matrix given by `value(row, col)`, without a bias: the attention's keys
+    /// (`[hd, n_k]`, a head's columns of the key rows) and values (`[n_k, hd]`).
+    fn from_fn(k: usize, n: usize, value: impl Fn(usize, usize) -> f32) -> Self {
+        let mut panels = vec![0f32; n.div_ceil(PANEL) * k * PANEL];
+        if k > 0 {
+            for (p, panel) in panels.chunks_exact_mut(k * PANEL).enumerate() {
+                for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                    for (c, slot) in row.iter_mut().enumerate().take(n - p * PANEL) {
+                        *slot = value(kk, p * PANEL + c);
+                    }
+                }
+            }
+        }
+        PackedWeight { k, n, panels: panels.into(), bias: None }
+    }
+
     /// From PyTorch's `[out, in]` = `[n, k]` layout (`values`), and a bias of `n`.
     pub fn from_out_in(values: &[f32], n: usize, k: usize, bias: Option<Vec<f32>>) -> Self {
         assert_eq!(values.len(), n * k, "a [{n}, {k}] weight");
@@ -60,25 +76,68 @@ impl PackedWeight {
             Some(bias) => bias.iter().copied().cycle().take(m * n).collect(),
             None => vec![0f32; m * n],
         };
-        if k == 0 {
-            return out;
+        self.accumulate(x, k, m, &mut out, n);
+        out
+    }
+
+    /// `out[r][0..n] += x[r][0..k] W` for `m` rows, the rows of `x` `x_stride` values apart and
+    /// those of `out` `out_stride` apart (a head's columns of a wider matrix). The bias is not
+    /// added.
+    fn accumulate(&self, x: &[f32], x_stride: usize, m: usize, out: &mut [f32], out_stride: usize) {
+        let (k, n) = (self.k, self.n);
+        if k == 0 || m == 0 || n == 0 {
+            return;
         }
+        assert!(x_stride >= k && x.len() >= (m - 1) * x_stride + k, "[{m}, {k}] rows {x_stride} apart");
+        assert!(out_stride >= n && out.len() >= (m - 1) * out_stride + n, "[{m}, {n}] rows {out_stride} apart");
         for k0 in (0..k).step_by(DEPTH) {
             let depth = k0..(k0 + DEPTH).min(k);
             for (p, panel) in self.panels.chunks_exact(k * PANEL).enumerate() {
                 let cols = PANEL.min(n - p * PANEL);
                 let mut r = 0;
                 while r + ROWS <= m {
-                    tile::<ROWS>(&x[r * k..], k, depth.clone(), panel, &mut out[r * n + p * PANEL..], n, cols);
+                    let (x, out) = (&x[r * x_stride..], &mut out[r * out_stride + p * PANEL..]);
+                    tile::<ROWS>(x, x_stride, depth.clone(), panel, out, out_stride, cols);
                     r += ROWS;
                 }
                 for r in r..m {
-                    tile::<1>(&x[r * k..], k, depth.clone(), panel, &mut out[r * n + p * PANEL..], n, cols);
+                    let (x, out) = (&x[r * x_stride..], &mut out[r * out_stride + p * PANEL..]);
+                    tile::<1>(x, x_stride, depth.clone(), panel, out, out_stride, cols);
                 }
             }
         }
-        out
     }
+}
+
+/// Multi-head attention on the host, without a mask: `q [b, n_q, heads*hd]`, `k` and `v`
+/// `[b, n_k, heads*hd]` (row-major, heads side by side in each row, as the projections give
+/// them) -> `softmax(q kᵀ / √hd) v`, `[b, n_q, heads*hd]`, heads side by side again.
+/// Per head, the keys and values are packed (a few KB: cheap next to the products) and
+/// both products run on the packed kernel, reading the head's columns in place; the scores of
+/// one head at a time are held.
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], [b, n_q, n_k]: [usize; 3], heads: usize) -> Vec<f32> {
+    let d = if b * n_q > 0 { q.len() / (b * n_q) } else { 0 };
+    let hd = if heads > 0 { d / heads } else { 0 };
+    assert!(q.len() == b * n_q * d && k.len() == b * n_k * d && v.len() == k.len() && hd * heads == d);
+    let mut out = vec![0f32; b * n_q * d];
+    if n_k == 0 || hd == 0 {
+        return out;
+    }
+    let scale = (hd as f32).powf(-0.5);
+    let mut scores = vec![0f32; n_q * n_k];
+    for bi in 0..b {
+        let (q, k, v) = (&q[bi * n_q * d..][..n_q * d], &k[bi * n_k * d..][..n_k * d], &v[bi * n_k * d..][..n_k * d]);
+        let out = &mut out[bi * n_q * d..][..n_q * d];
+        for h in (0..d).step_by(hd) {
+            let keys = PackedWeight::from_fn(hd, n_k, |kk, key| k[key * d + h + kk]);
+            scores.fill(0.0);
+            keys.accumulate(&q[h..], d, n_q, &mut scores, n_k);
+            scores.chunks_exact_mut(n_k).for_each(|row| super::host::softmax_row(row, scale));
+            let values = PackedWeight::from_fn(n_k, hd, |key, c| v[key * d + h + c]);
+            values.accumulate(&scores, n_k, n_q, &mut out[h..], d);
+        }
+    }
+    out
 }
 
 /// `out[r][0..cols] += x[r][depth] . panel[depth]` for `R` rows (`x` and `out` start at the
@@ -187,6 +246,32 @@ fn tile<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Against a direct f64 computation, with several heads, a batch of two, fewer keys than
+    /// queries and sizes that leave partial panels and row tiles.
+    #[test]
+    fn host_attention_matches_the_definition() {
+        for ([b, n_q, n_k], heads, hd) in [([2, 7, 5], 3, 4), ([1, 9, 13], 2, 10), ([1, 1, 1], 1, 1)] {
+            let d = heads * hd;
+            let (q, k, v) = (values(b * n_q * d, 0.31), values(b * n_k * d, 0.53), values(b * n_k * d, 0.97));
+            let got = attention(&q, &k, &v, [b, n_q, n_k], heads);
+            for (bi, i, h) in (0..b).flat_map(|bi| (0..n_q).flat_map(move |i| (0..heads).map(move |h| (bi, i, h)))) {
+                let row = |m: &[f32], n: usize, j: usize| m[(bi * n + j) * d + h * hd..][..hd].to_vec();
+                let qi = row(&q, n_q, i);
+                let logits: Vec<f64> = (0..n_k)
+                    .map(|j| row(&k, n_k, j).iter().zip(&qi).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / (hd as f64).sqrt())
+                    .collect();
+                let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let weights: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for c in 0..hd {
+                    let want: f64 = (0..n_k).map(|j| weights[j] / total * row(&v, n_k, j)[c] as f64).sum();
+                    let g = got[(bi * n_q + i) * d + h * hd + c] as f64;
+                    assert!((g - want).abs() <= 1e-5 * (1.0 + want.abs()), "b {bi} query {i} head {h} col {c}: {g} vs {want}");
+                }
+            }
+        }
+    }
 
     fn values(len: usize, seed: f32) -> Vec<f32> {
         (0..len).map(|i| ((i as f32 * seed).sin() * 1000.0).fract()).collect()

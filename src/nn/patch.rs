@@ -3,6 +3,7 @@
 
 use burn::tensor::Tensor;
 
+use super::Linear;
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
 
@@ -23,41 +24,27 @@ pub fn patchify(pixels: Tensor<4>, p: usize) -> Result<(Tensor<3>, (usize, usize
     Ok((patches, (gh, gw)))
 }
 
-/// `nn.Conv2d(c, width, kernel_size=p, stride=p)`, the weight flattened and held transposed,
-/// `[c*p*p, width]`, so the product reads it row-major.
+/// `nn.Conv2d(c, width, kernel_size=p, stride=p)`: a linear layer over the flattened patches,
+/// its weight `[width, c, p, p]` read as `[width, c*p*p]` (held as [`Linear`] holds it).
 #[derive(Debug, Clone)]
 pub struct PatchEmbedding {
-    pub weight: Tensor<2>,
-    pub bias: Option<Tensor<1>>,
+    pub proj: Linear,
     pub patch_size: usize,
 }
 
 impl PatchEmbedding {
     /// `{prefix}.weight` `[width, channels, p, p]` (and `{prefix}.bias` `[width]`).
     pub fn load(loader: &mut WeightLoader, prefix: &str, width: usize, channels: usize, p: usize, bias: bool) -> Self {
-        let weight = loader.tensor_transposed(&format!("{prefix}.weight"), [width, channels, p, p]);
-        let bias = bias.then(|| loader.tensor(&format!("{prefix}.bias"), [width]));
-        PatchEmbedding { weight, bias, patch_size: p }
+        PatchEmbedding { proj: Linear::load_shaped(loader, prefix, [width, channels, p, p], bias), patch_size: p }
     }
 
     /// `[b, c, H, W] -> ([b, gh*gw, width], (gh, gw))`
     pub fn forward(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
         let (patches, grid) = patchify(pixels, self.patch_size)?;
-        // On rows, as in `Linear::forward`.
-        let [b, n, k] = patches.dims();
-        let width = self.width();
-        let tokens = patches.reshape([b * n, k]).matmul(self.weight.clone()).reshape([b, n, width]);
-        let tokens = match &self.bias {
-            Some(bias) => {
-                let d = bias.dims()[0];
-                tokens.add(bias.clone().reshape([1, 1, d]))
-            }
-            None => tokens,
-        };
-        Ok((tokens, grid))
+        Ok((self.proj.forward(patches), grid))
     }
 
     pub fn width(&self) -> usize {
-        self.weight.dims()[1]
+        self.proj.d_out()
     }
 }
