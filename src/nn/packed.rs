@@ -73,8 +73,8 @@ impl PackedWeight {
         let (k, n) = (self.k, self.n);
         assert_eq!(x.len(), m * k, "[{m}, {k}] rows");
         let mut out = match &self.bias {
-            Some(bias) => bias.iter().copied().cycle().take(m * n).collect(),
-            None => vec![0f32; m * n],
+            Some(bias) if n > 0 => bias.repeat(m),
+            _ => vec![0f32; m * n],
         };
         self.accumulate(x, k, m, &mut out, n);
         out
