@@ -272,9 +272,12 @@ fn words_rows(args: &BenchArgs, model: &Model) -> Result<Vec<Row>> {
     let s = args.size;
 
     let mut tokens = String::new();
-    let image = time(args.iters, |_| {
-        let pixels = Tensor::<4>::random([1, 3, s, s], Distribution::Normal(0.0, 1.0), &device);
-        let embedding = model.network().embed_image(pixels)?;
+    // A fresh input for every run, the warm-up's last, made before the clock starts: the
+    // peers' timings (tools/peer_bench.mjs) do not count making their input either.
+    let inputs: Vec<Tensor<4>> =
+        (0..=args.iters).map(|_| Tensor::random([1, 3, s, s], Distribution::Normal(0.0, 1.0), &device)).collect();
+    let image = time(args.iters, |i| {
+        let embedding = model.network().embed_image(inputs[i.min(args.iters)].clone())?;
         tokens = embedding.tokens.to_string();
         to_vec(embedding.embeds)?;
         Ok(())
