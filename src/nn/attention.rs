@@ -122,7 +122,8 @@ impl Attention {
         let q = q_proj.matmul(&host_values(query.clone()), b * n_q);
         let k = k_proj.matmul(&host_values(key.clone()), b * n_k);
         let v = v_proj.matmul(&host_values(value.clone()), b * n_k);
-        let mixed = packed::attention(&q, &k, &v, [b, n_q, n_k], self.num_heads);
+        let inner = self.q_proj.d_out();
+        let mixed = packed::attention(&q, &k, &v, [b, n_q, n_k, inner], self.num_heads);
         let d = self.out_proj.d_out();
         let out = out_proj.matmul(&mixed, b * n_q);
         Some(Tensor::<1>::from_data(TensorData::new(out, [b * n_q * d]), &device).reshape([b, n_q, d]))

@@ -109,18 +109,17 @@ impl PackedWeight {
     }
 }
 
-/// Multi-head attention on the host, without a mask: `q [b, n_q, heads*hd]`, `k` and `v`
-/// `[b, n_k, heads*hd]` (row-major, heads side by side in each row, as the projections give
-/// them) -> `softmax(q kᵀ / √hd) v`, `[b, n_q, heads*hd]`, heads side by side again.
+/// Multi-head attention on the host, without a mask: `q [b, n_q, d]`, `k` and `v` `[b, n_k, d]`,
+/// `d = heads * hd`, row-major with the heads side by side in each row (as the projections give
+/// them) -> `softmax(q kᵀ / √hd) v`, `[b, n_q, d]`, heads side by side again.
 /// Per head, the keys and values are packed (a few KB: cheap next to the products) and
 /// both products run on the packed kernel, reading the head's columns in place; the scores of
 /// one head at a time are held.
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], [b, n_q, n_k]: [usize; 3], heads: usize) -> Vec<f32> {
-    let d = if b * n_q > 0 { q.len() / (b * n_q) } else { 0 };
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], [b, n_q, n_k, d]: [usize; 4], heads: usize) -> Vec<f32> {
     let hd = if heads > 0 { d / heads } else { 0 };
     assert!(q.len() == b * n_q * d && k.len() == b * n_k * d && v.len() == k.len() && hd * heads == d);
     let mut out = vec![0f32; b * n_q * d];
-    if n_k == 0 || hd == 0 {
+    if n_q == 0 || n_k == 0 || hd == 0 {
         return out;
     }
     let scale = (hd as f32).powf(-0.5);
@@ -251,10 +250,11 @@ mod tests {
     /// queries and sizes that leave partial panels and row tiles.
     #[test]
     fn host_attention_matches_the_definition() {
-        for ([b, n_q, n_k], heads, hd) in [([2, 7, 5], 3, 4), ([1, 9, 13], 2, 10), ([1, 1, 1], 1, 1)] {
+        for ([b, n_q, n_k], heads, hd) in [([2, 7, 5], 3, 4), ([1, 9, 13], 2, 10), ([1, 1, 1], 1, 1), ([2, 0, 3], 2, 2)] {
             let d = heads * hd;
             let (q, k, v) = (values(b * n_q * d, 0.31), values(b * n_k * d, 0.53), values(b * n_k * d, 0.97));
-            let got = attention(&q, &k, &v, [b, n_q, n_k], heads);
+            let got = attention(&q, &k, &v, [b, n_q, n_k, d], heads);
+            assert_eq!(got.len(), b * n_q * d);
             for (bi, i, h) in (0..b).flat_map(|bi| (0..n_q).flat_map(move |i| (0..heads).map(move |h| (bi, i, h)))) {
                 let row = |m: &[f32], n: usize, j: usize| m[(bi * n + j) * d + h * hd..][..hd].to_vec();
                 let qi = row(&q, n_q, i);
