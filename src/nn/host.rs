@@ -11,7 +11,7 @@ use burn::tensor::{DType, Device, Tensor};
 
 /// `x * sigmoid(1.702 x)` (CLIP's quick GELU) in one pass over the host values.
 pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
-    map_in_place(x, quick_gelu_slice)
+    map_in_place(x, 1, quick_gelu_slice)
 }
 
 /// `x * sigmoid(1.702 x) = x / (1 + e^(-1.702 x))` on every value.
@@ -29,7 +29,7 @@ pub fn softmax<const D: usize>(x: Tensor<D>, scale: f32) -> Result<Tensor<D>, Te
     if n == 0 {
         return Err(x);
     }
-    map_in_place(x, |values| values.chunks_exact_mut(n).for_each(|row| softmax_row(row, scale)))
+    map_in_place(x, n, |values| values.chunks_exact_mut(n).for_each(|row| softmax_row(row, scale)))
 }
 
 /// `e^(scale (x - max)) / sum` along one row; a row of `-inf` (all masked) becomes zeros, as in
@@ -73,8 +73,13 @@ pub(super) fn softmax_row(row: &mut [f32], scale: f32) {
 }
 
 /// `f` applied to every element of a `flex` tensor, in its own buffer when the tensor holds it
-/// alone (as it does after the op that made it), else on a copy.
-fn map_in_place<const D: usize>(x: Tensor<D>, f: impl Fn(&mut [f32])) -> Result<Tensor<D>, Tensor<D>> {
+/// alone (as it does after the op that made it), else on a copy. Natively large tensors are
+/// cut into pieces (a multiple of `grain` values each) spread over the cores.
+fn map_in_place<const D: usize>(
+    x: Tensor<D>,
+    grain: usize,
+    f: impl Fn(&mut [f32]) + Sync,
+) -> Result<Tensor<D>, Tensor<D>> {
     let device = x.device();
     if !runs_here(&device) || x.dtype() != DType::F32 {
         return Err(x);
@@ -82,10 +87,31 @@ fn map_in_place<const D: usize>(x: Tensor<D>, f: impl Fn(&mut [f32])) -> Result<
     // `flex` reads back at once (its future is ready when made), in the browser too.
     let mut data = x.into_data();
     match data.as_mut_slice::<f32>() {
-        Ok(values) => f(values),
+        Ok(values) => for_pieces(values, grain, f),
         Err(_) => return Err(Tensor::from_data(data, &device)),
     }
     Ok(Tensor::from_data(data, &device))
+}
+
+/// Values fewer than this are mapped on one thread.
+#[cfg(not(target_family = "wasm"))]
+const PARALLEL_VALUES: usize = 1 << 16;
+
+/// `f` on `values`: natively in pieces of a multiple of `grain` values over the cores; in the
+/// web build (one thread) at once.
+fn for_pieces(values: &mut [f32], grain: usize, f: impl Fn(&mut [f32]) + Sync) {
+    #[cfg(not(target_family = "wasm"))]
+    {
+        let threads = rayon::current_num_threads();
+        if threads > 1 && values.len() >= PARALLEL_VALUES && grain > 0 {
+            use rayon::prelude::*;
+            let piece = values.len().div_ceil(threads).next_multiple_of(grain);
+            values.par_chunks_mut(piece).for_each(&f);
+            return;
+        }
+    }
+    let _ = grain;
+    f(values)
 }
 
 /// Whether tensors on `device` take the host kernels: `flex`, without autodiff.
@@ -257,11 +283,14 @@ mod tests {
         use burn::tensor::Distribution;
         use burn::tensor::activation::sigmoid;
         let device = Device::flex();
-        let x = Tensor::<3>::random([2, 7, 33], Distribution::Normal(0.0, 4.0), &device);
-        let want = crate::device::to_vec(x.clone().mul(sigmoid(x.clone().mul_scalar(1.702)))).unwrap();
-        let got = crate::device::to_vec(quick_gelu(x).expect("a flex tensor runs on the host")).unwrap();
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "element {i}: host {g}, tensor ops {w}");
+        // Small, and large enough to be cut into pieces over the cores natively.
+        for shape in [[2, 7, 33], [3, 301, 97]] {
+            let x = Tensor::<3>::random(shape, Distribution::Normal(0.0, 4.0), &device);
+            let want = crate::device::to_vec(x.clone().mul(sigmoid(x.clone().mul_scalar(1.702)))).unwrap();
+            let got = crate::device::to_vec(quick_gelu(x).expect("a flex tensor runs on the host")).unwrap();
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{shape:?} element {i}: host {g}, tensor ops {w}");
+            }
         }
     }
 
@@ -271,16 +300,19 @@ mod tests {
         use burn::tensor::Distribution;
         use burn::tensor::activation::softmax as reference;
         let device = Device::flex();
-        // Rows of 37: whole groups of eight and four plus leftovers; one row fully masked.
-        let x = Tensor::<3>::random([2, 5, 37], Distribution::Normal(0.0, 3.0), &device);
-        let masked = Tensor::<3>::full([1, 1, 37], f32::NEG_INFINITY, &device);
-        let x = x.slice_assign([1..2, 4..5, 0..37], masked);
-        let scale = 0.125;
-        let mut want = crate::device::to_vec(reference(x.clone().mul_scalar(scale), 2)).unwrap();
-        want[(5 + 4) * 37..].fill(0.0);
-        let got = crate::device::to_vec(softmax(x, scale).expect("a flex tensor runs on the host")).unwrap();
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!((g - w).abs() <= 1e-6, "element {i}: host {g}, tensor ops {w}");
+        // Rows of 37: whole groups of eight and four plus leftovers; one row fully masked. The
+        // second size is cut into pieces over the cores natively, which must keep rows whole.
+        for rows in [5, 601] {
+            let x = Tensor::<3>::random([3, rows, 37], Distribution::Normal(0.0, 3.0), &device);
+            let masked = Tensor::<3>::full([1, 1, 37], f32::NEG_INFINITY, &device);
+            let x = x.slice_assign([1..2, 4..5, 0..37], masked);
+            let scale = 0.125;
+            let mut want = crate::device::to_vec(reference(x.clone().mul_scalar(scale), 2)).unwrap();
+            want[(rows + 4) * 37..(rows + 5) * 37].fill(0.0);
+            let got = crate::device::to_vec(softmax(x, scale).expect("a flex tensor runs on the host")).unwrap();
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-6, "{rows} rows, element {i}: host {g}, tensor ops {w}");
+            }
         }
     }
 
