@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # wordmask build script.
-#   ./build.sh          build the web package: wasm32 release -> wasm-bindgen -> pkg/
-#   ./build.sh serve    build, then serve www/ and pkg/ on http://localhost:8080
+#   ./build.sh          build the web package: wasm32 release -> wasm-bindgen -> pkg/ (and the
+#                       CPU fallback's threads module -> pkg/threads/)
+#   ./build.sh serve    build, then serve www/ and pkg/ on http://localhost:8080, cross-origin isolated
 #   ./build.sh test     install what the tests need, run every test (native on both backends, the wasm
 #                       build, and the browser tests in Chromium)
 #   ./build.sh setup    only install the toolchain pieces and system packages
@@ -10,6 +11,8 @@ cd "$(dirname "$0")"
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 WASM_FEATURES="web,wgpu,cpu"
+# The CPU fallback's threads module (pkg/threads/): the CPU backend alone, built with atomics.
+THREADS_FEATURES="threads"
 # The crate is an rlib for native builds (a native cdylib would only cost link time); the
 # wasm build asks for a cdylib with `cargo rustc --crate-type cdylib`.
 
@@ -34,6 +37,11 @@ setup_rust() {
     if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
         say "adding the wasm32-unknown-unknown target"
         rustup target add wasm32-unknown-unknown
+    fi
+    # The standard library's source, which the threads module rebuilds with atomics.
+    if ! rustup component list --installed | grep -q '^rust-src$'; then
+        say "adding the rust-src component"
+        rustup component add rust-src
     fi
     local want have
     want="$(lock_version wasm-bindgen)"
@@ -60,7 +68,26 @@ build_web() {
     wasm-bindgen --target web --remove-name-section --out-dir pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/wordmask.wasm"
     # No wasm-opt pass: Debian's binaryen 108 (wasm-opt -Oz) broke the module, and a current
     # one (npm binaryen 132) made it smaller but no smaller gzipped, at minutes per build.
-    ls -l pkg/wordmask_bg.wasm
+    build_threads
+    ls -l pkg/wordmask_bg.wasm pkg/threads/wordmask_bg.wasm
+}
+
+build_threads() {
+    say "building the CPU fallback's threads module (profile wasm, features $THREADS_FEATURES, atomics) -> pkg/threads/"
+    # Web Workers share one memory only if every crate, the standard library included, is built
+    # with atomics: -Z build-std, which this same stable compiler accepts under RUSTC_BOOTSTRAP=1
+    # (no second toolchain to install). Its own target folder, since the flags differ. The link:
+    # a shared memory the page creates, with a 4 GiB maximum (shared memory must declare one, and
+    # ViT-B/16's weights alone are 0.6 GB), and the thread-local storage symbols wasm-bindgen
+    # sets up each worker's thread with.
+    local link=(--shared-memory --import-memory --max-memory=4294967296
+        --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base)
+    RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/threads" \
+    RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals' \
+        cargo rustc --profile wasm --locked --lib --crate-type cdylib --target wasm32-unknown-unknown \
+        --no-default-features --features "$THREADS_FEATURES" -Z build-std=panic_abort,std \
+        -- "${link[@]/#/-Clink-arg=}"
+    wasm-bindgen --target web --remove-name-section --out-dir pkg/threads "$CARGO_TARGET_DIR/threads/wasm32-unknown-unknown/wasm/wordmask.wasm"
 }
 
 setup_browser() {
@@ -90,7 +117,8 @@ run_tests() {
 
 case "${1:-build}" in
     build) build_web ;;
-    serve) build_web; say "serving on http://localhost:${PORT:-8080}"; exec node tools/serve.mjs "${PORT:-8080}" ;;
+    # Cross-origin isolated, so that the CPU fallback may take its threads module.
+    serve) build_web; say "serving on http://localhost:${PORT:-8080}"; exec node tools/serve.mjs "${PORT:-8080}" --isolated ;;
     test) run_tests ;;
     setup) setup_system; setup_rust ;;
     *) echo "usage: ./build.sh [build|serve|test|setup]" >&2; exit 2 ;;

@@ -103,6 +103,12 @@ pub async fn webgpu() -> Result<Device> {
     Device::wgpu_options().init_async().await.map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))
 }
 
+/// A web build without WebGPU (the CPU fallback's `threads` module).
+#[cfg(all(not(feature = "wgpu"), target_family = "wasm"))]
+pub async fn webgpu() -> Result<Device> {
+    Err(Error::Unsupported("this module has no WebGPU backend (it is the CPU fallback's threads module)".into()))
+}
+
 /// Read a tensor back to the host as `f32`, synchronously (native only).
 #[cfg(not(target_family = "wasm"))]
 pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {

@@ -28,6 +28,22 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// The CPU fallback's thread pool (the `threads` module only): `initThreadPool(n)` starts `n`
+/// Web Workers sharing this module's memory, which the CPU kernels then spread over. Call it
+/// once, in a worker of a cross-origin isolated page, before `WordMask.create("cpu")`.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// Threads the CPU kernels spread over: the pool's size in the `threads` module once
+/// `initThreadPool` has run, 1 otherwise.
+#[wasm_bindgen]
+pub fn threads() -> usize {
+    #[cfg(feature = "threads")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "threads"))]
+    1
+}
+
 /// The label grammar of the CLI (commas or newlines between classes, `|` between synonyms):
 /// `[{name, synonyms}]`, or an error that names the problem.
 #[wasm_bindgen(js_name = parseLabels)]

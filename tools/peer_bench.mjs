@@ -8,7 +8,7 @@
 // Rows: native CPU (`wordmask bench --model DIR/model`, against PyTorch and onnxruntime timed
 // by `peer_export.py --time`, in alternating rounds); Chromium's CPU (wordmask's wasm against
 // onnxruntime-web's `wasm` backend on 1 and on 2 threads, the page cross-origin isolated so that
-// threads are allowed); Chromium's WebGPU (wordmask against onnxruntime-web's `webgpu` backend).
+// threads are allowed: wordmask's 2-thread side is its threads module in a worker); Chromium's WebGPU (wordmask against onnxruntime-web's `webgpu` backend).
 // Each runtime's first run (module, session or model load, shader compilation) and memory are
 // taken in a browser of its own; warm times in one page that holds both sides and runs them in
 // alternation, the ratio being the median of the round-by-round ratios (this machine's speed
@@ -68,6 +68,22 @@ async function timeInPage({ specs, size, input, iters }) {
         return Array.from(t.location === 'gpu-buffer' ? await t.getData() : t.data);
       };
       return { run, memory };
+    }
+    if (threads > 1) {
+      // The threads module, in a worker of its own (tools/peer_bench_worker.js).
+      const worker = new Worker('/bench/peer_bench_worker.js', { type: 'module' });
+      const call = (message, transfer) => new Promise((done, fail) => {
+        worker.onmessage = ({ data }) => (data.error ? fail(new Error(data.error)) : done(data));
+        worker.onerror = (e) => fail(new Error(e.message || 'the benchmark worker stopped'));
+        worker.postMessage(message, transfer);
+      });
+      const loaded = await call({ type: 'load', threads });
+      if (loaded.threads !== threads) throw new Error(`wordmask runs on ${loaded.threads} threads, not ${threads}`);
+      const run = async () => {
+        const copy = pixels.slice();
+        return Array.from((await call({ type: 'run', pixels: copy, size }, [copy.buffer])).output);
+      };
+      return { run, memory: loaded.memory };
     }
     const { default: init, WordMask } = await import('/pkg/wordmask.js');
     const wasm = await init();
@@ -157,15 +173,16 @@ async function inBrowser(names, specs, webgpu, iterations) {
   }
 }
 
-const cpu = { kind: 'wordmask', backend: 'cpu', threads: 1 };
+const cpu = (threads) => ({ kind: 'wordmask', backend: 'cpu', threads });
 const ortWasm = (threads) => ({ kind: 'ort', backend: 'wasm', threads });
 const gpu = { kind: 'wordmask', backend: 'webgpu', threads: 1 };
 const ortGpu = { kind: 'ort', backend: 'webgpu', threads: 1 };
 results.pairs = {};
-await inBrowser(['wordmask cpu'], [cpu], false, 0);
 for (const threads of [1, 2]) {
+  const ours = `wordmask cpu${threads > 1 ? ` ${threads}` : ''}`;
+  await inBrowser([ours], [cpu(threads)], false, 0);
   await inBrowser([`ort wasm ${threads}`], [ortWasm(threads)], false, 0);
-  await inBrowser(['wordmask cpu', `ort wasm ${threads}`], [cpu, ortWasm(threads)], false, iters);
+  await inBrowser([ours, `ort wasm ${threads}`], [cpu(threads), ortWasm(threads)], false, iters);
 }
 if (!flag('--no-webgpu')) {
   await inBrowser(['wordmask webgpu'], [gpu], true, 0);
@@ -226,14 +243,17 @@ const paired = (where, key) => {
   const p = r.pairs[key];
   if (p) lines.push(`| ${where} | ${ms(p.ours.median)}${spread(p.ours)} | ${ms(p.theirs.median)}${spread(p.theirs)} | ${p.ratio.median.toFixed(2)}× (${p.ratio.p10.toFixed(2)}–${p.ratio.p90.toFixed(2)}) |`);
 };
-for (const t of [1, 2]) paired(`Chromium CPU (wasm), peer ${t} thread${t > 1 ? 's' : ''}`, `wordmask cpu / ort wasm ${t}`);
-lines.push(`| Chromium CPU, first run | ${ms(r['wordmask cpu']?.first)} | ${ms(r['ort wasm 1']?.first)} | ${ratio(r['wordmask cpu']?.first, r['ort wasm 1']?.first)} |`);
+paired('Chromium CPU (wasm), 1 thread', 'wordmask cpu / ort wasm 1');
+paired('Chromium CPU (wasm), 2 threads', 'wordmask cpu 2 / ort wasm 2');
+for (const [ours, theirs, t] of [['wordmask cpu', 'ort wasm 1', '1 thread'], ['wordmask cpu 2', 'ort wasm 2', '2 threads']]) {
+  lines.push(`| Chromium CPU, ${t}, first run | ${ms(r[ours]?.first)} | ${ms(r[theirs]?.first)} | ${ratio(r[ours]?.first, r[theirs]?.first)} |`);
+}
 if (r['wordmask webgpu'] || r['ort webgpu']) {
   paired('Chromium WebGPU', 'wordmask webgpu / ort webgpu');
   lines.push(`| Chromium WebGPU, first run | ${ms(r['wordmask webgpu']?.first)} | ${ms(r['ort webgpu']?.first)} | ${ratio(r['wordmask webgpu']?.first, r['ort webgpu']?.first)} |`);
 }
 const mib = (b) => (b / 2 ** 20).toFixed(1);
-for (const [name, where] of [['wordmask cpu', 'CPU'], ['wordmask webgpu', 'WebGPU']]) {
+for (const [name, where] of [['wordmask cpu', 'CPU'], ['wordmask cpu 2', 'CPU, 2 threads'], ['wordmask webgpu', 'WebGPU']]) {
   const m = r[name]?.memory;
   if (m) lines.push(`| Chromium ${where}: wasm heap after loading / weight file (${mib(m.file)} MiB) | ${mib(m.heapAfter)} MiB (${mib(m.heapBefore)} before) | | ${(m.heapAfter / m.file).toFixed(2)}× the file |`);
 }

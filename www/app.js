@@ -84,7 +84,8 @@ client.on('ready', ({ backend, engine, defaults, names }) => {
   updateButtons();
 });
 client.openDevice().then(
-  ({ backend }) => status(backend === 'webgpu' ? 'WebGPU ready. Load a model.' : 'No WebGPU here: running on the CPU (slower). Load a model.'),
+  ({ backend, threads }) => status(backend === 'webgpu' ? 'WebGPU ready. Load a model.'
+    : `No WebGPU here: running on the CPU (slower${threads > 1 ? `, ${threads} threads` : ''}). Load a model.`),
   (e) => status(`Error: ${e.message}`),
 );
 // After one visit the page and the wasm core open offline.

@@ -14,7 +14,7 @@
 //
 // A words model (CLIP, GroupViT) and a Segment Anything model (engine 'sam') can be loaded at
 // once; loading another of the same kind replaces it.
-// Events: 'device' {backend}, 'progress' {file, loaded, total, cached?, retrying?},
+// Events: 'device' {backend, threads}, 'progress' {file, loaded, total, cached?, retrying?},
 // 'ready' {backend, engine, defaults, names (Open-Vocabulary SAM names its masks)}, 'restarting' {reason}, 'error' {message} (a restart failed).
 
 const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
@@ -29,8 +29,13 @@ export function modelUrl(model) {
 const FATAL = /unreachable|RuntimeError|device (was |is )?lost|DeviceLost/i;
 
 export class ModelClient {
-  constructor({ backend = 'webgpu' } = {}) {
+  /**
+   * `backend`: 'webgpu' (the CPU where WebGPU is missing) or 'cpu'. `threads`: the CPU
+   * fallback's threads (default: the cores), used where the page is cross-origin isolated.
+   */
+  constructor({ backend = 'webgpu', threads } = {}) {
     this.backend = backend;
+    this.threads = threads;
     this.listeners = new Map();
     this.pending = new Map();
     this.nextId = 1;
@@ -90,7 +95,7 @@ export class ModelClient {
 
   /** The compute device: WebGPU, or the CPU backend where WebGPU is missing. */
   openDevice() {
-    this.device ??= this.post({ type: 'init', backend: this.backend }).then((d) => {
+    this.device ??= this.post({ type: 'init', backend: this.backend, threads: this.threads }).then((d) => {
       this.emit('device', d);
       return d;
     });

@@ -5,6 +5,9 @@ const SHELL_CACHE = 'wordmask-shell-v2';
 const SHELL = ['./', 'index.html', 'app.js', 'app.css', 'manifest.webmanifest', 'icon.svg', 'icon-192.png', 'icon-512.png', 'worker.js', 'client.js', 'masks.js', 'point.js', 'word-mask.js', 'embed.html',
   'samples/cat.jpg', 'samples/coffee.jpg', 'samples/rocket.jpg', '../pkg/wordmask.js', '../pkg/wordmask_bg.wasm']
   .map((path) => new URL(path, self.location).href);
+// The CPU fallback's threads module (pkg/threads/, taken in cross-origin isolated pages) is kept
+// once it has been used.
+const PKG = new URL('../pkg/', self.location).href;
 
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open(SHELL_CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
@@ -15,7 +18,7 @@ self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim(
 self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
   url.search = '';
-  if (event.request.method !== 'GET' || !SHELL.includes(url.href)) return;
+  if (event.request.method !== 'GET' || !(SHELL.includes(url.href) || url.href.startsWith(PKG))) return;
   event.respondWith((async () => {
     const cache = await caches.open(SHELL_CACHE);
     try {

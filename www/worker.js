@@ -1,7 +1,7 @@
 // The worker owns the model: the page never blocks on loading or inference. Its only client is
 // client.js. Every request carries an `id`, echoed in its reply; download progress is
 // broadcast while a load runs.
-// In:  {id, type: 'init', backend}
+// In:  {id, type: 'init', backend, threads?}              threads: the CPU fallback's (default: the cores)
 //      {id, type: 'load', url}                        a folder URL holding config.json and the weights
 //      {id, type: 'load', files: [{name, bytes}]}     config.json, the weights, preprocessor_config.json
 //      {id, type: 'segment', rgba, width, height, labels, options}
@@ -9,7 +9,7 @@
 //      {id, type: 'prompt', prompt, labels, options}  Point mode: {points: [{x, y, positive}], box}
 //      {id, type: 'labels', text}                     the core's label parser (answered at once)
 //      {type: 'cancel'}                               stops a download
-// Out: {id, status: 'device', backend} | {id, status: 'ready', backend, engine, defaults}
+// Out: {id, status: 'device', backend, threads} | {id, status: 'ready', backend, engine, defaults}
 //      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence}
 //      | {id, status: 'encoded'} | {id, status: 'mask', width, height, mask, iou, area, label?, probability?, runnerUp?}
 //      | {id, status: 'labels', labels} | {id, status: 'error', message}
@@ -17,7 +17,32 @@
 //      | {status: 'lost', reason}                     the GPU device was lost: this worker is done
 // A Segment Anything checkpoint (model_type 'sam') or an Open-Vocabulary SAM one ('ovsam', which
 // names its own masks: `names: true`) loads beside the words model: engine 'sam'.
-import init, { WordMask, parseLabels } from '../pkg/wordmask.js';
+
+// Two builds of the core: pkg/ (WebGPU, and the CPU fallback on one thread) and pkg/threads/
+// (the CPU fallback alone, its kernels spread over a pool of Web Workers that share its
+// memory). The threads module needs a cross-origin isolated page (SharedArrayBuffer), so it is
+// taken only there, for the CPU backend, when more than one thread is asked for; anything that
+// stops it from starting falls back to pkg/ on one thread.
+async function loadCore(threads) {
+  if (threads > 1) {
+    try {
+      const core = await import('../pkg/threads/wordmask.js');
+      const wasm = await core.default();
+      await core.initThreadPool(threads);
+      return { ...core, wasm };
+    } catch (e) {
+      console.warn(`the CPU fallback's threads did not start (${e?.message ?? e}); using one thread`);
+    }
+  }
+  const core = await import('../pkg/wordmask.js');
+  return { ...core, wasm: await core.default() };
+}
+
+// The threads the CPU fallback may use here: the cores, where the page is isolated.
+const threadsHere = (asked) => (self.crossOriginIsolated ? Math.max(1, Math.floor(asked ?? navigator.hardwareConcurrency ?? 1)) : 1);
+
+let core = null; // the module `init` chose: its exports and `wasm`
+let labelsCore = null; // a single-threaded module for label parsing before `init` has chosen
 
 // The GPU device wgpu opens, seen from here: when it is lost (a driver reset, the GPU process
 // gone, `destroy()`), this worker's model is unusable, so the client is told at once and starts
@@ -35,9 +60,8 @@ if (self.GPUAdapter) {
   };
 }
 
-const module = init();
 // The wasm heap's size in bytes, for the memory tests (`self.wordmaskHeap()`).
-module.then((wasm) => { self.wordmaskHeap = () => wasm.memory.buffer.byteLength; });
+self.wordmaskHeap = () => core?.wasm.memory.buffer.byteLength;
 let wm = null;
 let download = null; // AbortController of the download in progress
 // Names the words model's text encoder embedded since it loaded (the text-cache tests).
@@ -118,7 +142,7 @@ async function fromUrl(base) {
     weights = await cached(weightsName, bytesOf('pytorch_model.bin'));
   }
   let preprocessor;
-  if (WordMask.modelType(config) !== 'clip') {
+  if (core.WordMask.modelType(config) !== 'clip') {
     preprocessor = await cached(`${base}preprocessor_config.json`, textOf).catch(() => undefined);
   }
   return { config, weights, weightsName, preprocessor };
@@ -194,14 +218,18 @@ async function keepText() {
 
 async function handle(data) {
   if (data.type === 'init') {
-    await module;
-    wm = await WordMask.create(data.backend || 'webgpu');
-    return { status: 'device', backend: wm.backend };
+    const backend = data.backend || 'webgpu';
+    let threads = threadsHere(data.threads);
+    // WebGPU, where there is an adapter, leaves the CPU fallback's threads unused.
+    if (threads > 1 && backend !== 'cpu' && (await navigator.gpu?.requestAdapter().catch(() => null))) threads = 1;
+    core = await loadCore(threads);
+    wm = await core.WordMask.create(backend);
+    return { status: 'device', backend: wm.backend, threads: wm.backend === 'cpu' ? core.threads() : 1 };
   }
   if (data.type === 'load') {
     const { config, weights, weightsName, preprocessor } = data.files ? fromFiles(data.files) : await fromUrl(data.url);
     download = null;
-    const type = WordMask.modelType(config);
+    const type = core.WordMask.modelType(config);
     if (type === 'sam' || type === 'ovsam') {
       wm.loadSam(config, weights, weightsName, preprocessor);
       return { status: 'ready', backend: wm.backend, engine: 'sam', names: type === 'ovsam' };
@@ -236,7 +264,8 @@ onmessage = ({ data }) => {
   if (data.type === 'cancel') {
     download?.abort();
   } else if (data.type === 'labels') {
-    module.then(() => reply(data.id, { status: 'labels', labels: parseLabels(data.text) })).catch((e) => failed(data.id, e));
+    const parser = core ? Promise.resolve(core) : (labelsCore ??= loadCore(1));
+    parser.then(({ parseLabels }) => reply(data.id, { status: 'labels', labels: parseLabels(data.text) })).catch((e) => failed(data.id, e));
   } else {
     queue = queue.then(() => handle(data)).then((out) => {
       const [message, transfer] = Array.isArray(out) ? out : [out, []];

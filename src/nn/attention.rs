@@ -92,8 +92,13 @@ impl Attention {
     /// `expf` (see [`host`]). Where the projections are packed (the web build's CPU fallback),
     /// without a mask, all of it runs on the host (`attend_packed`).
     pub fn attend(&self, query: Tensor<3>, key: Tensor<3>, value: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
+        self.attend_inputs(query, key, value, mask, Inputs::Apart)
+    }
+
+    /// [`Attention::attend`], told which inputs are one tensor.
+    fn attend_inputs(&self, query: Tensor<3>, key: Tensor<3>, value: Tensor<3>, mask: Option<Tensor<2>>, inputs: Inputs) -> Tensor<3> {
         if mask.is_none()
-            && let Some(mixed) = self.attend_packed(&query, &key, &value)
+            && let Some(mixed) = self.attend_packed(&query, &key, &value, inputs)
         {
             return mixed;
         }
@@ -110,9 +115,12 @@ impl Attention {
     }
 
     /// [`Attention::attend`] without a mask where the projections are packed on the host (the
-    /// web build's CPU fallback): projections, products and softmax all on the host against
-    /// packed operands (`packed::attention`), one upload at the end. `None` elsewhere.
-    fn attend_packed(&self, query: &Tensor<3>, key: &Tensor<3>, value: &Tensor<3>) -> Option<Tensor<3>> {
+    /// web build's CPU fallback): projections, products, softmax and `out_proj` all on the host
+    /// against packed operands, one read of each distinct input and one upload at the end. The
+    /// projections of one input run side by side, and attention with `out_proj` per band of
+    /// queries, so that where the build has threads each takes one hand-over to them.
+    /// `None` elsewhere.
+    fn attend_packed(&self, query: &Tensor<3>, key: &Tensor<3>, value: &Tensor<3>, inputs: Inputs) -> Option<Tensor<3>> {
         let (Some(q_proj), Some(k_proj), Some(v_proj), Some(out_proj)) =
             (&self.q_proj.packed, &self.k_proj.packed, &self.v_proj.packed, &self.out_proj.packed)
         else {
@@ -120,25 +128,54 @@ impl Attention {
         };
         let ([b, n_q, _], [_, n_k, _]) = (query.dims(), key.dims());
         let device = query.device();
-        let q = q_proj.matmul(&host_values(query.clone()), b * n_q);
-        let k = k_proj.matmul(&host_values(key.clone()), b * n_k);
-        let v = v_proj.matmul(&host_values(value.clone()), b * n_k);
         let inner = self.q_proj.d_out();
-        let mixed = packed::attention(&q, &k, &v, [b, n_q, n_k, inner], self.num_heads);
+        // Columns from `first` on, rows `stride` apart.
+        fn rows(values: &[f32], stride: usize, first: usize) -> packed::Rows<'_> {
+            packed::Rows { values: &values[first.min(values.len())..], stride }
+        }
+        let (q, kv, v);
+        let [q, k, v] = match inputs {
+            Inputs::One => {
+                q = packed::side_by_side(&[q_proj, k_proj, v_proj], &host_values(query.clone()), b * n_q);
+                [rows(&q, 3 * inner, 0), rows(&q, 3 * inner, inner), rows(&q, 3 * inner, 2 * inner)]
+            }
+            Inputs::KeyValue => {
+                q = q_proj.matmul(&host_values(query.clone()), b * n_q);
+                kv = packed::side_by_side(&[k_proj, v_proj], &host_values(key.clone()), b * n_k);
+                [rows(&q, inner, 0), rows(&kv, 2 * inner, 0), rows(&kv, 2 * inner, inner)]
+            }
+            Inputs::Apart => {
+                q = q_proj.matmul(&host_values(query.clone()), b * n_q);
+                kv = k_proj.matmul(&host_values(key.clone()), b * n_k);
+                v = v_proj.matmul(&host_values(value.clone()), b * n_k);
+                [rows(&q, inner, 0), rows(&kv, inner, 0), rows(&v, inner, 0)]
+            }
+        };
         let d = self.out_proj.d_out();
-        let out = out_proj.matmul(&mixed, b * n_q);
+        let out = packed::attention(q, k, v, [b, n_q, n_k, inner], self.num_heads, Some(out_proj));
         Some(Tensor::<1>::from_data(TensorData::new(out, [b * n_q * d]), &device).reshape([b, n_q, d]))
     }
 
     /// Queries from `query`, keys and values from `key` (self-attention when both are the same).
     pub fn cross(&self, query: Tensor<3>, key: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
-        self.attend(query, key.clone(), key, mask)
+        self.attend_inputs(query, key.clone(), key, mask, Inputs::KeyValue)
     }
 
     /// Self-attention. `[b, n, d] -> [b, n, d]`
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
-        self.cross(x.clone(), x, mask)
+        self.attend_inputs(x.clone(), x.clone(), x, mask, Inputs::One)
     }
+}
+
+/// Which of attention's inputs are one tensor.
+#[derive(Debug, Clone, Copy)]
+enum Inputs {
+    /// Queries, keys and values from one tensor (self-attention).
+    One,
+    /// Keys and values from one tensor.
+    KeyValue,
+    /// Three tensors.
+    Apart,
 }
 
 #[cfg(all(test, feature = "cpu"))]
@@ -150,11 +187,12 @@ mod tests {
 
     /// The host path (packed projections, `packed::attention`) gives what the backend's
     /// attention gives: self-attention, and a narrow cross-attention (SAM's decoder) with
-    /// fewer queries than keys.
+    /// fewer queries than keys, with keys and values from one tensor or from two; and one large
+    /// enough to be cut into bands where the build has threads.
     #[test]
     fn packed_and_plain_attention_agree() {
         let device = Device::flex();
-        for (d, inner, heads, n_q, n_k) in [(24, 24, 3, 7, 7), (16, 8, 2, 3, 10)] {
+        for (d, inner, heads, n_q, n_k) in [(24, 24, 3, 7, 7), (16, 8, 2, 3, 10), (64, 64, 4, 90, 90)] {
             let load = |pack| {
                 let mut loader = WeightLoader::random(&device).with_packed_linear(pack);
                 Attention::load_narrow(&mut loader, "attn", d, inner, heads)
@@ -163,11 +201,18 @@ mod tests {
             assert!(plain.q_proj.packed.is_none() && packed.out_proj.packed.is_some());
             let query = Tensor::<3>::random([2, n_q, d], Distribution::Normal(0.0, 1.0), &device);
             let key = Tensor::<3>::random([2, n_k, d], Distribution::Normal(0.0, 1.0), &device);
-            let want = crate::device::to_vec(plain.cross(query.clone(), key.clone(), None)).unwrap();
-            let got = packed.cross(query, key, None);
-            assert_eq!(got.dims(), [2, n_q, d]);
-            for (i, (g, w)) in crate::device::to_vec(got).unwrap().iter().zip(&want).enumerate() {
-                assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{d}/{inner} element {i}: packed {g}, plain {w}");
+            let value = Tensor::<3>::random([2, n_k, d], Distribution::Normal(0.0, 1.0), &device);
+            let cases = [
+                ("self", plain.forward(key.clone(), None), packed.forward(key.clone(), None)),
+                ("cross", plain.cross(query.clone(), key.clone(), None), packed.cross(query.clone(), key.clone(), None)),
+                ("apart", plain.attend(query.clone(), key.clone(), value.clone(), None), packed.attend(query.clone(), key.clone(), value, None)),
+            ];
+            for (what, want, got) in cases {
+                assert_eq!(got.dims(), want.dims());
+                let want = crate::device::to_vec(want).unwrap();
+                for (i, (g, w)) in crate::device::to_vec(got).unwrap().iter().zip(&want).enumerate() {
+                    assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{what} {d}/{inner} element {i}: packed {g}, plain {w}");
+                }
             }
         }
     }

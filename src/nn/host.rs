@@ -15,7 +15,7 @@ pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> 
 }
 
 /// `x * sigmoid(1.702 x) = x / (1 + e^(-1.702 x))` on every value.
-fn quick_gelu_slice(values: &mut [f32]) {
+pub(super) fn quick_gelu_slice(values: &mut [f32]) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     let values = simd128::quick_gelu(values);
     for v in values {
@@ -94,24 +94,32 @@ fn map_in_place<const D: usize>(
 }
 
 /// Values fewer than this are mapped on one thread.
-#[cfg(not(target_family = "wasm"))]
 const PARALLEL_VALUES: usize = 1 << 16;
 
-/// `f` on `values`: natively in pieces of a multiple of `grain` values over the cores; in the
-/// web build (one thread) at once.
+/// `f` on `values`, in pieces of whole rows of `grain` values where the build has threads.
 fn for_pieces(values: &mut [f32], grain: usize, f: impl Fn(&mut [f32]) + Sync) {
-    #[cfg(not(target_family = "wasm"))]
-    {
-        let threads = rayon::current_num_threads();
-        if threads > 1 && values.len() >= PARALLEL_VALUES && grain > 0 {
+    for_row_pieces(values, grain, PARALLEL_VALUES / 2, |_, piece| f(piece))
+}
+
+/// `f(first, piece)` on `values` cut into one piece of whole rows (`row` values each) per
+/// thread, each piece at least `min_values` values, where the build has threads: natively, and
+/// the web build made with `threads` (rayon over Web Workers); on the whole at once elsewhere,
+/// or when there is too little work to share. `first` is the piece's first row; pieces start at
+/// a multiple of 4 rows (the packed product's row tile).
+pub(super) fn for_row_pieces(values: &mut [f32], row: usize, min_values: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
+    if row > 0 {
+        let rows = values.len() / row;
+        let pieces = rayon::current_num_threads().min(values.len() / min_values.max(1)).min(rows);
+        if pieces > 1 {
             use rayon::prelude::*;
-            let piece = values.len().div_ceil(threads).next_multiple_of(grain);
-            values.par_chunks_mut(piece).for_each(&f);
+            let per = rows.div_ceil(pieces).next_multiple_of(4);
+            values.par_chunks_mut(per * row).enumerate().for_each(|(i, piece)| f(i * per, piece));
             return;
         }
     }
-    let _ = grain;
-    f(values)
+    let _ = (row, min_values);
+    f(0, values)
 }
 
 /// Whether tensors on `device` take the host kernels: `flex`, without autodiff.

@@ -6,9 +6,12 @@
 //!
 //! Natively the `flex` backend's own product (AVX, threads) stays faster; the scalar kernel
 //! here is what the tests check the layout and the blocking with, and the SIMD128 kernel does
-//! the same steps four lanes at a time.
+//! the same steps four lanes at a time. Large products are cut into bands of rows, one per
+//! thread, where the build has threads (the web build's `threads` module; natively in tests).
 
 use std::sync::Arc;
+
+use super::host;
 
 /// Columns per panel.
 const PANEL: usize = 8;
@@ -16,6 +19,9 @@ const PANEL: usize = 8;
 const ROWS: usize = 4;
 /// Depth per pass: a panel's slice (8 KiB) stays in L1 while every row block reads it.
 const DEPTH: usize = 256;
+/// Multiply-adds below which a product stays on one thread (where the build has threads): a
+/// piece handed to another thread should outweigh waking it.
+const PARALLEL_WORK: usize = 1 << 18;
 
 /// A `[k, n]` weight (a linear layer's `[in, out]`) in panels of 8 columns: panel `p` holds
 /// columns `8p..8p+8` of every row `0..k` contiguously, `[k][8]`, the last one zero-padded;
@@ -70,14 +76,19 @@ impl PackedWeight {
 
     /// `x [m, k] -> x W + bias [m, n]`, row-major.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let (k, n) = (self.k, self.n);
-        assert_eq!(x.len(), m * k, "[{m}, {k}] rows");
-        let mut out = match &self.bias {
-            Some(bias) if n > 0 => bias.repeat(m),
-            _ => vec![0f32; m * n],
-        };
-        self.accumulate(x, k, m, &mut out, n);
-        out
+        side_by_side(&[self], x, m)
+    }
+
+    /// `out[r][0..n] = x[r][0..k] W + bias` for `m` rows, strided as in [`Self::accumulate`].
+    fn product_into(&self, x: &[f32], x_stride: usize, m: usize, out: &mut [f32], out_stride: usize) {
+        for r in 0..m {
+            let row = &mut out[r * out_stride..][..self.n];
+            match &self.bias {
+                Some(bias) => row.copy_from_slice(bias),
+                None => row.fill(0.0),
+            }
+        }
+        self.accumulate(x, x_stride, m, out, out_stride);
     }
 
     /// `out[r][0..n] += x[r][0..k] W` for `m` rows, the rows of `x` `x_stride` values apart and
@@ -109,32 +120,112 @@ impl PackedWeight {
     }
 }
 
-/// Multi-head attention on the host, without a mask: `q [b, n_q, d]`, `k` and `v` `[b, n_k, d]`,
-/// `d = heads * hd`, row-major with the heads side by side in each row (as the projections give
-/// them) -> `softmax(q kᵀ / √hd) v`, `[b, n_q, d]`, heads side by side again.
-/// Per head, the keys and values are packed (a few KB: cheap next to the products) and
-/// both products run on the packed kernel, reading the head's columns in place; the scores of
-/// one head at a time are held.
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], [b, n_q, n_k, d]: [usize; 4], heads: usize) -> Vec<f32> {
-    let hd = if heads > 0 { d / heads } else { 0 };
-    assert!(q.len() == b * n_q * d && k.len() == b * n_k * d && v.len() == k.len() && hd * heads == d);
-    let mut out = vec![0f32; b * n_q * d];
-    if n_q == 0 || n_k == 0 || hd == 0 {
+/// Several layers' products of one input `x [m, k]` (all `k` wide), side by side in each output
+/// row: `[x W_1 + b_1 | x W_2 + b_2 | ...]`, `[m, n_1 + n_2 + ...]` (one layer: its product).
+/// Each band of rows runs all of them on one thread: self-attention's queries, keys and values
+/// take one hand-over to the threads, not three.
+pub fn side_by_side(layers: &[&PackedWeight], x: &[f32], m: usize) -> Vec<f32> {
+    let k = layers.first().map_or(0, |w| w.k);
+    assert!(layers.iter().all(|w| w.k == k) && x.len() == m * k, "[{m}, {k}] rows into layers of {k} inputs");
+    let width: usize = layers.iter().map(|w| w.n).sum();
+    let mut out = vec![0f32; m * width];
+    if width == 0 {
         return out;
     }
-    let scale = (hd as f32).powf(-0.5);
-    let mut scores = vec![0f32; n_q * n_k];
-    for bi in 0..b {
-        let (q, k, v) = (&q[bi * n_q * d..][..n_q * d], &k[bi * n_k * d..][..n_k * d], &v[bi * n_k * d..][..n_k * d]);
-        let out = &mut out[bi * n_q * d..][..n_q * d];
-        for h in (0..d).step_by(hd) {
-            let keys = PackedWeight::from_fn(hd, n_k, |kk, key| k[key * d + h + kk]);
-            scores.fill(0.0);
-            keys.accumulate(&q[h..], d, n_q, &mut scores, n_k);
-            scores.chunks_exact_mut(n_k).for_each(|row| super::host::softmax_row(row, scale));
-            let values = PackedWeight::from_fn(n_k, hd, |key, c| v[key * d + h + c]);
-            values.accumulate(&scores, n_k, n_q, &mut out[h..], d);
+    host::for_row_pieces(&mut out, width, PARALLEL_WORK / k.max(1), |first, band| {
+        let rows = band.len() / width;
+        let mut col = 0;
+        for w in layers {
+            w.product_into(&x[first * k..], k, rows, &mut band[col..], width);
+            col += w.n;
         }
+    });
+    out
+}
+
+/// `act(x W_1 + b_1) W_2 + b_2` for `m` rows of `x [m, k]` (a transformer's MLP): each band of
+/// rows goes through both layers on one thread, the hidden rows never leaving it.
+pub fn mlp(fc1: &PackedWeight, fc2: &PackedWeight, x: &[f32], m: usize, act: impl Fn(&mut [f32]) + Sync) -> Vec<f32> {
+    let (k, hidden, n) = (fc1.k, fc1.n, fc2.n);
+    assert!(fc2.k == hidden && x.len() == m * k, "[{m}, {k}] rows through [{k}, {hidden}] and [{}, {n}]", fc2.k);
+    let mut out = vec![0f32; m * n];
+    if n == 0 {
+        return out;
+    }
+    let work_per_value = (k * hidden).div_ceil(n) + hidden;
+    host::for_row_pieces(&mut out, n, PARALLEL_WORK / work_per_value.max(1), |first, band| {
+        let rows = band.len() / n;
+        let mut h = vec![0f32; rows * hidden];
+        fc1.product_into(&x[first * k..], k, rows, &mut h, hidden);
+        act(&mut h);
+        fc2.product_into(&h, hidden, rows, band, n);
+    });
+    out
+}
+
+/// Rows of a matrix read in place: row `r` is `values[r * stride..][..width]` (queries, keys
+/// or values in their own matrix, or side by side in one, as [`side_by_side`] gives them).
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    pub values: &'a [f32],
+    pub stride: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// From row `first` on.
+    fn from(self, first: usize) -> Rows<'a> {
+        Rows { values: &self.values[(first * self.stride).min(self.values.len())..], stride: self.stride }
+    }
+}
+
+/// Multi-head attention on the host, without a mask: queries `q` (`[b, n_q, d]` rows), keys
+/// `k` and values `v` (`[b, n_k, d]` rows), `d = heads * hd` with the heads side by side in each
+/// row (as the projections give them) -> `softmax(q kᵀ / √hd) v`, heads side by side again,
+/// through `out_proj` where given: `[b, n_q, d]`, or `[b, n_q, out_proj's n]`.
+/// Each band of queries runs on one thread: per head, the keys and values are packed (a few KB:
+/// cheap next to the products) and both products run on the packed kernel, reading the head's
+/// columns in place; then the band's `out_proj`.
+pub fn attention(
+    q: Rows,
+    k: Rows,
+    v: Rows,
+    [b, n_q, n_k, d]: [usize; 4],
+    heads: usize,
+    out_proj: Option<&PackedWeight>,
+) -> Vec<f32> {
+    let hd = if heads > 0 { d / heads } else { 0 };
+    let fits = |r: Rows, n: usize| b * n == 0 || r.values.len() >= (b * n - 1) * r.stride + d;
+    assert!(hd * heads == d && fits(q, n_q) && fits(k, n_k) && fits(v, n_k), "[{b}, {n_q}, {n_k}, {d}] attention");
+    let d_out = out_proj.map_or(d, |w| {
+        assert_eq!(w.k, d, "out_proj takes {d} inputs");
+        w.n
+    });
+    let mut out = vec![0f32; b * n_q * d_out];
+    if n_q == 0 || d_out == 0 {
+        return out;
+    }
+    let scale = (hd.max(1) as f32).powf(-0.5);
+    let work_per_value = (2 * n_k * d).div_ceil(d_out) + d;
+    for bi in 0..b {
+        let (q, k, v) = (q.from(bi * n_q), k.from(bi * n_k), v.from(bi * n_k));
+        host::for_row_pieces(&mut out[bi * n_q * d_out..][..n_q * d_out], d_out, PARALLEL_WORK / work_per_value, |first, band| {
+            let rows = band.len() / d_out;
+            let q = q.from(first);
+            let mut mixed = vec![0f32; rows * d];
+            let mut scores = vec![0f32; rows * n_k];
+            for h in (0..d).step_by(hd.max(1)).take(if n_k > 0 { heads } else { 0 }) {
+                let keys = PackedWeight::from_fn(hd, n_k, |kk, key| k.values[key * k.stride + h + kk]);
+                scores.fill(0.0);
+                keys.accumulate(&q.values[h..], q.stride, rows, &mut scores, n_k);
+                scores.chunks_exact_mut(n_k).for_each(|row| host::softmax_row(row, scale));
+                let values = PackedWeight::from_fn(n_k, hd, |key, c| v.values[key * v.stride + h + c]);
+                values.accumulate(&scores, n_k, rows, &mut mixed[h..], d);
+            }
+            match out_proj {
+                Some(w) => w.product_into(&mixed, d, rows, band, d_out),
+                None => band.copy_from_slice(&mixed),
+            }
+        });
     }
     out
 }
@@ -247,13 +338,15 @@ mod tests {
     use super::*;
 
     /// Against a direct f64 computation, with several heads, a batch of two, fewer keys than
-    /// queries and sizes that leave partial panels and row tiles.
+    /// queries, sizes that leave partial panels and row tiles, and one large enough to be cut
+    /// into bands of queries where the build has threads.
     #[test]
     fn host_attention_matches_the_definition() {
-        for ([b, n_q, n_k], heads, hd) in [([2, 7, 5], 3, 4), ([1, 9, 13], 2, 10), ([1, 1, 1], 1, 1), ([2, 0, 3], 2, 2)] {
+        for ([b, n_q, n_k], heads, hd) in [([2, 7, 5], 3, 4), ([1, 9, 13], 2, 10), ([1, 1, 1], 1, 1), ([2, 0, 3], 2, 2), ([2, 45, 300], 4, 16)] {
             let d = heads * hd;
             let (q, k, v) = (values(b * n_q * d, 0.31), values(b * n_k * d, 0.53), values(b * n_k * d, 0.97));
-            let got = attention(&q, &k, &v, [b, n_q, n_k, d], heads);
+            let [rq, rk, rv] = [&q, &k, &v].map(|values| Rows { values, stride: d });
+            let got = attention(rq, rk, rv, [b, n_q, n_k, d], heads, None);
             assert_eq!(got.len(), b * n_q * d);
             for (bi, i, h) in (0..b).flat_map(|bi| (0..n_q).flat_map(move |i| (0..heads).map(move |h| (bi, i, h)))) {
                 let row = |m: &[f32], n: usize, j: usize| m[(bi * n + j) * d + h * hd..][..hd].to_vec();
@@ -277,10 +370,11 @@ mod tests {
         (0..len).map(|i| ((i as f32 * seed).sin() * 1000.0).fract()).collect()
     }
 
-    /// Sizes with partial panels, partial row tiles and several depth passes, and no inputs.
+    /// Sizes with partial panels, partial row tiles and several depth passes, and no inputs; and
+    /// one large enough to be cut into bands of rows where the build has threads.
     #[test]
     fn packed_product_matches_the_plain_one() {
-        for (m, k, n, bias) in [(7, 600, 19, true), (4, 8, 8, false), (1, 3, 1, true), (9, 257, 16, false), (2, 0, 3, true)] {
+        for (m, k, n, bias) in [(7, 600, 19, true), (4, 8, 8, false), (1, 3, 1, true), (9, 257, 16, false), (2, 0, 3, true), (37, 300, 70, true)] {
             let w = values(n * k, 0.7); // [n, k]
             let x = values(m * k, 1.3);
             let b = bias.then(|| values(n, 2.9));
@@ -293,6 +387,29 @@ mod tests {
                     assert!((g - want).abs() <= 1e-4 * (1.0 + want.abs()), "{m}x{k}x{n} at ({r}, {c}): {g} vs {want}");
                 }
             }
+        }
+    }
+
+    /// Several layers side by side give each layer's product in its own columns.
+    #[test]
+    fn side_by_side_products_are_the_layers_products() {
+        let (m, k) = (37, 300);
+        let layers: Vec<PackedWeight> = [(70, true), (9, false), (33, true)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, bias))| PackedWeight::from_out_in(&values(n * k, 0.3 + i as f32), n, k, bias.then(|| values(n, 1.7 + i as f32))))
+            .collect();
+        let x = values(m * k, 2.3);
+        let got = side_by_side(&layers.iter().collect::<Vec<_>>(), &x, m);
+        let width = 70 + 9 + 33;
+        assert_eq!(got.len(), m * width);
+        let mut col = 0;
+        for w in &layers {
+            let alone = w.matmul(&x, m);
+            for r in 0..m {
+                assert_eq!(&got[r * width + col..][..w.n], &alone[r * w.n..][..w.n], "row {r}, columns from {col}");
+            }
+            col += w.n;
         }
     }
 }

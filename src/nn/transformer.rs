@@ -1,9 +1,10 @@
 //! The pre-norm transformer block of CLIP's towers (transformers `CLIPMLP`,
 //! `CLIPEncoderLayer`), also used by GroupViT's stages.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
-use super::{Activation, Attention, LayerNorm, Linear, activate};
+use super::linear::host_values;
+use super::{Activation, Attention, LayerNorm, Linear, activate, host, packed};
 use crate::loader::WeightLoader;
 
 /// fc1 -> activation -> fc2.
@@ -37,7 +38,14 @@ impl Mlp {
         }
     }
 
+    /// Where both layers are packed (the web build's CPU fallback) and the activation is quick
+    /// GELU, all of it on the host, a band of rows at a time (`packed::mlp`).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        if let (Some(fc1), Some(fc2), Activation::QuickGelu) = (&self.fc1.packed, &self.fc2.packed, self.act) {
+            let ([b, n, _], device, d) = (x.dims(), x.device(), self.fc2.d_out());
+            let out = packed::mlp(fc1, fc2, &host_values(x), b * n, host::quick_gelu_slice);
+            return Tensor::<1>::from_data(TensorData::new(out, [b * n * d]), &device).reshape([b, n, d]);
+        }
         self.fc2.forward(activate(self.act, self.fc1.forward(x)))
     }
 }
@@ -86,4 +94,29 @@ impl EncoderLayer {
 /// `{prefix}.{i}` for `i < count`.
 pub fn load_layers(loader: &mut WeightLoader, prefix: &str, count: usize, dims: TowerDims) -> Vec<EncoderLayer> {
     (0..count).map(|i| EncoderLayer::load(loader, &format!("{prefix}.{i}"), dims)).collect()
+}
+
+#[cfg(all(test, feature = "cpu"))]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::{Activation, Mlp};
+    use crate::loader::WeightLoader;
+
+    /// The host MLP (packed layers, quick GELU) gives what the backend's layers give, on sizes
+    /// large enough to be cut into bands where the build has threads.
+    #[test]
+    fn packed_and_plain_mlp_agree() {
+        let device = Device::flex();
+        let load = |pack| Mlp::load(&mut WeightLoader::random(&device).with_packed_linear(pack), "mlp", 48, 160, 40, Activation::QuickGelu);
+        let (plain, packed) = (load(false), load(true));
+        assert!(plain.fc1.packed.is_none() && packed.fc2.packed.is_some());
+        let x = Tensor::<3>::random([2, 45, 48], Distribution::Normal(0.0, 1.0), &device);
+        let want = crate::device::to_vec(plain.forward(x.clone())).unwrap();
+        let got = packed.forward(x);
+        assert_eq!(got.dims(), [2, 45, 40]);
+        for (i, (g, w)) in crate::device::to_vec(got).unwrap().iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "element {i}: packed {g}, plain {w}");
+        }
+    }
 }

@@ -1,0 +1,95 @@
+// The CPU fallback's threads module (pkg/threads/): in a cross-origin isolated page the worker
+// takes it for the CPU backend, spreads the kernels over a pool of Web Workers and still
+// segments the colour scene; where the page is not isolated it stays on one thread. Its image
+// embedding at a size where the products and attention are cut into bands of rows is the
+// single-threaded module's (to float rounding: the backend's own reductions may split their sums).
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { serve } from '../../tools/serve.mjs';
+import { SCENE, launch, paintScene, workerClient } from './harness.mjs';
+
+const MODEL = '/tests/fixtures/semantic-colours';
+const PROBES = SCENE.regions.map(({ probe, word }) => [...probe, SCENE.labels.indexOf(word) + 1]);
+const mounts = { '/tests/fixtures/': 'tests/fixtures', '/peer/': 'tests/fixtures/peer-tiny', '/bench/': 'tools' };
+
+let isolated;
+let plain;
+before(async () => {
+  [isolated, plain] = await Promise.all([serve(0, mounts, { isolated: true }), serve(0, mounts)]);
+});
+after(() => {
+  for (const server of [isolated, plain]) { server.closeAllConnections(); server.close(); }
+});
+const origin = (server) => `http://127.0.0.1:${server.address().port}`;
+
+async function withPage(server, run) {
+  const browser = await launch({ webgpu: false });
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${origin(server)}/`);
+    await run(page);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+}
+
+test('an isolated page runs the CPU fallback on threads and segments the scene', { timeout: 300_000 }, async () => {
+  await withPage(isolated, async (page) => {
+    const cores = await page.evaluate(() => [crossOriginIsolated, navigator.hardwareConcurrency]);
+    assert.deepEqual(cores[0], true, 'the page is cross-origin isolated');
+    await page.evaluate(workerClient);
+    const device = await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
+    assert.equal(device.status, 'device', JSON.stringify(device));
+    assert.equal(device.backend, 'cpu');
+    assert.equal(device.threads, cores[1], 'one thread per core');
+    assert.equal((await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL)).status, 'ready');
+    await page.evaluate(`window.paintScene = ${paintScene}`);
+    const result = await page.evaluate(async ([labels, scene]) => {
+      const r = await ask({ type: 'segment', ...paintScene(scene), labels, options: {} });
+      return { ...r, labelMap: r.labelMap ? Array.from(r.labelMap) : undefined };
+    }, [SCENE.labels.join(', '), SCENE]);
+    assert.equal(result.status, 'result', JSON.stringify(result).slice(0, 300));
+    for (const [x, y, want] of PROBES) assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
+  });
+});
+
+test('a page that is not isolated keeps the CPU fallback on one thread', { timeout: 300_000 }, async () => {
+  await withPage(plain, async (page) => {
+    await page.evaluate(workerClient);
+    const device = await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
+    assert.deepEqual([device.status, device.backend, device.threads], ['device', 'cpu', 1]);
+  });
+});
+
+test('the threads module embeds an image as the single-threaded one does', { timeout: 300_000 }, async () => {
+  await withPage(isolated, async (page) => {
+    const got = await page.evaluate(async () => {
+      // 160 x 160 pixels, 401 tokens of the tiny CLIP (positions interpolated): every product
+      // and the attention are large enough to be cut into bands.
+      const size = 160;
+      const pixels = Float32Array.from({ length: 3 * size * size }, (_, i) => Math.sin(i * 0.37) * 1.5);
+      const one = await import('/pkg/wordmask.js');
+      await one.default();
+      const wm = await one.WordMask.create('cpu');
+      const [config, weights] = await Promise.all([fetch('/peer/model/config.json').then((r) => r.text()),
+        fetch('/peer/model/model.safetensors').then((r) => r.arrayBuffer())]);
+      wm.load(config, new Uint8Array(weights), 'model.safetensors', undefined);
+      const single = Array.from(await wm.embedPixels(pixels.slice(), size));
+      const worker = new Worker('/bench/peer_bench_worker.js', { type: 'module' });
+      const call = (message) => new Promise((done) => { worker.onmessage = ({ data }) => done(data); worker.postMessage(message); });
+      const loaded = await call({ type: 'load', threads: 2 });
+      const threaded = await call({ type: 'run', pixels: pixels.slice(), size });
+      return { single, loaded, threaded: threaded.output ? Array.from(threaded.output) : threaded };
+    });
+    assert.equal(got.loaded.threads, 2, JSON.stringify(got.loaded));
+    assert.ok(Array.isArray(got.threaded), JSON.stringify(got.threaded));
+    assert.ok(got.single.length > 0 && got.single.some((v) => v !== 0));
+    assert.equal(got.threaded.length, got.single.length);
+    const scale = Math.max(...got.single.map(Math.abs));
+    got.threaded.forEach((v, i) => assert.ok(Math.abs(v - got.single[i]) <= 1e-5 * scale, `value ${i}: ${v} threaded, ${got.single[i]} on one thread`));
+  });
+});

@@ -1,0 +1,32 @@
+// The peer benchmark's runner for wordmask's CPU fallback on several threads: the threads
+// module (pkg/threads/) in a Web Worker, as the page's model worker runs it (rayon's blocking
+// waits are allowed in a worker, not in the page). Driven by tools/peer_bench.mjs.
+//   in:  {type: 'load', threads}  ->  {threads, memory: {file, heapBefore, heapAfter}}
+//        {type: 'run', pixels, size}  ->  {output}
+//   any failure  ->  {error}
+let wm = null;
+
+async function load(threads) {
+  const core = await import('/pkg/threads/wordmask.js');
+  const wasm = await core.default();
+  await core.initThreadPool(threads);
+  wm = await core.WordMask.create('cpu');
+  const config = await (await fetch('/peer/model/config.json')).text();
+  const weights = new Uint8Array(await (await fetch('/peer/model/model.safetensors')).arrayBuffer());
+  const before = wasm.memory.buffer.byteLength;
+  wm.load(config, weights, 'model.safetensors', undefined);
+  return { threads: core.threads(), memory: { file: weights.length, heapBefore: before, heapAfter: wasm.memory.buffer.byteLength } };
+}
+
+onmessage = async ({ data }) => {
+  try {
+    if (data.type === 'load') {
+      postMessage(await load(data.threads));
+    } else {
+      const output = await wm.embedPixels(data.pixels, data.size);
+      postMessage({ output }, [output.buffer]);
+    }
+  } catch (e) {
+    postMessage({ error: String(e?.message ?? e) });
+  }
+};
