@@ -28,7 +28,10 @@ async function loadCore(threads) {
     try {
       const core = await import('../pkg/threads/wordmask.js');
       const wasm = await core.default();
-      await core.initThreadPool(threads);
+      // A pool worker that fails to load never answers: give up on the pool after a while.
+      let timer;
+      const late = new Promise((_, fail) => { timer = setTimeout(() => fail(new Error(`the thread pool did not start in ${POOL_START_MS / 1000} s`)), POOL_START_MS); });
+      await Promise.race([core.initThreadPool(threads), late]).finally(() => clearTimeout(timer));
       return { ...core, wasm };
     } catch (e) {
       console.warn(`the CPU fallback's threads did not start (${e?.message ?? e}); using one thread`);
@@ -37,6 +40,10 @@ async function loadCore(threads) {
   const core = await import('../pkg/wordmask.js');
   return { ...core, wasm: await core.default() };
 }
+
+// How long the threads module's pool may take to start (its workers instantiate the module
+// already compiled: well under a second where they load at all).
+const POOL_START_MS = 10_000;
 
 // The threads the CPU fallback may use here: the cores, where the page is isolated.
 const threadsHere = (asked) => (self.crossOriginIsolated ? Math.max(1, Math.floor(asked ?? navigator.hardwareConcurrency ?? 1)) : 1);

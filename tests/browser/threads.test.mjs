@@ -1,6 +1,7 @@
 // The CPU fallback's threads module (pkg/threads/): in a cross-origin isolated page the worker
 // takes it for the CPU backend, spreads the kernels over a pool of Web Workers and still
-// segments the colour scene; where the page is not isolated it stays on one thread. Its image
+// segments the colour scene; where the page is not isolated, or the pool cannot start, it
+// stays on one thread. Its image
 // embedding at a size where the products and attention are cut into bands of rows is the
 // single-threaded module's (to float rounding: the backend's own reductions may split their sums).
 import assert from 'node:assert/strict';
@@ -54,6 +55,20 @@ test('an isolated page runs the CPU fallback on threads and segments the scene',
     }, [SCENE.labels.join(', '), SCENE]);
     assert.equal(result.status, 'result', JSON.stringify(result).slice(0, 300));
     for (const [x, y, want] of PROBES) assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
+  });
+});
+
+test('where the thread pool cannot start, the CPU fallback runs on one thread', { timeout: 300_000 }, async () => {
+  await withPage(isolated, async (page) => {
+    // The pool's workers load from the threads module's snippet: refuse it.
+    await page.context().route(/\/pkg\/threads\/snippets\//, (route) => route.fulfill({ status: 404, body: 'gone' }));
+    const warnings = [];
+    page.on('console', (m) => m.type() === 'warning' && warnings.push(m.text()));
+    await page.evaluate(workerClient);
+    const device = await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
+    assert.deepEqual([device.status, device.backend, device.threads], ['device', 'cpu', 1], JSON.stringify(device));
+    assert.ok(warnings.some((w) => /threads did not start/.test(w)), warnings.join('\n'));
+    assert.equal((await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL)).status, 'ready');
   });
 });
 
