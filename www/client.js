@@ -31,7 +31,8 @@ const FATAL = /unreachable|RuntimeError|device (was |is )?lost|DeviceLost/i;
 export class ModelClient {
   /**
    * `backend`: 'webgpu' (the CPU where WebGPU is missing) or 'cpu'. `threads`: the CPU
-   * fallback's threads (default: the cores), used where the page is cross-origin isolated.
+   * fallback's threads (default: one per core, up to 8), used where the page is cross-origin
+   * isolated.
    */
   constructor({ backend = 'webgpu', threads } = {}) {
     this.backend = backend;

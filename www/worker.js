@@ -1,7 +1,7 @@
 // The worker owns the model: the page never blocks on loading or inference. Its only client is
 // client.js. Every request carries an `id`, echoed in its reply; download progress is
 // broadcast while a load runs.
-// In:  {id, type: 'init', backend, threads?}              threads: the CPU fallback's (default: the cores)
+// In:  {id, type: 'init', backend, threads?}              threads: the CPU fallback's (default: the cores, up to 8)
 //      {id, type: 'load', url}                        a folder URL holding config.json and the weights
 //      {id, type: 'load', files: [{name, bytes}]}     config.json, the weights, preprocessor_config.json
 //      {id, type: 'segment', rgba, width, height, labels, options}
@@ -45,8 +45,11 @@ async function loadCore(threads) {
 // already compiled: well under a second where they load at all).
 const POOL_START_MS = 10_000;
 
-// The threads the CPU fallback may use here: the cores, where the page is isolated.
-const threadsHere = (asked) => (self.crossOriginIsolated ? Math.max(1, Math.floor(asked ?? navigator.hardwareConcurrency ?? 1)) : 1);
+// The threads the CPU fallback may use here, where the page is isolated: as asked, else one per
+// core up to DEFAULT_THREADS (each is a Web Worker with its own stack; the products are
+// memory-bound well before that many).
+const DEFAULT_THREADS = 8;
+const threadsHere = (asked) => (self.crossOriginIsolated ? Math.max(1, Math.floor(asked ?? Math.min(DEFAULT_THREADS, navigator.hardwareConcurrency ?? 1))) : 1);
 
 let core = null; // the module `init` chose: its exports and `wasm`
 let labelsCore = null; // a single-threaded module for label parsing before `init` has chosen
