@@ -35,10 +35,13 @@ pub struct PackedWeight {
 }
 
 impl PackedWeight {
-    /// A `[k, n]` matrix given by `value(row, col)`, without a bias: the attention's keys
-    /// (`[hd, n_k]`, a head's columns of the key rows) and values (`[n_k, hd]`).
+    /// A `[k, n]` matrix given by `value(row, col)`, without a bias, filled in panel order: the
+    /// attention's keys (`[hd, n_k]`, a head's columns of the key rows) and values (`[n_k, hd]`),
+    /// and the layers' weights.
     fn from_fn(k: usize, n: usize, value: impl Fn(usize, usize) -> f32) -> Self {
         let mut panels = vec![0f32; n.div_ceil(PANEL) * k * PANEL];
+        // A matrix with no rows (a layer with no inputs, a config with a zero size, which the
+        // loader reports) has nothing to pack; `chunks_exact_mut` takes no zero.
         if k > 0 {
             for (p, panel) in panels.chunks_exact_mut(k * PANEL).enumerate() {
                 for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
@@ -54,19 +57,7 @@ impl PackedWeight {
     /// From PyTorch's `[out, in]` = `[n, k]` layout (`values`), and a bias of `n`.
     pub fn from_out_in(values: &[f32], n: usize, k: usize, bias: Option<Vec<f32>>) -> Self {
         assert_eq!(values.len(), n * k, "a [{n}, {k}] weight");
-        let count = n.div_ceil(PANEL);
-        let mut panels = vec![0f32; count * k * PANEL];
-        // A layer with no inputs (a config with a zero size, which the loader reports) has
-        // nothing to pack; `chunks_exact` takes no zero.
-        if k > 0 {
-            for (col, row) in values.chunks_exact(k).enumerate() {
-                let panel = &mut panels[(col / PANEL) * k * PANEL..][..k * PANEL];
-                for (kk, &v) in row.iter().enumerate() {
-                    panel[kk * PANEL + col % PANEL] = v;
-                }
-            }
-        }
-        PackedWeight { k, n, panels: panels.into(), bias: bias.map(Into::into) }
+        PackedWeight { bias: bias.map(Into::into), ..Self::from_fn(k, n, |kk, col| values[col * k + kk]) }
     }
 
     /// Bytes held.
