@@ -3,11 +3,11 @@
 //! engine's last-block variants can recombine them.
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::linear::host_values;
+use super::linear::{host_tensor, host_values};
 use super::{Linear, host, packed};
 use crate::loader::WeightLoader;
 
@@ -151,9 +151,8 @@ impl Attention {
                 [rows(&q, inner, 0), rows(&kv, inner, 0), rows(&v, inner, 0)]
             }
         };
-        let d = self.out_proj.d_out();
         let out = packed::attention(q, k, v, [b, n_q, n_k, inner], self.num_heads, Some(out_proj));
-        Some(Tensor::<1>::from_data(TensorData::new(out, [b * n_q * d]), &device).reshape([b, n_q, d]))
+        Some(host_tensor(out, [b, n_q, self.out_proj.d_out()], &device))
     }
 
     /// Queries from `query`, keys and values from `key` (self-attention when both are the same).
@@ -208,11 +207,7 @@ mod tests {
                 ("apart", plain.attend(query.clone(), key.clone(), value.clone(), None), packed.attend(query.clone(), key.clone(), value, None)),
             ];
             for (what, want, got) in cases {
-                assert_eq!(got.dims(), want.dims());
-                let want = crate::device::to_vec(want).unwrap();
-                for (i, (g, w)) in crate::device::to_vec(got).unwrap().iter().zip(&want).enumerate() {
-                    assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{what} {d}/{inner} element {i}: packed {g}, plain {w}");
-                }
+                crate::nn::assert_host_agrees(got, want, &format!("{what} {d}/{inner}"));
             }
         }
     }

@@ -73,8 +73,8 @@ pub(super) fn softmax_row(row: &mut [f32], scale: f32) {
 }
 
 /// `f` applied to every element of a `flex` tensor, in its own buffer when the tensor holds it
-/// alone (as it does after the op that made it), else on a copy. Natively large tensors are
-/// cut into pieces (a multiple of `grain` values each) spread over the cores.
+/// alone (as it does after the op that made it), else on a copy. Large tensors are cut into
+/// pieces of whole rows (`grain` values each) spread over the threads where the build has them.
 fn map_in_place<const D: usize>(
     x: Tensor<D>,
     grain: usize,
@@ -87,19 +87,14 @@ fn map_in_place<const D: usize>(
     // `flex` reads back at once (its future is ready when made), in the browser too.
     let mut data = x.into_data();
     match data.as_mut_slice::<f32>() {
-        Ok(values) => for_pieces(values, grain, f),
+        Ok(values) => for_row_pieces(values, grain, PIECE_VALUES, |_, piece| f(piece)),
         Err(_) => return Err(Tensor::from_data(data, &device)),
     }
     Ok(Tensor::from_data(data, &device))
 }
 
-/// Values fewer than this are mapped on one thread.
-const PARALLEL_VALUES: usize = 1 << 16;
-
-/// `f` on `values`, in pieces of whole rows of `grain` values where the build has threads.
-fn for_pieces(values: &mut [f32], grain: usize, f: impl Fn(&mut [f32]) + Sync) {
-    for_row_pieces(values, grain, PARALLEL_VALUES / 2, |_, piece| f(piece))
-}
+/// The fewest values in a piece of an element-wise kernel handed to another thread.
+const PIECE_VALUES: usize = 1 << 15;
 
 /// `f(first, piece)` on `values` cut into one piece of whole rows (`row` values each) per
 /// thread, each piece at least `min_values` values, where the build has threads: natively, and
@@ -108,8 +103,7 @@ fn for_pieces(values: &mut [f32], grain: usize, f: impl Fn(&mut [f32]) + Sync) {
 /// a multiple of 4 rows (the packed product's row tile).
 pub(super) fn for_row_pieces(values: &mut [f32], row: usize, min_values: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
-    if row > 0 {
-        let rows = values.len() / row;
+    if let Some(rows) = values.len().checked_div(row) {
         let pieces = rayon::current_num_threads().min(values.len() / min_values.max(1)).min(rows);
         if pieces > 1 {
             use rayon::prelude::*;

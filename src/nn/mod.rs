@@ -141,6 +141,17 @@ pub fn one_hot_max<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
     range.equal(index.expand(dims)).float()
 }
 
+/// The host path's result `got` against the backend's `want`: the same shape, and every value
+/// within `1e-5 * (1 + |want|)`; `what` names the case in a failure.
+#[cfg(all(test, feature = "cpu"))]
+fn assert_host_agrees<const D: usize>(got: Tensor<D>, want: Tensor<D>, what: &str) {
+    assert_eq!(got.dims(), want.dims(), "{what}: shape");
+    let (got, want) = (crate::device::to_vec(got).unwrap(), crate::device::to_vec(want).unwrap());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{what} element {i}: host {g}, backend {w}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use burn::tensor::{Distribution, Tensor};

@@ -184,7 +184,7 @@ pub fn attention(
     heads: usize,
     out_proj: Option<&PackedWeight>,
 ) -> Vec<f32> {
-    let hd = if heads > 0 { d / heads } else { 0 };
+    let hd = d.checked_div(heads).unwrap_or(0);
     let fits = |r: Rows, n: usize| b * n == 0 || r.values.len() >= (b * n - 1) * r.stride + d;
     assert!(hd * heads == d && fits(q, n_q) && fits(k, n_k) && fits(v, n_k), "[{b}, {n_q}, {n_k}, {d}] attention");
     let d_out = out_proj.map_or(d, |w| {
