@@ -1,6 +1,7 @@
 // Shared set-up of the browser tests: the demo server (with the test fixtures mounted at
 // /tests/fixtures/) on a free local port, Debian's Chromium with or without SwiftShader's WebGPU,
 // and the scene, palette and probes the tests share.
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
@@ -41,6 +42,50 @@ export async function workerClient() {
 // The four-colour scene of the Rust tests (tests/fixtures/images/scene.json): regions painted in
 // order, later ones on top, and a probe point inside each with the label it must get.
 export const SCENE = JSON.parse(readFileSync(new URL('../fixtures/images/scene.json', import.meta.url)));
+
+// The colour checkpoint the scene is segmented with: CLIP whose words light up their colours.
+export const SCENE_MODEL = '/tests/fixtures/semantic-colours';
+
+// Pixels well inside each painted region, and the label (1-based, in SCENE.labels order) each
+// must get: `[x, y, label]`.
+export const SCENE_PROBES = SCENE.regions.map(({ probe, word }) => [...probe, SCENE.labels.indexOf(word) + 1]);
+
+// In a fresh Chromium (`webgpu`: SwiftShader's WebGPU or none) on the page at `url`: the page's
+// worker opens `backend`, loads the colour checkpoint and segments the scene. Asserts that each
+// probe gets its label, that nothing goes over the network after loading and that the page
+// throws nothing; gives the worker's device reply and the page's `crossOriginIsolated` and
+// `navigator.hardwareConcurrency`.
+export async function segmentSceneInWorker(url, { webgpu, backend = 'webgpu' }) {
+  const browser = await launch({ webgpu });
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${url}/`);
+    const [isolated, cores] = await page.evaluate(() => [crossOriginIsolated, navigator.hardwareConcurrency]);
+    await page.evaluate(workerClient);
+    const device = await page.evaluate((b) => ask({ type: 'init', backend: b }), backend);
+    assert.equal(device.status, 'device', JSON.stringify(device));
+    const ready = await page.evaluate((m) => ask({ type: 'load', url: m }), SCENE_MODEL);
+    assert.equal(ready.status, 'ready', JSON.stringify(ready));
+    const requests = [];
+    page.on('request', (r) => requests.push(r.url()));
+    await page.evaluate(`window.paintScene = ${paintScene}`);
+    const result = await page.evaluate(async ([labels, scene]) => {
+      const r = await ask({ type: 'segment', ...paintScene(scene), labels, options: {} });
+      return { ...r, labelMap: r.labelMap ? Array.from(r.labelMap) : undefined };
+    }, [SCENE.labels.join(', '), SCENE]);
+    assert.equal(result.status, 'result', JSON.stringify(result).slice(0, 300));
+    for (const [x, y, want] of SCENE_PROBES) {
+      assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
+    }
+    assert.deepEqual(requests, [], 'no network request after the model is loaded');
+    assert.deepEqual(errors, []);
+    return { device, isolated, cores };
+  } finally {
+    await browser.close();
+  }
+}
 
 // Runs in the page: `scene` painted as RGBA.
 export function paintScene(scene) {
@@ -88,7 +133,7 @@ export async function dropSceneAndSegment(page) {
 // typed order of SCENE.labels) whose mask colour (www/masks.js) blended over the scene is
 // nearest to the drawn pixel, next to the label that region should get.
 export async function probeRegions(page) {
-  const probes = SCENE.regions.map(({ probe, word }) => [...probe, SCENE.labels.indexOf(word) + 1]);
+  const probes = SCENE_PROBES;
   const seen = await page.evaluate((probes) => {
     const ctx = document.getElementById('view').getContext('2d');
     return probes.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));

@@ -1,17 +1,14 @@
 // The CPU fallback's threads module (pkg/threads/): in a cross-origin isolated page the worker
 // takes it for the CPU backend, spreads the kernels over a pool of Web Workers and still
 // segments the colour scene; where the page is not isolated, or the pool cannot start, it
-// stays on one thread. Its image
-// embedding at a size where the products and attention are cut into bands of rows is the
+// stays on one thread. Its image embedding at a size where the products and attention are cut into bands of rows is the
 // single-threaded module's (to float rounding: the backend's own reductions may split their sums).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { serve } from '../../tools/serve.mjs';
-import { SCENE, launch, paintScene, workerClient } from './harness.mjs';
+import { SCENE_MODEL as MODEL, launch, segmentSceneInWorker, workerClient } from './harness.mjs';
 
-const MODEL = '/tests/fixtures/semantic-colours';
-const PROBES = SCENE.regions.map(({ probe, word }) => [...probe, SCENE.labels.indexOf(word) + 1]);
 const mounts = { '/tests/fixtures/': 'tests/fixtures', '/peer/': 'tests/fixtures/peer-tiny', '/bench/': 'tools' };
 
 let isolated;
@@ -39,23 +36,10 @@ async function withPage(server, run) {
 }
 
 test('an isolated page runs the CPU fallback on threads and segments the scene', { timeout: 300_000 }, async () => {
-  await withPage(isolated, async (page) => {
-    const cores = await page.evaluate(() => [crossOriginIsolated, navigator.hardwareConcurrency]);
-    assert.deepEqual(cores[0], true, 'the page is cross-origin isolated');
-    await page.evaluate(workerClient);
-    const device = await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
-    assert.equal(device.status, 'device', JSON.stringify(device));
-    assert.equal(device.backend, 'cpu');
-    assert.equal(device.threads, cores[1], 'one thread per core');
-    assert.equal((await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL)).status, 'ready');
-    await page.evaluate(`window.paintScene = ${paintScene}`);
-    const result = await page.evaluate(async ([labels, scene]) => {
-      const r = await ask({ type: 'segment', ...paintScene(scene), labels, options: {} });
-      return { ...r, labelMap: r.labelMap ? Array.from(r.labelMap) : undefined };
-    }, [SCENE.labels.join(', '), SCENE]);
-    assert.equal(result.status, 'result', JSON.stringify(result).slice(0, 300));
-    for (const [x, y, want] of PROBES) assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
-  });
+  const { device, isolated: pageIsolated, cores } = await segmentSceneInWorker(origin(isolated), { webgpu: false, backend: 'cpu' });
+  assert.equal(pageIsolated, true, 'the page is cross-origin isolated');
+  assert.equal(device.backend, 'cpu');
+  assert.equal(device.threads, Math.min(8, cores), 'one thread per core, up to 8');
 });
 
 test('where the thread pool cannot start, the CPU fallback runs on one thread', { timeout: 300_000 }, async () => {

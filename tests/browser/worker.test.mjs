@@ -4,47 +4,14 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { SCENE, launch, paintScene, startServer, workerClient } from './harness.mjs';
+import { SCENE_MODEL as MODEL, launch, segmentSceneInWorker, startServer, workerClient } from './harness.mjs';
 
-const MODEL = '/tests/fixtures/semantic-colours';
-const LABELS = SCENE.labels.join(', ');
-// Pixels well inside each painted region, and the label index (1-based, in LABELS order) it must get.
-const PROBES = SCENE.regions.map(({ probe, word }) => [...probe, SCENE.labels.indexOf(word) + 1]);
 
 let server;
 before(async () => { server = await startServer(); });
 after(() => server.close());
 
-async function segmentScene(webgpu) {
-  const browser = await launch({ webgpu });
-  try {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${server.url}/`);
-    await page.evaluate(workerClient);
-    const device = await page.evaluate(() => ask({ type: 'init', backend: 'webgpu' }));
-    assert.equal(device.status, 'device', JSON.stringify(device));
-    const ready = await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL);
-    assert.equal(ready.status, 'ready', JSON.stringify(ready));
-    const requests = [];
-    page.on('request', (r) => requests.push(r.url()));
-    await page.evaluate(`window.paintScene = ${paintScene}`);
-    const result = await page.evaluate(async ([labels, scene]) => {
-      const r = await ask({ type: 'segment', ...paintScene(scene), labels, options: {} });
-      return { ...r, labelMap: r.labelMap ? Array.from(r.labelMap) : undefined };
-    }, [LABELS, SCENE]);
-    assert.equal(result.status, 'result', JSON.stringify(result).slice(0, 300));
-    for (const [x, y, want] of PROBES) {
-      assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
-    }
-    assert.deepEqual(requests, [], 'no network request after the model is loaded');
-    assert.deepEqual(errors, []);
-    return device.backend;
-  } finally {
-    await browser.close();
-  }
-}
+const segmentScene = async (webgpu) => (await segmentSceneInWorker(server.url, { webgpu })).device.backend;
 
 test('WebGPU (SwiftShader) segments the colour scene', { timeout: 300_000 }, async () => {
   assert.equal(await segmentScene(true), 'webgpu');
