@@ -51,8 +51,20 @@ const POOL_START_MS = 10_000;
 const DEFAULT_THREADS = 8;
 const threadsHere = (asked) => (self.crossOriginIsolated ? Math.max(1, Math.floor(asked ?? Math.min(DEFAULT_THREADS, navigator.hardwareConcurrency ?? 1))) : 1);
 
-let core = null; // the module `init` chose: its exports and `wasm`
-let labelsCore = null; // a single-threaded module for label parsing before `init` has chosen
+// The module `init` chose (its exports and `wasm`), and the promise of it from the moment `init`
+// starts choosing, so that a label parse arriving meanwhile waits for it instead of loading
+// the other module.
+let core = null;
+let choosing = null;
+let labelsCore = null; // a single-threaded module for label parsing before any `init`
+
+// The module for `init`'s backend and threads.
+async function chooseCore({ backend, threads: asked }) {
+  let threads = threadsHere(asked);
+  // WebGPU, where there is an adapter, leaves the CPU fallback's threads unused.
+  if (threads > 1 && backend !== 'cpu' && (await navigator.gpu?.requestAdapter().catch(() => null))) threads = 1;
+  return loadCore(threads);
+}
 
 // The GPU device wgpu opens, seen from here: when it is lost (a driver reset, the GPU process
 // gone, `destroy()`), this worker's model is unusable, so the client is told at once and starts
@@ -229,10 +241,8 @@ async function keepText() {
 async function handle(data) {
   if (data.type === 'init') {
     const backend = data.backend || 'webgpu';
-    let threads = threadsHere(data.threads);
-    // WebGPU, where there is an adapter, leaves the CPU fallback's threads unused.
-    if (threads > 1 && backend !== 'cpu' && (await navigator.gpu?.requestAdapter().catch(() => null))) threads = 1;
-    core = await loadCore(threads);
+    choosing = chooseCore({ backend, threads: data.threads });
+    core = await choosing;
     wm = await core.WordMask.create(backend);
     return { status: 'device', backend: wm.backend, threads: wm.backend === 'cpu' ? core.threads() : 1 };
   }
@@ -274,7 +284,7 @@ onmessage = ({ data }) => {
   if (data.type === 'cancel') {
     download?.abort();
   } else if (data.type === 'labels') {
-    const parser = core ? Promise.resolve(core) : (labelsCore ??= loadCore(1));
+    const parser = choosing ?? (labelsCore ??= loadCore(1));
     parser.then(({ parseLabels }) => reply(data.id, { status: 'labels', labels: parseLabels(data.text) })).catch((e) => failed(data.id, e));
   } else {
     queue = queue.then(() => handle(data)).then((out) => {
