@@ -62,6 +62,9 @@ export async function segmentSceneInWorker(url, { webgpu, backend = 'webgpu' }) 
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(`${url}/`);
+    // The page's own worker opens its device at start-up: let it finish (the status then asks
+    // for a model), so that its downloads are not taken for the test worker's.
+    await page.waitForFunction(() => /Load a model\.$/.test(document.getElementById('status').textContent));
     const [isolated, cores] = await page.evaluate(() => [crossOriginIsolated, navigator.hardwareConcurrency]);
     await page.evaluate(workerClient);
     const device = await page.evaluate((b) => ask({ type: 'init', backend: b }), backend);
