@@ -32,6 +32,17 @@ impl fmt::Display for Backend {
     }
 }
 
+/// Whether this processor has AVX-512 (natively on x86-64). The CPU backend then runs linear
+/// layers, attention and the element-wise kernels on the host's own AVX-512 kernels
+/// (`nn::packed`, `nn::host`), against weights packed at load; elsewhere natively its own
+/// matrix product is faster. The answer is cached after the first call.
+pub fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Open a device natively. The wgpu runtime is initialised once per process; later calls
 /// return the same device (a second initialisation would fail).
 #[cfg(not(target_family = "wasm"))]

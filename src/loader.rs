@@ -42,9 +42,12 @@ fn ignorable(name: &str) -> bool {
     name.ends_with(".position_ids") || name.ends_with(".num_batches_tracked")
 }
 
-/// The web build's CPU fallback multiplies by weights packed at load (see `nn/packed.rs`);
-/// natively the backend's own product is faster.
-const PACK_LINEAR: bool = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
+/// The web build's CPU fallback multiplies by weights packed at load (see `nn/packed.rs`), and
+/// so does the native CPU backend where the processor has AVX-512; elsewhere natively the
+/// backend's own product is faster.
+fn pack_linear() -> bool {
+    cfg!(all(target_arch = "wasm32", target_feature = "simd128")) || crate::device::avx512()
+}
 
 pub struct WeightLoader<'c, 'a> {
     /// `None`: random weights (benchmarks only).
@@ -77,7 +80,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             hook: None,
             checking: false,
             uploaded: 0,
-            pack_linear: PACK_LINEAR,
+            pack_linear: pack_linear(),
         }
     }
 
@@ -94,7 +97,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             hook: None,
             checking: false,
             uploaded: 0,
-            pack_linear: PACK_LINEAR,
+            pack_linear: pack_linear(),
         }
     }
 

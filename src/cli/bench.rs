@@ -184,8 +184,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Loaded::Words(model) => (words_rows(&args, model)?, model.engine()),
         Loaded::Point(model) => (point_rows(&args, model)?, "sam"),
     };
+    let kernels = match backend {
+        wordmask::Backend::Cpu if device::avx512() => " (AVX-512 kernels)",
+        _ => "",
+    };
     println!(
-        "wordmask bench: {what}, engine {engine}, backend {backend}, {} iterations, loaded in {load_ms:.0} ms",
+        "wordmask bench: {what}, engine {engine}, backend {backend}{kernels}, {} iterations, loaded in {load_ms:.0} ms",
         args.iters
     );
     let width = rows.iter().map(|r| r.stage.chars().count()).chain([44]).max().unwrap_or(44);

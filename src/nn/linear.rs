@@ -18,8 +18,9 @@ pub struct Linear {
     /// (WebGPU's matrix kernels read a row-major operand faster). Layers that train keep
     /// PyTorch's `[out, in]`, the layout their checkpoints store.
     pub transposed: bool,
-    /// Where the loader packs weights for the host product (the web build's CPU fallback):
-    /// the weight and bias, and `weight` is a one-element stand-in of the same shape.
+    /// Where the loader packs weights for the host product (the CPU backend in the web build,
+    /// and natively with AVX-512): the weight and bias, with `weight` a one-element stand-in
+    /// of the same shape and `bias` empty.
     pub packed: Option<PackedWeight>,
 }
 
@@ -37,12 +38,11 @@ impl Linear {
         if loader.packs_linear() && host::runs_here(loader.device()) {
             let weight = loader.host(&weight_name, &stored).unwrap_or_else(|| vec![0.0; d_out * d_in]);
             let bias_values = bias.then(|| loader.host(&bias_name, &[d_out]).unwrap_or_else(|| vec![0.0; d_out]));
-            let device = loader.device().clone();
-            let bias = bias_values.clone().map(|b| host_tensor(b, [d_out], &device));
+            // The checkpoint's values, as for a layer on the device (the panels' padding aside).
+            loader.uploaded += (weight.len() + bias_values.as_ref().map_or(0, Vec::len)) * size_of::<f32>();
             let packed = PackedWeight::from_out_in(&weight, d_out, d_in, bias_values);
-            loader.uploaded += packed.bytes();
-            let weight = Tensor::<2>::zeros([1, 1], &device).expand([d_in, d_out]);
-            return Linear { weight, bias, transposed: true, packed: Some(packed) };
+            let weight = Tensor::<2>::zeros([1, 1], loader.device()).expand([d_in, d_out]);
+            return Linear { weight, bias: None, transposed: true, packed: Some(packed) };
         }
         let weight = loader.tensor_transposed(&weight_name, stored);
         let bias = bias.then(|| loader.tensor(&bias_name, [d_out]));
