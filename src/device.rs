@@ -120,8 +120,9 @@ pub async fn webgpu() -> Result<Device> {
     Err(Error::Unsupported("this module has no WebGPU backend (it is the CPU fallback's threads module)".into()))
 }
 
-/// Read a tensor back to the host as `f32`, synchronously (native only).
-#[cfg(not(target_family = "wasm"))]
+/// Read a tensor back to the host as `f32`, synchronously: natively, and in the web build's
+/// `threads` module, whose one backend (the CPU) reads back at once.
+#[cfg(any(not(target_family = "wasm"), feature = "threads"))]
 pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()

@@ -45,7 +45,7 @@ pub struct ImageEmbedding {
 }
 
 /// A dual-encoder network: text and images into one embedding space.
-pub trait Network: Any {
+pub trait Network: Any + Send + Sync {
     fn device(&self) -> Device;
     /// The square input size it was trained at (`vision_config.image_size`).
     fn image_size(&self) -> usize;

@@ -185,9 +185,10 @@ impl Pending {
     }
 }
 
-/// Segment `image` with `labels`: the one entry of every caller (native; the browser uses
+/// Segment `image` with `labels`: the one entry of every caller (native, and the web build's
+/// `threads` module, which runs on the CPU alone; the browser's WebGPU build uses
 /// [`segment_async`]).
-#[cfg(not(target_family = "wasm"))]
+#[cfg(any(not(target_family = "wasm"), feature = "threads"))]
 pub fn segment(
     model: &Model,
     image: &RgbImage,

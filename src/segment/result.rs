@@ -84,8 +84,8 @@ pub struct ScoreMaps {
 }
 
 impl ScoreMaps {
-    /// From the device tensor `[rows, height, width]` (native).
-    #[cfg(not(target_family = "wasm"))]
+    /// From the device tensor `[rows, height, width]` (native, and the `threads` module).
+    #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
     pub fn read(maps: burn::tensor::Tensor<3>) -> crate::error::Result<Self> {
         let [rows, height, width] = maps.dims();
         Ok(ScoreMaps { rows, height, width, values: crate::device::to_vec(maps)? })
