@@ -146,7 +146,11 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             return None;
         }
         let Some(checkpoint) = self.checkpoint else {
-            return Some(self.random_values(shape.iter().product()));
+            let mut values = self.random_values(shape.iter().product());
+            if let Some(hook) = self.hook.as_mut() {
+                hook(name, &mut values);
+            }
+            return Some(values);
         };
         let Some(entry) = checkpoint.get(name) else {
             self.problems.push(format!("missing tensor {name} (expected shape {shape:?})"));

@@ -94,6 +94,17 @@ impl PackedWeight {
         self.accumulate(x, x_stride, m, out, out_stride);
     }
 
+    /// `out[r][0..n] += x[r][0..k] W + bias` for `m` rows, strided as in [`Self::accumulate`]
+    /// (a residual added in place).
+    fn add_product(&self, x: &[f32], x_stride: usize, m: usize, out: &mut [f32], out_stride: usize) {
+        self.accumulate(x, x_stride, m, out, out_stride);
+        if let Some(bias) = &self.bias {
+            for r in 0..m {
+                out[r * out_stride..][..self.n].iter_mut().zip(bias.iter()).for_each(|(o, b)| *o += b);
+            }
+        }
+    }
+
     /// `out[r][0..n] += x[r][0..k] W` for `m` rows, the rows of `x` `x_stride` values apart and
     /// those of `out` `out_stride` apart (a head's columns of a wider matrix). The bias is not
     /// added.
@@ -224,23 +235,13 @@ pub fn attention(
     if n_q == 0 || d_out == 0 {
         return out;
     }
-    let scale = (hd.max(1) as f32).powf(-0.5);
     let work_per_value = (2 * n_k * d).div_ceil(d_out) + d;
     for bi in 0..b {
         let (q, k, v) = (q.from(bi * n_q), k.from(bi * n_k), v.from(bi * n_k));
         host::for_row_pieces(&mut out[bi * n_q * d_out..][..n_q * d_out], d_out, PARALLEL_WORK / work_per_value, |first, band| {
             let rows = band.len() / d_out;
-            let q = q.from(first);
             let mut mixed = vec![0f32; rows * d];
-            let mut scores = vec![0f32; rows * n_k];
-            for h in (0..d).step_by(hd.max(1)).take(if n_k > 0 { heads } else { 0 }) {
-                let keys = PackedWeight::from_fn(hd, n_k, |kk, key| k.values[key * k.stride + h + kk]);
-                scores.fill(0.0);
-                keys.accumulate(&q.values[h..], q.stride, rows, &mut scores, n_k);
-                scores.chunks_exact_mut(n_k).for_each(|row| host::softmax_row(row, scale));
-                let values = PackedWeight::from_fn(n_k, hd, |key, c| v.values[key * v.stride + h + c]);
-                values.accumulate(&scores, n_k, rows, &mut mixed[h..], d);
-            }
+            attend_band(q.from(first), k, v, [rows, n_k, d], heads, &mut mixed);
             match out_proj {
                 Some(w) => w.product_into(&mixed, d, rows, band, d_out),
                 None => band.copy_from_slice(&mixed),
@@ -248,6 +249,120 @@ pub fn attention(
         });
     }
     out
+}
+
+/// `softmax(q kᵀ / √hd) v` for `rows` queries against `n_k` keys and values, the heads side by
+/// side in `d` columns, into `mixed [rows, d]` (zeros on entry): per head, the keys and values
+/// are packed and both products run on the packed kernel, reading the head's columns in place.
+fn attend_band(q: Rows, k: Rows, v: Rows, [rows, n_k, d]: [usize; 3], heads: usize, mixed: &mut [f32]) {
+    let hd = d.checked_div(heads).unwrap_or(0);
+    let scale = (hd.max(1) as f32).powf(-0.5);
+    let mut scores = vec![0f32; rows * n_k];
+    for h in (0..d).step_by(hd.max(1)).take(if n_k > 0 { heads } else { 0 }) {
+        let keys = PackedWeight::from_fn(hd, n_k, |kk, key| k.values[key * k.stride + h + kk]);
+        scores.fill(0.0);
+        keys.accumulate(&q.values[h..], q.stride, rows, &mut scores, n_k);
+        scores.chunks_exact_mut(n_k).for_each(|row| host::softmax_row(row, scale));
+        let values = PackedWeight::from_fn(n_k, hd, |key, c| v.values[key * v.stride + h + c]);
+        values.accumulate(&scores, n_k, rows, &mut mixed[h..], d);
+    }
+}
+
+/// A layer norm on the host: its weight and bias, and epsilon.
+#[derive(Debug, Clone, Copy)]
+pub struct Norm<'a> {
+    pub weight: &'a [f32],
+    pub bias: &'a [f32],
+    pub eps: f32,
+}
+
+impl Norm<'_> {
+    /// Each row of `x` (as wide as the weight) normalised into the same row of `out`:
+    /// `(x - mean) / sqrt(var + eps) * weight + bias`, the variance the population's.
+    fn rows(&self, x: &[f32], out: &mut [f32]) {
+        let d = self.weight.len();
+        if d == 0 {
+            return;
+        }
+        for (x, out) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            let mean = x.iter().sum::<f32>() / d as f32;
+            let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let inv = 1.0 / (var + self.eps).sqrt();
+            for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(self.weight).zip(self.bias) {
+                *o = (v - mean) * inv * w + b;
+            }
+        }
+    }
+}
+
+/// A pre-norm transformer block's layers on the host (CLIP's `CLIPEncoderLayer`): self-attention
+/// with its projections and `heads`, and an MLP, each after its layer norm.
+#[derive(Debug, Clone, Copy)]
+pub struct Block<'a> {
+    pub norm1: Norm<'a>,
+    pub q: &'a PackedWeight,
+    pub k: &'a PackedWeight,
+    pub v: &'a PackedWeight,
+    pub out: &'a PackedWeight,
+    pub heads: usize,
+    pub norm2: Norm<'a>,
+    pub fc1: &'a PackedWeight,
+    pub fc2: &'a PackedWeight,
+}
+
+impl Block<'_> {
+    /// `y = x + out(attention(norm1(x)))`, then `y + fc2(act(fc1(norm2(y))))`, on `x [b, n, d]`
+    /// in place, with two hand-overs to the threads (where the build has them) and nothing in
+    /// between on the backend: norm1 and the projections per band of rows; then per band of
+    /// queries attention, out_proj and its residual, norm2, the MLP and its residual (all of
+    /// which read only the band's own rows).
+    pub fn forward(&self, x: &mut [f32], [b, n, d]: [usize; 3], act: impl Fn(&mut [f32]) + Sync) {
+        let inner = self.q.n;
+        let hidden = self.fc1.n;
+        assert!(
+            [self.q.k, self.k.k, self.v.k, self.fc1.k, self.out.n, self.fc2.n, self.norm1.weight.len(), self.norm2.weight.len()]
+                .iter()
+                .all(|&w| w == d)
+                && self.k.n == inner
+                && self.v.n == inner
+                && self.out.k == inner
+                && self.fc2.k == hidden
+                && inner.checked_rem(self.heads) == Some(0)
+                && x.len() == b * n * d,
+            "a [{b}, {n}, {d}] block"
+        );
+        if b * n * d == 0 {
+            return;
+        }
+        let width = 3 * inner;
+        let mut qkv = vec![0f32; b * n * width];
+        let input: &[f32] = x;
+        host::for_row_pieces(&mut qkv, width, PARALLEL_WORK / d, |first, band| {
+            let rows = band.len() / width;
+            let mut normed = vec![0f32; rows * d];
+            self.norm1.rows(&input[first * d..][..rows * d], &mut normed);
+            for (i, w) in [self.q, self.k, self.v].into_iter().enumerate() {
+                w.product_into(&normed, d, rows, &mut band[i * inner..], width);
+            }
+        });
+        let work_per_value = (2 * n * inner).div_ceil(d) + inner + 2 * hidden;
+        for (x, qkv) in x.chunks_exact_mut(n * d).zip(qkv.chunks_exact(n * width)) {
+            let rows_from = |first: usize| Rows { values: &qkv[first.min(qkv.len())..], stride: width };
+            let (q, k, v) = (rows_from(0), rows_from(inner), rows_from(2 * inner));
+            host::for_row_pieces(x, d, PARALLEL_WORK / work_per_value, |first, band| {
+                let rows = band.len() / d;
+                let mut mixed = vec![0f32; rows * inner];
+                attend_band(q.from(first), k, v, [rows, n, inner], self.heads, &mut mixed);
+                self.out.add_product(&mixed, inner, rows, band, d);
+                let mut normed = vec![0f32; rows * d];
+                self.norm2.rows(band, &mut normed);
+                let mut h = vec![0f32; rows * hidden];
+                self.fc1.product_into(&normed, d, rows, &mut h, hidden);
+                act(&mut h);
+                self.fc2.add_product(&h, hidden, rows, band, d);
+            });
+        }
+    }
 }
 
 /// `out[r][0..cols] += x[r][depth] . panel[depth]` for `R` rows (`x` and `out` start at the

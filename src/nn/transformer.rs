@@ -86,8 +86,48 @@ impl EncoderLayer {
     }
 
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
+        if mask.is_none()
+            && let Some(y) = self.forward_packed(&x)
+        {
+            return y;
+        }
         let x = x.clone().add(self.self_attn.forward(self.layer_norm1.forward(x), mask));
         self.feed_forward(x)
+    }
+
+    /// [`EncoderLayer::forward`] without a mask where every layer is packed and the activation
+    /// is quick GELU (CLIP's towers on the CPU backend, see `packed`): the whole block on the
+    /// host, one read and one upload (`packed::Block`). `None` elsewhere.
+    fn forward_packed(&self, x: &Tensor<3>) -> Option<Tensor<3>> {
+        let (attn, mlp) = (&self.self_attn, &self.mlp);
+        let (Some(q), Some(k), Some(v), Some(out), Some(fc1), Some(fc2), Activation::QuickGelu) = (
+            &attn.q_proj.packed,
+            &attn.k_proj.packed,
+            &attn.v_proj.packed,
+            &attn.out_proj.packed,
+            &mlp.fc1.packed,
+            &mlp.fc2.packed,
+            mlp.act,
+        ) else {
+            return None;
+        };
+        let host = |norm: &LayerNorm| (host_values(norm.weight.clone()), host_values(norm.bias.clone()), norm.eps as f32);
+        let ((w1, b1, eps1), (w2, b2, eps2)) = (host(&self.layer_norm1), host(&self.layer_norm2));
+        let block = packed::Block {
+            norm1: packed::Norm { weight: &w1, bias: &b1, eps: eps1 },
+            q,
+            k,
+            v,
+            out,
+            heads: attn.num_heads,
+            norm2: packed::Norm { weight: &w2, bias: &b2, eps: eps2 },
+            fc1,
+            fc2,
+        };
+        let (dims, device) = (x.dims(), x.device());
+        let mut values = host_values(x.clone());
+        block.forward(&mut values, dims, host::quick_gelu_slice);
+        Some(host_tensor(values, dims, &device))
     }
 }
 
@@ -100,8 +140,36 @@ pub fn load_layers(loader: &mut WeightLoader, prefix: &str, count: usize, dims: 
 mod tests {
     use burn::tensor::{Device, Distribution, Tensor};
 
-    use super::{Activation, Mlp};
+    use super::{Activation, EncoderLayer, Mlp, TowerDims};
     use crate::loader::WeightLoader;
+
+    /// The host block (`packed::Block`: packed layers, quick GELU, two passes) gives what the
+    /// backend's layer norms, attention and MLP give, on a batch of two, with sizes that get cut
+    /// into bands where the build has threads. The weights are scaled up (layer norms around 1)
+    /// and the block's own part, its output less its input, is compared, not the residual.
+    #[test]
+    fn packed_and_plain_blocks_agree() {
+        let device = Device::flex();
+        let dims = TowerDims { width: 64, intermediate: 128, heads: 4, eps: 1e-5, act: Activation::QuickGelu };
+        let load = |pack| {
+            let scale = |name: &str, values: &mut [f32]| {
+                let norm = name.contains("layer_norm") && name.ends_with(".weight");
+                values.iter_mut().for_each(|v| *v = if norm { 1.0 + 10.0 * *v } else { 10.0 * *v });
+            };
+            EncoderLayer::load(&mut WeightLoader::random(&device).with_packed_linear(pack).with_hook(scale), "layer", dims)
+        };
+        let (plain, packed) = (load(false), load(true));
+        assert!(plain.mlp.fc1.packed.is_none() && packed.self_attn.q_proj.packed.is_some());
+        let x = Tensor::<3>::random([2, 90, 64], Distribution::Normal(0.0, 1.0), &device);
+        let got = packed.forward(x.clone(), None).sub(x.clone());
+        let want = plain.forward(x.clone(), None).sub(x);
+        // Rounding grows with the values (up to ~30 here): the bound is relative to the largest.
+        let (got, want) = (crate::device::to_vec(got).unwrap(), crate::device::to_vec(want).unwrap());
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-5 * scale, "block element {i}: host {g}, backend {w} (largest {scale})");
+        }
+    }
 
     /// The host MLP (packed layers, quick GELU) gives what the backend's layers give, on sizes
     /// large enough to be cut into bands where the build has threads.
