@@ -89,8 +89,9 @@ impl Attention {
     /// kernel when there is no mask (fewer dispatches than scores, softmax and product apart).
     /// On the CPU backend, without a mask and while the scores are small, scores, the host's
     /// softmax and the product apart instead: the fused routine's softmax calls the scalar
-    /// `expf` (see [`host`]). Where the projections are packed (the web build's CPU fallback),
-    /// without a mask, all of it runs on the host (`attend_packed`).
+    /// `expf` (see [`host`]). Where the projections are packed (the CPU backend in the web
+    /// build, and natively with AVX-512), without a mask, all of it runs on the host
+    /// (`attend_packed`).
     pub fn attend(&self, query: Tensor<3>, key: Tensor<3>, value: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
         self.attend_inputs(query, key, value, mask, Inputs::Apart)
     }
@@ -115,10 +116,11 @@ impl Attention {
     }
 
     /// [`Attention::attend`] without a mask where the projections are packed on the host (the
-    /// web build's CPU fallback): projections, products, softmax and `out_proj` all on the host
-    /// against packed operands, one read of each distinct input and one upload at the end. The
-    /// projections of one input run side by side, and attention with `out_proj` per band of
-    /// queries, so that where the build has threads each takes one hand-over to them.
+    /// CPU backend in the web build, and natively with AVX-512): projections, products, softmax
+    /// and `out_proj` all on the host against packed operands, one read of each distinct input
+    /// and one upload at the end. The projections of one input run side by side, and attention
+    /// with `out_proj` per band of queries, so that where the build has threads each takes one
+    /// hand-over to them.
     /// `None` elsewhere.
     fn attend_packed(&self, query: &Tensor<3>, key: &Tensor<3>, value: &Tensor<3>, inputs: Inputs) -> Option<Tensor<3>> {
         let (Some(q_proj), Some(k_proj), Some(v_proj), Some(out_proj)) =

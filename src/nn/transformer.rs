@@ -38,8 +38,9 @@ impl Mlp {
         }
     }
 
-    /// Where both layers are packed (the web build's CPU fallback) and the activation is quick
-    /// GELU, all of it on the host, a band of rows at a time (`packed::mlp`).
+    /// Where both layers are packed (the CPU backend in the web build, and natively with
+    /// AVX-512) and the activation is quick GELU, all of it on the host, a band of rows at a
+    /// time (`packed::mlp`).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         if let (Some(fc1), Some(fc2), Activation::QuickGelu) = (&self.fc1.packed, &self.fc2.packed, self.act) {
             let ([b, n, _], device, d) = (x.dims(), x.device(), self.fc2.d_out());
