@@ -470,10 +470,10 @@ fn tile<const R: usize>(
     }
 }
 
-/// The native product on x86-64 processors with AVX-512: a tile of 8 rows by the panel's 32
-/// columns keeps its 16 accumulators in registers, each step one load of the panel row per
-/// register and one broadcast per row. Fewer rows at the end of a band get a tile of their own
-/// height rather than single rows.
+/// The native product on x86-64 processors with AVX-512: a tile of 6 rows by the panel's 64
+/// columns keeps its 24 accumulators in registers, each step one load of the panel row per
+/// register and one broadcast per row. The last rows of a band get a tile of their own height
+/// rather than single rows.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use core::arch::x86_64::*;
@@ -495,8 +495,11 @@ mod avx512 {
         assert!(panel.len() >= depth.end * PANEL && x.len() >= (m - 1) * k + depth.end);
         assert!(out.len() >= (m - 1) * n + cols && cols <= PANEL);
         let (x, out, panel) = (x.as_ptr(), out.as_mut_ptr(), panel.as_ptr());
-        let tile = |r: usize, rows: usize| {
+        let mut r = 0;
+        while r < m {
+            let rows = ROWS.min(m - r);
             let (x, out) = (x.wrapping_add(r * k), out.wrapping_add(r * n));
+            const { assert!(ROWS == 6) };
             // SAFETY: rows r..r + rows are below m, in bounds by the asserts.
             unsafe {
                 match rows {
@@ -505,20 +508,9 @@ mod avx512 {
                     3 => tile::<3>(x, k, depth.clone(), panel, out, n, cols),
                     4 => tile::<4>(x, k, depth.clone(), panel, out, n, cols),
                     5 => tile::<5>(x, k, depth.clone(), panel, out, n, cols),
-                    6 => tile::<6>(x, k, depth.clone(), panel, out, n, cols),
-                    7 => tile::<7>(x, k, depth.clone(), panel, out, n, cols),
-                    8 => tile::<8>(x, k, depth.clone(), panel, out, n, cols),
-                    9 => tile::<9>(x, k, depth.clone(), panel, out, n, cols),
-                    10 => tile::<10>(x, k, depth.clone(), panel, out, n, cols),
-                    11 => tile::<11>(x, k, depth.clone(), panel, out, n, cols),
-                    _ => tile::<ROWS>(x, k, depth.clone(), panel, out, n, cols),
+                    _ => tile::<6>(x, k, depth.clone(), panel, out, n, cols),
                 }
             }
-        };
-        let mut r = 0;
-        while r < m {
-            let rows = ROWS.min(m - r);
-            tile(r, rows);
             r += rows;
         }
     }
