@@ -53,13 +53,17 @@ setup_rust() {
     fi
 }
 
+# Both wasm modules: getrandom's browser backend, and +simd128 (WebAssembly's 128-bit SIMD; every
+# browser with WebGPU has it) for the CPU fallback's matrix products and kernels. The threads
+# module adds its own target features to the list.
+WASM_RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128'
+
 build_web() {
     setup_rust
     say "building the wasm32 core (profile wasm, features $WASM_FEATURES)"
-    # +simd128: WebAssembly's 128-bit SIMD (every browser with WebGPU has it) for the CPU
-    # fallback's matrix products and kernels. The `wasm` profile (Cargo.toml) optimises the
-    # whole program for size, except the CPU kernels: 31 MB -> 18 MB, 6.0 -> 4.6 MB gzipped.
-    RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128' \
+    # The `wasm` profile (Cargo.toml) optimises the whole program for size, except the CPU
+    # kernels: 31 MB -> 18 MB, 6.0 -> 4.6 MB gzipped.
+    RUSTFLAGS="$WASM_RUSTFLAGS" \
         cargo rustc --profile wasm --locked --lib --crate-type cdylib --target wasm32-unknown-unknown \
         --no-default-features --features "$WASM_FEATURES"
     say "wasm-bindgen -> pkg/"
@@ -83,7 +87,7 @@ build_threads() {
     local link=(--shared-memory --import-memory --max-memory=4294967296
         --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base)
     RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/threads" \
-    RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals' \
+    RUSTFLAGS="$WASM_RUSTFLAGS,+atomics,+bulk-memory,+mutable-globals" \
         cargo rustc --profile wasm --locked --lib --crate-type cdylib --target wasm32-unknown-unknown \
         --no-default-features --features "$THREADS_FEATURES" -Z build-std=panic_abort,std \
         -- "${link[@]/#/-Clink-arg=}"
