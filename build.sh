@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # wordmask build script.
 #   ./build.sh          build the web package: wasm32 release -> wasm-bindgen -> pkg/ (and the
-#                       CPU fallback's threads module -> pkg/threads/)
+#                       CPU fallback's threads module -> pkg/threads/ and pkg/threads-relaxed/)
 #   ./build.sh serve    build, then serve www/ and pkg/ on http://localhost:8080, cross-origin isolated
 #   ./build.sh test     install what the tests need, run every test (native on both backends, the wasm
 #                       build, and the browser tests in Chromium)
@@ -73,25 +73,32 @@ build_web() {
     # No wasm-opt pass: Debian's binaryen 108 (wasm-opt -Oz) broke the module, and a current
     # one (npm binaryen 132) made it smaller but no smaller gzipped, at minutes per build.
     build_threads
-    ls -l pkg/wordmask_bg.wasm pkg/threads/wordmask_bg.wasm
+    ls -l pkg/wordmask_bg.wasm pkg/threads/wordmask_bg.wasm pkg/threads-relaxed/wordmask_bg.wasm
 }
 
 build_threads() {
-    say "building the CPU fallback's threads module (profile wasm, features $THREADS_FEATURES, atomics) -> pkg/threads/"
     # Web Workers share one memory only if every crate, the standard library included, is built
     # with atomics: -Z build-std, which this same stable compiler accepts under RUSTC_BOOTSTRAP=1
     # (no second toolchain to install). Its own target folder, since the flags differ. The link:
     # a shared memory the page creates, with a 4 GiB maximum (shared memory must declare one, and
     # ViT-B/16's weights alone are 0.6 GB), and the thread-local storage symbols wasm-bindgen
-    # sets up each worker's thread with.
+    # sets up each worker's thread with. Two builds: pkg/threads/, and pkg/threads-relaxed/ with
+    # relaxed SIMD's fused multiply-add in the matrix kernel (feature `relaxed`: only the crate
+    # itself is built again), which the worker takes where the browser validates relaxed SIMD.
     local link=(--shared-memory --import-memory --max-memory=4294967296
         --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base)
-    RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/threads" \
-    RUSTFLAGS="$WASM_RUSTFLAGS,+atomics,+bulk-memory,+mutable-globals" \
-        cargo rustc --profile wasm --locked --lib --crate-type cdylib --target wasm32-unknown-unknown \
-        --no-default-features --features "$THREADS_FEATURES" -Z build-std=panic_abort,std \
-        -- "${link[@]/#/-Clink-arg=}"
-    wasm-bindgen --target web --remove-name-section --out-dir pkg/threads "$CARGO_TARGET_DIR/threads/wasm32-unknown-unknown/wasm/wordmask.wasm"
+    local features out
+    for features in "$THREADS_FEATURES" "$THREADS_FEATURES,relaxed"; do
+        out=pkg/threads
+        [[ $features == *relaxed* ]] && out=pkg/threads-relaxed
+        say "building the CPU fallback's threads module (profile wasm, features $features, atomics) -> $out/"
+        RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/threads" \
+        RUSTFLAGS="$WASM_RUSTFLAGS,+atomics,+bulk-memory,+mutable-globals" \
+            cargo rustc --profile wasm --locked --lib --crate-type cdylib --target wasm32-unknown-unknown \
+            --no-default-features --features "$features" -Z build-std=panic_abort,std \
+            -- "${link[@]/#/-Clink-arg=}"
+        wasm-bindgen --target web --remove-name-section --out-dir "$out" "$CARGO_TARGET_DIR/threads/wasm32-unknown-unknown/wasm/wordmask.wasm"
+    done
 }
 
 setup_browser() {

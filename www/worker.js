@@ -18,15 +18,18 @@
 // A Segment Anything checkpoint (model_type 'sam') or an Open-Vocabulary SAM one ('ovsam', which
 // names its own masks: `names: true`) loads beside the words model: engine 'sam'.
 
-// Two builds of the core: pkg/ (WebGPU, and the CPU fallback on one thread) and pkg/threads/
-// (the CPU fallback alone, its kernels spread over a pool of Web Workers that share its
-// memory). The threads module needs a cross-origin isolated page (SharedArrayBuffer), so it is
+import { threadsCore } from './cores.js';
+
+// Two builds of the core: pkg/ (WebGPU, and the CPU fallback on one thread) and the threads
+// module (the CPU fallback alone, its kernels spread over a pool of Web Workers that share its
+// memory: pkg/threads-relaxed/ where the browser has relaxed SIMD, else pkg/threads/, see
+// cores.js). The threads module needs a cross-origin isolated page (SharedArrayBuffer), so it is
 // taken only there, for the CPU backend, when more than one thread is asked for; anything that
 // stops it from starting falls back to pkg/ on one thread.
 async function loadCore(threads) {
   if (threads > 1) {
     try {
-      const core = await import('../pkg/threads/wordmask.js');
+      const core = await import(threadsCore());
       const wasm = await core.default();
       // A pool worker that fails to load never answers: give up on the pool after a while.
       let timer;

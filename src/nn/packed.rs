@@ -399,9 +399,12 @@ fn tile<const R: usize>(
 
 /// [`tile`] in SIMD128: each panel row is two vectors, each `x` value one splat. The rows are
 /// written out one by one (not a loop over `R`): the web build is optimised for size, which
-/// leaves such loops rolled and the accumulators in memory.
+/// leaves such loops rolled and the accumulators in memory. The `relaxed` build multiplies and
+/// adds in one instruction (a whole tile's function then carries the feature: one call per
+/// tile, not inlined into a caller without it).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline(always)]
+#[cfg_attr(feature = "relaxed", target_feature(enable = "relaxed-simd"))]
+#[cfg_attr(not(feature = "relaxed"), inline(always))]
 fn tile<const R: usize>(
     x: &[f32],
     k: usize,
@@ -416,6 +419,14 @@ fn tile<const R: usize>(
     assert!(R == 1 || R == 4);
     assert!(panel.len() >= depth.end * PANEL && x.len() >= (R - 1) * k + depth.end);
     assert!(out.len() >= (R - 1) * n + cols && cols <= PANEL);
+    // `c + a b`: one fused instruction in the relaxed-SIMD build (rounded once, not twice).
+    #[inline(always)]
+    fn madd(a: v128, b: v128, c: v128) -> v128 {
+        #[cfg(feature = "relaxed")]
+        return f32x4_relaxed_madd(a, b, c);
+        #[cfg(not(feature = "relaxed"))]
+        f32x4_add(c, f32x4_mul(a, b))
+    }
     let (xp, pp) = (x.as_ptr(), panel.as_ptr());
     let zero = f32x4_splat(0.0);
     let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21, mut c30, mut c31) =
@@ -426,25 +437,25 @@ fn tile<const R: usize>(
             let (b0, b1) =
                 unsafe { (v128_load(pp.add(kk * PANEL) as *const v128), v128_load(pp.add(kk * PANEL + 4) as *const v128)) };
             let a = unsafe { v128_load32_splat(xp.add(kk) as *const u32) };
-            c00 = f32x4_add(c00, f32x4_mul(a, b0));
-            c01 = f32x4_add(c01, f32x4_mul(a, b1));
+            c00 = madd(a, b0, c00);
+            c01 = madd(a, b1, c01);
             let a = unsafe { v128_load32_splat(xp.add(k + kk) as *const u32) };
-            c10 = f32x4_add(c10, f32x4_mul(a, b0));
-            c11 = f32x4_add(c11, f32x4_mul(a, b1));
+            c10 = madd(a, b0, c10);
+            c11 = madd(a, b1, c11);
             let a = unsafe { v128_load32_splat(xp.add(2 * k + kk) as *const u32) };
-            c20 = f32x4_add(c20, f32x4_mul(a, b0));
-            c21 = f32x4_add(c21, f32x4_mul(a, b1));
+            c20 = madd(a, b0, c20);
+            c21 = madd(a, b1, c21);
             let a = unsafe { v128_load32_splat(xp.add(3 * k + kk) as *const u32) };
-            c30 = f32x4_add(c30, f32x4_mul(a, b0));
-            c31 = f32x4_add(c31, f32x4_mul(a, b1));
+            c30 = madd(a, b0, c30);
+            c31 = madd(a, b1, c31);
         }
     } else {
         for kk in depth {
             let (b0, b1) =
                 unsafe { (v128_load(pp.add(kk * PANEL) as *const v128), v128_load(pp.add(kk * PANEL + 4) as *const v128)) };
             let a = unsafe { v128_load32_splat(xp.add(kk) as *const u32) };
-            c00 = f32x4_add(c00, f32x4_mul(a, b0));
-            c01 = f32x4_add(c01, f32x4_mul(a, b1));
+            c00 = madd(a, b0, c00);
+            c01 = madd(a, b1, c01);
         }
     }
     for (r, (lo, hi)) in [(c00, c01), (c10, c11), (c20, c21), (c30, c31)].into_iter().take(R).enumerate() {

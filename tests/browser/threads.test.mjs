@@ -1,8 +1,9 @@
-// The CPU fallback's threads module (pkg/threads/): in a cross-origin isolated page the worker
-// takes it for the CPU backend, spreads the kernels over a pool of Web Workers and still
-// segments the colour scene; where the page is not isolated, or the pool cannot start, it
-// stays on one thread. Its image embedding at a size where the products and attention are cut into bands of rows is the
-// single-threaded module's (to float rounding: the backend's own reductions may split their sums).
+// The CPU fallback's threads module (pkg/threads/, and pkg/threads-relaxed/ where the browser has
+// relaxed SIMD): in a cross-origin isolated page the worker takes it for the CPU backend, spreads
+// the kernels over a pool of Web Workers and still segments the colour scene; where the page is not isolated, or the pool cannot start, it
+// stays on one thread. Each build's image embedding, at a size where the products and attention
+// are cut into bands of rows, is the single-threaded module's (to float rounding: sums split
+// into bands, and the relaxed build's fused multiply-adds round once).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
@@ -45,7 +46,7 @@ test('an isolated page runs the CPU fallback on threads and segments the scene',
 test('where the thread pool cannot start, the CPU fallback runs on one thread', { timeout: 300_000 }, async () => {
   await withPage(isolated, async (page) => {
     // The pool's workers load from the threads module's snippet: refuse it.
-    await page.context().route(/\/pkg\/threads\/snippets\//, (route) => route.fulfill({ status: 404, body: 'gone' }));
+    await page.context().route(/\/pkg\/threads(-relaxed)?\/snippets\//, (route) => route.fulfill({ status: 404, body: 'gone' }));
     const warnings = [];
     page.on('console', (m) => m.type() === 'warning' && warnings.push(m.text()));
     await page.evaluate(workerClient);
@@ -64,7 +65,7 @@ test('a page that is not isolated keeps the CPU fallback on one thread', { timeo
   });
 });
 
-test('the threads module embeds an image as the single-threaded one does', { timeout: 300_000 }, async () => {
+test('both builds of the threads module embed an image as the single-threaded one does', { timeout: 300_000 }, async () => {
   await withPage(isolated, async (page) => {
     const got = await page.evaluate(async () => {
       // 160 x 160 pixels, 401 tokens of the tiny CLIP (positions interpolated): every product
@@ -78,17 +79,27 @@ test('the threads module embeds an image as the single-threaded one does', { tim
         fetch('/peer/model/model.safetensors').then((r) => r.arrayBuffer())]);
       wm.load(config, new Uint8Array(weights), 'model.safetensors', undefined);
       const single = Array.from(await wm.embedPixels(pixels.slice(), size));
-      const worker = new Worker('/bench/peer_bench_worker.js', { type: 'module' });
-      const call = (message) => new Promise((done) => { worker.onmessage = ({ data }) => done(data); worker.postMessage(message); });
-      const loaded = await call({ type: 'load', threads: 2 });
-      const threaded = await call({ type: 'run', pixels: pixels.slice(), size });
-      return { single, loaded, threaded: threaded.output ? Array.from(threaded.output) : threaded };
+      const builds = {};
+      // The build the worker takes here (unset `core`), and each build by name.
+      for (const core of [undefined, '/pkg/threads/wordmask.js', '/pkg/threads-relaxed/wordmask.js']) {
+        const worker = new Worker('/bench/peer_bench_worker.js', { type: 'module' });
+        const call = (message) => new Promise((done) => { worker.onmessage = ({ data }) => done(data); worker.postMessage(message); });
+        const loaded = await call({ type: 'load', threads: 2, core });
+        const threaded = await call({ type: 'run', pixels: pixels.slice(), size });
+        builds[core ?? 'default'] = { loaded, threaded: threaded.output ? Array.from(threaded.output) : threaded };
+        worker.terminate();
+      }
+      return { single, builds };
     });
-    assert.equal(got.loaded.threads, 2, JSON.stringify(got.loaded));
-    assert.ok(Array.isArray(got.threaded), JSON.stringify(got.threaded));
     assert.ok(got.single.length > 0 && got.single.some((v) => v !== 0));
-    assert.equal(got.threaded.length, got.single.length);
     const scale = Math.max(...got.single.map(Math.abs));
-    got.threaded.forEach((v, i) => assert.ok(Math.abs(v - got.single[i]) <= 1e-5 * scale, `value ${i}: ${v} threaded, ${got.single[i]} on one thread`));
+    // Chromium has relaxed SIMD: the worker takes the build that uses it.
+    assert.match(got.builds.default.loaded.core ?? '', /\/pkg\/threads-relaxed\/wordmask\.js$/, JSON.stringify(got.builds.default.loaded));
+    for (const [name, { loaded, threaded }] of Object.entries(got.builds)) {
+      assert.equal(loaded.threads, 2, `${name}: ${JSON.stringify(loaded)}`);
+      assert.ok(Array.isArray(threaded), `${name}: ${JSON.stringify(threaded)}`);
+      assert.equal(threaded.length, got.single.length, name);
+      threaded.forEach((v, i) => assert.ok(Math.abs(v - got.single[i]) <= 1e-5 * scale, `${name} value ${i}: ${v} threaded, ${got.single[i]} on one thread`));
+    }
   });
 });
