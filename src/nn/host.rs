@@ -59,38 +59,36 @@ pub(super) fn softmax_row(row: &mut [f32], scale: f32) {
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn softmax_row_plain(row: &mut [f32], scale: f32) {
-    {
-        // Eight running maxima and sums, so that the loops vectorise without reassociating.
-        const LANES: usize = 8;
-        let (groups, rest) = row.as_chunks::<LANES>();
-        let mut lanes = [f32::NEG_INFINITY; LANES];
-        for group in groups {
-            for (m, &v) in lanes.iter_mut().zip(group) {
-                *m = if v > *m { v } else { *m };
-            }
+    // Eight running maxima and sums, so that the loops vectorise without reassociating.
+    const LANES: usize = 8;
+    let (groups, rest) = row.as_chunks::<LANES>();
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for group in groups {
+        for (m, &v) in lanes.iter_mut().zip(group) {
+            *m = if v > *m { v } else { *m };
         }
-        let max = lanes.into_iter().chain(rest.iter().copied()).fold(f32::NEG_INFINITY, f32::max);
-        if max == f32::NEG_INFINITY {
-            row.fill(0.0);
-            return;
-        }
-        let shift = -scale * max;
-        let (groups, rest) = row.as_chunks_mut::<LANES>();
-        let mut sums = [0f32; LANES];
-        for group in groups {
-            for (s, v) in sums.iter_mut().zip(group) {
-                *v = exp(*v * scale + shift);
-                *s += *v;
-            }
-        }
-        let mut sum: f32 = sums.iter().sum();
-        for v in rest {
-            *v = exp(*v * scale + shift);
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
-        row.iter_mut().for_each(|v| *v *= inv);
     }
+    let max = lanes.into_iter().chain(rest.iter().copied()).fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    let shift = -scale * max;
+    let (groups, rest) = row.as_chunks_mut::<LANES>();
+    let mut sums = [0f32; LANES];
+    for group in groups {
+        for (s, v) in sums.iter_mut().zip(group) {
+            *v = exp(*v * scale + shift);
+            *s += *v;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for v in rest {
+        *v = exp(*v * scale + shift);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
 }
 
 /// `f` applied to every element of a `flex` tensor, in its own buffer when the tensor holds it

@@ -166,14 +166,20 @@ pub fn side_by_side(layers: &[&PackedWeight], x: &[f32], m: usize) -> Vec<f32> {
         return out;
     }
     host::for_row_pieces(&mut out, width, PARALLEL_WORK / k.max(1), |first, band| {
-        let rows = band.len() / width;
-        let mut col = 0;
-        for w in layers {
-            w.product_into(&x[first * k..], k, rows, &mut band[col..], width);
-            col += w.n;
-        }
+        products_side_by_side(layers, &x[first * k..], k, band, width)
     });
     out
+}
+
+/// The band's share of [`side_by_side`]: the layers' products of `x`'s rows (`k` wide, as many as
+/// `band` holds rows of `width`), each in its own columns of `band`.
+fn products_side_by_side(layers: &[&PackedWeight], x: &[f32], k: usize, band: &mut [f32], width: usize) {
+    let rows = band.len() / width;
+    let mut col = 0;
+    for w in layers {
+        w.product_into(x, k, rows, &mut band[col..], width);
+        col += w.n;
+    }
 }
 
 /// `act(x W_1 + b_1) W_2 + b_2` for `m` rows of `x [m, k]` (a transformer's MLP): each band of
@@ -343,9 +349,7 @@ impl Block<'_> {
             let rows = band.len() / width;
             let mut normed = vec![0f32; rows * d];
             self.norm1.rows(&input[first * d..][..rows * d], &mut normed);
-            for (i, w) in [self.q, self.k, self.v].into_iter().enumerate() {
-                w.product_into(&normed, d, rows, &mut band[i * inner..], width);
-            }
+            products_side_by_side(&[self.q, self.k, self.v], &normed, d, band, width);
         });
         let work_per_value = (2 * n * inner).div_ceil(d) + inner + 2 * hidden;
         for (x, qkv) in x.chunks_exact_mut(n * d).zip(qkv.chunks_exact(n * width)) {

@@ -1,9 +1,10 @@
 // The CPU fallback's threads module (pkg/threads/, and pkg/threads-relaxed/ where the browser has
 // relaxed SIMD): in a cross-origin isolated page the worker takes it for the CPU backend, spreads
-// the kernels over a pool of Web Workers and still segments the colour scene; where the page is not isolated, or the pool cannot start, it
-// stays on one thread. Each build's image embedding, at a size where the products and attention
-// are cut into bands of rows, is the single-threaded module's (to float rounding: sums split
-// into bands, and the relaxed build's fused multiply-adds round once).
+// the kernels over a pool of Web Workers and still segments the colour scene; where the page is
+// not isolated, or the pool cannot start, it stays on one thread. Each build's image embedding,
+// at a size where the products and attention are cut into bands of rows, is the single-threaded
+// module's (to float rounding: sums split into bands, and the relaxed build's fused
+// multiply-adds round once).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 

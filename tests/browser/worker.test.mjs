@@ -6,7 +6,6 @@ import { after, before, test } from 'node:test';
 
 import { SCENE_MODEL as MODEL, launch, segmentSceneInWorker, startServer, workerClient } from './harness.mjs';
 
-
 let server;
 before(async () => { server = await startServer(); });
 after(() => server.close());
