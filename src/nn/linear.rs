@@ -73,6 +73,12 @@ impl Linear {
             dims[D - 1] = self.d_out();
             return host_tensor(packed.matmul(&x, rows), dims, &device);
         }
+        #[cfg(feature = "wgpu")]
+        if self.transposed && super::gpu::runs_here(&[&x.device(), &self.weight.device()]) && super::gpu::fits(rows, &[d_in, self.d_out()]) {
+            let y = super::gpu::linear(x.reshape([rows, d_in]), self.weight.clone(), self.bias.clone(), None, false);
+            dims[D - 1] = y.dims()[1];
+            return y.reshape(dims);
+        }
         let y = burn::tensor::module::linear(x.reshape([rows, d_in]), self.weight_in_out(), self.bias.clone());
         dims[D - 1] = y.dims()[1];
         y.reshape(dims)
@@ -109,6 +115,10 @@ impl LayerNorm {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        #[cfg(feature = "wgpu")]
+        if super::gpu::runs_here(&[&x.device(), &self.weight.device()]) && super::gpu::fits(x.shape().num_elements() / x.dims()[D - 1].max(1), &[x.dims()[D - 1]]) {
+            return super::gpu::layer_norm(x, self.weight.clone(), self.bias.clone(), self.eps);
+        }
         layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
     }
 }

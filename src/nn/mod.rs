@@ -7,6 +7,8 @@
 mod attention;
 mod bilinear;
 mod conv;
+#[cfg(feature = "wgpu")]
+pub(crate) mod gpu;
 mod host;
 mod linear;
 mod packed;

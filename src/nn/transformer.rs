@@ -5,6 +5,8 @@ use burn::tensor::Tensor;
 
 use super::linear::{host_tensor, host_values};
 use super::{Activation, Attention, LayerNorm, Linear, activate, host, packed};
+#[cfg(feature = "wgpu")]
+use super::gpu;
 use crate::loader::WeightLoader;
 
 /// fc1 -> activation -> fc2.
@@ -92,6 +94,10 @@ impl EncoderLayer {
         {
             return y;
         }
+        #[cfg(feature = "wgpu")]
+        if let Some(y) = self.forward_gpu(&x, mask.as_ref()) {
+            return y;
+        }
         let x = x.clone().add(self.self_attn.forward(self.layer_norm1.forward(x), mask));
         self.feed_forward(x)
     }
@@ -129,6 +135,45 @@ impl EncoderLayer {
         let mut values = host_values(x.clone());
         block.forward(&mut values, dims, host::quick_gelu_slice);
         Some(host_tensor(values, dims, &device))
+    }
+}
+
+#[cfg(feature = "wgpu")]
+impl EncoderLayer {
+    /// [`EncoderLayer::forward`] on the GPU backend, where the activation is quick GELU, every
+    /// width splits into vectors and a mask is `[n, n]`: the block on its own kernels (`gpu`),
+    /// nine dispatches. `None` elsewhere.
+    pub(super) fn forward_gpu(&self, x: &Tensor<3>, mask: Option<&Tensor<2>>) -> Option<Tensor<3>> {
+        let (attn, mlp) = (&self.self_attn, &self.mlp);
+        let [b, n, d] = x.dims();
+        let linears = [&attn.q_proj, &attn.k_proj, &attn.v_proj, &attn.out_proj, &mlp.fc1, &mlp.fc2];
+        let ready = gpu::runs_here(&[&x.device(), &self.layer_norm1.weight.device(), &self.layer_norm2.weight.device()])
+            && mlp.act == Activation::QuickGelu
+            && linears.iter().all(|l| l.transposed && l.packed.is_none() && l.bias.is_some() && gpu::runs_here(&[&l.weight.device()]))
+            && gpu::fits(b * n * attn.num_heads, &[d, attn.q_proj.d_out() / attn.num_heads, mlp.fc1.d_out()])
+            && b * n > 0
+            && mask.is_none_or(|m| m.dims() == [n, n] && gpu::runs_here(&[&m.device()]))
+            && attn.q_proj.d_out() % attn.num_heads == 0
+            && b * attn.num_heads <= 65_535;
+        if !ready {
+            return None;
+        }
+        let linear = |l: &Linear, x: Tensor<2>, residual: Option<Tensor<2>>, gelu: bool| {
+            gpu::linear(x, l.weight.clone(), l.bias.clone(), residual, gelu)
+        };
+        let norm = |ln: &LayerNorm, x: Tensor<2>| gpu::layer_norm(x, ln.weight.clone(), ln.bias.clone(), ln.eps);
+        let x = x.clone().reshape([b * n, d]);
+        let h = norm(&self.layer_norm1, x.clone());
+        let (q, k, v) = (
+            linear(&attn.q_proj, h.clone(), None, false),
+            linear(&attn.k_proj, h.clone(), None, false),
+            linear(&attn.v_proj, h, None, false),
+        );
+        let mixed = gpu::attention(q, k, v, mask.cloned(), b, attn.num_heads);
+        let x = linear(&attn.out_proj, mixed, Some(x), false);
+        let h = linear(&mlp.fc1, norm(&self.layer_norm2, x.clone()), None, true);
+        let x = linear(&mlp.fc2, h, Some(x), false);
+        Some(x.reshape([b, n, d]))
     }
 }
 
