@@ -3,7 +3,7 @@
 //
 //   python3 tools/peer_export.py --preset small --out /tmp/peer-small   # checkpoint, ONNX, native peers
 //   ./build.sh build && cargo build --release --features cli
-//   node tools/peer_bench.mjs /tmp/peer-small [--iters 10] [--rounds 3] [--no-webgpu] [--no-native] [--smoke]
+//   node tools/peer_bench.mjs /tmp/peer-small [--iters 10] [--rounds 3] [--no-cpu] [--no-webgpu] [--no-native] [--smoke]
 //
 // Rows: native CPU (`wordmask bench --model DIR/model`, against PyTorch and onnxruntime timed
 // by `peer_export.py --time`, in alternating rounds); Chromium's CPU (wordmask's wasm against
@@ -178,7 +178,7 @@ const ortWasm = (threads) => ({ kind: 'ort', backend: 'wasm', threads });
 const gpu = { kind: 'wordmask', backend: 'webgpu', threads: 1 };
 const ortGpu = { kind: 'ort', backend: 'webgpu', threads: 1 };
 results.pairs = {};
-for (const threads of [1, 2]) {
+for (const threads of flag('--no-cpu') ? [] : [1, 2]) {
   const ours = `wordmask cpu${threads > 1 ? ` ${threads}` : ''}`;
   await inBrowser([ours], [cpu(threads)], false, 0);
   await inBrowser([`ort wasm ${threads}`], [ortWasm(threads)], false, 0);
@@ -246,7 +246,7 @@ const paired = (where, key) => {
 paired('Chromium CPU (wasm), 1 thread', 'wordmask cpu / ort wasm 1');
 paired('Chromium CPU (wasm), 2 threads', 'wordmask cpu 2 / ort wasm 2');
 for (const [ours, theirs, t] of [['wordmask cpu', 'ort wasm 1', '1 thread'], ['wordmask cpu 2', 'ort wasm 2', '2 threads']]) {
-  lines.push(`| Chromium CPU, ${t}, first run | ${ms(r[ours]?.first)} | ${ms(r[theirs]?.first)} | ${ratio(r[ours]?.first, r[theirs]?.first)} |`);
+  if (r[ours] || r[theirs]) lines.push(`| Chromium CPU, ${t}, first run | ${ms(r[ours]?.first)} | ${ms(r[theirs]?.first)} | ${ratio(r[ours]?.first, r[theirs]?.first)} |`);
 }
 if (r['wordmask webgpu'] || r['ort webgpu']) {
   paired('Chromium WebGPU', 'wordmask webgpu / ort webgpu');
