@@ -66,15 +66,17 @@ pub struct Product {
     pub out: Layout,
     /// Multiplies the product (before the bias).
     pub scale: f32,
-    /// `x * sigmoid(1.702 x)` on the result (after the bias).
+    /// `x * sigmoid(1.702 x)` on the result (after the bias, before the residual).
     pub quick_gelu: bool,
 }
 
 /// The block's kernels on the cubecl backend; the other backends keep burn's ops.
 #[backend_extension(Cube: cfg(feature = "wgpu"))]
 pub trait BlockKernels: Backend {
-    /// `product.out` (a fresh `[outer * inner * m, n]`-sized tensor unless `out` is given)
-    /// `= scale * a · b + bias (+ residual)`, then quick GELU if asked.
+    /// `quick_gelu?(scale * a · b + bias?) + residual?` into a fresh tensor of `outer * inner * m *
+    /// n` elements, laid out as `spec.product.out` says (`[outer * inner * m, n]` rows, or
+    /// heads side by side); `bias` `[n]` and `residual` (laid out as the output) are read
+    /// where `spec` says so, and stand-ins otherwise.
     fn product(
         a: FloatTensor<Self>,
         b: FloatTensor<Self>,
@@ -96,7 +98,9 @@ pub trait BlockKernels: Backend {
 #[derive(Debug, Clone, Copy)]
 pub struct ProductCall {
     pub product: Product,
+    /// The product adds `bias`.
     pub bias: bool,
+    /// The product adds `residual`; the attention scores add `mask`.
     pub residual: bool,
 }
 
@@ -370,14 +374,10 @@ fn sequence(values: &[usize]) -> SequenceArg<usize> {
     seq
 }
 
-fn contiguous(t: CubeTensor) -> CubeTensor {
-    into_contiguous(t)
-}
-
 impl BlockKernels for CubeBackend {
     fn product(a: CubeTensor, b: CubeTensor, bias: CubeTensor, residual: CubeTensor, call: ProductCall) -> CubeTensor {
         let p = call.product;
-        let (a, b, bias, residual) = (contiguous(a), contiguous(b), contiguous(bias), contiguous(residual));
+        let (a, b, bias, residual) = (into_contiguous(a), into_contiguous(b), into_contiguous(bias), into_contiguous(residual));
         let n4 = p.n / LANES;
         let batches = p.outer * p.inner;
         let out = empty_device_dtype(a.client.clone(), a.device.clone(), [batches * p.m, p.n].into(), DType::F32);
@@ -419,7 +419,7 @@ impl BlockKernels for CubeBackend {
     }
 
     fn layer_norm(x: CubeTensor, weight: CubeTensor, bias: CubeTensor, eps: f32) -> CubeTensor {
-        let x = contiguous(x);
+        let x = into_contiguous(x);
         let shape = x.meta.shape().clone();
         let width = shape[shape.len() - 1];
         let rows = shape.num_elements() / width;
@@ -436,8 +436,8 @@ impl BlockKernels for CubeBackend {
                 dim,
                 LANES,
                 x.clone().into_tensor_arg(),
-                contiguous(weight).into_tensor_arg(),
-                contiguous(bias).into_tensor_arg(),
+                into_contiguous(weight).into_tensor_arg(),
+                into_contiguous(bias).into_tensor_arg(),
                 out.clone().into_tensor_arg(),
                 rows,
                 width / LANES,
@@ -449,7 +449,7 @@ impl BlockKernels for CubeBackend {
 
     fn attention_weights(q: CubeTensor, k: CubeTensor, mask: CubeTensor, call: ProductCall) -> CubeTensor {
         let p = call.product;
-        let (q, k, mask) = (contiguous(q), contiguous(k), contiguous(mask));
+        let (q, k, mask) = (into_contiguous(q), into_contiguous(k), into_contiguous(mask));
         let n4 = p.n.div_ceil(LANES);
         let batches = p.outer * p.inner;
         let out = empty_device_dtype(q.client.clone(), q.device.clone(), [batches, p.m, n4 * LANES].into(), DType::F32);
@@ -513,8 +513,8 @@ pub fn fits(rows: usize, widths: &[usize]) -> bool {
 
 type Dispatch = burn::backend::Dispatch;
 
-/// `x · weight (+ bias) (+ residual)`, then quick GELU if asked. `x` `[rows, in]`, `weight`
-/// `[in, out]`, `residual` `[rows, out]`.
+/// `quick_gelu?(x · weight + bias?) + residual?`: `x` `[rows, in]`, `weight` `[in, out]`,
+/// `bias` `[out]`, `residual` `[rows, out]`.
 pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>, residual: Option<Tensor<2>>, quick_gelu: bool) -> Tensor<2> {
     let ([rows, d_in], d_out) = (x.dims(), weight.dims()[1]);
     let product = Product {
