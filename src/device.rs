@@ -32,6 +32,71 @@ impl fmt::Display for Backend {
     }
 }
 
+/// The float type the GPU backend computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum), value(rename_all = "lower"))]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f16 on a hardware GPU whose adapter has `shader-f16`, else f32.
+    #[default]
+    Auto,
+    /// Single precision everywhere: results match the reference checkpoints' to 1e-4.
+    F32,
+    /// Half precision on the GPU backend (weights, activations and the kernels' loads and
+    /// stores; the products, norms and softmaxes accumulate in f32): half the GPU memory and
+    /// memory traffic. Needs an adapter with `shader-f16`.
+    F16,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::Auto => "auto",
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        })
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "" | "auto" => Ok(Precision::Auto),
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            other => Err(Error::invalid(format!("precision must be auto, f32 or f16, got {other}"))),
+        }
+    }
+}
+
+/// What a device computes in: f16 where its default float type is half precision.
+pub fn precision(device: &Device) -> Precision {
+    match device.settings().float_dtype {
+        burn::tensor::FloatDType::F16 => Precision::F16,
+        _ => Precision::F32,
+    }
+}
+
+/// Set a freshly opened GPU device's float type: `auto` takes f16 where `hardware` and the
+/// adapter has `shader-f16`. Must run before any tensor is made on it.
+#[cfg(feature = "wgpu")]
+fn configure(device: &mut Device, precision: Precision, hardware: bool) -> Result<()> {
+    let f16 = device.supports_dtype(burn::tensor::DType::F16);
+    let half = match precision {
+        Precision::F32 => false,
+        Precision::Auto => f16 && hardware,
+        Precision::F16 if f16 => true,
+        Precision::F16 => {
+            return Err(Error::invalid(
+                "this GPU adapter cannot compute in f16 (it lacks shader-f16); use precision f32 or auto",
+            ));
+        }
+    };
+    let dtype = if half { burn::tensor::FloatDType::F16 } else { burn::tensor::FloatDType::F32 };
+    device.configure(dtype).map_err(|e| Error::Device(format!("setting the GPU's float type to {dtype:?}: {e:?}")))
+}
+
 /// Whether this processor has AVX-512 (natively on x86-64). The CPU backend then runs linear
 /// layers, attention and the element-wise kernels on the host's own AVX-512 kernels
 /// (`nn::packed`, `nn::host`), against weights packed at load; elsewhere natively its own
@@ -43,14 +108,25 @@ pub fn avx512() -> bool {
     false
 }
 
-/// Open a device natively. The wgpu runtime is initialised once per process; later calls
-/// return the same device (a second initialisation would fail).
+/// Open a device natively, computing in f32. The wgpu runtime is initialised once per process;
+/// later calls return the same device (a second initialisation would fail).
 #[cfg(not(target_family = "wasm"))]
 pub fn open(backend: Backend) -> Result<Device> {
+    open_with(backend, Precision::F32)
+}
+
+/// Open a device natively in a given precision (which only the GPU backend has a choice of:
+/// the CPU backend computes in f32, and refuses an explicit `f16`). The GPU device is one per
+/// process, so its precision is the first caller's; a later call that asks for another fails.
+#[cfg(not(target_family = "wasm"))]
+pub fn open_with(backend: Backend, precision: Precision) -> Result<Device> {
     match backend {
+        Backend::Cpu if precision == Precision::F16 => {
+            Err(Error::invalid("f16 compute is for the GPU backend (wgpu); the CPU backend computes in f32".to_string()))
+        }
         Backend::Cpu => cpu(),
-        Backend::Wgpu => wgpu_native(),
-        Backend::Auto => open(resolve_auto()),
+        Backend::Wgpu => wgpu_native(precision),
+        Backend::Auto => open_with(resolve_auto(), precision),
     }
 }
 
@@ -90,33 +166,48 @@ pub fn cpu() -> Result<Device> {
 }
 
 #[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
-fn wgpu_native() -> Result<Device> {
+fn wgpu_native(precision: Precision) -> Result<Device> {
     use std::sync::OnceLock;
-    static DEVICE: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
-    DEVICE
+    static DEVICE: OnceLock<std::result::Result<(Device, Precision), String>> = OnceLock::new();
+    let (device, opened) = DEVICE
         .get_or_init(|| {
-            Device::wgpu_options().init().map_err(|e| {
+            let mut device = Device::wgpu_options().init().map_err(|e| {
                 format!("no usable GPU adapter through wgpu ({e}); on a machine without a GPU install a Vulkan driver such as Mesa's llvmpipe, or use --backend cpu")
-            })
+            })?;
+            configure(&mut device, precision, hardware_gpu()).map_err(|e| e.to_string())?;
+            let opened = self::precision(&device);
+            Ok((device, opened))
         })
         .clone()
-        .map_err(Error::Device)
+        .map_err(Error::Device)?;
+    match precision {
+        Precision::Auto => Ok(device),
+        wanted if wanted == opened => Ok(device),
+        wanted => Err(Error::Device(format!(
+            "this process's GPU device computes in {opened}; it cannot also compute in {wanted}"
+        ))),
+    }
 }
 
 #[cfg(all(not(feature = "wgpu"), not(target_family = "wasm")))]
-fn wgpu_native() -> Result<Device> {
+fn wgpu_native(_precision: Precision) -> Result<Device> {
     Err(Error::Unsupported("this build has no wgpu backend (enable the `wgpu` feature)".into()))
 }
 
-/// Browser: initialise WebGPU once (async), the only way the browser allows.
+/// Browser: initialise WebGPU once (async), the only way the browser allows, in `precision`
+/// (`auto`: f16 where the adapter has `shader-f16`; a software adapter such as SwiftShader has
+/// not).
 #[cfg(all(feature = "wgpu", target_family = "wasm"))]
-pub async fn webgpu() -> Result<Device> {
-    Device::wgpu_options().init_async().await.map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))
+pub async fn webgpu(precision: Precision) -> Result<Device> {
+    let mut device =
+        Device::wgpu_options().init_async().await.map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))?;
+    configure(&mut device, precision, true)?;
+    Ok(device)
 }
 
 /// A web build without WebGPU (the CPU fallback's `threads` module).
 #[cfg(all(not(feature = "wgpu"), target_family = "wasm"))]
-pub async fn webgpu() -> Result<Device> {
+pub async fn webgpu(_precision: Precision) -> Result<Device> {
     Err(Error::Unsupported("this module has no WebGPU backend (it is the CPU fallback's threads module)".into()))
 }
 

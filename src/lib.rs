@@ -30,7 +30,7 @@ pub mod tokenizer;
 pub mod train;
 pub mod vit;
 
-pub use device::Backend;
+pub use device::{Backend, Precision};
 pub use error::{Error, Result};
 
 #[cfg(all(target_family = "wasm", feature = "web"))]

@@ -118,11 +118,16 @@ mod serde_bytes_vec {
 #[wasm_bindgen]
 impl WordMask {
     /// Open the device: `"webgpu"` (falls back to the CPU if WebGPU is missing) or `"cpu"`.
-    pub async fn create(backend: &str) -> Result<WordMask, JsValue> {
+    /// `precision` (WebGPU only): `"auto"` (the default: f16 where the adapter has
+    /// `shader-f16`), `"f32"` or `"f16"`.
+    pub async fn create(backend: &str, precision: Option<String>) -> Result<WordMask, JsValue> {
+        let precision: crate::device::Precision = precision.as_deref().unwrap_or("auto").parse().map_err(js_error)?;
         let (device, backend) = match backend {
             "cpu" => (crate::device::cpu().map_err(js_error)?, "cpu".to_string()),
-            "webgpu" | "wgpu" => match crate::device::webgpu().await {
+            "webgpu" | "wgpu" => match crate::device::webgpu(precision).await {
                 Ok(d) => (d, "webgpu".to_string()),
+                // An adapter without what was asked of it (f16) is the caller's to hear about.
+                Err(e @ Error::InvalidInput(_)) => return Err(js_error(e)),
                 Err(e) => {
                     web_sys_warn(&format!("{e}; using the CPU backend"));
                     (crate::device::cpu().map_err(js_error)?, "cpu".to_string())
@@ -147,6 +152,12 @@ impl WordMask {
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.backend.clone()
+    }
+
+    /// What the device computes in: "f32" or "f16".
+    #[wasm_bindgen(getter)]
+    pub fn precision(&self) -> String {
+        crate::device::precision(&self.device).to_string()
     }
 
     /// The `model_type` of a `config.json` text ("" when absent).

@@ -116,6 +116,7 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
         segment(&colours, &photo, &words(1000), &["--short-side", "2048"]),
     );
     cases.insert("A text file as the image", segment(&colours, text_image, "red", &[]));
+    cases.insert("`--precision f16` on the CPU backend", segment(&colours, &photo, "red", &["--precision", "f16"]));
     cases.insert("A truncated PNG", segment(&colours, truncated_png, "red", &[]));
     cases.insert("An image of 16,385 pixels a side (refused from its header)", segment(&colours, &wide, "red", &[]));
     cases.insert(

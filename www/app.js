@@ -84,7 +84,8 @@ client.on('ready', ({ backend, engine, defaults, names }) => {
   updateButtons();
 });
 client.openDevice().then(
-  ({ backend, threads }) => status(backend === 'webgpu' ? 'WebGPU ready. Load a model.'
+  ({ backend, threads, precision }) => status(backend === 'webgpu'
+    ? `WebGPU ready${precision === 'f16' ? ' (computing in f16)' : ''}. Load a model.`
     : `No WebGPU here: running on the CPU (slower${threads > 1 ? `, ${threads} threads` : ''}). Load a model.`),
   (e) => status(`Error: ${e.message}`),
 );

@@ -14,7 +14,7 @@
 //
 // A words model (CLIP, GroupViT) and a Segment Anything model (engine 'sam') can be loaded at
 // once; loading another of the same kind replaces it.
-// Events: 'device' {backend, threads}, 'progress' {file, loaded, total, cached?, retrying?},
+// Events: 'device' {backend, threads, precision}, 'progress' {file, loaded, total, cached?, retrying?},
 // 'ready' {backend, engine, defaults, names (Open-Vocabulary SAM names its masks)}, 'restarting' {reason}, 'error' {message} (a restart failed).
 
 const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
@@ -32,11 +32,13 @@ export class ModelClient {
   /**
    * `backend`: 'webgpu' (the CPU where WebGPU is missing) or 'cpu'. `threads`: the CPU
    * fallback's threads (default: one per core, up to 8), used where the page is cross-origin
-   * isolated.
+   * isolated. `precision` (WebGPU): 'auto' (f16 where the adapter has `shader-f16`, else f32),
+   * 'f32' or 'f16'.
    */
-  constructor({ backend = 'webgpu', threads } = {}) {
+  constructor({ backend = 'webgpu', threads, precision = 'auto' } = {}) {
     this.backend = backend;
     this.threads = threads;
+    this.precision = precision;
     this.listeners = new Map();
     this.pending = new Map();
     this.nextId = 1;
@@ -96,7 +98,7 @@ export class ModelClient {
 
   /** The compute device: WebGPU, or the CPU backend where WebGPU is missing. */
   openDevice() {
-    this.device ??= this.post({ type: 'init', backend: this.backend, threads: this.threads }).then((d) => {
+    this.device ??= this.post({ type: 'init', backend: this.backend, threads: this.threads, precision: this.precision }).then((d) => {
       this.emit('device', d);
       return d;
     });

@@ -246,8 +246,9 @@ async function handle(data) {
     const backend = data.backend || 'webgpu';
     choosing = chooseCore({ backend, threads: data.threads });
     core = await choosing;
-    wm = await core.WordMask.create(backend);
-    return { status: 'device', backend: wm.backend, threads: wm.backend === 'cpu' ? core.threads() : 1 };
+    wm = await core.WordMask.create(backend, data.precision);
+    const threads = wm.backend === 'cpu' ? core.threads() : 1;
+    return { status: 'device', backend: wm.backend, threads, precision: wm.precision };
   }
   if (data.type === 'load') {
     const { config, weights, weightsName, preprocessor } = data.files ? fromFiles(data.files) : await fromUrl(data.url);

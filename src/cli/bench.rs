@@ -154,27 +154,24 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.iters == 0 || args.labels == 0 {
         bail!("--iters and --labels must be at least 1");
     }
-    let backend = match args.runtime.backend {
-        wordmask::Backend::Auto => device::resolve_auto(),
-        b => b,
-    };
+    let backend = args.runtime.backend();
     let load_start = Instant::now();
     let (loaded, what) = match (&args.model, args.config) {
         (Some(path), _) => {
             let files = ModelFiles::open(path)?;
             let loaded = if matches!(model_type(&files.config)?.as_str(), "sam" | "ovsam") {
-                let device = device::open(backend)?;
+                let device = args.runtime.device()?;
                 let name = files.weights_path.display().to_string();
                 let (config, pre) = (&files.config, files.preprocessor.as_deref());
                 Loaded::Point(Box::new(PromptModel::from_bytes(config, files.weights(), &name, pre, &device)?))
             } else {
-                Loaded::Words(super::load(path, backend)?)
+                Loaded::Words(super::load(path, args.runtime)?)
             };
             (loaded, path.clone())
         }
         (None, Some(preset)) if args.random_weights => {
             let name = preset.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
-            (preset.load(&device::open(backend)?)?, format!("{name} (random weights)"))
+            (preset.load(&args.runtime.device()?)?, format!("{name} (random weights)"))
         }
         (None, Some(_)) => bail!("--config times random weights of a preset: add --random-weights"),
         (None, None) => bail!("bench needs --model DIR, or --config PRESET --random-weights"),
@@ -185,8 +182,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Loaded::Point(model) => (point_rows(&args, model)?, "sam"),
     };
     let kernels = match backend {
-        wordmask::Backend::Cpu if device::avx512() => " (AVX-512 kernels)",
-        _ => "",
+        wordmask::Backend::Cpu if device::avx512() => " (AVX-512 kernels)".to_string(),
+        wordmask::Backend::Wgpu => format!(" ({})", device::precision(&args.runtime.device()?)),
+        _ => String::new(),
     };
     println!(
         "wordmask bench: {what}, engine {engine}, backend {backend}{kernels}, {} iterations, loaded in {load_ms:.0} ms",

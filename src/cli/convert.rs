@@ -1,5 +1,5 @@
 //! `wordmask convert`: a checkpoint folder rewritten with its weights stored in half precision
-//! (half the download and the page's cache; compute stays f32) or in f32: `config.json` and
+//! (half the download and the page's cache; the precision of the compute is `--precision`'s) or in f32: `config.json` and
 //! `preprocessor_config.json` copied, every floating tensor converted into one
 //! `model.safetensors`, what inference never reads (integer buffers such as `position_ids`, batch
 //! norm's step counters) left out and listed.

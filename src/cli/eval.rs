@@ -309,7 +309,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let source = match &args.predictions {
         Some(dir) => Source::Saved(dir.clone()),
         None => {
-            let model = load(&args.model.model, args.model.runtime.backend)?;
+            let model = load(&args.model.model, args.model.runtime)?;
             let protocol = args.format.background().map(|d| model.dataset_protocol(d));
             let threshold = args.settings.threshold.unwrap_or(protocol.map_or(0.0, |p| p.threshold));
             // The class list is the vocabulary: no background words unless asked for.

@@ -19,7 +19,7 @@ use wordmask::device::{self, to_vec};
 use wordmask::network::Tokens;
 use wordmask::segment::text::SINGLE;
 use wordmask::segment::{ENGINES, ImageSize, Model};
-use wordmask::{Backend, labels};
+use wordmask::{Backend, Precision, labels};
 
 #[derive(Parser)]
 #[command(
@@ -85,8 +85,8 @@ enum Command {
     /// Train a head: `train fusioner` fits Fusioner's fusion and decoder on a frozen CLIP.
     #[command(subcommand)]
     Train(train::TrainCommand),
-    /// Rewrite a checkpoint folder with its weights stored as f16 (half the size; compute stays
-    /// f32) or f32.
+    /// Rewrite a checkpoint folder with its weights stored as f16 (half the size; what it computes
+    /// in is --precision's choice) or f32.
     Convert(convert::ConvertArgs),
     /// Turn the released SegCLIP checkpoint (segclip.bin) into a folder the other commands and
     /// the page load: config.json + model.safetensors.
@@ -122,12 +122,33 @@ pub struct RuntimeArgs {
     /// Compute backend: auto (wgpu on a hardware GPU, else cpu), wgpu (Vulkan/Metal/DX12) or cpu.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
+    /// What the GPU backend computes in: auto (f16 on a hardware GPU with shader-f16, else
+    /// f32), f32, or f16 (half the GPU memory; results within about 1e-2 of f32's).
+    #[arg(long, value_enum, default_value_t = Precision::Auto)]
+    precision: Precision,
 }
 
-/// Load the checkpoint at `path` on `backend`.
-pub fn load(path: &str, backend: Backend) -> Result<Model> {
+impl RuntimeArgs {
+    /// `auto` resolved to what this machine has.
+    pub fn backend(&self) -> Backend {
+        match self.backend {
+            Backend::Auto => device::resolve_auto(),
+            b => b,
+        }
+    }
+
+    /// Open the device: the backend, and on the GPU the precision asked for.
+    pub fn device(&self) -> Result<burn::tensor::Device> {
+        let backend = self.backend();
+        // `auto` precision means f32 on the CPU backend, which has no other.
+        Ok(device::open_with(backend, self.precision)?)
+    }
+}
+
+/// Load the checkpoint at `path` on the device `runtime` asks for.
+pub fn load(path: &str, runtime: RuntimeArgs) -> Result<Model> {
     let files = files::ModelFiles::open(path)?;
-    let device = device::open(backend)?;
+    let device = runtime.device()?;
     Ok(Model::from_bytes(
         &files.config,
         files.weights(),
@@ -234,7 +255,7 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Classify { model, image, labels, template, json } => {
             let labels = labels::parse(&labels)?;
-            let m = load(&model.model, model.runtime.backend)?;
+            let m = load(&model.model, model.runtime)?;
             let probs = to_vec(m.classify(&read_image(&image)?, &labels, &template)?)?;
             if json {
                 let out: Vec<_> =
@@ -249,7 +270,7 @@ fn execute(cli: Cli) -> Result<()> {
             }
         }
         Command::EmbedText { model, text, json } => {
-            let m = load(&model.model, model.runtime.backend)?;
+            let m = load(&model.model, model.runtime)?;
             let refs: Vec<&str> = text.iter().map(String::as_str).collect();
             let emb = m.embed_texts(&refs)?;
             let dim = emb.dims()[1];
@@ -264,7 +285,7 @@ fn execute(cli: Cli) -> Result<()> {
             }
         }
         Command::EmbedImage { model, image, size, no_crop, json } => {
-            let m = load(&model.model, model.runtime.backend)?;
+            let m = load(&model.model, model.runtime)?;
             let f = m.embed_image(&read_image(&image)?, ImageSize { short_side: size, no_crop })?;
             let dim = f.embeds.dims()[1];
             let embedding = to_vec(f.embeds)?;

@@ -13,7 +13,6 @@ use serde_json::json;
 
 use super::files::ModelFiles;
 use super::{RuntimeArgs, load, read_image};
-use wordmask::device;
 use wordmask::labels;
 use wordmask::segment::point::{Click, MaskNamer, Prompt, PromptModel, Vocabulary};
 use wordmask::segment::{EmbeddingCache, Settings, Templates};
@@ -114,7 +113,7 @@ pub fn run(args: SamArgs) -> Result<()> {
         files.weights(),
         &files.weights_path.display().to_string(),
         files.preprocessor.as_deref(),
-        &device::open(args.runtime.backend)?,
+        &args.runtime.device()?,
     )?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
 
@@ -149,7 +148,7 @@ pub fn run(args: SamArgs) -> Result<()> {
             Some(model.name_now(&encoded, &mask, classes)?)
         }
         (Some(labels), Some(clip)) => {
-            let clip = load(clip, args.runtime.backend).context("loading the CLIP checkpoint of --clip")?;
+            let clip = load(clip, args.runtime).context("loading the CLIP checkpoint of --clip")?;
             let settings = Settings { templates: args.templates, ..Settings::default() };
             let mut namer = MaskNamer::default();
             Some(namer.name_mask(&clip, 0, &photo, labels, &settings, &mut EmbeddingCache::default(), &mask)?)

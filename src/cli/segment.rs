@@ -44,7 +44,7 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     let photo = read_image(&args.image)?;
 
     let start = Instant::now();
-    let model = load(&args.model.model, args.model.runtime.backend)?;
+    let model = load(&args.model.model, args.model.runtime)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let plan = model.plan(&args.settings)?;
 

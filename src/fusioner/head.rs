@@ -404,7 +404,7 @@ pub fn logits(features: Tensor<4>, classes: Tensor<3>, temperature: f32) -> Tens
     // Channels-first throughout (no transpose of the pixel maps): class rows times pixel
     // columns, each column divided by its norm.
     let pixels = features.reshape([b, d, h * w]);
-    let norms = pixels.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+    let norms = pixels.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(crate::nn::tiny(&pixels, 1e-12));
     let scores = l2_normalize(classes).matmul(pixels).div(norms);
     scores.reshape([b, k, h, w]).div_scalar(temperature)
 }

@@ -24,6 +24,7 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
+use cubecl::ir::{ElemType, FloatKind};
 use cubecl::prelude::{CubeCount, CubeDim, SequenceArg};
 use kernels::{layer_norm_kernel, product_kernel, scores_kernel, softmax_kernel};
 
@@ -104,17 +105,19 @@ pub struct ProductCall {
     pub residual: bool,
 }
 
-/// The kernels, in cubecl (compiled to WGSL, SPIR-V or MSL at run time).
+/// The kernels, in cubecl (compiled to WGSL, SPIR-V or MSL at run time). They read and write
+/// the tensors' own float type `F` (f32, or f16 where the device computes in half precision)
+/// and accumulate, normalise and exponentiate in f32.
 mod kernels {
     use cubecl::prelude::*;
 
     #[cube(launch_unchecked)]
-    pub fn product_kernel<N: Size>(
-        a: &Tensor<f32>,
-        b: &Tensor<Vector<f32, N>>,
-        bias: &Tensor<Vector<f32, N>>,
-        residual: &Tensor<Vector<f32, N>>,
-        out: &mut Tensor<Vector<f32, N>>,
+    pub fn product_kernel<F: Float, N: Size>(
+        a: &Tensor<F>,
+        b: &Tensor<Vector<F, N>>,
+        bias: &Tensor<Vector<F, N>>,
+        residual: &Tensor<Vector<F, N>>,
+        out: &mut Tensor<Vector<F, N>>,
         sizes: Sequence<usize>,
         scale: f32,
         #[comptime] rows: usize,
@@ -122,6 +125,7 @@ mod kernels {
         #[comptime] has_bias: bool,
         #[comptime] has_residual: bool,
         #[comptime] quick_gelu: bool,
+        #[define(F)] _dtype: ElemType,
     ) {
         // sizes: m, k, n4, inner, then (offset, outer, inner, row) strides for a, b (in vectors)
         // and out (in vectors).
@@ -159,11 +163,11 @@ mod kernels {
             let mut bs = Array::<Vector<f32, N>>::new(cols);
             #[unroll]
             for j in 0..cols {
-                bs[j] = b[b_base + kk * b_row + j];
+                bs[j] = Vector::cast_from(b[b_base + kk * b_row + j]);
             }
             #[unroll]
             for i in 0..rows {
-                let av = Vector::<f32, N>::cast_from(a[a_rows[i] + kk]);
+                let av = Vector::<f32, N>::cast_from(f32::cast_from(a[a_rows[i] + kk]));
                 #[unroll]
                 for j in 0..cols {
                     acc[i * cols + j] = fma(av, bs[j], acc[i * cols + j]);
@@ -178,16 +182,16 @@ mod kernels {
                     if col + j < n4 {
                         let mut v = acc[i * cols + j] * Vector::cast_from(scale);
                         if comptime!(has_bias) {
-                            v += bias[col + j];
+                            v += Vector::cast_from(bias[col + j]);
                         }
                         if comptime!(quick_gelu) {
                             v = v / (Vector::cast_from(1.0f32) + Vector::exp(v * Vector::cast_from(-1.702f32)));
                         }
                         let at = o_base + (row + i) * o_row + j;
                         if comptime!(has_residual) {
-                            v += residual[at];
+                            v += Vector::cast_from(residual[at]);
                         }
-                        out[at] = v;
+                        out[at] = Vector::cast_from(v);
                     }
                 }
             }
@@ -196,17 +200,18 @@ mod kernels {
 
     /// `out[z][i][j] = scale * q[z][i] · k[z][j] (+ mask[i][j])` for keys `j < n`, four keys to
     /// a vector; the row is padded to whole vectors with a very negative score (zero weight
-    /// after the softmax).
+    /// after the softmax). The scores are f32 whatever `F` is.
     #[cube(launch_unchecked)]
-    pub fn scores_kernel<N: Size>(
-        q: &Tensor<Vector<f32, N>>,
-        k: &Tensor<Vector<f32, N>>,
-        mask: &Tensor<f32>,
+    pub fn scores_kernel<F: Float, N: Size>(
+        q: &Tensor<Vector<F, N>>,
+        k: &Tensor<Vector<F, N>>,
+        mask: &Tensor<F>,
         out: &mut Tensor<Vector<f32, N>>,
         sizes: Sequence<usize>,
         scale: f32,
         #[comptime] rows: usize,
         #[comptime] has_mask: bool,
+        #[define(F)] _dtype: ElemType,
     ) {
         // sizes: m, n, depth (vectors), inner, then (offset, outer, inner, row) for q, k (vectors),
         // and the output's row length in vectors.
@@ -247,11 +252,11 @@ mod kernels {
             let mut ks = Array::<Vector<f32, N>>::new(4usize);
             #[unroll]
             for j in 0..4 {
-                ks[j] = k[k_rows[j] + d];
+                ks[j] = Vector::cast_from(k[k_rows[j] + d]);
             }
             #[unroll]
             for i in 0..rows {
-                let qv = q[q_rows[i] + d];
+                let qv = Vector::<f32, N>::cast_from(q[q_rows[i] + d]);
                 #[unroll]
                 for j in 0..4 {
                     acc[i * 4 + j] = fma(qv, ks[j], acc[i * 4 + j]);
@@ -274,7 +279,9 @@ mod kernels {
                     let mut s = if key < n { s * scale } else { -1.0e30f32 };
                     if comptime!(has_mask) {
                         if key < n {
-                            s += mask[(row + i) * n + key];
+                            // A hidden key's very negative mask (or f16's -inf) still gives it
+                            // zero weight.
+                            s += f32::cast_from(mask[(row + i) * n + key]).max(-1.0e30f32);
                         }
                     }
                     v.insert(j, s);
@@ -284,9 +291,15 @@ mod kernels {
         }
     }
 
-    /// Softmax along rows of `n4` vectors, in place.
+    /// Softmax along rows of `n4` vectors of f32 scores, written as `F`.
     #[cube(launch_unchecked)]
-    pub fn softmax_kernel<N: Size>(x: &mut Tensor<Vector<f32, N>>, rows: usize, n4: usize) {
+    pub fn softmax_kernel<F: Float, N: Size>(
+        x: &Tensor<Vector<f32, N>>,
+        out: &mut Tensor<Vector<F, N>>,
+        rows: usize,
+        n4: usize,
+        #[define(F)] _dtype: ElemType,
+    ) {
         let row = ABSOLUTE_POS;
         if row >= rows {
             terminate!();
@@ -304,9 +317,7 @@ mod kernels {
         let maxv = Vector::<f32, N>::cast_from(max);
         let mut sum = Vector::<f32, N>::cast_from(0.0f32);
         for j in 0..n4 {
-            let e = Vector::exp(x[base + j] - maxv);
-            x[base + j] = e;
-            sum += e;
+            sum += Vector::exp(x[base + j] - maxv);
         }
         let mut total = 0.0f32;
         #[unroll]
@@ -315,20 +326,21 @@ mod kernels {
         }
         let inv = Vector::<f32, N>::cast_from(1.0f32 / total);
         for j in 0..n4 {
-            x[base + j] = x[base + j] * inv;
+            out[base + j] = Vector::cast_from(Vector::exp(x[base + j] - maxv) * inv);
         }
     }
 
     /// Layer norm along rows of `n4` vectors.
     #[cube(launch_unchecked)]
-    pub fn layer_norm_kernel<N: Size>(
-        x: &Tensor<Vector<f32, N>>,
-        weight: &Tensor<Vector<f32, N>>,
-        bias: &Tensor<Vector<f32, N>>,
-        out: &mut Tensor<Vector<f32, N>>,
+    pub fn layer_norm_kernel<F: Float, N: Size>(
+        x: &Tensor<Vector<F, N>>,
+        weight: &Tensor<Vector<F, N>>,
+        bias: &Tensor<Vector<F, N>>,
+        out: &mut Tensor<Vector<F, N>>,
         rows: usize,
         n4: usize,
         eps: f32,
+        #[define(F)] _dtype: ElemType,
     ) {
         let row = ABSOLUTE_POS;
         if row >= rows {
@@ -338,7 +350,7 @@ mod kernels {
         let width = (n4 * N::value()) as f32;
         let mut sum = Vector::<f32, N>::cast_from(0.0f32);
         for j in 0..n4 {
-            sum += x[base + j];
+            sum += Vector::cast_from(x[base + j]);
         }
         let mut total = 0.0f32;
         #[unroll]
@@ -348,7 +360,7 @@ mod kernels {
         let mean = Vector::<f32, N>::cast_from(total / width);
         let mut squares = Vector::<f32, N>::cast_from(0.0f32);
         for j in 0..n4 {
-            let c = x[base + j] - mean;
+            let c = Vector::<f32, N>::cast_from(x[base + j]) - mean;
             squares += c * c;
         }
         let mut var = 0.0f32;
@@ -358,7 +370,8 @@ mod kernels {
         }
         let inv = Vector::<f32, N>::cast_from(1.0f32 / f32::sqrt(var / width + eps));
         for j in 0..n4 {
-            out[base + j] = (x[base + j] - mean) * inv * weight[j] + bias[j];
+            let c = Vector::<f32, N>::cast_from(x[base + j]) - mean;
+            out[base + j] = Vector::cast_from(c * inv * Vector::cast_from(weight[j]) + Vector::cast_from(bias[j]));
         }
     }
 }
@@ -374,13 +387,23 @@ fn sequence(values: &[usize]) -> SequenceArg<usize> {
     seq
 }
 
+/// The kernels' float type for a tensor's dtype: f32, or f16 where the device computes in half
+/// precision (`runs_here` keeps other dtypes on burn's ops).
+fn elem(dtype: DType) -> ElemType {
+    match dtype {
+        DType::F16 => ElemType::Float(FloatKind::F16),
+        _ => ElemType::Float(FloatKind::F32),
+    }
+}
+
 impl BlockKernels for CubeBackend {
     fn product(a: CubeTensor, b: CubeTensor, bias: CubeTensor, residual: CubeTensor, call: ProductCall) -> CubeTensor {
         let p = call.product;
         let (a, b, bias, residual) = (into_contiguous(a), into_contiguous(b), into_contiguous(bias), into_contiguous(residual));
         let n4 = p.n / LANES;
         let batches = p.outer * p.inner;
-        let out = empty_device_dtype(a.client.clone(), a.device.clone(), [batches * p.m, p.n].into(), DType::F32);
+        let dtype = a.dtype;
+        let out = empty_device_dtype(a.client.clone(), a.device.clone(), [batches * p.m, p.n].into(), dtype);
         if out.meta.shape().num_elements() == 0 {
             return out;
         }
@@ -413,6 +436,7 @@ impl BlockKernels for CubeBackend {
                 call.bias,
                 call.residual,
                 p.quick_gelu,
+                elem(dtype),
             );
         }
         out
@@ -423,7 +447,8 @@ impl BlockKernels for CubeBackend {
         let shape = x.meta.shape().clone();
         let width = shape[shape.len() - 1];
         let rows = shape.num_elements() / width;
-        let out = empty_device_dtype(x.client.clone(), x.device.clone(), shape, DType::F32);
+        let dtype = x.dtype;
+        let out = empty_device_dtype(x.client.clone(), x.device.clone(), shape, dtype);
         if rows == 0 {
             return out;
         }
@@ -442,6 +467,7 @@ impl BlockKernels for CubeBackend {
                 rows,
                 width / LANES,
                 eps,
+                elem(dtype),
             );
         }
         out
@@ -452,10 +478,13 @@ impl BlockKernels for CubeBackend {
         let (q, k, mask) = (into_contiguous(q), into_contiguous(k), into_contiguous(mask));
         let n4 = p.n.div_ceil(LANES);
         let batches = p.outer * p.inner;
-        let out = empty_device_dtype(q.client.clone(), q.device.clone(), [batches, p.m, n4 * LANES].into(), DType::F32);
+        let dtype = q.dtype;
+        let shape: burn::tensor::Shape = [batches, p.m, n4 * LANES].into();
+        let out = empty_device_dtype(q.client.clone(), q.device.clone(), shape.clone(), dtype);
         if out.meta.shape().num_elements() == 0 {
             return out;
         }
+        let scores = empty_device_dtype(q.client.clone(), q.device.clone(), shape, DType::F32);
         let v = |l: Layout| [l.offset / LANES, l.outer_stride / LANES, l.inner_stride / LANES, l.row_stride / LANES];
         let mut sizes = vec![p.m, p.n, p.k / LANES, p.inner];
         sizes.extend(v(p.a));
@@ -472,11 +501,12 @@ impl BlockKernels for CubeBackend {
                 q.clone().into_tensor_arg(),
                 k.into_tensor_arg(),
                 mask.into_tensor_arg(),
-                out.clone().into_tensor_arg(),
+                scores.clone().into_tensor_arg(),
                 sequence(&sizes),
                 p.scale,
                 ROWS,
                 call.residual,
+                elem(dtype),
             );
             let rows = batches * p.m;
             softmax_kernel::launch_unchecked(
@@ -484,9 +514,11 @@ impl BlockKernels for CubeBackend {
                 CubeCount::Static(rows.div_ceil(NORM_GROUP as usize) as u32, 1, 1),
                 CubeDim::new_1d(NORM_GROUP),
                 LANES,
+                scores.into_tensor_arg(),
                 out.clone().into_tensor_arg(),
                 rows,
                 n4,
+                elem(dtype),
             );
         }
         out

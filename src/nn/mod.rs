@@ -58,10 +58,19 @@ pub fn activate<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
     }
 }
 
-/// Divide each row by its L2 norm. `[..., d] -> [..., d]`
+/// Divide each row by its L2 norm (a zero row stays zero). `[..., d] -> [..., d]`
 pub fn l2_normalize<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let norm = x.clone().powf_scalar(2.0).sum_dim(D - 1).sqrt().clamp_min(1e-12);
+    let norm = x.clone().powf_scalar(2.0).sum_dim(D - 1).sqrt().clamp_min(tiny(&x, 1e-12));
     x.div(norm)
+}
+
+/// A small positive `eps` guarding a division, raised to the smallest normal half-precision
+/// value on a tensor in f16, where `eps` itself would round to 0 and `0 / eps` be NaN.
+pub fn tiny<const D: usize>(x: &Tensor<D>, eps: f64) -> f64 {
+    match x.dtype() {
+        burn::tensor::DType::F16 => eps.max(f64::from(half::f16::MIN_POSITIVE)),
+        _ => eps,
+    }
 }
 
 /// Bilinear resize of `[b, c, h, w]` maps to `h x w` (PyTorch's `F.interpolate(mode="bilinear",

@@ -163,21 +163,24 @@ pub fn stitch(
     crop: impl Fn(&Window) -> Tensor<4>,
     mut score: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
 ) -> Result<Tensor<4>> {
-    let mut canvas = Tensor::<4>::zeros([1, rows, h, w], device);
+    // In the scores' own float type (an engine may score in f32 on a device that computes in f16).
+    let mut canvas: Option<Tensor<4>> = None;
     let mut count = vec![0f32; h * w];
     for group in windows.chunks(WINDOW_BATCH) {
         let scores = score(Tensor::cat(group.iter().map(&crop).collect(), 0))?;
+        let canvas = canvas.get_or_insert_with(|| Tensor::zeros([1, rows, h, w], (device, scores.dtype())));
         for (i, win) in group.iter().enumerate() {
             let (wh, ww) = (win.y2 - win.y1, win.x2 - win.x1);
             let ranges = [0..1, 0..rows, win.y1..win.y2, win.x1..win.x2];
             let part = scores.clone().slice([i..i + 1, 0..rows, 0..wh, 0..ww]);
-            canvas = canvas.clone().slice_assign(ranges.clone(), canvas.slice(ranges).add(part));
+            *canvas = canvas.clone().slice_assign(ranges.clone(), canvas.clone().slice(ranges).add(part));
             for y in win.y1..win.y2 {
                 count[y * w + win.x1..y * w + win.x2].iter_mut().for_each(|c| *c += 1.0);
             }
         }
     }
-    let count = Tensor::<4>::from_data(TensorData::new(count, [1, 1, h, w]), device);
+    let canvas = canvas.ok_or_else(|| Error::invalid("no windows to score"))?;
+    let count = Tensor::<4>::from_data(TensorData::new(count, [1, 1, h, w]), (device, canvas.dtype()));
     Ok(canvas.div(count))
 }
 

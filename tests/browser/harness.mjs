@@ -32,7 +32,11 @@ export async function workerClient() {
   const { ModelClient } = await import('/client.js');
   window.client = new ModelClient();
   const calls = {
-    init: ({ backend }) => { client.backend = backend ?? 'webgpu'; return client.openDevice().then((d) => ({ status: 'device', ...d })); },
+    init: ({ backend, precision }) => {
+      client.backend = backend ?? 'webgpu';
+      client.precision = precision ?? 'auto';
+      return client.openDevice().then((d) => ({ status: 'device', ...d }));
+    },
     load: ({ url, files }) => client.load(url ?? files).then((r) => ({ status: 'ready', ...r })),
     segment: (request) => client.segment(request).then((r) => ({ status: 'result', ...r })),
   };

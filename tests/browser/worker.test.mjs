@@ -12,8 +12,23 @@ after(() => server.close());
 
 const segmentScene = async (webgpu) => (await segmentSceneInWorker(server.url, { webgpu })).device.backend;
 
-test('WebGPU (SwiftShader) segments the colour scene', { timeout: 300_000 }, async () => {
-  assert.equal(await segmentScene(true), 'webgpu');
+test('WebGPU (SwiftShader) segments the colour scene, in f32 (the adapter has no shader-f16)', { timeout: 300_000 }, async () => {
+  const { device } = await segmentSceneInWorker(server.url, { webgpu: true });
+  assert.deepEqual([device.backend, device.precision], ['webgpu', 'f32'], JSON.stringify(device));
+});
+
+test('f16 compute asked of an adapter without shader-f16 is refused, not quietly moved to the CPU', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/`);
+    await page.evaluate(workerClient);
+    const refused = await page.evaluate(() => ask({ type: 'init', backend: 'webgpu', precision: 'f16' }));
+    assert.equal(refused.status, 'error', JSON.stringify(refused));
+    assert.match(refused.message, /cannot compute in f16 \(it lacks shader-f16\)/);
+  } finally {
+    await browser.close();
+  }
 });
 
 test('without WebGPU the CPU backend takes over and still segments', { timeout: 300_000 }, async () => {

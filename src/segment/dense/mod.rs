@@ -12,7 +12,7 @@
 pub mod blocks;
 pub mod pamr;
 
-use burn::tensor::Tensor;
+use burn::tensor::{FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use blocks::{Method, NACLIP_SIGMA, last_block, neighbourhood_bias};
@@ -180,7 +180,7 @@ impl Engine for Dense {
             let [_, k, rh, rw] = averaged.dims();
             let (h, w) = refine_size((image.height, image.width), (rh, rw), k);
             let logits = resize_bilinear(averaged, h, w);
-            let guide = resize_bilinear(pixels, h, w);
+            let guide = resize_bilinear(pixels.cast(FloatDType::F32), h, w);
             pamr::refine(guide, logits, options.pamr.iterations, &options.pamr.dilations)
         } else {
             averaged
@@ -245,7 +245,9 @@ fn window_scores(clip: &ClipModel, crops: Tensor<4>, names: &Tensor<2>, options:
     let d = tokens.dims()[2];
     let patches = l2_normalize(clip.visual_projection.forward(tokens.slice([0..n, 1..1 + gh * gw, 0..d])));
     let k = names.dims()[0];
-    let scores = patches.matmul(names.clone().transpose().unsqueeze::<3>()); // [n, gh*gw, names]
+    // The cosines, and all that follows (stitching, PAMR), in f32 even where the network
+    // computes in f16: near-ties between words are decided there.
+    let scores = patches.cast(FloatDType::F32).matmul(names.clone().cast(FloatDType::F32).transpose().unsqueeze::<3>()); // [n, gh*gw, names]
     let grid = scores.reshape([n, gh, gw, k]).permute([0, 3, 1, 2]);
     Ok(resize_bilinear(grid, wh, ww))
 }

@@ -55,7 +55,8 @@ pub fn refine(image: Tensor<4>, scores: Tensor<4>, iterations: usize, dilations:
         .iter()
         .fold(mean.zeros_like(), |acc, s| acc.add(s.clone().sub(mean.clone()).powf_scalar(2.0)))
         .div_scalar(n - 1.0);
-    let denom = var.sqrt().mul_scalar(0.1).add_scalar(1e-8);
+    let eps = crate::nn::tiny(&var, 1e-8);
+    let denom = var.sqrt().mul_scalar(0.1).add_scalar(eps);
     let affinities: Vec<Tensor<4>> = neighbours(&image, dilations)
         .into_iter()
         .map(|nb| image.clone().sub(nb).abs().neg().div(denom.clone()).mean_dim(1))
