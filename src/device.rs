@@ -122,7 +122,7 @@ pub fn open(backend: Backend) -> Result<Device> {
 pub fn open_with(backend: Backend, precision: Precision) -> Result<Device> {
     match backend {
         Backend::Cpu if precision == Precision::F16 => {
-            Err(Error::invalid("f16 compute is for the GPU backend (wgpu); the CPU backend computes in f32".to_string()))
+            Err(Error::invalid("f16 compute is for the GPU backend (wgpu); the CPU backend computes in f32"))
         }
         Backend::Cpu => cpu(),
         Backend::Wgpu => wgpu_native(precision),
@@ -168,18 +168,18 @@ pub fn cpu() -> Result<Device> {
 #[cfg(all(feature = "wgpu", not(target_family = "wasm")))]
 fn wgpu_native(precision: Precision) -> Result<Device> {
     use std::sync::OnceLock;
-    static DEVICE: OnceLock<std::result::Result<(Device, Precision), String>> = OnceLock::new();
-    let (device, opened) = DEVICE
+    static DEVICE: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+    let device = DEVICE
         .get_or_init(|| {
             let mut device = Device::wgpu_options().init().map_err(|e| {
                 format!("no usable GPU adapter through wgpu ({e}); on a machine without a GPU install a Vulkan driver such as Mesa's llvmpipe, or use --backend cpu")
             })?;
             configure(&mut device, precision, hardware_gpu()).map_err(|e| e.to_string())?;
-            let opened = self::precision(&device);
-            Ok((device, opened))
+            Ok(device)
         })
         .clone()
         .map_err(Error::Device)?;
+    let opened = self::precision(&device);
     match precision {
         Precision::Auto => Ok(device),
         wanted if wanted == opened => Ok(device),

@@ -231,7 +231,10 @@ pub fn cosine_maps(
 ) -> Result<(Tensor<4>, Tensor<4>)> {
     options.validate()?;
     let k = names.dims()[0];
-    options.windows.run(preprocessor, image, &clip.device(), k, |crops| window_scores(clip, crops, names, options))
+    // The cosines, and all that follows (stitching, PAMR), in f32 even where the network
+    // computes in f16: near-ties between words are decided there.
+    let names = names.clone().cast(FloatDType::F32);
+    options.windows.run(preprocessor, image, &clip.device(), k, |crops| window_scores(clip, crops, &names, options))
 }
 
 /// Cosine scores of each window's patches with each name, upsampled to the window.
@@ -245,9 +248,8 @@ fn window_scores(clip: &ClipModel, crops: Tensor<4>, names: &Tensor<2>, options:
     let d = tokens.dims()[2];
     let patches = l2_normalize(clip.visual_projection.forward(tokens.slice([0..n, 1..1 + gh * gw, 0..d])));
     let k = names.dims()[0];
-    // The cosines, and all that follows (stitching, PAMR), in f32 even where the network
-    // computes in f16: near-ties between words are decided there.
-    let scores = patches.cast(FloatDType::F32).matmul(names.clone().cast(FloatDType::F32).transpose().unsqueeze::<3>()); // [n, gh*gw, names]
+    // In f32, as `names` is (see `cosine_maps`).
+    let scores = patches.cast(FloatDType::F32).matmul(names.clone().transpose().unsqueeze::<3>()); // [n, gh*gw, names]
     let grid = scores.reshape([n, gh, gw, k]).permute([0, 3, 1, 2]);
     Ok(resize_bilinear(grid, wh, ww))
 }
