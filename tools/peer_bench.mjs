@@ -8,7 +8,9 @@
 // Rows: native CPU (`wordmask bench --model DIR/model`, against PyTorch and onnxruntime timed
 // by `peer_export.py --time`, in alternating rounds); Chromium's CPU (wordmask's wasm against
 // onnxruntime-web's `wasm` backend on 1 and on 2 threads, the page cross-origin isolated so that
-// threads are allowed: wordmask's 2-thread side is its threads module in a worker); Chromium's WebGPU (wordmask against onnxruntime-web's `webgpu` backend).
+// threads are allowed: wordmask's side is its threads module in a worker, as the model worker
+// runs it in an isolated page, and once more on one thread `pkg/`, the module a page that is not
+// isolated runs); Chromium's WebGPU (wordmask against onnxruntime-web's `webgpu` backend).
 // Each runtime's first run (module, session or model load, shader compilation) and memory are
 // taken in a browser of its own; warm times in one page that holds both sides and runs them in
 // alternation, the ratio being the median of the round-by-round ratios (this machine's speed
@@ -54,7 +56,7 @@ function agreement(ours) {
 // machine falls on both sides of a ratio.
 async function timeInPage({ specs, size, input, iters }) {
   const pixels = new Float32Array(input);
-  async function make({ kind, backend, threads }) {
+  async function make({ kind, backend, threads, main }) {
     let memory = null;
     if (kind === 'ort') {
       const ort = await import(backend === 'webgpu' ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
@@ -69,7 +71,7 @@ async function timeInPage({ specs, size, input, iters }) {
       };
       return { run, memory };
     }
-    if (threads > 1) {
+    if (backend === 'cpu' && !main) {
       // The threads module, in a worker of its own (tools/peer_bench_worker.js).
       const worker = new Worker('/bench/peer_bench_worker.js', { type: 'module' });
       const call = (message, transfer) => new Promise((done, fail) => {
@@ -174,6 +176,7 @@ async function inBrowser(names, specs, webgpu, iterations) {
 }
 
 const cpu = (threads) => ({ kind: 'wordmask', backend: 'cpu', threads });
+const cpuMain = { kind: 'wordmask', backend: 'cpu', threads: 1, main: true };
 const ortWasm = (threads) => ({ kind: 'ort', backend: 'wasm', threads });
 const gpu = { kind: 'wordmask', backend: 'webgpu', threads: 1 };
 const ortGpu = { kind: 'ort', backend: 'webgpu', threads: 1 };
@@ -183,6 +186,10 @@ for (const threads of flag('--no-cpu') ? [] : [1, 2]) {
   await inBrowser([ours], [cpu(threads)], false, 0);
   await inBrowser([`ort wasm ${threads}`], [ortWasm(threads)], false, 0);
   await inBrowser([ours, `ort wasm ${threads}`], [cpu(threads), ortWasm(threads)], false, iters);
+  if (threads === 1) {
+    await inBrowser(['wordmask pkg'], [cpuMain], false, 0);
+    await inBrowser(['wordmask pkg', 'ort wasm 1'], [cpuMain, ortWasm(1)], false, iters);
+  }
 }
 if (!flag('--no-webgpu')) {
   await inBrowser(['wordmask webgpu'], [gpu], true, 0);
@@ -245,7 +252,8 @@ const paired = (where, key) => {
 };
 paired('Chromium CPU (wasm), 1 thread', 'wordmask cpu / ort wasm 1');
 paired('Chromium CPU (wasm), 2 threads', 'wordmask cpu 2 / ort wasm 2');
-for (const [ours, theirs, t] of [['wordmask cpu', 'ort wasm 1', '1 thread'], ['wordmask cpu 2', 'ort wasm 2', '2 threads']]) {
+paired('Chromium CPU (wasm), 1 thread, `pkg/` (page not isolated)', 'wordmask pkg / ort wasm 1');
+for (const [ours, theirs, t] of [['wordmask cpu', 'ort wasm 1', '1 thread'], ['wordmask cpu 2', 'ort wasm 2', '2 threads'], ['wordmask pkg', 'ort wasm 1', '1 thread, `pkg/`']]) {
   if (r[ours] || r[theirs]) lines.push(`| Chromium CPU, ${t}, first run | ${ms(r[ours]?.first)} | ${ms(r[theirs]?.first)} | ${ratio(r[ours]?.first, r[theirs]?.first)} |`);
 }
 if (r['wordmask webgpu'] || r['ort webgpu']) {
@@ -253,7 +261,7 @@ if (r['wordmask webgpu'] || r['ort webgpu']) {
   lines.push(`| Chromium WebGPU, first run | ${ms(r['wordmask webgpu']?.first)} | ${ms(r['ort webgpu']?.first)} | ${ratio(r['wordmask webgpu']?.first, r['ort webgpu']?.first)} |`);
 }
 const mib = (b) => (b / 2 ** 20).toFixed(1);
-for (const [name, where] of [['wordmask cpu', 'CPU'], ['wordmask cpu 2', 'CPU, 2 threads'], ['wordmask webgpu', 'WebGPU']]) {
+for (const [name, where] of [['wordmask cpu', 'CPU, threads module'], ['wordmask cpu 2', 'CPU, 2 threads'], ['wordmask pkg', 'CPU, `pkg/`'], ['wordmask webgpu', 'WebGPU']]) {
   const m = r[name]?.memory;
   if (m) lines.push(`| Chromium ${where}: wasm heap after loading / weight file (${mib(m.file)} MiB) | ${mib(m.heapAfter)} MiB (${mib(m.heapBefore)} before) | | ${(m.heapAfter / m.file).toFixed(2)}× the file |`);
 }

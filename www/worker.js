@@ -9,7 +9,7 @@
 //      {id, type: 'prompt', prompt, labels, options}  Point mode: {points: [{x, y, positive}], box}
 //      {id, type: 'labels', text}                     the core's label parser (answered at once)
 //      {type: 'cancel'}                               stops a download
-// Out: {id, status: 'device', backend, threads} | {id, status: 'ready', backend, engine, defaults}
+// Out: {id, status: 'device', backend, threads, precision, build} | {id, status: 'ready', backend, engine, defaults}
 //      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence}
 //      | {id, status: 'encoded'} | {id, status: 'mask', width, height, mask, iou, area, label?, probability?, runnerUp?}
 //      | {id, status: 'labels', labels} | {id, status: 'error', message}
@@ -24,24 +24,26 @@ import { threadsCore } from './cores.js';
 // module (the CPU fallback alone, its kernels spread over a pool of Web Workers that share its
 // memory: pkg/threads-relaxed/ where the browser has relaxed SIMD, else pkg/threads/, see
 // cores.js). The threads module needs a cross-origin isolated page (SharedArrayBuffer), so it is
-// taken only there, for the CPU backend, when more than one thread is asked for; anything that
-// stops it from starting falls back to pkg/ on one thread.
+// taken only there, for the CPU backend, on as many threads as asked, one included (its
+// relaxed-SIMD build is the faster one where the browser has it); anything that stops it from
+// starting falls back to pkg/ on one thread. `threads` null: pkg/.
 async function loadCore(threads) {
-  if (threads > 1) {
+  if (threads) {
     try {
-      const core = await import(threadsCore());
+      const url = threadsCore();
+      const core = await import(url);
       const wasm = await core.default();
       // A pool worker that fails to load never answers: give up on the pool after a while.
       let timer;
       const late = new Promise((_, fail) => { timer = setTimeout(() => fail(new Error(`the thread pool did not start in ${POOL_START_MS / 1000} s`)), POOL_START_MS); });
       await Promise.race([core.initThreadPool(threads), late]).finally(() => clearTimeout(timer));
-      return { ...core, wasm };
+      return { ...core, wasm, build: /threads-relaxed/.test(url) ? 'threads-relaxed' : 'threads' };
     } catch (e) {
       console.warn(`the CPU fallback's threads did not start (${e?.message ?? e}); using one thread`);
     }
   }
   const core = await import('../pkg/wordmask.js');
-  return { ...core, wasm: await core.default() };
+  return { ...core, wasm: await core.default(), build: 'main' };
 }
 
 // How long the threads module's pool may take to start (its workers instantiate the module
@@ -52,7 +54,7 @@ const POOL_START_MS = 10_000;
 // core up to DEFAULT_THREADS (each is a Web Worker with its own stack; the products are
 // memory-bound well before that many).
 const DEFAULT_THREADS = 8;
-const threadsHere = (asked) => (self.crossOriginIsolated ? Math.max(1, Math.floor(asked ?? Math.min(DEFAULT_THREADS, navigator.hardwareConcurrency ?? 1))) : 1);
+const threadsHere = (asked) => Math.max(1, Math.floor(asked ?? Math.min(DEFAULT_THREADS, navigator.hardwareConcurrency ?? 1)));
 
 // The module `init` chose (its exports and `wasm`), and the promise of it from the moment `init`
 // starts choosing, so that a label parse arriving meanwhile waits for it instead of loading
@@ -61,12 +63,12 @@ let core = null;
 let choosing = null;
 let labelsCore = null; // a single-threaded module for label parsing before any `init`
 
-// The module for `init`'s backend and threads.
+// The module for `init`'s backend and threads: the threads module wherever the page is isolated
+// and the CPU will run the model (asked for, or no WebGPU adapter), else pkg/.
 async function chooseCore({ backend, threads: asked }) {
-  let threads = threadsHere(asked);
-  // WebGPU, where there is an adapter, leaves the CPU fallback's threads unused.
-  if (threads > 1 && backend !== 'cpu' && (await navigator.gpu?.requestAdapter().catch(() => null))) threads = 1;
-  return loadCore(threads);
+  if (!self.crossOriginIsolated) return loadCore(null);
+  const gpu = backend !== 'cpu' && (await navigator.gpu?.requestAdapter().catch(() => null));
+  return loadCore(gpu ? null : threadsHere(asked));
 }
 
 // The GPU device wgpu opens, seen from here: when it is lost (a driver reset, the GPU process
@@ -248,7 +250,7 @@ async function handle(data) {
     core = await choosing;
     wm = await core.WordMask.create(backend, data.precision);
     const threads = wm.backend === 'cpu' ? core.threads() : 1;
-    return { status: 'device', backend: wm.backend, threads, precision: wm.precision };
+    return { status: 'device', backend: wm.backend, threads, precision: wm.precision, build: core.build };
   }
   if (data.type === 'load') {
     const { config, weights, weightsName, preprocessor } = data.files ? fromFiles(data.files) : await fromUrl(data.url);

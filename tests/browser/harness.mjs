@@ -32,9 +32,10 @@ export async function workerClient() {
   const { ModelClient } = await import('/client.js');
   window.client = new ModelClient();
   const calls = {
-    init: ({ backend, precision }) => {
+    init: ({ backend, precision, threads }) => {
       client.backend = backend ?? 'webgpu';
       client.precision = precision ?? 'auto';
+      client.threads = threads;
       return client.openDevice().then((d) => ({ status: 'device', ...d }));
     },
     load: ({ url, files }) => client.load(url ?? files).then((r) => ({ status: 'ready', ...r })),

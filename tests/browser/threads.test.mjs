@@ -42,6 +42,16 @@ test('an isolated page runs the CPU fallback on threads and segments the scene',
   assert.equal(pageIsolated, true, 'the page is cross-origin isolated');
   assert.equal(device.backend, 'cpu');
   assert.equal(device.threads, Math.min(8, cores), 'one thread per core, up to 8');
+  assert.equal(device.build, 'threads-relaxed', "Chromium validates relaxed SIMD: the threads module's relaxed build");
+});
+
+test('an isolated page asked for one thread runs the threads module on one', { timeout: 300_000 }, async () => {
+  await withPage(isolated, async (page) => {
+    await page.evaluate(workerClient);
+    const device = await page.evaluate(() => ask({ type: 'init', backend: 'cpu', threads: 1 }));
+    assert.deepEqual([device.status, device.backend, device.threads, device.build], ['device', 'cpu', 1, 'threads-relaxed'], JSON.stringify(device));
+    assert.equal((await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL)).status, 'ready');
+  });
 });
 
 test('where the thread pool cannot start, the CPU fallback runs on one thread', { timeout: 300_000 }, async () => {
@@ -52,7 +62,7 @@ test('where the thread pool cannot start, the CPU fallback runs on one thread', 
     page.on('console', (m) => m.type() === 'warning' && warnings.push(m.text()));
     await page.evaluate(workerClient);
     const device = await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
-    assert.deepEqual([device.status, device.backend, device.threads], ['device', 'cpu', 1], JSON.stringify(device));
+    assert.deepEqual([device.status, device.backend, device.threads, device.build], ['device', 'cpu', 1, 'main'], JSON.stringify(device));
     assert.ok(warnings.some((w) => /threads did not start/.test(w)), warnings.join('\n'));
     assert.equal((await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL)).status, 'ready');
   });
@@ -62,7 +72,7 @@ test('a page that is not isolated keeps the CPU fallback on one thread', { timeo
   await withPage(plain, async (page) => {
     await page.evaluate(workerClient);
     const device = await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
-    assert.deepEqual([device.status, device.backend, device.threads], ['device', 'cpu', 1]);
+    assert.deepEqual([device.status, device.backend, device.threads, device.build], ['device', 'cpu', 1, 'main']);
   });
 });
 
