@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # wordmask build script.
 #   ./build.sh          build the web package: wasm32 release -> wasm-bindgen -> pkg/ (and the
-#                       CPU fallback's threads module -> pkg/threads/ and pkg/threads-relaxed/)
+#                       CPU fallback's modules -> pkg/cpu-relaxed/, pkg/threads/, pkg/threads-relaxed/)
 #   ./build.sh serve    build, then serve www/ and pkg/ on http://localhost:8080, cross-origin isolated
 #   ./build.sh test     install what the tests need, run every test (native on both backends, the wasm
 #                       build, and the browser tests in Chromium)
@@ -13,6 +13,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 WASM_FEATURES="web,wgpu,cpu"
 # The CPU fallback's threads module (pkg/threads/): the CPU backend alone, built with atomics.
 THREADS_FEATURES="threads"
+# The CPU fallback alone on one thread with relaxed SIMD (pkg/cpu-relaxed/), no atomics.
+CPU_RELAXED_FEATURES="web,cpu,relaxed"
 # The crate is an rlib for native builds (a native cdylib would only cost link time); the
 # wasm build asks for a cdylib with `cargo rustc --crate-type cdylib`.
 
@@ -72,8 +74,21 @@ build_web() {
     wasm-bindgen --target web --remove-name-section --out-dir pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/wordmask.wasm"
     # No wasm-opt pass: Debian's binaryen 108 (wasm-opt -Oz) broke the module, and a current
     # one (npm binaryen 132) made it smaller but no smaller gzipped, at minutes per build.
+    build_cpu_relaxed
     build_threads
-    ls -l pkg/wordmask_bg.wasm pkg/threads/wordmask_bg.wasm pkg/threads-relaxed/wordmask_bg.wasm
+    ls -l pkg/wordmask_bg.wasm pkg/cpu-relaxed/wordmask_bg.wasm pkg/threads/wordmask_bg.wasm pkg/threads-relaxed/wordmask_bg.wasm
+}
+
+build_cpu_relaxed() {
+    # The CPU fallback alone on one thread, its matrix kernel on relaxed SIMD's fused multiply-add:
+    # what a page that is not cross-origin isolated (no threads) runs where the browser validates
+    # relaxed SIMD, instead of pkg/ (a quarter of its size; pkg/'s kernel multiplies and adds in
+    # two instructions). Same target folder as pkg/: cargo keeps both feature sets' builds.
+    say "building the CPU fallback's one-thread relaxed-SIMD module (profile wasm, features $CPU_RELAXED_FEATURES) -> pkg/cpu-relaxed/"
+    RUSTFLAGS="$WASM_RUSTFLAGS" \
+        cargo rustc --profile wasm --locked --lib --crate-type cdylib --target wasm32-unknown-unknown \
+        --no-default-features --features "$CPU_RELAXED_FEATURES"
+    wasm-bindgen --target web --remove-name-section --out-dir pkg/cpu-relaxed "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/wordmask.wasm"
 }
 
 build_threads() {

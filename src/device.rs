@@ -205,10 +205,10 @@ pub async fn webgpu(precision: Precision) -> Result<Device> {
     Ok(device)
 }
 
-/// A web build without WebGPU (the CPU fallback's `threads` module).
+/// A web build without WebGPU (the CPU fallback's modules: `threads`, `cpu-relaxed`).
 #[cfg(all(not(feature = "wgpu"), target_family = "wasm"))]
 pub async fn webgpu(_precision: Precision) -> Result<Device> {
-    Err(Error::Unsupported("this module has no WebGPU backend (it is the CPU fallback's threads module)".into()))
+    Err(Error::Unsupported("this module has no WebGPU backend (it is one of the CPU fallback's modules)".into()))
 }
 
 /// Read a tensor back to the host as `f32`, synchronously: natively, and in the web build's

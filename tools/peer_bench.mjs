@@ -9,8 +9,8 @@
 // by `peer_export.py --time`, in alternating rounds); Chromium's CPU (wordmask's wasm against
 // onnxruntime-web's `wasm` backend on 1 and on 2 threads, the page cross-origin isolated so that
 // threads are allowed: wordmask's side is its threads module in a worker, as the model worker
-// runs it in an isolated page, and once more on one thread `pkg/`, the module a page that is not
-// isolated runs); Chromium's WebGPU (wordmask against onnxruntime-web's `webgpu` backend).
+// runs it in an isolated page, and once more on one thread the module a page that is not
+// isolated runs: pkg/cpu-relaxed/ where Chromium has relaxed SIMD, else pkg/); Chromium's WebGPU (wordmask against onnxruntime-web's `webgpu` backend).
 // Each runtime's first run (module, session or model load, shader compilation) and memory are
 // taken in a browser of its own; warm times in one page that holds both sides and runs them in
 // alternation, the ratio being the median of the round-by-round ratios (this machine's speed
@@ -87,7 +87,9 @@ async function timeInPage({ specs, size, input, iters }) {
       };
       return { run, memory: loaded.memory };
     }
-    const { default: init, WordMask } = await import('/pkg/wordmask.js');
+    // WebGPU: pkg/; the CPU on one thread as a page that is not isolated runs it (www/cores.js).
+    const url = (backend === 'cpu' && (await import('/cores.js')).singleCore()) || '/pkg/wordmask.js';
+    const { default: init, WordMask } = await import(url);
     const wasm = await init();
     const wm = await WordMask.create(backend);
     if (wm.backend !== backend) throw new Error(`wordmask opened ${wm.backend}, not ${backend}`);
@@ -96,7 +98,7 @@ async function timeInPage({ specs, size, input, iters }) {
     const before = wasm.memory.buffer.byteLength;
     wm.load(config, weights, 'model.safetensors', undefined);
     // The wasm heap never shrinks: its size after loading is its peak while loading.
-    memory = { file: weights.length, heapBefore: before, heapAfter: wasm.memory.buffer.byteLength };
+    memory = { file: weights.length, heapBefore: before, heapAfter: wasm.memory.buffer.byteLength, module: new URL(url, location).pathname.replace(/^\/|wordmask\.js$/g, '') };
     return { run: async () => Array.from(await wm.embedPixels(pixels.slice(), size)), memory };
   }
   const runners = [];
@@ -176,7 +178,7 @@ async function inBrowser(names, specs, webgpu, iterations) {
 }
 
 const cpu = (threads) => ({ kind: 'wordmask', backend: 'cpu', threads });
-const cpuMain = { kind: 'wordmask', backend: 'cpu', threads: 1, main: true };
+const cpuSingle = { kind: 'wordmask', backend: 'cpu', threads: 1, main: true };
 const ortWasm = (threads) => ({ kind: 'ort', backend: 'wasm', threads });
 const gpu = { kind: 'wordmask', backend: 'webgpu', threads: 1 };
 const ortGpu = { kind: 'ort', backend: 'webgpu', threads: 1 };
@@ -187,8 +189,8 @@ for (const threads of flag('--no-cpu') ? [] : [1, 2]) {
   await inBrowser([`ort wasm ${threads}`], [ortWasm(threads)], false, 0);
   await inBrowser([ours, `ort wasm ${threads}`], [cpu(threads), ortWasm(threads)], false, iters);
   if (threads === 1) {
-    await inBrowser(['wordmask pkg'], [cpuMain], false, 0);
-    await inBrowser(['wordmask pkg', 'ort wasm 1'], [cpuMain, ortWasm(1)], false, iters);
+    await inBrowser(['wordmask single'], [cpuSingle], false, 0);
+    await inBrowser(['wordmask single', 'ort wasm 1'], [cpuSingle, ortWasm(1)], false, iters);
   }
 }
 if (!flag('--no-webgpu')) {
@@ -252,8 +254,9 @@ const paired = (where, key) => {
 };
 paired('Chromium CPU (wasm), 1 thread', 'wordmask cpu / ort wasm 1');
 paired('Chromium CPU (wasm), 2 threads', 'wordmask cpu 2 / ort wasm 2');
-paired('Chromium CPU (wasm), 1 thread, `pkg/` (page not isolated)', 'wordmask pkg / ort wasm 1');
-for (const [ours, theirs, t] of [['wordmask cpu', 'ort wasm 1', '1 thread'], ['wordmask cpu 2', 'ort wasm 2', '2 threads'], ['wordmask pkg', 'ort wasm 1', '1 thread, `pkg/`']]) {
+const single = `\`${r['wordmask single']?.memory?.module ?? 'pkg/'}\``;
+paired(`Chromium CPU (wasm), 1 thread, page not isolated: ${single}`, 'wordmask single / ort wasm 1');
+for (const [ours, theirs, t] of [['wordmask cpu', 'ort wasm 1', '1 thread'], ['wordmask cpu 2', 'ort wasm 2', '2 threads'], ['wordmask single', 'ort wasm 1', `1 thread, ${single}`]]) {
   if (r[ours] || r[theirs]) lines.push(`| Chromium CPU, ${t}, first run | ${ms(r[ours]?.first)} | ${ms(r[theirs]?.first)} | ${ratio(r[ours]?.first, r[theirs]?.first)} |`);
 }
 if (r['wordmask webgpu'] || r['ort webgpu']) {
@@ -261,7 +264,7 @@ if (r['wordmask webgpu'] || r['ort webgpu']) {
   lines.push(`| Chromium WebGPU, first run | ${ms(r['wordmask webgpu']?.first)} | ${ms(r['ort webgpu']?.first)} | ${ratio(r['wordmask webgpu']?.first, r['ort webgpu']?.first)} |`);
 }
 const mib = (b) => (b / 2 ** 20).toFixed(1);
-for (const [name, where] of [['wordmask cpu', 'CPU, threads module'], ['wordmask cpu 2', 'CPU, 2 threads'], ['wordmask pkg', 'CPU, `pkg/`'], ['wordmask webgpu', 'WebGPU']]) {
+for (const [name, where] of [['wordmask cpu', 'CPU, threads module'], ['wordmask cpu 2', 'CPU, 2 threads'], ['wordmask single', `CPU, ${single}`], ['wordmask webgpu', 'WebGPU']]) {
   const m = r[name]?.memory;
   if (m) lines.push(`| Chromium ${where}: wasm heap after loading / weight file (${mib(m.file)} MiB) | ${mib(m.heapAfter)} MiB (${mib(m.heapBefore)} before) | | ${(m.heapAfter / m.file).toFixed(2)}× the file |`);
 }

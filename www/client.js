@@ -14,7 +14,7 @@
 //
 // A words model (CLIP, GroupViT) and a Segment Anything model (engine 'sam') can be loaded at
 // once; loading another of the same kind replaces it.
-// Events: 'device' {backend, threads, precision, build ('main' for pkg/, 'threads' or 'threads-relaxed')}, 'progress' {file, loaded, total, cached?, retrying?},
+// Events: 'device' {backend, threads, precision, build ('main' for pkg/, 'cpu-relaxed', 'threads' or 'threads-relaxed')}, 'progress' {file, loaded, total, cached?, retrying?},
 // 'ready' {backend, engine, defaults, names (Open-Vocabulary SAM names its masks)}, 'restarting' {reason}, 'error' {message} (a restart failed).
 
 const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;

@@ -1,6 +1,7 @@
-// Which build of the CPU fallback's threads module this browser runs: pkg/threads-relaxed/ (its
-// matrix kernel multiplies and adds in one relaxed-SIMD instruction) where the browser validates
-// relaxed SIMD, else pkg/threads/. The model worker and the peer benchmark's worker both ask here.
+// Which builds of the CPU fallback this browser runs: pkg/threads-relaxed/ (its matrix kernel
+// multiplies and adds in one relaxed-SIMD instruction) where the browser validates relaxed SIMD,
+// else pkg/threads/; on one thread without isolation, pkg/cpu-relaxed/ where it validates relaxed
+// SIMD, else pkg/. The model worker and the peer benchmark's worker both ask here.
 
 // A module whose one function returns f32x4.relaxed_madd of three splats of 0.0.
 const splat = [0x43, 0, 0, 0, 0, 0xfd, 0x13]; // f32.const 0; f32x4.splat
@@ -15,3 +16,6 @@ export const relaxedSimd = () => WebAssembly.validate(RELAXED_PROBE);
 
 // The threads module's URL (its wasm-bindgen glue), relative to www/.
 export const threadsCore = () => new URL(relaxedSimd() ? '../pkg/threads-relaxed/wordmask.js' : '../pkg/threads/wordmask.js', import.meta.url).href;
+
+// The one-thread CPU module's URL where the browser has relaxed SIMD (else null: pkg/ runs it).
+export const singleCore = () => (relaxedSimd() ? new URL('../pkg/cpu-relaxed/wordmask.js', import.meta.url).href : null);

@@ -5,8 +5,8 @@ const SHELL_CACHE = 'wordmask-shell-v2';
 const SHELL = ['./', 'index.html', 'app.js', 'app.css', 'manifest.webmanifest', 'icon.svg', 'icon-192.png', 'icon-512.png', 'worker.js', 'cores.js', 'client.js', 'masks.js', 'point.js', 'word-mask.js', 'embed.html',
   'samples/cat.jpg', 'samples/coffee.jpg', 'samples/rocket.jpg', '../pkg/wordmask.js', '../pkg/wordmask_bg.wasm']
   .map((path) => new URL(path, self.location).href);
-// The CPU fallback's threads module (pkg/threads/ or pkg/threads-relaxed/, taken in cross-origin
-// isolated pages) is kept once it has been used.
+// The CPU fallback's own modules (pkg/cpu-relaxed/, pkg/threads/, pkg/threads-relaxed/) are kept
+// once they have been used.
 const PKG = new URL('../pkg/', self.location).href;
 
 self.addEventListener('install', (event) => {

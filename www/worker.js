@@ -9,7 +9,8 @@
 //      {id, type: 'prompt', prompt, labels, options}  Point mode: {points: [{x, y, positive}], box}
 //      {id, type: 'labels', text}                     the core's label parser (answered at once)
 //      {type: 'cancel'}                               stops a download
-// Out: {id, status: 'device', backend, threads, precision, build} | {id, status: 'ready', backend, engine, defaults}
+// Out: {id, status: 'device', backend, threads, precision, build}   build: 'main' (pkg/), 'cpu-relaxed', 'threads' or 'threads-relaxed'
+//      | {id, status: 'ready', backend, engine, defaults}
 //      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence}
 //      | {id, status: 'encoded'} | {id, status: 'mask', width, height, mask, iou, area, label?, probability?, runnerUp?}
 //      | {id, status: 'labels', labels} | {id, status: 'error', message}
@@ -18,17 +19,18 @@
 // A Segment Anything checkpoint (model_type 'sam') or an Open-Vocabulary SAM one ('ovsam', which
 // names its own masks: `names: true`) loads beside the words model: engine 'sam'.
 
-import { threadsCore } from './cores.js';
+import { singleCore, threadsCore } from './cores.js';
 
-// Two builds of the core: pkg/ (WebGPU, and the CPU fallback on one thread) and the threads
-// module (the CPU fallback alone, its kernels spread over a pool of Web Workers that share its
-// memory: pkg/threads-relaxed/ where the browser has relaxed SIMD, else pkg/threads/, see
-// cores.js). The threads module needs a cross-origin isolated page (SharedArrayBuffer), so it is
-// taken only there, for the CPU backend, on as many threads as asked, one included (its
-// relaxed-SIMD build is the faster one where the browser has it); anything that stops it from
-// starting falls back to pkg/ on one thread. `threads` null: pkg/.
-async function loadCore(threads) {
-  if (threads) {
+// Builds of the core: pkg/ (WebGPU, and the CPU fallback on one thread), and the CPU fallback
+// alone in two more (see cores.js): the threads module, its kernels spread over a pool of Web
+// Workers that share its memory (pkg/threads-relaxed/ where the browser has relaxed SIMD, else
+// pkg/threads/), and pkg/cpu-relaxed/ on one thread (a quarter of pkg/'s size, its matrix kernel
+// on relaxed SIMD's fused multiply-add). The threads module needs a cross-origin isolated page
+// (SharedArrayBuffer): it is taken there whenever the CPU runs the model, on as many threads as
+// asked, one included; elsewhere pkg/cpu-relaxed/ where the browser has relaxed SIMD. Anything
+// that stops one from starting falls back to the next: threads, cpu-relaxed, pkg/.
+async function loadCore({ cpu, threads }) {
+  if (cpu && threads) {
     try {
       const url = threadsCore();
       const core = await import(url);
@@ -40,6 +42,15 @@ async function loadCore(threads) {
       return { ...core, wasm, build: /threads-relaxed/.test(url) ? 'threads-relaxed' : 'threads' };
     } catch (e) {
       console.warn(`the CPU fallback's threads did not start (${e?.message ?? e}); using one thread`);
+    }
+  }
+  const single = cpu && singleCore();
+  if (single) {
+    try {
+      const core = await import(single);
+      return { ...core, wasm: await core.default(), build: 'cpu-relaxed' };
+    } catch (e) {
+      console.warn(`the CPU fallback's relaxed-SIMD module did not load (${e?.message ?? e}); using pkg/`);
     }
   }
   const core = await import('../pkg/wordmask.js');
@@ -63,12 +74,12 @@ let core = null;
 let choosing = null;
 let labelsCore = null; // a single-threaded module for label parsing before any `init`
 
-// The module for `init`'s backend and threads: the threads module wherever the page is isolated
-// and the CPU will run the model (asked for, or no WebGPU adapter), else pkg/.
+// The module for `init`'s backend and threads: pkg/ where WebGPU will run the model; for the CPU
+// (asked for, or no WebGPU adapter) the threads module where the page is isolated, else the
+// one-thread CPU module.
 async function chooseCore({ backend, threads: asked }) {
-  if (!self.crossOriginIsolated) return loadCore(null);
-  const gpu = backend !== 'cpu' && (await navigator.gpu?.requestAdapter().catch(() => null));
-  return loadCore(gpu ? null : threadsHere(asked));
+  const cpu = backend === 'cpu' || !(await navigator.gpu?.requestAdapter().catch(() => null));
+  return loadCore({ cpu, threads: self.crossOriginIsolated ? threadsHere(asked) : 0 });
 }
 
 // The GPU device wgpu opens, seen from here: when it is lost (a driver reset, the GPU process

@@ -1,7 +1,8 @@
 // The CPU fallback's threads module (pkg/threads/, and pkg/threads-relaxed/ where the browser has
 // relaxed SIMD): in a cross-origin isolated page the worker takes it for the CPU backend, spreads
 // the kernels over a pool of Web Workers and still segments the colour scene; where the page is
-// not isolated, or the pool cannot start, it stays on one thread. Each build's image embedding,
+// not isolated, or the pool cannot start, it stays on one thread, on pkg/cpu-relaxed/ (pkg/ where
+// that cannot load). Each build's image embedding,
 // at a size where the products and attention are cut into bands of rows, is the single-threaded
 // module's (to float rounding: sums split into bands, and the relaxed build's fused
 // multiply-adds round once).
@@ -62,21 +63,35 @@ test('where the thread pool cannot start, the CPU fallback runs on one thread', 
     page.on('console', (m) => m.type() === 'warning' && warnings.push(m.text()));
     await page.evaluate(workerClient);
     const device = await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
-    assert.deepEqual([device.status, device.backend, device.threads, device.build], ['device', 'cpu', 1, 'main'], JSON.stringify(device));
+    assert.deepEqual([device.status, device.backend, device.threads, device.build], ['device', 'cpu', 1, 'cpu-relaxed'], JSON.stringify(device));
     assert.ok(warnings.some((w) => /threads did not start/.test(w)), warnings.join('\n'));
     assert.equal((await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL)).status, 'ready');
   });
 });
 
-test('a page that is not isolated keeps the CPU fallback on one thread', { timeout: 300_000 }, async () => {
+test('a page that is not isolated keeps the CPU fallback on one thread, on its relaxed-SIMD module', { timeout: 300_000 }, async () => {
   await withPage(plain, async (page) => {
     await page.evaluate(workerClient);
     const device = await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
-    assert.deepEqual([device.status, device.backend, device.threads, device.build], ['device', 'cpu', 1, 'main']);
+    assert.deepEqual([device.status, device.backend, device.threads, device.build], ['device', 'cpu', 1, 'cpu-relaxed']);
+    assert.equal((await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL)).status, 'ready');
   });
 });
 
-test('both builds of the threads module embed an image as the single-threaded one does', { timeout: 300_000 }, async () => {
+test('where the relaxed-SIMD module cannot load, the CPU fallback runs pkg/', { timeout: 300_000 }, async () => {
+  await withPage(plain, async (page) => {
+    await page.context().route(/\/pkg\/cpu-relaxed\//, (route) => route.fulfill({ status: 404, body: 'gone' }));
+    const warnings = [];
+    page.on('console', (m) => m.type() === 'warning' && warnings.push(m.text()));
+    await page.evaluate(workerClient);
+    const device = await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
+    assert.deepEqual([device.status, device.backend, device.threads, device.build], ['device', 'cpu', 1, 'main'], JSON.stringify(device));
+    assert.ok(warnings.some((w) => /relaxed-SIMD module did not load/.test(w)), warnings.join('\n'));
+    assert.equal((await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL)).status, 'ready');
+  });
+});
+
+test('every CPU build (threads, threads-relaxed, cpu-relaxed) embeds an image as pkg/ does', { timeout: 300_000 }, async () => {
   await withPage(isolated, async (page) => {
     const got = await page.evaluate(async () => {
       // 160 x 160 pixels, 401 tokens of the tiny CLIP (positions interpolated): every product
@@ -91,6 +106,12 @@ test('both builds of the threads module embed an image as the single-threaded on
       wm.load(config, new Uint8Array(weights), 'model.safetensors', undefined);
       const single = Array.from(await wm.embedPixels(pixels.slice(), size));
       const builds = {};
+      // The one-thread relaxed-SIMD module, in the page.
+      const relaxed = await import('/pkg/cpu-relaxed/wordmask.js');
+      await relaxed.default();
+      const wr = await relaxed.WordMask.create('cpu');
+      wr.load(config, new Uint8Array(weights), 'model.safetensors', undefined);
+      builds['cpu-relaxed'] = { loaded: { threads: relaxed.threads() }, threaded: Array.from(await wr.embedPixels(pixels.slice(), size)) };
       // The build the worker takes here (unset `core`), and each build by name.
       for (const core of [undefined, '/pkg/threads/wordmask.js', '/pkg/threads-relaxed/wordmask.js']) {
         const worker = new Worker('/bench/peer_bench_worker.js', { type: 'module' });
@@ -107,7 +128,7 @@ test('both builds of the threads module embed an image as the single-threaded on
     // Chromium has relaxed SIMD: the worker takes the build that uses it.
     assert.match(got.builds.default.loaded.core ?? '', /\/pkg\/threads-relaxed\/wordmask\.js$/, JSON.stringify(got.builds.default.loaded));
     for (const [name, { loaded, threaded }] of Object.entries(got.builds)) {
-      assert.equal(loaded.threads, 2, `${name}: ${JSON.stringify(loaded)}`);
+      assert.equal(loaded.threads, name === 'cpu-relaxed' ? 1 : 2, `${name}: ${JSON.stringify(loaded)}`);
       assert.ok(Array.isArray(threaded), `${name}: ${JSON.stringify(threaded)}`);
       assert.equal(threaded.length, got.single.length, name);
       threaded.forEach((v, i) => assert.ok(Math.abs(v - got.single[i]) <= 1e-5 * scale, `${name} value ${i}: ${v} threaded, ${got.single[i]} on one thread`));
