@@ -4,11 +4,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{EMBED_TOL, Reference, Scene, all_close, fixtures, read_npy};
-
-fn wordmask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wordmask")).args(args).output().expect("run wordmask")
-}
+use common::{EMBED_TOL, Reference, Scene, all_close, fixtures, floats, json, read_npy, wordmask};
 
 /// `wordmask segment --model MODEL --image IMAGE ARGS... --backend cpu`.
 fn segment(model: &str, image: &str, args: &[&str]) -> Output {
@@ -16,15 +12,6 @@ fn segment(model: &str, image: &str, args: &[&str]) -> Output {
     all.extend_from_slice(args);
     all.extend(["--backend", "cpu"]);
     wordmask(&all)
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
 #[test]

@@ -6,25 +6,15 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-use common::{Reference, Scene, all_close, fixtures};
-
-fn wordmask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wordmask")).args(args).output().expect("run wordmask")
-}
+use common::{Reference, Scene, all_close, fixtures, floats, json, ok, wordmask};
 
 fn skip() -> bool {
     std::env::var("WORDMASK_SKIP_WGPU").as_deref() == Ok("1")
 }
 
-fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+/// The share of equal values in two label maps (or masks) of one size.
+fn agreement(a: &[u8], b: &[u8]) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
 }
 
 /// `--precision f16` on the GPU: text and image embeddings within 1e-2 of transformers' f32
@@ -41,7 +31,7 @@ fn f16_embeddings_stay_within_1e_2_of_the_reference() {
     for t in &texts {
         args.extend(["--text", t.as_str()]);
     }
-    let out: serde_json::Value = serde_json::from_slice(&ok(wordmask(&args)).stdout).unwrap();
+    let out = json(&wordmask(&args));
     let ours: Vec<f32> = out["embeddings"].as_array().unwrap().iter().flat_map(floats).collect();
     let reference = Reference::load(name);
     let want = reference.get("text_embeds").0;
@@ -50,9 +40,7 @@ fn f16_embeddings_stay_within_1e_2_of_the_reference() {
 
     let image = fixtures().join("images/shapes_50x90.png");
     let args = ["embed-image", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap()];
-    let out: serde_json::Value =
-        serde_json::from_slice(&ok(wordmask(&[&args[..], &["--backend", "wgpu", "--precision", "f16", "--json"]].concat())).stdout)
-            .unwrap();
+    let out = json(&wordmask(&[&args[..], &["--backend", "wgpu", "--precision", "f16", "--json"]].concat()));
     let ours = floats(&out["embedding"]);
     let want = reference.get("crop.shapes_50x90.image_embeds").0;
     all_close("f16 image embedding", &ours, &want, 1e-2, true).unwrap();
@@ -92,11 +80,11 @@ fn f16_label_maps_agree_with_f32_on_every_engine() {
             let mut args = vec!["segment", "--model", path.to_str().unwrap(), "--image", image.to_str().unwrap()];
             args.extend(["--labels", labels, "--out", png.to_str().unwrap(), "--backend", backend, "--precision", precision]);
             args.extend_from_slice(extra);
-            ok(wordmask(&args));
+            ok(&wordmask(&args));
             image::open(&png).unwrap().to_luma8().into_raw()
         };
         let (full, half) = (map("cpu", "f32"), map("wgpu", "f16"));
-        let agree = full.iter().zip(&half).filter(|(a, b)| a == b).count() as f64 / full.len() as f64;
+        let agree = agreement(&full, &half);
         assert!(agree >= 0.99, "{model}: f16 label map agrees with f32 on {agree:.4} of the pixels");
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -123,11 +111,11 @@ fn f16_point_masks_agree_with_f32() {
             let labels = scene.labels.join(", ");
             let rest = ["--out", out.to_str().unwrap(), "--labels", &labels, "--clip", clip.to_str().unwrap()];
             let run = ["--templates", "single", "--backend", backend, "--precision", precision, "--json"];
-            let summary: serde_json::Value = serde_json::from_slice(&ok(wordmask(&[&args[..], &rest, &run].concat())).stdout).unwrap();
+            let summary = json(&wordmask(&[&args[..], &rest, &run].concat()));
             (image::open(&out).unwrap().to_luma8().into_raw(), summary["label"].clone())
         };
         let ((full, full_label), (half, half_label)) = (click("cpu", "f32"), click("wgpu", "f16"));
-        let agree = full.iter().zip(&half).filter(|(a, b)| a == b).count() as f64 / full.len() as f64;
+        let agree = agreement(&full, &half);
         assert!(agree >= 0.99, "click at {probe}: f16 mask agrees with f32 on {agree:.4} of the pixels");
         assert_eq!(half_label, full_label, "click at {probe}");
     }
@@ -143,8 +131,8 @@ fn f16_is_named_where_used_and_refused_on_the_cpu() {
     let model = fixtures().join("clip-p16-quickgelu");
     let args = ["bench", "--model", model.to_str().unwrap(), "--iters", "1", "--backend", "wgpu"];
     for precision in ["f16", "f32"] {
-        let out = ok(wordmask(&[&args[..], &["--precision", precision]].concat()));
-        let text = String::from_utf8_lossy(&out.stdout);
+        let out = wordmask(&[&args[..], &["--precision", precision]].concat());
+        let text = String::from_utf8_lossy(&ok(&out).stdout);
         assert!(text.contains(&format!("backend wgpu ({precision})")), "{text}");
     }
     let out = wordmask(&["embed-text", "--model", model.to_str().unwrap(), "--backend", "cpu", "--precision", "f16", "--text", "x"]);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use burn::tensor::Device;
 use wordmask::Backend;
@@ -20,6 +21,27 @@ pub const IMAGES: [&str; 3] = ["gradient_80x64", "shapes_50x90", "noise_75x75"];
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The `wordmask` command, run with `args`.
+pub fn wordmask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wordmask")).args(args).output().expect("run wordmask")
+}
+
+/// A run of the command that must have succeeded (its stderr in the failure).
+pub fn ok(out: &Output) -> &Output {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// A successful run's JSON output.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&ok(out).stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A JSON array of numbers.
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
 /// A fresh scratch directory for one test (removed by the test when it passes).
