@@ -25,6 +25,21 @@ export async function launch({ webgpu, extraArgs = [] }) {
   });
 }
 
+// A page of `origin` in a browser of its own, handed to `run`; the page must raise no error.
+export async function withPage(origin, { webgpu }, run) {
+  const browser = await launch({ webgpu });
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${origin}/`);
+    await run(page);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+}
+
 // Runs in the page: a client of the page's worker (www/client.js) as `window.client`, and
 // `ask(request)`, which answers as the worker's protocol does: `{status: 'device' | 'ready' |
 // 'result', ...}` or `{status: 'error', message}`.

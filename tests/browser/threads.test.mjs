@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { serve } from '../../tools/serve.mjs';
-import { SCENE_MODEL as MODEL, launch, segmentSceneInWorker, workerClient } from './harness.mjs';
+import { SCENE_MODEL as MODEL, segmentSceneInWorker, withPage as withPageOf, workerClient } from './harness.mjs';
 
 const mounts = { '/tests/fixtures/': 'tests/fixtures', '/peer/': 'tests/fixtures/peer-tiny', '/bench/': 'tools' };
 
@@ -24,19 +24,7 @@ after(() => {
 });
 const origin = (server) => `http://127.0.0.1:${server.address().port}`;
 
-async function withPage(server, run) {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${origin(server)}/`);
-    await run(page);
-    assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
-}
+const withPage = (server, run) => withPageOf(origin(server), { webgpu: false }, run);
 
 test('an isolated page runs the CPU fallback on threads and segments the scene', { timeout: 300_000 }, async () => {
   const { device, isolated: pageIsolated, cores } = await segmentSceneInWorker(origin(isolated), { webgpu: false, backend: 'cpu' });

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { SCENE_MODEL as MODEL, launch, segmentSceneInWorker, startServer, workerClient } from './harness.mjs';
+import { SCENE_MODEL as MODEL, launch, segmentSceneInWorker, startServer, withPage, workerClient } from './harness.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
@@ -18,17 +18,12 @@ test('WebGPU (SwiftShader) segments the colour scene, in f32 (the adapter has no
 });
 
 test('f16 compute asked of an adapter without shader-f16 is refused, not quietly moved to the CPU', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: true });
-  try {
-    const page = await browser.newPage();
-    await page.goto(`${server.url}/`);
+  await withPage(server.url, { webgpu: true }, async (page) => {
     await page.evaluate(workerClient);
     const refused = await page.evaluate(() => ask({ type: 'init', backend: 'webgpu', precision: 'f16' }));
     assert.equal(refused.status, 'error', JSON.stringify(refused));
     assert.match(refused.message, /cannot compute in f16 \(it lacks shader-f16\)/);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('without WebGPU the CPU backend takes over and still segments', { timeout: 300_000 }, async () => {
