@@ -1,5 +1,5 @@
 //! What each fuzz target does with its input, shared with the stable regression test
-//! (`tests/fuzz_regressions.rs` runs every file under `fuzz/regressions/<target>/` through the
+//! (`tests/native/fuzz_regressions.rs` runs every file under `fuzz/regressions/<target>/` through the
 //! same function). Each function may return early on input the project refuses; it must never
 //! panic, hang or allocate without bound, and what it accepts must hold its invariants.
 #![allow(dead_code)]

@@ -3,7 +3,7 @@
 //! keeping the end token. The BPE itself is `instant-clip-tokenizer`, over the 48,894 merges
 //! of OpenAI's vocabulary in `tools/clip_tokenizer/merges.txt` (the merges CLIP uses; the
 //! crate's own bundled file is the whole 262 k-line list, 2.7 MB more in the page's module);
-//! `tests/tokenizer.rs` checks its ids against transformers on 1,000+ strings.
+//! `tests/native/tokenizer.rs` checks its ids against transformers on 1,000+ strings.
 
 use instant_clip_tokenizer::Token;
 

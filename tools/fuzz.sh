@@ -4,7 +4,7 @@
 # Targets: safetensors torch_checkpoint config labels tokenizer (all when none is named).
 # Each runs SECONDS (default 600) from fuzz/seeds/<target>, growing fuzz/corpus/<target>;
 # a crash lands in fuzz/artifacts/<target>/. Copy it to fuzz/regressions/<target>/ with the fix:
-# `cargo test --release --test fuzz_regressions` replays seeds and regressions on stable.
+# `cargo test --release --test native fuzz_regressions` replays seeds and regressions on stable.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 targets=()

@@ -2,7 +2,7 @@
 # tests/fixtures/semantic-colours-fusioner: a Fusioner head trained by `wordmask train fusioner`
 # on tests/fixtures/colour-segmentation's train split, with the hand-built colour CLIP
 # (tests/fixtures/semantic-colours) as the frozen backbone, stored as f16. The browser tests
-# segment the dataset's held-out images with it; tests/train.rs runs the same training from
+# segment the dataset's held-out images with it; tests/native/train.rs runs the same training from
 # scratch and checks the held-out mIoU.
 #
 #     cargo build --release && tools/make_colour_fusioner.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference fixtures for wordmask's Segment Anything parity tests (tests/parity_sam.rs).
+"""Reference fixtures for wordmask's Segment Anything parity tests (tests/native/parity_sam.rs).
 
 Builds random-weight `SamModel`s with transformers (the key layout of the hub checkpoints
 `facebook/sam-vit-*` and `nielsr/slimsam-*`), with every parameter re-randomised (transformers

@@ -4,7 +4,7 @@
 //! Mesa's llvmpipe, which has `shader-f16`; set WORDMASK_SKIP_WGPU=1 to skip these tests where
 //! there is no wgpu device at all.
 
-mod common;
+use crate::common;
 
 use common::{Reference, Scene, all_close, fixtures, floats, json, ok, wordmask};
 

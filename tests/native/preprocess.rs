@@ -1,7 +1,7 @@
 //! Image preprocessing against transformers `CLIPImageProcessor` (PIL backend) on the fixture
 //! images, with and without the centre crop.
 
-mod common;
+use crate::common;
 
 use common::{IMAGES, MODELS, Reference, all_close, image};
 use wordmask::preprocess::Preprocessor;

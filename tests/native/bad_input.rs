@@ -2,7 +2,7 @@
 //! command run, and every quoted piece of the row's second cell (split at "...") must be on
 //! stderr, with a non-zero exit. A row without a case here, or a case without a row, fails.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! GroupViT repository's segmentation) on the random-weight fixtures of tools/make_fixtures.py,
 //! loaded through the same byte loader users get, on every backend.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{EMBED_TOL, Reference, all_close, backends, fixtures, image, load_model};

@@ -5,7 +5,7 @@
 //! a point with a box, a mask prompt), decoder masks and IoU scores, and the masks at the
 //! image's own size.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, Tensor};
 use common::{Reference, all_close, backends, fixtures, image, read, weights_file};

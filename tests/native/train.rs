@@ -5,7 +5,7 @@
 //! at least 0.9. Also: resuming goes on where the state says, and bad arguments are refused
 //! with the reason.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

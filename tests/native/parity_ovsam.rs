@@ -8,7 +8,7 @@
 //! mask — for one click, three clicks and a box, and for the naming stage alone on an empty, a
 //! one-pixel and an all-positive mask.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{Reference, all_close, backends, fixtures, read};

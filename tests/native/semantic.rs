@@ -4,7 +4,7 @@
 //! every engine. Catches
 //! flipped axes, swapped channels, off-by-one stitching and label-index mix-ups.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

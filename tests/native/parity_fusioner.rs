@@ -7,7 +7,7 @@
 //!   Adam for the decoder) from the same weights in the same batch order: each step's loss and
 //!   every final weight.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

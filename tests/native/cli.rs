@@ -1,6 +1,6 @@
 //! The `wordmask` command as a user runs it, against the fixtures' reference outputs.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

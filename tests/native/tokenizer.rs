@@ -1,7 +1,7 @@
 //! The tokenizer gives exactly transformers `CLIPTokenizer`'s ids on the committed cases
 //! (tests/fixtures/tokenizer/cases.jsonl, written by tools/make_fixtures.py).
 
-mod common;
+use crate::common;
 
 use wordmask::tokenizer::Tokenizer;
 

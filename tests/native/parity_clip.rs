@@ -1,7 +1,7 @@
 //! CLIP parity with transformers `CLIPModel` on the random-weight fixtures of
 //! tools/make_fixtures.py, loaded through the same byte loader users get, on every backend.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Tensor, TensorData};
 use common::{

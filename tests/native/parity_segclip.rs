@@ -4,7 +4,7 @@
 //! pixels, and per window the patch tokens after the first stage, the centre assignments, the
 //! image and group embeddings and the window's scores; then the final label map.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Tensor, TensorData};
 use common::{EMBED_TOL, Reference, all_close, backends, fixtures, read};

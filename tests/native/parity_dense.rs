@@ -2,7 +2,7 @@
 //! every last-block variant, on a non-square image whose size is not a multiple of the stride,
 //! on every backend.
 
-mod common;
+use crate::common;
 
 use common::{EMBED_TOL, Reference, all_close, backends, fixtures, image, load_model, read};
 use wordmask::clip::ClipModel;

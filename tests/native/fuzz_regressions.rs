@@ -2,7 +2,7 @@
 //! fuzzer once crashed on (`fuzz/regressions/<target>/`) goes through the same check as under
 //! `cargo fuzz run` (fuzz/checks.rs). A crash found later is added to `regressions/` with the fix.
 
-#[path = "../fuzz/checks.rs"]
+#[path = "../../fuzz/checks.rs"]
 mod checks;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

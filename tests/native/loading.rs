@@ -1,6 +1,6 @@
 //! Broken, truncated and mismatched checkpoints give errors that name the problem.
 
-mod common;
+use crate::common;
 
 use common::{fixtures, read, weights_file};
 use wordmask::Error;

@@ -1,0 +1,25 @@
+//! The native tests, in one test binary: each file is a module (the parity tests, the CLI, the
+//! README's bad-input table, training, ...), so the burn and wgpu code is linked once rather
+//! than once per file, and the modules' tests share one pool of test threads.
+//!
+//! `cargo test --release --test native` runs them all; a module's name filters, e.g.
+//! `cargo test --release --test native parity_sam::`.
+
+mod common;
+
+mod bad_input;
+mod cli;
+mod f16;
+mod fuzz_regressions;
+mod loading;
+mod parity_clip;
+mod parity_dense;
+mod parity_fusioner;
+mod parity_groupvit;
+mod parity_ovsam;
+mod parity_sam;
+mod parity_segclip;
+mod preprocess;
+mod semantic;
+mod tokenizer;
+mod train;
