@@ -8,9 +8,9 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{fixtures, scratch};
+use common::{fixtures, json, ok, scratch, wordmask};
 
 /// The head and schedule of the test (tools/make_colour_fusioner.sh trains the browser tests'
 /// fixture with the same head, 40 epochs at 5e-3).
@@ -18,15 +18,6 @@ const EPOCHS: usize = 25;
 const VIEWS: &str = "4";
 const HEAD: [&str; 6] = ["--width", "16", "--layers", "2", "--heads", "4"];
 const RATES: [&str; 4] = ["--fusion-lr", "8e-3", "--decoder-lr", "8e-3"];
-
-fn wordmask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wordmask")).args(args).output().expect("run wordmask")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
 
 /// `train fusioner` on the colour dataset with the colour CLIP and a small head.
 fn train(out: &Path, extra: &[&str]) -> Output {
@@ -68,7 +59,7 @@ fn train_on(encoders: &[&str], out: &Path, extra: &[&str]) -> Output {
 fn miou(model: &Path) -> f64 {
     let data = fixtures().join("colour-segmentation");
     let classes = data.join("classes.txt");
-    let out = ok(wordmask(&[
+    let out = json(&wordmask(&[
         "eval",
         "--model",
         model.to_str().unwrap(),
@@ -82,8 +73,7 @@ fn miou(model: &Path) -> f64 {
         "cpu",
         "--json",
     ]));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    json["miou"].as_f64().unwrap()
+    out["miou"].as_f64().unwrap()
 }
 
 #[test]
@@ -91,12 +81,13 @@ fn training_takes_held_out_miou_from_chance_to_090() {
     let dir = scratch("train-fusioner");
     // The untrained head: one epoch at learning rate 0 writes the initial weights.
     let untrained = dir.join("untrained");
-    ok(train(&untrained, &["--epochs", "1", "--fusion-lr", "0", "--decoder-lr", "0", "--views", "0"]));
+    ok(&train(&untrained, &["--epochs", "1", "--fusion-lr", "0", "--decoder-lr", "0", "--views", "0"]));
     let before = miou(&untrained);
 
     let trained = dir.join("trained");
     let epochs = EPOCHS.to_string();
-    let out = ok(train(&trained, &[&["--epochs", &epochs, "--views", VIEWS][..], &RATES].concat()));
+    let out = train(&trained, &[&["--epochs", &epochs, "--views", VIEWS][..], &RATES].concat());
+    ok(&out);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("caching frozen features") && log.contains("loss"), "progress is shown: {log}");
     let after = miou(&trained);
@@ -111,7 +102,8 @@ fn training_takes_held_out_miou_from_chance_to_090() {
     };
     assert_eq!(state(&trained)["epochs_done"], serde_json::json!(EPOCHS));
     let more = (EPOCHS + 1).to_string();
-    let out = ok(train(&trained, &[&["--epochs", &more, "--views", VIEWS, "--resume"][..], &RATES].concat()));
+    let out = train(&trained, &[&["--epochs", &more, "--views", VIEWS, "--resume"][..], &RATES].concat());
+    ok(&out);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("found in the cache"), "{log}");
     let resumed = state(&trained);
@@ -158,7 +150,7 @@ fn a_vit_backbone_trains_with_a_clip_text_tower() {
     let vit = fixtures().join("fusioner-dino-tiny/vit");
     let text = fixtures().join("semantic-colours");
     let out = dir.join("vit-head");
-    ok(train_on(
+    ok(&train_on(
         &["--backbone", vit.to_str().unwrap(), "--text", text.to_str().unwrap()],
         &out,
         &["--epochs", "1", "--views", "0"],
