@@ -30,10 +30,16 @@ const flag = (name) => args.includes(name);
 const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const dir = args.find((a, i) => !a.startsWith('--') && !['--iters', '--rounds', '--wordmask'].includes(args[i - 1]));
 if (!dir || !existsSync(resolve(dir, 'peer.json'))) {
-  console.error('usage: node tools/peer_bench.mjs DIR [--iters 10] [--rounds 3] [--no-webgpu] [--no-native] [--smoke] [--wordmask PATH]\n(DIR written by tools/peer_export.py)');
+  console.error('usage: node tools/peer_bench.mjs DIR [--iters 10] [--rounds 3] [--no-cpu] [--no-webgpu] [--no-native] [--smoke] [--wordmask PATH]\n(DIR written by tools/peer_export.py)');
   process.exit(2);
 }
 const smoke = flag('--smoke');
+// The native rows run the release binary: say so before minutes in the browser, not after.
+const nativeBin = option('--wordmask', resolve(process.env.CARGO_TARGET_DIR || 'target', 'release', 'wordmask'));
+if (!flag('--no-native') && !smoke && !existsSync(nativeBin)) {
+  console.error(`no wordmask binary at ${nativeBin}: run cargo build --release (with the same CARGO_TARGET_DIR), or pass --wordmask PATH or --no-native`);
+  process.exit(2);
+}
 const iters = smoke ? 1 : Number(option('--iters', 10));
 const peer = JSON.parse(readFileSync(resolve(dir, 'peer.json')));
 const size = peer.image_size;
@@ -206,14 +212,12 @@ server.close();
 // Python's stack the peers' times recorded in DIR/peer.json at export stand in.
 let native = null;
 if (!flag('--no-native') && !smoke) {
-  const target = process.env.CARGO_TARGET_DIR || 'target';
-  const bin = option('--wordmask', resolve(target, 'release', 'wordmask'));
   const rounds = Number(option('--rounds', 3));
   const median = (v) => quantiles(v).median;
   const ours = [];
   const theirs = { torch: [], onnxruntime: [] };
   for (let i = 0; i < rounds; i++) {
-    const table = execFileSync(bin, ['bench', '--model', resolve(dir, 'model'), '--size', String(size), '--iters', String(iters), '--backend', 'cpu'], { encoding: 'utf8' });
+    const table = execFileSync(nativeBin, ['bench', '--model', resolve(dir, 'model'), '--size', String(size), '--iters', String(iters), '--backend', 'cpu'], { encoding: 'utf8' });
     const row = table.split('\n').find((l) => l.includes('image encoder'));
     ours.push(Number(row.split('|').map((c) => c.trim()).filter(Boolean)[1]));
     let timed = null;
