@@ -35,8 +35,9 @@ if (!dir || !existsSync(resolve(dir, 'peer.json'))) {
 }
 const smoke = flag('--smoke');
 // The native rows run the release binary: say so before minutes in the browser, not after.
+const nativeRows = !flag('--no-native') && !smoke;
 const nativeBin = option('--wordmask', resolve(process.env.CARGO_TARGET_DIR || 'target', 'release', 'wordmask'));
-if (!flag('--no-native') && !smoke && !existsSync(nativeBin)) {
+if (nativeRows && !existsSync(nativeBin)) {
   console.error(`no wordmask binary at ${nativeBin}: run cargo build --release (with the same CARGO_TARGET_DIR), or pass --wordmask PATH or --no-native`);
   process.exit(2);
 }
@@ -211,7 +212,7 @@ server.close();
 // `--rounds` rounds; each ratio is the median of the per-round ratios of medians. Without
 // Python's stack the peers' times recorded in DIR/peer.json at export stand in.
 let native = null;
-if (!flag('--no-native') && !smoke) {
+if (nativeRows) {
   const rounds = Number(option('--rounds', 3));
   const median = (v) => quantiles(v).median;
   const ours = [];
