@@ -53,9 +53,9 @@ pub fn config(data: &[u8]) {
         let Ok(model) = PromptModel::from_bytes(config, SAM_WEIGHTS, "model.safetensors", preprocessor, &device) else {
             return;
         };
-        let Ok(encoded) = model.encode(&image) else { return };
+        let Ok(encoded) = wordmask::block_on(model.encode(&image)) else { return };
         let prompt = Prompt { points: vec![Click { x: 3.0, y: 4.0, positive: true }], bbox: None };
-        if let Ok(mask) = model.segment(&encoded, &prompt) {
+        if let Ok(mask) = wordmask::block_on(model.segment(&encoded, &prompt)) {
             assert_eq!(mask.mask.len(), 20 * 14, "a mask of the image's size");
         }
         return;
@@ -70,7 +70,9 @@ pub fn config(data: &[u8]) {
     // Small, except for SegCLIP, whose windows are its input size.
     let short_side = if kind == "segclip" { 224 } else { 32 };
     let settings = Settings { short_side: Some(short_side), ..Settings::default() };
-    if let Ok(result) = wordmask::segment::segment(&model, &image, &labels, &settings, &mut EmbeddingCache::default()) {
+    let mut cache = EmbeddingCache::default();
+    let segmented = wordmask::segment::segment(&model, &image, &labels, &settings, &mut cache);
+    if let Ok(result) = wordmask::block_on(segmented).map(|s| s.segmentation) {
         assert_eq!(result.label_map.len(), 20 * 14, "a label map of the image's size");
     }
 }

@@ -199,8 +199,10 @@ fn wgpu_native(_precision: Precision) -> Result<Device> {
 /// not).
 #[cfg(all(feature = "wgpu", target_family = "wasm"))]
 pub async fn webgpu(precision: Precision) -> Result<Device> {
-    let mut device =
-        Device::wgpu_options().init_async().await.map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))?;
+    let mut device = Device::wgpu_options()
+        .init_async()
+        .await
+        .map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))?;
     configure(&mut device, precision, true)?;
     Ok(device)
 }
@@ -211,22 +213,38 @@ pub async fn webgpu(_precision: Precision) -> Result<Device> {
     Err(Error::Unsupported("this module has no WebGPU backend (it is one of the CPU fallback's modules)".into()))
 }
 
-/// Read a tensor back to the host as `f32`, synchronously: natively, and in the web build's
-/// `threads` module, whose one backend (the CPU) reads back at once.
-#[cfg(any(not(target_family = "wasm"), feature = "threads"))]
-pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Device(format!("reading a result back failed: {e:?}")))
-}
-
-/// Read a tensor back to the host as `f32` (browser and native).
-pub async fn to_vec_async<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+/// Read a tensor back to the host as `f32`: the one way results leave the device. In the
+/// browser it waits without blocking the page; natively (and in the CPU-only web modules)
+/// [`block_on`] drives it.
+pub async fn read<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
     t.into_data_async()
         .await
         .map_err(|e| Error::Device(format!("reading a result back failed: {e:?}")))?
         .convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| Error::Device(format!("reading a result back failed: {e:?}")))
+}
+
+/// Wait until `t` has been computed, reading back one value of it: where a stage ends, so that
+/// its time is its own (the GPU backends queue work and run it later).
+pub async fn settle<const D: usize>(t: &burn::tensor::Tensor<D>) -> Result<()> {
+    if t.shape().num_elements() == 0 {
+        return Ok(());
+    }
+    read(t.clone().slice(std::array::from_fn::<_, D, _>(|_| 0..1))).await.map(drop)
+}
+
+/// Run one of the core's async calls to its end on this thread. Natively this blocks; in a web
+/// build it succeeds where the work completes at once (the CPU backend, whose reads are
+/// immediate: the threads module runs the core this way on a pool thread), and says so
+/// otherwise instead of panicking.
+pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+    burn::tensor::try_read_sync(future).unwrap_or_else(|| {
+        Err(Error::Device("this result is not ready without waiting: on WebGPU use the async call".into()))
+    })
+}
+
+/// [`read`], driven to its end by [`block_on`] (native code, tests and training).
+pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    block_on(read(t))
 }

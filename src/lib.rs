@@ -1,16 +1,26 @@
 //! wordmask: open-vocabulary semantic segmentation that runs in a web page (WebGPU through
-//! wgpu) and natively. This crate is the core, in layers that only import downwards (the
-//! README's "How it is built" lists them; `tools/check_layers.py` enforces the order):
+//! wgpu) and natively. This crate is the core, in layers that only import downwards
+//! (docs/architecture.md lists them; `tools/check_layers.py` enforces the order):
 //!
-//! - `segment`: the engine layer, with the one entry [`segment::segment`];
-//! - `clip`, `groupvit`: the networks;
+//! - `segment`: the engine layer, with the one entry [`segment::segment`] for words and the
+//!   prompt engines' [`segment::point::PromptSession`] for clicks;
+//! - `clip`, `groupvit`, `segclip`, `sam`, `ovsam`, `fusioner`, `vit`: the networks;
 //! - `network`: what every network offers the engines;
-//! - `nn`: the shared layers;
+//! - `nn`: the shared layers and their kernels;
 //! - `loader`, `checkpoint`, `preprocess`, `tokenizer`, `labels`, `metrics`, `device`,
-//!   `error`: loading, input and output.
+//!   `clock`, `error`: loading, input and output.
+//!
+//! The core is written once, async: in the browser the page awaits it, natively (and in the
+//! CPU-only web modules) [`block_on`] drives it.
+// burn slices with arrays of ranges, one per axis: `[i..i + 1]` is a one-axis slice, not a
+// vector of one range.
+#![allow(clippy::single_range_in_vec_init)]
 
 pub mod checkpoint;
 pub mod clip;
+pub mod clock;
+#[cfg(not(target_family = "wasm"))]
+pub mod dataset;
 pub mod device;
 pub mod error;
 pub mod fusioner;
@@ -30,7 +40,7 @@ pub mod tokenizer;
 pub mod train;
 pub mod vit;
 
-pub use device::{Backend, Precision};
+pub use device::{Backend, Precision, block_on};
 pub use error::{Error, Result};
 
 #[cfg(all(target_family = "wasm", feature = "web"))]

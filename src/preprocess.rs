@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 
 /// CLIP's per-channel mean and std (OpenAI CLIP `clip/clip.py`, `_transform`).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)] // CLIP's published values, as written
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Images larger than this on a side are refused (they would not fit a GPU buffer anyway).
@@ -260,9 +261,9 @@ mod pil {
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize - xmin;
             let mut ww = 0.0;
-            for x in 0..xmax {
+            for (x, kx) in k.iter_mut().enumerate().take(xmax) {
                 let w = filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss);
-                k[x] = w;
+                *kx = w;
                 ww += w;
             }
             for x in 0..xmax {
@@ -303,8 +304,8 @@ mod pil {
                     let k = &horiz.weights[xx * horiz.ksize..];
                     for c in 0..3 {
                         let mut ss: i64 = 1 << (PRECISION_BITS - 1);
-                        for x in 0..xmax {
-                            ss += image.data[((y + y_first) * in_w + x + xmin) * 3 + c] as i64 * k[x] as i64;
+                        for (x, &kx) in k.iter().enumerate().take(xmax) {
+                            ss += image.data[((y + y_first) * in_w + x + xmin) * 3 + c] as i64 * kx as i64;
                         }
                         tmp[(y * out_w + xx) * 3 + c] = clip8(ss);
                     }

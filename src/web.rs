@@ -10,8 +10,8 @@ use crate::Error;
 use crate::checkpoint::{ByteSource, Checkpoint};
 use crate::labels;
 use crate::preprocess::RgbImage;
-use crate::segment::point::{ClassEmbeddings, EncodedImage, MaskNamer, Naming, Prompt, PromptModel, Vocabulary};
-use crate::segment::{EmbeddingCache, LabelMap, LabelShare, Model, Settings};
+use crate::segment::point::{NameRequest, Naming, Prompt, PromptSession, PromptTimings, WordsNamer};
+use crate::segment::{EmbeddingCache, Kind, LabelMap, LabelShare, Loaded, Model, Settings, Timings};
 
 fn js_error(e: Error) -> JsValue {
     js_sys::Error::new(&e.to_string()).into()
@@ -44,15 +44,19 @@ pub fn threads() -> usize {
     1
 }
 
-/// `f()` on one of the pool's threads in the `threads` module, this worker waiting: every
-/// parallel loop inside then splits its work among the pool's threads, the one running `f`
-/// included, instead of this worker handing each loop to the pool and waiting for it (about 5 %
-/// of the 2-thread image tower's time). Directly elsewhere.
-fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    #[cfg(feature = "threads")]
-    return rayon::scope(|_| f());
-    #[cfg(not(feature = "threads"))]
-    f()
+/// A call into the core. In the `threads` module it runs on one of the pool's threads, this
+/// worker waiting, driven to its end at once (the CPU backend's reads never wait): every
+/// parallel loop inside then splits its work among the pool's threads, the one running it
+/// included, instead of this worker handing each loop to the pool (about 5 % of the 2-thread
+/// image tower's time). Elsewhere it is awaited.
+#[cfg(feature = "threads")]
+async fn run<T: Send>(call: impl Future<Output = crate::Result<T>> + Send) -> Result<T, JsValue> {
+    rayon::scope(|_| crate::device::block_on(call)).map_err(js_error)
+}
+
+#[cfg(not(feature = "threads"))]
+async fn run<T>(call: impl Future<Output = crate::Result<T>>) -> Result<T, JsValue> {
+    call.await.map_err(js_error)
 }
 
 /// The label grammar of the CLI (commas or newlines between classes, `|` between synonyms):
@@ -63,21 +67,36 @@ pub fn parse_labels(text: &str) -> Result<JsValue, JsValue> {
 }
 
 /// The compute device of this page (created once) and, once loaded, the words model with its
-/// cache of label embeddings, and the Segment Anything model of the Point mode with the
-/// current image's encoding.
+/// cache of label embeddings, and the Point mode's session (a Segment Anything or
+/// Open-Vocabulary SAM model with the image it encoded).
 #[wasm_bindgen]
 pub struct WordMask {
     device: Device,
     backend: String,
     model: Option<Model>,
     cache: EmbeddingCache,
-    sam: Option<PromptModel>,
-    /// The image the Point mode works on: its pixels (for naming), encoding and id.
-    point_image: Option<(RgbImage, EncodedImage, u64)>,
-    images_encoded: u64,
-    namer: MaskNamer,
-    /// Open-Vocabulary SAM's class embeddings for the current words (or its own classifier).
-    classes: Option<ClassEmbeddings>,
+    session: Option<PromptSession>,
+}
+
+/// What a `config.json` is for: `{role: "words" | "prompts", engine, preprocessor}`, where
+/// `preprocessor` says whether the checkpoint's `preprocessor_config.json` is read.
+#[derive(Serialize)]
+struct Description {
+    role: &'static str,
+    engine: &'static str,
+    preprocessor: bool,
+}
+
+/// A loaded model: its role and engine, the words engine's defaults, and whether a prompt
+/// model names its own masks.
+#[derive(Serialize)]
+struct LoadedModel {
+    role: &'static str,
+    engine: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    defaults: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    names: Option<bool>,
 }
 
 /// One prompt's answer: the mask (`Uint8Array`, 1 inside), its predicted IoU (Segment Anything)
@@ -94,6 +113,7 @@ struct PromptResult {
     area: usize,
     #[serde(flatten)]
     naming: Option<Naming>,
+    timings: PromptTimings,
 }
 
 #[derive(Serialize)]
@@ -106,6 +126,9 @@ struct SegmentResult {
     /// Top score per pixel, 0..=255.
     #[serde(with = "serde_bytes_vec")]
     confidence: Vec<u8>,
+    engine: &'static str,
+    method: String,
+    timings: Timings,
 }
 
 /// Serialise the label map as a `Uint8Array` rather than an array of numbers.
@@ -135,17 +158,7 @@ impl WordMask {
             },
             other => return Err(js_error(Error::invalid(format!("backend must be webgpu or cpu, got {other}")))),
         };
-        Ok(WordMask {
-            device,
-            backend,
-            model: None,
-            cache: EmbeddingCache::default(),
-            sam: None,
-            point_image: None,
-            images_encoded: 0,
-            namer: MaskNamer::default(),
-            classes: None,
-        })
+        Ok(WordMask { device, backend, model: None, cache: EmbeddingCache::default(), session: None })
     }
 
     /// The backend in use: "webgpu" or "cpu".
@@ -160,97 +173,83 @@ impl WordMask {
         crate::device::precision(&self.device).to_string()
     }
 
-    /// The `model_type` of a `config.json` text ("" when absent).
-    #[wasm_bindgen(js_name = modelType)]
-    pub fn model_type(config_json: &str) -> Result<String, JsValue> {
-        crate::network::model_type(config_json).map_err(js_error)
+    /// What a `config.json` is for, before its weights are fetched: `{role, engine,
+    /// preprocessor}`, or an error naming the `model_type`s that are read.
+    pub fn describe(config_json: &str) -> Result<JsValue, JsValue> {
+        let kind = Kind::of_config(config_json).map_err(js_error)?;
+        to_js(&Description { role: kind.role(), engine: kind.engine(), preprocessor: kind.reads_preprocessor() })
     }
 
-    /// Load a Segment Anything checkpoint for the Point mode (beside the words model).
-    #[wasm_bindgen(js_name = loadSam)]
-    pub fn load_sam(
-        &mut self,
-        config_json: &str,
-        weights: js_sys::Uint8Array,
-        weights_name: &str,
-        preprocessor_json: Option<String>,
-    ) -> Result<(), JsValue> {
-        let sam = with_checkpoint(weights, weights_name, |checkpoint| {
-            PromptModel::from_checkpoint(config_json, checkpoint, preprocessor_json.as_deref(), &self.device)
-        })
-        .map_err(js_error)?;
-        self.sam = Some(sam);
-        self.point_image = None;
-        self.classes = None;
-        Ok(())
-    }
-
-    /// The heavy pass of the Point mode, once per image: every later `prompt` uses it.
-    pub async fn encode(&mut self, rgba: &[u8], width: usize, height: usize) -> Result<(), JsValue> {
-        let sam = self.sam.as_ref().ok_or_else(|| js_error(Error::invalid("no Segment Anything model is loaded")))?;
-        let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
-        let encoded = on_pool(|| sam.encode(&image)).map_err(js_error)?;
-        encoded.wait_async().await.map_err(js_error)?;
-        self.images_encoded += 1;
-        self.point_image = Some((image, encoded, self.images_encoded));
-        Ok(())
-    }
-
-    /// One prompt (`{points: [{x, y, positive}], box: [x0, y0, x1, y1]}`, image pixels) on the
-    /// encoded image: `{width, height, mask, iou, area}`, plus `label`, `probability` and
-    /// `runnerUp` when `labels` are given and the words model is a CLIP checkpoint.
-    pub async fn prompt(&mut self, prompt: JsValue, labels: &str, options: JsValue) -> Result<JsValue, JsValue> {
-        let prompt: Prompt =
-            serde_wasm_bindgen::from_value(prompt).map_err(|e| js_error(Error::invalid(format!("prompt: {e}"))))?;
-        let sam = self.sam.as_ref().ok_or_else(|| js_error(Error::invalid("no Segment Anything model is loaded")))?;
-        let (image, encoded, image_id) =
-            self.point_image.as_ref().ok_or_else(|| js_error(Error::invalid("encode an image first")))?;
-        let mask = sam.segment_async(encoded, &prompt).await.map_err(js_error)?;
-        let words = labels.trim();
-        let naming = match (&self.model, words) {
-            _ if sam.names_masks() => {
-                let vocabulary = if !words.is_empty() {
-                    Some(Vocabulary::Typed(labels::parse(words).map_err(js_error)?))
-                } else {
-                    sam.released_vocabulary().map(|_| Vocabulary::Released)
-                };
-                match vocabulary {
-                    Some(vocabulary) => {
-                        let classes = sam.prepare_classes(&vocabulary, &mut self.classes).map_err(js_error)?;
-                        Some(sam.name_async(encoded, &mask, classes).await.map_err(js_error)?)
-                    }
-                    None => None,
-                }
-            }
-            (Some(model), words) if !words.is_empty() && mask.area > 0 => {
-                let labels = labels::parse(words).map_err(js_error)?;
-                let settings = settings(options)?;
-                let named =
-                    self.namer.name_mask_async(model, *image_id, image, &labels, &settings, &mut self.cache, &mask);
-                Some(named.await.map_err(js_error)?)
-            }
-            _ => None,
-        };
-        let (width, height, iou, area) = (mask.width, mask.height, mask.iou, mask.area);
-        to_js(&PromptResult { width, height, mask: mask.mask, iou, area, naming })
-    }
-
-    /// Load a checkpoint from its `config.json` text and weight bytes. A safetensors file stays
-    /// where it is: each tensor is copied in on its own, so the wasm heap never holds the file.
+    /// Load a checkpoint from its `config.json` text and weight bytes: a words model (replacing
+    /// the last one) or a prompt model for the Point mode (beside the words model). A
+    /// safetensors file stays where it is: each tensor is copied in on its own, so the wasm heap
+    /// never holds the file. Returns `{role, engine, defaults}` for a words model and `{role,
+    /// engine, names}` for a prompt model (`names`: it names its own masks).
     pub fn load(
         &mut self,
         config_json: &str,
         weights: js_sys::Uint8Array,
         weights_name: &str,
         preprocessor_json: Option<String>,
-    ) -> Result<(), JsValue> {
-        let model = with_checkpoint(weights, weights_name, |checkpoint| {
-            Model::from_checkpoint(config_json, checkpoint, preprocessor_json.as_deref(), &self.device)
+    ) -> Result<JsValue, JsValue> {
+        let loaded = with_checkpoint(weights, weights_name, |checkpoint| {
+            Loaded::from_checkpoint(config_json, checkpoint, preprocessor_json.as_deref(), &self.device)
         })
         .map_err(js_error)?;
-        self.model = Some(model);
-        self.cache = EmbeddingCache::default();
-        Ok(())
+        let answer = match loaded {
+            Loaded::Words(model) => {
+                let (engine, defaults) = (model.engine(), Some(model.defaults()));
+                self.model = Some(model);
+                self.cache = EmbeddingCache::default();
+                LoadedModel { role: "words", engine, defaults, names: None }
+            }
+            Loaded::Prompts(model) => {
+                let (engine, names) = (model.engine(), Some(model.names_masks()));
+                self.session = Some(PromptSession::new(model));
+                LoadedModel { role: "prompts", engine, defaults: None, names }
+            }
+        };
+        to_js(&answer)
+    }
+
+    /// The heavy pass of the Point mode, once per image: every later `prompt` uses it. Returns
+    /// its milliseconds.
+    pub async fn encode(&mut self, rgba: &[u8], width: usize, height: usize) -> Result<f64, JsValue> {
+        let session = self.session()?;
+        let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
+        run(session.encode(image)).await
+    }
+
+    fn session(&mut self) -> Result<&mut PromptSession, JsValue> {
+        self.session.as_mut().ok_or_else(|| js_error(Error::invalid("no Segment Anything model is loaded")))
+    }
+
+    /// One prompt (`{points: [{x, y, positive}], box: [x0, y0, x1, y1]}`, image pixels) on the
+    /// encoded image: `{width, height, mask, iou, area, timings}`, plus `label`, `probability`,
+    /// `runnerUp` (and `classIndex`) when the mask is named: by the prompt model itself, or by
+    /// the words model among `labels`.
+    pub async fn prompt(&mut self, prompt: JsValue, labels: &str, options: JsValue) -> Result<JsValue, JsValue> {
+        let prompt: Prompt =
+            serde_wasm_bindgen::from_value(prompt).map_err(|e| js_error(Error::invalid(format!("prompt: {e}"))))?;
+        let labels = match labels.trim() {
+            "" => None,
+            words => Some(labels::parse(words).map_err(js_error)?),
+        };
+        let settings = settings(options)?;
+        let session =
+            self.session.as_mut().ok_or_else(|| js_error(Error::invalid("no Segment Anything model is loaded")))?;
+        let words = self.model.as_ref().map(|model| WordsNamer { model, settings: &settings, cache: &mut self.cache });
+        let answer = run(session.prompt(&prompt, NameRequest { labels, vocabulary: None, words })).await?;
+        let mask = answer.mask;
+        to_js(&PromptResult {
+            width: mask.width,
+            height: mask.height,
+            iou: mask.iou,
+            area: mask.area,
+            mask: mask.mask,
+            naming: answer.naming,
+            timings: answer.timings,
+        })
     }
 
     fn model(&self) -> Result<&Model, JsValue> {
@@ -263,7 +262,7 @@ impl WordMask {
     pub async fn take_text_embeddings(&mut self) -> Result<js_sys::Array, JsValue> {
         let out = js_sys::Array::new();
         for (templates, name, row) in self.cache.take_new() {
-            let values = crate::device::to_vec_async(row).await.map_err(js_error)?;
+            let values = crate::device::read(row).await.map_err(js_error)?;
             let entry = js_sys::Object::new();
             js_sys::Reflect::set(&entry, &"templates".into(), &templates.into())?;
             js_sys::Reflect::set(&entry, &"name".into(), &name.into())?;
@@ -313,7 +312,7 @@ impl WordMask {
         self.cache.names_embedded as u32
     }
 
-    /// The loaded model's engine: "dense" (CLIP) or "groupvit"; empty before a model loads.
+    /// The loaded words model's engine ("dense", "groupvit", ...); empty before one loads.
     #[wasm_bindgen(getter)]
     pub fn engine(&self) -> String {
         self.model.as_ref().map(|m| m.engine().to_string()).unwrap_or_default()
@@ -338,19 +337,18 @@ impl WordMask {
             ))));
         }
         let model = self.model()?;
-        let device = model.device();
-        let tensor =
-            burn::tensor::Tensor::<4>::from_data(burn::tensor::TensorData::new(pixels, [1, 3, size, size]), &device);
-        let embedding = on_pool(|| model.network().embed_image(tensor)).map_err(js_error)?;
-        crate::device::to_vec_async(embedding.embeds).await.map_err(js_error)
+        let data = burn::tensor::TensorData::new(pixels, [1, 3, size, size]);
+        let tensor = burn::tensor::Tensor::<4>::from_data(data, &model.device());
+        run(async { crate::device::read(model.network().embed_image(tensor)?.embeds).await }).await
     }
 
     /// Segmentation of an RGBA image with the model's engine: `{width, height, labels: [{label,
-    /// share}], unlabelled, labelMap, confidence: Uint8Array}` with the CLI's label-map values:
-    /// `labelMap` is a `Uint8Array` for up to 255 labels and a `Uint16Array` above.
-    /// `options` holds the CLI's settings in camelCase (`templates`, `shortSide`, `window`,
-    /// `stride`, `threshold`, `background` (words), `method`, `refine`, `scoring`, ...); unset
-    /// ones take the engine's defaults.
+    /// share}], unlabelled, labelMap, confidence: Uint8Array, engine, method, timings}` with the
+    /// CLI's label-map values: `labelMap` is a `Uint8Array` for up to 255 labels and a
+    /// `Uint16Array` above; `timings` has each stage's milliseconds (`text`, `image`, `scores`,
+    /// `finish`). `options` holds the CLI's settings in camelCase (`templates`, `shortSide`,
+    /// `window`, `stride`, `threshold`, `background` (words), `method`, `refine`, `scoring`,
+    /// ...); unset ones take the engine's defaults.
     pub async fn segment(
         &mut self,
         rgba: &[u8],
@@ -363,15 +361,19 @@ impl WordMask {
         let labels = labels::parse(labels).map_err(js_error)?;
         let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
         let model = self.model.as_ref().ok_or_else(|| js_error(Error::invalid("no model is loaded yet")))?;
-        // The threads module runs on the CPU alone, where reading back does not wait: the
-        // whole segmentation runs on the pool.
-        #[cfg(feature = "threads")]
-        let seg = on_pool(|| crate::segment::segment(model, &image, &labels, &settings, &mut self.cache));
-        #[cfg(not(feature = "threads"))]
-        let seg = crate::segment::segment_async(model, &image, &labels, &settings, &mut self.cache).await;
-        let seg = seg.map_err(js_error)?;
+        let out = run(crate::segment::segment(model, &image, &labels, &settings, &mut self.cache)).await?;
+        let seg = out.segmentation;
         let (shares, unlabelled) = seg.shares();
-        let result = to_js(&SegmentResult { width, height, labels: shares, unlabelled, confidence: seg.confidence })?;
+        let result = to_js(&SegmentResult {
+            width,
+            height,
+            labels: shares,
+            unlabelled,
+            confidence: seg.confidence,
+            engine: out.plan.engine,
+            method: out.plan.method,
+            timings: out.timings,
+        })?;
         let label_map: JsValue = match &seg.label_map {
             LabelMap::Narrow(v) => js_sys::Uint8Array::from(&v[..]).into(),
             LabelMap::Wide(v) => js_sys::Uint16Array::from(&v[..]).into(),
@@ -420,9 +422,8 @@ fn settings(options: JsValue) -> Result<Settings, JsValue> {
 
 fn web_sys_warn(message: &str) {
     let console = js_sys::Reflect::get(&js_sys::global(), &"console".into()).ok();
-    if let Some(warn) = console.as_ref().and_then(|c| js_sys::Reflect::get(c, &"warn".into()).ok()) {
-        if let Ok(f) = warn.dyn_into::<js_sys::Function>() {
-            let _ = f.call1(console.as_ref().unwrap_or(&JsValue::NULL), &message.into());
-        }
+    let warn = console.as_ref().and_then(|c| js_sys::Reflect::get(c, &"warn".into()).ok());
+    if let Some(f) = warn.and_then(|w| w.dyn_into::<js_sys::Function>().ok()) {
+        let _ = f.call1(console.as_ref().unwrap_or(&JsValue::NULL), &message.into());
     }
 }

@@ -69,6 +69,9 @@ enum Storage<'a> {
 pub trait ByteSource {
     /// Length of the file in bytes.
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// A copy of bytes `start..end` (callers stay within `len`).
     fn read(&self, start: usize, end: usize) -> Vec<u8>;
 }
@@ -280,8 +283,9 @@ mod tests {
             let size = dtype.size();
             let mut got = vec![-1.0];
             decode(&bytes, dtype, &mut got);
-            let want: Vec<f32> =
-                std::iter::once(-1.0).chain((0..bytes.len() / size).map(|i| element(&bytes, i * size, dtype))).collect();
+            let want: Vec<f32> = std::iter::once(-1.0)
+                .chain((0..bytes.len() / size).map(|i| element(&bytes, i * size, dtype)))
+                .collect();
             assert_eq!(got.len(), want.len(), "{dtype:?}");
             for (g, w) in got.iter().zip(&want) {
                 assert!(g == w || (g.is_nan() && w.is_nan()), "{dtype:?}: {g} vs {w}");

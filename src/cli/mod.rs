@@ -7,6 +7,7 @@ mod files;
 mod outputs;
 mod sam;
 mod segment;
+mod settings;
 mod train;
 
 use std::process::ExitCode;
@@ -15,11 +16,11 @@ use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::json;
 
-use wordmask::device::{self, to_vec};
+use wordmask::device::{self, read};
 use wordmask::network::Tokens;
 use wordmask::segment::text::SINGLE;
 use wordmask::segment::{ENGINES, ImageSize, Model};
-use wordmask::{Backend, Precision, labels};
+use wordmask::{Backend, Precision, block_on, labels};
 
 #[derive(Parser)]
 #[command(
@@ -88,6 +89,9 @@ enum Command {
     /// Rewrite a checkpoint folder with its weights stored as f16 (half the size; what it computes
     /// in is --precision's choice) or f32.
     Convert(convert::ConvertArgs),
+    /// The settings of `segment`, `eval` and `bench`, and the engines, as the page reads them.
+    #[command(hide = true)]
+    Settings(settings::SettingsArgs),
     /// Turn the released SegCLIP checkpoint (segclip.bin) into a folder the other commands and
     /// the page load: config.json + model.safetensors.
     ConvertSegclip {
@@ -256,7 +260,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Classify { model, image, labels, template, json } => {
             let labels = labels::parse(&labels)?;
             let m = load(&model.model, model.runtime)?;
-            let probs = to_vec(m.classify(&read_image(&image)?, &labels, &template)?)?;
+            let probs = block_on(read(m.classify(&read_image(&image)?, &labels, &template)?))?;
             if json {
                 let out: Vec<_> =
                     labels.iter().zip(&probs).map(|(l, p)| json!({"label": l.name, "probability": p})).collect();
@@ -274,7 +278,7 @@ fn execute(cli: Cli) -> Result<()> {
             let refs: Vec<&str> = text.iter().map(String::as_str).collect();
             let emb = m.embed_texts(&refs)?;
             let dim = emb.dims()[1];
-            let values = to_vec(emb)?;
+            let values = block_on(read(emb))?;
             let rows: Vec<&[f32]> = values.chunks(dim).collect();
             if json {
                 println!("{}", json!({ "embeddings": rows }));
@@ -288,7 +292,7 @@ fn execute(cli: Cli) -> Result<()> {
             let m = load(&model.model, model.runtime)?;
             let f = m.embed_image(&read_image(&image)?, ImageSize { short_side: size, no_crop })?;
             let dim = f.embeds.dims()[1];
-            let embedding = to_vec(f.embeds)?;
+            let embedding = block_on(read(f.embeds))?;
             let (key, shape, text) = match f.tokens {
                 Tokens::Patches { rows, cols } => {
                     ("patch_tokens_shape", vec![rows, cols, dim], format!("patch tokens: {rows} x {cols} x {dim}"))
@@ -310,6 +314,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(args)?,
         Command::Convert(args) => convert::run(args)?,
         Command::Train(command) => train::run(command)?,
+        Command::Settings(args) => settings::run(args),
     }
     Ok(())
 }

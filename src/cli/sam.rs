@@ -13,8 +13,10 @@ use serde_json::json;
 
 use super::files::ModelFiles;
 use super::{RuntimeArgs, load, read_image};
+use wordmask::block_on;
 use wordmask::labels;
-use wordmask::segment::point::{Click, MaskNamer, Prompt, PromptModel, Vocabulary};
+use wordmask::segment::Model;
+use wordmask::segment::point::{Click, NameRequest, Prompt, PromptModel, PromptSession, VocabularyChoice, WordsNamer};
 use wordmask::segment::{EmbeddingCache, Settings, Templates};
 
 /// `x,y` or `x,y,1` (on the object) or `x,y,0` (not on it), in the image's pixels.
@@ -52,12 +54,6 @@ impl FromStr for BoxArg {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
-pub enum VocabularyArg {
-    Typed,
-    Lvis,
-}
-
 #[derive(Args)]
 pub struct SamArgs {
     /// A Segment Anything checkpoint (folder with config.json, model.safetensors and
@@ -84,7 +80,7 @@ pub struct SamArgs {
     /// Open-Vocabulary SAM: name the mask among the typed --labels, or among the LVIS classes of
     /// the checkpoint's own classifier [typed when --labels are given, else lvis].
     #[arg(long, value_enum)]
-    vocabulary: Option<VocabularyArg>,
+    vocabulary: Option<VocabularyChoice>,
     /// Prompt templates for the words [the dense engine's default].
     #[arg(long, value_enum)]
     templates: Option<Templates>,
@@ -102,70 +98,36 @@ pub fn run(args: SamArgs) -> Result<()> {
     let prompt = Prompt { points: args.points.iter().map(|p| p.0).collect(), bbox: args.bbox.map(|b| b.0) };
     prompt.validate(photo.width, photo.height)?;
     let labels = args.labels.as_deref().map(labels::parse).transpose()?;
-    if args.vocabulary == Some(VocabularyArg::Typed) && labels.is_none() {
-        anyhow::bail!("--vocabulary typed names the mask among --labels: give them, e.g. --labels \"cat, dog\"");
-    }
 
     let t = Instant::now();
     let files = ModelFiles::open(&args.model)?;
-    let model = PromptModel::from_bytes(
-        &files.config,
-        files.weights(),
-        &files.weights_path.display().to_string(),
-        files.preprocessor.as_deref(),
-        &args.runtime.device()?,
-    )?;
+    let name = files.weights_path.display().to_string();
+    let device = args.runtime.device()?;
+    let model = PromptModel::from_bytes(&files.config, files.weights(), &name, files.preprocessor.as_deref(), &device)?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    check_naming_flags(&args, &model, labels.is_some())?;
+    let clip =
+        args.clip.as_deref().map(|clip| load(clip, args.runtime).context("loading the CLIP checkpoint of --clip"));
+    let clip: Option<Model> = clip.transpose()?;
 
-    let t = Instant::now();
-    let encoded = model.encode(&photo)?;
-    encoded.wait()?;
-    let encode_ms = t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
-    let mask = model.segment(&encoded, &prompt)?;
-    let decode_ms = t.elapsed().as_secs_f64() * 1e3;
-
-    if model.names_masks() && args.clip.is_some() {
-        anyhow::bail!("an Open-Vocabulary SAM checkpoint names its masks itself: drop --clip");
-    }
-    if !model.names_masks() && labels.is_some() && args.clip.is_none() {
-        anyhow::bail!("a Segment Anything checkpoint names masks through a CLIP checkpoint: add --clip");
-    }
-    if !model.names_masks() && args.vocabulary.is_some() {
-        anyhow::bail!("--vocabulary is for Open-Vocabulary SAM checkpoints; this one is Segment Anything");
-    }
-
-    let t = Instant::now();
-    let naming = match (&labels, &args.clip) {
-        _ if model.names_masks() => {
-            let vocabulary = match (args.vocabulary, &labels) {
-                (Some(VocabularyArg::Lvis), _) | (None, None) => Vocabulary::Released,
-                (_, Some(labels)) => Vocabulary::Typed(labels.clone()),
-                (Some(VocabularyArg::Typed), None) => unreachable!("checked above"),
-            };
-            let mut cache = None;
-            let classes = model.prepare_classes(&vocabulary, &mut cache)?;
-            Some(model.name_now(&encoded, &mask, classes)?)
-        }
-        (Some(labels), Some(clip)) => {
-            let clip = load(clip, args.runtime).context("loading the CLIP checkpoint of --clip")?;
-            let settings = Settings { templates: args.templates, ..Settings::default() };
-            let mut namer = MaskNamer::default();
-            Some(namer.name_mask(&clip, 0, &photo, labels, &settings, &mut EmbeddingCache::default(), &mask)?)
-        }
-        _ => None,
-    };
-    let name_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut session = PromptSession::new(model);
+    let encode_ms = block_on(session.encode(photo))?;
+    let (settings, mut cache) =
+        (Settings { templates: args.templates, ..Settings::default() }, EmbeddingCache::default());
+    let words = clip.as_ref().map(|model| WordsNamer { model, settings: &settings, cache: &mut cache });
+    let answer = block_on(session.prompt(&prompt, NameRequest { labels, vocabulary: args.vocabulary, words }))?;
+    let (mask, naming) = (&answer.mask, &answer.naming);
 
     let png = GrayImage::from_raw(mask.width as u32, mask.height as u32, mask.mask.iter().map(|&v| v * 255).collect())
         .context("mask size")?;
     png.save(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+    let (decode_ms, name_ms) = (answer.timings.decode, answer.timings.name);
     if args.json {
         println!(
             "{}",
             json!({
                 "width": mask.width, "height": mask.height, "iou": mask.iou, "area": mask.area,
-                "model": if model.names_masks() { "ovsam" } else { "sam" },
+                "model": session.model().engine(),
                 "label": naming.as_ref().map(|n| &n.best.label), "probability": naming.as_ref().map(|n| n.best.probability),
                 "runner_up": naming.as_ref().and_then(|n| n.runner_up.as_ref()),
                 "class_index": naming.as_ref().and_then(|n| n.class_index),
@@ -176,14 +138,32 @@ pub fn run(args: SamArgs) -> Result<()> {
         let share = mask.area as f64 / (mask.width * mask.height) as f64 * 100.0;
         let iou = mask.iou.map(|v| format!(", predicted IoU {v:.3}")).unwrap_or_default();
         println!("mask: {} pixels ({share:.1}% of the image){iou}", mask.area);
-        if let Some(n) = &naming {
+        if let Some(n) = naming {
             let runner = n.runner_up.as_ref().map(|r| format!(", then {} {:.1}%", r.label, r.probability * 100.0));
             println!("name: {} {:.1}%{}", n.best.label, n.best.probability * 100.0, runner.unwrap_or_default());
         }
         println!("encode {encode_ms:.0} ms, decode {decode_ms:.0} ms; wrote {}", args.out.display());
     }
     if mask.area == 0 {
-        eprintln!("note: the mask is empty (the model found no object there)");
+        eprintln!("note: the mask is empty (the model found no object there), so it has no name");
+    }
+    Ok(())
+}
+
+/// The naming flags against what the model is: refused before any work when they ask for what
+/// it cannot do.
+fn check_naming_flags(args: &SamArgs, model: &PromptModel, labels: bool) -> Result<()> {
+    if model.names_masks() && args.clip.is_some() {
+        anyhow::bail!("an Open-Vocabulary SAM checkpoint names its masks itself: drop --clip");
+    }
+    if !model.names_masks() && labels && args.clip.is_none() {
+        anyhow::bail!("a Segment Anything checkpoint names masks through a CLIP checkpoint: add --clip");
+    }
+    if !model.names_masks() && args.vocabulary.is_some() {
+        anyhow::bail!("--vocabulary is for Open-Vocabulary SAM checkpoints; this one is Segment Anything");
+    }
+    if args.vocabulary == Some(VocabularyChoice::Typed) && !labels {
+        anyhow::bail!("--vocabulary typed names the mask among --labels: give them, e.g. --labels \"cat, dog\"");
     }
     Ok(())
 }

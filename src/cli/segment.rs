@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::outputs::{write_labels_png, write_npy, write_overlay};
 use super::{ModelArgs, load, read_image};
-use wordmask::device::to_vec;
 use wordmask::labels;
 use wordmask::segment::{EmbeddingCache, Settings, segment};
 
@@ -46,24 +45,16 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     let start = Instant::now();
     let model = load(&args.model.model, args.model.runtime)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
-    let plan = model.plan(&args.settings)?;
+    let out =
+        wordmask::block_on(segment(&model, &photo, &user_labels, &args.settings, &mut EmbeddingCache::default()))?;
+    let (seg, plan, t) = (&out.segmentation, &out.plan, out.timings);
 
-    // The text side first, to time it apart; `segment` then finds it in the cache.
-    let mut cache = EmbeddingCache::default();
-    let t = Instant::now();
-    to_vec(cache.get(&model, &user_labels, &plan.background, plan.templates.prompts())?.names)?;
-    let text_ms = t.elapsed().as_secs_f64() * 1e3;
-
-    let t = Instant::now();
-    let seg = segment(&model, &photo, &user_labels, &args.settings, &mut cache)?;
-    let image_ms = t.elapsed().as_secs_f64() * 1e3;
-
-    write_labels_png(&seg, &args.out)?;
+    write_labels_png(seg, &args.out)?;
     if let Some(path) = &args.overlay {
-        write_overlay(&seg, &photo, 0.55, path)?;
+        write_overlay(seg, &photo, 0.55, path)?;
     }
     if let Some(path) = &args.scores {
-        write_npy(&seg, path)?;
+        write_npy(seg, path)?;
     }
     let (shares, unlabelled) = seg.shares();
     if args.json {
@@ -74,7 +65,8 @@ pub fn run(args: SegmentArgs) -> Result<()> {
                 "threshold": plan.threshold,
                 "labels": shares, "unlabelled": unlabelled, "background": plan.background,
                 "scores_shape": [seg.num_classes(), seg.height, seg.width],
-                "timings_ms": {"load": load_ms, "text": text_ms, "image": image_ms},
+                "timings_ms": {"load": load_ms, "text": t.text, "image": t.image + t.scores + t.finish,
+                               "stages": t},
                 "peak_memory_mb": super::peak_memory_mb(),
             })
         );
@@ -83,7 +75,15 @@ pub fn run(args: SegmentArgs) -> Result<()> {
             println!("{:>6.1}%  {}", s.share * 100.0, s.label);
         }
         println!("{:>6.1}%  (unlabelled)", unlabelled * 100.0);
-        println!("text {text_ms:.0} ms, image {image_ms:.0} ms; wrote {}", args.out.display());
+        println!(
+            "text {:.0} ms, image {:.0} ms (network {:.0}, scores {:.0}, label map {:.0}); wrote {}",
+            t.text,
+            t.image + t.scores + t.finish,
+            t.image,
+            t.scores,
+            t.finish,
+            args.out.display()
+        );
     }
     Ok(())
 }

@@ -8,20 +8,15 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::eval::{Format, Sample, Split, fold_classes, read_label_png, samples};
-use super::files::ModelFiles;
+use super::files::{ModelFiles, read_label_png};
 use super::read_image;
 use wordmask::checkpoint::Checkpoint;
-use wordmask::fusioner::{
-    COCO_MEAN, COCO_STD, ClipText, FusionConfig, FusionHead, FusionerConfig, FusionerModel, ImageEncoder, PASCAL_MEAN,
-    PASCAL_STD,
-};
+use wordmask::dataset::{Format, Sample, Split, fold_classes, samples};
+use wordmask::fusioner::{Backbone, COCO_MEAN, COCO_STD, FusionConfig, Named, NewHead, PASCAL_MEAN, PASCAL_STD};
 use wordmask::labels::parse_class_file;
-use wordmask::network::model_type;
 use wordmask::preprocess::RgbImage;
 use wordmask::train::{Event, FeatureCache, Hyper, Samples, TrainOptions, WeightSource, fit};
-use wordmask::vit::VitModel;
-use wordmask::{Backend, device, loader};
+use wordmask::{Backend, device};
 
 #[derive(Subcommand)]
 pub enum TrainCommand {
@@ -205,9 +200,9 @@ fn duration(seconds: f64) -> String {
     if s >= 3600 { format!("{}h{:02}m", s / 3600, s / 60 % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
 }
 
-pub fn run(command: TrainCommand) -> Result<()> {
-    let TrainCommand::Fusioner(args) = command;
-    let format = args.format.eval_format();
+/// The class names, and the class values trained: every class but the format's background
+/// (class 0 of voc21 and coco-object), the `--background-class` names and a held-out fold.
+fn classes(args: &FusionerArgs, format: Format) -> Result<(Vec<String>, Vec<u8>)> {
     let classes = match (&args.classes, format.classes()) {
         (Some(path), _) => parse_class_file(
             &std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
@@ -220,7 +215,8 @@ pub fn run(command: TrainCommand) -> Result<()> {
     let never: Vec<&str> = args.background_class.split(',').map(str::trim).collect();
     let mut trained: Vec<u8> = (0..names.len())
         .filter(|&v| {
-            !(v == 0 && format != Format::Folder) && !classes[v].synonyms.iter().any(|s| never.contains(&s.as_str()))
+            let background = v == 0 && format != Format::Folder;
+            !background && !classes[v].synonyms.iter().any(|s| never.contains(&s.as_str()))
         })
         .map(|v| v as u8)
         .collect();
@@ -229,116 +225,20 @@ pub fn run(command: TrainCommand) -> Result<()> {
         trained.retain(|v| !held.contains(v));
         eprintln!("fold {fold}: {} classes held out, {} trained", held.len(), trained.len());
     }
-    let mut files = samples(format, &args.dataset, Split::Train)?;
-    if let Some(n) = args.limit {
-        files.truncate(n);
-    }
-    let (mean, std) = match args.stats.unwrap_or(if format == Format::CocoObject { Stats::Coco } else { Stats::Pascal })
-    {
+    Ok((names, trained))
+}
+
+/// The image statistics asked for (default: PASCAL's, COCO's for coco-object).
+fn stats(args: &FusionerArgs, format: Format) -> ([f32; 3], [f32; 3]) {
+    match args.stats.unwrap_or(if format == Format::CocoObject { Stats::Coco } else { Stats::Pascal }) {
         Stats::Pascal => (PASCAL_MEAN, PASCAL_STD),
         Stats::Coco => (COCO_MEAN, COCO_STD),
         Stats::Clip => (wordmask::preprocess::CLIP_MEAN, wordmask::preprocess::CLIP_STD),
-    };
-    let model_files = ModelFiles::open(&args.backbone)?;
-    let weights_name = model_files.weights_path.display().to_string();
-    let checkpoint = Checkpoint::from_bytes(model_files.weights(), &weights_name)?;
-    let kind = model_type(&model_files.config)?;
-    // The text encoder's checkpoint, for a ViT backbone.
-    let text_files = match (kind.as_str(), &args.text) {
-        ("vit", Some(path)) => Some(ModelFiles::open(path)?),
-        ("vit", None) => bail!("{}: a vision-only backbone needs --text CLIP_DIR for the class names", args.backbone),
-        (_, Some(_)) => {
-            bail!("--text goes with a vision-only (ViT) backbone; a {kind} backbone brings its own text tower")
-        }
-        _ => None,
-    };
-    let text_name = text_files.as_ref().map(|f| f.weights_path.display().to_string()).unwrap_or_default();
-    let text_checkpoint = match &text_files {
-        Some(f) => Some(Checkpoint::from_bytes(f.weights(), &text_name)?),
-        None => None,
-    };
-    let device = device::open(args.backend)?;
-    let fusion = FusionConfig {
-        hidden_size: args.width,
-        num_hidden_layers: args.layers,
-        num_attention_heads: args.heads,
-        intermediate_size: args.mlp.unwrap_or(4 * args.width),
-        ..FusionConfig::default()
-    };
-    let mut model = match kind.as_str() {
-        "clip" => {
-            let clip_json: serde_json::Value = serde_json::from_str(&model_files.config)?;
-            let config = FusionerConfig::new(clip_json, None, fusion, mean, std)?;
-            let (image, text) = loader::load(&checkpoint, &device, "CLIPModel", |l| {
-                Ok((ImageEncoder::load_clip(l, &config.clip), ClipText::load(l, &config.clip)))
-            })?;
-            let head = FusionHead::init(fusion, config.visual_dim(), config.clip.projection_dim, args.seed, &device);
-            FusionerModel { config, image, text, head }
-        }
-        "vit" => {
-            let (text_files, text_checkpoint) = (text_files.as_ref().unwrap(), text_checkpoint.as_ref().unwrap());
-            let text_kind = model_type(&text_files.config)?;
-            if text_kind != "clip" {
-                bail!("--text {}: model_type '{text_kind}'; the text encoder must be a CLIP checkpoint", text_name);
-            }
-            let clip_json: serde_json::Value = serde_json::from_str(&text_files.config)?;
-            let vit_json: serde_json::Value = serde_json::from_str(&model_files.config)?;
-            let config = FusionerConfig::new(clip_json, Some(vit_json), fusion, mean, std)?;
-            let vit_config = config.vision.as_ref().map(|(v, _)| v.clone()).unwrap();
-            let vit =
-                loader::load(&checkpoint, &device, "ViTModel", |l| Ok(VitModel::load(l, "", vit_config.clone())))?;
-            let text = loader::load(text_checkpoint, &device, "CLIPModel (text tower)", |l| {
-                l.skip_prefix("vision_model.");
-                l.skip_prefix("visual_projection.");
-                Ok(ClipText::load(l, &config.clip))
-            })?;
-            let head = FusionHead::init(fusion, config.visual_dim(), config.clip.projection_dim, args.seed, &device);
-            FusionerModel { config, image: ImageEncoder::Vit(vit), text, head }
-        }
-        "fusioner" => {
-            let config = FusionerConfig::from_json(&model_files.config)?;
-            loader::load(&checkpoint, &device, "Fusioner", |l| Ok(FusionerModel::load(config.clone(), l)))?
-        }
-        other => bail!(
-            "{}: model_type '{other}'; --backbone takes a CLIP (model_type 'clip'), ViT ('vit') or Fusioner checkpoint",
-            args.backbone
-        ),
-    };
-    if args.resume {
-        // The head and its settings as the last epoch left them.
-        let saved = ModelFiles::open(&args.out.to_string_lossy())
-            .with_context(|| format!("--resume: no checkpoint in {}", args.out.display()))?;
-        let config = FusionerConfig::from_json(&saved.config)?;
-        let name = saved.weights_path.display().to_string();
-        let bytes = Checkpoint::from_bytes(saved.weights(), &name)?;
-        if config.visual_dim() != model.config.visual_dim() {
-            bail!("--resume: the checkpoint in {} was trained on another backbone", args.out.display());
-        }
-        // Only the head: the frozen encoders are the backbone's, loaded above.
-        let (visual, text) = (config.visual_dim(), config.clip.projection_dim);
-        model.head = loader::load(&bytes, &device, "Fusioner head", |l| {
-            l.skip_where(|n| !(n.starts_with("fusion.") || n.starts_with("decoder.")));
-            Ok(FusionHead::load(l, config.fusion, visual, text))
-        })?;
-        model.config = config;
     }
-    if let Some(crop) = args.crop {
-        if args.resume || kind == "fusioner" {
-            if crop != model.config.crop_size {
-                bail!("--crop {crop}: this checkpoint was trained on {} crops", model.config.crop_size);
-            }
-        } else {
-            model.config = model.config.clone().with_crop(crop)?;
-        }
-    }
-    let sources: Vec<WeightSource> = match &text_checkpoint {
-        Some(text) => vec![
-            WeightSource { checkpoint: &checkpoint, prefix: "vision.", skip: &["pooler."] },
-            WeightSource { checkpoint: text, prefix: "", skip: &["vision_model.", "visual_projection."] },
-        ],
-        None => vec![WeightSource { checkpoint: &checkpoint, prefix: "", skip: &[] }],
-    };
-    let options = TrainOptions {
+}
+
+fn options(args: &FusionerArgs, names: Vec<String>, trained: Vec<u8>) -> TrainOptions {
+    TrainOptions {
         hyper: Hyper {
             fusion_lr: args.fusion_lr,
             fusion_min_lr: args.fusion_min_lr,
@@ -355,21 +255,14 @@ pub fn run(command: TrainCommand) -> Result<()> {
         seed: args.seed,
         trained,
         class_names: names,
-    };
-    let cache = args.cache.clone().unwrap_or_else(|| FeatureCache::default_dir(&args.out));
-    eprintln!(
-        "training Fusioner ({} wide, {} blocks) on {} images of {}, {} classes, {} epochs, on {}",
-        model.config.fusion.hidden_size,
-        model.config.fusion.num_hidden_layers,
-        files.len(),
-        args.dataset.display(),
-        options.trained.len(),
-        options.hyper.epochs,
-        args.backend
-    );
+    }
+}
+
+/// Training's events as progress lines on stderr (caching, steps with an ETA, epochs).
+fn progress_printer() -> impl FnMut(Event) {
     let start = Instant::now();
     let mut step_start: Option<(Instant, usize)> = None;
-    let mut progress = |event: Event| {
+    move |event: Event| {
         match event {
             Event::Caching { done, total, cached } => {
                 if cached {
@@ -403,20 +296,68 @@ pub fn run(command: TrainCommand) -> Result<()> {
             }
         }
         std::io::stderr().flush().ok();
+    }
+}
+
+pub fn run(command: TrainCommand) -> Result<()> {
+    let TrainCommand::Fusioner(args) = command;
+    let format = args.format.eval_format();
+    let (names, trained) = classes(&args, format)?;
+    let mut files = samples(format, &args.dataset, Split::Train)?;
+    if let Some(n) = args.limit {
+        files.truncate(n);
+    }
+    let (mean, std) = stats(&args, format);
+    let image_files = ModelFiles::open(&args.backbone)?;
+    let text_files = args.text.as_deref().map(ModelFiles::open).transpose()?;
+    let weights_name = image_files.weights_path.display().to_string();
+    let text_name = text_files.as_ref().map(|f| f.weights_path.display().to_string()).unwrap_or_default();
+    let checkpoint = Checkpoint::from_bytes(image_files.weights(), &weights_name)?;
+    let text_checkpoint = text_files.as_ref().map(|f| Checkpoint::from_bytes(f.weights(), &text_name)).transpose()?;
+    let backbone = Backbone {
+        image: Named { config: &image_files.config, checkpoint: &checkpoint },
+        text: text_files
+            .as_ref()
+            .zip(text_checkpoint.as_ref())
+            .map(|(f, c)| Named { config: &f.config, checkpoint: c }),
     };
+    backbone.kind().with_context(|| format!("--backbone {}", args.backbone))?;
+    let device = device::open(args.backend)?;
+    let fusion = FusionConfig {
+        hidden_size: args.width,
+        num_hidden_layers: args.layers,
+        num_attention_heads: args.heads,
+        intermediate_size: args.mlp.unwrap_or(4 * args.width),
+        ..FusionConfig::default()
+    };
+    let crop = if args.resume { None } else { args.crop };
+    let mut model = backbone.load(&NewHead { fusion, mean, std, crop, seed: args.seed }, &device)?;
+    if args.resume {
+        let saved = ModelFiles::open(&args.out.to_string_lossy())
+            .with_context(|| format!("--resume: no checkpoint in {}", args.out.display()))?;
+        let bytes = Checkpoint::from_bytes(saved.weights(), &saved.weights_path.display().to_string())?;
+        model.resume(&saved.config, &bytes, args.crop).with_context(|| format!("--resume {}", args.out.display()))?;
+    }
+    let options = options(&args, names, trained);
+    let cache = args.cache.clone().unwrap_or_else(|| FeatureCache::default_dir(&args.out));
+    eprintln!(
+        "training Fusioner ({} wide, {} blocks) on {} images of {}, {} classes, {} epochs, on {}",
+        model.config.fusion.hidden_size,
+        model.config.fusion.num_hidden_layers,
+        files.len(),
+        args.dataset.display(),
+        options.trained.len(),
+        options.hyper.epochs,
+        args.backend
+    );
+    let start = Instant::now();
     let backbone_name =
         if text_name.is_empty() { weights_name.clone() } else { format!("{weights_name} + {text_name}") };
-    let state = fit(
-        &mut model,
-        &sources,
-        &backbone_name,
-        &Files(files),
-        &options,
-        &args.out,
-        &cache,
-        args.resume,
-        &mut progress,
-    )?;
+    let sources = WeightSource::of(&backbone);
+    let mut progress = progress_printer();
+    let files = Files(files);
+    let state =
+        fit(&mut model, &sources, &backbone_name, &files, &options, &args.out, &cache, args.resume, &mut progress)?;
     eprintln!(
         "trained {} epochs in {}; the checkpoint is {} (wordmask segment --model {})",
         state.epochs_done,

@@ -17,6 +17,7 @@
 //! `vision.`) plus `fusion.*` and `decoder.*` under the repository's module names.
 //! `wordmask train fusioner` writes them.
 
+mod backbone;
 pub mod head;
 
 use std::any::Any;
@@ -24,6 +25,7 @@ use std::any::Any;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+pub use backbone::{Backbone, Named, NewHead};
 pub use head::{FusionConfig, FusionHead, HeadOutput, ParamVisitor};
 
 use crate::clip::{ClipConfig, TextTransformer, VisionTransformer};
@@ -146,7 +148,7 @@ impl FusionerConfig {
                 self.stride, self.crop_size
             )));
         }
-        if self.image_std.iter().any(|s| !(*s > 0.0)) {
+        if self.image_std.iter().any(|s| s.is_nan() || *s <= 0.0) {
             return Err(Error::Config(format!("image_std must be positive, got {:?}", self.image_std)));
         }
         Ok(())
@@ -194,6 +196,7 @@ impl FusionerConfig {
 
 /// The frozen image encoder.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per model, never in a collection
 pub enum ImageEncoder {
     /// CLIP's vision tower and projection.
     Clip { vision: VisionTransformer, projection: Linear },

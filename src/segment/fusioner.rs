@@ -158,6 +158,8 @@ impl Engine for Fusioner {
     const NAME: &'static str = "fusioner";
     const MODEL_TYPE: &'static str = "fusioner";
     const ARCHITECTURE: &'static str = "Fusioner";
+    const DESCRIPTION: &'static str = "Fusioner (trained fusion head)";
+    const THRESHOLD_MEANS: &'static str = "Background where every probability is under";
     const CLASS: &'static str = "Fusioner";
     type Network = FusionerModel;
     type Options = Options;

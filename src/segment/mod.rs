@@ -1,10 +1,10 @@
 //! The engine layer: every way of turning an image and typed words into a label map.
 //!
-//! [`segment`] (and [`segment_async`] in the browser) is the one entry that the CLI, `eval`,
-//! `bench` and the web bindings call: the user's [`Settings`] are resolved against the loaded
-//! checkpoint's engine (its typed options and their defaults), the labels are embedded (once
-//! per label set, through the [`EmbeddingCache`]), the engine scores the image, and the scores
-//! become a [`Segmentation`].
+//! [`segment`] is the one entry that the CLI, `eval`, `bench` and the web bindings call: the
+//! user's [`Settings`] are resolved against the loaded checkpoint's engine once (its typed
+//! options and their defaults), the labels are embedded (once per label set, through the
+//! [`EmbeddingCache`]), the engine scores the image, and the scores become a [`Segmentation`],
+//! with the plan followed and each stage's time.
 //!
 //! Engines: `dense` (training-free dense CLIP: NACLIP, SCLIP, ClearCLIP, MaskCLIP, PAMR) and
 //! `groupvit` (GroupViT's learned grouping). [`point`] is the other way in: a click or box on an
@@ -15,6 +15,7 @@
 pub mod dense;
 mod engine;
 pub mod fusioner;
+pub mod grouping;
 pub mod groupvit;
 mod model;
 pub mod point;
@@ -25,12 +26,12 @@ pub mod text;
 
 use std::str::FromStr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-pub use engine::{AnyEngine, DatasetProtocol, Engine, Plan, Scores};
+pub use engine::{AnyEngine, DatasetProtocol, Engine, NamingMaps, Plan, Preset, PresetName, Request, Scores};
 pub use model::{ImageSize, Model};
 pub use result::{LabelMap, LabelShare, PixelSteps, ScoreMaps, Segmentation};
-pub use text::{ClassEmbeddings, EmbeddingCache, Templates};
+pub use text::{ClassEmbeddings, EmbeddingCache, Templates, TextEncoder};
 
 use crate::error::{Error, Result};
 use crate::labels::Label;
@@ -40,15 +41,191 @@ use crate::preprocess::RgbImage;
 /// its module in `segment/` (an [`Engine`] implementation) and one entry here.
 pub static ENGINES: &[&dyn AnyEngine] = &[&dense::Dense, &groupvit::GroupVit, &segclip::SegClip, &fusioner::Fusioner];
 
+/// What a checkpoint is for, by its `config.json`'s `model_type`: segmenting by words (a word
+/// engine) or pointing at objects (a prompt engine).
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Words(&'static dyn AnyEngine),
+    Prompts(&'static dyn point::AnyPromptEngine),
+}
+
+impl Kind {
+    /// The kind of a `config.json`, or an error naming every `model_type` either registry
+    /// reads.
+    pub fn of_config(config_json: &str) -> Result<Kind> {
+        let found = crate::network::model_type(config_json)?;
+        if let Some(engine) = ENGINES.iter().copied().find(|e| e.model_type() == found) {
+            return Ok(Kind::Words(engine));
+        }
+        point::prompt_engine(&found).map(Kind::Prompts).ok_or_else(|| Error::Config(wrong_kind_for_words(&found)))
+    }
+
+    /// `"words"` or `"prompts"`, as the page's worker reports it.
+    pub fn role(self) -> &'static str {
+        match self {
+            Kind::Words(_) => "words",
+            Kind::Prompts(_) => "prompts",
+        }
+    }
+
+    /// The engine's name ("dense", "sam", ...).
+    pub fn engine(self) -> &'static str {
+        match self {
+            Kind::Words(e) => e.name(),
+            Kind::Prompts(e) => e.name(),
+        }
+    }
+
+    /// Whether the engine reads a `preprocessor_config.json` beside the weights (CLIP
+    /// checkpoints use CLIP's own preprocessing, which the core knows).
+    pub fn reads_preprocessor(self) -> bool {
+        match self {
+            Kind::Words(e) => e.reads_preprocessor(),
+            Kind::Prompts(_) => true,
+        }
+    }
+}
+
+/// A checkpoint of either kind, loaded.
+pub enum Loaded {
+    Words(Model),
+    Prompts(point::PromptModel),
+}
+
+/// Every engine's presets (hub checkpoints' architectures for `bench --random-weights`), the
+/// word engines' first.
+pub fn presets() -> Vec<PresetName> {
+    let words = ENGINES.iter().flat_map(|e| e.presets());
+    words.chain(point::PROMPT_ENGINES.iter().flat_map(|e| e.presets())).collect()
+}
+
+impl Loaded {
+    /// Load whatever `config.json` describes from the weights' bytes; the `model_type` is
+    /// checked before the weights are parsed.
+    pub fn from_bytes(
+        config_json: &str,
+        weights: &[u8],
+        weights_name: &str,
+        preprocessor_json: Option<&str>,
+        device: &burn::tensor::Device,
+    ) -> Result<Loaded> {
+        Kind::of_config(config_json)?;
+        let checkpoint = crate::checkpoint::Checkpoint::from_bytes(weights, weights_name)?;
+        Self::from_checkpoint(config_json, &checkpoint, preprocessor_json, device)
+    }
+
+    /// The preset `name` (see [`presets`]) with random weights, for timing.
+    pub fn preset(name: &str, device: &burn::tensor::Device) -> Result<Loaded> {
+        let mut loader = crate::loader::WeightLoader::random(device);
+        for engine in ENGINES {
+            if let Some(network) = engine.load_preset(name, &mut loader) {
+                return Ok(Loaded::Words(Model::new(network?, None)?));
+            }
+        }
+        for &engine in point::PROMPT_ENGINES {
+            if let Some(network) = engine.load_preset(name, &mut loader) {
+                return Ok(Loaded::Prompts(point::PromptModel::new(engine, network?)?));
+            }
+        }
+        let names: Vec<&str> = presets().iter().map(|p| p.name).collect();
+        Err(Error::invalid(format!("no preset is named {name}; the presets are {}", names.join(", "))))
+    }
+
+    /// Load whatever `config.json` describes.
+    pub fn from_checkpoint(
+        config_json: &str,
+        checkpoint: &crate::checkpoint::Checkpoint<'_>,
+        preprocessor_json: Option<&str>,
+        device: &burn::tensor::Device,
+    ) -> Result<Loaded> {
+        Ok(match Kind::of_config(config_json)? {
+            Kind::Words(_) => {
+                Loaded::Words(Model::from_checkpoint(config_json, checkpoint, preprocessor_json, device)?)
+            }
+            Kind::Prompts(_) => Loaded::Prompts(point::PromptModel::from_checkpoint(
+                config_json,
+                checkpoint,
+                preprocessor_json,
+                device,
+            )?),
+        })
+    }
+}
+
+/// "a, b and c".
+fn listing(items: &[String]) -> String {
+    match items.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => items.join(""),
+    }
+}
+
+fn shown(model_type: &str) -> String {
+    if model_type.is_empty() { "none".to_string() } else { format!("'{model_type}'") }
+}
+
+/// The word engines' checkpoints, "CLIP (model_type 'clip'), ... and Fusioner (...)".
+fn word_checkpoints() -> String {
+    listing(
+        &ENGINES.iter().map(|e| format!("{} (model_type '{}')", e.architecture(), e.model_type())).collect::<Vec<_>>(),
+    )
+}
+
+/// The message for a `model_type` that no word engine reads.
+pub(crate) fn wrong_kind_for_words(found: &str) -> String {
+    let prompts = point::PROMPT_ENGINES;
+    let names = listing(&prompts.iter().map(|e| e.architecture().to_string()).collect::<Vec<_>>());
+    let types = listing(&prompts.iter().map(|e| format!("'{}'", e.model_type())).collect::<Vec<_>>());
+    format!(
+        "model_type is {}; segmenting by words reads {} checkpoints ({names} checkpoints, model_type {types}, are for pointing at objects: wordmask sam)",
+        shown(found),
+        word_checkpoints()
+    )
+}
+
+/// The message for a `model_type` that no prompt engine reads.
+pub(crate) fn wrong_kind_for_prompts(found: &str) -> String {
+    let article = |name: &str| if name.starts_with(['A', 'E', 'I', 'O', 'U']) { "an" } else { "a" };
+    let needed: Vec<String> = point::PROMPT_ENGINES
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (name, what) = (e.architecture(), if i == 0 { "checkpoint" } else { "one" });
+            format!("{} {name} {what} (model_type '{}', {})", article(name), e.model_type(), e.class())
+        })
+        .collect();
+    format!(
+        "model_type is {}; pointing at objects needs {} ({} checkpoints are for segmenting by words, and name masks: wordmask sam --clip)",
+        shown(found),
+        needed.join(" or "),
+        word_checkpoints()
+    )
+}
+
 /// The names `--engine` and the page accept: `auto` (the checkpoint's own) and each engine's.
 pub fn engine_choices() -> Vec<&'static str> {
     std::iter::once("auto").chain(ENGINES.iter().map(|e| e.name())).collect()
 }
 
-/// Words of an extra background class, as typed: separated by `;`, `,` or `|`, or `none`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(transparent)]
+/// Words of an extra background class, as typed: separated by `;`, `,` or `|`, or `none`
+/// (from the page and `<word-mask>` also a list of words).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Words(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Words {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Typed(String),
+            List(Vec<String>),
+        }
+        match Given::deserialize(deserializer)? {
+            Given::Typed(text) => text.parse().map_err(serde::de::Error::custom),
+            Given::List(words) => Ok(Words(words)),
+        }
+    }
+}
 
 impl FromStr for Words {
     type Err = Error;
@@ -160,56 +337,78 @@ pub enum BackgroundDataset {
     Coco,
 }
 
-/// Scores still on the device, and what turns them into a label map.
-struct Pending {
-    scores: Scores,
-    plan: Plan,
+/// Milliseconds each stage of one segmentation took. Each stage ends when its work is done on
+/// the device, so the stages add up to the whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Timings {
+    /// The labels' text embeddings (nothing to do for words in the cache).
+    pub text: f64,
+    /// The engine's pass over the image, up to its scores on the device.
+    pub image: f64,
+    /// Reading the scores back to the host.
+    pub scores: f64,
+    /// The label map, confidences and shares at the image's size, on the host.
+    pub finish: f64,
 }
 
-fn start(
-    model: &Model,
-    image: &RgbImage,
-    labels: &[Label],
-    settings: &Settings,
-    cache: &mut EmbeddingCache,
-) -> Result<Pending> {
-    let engine = model.engine_for(settings)?;
-    let (scores, plan) = engine.scores(model, image, labels, settings, cache)?;
-    Ok(Pending { scores, plan })
-}
-
-impl Pending {
-    fn finish(self, image: &RgbImage, labels: &[Label], maps: ScoreMaps) -> Segmentation {
-        let (background_row, min_score) = (self.plan.background_row(), self.plan.min_score);
-        Segmentation::new(image.width, image.height, labels, background_row, maps, self.scores.steps, min_score)
+impl Timings {
+    pub fn total(&self) -> f64 {
+        self.text + self.image + self.scores + self.finish
     }
 }
 
-/// Segment `image` with `labels`: the one entry of every caller (native, and the web build's
-/// `threads` module, which runs on the CPU alone; the browser's WebGPU build uses
-/// [`segment_async`]).
-#[cfg(any(not(target_family = "wasm"), feature = "threads"))]
-pub fn segment(
-    model: &Model,
-    image: &RgbImage,
-    labels: &[Label],
-    settings: &Settings,
-    cache: &mut EmbeddingCache,
-) -> Result<Segmentation> {
-    let pending = start(model, image, labels, settings, cache)?;
-    let maps = ScoreMaps::read(pending.scores.maps.clone())?;
-    Ok(pending.finish(image, labels, maps))
+/// What [`segment`] gives: the label map, the plan it followed and how long each stage took.
+pub struct Segmented {
+    pub segmentation: Segmentation,
+    pub plan: Plan,
+    pub timings: Timings,
 }
 
-/// [`segment`], reading the scores back without blocking (the only way in a browser).
-pub async fn segment_async(
+/// Segment `image` with `labels`: the one entry of every caller (the CLI's `segment`, `eval`
+/// and `bench`, and the page's worker). Natively, and in the browser's CPU-only modules,
+/// [`crate::device::block_on`] drives it; on WebGPU the page awaits it.
+pub async fn segment(
     model: &Model,
     image: &RgbImage,
     labels: &[Label],
     settings: &Settings,
     cache: &mut EmbeddingCache,
-) -> Result<Segmentation> {
-    let pending = start(model, image, labels, settings, cache)?;
-    let maps = ScoreMaps::read_async(pending.scores.maps.clone()).await?;
-    Ok(pending.finish(image, labels, maps))
+) -> Result<Segmented> {
+    let engine = model.engine_for(settings)?;
+    let request = engine.request(settings)?;
+    let plan = &request.plan;
+    let mut clock = crate::clock::Stopwatch::start();
+    let classes = cache.get(model, labels, &plan.background, plan.templates.prompts())?;
+    crate::device::settle(&classes.names).await?;
+    let text = clock.lap();
+    let scores = engine.scores(model.network(), &model.preprocessor, image, &classes, &request)?;
+    crate::device::settle(&scores.maps).await?;
+    let image_ms = clock.lap();
+    let maps = ScoreMaps::read(scores.maps).await?;
+    let read_ms = clock.lap();
+    let (background_row, min_score) = (plan.background_row(), plan.min_score);
+    let segmentation =
+        Segmentation::new(image.width, image.height, labels, background_row, maps, scores.steps, min_score);
+    let timings = Timings { text, image: image_ms, scores: read_ms, finish: clock.lap() };
+    Ok(Segmented { segmentation, plan: request.plan, timings })
+}
+
+/// The web build's threads module runs the core's calls on a pool thread, which needs their
+/// futures to be `Send`: this only has to compile (its checks are the compiler's).
+#[cfg(test)]
+#[allow(dead_code)]
+fn core_futures_can_move_to_a_pool_thread(
+    model: &Model,
+    image: &RgbImage,
+    labels: &[Label],
+    settings: &Settings,
+    cache: &mut EmbeddingCache,
+    session: &mut point::PromptSession,
+    prompt: &point::Prompt,
+) {
+    fn send<T: Send>(_: T) {}
+    send(segment(model, image, labels, settings, cache));
+    send(session.encode(image.clone()));
+    let words = Some(point::WordsNamer { model, settings, cache });
+    send(session.prompt(prompt, point::NameRequest { labels: Some(labels.to_vec()), vocabulary: None, words }));
 }

@@ -6,6 +6,8 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::engine::Request;
+use super::text::TextEncoder;
 use super::{AnyEngine, BackgroundDataset, DatasetProtocol, ENGINES, Plan, Settings};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
@@ -20,6 +22,16 @@ pub struct Model {
     engine: &'static dyn AnyEngine,
     pub tokenizer: Tokenizer,
     pub preprocessor: Preprocessor,
+}
+
+impl TextEncoder for Model {
+    fn text_network(&self) -> &dyn Network {
+        self.network.as_ref()
+    }
+
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
 }
 
 /// How to prepare an image for the vision tower.
@@ -61,19 +73,11 @@ impl Model {
     /// The engine of a `config.json`'s `model_type`, or an error naming the known ones.
     fn engine_of_config(config_json: &str) -> Result<&'static dyn AnyEngine> {
         let kind = model_type(config_json)?;
-        let Some(engine) = ENGINES.iter().copied().find(|e| e.model_type() == kind) else {
-            let shown = if kind.is_empty() { "none".to_string() } else { format!("'{kind}'") };
-            let known: Vec<String> =
-                ENGINES.iter().map(|e| format!("{} (model_type '{}')", e.architecture(), e.model_type())).collect();
-            let known = match known.split_last() {
-                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
-                _ => known.join(""),
-            };
-            return Err(Error::Config(format!(
-                "model_type is {shown}; segmenting by words reads {known} checkpoints (Segment Anything and Open-Vocabulary SAM checkpoints, model_type 'sam' and 'ovsam', are for pointing at objects: wordmask sam)"
-            )));
-        };
-        Ok(engine)
+        ENGINES
+            .iter()
+            .copied()
+            .find(|e| e.model_type() == kind)
+            .ok_or_else(|| Error::Config(super::wrong_kind_for_words(&kind)))
     }
 
     /// A model around a network built elsewhere (random weights for benchmarks, a perturbed
@@ -113,9 +117,14 @@ impl Model {
         self.engine.defaults()
     }
 
-    /// `settings` resolved against this model's engine.
+    /// `settings` resolved against this model's engine (what `segment` does first).
+    pub fn request(&self, settings: &Settings) -> Result<Request> {
+        self.engine_for(settings)?.request(settings)
+    }
+
+    /// What the engine will do with `settings`.
     pub fn plan(&self, settings: &Settings) -> Result<Plan> {
-        self.engine_for(settings)?.plan(settings)
+        Ok(self.request(settings)?.plan)
     }
 
     /// How this model's engine evaluates a dataset whose class 0 is background.

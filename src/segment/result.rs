@@ -84,17 +84,10 @@ pub struct ScoreMaps {
 }
 
 impl ScoreMaps {
-    /// From the device tensor `[rows, height, width]` (native, and the `threads` module).
-    #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
-    pub fn read(maps: burn::tensor::Tensor<3>) -> crate::error::Result<Self> {
+    /// From the device tensor `[rows, height, width]`.
+    pub async fn read(maps: burn::tensor::Tensor<3>) -> crate::error::Result<Self> {
         let [rows, height, width] = maps.dims();
-        Ok(ScoreMaps { rows, height, width, values: crate::device::to_vec(maps)? })
-    }
-
-    /// From the device tensor, without blocking (the browser).
-    pub async fn read_async(maps: burn::tensor::Tensor<3>) -> crate::error::Result<Self> {
-        let [rows, height, width] = maps.dims();
-        Ok(ScoreMaps { rows, height, width, values: crate::device::to_vec_async(maps).await? })
+        Ok(ScoreMaps { rows, height, width, values: crate::device::read(maps).await? })
     }
 }
 

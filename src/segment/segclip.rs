@@ -13,8 +13,8 @@
 use burn::tensor::Tensor;
 use serde::Serialize;
 
-use super::engine::{DatasetProtocol, Engine, Plan, Scores};
-use super::groupvit::{GroupScores, GroupingOptions};
+use super::engine::{DatasetProtocol, Engine, Plan, Preset, Scores};
+use super::grouping::{GroupScores, GroupingOptions};
 use super::slide::Windows;
 use super::text::ClassEmbeddings;
 use super::{BackgroundDataset, Settings};
@@ -91,9 +91,17 @@ impl Engine for SegClip {
     const NAME: &'static str = "segclip";
     const MODEL_TYPE: &'static str = "segclip";
     const ARCHITECTURE: &'static str = "SegCLIP";
+    const DESCRIPTION: &'static str = "SegCLIP (learned centres)";
+    const THRESHOLD_MEANS: &'static str = "Background where the best score is under";
     const CLASS: &'static str = "SegCLIP";
     type Network = SegClipModel;
     type Options = Options;
+    const PRESETS: &'static [Preset<SegClipModel>] = &[Preset {
+        name: "segclip",
+        aliases: &[],
+        about: "the released SegCLIP (ViT-B/16, 10 + 2 blocks around 8 centres)",
+        build: |l| Ok(SegClipModel::load(SegClipConfig::release(), l)),
+    }];
 
     fn load(config_json: &str, loader: &mut WeightLoader) -> Result<SegClipModel> {
         Ok(SegClipModel::load(SegClipConfig::from_json(config_json)?, loader))

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::Model;
 use super::result::BACKGROUND;
 use crate::error::{Error, Result};
 use crate::labels::Label;
@@ -191,6 +190,13 @@ pub const IMAGENET_80: [&str; 80] = [
     "a tattoo of the {}.",
 ];
 
+/// What embeds the words: a network's text tower and its tokenizer (a loaded
+/// [`super::Model`] is one).
+pub trait TextEncoder {
+    fn text_network(&self) -> &dyn Network;
+    fn tokenizer(&self) -> &Tokenizer;
+}
+
 /// Text side of a label set: one embedding per name (synonym), and the class of each name.
 #[derive(Debug, Clone)]
 pub struct ClassEmbeddings {
@@ -206,10 +212,10 @@ pub struct ClassEmbeddings {
 impl ClassEmbeddings {
     /// Embed every synonym of every label with every template; `background` words, if any,
     /// form one more class after the labels.
-    pub fn new(model: &Model, labels: &[Label], background: &[String], templates: &[&str]) -> Result<Self> {
+    pub fn new(model: &dyn TextEncoder, labels: &[Label], background: &[String], templates: &[&str]) -> Result<Self> {
         let set = NameSet::new(labels, background, templates)?;
         let words: Vec<&str> = set.names.iter().map(|(_, name)| name.as_str()).collect();
-        let names = name_embeddings(model.network(), &model.tokenizer, &words, templates)?;
+        let names = name_embeddings(model.text_network(), model.tokenizer(), &words, templates)?;
         Ok(set.into_classes(names))
     }
 }
@@ -294,7 +300,7 @@ impl EmbeddingCache {
 
     pub fn get(
         &mut self,
-        model: &Model,
+        model: &dyn TextEncoder,
         labels: &[Label],
         background: &[String],
         templates: &[&str],
@@ -311,7 +317,7 @@ impl EmbeddingCache {
             }
         }
         if !missing.is_empty() {
-            let fresh = name_embeddings(model.network(), &model.tokenizer, &missing, templates)?;
+            let fresh = name_embeddings(model.text_network(), model.tokenizer(), &missing, templates)?;
             let d = fresh.dims()[1];
             self.computed += 1;
             self.names_embedded += missing.len();

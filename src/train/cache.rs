@@ -238,7 +238,6 @@ impl FeatureCache {
             }
         }
         flush(&mut batch, &mut pending, &mut out)?;
-        drop(flush);
         out.flush().map_err(|e| io("write", &partial, e))?;
         drop(out);
         std::fs::rename(&partial, &data).map_err(|e| io("write", &data, e))?;

@@ -200,6 +200,26 @@ pub struct WeightSource<'a> {
     pub skip: &'a [&'a str],
 }
 
+impl<'a> WeightSource<'a> {
+    /// A backbone's weights as a trained checkpoint holds them: a vision-only image encoder's
+    /// under `vision.` (its pooler left out) beside the CLIP text tower's; else the backbone's
+    /// as they are.
+    pub fn of(backbone: &'a crate::fusioner::Backbone<'a>) -> Vec<WeightSource<'a>> {
+        let image = backbone.image.checkpoint;
+        match &backbone.text {
+            Some(text) => vec![
+                WeightSource { checkpoint: image, prefix: "vision.", skip: &["pooler."] },
+                WeightSource {
+                    checkpoint: text.checkpoint,
+                    prefix: "",
+                    skip: &["vision_model.", "visual_projection."],
+                },
+            ],
+            None => vec![WeightSource { checkpoint: image, prefix: "", skip: &[] }],
+        }
+    }
+}
+
 /// A checkpoint folder the CLI, page and `<word-mask>` load: `config.json` and
 /// `model.safetensors` (the frozen encoders' weights copied from `sources`, then the head).
 pub fn save_checkpoint(
@@ -251,6 +271,119 @@ pub fn class_embeddings(model: &FusionerModel, names: &[String]) -> Result<Tenso
     name_embeddings(model, &Tokenizer::new(), &words, &FUSIONER_32)
 }
 
+/// What `fit` refuses before any work.
+fn check(samples: &dyn Samples, options: &TrainOptions) -> Result<()> {
+    if samples.is_empty() {
+        return Err(Error::invalid("the training set has no images"));
+    }
+    if options.class_names.len() > 255 {
+        return Err(Error::invalid(format!(
+            "{} classes: label maps are 8-bit with 255 meaning ignored, so at most 255 classes",
+            options.class_names.len()
+        )));
+    }
+    if options.batch_size == 0 || options.micro_batch == 0 {
+        return Err(Error::invalid("batch size and micro-batch must be at least 1"));
+    }
+    if options.hyper.epochs == 0 {
+        return Err(Error::invalid("--epochs must be at least 1"));
+    }
+    Ok(())
+}
+
+/// The state of the run in `out` to go on from, refused when anything but the number of epochs
+/// differs (the schedules are then recomputed over the new total; anything else would silently
+/// train another run).
+fn saved_state(out: &Path, backbone_name: &str, options: &TrainOptions) -> Result<TrainState> {
+    let text = std::fs::read_to_string(out.join("train_state.json")).map_err(|e| {
+        Error::invalid(format!("--resume: cannot read {}: {e}", out.join("train_state.json").display()))
+    })?;
+    let saved: TrainState =
+        serde_json::from_str(&text).map_err(|e| Error::invalid(format!("--resume: train_state.json: {e}")))?;
+    let o = &saved.options;
+    let differs = [
+        ("the backbone", saved.backbone != backbone_name),
+        (
+            "the trained classes (--fold, --classes)",
+            o.trained != options.trained || o.class_names != options.class_names,
+        ),
+        ("--views", o.views != options.views),
+        ("--seed", o.seed != options.seed),
+        ("--batch-size", o.batch_size != options.batch_size),
+        ("the learning rates or weight decay", {
+            let (a, b) = (o.hyper, options.hyper);
+            (a.fusion_lr, a.fusion_min_lr, a.decoder_lr, a.wd, a.wd_end, a.warmup_epochs)
+                != (b.fusion_lr, b.fusion_min_lr, b.decoder_lr, b.wd, b.wd_end, b.warmup_epochs)
+        }),
+    ];
+    if let Some((what, _)) = differs.iter().find(|(_, d)| *d) {
+        return Err(Error::invalid(format!(
+            "--resume: {what} differ from the run in {}; resume with the same settings (only --epochs may change)",
+            out.display()
+        )));
+    }
+    if saved.epochs_done >= options.hyper.epochs {
+        return Err(Error::invalid(format!(
+            "--resume: {} epochs are done already; pass a larger --epochs",
+            saved.epochs_done
+        )));
+    }
+    Ok(saved)
+}
+
+/// The optimiser's moments as the run in `out` left them.
+fn restore_optimizer(optimizer: &mut Optimizer, out: &Path, device: &Device) -> Result<()> {
+    let bytes = std::fs::read(out.join("optimizer.safetensors"))
+        .map_err(|e| Error::invalid(format!("--resume: cannot read optimizer.safetensors: {e}")))?;
+    let saved = Checkpoint::from_bytes(&bytes, "optimizer.safetensors")?;
+    let values: Vec<(String, Vec<f32>)> =
+        saved.names().map(|n| Ok((n.to_string(), saved.read_f32(n)?))).collect::<Result<_>>()?;
+    optimizer.restore(&values, device);
+    Ok(())
+}
+
+/// What one epoch works with: the cached features, the tasks, the class embeddings and the
+/// optimiser.
+struct Run<'a> {
+    cache: FeatureCache,
+    tasks: Vec<Task>,
+    classes: Tensor<2>,
+    optimizer: Optimizer,
+    options: &'a TrainOptions,
+    samples: usize,
+    steps_per_epoch: usize,
+    crop: usize,
+}
+
+impl Run<'_> {
+    /// One pass over every task in a seeded order, one view of each image; the mean loss.
+    fn epoch(&mut self, head: &mut FusionHead, epoch: usize, progress: &mut dyn FnMut(Event)) -> Result<f32> {
+        let options = self.options;
+        let (crop, grid, device) = (self.crop, self.cache.grid(), self.classes.device());
+        let mut rng = Rng::new(options.seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9));
+        let chosen: Vec<usize> = (0..self.samples).map(|_| rng.below(self.cache.views())).collect();
+        let mut order = self.tasks.clone();
+        rng.shuffle(&mut order);
+        let mut epoch_loss = 0.0;
+        for (s, chunk) in order.chunks(options.batch_size).enumerate() {
+            let mut micro = Vec::new();
+            for part in chunk.chunks(options.micro_batch) {
+                let views: Vec<(View, u8)> = part
+                    .iter()
+                    .map(|t| Ok((self.cache.get(t.sample, chosen[t.sample])?, t.class)))
+                    .collect::<Result<_>>()?;
+                micro.push(Batch::new(&views, &self.classes, grid, crop, &device));
+            }
+            let lr = self.optimizer.rates().0;
+            let loss = train_step(head, &mut self.optimizer, &micro, chunk.len(), crop)?;
+            epoch_loss += loss / self.steps_per_epoch as f32;
+            let (epochs, steps) = (options.hyper.epochs, self.steps_per_epoch);
+            progress(Event::Step { epoch, epochs, step: s, steps, loss, lr });
+        }
+        Ok(epoch_loss)
+    }
+}
+
 /// Train `model.head` on `samples` (the head as given is the starting point), writing a
 /// checkpoint to `out` after every epoch. With `resume`, the state in `out` (weights, optimiser,
 /// epochs done) continues.
@@ -266,90 +399,28 @@ pub fn fit(
     resume: bool,
     progress: &mut dyn FnMut(Event),
 ) -> Result<TrainState> {
-    if samples.is_empty() {
-        return Err(Error::invalid("the training set has no images"));
-    }
-    if options.class_names.len() > 255 {
-        return Err(Error::invalid(format!(
-            "{} classes: label maps are 8-bit with 255 meaning ignored, so at most 255 classes",
-            options.class_names.len()
-        )));
-    }
-    if options.batch_size == 0 || options.micro_batch == 0 {
-        return Err(Error::invalid("batch size and micro-batch must be at least 1"));
-    }
+    check(samples, options)?;
     let device = Network::device(&*model);
     let config = model.config.clone();
-    let crop = config.crop_size;
-    if options.hyper.epochs == 0 {
-        return Err(Error::invalid("--epochs must be at least 1"));
-    }
     let key = CacheKey {
         version: cache::FORMAT,
         backbone: backbone_name.to_string(),
         samples: (0..samples.len()).map(|i| samples.fingerprint(i)).collect(),
         views: options.views,
         seed: options.seed,
-        crop,
+        crop: config.crop_size,
         mean: config.image_mean,
         std: config.image_std,
     };
-    let saved_state = if resume {
-        let text = std::fs::read_to_string(out.join("train_state.json")).map_err(|e| {
-            Error::invalid(format!("--resume: cannot read {}: {e}", out.join("train_state.json").display()))
-        })?;
-        let saved: TrainState =
-            serde_json::from_str(&text).map_err(|e| Error::invalid(format!("--resume: train_state.json: {e}")))?;
-        // Only the number of epochs may change (the schedules are then recomputed over the new
-        // total); anything else would silently train another run.
-        let o = &saved.options;
-        let differs = [
-            ("the backbone", saved.backbone != backbone_name),
-            (
-                "the trained classes (--fold, --classes)",
-                o.trained != options.trained || o.class_names != options.class_names,
-            ),
-            ("--views", o.views != options.views),
-            ("--seed", o.seed != options.seed),
-            ("--batch-size", o.batch_size != options.batch_size),
-            ("the learning rates or weight decay", {
-                let (a, b) = (o.hyper, options.hyper);
-                (a.fusion_lr, a.fusion_min_lr, a.decoder_lr, a.wd, a.wd_end, a.warmup_epochs)
-                    != (b.fusion_lr, b.fusion_min_lr, b.decoder_lr, b.wd, b.wd_end, b.warmup_epochs)
-            }),
-        ];
-        if let Some((what, _)) = differs.iter().find(|(_, d)| *d) {
-            return Err(Error::invalid(format!(
-                "--resume: {what} differ from the run in {}; resume with the same settings (only --epochs may change)",
-                out.display()
-            )));
-        }
-        if saved.epochs_done >= options.hyper.epochs {
-            return Err(Error::invalid(format!(
-                "--resume: {} epochs are done already; pass a larger --epochs",
-                saved.epochs_done
-            )));
-        }
-        Some(saved)
-    } else {
-        None
-    };
-    let mut cache = FeatureCache::open_or_build(cache_dir, key, model, samples, progress)?;
+    let saved = if resume { Some(saved_state(out, backbone_name, options)?) } else { None };
+    let cache = FeatureCache::open_or_build(cache_dir, key, model, samples, progress)?;
     let all = tasks(cache.presence(), &options.trained);
     if all.is_empty() {
-        return Err(Error::invalid(format!(
-            "no image holds any of the trained classes ({})",
-            options
-                .trained
-                .iter()
-                .map(|c| options.class_names.get(*c as usize).cloned().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+        let names: Vec<String> =
+            options.trained.iter().map(|c| options.class_names.get(*c as usize).cloned().unwrap_or_default()).collect();
+        return Err(Error::invalid(format!("no image holds any of the trained classes ({})", names.join(", "))));
     }
-    let classes = class_embeddings(model, &options.class_names)?;
     let steps_per_epoch = all.len().div_ceil(options.batch_size);
-    let mut optimizer = Optimizer::new(options.hyper, steps_per_epoch);
     let mut state = TrainState {
         epochs_done: 0,
         steps_per_epoch,
@@ -357,45 +428,28 @@ pub fn fit(
         backbone: backbone_name.to_string(),
         losses: Vec::new(),
     };
-    if let Some(saved) = saved_state {
-        let bytes = std::fs::read(out.join("optimizer.safetensors"))
-            .map_err(|e| Error::invalid(format!("--resume: cannot read optimizer.safetensors: {e}")))?;
-        let saved_optimizer = Checkpoint::from_bytes(&bytes, "optimizer.safetensors")?;
-        let values: Vec<(String, Vec<f32>)> = saved_optimizer
-            .names()
-            .map(|n| Ok((n.to_string(), saved_optimizer.read_f32(n)?)))
-            .collect::<Result<_>>()?;
-        optimizer.restore(&values, &device);
+    let mut run = Run {
+        classes: class_embeddings(model, &options.class_names)?,
+        optimizer: Optimizer::new(options.hyper, steps_per_epoch),
+        cache,
+        tasks: all,
+        options,
+        samples: samples.len(),
+        steps_per_epoch,
+        crop: config.crop_size,
+    };
+    if let Some(saved) = saved {
+        restore_optimizer(&mut run.optimizer, out, &device)?;
         state.epochs_done = saved.epochs_done;
         state.losses = saved.losses;
     }
-    let views = cache.views();
-    let grid = cache.grid();
     for epoch in state.epochs_done..options.hyper.epochs {
-        let mut rng = Rng::new(options.seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9));
-        let chosen: Vec<usize> = (0..samples.len()).map(|_| rng.below(views)).collect();
-        let mut order = all.clone();
-        rng.shuffle(&mut order);
-        let mut epoch_loss = 0.0;
-        for (s, chunk) in order.chunks(options.batch_size).enumerate() {
-            let mut micro = Vec::new();
-            for part in chunk.chunks(options.micro_batch) {
-                let views: Vec<(View, u8)> = part
-                    .iter()
-                    .map(|t| Ok((cache.get(t.sample, chosen[t.sample])?, t.class)))
-                    .collect::<Result<_>>()?;
-                micro.push(Batch::new(&views, &classes, grid, crop, &device));
-            }
-            let lr = optimizer.rates().0;
-            let loss = train_step(&mut model.head, &mut optimizer, &micro, chunk.len(), crop)?;
-            epoch_loss += loss / steps_per_epoch as f32;
-            progress(Event::Step { epoch, epochs: options.hyper.epochs, step: s, steps: steps_per_epoch, loss, lr });
-        }
+        let epoch_loss = run.epoch(&mut model.head, epoch, progress)?;
         // Each file is written whole, then renamed into place; `train_state.json` goes last, so
         // it never names an epoch whose weights and optimiser state are not on disk.
         state.epochs_done = epoch + 1;
         state.losses.push(epoch_loss);
-        write_atomic(&out.join("optimizer.safetensors"), &write_safetensors_as(&optimizer.state()?, false)?)?;
+        write_atomic(&out.join("optimizer.safetensors"), &write_safetensors_as(&run.optimizer.state()?, false)?)?;
         save_checkpoint(out, &config, sources, &mut model.head)?;
         write_atomic(
             &out.join("train_state.json"),

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::fusioner::{FusionHead, ParamVisitor};
 
+/// A tensor as saved: its name, shape and values.
+pub type NamedValues = (String, Vec<usize>, Vec<f32>);
+
 /// The repository's optimiser settings (`configs/__init__.py` defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Hyper {
@@ -109,7 +112,7 @@ impl Optimizer {
     }
 
     /// The moments and step as named host tensors (`m.<param>`, `v.<param>`, `step`).
-    pub fn state(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn state(&self) -> Result<Vec<NamedValues>> {
         let mut out = vec![("step".to_string(), vec![1], vec![self.step as f32])];
         for (name, (m, v)) in &self.moments {
             let n = m.dims()[0];

@@ -73,7 +73,13 @@ fn check(model: &Model, spec: &serde_json::Value, opts: &Options, against: &str)
     if [rows, img.height, img.width] != [shape[0], shape[1], shape[2]] {
         return Err(format!("{against}: scores of shape {:?}, reference {shape:?}", [rows, img.height, img.width]));
     }
-    all_close(&format!("{against} scores"), &scores.at(img.width, img.height).unwrap(), &want, SCORE_TOL, false)
+    all_close(
+        &format!("{against} scores"),
+        &wordmask::block_on(scores.at(img.width, img.height)).unwrap(),
+        &want,
+        SCORE_TOL,
+        false,
+    )
 }
 
 #[test]

@@ -114,7 +114,10 @@ fn inference_parity(name: &str) {
         check("stitched logits", every(&stitched, 3, h, w, 5), "stitched_sub");
 
         // Labels through the one entry, with the engine's defaults.
-        let seg = segment(&model, &image, &labels, &Settings::default(), &mut EmbeddingCache::default()).unwrap();
+        let seg =
+            wordmask::block_on(segment(&model, &image, &labels, &Settings::default(), &mut EmbeddingCache::default()))
+                .unwrap()
+                .segmentation;
         let LabelMap::Narrow(map) = seg.label_map else { panic!("an 8-bit label map") };
         let (want, _) = reference.get("labels_sub");
         let ours: Vec<f32> = (0..h)

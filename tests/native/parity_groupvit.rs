@@ -10,7 +10,8 @@ use wordmask::device::to_vec;
 use wordmask::groupvit::GroupVitModel;
 use wordmask::labels;
 use wordmask::network::Network;
-use wordmask::segment::groupvit::{GroupVit, GroupingOptions, Options, TOP_K, window_scores};
+use wordmask::segment::grouping::GroupingOptions;
+use wordmask::segment::groupvit::{GroupVit, Options, TOP_K, window_scores};
 use wordmask::segment::slide::Windows;
 use wordmask::segment::{ClassEmbeddings, Engine, Model, Templates};
 
@@ -147,10 +148,8 @@ fn compare(name: &str, device: &Device) -> Vec<String> {
             scoring: serde_json::from_value(run["scoring"].clone()).unwrap(),
         };
         let img = image(run["image"].as_str().unwrap());
-        let ours = GroupVit::scores(gv, &model.preprocessor, &img, &classes, &opts)
-            .unwrap()
-            .at(img.width, img.height)
-            .unwrap();
+        let scores = GroupVit::scores(gv, &model.preprocessor, &img, &classes, &opts).unwrap();
+        let ours = wordmask::block_on(scores.at(img.width, img.height)).unwrap();
         let (tol, relative) = tolerance(run["scoring"].as_str().unwrap());
         let want = reference.get(&format!("pipeline.{tag}")).0;
         failures.extend(all_close(&format!("{name} pipeline.{tag}"), &ours, &want, tol, relative).err());

@@ -17,7 +17,7 @@ use wordmask::labels;
 use wordmask::ovsam::{OvSamModel, class_probabilities};
 use wordmask::preprocess::RgbImage;
 use wordmask::sam::Point;
-use wordmask::segment::point::{Click, Prompt, PromptModel, PromptNetwork, Vocabulary};
+use wordmask::segment::point::{Click, Prompt, PromptModel, Vocabulary};
 
 const NAME: &str = "ovsam-tiny";
 /// Features of order 1 after many f32 operations, compared relative to their size.
@@ -36,10 +36,7 @@ fn load(device: &Device) -> PromptModel {
 }
 
 fn ovsam(model: &PromptModel) -> &OvSamModel {
-    match &model.network {
-        PromptNetwork::OvSam(m) => m,
-        PromptNetwork::Sam(_) => panic!("{NAME} loaded as Segment Anything"),
-    }
+    model.network::<OvSamModel>().unwrap_or_else(|| panic!("{NAME} loaded as another model than Open-Vocabulary SAM"))
 }
 
 fn spec() -> serde_json::Value {
@@ -180,7 +177,7 @@ fn prompts_give_the_demos_masks_and_names() {
     let spec = spec();
     let reference = Reference::load(NAME);
     let resized = png("resized.png");
-    let encoded = model.encode(&resized).unwrap();
+    let encoded = wordmask::block_on(model.encode(&resized)).unwrap();
     let typed = labels::parse(
         &spec["typed_labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>().join(","),
     )
@@ -206,19 +203,19 @@ fn prompts_give_the_demos_masks_and_names() {
         if points.is_empty() && bbox.is_none() {
             continue;
         }
-        let mask = model.segment(&encoded, &Prompt { points, bbox }).unwrap();
+        let mask = wordmask::block_on(model.segment(&encoded, &Prompt { points, bbox })).unwrap();
         let want = reference.get(&format!("{case}.mask")).0;
         let differ = mask.mask.iter().zip(&want).filter(|(a, b)| f32::from(**a) != **b).count();
         // A pixel whose upsampled logit is within float error of 0 may fall either way.
         if differ > 2 {
             failures.push(format!("{case}: {differ} mask pixels differ from the demo's"));
         }
-        let named = model.name_now(&encoded, &mask, released.as_ref().unwrap()).unwrap();
+        let named = wordmask::block_on(model.name(&encoded, &mask, released.as_ref().unwrap())).unwrap();
         let want = info["top1"]["name"].as_str().unwrap().replace('_', " ");
         if named.best.label != want {
             failures.push(format!("{case}: named {}, the demo says {want}", named.best.label));
         }
-        let named = model.name_now(&encoded, &mask, words.as_ref().unwrap()).unwrap();
+        let named = wordmask::block_on(model.name(&encoded, &mask, words.as_ref().unwrap())).unwrap();
         let want = info["typed_top1"]["label"].as_str().unwrap();
         if named.best.label != want {
             failures.push(format!("{case}: typed name {}, the reference says {want}", named.best.label));
@@ -233,7 +230,7 @@ fn prompts_give_the_demos_masks_and_names() {
 fn a_perturbed_weight_is_caught() {
     let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
     let mut model = load(&device);
-    if let PromptNetwork::OvSam(net) = &mut model.network {
+    if let Some(net) = model.network_mut::<OvSamModel>() {
         let conv = &mut net.fpn.output[3];
         let dims = conv.weight.dims();
         let mut w = to_vec(conv.weight.clone()).unwrap();

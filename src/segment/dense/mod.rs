@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use blocks::{Method, NACLIP_SIGMA, last_block, neighbourhood_bias};
 
-use super::engine::{DatasetProtocol, Engine, Plan, Scores};
+use super::engine::{DatasetProtocol, Engine, NamingMaps, Plan, Preset, Scores};
 use super::result::{BACKGROUND, PixelSteps};
 use super::slide::Windows;
 use super::text::{ClassEmbeddings, Templates};
@@ -126,9 +126,32 @@ impl Engine for Dense {
     const NAME: &'static str = "dense";
     const MODEL_TYPE: &'static str = "clip";
     const ARCHITECTURE: &'static str = "CLIP";
+    const DESCRIPTION: &'static str = "dense CLIP";
+    const THRESHOLD_MEANS: &'static str = "Leave pixels unlabelled under probability";
     const CLASS: &'static str = "CLIPModel";
     type Network = ClipModel;
     type Options = Options;
+    const READS_PREPROCESSOR: bool = false;
+    const PRESETS: &'static [Preset<ClipModel>] = &[
+        Preset {
+            name: "vit-b-16",
+            aliases: &[],
+            about: "openai/clip-vit-base-patch16",
+            build: |l| Ok(ClipModel::load(ClipConfig::vit_b_16(), l)),
+        },
+        Preset {
+            name: "vit-b-32",
+            aliases: &[],
+            about: "openai/clip-vit-base-patch32",
+            build: |l| Ok(ClipModel::load(ClipConfig::vit_b_32(), l)),
+        },
+        Preset {
+            name: "vit-l-14",
+            aliases: &[],
+            about: "openai/clip-vit-large-patch14",
+            build: |l| Ok(ClipModel::load(ClipConfig::vit_l_14(), l)),
+        },
+    ];
 
     fn load(config_json: &str, loader: &mut WeightLoader) -> Result<ClipModel> {
         Ok(ClipModel::load(ClipConfig::from_json(config_json)?, loader))
@@ -199,6 +222,18 @@ impl Engine for Dense {
     /// under `prob_thd` (0.1, the engine's default) become class 0.
     fn dataset_protocol(_: BackgroundDataset) -> DatasetProtocol {
         DatasetProtocol { threshold: Options::default().min_probability, embeds_background_name: true }
+    }
+
+    /// The cosine maps at the resized image's resolution, with the logit scale.
+    fn naming_maps(
+        clip: &ClipModel,
+        preprocessor: &Preprocessor,
+        image: &RgbImage,
+        classes: &ClassEmbeddings,
+        options: &Options,
+    ) -> Option<Result<NamingMaps>> {
+        let maps = cosine_maps(clip, preprocessor, image, &classes.names, options);
+        Some(maps.map(|(maps, _)| NamingMaps { maps, logit_scale: options.logit_scale }))
     }
 }
 

@@ -1,0 +1,206 @@
+//! Segmentation datasets in their folder layouts (mmsegmentation's, as the dense-CLIP papers
+//! evaluate on them, and a plain folder): which image goes with which label map, each format's
+//! class list and ground-truth values, and the class folds of PASCAL-5i and COCO-20i. What
+//! `eval` scores and `train` learns from; reading the files is the caller's.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::metrics::IGNORE_INDEX;
+use crate::segment::BackgroundDataset;
+
+/// A dataset's folder layout (mmsegmentation's, as the dense-CLIP papers evaluate on them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Format {
+    Voc21,
+    Voc20,
+    Context60,
+    Context59,
+    CocoObject,
+    CocoStuff,
+    Ade20k,
+    Cityscapes,
+    Camvid,
+    /// DIR/images/* with DIR/labels/<stem>.png; needs --classes.
+    Folder,
+}
+
+impl Format {
+    /// The class list shipped for the format (classes/*.txt, from the NACLIP/SCLIP configs).
+    pub fn classes(self) -> Option<&'static str> {
+        Some(match self {
+            Format::Voc21 => include_str!("../classes/voc21.txt"),
+            Format::Voc20 => include_str!("../classes/voc20.txt"),
+            Format::Context60 => include_str!("../classes/context60.txt"),
+            Format::Context59 => include_str!("../classes/context59.txt"),
+            Format::CocoObject => include_str!("../classes/coco-object.txt"),
+            Format::CocoStuff => include_str!("../classes/coco-stuff.txt"),
+            Format::Ade20k => include_str!("../classes/ade20k.txt"),
+            Format::Cityscapes => include_str!("../classes/cityscapes.txt"),
+            Format::Camvid => include_str!("../classes/camvid.txt"),
+            Format::Folder => return None,
+        })
+    }
+
+    /// The dataset family, for formats whose class 0 is background (each engine has its own
+    /// threshold for those).
+    pub fn background(self) -> Option<BackgroundDataset> {
+        match self {
+            Format::Voc21 => Some(BackgroundDataset::PascalVoc),
+            Format::Context60 => Some(BackgroundDataset::PascalContext),
+            Format::CocoObject => Some(BackgroundDataset::Coco),
+            _ => None,
+        }
+    }
+
+    /// Ground-truth value -> class index (or the ignore index).
+    pub fn map_gt(self, v: u8) -> u8 {
+        match self {
+            // mmsegmentation's reduce_zero_label: 0 (background/other) is ignored, k -> k - 1.
+            Format::Voc20 | Format::Context59 | Format::Ade20k => {
+                if v == 0 || v == IGNORE_INDEX {
+                    IGNORE_INDEX
+                } else {
+                    v - 1
+                }
+            }
+            // SegNet CamVid: 11 is void.
+            Format::Camvid if v >= 11 => IGNORE_INDEX,
+            _ => v,
+        }
+    }
+}
+
+/// One image and its label map.
+pub struct Sample {
+    pub image: PathBuf,
+    pub label: PathBuf,
+}
+
+fn files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::invalid(format!("cannot list {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The split of a dataset: `val` is what eval scores, `train` what `train` learns from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+}
+
+/// Pairs of (image, label) files for `split`.
+pub fn samples(format: Format, root: &Path, split: Split) -> Result<Vec<Sample>> {
+    let (list_name, coco, ade) = match split {
+        Split::Train => ("train", "train2017", "training"),
+        Split::Val => ("val", "val2017", "validation"),
+    };
+    let from_list = |list: &str, images: &str, labels: &str| -> Result<Vec<Sample>> {
+        let list = root.join(list);
+        let text = std::fs::read_to_string(&list)
+            .map_err(|e| Error::invalid(format!("cannot read the split list {}: {e}", list.display())))?;
+        Ok(text
+            .split_whitespace()
+            .map(|n| Sample {
+                image: root.join(images).join(format!("{n}.jpg")),
+                label: root.join(labels).join(format!("{n}.png")),
+            })
+            .collect())
+    };
+    let paired = |images: &str, ext: &str, labels: &str, label_of: &dyn Fn(&str) -> String| -> Result<Vec<Sample>> {
+        Ok(files(&root.join(images), ext)?
+            .into_iter()
+            .map(|image| {
+                let label = root.join(labels).join(label_of(&stem(&image)));
+                Sample { image, label }
+            })
+            .collect())
+    };
+    let samples = match format {
+        Format::Voc21 | Format::Voc20 => {
+            // With SBD's augmented labels (SegmentationClassAug, as HSNet's PASCAL-5i layout
+            // has them), training reads the augmented list (mmsegmentation's aug.txt, or
+            // trainaug.txt) when there is one.
+            let aug = root.join("SegmentationClassAug").is_dir();
+            let aug_list = ["aug.txt", "trainaug.txt"]
+                .into_iter()
+                .map(|f| format!("ImageSets/Segmentation/{f}"))
+                .find(|f| root.join(f).is_file());
+            match (split, aug, aug_list) {
+                (Split::Train, true, Some(list)) => from_list(&list, "JPEGImages", "SegmentationClassAug")?,
+                (Split::Train, true, None) => {
+                    from_list("ImageSets/Segmentation/train.txt", "JPEGImages", "SegmentationClassAug")?
+                }
+                _ => from_list(&format!("ImageSets/Segmentation/{list_name}.txt"), "JPEGImages", "SegmentationClass")?,
+            }
+        }
+        Format::Context60 | Format::Context59 => from_list(
+            &format!("ImageSets/SegmentationContext/{list_name}.txt"),
+            "JPEGImages",
+            "SegmentationClassContext",
+        )?,
+        Format::CocoObject => paired(&format!("images/{coco}"), ".jpg", &format!("annotations/{coco}"), &|s| {
+            format!("{s}_instanceTrainIds.png")
+        })?,
+        Format::CocoStuff => paired(&format!("images/{coco}"), ".jpg", &format!("annotations/{coco}"), &|s| {
+            format!("{s}_labelTrainIds.png")
+        })?,
+        Format::Ade20k => {
+            paired(&format!("images/{ade}"), ".jpg", &format!("annotations/{ade}"), &|s| format!("{s}.png"))?
+        }
+        Format::Camvid => paired("val", ".png", "valannot", &|s| format!("{s}.png"))?,
+        Format::Folder => {
+            // DIR/train.txt or DIR/val.txt (image stems), when present, picks the split.
+            let all = paired("images", "", "labels", &|s| format!("{s}.png"))?;
+            match std::fs::read_to_string(root.join(format!("{list_name}.txt"))) {
+                Ok(list) => {
+                    let keep: Vec<&str> = list.split_whitespace().collect();
+                    all.into_iter().filter(|s| keep.contains(&stem(&s.image).as_str())).collect()
+                }
+                Err(_) => all,
+            }
+        }
+        Format::Cityscapes => {
+            let mut out = Vec::new();
+            for city in files(&root.join("leftImg8bit/val"), "")? {
+                for image in files(&city, "_leftImg8bit.png")? {
+                    let name = stem(&image).trim_end_matches("_leftImg8bit").to_string();
+                    let label = root
+                        .join("gtFine/val")
+                        .join(city.file_name().unwrap_or_default())
+                        .join(format!("{name}_gtFine_labelTrainIds.png"));
+                    out.push(Sample { image, label });
+                }
+            }
+            out
+        }
+    };
+    if samples.is_empty() {
+        return Err(Error::invalid(format!(
+            "no images found in {} for the {format:?} layout (docs/cli.md lists the folder layouts)",
+            root.display()
+        )));
+    }
+    Ok(samples)
+}
+
+/// The class values of fold `fold`: PASCAL-5i (voc21, values 1-20) or COCO-20i (coco-object,
+/// values 1-80), as HSNet splits them.
+pub fn fold_classes(format: Format, fold: usize) -> Result<Vec<u8>> {
+    match format {
+        Format::Voc21 if fold < 4 => Ok((1..=5).map(|i| (fold * 5 + i) as u8).collect()),
+        Format::CocoObject if fold < 4 => Ok((0..20).map(|v| (4 * v + fold + 1) as u8).collect()),
+        Format::Voc21 | Format::CocoObject => Err(Error::invalid(format!("--fold must be 0, 1, 2 or 3, got {fold}"))),
+        _ => Err(Error::invalid("--fold applies to voc21 (PASCAL-5i) and coco-object (COCO-20i)")),
+    }
+}

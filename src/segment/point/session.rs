@@ -1,0 +1,147 @@
+//! One person's Point mode: a prompt model, the image it encoded, and how masks get their
+//! names. The CLI, the page's worker and `<word-mask interactive>` all go through
+//! [`PromptSession`], so the decisions — encode once per image, which model names a mask and
+//! among which words, what an empty mask gets — are made here only.
+
+use serde::Serialize;
+
+use super::{ClassEmbeddings, EncodedImage, MaskNamer, Naming, ObjectMask, Prompt, PromptModel, Vocabulary};
+use crate::error::{Error, Result};
+use crate::labels::Label;
+use crate::preprocess::RgbImage;
+use crate::segment::{EmbeddingCache, Model, Settings};
+
+/// Among which classes a model that names its own masks names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum VocabularyChoice {
+    /// The typed words.
+    Typed,
+    /// The checkpoint's own classifier (LVIS's 1,203 classes in the release).
+    #[serde(alias = "released")]
+    Lvis,
+}
+
+/// A words model that names masks of a model that does not name its own (its dense maps
+/// pooled inside the mask), with the settings it segments with and its embedding cache.
+pub struct WordsNamer<'a> {
+    pub model: &'a Model,
+    pub settings: &'a Settings,
+    pub cache: &'a mut EmbeddingCache,
+}
+
+/// What a prompt's mask is named with. Whatever is missing means no name, not an error: a
+/// model that names its masks ignores a words model; one that does not names masks only with
+/// typed words and a words model.
+#[derive(Default)]
+pub struct NameRequest<'a> {
+    /// The typed words, if any.
+    pub labels: Option<Vec<Label>>,
+    /// For a model that names its masks: the typed words or its own classifier (default: the
+    /// typed words when there are some, else its classifier when it carries one).
+    pub vocabulary: Option<VocabularyChoice>,
+    /// For a model that does not: the words model that names them.
+    pub words: Option<WordsNamer<'a>>,
+}
+
+/// Milliseconds of one prompt's stages.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PromptTimings {
+    /// The prompt encoder and mask decoder, the mask read back and upsampled.
+    pub decode: f64,
+    /// Naming it (the words' embeddings the first time, then pooling or the model's head).
+    pub name: f64,
+}
+
+/// A prompt's answer: the mask and, when there was something to name it with, its name.
+pub struct Answer {
+    pub mask: ObjectMask,
+    pub naming: Option<Naming>,
+    pub timings: PromptTimings,
+}
+
+/// The image the prompts point into: its pixels (a words model names masks from them), its
+/// encoding and its number (which keys the namer's maps).
+struct Current {
+    pixels: RgbImage,
+    encoded: EncodedImage,
+    id: u64,
+}
+
+/// A prompt model with the image it encoded and what naming keeps between prompts.
+pub struct PromptSession {
+    model: PromptModel,
+    current: Option<Current>,
+    images: u64,
+    namer: MaskNamer,
+    classes: Option<ClassEmbeddings>,
+}
+
+impl PromptSession {
+    pub fn new(model: PromptModel) -> Self {
+        PromptSession { model, current: None, images: 0, namer: MaskNamer::default(), classes: None }
+    }
+
+    pub fn model(&self) -> &PromptModel {
+        &self.model
+    }
+
+    /// The heavy pass for a new image, once; every later prompt points into it. Returns its
+    /// time in milliseconds.
+    pub async fn encode(&mut self, image: RgbImage) -> Result<f64> {
+        let mut clock = crate::clock::Stopwatch::start();
+        // The old encoding goes first: two images' features need not fit at once.
+        self.current = None;
+        let encoded = self.model.encode(&image).await?;
+        self.images += 1;
+        self.current = Some(Current { pixels: image, encoded, id: self.images });
+        Ok(clock.lap())
+    }
+
+    /// The mask of `prompt` on the encoded image, and its name as `request` allows. An empty
+    /// mask (nothing found there) gets no name.
+    pub async fn prompt(&mut self, prompt: &Prompt, request: NameRequest<'_>) -> Result<Answer> {
+        let current = self.current.as_ref().ok_or_else(|| Error::invalid("encode an image first"))?;
+        let mut clock = crate::clock::Stopwatch::start();
+        let mask = self.model.segment(&current.encoded, prompt).await?;
+        let decode = clock.lap();
+        let naming = if mask.area == 0 {
+            None
+        } else if self.model.names_masks() {
+            match self.vocabulary(&request)? {
+                Some(vocabulary) => {
+                    let classes = self.model.prepare_classes(&vocabulary, &mut self.classes)?;
+                    Some(self.model.name(&current.encoded, &mask, classes).await?)
+                }
+                None => None,
+            }
+        } else {
+            match (request.labels.as_deref(), request.words) {
+                (Some(labels), Some(words)) => {
+                    let (image, id) = (&current.pixels, current.id);
+                    Some(
+                        self.namer
+                            .name_mask(words.model, id, image, labels, words.settings, words.cache, &mask)
+                            .await?,
+                    )
+                }
+                _ => None,
+            }
+        };
+        Ok(Answer { mask, naming, timings: PromptTimings { decode, name: clock.lap() } })
+    }
+
+    /// The vocabulary a model that names its masks uses for `request`, if any.
+    fn vocabulary(&self, request: &NameRequest<'_>) -> Result<Option<Vocabulary>> {
+        let typed = request.labels.clone().filter(|l| !l.is_empty());
+        Ok(match (request.vocabulary, typed) {
+            (Some(VocabularyChoice::Lvis), _) => Some(Vocabulary::Released),
+            (Some(VocabularyChoice::Typed), None) => {
+                return Err(Error::invalid("naming among the typed words needs words: type some, e.g. \"cat, dog\""));
+            }
+            (_, Some(labels)) => Some(Vocabulary::Typed(labels)),
+            (None, None) => self.model.released_vocabulary().map(|_| Vocabulary::Released),
+        })
+    }
+}
