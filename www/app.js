@@ -3,6 +3,7 @@
 import { greyPng, paintMasks, paletteColour } from './masks.js';
 import { sharedClient } from './client.js';
 import { PointMode } from './point.js';
+import { ENGINES, PROMPT_ENGINES, SETTINGS } from './settings.js';
 
 const $ = (id) => document.getElementById(id);
 const client = sharedClient();
@@ -68,9 +69,10 @@ client.on('restarting', ({ reason }) => {
   status(client.reloads ? `The model stopped (${reason}); restarting it…` : `The model stopped (${reason}); load it again.`);
 });
 client.on('error', ({ message }) => status(`Error: ${message}`));
-client.on('ready', ({ backend, engine, defaults, names }) => {
-  if (engine === 'sam') {
-    const what = names ? 'Open-Vocabulary SAM (outlines and names objects)' : 'Segment Anything';
+client.on('ready', ({ backend, role, engine, defaults, names }) => {
+  if (role === 'prompts') {
+    const architecture = PROMPT_ENGINES.find((e) => e.name === engine)?.architecture ?? engine;
+    const what = names ? `${architecture} (outlines and names objects)` : architecture;
     status(`${what} ready (${backend}). ${state.image ? 'Click an object in the image.' : 'Choose an image, then click an object.'}`);
     updateButtons();
     return;
@@ -118,7 +120,7 @@ const pointMode = new PointMode(client, $('view'), {
   status,
   changed: () => { draw(); showLegend(); updateButtons(); },
   image: () => state.image,
-  request: () => ({ labels: $('labels').value, options: state.defaults && 'templates' in state.defaults ? { templates: $('templates').value } : {} }),
+  request: () => ({ labels: $('labels').value, options: settingsChosen() }),
 });
 
 function setMode(mode) {
@@ -293,42 +295,81 @@ $('labels').addEventListener('keydown', (e) => {
 parseField();
 $('outlines').onchange = () => draw();
 
-$('threshold').oninput = () => { $('threshold-value').textContent = Number($('threshold').value).toFixed(2); };
-// A control the user changed keeps its value when a model of the same engine loads.
-for (const id of ['method', 'templates', 'threshold']) $(id).addEventListener('input', () => { $(id).dataset.touched = 'yes'; });
+// The Advanced controls: one per setting of the core (settings.js, generated from it), shown
+// when the loaded engine reads it. The engine itself is the checkpoint's, named above them.
+const words = (key) => key.replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`).replace(/^./, (c) => c.toUpperCase());
+const shownValue = (value) => (Array.isArray(value) ? (value.length ? value.join('; ') : 'none') : value);
+for (const setting of SETTINGS.filter((s) => s.key !== 'engine')) {
+  const row = Object.assign(document.createElement('div'), { id: `${setting.key}-row`, hidden: true });
+  const label = Object.assign(document.createElement('label'), { htmlFor: setting.key });
+  let input;
+  if (setting.kind === 'choice') {
+    input = document.createElement('select');
+    input.append(...setting.choices.map(([value, help]) => Object.assign(document.createElement('option'), { value, textContent: value, title: help })));
+  } else if (setting.key === 'threshold') {
+    input = Object.assign(document.createElement('input'), { type: 'range', min: 0, max: 1, step: 0.01 });
+  } else {
+    const numeric = setting.kind === 'integer' || setting.kind === 'number';
+    input = Object.assign(document.createElement('input'), { type: numeric ? 'number' : 'text', min: 0, step: setting.kind === 'integer' ? 1 : 'any' });
+  }
+  label.append(Object.assign(document.createElement('span'), { id: `${setting.key}-text`, textContent: words(setting.key) }));
+  if (setting.key === 'threshold') label.append(' ', Object.assign(document.createElement('output'), { id: 'threshold-value' }));
+  Object.assign(input, { id: setting.key, title: setting.help });
+  // A control the user changed keeps its value when a model of the same engine loads, and only
+  // changed controls are sent: the others are the engine's defaults.
+  input.addEventListener('input', () => { input.dataset.touched = 'yes'; });
+  row.append(label, input);
+  $('settings').append(row);
+}
+$('threshold').addEventListener('input', () => { $('threshold-value').textContent = Number($('threshold').value).toFixed(2); });
 
-// What each engine's threshold means, and how the page names the engine.
-const ENGINE_TEXT = {
-  dense: { name: 'dense CLIP', threshold: 'Leave pixels unlabelled under probability' },
-  groupvit: { name: 'GroupViT (learned grouping)', threshold: 'Background where the best score is under' },
-  segclip: { name: 'SegCLIP (learned centres)', threshold: 'Background where the best score is under' },
-  fusioner: { name: 'Fusioner (trained fusion head)', threshold: 'Background where every probability is under' },
-};
+// Before a model loads, the controls show the first engine's settings (the default checkpoint's).
+applyEngine(ENGINES[0].name, ENGINES[0].defaults);
+$('engine').textContent = '(load a model)';
 
-// The controls follow the loaded engine: its own settings (the core's defaults), and no dense
-// method for engines that have none.
+/** The settings the user changed, for the loaded engine, as the core reads them. */
+function settingsChosen() {
+  const options = {};
+  for (const { key, kind } of SETTINGS) {
+    const input = $(key);
+    if (!input?.dataset.touched || !(key in (state.defaults ?? {}))) continue;
+    options[key] = kind === 'integer' || kind === 'number' ? Number(input.value) : input.value;
+  }
+  return options;
+}
+
+// The controls follow the loaded engine: the settings it reads, with its defaults (the core's).
 function applyEngine(engine, defaults) {
   const changed = engine !== state.engine;
   state.engine = engine;
   state.defaults = defaults;
-  $('method-row').hidden = !('method' in defaults);
-  $('method').disabled = !('method' in defaults);
-  for (const id of ['method', 'templates', 'threshold']) {
-    if (changed) delete $(id).dataset.touched;
-    if (id in defaults && !$(id).dataset.touched) $(id).value = defaults[id];
+  for (const { key } of SETTINGS.filter((s) => s.key !== 'engine')) {
+    $(`${key}-row`).hidden = !(key in defaults);
+    $(key).disabled = !(key in defaults);
+    if (changed) delete $(key).dataset.touched;
+    if (key in defaults && !$(key).dataset.touched) $(key).value = shownValue(defaults[key]);
   }
-  $('threshold-text').textContent = ENGINE_TEXT[engine]?.threshold ?? 'Threshold';
-  $('threshold').oninput();
-  $('engine').textContent = ENGINE_TEXT[engine]?.name ?? engine;
+  const about = ENGINES.find((e) => e.name === engine);
+  $('threshold-text').textContent = about?.threshold ?? 'Threshold';
+  $('threshold').dispatchEvent(new Event('input'));
+  delete $('threshold').dataset.touched;
+  $('engine').textContent = about?.description ?? engine;
 }
 $('opacity').oninput = () => draw();
+
+// What the last segmentation spent its time on, stage by stage (the core's timings).
+function showTimings({ engine, method, timings }) {
+  const ms = (v) => `${Math.round(v)} ms`;
+  const total = timings.text + timings.image + timings.scores + timings.finish;
+  $('timings').textContent = `${method ?? engine}: ${ms(total)} — words ${ms(timings.text)}, image ${ms(timings.image)}, `
+    + `read back ${ms(timings.scores)}, label map ${ms(timings.finish)}`;
+}
 
 async function segmentImage(image) {
   state.busy = true;
   updateButtons();
   if (!state.camera) status('Segmenting…');
-  const options = { templates: $('templates').value, threshold: Number($('threshold').value) };
-  if ('method' in state.defaults) options.method = $('method').value;
+  const options = settingsChosen();
   let wait = 0;
   try {
     const result = await client.segment({ rgba: new Uint8Array(image.rgba), width: image.width, height: image.height, labels: $('labels').value, options });
@@ -337,6 +378,7 @@ async function segmentImage(image) {
     draw();
     showLegend();
     status(state.camera ? 'Live.' : 'Done.');
+    showTimings(result);
   } catch (e) {
     status(`Error: ${e.message}`);
     wait = 1000;

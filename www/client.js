@@ -9,13 +9,16 @@
 //   const { engine, defaults } = await client.load('openai/clip-vit-base-patch16');
 //   const result = await client.segment({ rgba, width, height, labels: 'cat, dog', options: {} });
 //   await client.load('nielsr/slimsam-77-uniform');            // Point mode, beside the words model
-//   await client.encode({ rgba, width, height });               // once per image
-//   const object = await client.prompt({ prompt: { points: [{ x, y }] }, labels: 'cat, dog' });
+//   const image = { rgba, width, height };
+//   const object = await client.prompt({ image, prompt: { points: [{ x, y }] }, labels: 'cat, dog' });
 //
-// A words model (CLIP, GroupViT) and a Segment Anything model (engine 'sam') can be loaded at
-// once; loading another of the same kind replaces it.
+// A words model (CLIP, GroupViT, ...: role 'words') and a prompt model (Segment Anything or
+// Open-Vocabulary SAM: role 'prompts') can be loaded at once; loading another of the same role
+// replaces it. The core says which role a checkpoint has. A prompt encodes its image first
+// when it is not the image encoded last (prompts for an image being encoded wait for that one
+// encoding), so each image is encoded once.
 // Events: 'device' {backend, threads, precision, build ('main' for pkg/, 'cpu-relaxed', 'threads' or 'threads-relaxed')}, 'progress' {file, loaded, total, cached?, retrying?},
-// 'ready' {backend, engine, defaults, names (Open-Vocabulary SAM names its masks)}, 'restarting' {reason}, 'error' {message} (a restart failed).
+// 'ready' {backend, role, engine, defaults (words), names (prompts: the model names its masks)}, 'restarting' {reason}, 'error' {message} (a restart failed).
 
 const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
 
@@ -45,7 +48,8 @@ export class ModelClient {
     this.worker = null;
     this.device = null; // promise of {backend}
     this.models = new Map(); // source -> promise of its ready message, in load order
-    this.kinds = new Map(); // source -> 'words' | 'point', once loaded
+    this.roles = new Map(); // source -> 'words' | 'prompts', once loaded
+    this.encoding = null; // {image, promise} of the image the prompt model encoded last
     this.loading = Promise.resolve(); // the latest load, which requests wait for
     this.defaults = null; // the words model's engine defaults
     this.engine = null; // the words model's engine
@@ -115,22 +119,22 @@ export class ModelClient {
     const promise = this.openDevice().then(() => this.loadNow(key));
     this.models.set(key, promise);
     this.loading = promise.catch(() => {});
-    promise.then((ready) => {
-      const kind = ready.engine === 'sam' ? 'point' : 'words';
-      for (const [other, k] of this.kinds) if (k === kind && other !== key) { this.kinds.delete(other); this.models.delete(other); }
-      this.kinds.set(key, kind);
+    promise.then(({ role }) => {
+      for (const [other, r] of this.roles) if (r === role && other !== key) { this.roles.delete(other); this.models.delete(other); }
+      this.roles.set(key, role);
+      if (role === 'prompts') this.encoding = null;
     }, () => this.models.delete(key));
     return promise;
   }
 
-  /** Whether a model of `kind` ('words' or 'point') is loaded. */
-  has(kind) {
-    return [...this.kinds.values()].includes(kind);
+  /** Whether a model of `role` ('words' or 'prompts') is loaded. */
+  has(role) {
+    return [...this.roles.values()].includes(role);
   }
 
-  async ready(kind) {
+  async ready(role) {
     await this.loading;
-    if (!this.has(kind)) throw new Error(kind === 'point' ? 'no Segment Anything model is loaded' : 'no model is loaded yet');
+    if (!this.has(role)) throw new Error(role === 'prompts' ? 'no Segment Anything model is loaded' : 'no model is loaded yet');
   }
 
   async loadNow(source) {
@@ -144,7 +148,7 @@ export class ModelClient {
       message = { type: 'load', files };
     }
     const ready = await this.post(message, transfer);
-    if (ready.engine !== 'sam') {
+    if (ready.role === 'words') {
       this.engine = ready.engine;
       this.defaults = ready.defaults;
     }
@@ -158,19 +162,34 @@ export class ModelClient {
     return strip(await this.post({ type: 'segment', rgba, width, height, labels, options }, [rgba.buffer]));
   }
 
-  /** Point mode: the heavy pass for an image (RGBA), after which each prompt is quick. */
-  async encode({ rgba, width, height }) {
-    await this.ready('point');
-    await this.post({ type: 'encode', rgba, width, height }, [rgba.buffer]);
+  /**
+   * Point mode: the heavy pass for `image` ({rgba, width, height}; its pixels are copied), after
+   * which each prompt is quick. The image encoded last, or being encoded, is not encoded again.
+   * Resolves with the encoding's milliseconds.
+   */
+  async encode(image) {
+    await this.ready('prompts');
+    if (this.encoding?.image !== image) {
+      const rgba = new Uint8Array(image.rgba);
+      const promise = this.post({ type: 'encode', rgba, width: image.width, height: image.height }, [rgba.buffer]).then(({ ms }) => ms);
+      this.encoding = { image, promise };
+      promise.catch(() => { if (this.encoding?.promise === promise) this.encoding = null; });
+    }
+    return this.encoding.promise;
   }
 
   /**
-   * Point mode: `{points: [{x, y, positive}], box: [x0, y0, x1, y1]}` in image pixels on the
-   * encoded image: `{width, height, mask (Uint8Array, 1 inside), iou, area}`, with `label`,
-   * `probability` and `runnerUp` when `labels` are given and the words model is CLIP.
+   * Point mode: `{points: [{x, y, positive}], box: [x0, y0, x1, y1]}` in image pixels on `image`
+   * (encoded first when it is not the image encoded last; without `image`, the image encoded
+   * last): `{width, height, mask (Uint8Array, 1 inside), iou, area, timings}`, with `label`,
+   * `probability` and `runnerUp` when the mask is named (Open-Vocabulary SAM names its own; a
+   * Segment Anything mask is named among `labels` by a CLIP words model). `onEncode()` is called
+   * when the image has to be encoded first.
    */
-  async prompt({ prompt, labels = '', options = {} }) {
-    await this.ready('point');
+  async prompt({ image, prompt, labels = '', options = {}, onEncode }) {
+    await this.ready('prompts');
+    if (image && this.encoding?.image !== image) onEncode?.();
+    if (image) await this.encode(image);
     return strip(await this.post({ type: 'prompt', prompt, labels, options }));
   }
 
@@ -194,9 +213,10 @@ export class ModelClient {
     this.pending.clear();
     this.device = null;
     this.emit('restarting', { reason });
-    const sources = [...this.kinds.keys()];
+    const sources = [...this.roles.keys()];
     this.models.clear();
-    this.kinds.clear();
+    this.roles.clear();
+    this.encoding = null;
     for (const source of sources) this.load(source).catch((e) => this.emit('error', { message: e.message }));
   }
 

@@ -20,7 +20,6 @@ export class PointMode {
     this.active = false;
     this.objects = [];
     this.history = [];
-    this.encoded = null; // the image object the worker holds the encoding of
     this.busy = false;
     this.press = null;
     canvas.addEventListener('pointerdown', (e) => this.down(e));
@@ -93,11 +92,10 @@ export class PointMode {
     this.hooks.changed();
   }
 
-  /** A new image: its objects go, and it is encoded at the next prompt. */
+  /** A new image: its objects go (the client encodes it at the next prompt). */
   reset() {
     this.objects = [];
     this.history = [];
-    this.encoded = null;
   }
 
   async run(object) {
@@ -105,14 +103,10 @@ export class PointMode {
     if (!image) return object;
     this.busy = true;
     try {
-      if (this.encoded !== image) {
-        this.hooks.status('Encoding the image (once per image)…');
-        await this.client.encode({ rgba: new Uint8Array(image.rgba), width: image.width, height: image.height });
-        this.encoded = image;
-      }
       this.hooks.status('Outlining…');
       const { labels, options } = this.hooks.request();
-      const result = await this.client.prompt({ prompt: object.prompt, labels, options });
+      const onEncode = () => this.hooks.status('Encoding the image (once per image)…');
+      const result = await this.client.prompt({ image, prompt: object.prompt, labels, options, onEncode });
       Object.assign(object, { mask: result.mask, label: result.label ?? null, probability: result.probability ?? null, classIndex: result.classIndex ?? null, iou: result.iou, area: result.area });
       const name = object.label ? `${object.label} (${(object.probability * 100).toFixed(0)} %)` : 'an object (type words, with a CLIP model loaded, to name it)';
       this.hooks.status(object.area ? `Outlined ${name}.` : 'No object found there.');

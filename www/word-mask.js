@@ -15,6 +15,7 @@
 // probability, iou, area}.
 import { sharedClient } from './client.js';
 import { paintMasks, paletteColour } from './masks.js';
+import { SETTINGS } from './settings.js';
 
 const client = sharedClient();
 
@@ -31,7 +32,8 @@ const TEMPLATE = `<style>
 <p part="status" role="status" aria-live="polite"></p>`;
 
 class WordMask extends HTMLElement {
-  static observedAttributes = ['model', 'labels', 'src', 'camera', 'method', 'templates', 'threshold', 'short-side', 'window', 'stride', 'scoring', 'sam', 'interactive'];
+  // The component's own attributes, and one per setting of the core (settings.js).
+  static observedAttributes = ['model', 'labels', 'src', 'camera', 'sam', 'interactive', ...SETTINGS.map((s) => s.attribute)];
 
   constructor() {
     super();
@@ -41,7 +43,7 @@ class WordMask extends HTMLElement {
     this.result = null;
     this.ready = false;
     this.busy = null;
-    this.encoded = null; // the image whose encoding the worker holds (Point mode)
+    this.pixels = null; // {rgba, width, height} of `image`, for the Point mode's prompts
     this.canvas.addEventListener('click', (e) => {
       if (!this.hasAttribute('interactive') || !this.image) return;
       const rect = this.canvas.getBoundingClientRect();
@@ -64,7 +66,7 @@ class WordMask extends HTMLElement {
   attributeChangedCallback(name, before, after) {
     if (before === after || !this.isConnected) return;
     if (name === 'model' || name === 'sam') this.ready = false;
-    if (name === 'src') { this.image = null; this.encoded = null; }
+    if (name === 'src') { this.image = null; this.pixels = null; }
     if (name === 'camera' && after === null) this.stopCamera();
     this.update();
   }
@@ -94,12 +96,10 @@ class WordMask extends HTMLElement {
   // Only the attributes that are set: the core fills in the defaults of the model's engine.
   options() {
     const out = {};
-    for (const [attr, key, parse] of [
-      ['method', 'method', String], ['templates', 'templates', String], ['threshold', 'threshold', Number],
-      ['short-side', 'shortSide', Number], ['window', 'window', Number], ['stride', 'stride', Number],
-      ['scoring', 'scoring', String],
-    ]) {
-      if (this.hasAttribute(attr)) out[key] = parse(this.getAttribute(attr));
+    for (const { attribute, key, kind } of SETTINGS) {
+      if (!this.hasAttribute(attribute)) continue;
+      const value = this.getAttribute(attribute);
+      out[key] = kind === 'integer' || kind === 'number' ? Number(value) : value;
     }
     return out;
   }
@@ -196,15 +196,14 @@ class WordMask extends HTMLElement {
     if (this.getAttribute('model')) await client.load(this.getAttribute('model'));
     await client.load(this.getAttribute('sam'));
     const { width, height } = this.image;
-    if (this.encoded !== this.image) {
-      this.status('Encoding the image…');
+    if (this.pixels?.source !== this.image) {
       const ctx = new OffscreenCanvas(width, height).getContext('2d');
       ctx.drawImage(this.image, 0, 0);
-      await client.encode({ rgba: new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer), width, height });
-      this.encoded = this.image;
+      this.pixels = { source: this.image, rgba: new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer), width, height };
     }
     this.status('Outlining…');
-    const result = await client.prompt({ prompt, labels: this.labels, options: this.options() });
+    const onEncode = () => this.status('Encoding the image…');
+    const result = await client.prompt({ image: this.pixels, prompt, labels: this.labels, options: this.options(), onEncode });
     this.show(this.image);
     const ctx = this.canvas.getContext('2d');
     const pixels = ctx.getImageData(0, 0, width, height);

@@ -10,14 +10,15 @@
 //      {id, type: 'labels', text}                     the core's label parser (answered at once)
 //      {type: 'cancel'}                               stops a download
 // Out: {id, status: 'device', backend, threads, precision, build}   build: 'main' (pkg/), 'cpu-relaxed', 'threads' or 'threads-relaxed'
-//      | {id, status: 'ready', backend, engine, defaults}
-//      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence}
-//      | {id, status: 'encoded'} | {id, status: 'mask', width, height, mask, iou, area, label?, probability?, runnerUp?}
+//      | {id, status: 'ready', backend, role, engine, defaults?, names?}
+//      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence, engine, method, timings}
+//      | {id, status: 'encoded', ms} | {id, status: 'mask', width, height, mask, iou, area, timings, label?, probability?, runnerUp?}
 //      | {id, status: 'labels', labels} | {id, status: 'error', message}
 //      | {status: 'progress', file, loaded, total, cached?, retrying?}
 //      | {status: 'lost', reason}                     the GPU device was lost: this worker is done
-// A Segment Anything checkpoint (model_type 'sam') or an Open-Vocabulary SAM one ('ovsam', which
-// names its own masks: `names: true`) loads beside the words model: engine 'sam'.
+// The core says what a checkpoint is for (`role`): a words model ('words', with its engine's
+// `defaults`), or a prompt model for the Point mode ('prompts', loaded beside the words model;
+// `names: true` when it names its own masks).
 
 import { singleCore, threadsCore } from './cores.js';
 
@@ -166,10 +167,12 @@ async function fetchWithRetries(url) {
 }
 
 // A folder URL: config.json, then model.safetensors (older hub checkpoints have only
-// pytorch_model.bin). GroupViT and SAM checkpoints carry their pixel processing in
-// preprocessor_config.json; CLIP's is the core's default.
+// pytorch_model.bin), then preprocessor_config.json where the core says the engine reads one
+// (GroupViT's and SAM's pixel processing; CLIP's is the core's default). The config is
+// described first, so a checkpoint of no known kind fails before its weights download.
 async function fromUrl(base) {
   const config = await cached(`${base}config.json`, textOf);
+  const { preprocessor: readsPreprocessor } = core.WordMask.describe(config);
   let weights;
   let weightsName = `${base}model.safetensors`;
   try {
@@ -180,7 +183,7 @@ async function fromUrl(base) {
     weights = await cached(weightsName, bytesOf('pytorch_model.bin'));
   }
   let preprocessor;
-  if (core.WordMask.modelType(config) !== 'clip') {
+  if (readsPreprocessor) {
     preprocessor = await cached(`${base}preprocessor_config.json`, textOf).catch(() => undefined);
   }
   return { config, weights, weightsName, preprocessor };
@@ -266,18 +269,13 @@ async function handle(data) {
   if (data.type === 'load') {
     const { config, weights, weightsName, preprocessor } = data.files ? fromFiles(data.files) : await fromUrl(data.url);
     download = null;
-    const type = core.WordMask.modelType(config);
-    if (type === 'sam' || type === 'ovsam') {
-      wm.loadSam(config, weights, weightsName, preprocessor);
-      return { status: 'ready', backend: wm.backend, engine: 'sam', names: type === 'ovsam' };
-    }
-    wm.load(config, weights, weightsName, preprocessor);
-    await restoreText(config, weights);
-    return { status: 'ready', backend: wm.backend, engine: wm.engine, defaults: wm.defaults };
+    const loaded = wm.load(config, weights, weightsName, preprocessor);
+    if (loaded.role === 'words') await restoreText(config, weights);
+    return { status: 'ready', backend: wm.backend, ...loaded };
   }
   if (data.type === 'encode') {
-    await wm.encode(data.rgba, data.width, data.height);
-    return { status: 'encoded' };
+    const ms = await wm.encode(data.rgba, data.width, data.height);
+    return { status: 'encoded', ms };
   }
   if (data.type === 'prompt') {
     const result = await wm.prompt(data.prompt, data.labels ?? '', data.options);

@@ -1,0 +1,26 @@
+// Generated from the core's settings and engine registries by `wordmask settings --js`
+// (`cargo run --release -- settings --js > www/settings.js`); do not edit: a test checks
+// that this file is what the core prints.
+export const SETTINGS = [
+  {"key":"engine","attribute":"engine","flag":"--engine","kind":"choice","choices":[["auto",""],["dense",""],["groupvit",""],["segclip",""],["fusioner",""]],"help":"Segmentation engine: auto (the checkpoint's own) or one by name, which must match the checkpoint","engines":["dense","groupvit","segclip","fusioner"]},
+  {"key":"method","attribute":"method","flag":"--method","kind":"choice","choices":[["vanilla","Unchanged CLIP (a baseline)"],["maskclip","Attention replaced by the value path"],["sclip","Correlative self-attention (q-q plus k-k)"],["clearclip","q-q attention, no residual, no MLP"],["naclip","Neighbourhood attention: k-k plus a Gaussian over patch distance"]],"help":"Dense engine: the last-block variant","engines":["dense"]},
+  {"key":"templates","attribute":"templates","flag":"--templates","kind":"choice","choices":[["imagenet80","The 80 ImageNet templates of the CLIP paper (the dense-CLIP papers' setting)"],["imagenet7","The 7 of those 80 that sequential forward selection kept (CLIP's notebook)"],["single","\"a photo of a {}.\""],["bare","Each label as typed (for labels that are whole prompts)"],["fusioner","The 32 templates of Fusioner's text encoder"]],"help":"Prompt templates: imagenet7 (the 7 of CLIP's forward selection), imagenet80 (the CLIP paper's 80, as the dense-CLIP papers), single (\"a photo of a {}.\"), bare (each label as typed) or fusioner (Fusioner's 32)","engines":["dense","groupvit","segclip","fusioner"]},
+  {"key":"shortSide","attribute":"short-side","flag":"--short-side","kind":"integer","help":"Resize the image's short side to this many pixels first","engines":["dense","groupvit","segclip","fusioner"]},
+  {"key":"window","attribute":"window","flag":"--window","kind":"integer","help":"Sliding-window size in pixels; 0 runs the whole image in one pass","engines":["dense","groupvit","segclip"]},
+  {"key":"stride","attribute":"stride","flag":"--stride","kind":"integer","help":"Sliding-window stride in pixels","engines":["dense","groupvit","segclip","fusioner"]},
+  {"key":"logitScale","attribute":"logit-scale","flag":"--logit-scale","kind":"number","help":"Dense engine: temperature of the cosine scores before the softmax","engines":["dense"]},
+  {"key":"refine","attribute":"refine","flag":"--refine","kind":"choice","choices":[["none",""],["pamr","Pixel-adaptive mask refinement, guided by the image's colours"]],"help":"Dense engine: refinement of the score maps (pamr: 10 iterations at dilations 8 and 16)","engines":["dense"]},
+  {"key":"scoring","attribute":"scoring","flag":"--scoring","kind":"choice","choices":[["repository","The GroupViT repository's evaluation, with its background threshold"],["transformers","transformers' `output_segmentation=True` logits (the soft grouping weighted by the scaled group-label cosines); no background"]],"help":"GroupViT engine: how pixels get label scores: repository (the GroupViT repository's evaluation) or transformers (its `output_segmentation=True` logits; no background threshold)","engines":["groupvit"]},
+  {"key":"threshold","attribute":"threshold","flag":"--threshold","kind":"number","help":"Dense engine: pixels whose top probability is under this stay unlabelled. GroupViT: its background threshold (0 turns it off)","engines":["dense","groupvit","segclip","fusioner"]},
+  {"key":"background","attribute":"background","flag":"--background","kind":"words","help":"Words that form an extra \"background\" class, separated by ';', ',' or '|'; its pixels stay unlabelled. \"none\" turns it off","engines":["dense","groupvit","segclip","fusioner"]},
+];
+export const ENGINES = [
+  {"architecture":"CLIP","defaults":{"background":["background"],"engine":"dense","logitScale":40.0,"method":"naclip","refine":"none","shortSide":336,"stride":112,"templates":"imagenet7","threshold":0.1,"window":224},"description":"dense CLIP","modelType":"clip","name":"dense","threshold":"Leave pixels unlabelled under probability"},
+  {"architecture":"GroupViT","defaults":{"background":[],"engine":"groupvit","scoring":"repository","shortSide":448,"stride":224,"templates":"single","threshold":0.95,"window":448},"description":"GroupViT (learned grouping)","modelType":"groupvit","name":"groupvit","threshold":"Background where the best score is under"},
+  {"architecture":"SegCLIP","defaults":{"background":[],"engine":"segclip","shortSide":224,"stride":224,"templates":"single","threshold":0.8,"window":224},"description":"SegCLIP (learned centres)","modelType":"segclip","name":"segclip","threshold":"Background where the best score is under"},
+  {"architecture":"Fusioner","defaults":{"background":[],"engine":"fusioner","shortSide":0,"stride":0,"templates":"fusioner","threshold":0.5},"description":"Fusioner (trained fusion head)","modelType":"fusioner","name":"fusioner","threshold":"Background where every probability is under"},
+];
+export const PROMPT_ENGINES = [
+  {"architecture":"Segment Anything","modelType":"sam","name":"sam","names":false},
+  {"architecture":"Open-Vocabulary SAM","modelType":"ovsam","name":"ovsam","names":true},
+];
