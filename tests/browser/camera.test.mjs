@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
-import { SCENE, launch, startServer } from './harness.mjs';
+import { SCENE, startServer, withPage } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 const [W, H] = [SCENE.width, SCENE.height];
@@ -39,14 +39,16 @@ function writeClip(path) {
   writeFileSync(path, Buffer.concat([Buffer.from(`YUV4MPEG2 W${W} H${H} F10:1 Ip A1:1 C420jpeg\n`), frame, frame]));
 }
 
-/** Chromium whose fake camera plays the scene clip. */
-function launchWithCamera() {
+/** A page at `path` allowed the camera, in a Chromium whose fake camera plays the scene clip. */
+function withCameraPage(path, run) {
   const clip = `${ARTIFACTS}scene.y4m`;
   writeClip(clip);
-  return launch({
+  return withPage(server.url, {
     webgpu: false,
-    extraArgs: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
-  });
+    args: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
+    context: { permissions: ['camera'] },
+    path,
+  }, run);
 }
 
 let server;
@@ -54,12 +56,7 @@ before(async () => { server = await startServer(); mkdirSync(ARTIFACTS, { recurs
 after(() => server.close());
 
 test('live camera frames are segmented', { timeout: 300_000 }, async () => {
-  const browser = await launchWithCamera();
-  try {
-    const page = await (await browser.newContext({ permissions: ['camera'] })).newPage();
-    const problems = [];
-    page.on('pageerror', (e) => problems.push(e.message));
-    await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
+  await withCameraPage('/?model=/tests/fixtures/semantic-colours/', async (page) => {
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.fill('#labels', SCENE.labels.join(', '));
     await page.click('summary');
@@ -78,17 +75,11 @@ test('live camera frames are segmented', { timeout: 300_000 }, async () => {
     }
     await page.click('#freeze');
     assert.equal(await page.getAttribute('#freeze', 'aria-pressed'), 'true');
-    assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('<word-mask camera> segments live frames', { timeout: 300_000 }, async () => {
-  const browser = await launchWithCamera();
-  try {
-    const page = await (await browser.newContext({ permissions: ['camera'] })).newPage();
-    await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/shapes_50x90.png`);
+  await withCameraPage('/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/shapes_50x90.png', async (page) => {
     const shares = await page.evaluate((labels) => new Promise((resolve, reject) => {
       const el = document.createElement('word-mask');
       el.setAttribute('labels', labels);
@@ -102,7 +93,5 @@ test('<word-mask camera> segments live frames', { timeout: 300_000 }, async () =
     }), SCENE.labels.join(', '));
     const red = shares.find((s) => s.label === 'red').share;
     assert.ok(Math.abs(red - PAINTED.red) < 0.04, `red covers ${red} of the frame, painted ${PAINTED.red}`);
-  } finally {
-    await browser.close();
-  }
+  });
 });

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { launch, startServer } from './harness.mjs';
+import { startServer, withPage } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 
@@ -12,24 +12,22 @@ before(async () => { server = await startServer(); });
 after(() => server.close());
 
 test('two components share the worker and both segment', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    const workers = [];
-    const weightRequests = [];
-    const problems = [];
+  const workers = [];
+  const weightRequests = [];
+  // Recorded from before the page's own scripts run: its workers, its weight downloads, and
+  // every component's result and error.
+  const record = async (page) => {
     page.on('worker', (w) => workers.push(w.url()));
     page.on('request', (r) => { if (r.url().endsWith('model.safetensors')) weightRequests.push(r.url()); });
-    page.on('pageerror', (e) => problems.push(e.message));
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
-    // Record every component's result and error before the page's own scripts run.
     await page.addInitScript(() => {
       window.results = {};
       window.errors = [];
       document.addEventListener('result', (e) => { window.results[e.target.id] = { ...e.detail, labelMap: Array.from(e.detail.labelMap) }; });
       document.addEventListener('error', (e) => { if (e.detail?.message) window.errors.push(e.detail.message); });
     });
-    await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/shapes_50x90.png`);
+  };
+  const path = '/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/shapes_50x90.png';
+  await withPage(server.url, { webgpu: false, path, before: record, errors: 'console' }, async (page) => {
     await page.waitForFunction(() => Object.keys(window.results).length === 2 || window.errors.length > 0, null, { timeout: 120_000 });
     assert.deepEqual(await page.evaluate(() => window.errors), []);
     const results = await page.evaluate(() => window.results);
@@ -44,8 +42,5 @@ test('two components share the worker and both segment', { timeout: 300_000 }, a
     }
     assert.equal(workers.length, 1, `workers: ${workers}`);
     assert.equal(weightRequests.length, 1, 'the weights are downloaded once for both components');
-    assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });

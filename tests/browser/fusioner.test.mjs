@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
-import { launch, startServer, workerClient } from './harness.mjs';
+import { startServer, withPage, workerClient } from './harness.mjs';
 
 const MODEL = '/tests/fixtures/semantic-colours-fusioner';
 const DATA = '/tests/fixtures/colour-segmentation';
@@ -34,12 +34,7 @@ function miou(pairs, classes) {
 
 for (const webgpu of [false, true]) {
   test(`a trained Fusioner head segments held-out images in the worker (${webgpu ? 'WebGPU' : 'CPU'})`, { timeout: 300_000 }, async (t) => {
-    const browser = await launch({ webgpu });
-    try {
-      const page = await browser.newPage();
-      const errors = [];
-      page.on('pageerror', (e) => errors.push(e.message));
-      await page.goto(`${server.url}/`);
+    await withPage(server.url, { webgpu }, async (page) => {
       await page.evaluate(workerClient);
       const device = await page.evaluate((b) => ask({ type: 'init', backend: b }), webgpu ? 'webgpu' : 'cpu');
       assert.equal(device.status, 'device', JSON.stringify(device));
@@ -69,20 +64,12 @@ for (const webgpu of [false, true]) {
       const score = miou(pairs, CLASSES.length);
       t.diagnostic(`mIoU ${score.toFixed(4)} over ${IMAGES.join(', ')}`);
       assert.ok(score >= 0.85, `mIoU ${score.toFixed(3)} over ${IMAGES.join(', ')}`);
-      assert.deepEqual(errors, []);
-    } finally {
-      await browser.close();
-    }
+    });
   });
 }
 
 test('the page names the Fusioner engine and shows its options', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    const problems = [];
-    page.on('pageerror', (e) => problems.push(e.message));
-    await page.goto(`${server.url}/?model=${MODEL}/`);
+  await withPage(server.url, { webgpu: false, path: `/?model=${MODEL}/` }, async (page) => {
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
@@ -96,8 +83,5 @@ test('the page names the Fusioner engine and shows its options', { timeout: 300_
     assert.equal(shown.methodHidden, true);
     assert.equal(shown.templates, 'fusioner');
     assert.equal(shown.threshold, '0.5');
-    assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
-import { dropSceneAndSegment, launch, probeRegions, startServer } from './harness.mjs';
+import { dropSceneAndSegment, probeRegions, startServer, withPage } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 
@@ -15,15 +15,10 @@ before(async () => { server = await startServer(); mkdirSync(ARTIFACTS, { recurs
 after(() => server.close());
 
 test('a GroupViT checkpoint segments through the GroupViT engine', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    const problems = [];
-    const requests = [];
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
-    page.on('pageerror', (e) => problems.push(e.message));
-    page.on('request', (r) => requests.push(new URL(r.url()).pathname));
-    await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours-groupvit/`);
+  const requests = [];
+  const record = (page) => page.on('request', (r) => requests.push(new URL(r.url()).pathname));
+  const path = '/?model=/tests/fixtures/semantic-colours-groupvit/';
+  await withPage(server.url, { webgpu: false, path, before: record, errors: 'console' }, async (page) => {
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
@@ -47,8 +42,5 @@ test('a GroupViT checkpoint segments through the GroupViT engine', { timeout: 30
     const legend = await page.textContent('#legend');
     const shares = [...legend.matchAll(/(\d+(?:\.\d+)?)\s*%/g)].map((m) => Number(m[1]));
     assert.ok(Math.abs(shares.reduce((a, b) => a + b, 0) - 100) < 1, legend);
-    assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });

@@ -1,6 +1,7 @@
 // Shared set-up of the browser tests: the demo server (with the test fixtures mounted at
-// /tests/fixtures/) on a free local port, Debian's Chromium with or without SwiftShader's WebGPU,
-// and the scene, palette and probes the tests share.
+// /tests/fixtures/) on a free local port, Debian's Chromium with or without SwiftShader's WebGPU
+// (withBrowser) and a page of it that must raise no error (withPage), and the scene, palette and
+// probes the tests share.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
@@ -18,26 +19,41 @@ const BASE_FLAGS = ['--headless=new', '--no-sandbox', '--disable-background-netw
 const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader',
   '--use-webgpu-adapter=swiftshader'];
 
-export async function launch({ webgpu, extraArgs = [] }) {
-  return chromium.launch({
+// Debian's Chromium (`webgpu`: with SwiftShader's WebGPU; `args`: more switches, e.g. a fake
+// camera) handed to `run` and closed however `run` ends; gives what `run` gives.
+export async function withBrowser({ webgpu, args = [] }, run) {
+  const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: [...BASE_FLAGS, ...(webgpu ? WEBGPU_FLAGS : []), ...extraArgs],
+    args: [...BASE_FLAGS, ...(webgpu ? WEBGPU_FLAGS : []), ...args],
   });
-}
-
-// A page of `origin` in a browser of its own, handed to `run`; the page must raise no error.
-export async function withPage(origin, { webgpu }, run) {
-  const browser = await launch({ webgpu });
   try {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${origin}/`);
-    await run(page);
-    assert.deepEqual(errors, []);
+    return await run(browser);
   } finally {
     await browser.close();
   }
+}
+
+// A page in a browser of its own (withBrowser's `webgpu` and `args`), in a context made with
+// `context` (viewport, colorScheme, permissions, ...), handed to `run` once it has opened
+// `origin` + `path`; `before(page)` runs before that, for what must be in place as the page
+// loads (listeners, init scripts, routes). The page must raise no error and not crash;
+// `errors: 'console'`: nor log one to the console; `errors: false`: nothing is checked. Gives
+// what `run` gives.
+export async function withPage(origin, { webgpu, args, context, path = '/', before, errors = 'page' }, run) {
+  return withBrowser({ webgpu, args }, async (browser) => {
+    const page = await (await browser.newContext(context)).newPage();
+    const problems = [];
+    if (errors) {
+      page.on('pageerror', (e) => problems.push(e.message));
+      page.on('crash', () => problems.push('the page crashed'));
+    }
+    if (errors === 'console') page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
+    await before?.(page);
+    await page.goto(`${origin}${path}`);
+    const result = await run(page);
+    assert.deepEqual(problems, []);
+    return result;
+  });
 }
 
 // Runs in the page: a client of the page's worker (www/client.js) as `window.client`, and
@@ -76,12 +92,7 @@ export const SCENE_PROBES = SCENE.regions.map(({ probe, word }) => [...probe, SC
 // throws nothing; gives the worker's device reply and the page's `crossOriginIsolated` and
 // `navigator.hardwareConcurrency`.
 export async function segmentSceneInWorker(url, { webgpu, backend = 'webgpu' }) {
-  const browser = await launch({ webgpu });
-  try {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${url}/`);
+  return withPage(url, { webgpu }, async (page) => {
     // The page's own worker opens its device at start-up: let it finish (the status then asks
     // for a model), so that its downloads are not taken for the test worker's.
     await page.waitForFunction(() => /Load a model\.$/.test(document.getElementById('status').textContent));
@@ -103,11 +114,8 @@ export async function segmentSceneInWorker(url, { webgpu, backend = 'webgpu' }) 
       assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
     }
     assert.deepEqual(requests, [], 'no network request after the model is loaded');
-    assert.deepEqual(errors, []);
     return { device, isolated, cores };
-  } finally {
-    await browser.close();
-  }
+  });
 }
 
 // Runs in the page: `scene` painted as RGBA.

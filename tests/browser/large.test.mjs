@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { launch, startServer, workerClient } from './harness.mjs';
+import { startServer, withPage, workerClient } from './harness.mjs';
 
 const MODEL = '/tests/fixtures/semantic-colours';
 
@@ -23,16 +23,12 @@ function halves(width, height) {
   return { rgba, width, height };
 }
 
-async function withWorker(webgpu, run) {
-  const browser = await launch({ webgpu });
-  try {
-    const page = await browser.newPage();
+function withWorker(webgpu, run) {
+  const listWorkers = (page) => {
     page.workers = [];
     page.on('worker', (w) => page.workers.push(w));
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    page.on('crash', () => errors.push('the page crashed'));
-    await page.goto(`${server.url}/`);
+  };
+  return withPage(server.url, { webgpu, before: listWorkers }, async (page) => {
     await page.evaluate(workerClient);
     await page.evaluate(`window.halves = ${halves}`);
     const device = await page.evaluate(() => ask({ type: 'init', backend: 'webgpu' }));
@@ -40,10 +36,7 @@ async function withWorker(webgpu, run) {
     const ready = await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL);
     assert.equal(ready.status, 'ready', JSON.stringify(ready));
     await run(page);
-    assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 }
 
 // 6000 x 4000, five labels: every pixel named by its half's colour (a row across the middle,

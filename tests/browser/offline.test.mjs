@@ -3,24 +3,20 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { dropSceneAndSegment, launch, startServer } from './harness.mjs';
+import { dropSceneAndSegment, startServer, withPage } from './harness.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
 after(() => server.close());
 
 test('a second visit works with the network off', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
+  await withPage(server.url, { webgpu: false, path: '/?model=/tests/fixtures/semantic-colours/' }, async (page) => {
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
     await page.evaluate(() => navigator.serviceWorker.ready);
 
-    await context.setOffline(true);
+    await page.context().setOffline(true);
     await page.reload();
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
     await page.click('#load');
@@ -28,7 +24,5 @@ test('a second visit works with the network off', { timeout: 300_000 }, async ()
     assert.match(await page.textContent('#status'), /Model ready/);
     await dropSceneAndSegment(page);
     assert.match(await page.textContent('#legend'), /red 18\.\d %/);
-  } finally {
-    await browser.close();
-  }
+  });
 });

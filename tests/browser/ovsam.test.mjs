@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
-import { launch, startServer, workerClient } from './harness.mjs';
+import { startServer, withPage, workerClient } from './harness.mjs';
 
 const OVSAM = '/tests/fixtures/ovsam-tiny/';
 const DIR = new URL('../fixtures/ovsam-tiny/', import.meta.url);
@@ -44,13 +44,8 @@ async function resizedImage(url) {
   return { rgba: new Uint8Array(g.getImageData(0, 0, bitmap.width, bitmap.height).data.buffer), width: bitmap.width, height: bitmap.height };
 }
 
-async function clickAndName(webgpu) {
-  const browser = await launch({ webgpu });
-  try {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${server.url}/`);
+function clickAndName(webgpu) {
+  return withPage(server.url, { webgpu }, async (page) => {
     await page.evaluate(workerClient);
     const device = await page.evaluate(() => ask({ type: 'init', backend: 'webgpu' }));
     const ready = await page.evaluate((url) => ask({ type: 'load', url }), OVSAM);
@@ -73,11 +68,8 @@ async function clickAndName(webgpu) {
     const released = await ask1('');
     assert.equal(released.label, CLICK.top1.name.replaceAll('_', ' '));
     assert.equal(released.classIndex, CLICK.top1.index);
-    assert.deepEqual(errors, []);
     return device.backend;
-  } finally {
-    await browser.close();
-  }
+  });
 }
 
 test('Open-Vocabulary SAM on WebGPU (SwiftShader): a click gives the demo\'s mask and name', { timeout: 300_000 }, async () => {
@@ -89,13 +81,7 @@ test('Open-Vocabulary SAM on the CPU fallback: a click gives the demo\'s mask an
 });
 
 test('the page: an Open-Vocabulary SAM folder in the Point tab names the clicked object itself', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    const problems = [];
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
-    page.on('pageerror', (e) => problems.push(e.message));
-    await page.goto(`${server.url}/?sam=${OVSAM}`);
+  await withPage(server.url, { webgpu: false, path: `/?sam=${OVSAM}`, errors: 'console' }, async (page) => {
     // As a person would: drop the photo, type the words, open the Point tab, load the model.
     await page.evaluate(async (url) => {
       const file = new File([await (await fetch(url)).blob()], 'resized.png', { type: 'image/png' });
@@ -118,17 +104,11 @@ test('the page: an Open-Vocabulary SAM folder in the Point tab names the clicked
     const legend = await page.textContent('#legend');
     assert.match(legend, /1\. sky\/blue sky \d+ %/);
     assert.doesNotMatch(legend, /IoU/);
-    assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('<word-mask interactive sam=…ovsam>: prompt() outlines and names with no words model', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    await page.goto(`${server.url}/embed.html`);
+  await withPage(server.url, { webgpu: false, path: '/embed.html' }, async (page) => {
     const [x, y] = CLICK.points[0];
     const detail = await page.evaluate(async ([sam, src, labels, x, y]) => {
       const el = document.createElement('word-mask');
@@ -145,7 +125,5 @@ test('<word-mask interactive sam=…ovsam>: prompt() outlines and names with no 
     }, [OVSAM, `${OVSAM}resized.png`, WORDS, x, y]);
     assert.equal(detail.label, CLICK.typed_top1.label);
     assert.ok(differing(detail.mask) <= 2, `${differing(detail.mask)} mask pixels differ from the demo's`);
-  } finally {
-    await browser.close();
-  }
+  });
 });

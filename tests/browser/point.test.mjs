@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
-import { SCENE, dropSceneAndType, launch, paintScene, startServer, workerClient } from './harness.mjs';
+import { SCENE, dropSceneAndType, paintScene, startServer, withPage, workerClient } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 const WORDS = '/tests/fixtures/semantic-colours/';
@@ -41,13 +41,8 @@ function iou(mask, truth) {
   return inter / union;
 }
 
-async function clickEveryRegion(webgpu) {
-  const browser = await launch({ webgpu });
-  try {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(`${server.url}/`);
+function clickEveryRegion(webgpu) {
+  return withPage(server.url, { webgpu }, async (page) => {
     await page.evaluate(workerClient);
     const device = await page.evaluate(() => ask({ type: 'init', backend: 'webgpu' }));
     for (const url of [WORDS, SAM]) {
@@ -77,11 +72,8 @@ async function clickEveryRegion(webgpu) {
     assert.match(outside, /lies outside the 448x336 image/);
     const empty = await page.evaluate(() => client.prompt({ prompt: {} }).catch((e) => e.message));
     assert.match(empty, /the prompt is empty/);
-    assert.deepEqual(errors, []);
     return device.backend;
-  } finally {
-    await browser.close();
-  }
+  });
 }
 
 test('Point mode on WebGPU (SwiftShader): each click outlines and names its region', { timeout: 300_000 }, async () => {
@@ -93,13 +85,7 @@ test('Point mode on the CPU fallback: each click outlines and names its region',
 });
 
 test('the page: Point tab, a click outlines the red region with its word, undo removes it', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    const problems = [];
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
-    page.on('pageerror', (e) => problems.push(e.message));
-    await page.goto(`${server.url}/?model=${WORDS}&sam=${SAM}`);
+  await withPage(server.url, { webgpu: false, path: `/?model=${WORDS}&sam=${SAM}`, errors: 'console' }, async (page) => {
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
@@ -124,17 +110,11 @@ test('the page: Point tab, a click outlines the red region with its word, undo r
     await page.click('#point-undo');
     assert.equal((await page.textContent('#legend')).trim(), '');
     assert.deepEqual(await pixel(...red.probe), [255, 0, 0]);
-    assert.deepEqual(problems, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('<word-mask interactive>: prompt() outlines and names the region', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    await page.goto(`${server.url}/embed.html?model=${WORDS}&src=/tests/fixtures/images/shapes_50x90.png`);
+  await withPage(server.url, { webgpu: false, path: `/embed.html?model=${WORDS}&src=/tests/fixtures/images/shapes_50x90.png` }, async (page) => {
     await page.evaluate(`window.paintScene = ${paintScene}`);
     const detail = await page.evaluate(async ([scene, words, sam, labels]) => {
       const { rgba, width, height } = paintScene(scene);
@@ -154,7 +134,5 @@ test('<word-mask interactive>: prompt() outlines and names the region', { timeou
     }, [SCENE, WORDS, SAM, LABELS]);
     assert.equal(detail.label, 'green');
     assert.ok(iou(detail.mask, painted('green')) >= 0.9, 'the green region');
-  } finally {
-    await browser.close();
-  }
+  });
 });

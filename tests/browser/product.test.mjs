@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
 
-import { dropSceneAndSegment, dropSceneAndType, launch, pressSegment, startServer } from './harness.mjs';
+import { dropSceneAndSegment, dropSceneAndType, pressSegment, startServer, withPage } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/product/', import.meta.url).pathname;
 const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
@@ -30,15 +30,10 @@ async function audit(page) {
 for (const [size, viewport] of Object.entries(SIZES)) {
   for (const colorScheme of ['light', 'dark']) {
     test(`${size} ${colorScheme}: first view, loading, results; no accessibility violations`, { timeout: 300_000 }, async () => {
-      const browser = await launch({ webgpu: false });
-      try {
-        const context = await browser.newContext({ viewport, colorScheme, deviceScaleFactor: 1 });
-        const page = await context.newPage();
-        const problems = [];
-        page.on('pageerror', (e) => problems.push(e.message));
+      const context = { viewport, colorScheme, deviceScaleFactor: 1 };
+      await withPage(server.url, { webgpu: false, context, path: '/?model=/tests/fixtures/semantic-colours/' }, async (page) => {
         const shot = (state) => page.screenshot({ path: `${ARTIFACTS}${size}-${colorScheme}-${state}.png` });
 
-        await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
         await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
         // The first view: a sample photo already on the canvas, filling the stage's width.
         await page.waitForFunction(() => document.getElementById('view').width > 1);
@@ -74,19 +69,13 @@ for (const [size, viewport] of Object.entries(SIZES)) {
         await shot('results');
         assert.ok(shift < viewport.height, 'the result is on screen');
         assert.deepEqual(await audit(page), [], 'after segmenting');
-        assert.deepEqual(problems, []);
-      } finally {
-        await browser.close();
-      }
+      });
     });
   }
 }
 
 test('the page is installable: a manifest with icons, served', { timeout: 60_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    await page.goto(`${server.url}/`);
+  await withPage(server.url, { webgpu: false }, async (page) => {
     const manifest = await page.evaluate(async () => {
       const link = document.querySelector('link[rel=manifest]');
       const m = await (await fetch(link.href)).json();
@@ -96,39 +85,29 @@ test('the page is installable: a manifest with icons, served', { timeout: 60_000
     assert.equal(manifest.display, 'standalone');
     assert.ok(manifest.icons.some((i) => i.sizes === '192x192') && manifest.icons.some((i) => i.sizes === '512x512'));
     assert.ok(manifest.icons.every((i) => i.ok), JSON.stringify(manifest.icons));
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('the picker says what each model is and what the hub lists as its download', { timeout: 60_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    const asked = [];
-    // The hub's file listing, as its API answers (no network here).
-    await page.route('https://huggingface.co/api/models/**', (route) => {
-      asked.push(route.request().url());
-      route.fulfill({ contentType: 'application/json', headers: { 'access-control-allow-origin': '*' },
-        body: JSON.stringify([{ path: 'config.json', size: 4_000 }, { path: 'model.safetensors', size: 100, lfs: { size: 598_600_000 } }]) });
-    });
-    await page.goto(`${server.url}/`);
+  const asked = [];
+  // The hub's file listing, as its API answers (no network here).
+  const hub = (page) => page.route('https://huggingface.co/api/models/**', (route) => {
+    asked.push(route.request().url());
+    route.fulfill({ contentType: 'application/json', headers: { 'access-control-allow-origin': '*' },
+      body: JSON.stringify([{ path: 'config.json', size: 4_000 }, { path: 'model.safetensors', size: 100, lfs: { size: 598_600_000 } }]) });
+  });
+  await withPage(server.url, { webgpu: false, before: hub }, async (page) => {
     assert.match(await page.textContent('#model-info'), /CLIP ViT-B\/16, dense engine/);
     assert.deepEqual(asked, [], 'nothing asked before the visitor looks at the picker');
     await page.selectOption('#model-pick', 'nvidia/groupvit-gcc-yfcc');
     await page.waitForFunction(() => /MB to download/.test(document.getElementById('model-info').textContent));
     assert.match(await page.textContent('#model-info'), /GroupViT, its own engine.*599 MB to download \(as the hub lists it\)/);
     assert.deepEqual(asked, ['https://huggingface.co/api/models/nvidia/groupvit-gcc-yfcc/tree/main']);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('a legend entry isolates its word; a chip dragged onto another moves there', { timeout: 120_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
+  await withPage(server.url, { webgpu: false, path: '/?model=/tests/fixtures/semantic-colours/' }, async (page) => {
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
@@ -149,7 +128,5 @@ test('a legend entry isolates its word; a chip dragged onto another moves there'
     const moved = await order();
     assert.deepEqual(moved, [start[1], start[2], start[0], start[3]], `dragged: ${moved}`);
     assert.equal(await page.inputValue('#labels'), moved.join(', '), 'the words field follows the chips');
-  } finally {
-    await browser.close();
-  }
+  });
 });

@@ -3,19 +3,18 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { dropSceneAndSegment, launch, startServer } from './harness.mjs';
+import { dropSceneAndSegment, startServer, withPage } from './harness.mjs';
+
+const MODEL_PAGE = '/?model=/tests/fixtures/semantic-colours/';
 
 let server;
 before(async () => { server = await startServer(); });
 after(() => server.close());
 
 test('the page recovers from a dead model worker', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    const workers = [];
-    page.on('worker', (w) => workers.push(w));
-    await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
+  const workers = [];
+  const listWorkers = (page) => page.on('worker', (w) => workers.push(w));
+  await withPage(server.url, { webgpu: false, path: MODEL_PAGE, before: listWorkers }, async (page) => {
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
@@ -29,18 +28,13 @@ test('the page recovers from a dead model worker', { timeout: 300_000 }, async (
     await page.click('#segment');
     await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 120_000 });
     assert.match(await page.textContent('#legend'), /red 18\.\d %/);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('a GPU device destroyed mid-segmentation is reported, re-created, and the model reloaded from the cache', { timeout: 400_000 }, async () => {
-  const browser = await launch({ webgpu: true });
-  try {
-    const page = await browser.newPage();
-    const workers = [];
-    page.on('worker', (w) => workers.push(w));
-    await page.goto(`${server.url}/?model=/tests/fixtures/semantic-colours/`);
+  const workers = [];
+  const listWorkers = (page) => page.on('worker', (w) => workers.push(w));
+  await withPage(server.url, { webgpu: true, path: MODEL_PAGE, before: listWorkers }, async (page) => {
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.click('#load');
     await page.waitForFunction(() => /Model ready.*webgpu/i.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
@@ -64,22 +58,20 @@ test('a GPU device destroyed mid-segmentation is reported, re-created, and the m
     await page.click('#segment');
     await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 120_000 });
     assert.match(await page.textContent('#legend'), /red 18\.\d %/);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('<word-mask> recovers from a dead model worker on its next image', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    const workers = [];
+  const workers = [];
+  const listWorkersAndResults = async (page) => {
     page.on('worker', (w) => workers.push(w));
     await page.addInitScript(() => {
       window.results = 0;
       document.addEventListener('result', () => { window.results += 1; });
     });
-    await page.goto(`${server.url}/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/shapes_50x90.png`);
+  };
+  const path = '/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/shapes_50x90.png';
+  await withPage(server.url, { webgpu: false, path, before: listWorkersAndResults }, async (page) => {
     await page.waitForFunction(() => window.results === 2, null, { timeout: 120_000 });
     await workers[0].evaluate(() => setTimeout(() => { throw new Error('simulated: GPU device lost'); }));
     const detail = await page.evaluate(async () => {
@@ -97,7 +89,5 @@ test('<word-mask> recovers from a dead model worker on its next image', { timeou
     assert.ok(detail, 'segment() worked again');
     assert.equal(detail.labels[detail.labelMap[30 * 50 + 25] - 1], 'red');
     assert.equal(workers.length, 2, 'a fresh worker was started');
-  } finally {
-    await browser.close();
-  }
+  });
 });

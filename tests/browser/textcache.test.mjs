@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { SCENE, launch, paintScene, startServer, workerClient } from './harness.mjs';
+import { SCENE, paintScene, startServer, withBrowser, workerClient } from './harness.mjs';
 
 const MODEL = '/tests/fixtures/semantic-colours';
 const OTHER = '/tests/fixtures/semantic-colours-segclip';
@@ -42,8 +42,7 @@ async function visit(context, model, lists) {
 }
 
 test('words seen on an earlier visit skip the text encoder', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
+  await withBrowser({ webgpu: false }, async (browser) => {
     const context = await browser.newContext();
     const words = SCENE.labels.join(', ');
     const [first] = await visit(context, MODEL, [words]);
@@ -56,7 +55,5 @@ test('words seen on an earlier visit skip the text encoder', { timeout: 300_000 
     // Another checkpoint has its own embeddings.
     const [other] = await visit(context, OTHER, [words]);
     assert.ok(other.embedded >= SCENE.labels.length, `another model embedded ${other.embedded} names`);
-  } finally {
-    await browser.close();
-  }
+  });
 });

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { SCENE_MODEL as MODEL, launch, segmentSceneInWorker, startServer, withPage, workerClient } from './harness.mjs';
+import { SCENE_MODEL as MODEL, segmentSceneInWorker, startServer, withBrowser, withPage, workerClient } from './harness.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
@@ -31,10 +31,7 @@ test('without WebGPU the CPU backend takes over and still segments', { timeout: 
 });
 
 test('a corrupt or foreign checkpoint gives a readable error', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    await page.goto(`${server.url}/`);
+  await withPage(server.url, { webgpu: false }, async (page) => {
     await page.evaluate(workerClient);
     await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
     const config = await (await fetch(`${server.url}${MODEL}/config.json`)).text();
@@ -55,14 +52,11 @@ test('a corrupt or foreign checkpoint gives a readable error', { timeout: 300_00
       return ask({ type: 'load', files: files('{"model_type": "sam"}', weights) });
     }, MODEL);
     assert.match(mixed.message, /does not match the SamModel architecture.*\n.*missing tensor/s);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('a second visit loads the model from the Cache Storage with its URLs blocked', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
+  await withBrowser({ webgpu: false }, async (browser) => {
     const context = await browser.newContext();
     const load = async (page) => {
       await page.goto(`${server.url}/`);
@@ -83,18 +77,13 @@ test('a second visit loads the model from the Cache Storage with its URLs blocke
     const missing = await second.evaluate(() => ask({ type: 'load', url: '/tests/fixtures/clip-p16-fp16/' }));
     assert.equal(missing.status, 'error');
     assert.ok(blocked.length > 0);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('a broken download is retried and a missing file is not', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    let failures = 1;
-    await page.route('**/semantic-colours/model.safetensors', (route) => (failures-- > 0 ? route.abort('connectionreset') : route.continue()));
-    await page.goto(`${server.url}/`);
+  let failures = 1;
+  const failOnce = (page) => page.route('**/semantic-colours/model.safetensors', (route) => (failures-- > 0 ? route.abort('connectionreset') : route.continue()));
+  await withPage(server.url, { webgpu: false, before: failOnce }, async (page) => {
     await page.evaluate(workerClient);
     await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
     const ready = await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL);
@@ -103,7 +92,5 @@ test('a broken download is retried and a missing file is not', { timeout: 300_00
     const missing = await page.evaluate(() => ask({ type: 'load', url: '/nowhere/' }));
     assert.equal(missing.status, 'error');
     assert.match(missing.message, /HTTP 404/);
-  } finally {
-    await browser.close();
-  }
+  });
 });

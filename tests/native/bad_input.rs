@@ -6,14 +6,13 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
-use common::{fixtures, scratch};
+use common::{Cli, fixtures, scratch};
 
 /// The table's rows: first cell -> the quoted pieces of the second.
 fn table() -> BTreeMap<String, Vec<String>> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let block = readme.split("<!-- bad-input -->").nth(1).expect("the README's bad-input table");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/bad-input.md")).unwrap();
+    let block = readme.split("<!-- bad-input -->").nth(1).expect("the bad-input table of docs/bad-input.md");
     let mut rows = BTreeMap::new();
     for line in block.lines().skip_while(|l| l.trim().is_empty()).take_while(|l| l.starts_with('|')).skip(2) {
         let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
@@ -46,16 +45,13 @@ fn model_copy(dir: &Path, name: &str, from: &str, edit: impl FnOnce(&Path)) -> S
     to.to_str().unwrap().to_string()
 }
 
-/// Each row's command line (without `--backend cpu`, added to the commands that run a model).
-fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
+/// Each row's command line (`--backend cpu` is added to the commands that run a model).
+fn cases(dir: &Path) -> BTreeMap<&'static str, Cli> {
     let colours = fixtures().join("semantic-colours").to_str().unwrap().to_string();
     let photo = png(&dir.join("photo.png"), 64, 48);
     let out = dir.join("labels.png").to_str().unwrap().to_string();
     let segment = |model: &str, image: &str, labels: &str, extra: &[&str]| {
-        let mut args: Vec<String> =
-            ["segment", "--model", model, "--image", image, "--labels", labels, "--out", &out].map(String::from).into();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
+        Cli::new("segment").model(model).image(image).labels(labels).out(&out).args(extra)
     };
     let words = |n: usize| (0..n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(",");
 
@@ -119,10 +115,7 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
     cases.insert("`--precision f16` on the CPU backend", segment(&colours, &photo, "red", &["--precision", "f16"]));
     cases.insert("A truncated PNG", segment(&colours, truncated_png, "red", &[]));
     cases.insert("An image of 16,385 pixels a side (refused from its header)", segment(&colours, &wide, "red", &[]));
-    cases.insert(
-        "A 16384x1 strip to `classify`",
-        ["classify", "--model", &colours, "--image", &strip, "--labels", "red"].map(String::from).into(),
-    );
+    cases.insert("A 16384x1 strip to `classify`", Cli::new("classify").model(&colours).image(&strip).labels("red"));
     cases.insert("A 4000x4 strip to `segment`", segment(&colours, &thin, "red", &[]));
     cases.insert("`--threshold 2`", segment(&colours, &photo, "red", &["--threshold", "2"]));
     cases.insert("`--window 3`", segment(&colours, &photo, "red", &["--window", "3"]));
@@ -132,31 +125,20 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
     let converted = dir.join("converted").to_str().unwrap().to_string();
     cases.insert(
         "A CLIP checkpoint given to `convert-segclip`",
-        ["convert-segclip", "--checkpoint", &clip_weights, "--out", &converted].map(String::from).into(),
+        Cli::new("convert-segclip").arg("--checkpoint", &clip_weights).out(&converted),
     );
+    let click = |model: &str| Cli::new("sam").model(model).image(&shapes).arg("--point", "10,10").out(&out);
     cases.insert(
         "A click outside the image (`sam --point 60,10` on 50x90)",
-        ["sam", "--model", &sam, "--image", &shapes, "--point", "60,10", "--out", &out].map(String::from).into(),
+        Cli::new("sam").model(&sam).image(&shapes).arg("--point", "60,10").out(&out),
     );
     let ovsam = fixtures().join("ovsam-tiny").to_str().unwrap().to_string();
-    cases.insert(
-        "`--clip` with an Open-Vocabulary SAM checkpoint",
-        [
-            "sam", "--model", &ovsam, "--image", &shapes, "--point", "10,10", "--labels", "red", "--clip", &colours,
-            "--out", &out,
-        ]
-        .map(String::from)
-        .into(),
-    );
+    cases
+        .insert("`--clip` with an Open-Vocabulary SAM checkpoint", click(&ovsam).labels("red").arg("--clip", &colours));
     let ovsam_as_sam = model_copy(dir, "ovsam-as-sam", "ovsam-tiny", |m| {
         std::fs::copy(fixtures().join("sam-tiny/config.json"), m.join("config.json")).unwrap();
     });
-    cases.insert(
-        "A Segment Anything `config.json` over Open-Vocabulary SAM weights",
-        ["sam", "--model", &ovsam_as_sam, "--image", &shapes, "--point", "10,10", "--out", &out]
-            .map(String::from)
-            .into(),
-    );
+    cases.insert("A Segment Anything `config.json` over Open-Vocabulary SAM weights", click(&ovsam_as_sam));
     let fusioner = fixtures().join("fusioner-tiny").to_str().unwrap().to_string();
     cases.insert("`--window 224` with a Fusioner checkpoint", segment(&fusioner, &photo, "red", &["--window", "224"]));
     let no_clip = model_copy(dir, "fusioner-no-clip", "fusioner-tiny", |m| {
@@ -170,22 +152,12 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
     let data = fixtures().join("colour-segmentation");
     cases.insert(
         "`train fusioner` with a ViT backbone and no `--text`",
-        [
-            "train",
-            "fusioner",
-            "--backbone",
-            &vit,
-            "--dataset",
-            data.to_str().unwrap(),
-            "--format",
-            "folder",
-            "--classes",
-            data.join("classes.txt").to_str().unwrap(),
-            "--out",
-            dir.join("trained").to_str().unwrap(),
-        ]
-        .map(String::from)
-        .into(),
+        Cli::new("train fusioner")
+            .arg("--backbone", &vit)
+            .arg("--dataset", &data)
+            .arg("--format", "folder")
+            .arg("--classes", data.join("classes.txt"))
+            .out(dir.join("trained")),
     );
     cases
 }
@@ -202,14 +174,10 @@ fn every_row_of_the_readme_table_is_what_the_user_sees() {
         "README rows and test cases differ:\nREADME: {documented:#?}\ntests: {tested:#?}"
     );
     let mut failures = Vec::new();
-    for (row, args) in &cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
-            .args(args)
-            .args(if args[0] == "convert-segclip" { &[][..] } else { &["--backend", "cpu"][..] })
-            .output()
-            .expect("run wordmask");
+    for (row, cli) in cases {
+        let out = cli.run();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let missing: Vec<&String> = rows[*row].iter().filter(|piece| !stderr.contains(piece.as_str())).collect();
+        let missing: Vec<&String> = rows[row].iter().filter(|piece| !stderr.contains(piece.as_str())).collect();
         if out.status.success() || !missing.is_empty() || stderr.contains("panicked") {
             failures.push(format!("{row}: exit {:?}, missing {missing:?} in:\n{stderr}", out.status.code()));
         }

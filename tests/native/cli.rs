@@ -2,27 +2,15 @@
 
 use crate::common;
 
-use std::process::{Command, Output};
+use std::path::Path;
 
-use common::{EMBED_TOL, Reference, Scene, all_close, fixtures, floats, json, read_npy, wordmask};
-
-/// `wordmask segment --model MODEL --image IMAGE ARGS... --backend cpu`.
-fn segment(model: &str, image: &str, args: &[&str]) -> Output {
-    let mut all = vec!["segment", "--model", model, "--image", image];
-    all.extend_from_slice(args);
-    all.extend(["--backend", "cpu"]);
-    wordmask(&all)
-}
+use common::{Cli, EMBED_TOL, Reference, Scene, all_close, fixtures, floats, read_npy};
 
 #[test]
 fn embed_text_matches_transformers() {
     let model = fixtures().join("clip-p16-quickgelu");
     let texts: Vec<String> = serde_json::from_str(&std::fs::read_to_string(model.join("texts.json")).unwrap()).unwrap();
-    let mut args = vec!["embed-text", "--model", model.to_str().unwrap(), "--backend", "cpu", "--json"];
-    for t in &texts {
-        args.extend(["--text", t.as_str()]);
-    }
-    let out = json(&wordmask(&args));
+    let out = Cli::new("embed-text").model(&model).each("--text", &texts).json();
     let ours: Vec<f32> = out["embeddings"].as_array().unwrap().iter().flat_map(floats).collect();
     let want = Reference::load("clip-p16-quickgelu").get("text_embeds").0;
     all_close("embed-text", &ours, &want, EMBED_TOL, false).unwrap();
@@ -34,16 +22,7 @@ fn embed_image_matches_transformers_from_the_png() {
         // A weights file next to its config.json works as well as the directory.
         let weights = common::weights_file(name);
         let image = fixtures().join("images/shapes_50x90.png");
-        let out = json(&wordmask(&[
-            "embed-image",
-            "--model",
-            weights.to_str().unwrap(),
-            "--image",
-            image.to_str().unwrap(),
-            "--backend",
-            "cpu",
-            "--json",
-        ]));
+        let out = Cli::new("embed-image").model(&weights).image(&image).json();
         let want = Reference::load(name).get("crop.shapes_50x90.image_embeds").0;
         all_close(&format!("{name} embed-image"), &floats(&out["embedding"]), &want, EMBED_TOL, false).unwrap();
         let shape: Vec<u64> =
@@ -58,19 +37,8 @@ fn embed_image_matches_transformers_from_the_png() {
 
 #[test]
 fn embed_image_without_crop_interpolates_positions() {
-    let model = fixtures().join("clip-p16-quickgelu");
     let image = fixtures().join("images/gradient_80x64.png");
-    let out = json(&wordmask(&[
-        "embed-image",
-        "--model",
-        model.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--no-crop",
-        "--backend",
-        "cpu",
-        "--json",
-    ]));
+    let out = Cli::new("embed-image").fixture("clip-p16-quickgelu").image(&image).switch("--no-crop").json();
     let want = Reference::load("clip-p16-quickgelu").get("nocrop.gradient_80x64.image_embeds").0;
     all_close("embed-image --no-crop", &floats(&out["embedding"]), &want, EMBED_TOL, false).unwrap();
     // 80x64 resized to short side 64 -> 80x64 -> a 4 x 5 grid of 16-pixel patches.
@@ -79,20 +47,8 @@ fn embed_image_without_crop_interpolates_positions() {
 
 #[test]
 fn classify_gives_a_distribution_over_the_labels() {
-    let model = fixtures().join("clip-p16-quickgelu");
     let image = fixtures().join("images/noise_75x75.png");
-    let out = json(&wordmask(&[
-        "classify",
-        "--model",
-        model.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--labels",
-        "cat, dog|puppy, red car",
-        "--backend",
-        "cpu",
-        "--json",
-    ]));
+    let out = Cli::new("classify").fixture("clip-p16-quickgelu").image(&image).labels("cat, dog|puppy, red car").json();
     let labels = out["labels"].as_array().unwrap();
     let names: Vec<&str> = labels.iter().map(|l| l["label"].as_str().unwrap()).collect();
     assert_eq!(names, ["cat", "dog", "red car"]);
@@ -103,62 +59,23 @@ fn classify_gives_a_distribution_over_the_labels() {
 #[test]
 fn errors_name_the_file_and_exit_non_zero() {
     let image = fixtures().join("images/noise_75x75.png");
-    let out = wordmask(&[
-        "embed-image",
-        "--model",
-        "/nonexistent/model",
-        "--image",
-        image.to_str().unwrap(),
-        "--backend",
-        "cpu",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model"));
+    let err = Cli::new("embed-image").model("/nonexistent/model").image(&image).fails();
+    assert!(err.contains("/nonexistent/model"));
 
-    let model = fixtures().join("clip-p16-quickgelu");
-    let out = wordmask(&[
-        "embed-image",
-        "--model",
-        model.to_str().unwrap(),
-        "--image",
-        "/tmp/no-such-image.png",
-        "--backend",
-        "cpu",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-image.png"));
+    let err = Cli::new("embed-image").fixture("clip-p16-quickgelu").image("/tmp/no-such-image.png").fails();
+    assert!(err.contains("no-such-image.png"));
 
-    let out = wordmask(&[
-        "classify",
-        "--model",
-        model.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--labels",
-        " , ",
-        "--backend",
-        "cpu",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no labels"), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = Cli::new("classify").fixture("clip-p16-quickgelu").image(&image).labels(" , ").fails();
+    assert!(err.contains("no labels"), "{err}");
 }
 
 #[test]
 fn bench_prints_its_table() {
-    let out = wordmask(&[
-        "bench",
-        "--config",
-        "vit-b-32",
-        "--random-weights",
-        "--size",
-        "64",
-        "--iters",
-        "2",
-        "--labels",
-        "2",
-        "--backend",
-        "cpu",
-    ]);
+    let out = Cli::new("bench")
+        .arg("--config", "vit-b-32")
+        .switch("--random-weights")
+        .args(["--size", "64", "--iters", "2", "--labels", "2"])
+        .run();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for row in ["image encoder (64x64, 4 patches)", "text encoder (2 labels)", "median ms"] {
@@ -178,28 +95,15 @@ fn segment_writes_the_label_map_overlay_scores_and_summary() {
     let input = dir.join("photo.png");
     photo.save(&input).unwrap();
     let (labels, overlay, scores) = (dir.join("labels.png"), dir.join("overlay.png"), dir.join("scores.npy"));
-    let model = fixtures().join("clip-p16-quickgelu");
-    let out = json(&segment(
-        model.to_str().unwrap(),
-        input.to_str().unwrap(),
-        &[
-            "--labels",
-            "cat, dog, car, tree, sky",
-            "--templates",
-            "single",
-            "--threshold",
-            "0",
-            "--background",
-            "none",
-            "--out",
-            labels.to_str().unwrap(),
-            "--overlay",
-            overlay.to_str().unwrap(),
-            "--scores",
-            scores.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let out = Cli::new("segment")
+        .fixture("clip-p16-quickgelu")
+        .image(&input)
+        .labels("cat, dog, car, tree, sky")
+        .args(["--templates", "single", "--threshold", "0", "--background", "none"])
+        .out(&labels)
+        .arg("--overlay", &overlay)
+        .arg("--scores", &scores)
+        .json();
     assert_eq!((out["width"].as_u64(), out["height"].as_u64()), (Some(640), Some(427)));
     let map = image::open(&labels).unwrap();
     assert_eq!((map.width(), map.height(), map.color()), (640, 427, image::ColorType::L8));
@@ -227,45 +131,23 @@ fn segment_writes_the_label_map_overlay_scores_and_summary() {
 #[test]
 fn segment_threshold_and_background_leave_pixels_unlabelled() {
     let dir = common::scratch("threshold");
-    let model = fixtures().join("clip-p16-quickgelu");
     let image = fixtures().join("images/gradient_80x64.png");
     let labels = dir.join("labels.png");
+    let segment = || Cli::new("segment").fixture("clip-p16-quickgelu").image(&image).out(&labels);
     let run = |threshold: &str, background: &str| {
-        json(&segment(
-            model.to_str().unwrap(),
-            image.to_str().unwrap(),
-            &[
-                "--labels",
-                "cat, dog",
-                "--templates",
-                "single",
-                "--short-side",
-                "64",
-                "--window",
-                "64",
-                "--stride",
-                "32",
-                "--threshold",
-                threshold,
-                "--background",
-                background,
-                "--out",
-                labels.to_str().unwrap(),
-                "--json",
-            ],
-        ))["unlabelled"]
+        segment()
+            .labels("cat, dog")
+            .args(["--templates", "single", "--short-side", "64", "--window", "64", "--stride", "32"])
+            .args(["--threshold", threshold, "--background", background])
+            .json()["unlabelled"]
             .as_f64()
             .unwrap()
     };
     assert_eq!(run("0", "none"), 0.0);
     // Two labels: the top probability is at least 0.5, so a threshold of 1 leaves everything unlabelled.
     assert_eq!(run("1", "none"), 1.0);
-    let out = segment(
-        model.to_str().unwrap(),
-        image.to_str().unwrap(),
-        &["--labels", "cat", "--threshold", "1.5", "--out", labels.to_str().unwrap()],
-    );
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--threshold"));
+    let err = segment().labels("cat").arg("--threshold", "1.5").fails();
+    assert!(err.contains("--threshold"));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -280,25 +162,14 @@ fn background_words_leave_their_regions_unlabelled() {
     let truth = scene.paint(&input);
     let (labels, scores) = (dir.join("labels.png"), dir.join("scores.npy"));
     let run = |background: &str| {
-        let out = json(&segment(
-            fixtures().join("semantic-colours").to_str().unwrap(),
-            input.to_str().unwrap(),
-            &[
-                "--labels",
-                "red, green",
-                "--background",
-                background,
-                "--threshold",
-                "0",
-                "--templates",
-                "single",
-                "--out",
-                labels.to_str().unwrap(),
-                "--scores",
-                scores.to_str().unwrap(),
-                "--json",
-            ],
-        ));
+        let out = Cli::new("segment")
+            .fixture("semantic-colours")
+            .image(&input)
+            .labels("red, green")
+            .args(["--background", background, "--threshold", "0", "--templates", "single"])
+            .out(&labels)
+            .arg("--scores", &scores)
+            .json();
         (out, image::open(&labels).unwrap().to_luma8().into_raw())
     };
     let (out, map) = run("blue; yellow");
@@ -322,36 +193,20 @@ fn background_words_leave_their_regions_unlabelled() {
 #[test]
 fn segment_with_pamr_refinement_runs() {
     let dir = common::scratch("pamr");
-    let model = fixtures().join("clip-p16-quickgelu");
     let image = fixtures().join("images/gradient_80x64.png");
     let scores = dir.join("s.npy");
+    let segment = || Cli::new("segment").fixture("clip-p16-quickgelu").image(&image).out(dir.join("l.png"));
     let run = |refine: &str| {
-        let out = segment(
-            model.to_str().unwrap(),
-            image.to_str().unwrap(),
-            &[
-                "--labels",
-                "cat, dog, car",
-                "--templates",
-                "single",
-                "--refine",
-                refine,
-                "--out",
-                dir.join("l.png").to_str().unwrap(),
-                "--scores",
-                scores.to_str().unwrap(),
-            ],
-        );
+        let out = segment()
+            .labels("cat, dog, car")
+            .args(["--templates", "single", "--refine", refine])
+            .arg("--scores", &scores)
+            .run();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         std::fs::read(&scores).unwrap()
     };
     assert_ne!(run("none"), run("pamr"), "PAMR left the scores unchanged");
-    let out = segment(
-        model.to_str().unwrap(),
-        image.to_str().unwrap(),
-        &["--labels", "cat", "--refine", "crf", "--out", dir.join("l.png").to_str().unwrap()],
-    );
-    assert!(!out.status.success());
+    segment().labels("cat").arg("--refine", "crf").fails();
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -360,34 +215,18 @@ fn extreme_images_are_refused_with_a_reason() {
     let dir = common::scratch("extreme");
     let strip = dir.join("strip.png");
     image::RgbImage::from_pixel(4000, 4, image::Rgb([9, 9, 9])).save(&strip).unwrap();
-    let model = fixtures().join("clip-p16-quickgelu");
-    let out = segment(
-        model.to_str().unwrap(),
-        strip.to_str().unwrap(),
-        &["--labels", "cat", "--out", dir.join("l.png").to_str().unwrap()],
-    );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("aspect ratio"), "{}", String::from_utf8_lossy(&out.stderr));
+    let segment = || Cli::new("segment").fixture("clip-p16-quickgelu").out(dir.join("l.png"));
+    let err = segment().image(&strip).labels("cat").fails();
+    assert!(err.contains("aspect ratio"), "{err}");
     // A one-pixel image is tiny but well-formed: it is resized up and segmented.
     let dot = dir.join("dot.png");
     image::RgbImage::from_pixel(1, 1, image::Rgb([200, 10, 10])).save(&dot).unwrap();
-    let out = segment(
-        model.to_str().unwrap(),
-        dot.to_str().unwrap(),
-        &[
-            "--labels",
-            "cat, dog",
-            "--short-side",
-            "64",
-            "--window",
-            "64",
-            "--stride",
-            "32",
-            "--out",
-            dir.join("l.png").to_str().unwrap(),
-            "--json",
-        ],
-    );
+    let out = segment()
+        .image(&dot)
+        .labels("cat, dog")
+        .args(["--short-side", "64", "--window", "64", "--stride", "32"])
+        .switch("--json")
+        .run();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -400,30 +239,15 @@ fn segment_with_a_groupvit_checkpoint_uses_the_groupvit_engine() {
     let (labels, scores) = (dir.join("labels.png"), dir.join("scores.npy"));
     let image = fixtures().join("images/shapes_50x90.png");
     for (name, engine) in [("groupvit-3stage", "auto"), ("groupvit-2stage-bin", "groupvit")] {
-        let model = fixtures().join(name);
-        let out = json(&segment(
-            model.to_str().unwrap(),
-            image.to_str().unwrap(),
-            &[
-                "--engine",
-                engine,
-                "--labels",
-                "cat, red car|automobile, grass",
-                "--short-side",
-                "64",
-                "--window",
-                "48",
-                "--stride",
-                "16",
-                "--threshold",
-                "0.5",
-                "--out",
-                labels.to_str().unwrap(),
-                "--scores",
-                scores.to_str().unwrap(),
-                "--json",
-            ],
-        ));
+        let out = Cli::new("segment")
+            .fixture(name)
+            .image(&image)
+            .arg("--engine", engine)
+            .labels("cat, red car|automobile, grass")
+            .args(["--short-side", "64", "--window", "48", "--stride", "16", "--threshold", "0.5"])
+            .out(&labels)
+            .arg("--scores", &scores)
+            .json();
         assert_eq!(out["engine"], "groupvit", "{out}");
         let (header, values) = read_npy(&scores);
         assert!(header.contains("'shape': (4, 90, 50)"), "3 classes + background: {header}");
@@ -453,29 +277,17 @@ fn segment_with_transformers_scoring_matches_the_reference() {
         serde_json::from_str(&std::fs::read_to_string(fixtures().join(name).join("runs.json")).unwrap()).unwrap();
     let run = spec["runs"].as_array().unwrap().iter().find(|r| r["scoring"] == "transformers").unwrap();
     let image = fixtures().join(format!("images/{}.png", run["image"].as_str().unwrap()));
-    let out = json(&segment(
-        fixtures().join(name).to_str().unwrap(),
-        image.to_str().unwrap(),
-        &[
-            "--labels",
-            spec["labels"].as_str().unwrap(),
-            "--scoring",
-            "transformers",
-            "--templates",
-            "bare",
-            "--short-side",
-            &run["short_side"].to_string(),
-            "--window",
-            &run["slide"][0].to_string(),
-            "--stride",
-            &run["slide"][1].to_string(),
-            "--out",
-            labels.to_str().unwrap(),
-            "--scores",
-            scores.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let out = Cli::new("segment")
+        .fixture(name)
+        .image(&image)
+        .labels(spec["labels"].as_str().unwrap())
+        .args(["--scoring", "transformers", "--templates", "bare"])
+        .arg("--short-side", run["short_side"].to_string())
+        .arg("--window", run["slide"][0].to_string())
+        .arg("--stride", run["slide"][1].to_string())
+        .out(&labels)
+        .arg("--scores", &scores)
+        .json();
     assert_eq!(out["threshold"].as_f64(), Some(0.0), "no background threshold with this scoring");
     let (_, ours) = read_npy(&scores);
     let want = Reference::load(name).get(&format!("pipeline.{}", run["tag"].as_str().unwrap())).0;
@@ -485,24 +297,11 @@ fn segment_with_transformers_scoring_matches_the_reference() {
 
 #[test]
 fn classify_and_embed_image_work_for_groupvit() {
-    let model = fixtures().join("groupvit-3stage");
     let image = fixtures().join("images/gradient_80x64.png");
-    let (m, i) = (model.to_str().unwrap(), image.to_str().unwrap());
-    let out = json(&wordmask(&[
-        "classify",
-        "--model",
-        m,
-        "--image",
-        i,
-        "--labels",
-        "cat, dog",
-        "--backend",
-        "cpu",
-        "--json",
-    ]));
+    let out = Cli::new("classify").fixture("groupvit-3stage").image(&image).labels("cat, dog").json();
     let total: f64 = out["labels"].as_array().unwrap().iter().map(|l| l["probability"].as_f64().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-5, "{out}");
-    let out = json(&wordmask(&["embed-image", "--model", m, "--image", i, "--backend", "cpu", "--json"]));
+    let out = Cli::new("embed-image").fixture("groupvit-3stage").image(&image).json();
     // transformers' image_embeds for the same PNG (the reference's native pixels are this
     // image through the checkpoint's preprocessor_config.json).
     let want = Reference::load("groupvit-3stage").get("native.gradient_80x64.image_embeds").0;
@@ -522,23 +321,11 @@ fn engine_and_checkpoint_mismatches_are_explained() {
 }
 
 /// Run `segment` expecting failure; the stderr.
-fn dir_segment(model: &str, image: &std::path::Path, extra: &[&str]) -> String {
+fn dir_segment(model: &str, image: &Path, extra: &[&str]) -> String {
     let dir = common::scratch(&format!("mismatch-{model}"));
-    let out_png = dir.join("l.png");
-    let mut args = vec!["--labels", "cat", "--out", out_png.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let out = segment(fixtures().join(model).to_str().unwrap(), image.to_str().unwrap(), &args);
-    assert!(!out.status.success());
+    let err = Cli::new("segment").fixture(model).image(image).labels("cat").out(dir.join("l.png")).args(extra).fails();
     std::fs::remove_dir_all(&dir).ok();
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// `wordmask sam ARGS... --backend cpu`.
-fn sam(args: &[&str]) -> Output {
-    let mut all = vec!["sam"];
-    all.extend_from_slice(args);
-    all.extend(["--backend", "cpu"]);
-    wordmask(&all)
+    err
 }
 
 /// `wordmask sam` writes the mask as a 0/255 PNG at the image's size; its JSON summary counts
@@ -547,27 +334,16 @@ fn sam(args: &[&str]) -> Output {
 fn sam_writes_the_mask_and_names_it() {
     let dir = common::scratch("sam");
     let out = dir.join("mask.png");
-    let (model, image) = (fixtures().join("sam-tiny"), fixtures().join("images/shapes_50x90.png"));
-    let clip = fixtures().join("semantic-colours");
-    let summary = json(&sam(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--point",
-        "25,30",
-        "--point",
-        "40,80,0",
-        "--labels",
-        "red, blue|navy, green",
-        "--clip",
-        clip.to_str().unwrap(),
-        "--templates",
-        "single",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]));
+    let image = fixtures().join("images/shapes_50x90.png");
+    let summary = Cli::new("sam")
+        .fixture("sam-tiny")
+        .image(&image)
+        .each("--point", ["25,30", "40,80,0"])
+        .labels("red, blue|navy, green")
+        .arg("--clip", fixtures().join("semantic-colours"))
+        .arg("--templates", "single")
+        .out(&out)
+        .json();
     let mask = image::open(&out).unwrap().to_luma8();
     assert_eq!(mask.dimensions(), (50, 90));
     assert!(mask.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255));
@@ -589,15 +365,7 @@ fn sam_refuses_bad_prompts_and_wrong_checkpoints() {
     let dir = common::scratch("sam-errors");
     let out = dir.join("mask.png");
     let image = fixtures().join("images/shapes_50x90.png");
-    let run = |model: &str, extra: &[&str]| {
-        let model = fixtures().join(model);
-        let mut args = vec!["--model", model.to_str().unwrap(), "--image", image.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        args.extend(["--out", out.to_str().unwrap()]);
-        let result = sam(&args);
-        assert!(!result.status.success(), "{extra:?} succeeded");
-        String::from_utf8_lossy(&result.stderr).into_owned()
-    };
+    let run = |model: &str, extra: &[&str]| Cli::new("sam").fixture(model).image(&image).args(extra).out(&out).fails();
     assert!(run("sam-tiny", &["--point", "60,10"]).contains("the point (60, 10) lies outside the 50x90 image"));
     assert!(run("sam-tiny", &[]).contains("the prompt is empty"));
     assert!(run("sam-tiny", &["--box", "40,10,20,50"]).contains("x1 > x0 and y1 > y0"));
@@ -607,16 +375,8 @@ fn sam_refuses_bad_prompts_and_wrong_checkpoints() {
     let text = run("sam-tiny", &["--point", "10,10", "--labels", "cat", "--clip", groupvit.to_str().unwrap()]);
     assert!(text.contains("naming masks needs a CLIP checkpoint"), "{text}");
     // And a SAM checkpoint where a words model is expected.
-    let words = segment(
-        fixtures().join("sam-tiny").to_str().unwrap(),
-        image.to_str().unwrap(),
-        &["--labels", "cat", "--out", out.to_str().unwrap()],
-    );
-    let text = String::from_utf8_lossy(&words.stderr);
-    assert!(
-        !words.status.success() && text.contains("model_type is 'sam'") && text.contains("pointing at objects"),
-        "{text}"
-    );
+    let text = Cli::new("segment").fixture("sam-tiny").image(&image).labels("cat").out(&out).fails();
+    assert!(text.contains("model_type is 'sam'") && text.contains("pointing at objects"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -624,9 +384,12 @@ fn sam_refuses_bad_prompts_and_wrong_checkpoints() {
 /// even on a machine without a display (no "error:" line from the graphics stack).
 #[test]
 fn the_gpu_probe_is_quiet() {
-    let model = fixtures().join("clip-p16-quickgelu");
-    let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
-        .args(["embed-text", "--model", model.to_str().unwrap(), "--text", "a cat", "--json"])
+    let out = Cli::new("embed-text")
+        .fixture("clip-p16-quickgelu")
+        .arg("--text", "a cat")
+        .switch("--json")
+        .without_backend()
+        .command()
         .env_remove("XDG_RUNTIME_DIR")
         .output()
         .unwrap();
@@ -650,19 +413,13 @@ fn a_48_megapixel_photo_segments_in_bounded_memory() {
     .save(&photo)
     .unwrap();
     let labels = dir.join("labels.png");
-    let out = json(&segment(
-        fixtures().join("semantic-colours").to_str().unwrap(),
-        photo.to_str().unwrap(),
-        &[
-            "--labels",
-            "red, green, blue, yellow, white",
-            "--out",
-            labels.to_str().unwrap(),
-            "--overlay",
-            dir.join("overlay.png").to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let out = Cli::new("segment")
+        .fixture("semantic-colours")
+        .image(&photo)
+        .labels("red, green, blue, yellow, white")
+        .out(&labels)
+        .arg("--overlay", dir.join("overlay.png"))
+        .json();
     let map = image::open(&labels).unwrap().to_luma8();
     assert_eq!(map.dimensions(), (w, h));
     let right = map.enumerate_pixels().filter(|(x, _, p)| p.0[0] == if *x < w / 2 { 1 } else { 2 }).count();
@@ -685,13 +442,8 @@ fn more_than_255_labels_write_a_16_bit_label_map() {
     let mut words: Vec<String> = (1..300).map(|i| format!("thing {i}")).collect();
     words.extend(["red".into(), "green".into()]);
     let labels = dir.join("labels.png");
-    let model = fixtures().join("semantic-colours");
     let run = |words: &[String]| {
-        json(&segment(
-            model.to_str().unwrap(),
-            photo.to_str().unwrap(),
-            &["--labels", &words.join(", "), "--out", labels.to_str().unwrap(), "--json"],
-        ));
+        Cli::new("segment").fixture("semantic-colours").image(&photo).labels(words.join(", ")).out(&labels).json();
         image::open(&labels).unwrap()
     };
     let map = run(&words).to_luma16();
@@ -713,46 +465,21 @@ fn a_converted_segclip_checkpoint_works_in_every_command() {
     let dir = common::scratch("segclip-cli");
     let out = dir.join("segclip");
     let release = fixtures().join("segclip/segclip-release.bin");
-    let convert = wordmask(&[
-        "convert-segclip",
-        "--checkpoint",
-        release.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--text-heads",
-        "2",
-    ]);
+    let convert = Cli::new("convert-segclip").arg("--checkpoint", &release).out(&out).arg("--text-heads", "2").run();
     assert!(convert.status.success(), "{}", String::from_utf8_lossy(&convert.stderr));
     let said = String::from_utf8_lossy(&convert.stdout);
     assert!(said.contains("2 + 1 blocks around 8 centres") && said.contains("layers_mae2"), "{said}");
-    let model = out.to_str().unwrap();
     let photo = fixtures().join("segclip/photo.png");
-    let photo = photo.to_str().unwrap();
-    let embedded = json(&wordmask(&["embed-image", "--model", model, "--image", photo, "--backend", "cpu", "--json"]));
+    let embedded = Cli::new("embed-image").model(&out).image(&photo).json();
     assert_eq!(embedded["engine"], "segclip");
     assert_eq!(embedded["group_tokens_shape"], serde_json::json!([8, 16]));
     let norm: f32 = floats(&embedded["embedding"]).iter().map(|v| v * v).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-4, "normalised embedding, norm {norm}");
-    let classified = json(&wordmask(&[
-        "classify",
-        "--model",
-        model,
-        "--image",
-        photo,
-        "--labels",
-        "red, sky, a cat",
-        "--backend",
-        "cpu",
-        "--json",
-    ]));
+    let classified = Cli::new("classify").model(&out).image(&photo).labels("red, sky, a cat").json();
     let total: f64 = classified["labels"].as_array().unwrap().iter().map(|l| l["probability"].as_f64().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-4, "{classified}");
     let labels = dir.join("labels.png");
-    let seg = json(&segment(
-        model,
-        photo,
-        &["--labels", "red, green grass, sky", "--out", labels.to_str().unwrap(), "--json"],
-    ));
+    let seg = Cli::new("segment").model(&out).image(&photo).labels("red, green grass, sky").out(&labels).json();
     assert_eq!(
         (seg["engine"].as_str(), seg["threshold"].as_f64().map(|t| (t * 100.0).round())),
         (Some("segclip"), Some(80.0))
@@ -778,12 +505,8 @@ fn sam_with_open_vocabulary_sam_names_the_mask_itself() {
     let words =
         spec["typed_labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>().join(",");
     let image = model.join("resized.png");
-    let run = |extra: &[&str]| {
-        let mut args = vec!["--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--point", &point];
-        args.extend_from_slice(extra);
-        args.extend(["--out", out.to_str().unwrap(), "--json"]);
-        json(&sam(&args))
-    };
+    let sam = || Cli::new("sam").model(&model).image(&image).arg("--point", &point).out(&out);
+    let run = |extra: &[&str]| sam().args(extra).json();
     let typed = run(&["--labels", &words]);
     assert_eq!(typed["label"], click["typed_top1"]["label"], "{typed}");
     assert_eq!(typed["model"], "ovsam");
@@ -799,20 +522,8 @@ fn sam_with_open_vocabulary_sam_names_the_mask_itself() {
         assert_eq!(released["label"].as_str(), Some(lvis_name.as_str()), "{released}");
         assert_eq!(released["class_index"], click["top1"]["index"], "{released}");
     }
-    let refused = sam(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--point",
-        &point,
-        "--vocabulary",
-        "typed",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--vocabulary typed names the mask among --labels"));
+    let refused = sam().arg("--vocabulary", "typed").fails();
+    assert!(refused.contains("--vocabulary typed names the mask among --labels"));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -825,19 +536,15 @@ fn an_f16_copy_is_half_the_size_and_segments_alike() {
     let dir = common::scratch("convert-f16");
     let model = fixtures().join("clip-p16-quickgelu");
     let half = dir.join("half");
-    let out =
-        wordmask(&["convert", "--model", model.to_str().unwrap(), "--out", half.to_str().unwrap(), "--dtype", "f16"]);
+    let out = Cli::new("convert").model(&model).out(&half).arg("--dtype", "f16").run();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len() as f64;
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64;
     let ratio = size(&half.join("model.safetensors")) / size(&common::weights_file("clip-p16-quickgelu"));
     assert!((0.45..0.55).contains(&ratio), "the f16 copy is {ratio:.3} of the f32 file");
 
     let texts: Vec<String> = serde_json::from_str(&std::fs::read_to_string(model.join("texts.json")).unwrap()).unwrap();
-    let mut args = vec!["embed-text", "--model", half.to_str().unwrap(), "--backend", "cpu", "--json"];
-    for t in &texts {
-        args.extend(["--text", t.as_str()]);
-    }
-    let ours: Vec<f32> = json(&wordmask(&args))["embeddings"].as_array().unwrap().iter().flat_map(floats).collect();
+    let embedded = Cli::new("embed-text").model(&half).each("--text", &texts).json();
+    let ours: Vec<f32> = embedded["embeddings"].as_array().unwrap().iter().flat_map(floats).collect();
     let want = Reference::load("clip-p16-quickgelu").get("text_embeds").0;
     all_close("f16 embed-text", &ours, &want, 1e-2, true).unwrap();
     assert!(all_close("f16 embed-text", &ours, &want, 1e-6, false).is_err(), "f16 storage changed nothing");
@@ -849,15 +556,81 @@ fn an_f16_copy_is_half_the_size_and_segments_alike() {
     );
     let input = dir.join("photo.png");
     photo.save(&input).unwrap();
-    let map = |m: &std::path::Path, name: &str| {
+    let map = |m: &Path, name: &str| {
         let png = dir.join(name);
-        let args = ["--labels", "cat, dog, car, tree, sky", "--templates", "single", "--out", png.to_str().unwrap()];
-        let out = segment(m.to_str().unwrap(), input.to_str().unwrap(), &args);
+        let out = Cli::new("segment")
+            .model(m)
+            .image(&input)
+            .labels("cat, dog, car, tree, sky")
+            .arg("--templates", "single")
+            .out(&png)
+            .run();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         image::open(&png).unwrap().to_luma8().into_raw()
     };
     let (full, halved) = (map(&model, "f32.png"), map(&half, "f16.png"));
     let agree = full.iter().zip(&halved).filter(|(a, b)| a == b).count() as f64 / full.len() as f64;
     assert!(agree >= 0.99, "label agreement {agree:.4}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The page's Advanced controls and `<word-mask>`'s attributes are made from `www/settings.js`,
+/// which must be what the core prints from the settings whose fields are these flags: a setting
+/// added to the core and not to the page fails here.
+#[test]
+fn the_page_reads_the_core_settings() {
+    let printed = String::from_utf8(Cli::new("settings").switch("--js").ok().stdout).unwrap();
+    let committed = std::fs::read_to_string(fixtures().join("../../www/settings.js")).unwrap();
+    assert!(
+        printed == committed,
+        "www/settings.js is not what the core prints: run `cargo run --release -- settings --js > www/settings.js`"
+    );
+    for flag in ["--short-side", "--background", "--scoring", "--refine", "--logit-scale"] {
+        assert!(printed.contains(&format!("\"flag\":\"{flag}\"")), "{flag} missing from the page's settings");
+    }
+}
+
+/// A mask with no pixel (the model found nothing there) gets no name, in the CLI as in the page
+/// (one rule, `PromptSession`): the command writes the empty mask, says so, and succeeds. The
+/// colour SAM with its hypernetworks' output layers zeroed gives logits of exactly 0 everywhere,
+/// which `post_process_masks` thresholds to an empty mask.
+#[test]
+fn an_empty_mask_is_written_and_not_named() {
+    let dir = common::scratch("sam-empty");
+    let model = dir.join("sam-empty");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in ["config.json", "preprocessor_config.json"] {
+        std::fs::copy(fixtures().join("sam-colours").join(file), model.join(file)).unwrap();
+    }
+    let mut bytes = std::fs::read(fixtures().join("sam-colours/model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let mut zeroed = 0;
+    for (name, tensor) in header.as_object().unwrap() {
+        if name.contains("output_hypernetworks_mlps") && name.contains("proj_out") {
+            let [start, end] = [0, 1].map(|i| tensor["data_offsets"][i].as_u64().unwrap() as usize + 8 + header_len);
+            bytes[start..end].fill(0);
+            zeroed += 1;
+        }
+    }
+    assert_eq!(zeroed, 8, "four hypernetworks, a weight and a bias each");
+    std::fs::write(model.join("model.safetensors"), &bytes).unwrap();
+    let out = dir.join("mask.png");
+    let image = fixtures().join("images/shapes_50x90.png");
+    let line = Cli::new("sam")
+        .model(&model)
+        .image(&image)
+        .arg("--point", "25,30")
+        .labels("red, green")
+        .arg("--clip", fixtures().join("semantic-colours"))
+        .out(&out);
+    let run = line.switch("--json").ok();
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(summary["area"].as_u64(), Some(0), "{summary}");
+    assert!(summary["label"].is_null() && summary["runner_up"].is_null(), "an empty mask has no name: {summary}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("the mask is empty"));
+    let mask = image::open(&out).unwrap().to_luma8();
+    assert_eq!(mask.dimensions(), (50, 90));
+    assert!(mask.pixels().all(|p| p.0[0] == 0), "the empty mask is written");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,7 +1,9 @@
-//! Shared test helpers: fixture paths and loaders (models, images, the colour scene, `.npy`
-//! files), backends, and an `all_close` that says why it failed.
+//! Shared test helpers: the `wordmask` command line, fixture paths and loaders (models, images,
+//! the colour scene, `.npy` files), backends, and an `all_close` that says why it failed.
 #![allow(dead_code)]
 
+use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -23,20 +25,129 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// The `wordmask` command, run with `args`.
-pub fn wordmask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wordmask")).args(args).output().expect("run wordmask")
+/// A `wordmask` command line as a user types it: the command, then its flags in the order
+/// given. Commands that run a model get `--backend cpu` unless the line names a backend or
+/// [`Cli::without_backend`] leaves the choice to the command.
+///
+/// ```ignore
+/// let summary = Cli::new("segment").fixture("semantic-colours").image(&photo).labels("red, green").out(&png).json();
+/// let stderr = Cli::new("sam").fixture("sam-tiny").image(&photo).arg("--point", "60,10").out(&png).fails();
+/// ```
+pub struct Cli {
+    args: Vec<OsString>,
+    cpu: bool,
 }
 
-/// A run of the command that must have succeeded (its stderr in the failure).
-pub fn ok(out: &Output) -> &Output {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
+impl Cli {
+    /// `wordmask COMMAND`, e.g. `segment` or `train fusioner`.
+    pub fn new(command: &str) -> Self {
+        let cpu = !matches!(command, "convert" | "convert-segclip" | "settings");
+        Cli { args: command.split(' ').map(OsString::from).collect(), cpu }
+    }
+
+    /// `--model PATH`.
+    pub fn model(self, path: impl AsRef<OsStr>) -> Self {
+        self.arg("--model", path)
+    }
+
+    /// `--model tests/fixtures/NAME`.
+    pub fn fixture(self, name: &str) -> Self {
+        self.arg("--model", fixtures().join(name))
+    }
+
+    /// `--image PATH`.
+    pub fn image(self, path: impl AsRef<OsStr>) -> Self {
+        self.arg("--image", path)
+    }
+
+    /// `--labels TEXT`.
+    pub fn labels(self, text: impl AsRef<OsStr>) -> Self {
+        self.arg("--labels", text)
+    }
+
+    /// `--out PATH`.
+    pub fn out(self, path: impl AsRef<OsStr>) -> Self {
+        self.arg("--out", path)
+    }
+
+    /// `FLAG VALUE`.
+    pub fn arg(mut self, flag: &str, value: impl AsRef<OsStr>) -> Self {
+        self.args.extend([flag.into(), value.as_ref().into()]);
+        self
+    }
+
+    /// `FLAG VALUE` for each value, e.g. `--text` once per text.
+    pub fn each<V: AsRef<OsStr>>(self, flag: &str, values: impl IntoIterator<Item = V>) -> Self {
+        values.into_iter().fold(self, |cli, value| cli.arg(flag, value))
+    }
+
+    /// Words as typed, e.g. `["--window", "64", "--stride", "32"]`.
+    pub fn args<W: AsRef<OsStr>>(mut self, words: impl IntoIterator<Item = W>) -> Self {
+        self.args.extend(words.into_iter().map(|w| w.as_ref().into()));
+        self
+    }
+
+    /// A flag without a value, e.g. `--no-crop`.
+    pub fn switch(mut self, flag: &str) -> Self {
+        self.args.push(flag.into());
+        self
+    }
+
+    /// No `--backend`: the command picks its default (auto).
+    pub fn without_backend(mut self) -> Self {
+        self.cpu = false;
+        self
+    }
+
+    /// The whole argument list, `--backend cpu` included where it is added.
+    fn argv(&self) -> Vec<OsString> {
+        let mut argv = self.args.clone();
+        if self.cpu && !argv.iter().any(|a| a == "--backend") {
+            argv.extend(["--backend".into(), "cpu".into()]);
+        }
+        argv
+    }
+
+    /// The process, for what [`Cli::run`] does not cover (its environment).
+    pub fn command(self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wordmask"));
+        command.args(self.argv());
+        command
+    }
+
+    /// Run it, whatever the outcome.
+    pub fn run(self) -> Output {
+        self.command().output().expect("run wordmask")
+    }
+
+    /// Run it; it must succeed (its stderr in the failure).
+    pub fn ok(self) -> Output {
+        let line = self.to_string();
+        let out = self.run();
+        assert!(out.status.success(), "{line} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    /// Run it with `--json`; it must succeed. Its output, parsed.
+    pub fn json(self) -> serde_json::Value {
+        let out = self.switch("--json").ok();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Run it; it must fail. Its stderr.
+    pub fn fails(self) -> String {
+        let line = self.to_string();
+        let out = self.run();
+        assert!(!out.status.success(), "{line} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
 }
 
-/// A successful run's JSON output.
-pub fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&ok(out).stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+impl fmt::Display for Cli {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("wordmask")?;
+        self.argv().iter().try_for_each(|a| write!(f, " {}", a.to_string_lossy()))
+    }
 }
 
 /// A JSON array of numbers.

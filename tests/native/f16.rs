@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::{Reference, Scene, all_close, fixtures, floats, json, ok, wordmask};
+use common::{Cli, Reference, Scene, all_close, fixtures, floats};
 
 fn skip() -> bool {
     std::env::var("WORDMASK_SKIP_WGPU").as_deref() == Ok("1")
@@ -27,11 +27,8 @@ fn f16_embeddings_stay_within_1e_2_of_the_reference() {
     let name = "clip-p16-quickgelu";
     let model = fixtures().join(name);
     let texts: Vec<String> = serde_json::from_str(&std::fs::read_to_string(model.join("texts.json")).unwrap()).unwrap();
-    let mut args = vec!["embed-text", "--model", model.to_str().unwrap(), "--backend", "wgpu", "--precision", "f16", "--json"];
-    for t in &texts {
-        args.extend(["--text", t.as_str()]);
-    }
-    let out = json(&wordmask(&args));
+    let f16 = ["--backend", "wgpu", "--precision", "f16"];
+    let out = Cli::new("embed-text").model(&model).args(f16).each("--text", &texts).json();
     let ours: Vec<f32> = out["embeddings"].as_array().unwrap().iter().flat_map(floats).collect();
     let reference = Reference::load(name);
     let want = reference.get("text_embeds").0;
@@ -39,8 +36,7 @@ fn f16_embeddings_stay_within_1e_2_of_the_reference() {
     assert!(all_close("f16 text embeddings", &ours, &want, 1e-6, false).is_err(), "f16 compute changed nothing");
 
     let image = fixtures().join("images/shapes_50x90.png");
-    let args = ["embed-image", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap()];
-    let out = json(&wordmask(&[&args[..], &["--backend", "wgpu", "--precision", "f16", "--json"]].concat()));
+    let out = Cli::new("embed-image").model(&model).image(&image).args(f16).json();
     let ours = floats(&out["embedding"]);
     let want = reference.get("crop.shapes_50x90.image_embeds").0;
     all_close("f16 image embedding", &ours, &want, 1e-2, true).unwrap();
@@ -76,11 +72,14 @@ fn f16_label_maps_agree_with_f32_on_every_engine() {
     for (model, image, labels, extra) in cases {
         let map = |backend: &str, precision: &str| {
             let png = dir.join(format!("{model}-{precision}.png"));
-            let path = fixtures().join(model);
-            let mut args = vec!["segment", "--model", path.to_str().unwrap(), "--image", image.to_str().unwrap()];
-            args.extend(["--labels", labels, "--out", png.to_str().unwrap(), "--backend", backend, "--precision", precision]);
-            args.extend_from_slice(extra);
-            ok(&wordmask(&args));
+            Cli::new("segment")
+                .fixture(model)
+                .image(image)
+                .labels(labels)
+                .out(&png)
+                .args(["--backend", backend, "--precision", precision])
+                .args(extra)
+                .ok();
             image::open(&png).unwrap().to_luma8().into_raw()
         };
         let (full, half) = (map("cpu", "f32"), map("wgpu", "f16"));
@@ -106,12 +105,15 @@ fn f16_point_masks_agree_with_f32() {
         let probe = format!("{},{}", region.probe.0, region.probe.1);
         let click = |backend: &str, precision: &str| {
             let out = dir.join(format!("mask-{precision}.png"));
-            let (sam, clip) = (fixtures().join("sam-colours"), fixtures().join("semantic-colours"));
-            let args = ["sam", "--model", sam.to_str().unwrap(), "--image", input.to_str().unwrap(), "--point", &probe];
-            let labels = scene.labels.join(", ");
-            let rest = ["--out", out.to_str().unwrap(), "--labels", &labels, "--clip", clip.to_str().unwrap()];
-            let run = ["--templates", "single", "--backend", backend, "--precision", precision, "--json"];
-            let summary = json(&wordmask(&[&args[..], &rest, &run].concat()));
+            let summary = Cli::new("sam")
+                .fixture("sam-colours")
+                .image(&input)
+                .arg("--point", &probe)
+                .out(&out)
+                .labels(scene.labels.join(", "))
+                .arg("--clip", fixtures().join("semantic-colours"))
+                .args(["--templates", "single", "--backend", backend, "--precision", precision])
+                .json();
             (image::open(&out).unwrap().to_luma8().into_raw(), summary["label"].clone())
         };
         let ((full, full_label), (half, half_label)) = (click("cpu", "f32"), click("wgpu", "f16"));
@@ -129,13 +131,13 @@ fn f16_is_named_where_used_and_refused_on_the_cpu() {
         return;
     }
     let model = fixtures().join("clip-p16-quickgelu");
-    let args = ["bench", "--model", model.to_str().unwrap(), "--iters", "1", "--backend", "wgpu"];
     for precision in ["f16", "f32"] {
-        let out = wordmask(&[&args[..], &["--precision", precision]].concat());
-        let text = String::from_utf8_lossy(&ok(&out).stdout);
+        let out =
+            Cli::new("bench").model(&model).args(["--iters", "1", "--backend", "wgpu", "--precision", precision]).ok();
+        let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(&format!("backend wgpu ({precision})")), "{text}");
     }
-    let out = wordmask(&["embed-text", "--model", model.to_str().unwrap(), "--backend", "cpu", "--precision", "f16", "--text", "x"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("f16 compute is for the GPU backend"));
+    let err =
+        Cli::new("embed-text").model(&model).args(["--backend", "cpu", "--precision", "f16", "--text", "x"]).fails();
+    assert!(err.contains("f16 compute is for the GPU backend"));
 }

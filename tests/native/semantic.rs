@@ -7,20 +7,21 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{Scene, fixtures};
+use common::{Cli, Scene, fixtures};
 
 fn segment(model: &str, image: &Path, labels: &str, out: &Path, backend: &str) {
     // SegCLIP's windows are its 224-pixel input: at the scene's own size (short side 336) the
     // regions' edges stay on the 16-pixel patch grid; its default 224 puts them mid-patch.
     let extra: &[&str] = if model.ends_with("segclip") { &["--short-side", "336"] } else { &[] };
-    let status = Command::new(env!("CARGO_BIN_EXE_wordmask"))
-        .args(["segment", "--model", fixtures().join(model).to_str().unwrap(), "--image", image.to_str().unwrap()])
-        .args(["--labels", labels, "--out", out.to_str().unwrap(), "--backend", backend])
+    let status = Cli::new("segment")
+        .fixture(model)
+        .image(image)
+        .labels(labels)
+        .out(out)
+        .arg("--backend", backend)
         .args(extra)
-        .output()
-        .unwrap();
+        .run();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
 }
 
@@ -88,19 +89,11 @@ fn eval_over_a_camvid_folder_prints_the_table_and_an_oracle_scores_100() {
         "red\ngreen\nblue\nyellow\nsidewalk\ntree\nsign symbol\nfence\ncar\npedestrian\nbicyclist\n",
     )
     .unwrap();
+    let eval = |model: &str| {
+        Cli::new("eval").fixture(model).arg("--dataset", &root).arg("--format", "camvid").arg("--classes", &classes)
+    };
     let run = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
-            .args([
-                "eval",
-                "--model",
-                fixtures().join("semantic-colours").to_str().unwrap(),
-                "--dataset",
-                root.to_str().unwrap(),
-            ])
-            .args(["--format", "camvid", "--classes", classes.to_str().unwrap(), "--backend", "cpu"])
-            .args(extra)
-            .output()
-            .unwrap();
+        let out = eval("semantic-colours").args(extra).run();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         out
     };
@@ -121,13 +114,7 @@ fn eval_over_a_camvid_folder_prints_the_table_and_an_oracle_scores_100() {
         ("semantic-colours-groupvit", "groupvit", &[][..]),
         ("semantic-colours-segclip", "segclip", &["--short-side", "336"][..]),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_wordmask"))
-            .args(["eval", "--model", fixtures().join(model).to_str().unwrap()])
-            .args(["--dataset", root.to_str().unwrap(), "--format", "camvid", "--classes", classes.to_str().unwrap()])
-            .args(["--backend", "cpu", "--json"])
-            .args(extra)
-            .output()
-            .unwrap();
+        let out = eval(model).switch("--json").args(extra).run();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!((json["engine"].as_str(), json["images"].as_u64()), (Some(engine), Some(2)), "{json}");
@@ -149,18 +136,16 @@ fn a_click_outlines_its_region_and_names_it() {
     let out = dir.join("mask.png");
     for region in &scene.regions {
         let probe = format!("{},{}", region.probe.0, region.probe.1);
-        let result = Command::new(env!("CARGO_BIN_EXE_wordmask"))
-            .args(["sam", "--model", fixtures().join("sam-colours").to_str().unwrap(), "--image"])
-            .args([input.to_str().unwrap(), "--point", &probe, "--out", out.to_str().unwrap()])
-            .args([
-                "--labels",
-                &scene.labels.join(", "),
-                "--clip",
-                fixtures().join("semantic-colours").to_str().unwrap(),
-            ])
-            .args(["--templates", "single", "--backend", "cpu", "--json"])
-            .output()
-            .unwrap();
+        let result = Cli::new("sam")
+            .fixture("sam-colours")
+            .image(&input)
+            .arg("--point", &probe)
+            .out(&out)
+            .labels(scene.labels.join(", "))
+            .arg("--clip", fixtures().join("semantic-colours"))
+            .arg("--templates", "single")
+            .switch("--json")
+            .run();
         assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
         let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
         let mask = image::open(&out).unwrap().to_luma8().into_raw();

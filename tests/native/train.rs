@@ -8,9 +8,8 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::Output;
 
-use common::{fixtures, json, ok, scratch, wordmask};
+use common::{Cli, fixtures, scratch};
 
 /// The head and schedule of the test (tools/make_colour_fusioner.sh trains the browser tests'
 /// fixture with the same head, 40 epochs at 5e-3).
@@ -20,59 +19,31 @@ const HEAD: [&str; 6] = ["--width", "16", "--layers", "2", "--heads", "4"];
 const RATES: [&str; 4] = ["--fusion-lr", "8e-3", "--decoder-lr", "8e-3"];
 
 /// `train fusioner` on the colour dataset with the colour CLIP and a small head.
-fn train(out: &Path, extra: &[&str]) -> Output {
-    let backbone = fixtures().join("semantic-colours");
-    train_on(&["--backbone", backbone.to_str().unwrap()], out, extra)
+fn train(out: &Path) -> Cli {
+    train_on(out).arg("--backbone", fixtures().join("semantic-colours"))
 }
 
-/// `train fusioner` on the colour dataset with a small head and the `encoders` given.
-fn train_on(encoders: &[&str], out: &Path, extra: &[&str]) -> Output {
+/// `train fusioner` on the colour dataset with a small head; the encoders are the caller's.
+fn train_on(out: &Path) -> Cli {
     let data = fixtures().join("colour-segmentation");
-    let classes = data.join("classes.txt");
-    let mut args = vec![
-        "train",
-        "fusioner",
-        "--dataset",
-        data.to_str().unwrap(),
-        "--format",
-        "folder",
-        "--classes",
-        classes.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--batch-size",
-        "8",
-        "--micro-batch",
-        "8",
-        "--warmup-epochs",
-        "1",
-        "--backend",
-        "cpu",
-    ];
-    args.extend_from_slice(encoders);
-    args.extend_from_slice(&HEAD);
-    args.extend_from_slice(extra);
-    wordmask(&args)
+    Cli::new("train fusioner")
+        .arg("--dataset", &data)
+        .arg("--format", "folder")
+        .arg("--classes", data.join("classes.txt"))
+        .out(out)
+        .args(["--batch-size", "8", "--micro-batch", "8", "--warmup-epochs", "1"])
+        .args(HEAD)
 }
 
 /// mIoU of a checkpoint over the val split.
 fn miou(model: &Path) -> f64 {
     let data = fixtures().join("colour-segmentation");
-    let classes = data.join("classes.txt");
-    let out = json(&wordmask(&[
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--dataset",
-        data.to_str().unwrap(),
-        "--format",
-        "folder",
-        "--classes",
-        classes.to_str().unwrap(),
-        "--backend",
-        "cpu",
-        "--json",
-    ]));
+    let out = Cli::new("eval")
+        .model(model)
+        .arg("--dataset", &data)
+        .arg("--format", "folder")
+        .arg("--classes", data.join("classes.txt"))
+        .json();
     out["miou"].as_f64().unwrap()
 }
 
@@ -81,13 +52,12 @@ fn training_takes_held_out_miou_from_chance_to_090() {
     let dir = scratch("train-fusioner");
     // The untrained head: one epoch at learning rate 0 writes the initial weights.
     let untrained = dir.join("untrained");
-    ok(&train(&untrained, &["--epochs", "1", "--fusion-lr", "0", "--decoder-lr", "0", "--views", "0"]));
+    train(&untrained).args(["--epochs", "1", "--fusion-lr", "0", "--decoder-lr", "0", "--views", "0"]).ok();
     let before = miou(&untrained);
 
     let trained = dir.join("trained");
     let epochs = EPOCHS.to_string();
-    let out = train(&trained, &[&["--epochs", &epochs, "--views", VIEWS][..], &RATES].concat());
-    ok(&out);
+    let out = train(&trained).args(["--epochs", &epochs, "--views", VIEWS]).args(RATES).ok();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("caching frozen features") && log.contains("loss"), "progress is shown: {log}");
     let after = miou(&trained);
@@ -102,8 +72,7 @@ fn training_takes_held_out_miou_from_chance_to_090() {
     };
     assert_eq!(state(&trained)["epochs_done"], serde_json::json!(EPOCHS));
     let more = (EPOCHS + 1).to_string();
-    let out = train(&trained, &[&["--epochs", &more, "--views", VIEWS, "--resume"][..], &RATES].concat());
-    ok(&out);
+    let out = train(&trained).args(["--epochs", &more, "--views", VIEWS, "--resume"]).args(RATES).ok();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("found in the cache"), "{log}");
     let resumed = state(&trained);
@@ -114,10 +83,9 @@ fn training_takes_held_out_miou_from_chance_to_090() {
     assert!(next < 2.0 * last, "the resumed epoch starts from the trained head: loss {next} after {last}");
     // Resuming with other settings would train another run: refused, before any work.
     let more = (EPOCHS + 2).to_string();
-    let out =
-        train(&trained, &[&["--epochs", &more, "--views", VIEWS, "--resume", "--seed", "9"][..], &RATES].concat());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("--seed differ"), "{err}");
+    let err =
+        train(&trained).args(["--epochs", &more, "--views", VIEWS, "--resume", "--seed", "9"]).args(RATES).fails();
+    assert!(err.contains("--seed differ"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -130,15 +98,12 @@ fn bad_training_arguments_are_refused_with_the_reason() {
         (vec!["--heads", "3", "--epochs", "1"], "divisible"),
     ];
     for (extra, expected) in cases {
-        let out = train(&dir.join("x"), &extra);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains(expected), "{extra:?}: expected '{expected}' in: {err}");
+        let err = train(&dir.join("x")).args(&extra).fails();
+        assert!(err.contains(expected), "{extra:?}: expected '{expected}' in: {err}");
     }
     // A checkpoint that is neither CLIP nor Fusioner.
-    let sam = fixtures().join("sam-tiny");
-    let out = train_on(&["--backbone", sam.to_str().unwrap()], &dir.join("y"), &["--epochs", "1"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("model_type 'sam'"), "{err}");
+    let err = train_on(&dir.join("y")).arg("--backbone", fixtures().join("sam-tiny")).arg("--epochs", "1").fails();
+    assert!(err.contains("model_type 'sam'"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -150,11 +115,7 @@ fn a_vit_backbone_trains_with_a_clip_text_tower() {
     let vit = fixtures().join("fusioner-dino-tiny/vit");
     let text = fixtures().join("semantic-colours");
     let out = dir.join("vit-head");
-    ok(&train_on(
-        &["--backbone", vit.to_str().unwrap(), "--text", text.to_str().unwrap()],
-        &out,
-        &["--epochs", "1", "--views", "0"],
-    ));
+    train_on(&out).arg("--backbone", &vit).arg("--text", &text).args(["--epochs", "1", "--views", "0"]).ok();
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["model_type"], "fusioner");
