@@ -9,21 +9,17 @@ their code on top of transformers' CLIPModel (tools/make_fixtures.py calls it):
   postprocess_result (mmsegmentation slide_inference placement).
 """
 
-import re
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from transformers import CLIPImageProcessor
 
-TEMPLATES_RS = Path(__file__).resolve().parent.parent / "src" / "dense" / "templates.rs"
+import text_templates
 
 
 def templates(name):
-    text = TEMPLATES_RS.read_text()
-    block = text[text.index(f"pub const {'IMAGENET_80' if name == 'imagenet80' else 'SINGLE'}"):]
-    block = block[: block.index("];")]
-    return re.findall(r'"([^"]*\{\}[^"]*)"', block)
+    """The prompt templates of one `--templates` set, read from src/segment/text.rs (as wordmask
+    embeds them; see tools/text_templates.py)."""
+    return text_templates.templates(name)
 
 
 def naclip_bias(h, w, std=5.0):
