@@ -35,6 +35,16 @@ setup_system() {
     fi
 }
 
+setup_lint() {
+    local missing=()
+    rustup component list --installed | grep -q '^rustfmt' || missing+=(rustfmt)
+    rustup component list --installed | grep -q '^clippy' || missing+=(clippy)
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "adding the ${missing[*]} component(s)"
+        rustup component add "${missing[@]}"
+    fi
+}
+
 setup_rust() {
     if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
         say "adding the wasm32-unknown-unknown target"
@@ -86,7 +96,8 @@ build_web() {
 build_main() {
     say "building the wasm32 core (profile wasm, features $WASM_FEATURES)"
     # The `wasm` profile (Cargo.toml) optimises the whole program for size, except the CPU
-    # kernels: 31 MB -> 18 MB, 6.0 -> 4.6 MB gzipped.
+    # kernels. What it saved, and the modules' sizes: docs/performance.md (tools/wasm_size.sh
+    # prints them for this build).
     RUSTFLAGS="$WASM_RUSTFLAGS" \
         cargo rustc --profile wasm --locked --lib --crate-type cdylib --target wasm32-unknown-unknown \
         --no-default-features --features "$WASM_FEATURES"
@@ -156,9 +167,16 @@ setup_browser() {
 }
 
 run_tests() {
-    say "layer order (README.md, 'How it is built')"
+    say "import structure (tools/check_layers.py: the layer order of docs/architecture.md, engines apart, no cycles)"
     python3 tools/check_layers.py
+    # The checker itself: each fault it looks for, planted in a scratch tree, must be reported.
+    python3 tools/check_layers.py --self-test
+    setup_lint
+    say "formatting (cargo fmt --check, rustfmt.toml)"
+    cargo fmt --check
     setup_system
+    say "lints (cargo clippy --all-targets, warnings are errors)"
+    cargo clippy --locked --all-targets -- -D warnings
     say "native tests (release profile, shared with the CLI; CPU and wgpu backends)"
     cargo test --release --locked
     build_web
