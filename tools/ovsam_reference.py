@@ -30,7 +30,8 @@ outputs on a synthetic image.
 Tiny configuration: input 512 (a 32x32 neck grid; windows of 14 pad it to 42), ResNet width 4
 (stem 2) with blocks [1, 2, 2, 1] (stages of 16/32/64/128 channels), neck width 32 with 2 heads,
 5 blocks (the last global), output 32 = prompt and decoder width; decoder of 2 layers, 2 heads,
-MLP 64; FPN 24 channels; class dimension 16; text tower of width 16, 2 layers, 2 heads.
+MLP 64; FPN 8 channels (its finest level is the largest reference tensor, and each fixture file
+stays under 5 MiB); class dimension 16; text tower of width 16, 2 layers, 2 heads.
 
 Every parameter and buffer is drawn afresh (the stock initialisations leave position tables,
 relative positions and level encodings at zero and the last batch norm of each block at zero,
@@ -94,7 +95,7 @@ TINY = dict(
     prompt=dict(hidden_size=32, mask_input_channels=8),
     decoder=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64, attention_downsample_rate=2,
                  iou_head_hidden_dim=32),
-    fpn_channels=24, class_dim=16,
+    fpn_channels=8, class_dim=16,
     text=dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, projection_dim=16),
 )
 # The fixture's "LVIS" vocabulary: names in LVIS's style, with synonyms after '/' or '_or_'.
@@ -104,12 +105,17 @@ IMAGE_SIZE = (96, 72)
 # Prompt cases in the resized image's pixels (what the demo passes to the prompt encoder).
 PROMPTS = {
     "click": dict(points=[[133, 107]]),
-    "clicks3": dict(points=[[133, 107], [250, 200], [60, 330]]),
-    "box": dict(box=[40, 180, 230, 370]),
+    "clicks3": dict(points=[[133, 107], [489, 292], [340, 305]]),
+    "box": dict(box=[242, 15, 391, 135]),
 }
-# Weight draw: chosen among the first few so that the prompt cases' masks are non-empty inside
-# the image and their boxes map to three different RoI levels.
-WEIGHT_SEED = SEED + 21
+# Weight draw: chosen by a scan of the draws so that the click's mask is non-empty inside the
+# image and maps to RoI level 2, and its top-1 names among the classes and among the typed words
+# differ in text and index (so the tests tell the two vocabularies apart); then the other two
+# clicks and the box were placed so that their masks map to levels 0 and 3, each box far from a
+# threshold (box_margin) and every top-1 name clear of the runner-up. The draw is one stream in
+# module order, so a change of any width moves every tensor drawn after it (the FPN's, the
+# prompt encoder's and decoder's): then scan again.
+WEIGHT_SEED = SEED + 1053
 # Drawing scales that make a random model's masks depend on the image (see randomise and
 # centre_masks).
 DAMP, POS = 0.3, 0.02
