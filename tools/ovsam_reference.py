@@ -1040,9 +1040,9 @@ def main():
     for case in PROMPTS:
         if cases[case]["mask_pixels"] == 0:
             sys.exit(f"prompt case {case} gives an empty mask; move its prompt")
-    levels = {cases[c]["level"] for c in PROMPTS}
-    if len(levels) < 2:
-        sys.exit(f"the prompt cases all map to RoI level {levels}; move their prompts")
+    levels = [cases[c]["level"] for c in PROMPTS]
+    if len(set(levels)) < len(levels):
+        sys.exit(f"the prompt cases map to RoI levels {levels}, not three different ones; move their prompts")
     meta = dict(
         image="image.png", image_size=list(IMAGE_SIZE), resized="resized.png", resized_size=list(resized.size),
         input_size=TINY["image_size"], class_names=CLASS_NAMES, typed_labels=TYPED_LABELS,
