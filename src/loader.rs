@@ -42,7 +42,7 @@ fn ignorable(name: &str) -> bool {
     name.ends_with(".position_ids") || name.ends_with(".num_batches_tracked")
 }
 
-/// The web build's CPU fallback multiplies by weights packed at load (see `nn/packed.rs`), and
+/// The web build's CPU fallback multiplies by weights packed at load (see `nn/kernels/packed.rs`), and
 /// so does the native CPU backend where the processor has AVX-512; elsewhere natively the
 /// backend's own product is faster.
 fn pack_linear() -> bool {

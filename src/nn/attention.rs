@@ -8,7 +8,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::linear::{host_tensor, host_values};
-use super::{Linear, host, packed};
+use super::Linear;
+use super::kernels::{host, packed};
 use crate::loader::WeightLoader;
 
 /// The most score elements (batch x heads x queries x keys) the CPU path holds at once: 32 MiB

@@ -3,8 +3,8 @@
 use burn::tensor::module::layer_norm;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::host;
-use super::packed::PackedWeight;
+use super::kernels::host;
+use super::kernels::packed::PackedWeight;
 use crate::loader::WeightLoader;
 
 /// PyTorch `nn.Linear`: weight `[out, in]` (or `[in, out]` when `transposed`), optional bias
@@ -74,8 +74,8 @@ impl Linear {
             return host_tensor(packed.matmul(&x, rows), dims, &device);
         }
         #[cfg(feature = "wgpu")]
-        if self.transposed && super::gpu::runs_here(&[&x.device(), &self.weight.device()]) && super::gpu::fits(rows, &[d_in, self.d_out()]) {
-            let y = super::gpu::linear(x.reshape([rows, d_in]), self.weight.clone(), self.bias.clone(), None, false);
+        if self.transposed && super::kernels::gpu::runs_here(&[&x.device(), &self.weight.device()]) && super::kernels::gpu::fits(rows, &[d_in, self.d_out()]) {
+            let y = super::kernels::gpu::linear(x.reshape([rows, d_in]), self.weight.clone(), self.bias.clone(), None, false);
             dims[D - 1] = y.dims()[1];
             return y.reshape(dims);
         }
@@ -116,8 +116,8 @@ impl LayerNorm {
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         #[cfg(feature = "wgpu")]
-        if super::gpu::runs_here(&[&x.device(), &self.weight.device()]) && super::gpu::fits(x.shape().num_elements() / x.dims()[D - 1].max(1), &[x.dims()[D - 1]]) {
-            return super::gpu::layer_norm(x, self.weight.clone(), self.bias.clone(), self.eps);
+        if super::kernels::gpu::runs_here(&[&x.device(), &self.weight.device()]) && super::kernels::gpu::fits(x.shape().num_elements() / x.dims()[D - 1].max(1), &[x.dims()[D - 1]]) {
+            return super::kernels::gpu::layer_norm(x, self.weight.clone(), self.bias.clone(), self.eps);
         }
         layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
     }

@@ -7,11 +7,8 @@
 mod attention;
 mod bilinear;
 mod conv;
-#[cfg(feature = "wgpu")]
-pub(crate) mod gpu;
-mod host;
+mod kernels;
 mod linear;
-mod packed;
 mod patch;
 mod positions;
 mod rng;
@@ -21,6 +18,7 @@ use burn::tensor::activation::{gelu, gelu_approximate, relu, sigmoid};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor};
+use kernels::host;
 use serde::{Deserialize, Serialize};
 
 pub use attention::Attention;

@@ -4,9 +4,10 @@
 use burn::tensor::Tensor;
 
 use super::linear::{host_tensor, host_values};
-use super::{Activation, Attention, LayerNorm, Linear, activate, host, packed};
 #[cfg(feature = "wgpu")]
-use super::gpu;
+use super::kernels::gpu;
+use super::kernels::{host, packed};
+use super::{Activation, Attention, LayerNorm, Linear, activate};
 use crate::loader::WeightLoader;
 
 /// fc1 -> activation -> fc2.

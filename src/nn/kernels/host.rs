@@ -15,7 +15,7 @@ pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> 
 }
 
 /// `x * sigmoid(1.702 x) = x / (1 + e^(-1.702 x))` on every value.
-pub(super) fn quick_gelu_slice(values: &mut [f32]) {
+pub(in crate::nn) fn quick_gelu_slice(values: &mut [f32]) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     let values = simd128::quick_gelu(values);
     #[cfg(target_arch = "x86_64")]
