@@ -129,21 +129,21 @@ impl Source<'_, '_, '_> {
 
     fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Linear {
         let bound = (d_in as f64).powf(-0.5);
-        Linear {
-            weight: self.tensor(&format!("{name}.weight"), [d_out, d_in], |r| r.uniform([d_out, d_in], bound)),
-            bias: Some(self.tensor(&format!("{name}.bias"), [d_out], |r| r.uniform([d_out], bound))),
-            // Trained and saved as PyTorch's `[out, in]`.
-            transposed: false,
-            packed: None,
-        }
+        // Trained and saved as PyTorch's `[out, in]`, on burn's ops.
+        Linear::out_in(
+            self.tensor(&format!("{name}.weight"), [d_out, d_in], |r| r.uniform([d_out, d_in], bound)),
+            Some(self.tensor(&format!("{name}.bias"), [d_out], |r| r.uniform([d_out], bound))),
+        )
     }
 
     fn layer_norm(&mut self, name: &str, d: usize, eps: f64) -> LayerNorm {
-        LayerNorm {
-            weight: self.tensor(&format!("{name}.weight"), [d], |r| r.constant([d], 1.0)),
-            bias: self.tensor(&format!("{name}.bias"), [d], |r| r.constant([d], 0.0)),
+        // On the GPU kernel while it infers; a training step's tracked parameters take burn's
+        // ops (`LayerNorm::forward`).
+        LayerNorm::new(
+            self.tensor(&format!("{name}.weight"), [d], |r| r.constant([d], 1.0)),
+            self.tensor(&format!("{name}.bias"), [d], |r| r.constant([d], 0.0)),
             eps,
-        }
+        )
     }
 
     fn conv(&mut self, name: &str, c: usize, kernel: usize) -> Conv2d {

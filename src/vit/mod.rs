@@ -109,22 +109,21 @@ impl VitModel {
                 let linear = |loader: &mut WeightLoader, name: &str, i: usize, o: usize, bias: bool| {
                     Linear::load(loader, &format!("{l}.{name}"), i, o, bias)
                 };
-                EncoderLayer {
-                    layer_norm1: LayerNorm::load(loader, &format!("{l}.layernorm_before"), d, eps),
-                    self_attn: Attention {
-                        q_proj: linear(loader, "attention.attention.query", d, d, config.qkv_bias),
-                        k_proj: linear(loader, "attention.attention.key", d, d, config.qkv_bias),
-                        v_proj: linear(loader, "attention.attention.value", d, d, config.qkv_bias),
-                        out_proj: linear(loader, "attention.output.dense", d, d, true),
-                        num_heads: config.num_attention_heads,
-                    },
-                    layer_norm2: LayerNorm::load(loader, &format!("{l}.layernorm_after"), d, eps),
-                    mlp: Mlp {
-                        fc1: linear(loader, "intermediate.dense", d, config.intermediate_size, true),
-                        fc2: linear(loader, "output.dense", config.intermediate_size, d, true),
-                        act: config.hidden_act,
-                    },
-                }
+                let layer_norm1 = LayerNorm::load(loader, &format!("{l}.layernorm_before"), d, eps);
+                let self_attn = Attention::new(
+                    linear(loader, "attention.attention.query", d, d, config.qkv_bias),
+                    linear(loader, "attention.attention.key", d, d, config.qkv_bias),
+                    linear(loader, "attention.attention.value", d, d, config.qkv_bias),
+                    linear(loader, "attention.output.dense", d, d, true),
+                    config.num_attention_heads,
+                );
+                let layer_norm2 = LayerNorm::load(loader, &format!("{l}.layernorm_after"), d, eps);
+                let mlp = Mlp::new(
+                    linear(loader, "intermediate.dense", d, config.intermediate_size, true),
+                    linear(loader, "output.dense", config.intermediate_size, d, true),
+                    config.hidden_act,
+                );
+                EncoderLayer::new(layer_norm1, self_attn, layer_norm2, mlp)
             })
             .collect();
         VitModel {

@@ -540,22 +540,26 @@ impl BlockKernels for CubeBackend {
     }
 }
 
-/// Whether the tensors on these devices (an op's input and its weights) are all on the GPU
-/// backend and none records its graph for training (a layer that trains may be fed inputs
-/// that do not): there the layers run on these kernels.
-pub fn runs_here(devices: &[&Device]) -> bool {
-    devices.iter().all(|d| matches!(d.as_dispatch(), burn::backend::DispatchDevice::Cube(_)) && !d.is_autodiff())
+/// Whether tensors on `device` are on the GPU backend and record no graph for training: there
+/// the layers run on these kernels (see `Kernel::on`).
+pub fn runs_here(device: &Device) -> bool {
+    matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_)) && !device.is_autodiff()
 }
 
-/// Whether `rows` rows of these widths suit the kernels: every width splits into whole vectors,
-/// and no dispatch needs more than the 65,535 workgroups a dimension WebGPU guarantees (the
-/// callers keep burn's ops otherwise).
-pub fn fits(rows: usize, widths: &[usize]) -> bool {
-    const MOST: usize = 65_535;
-    let groups = |count: usize, per: usize| count.div_ceil(per) <= MOST;
-    widths.iter().all(|w| *w > 0 && w % LANES == 0 && groups(w / LANES, COLS * GROUP.0 as usize))
-        && groups(rows, ROWS * GROUP.1 as usize)
-        && groups(rows, NORM_GROUP as usize)
+/// The most workgroups along one dimension of a dispatch that WebGPU guarantees.
+const MOST_GROUPS: usize = 65_535;
+
+/// Whether rows of these widths suit the kernels: every width splits into whole vectors, and
+/// no dispatch needs more workgroups along the columns than WebGPU guarantees. A layer's
+/// widths are known when it is built, so this is asked once, at load.
+pub fn widths_fit(widths: &[usize]) -> bool {
+    widths.iter().all(|w| *w > 0 && w % LANES == 0 && (w / LANES).div_ceil(COLS * GROUP.0 as usize) <= MOST_GROUPS)
+}
+
+/// Whether `rows` rows need no more workgroups along the rows than WebGPU guarantees: the one
+/// condition on the input (the callers keep burn's ops otherwise).
+pub fn rows_fit(rows: usize) -> bool {
+    rows.div_ceil(ROWS * GROUP.1 as usize) <= MOST_GROUPS && rows.div_ceil(NORM_GROUP as usize) <= MOST_GROUPS
 }
 
 type Dispatch = burn::backend::Dispatch;
