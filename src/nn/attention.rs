@@ -10,7 +10,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use super::Linear;
 use super::kernels::{Kernel, host, packed};
 use super::linear::{host_tensor, host_values};
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 
 /// The most score elements (batch x heads x queries x keys) the CPU path holds at once: 32 MiB
 /// (a ViT-B/16 at 224 needs 1.8 MiB a layer; SAM's global attention far more, and keeps the
@@ -43,15 +43,15 @@ impl Attention {
         Attention { q_proj, k_proj, v_proj, out_proj, num_heads, kernel }
     }
 
-    /// `{prefix}.{q,k,v,out}_proj`, each `d -> d` with bias.
-    pub fn load(loader: &mut WeightLoader, prefix: &str, d: usize, heads: usize) -> Self {
-        Self::load_narrow(loader, prefix, d, d, heads)
+    /// `{q,k,v,out}_proj`, each `d -> d` with bias.
+    pub fn load(p: Scope, d: usize, heads: usize) -> Self {
+        Self::load_narrow(p, d, d, heads)
     }
 
     /// Queries, keys and values projected to `inner` channels (split over the heads), and
     /// `out_proj` back to `d`.
-    pub fn load_narrow(loader: &mut WeightLoader, prefix: &str, d: usize, inner: usize, heads: usize) -> Self {
-        let mut linear = |name: &str, i: usize, o: usize| Linear::load(loader, &format!("{prefix}.{name}"), i, o, true);
+    pub fn load_narrow(mut p: Scope, d: usize, inner: usize, heads: usize) -> Self {
+        let mut linear = |name: &str, i: usize, o: usize| Linear::load(p.pp(name), i, o, true);
         let k_proj = linear("k_proj", d, inner);
         let v_proj = linear("v_proj", d, inner);
         let q_proj = linear("q_proj", d, inner);
@@ -224,7 +224,7 @@ mod tests {
         for (d, inner, heads, n_q, n_k) in [(24, 24, 3, 7, 7), (16, 8, 2, 3, 10), (64, 64, 4, 90, 90)] {
             let load = |pack| {
                 let mut loader = WeightLoader::random(&device).with_packed_linear(pack);
-                Attention::load_narrow(&mut loader, "attn", d, inner, heads)
+                Attention::load_narrow(loader.pp("attn"), d, inner, heads)
             };
             let (plain, packed) = (load(false), load(true));
             assert!(plain.q_proj.packed().is_none() && packed.out_proj.packed().is_some());

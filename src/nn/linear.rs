@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::kernels::gpu;
 use super::kernels::packed::PackedWeight;
 use super::kernels::{Kernel, gpu_suits};
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 
 /// How a [`Linear`] multiplies, chosen when it is built.
 #[derive(Debug, Clone)]
@@ -38,35 +38,29 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// `{prefix}.weight` `[d_out, d_in]` (and `{prefix}.bias` `[d_out]`), held `[d_in, d_out]`.
-    pub fn load(loader: &mut WeightLoader, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Self {
-        Self::load_shaped(loader, prefix, [d_out, d_in], bias)
+    /// `weight` `[d_out, d_in]` (and `bias` `[d_out]`), held `[d_in, d_out]`.
+    pub fn load(p: Scope, d_in: usize, d_out: usize, bias: bool) -> Self {
+        Self::load_shaped(p, [d_out, d_in], bias)
     }
 
     /// A weight stored with more axes, `[d_out, ...]` (a convolution over whole patches), read
     /// as `[d_out, d_in]` with `d_in` the product of the others. Where the loader packs weights
     /// and the device is the CPU backend, packed for the host product; on the GPU backend, the
     /// GPU kernels' product where the widths suit it; burn's product otherwise.
-    pub fn load_shaped<const D: usize>(
-        loader: &mut WeightLoader,
-        prefix: &str,
-        stored: [usize; D],
-        bias: bool,
-    ) -> Self {
+    pub fn load_shaped<const D: usize>(mut p: Scope, stored: [usize; D], bias: bool) -> Self {
         let (d_out, d_in) = (stored[0], stored[1..].iter().product::<usize>());
-        let (weight_name, bias_name) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
-        if loader.packs_linear() && Kernel::on(loader.device()) == Kernel::Host {
-            let weight = loader.host(&weight_name, &stored).unwrap_or_else(|| vec![0.0; d_out * d_in]);
-            let bias_values = bias.then(|| loader.host(&bias_name, &[d_out]).unwrap_or_else(|| vec![0.0; d_out]));
+        if p.packs_linear() && Kernel::on(p.device()) == Kernel::Host {
+            let weight = p.host("weight", &stored).unwrap_or_else(|| vec![0.0; d_out * d_in]);
+            let bias_values = bias.then(|| p.host("bias", &[d_out]).unwrap_or_else(|| vec![0.0; d_out]));
             // The checkpoint's values, as for a layer on the device (the panels' padding aside).
-            loader.uploaded += (weight.len() + bias_values.as_ref().map_or(0, Vec::len)) * size_of::<f32>();
+            p.count_uploaded((weight.len() + bias_values.as_ref().map_or(0, Vec::len)) * size_of::<f32>());
             let packed = PackedWeight::from_out_in(&weight, d_out, d_in, bias_values);
-            let weight = Tensor::<2>::zeros([1, 1], loader.device()).expand([d_in, d_out]);
+            let weight = Tensor::<2>::zeros([1, 1], p.device()).expand([d_in, d_out]);
             return Linear { weight, bias: None, transposed: true, kernel: LinearKernel::Packed(packed) };
         }
-        let weight = loader.tensor_transposed(&weight_name, stored);
-        let bias = bias.then(|| loader.tensor(&bias_name, [d_out]));
-        let kernel = if gpu_suits(loader.device(), &[d_in, d_out]) { LinearKernel::Gpu } else { LinearKernel::Burn };
+        let weight = p.tensor_transposed("weight", stored);
+        let bias = bias.then(|| p.tensor("bias", [d_out]));
+        let kernel = if gpu_suits(p.device(), &[d_in, d_out]) { LinearKernel::Gpu } else { LinearKernel::Burn };
         Linear { weight, bias, transposed: true, kernel }
     }
 
@@ -149,9 +143,10 @@ impl LayerNorm {
         LayerNorm { weight, bias, eps, kernel }
     }
 
-    pub fn load(loader: &mut WeightLoader, prefix: &str, dim: usize, eps: f64) -> Self {
-        let weight = loader.tensor(&format!("{prefix}.weight"), [dim]);
-        Self::new(weight, loader.tensor(&format!("{prefix}.bias"), [dim]), eps)
+    /// `weight` and `bias` `[dim]`.
+    pub fn load(mut p: Scope, dim: usize, eps: f64) -> Self {
+        let weight = p.tensor("weight", [dim]);
+        Self::new(weight, p.tensor("bias", [dim]), eps)
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
@@ -181,7 +176,7 @@ mod tests {
     #[test]
     fn packed_and_plain_layers_agree() {
         let device = Device::flex();
-        let load = |pack| Linear::load(&mut WeightLoader::random(&device).with_packed_linear(pack), "fc", 40, 21, true);
+        let load = |pack| Linear::load(WeightLoader::random(&device).with_packed_linear(pack).pp("fc"), 40, 21, true);
         let (plain, packed) = (load(false), load(true));
         assert!(plain.packed().is_none() && packed.packed().is_some());
         assert_eq!(packed.d_out(), 21);

@@ -8,7 +8,7 @@ use super::kernels::gpu;
 use super::kernels::{Kernel, gpu_suits, host, packed};
 use super::linear::{host_tensor, host_values};
 use super::{Activation, Attention, LayerNorm, Linear, LinearKernel, activate};
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 
 /// fc1 -> activation -> fc2.
 #[derive(Debug, Clone)]
@@ -30,23 +30,16 @@ impl Mlp {
         Mlp { fc1, fc2, act, kernel: if packed { Kernel::Packed } else { Kernel::Burn } }
     }
 
-    /// `{prefix}.fc1` (`d_in -> hidden`) and `{prefix}.fc2` (`hidden -> d_out`), with biases.
-    pub fn load(
-        loader: &mut WeightLoader,
-        prefix: &str,
-        d_in: usize,
-        hidden: usize,
-        d_out: usize,
-        act: Activation,
-    ) -> Self {
-        Self::load_named(loader, &format!("{prefix}.fc1"), &format!("{prefix}.fc2"), [d_in, hidden, d_out], act)
+    /// `fc1` (`d_in -> hidden`) and `fc2` (`hidden -> d_out`), with biases.
+    pub fn load(p: Scope, d_in: usize, hidden: usize, d_out: usize, act: Activation) -> Self {
+        Self::load_named(p, "fc1", "fc2", [d_in, hidden, d_out], act)
     }
 
     /// The two linear layers under other names (SAM's `lin1`, `lin2`); `dims` = in, hidden, out.
-    pub fn load_named(loader: &mut WeightLoader, fc1: &str, fc2: &str, dims: [usize; 3], act: Activation) -> Self {
+    pub fn load_named(mut p: Scope, fc1: &str, fc2: &str, dims: [usize; 3], act: Activation) -> Self {
         let [d_in, hidden, d_out] = dims;
-        let fc1 = Linear::load(loader, fc1, d_in, hidden, true);
-        Mlp::new(fc1, Linear::load(loader, fc2, hidden, d_out, true), act)
+        let fc1 = Linear::load(p.pp(fc1), d_in, hidden, true);
+        Mlp::new(fc1, Linear::load(p.pp(fc2), hidden, d_out, true), act)
     }
 
     /// `[b, n, d_in] -> [b, n, d_out]`, on the host where the kernel is [`Kernel::Packed`].
@@ -100,12 +93,13 @@ impl EncoderLayer {
         layer
     }
 
-    pub fn load(loader: &mut WeightLoader, prefix: &str, dims: TowerDims) -> Self {
+    /// `self_attn`, `layer_norm1`, `mlp`, `layer_norm2`.
+    pub fn load(mut p: Scope, dims: TowerDims) -> Self {
         let d = dims.width;
-        let self_attn = Attention::load(loader, &format!("{prefix}.self_attn"), d, dims.heads);
-        let layer_norm1 = LayerNorm::load(loader, &format!("{prefix}.layer_norm1"), d, dims.eps);
-        let mlp = Mlp::load(loader, &format!("{prefix}.mlp"), d, dims.intermediate, d, dims.act);
-        let layer_norm2 = LayerNorm::load(loader, &format!("{prefix}.layer_norm2"), d, dims.eps);
+        let self_attn = Attention::load(p.pp("self_attn"), d, dims.heads);
+        let layer_norm1 = LayerNorm::load(p.pp("layer_norm1"), d, dims.eps);
+        let mlp = Mlp::load(p.pp("mlp"), d, dims.intermediate, d, dims.act);
+        let layer_norm2 = LayerNorm::load(p.pp("layer_norm2"), d, dims.eps);
         EncoderLayer::new(layer_norm1, self_attn, layer_norm2, mlp)
     }
 
@@ -213,9 +207,9 @@ impl EncoderLayer {
     }
 }
 
-/// `{prefix}.{i}` for `i < count`.
-pub fn load_layers(loader: &mut WeightLoader, prefix: &str, count: usize, dims: TowerDims) -> Vec<EncoderLayer> {
-    (0..count).map(|i| EncoderLayer::load(loader, &format!("{prefix}.{i}"), dims)).collect()
+/// Layers `0..count` of the scope.
+pub fn load_layers(mut p: Scope, count: usize, dims: TowerDims) -> Vec<EncoderLayer> {
+    (0..count).map(|i| EncoderLayer::load(p.pp(i), dims)).collect()
 }
 
 #[cfg(all(test, feature = "cpu"))]
@@ -239,8 +233,7 @@ mod tests {
                 values.iter_mut().for_each(|v| *v = if norm { 1.0 + 10.0 * *v } else { 10.0 * *v });
             };
             EncoderLayer::load(
-                &mut WeightLoader::random(&device).with_packed_linear(pack).with_hook(scale),
-                "layer",
+                WeightLoader::random(&device).with_packed_linear(pack).with_hook(scale).pp("layer"),
                 dims,
             )
         };
@@ -264,8 +257,7 @@ mod tests {
         let device = Device::flex();
         let load = |pack| {
             Mlp::load(
-                &mut WeightLoader::random(&device).with_packed_linear(pack),
-                "mlp",
+                WeightLoader::random(&device).with_packed_linear(pack).pp("mlp"),
                 48,
                 160,
                 40,

@@ -783,8 +783,7 @@ mod tests {
                 values.iter_mut().for_each(|v| *v = if norm { 1.0 + 10.0 * *v } else { 10.0 * *v });
             };
             EncoderLayer::load(
-                &mut WeightLoader::random(device).with_packed_linear(false).with_hook(scale),
-                "layer",
+                WeightLoader::random(device).with_packed_linear(false).with_hook(scale).pp("layer"),
                 dims,
             )
         };
