@@ -99,7 +99,7 @@ fn configure(device: &mut Device, precision: Precision, hardware: bool) -> Resul
 
 /// Whether this processor has AVX-512 (natively on x86-64). The CPU backend then runs linear
 /// layers, attention and the element-wise kernels on the host's own AVX-512 kernels
-/// (`nn::packed`, `nn::host`), against weights packed at load; elsewhere natively its own
+/// (`nn::kernels::packed`, `nn::kernels::host`), against weights packed at load; elsewhere natively its own
 /// matrix product is faster. The answer is cached after the first call.
 pub fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -9,8 +9,14 @@
 //! together with the keys the model never asked for. The second pass converts each tensor
 //! (f16/bf16 -> f32), uploads it and drops the host copy, so peak memory stays near one model
 //! plus one tensor.
+//!
+//! A network walks its checkpoint's keys the way its modules nest: [`WeightLoader::pp`] gives a
+//! [`Scope`] under a prefix (`loader.pp("vision_model")`), each module narrows it for its parts
+//! (`.pp("encoder.layers").pp(3)`), and a layer names only its own tensors (`"weight"`); the
+//! full key is what the checkpoint is asked for and what every problem names.
 
 use std::collections::BTreeSet;
+use std::fmt::Display;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -42,7 +48,7 @@ fn ignorable(name: &str) -> bool {
     name.ends_with(".position_ids") || name.ends_with(".num_batches_tracked")
 }
 
-/// The web build's CPU fallback multiplies by weights packed at load (see `nn/packed.rs`), and
+/// The web build's CPU fallback multiplies by weights packed at load (see `nn/kernels/packed.rs`), and
 /// so does the native CPU backend where the processor has AVX-512; elsewhere natively the
 /// backend's own product is faster.
 fn pack_linear() -> bool {
@@ -228,6 +234,17 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         }
     }
 
+    /// The tensors under `name` (a key prefix such as `"vision_model"`; an empty name is the
+    /// checkpoint's root), whose keys the [`Scope`] completes.
+    pub fn pp(&mut self, name: impl Display) -> Scope<'_, 'c, 'a> {
+        Scope { loader: self, prefix: name.to_string() }
+    }
+
+    /// Count `bytes` as uploaded (a layer that keeps its weights on the host, packed).
+    pub fn count_uploaded(&mut self, bytes: usize) {
+        self.uploaded += bytes;
+    }
+
     /// Every tensor whose name starts with `prefix` is left unread without being reported as
     /// unexpected (a CLIP checkpoint's vision tower when only its text tower is wanted).
     pub fn skip_prefix(&mut self, prefix: &str) {
@@ -273,6 +290,83 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
     }
 }
 
+/// A [`WeightLoader`] under a key prefix, as candle's `VarBuilder::pp`: `loader.pp("text_model")
+/// .pp("encoder.layers").pp(3)` is the scope of `text_model.encoder.layers.3`, and its methods
+/// take the rest of a key (`scope.tensor("weight", shape)` asks for
+/// `text_model.encoder.layers.3.weight`). It borrows the loader, so a module hands each part a
+/// narrower scope of its own in turn. Each `pp` borrows the scope it narrows: a chain is for one
+/// expression (`Linear::load(p.pp("layers").pp(i), ...)`), and a scope kept in a variable is
+/// narrowed from one that outlives it.
+pub struct Scope<'l, 'c, 'a> {
+    loader: &'l mut WeightLoader<'c, 'a>,
+    prefix: String,
+}
+
+impl<'c, 'a> Scope<'_, 'c, 'a> {
+    /// The scope of `name` under this one (a key segment, several joined by dots, or an index);
+    /// an empty name is this scope itself.
+    pub fn pp(&mut self, name: impl Display) -> Scope<'_, 'c, 'a> {
+        let prefix = self.key(name);
+        Scope { loader: &mut *self.loader, prefix }
+    }
+
+    /// The full checkpoint key of `name` in this scope.
+    pub fn key(&self, name: impl Display) -> String {
+        let name = name.to_string();
+        if self.prefix.is_empty() {
+            name
+        } else if name.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// [`WeightLoader::device`].
+    pub fn device(&self) -> &Device {
+        self.loader.device()
+    }
+
+    /// [`WeightLoader::packs_linear`].
+    pub fn packs_linear(&self) -> bool {
+        self.loader.packs_linear()
+    }
+
+    /// [`WeightLoader::host`] of `name` in this scope.
+    pub fn host(&mut self, name: &str, shape: &[usize]) -> Option<Vec<f32>> {
+        let key = self.key(name);
+        self.loader.host(&key, shape)
+    }
+
+    /// [`WeightLoader::host_shape`] of `name` in this scope.
+    pub fn host_shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.loader.host_shape(&self.key(name))
+    }
+
+    /// [`WeightLoader::tied`] for `name` in this scope.
+    pub fn tied(&mut self, name: &str) {
+        let key = self.key(name);
+        self.loader.tied(&key);
+    }
+
+    /// [`WeightLoader::tensor`] of `name` in this scope.
+    pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<D> {
+        let key = self.key(name);
+        self.loader.tensor(&key, shape)
+    }
+
+    /// [`WeightLoader::tensor_transposed`] of `name` in this scope.
+    pub fn tensor_transposed<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<2> {
+        let key = self.key(name);
+        self.loader.tensor_transposed(&key, shape)
+    }
+
+    /// [`WeightLoader::count_uploaded`].
+    pub fn count_uploaded(&mut self, bytes: usize) {
+        self.loader.count_uploaded(bytes);
+    }
+}
+
 /// A row-major `rows x cols` matrix as its `cols x rows` transpose, a tile at a time so that
 /// both the reads and the writes stay in cache (a plain loop's strided writes made this most of
 /// the time spent loading a checkpoint).
@@ -294,7 +388,28 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::transpose;
+    use super::{WeightLoader, transpose};
+
+    /// A scope's methods ask for the full key: prefixes joined by dots, indices as segments, an
+    /// empty name adding nothing.
+    #[cfg(feature = "cpu")]
+    #[test]
+    fn scopes_ask_for_full_keys() {
+        let device = crate::device::cpu().unwrap();
+        let mut names = Vec::new();
+        {
+            let mut loader = WeightLoader::random(&device).with_hook(|name, _| names.push(name.to_string()));
+            let mut vision = loader.pp("vision_model");
+            vision.pp("encoder.layers").pp(3).pp("mlp.fc1").tensor::<1>("bias", [2]);
+            vision.pp("").tensor::<1>("class_embedding", [2]);
+            assert_eq!(vision.key(""), "vision_model");
+            loader.pp("").host("logit_scale", &[]);
+        }
+        assert_eq!(
+            names,
+            ["vision_model.encoder.layers.3.mlp.fc1.bias", "vision_model.class_embedding", "logit_scale"]
+        );
+    }
 
     #[test]
     fn transpose_covers_partial_tiles() {

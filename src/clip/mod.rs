@@ -51,11 +51,11 @@ impl ClipModel {
     /// Walk the checkpoint with `loader`, building every tensor the config implies.
     pub fn load(config: ClipConfig, loader: &mut WeightLoader) -> Self {
         let proj = config.projection_dim;
-        let vision_model = VisionTransformer::load(loader, "vision_model", &config.vision_config);
-        let text_model = TextTransformer::load(loader, "text_model", &config.text_config);
+        let vision_model = VisionTransformer::load(loader.pp("vision_model"), &config.vision_config);
+        let text_model = TextTransformer::load(loader.pp("text_model"), &config.text_config);
         let visual_projection =
-            Linear::load(loader, "visual_projection", config.vision_config.hidden_size, proj, false);
-        let text_projection = Linear::load(loader, "text_projection", config.text_config.hidden_size, proj, false);
+            Linear::load(loader.pp("visual_projection"), config.vision_config.hidden_size, proj, false);
+        let text_projection = Linear::load(loader.pp("text_projection"), config.text_config.hidden_size, proj, false);
         let logit_scale = loader.host("logit_scale", &[]).map(|v| v[0].exp()).unwrap_or(1.0);
         ClipModel { config, vision_model, text_model, visual_projection, text_projection, logit_scale }
     }

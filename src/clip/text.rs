@@ -5,7 +5,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::TextConfig;
 use crate::error::{Error, Result};
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 use crate::nn::{EncoderLayer, LayerNorm, load_layers};
 
 #[derive(Debug, Clone)]
@@ -22,14 +22,17 @@ pub struct TextTransformer {
 }
 
 impl TextTransformer {
-    pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &TextConfig) -> Self {
+    /// `embeddings.*`, `encoder.layers.*`, `final_layer_norm`.
+    pub fn load(mut p: Scope, cfg: &TextConfig) -> Self {
         let d = cfg.hidden_size;
+        let mut embeddings = p.pp("embeddings");
+        let token_embedding = embeddings.tensor("token_embedding.weight", [cfg.vocab_size, d]);
+        let position_embedding = embeddings.tensor("position_embedding.weight", [cfg.max_position_embeddings, d]);
         TextTransformer {
-            token_embedding: loader.tensor(&format!("{prefix}.embeddings.token_embedding.weight"), [cfg.vocab_size, d]),
-            position_embedding: loader
-                .tensor(&format!("{prefix}.embeddings.position_embedding.weight"), [cfg.max_position_embeddings, d]),
-            layers: load_layers(loader, &format!("{prefix}.encoder.layers"), cfg.num_hidden_layers, cfg.dims()),
-            final_layer_norm: LayerNorm::load(loader, &format!("{prefix}.final_layer_norm"), d, cfg.layer_norm_eps),
+            token_embedding,
+            position_embedding,
+            layers: load_layers(p.pp("encoder.layers"), cfg.num_hidden_layers, cfg.dims()),
+            final_layer_norm: LayerNorm::load(p.pp("final_layer_norm"), d, cfg.layer_norm_eps),
             eos_token_id: cfg.eos_token_id,
             context: cfg.max_position_embeddings,
             vocab_size: cfg.vocab_size,

@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 
 use super::config::VisionConfig;
 use crate::error::Result;
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 use crate::nn::{EncoderLayer, LayerNorm, PatchEmbedding, PositionTable, load_layers};
 
 /// What the vision tower returns for a batch of images.
@@ -38,29 +38,25 @@ pub struct VisionTransformer {
 }
 
 impl VisionTransformer {
-    pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &VisionConfig) -> Self {
+    /// `embeddings.*`, `pre_layrnorm`, `encoder.layers.*`, `post_layernorm`.
+    pub fn load(mut scope: Scope, cfg: &VisionConfig) -> Self {
         let (d, p) = (cfg.hidden_size, cfg.patch_size);
         let grid = cfg.image_size / p;
         let rows = 1 + grid * grid;
-        let device = loader.device().clone();
-        let pos_name = format!("{prefix}.embeddings.position_embedding.weight");
-        let table = loader.host(&pos_name, &[rows, d]).unwrap_or_else(|| vec![0.0; rows * d]);
+        let device = scope.device().clone();
+        let mut embeddings = scope.pp("embeddings");
+        let table = embeddings.host("position_embedding.weight", &[rows, d]).unwrap_or_else(|| vec![0.0; rows * d]);
         let class_position = Tensor::from_data(burn::tensor::TensorData::new(table[..d].to_vec(), [1, d]), &device);
+        let class_embedding = embeddings.tensor("class_embedding", [d]);
+        let patch_embedding = PatchEmbedding::load(embeddings.pp("patch_embedding"), d, cfg.num_channels, p, false);
         VisionTransformer {
-            class_embedding: loader.tensor(&format!("{prefix}.embeddings.class_embedding"), [d]),
-            patch_embedding: PatchEmbedding::load(
-                loader,
-                &format!("{prefix}.embeddings.patch_embedding"),
-                d,
-                cfg.num_channels,
-                p,
-                false,
-            ),
+            class_embedding,
+            patch_embedding,
             class_position,
             positions: PositionTable::new(table[d..].to_vec(), grid, d, &device),
-            pre_layrnorm: LayerNorm::load(loader, &format!("{prefix}.pre_layrnorm"), d, cfg.layer_norm_eps),
-            layers: load_layers(loader, &format!("{prefix}.encoder.layers"), cfg.num_hidden_layers, cfg.dims()),
-            post_layernorm: LayerNorm::load(loader, &format!("{prefix}.post_layernorm"), d, cfg.layer_norm_eps),
+            pre_layrnorm: LayerNorm::load(scope.pp("pre_layrnorm"), d, cfg.layer_norm_eps),
+            layers: load_layers(scope.pp("encoder.layers"), cfg.num_hidden_layers, cfg.dims()),
+            post_layernorm: LayerNorm::load(scope.pp("post_layernorm"), d, cfg.layer_norm_eps),
             width: d,
         }
     }

@@ -13,10 +13,12 @@
 //! Every parameter is reachable by name through [`FusionHead::visit`], which is how training
 //! tracks gradients, steps the optimiser and saves checkpoints.
 
+use std::fmt::Display;
+
 use burn::tensor::activation::{gelu, relu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::loader::WeightLoader;
+use crate::loader::{Scope, WeightLoader};
 use crate::nn::{Conv2d, LayerNorm, Linear, Rng, l2_normalize, resize_bilinear_trainable as resize_bilinear};
 
 /// The head's sizes (`fusion_config` in `config.json`; the repository's `--transformer_*`
@@ -69,10 +71,11 @@ pub trait ParamVisitor {
     fn visit<const D: usize>(&mut self, name: &str, tensor: &mut Tensor<D>);
 }
 
-/// Where the head's weights come from: a checkpoint, or PyTorch's default initialisation.
+/// Where the head's weights come from: a checkpoint (its keys under a scope), or PyTorch's
+/// default initialisation.
 pub enum Source<'l, 'c, 'a> {
-    Loader(&'l mut WeightLoader<'c, 'a>),
-    Init(Init),
+    Loader(Scope<'l, 'c, 'a>),
+    Init(&'l mut Init),
 }
 
 /// PyTorch's default initialisation, from a seeded generator: `nn.Linear`/`nn.Conv2d` weights
@@ -114,7 +117,16 @@ impl Init {
     }
 }
 
-impl Source<'_, '_, '_> {
+impl<'c, 'a> Source<'_, 'c, 'a> {
+    /// The weights under `name`: a narrower scope of the checkpoint, or the same generator (which
+    /// draws in the order the weights are asked for, whatever their names).
+    fn pp(&mut self, name: impl Display) -> Source<'_, 'c, 'a> {
+        match self {
+            Source::Loader(scope) => Source::Loader(scope.pp(name)),
+            Source::Init(init) => Source::Init(init),
+        }
+    }
+
     fn tensor<const D: usize>(
         &mut self,
         name: &str,
@@ -122,36 +134,39 @@ impl Source<'_, '_, '_> {
         init: impl FnOnce(&mut Init) -> Tensor<D>,
     ) -> Tensor<D> {
         match self {
-            Source::Loader(loader) => loader.tensor(name, shape),
+            Source::Loader(scope) => scope.tensor(name, shape),
             Source::Init(rng) => init(rng),
         }
     }
 
-    fn linear(&mut self, name: &str, d_in: usize, d_out: usize) -> Linear {
+    /// `weight` `[d_out, d_in]` and `bias`.
+    fn linear(mut self, d_in: usize, d_out: usize) -> Linear {
         let bound = (d_in as f64).powf(-0.5);
-        Linear {
-            weight: self.tensor(&format!("{name}.weight"), [d_out, d_in], |r| r.uniform([d_out, d_in], bound)),
-            bias: Some(self.tensor(&format!("{name}.bias"), [d_out], |r| r.uniform([d_out], bound))),
-            // Trained and saved as PyTorch's `[out, in]`.
-            transposed: false,
-            packed: None,
-        }
+        // Trained and saved as PyTorch's `[out, in]`, on burn's ops.
+        Linear::out_in(
+            self.tensor("weight", [d_out, d_in], |r| r.uniform([d_out, d_in], bound)),
+            Some(self.tensor("bias", [d_out], |r| r.uniform([d_out], bound))),
+        )
     }
 
-    fn layer_norm(&mut self, name: &str, d: usize, eps: f64) -> LayerNorm {
-        LayerNorm {
-            weight: self.tensor(&format!("{name}.weight"), [d], |r| r.constant([d], 1.0)),
-            bias: self.tensor(&format!("{name}.bias"), [d], |r| r.constant([d], 0.0)),
+    /// `weight` and `bias` `[d]`.
+    fn layer_norm(mut self, d: usize, eps: f64) -> LayerNorm {
+        // On the GPU kernel while it infers; a training step's tracked parameters take burn's
+        // ops (`LayerNorm::forward`).
+        LayerNorm::new(
+            self.tensor("weight", [d], |r| r.constant([d], 1.0)),
+            self.tensor("bias", [d], |r| r.constant([d], 0.0)),
             eps,
-        }
+        )
     }
 
-    fn conv(&mut self, name: &str, c: usize, kernel: usize) -> Conv2d {
+    /// `weight` `[c, c, kernel, kernel]` and `bias`.
+    fn conv(mut self, c: usize, kernel: usize) -> Conv2d {
         let bound = ((c * kernel * kernel) as f64).powf(-0.5);
         let shape = [c, c, kernel, kernel];
         Conv2d {
-            weight: self.tensor(&format!("{name}.weight"), shape, |r| r.uniform(shape, bound)),
-            bias: Some(self.tensor(&format!("{name}.bias"), [c], |r| r.uniform([c], bound))),
+            weight: self.tensor("weight", shape, |r| r.uniform(shape, bound)),
+            bias: Some(self.tensor("bias", [c], |r| r.uniform([c], bound))),
             stride: 1,
             padding: kernel / 2,
         }
@@ -190,15 +205,15 @@ pub struct Block {
 }
 
 impl Block {
-    fn build(src: &mut Source, prefix: &str, cfg: &FusionConfig) -> Self {
+    fn build(mut src: Source, cfg: &FusionConfig) -> Self {
         let (d, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
         Block {
-            norm1: src.layer_norm(&format!("{prefix}.norm1"), d, eps),
-            qkv: src.linear(&format!("{prefix}.attn.qkv"), d, 3 * d),
-            proj: src.linear(&format!("{prefix}.attn.proj"), d, d),
-            norm2: src.layer_norm(&format!("{prefix}.norm2"), d, eps),
-            fc1: src.linear(&format!("{prefix}.mlp.fc1"), d, cfg.intermediate_size),
-            fc2: src.linear(&format!("{prefix}.mlp.fc2"), cfg.intermediate_size, d),
+            norm1: src.pp("norm1").layer_norm(d, eps),
+            qkv: src.pp("attn.qkv").linear(d, 3 * d),
+            proj: src.pp("attn.proj").linear(d, d),
+            norm2: src.pp("norm2").layer_norm(d, eps),
+            fc1: src.pp("mlp.fc1").linear(d, cfg.intermediate_size),
+            fc2: src.pp("mlp.fc2").linear(cfg.intermediate_size, d),
             heads: cfg.num_attention_heads,
         }
     }
@@ -247,20 +262,21 @@ pub struct Fusion {
 }
 
 impl Fusion {
-    fn build(src: &mut Source, cfg: &FusionConfig, visual_dim: usize, text_dim: usize) -> Self {
+    /// `visual_proj.*`, `text_proj.*`, `cls_emb`, `blocks.*`, `norm`, `proj_patch`, `proj_classes`.
+    fn build(mut src: Source, cfg: &FusionConfig, visual_dim: usize, text_dim: usize) -> Self {
         let (d, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
         let scale = (d as f64).powf(-0.5);
         Fusion {
-            visual_norm_in: src.layer_norm("fusion.visual_proj.0", visual_dim, eps),
-            visual_linear: src.linear("fusion.visual_proj.1", visual_dim, d),
-            visual_norm_out: src.layer_norm("fusion.visual_proj.2", d, eps),
-            text_norm: src.layer_norm("fusion.text_proj.0", text_dim, eps),
-            text_linear: src.linear("fusion.text_proj.1", text_dim, d),
-            cls_emb: src.tensor("fusion.cls_emb", [1, d], |r| r.normal([1, d], 1.0)),
-            blocks: (0..cfg.num_hidden_layers).map(|i| Block::build(src, &format!("fusion.blocks.{i}"), cfg)).collect(),
-            norm: src.layer_norm("fusion.norm", d, eps),
-            proj_patch: src.tensor("fusion.proj_patch", [d, d], |r| r.normal([d, d], scale)),
-            proj_classes: src.tensor("fusion.proj_classes", [d, d], |r| r.normal([d, d], scale)),
+            visual_norm_in: src.pp("visual_proj.0").layer_norm(visual_dim, eps),
+            visual_linear: src.pp("visual_proj.1").linear(visual_dim, d),
+            visual_norm_out: src.pp("visual_proj.2").layer_norm(d, eps),
+            text_norm: src.pp("text_proj.0").layer_norm(text_dim, eps),
+            text_linear: src.pp("text_proj.1").linear(text_dim, d),
+            cls_emb: src.tensor("cls_emb", [1, d], |r| r.normal([1, d], 1.0)),
+            blocks: (0..cfg.num_hidden_layers).map(|i| Block::build(src.pp("blocks").pp(i), cfg)).collect(),
+            norm: src.pp("norm").layer_norm(d, eps),
+            proj_patch: src.tensor("proj_patch", [d, d], |r| r.normal([d, d], scale)),
+            proj_classes: src.tensor("proj_classes", [d, d], |r| r.normal([d, d], scale)),
         }
     }
 
@@ -317,10 +333,9 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    fn build(src: &mut Source, d: usize) -> Self {
-        Decoder {
-            convs: (0..5).map(|i| src.conv(&format!("decoder.conv_{i}"), d, if i < 4 { 3 } else { 1 })).collect(),
-        }
+    /// `conv_0` .. `conv_4`.
+    fn build(mut src: Source, d: usize) -> Self {
+        Decoder { convs: (0..5).map(|i| src.pp(format!("conv_{i}")).conv(d, if i < 4 { 3 } else { 1 })).collect() }
     }
 
     fn visit(&mut self, v: &mut impl ParamVisitor) {
@@ -366,17 +381,17 @@ pub struct HeadOutput {
 impl FusionHead {
     /// From a checkpoint (`fusion.*`, `decoder.*`).
     pub fn load(loader: &mut WeightLoader, config: FusionConfig, visual_dim: usize, text_dim: usize) -> Self {
-        Self::build(Source::Loader(loader), config, visual_dim, text_dim)
+        Self::build(Source::Loader(loader.pp("")), config, visual_dim, text_dim)
     }
 
     /// Freshly initialised as PyTorch would, from `seed`.
     pub fn init(config: FusionConfig, visual_dim: usize, text_dim: usize, seed: u64, device: &Device) -> Self {
-        Self::build(Source::Init(Init::new(seed, device)), config, visual_dim, text_dim)
+        Self::build(Source::Init(&mut Init::new(seed, device)), config, visual_dim, text_dim)
     }
 
     fn build(mut src: Source, config: FusionConfig, visual_dim: usize, text_dim: usize) -> Self {
-        let fusion = Fusion::build(&mut src, &config, visual_dim, text_dim);
-        let decoder = Decoder::build(&mut src, config.hidden_size);
+        let fusion = Fusion::build(src.pp("fusion"), &config, visual_dim, text_dim);
+        let decoder = Decoder::build(src.pp("decoder"), config.hidden_size);
         FusionHead { config, fusion, decoder }
     }
 

@@ -208,10 +208,9 @@ impl ImageEncoder {
     /// CLIP's vision tower (`vision_model.*`, `visual_projection`).
     pub fn load_clip(loader: &mut WeightLoader, config: &ClipConfig) -> Self {
         ImageEncoder::Clip {
-            vision: VisionTransformer::load(loader, "vision_model", &config.vision_config),
+            vision: VisionTransformer::load(loader.pp("vision_model"), &config.vision_config),
             projection: Linear::load(
-                loader,
-                "visual_projection",
+                loader.pp("visual_projection"),
                 config.vision_config.hidden_size,
                 config.projection_dim,
                 false,
@@ -277,10 +276,9 @@ impl ClipText {
     /// `text_model.*`, `text_projection`, `logit_scale`.
     pub fn load(loader: &mut WeightLoader, config: &ClipConfig) -> Self {
         ClipText {
-            model: TextTransformer::load(loader, "text_model", &config.text_config),
+            model: TextTransformer::load(loader.pp("text_model"), &config.text_config),
             projection: Linear::load(
-                loader,
-                "text_projection",
+                loader.pp("text_projection"),
                 config.text_config.hidden_size,
                 config.projection_dim,
                 false,

@@ -20,7 +20,7 @@ pub use vision::{GroupVitVisionOutput, GroupVitVisionTower};
 
 use crate::clip::TextTransformer;
 use crate::error::Result;
-use crate::loader::WeightLoader;
+use crate::loader::{Scope, WeightLoader};
 use crate::network::{ImageEmbedding, Network, Tokens};
 use crate::nn::{Linear, l2_normalize, resize_bilinear};
 use crate::preprocess::Preprocessor;
@@ -43,21 +43,21 @@ pub struct ProjectionHead {
 }
 
 impl ProjectionHead {
-    fn load(loader: &mut WeightLoader, prefix: &str, d_in: usize, hidden: usize, d_out: usize) -> Self {
-        let fc1 = Linear::load(loader, &format!("{prefix}.0"), d_in, hidden, true);
-        let mut stat = |name: &str, fallback: f32| {
-            loader.host(&format!("{prefix}.1.{name}"), &[hidden]).unwrap_or_else(|| vec![fallback; hidden])
-        };
+    /// `0` (linear), `1` (batch norm), `3` (linear).
+    fn load(mut p: Scope, d_in: usize, hidden: usize, d_out: usize) -> Self {
+        let fc1 = Linear::load(p.pp(0), d_in, hidden, true);
+        let mut bn = p.pp(1);
+        let mut stat = |name: &str, fallback: f32| bn.host(name, &[hidden]).unwrap_or_else(|| vec![fallback; hidden]);
         let (weight, bias, mean, var) =
             (stat("weight", 1.0), stat("bias", 0.0), stat("running_mean", 0.0), stat("running_var", 1.0));
         let scale: Vec<f32> = weight.iter().zip(&var).map(|(w, v)| w / (v.max(0.0) + BATCH_NORM_EPS).sqrt()).collect();
         let shift: Vec<f32> = bias.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
-        let device = loader.device().clone();
+        let device = p.device().clone();
         ProjectionHead {
             fc1,
             bn_scale: Tensor::from_data(TensorData::new(scale, [hidden]), &device),
             bn_shift: Tensor::from_data(TensorData::new(shift, [hidden]), &device),
-            fc2: Linear::load(loader, &format!("{prefix}.3"), hidden, d_out, true),
+            fc2: Linear::load(p.pp(3), hidden, d_out, true),
         }
     }
 
@@ -95,12 +95,12 @@ pub struct GroupVitModel {
 impl GroupVitModel {
     pub fn load(config: GroupVitConfig, loader: &mut WeightLoader) -> Self {
         let (proj, hidden) = (config.projection_dim, config.projection_intermediate_dim);
-        let vision_model = GroupVitVisionTower::load(loader, "vision_model", &config.vision_config);
-        let text_model = TextTransformer::load(loader, "text_model", &config.text_config);
+        let vision_model = GroupVitVisionTower::load(loader.pp("vision_model"), &config.vision_config);
+        let text_model = TextTransformer::load(loader.pp("text_model"), &config.text_config);
         let visual_projection =
-            ProjectionHead::load(loader, "visual_projection", config.vision_config.hidden_size, hidden, proj);
+            ProjectionHead::load(loader.pp("visual_projection"), config.vision_config.hidden_size, hidden, proj);
         let text_projection =
-            ProjectionHead::load(loader, "text_projection", config.text_config.hidden_size, hidden, proj);
+            ProjectionHead::load(loader.pp("text_projection"), config.text_config.hidden_size, hidden, proj);
         let logit_scale = loader.host("logit_scale", &[]).map(|v| v[0].exp()).unwrap_or(1.0);
         GroupVitModel { config, vision_model, text_model, visual_projection, text_projection, logit_scale }
     }

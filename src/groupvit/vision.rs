@@ -10,7 +10,7 @@ use burn::tensor::activation::softmax;
 
 use super::config::GroupVitVisionConfig;
 use crate::error::Result;
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 use crate::nn::{
     Attention, EncoderLayer, LayerNorm, Linear, Mlp, PatchEmbedding, PositionTable, load_layers, one_hot_max,
 };
@@ -20,15 +20,8 @@ use crate::nn::{
 pub struct MixerMlp(pub Mlp);
 
 impl MixerMlp {
-    fn load(
-        loader: &mut WeightLoader,
-        prefix: &str,
-        cfg: &GroupVitVisionConfig,
-        n_in: usize,
-        hidden: usize,
-        n_out: usize,
-    ) -> Self {
-        MixerMlp(Mlp::load(loader, prefix, n_in, hidden, n_out, cfg.hidden_act))
+    fn load(p: Scope, cfg: &GroupVitVisionConfig, n_in: usize, hidden: usize, n_out: usize) -> Self {
+        MixerMlp(Mlp::load(p, n_in, hidden, n_out, cfg.hidden_act))
     }
 
     /// `[b, n_in, d] -> [b, n_out, d]`
@@ -37,12 +30,12 @@ impl MixerMlp {
     }
 }
 
-fn mlp(loader: &mut WeightLoader, prefix: &str, cfg: &GroupVitVisionConfig, hidden: usize) -> Mlp {
-    Mlp::load(loader, prefix, cfg.hidden_size, hidden, cfg.hidden_size, cfg.hidden_act)
+fn mlp(p: Scope, cfg: &GroupVitVisionConfig, hidden: usize) -> Mlp {
+    Mlp::load(p, cfg.hidden_size, hidden, cfg.hidden_size, cfg.hidden_act)
 }
 
-fn norm(loader: &mut WeightLoader, prefix: &str, cfg: &GroupVitVisionConfig) -> LayerNorm {
-    LayerNorm::load(loader, prefix, cfg.hidden_size, cfg.layer_norm_eps)
+fn norm(p: Scope, cfg: &GroupVitVisionConfig) -> LayerNorm {
+    LayerNorm::load(p, cfg.hidden_size, cfg.layer_norm_eps)
 }
 
 /// `GroupViTCrossAttentionLayer`: the groups attend to the image tokens (no norm before the
@@ -56,6 +49,16 @@ pub struct CrossAttentionLayer {
 }
 
 impl CrossAttentionLayer {
+    /// `attn`, `norm2`, `mlp`, `norm_post`.
+    fn load(mut p: Scope, cfg: &GroupVitVisionConfig) -> Self {
+        CrossAttentionLayer {
+            attn: Attention::load(p.pp("attn"), cfg.hidden_size, cfg.num_attention_heads),
+            norm2: norm(p.pp("norm2"), cfg),
+            mlp: mlp(p.pp("mlp"), cfg, cfg.intermediate_size),
+            norm_post: norm(p.pp("norm_post"), cfg),
+        }
+    }
+
     pub fn forward(&self, query: Tensor<3>, key: Tensor<3>) -> Tensor<3> {
         let x = query.clone().add(self.attn.cross(query, key, None));
         let x = x.clone().add(self.mlp.forward(self.norm2.forward(x)));
@@ -76,6 +79,20 @@ pub struct AssignAttention {
 }
 
 impl AssignAttention {
+    /// `q_proj`, `k_proj`, `v_proj`, `proj`, each `d -> d` with bias.
+    fn load(mut p: Scope, cfg: &GroupVitVisionConfig) -> Self {
+        let d = cfg.hidden_size;
+        let mut linear = |name: &str| Linear::load(p.pp(name), d, d, true);
+        AssignAttention {
+            q_proj: linear("q_proj"),
+            k_proj: linear("k_proj"),
+            v_proj: linear("v_proj"),
+            proj: linear("proj"),
+            scale: (d as f64).powf(-0.5),
+            eps: cfg.assign_eps,
+        }
+    }
+
     /// `query [b, g, d]`, `key [b, n, d]` -> (new groups `[b, g, d]`, soft assignment `[b, g, n]`).
     pub fn forward(&self, query: Tensor<3>, key: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
         let q = self.q_proj.forward(query);
@@ -103,39 +120,17 @@ pub struct TokenAssign {
 }
 
 impl TokenAssign {
-    fn load(
-        loader: &mut WeightLoader,
-        prefix: &str,
-        cfg: &GroupVitVisionConfig,
-        groups: usize,
-        outputs: usize,
-    ) -> Self {
-        let d = cfg.hidden_size;
+    fn load(mut p: Scope, cfg: &GroupVitVisionConfig, groups: usize, outputs: usize) -> Self {
         let (tokens_dim, channels_dim) = cfg.assign_dims();
-        let linear = |loader: &mut WeightLoader, name: &str| {
-            Linear::load(loader, &format!("{prefix}.assign.{name}"), d, d, true)
-        };
         TokenAssign {
-            norm_tokens: norm(loader, &format!("{prefix}.norm_tokens"), cfg),
-            mlp_inter: MixerMlp::load(loader, &format!("{prefix}.mlp_inter"), cfg, groups, tokens_dim, outputs),
-            norm_post_tokens: norm(loader, &format!("{prefix}.norm_post_tokens"), cfg),
-            norm_x: norm(loader, &format!("{prefix}.norm_x"), cfg),
-            pre_assign_attn: CrossAttentionLayer {
-                attn: Attention::load(loader, &format!("{prefix}.pre_assign_attn.attn"), d, cfg.num_attention_heads),
-                norm2: norm(loader, &format!("{prefix}.pre_assign_attn.norm2"), cfg),
-                mlp: mlp(loader, &format!("{prefix}.pre_assign_attn.mlp"), cfg, cfg.intermediate_size),
-                norm_post: norm(loader, &format!("{prefix}.pre_assign_attn.norm_post"), cfg),
-            },
-            assign: AssignAttention {
-                q_proj: linear(loader, "q_proj"),
-                k_proj: linear(loader, "k_proj"),
-                v_proj: linear(loader, "v_proj"),
-                proj: linear(loader, "proj"),
-                scale: (d as f64).powf(-0.5),
-                eps: cfg.assign_eps,
-            },
-            norm_new_x: norm(loader, &format!("{prefix}.norm_new_x"), cfg),
-            mlp_channels: mlp(loader, &format!("{prefix}.mlp_channels"), cfg, channels_dim),
+            norm_tokens: norm(p.pp("norm_tokens"), cfg),
+            mlp_inter: MixerMlp::load(p.pp("mlp_inter"), cfg, groups, tokens_dim, outputs),
+            norm_post_tokens: norm(p.pp("norm_post_tokens"), cfg),
+            norm_x: norm(p.pp("norm_x"), cfg),
+            pre_assign_attn: CrossAttentionLayer::load(p.pp("pre_assign_attn"), cfg),
+            assign: AssignAttention::load(p.pp("assign"), cfg),
+            norm_new_x: norm(p.pp("norm_new_x"), cfg),
+            mlp_channels: mlp(p.pp("mlp_channels"), cfg, channels_dim),
         }
     }
 
@@ -173,22 +168,19 @@ pub struct StageOutput {
 }
 
 impl Stage {
-    fn load(loader: &mut WeightLoader, prefix: &str, cfg: &GroupVitVisionConfig, i: usize) -> Self {
+    fn load(mut p: Scope, cfg: &GroupVitVisionConfig, i: usize) -> Self {
         let d = cfg.hidden_size;
         let groups = cfg.num_group_tokens[i];
         let prev = if i > 0 { cfg.num_output_groups[i - 1] } else { 0 };
-        let layers = load_layers(loader, &format!("{prefix}.layers"), cfg.depths[i], cfg.dims());
+        let layers = load_layers(p.pp("layers"), cfg.depths[i], cfg.dims());
         Stage {
-            group_token: (groups > 0).then(|| loader.tensor(&format!("{prefix}.group_token"), [1, groups, d])),
+            group_token: (groups > 0).then(|| p.tensor("group_token", [1, groups, d])),
             layers,
-            downsample: (groups > 0).then(|| {
-                TokenAssign::load(loader, &format!("{prefix}.downsample"), cfg, groups, cfg.num_output_groups[i])
-            }),
+            downsample: (groups > 0)
+                .then(|| TokenAssign::load(p.pp("downsample"), cfg, groups, cfg.num_output_groups[i])),
             group_projector: (prev > 0 && groups > 0).then(|| {
-                (
-                    norm(loader, &format!("{prefix}.group_projector.0"), cfg),
-                    MixerMlp::load(loader, &format!("{prefix}.group_projector.1"), cfg, prev, d / 2, groups),
-                )
+                let mut projector = p.pp("group_projector");
+                (norm(projector.pp(0), cfg), MixerMlp::load(projector.pp(1), cfg, prev, d / 2, groups))
             }),
         }
     }
@@ -237,26 +229,25 @@ pub struct GroupVitVisionTower {
 }
 
 impl GroupVitVisionTower {
-    pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &GroupVitVisionConfig) -> Self {
+    /// `embeddings.*`, `encoder.stages.*`, `layernorm`.
+    pub fn load(mut scope: Scope, cfg: &GroupVitVisionConfig) -> Self {
         let (d, p) = (cfg.hidden_size, cfg.patch_size);
         let grid = cfg.image_size / p;
-        let pos_name = format!("{prefix}.embeddings.position_embeddings");
-        let table = loader.host(&pos_name, &[1, grid * grid, d]).unwrap_or_else(|| vec![0.0; grid * grid * d]);
+        let mut embeddings = scope.pp("embeddings");
+        let table =
+            embeddings.host("position_embeddings", &[1, grid * grid, d]).unwrap_or_else(|| vec![0.0; grid * grid * d]);
+        let patch_embeddings =
+            PatchEmbedding::load(embeddings.pp("patch_embeddings.projection"), d, cfg.num_channels, p, true);
+        let position_embeddings = PositionTable::new(table, grid, d, embeddings.device());
+        let embed_norm = norm(embeddings.pp("layernorm"), cfg);
+        let mut stages = scope.pp("encoder.stages");
+        let stages = (0..cfg.depths.len()).map(|i| Stage::load(stages.pp(i), cfg, i)).collect();
         GroupVitVisionTower {
-            patch_embeddings: PatchEmbedding::load(
-                loader,
-                &format!("{prefix}.embeddings.patch_embeddings.projection"),
-                d,
-                cfg.num_channels,
-                p,
-                true,
-            ),
-            position_embeddings: PositionTable::new(table, grid, d, loader.device()),
-            embed_norm: norm(loader, &format!("{prefix}.embeddings.layernorm"), cfg),
-            stages: (0..cfg.depths.len())
-                .map(|i| Stage::load(loader, &format!("{prefix}.encoder.stages.{i}"), cfg, i))
-                .collect(),
-            layernorm: norm(loader, &format!("{prefix}.layernorm"), cfg),
+            patch_embeddings,
+            position_embeddings,
+            embed_norm,
+            stages,
+            layernorm: norm(scope.pp("layernorm"), cfg),
         }
     }
 

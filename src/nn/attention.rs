@@ -2,14 +2,15 @@
 //! `SamAttention` with its narrower inner width), its pieces exposed so that the dense
 //! engine's last-block variants can recombine them.
 
-use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use super::Linear;
+use super::kernels::{Kernel, host, packed};
 use super::linear::{host_tensor, host_values};
-use super::{Linear, host, packed};
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 
 /// The most score elements (batch x heads x queries x keys) the CPU path holds at once: 32 MiB
 /// (a ViT-B/16 at 224 needs 1.8 MiB a layer; SAM's global attention far more, and keeps the
@@ -23,25 +24,38 @@ pub struct Attention {
     pub v_proj: Linear,
     pub out_proj: Linear,
     pub num_heads: usize,
+    /// Without a mask: [`Kernel::Packed`] where every projection is packed (the CPU backend in
+    /// the web build, and natively with AVX-512), all of it on the host; [`Kernel::Host`] on
+    /// the CPU backend otherwise, burn's projections and products with the host's softmax;
+    /// elsewhere, and with a mask, burn's fused attention.
+    pub kernel: Kernel,
 }
 
 impl Attention {
-    /// `{prefix}.{q,k,v,out}_proj`, each `d -> d` with bias.
-    pub fn load(loader: &mut WeightLoader, prefix: &str, d: usize, heads: usize) -> Self {
-        Self::load_narrow(loader, prefix, d, d, heads)
+    /// The four projections, on the kernel they allow (see [`Attention::kernel`]).
+    pub fn new(q_proj: Linear, k_proj: Linear, v_proj: Linear, out_proj: Linear, num_heads: usize) -> Self {
+        let packed = [&q_proj, &k_proj, &v_proj, &out_proj].iter().all(|l| l.packed().is_some());
+        let kernel = match Kernel::on(&q_proj.weight.device()) {
+            Kernel::Host if packed => Kernel::Packed,
+            Kernel::Host => Kernel::Host,
+            _ => Kernel::Burn,
+        };
+        Attention { q_proj, k_proj, v_proj, out_proj, num_heads, kernel }
+    }
+
+    /// `{q,k,v,out}_proj`, each `d -> d` with bias.
+    pub fn load(p: Scope, d: usize, heads: usize) -> Self {
+        Self::load_narrow(p, d, d, heads)
     }
 
     /// Queries, keys and values projected to `inner` channels (split over the heads), and
     /// `out_proj` back to `d`.
-    pub fn load_narrow(loader: &mut WeightLoader, prefix: &str, d: usize, inner: usize, heads: usize) -> Self {
-        let mut linear = |name: &str, i: usize, o: usize| Linear::load(loader, &format!("{prefix}.{name}"), i, o, true);
-        Attention {
-            k_proj: linear("k_proj", d, inner),
-            v_proj: linear("v_proj", d, inner),
-            q_proj: linear("q_proj", d, inner),
-            out_proj: linear("out_proj", inner, d),
-            num_heads: heads,
-        }
+    pub fn load_narrow(mut p: Scope, d: usize, inner: usize, heads: usize) -> Self {
+        let mut linear = |name: &str, i: usize, o: usize| Linear::load(p.pp(name), i, o, true);
+        let k_proj = linear("k_proj", d, inner);
+        let v_proj = linear("v_proj", d, inner);
+        let q_proj = linear("q_proj", d, inner);
+        Attention::new(q_proj, k_proj, v_proj, linear("out_proj", inner, d), heads)
     }
 
     /// `[b, n, d] -> [b, heads, n, d / heads]`
@@ -97,8 +111,16 @@ impl Attention {
     }
 
     /// [`Attention::attend`], told which inputs are one tensor.
-    fn attend_inputs(&self, query: Tensor<3>, key: Tensor<3>, value: Tensor<3>, mask: Option<Tensor<2>>, inputs: Inputs) -> Tensor<3> {
-        if mask.is_none()
+    fn attend_inputs(
+        &self,
+        query: Tensor<3>,
+        key: Tensor<3>,
+        value: Tensor<3>,
+        mask: Option<Tensor<2>>,
+        inputs: Inputs,
+    ) -> Tensor<3> {
+        if self.kernel == Kernel::Packed
+            && mask.is_none()
             && let Some(mixed) = self.attend_packed(&query, &key, &value, inputs)
         {
             return mixed;
@@ -107,7 +129,7 @@ impl Attention {
         let k = self.split_heads(self.k_proj.forward(key));
         let v = self.split_heads(self.v_proj.forward(value));
         let ([b, h, n_q, _], n_k) = (q.dims(), k.dims()[2]);
-        if mask.is_none() && b * h * n_q * n_k <= HOST_SCORES && host::runs_here(&q.device()) {
+        if self.kernel == Kernel::Host && mask.is_none() && b * h * n_q * n_k <= HOST_SCORES {
             return self.mix(Self::weights(q, k, None), v);
         }
         let bias = mask.map(|m| m.unsqueeze::<4>());
@@ -122,9 +144,15 @@ impl Attention {
     /// with `out_proj` per band of queries, so that where the build has threads each takes one
     /// hand-over to them.
     /// `None` elsewhere.
-    fn attend_packed(&self, query: &Tensor<3>, key: &Tensor<3>, value: &Tensor<3>, inputs: Inputs) -> Option<Tensor<3>> {
+    fn attend_packed(
+        &self,
+        query: &Tensor<3>,
+        key: &Tensor<3>,
+        value: &Tensor<3>,
+        inputs: Inputs,
+    ) -> Option<Tensor<3>> {
         let (Some(q_proj), Some(k_proj), Some(v_proj), Some(out_proj)) =
-            (&self.q_proj.packed, &self.k_proj.packed, &self.v_proj.packed, &self.out_proj.packed)
+            (self.q_proj.packed(), self.k_proj.packed(), self.v_proj.packed(), self.out_proj.packed())
         else {
             return None;
         };
@@ -196,17 +224,25 @@ mod tests {
         for (d, inner, heads, n_q, n_k) in [(24, 24, 3, 7, 7), (16, 8, 2, 3, 10), (64, 64, 4, 90, 90)] {
             let load = |pack| {
                 let mut loader = WeightLoader::random(&device).with_packed_linear(pack);
-                Attention::load_narrow(&mut loader, "attn", d, inner, heads)
+                Attention::load_narrow(loader.pp("attn"), d, inner, heads)
             };
             let (plain, packed) = (load(false), load(true));
-            assert!(plain.q_proj.packed.is_none() && packed.out_proj.packed.is_some());
+            assert!(plain.q_proj.packed().is_none() && packed.out_proj.packed().is_some());
             let query = Tensor::<3>::random([2, n_q, d], Distribution::Normal(0.0, 1.0), &device);
             let key = Tensor::<3>::random([2, n_k, d], Distribution::Normal(0.0, 1.0), &device);
             let value = Tensor::<3>::random([2, n_k, d], Distribution::Normal(0.0, 1.0), &device);
             let cases = [
                 ("self", plain.forward(key.clone(), None), packed.forward(key.clone(), None)),
-                ("cross", plain.cross(query.clone(), key.clone(), None), packed.cross(query.clone(), key.clone(), None)),
-                ("apart", plain.attend(query.clone(), key.clone(), value.clone(), None), packed.attend(query.clone(), key.clone(), value, None)),
+                (
+                    "cross",
+                    plain.cross(query.clone(), key.clone(), None),
+                    packed.cross(query.clone(), key.clone(), None),
+                ),
+                (
+                    "apart",
+                    plain.attend(query.clone(), key.clone(), value.clone(), None),
+                    packed.attend(query.clone(), key.clone(), value, None),
+                ),
             ];
             for (what, want, got) in cases {
                 crate::nn::assert_host_agrees(got, want, &format!("{what} {d}/{inner}"));

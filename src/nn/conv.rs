@@ -6,7 +6,7 @@ use burn::tensor::module::{conv_transpose2d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 use super::LayerNorm;
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 
 /// `nn.Conv2d(c_in, c_out, kernel, stride, padding)`: weight `[c_out, c_in, k, k]`.
 #[derive(Debug, Clone)]
@@ -18,11 +18,9 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    /// `{prefix}.weight` (and `{prefix}.bias`).
-    #[allow(clippy::too_many_arguments)]
+    /// `weight` (and `bias`).
     pub fn load(
-        loader: &mut WeightLoader,
-        prefix: &str,
+        mut p: Scope,
         c_in: usize,
         c_out: usize,
         kernel: usize,
@@ -31,8 +29,8 @@ impl Conv2d {
         bias: bool,
     ) -> Self {
         Conv2d {
-            weight: loader.tensor(&format!("{prefix}.weight"), [c_out, c_in, kernel, kernel]),
-            bias: bias.then(|| loader.tensor(&format!("{prefix}.bias"), [c_out])),
+            weight: p.tensor("weight", [c_out, c_in, kernel, kernel]),
+            bias: bias.then(|| p.tensor("bias", [c_out])),
             stride,
             padding,
         }
@@ -55,12 +53,8 @@ pub struct ConvTranspose2d {
 }
 
 impl ConvTranspose2d {
-    pub fn load(loader: &mut WeightLoader, prefix: &str, c_in: usize, c_out: usize, k: usize) -> Self {
-        ConvTranspose2d {
-            weight: loader.tensor(&format!("{prefix}.weight"), [c_in, c_out, k, k]),
-            bias: loader.tensor(&format!("{prefix}.bias"), [c_out]),
-            stride: k,
-        }
+    pub fn load(mut p: Scope, c_in: usize, c_out: usize, k: usize) -> Self {
+        ConvTranspose2d { weight: p.tensor("weight", [c_in, c_out, k, k]), bias: p.tensor("bias", [c_out]), stride: k }
     }
 
     /// `[b, c_in, h, w] -> [b, c_out, k h, k w]`
@@ -76,8 +70,8 @@ impl ConvTranspose2d {
 pub struct LayerNorm2d(pub LayerNorm);
 
 impl LayerNorm2d {
-    pub fn load(loader: &mut WeightLoader, prefix: &str, channels: usize, eps: f64) -> Self {
-        LayerNorm2d(LayerNorm::load(loader, prefix, channels, eps))
+    pub fn load(p: Scope, channels: usize, eps: f64) -> Self {
+        LayerNorm2d(LayerNorm::load(p, channels, eps))
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {

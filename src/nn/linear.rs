@@ -3,9 +3,25 @@
 use burn::tensor::module::layer_norm;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::host;
-use super::packed::PackedWeight;
-use crate::loader::WeightLoader;
+#[cfg(feature = "wgpu")]
+use super::kernels::gpu;
+use super::kernels::packed::PackedWeight;
+use super::kernels::{Kernel, gpu_suits};
+use crate::loader::Scope;
+
+/// How a [`Linear`] multiplies, chosen when it is built.
+#[derive(Debug, Clone)]
+pub enum LinearKernel {
+    /// The host product against the weight and bias packed at load (the CPU backend in the web
+    /// build, and natively with AVX-512); the layer's `weight` is then a one-element stand-in of
+    /// the same shape and its `bias` empty.
+    Packed(PackedWeight),
+    /// The GPU kernels' product (an `[in, out]` weight on the GPU backend, of widths that suit
+    /// them), where the rows of the input do too.
+    Gpu,
+    /// burn's product: the CPU backend without packing, other backends, layers that train.
+    Burn,
+}
 
 /// PyTorch `nn.Linear`: weight `[out, in]` (or `[in, out]` when `transposed`), optional bias
 /// `[out]`.
@@ -18,35 +34,48 @@ pub struct Linear {
     /// (WebGPU's matrix kernels read a row-major operand faster). Layers that train keep
     /// PyTorch's `[out, in]`, the layout their checkpoints store.
     pub transposed: bool,
-    /// Where the loader packs weights for the host product (the CPU backend in the web build,
-    /// and natively with AVX-512): the weight and bias, with `weight` a one-element stand-in
-    /// of the same shape and `bias` empty.
-    pub packed: Option<PackedWeight>,
+    pub kernel: LinearKernel,
 }
 
 impl Linear {
-    /// `{prefix}.weight` `[d_out, d_in]` (and `{prefix}.bias` `[d_out]`), held `[d_in, d_out]`.
-    pub fn load(loader: &mut WeightLoader, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Self {
-        Self::load_shaped(loader, prefix, [d_out, d_in], bias)
+    /// `weight` `[d_out, d_in]` (and `bias` `[d_out]`), held `[d_in, d_out]`.
+    pub fn load(p: Scope, d_in: usize, d_out: usize, bias: bool) -> Self {
+        Self::load_shaped(p, [d_out, d_in], bias)
     }
 
     /// A weight stored with more axes, `[d_out, ...]` (a convolution over whole patches), read
-    /// as `[d_out, d_in]` with `d_in` the product of the others.
-    pub fn load_shaped<const D: usize>(loader: &mut WeightLoader, prefix: &str, stored: [usize; D], bias: bool) -> Self {
+    /// as `[d_out, d_in]` with `d_in` the product of the others. Where the loader packs weights
+    /// and the device is the CPU backend, packed for the host product; on the GPU backend, the
+    /// GPU kernels' product where the widths suit it; burn's product otherwise.
+    pub fn load_shaped<const D: usize>(mut p: Scope, stored: [usize; D], bias: bool) -> Self {
         let (d_out, d_in) = (stored[0], stored[1..].iter().product::<usize>());
-        let (weight_name, bias_name) = (format!("{prefix}.weight"), format!("{prefix}.bias"));
-        if loader.packs_linear() && host::runs_here(loader.device()) {
-            let weight = loader.host(&weight_name, &stored).unwrap_or_else(|| vec![0.0; d_out * d_in]);
-            let bias_values = bias.then(|| loader.host(&bias_name, &[d_out]).unwrap_or_else(|| vec![0.0; d_out]));
+        if p.packs_linear() && Kernel::on(p.device()) == Kernel::Host {
+            let weight = p.host("weight", &stored).unwrap_or_else(|| vec![0.0; d_out * d_in]);
+            let bias_values = bias.then(|| p.host("bias", &[d_out]).unwrap_or_else(|| vec![0.0; d_out]));
             // The checkpoint's values, as for a layer on the device (the panels' padding aside).
-            loader.uploaded += (weight.len() + bias_values.as_ref().map_or(0, Vec::len)) * size_of::<f32>();
+            p.count_uploaded((weight.len() + bias_values.as_ref().map_or(0, Vec::len)) * size_of::<f32>());
             let packed = PackedWeight::from_out_in(&weight, d_out, d_in, bias_values);
-            let weight = Tensor::<2>::zeros([1, 1], loader.device()).expand([d_in, d_out]);
-            return Linear { weight, bias: None, transposed: true, packed: Some(packed) };
+            let weight = Tensor::<2>::zeros([1, 1], p.device()).expand([d_in, d_out]);
+            return Linear { weight, bias: None, transposed: true, kernel: LinearKernel::Packed(packed) };
         }
-        let weight = loader.tensor_transposed(&weight_name, stored);
-        let bias = bias.then(|| loader.tensor(&bias_name, [d_out]));
-        Linear { weight, bias, transposed: true, packed: None }
+        let weight = p.tensor_transposed("weight", stored);
+        let bias = bias.then(|| p.tensor("bias", [d_out]));
+        let kernel = if gpu_suits(p.device(), &[d_in, d_out]) { LinearKernel::Gpu } else { LinearKernel::Burn };
+        Linear { weight, bias, transposed: true, kernel }
+    }
+
+    /// A layer that holds PyTorch's `[out, in]` weight as given and runs burn's product: a layer
+    /// that trains (its gradients and checkpoints keep that layout).
+    pub fn out_in(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        Linear { weight, bias, transposed: false, kernel: LinearKernel::Burn }
+    }
+
+    /// The packed weight, where the layer multiplies on the host.
+    pub fn packed(&self) -> Option<&PackedWeight> {
+        match &self.kernel {
+            LinearKernel::Packed(packed) => Some(packed),
+            _ => None,
+        }
     }
 
     /// Output width.
@@ -67,19 +96,18 @@ impl Linear {
         let mut dims = x.dims();
         let d_in = dims[D - 1];
         let rows = dims[..D - 1].iter().product::<usize>();
-        if let Some(packed) = &self.packed {
-            let device = x.device();
-            let x = host_values(x);
-            dims[D - 1] = self.d_out();
-            return host_tensor(packed.matmul(&x, rows), dims, &device);
-        }
-        #[cfg(feature = "wgpu")]
-        if self.transposed && super::gpu::runs_here(&[&x.device(), &self.weight.device()]) && super::gpu::fits(rows, &[d_in, self.d_out()]) {
-            let y = super::gpu::linear(x.reshape([rows, d_in]), self.weight.clone(), self.bias.clone(), None, false);
-            dims[D - 1] = y.dims()[1];
-            return y.reshape(dims);
-        }
-        let y = burn::tensor::module::linear(x.reshape([rows, d_in]), self.weight_in_out(), self.bias.clone());
+        let y = match &self.kernel {
+            LinearKernel::Packed(packed) => {
+                let device = x.device();
+                dims[D - 1] = self.d_out();
+                return host_tensor(packed.matmul(&host_values(x), rows), dims, &device);
+            }
+            #[cfg(feature = "wgpu")]
+            LinearKernel::Gpu if gpu::rows_fit(rows) => {
+                gpu::linear(x.reshape([rows, d_in]), self.weight.clone(), self.bias.clone(), None, false)
+            }
+            _ => burn::tensor::module::linear(x.reshape([rows, d_in]), self.weight_in_out(), self.bias.clone()),
+        };
         dims[D - 1] = y.dims()[1];
         y.reshape(dims)
     }
@@ -103,21 +131,35 @@ pub struct LayerNorm {
     pub weight: Tensor<1>,
     pub bias: Tensor<1>,
     pub eps: f64,
+    /// [`Kernel::Gpu`] on the GPU backend where the width suits its kernel; [`Kernel::Burn`]
+    /// (burn's layer norm) otherwise.
+    pub kernel: Kernel,
 }
 
 impl LayerNorm {
-    pub fn load(loader: &mut WeightLoader, prefix: &str, dim: usize, eps: f64) -> Self {
-        LayerNorm {
-            weight: loader.tensor(&format!("{prefix}.weight"), [dim]),
-            bias: loader.tensor(&format!("{prefix}.bias"), [dim]),
-            eps,
-        }
+    /// A layer norm over `weight` and `bias` `[dim]`, on the kernel their device has.
+    pub fn new(weight: Tensor<1>, bias: Tensor<1>, eps: f64) -> Self {
+        let kernel = if gpu_suits(&weight.device(), &weight.dims()) { Kernel::Gpu } else { Kernel::Burn };
+        LayerNorm { weight, bias, eps, kernel }
+    }
+
+    /// `weight` and `bias` `[dim]`.
+    pub fn load(mut p: Scope, dim: usize, eps: f64) -> Self {
+        let weight = p.tensor("weight", [dim]);
+        Self::new(weight, p.tensor("bias", [dim]), eps)
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        // A layer that trains has its parameters swapped for tracked ones during a step
+        // (`train::optim::Track`), and the kernel has no backward pass: whether this call
+        // records its graph is known only now.
         #[cfg(feature = "wgpu")]
-        if super::gpu::runs_here(&[&x.device(), &self.weight.device()]) && super::gpu::fits(x.shape().num_elements() / x.dims()[D - 1].max(1), &[x.dims()[D - 1]]) {
-            return super::gpu::layer_norm(x, self.weight.clone(), self.bias.clone(), self.eps);
+        if self.kernel == Kernel::Gpu
+            && gpu::rows_fit(x.shape().num_elements() / x.dims()[D - 1].max(1))
+            && !x.device().is_autodiff()
+            && !self.weight.device().is_autodiff()
+        {
+            return gpu::layer_norm(x, self.weight.clone(), self.bias.clone(), self.eps);
         }
         layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
     }
@@ -134,9 +176,9 @@ mod tests {
     #[test]
     fn packed_and_plain_layers_agree() {
         let device = Device::flex();
-        let load = |pack| Linear::load(&mut WeightLoader::random(&device).with_packed_linear(pack), "fc", 40, 21, true);
+        let load = |pack| Linear::load(WeightLoader::random(&device).with_packed_linear(pack).pp("fc"), 40, 21, true);
         let (plain, packed) = (load(false), load(true));
-        assert!(plain.packed.is_none() && packed.packed.is_some());
+        assert!(plain.packed().is_none() && packed.packed().is_some());
         assert_eq!(packed.d_out(), 21);
         let x = Tensor::<3>::random([2, 5, 40], Distribution::Normal(0.0, 1.0), &device);
         let got = packed.forward(x.clone());

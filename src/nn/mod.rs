@@ -1,17 +1,15 @@
 //! The layer kit every network is built from: PyTorch's `nn.Linear` and `nn.LayerNorm`,
 //! multi-head attention with its projections exposed (the dense engine rewires them), the
 //! pre-norm transformer block, patch embedding and position tables resampled for other input
-//! sizes. Each layer is loaded by checkpoint key through [`crate::loader::WeightLoader`] and
-//! knows nothing of the network it serves.
+//! sizes. Each layer is loaded by checkpoint key through [`crate::loader::WeightLoader`],
+//! chooses when it is built which implementation it runs ([`Kernel`]: the host kernels, the GPU
+//! kernels or burn's ops, under `kernels/`), and knows nothing of the network it serves.
 
 mod attention;
 mod bilinear;
 mod conv;
-#[cfg(feature = "wgpu")]
-pub(crate) mod gpu;
-mod host;
+mod kernels;
 mod linear;
-mod packed;
 mod patch;
 mod positions;
 mod rng;
@@ -21,12 +19,14 @@ use burn::tensor::activation::{gelu, gelu_approximate, relu, sigmoid};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor};
+use kernels::host;
 use serde::{Deserialize, Serialize};
 
 pub use attention::Attention;
 pub use bilinear::{BilinearGrid, Tap, bilinear_rows};
 pub use conv::{Conv2d, ConvTranspose2d, LayerNorm2d};
-pub use linear::{LayerNorm, Linear};
+pub use kernels::Kernel;
+pub use linear::{LayerNorm, Linear, LinearKernel};
 pub use patch::{PatchEmbedding, patchify};
 pub use positions::{PositionTable, bicubic};
 pub use rng::Rng;

@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 
 use super::Linear;
 use crate::error::{Error, Result};
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 
 /// Non-overlapping `p x p` patches, flattened channel-major as a stride-`p` convolution's
 /// weight is: `[b, c, H, W] -> ([b, gh*gw, c*p*p], (gh, gw))`. Rows and columns past the last
@@ -33,9 +33,9 @@ pub struct PatchEmbedding {
 }
 
 impl PatchEmbedding {
-    /// `{prefix}.weight` `[width, channels, p, p]` (and `{prefix}.bias` `[width]`).
-    pub fn load(loader: &mut WeightLoader, prefix: &str, width: usize, channels: usize, p: usize, bias: bool) -> Self {
-        PatchEmbedding { proj: Linear::load_shaped(loader, prefix, [width, channels, p, p], bias), patch_size: p }
+    /// `weight` `[width, channels, p, p]` (and `bias` `[width]`).
+    pub fn load(scope: Scope, width: usize, channels: usize, p: usize, bias: bool) -> Self {
+        PatchEmbedding { proj: Linear::load_shaped(scope, [width, channels, p, p], bias), patch_size: p }
     }
 
     /// `[b, c, H, W] -> ([b, gh*gw, width], (gh, gw))`

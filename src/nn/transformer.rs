@@ -3,11 +3,12 @@
 
 use burn::tensor::Tensor;
 
-use super::linear::{host_tensor, host_values};
-use super::{Activation, Attention, LayerNorm, Linear, activate, host, packed};
 #[cfg(feature = "wgpu")]
-use super::gpu;
-use crate::loader::WeightLoader;
+use super::kernels::gpu;
+use super::kernels::{Kernel, gpu_suits, host, packed};
+use super::linear::{host_tensor, host_values};
+use super::{Activation, Attention, LayerNorm, Linear, LinearKernel, activate};
+use crate::loader::Scope;
 
 /// fc1 -> activation -> fc2.
 #[derive(Debug, Clone)]
@@ -15,36 +16,37 @@ pub struct Mlp {
     pub fc1: Linear,
     pub fc2: Linear,
     pub act: Activation,
+    /// [`Kernel::Packed`] where both layers are packed (the CPU backend in the web build, and
+    /// natively with AVX-512) and the activation is quick GELU: all of it on the host, a band of
+    /// rows at a time (`packed::mlp`). [`Kernel::Burn`] otherwise: the layers one after the
+    /// other, each on its own kernel.
+    pub kernel: Kernel,
 }
 
 impl Mlp {
-    /// `{prefix}.fc1` (`d_in -> hidden`) and `{prefix}.fc2` (`hidden -> d_out`), with biases.
-    pub fn load(
-        loader: &mut WeightLoader,
-        prefix: &str,
-        d_in: usize,
-        hidden: usize,
-        d_out: usize,
-        act: Activation,
-    ) -> Self {
-        Self::load_named(loader, &format!("{prefix}.fc1"), &format!("{prefix}.fc2"), [d_in, hidden, d_out], act)
+    /// `fc1`, `act`, `fc2`, on the kernel they allow (see [`Mlp::kernel`]).
+    pub fn new(fc1: Linear, fc2: Linear, act: Activation) -> Self {
+        let packed = fc1.packed().is_some() && fc2.packed().is_some() && act == Activation::QuickGelu;
+        Mlp { fc1, fc2, act, kernel: if packed { Kernel::Packed } else { Kernel::Burn } }
+    }
+
+    /// `fc1` (`d_in -> hidden`) and `fc2` (`hidden -> d_out`), with biases.
+    pub fn load(p: Scope, d_in: usize, hidden: usize, d_out: usize, act: Activation) -> Self {
+        Self::load_named(p, "fc1", "fc2", [d_in, hidden, d_out], act)
     }
 
     /// The two linear layers under other names (SAM's `lin1`, `lin2`); `dims` = in, hidden, out.
-    pub fn load_named(loader: &mut WeightLoader, fc1: &str, fc2: &str, dims: [usize; 3], act: Activation) -> Self {
+    pub fn load_named(mut p: Scope, fc1: &str, fc2: &str, dims: [usize; 3], act: Activation) -> Self {
         let [d_in, hidden, d_out] = dims;
-        Mlp {
-            fc1: Linear::load(loader, fc1, d_in, hidden, true),
-            fc2: Linear::load(loader, fc2, hidden, d_out, true),
-            act,
-        }
+        let fc1 = Linear::load(p.pp(fc1), d_in, hidden, true);
+        Mlp::new(fc1, Linear::load(p.pp(fc2), hidden, d_out, true), act)
     }
 
-    /// Where both layers are packed (the CPU backend in the web build, and natively with
-    /// AVX-512) and the activation is quick GELU, all of it on the host, a band of rows at a
-    /// time (`packed::mlp`).
+    /// `[b, n, d_in] -> [b, n, d_out]`, on the host where the kernel is [`Kernel::Packed`].
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        if let (Some(fc1), Some(fc2), Activation::QuickGelu) = (&self.fc1.packed, &self.fc2.packed, self.act) {
+        if self.kernel == Kernel::Packed
+            && let (Some(fc1), Some(fc2)) = (self.fc1.packed(), self.fc2.packed())
+        {
             let ([b, n, _], device, d) = (x.dims(), x.device(), self.fc2.d_out());
             let out = packed::mlp(fc1, fc2, &host_values(x), b * n, host::quick_gelu_slice);
             return host_tensor(out, [b, n, d], &device);
@@ -70,17 +72,50 @@ pub struct EncoderLayer {
     pub self_attn: Attention,
     pub layer_norm2: LayerNorm,
     pub mlp: Mlp,
+    /// [`Kernel::Packed`] where attention and MLP run on the host whole (CLIP's towers on the
+    /// CPU backend, see `packed`): without a mask, the block on the host in one read and one
+    /// upload (`packed::Block`). [`Kernel::Gpu`] on the GPU backend where the activation is
+    /// quick GELU, every layer runs on the GPU kernels with a bias and the widths suit them:
+    /// the block on its own kernels (`gpu`), nine dispatches. [`Kernel::Burn`] otherwise: the
+    /// layers one after the other, each on its own kernel.
+    pub kernel: Kernel,
 }
 
 impl EncoderLayer {
-    pub fn load(loader: &mut WeightLoader, prefix: &str, dims: TowerDims) -> Self {
-        let d = dims.width;
-        EncoderLayer {
-            self_attn: Attention::load(loader, &format!("{prefix}.self_attn"), d, dims.heads),
-            layer_norm1: LayerNorm::load(loader, &format!("{prefix}.layer_norm1"), d, dims.eps),
-            mlp: Mlp::load(loader, &format!("{prefix}.mlp"), d, dims.intermediate, d, dims.act),
-            layer_norm2: LayerNorm::load(loader, &format!("{prefix}.layer_norm2"), d, dims.eps),
+    /// The block's layers, on the kernel they allow (see [`EncoderLayer::kernel`]).
+    pub fn new(layer_norm1: LayerNorm, self_attn: Attention, layer_norm2: LayerNorm, mlp: Mlp) -> Self {
+        let mut layer = EncoderLayer { layer_norm1, self_attn, layer_norm2, mlp, kernel: Kernel::Burn };
+        if layer.self_attn.kernel == Kernel::Packed && layer.mlp.kernel == Kernel::Packed {
+            layer.kernel = Kernel::Packed;
+        } else if layer.suits_gpu() {
+            layer.kernel = Kernel::Gpu;
         }
+        layer
+    }
+
+    /// `self_attn`, `layer_norm1`, `mlp`, `layer_norm2`.
+    pub fn load(mut p: Scope, dims: TowerDims) -> Self {
+        let d = dims.width;
+        let self_attn = Attention::load(p.pp("self_attn"), d, dims.heads);
+        let layer_norm1 = LayerNorm::load(p.pp("layer_norm1"), d, dims.eps);
+        let mlp = Mlp::load(p.pp("mlp"), d, dims.intermediate, d, dims.act);
+        let layer_norm2 = LayerNorm::load(p.pp("layer_norm2"), d, dims.eps);
+        EncoderLayer::new(layer_norm1, self_attn, layer_norm2, mlp)
+    }
+
+    /// Whether the whole block runs on the GPU kernels (see [`EncoderLayer::kernel`]).
+    fn suits_gpu(&self) -> bool {
+        let (attn, mlp) = (&self.self_attn, &self.mlp);
+        let linears = [&attn.q_proj, &attn.k_proj, &attn.v_proj, &attn.out_proj, &mlp.fc1, &mlp.fc2];
+        let (heads, inner) = (attn.num_heads, attn.q_proj.d_out());
+        let d = self.layer_norm1.weight.dims()[0];
+        self.layer_norm1.kernel == Kernel::Gpu
+            && self.layer_norm2.kernel == Kernel::Gpu
+            && mlp.act == Activation::QuickGelu
+            && linears.iter().all(|l| matches!(l.kernel, LinearKernel::Gpu) && l.bias.is_some())
+            && heads > 0
+            && inner % heads == 0
+            && gpu_suits(&self.layer_norm1.weight.device(), &[d, inner / heads, mlp.fc1.d_out()])
     }
 
     /// The MLP half with its residual: `y + mlp(layer_norm2(y))`.
@@ -89,36 +124,35 @@ impl EncoderLayer {
     }
 
     pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {
-        if mask.is_none()
-            && let Some(y) = self.forward_packed(&x)
-        {
-            return y;
-        }
-        #[cfg(feature = "wgpu")]
-        if let Some(y) = self.forward_gpu(&x, mask.as_ref()) {
+        let whole = match self.kernel {
+            Kernel::Packed if mask.is_none() => self.forward_packed(&x),
+            #[cfg(feature = "wgpu")]
+            Kernel::Gpu => self.forward_gpu(&x, mask.as_ref()),
+            _ => None,
+        };
+        if let Some(y) = whole {
             return y;
         }
         let x = x.clone().add(self.self_attn.forward(self.layer_norm1.forward(x), mask));
         self.feed_forward(x)
     }
 
-    /// [`EncoderLayer::forward`] without a mask where every layer is packed and the activation
-    /// is quick GELU (CLIP's towers on the CPU backend, see `packed`): the whole block on the
-    /// host, one read and one upload (`packed::Block`). `None` elsewhere.
+    /// [`EncoderLayer::forward`] without a mask on [`Kernel::Packed`]: the whole block on the
+    /// host, one read and one upload (`packed::Block`). `None` where a layer is not packed.
     fn forward_packed(&self, x: &Tensor<3>) -> Option<Tensor<3>> {
         let (attn, mlp) = (&self.self_attn, &self.mlp);
-        let (Some(q), Some(k), Some(v), Some(out), Some(fc1), Some(fc2), Activation::QuickGelu) = (
-            &attn.q_proj.packed,
-            &attn.k_proj.packed,
-            &attn.v_proj.packed,
-            &attn.out_proj.packed,
-            &mlp.fc1.packed,
-            &mlp.fc2.packed,
-            mlp.act,
+        let (Some(q), Some(k), Some(v), Some(out), Some(fc1), Some(fc2)) = (
+            attn.q_proj.packed(),
+            attn.k_proj.packed(),
+            attn.v_proj.packed(),
+            attn.out_proj.packed(),
+            mlp.fc1.packed(),
+            mlp.fc2.packed(),
         ) else {
             return None;
         };
-        let host = |norm: &LayerNorm| (host_values(norm.weight.clone()), host_values(norm.bias.clone()), norm.eps as f32);
+        let host =
+            |norm: &LayerNorm| (host_values(norm.weight.clone()), host_values(norm.bias.clone()), norm.eps as f32);
         let ((w1, b1, eps1), (w2, b2, eps2)) = (host(&self.layer_norm1), host(&self.layer_norm2));
         let block = packed::Block {
             norm1: packed::Norm { weight: &w1, bias: &b1, eps: eps1 },
@@ -140,21 +174,17 @@ impl EncoderLayer {
 
 #[cfg(feature = "wgpu")]
 impl EncoderLayer {
-    /// [`EncoderLayer::forward`] on the GPU backend, where the activation is quick GELU, every
-    /// width splits into vectors and a mask is `[n, n]`: the block on its own kernels (`gpu`),
-    /// nine dispatches. `None` elsewhere.
+    /// [`EncoderLayer::forward`] on [`Kernel::Gpu`], where the input has rows and not too many
+    /// for the kernels' dispatches, and a mask is `[n, n]`: the block on its own kernels
+    /// (`gpu`), nine dispatches. `None` elsewhere.
     pub(super) fn forward_gpu(&self, x: &Tensor<3>, mask: Option<&Tensor<2>>) -> Option<Tensor<3>> {
         let (attn, mlp) = (&self.self_attn, &self.mlp);
         let [b, n, d] = x.dims();
-        let linears = [&attn.q_proj, &attn.k_proj, &attn.v_proj, &attn.out_proj, &mlp.fc1, &mlp.fc2];
-        let ready = gpu::runs_here(&[&x.device(), &self.layer_norm1.weight.device(), &self.layer_norm2.weight.device()])
-            && mlp.act == Activation::QuickGelu
-            && linears.iter().all(|l| l.transposed && l.packed.is_none() && l.bias.is_some() && gpu::runs_here(&[&l.weight.device()]))
-            && gpu::fits(b * n * attn.num_heads, &[d, attn.q_proj.d_out() / attn.num_heads, mlp.fc1.d_out()])
+        let ready = self.kernel == Kernel::Gpu
             && b * n > 0
-            && mask.is_none_or(|m| m.dims() == [n, n] && gpu::runs_here(&[&m.device()]))
-            && attn.q_proj.d_out() % attn.num_heads == 0
-            && b * attn.num_heads <= 65_535;
+            && gpu::rows_fit(b * n * attn.num_heads)
+            && b * attn.num_heads <= 65_535
+            && mask.is_none_or(|m| m.dims() == [n, n]);
         if !ready {
             return None;
         }
@@ -177,9 +207,9 @@ impl EncoderLayer {
     }
 }
 
-/// `{prefix}.{i}` for `i < count`.
-pub fn load_layers(loader: &mut WeightLoader, prefix: &str, count: usize, dims: TowerDims) -> Vec<EncoderLayer> {
-    (0..count).map(|i| EncoderLayer::load(loader, &format!("{prefix}.{i}"), dims)).collect()
+/// Layers `0..count` of the scope.
+pub fn load_layers(mut p: Scope, count: usize, dims: TowerDims) -> Vec<EncoderLayer> {
+    (0..count).map(|i| EncoderLayer::load(p.pp(i), dims)).collect()
 }
 
 #[cfg(all(test, feature = "cpu"))]
@@ -202,10 +232,13 @@ mod tests {
                 let norm = name.contains("layer_norm") && name.ends_with(".weight");
                 values.iter_mut().for_each(|v| *v = if norm { 1.0 + 10.0 * *v } else { 10.0 * *v });
             };
-            EncoderLayer::load(&mut WeightLoader::random(&device).with_packed_linear(pack).with_hook(scale), "layer", dims)
+            EncoderLayer::load(
+                WeightLoader::random(&device).with_packed_linear(pack).with_hook(scale).pp("layer"),
+                dims,
+            )
         };
         let (plain, packed) = (load(false), load(true));
-        assert!(plain.mlp.fc1.packed.is_none() && packed.self_attn.q_proj.packed.is_some());
+        assert!(plain.mlp.fc1.packed().is_none() && packed.self_attn.q_proj.packed().is_some());
         let x = Tensor::<3>::random([2, 90, 64], Distribution::Normal(0.0, 1.0), &device);
         let got = packed.forward(x.clone(), None).sub(x.clone());
         let want = plain.forward(x.clone(), None).sub(x);
@@ -222,9 +255,17 @@ mod tests {
     #[test]
     fn packed_and_plain_mlp_agree() {
         let device = Device::flex();
-        let load = |pack| Mlp::load(&mut WeightLoader::random(&device).with_packed_linear(pack), "mlp", 48, 160, 40, Activation::QuickGelu);
+        let load = |pack| {
+            Mlp::load(
+                WeightLoader::random(&device).with_packed_linear(pack).pp("mlp"),
+                48,
+                160,
+                40,
+                Activation::QuickGelu,
+            )
+        };
         let (plain, packed) = (load(false), load(true));
-        assert!(plain.fc1.packed.is_none() && packed.fc2.packed.is_some());
+        assert!(plain.fc1.packed().is_none() && packed.fc2.packed().is_some());
         let x = Tensor::<3>::random([2, 45, 48], Distribution::Normal(0.0, 1.0), &device);
         let got = packed.forward(x.clone());
         assert_eq!(got.dims(), [2, 45, 40]);

@@ -192,17 +192,16 @@ impl OvSamModel {
     pub fn load(config: OvSamConfig, loader: &mut WeightLoader) -> Self {
         let channels = ModifiedResNet::channels(config.backbone.width);
         let v = &config.sam.vision_config;
-        let backbone = ModifiedResNet::load(loader, "backbone", config.backbone.width, config.backbone.layers);
-        let neck = Sam2ClipNeck::load(loader, "neck", channels, v);
-        let fpn = Fpn::load(loader, "fpn", channels, config.fpn_channels);
-        let shared_image_embedding =
-            PositionalEmbedding::load(loader, "shared_image_embedding.positional_embedding", v.num_pos_feats);
-        let prompt_encoder = PromptEncoder::load(loader, "prompt_encoder", &config.sam.prompt_encoder_config);
-        let mask_decoder = MaskDecoder::load_labelled(loader, "mask_decoder", &config.sam.mask_decoder_config);
+        let backbone = ModifiedResNet::load(loader.pp("backbone"), config.backbone.width, config.backbone.layers);
+        let neck = Sam2ClipNeck::load(loader.pp("neck"), channels, v);
+        let fpn = Fpn::load(loader.pp("fpn"), channels, config.fpn_channels);
+        let shared_image_embedding = PositionalEmbedding::load(loader.pp("shared_image_embedding"), v.num_pos_feats);
+        let prompt_encoder = PromptEncoder::load(loader.pp("prompt_encoder"), &config.sam.prompt_encoder_config);
+        let mask_decoder = MaskDecoder::load_labelled(loader.pp("mask_decoder"), &config.sam.mask_decoder_config);
         let (d, c) = (config.class_dim, config.fpn_channels);
         let roi_conv = loader.tensor::<4>("roi_conv.weight", [d, c, 1, 1]).reshape([d, c]);
-        let text_model = TextTransformer::load(loader, "text_model", &config.text_config);
-        let text_projection = Linear::load(loader, "text_projection", config.text_config.hidden_size, d, false);
+        let text_model = TextTransformer::load(loader.pp("text_model"), &config.text_config);
+        let text_projection = Linear::load(loader.pp("text_projection"), config.text_config.hidden_size, d, false);
         let classifier = config.vocabulary.as_ref().map(|names| {
             let k = names.len();
             let p = loader.host_shape("classifier").and_then(|s| s.get(1).copied()).unwrap_or(1);

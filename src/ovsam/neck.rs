@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 use crate::nn::{Conv2d, ConvTranspose2d};
 use crate::sam::config::SamVisionConfig;
 use crate::sam::vision::{VisionLayer, VisionNeck};
@@ -38,32 +38,33 @@ pub struct Sam2ClipNeck {
 }
 
 impl Sam2ClipNeck {
-    pub fn load(loader: &mut WeightLoader, prefix: &str, channels: [usize; 4], cfg: &SamVisionConfig) -> Self {
+    /// `patch_embeds.*`, `level_encoding`, `pos_embed`, `layers.*`, `neck.*`.
+    pub fn load(mut p: Scope, channels: [usize; 4], cfg: &SamVisionConfig) -> Self {
         let (e, g) = (cfg.hidden_size, cfg.grid());
+        let mut embeds = p.pp("patch_embeds");
         let patch_embeds = channels
             .iter()
             .zip(STRIDES)
             .enumerate()
             .map(|(i, (&c, s))| {
-                let name = format!("{prefix}.patch_embeds.{i}.projection");
+                let mut embed = embeds.pp(i);
+                let projection = embed.pp("projection");
                 if s > NECK_STRIDE {
-                    PatchEmbed::Up(ConvTranspose2d::load(loader, &name, c, e, s / NECK_STRIDE))
+                    PatchEmbed::Up(ConvTranspose2d::load(projection, c, e, s / NECK_STRIDE))
                 } else {
                     let k = NECK_STRIDE / s;
-                    PatchEmbed::Down(Conv2d::load(loader, &name, c, e, k, k, 0, true))
+                    PatchEmbed::Down(Conv2d::load(projection, c, e, k, k, 0, true))
                 }
             })
             .collect();
-        let levels: Tensor<2> = loader.tensor(&format!("{prefix}.level_encoding.weight"), [4, e]);
+        let levels: Tensor<2> = p.tensor("level_encoding.weight", [4, e]);
         let level_encoding = (0..4).map(|i| levels.clone().slice([i..i + 1, 0..e]).reshape([1, 1, 1, e])).collect();
         Sam2ClipNeck {
             patch_embeds,
             level_encoding,
-            pos_embed: loader.tensor(&format!("{prefix}.pos_embed"), [1, g, g, e]),
-            layers: (0..cfg.num_hidden_layers)
-                .map(|i| VisionLayer::load(loader, &format!("{prefix}.layers.{i}"), cfg, i))
-                .collect(),
-            neck: VisionNeck::load(loader, &format!("{prefix}.neck"), cfg),
+            pos_embed: p.tensor("pos_embed", [1, g, g, e]),
+            layers: (0..cfg.num_hidden_layers).map(|i| VisionLayer::load(p.pp("layers").pp(i), cfg, i)).collect(),
+            neck: VisionNeck::load(p.pp("neck"), cfg),
         }
     }
 
@@ -96,16 +97,13 @@ pub struct Fpn {
 }
 
 impl Fpn {
-    pub fn load(loader: &mut WeightLoader, prefix: &str, channels: [usize; 4], out: usize) -> Self {
+    /// `lateral_convs.*.conv`, `fpn_convs.*.conv`.
+    pub fn load(mut p: Scope, channels: [usize; 4], out: usize) -> Self {
         Fpn {
             lateral: (0..4)
-                .map(|i| {
-                    Conv2d::load(loader, &format!("{prefix}.lateral_convs.{i}.conv"), channels[i], out, 1, 1, 0, true)
-                })
+                .map(|i| Conv2d::load(p.pp("lateral_convs").pp(i).pp("conv"), channels[i], out, 1, 1, 0, true))
                 .collect(),
-            output: (0..4)
-                .map(|i| Conv2d::load(loader, &format!("{prefix}.fpn_convs.{i}.conv"), out, out, 3, 1, 1, true))
-                .collect(),
+            output: (0..4).map(|i| Conv2d::load(p.pp("fpn_convs").pp(i).pp("conv"), out, out, 3, 1, 1, true)).collect(),
         }
     }
 

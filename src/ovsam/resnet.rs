@@ -9,7 +9,7 @@ use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 use crate::nn::Conv2d;
 
 /// `nn.BatchNorm2d` in eval mode: `(x - mean) / sqrt(var + eps) * weight + bias`, as
@@ -23,12 +23,13 @@ pub struct BatchNorm {
 impl BatchNorm {
     const EPS: f32 = 1e-5;
 
-    pub fn load(loader: &mut WeightLoader, prefix: &str, c: usize) -> Self {
-        let mut get = |name: &str| loader.host(&format!("{prefix}.{name}"), &[c]).unwrap_or_else(|| vec![0.0; c]);
+    /// `weight`, `bias`, `running_mean`, `running_var`, `[c]` each.
+    pub fn load(mut p: Scope, c: usize) -> Self {
+        let mut get = |name: &str| p.host(name, &[c]).unwrap_or_else(|| vec![0.0; c]);
         let (w, b, mean, var) = (get("weight"), get("bias"), get("running_mean"), get("running_var"));
         let scale: Vec<f32> = w.iter().zip(&var).map(|(w, v)| w / (v + Self::EPS).sqrt()).collect();
         let shift: Vec<f32> = b.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
-        let device = loader.device().clone();
+        let device = p.device().clone();
         let column = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, c, 1, 1]), &device);
         BatchNorm { scale: column(scale), shift: column(shift) }
     }
@@ -50,19 +51,11 @@ pub struct ConvNorm {
 }
 
 impl ConvNorm {
-    #[allow(clippy::too_many_arguments)]
-    fn load(
-        loader: &mut WeightLoader,
-        conv: &str,
-        norm: &str,
-        c_in: usize,
-        c_out: usize,
-        k: usize,
-        stride: usize,
-    ) -> Self {
+    /// The convolution and its norm, named `conv` and `norm` in the scope `p`.
+    fn load(p: &mut Scope, [conv, norm]: [&str; 2], c_in: usize, c_out: usize, k: usize, stride: usize) -> Self {
         ConvNorm {
-            conv: Conv2d::load(loader, conv, c_in, c_out, k, stride, k / 2, false),
-            norm: BatchNorm::load(loader, norm, c_out),
+            conv: Conv2d::load(p.pp(conv), c_in, c_out, k, stride, k / 2, false),
+            norm: BatchNorm::load(p.pp(norm), c_out),
         }
     }
 
@@ -82,14 +75,14 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
-    fn load(loader: &mut WeightLoader, prefix: &str, inplanes: usize, planes: usize, stride: usize) -> Self {
-        let p = |n: &str| format!("{prefix}.{n}");
+    /// `conv{1,2,3}` and `bn{1,2,3}`, and `downsample.{0,1}` where the shortcut is projected.
+    fn load(mut p: Scope, inplanes: usize, planes: usize, stride: usize) -> Self {
         let downsample = (stride > 1 || inplanes != planes * 4)
-            .then(|| ConvNorm::load(loader, &p("downsample.0"), &p("downsample.1"), inplanes, planes * 4, 1, 1));
+            .then(|| ConvNorm::load(&mut p.pp("downsample"), ["0", "1"], inplanes, planes * 4, 1, 1));
         Bottleneck {
-            a: ConvNorm::load(loader, &p("conv1"), &p("bn1"), inplanes, planes, 1, 1),
-            b: ConvNorm::load(loader, &p("conv2"), &p("bn2"), planes, planes, 3, 1),
-            c: ConvNorm::load(loader, &p("conv3"), &p("bn3"), planes, planes * 4, 1, 1),
+            a: ConvNorm::load(&mut p, ["conv1", "bn1"], inplanes, planes, 1, 1),
+            b: ConvNorm::load(&mut p, ["conv2", "bn2"], planes, planes, 3, 1),
+            c: ConvNorm::load(&mut p, ["conv3", "bn3"], planes, planes * 4, 1, 1),
             stride,
             downsample,
         }
@@ -117,23 +110,23 @@ pub struct ModifiedResNet {
 impl ModifiedResNet {
     /// `width`: the stem's output channels (the first stage is `4 * width` wide); `layers`:
     /// blocks per stage.
-    pub fn load(loader: &mut WeightLoader, prefix: &str, width: usize, layers: [usize; 4]) -> Self {
-        let p = |n: &str| format!("{prefix}.{n}");
+    /// The stem (`conv{1,2,3}`, `bn{1,2,3}`) and the stages `layer1` .. `layer4`.
+    pub fn load(mut p: Scope, width: usize, layers: [usize; 4]) -> Self {
         let half = width / 2;
         let stem = [
-            ConvNorm::load(loader, &p("conv1"), &p("bn1"), 3, half, 3, 2),
-            ConvNorm::load(loader, &p("conv2"), &p("bn2"), half, half, 3, 1),
-            ConvNorm::load(loader, &p("conv3"), &p("bn3"), half, width, 3, 1),
+            ConvNorm::load(&mut p, ["conv1", "bn1"], 3, half, 3, 2),
+            ConvNorm::load(&mut p, ["conv2", "bn2"], half, half, 3, 1),
+            ConvNorm::load(&mut p, ["conv3", "bn3"], half, width, 3, 1),
         ];
         let mut inplanes = width;
         let stages = (0..4)
             .map(|s| {
                 let planes = width << s;
+                let mut stage = p.pp(format!("layer{}", s + 1));
                 (0..layers[s])
                     .map(|j| {
                         let stride = if s > 0 && j == 0 { 2 } else { 1 };
-                        let block =
-                            Bottleneck::load(loader, &p(&format!("layer{}.{j}", s + 1)), inplanes, planes, stride);
+                        let block = Bottleneck::load(stage.pp(j), inplanes, planes, stride);
                         inplanes = planes * 4;
                         block
                     })

@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, relu};
 
 use super::config::SamMaskDecoderConfig;
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 use crate::nn::{Attention, ConvTranspose2d, LayerNorm, LayerNorm2d, Linear, Mlp};
 
 /// `SamFeedForward`: `proj_in`, then ReLU and a hidden layer `depth - 2` times, then
@@ -22,14 +22,13 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    fn load(loader: &mut WeightLoader, prefix: &str, dims: [usize; 3], depth: usize) -> Self {
+    /// `proj_in`, `layers.*`, `proj_out`.
+    fn load(mut p: Scope, dims: [usize; 3], depth: usize) -> Self {
         let [d_in, hidden, d_out] = dims;
         FeedForward {
-            proj_in: Linear::load(loader, &format!("{prefix}.proj_in"), d_in, hidden, true),
-            layers: (0..depth - 2)
-                .map(|i| Linear::load(loader, &format!("{prefix}.layers.{i}"), hidden, hidden, true))
-                .collect(),
-            proj_out: Linear::load(loader, &format!("{prefix}.proj_out"), hidden, d_out, true),
+            proj_in: Linear::load(p.pp("proj_in"), d_in, hidden, true),
+            layers: (0..depth - 2).map(|i| Linear::load(p.pp("layers").pp(i), hidden, hidden, true)).collect(),
+            proj_out: Linear::load(p.pp("proj_out"), hidden, d_out, true),
         }
     }
 
@@ -56,38 +55,19 @@ pub struct TwoWayBlock {
 }
 
 impl TwoWayBlock {
-    fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamMaskDecoderConfig, first: bool) -> Self {
+    fn load(mut p: Scope, cfg: &SamMaskDecoderConfig, first: bool) -> Self {
         let (d, heads, eps) = (cfg.hidden_size, cfg.num_attention_heads, cfg.layer_norm_eps);
         let inner = d / cfg.attention_downsample_rate;
-        let norm =
-            |loader: &mut WeightLoader, i: usize| LayerNorm::load(loader, &format!("{prefix}.layer_norm{i}"), d, eps);
+        let norm = |p: Scope| LayerNorm::load(p, d, eps);
         TwoWayBlock {
-            self_attn: Attention::load(loader, &format!("{prefix}.self_attn"), d, heads),
-            layer_norm1: norm(loader, 1),
-            cross_attn_token_to_image: Attention::load_narrow(
-                loader,
-                &format!("{prefix}.cross_attn_token_to_image"),
-                d,
-                inner,
-                heads,
-            ),
-            layer_norm2: norm(loader, 2),
-            mlp: Mlp::load_named(
-                loader,
-                &format!("{prefix}.mlp.lin1"),
-                &format!("{prefix}.mlp.lin2"),
-                [d, cfg.mlp_dim, d],
-                cfg.hidden_act,
-            ),
-            layer_norm3: norm(loader, 3),
-            layer_norm4: norm(loader, 4),
-            cross_attn_image_to_token: Attention::load_narrow(
-                loader,
-                &format!("{prefix}.cross_attn_image_to_token"),
-                d,
-                inner,
-                heads,
-            ),
+            self_attn: Attention::load(p.pp("self_attn"), d, heads),
+            layer_norm1: norm(p.pp("layer_norm1")),
+            cross_attn_token_to_image: Attention::load_narrow(p.pp("cross_attn_token_to_image"), d, inner, heads),
+            layer_norm2: norm(p.pp("layer_norm2")),
+            mlp: Mlp::load_named(p.pp("mlp"), "lin1", "lin2", [d, cfg.mlp_dim, d], cfg.hidden_act),
+            layer_norm3: norm(p.pp("layer_norm3")),
+            layer_norm4: norm(p.pp("layer_norm4")),
+            cross_attn_image_to_token: Attention::load_narrow(p.pp("cross_attn_image_to_token"), d, inner, heads),
             skip_first_layer_pe: first,
         }
     }
@@ -152,58 +132,42 @@ impl MaskDecoder {
     /// `SamLayerNorm`'s default epsilon, for the upscaling norm.
     const UPSCALE_EPS: f64 = 1e-6;
 
-    pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamMaskDecoderConfig) -> Self {
-        Self::load_with(loader, prefix, cfg, "iou_token", true)
+    pub fn load(p: Scope, cfg: &SamMaskDecoderConfig) -> Self {
+        Self::load_with(p, cfg, "iou_token", true)
     }
 
     /// Open-Vocabulary SAM's head: a `label_token` where SAM has its IoU token, and no IoU head.
-    pub fn load_labelled(loader: &mut WeightLoader, prefix: &str, cfg: &SamMaskDecoderConfig) -> Self {
-        Self::load_with(loader, prefix, cfg, "label_token", false)
+    pub fn load_labelled(p: Scope, cfg: &SamMaskDecoderConfig) -> Self {
+        Self::load_with(p, cfg, "label_token", false)
     }
 
-    fn load_with(loader: &mut WeightLoader, prefix: &str, cfg: &SamMaskDecoderConfig, first: &str, iou: bool) -> Self {
+    fn load_with(mut p: Scope, cfg: &SamMaskDecoderConfig, first: &str, iou: bool) -> Self {
         let d = cfg.hidden_size;
         let tokens = cfg.num_multimask_outputs + 1;
         let inner = d / cfg.attention_downsample_rate;
+        let iou_token = p.pp(first).tensor("weight", [1, d]);
+        let mask_tokens = p.tensor("mask_tokens.weight", [tokens, d]);
+        let mut transformer = p.pp("transformer");
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| TwoWayBlock::load(transformer.pp("layers").pp(i), cfg, i == 0))
+            .collect();
+        let final_attn_token_to_image =
+            Attention::load_narrow(transformer.pp("final_attn_token_to_image"), d, inner, cfg.num_attention_heads);
+        let layer_norm_final_attn = LayerNorm::load(transformer.pp("layer_norm_final_attn"), d, Self::FINAL_EPS);
         MaskDecoder {
-            iou_token: loader.tensor(&format!("{prefix}.{first}.weight"), [1, d]),
-            mask_tokens: loader.tensor(&format!("{prefix}.mask_tokens.weight"), [tokens, d]),
-            layers: (0..cfg.num_hidden_layers)
-                .map(|i| TwoWayBlock::load(loader, &format!("{prefix}.transformer.layers.{i}"), cfg, i == 0))
-                .collect(),
-            final_attn_token_to_image: Attention::load_narrow(
-                loader,
-                &format!("{prefix}.transformer.final_attn_token_to_image"),
-                d,
-                inner,
-                cfg.num_attention_heads,
-            ),
-            layer_norm_final_attn: LayerNorm::load(
-                loader,
-                &format!("{prefix}.transformer.layer_norm_final_attn"),
-                d,
-                Self::FINAL_EPS,
-            ),
-            upscale_conv1: ConvTranspose2d::load(loader, &format!("{prefix}.upscale_conv1"), d, d / 4, 2),
-            upscale_layer_norm: LayerNorm2d::load(
-                loader,
-                &format!("{prefix}.upscale_layer_norm"),
-                d / 4,
-                Self::UPSCALE_EPS,
-            ),
-            upscale_conv2: ConvTranspose2d::load(loader, &format!("{prefix}.upscale_conv2"), d / 4, d / 8, 2),
+            iou_token,
+            mask_tokens,
+            layers,
+            final_attn_token_to_image,
+            layer_norm_final_attn,
+            upscale_conv1: ConvTranspose2d::load(p.pp("upscale_conv1"), d, d / 4, 2),
+            upscale_layer_norm: LayerNorm2d::load(p.pp("upscale_layer_norm"), d / 4, Self::UPSCALE_EPS),
+            upscale_conv2: ConvTranspose2d::load(p.pp("upscale_conv2"), d / 4, d / 8, 2),
             output_hypernetworks_mlps: (0..tokens)
-                .map(|i| {
-                    FeedForward::load(loader, &format!("{prefix}.output_hypernetworks_mlps.{i}"), [d, d, d / 8], 3)
-                })
+                .map(|i| FeedForward::load(p.pp("output_hypernetworks_mlps").pp(i), [d, d, d / 8], 3))
                 .collect(),
             iou_prediction_head: iou.then(|| {
-                FeedForward::load(
-                    loader,
-                    &format!("{prefix}.iou_prediction_head"),
-                    [d, cfg.iou_head_hidden_dim, tokens],
-                    cfg.iou_head_depth,
-                )
+                FeedForward::load(p.pp("iou_prediction_head"), [d, cfg.iou_head_hidden_dim, tokens], cfg.iou_head_depth)
             }),
         }
     }

@@ -38,12 +38,11 @@ pub struct SamModel {
 impl SamModel {
     pub fn load(config: SamConfig, loader: &mut WeightLoader) -> Self {
         let v = &config.vision_config;
-        let shared_image_embedding =
-            PositionalEmbedding::load(loader, "shared_image_embedding.positional_embedding", v.num_pos_feats);
+        let shared_image_embedding = PositionalEmbedding::load(loader.pp("shared_image_embedding"), v.num_pos_feats);
         loader.tied("prompt_encoder.shared_embedding.positional_embedding");
-        let vision_encoder = SamVisionEncoder::load(loader, "vision_encoder", v);
-        let prompt_encoder = PromptEncoder::load(loader, "prompt_encoder", &config.prompt_encoder_config);
-        let mask_decoder = MaskDecoder::load(loader, "mask_decoder", &config.mask_decoder_config);
+        let vision_encoder = SamVisionEncoder::load(loader.pp("vision_encoder"), v);
+        let prompt_encoder = PromptEncoder::load(loader.pp("prompt_encoder"), &config.prompt_encoder_config);
+        let mask_decoder = MaskDecoder::load(loader.pp("mask_decoder"), &config.mask_decoder_config);
         let image_pe = shared_image_embedding.grid(prompt_encoder.embedding_size, loader.device());
         SamModel { config, shared_image_embedding, vision_encoder, prompt_encoder, mask_decoder, image_pe }
     }

@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::SamPromptEncoderConfig;
 use crate::error::{Error, Result};
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 use crate::nn::{Activation, Conv2d, LayerNorm2d, activate};
 
 /// `SamPositionalEmbedding`: `[sin(2π (2c - 1) G), cos(2π (2c - 1) G)]` for coordinates `c` in
@@ -24,8 +24,9 @@ pub struct PositionalEmbedding {
 }
 
 impl PositionalEmbedding {
-    pub fn load(loader: &mut WeightLoader, name: &str, feats: usize) -> Self {
-        let gaussian = loader.host(name, &[2, feats]).unwrap_or_else(|| vec![0.0; 2 * feats]);
+    /// `positional_embedding`, `[2, feats]`.
+    pub fn load(mut p: Scope, feats: usize) -> Self {
+        let gaussian = p.host("positional_embedding", &[2, feats]).unwrap_or_else(|| vec![0.0; 2 * feats]);
         PositionalEmbedding { gaussian, feats }
     }
 
@@ -87,14 +88,14 @@ pub struct MaskEmbedding {
 }
 
 impl MaskEmbedding {
-    fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamPromptEncoderConfig) -> Self {
+    fn load(mut p: Scope, cfg: &SamPromptEncoderConfig) -> Self {
         let (c, quarter, eps) = (cfg.mask_input_channels, cfg.mask_input_channels / 4, cfg.layer_norm_eps);
         MaskEmbedding {
-            conv1: Conv2d::load(loader, &format!("{prefix}.conv1"), 1, quarter, 2, 2, 0, true),
-            layer_norm1: LayerNorm2d::load(loader, &format!("{prefix}.layer_norm1"), quarter, eps),
-            conv2: Conv2d::load(loader, &format!("{prefix}.conv2"), quarter, c, 2, 2, 0, true),
-            layer_norm2: LayerNorm2d::load(loader, &format!("{prefix}.layer_norm2"), c, eps),
-            conv3: Conv2d::load(loader, &format!("{prefix}.conv3"), c, cfg.hidden_size, 1, 1, 0, true),
+            conv1: Conv2d::load(p.pp("conv1"), 1, quarter, 2, 2, 0, true),
+            layer_norm1: LayerNorm2d::load(p.pp("layer_norm1"), quarter, eps),
+            conv2: Conv2d::load(p.pp("conv2"), quarter, c, 2, 2, 0, true),
+            layer_norm2: LayerNorm2d::load(p.pp("layer_norm2"), c, eps),
+            conv3: Conv2d::load(p.pp("conv3"), c, cfg.hidden_size, 1, 1, 0, true),
             act: cfg.hidden_act,
         }
     }
@@ -121,17 +122,17 @@ pub struct PromptEncoder {
 }
 
 impl PromptEncoder {
-    pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamPromptEncoderConfig) -> Self {
+    /// `point_embed.*`, `not_a_point_embed`, `no_mask_embed`, `mask_embed.*`.
+    pub fn load(mut p: Scope, cfg: &SamPromptEncoderConfig) -> Self {
         let h = cfg.hidden_size;
-        let mut host =
-            |name: &str| loader.host(&format!("{prefix}.{name}.weight"), &[1, h]).unwrap_or_else(|| vec![0.0; h]);
-        let point_embed = (0..cfg.num_point_embeddings).map(|i| host(&format!("point_embed.{i}"))).collect();
-        let not_a_point_embed = host("not_a_point_embed");
+        let embedding = |mut p: Scope| p.host("weight", &[1, h]).unwrap_or_else(|| vec![0.0; h]);
+        let point_embed = (0..cfg.num_point_embeddings).map(|i| embedding(p.pp("point_embed").pp(i))).collect();
+        let not_a_point_embed = embedding(p.pp("not_a_point_embed"));
         PromptEncoder {
             point_embed,
             not_a_point_embed,
-            no_mask_embed: loader.tensor(&format!("{prefix}.no_mask_embed.weight"), [1, h]),
-            mask_embed: MaskEmbedding::load(loader, &format!("{prefix}.mask_embed"), cfg),
+            no_mask_embed: p.tensor("no_mask_embed.weight", [1, h]),
+            mask_embed: MaskEmbedding::load(p.pp("mask_embed"), cfg),
             hidden: h,
             input_size: cfg.image_size,
             embedding_size: cfg.embedding_size(),

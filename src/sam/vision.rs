@@ -14,7 +14,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::config::SamVisionConfig;
 use crate::error::Result;
-use crate::loader::WeightLoader;
+use crate::loader::Scope;
 use crate::nn::{Conv2d, LayerNorm, LayerNorm2d, Linear, Mlp, PatchEmbedding};
 
 /// Largest attention intermediate (scores, relative-position bias), in `f32` elements: 64 MiB,
@@ -50,17 +50,17 @@ pub struct VisionAttention {
 }
 
 impl VisionAttention {
-    fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig, side: usize) -> Self {
+    fn load(mut p: Scope, cfg: &SamVisionConfig, side: usize) -> Self {
         let d = cfg.hidden_size;
         let hd = d / cfg.num_attention_heads;
         let rel_pos = cfg.use_rel_pos.then(|| {
-            let h = loader.tensor(&format!("{prefix}.rel_pos_h"), [2 * side - 1, hd]);
-            let w = loader.tensor(&format!("{prefix}.rel_pos_w"), [2 * side - 1, hd]);
+            let h = p.tensor("rel_pos_h", [2 * side - 1, hd]);
+            let w = p.tensor("rel_pos_w", [2 * side - 1, hd]);
             (gather_relative(h, side), gather_relative(w, side))
         });
         VisionAttention {
-            qkv: Linear::load(loader, &format!("{prefix}.qkv"), d, 3 * d, cfg.qkv_bias),
-            proj: Linear::load(loader, &format!("{prefix}.proj"), d, d, true),
+            qkv: Linear::load(p.pp("qkv"), d, 3 * d, cfg.qkv_bias),
+            proj: Linear::load(p.pp("proj"), d, d, true),
             num_heads: cfg.num_attention_heads,
             rel_pos,
             budget: ATTENTION_BUDGET,
@@ -147,21 +147,16 @@ fn window_unpartition(windows: Tensor<4>, ws: usize, h: usize, w: usize) -> Tens
 }
 
 impl VisionLayer {
-    pub(crate) fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig, i: usize) -> Self {
+    /// `layer_norm1`, `attn`, `layer_norm2`, `mlp.lin1`, `mlp.lin2`.
+    pub(crate) fn load(mut p: Scope, cfg: &SamVisionConfig, i: usize) -> Self {
         let (d, eps) = (cfg.hidden_size, cfg.layer_norm_eps);
         let window_size = cfg.window_of(i);
         let side = if window_size > 0 { window_size } else { cfg.grid() };
         VisionLayer {
-            layer_norm1: LayerNorm::load(loader, &format!("{prefix}.layer_norm1"), d, eps),
-            attn: VisionAttention::load(loader, &format!("{prefix}.attn"), cfg, side),
-            layer_norm2: LayerNorm::load(loader, &format!("{prefix}.layer_norm2"), d, eps),
-            mlp: Mlp::load_named(
-                loader,
-                &format!("{prefix}.mlp.lin1"),
-                &format!("{prefix}.mlp.lin2"),
-                [d, cfg.mlp_dim(), d],
-                cfg.hidden_act,
-            ),
+            layer_norm1: LayerNorm::load(p.pp("layer_norm1"), d, eps),
+            attn: VisionAttention::load(p.pp("attn"), cfg, side),
+            layer_norm2: LayerNorm::load(p.pp("layer_norm2"), d, eps),
+            mlp: Mlp::load_named(p.pp("mlp"), "lin1", "lin2", [d, cfg.mlp_dim(), d], cfg.hidden_act),
             window_size,
         }
     }
@@ -193,13 +188,13 @@ impl VisionNeck {
     /// `SamLayerNorm`'s own epsilon (1e-6), not the config's.
     const EPS: f64 = 1e-6;
 
-    pub(crate) fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig) -> Self {
+    pub(crate) fn load(mut p: Scope, cfg: &SamVisionConfig) -> Self {
         let (d, c) = (cfg.hidden_size, cfg.output_channels);
         VisionNeck {
-            conv1: Conv2d::load(loader, &format!("{prefix}.conv1"), d, c, 1, 1, 0, false),
-            layer_norm1: LayerNorm2d::load(loader, &format!("{prefix}.layer_norm1"), c, Self::EPS),
-            conv2: Conv2d::load(loader, &format!("{prefix}.conv2"), c, c, 3, 1, 1, false),
-            layer_norm2: LayerNorm2d::load(loader, &format!("{prefix}.layer_norm2"), c, Self::EPS),
+            conv1: Conv2d::load(p.pp("conv1"), d, c, 1, 1, 0, false),
+            layer_norm1: LayerNorm2d::load(p.pp("layer_norm1"), c, Self::EPS),
+            conv2: Conv2d::load(p.pp("conv2"), c, c, 3, 1, 1, false),
+            layer_norm2: LayerNorm2d::load(p.pp("layer_norm2"), c, Self::EPS),
         }
     }
 
@@ -220,22 +215,20 @@ pub struct SamVisionEncoder {
 }
 
 impl SamVisionEncoder {
-    pub fn load(loader: &mut WeightLoader, prefix: &str, cfg: &SamVisionConfig) -> Self {
+    /// `patch_embed.projection`, `pos_embed`, `layers.*`, `neck.*`.
+    pub fn load(mut p: Scope, cfg: &SamVisionConfig) -> Self {
         let (d, g) = (cfg.hidden_size, cfg.grid());
         SamVisionEncoder {
             patch_embed: PatchEmbedding::load(
-                loader,
-                &format!("{prefix}.patch_embed.projection"),
+                p.pp("patch_embed.projection"),
                 d,
                 cfg.num_channels,
                 cfg.patch_size,
                 true,
             ),
-            pos_embed: cfg.use_abs_pos.then(|| loader.tensor(&format!("{prefix}.pos_embed"), [1, g, g, d])),
-            layers: (0..cfg.num_hidden_layers)
-                .map(|i| VisionLayer::load(loader, &format!("{prefix}.layers.{i}"), cfg, i))
-                .collect(),
-            neck: VisionNeck::load(loader, &format!("{prefix}.neck"), cfg),
+            pos_embed: cfg.use_abs_pos.then(|| p.tensor("pos_embed", [1, g, g, d])),
+            layers: (0..cfg.num_hidden_layers).map(|i| VisionLayer::load(p.pp("layers").pp(i), cfg, i)).collect(),
+            neck: VisionNeck::load(p.pp("neck"), cfg),
             image_size: cfg.image_size,
         }
     }

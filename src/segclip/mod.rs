@@ -22,7 +22,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::clip::{ClipConfig, ClipModel};
 use crate::error::{Error, Result};
-use crate::loader::WeightLoader;
+use crate::loader::{Scope, WeightLoader};
 use crate::network::{ImageEmbedding, Network, Tokens, field, read_config};
 use crate::nn::{Activation, Attention, LayerNorm, Linear, Mlp, activate, l2_normalize, one_hot_max};
 
@@ -82,13 +82,13 @@ pub struct CrossBlock {
 }
 
 impl CrossBlock {
-    fn load(loader: &mut WeightLoader, prefix: &str, d: usize, heads: usize) -> Self {
+    fn load(mut p: Scope, d: usize, heads: usize) -> Self {
         CrossBlock {
-            attn: Attention::load(loader, &format!("{prefix}.attn"), d, heads),
-            query_norm: LayerNorm::load(loader, &format!("{prefix}.query_norm"), d, EPS),
-            key_norm: LayerNorm::load(loader, &format!("{prefix}.key_norm"), d, EPS),
-            layer_norm2: LayerNorm::load(loader, &format!("{prefix}.layer_norm2"), d, EPS),
-            mlp: Mlp::load(loader, &format!("{prefix}.mlp"), d, 4 * d, d, Activation::QuickGelu),
+            attn: Attention::load(p.pp("attn"), d, heads),
+            query_norm: LayerNorm::load(p.pp("query_norm"), d, EPS),
+            key_norm: LayerNorm::load(p.pp("key_norm"), d, EPS),
+            layer_norm2: LayerNorm::load(p.pp("layer_norm2"), d, EPS),
+            mlp: Mlp::load(p.pp("mlp"), d, 4 * d, d, Activation::QuickGelu),
         }
     }
 
@@ -132,22 +132,22 @@ pub struct GroupingOutput {
 }
 
 impl SemanticGrouping {
-    fn load(loader: &mut WeightLoader, prefix: &str, config: &SegClipConfig) -> Self {
+    fn load(mut p: Scope, config: &SegClipConfig) -> Self {
         let v = &config.clip.vision_config;
         let (d, heads, g) = (v.hidden_size, v.num_attention_heads, config.num_group_tokens);
-        let norm = |l: &mut WeightLoader, name: &str| LayerNorm::load(l, &format!("{prefix}.{name}"), d, EPS);
+        let norm = |p: Scope| LayerNorm::load(p, d, EPS);
         SemanticGrouping {
-            centres: loader.tensor(&format!("{prefix}.centres"), [g, d]),
-            norm: norm(loader, "norm"),
+            centres: p.tensor("centres", [g, d]),
+            norm: norm(p.pp("norm")),
             cross: (0..config.num_cross_layers)
-                .map(|i| CrossBlock::load(loader, &format!("{prefix}.cross_attention.{i}"), d, heads))
+                .map(|i| CrossBlock::load(p.pp("cross_attention").pp(i), d, heads))
                 .collect(),
-            cross_norm: norm(loader, "cross_norm"),
-            key_proj: Linear::load(loader, &format!("{prefix}.key_proj"), d, d, false),
-            key_norm: norm(loader, "key_norm"),
-            value_proj: Linear::load(loader, &format!("{prefix}.value_proj"), d, d, false),
-            out_norm: norm(loader, "out_norm"),
-            out_mlp: Mlp::load(loader, &format!("{prefix}.out_mlp"), d, 4 * d, d, Activation::Gelu),
+            cross_norm: norm(p.pp("cross_norm")),
+            key_proj: Linear::load(p.pp("key_proj"), d, d, false),
+            key_norm: norm(p.pp("key_norm")),
+            value_proj: Linear::load(p.pp("value_proj"), d, d, false),
+            out_norm: norm(p.pp("out_norm")),
+            out_mlp: Mlp::load(p.pp("out_mlp"), d, 4 * d, d, Activation::Gelu),
         }
     }
 
@@ -199,7 +199,7 @@ pub struct SegClipModel {
 impl SegClipModel {
     pub fn load(config: SegClipConfig, loader: &mut WeightLoader) -> Self {
         let clip = ClipModel::load(config.clip.clone(), loader);
-        let grouping = SemanticGrouping::load(loader, "vision_model.grouping", &config);
+        let grouping = SemanticGrouping::load(loader.pp("vision_model.grouping"), &config);
         SegClipModel { config, clip, grouping }
     }
 

@@ -83,48 +83,36 @@ pub struct VitModel {
     pub layernorm: LayerNorm,
 }
 
-fn key(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
-}
-
 impl VitModel {
     /// The hub keys (`embeddings.*`, `encoder.layer.*`, `layernorm.*`) under `prefix` ("" for a
     /// `ViTModel` checkpoint itself). A pooler, when the file has one, is not read.
     pub fn load(loader: &mut WeightLoader, prefix: &str, config: VitConfig) -> Self {
+        let mut scope = loader.pp(prefix);
         let (d, p, eps) = (config.hidden_size, config.patch_size, config.layer_norm_eps);
         let grid = config.image_size / p;
         let rows = 1 + grid * grid;
-        let device = loader.device().clone();
+        let device = scope.device().clone();
         for pooler in ["pooler.dense.weight", "pooler.dense.bias"] {
-            loader.tied(&key(prefix, pooler));
+            scope.tied(pooler);
         }
-        let table = loader
-            .host(&key(prefix, "embeddings.position_embeddings"), &[1, rows, d])
-            .unwrap_or_else(|| vec![0.0; rows * d]);
+        let table = scope.host("embeddings.position_embeddings", &[1, rows, d]).unwrap_or_else(|| vec![0.0; rows * d]);
         let class_position = Tensor::from_data(TensorData::new(table[..d].to_vec(), [1, d]), &device);
-        let cls = loader.tensor(&key(prefix, "embeddings.cls_token"), [1, 1, d]).reshape([d]);
+        let cls = scope.tensor("embeddings.cls_token", [1, 1, d]).reshape([d]);
+        let mut encoder = scope.pp("encoder.layer");
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
-                let l = key(prefix, &format!("encoder.layer.{i}"));
-                let linear = |loader: &mut WeightLoader, name: &str, i: usize, o: usize, bias: bool| {
-                    Linear::load(loader, &format!("{l}.{name}"), i, o, bias)
-                };
-                EncoderLayer {
-                    layer_norm1: LayerNorm::load(loader, &format!("{l}.layernorm_before"), d, eps),
-                    self_attn: Attention {
-                        q_proj: linear(loader, "attention.attention.query", d, d, config.qkv_bias),
-                        k_proj: linear(loader, "attention.attention.key", d, d, config.qkv_bias),
-                        v_proj: linear(loader, "attention.attention.value", d, d, config.qkv_bias),
-                        out_proj: linear(loader, "attention.output.dense", d, d, true),
-                        num_heads: config.num_attention_heads,
-                    },
-                    layer_norm2: LayerNorm::load(loader, &format!("{l}.layernorm_after"), d, eps),
-                    mlp: Mlp {
-                        fc1: linear(loader, "intermediate.dense", d, config.intermediate_size, true),
-                        fc2: linear(loader, "output.dense", config.intermediate_size, d, true),
-                        act: config.hidden_act,
-                    },
-                }
+                let mut layer = encoder.pp(i);
+                let layer_norm1 = LayerNorm::load(layer.pp("layernorm_before"), d, eps);
+                let mut attention = layer.pp("attention");
+                let q_proj = Linear::load(attention.pp("attention.query"), d, d, config.qkv_bias);
+                let k_proj = Linear::load(attention.pp("attention.key"), d, d, config.qkv_bias);
+                let v_proj = Linear::load(attention.pp("attention.value"), d, d, config.qkv_bias);
+                let out_proj = Linear::load(attention.pp("output.dense"), d, d, true);
+                let self_attn = Attention::new(q_proj, k_proj, v_proj, out_proj, config.num_attention_heads);
+                let layer_norm2 = LayerNorm::load(layer.pp("layernorm_after"), d, eps);
+                let fc1 = Linear::load(layer.pp("intermediate.dense"), d, config.intermediate_size, true);
+                let fc2 = Linear::load(layer.pp("output.dense"), config.intermediate_size, d, true);
+                EncoderLayer::new(layer_norm1, self_attn, layer_norm2, Mlp::new(fc1, fc2, config.hidden_act))
             })
             .collect();
         VitModel {
@@ -132,15 +120,14 @@ impl VitModel {
             class_position,
             positions: PositionTable::new(table[d..].to_vec(), grid, d, &device),
             patch_embedding: PatchEmbedding::load(
-                loader,
-                &key(prefix, "embeddings.patch_embeddings.projection"),
+                scope.pp("embeddings.patch_embeddings.projection"),
                 d,
                 config.num_channels,
                 p,
                 true,
             ),
             layers,
-            layernorm: LayerNorm::load(loader, &key(prefix, "layernorm"), d, eps),
+            layernorm: LayerNorm::load(scope.pp("layernorm"), d, eps),
             config,
         }
     }

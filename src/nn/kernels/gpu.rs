@@ -87,12 +87,22 @@ pub trait BlockKernels: Backend {
     ) -> FloatTensor<Self>;
 
     /// Layer norm over rows of `width`.
-    fn layer_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
+    fn layer_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self>;
 
     /// Softmax of `scale * (q_i · k_j) (+ mask_ij)` over `j`, per head: `[outer * inner, m, n]`
     /// weights, `n` padded to whole vectors (with zero weights). `mask` `[m, n]` is read where
     /// `spec.residual` says there is one.
-    fn attention_weights(q: FloatTensor<Self>, k: FloatTensor<Self>, mask: FloatTensor<Self>, spec: ProductCall) -> FloatTensor<Self>;
+    fn attention_weights(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+        spec: ProductCall,
+    ) -> FloatTensor<Self>;
 }
 
 /// A [`Product`] with what its epilogue reads.
@@ -399,7 +409,8 @@ fn elem(dtype: DType) -> ElemType {
 impl BlockKernels for CubeBackend {
     fn product(a: CubeTensor, b: CubeTensor, bias: CubeTensor, residual: CubeTensor, call: ProductCall) -> CubeTensor {
         let p = call.product;
-        let (a, b, bias, residual) = (into_contiguous(a), into_contiguous(b), into_contiguous(bias), into_contiguous(residual));
+        let (a, b, bias, residual) =
+            (into_contiguous(a), into_contiguous(b), into_contiguous(bias), into_contiguous(residual));
         let n4 = p.n / LANES;
         let batches = p.outer * p.inner;
         let dtype = a.dtype;
@@ -491,7 +502,11 @@ impl BlockKernels for CubeBackend {
         sizes.extend(v(p.b));
         sizes.push(n4);
         let dim = CubeDim::new_2d(GROUP.0, GROUP.1);
-        let count = CubeCount::Static(n4.div_ceil(GROUP.0 as usize) as u32, p.m.div_ceil(ROWS * GROUP.1 as usize) as u32, batches as u32);
+        let count = CubeCount::Static(
+            n4.div_ceil(GROUP.0 as usize) as u32,
+            p.m.div_ceil(ROWS * GROUP.1 as usize) as u32,
+            batches as u32,
+        );
         unsafe {
             scores_kernel::launch_unchecked(
                 &q.client,
@@ -525,29 +540,39 @@ impl BlockKernels for CubeBackend {
     }
 }
 
-/// Whether the tensors on these devices (an op's input and its weights) are all on the GPU
-/// backend and none records its graph for training (a layer that trains may be fed inputs
-/// that do not): there the layers run on these kernels.
-pub fn runs_here(devices: &[&Device]) -> bool {
-    devices.iter().all(|d| matches!(d.as_dispatch(), burn::backend::DispatchDevice::Cube(_)) && !d.is_autodiff())
+/// Whether tensors on `device` are on the GPU backend and record no graph for training: there
+/// the layers run on these kernels (see `Kernel::on`).
+pub fn runs_here(device: &Device) -> bool {
+    matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_)) && !device.is_autodiff()
 }
 
-/// Whether `rows` rows of these widths suit the kernels: every width splits into whole vectors,
-/// and no dispatch needs more than the 65,535 workgroups a dimension WebGPU guarantees (the
-/// callers keep burn's ops otherwise).
-pub fn fits(rows: usize, widths: &[usize]) -> bool {
-    const MOST: usize = 65_535;
-    let groups = |count: usize, per: usize| count.div_ceil(per) <= MOST;
-    widths.iter().all(|w| *w > 0 && w % LANES == 0 && groups(w / LANES, COLS * GROUP.0 as usize))
-        && groups(rows, ROWS * GROUP.1 as usize)
-        && groups(rows, NORM_GROUP as usize)
+/// The most workgroups along one dimension of a dispatch that WebGPU guarantees.
+const MOST_GROUPS: usize = 65_535;
+
+/// Whether rows of these widths suit the kernels: every width splits into whole vectors, and
+/// no dispatch needs more workgroups along the columns than WebGPU guarantees. A layer's
+/// widths are known when it is built, so this is asked once, at load.
+pub fn widths_fit(widths: &[usize]) -> bool {
+    widths.iter().all(|w| *w > 0 && w % LANES == 0 && (w / LANES).div_ceil(COLS * GROUP.0 as usize) <= MOST_GROUPS)
+}
+
+/// Whether `rows` rows need no more workgroups along the rows than WebGPU guarantees: the one
+/// condition on the input (the callers keep burn's ops otherwise).
+pub fn rows_fit(rows: usize) -> bool {
+    rows.div_ceil(ROWS * GROUP.1 as usize) <= MOST_GROUPS && rows.div_ceil(NORM_GROUP as usize) <= MOST_GROUPS
 }
 
 type Dispatch = burn::backend::Dispatch;
 
 /// `quick_gelu?(x · weight + bias?) + residual?`: `x` `[rows, in]`, `weight` `[in, out]`,
 /// `bias` `[out]`, `residual` `[rows, out]`.
-pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>, residual: Option<Tensor<2>>, quick_gelu: bool) -> Tensor<2> {
+pub fn linear(
+    x: Tensor<2>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    residual: Option<Tensor<2>>,
+    quick_gelu: bool,
+) -> Tensor<2> {
     let ([rows, d_in], d_out) = (x.dims(), weight.dims()[1]);
     let product = Product {
         m: rows,
@@ -576,14 +601,26 @@ pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>, residual
 /// Layer norm over the last axis.
 pub fn layer_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, bias: Tensor<1>, eps: f64) -> Tensor<D> {
     let dims = x.dims();
-    let out = <Dispatch as BlockKernels>::layer_norm(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), eps as f32);
+    let out = <Dispatch as BlockKernels>::layer_norm(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        eps as f32,
+    );
     Tensor::<D>::from_dispatch(out).reshape(dims)
 }
 
 /// Multi-head attention of `[images * n, width]` queries, keys and values (heads side by side
 /// along the width), heads merged: `[images * n, width]`. `mask` `[n, n]` is added to every
 /// head's scores (0, or very negative where a key is hidden).
-pub fn attention(q: Tensor<2>, k: Tensor<2>, v: Tensor<2>, mask: Option<Tensor<2>>, images: usize, heads: usize) -> Tensor<2> {
+pub fn attention(
+    q: Tensor<2>,
+    k: Tensor<2>,
+    v: Tensor<2>,
+    mask: Option<Tensor<2>>,
+    images: usize,
+    heads: usize,
+) -> Tensor<2> {
     let [rows, width] = q.dims();
     let n = rows / images;
     let depth = width / heads;
@@ -618,7 +655,8 @@ pub fn attention(q: Tensor<2>, k: Tensor<2>, v: Tensor<2>, mask: Option<Tensor<2
     };
     let call = ProductCall { product: mix, bias: false, residual: false };
     let weights_again = weights.clone();
-    let out = <Dispatch as BlockKernels>::product(weights, v.into_dispatch(), weights_again.clone(), weights_again, call);
+    let out =
+        <Dispatch as BlockKernels>::product(weights, v.into_dispatch(), weights_again.clone(), weights_again, call);
     Tensor::<2>::from_dispatch(out).reshape([rows, width])
 }
 
@@ -679,7 +717,13 @@ mod tests {
                 if residual {
                     want = want.add(r.clone());
                 }
-                let got = super::linear(on(&x, &device), on(&w, &device), bias.then(|| on(&b, &device)), residual.then(|| on(&r, &device)), gelu);
+                let got = super::linear(
+                    on(&x, &device),
+                    on(&w, &device),
+                    bias.then(|| on(&b, &device)),
+                    residual.then(|| on(&r, &device)),
+                    gelu,
+                );
                 agree(got, want, &format!("linear {rows}x{d_in}x{d_out} bias {bias} residual {residual} gelu {gelu}"));
             }
         }
@@ -692,7 +736,11 @@ mod tests {
             let x = random([2, rows, width]).mul_scalar(3.0).add_scalar(1.0);
             let (w, b) = (random([width]), random([width]));
             let want = burn_layer_norm(x.clone(), w.clone(), Some(b.clone()), 1e-5);
-            agree(super::layer_norm(on(&x, &device), on(&w, &device), on(&b, &device), 1e-5), want, &format!("layer norm {rows}x{width}"));
+            agree(
+                super::layer_norm(on(&x, &device), on(&w, &device), on(&b, &device), 1e-5),
+                want,
+                &format!("layer norm {rows}x{width}"),
+            );
         }
     }
 
@@ -713,8 +761,12 @@ mod tests {
             let causal: Vec<f32> = (0..n * n).map(|i| if i % n > i / n { f32::MIN } else { 0.0 }).collect();
             let mask = Tensor::<2>::from_data(burn::tensor::TensorData::new(causal, [n, n]), &Device::flex());
             let scores = split(&q).matmul(split(&k).swap_dims(2, 3)).mul_scalar((depth as f32).powf(-0.5));
-            let want = softmax(scores.add(mask.clone().unsqueeze::<4>()), 3).matmul(split(&v)).swap_dims(1, 2).reshape([2 * n, width]);
-            let got = super::attention(on(&q, &device), on(&k, &device), on(&v, &device), Some(on(&mask, &device)), 2, heads);
+            let want = softmax(scores.add(mask.clone().unsqueeze::<4>()), 3)
+                .matmul(split(&v))
+                .swap_dims(1, 2)
+                .reshape([2 * n, width]);
+            let got =
+                super::attention(on(&q, &device), on(&k, &device), on(&v, &device), Some(on(&mask, &device)), 2, heads);
             agree(got, want, &format!("masked attention n {n} heads {heads} depth {depth}"));
         }
     }
@@ -730,12 +782,16 @@ mod tests {
                 let norm = name.contains("layer_norm") && name.ends_with(".weight");
                 values.iter_mut().for_each(|v| *v = if norm { 1.0 + 10.0 * *v } else { 10.0 * *v });
             };
-            EncoderLayer::load(&mut WeightLoader::random(device).with_packed_linear(false).with_hook(scale), "layer", dims)
+            EncoderLayer::load(
+                WeightLoader::random(device).with_packed_linear(false).with_hook(scale).pp("layer"),
+                dims,
+            )
         };
         let (cpu, gpu) = (load(&Device::flex()), load(&device));
         let x = random([2, 61, 64]);
         let want = cpu.forward(x.clone(), None).sub(x.clone());
-        let got = gpu.forward_gpu(&on(&x, &device), None).expect("the block runs on the GPU kernels").sub(on(&x, &device));
+        let got =
+            gpu.forward_gpu(&on(&x, &device), None).expect("the block runs on the GPU kernels").sub(on(&x, &device));
         agree(got, want, "block");
     }
 }

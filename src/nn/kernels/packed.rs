@@ -130,7 +130,16 @@ impl PackedWeight {
 /// `out[r][0..cols] += x[r][depth] . panel[depth]` for all `m` rows of `x` (rows `k` apart; `out`
 /// starts at the panel's first column, rows `n` apart), a tile of rows at a time.
 #[allow(clippy::too_many_arguments)]
-fn tiles(x: &[f32], k: usize, m: usize, depth: std::ops::Range<usize>, panel: &[f32], out: &mut [f32], n: usize, cols: usize) {
+fn tiles(
+    x: &[f32],
+    k: usize,
+    m: usize,
+    depth: std::ops::Range<usize>,
+    panel: &[f32],
+    out: &mut [f32],
+    n: usize,
+    cols: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     if crate::device::avx512() {
         // SAFETY: the processor has AVX-512 (checked); the kernel asserts its bounds.
@@ -142,7 +151,16 @@ fn tiles(x: &[f32], k: usize, m: usize, depth: std::ops::Range<usize>, panel: &[
 /// [`tiles`] on the build's baseline instructions: SIMD128 in the web build, scalar code that
 /// the compiler vectorises elsewhere.
 #[allow(clippy::too_many_arguments)]
-fn plain_tiles(x: &[f32], k: usize, m: usize, depth: std::ops::Range<usize>, panel: &[f32], out: &mut [f32], n: usize, cols: usize) {
+fn plain_tiles(
+    x: &[f32],
+    k: usize,
+    m: usize,
+    depth: std::ops::Range<usize>,
+    panel: &[f32],
+    out: &mut [f32],
+    n: usize,
+    cols: usize,
+) {
     let mut r = 0;
     while r + ROWS <= m {
         tile::<ROWS>(&x[r * k..], k, depth.clone(), panel, &mut out[r * n..], n, cols);
@@ -246,15 +264,20 @@ pub fn attention(
     let work_per_value = (2 * n_k * d).div_ceil(d_out) + d;
     for bi in 0..b {
         let (q, k, v) = (q.from(bi * n_q), k.from(bi * n_k), v.from(bi * n_k));
-        host::for_row_pieces(&mut out[bi * n_q * d_out..][..n_q * d_out], d_out, PARALLEL_WORK / work_per_value, |first, band| {
-            let rows = band.len() / d_out;
-            let mut mixed = vec![0f32; rows * d];
-            attend_band(q.from(first), k, v, [rows, n_k, d], heads, &mut mixed);
-            match out_proj {
-                Some(w) => w.product_into(&mixed, d, rows, band, d_out),
-                None => band.copy_from_slice(&mixed),
-            }
-        });
+        host::for_row_pieces(
+            &mut out[bi * n_q * d_out..][..n_q * d_out],
+            d_out,
+            PARALLEL_WORK / work_per_value,
+            |first, band| {
+                let rows = band.len() / d_out;
+                let mut mixed = vec![0f32; rows * d];
+                attend_band(q.from(first), k, v, [rows, n_k, d], heads, &mut mixed);
+                match out_proj {
+                    Some(w) => w.product_into(&mixed, d, rows, band, d_out),
+                    None => band.copy_from_slice(&mixed),
+                }
+            },
+        );
     }
     out
 }
@@ -328,9 +351,18 @@ impl Block<'_> {
         let inner = self.q.n;
         let hidden = self.fc1.n;
         assert!(
-            [self.q.k, self.k.k, self.v.k, self.fc1.k, self.out.n, self.fc2.n, self.norm1.weight.len(), self.norm2.weight.len()]
-                .iter()
-                .all(|&w| w == d)
+            [
+                self.q.k,
+                self.k.k,
+                self.v.k,
+                self.fc1.k,
+                self.out.n,
+                self.fc2.n,
+                self.norm1.weight.len(),
+                self.norm2.weight.len()
+            ]
+            .iter()
+            .all(|&w| w == d)
                 && self.k.n == inner
                 && self.v.n == inner
                 && self.out.k == inner
@@ -438,8 +470,9 @@ fn tile<const R: usize>(
     // SAFETY (every raw read): in bounds by the asserts; WebAssembly's loads need no alignment.
     if R == 4 {
         for kk in depth {
-            let (b0, b1) =
-                unsafe { (v128_load(pp.add(kk * PANEL) as *const v128), v128_load(pp.add(kk * PANEL + 4) as *const v128)) };
+            let (b0, b1) = unsafe {
+                (v128_load(pp.add(kk * PANEL) as *const v128), v128_load(pp.add(kk * PANEL + 4) as *const v128))
+            };
             let a = unsafe { v128_load32_splat(xp.add(kk) as *const u32) };
             c00 = madd(a, b0, c00);
             c01 = madd(a, b1, c01);
@@ -455,8 +488,9 @@ fn tile<const R: usize>(
         }
     } else {
         for kk in depth {
-            let (b0, b1) =
-                unsafe { (v128_load(pp.add(kk * PANEL) as *const v128), v128_load(pp.add(kk * PANEL + 4) as *const v128)) };
+            let (b0, b1) = unsafe {
+                (v128_load(pp.add(kk * PANEL) as *const v128), v128_load(pp.add(kk * PANEL + 4) as *const v128))
+            };
             let a = unsafe { v128_load32_splat(xp.add(kk) as *const u32) };
             c00 = madd(a, b0, c00);
             c01 = madd(a, b1, c01);
@@ -502,7 +536,16 @@ mod avx512 {
     /// The processor must have AVX-512F ([`crate::device::avx512`]).
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn tiles(x: &[f32], k: usize, m: usize, depth: Range<usize>, panel: &[f32], out: &mut [f32], n: usize, cols: usize) {
+    pub unsafe fn tiles(
+        x: &[f32],
+        k: usize,
+        m: usize,
+        depth: Range<usize>,
+        panel: &[f32],
+        out: &mut [f32],
+        n: usize,
+        cols: usize,
+    ) {
         if m == 0 || depth.is_empty() {
             return;
         }
@@ -533,7 +576,15 @@ mod avx512 {
     /// `out[r][0..cols] += x[r][depth] . panel[depth]` for `R` rows.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tile<const R: usize>(x: *const f32, k: usize, depth: Range<usize>, panel: *const f32, out: *mut f32, n: usize, cols: usize) {
+    unsafe fn tile<const R: usize>(
+        x: *const f32,
+        k: usize,
+        depth: Range<usize>,
+        panel: *const f32,
+        out: *mut f32,
+        n: usize,
+        cols: usize,
+    ) {
         const V: usize = PANEL / 16;
         const { assert!(V * 16 == PANEL) };
         let mut acc = [[_mm512_setzero_ps(); V]; R];
@@ -567,7 +618,9 @@ mod tests {
     /// into bands of queries where the build has threads.
     #[test]
     fn host_attention_matches_the_definition() {
-        for ([b, n_q, n_k], heads, hd) in [([2, 7, 5], 3, 4), ([1, 9, 13], 2, 10), ([1, 1, 1], 1, 1), ([2, 0, 3], 2, 2), ([2, 45, 300], 4, 16)] {
+        for ([b, n_q, n_k], heads, hd) in
+            [([2, 7, 5], 3, 4), ([1, 9, 13], 2, 10), ([1, 1, 1], 1, 1), ([2, 0, 3], 2, 2), ([2, 45, 300], 4, 16)]
+        {
             let d = heads * hd;
             let (q, k, v) = (values(b * n_q * d, 0.31), values(b * n_k * d, 0.53), values(b * n_k * d, 0.97));
             let [rq, rk, rv] = [&q, &k, &v].map(|values| Rows { values, stride: d });
@@ -577,7 +630,10 @@ mod tests {
                 let row = |m: &[f32], n: usize, j: usize| m[(bi * n + j) * d + h * hd..][..hd].to_vec();
                 let qi = row(&q, n_q, i);
                 let logits: Vec<f64> = (0..n_k)
-                    .map(|j| row(&k, n_k, j).iter().zip(&qi).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / (hd as f64).sqrt())
+                    .map(|j| {
+                        row(&k, n_k, j).iter().zip(&qi).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
                     .collect();
                 let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let weights: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
@@ -585,7 +641,10 @@ mod tests {
                 for c in 0..hd {
                     let want: f64 = (0..n_k).map(|j| weights[j] / total * row(&v, n_k, j)[c] as f64).sum();
                     let g = got[(bi * n_q + i) * d + h * hd + c] as f64;
-                    assert!((g - want).abs() <= 1e-5 * (1.0 + want.abs()), "b {bi} query {i} head {h} col {c}: {g} vs {want}");
+                    assert!(
+                        (g - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "b {bi} query {i} head {h} col {c}: {g} vs {want}"
+                    );
                 }
             }
         }
@@ -600,7 +659,14 @@ mod tests {
     #[test]
     fn packed_product_matches_the_plain_one() {
         let deep = 2 * DEPTH + 88;
-        for (m, k, n, bias) in [(7, deep, 19, true), (4, 8, 8, false), (1, 3, 1, true), (9, 257, 16, false), (2, 0, 3, true), (37, 300, 70, true)] {
+        for (m, k, n, bias) in [
+            (7, deep, 19, true),
+            (4, 8, 8, false),
+            (1, 3, 1, true),
+            (9, 257, 16, false),
+            (2, 0, 3, true),
+            (37, 300, 70, true),
+        ] {
             let w = values(n * k, 0.7); // [n, k]
             let x = values(m * k, 1.3);
             let b = bias.then(|| values(n, 2.9));
@@ -651,7 +717,9 @@ mod tests {
         let layers: Vec<PackedWeight> = [(70, true), (9, false), (33, true)]
             .iter()
             .enumerate()
-            .map(|(i, &(n, bias))| PackedWeight::from_out_in(&values(n * k, 0.3 + i as f32), n, k, bias.then(|| values(n, 1.7 + i as f32))))
+            .map(|(i, &(n, bias))| {
+                PackedWeight::from_out_in(&values(n * k, 0.3 + i as f32), n, k, bias.then(|| values(n, 1.7 + i as f32)))
+            })
             .collect();
         let x = values(m * k, 2.3);
         let got = side_by_side(&layers.iter().collect::<Vec<_>>(), &x, m);

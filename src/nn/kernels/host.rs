@@ -15,7 +15,7 @@ pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> 
 }
 
 /// `x * sigmoid(1.702 x) = x / (1 + e^(-1.702 x))` on every value.
-pub(super) fn quick_gelu_slice(values: &mut [f32]) {
+pub(in crate::nn) fn quick_gelu_slice(values: &mut [f32]) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     let values = simd128::quick_gelu(values);
     #[cfg(target_arch = "x86_64")]
@@ -194,7 +194,8 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// 1.5 * 2^23: adding it rounds to an integer, which then sits in the low mantissa bits.
 const ROUND: f32 = 12_582_912.0;
 /// Cephes' minimax coefficients for `(e^r - 1 - r) / r^2` on `[-ln2/2, ln2/2]`, highest first.
-const EXP_POLY: [f32; 6] = [1.987_569_2e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+const EXP_POLY: [f32; 6] =
+    [1.987_569_2e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
 
 /// The same kernels four lanes at a time in WebAssembly's SIMD128, step for step as the scalar
 /// code above. The unit tests below run natively, on the scalar code; this one is checked in the
