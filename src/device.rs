@@ -243,8 +243,3 @@ pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
         Err(Error::Device("this result is not ready without waiting: on WebGPU use the async call".into()))
     })
 }
-
-/// [`read`], driven to its end by [`block_on`] (native code, tests and training).
-pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
-    block_on(read(t))
-}

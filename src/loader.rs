@@ -55,6 +55,9 @@ fn pack_linear() -> bool {
     cfg!(all(target_arch = "wasm32", target_feature = "simd128")) || crate::device::avx512()
 }
 
+/// What [`WeightLoader::with_hook`] runs on each tensor after conversion.
+type Hook<'c> = Box<dyn FnMut(&str, &mut [f32]) + 'c>;
+
 pub struct WeightLoader<'c, 'a> {
     /// `None`: random weights (benchmarks only).
     checkpoint: Option<&'c Checkpoint<'a>>,
@@ -64,7 +67,7 @@ pub struct WeightLoader<'c, 'a> {
     problems: Vec<String>,
     architecture: String,
     /// Called on each tensor after conversion; tests use it to perturb one weight.
-    hook: Option<Box<dyn FnMut(&str, &mut [f32]) + 'c>>,
+    hook: Option<Hook<'c>>,
     /// The first pass of [`load`]: check the index, read nothing.
     checking: bool,
     /// Bytes uploaded to the device so far.

@@ -83,26 +83,46 @@ impl dyn Network {
     }
 }
 
-/// `model_type` of a `config.json` ("" when it has none), for choosing a loader before
-/// parsing the rest.
+/// A `config.json`, parsed once and handed to everything that reads it (the registries pick
+/// the engine by its `model_type`, the engine's network reads the rest).
+#[derive(Debug, Clone)]
+pub struct ConfigJson {
+    value: serde_json::Value,
+}
+
+impl ConfigJson {
+    pub fn parse(text: &str) -> Result<Self> {
+        let value =
+            serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
+        Ok(ConfigJson { value })
+    }
+
+    /// Its `model_type` ("" when it has none).
+    pub fn model_type(&self) -> &str {
+        self.value.get("model_type").and_then(|v| v.as_str()).unwrap_or("")
+    }
+
+    /// The JSON, refused with a message naming both when it is another architecture's.
+    pub fn expect(&self, model_type: &str, class: &str) -> Result<&serde_json::Value> {
+        let found = self.model_type();
+        if found != model_type {
+            let shown = if found.is_empty() { "none".to_string() } else { format!("'{found}'") };
+            return Err(Error::Config(format!(
+                "model_type is {shown}; this loader reads model_type '{model_type}' ({class}) checkpoints"
+            )));
+        }
+        Ok(&self.value)
+    }
+}
+
+/// `model_type` of a `config.json` text ("" when it has none).
 pub fn model_type(config_json: &str) -> Result<String> {
-    let value: serde_json::Value =
-        serde_json::from_str(config_json).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
-    Ok(value.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string())
+    Ok(ConfigJson::parse(config_json)?.model_type().to_string())
 }
 
 /// `config.json` as JSON, refusing other architectures with a message naming them.
 pub fn read_config(text: &str, model_type: &str, class: &str) -> Result<serde_json::Value> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
-    let found = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
-    if found != model_type {
-        let shown = if found.is_empty() { "none".to_string() } else { format!("'{found}'") };
-        return Err(Error::Config(format!(
-            "model_type is {shown}; this loader reads model_type '{model_type}' ({class}) checkpoints"
-        )));
-    }
-    Ok(value)
+    ConfigJson::parse(text)?.expect(model_type, class).cloned()
 }
 
 /// A tower's sub-config (`side` = `text` or `vision`) as transformers builds it: `{side}_config`,

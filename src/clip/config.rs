@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::network::{field, overlay, read_config, sub_config};
+use crate::network::{ConfigJson, field, overlay, sub_config};
 use crate::nn::{Activation, TowerDims};
 
 /// A text tower (`CLIPTextConfig`; GroupViT's text tower has the same fields).
@@ -110,7 +110,12 @@ pub struct ClipConfig {
 impl ClipConfig {
     /// Parse a HF `config.json`. Refuses other architectures with a message naming them.
     pub fn from_json(text: &str) -> Result<Self> {
-        Self::from_value(&read_config(text, "clip", "CLIPModel")?)
+        Self::from_config(&ConfigJson::parse(text)?)
+    }
+
+    /// [`Self::from_json`] over a `config.json` parsed once.
+    pub fn from_config(config: &ConfigJson) -> Result<Self> {
+        Self::from_value(config.expect("clip", "CLIPModel")?)
     }
 
     /// The towers and projection of a parsed `config.json` in `CLIPConfig`'s layout, whatever

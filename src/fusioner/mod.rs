@@ -31,7 +31,7 @@ pub use head::{FusionConfig, FusionHead, HeadOutput, ParamVisitor};
 use crate::clip::{ClipConfig, TextTransformer, VisionTransformer};
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
-use crate::network::{ImageEmbedding, Network, Tokens, field, read_config};
+use crate::network::{ConfigJson, ImageEmbedding, Network, Tokens, field};
 use crate::nn::{Linear, l2_normalize};
 use crate::preprocess::Preprocessor;
 use crate::vit::{VitConfig, VitModel};
@@ -77,7 +77,12 @@ struct Written {
 
 impl FusionerConfig {
     pub fn from_json(text: &str) -> Result<Self> {
-        let value = read_config(text, "fusioner", "Fusioner")?;
+        Self::from_config(&ConfigJson::parse(text)?)
+    }
+
+    /// [`Self::from_json`] over a `config.json` parsed once.
+    pub fn from_config(config: &ConfigJson) -> Result<Self> {
+        let value = config.expect("fusioner", "Fusioner")?;
         let clip_json = value
             .get("clip")
             .filter(|v| v.is_object())
@@ -89,13 +94,13 @@ impl FusionerConfig {
             None => None,
         };
         let native = vision.as_ref().map_or(clip.vision_config.image_size, |(v, _)| v.image_size);
-        let crop_size = field(&value, "crop_size", native)?;
+        let crop_size = field(value, "crop_size", native)?;
         let config = FusionerConfig {
             vision,
-            fusion: field(&value, "fusion_config", FusionConfig::default())?,
-            image_mean: field(&value, "image_mean", PASCAL_MEAN)?,
-            image_std: field(&value, "image_std", PASCAL_STD)?,
-            stride: field(&value, "stride", crop_size * 2 / 3)?,
+            fusion: field(value, "fusion_config", FusionConfig::default())?,
+            image_mean: field(value, "image_mean", PASCAL_MEAN)?,
+            image_std: field(value, "image_std", PASCAL_STD)?,
+            stride: field(value, "stride", crop_size * 2 / 3)?,
             crop_size,
             clip,
             clip_json,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clip::TextConfig;
 use crate::error::{Error, Result};
-use crate::network::{field, overlay, read_config, sub_config};
+use crate::network::{ConfigJson, field, overlay, sub_config};
 use crate::nn::{Activation, TowerDims};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,12 +91,17 @@ pub struct GroupVitConfig {
 impl GroupVitConfig {
     /// Parse a HF `config.json` with `model_type` `groupvit`.
     pub fn from_json(text: &str) -> Result<Self> {
-        let value = read_config(text, "groupvit", "GroupViTModel")?;
+        Self::from_config(&ConfigJson::parse(text)?)
+    }
+
+    /// [`Self::from_json`] over a `config.json` parsed once.
+    pub fn from_config(config: &ConfigJson) -> Result<Self> {
+        let value = config.expect("groupvit", "GroupViTModel")?;
         let config = GroupVitConfig {
-            text_config: overlay(&GROUPVIT_TEXT, &sub_config(&value, "text"), "text_config")?,
-            vision_config: overlay(&GroupVitVisionConfig::default(), &sub_config(&value, "vision"), "vision_config")?,
-            projection_dim: field(&value, "projection_dim", 256)?,
-            projection_intermediate_dim: field(&value, "projection_intermediate_dim", 4096)?,
+            text_config: overlay(&GROUPVIT_TEXT, &sub_config(value, "text"), "text_config")?,
+            vision_config: overlay(&GroupVitVisionConfig::default(), &sub_config(value, "vision"), "vision_config")?,
+            projection_dim: field(value, "projection_dim", 256)?,
+            projection_intermediate_dim: field(value, "projection_intermediate_dim", 4096)?,
         };
         config.validate()?;
         Ok(config)

@@ -157,10 +157,16 @@ pub fn one_hot_max<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
 #[cfg(all(test, feature = "cpu"))]
 fn assert_host_agrees<const D: usize>(got: Tensor<D>, want: Tensor<D>, what: &str) {
     assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let (got, want) = (crate::device::to_vec(got).unwrap(), crate::device::to_vec(want).unwrap());
+    let (got, want) = (crate::nn::host_read(got).unwrap(), crate::nn::host_read(want).unwrap());
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{what} element {i}: host {g}, backend {w}");
     }
+}
+
+/// A tensor's values on the host, for the layers' unit tests.
+#[cfg(test)]
+pub(crate) fn host_read<const D: usize>(t: Tensor<D>) -> crate::error::Result<Vec<f32>> {
+    crate::device::block_on(crate::device::read(t))
 }
 
 #[cfg(test)]
@@ -181,8 +187,8 @@ mod tests {
             ((128, 56), (224, 224)),
         ] {
             let x = Tensor::<4>::random([2, 3, from.0, from.1], Distribution::Uniform(-1.0, 1.0), &device);
-            let want = crate::device::to_vec(resize_bilinear(x.clone(), to.0, to.1)).unwrap();
-            let ours = crate::device::to_vec(resize_bilinear_trainable(x, to.0, to.1)).unwrap();
+            let want = crate::nn::host_read(resize_bilinear(x.clone(), to.0, to.1)).unwrap();
+            let ours = crate::nn::host_read(resize_bilinear_trainable(x, to.0, to.1)).unwrap();
             let worst = want.iter().zip(&ours).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             // Source coordinates and sums are rounded differently; a misplaced tap would be ~1e-1.
             assert!(worst < 1e-4, "{from:?} -> {to:?}: max difference {worst}");

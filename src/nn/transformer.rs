@@ -243,7 +243,7 @@ mod tests {
         let got = packed.forward(x.clone(), None).sub(x.clone());
         let want = plain.forward(x.clone(), None).sub(x);
         // Rounding grows with the values (up to ~30 here): the bound is relative to the largest.
-        let (got, want) = (crate::device::to_vec(got).unwrap(), crate::device::to_vec(want).unwrap());
+        let (got, want) = (crate::nn::host_read(got).unwrap(), crate::nn::host_read(want).unwrap());
         let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!((g - w).abs() <= 1e-5 * scale, "block element {i}: host {g}, backend {w} (largest {scale})");

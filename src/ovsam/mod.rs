@@ -25,7 +25,7 @@ use crate::clip::TextConfig;
 use crate::clip::text::TextTransformer;
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
-use crate::network::{field, overlay, read_config};
+use crate::network::{ConfigJson, field, overlay};
 use crate::nn::{Linear, l2_normalize};
 use crate::sam::config::{SamMaskDecoderConfig, SamPromptEncoderConfig, SamVisionConfig};
 use crate::sam::{MaskDecoder, Point, PositionalEmbedding, PromptEncoder, SamConfig};
@@ -80,7 +80,12 @@ pub const VILD_TEMPLATES: [&str; 14] = [
 impl OvSamConfig {
     /// Parse a `config.json` with `model_type` `ovsam`; absent keys take RN50x16's values.
     pub fn from_json(text: &str) -> Result<Self> {
-        let value = read_config(text, "ovsam", "OvSamModel")?;
+        Self::from_config(&ConfigJson::parse(text)?)
+    }
+
+    /// [`Self::from_json`] over a `config.json` parsed once.
+    pub fn from_config(config: &ConfigJson) -> Result<Self> {
+        let value = config.expect("ovsam", "OvSamModel")?;
         let neck_defaults = SamVisionConfig {
             hidden_size: 1280,
             num_hidden_layers: 5,
@@ -109,14 +114,14 @@ impl OvSamConfig {
                 "backbone_config",
             )?,
             sam,
-            fpn_channels: field(&value, "fpn_channels", 256)?,
-            class_dim: field(&value, "class_dim", 768)?,
-            logit_scale: field(&value, "logit_scale", 4.6052)?,
-            finest_scale: field(&value, "finest_scale", 56.0)?,
-            roi_size: field(&value, "roi_size", 7)?,
+            fpn_channels: field(value, "fpn_channels", 256)?,
+            class_dim: field(value, "class_dim", 768)?,
+            logit_scale: field(value, "logit_scale", 4.6052)?,
+            finest_scale: field(value, "finest_scale", 56.0)?,
+            roi_size: field(value, "roi_size", 7)?,
             text_config: overlay(&text_defaults, &sub("text_config"), "text_config")?,
-            templates: field(&value, "templates", VILD_TEMPLATES.iter().map(|t| t.to_string()).collect())?,
-            vocabulary: field(&value, "vocabulary", None)?,
+            templates: field(value, "templates", VILD_TEMPLATES.iter().map(|t| t.to_string()).collect())?,
+            vocabulary: field(value, "vocabulary", None)?,
         };
         config.validate()?;
         Ok(config)

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::network::{overlay, read_config, sub_config};
+use crate::network::{ConfigJson, overlay, sub_config};
 use crate::nn::Activation;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,17 +152,22 @@ pub struct SamConfig {
 impl SamConfig {
     /// Parse a HF `config.json` with `model_type` `sam`.
     pub fn from_json(text: &str) -> Result<Self> {
-        let value = read_config(text, "sam", "SamModel")?;
+        Self::from_config(&ConfigJson::parse(text)?)
+    }
+
+    /// [`Self::from_json`] over a `config.json` parsed once.
+    pub fn from_config(config: &ConfigJson) -> Result<Self> {
+        let value = config.expect("sam", "SamModel")?;
         let config = SamConfig {
-            vision_config: overlay(&SamVisionConfig::default(), &sub_config(&value, "vision"), "vision_config")?,
+            vision_config: overlay(&SamVisionConfig::default(), &sub_config(value, "vision"), "vision_config")?,
             prompt_encoder_config: overlay(
                 &SamPromptEncoderConfig::default(),
-                &sub_config(&value, "prompt_encoder"),
+                &sub_config(value, "prompt_encoder"),
                 "prompt_encoder_config",
             )?,
             mask_decoder_config: overlay(
                 &SamMaskDecoderConfig::default(),
-                &sub_config(&value, "mask_decoder"),
+                &sub_config(value, "mask_decoder"),
                 "mask_decoder_config",
             )?,
         };

@@ -23,7 +23,7 @@ use burn::tensor::{Device, Tensor};
 use crate::clip::{ClipConfig, ClipModel};
 use crate::error::{Error, Result};
 use crate::loader::{Scope, WeightLoader};
-use crate::network::{ImageEmbedding, Network, Tokens, field, read_config};
+use crate::network::{ConfigJson, ImageEmbedding, Network, Tokens, field};
 use crate::nn::{Activation, Attention, LayerNorm, Linear, Mlp, activate, l2_normalize, one_hot_max};
 
 /// The `config.json` of a converted SegCLIP checkpoint: CLIP's towers and the grouping.
@@ -40,12 +40,17 @@ pub struct SegClipConfig {
 
 impl SegClipConfig {
     pub fn from_json(text: &str) -> Result<Self> {
-        let value = read_config(text, "segclip", "SegCLIP")?;
+        Self::from_config(&ConfigJson::parse(text)?)
+    }
+
+    /// [`Self::from_json`] over a `config.json` parsed once.
+    pub fn from_config(config: &ConfigJson) -> Result<Self> {
+        let value = config.expect("segclip", "SegCLIP")?;
         let config = SegClipConfig {
-            clip: ClipConfig::from_value(&value)?,
-            first_stage_layers: field(&value, "first_stage_layers", 10)?,
-            num_group_tokens: field(&value, "num_group_tokens", 8)?,
-            num_cross_layers: field(&value, "num_cross_layers", 2)?,
+            clip: ClipConfig::from_value(value)?,
+            first_stage_layers: field(value, "first_stage_layers", 10)?,
+            num_group_tokens: field(value, "num_group_tokens", 8)?,
+            num_cross_layers: field(value, "num_cross_layers", 2)?,
         };
         let layers = config.clip.vision_config.num_hidden_layers;
         if config.first_stage_layers == 0 || config.first_stage_layers > layers {

@@ -14,7 +14,7 @@ use super::text::{ClassEmbeddings, Templates};
 use super::{BackgroundDataset, Settings};
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
-use crate::network::Network;
+use crate::network::{ConfigJson, Network};
 use crate::preprocess::{Preprocessor, RgbImage};
 
 /// What the steps every engine shares (text, label map, summaries) need to know of an
@@ -98,7 +98,7 @@ pub trait Engine: Sync + 'static {
     const READS_PREPROCESSOR: bool = true;
 
     /// Build the network from `config.json`, taking every tensor through `loader`.
-    fn load(config_json: &str, loader: &mut WeightLoader) -> Result<Self::Network>;
+    fn load(config: &ConfigJson, loader: &mut WeightLoader) -> Result<Self::Network>;
     /// The user's settings over the defaults, validated (settings that belong to other engines
     /// are refused before this is called).
     fn options(settings: &Settings) -> Result<Self::Options>;
@@ -180,7 +180,7 @@ pub trait AnyEngine: Sync {
     fn description(&self) -> &'static str;
     fn threshold_means(&self) -> &'static str;
     fn class(&self) -> &'static str;
-    fn load(&self, config_json: &str, loader: &mut WeightLoader) -> Result<Box<dyn Network>>;
+    fn load(&self, config: &ConfigJson, loader: &mut WeightLoader) -> Result<Box<dyn Network>>;
     fn presets(&self) -> Vec<PresetName>;
     /// The preset `name` built through `loader`, if this engine has it.
     fn load_preset(&self, name: &str, loader: &mut WeightLoader) -> Option<Result<Box<dyn Network>>>;
@@ -240,8 +240,8 @@ impl<E: Engine> AnyEngine for E {
         E::CLASS
     }
 
-    fn load(&self, config_json: &str, loader: &mut WeightLoader) -> Result<Box<dyn Network>> {
-        Ok(Box::new(E::load(config_json, loader)?))
+    fn load(&self, config: &ConfigJson, loader: &mut WeightLoader) -> Result<Box<dyn Network>> {
+        Ok(Box::new(E::load(config, loader)?))
     }
 
     fn presets(&self) -> Vec<PresetName> {

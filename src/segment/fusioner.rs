@@ -19,6 +19,7 @@ use super::{BackgroundDataset, Settings};
 use crate::error::{Error, Result};
 use crate::fusioner::{FusionerConfig, FusionerModel};
 use crate::loader::WeightLoader;
+use crate::network::ConfigJson;
 use crate::network::Network;
 use crate::preprocess::{Preprocessor, RgbImage, checked_short_side_size, normalize};
 
@@ -164,8 +165,8 @@ impl Engine for Fusioner {
     type Network = FusionerModel;
     type Options = Options;
 
-    fn load(config_json: &str, loader: &mut WeightLoader) -> Result<FusionerModel> {
-        Ok(FusionerModel::load(FusionerConfig::from_json(config_json)?, loader))
+    fn load(config: &ConfigJson, loader: &mut WeightLoader) -> Result<FusionerModel> {
+        Ok(FusionerModel::load(FusionerConfig::from_config(config)?, loader))
     }
 
     fn options(settings: &Settings) -> Result<Options> {

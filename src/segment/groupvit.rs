@@ -24,6 +24,7 @@ use super::{BackgroundDataset, Settings};
 use crate::error::{Error, Result};
 use crate::groupvit::{GroupVitConfig, GroupVitModel};
 use crate::loader::WeightLoader;
+use crate::network::ConfigJson;
 use crate::network::Network;
 use crate::nn::one_hot_max;
 use crate::preprocess::{Preprocessor, RgbImage};
@@ -120,8 +121,8 @@ impl Engine for GroupVit {
         build: |l| Ok(GroupVitModel::load(GroupVitConfig::gcc_yfcc(), l)),
     }];
 
-    fn load(config_json: &str, loader: &mut WeightLoader) -> Result<GroupVitModel> {
-        Ok(GroupVitModel::load(GroupVitConfig::from_json(config_json)?, loader))
+    fn load(config: &ConfigJson, loader: &mut WeightLoader) -> Result<GroupVitModel> {
+        Ok(GroupVitModel::load(GroupVitConfig::from_config(config)?, loader))
     }
 
     fn options(settings: &Settings) -> Result<Options> {

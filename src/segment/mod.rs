@@ -35,6 +35,7 @@ pub use text::{ClassEmbeddings, EmbeddingCache, Templates, TextEncoder};
 
 use crate::error::{Error, Result};
 use crate::labels::Label;
+use crate::network::ConfigJson;
 use crate::preprocess::RgbImage;
 
 /// Every engine, matched against a checkpoint's `model_type` in this order. Adding an engine:
@@ -50,14 +51,19 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// The kind of a `config.json`, or an error naming every `model_type` either registry
+    /// The kind of a `config.json` text, or an error naming every `model_type` either registry
     /// reads.
     pub fn of_config(config_json: &str) -> Result<Kind> {
-        let found = crate::network::model_type(config_json)?;
+        Self::of(&ConfigJson::parse(config_json)?)
+    }
+
+    /// [`Kind::of_config`] for a `config.json` parsed once.
+    pub fn of(config: &ConfigJson) -> Result<Kind> {
+        let found = config.model_type();
         if let Some(engine) = ENGINES.iter().copied().find(|e| e.model_type() == found) {
             return Ok(Kind::Words(engine));
         }
-        point::prompt_engine(&found).map(Kind::Prompts).ok_or_else(|| Error::Config(wrong_kind_for_words(&found)))
+        point::prompt_engine(found).map(Kind::Prompts).ok_or_else(|| Error::Config(wrong_kind_for_words(found)))
     }
 
     /// `"words"` or `"prompts"`, as the page's worker reports it.
@@ -109,9 +115,10 @@ impl Loaded {
         preprocessor_json: Option<&str>,
         device: &burn::tensor::Device,
     ) -> Result<Loaded> {
-        Kind::of_config(config_json)?;
+        let config = ConfigJson::parse(config_json)?;
+        Kind::of(&config)?;
         let checkpoint = crate::checkpoint::Checkpoint::from_bytes(weights, weights_name)?;
-        Self::from_checkpoint(config_json, &checkpoint, preprocessor_json, device)
+        Self::from_config(&config, &checkpoint, preprocessor_json, device)
     }
 
     /// The preset `name` (see [`presets`]) with random weights, for timing.
@@ -131,23 +138,27 @@ impl Loaded {
         Err(Error::invalid(format!("no preset is named {name}; the presets are {}", names.join(", "))))
     }
 
-    /// Load whatever `config.json` describes.
+    /// Load whatever `config.json` describes (parsed once, here).
     pub fn from_checkpoint(
         config_json: &str,
         checkpoint: &crate::checkpoint::Checkpoint<'_>,
         preprocessor_json: Option<&str>,
         device: &burn::tensor::Device,
     ) -> Result<Loaded> {
-        Ok(match Kind::of_config(config_json)? {
-            Kind::Words(_) => {
-                Loaded::Words(Model::from_checkpoint(config_json, checkpoint, preprocessor_json, device)?)
+        Self::from_config(&ConfigJson::parse(config_json)?, checkpoint, preprocessor_json, device)
+    }
+
+    fn from_config(
+        config: &ConfigJson,
+        checkpoint: &crate::checkpoint::Checkpoint<'_>,
+        preprocessor_json: Option<&str>,
+        device: &burn::tensor::Device,
+    ) -> Result<Loaded> {
+        Ok(match Kind::of(config)? {
+            Kind::Words(_) => Loaded::Words(Model::from_config(config, checkpoint, preprocessor_json, device)?),
+            Kind::Prompts(_) => {
+                Loaded::Prompts(point::PromptModel::from_config(config, checkpoint, preprocessor_json, device)?)
             }
-            Kind::Prompts(_) => Loaded::Prompts(point::PromptModel::from_checkpoint(
-                config_json,
-                checkpoint,
-                preprocessor_json,
-                device,
-            )?),
         })
     }
 }

@@ -13,7 +13,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::labels::Label;
 use crate::loader;
-use crate::network::{ImageEmbedding, Network, model_type};
+use crate::network::{ConfigJson, ImageEmbedding, Network};
 use crate::preprocess::{Preprocessor, RgbImage};
 use crate::tokenizer::Tokenizer;
 
@@ -52,9 +52,10 @@ impl Model {
         preprocessor_json: Option<&str>,
         device: &Device,
     ) -> Result<Self> {
+        let config = ConfigJson::parse(config_json)?;
         // The architecture is checked before the weights are parsed.
-        Self::engine_of_config(config_json)?;
-        Self::from_checkpoint(config_json, &Checkpoint::from_bytes(weights, weights_name)?, preprocessor_json, device)
+        Self::engine_of(&config)?;
+        Self::from_config(&config, &Checkpoint::from_bytes(weights, weights_name)?, preprocessor_json, device)
     }
 
     /// [`Model::from_bytes`] over an opened checkpoint (one whose bytes stay outside memory, in
@@ -65,19 +66,30 @@ impl Model {
         preprocessor_json: Option<&str>,
         device: &Device,
     ) -> Result<Self> {
-        let engine = Self::engine_of_config(config_json)?;
-        let network = loader::load(checkpoint, device, engine.class(), |l| engine.load(config_json, l))?;
+        Self::from_config(&ConfigJson::parse(config_json)?, checkpoint, preprocessor_json, device)
+    }
+
+    /// [`Model::from_checkpoint`] with its `config.json` parsed once (by whoever asked what it
+    /// is for).
+    pub fn from_config(
+        config: &ConfigJson,
+        checkpoint: &Checkpoint<'_>,
+        preprocessor_json: Option<&str>,
+        device: &Device,
+    ) -> Result<Self> {
+        let engine = Self::engine_of(config)?;
+        let network = loader::load(checkpoint, device, engine.class(), |l| engine.load(config, l))?;
         Self::with_engine(network, engine, preprocessor_json)
     }
 
     /// The engine of a `config.json`'s `model_type`, or an error naming the known ones.
-    fn engine_of_config(config_json: &str) -> Result<&'static dyn AnyEngine> {
-        let kind = model_type(config_json)?;
+    fn engine_of(config: &ConfigJson) -> Result<&'static dyn AnyEngine> {
+        let kind = config.model_type();
         ENGINES
             .iter()
             .copied()
             .find(|e| e.model_type() == kind)
-            .ok_or_else(|| Error::Config(super::wrong_kind_for_words(&kind)))
+            .ok_or_else(|| Error::Config(super::wrong_kind_for_words(kind)))
     }
 
     /// A model around a network built elsewhere (random weights for benchmarks, a perturbed

@@ -20,6 +20,7 @@ use super::text::ClassEmbeddings;
 use super::{BackgroundDataset, Settings};
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
+use crate::network::ConfigJson;
 use crate::network::Network;
 use crate::nn::{one_hot_max, resize_bilinear};
 use crate::preprocess::{Preprocessor, RgbImage};
@@ -103,8 +104,8 @@ impl Engine for SegClip {
         build: |l| Ok(SegClipModel::load(SegClipConfig::release(), l)),
     }];
 
-    fn load(config_json: &str, loader: &mut WeightLoader) -> Result<SegClipModel> {
-        Ok(SegClipModel::load(SegClipConfig::from_json(config_json)?, loader))
+    fn load(config: &ConfigJson, loader: &mut WeightLoader) -> Result<SegClipModel> {
+        Ok(SegClipModel::load(SegClipConfig::from_config(config)?, loader))
     }
 
     fn options(settings: &Settings) -> Result<Options> {

@@ -202,7 +202,7 @@ impl FeatureCache {
             let (tokens, grid) = model.image_tokens(pixels)?;
             let [_, n, p] = tokens.dims();
             shape = Some((grid, p));
-            let values = crate::device::to_vec(tokens)?;
+            let values = super::host(tokens)?;
             for (i, label) in pending.drain(..).enumerate() {
                 let bytes: Vec<u8> =
                     values[i * n * p..(i + 1) * n * p].iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect();

@@ -124,7 +124,7 @@ pub fn train_step(
         let out = head.forward(batch.visual.clone(), batch.grid, batch.text.clone(), crop);
         let loss = task_losses(out.logits, batch.target.clone(), batch.valid.clone()).div_scalar(tasks as f32);
         let grads = loss.backward();
-        total += crate::device::to_vec(loss.without_autodiff())?[0];
+        total += host(loss.without_autodiff())?[0];
         head.visit(&mut optim::Collect { grads: &grads, sums: &mut sums });
     }
     head.visit(&mut optim::Untrack);
@@ -269,6 +269,11 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 pub fn class_embeddings(model: &FusionerModel, names: &[String]) -> Result<Tensor<2>> {
     let words: Vec<&str> = names.iter().map(String::as_str).collect();
     name_embeddings(model, &Tokenizer::new(), &words, &FUSIONER_32)
+}
+
+/// A tensor's values on the host: training is native and waits for each result.
+fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    crate::device::block_on(crate::device::read(t))
 }
 
 /// What `fit` refuses before any work.

@@ -116,8 +116,8 @@ impl Optimizer {
         let mut out = vec![("step".to_string(), vec![1], vec![self.step as f32])];
         for (name, (m, v)) in &self.moments {
             let n = m.dims()[0];
-            out.push((format!("m.{name}"), vec![n], crate::device::to_vec(m.clone())?));
-            out.push((format!("v.{name}"), vec![n], crate::device::to_vec(v.clone())?));
+            out.push((format!("m.{name}"), vec![n], super::host(m.clone())?));
+            out.push((format!("v.{name}"), vec![n], super::host(v.clone())?));
         }
         Ok(out)
     }
@@ -228,7 +228,7 @@ pub struct Weights(pub Vec<(String, Vec<usize>, Vec<f32>)>, pub Option<Error>);
 
 impl ParamVisitor for Weights {
     fn visit<const D: usize>(&mut self, name: &str, tensor: &mut Tensor<D>) {
-        match crate::device::to_vec(tensor.clone().without_autodiff()) {
+        match super::host(tensor.clone().without_autodiff()) {
             Ok(values) => self.0.push((name.to_string(), tensor.dims().to_vec(), values)),
             Err(e) => self.1 = Some(e),
         }

@@ -150,6 +150,11 @@ impl fmt::Display for Cli {
     }
 }
 
+/// A tensor's values on the host (the core's one read-back, driven to its end here).
+pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> wordmask::Result<Vec<f32>> {
+    wordmask::block_on(wordmask::device::read(t))
+}
+
 /// A JSON array of numbers.
 pub fn floats(v: &serde_json::Value) -> Vec<f32> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()

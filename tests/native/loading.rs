@@ -147,7 +147,7 @@ fn the_bin_and_safetensors_loaders_agree_on_the_same_weights() {
     let texts = ["red", "a photo of a blue car."];
     let embed = |weights: &[u8]| {
         let model = try_load(&colours, weights).unwrap();
-        wordmask::device::to_vec(model.embed_texts(&texts).unwrap()).unwrap()
+        common::to_vec(model.embed_texts(&texts).unwrap()).unwrap()
     };
     assert_eq!(embed(&st), embed(&bin));
     // The .bin fixtures carry the position_ids buffers of older hub files: ignored, not unexpected.

@@ -5,11 +5,10 @@ use crate::common;
 
 use burn::tensor::{Tensor, TensorData};
 use common::{
-    EMBED_TOL, HIDDEN_REL_TOL, IMAGES, MODELS, Reference, all_close, backends, load_model, read, weights_file,
+    EMBED_TOL, HIDDEN_REL_TOL, IMAGES, MODELS, Reference, all_close, backends, load_model, read, to_vec, weights_file,
 };
 use wordmask::checkpoint::Checkpoint;
 use wordmask::clip::ClipModel;
-use wordmask::device::to_vec;
 use wordmask::loader::WeightLoader;
 use wordmask::network::Network;
 use wordmask::segment::Model;

@@ -4,9 +4,8 @@
 
 use crate::common;
 
-use common::{EMBED_TOL, Reference, all_close, backends, fixtures, image, load_model, read};
+use common::{EMBED_TOL, Reference, all_close, backends, fixtures, image, load_model, read, to_vec};
 use wordmask::clip::ClipModel;
-use wordmask::device::to_vec;
 use wordmask::segment::dense::{Dense, Method, Options, Pamr, Refine};
 use wordmask::segment::slide::Windows;
 use wordmask::segment::{ClassEmbeddings, EmbeddingCache, Engine, Model, Templates};

@@ -12,8 +12,7 @@ use crate::common;
 use std::collections::BTreeMap;
 
 use burn::tensor::{Tensor, TensorData};
-use common::{Reference, all_close, backends, fixtures, load_model};
-use wordmask::device::to_vec;
+use common::{Reference, all_close, backends, fixtures, load_model, to_vec};
 use wordmask::fusioner::FusionerModel;
 use wordmask::labels;
 use wordmask::preprocess::{RgbImage, normalize};

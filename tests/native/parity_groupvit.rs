@@ -5,8 +5,7 @@
 use crate::common;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{EMBED_TOL, Reference, all_close, backends, fixtures, image, load_model};
-use wordmask::device::to_vec;
+use common::{EMBED_TOL, Reference, all_close, backends, fixtures, image, load_model, to_vec};
 use wordmask::groupvit::GroupVitModel;
 use wordmask::labels;
 use wordmask::network::Network;

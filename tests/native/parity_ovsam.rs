@@ -11,8 +11,7 @@
 use crate::common;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{Reference, all_close, backends, fixtures, read};
-use wordmask::device::to_vec;
+use common::{Reference, all_close, backends, fixtures, read, to_vec};
 use wordmask::labels;
 use wordmask::ovsam::{OvSamModel, class_probabilities};
 use wordmask::preprocess::RgbImage;

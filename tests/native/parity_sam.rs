@@ -8,9 +8,8 @@
 use crate::common;
 
 use burn::tensor::{Device, Tensor};
-use common::{Reference, all_close, backends, fixtures, image, read, weights_file};
+use common::{Reference, all_close, backends, fixtures, image, read, to_vec, weights_file};
 use wordmask::checkpoint::Checkpoint;
-use wordmask::device::to_vec;
 use wordmask::loader::WeightLoader;
 use wordmask::sam::{Point, SamConfig, SamModel, SamProcessor};
 

@@ -7,8 +7,7 @@
 use crate::common;
 
 use burn::tensor::{Tensor, TensorData};
-use common::{EMBED_TOL, Reference, all_close, backends, fixtures, read};
-use wordmask::device::to_vec;
+use common::{EMBED_TOL, Reference, all_close, backends, fixtures, read, to_vec};
 use wordmask::labels;
 use wordmask::network::Network;
 use wordmask::preprocess::{Preprocessor, RgbImage};

@@ -25,6 +25,7 @@ use super::{BackgroundDataset, Settings, name_of};
 use crate::clip::{ClipConfig, ClipModel};
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
+use crate::network::ConfigJson;
 use crate::network::Network;
 use crate::nn::{l2_normalize, resize_bilinear};
 use crate::preprocess::{Preprocessor, RgbImage};
@@ -153,8 +154,8 @@ impl Engine for Dense {
         },
     ];
 
-    fn load(config_json: &str, loader: &mut WeightLoader) -> Result<ClipModel> {
-        Ok(ClipModel::load(ClipConfig::from_json(config_json)?, loader))
+    fn load(config: &ConfigJson, loader: &mut WeightLoader) -> Result<ClipModel> {
+        Ok(ClipModel::load(ClipConfig::from_config(config)?, loader))
     }
 
     fn options(settings: &Settings) -> Result<Options> {

@@ -28,6 +28,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::labels::Label;
 use crate::loader::{self, WeightLoader};
+use crate::network::ConfigJson;
 use crate::preprocess::RgbImage;
 use crate::sam::{Point, SamProcessor};
 use crate::tokenizer::Tokenizer;
@@ -137,7 +138,7 @@ pub trait PromptEngine: Sync + 'static {
     /// Hub checkpoints' architectures, for timing with random weights.
     const PRESETS: &'static [Preset<Self::Network>] = &[];
 
-    fn load(config_json: &str, loader: &mut WeightLoader) -> Result<Self::Network>;
+    fn load(config: &ConfigJson, loader: &mut WeightLoader) -> Result<Self::Network>;
     fn device(network: &Self::Network) -> Device;
     fn input_size(network: &Self::Network) -> usize;
     /// The heavy pass on padded pixels `[1, 3, S, S]`.
@@ -190,7 +191,7 @@ pub trait AnyPromptEngine: Sync {
     fn class(&self) -> &'static str;
     fn names_masks(&self) -> bool;
     fn floor_resize(&self) -> bool;
-    fn load(&self, config_json: &str, loader: &mut WeightLoader) -> Result<Box<dyn Any + Send + Sync>>;
+    fn load(&self, config: &ConfigJson, loader: &mut WeightLoader) -> Result<Box<dyn Any + Send + Sync>>;
     fn presets(&self) -> Vec<PresetName>;
     /// The preset `name` built through `loader`, if this engine has it.
     fn load_preset(&self, name: &str, loader: &mut WeightLoader) -> Option<Result<Box<dyn Any + Send + Sync>>>;
@@ -255,8 +256,8 @@ impl<E: PromptEngine> AnyPromptEngine for E {
         E::FLOOR_RESIZE
     }
 
-    fn load(&self, config_json: &str, loader: &mut WeightLoader) -> Result<Box<dyn Any + Send + Sync>> {
-        Ok(Box::new(E::load(config_json, loader)?))
+    fn load(&self, config: &ConfigJson, loader: &mut WeightLoader) -> Result<Box<dyn Any + Send + Sync>> {
+        Ok(Box::new(E::load(config, loader)?))
     }
 
     fn presets(&self) -> Vec<PresetName> {
@@ -421,9 +422,10 @@ impl PromptModel {
         preprocessor_json: Option<&str>,
         device: &Device,
     ) -> Result<Self> {
+        let config = ConfigJson::parse(config_json)?;
         // The architecture is checked before the weights are parsed.
-        Self::engine_of_config(config_json)?;
-        Self::from_checkpoint(config_json, &Checkpoint::from_bytes(weights, weights_name)?, preprocessor_json, device)
+        Self::engine_of(&config)?;
+        Self::from_config(&config, &Checkpoint::from_bytes(weights, weights_name)?, preprocessor_json, device)
     }
 
     /// [`PromptModel::from_bytes`] over an opened checkpoint (one whose bytes stay in the page).
@@ -433,8 +435,18 @@ impl PromptModel {
         preprocessor_json: Option<&str>,
         device: &Device,
     ) -> Result<Self> {
-        let engine = Self::engine_of_config(config_json)?;
-        let network = loader::load(checkpoint, device, engine.class(), |l| engine.load(config_json, l))?;
+        Self::from_config(&ConfigJson::parse(config_json)?, checkpoint, preprocessor_json, device)
+    }
+
+    /// [`PromptModel::from_checkpoint`] with its `config.json` parsed once.
+    pub fn from_config(
+        config: &ConfigJson,
+        checkpoint: &Checkpoint<'_>,
+        preprocessor_json: Option<&str>,
+        device: &Device,
+    ) -> Result<Self> {
+        let engine = Self::engine_of(config)?;
+        let network = loader::load(checkpoint, device, engine.class(), |l| engine.load(config, l))?;
         let mut model = PromptModel::new(engine, network)?;
         if let Some(text) = preprocessor_json {
             model.processor = SamProcessor::from_json(text, model.input_size)?;
@@ -443,9 +455,9 @@ impl PromptModel {
         Ok(model)
     }
 
-    fn engine_of_config(config_json: &str) -> Result<&'static dyn AnyPromptEngine> {
-        let kind = crate::network::model_type(config_json)?;
-        prompt_engine(&kind).ok_or_else(|| Error::Config(super::wrong_kind_for_prompts(&kind)))
+    fn engine_of(config: &ConfigJson) -> Result<&'static dyn AnyPromptEngine> {
+        let kind = config.model_type();
+        prompt_engine(kind).ok_or_else(|| Error::Config(super::wrong_kind_for_prompts(kind)))
     }
 
     /// The engine's name ("sam", "ovsam").

@@ -9,6 +9,7 @@ use super::super::engine::Preset;
 use super::{Decoded, PromptEngine, Vocabulary};
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
+use crate::network::ConfigJson;
 use crate::ovsam::{OvSamConfig, OvSamFeatures, OvSamModel};
 use crate::sam::Point;
 use crate::tokenizer::Tokenizer;
@@ -32,8 +33,8 @@ impl PromptEngine for OvSam {
         build: |l| Ok(OvSamModel::load(OvSamConfig::from_json(r#"{"model_type": "ovsam"}"#)?, l)),
     }];
 
-    fn load(config_json: &str, loader: &mut WeightLoader) -> Result<OvSamModel> {
-        Ok(OvSamModel::load(OvSamConfig::from_json(config_json)?, loader))
+    fn load(config: &ConfigJson, loader: &mut WeightLoader) -> Result<OvSamModel> {
+        Ok(OvSamModel::load(OvSamConfig::from_config(config)?, loader))
     }
 
     fn device(network: &OvSamModel) -> Device {

@@ -7,6 +7,7 @@ use super::super::engine::Preset;
 use super::{Decoded, PromptEngine};
 use crate::error::Result;
 use crate::loader::WeightLoader;
+use crate::network::ConfigJson;
 use crate::sam::{Point, SamConfig, SamModel};
 
 pub struct Sam;
@@ -36,8 +37,8 @@ impl PromptEngine for Sam {
         },
     ];
 
-    fn load(config_json: &str, loader: &mut WeightLoader) -> Result<SamModel> {
-        Ok(SamModel::load(SamConfig::from_json(config_json)?, loader))
+    fn load(config: &ConfigJson, loader: &mut WeightLoader) -> Result<SamModel> {
+        Ok(SamModel::load(SamConfig::from_config(config)?, loader))
     }
 
     fn device(network: &SamModel) -> Device {
