@@ -150,6 +150,19 @@ impl fmt::Display for Cli {
     }
 }
 
+/// `wordmask sam` with the colour SAM clicking `region`'s probe of the scene painted in
+/// `input`, the mask named among the scene's words by the colour CLIP ("single" templates).
+pub fn colour_click(scene: &Scene, region: &Region, input: &Path, out: &Path) -> Cli {
+    Cli::new("sam")
+        .fixture("sam-colours")
+        .image(input)
+        .arg("--point", format!("{},{}", region.probe.0, region.probe.1))
+        .out(out)
+        .labels(scene.labels.join(", "))
+        .arg("--clip", fixtures().join("semantic-colours"))
+        .arg("--templates", "single")
+}
+
 /// A tensor's values on the host (the core's one read-back, driven to its end here).
 pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> wordmask::Result<Vec<f32>> {
     wordmask::block_on(wordmask::device::read(t))

@@ -105,14 +105,8 @@ fn f16_point_masks_agree_with_f32() {
         let probe = format!("{},{}", region.probe.0, region.probe.1);
         let click = |backend: &str, precision: &str| {
             let out = dir.join(format!("mask-{precision}.png"));
-            let summary = Cli::new("sam")
-                .fixture("sam-colours")
-                .image(&input)
-                .arg("--point", &probe)
-                .out(&out)
-                .labels(scene.labels.join(", "))
-                .arg("--clip", fixtures().join("semantic-colours"))
-                .args(["--templates", "single", "--backend", backend, "--precision", precision])
+            let summary = common::colour_click(&scene, region, &input, &out)
+                .args(["--backend", backend, "--precision", precision])
                 .json();
             (image::open(&out).unwrap().to_luma8().into_raw(), summary["label"].clone())
         };

@@ -8,7 +8,7 @@ use crate::common;
 
 use std::path::Path;
 
-use common::{Cli, Scene, fixtures};
+use common::{Cli, Scene};
 
 fn segment(model: &str, image: &Path, labels: &str, out: &Path, backend: &str) {
     // SegCLIP's windows are its 224-pixel input: at the scene's own size (short side 336) the
@@ -136,16 +136,7 @@ fn a_click_outlines_its_region_and_names_it() {
     let out = dir.join("mask.png");
     for region in &scene.regions {
         let probe = format!("{},{}", region.probe.0, region.probe.1);
-        let result = Cli::new("sam")
-            .fixture("sam-colours")
-            .image(&input)
-            .arg("--point", &probe)
-            .out(&out)
-            .labels(scene.labels.join(", "))
-            .arg("--clip", fixtures().join("semantic-colours"))
-            .arg("--templates", "single")
-            .switch("--json")
-            .run();
+        let result = common::colour_click(&scene, region, &input, &out).switch("--json").run();
         assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
         let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
         let mask = image::open(&out).unwrap().to_luma8().into_raw();
