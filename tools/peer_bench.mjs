@@ -22,7 +22,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 
-import { launch } from '../tests/browser/harness.mjs';
+import { withBrowser } from '../tests/browser/harness.mjs';
 import { serve } from './serve.mjs';
 
 const args = process.argv.slice(2);
@@ -156,31 +156,33 @@ function rendererPeak() {
 // Two specs: warm times of the pair, interleaved; `results.pairs[name]` holds each side's
 // quantiles and the median of the round-by-round ratios.
 async function inBrowser(names, specs, webgpu, iterations) {
-  const browser = await launch({ webgpu });
   try {
-    const page = await browser.newPage();
-    await page.goto(url);
-    const r = await page.evaluate(timeInPage, { specs, size, input, iters: iterations });
-    for (const [i, name] of names.entries()) {
-      const { output, times, ...rest } = r.runners[i];
-      const agree = agreement(output);
-      if (!(agree.cosine >= 0.9999)) failures.push(`${name}: cosine ${agree.cosine} with PyTorch's output`);
-      if (specs[i].threads > 1 && !r.isolated) failures.push(`${name}: the page is not cross-origin isolated, so threads are off`);
-      if (names.length === 1) {
-        results[name] = { ...rest, ...agree, rendererPeak: rendererPeak() };
-        process.stderr.write(`${name}: first ${rest.first.toFixed(0)} ms, cosine ${agree.cosine.toFixed(7)}\n`);
-      }
-    }
-    if (names.length === 2 && iterations > 0) {
-      const [a, b] = r.runners.map((x) => x.times);
-      const pair = { ours: quantiles(a), theirs: quantiles(b), ratio: quantiles(a.map((t, i) => t / b[i])) };
-      results.pairs[names.join(' / ')] = pair;
-      process.stderr.write(`${names.join(' / ')}: ${pair.ours.median.toFixed(1)} / ${pair.theirs.median.toFixed(1)} ms, paired ratio ${pair.ratio.median.toFixed(2)}\n`);
-    }
+    await withBrowser({ webgpu }, async (browser) => timePair(browser, names, specs, iterations));
   } catch (e) {
     failures.push(`${names.join(' / ')}: ${e.message.split('\n')[0]}`);
-  } finally {
-    await browser.close();
+  }
+}
+
+// The pair's (or one spec's) times in one page of `browser`.
+async function timePair(browser, names, specs, iterations) {
+  const page = await browser.newPage();
+  await page.goto(url);
+  const r = await page.evaluate(timeInPage, { specs, size, input, iters: iterations });
+  for (const [i, name] of names.entries()) {
+    const { output, times, ...rest } = r.runners[i];
+    const agree = agreement(output);
+    if (!(agree.cosine >= 0.9999)) failures.push(`${name}: cosine ${agree.cosine} with PyTorch's output`);
+    if (specs[i].threads > 1 && !r.isolated) failures.push(`${name}: the page is not cross-origin isolated, so threads are off`);
+    if (names.length === 1) {
+      results[name] = { ...rest, ...agree, rendererPeak: rendererPeak() };
+      process.stderr.write(`${name}: first ${rest.first.toFixed(0)} ms, cosine ${agree.cosine.toFixed(7)}\n`);
+    }
+  }
+  if (names.length === 2 && iterations > 0) {
+    const [a, b] = r.runners.map((x) => x.times);
+    const pair = { ours: quantiles(a), theirs: quantiles(b), ratio: quantiles(a.map((t, i) => t / b[i])) };
+    results.pairs[names.join(' / ')] = pair;
+    process.stderr.write(`${names.join(' / ')}: ${pair.ours.median.toFixed(1)} / ${pair.theirs.median.toFixed(1)} ms, paired ratio ${pair.ratio.median.toFixed(2)}\n`);
   }
 }
 
