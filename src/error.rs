@@ -30,6 +30,11 @@ pub enum Error {
     /// The compute device failed (no adapter, lost device, failed read-back).
     #[error("compute device error: {0}")]
     Device(String),
+
+    /// A file could not be written (a full disk, a folder that cannot be written to); the
+    /// message names the file.
+    #[error("{0}")]
+    Io(String),
 }
 
 /// Result alias for the core.

@@ -18,15 +18,18 @@ pub struct Label {
     pub synonyms: Vec<String>,
 }
 
-/// Parse a label list. Errors name the problem: nothing given, too many, too long.
+/// Parse a label list. Errors name the problem: nothing given, too many, too long, a word in
+/// two classes (the two would split its pixels between them, and neither might pass the
+/// threshold). A synonym repeated within its own class is kept once.
 pub fn parse(text: &str) -> Result<Vec<Label>> {
-    let mut labels = Vec::new();
+    let mut labels: Vec<Label> = Vec::new();
     for class in text.split([',', '\n', ';']) {
-        let synonyms: Vec<String> = class
-            .split('|')
-            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-            .filter(|s| !s.is_empty())
-            .collect();
+        let mut synonyms: Vec<String> = Vec::new();
+        for word in class.split('|').map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")) {
+            if !word.is_empty() && !synonyms.contains(&word) {
+                synonyms.push(word);
+            }
+        }
         if synonyms.is_empty() {
             continue;
         }
@@ -34,6 +37,17 @@ pub fn parse(text: &str) -> Result<Vec<Label>> {
             return Err(Error::invalid(format!(
                 "label \"{}...\" is longer than {MAX_LABEL_CHARS} characters",
                 long.chars().take(30).collect::<String>()
+            )));
+        }
+        if let Some((k, word)) = labels
+            .iter()
+            .enumerate()
+            .find_map(|(k, l)| synonyms.iter().find(|w| l.synonyms.contains(w)).map(|w| (k, w)))
+        {
+            return Err(Error::invalid(format!(
+                "\"{word}\" is typed twice (labels {} and {}): a word may name one class; for synonyms write a|b",
+                k + 1,
+                labels.len() + 1
             )));
         }
         labels.push(Label { name: synonyms[0].clone(), synonyms });
@@ -75,6 +89,15 @@ pub fn parse_class_file(text: &str) -> Result<Vec<Label>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_word_names_one_class() {
+        let err = parse("cat, dog, cat").unwrap_err().to_string();
+        assert!(err.contains("\"cat\" is typed twice (labels 1 and 3)"), "{err}");
+        let err = parse("person|people, crowd|people").unwrap_err().to_string();
+        assert!(err.contains("\"people\" is typed twice (labels 1 and 2)"), "{err}");
+        assert_eq!(parse("cat|cat|kitty").unwrap()[0].synonyms, ["cat", "kitty"]);
+    }
 
     #[test]
     fn commas_newlines_and_synonyms() {

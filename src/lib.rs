@@ -23,6 +23,8 @@ pub mod clock;
 pub mod dataset;
 pub mod device;
 pub mod error;
+#[cfg(not(target_family = "wasm"))]
+pub mod files;
 pub mod fusioner;
 pub mod groupvit;
 pub mod labels;

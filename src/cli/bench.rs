@@ -238,7 +238,11 @@ fn words_rows(args: &BenchArgs, model: &Model) -> Result<Vec<Row>> {
 /// `WIDTHxHEIGHT`, both at least 1.
 fn parse_size(size: &str) -> Result<(usize, usize)> {
     match size.split_once('x').and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?))) {
-        Some((w, h)) if w > 0 && h > 0 => Ok((w, h)),
+        Some((w, h)) if w > 0 && h > 0 => {
+            // The size rule of every image the tool reads, before the random image is made.
+            wordmask::preprocess::check_image_size(w, h).map_err(|e| anyhow::anyhow!("--segment {size}: {e}"))?;
+            Ok((w, h))
+        }
         _ => bail!("--segment takes WIDTHxHEIGHT, both at least 1, e.g. 448x336; got {size}"),
     }
 }

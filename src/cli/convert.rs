@@ -4,13 +4,14 @@
 //! `model.safetensors`, what inference never reads (integer buffers such as `position_ids`, batch
 //! norm's step counters) left out and listed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
-use super::files::ModelFiles;
+use super::files::{ModelFiles, model_paths};
 use wordmask::checkpoint::{Checkpoint, StoredDtype, write_safetensors_as};
+use wordmask::files::{check_model_folder, write_bytes};
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 pub enum Dtype {
@@ -24,9 +25,13 @@ pub struct ConvertArgs {
     /// architecture wordmask loads.
     #[arg(long)]
     model: String,
-    /// Folder to write (created if missing; not the model's own folder).
+    /// Folder to write (created if missing; not the model's own folder, nor one that holds
+    /// another model unless --force).
     #[arg(long)]
     out: PathBuf,
+    /// Replace the model a folder already holds.
+    #[arg(long)]
+    force: bool,
     /// How the weights are stored.
     #[arg(long, value_enum, default_value = "f16")]
     dtype: Dtype,
@@ -34,10 +39,8 @@ pub struct ConvertArgs {
 
 pub fn run(args: ConvertArgs) -> Result<()> {
     let files = ModelFiles::open(&args.model)?;
-    let source = files.weights_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-    if args.out.canonicalize().ok().is_some_and(|out| source.canonicalize().ok() == Some(out)) {
-        bail!("--out {} is the model's own folder: write the converted copy elsewhere", args.out.display());
-    }
+    let inputs = model_paths(&args.model);
+    check_model_folder("--out", &args.out, &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(), args.force)?;
     let name = files.weights_path.display().to_string();
     let checkpoint = Checkpoint::from_bytes(files.weights(), &name)?;
     let mut names: Vec<&str> = checkpoint.names().collect();
@@ -54,13 +57,8 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     let bytes = write_safetensors_as(&tensors, args.dtype == Dtype::F16)?;
     // The written file reads back with the loader every command uses.
     Checkpoint::from_bytes(&bytes, "the converted model.safetensors").context("the written file does not read back")?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    std::fs::write(args.out.join("config.json"), &files.config)?;
-    if let Some(pre) = &files.preprocessor {
-        std::fs::write(args.out.join("preprocessor_config.json"), pre)?;
-    }
-    std::fs::write(args.out.join("model.safetensors"), &bytes)
-        .with_context(|| format!("cannot write {}", args.out.join("model.safetensors").display()))?;
+    let config = [("preprocessor_config.json", files.preprocessor.as_deref()), ("config.json", Some(&files.config))];
+    write_model_folder(&args.out, &bytes, &config)?;
     let mib = |n: usize| n as f64 / (1 << 20) as f64;
     println!(
         "wrote {}: {} tensors as {:?}, {:.1} MiB (from {:.1} MiB)",
@@ -74,4 +72,29 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         println!("  left out (not read by inference): {}", left_out.join(", "));
     }
     Ok(())
+}
+
+/// A checkpoint folder written so that it never mixes two models: the weights first (the other
+/// weights file removed), then each of `texts` in order (`None`: the file removed), config.json
+/// last, each file whole or not at all.
+pub fn write_model_folder(dir: &Path, weights: &[u8], texts: &[(&str, Option<&str>)]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_bytes(&dir.join("model.safetensors"), weights)?;
+    remove_if_present(&dir.join("pytorch_model.bin"))?;
+    for (name, text) in texts {
+        match text {
+            Some(text) => write_bytes(&dir.join(name), text.as_bytes())?,
+            None => remove_if_present(&dir.join(name))?,
+        }
+    }
+    Ok(())
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }

@@ -161,6 +161,9 @@ impl Source {
 pub fn run(args: EvalArgs) -> Result<()> {
     let (classes, remap) = scored_classes(&args)?;
     let remap = |v: u8| remap[args.format.map_gt(v) as usize];
+    if args.limit == Some(0) {
+        bail!("--limit 0 would evaluate no image: give at least 1");
+    }
     let mut samples = samples(args.format, &args.dataset, Split::Val)?;
     if let Some(n) = args.limit {
         samples.truncate(n);

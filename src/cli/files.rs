@@ -50,6 +50,19 @@ impl ModelFiles {
     }
 }
 
+/// The files a model path names (its folder's `config.json`, `preprocessor_config.json` and
+/// weights, or the weights file given): what no output may overwrite.
+pub fn model_paths(path: &str) -> Vec<PathBuf> {
+    let p = Path::new(path);
+    let dir = if p.is_dir() { p } else { p.parent().unwrap_or(Path::new(".")) };
+    let mut paths: Vec<PathBuf> = ["config.json", "preprocessor_config.json"].iter().map(|f| dir.join(f)).collect();
+    paths.extend(WEIGHT_FILES.iter().map(|f| dir.join(f)));
+    if !p.is_dir() {
+        paths.push(p.to_path_buf());
+    }
+    paths
+}
+
 /// An 8-bit single-channel or palette PNG's raw values (class indices, not colours).
 pub fn read_label_png(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     let file = File::open(path).with_context(|| format!("cannot open label {}", path.display()))?;

@@ -98,9 +98,13 @@ enum Command {
         /// The release's `segclip.bin` (a PyTorch state dict of `SegCLIP`).
         #[arg(long)]
         checkpoint: std::path::PathBuf,
-        /// Folder to write (created if missing).
+        /// Folder to write (created if missing; not one that holds another model unless
+        /// --force).
         #[arg(long)]
         out: std::path::PathBuf,
+        /// Replace the model the folder already holds.
+        #[arg(long)]
+        force: bool,
         /// Attention heads of the vision tower (default: the groups of its key convolution, as the
         /// repository builds it).
         #[arg(long)]
@@ -231,7 +235,8 @@ fn engine_defaults() -> String {
 
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::ConvertSegclip { checkpoint, out, vision_heads, text_heads } => {
+        Command::ConvertSegclip { checkpoint, out, force, vision_heads, text_heads } => {
+            wordmask::files::check_model_folder("--out", &out, &[&checkpoint], force)?;
             let bytes = std::fs::read(&checkpoint).with_context(|| format!("cannot read {}", checkpoint.display()))?;
             let converted = wordmask::segclip::convert::convert(
                 &bytes,
@@ -239,9 +244,8 @@ fn execute(cli: Cli) -> Result<()> {
                 vision_heads,
                 text_heads,
             )?;
-            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-            std::fs::write(out.join("config.json"), &converted.config_json)?;
-            std::fs::write(out.join("model.safetensors"), &converted.safetensors)?;
+            let config = [("preprocessor_config.json", None), ("config.json", Some(converted.config_json.as_str()))];
+            convert::write_model_folder(&out, &converted.safetensors, &config)?;
             let v = &converted.config.clip.vision_config;
             println!(
                 "wrote {}: {} tensors; vision {} wide, {} + {} blocks around {} centres, {} heads",

@@ -1,15 +1,48 @@
-//! Files `wordmask segment` writes: the label PNG (8- or 16-bit), the overlay PNG with a legend, and
-//! the `.npy` score array.
+//! Files `wordmask segment` and `sam` write: the label PNG (8- or 16-bit), the overlay with a
+//! legend, the `.npy` score array and a mask PNG. Each is named and checked before any work
+//! ([`LABELS`], [`OVERLAY`], [`SCORES`], [`MASK`] with `wordmask::files::check_outputs`) and
+//! written whole or not at all (`wordmask::files::write_atomic`).
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use font8x8::UnicodeFonts;
-use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage as Canvas};
+use image::{GrayImage, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage as Canvas};
 
+use wordmask::files::{Output, write_atomic};
 use wordmask::preprocess::RgbImage;
 use wordmask::segment::{LabelMap, Segmentation};
+
+/// A label map: class indices, which a lossy format would change.
+pub fn labels<'a>(option: &'static str, path: &'a Path) -> Output<'a> {
+    let why = "a lossy format such as JPEG would change the class indices";
+    Output { option, path, extensions: &["png"], what: "a label map", why }
+}
+
+/// The photo with coloured masks and a legend.
+pub fn overlay<'a>(option: &'static str, path: &'a Path) -> Output<'a> {
+    Output { option, path, extensions: &["png", "jpg", "jpeg"], what: "an overlay", why: "" }
+}
+
+/// Per-class scores.
+pub fn scores<'a>(option: &'static str, path: &'a Path) -> Output<'a> {
+    Output { option, path, extensions: &["npy"], what: "the scores", why: "a NumPy array" }
+}
+
+/// One object's mask, 0 or 255.
+pub fn mask<'a>(option: &'static str, path: &'a Path) -> Output<'a> {
+    let why = "a lossy format such as JPEG would blur the mask's edge";
+    Output { option, path, extensions: &["png"], what: "a mask", why }
+}
+
+/// An image encoded by `write` into `path`, whole or not at all.
+pub fn save(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> image::ImageResult<()>,
+) -> Result<()> {
+    Ok(write_atomic(path, |out| write(out).map_err(std::io::Error::other))?)
+}
 
 /// Distinct colours for labels 1.. (0, unlabelled, is left uncoloured).
 const PALETTE: [[u8; 3]; 12] = [
@@ -35,13 +68,16 @@ pub fn colour(label: usize) -> [u8; 3] {
 /// labels, 16-bit beyond.
 pub fn write_labels_png(seg: &Segmentation, path: &Path) -> Result<()> {
     let (w, h) = (seg.width as u32, seg.height as u32);
-    let saved = match &seg.label_map {
-        LabelMap::Narrow(map) => GrayImage::from_raw(w, h, map.clone()).context("label map size")?.save(path),
-        LabelMap::Wide(map) => {
-            ImageBuffer::<Luma<u16>, Vec<u16>>::from_raw(w, h, map.clone()).context("label map size")?.save(path)
+    match &seg.label_map {
+        LabelMap::Narrow(map) => {
+            let image = GrayImage::from_raw(w, h, map.clone()).context("label map size")?;
+            save(path, |out| image.write_to(out, ImageFormat::Png))
         }
-    };
-    saved.with_context(|| format!("cannot write {}", path.display()))
+        LabelMap::Wide(map) => {
+            let image = ImageBuffer::<Luma<u16>, Vec<u16>>::from_raw(w, h, map.clone()).context("label map size")?;
+            save(path, |out| image.write_to(out, ImageFormat::Png))
+        }
+    }
 }
 
 /// `float32` array of shape `[classes, height, width]` in NumPy's `.npy` format (version 1.0),
@@ -58,15 +94,12 @@ pub fn write_npy(seg: &Segmentation, path: &Path) -> Result<()> {
         header.push(' ');
     }
     header.push('\n');
-    let write = || -> std::io::Result<()> {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    Ok(write_atomic(path, |file| {
         file.write_all(b"\x93NUMPY\x01\x00")?;
         file.write_all(&(header.len() as u16).to_le_bytes())?;
         file.write_all(header.as_bytes())?;
-        seg.write_scores(&mut file, 10 + header.len() as u64)?;
-        file.flush()
-    };
-    write().with_context(|| format!("cannot write {}", path.display()))
+        seg.write_scores(file, 10 + header.len() as u64)
+    })?)
 }
 
 fn draw_text(canvas: &mut Canvas, x0: u32, y0: u32, text: &str, scale: u32, colour: [u8; 3]) {
@@ -124,5 +157,6 @@ pub fn write_overlay(seg: &Segmentation, photo: &RgbImage, opacity: f32, path: &
         y += line;
     }
     draw_text(&mut canvas, 8 + 10 * scale, y, &format!("unlabelled {:.1}%", unlabelled * 100.0), scale, [90, 90, 90]);
-    canvas.save(path).with_context(|| format!("cannot write {}", path.display()))
+    let format = ImageFormat::from_path(path).unwrap_or(ImageFormat::Png);
+    save(path, |out| canvas.write_to(out, format))
 }

@@ -11,9 +11,11 @@ use clap::Args;
 use image::GrayImage;
 use serde_json::json;
 
-use super::files::ModelFiles;
+use super::files::{ModelFiles, model_paths};
+use super::outputs;
 use super::{RuntimeArgs, load, read_image};
 use wordmask::block_on;
+use wordmask::files::check_outputs;
 use wordmask::labels;
 use wordmask::segment::Model;
 use wordmask::segment::point::{Click, NameRequest, Prompt, PromptModel, PromptSession, VocabularyChoice, WordsNamer};
@@ -94,6 +96,10 @@ pub struct SamArgs {
 }
 
 pub fn run(args: SamArgs) -> Result<()> {
+    let mut inputs = model_paths(&args.model);
+    inputs.extend(args.clip.as_deref().map(model_paths).unwrap_or_default());
+    inputs.push(args.image.clone().into());
+    check_outputs(&[outputs::mask("--out", &args.out)], &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     let photo = read_image(&args.image)?;
     let prompt = Prompt { points: args.points.iter().map(|p| p.0).collect(), bbox: args.bbox.map(|b| b.0) };
     prompt.validate(photo.width, photo.height)?;
@@ -120,7 +126,7 @@ pub fn run(args: SamArgs) -> Result<()> {
 
     let png = GrayImage::from_raw(mask.width as u32, mask.height as u32, mask.mask.iter().map(|&v| v * 255).collect())
         .context("mask size")?;
-    png.save(&args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+    outputs::save(&args.out, |out| png.write_to(out, image::ImageFormat::Png))?;
     let (decode_ms, name_ms) = (answer.timings.decode, answer.timings.name);
     if args.json {
         println!(

@@ -7,8 +7,10 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
-use super::outputs::{write_labels_png, write_npy, write_overlay};
+use super::files::model_paths;
+use super::outputs::{self, write_labels_png, write_npy, write_overlay};
 use super::{ModelArgs, load, read_image};
+use wordmask::files::check_outputs;
 use wordmask::labels;
 use wordmask::segment::{EmbeddingCache, Settings, segment};
 
@@ -40,6 +42,12 @@ pub struct SegmentArgs {
 
 pub fn run(args: SegmentArgs) -> Result<()> {
     let user_labels = labels::parse(&args.labels)?;
+    let mut outputs = vec![outputs::labels("--out", &args.out)];
+    outputs.extend(args.overlay.as_deref().map(|p| outputs::overlay("--overlay", p)));
+    outputs.extend(args.scores.as_deref().map(|p| outputs::scores("--scores", p)));
+    let mut inputs = model_paths(&args.model.model);
+    inputs.push(args.image.clone().into());
+    check_outputs(&outputs, &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     let photo = read_image(&args.image)?;
 
     let start = Instant::now();

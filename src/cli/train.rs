@@ -8,10 +8,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::files::{ModelFiles, read_label_png};
+use super::files::{ModelFiles, model_paths, read_label_png};
 use super::read_image;
 use wordmask::checkpoint::Checkpoint;
 use wordmask::dataset::{Format, Sample, Split, fold_classes, samples};
+use wordmask::files::check_model_folder;
 use wordmask::fusioner::{Backbone, COCO_MEAN, COCO_STD, FusionConfig, Named, NewHead, PASCAL_MEAN, PASCAL_STD};
 use wordmask::labels::parse_class_file;
 use wordmask::preprocess::RgbImage;
@@ -97,6 +98,9 @@ pub struct FusionerArgs {
     /// Go on from the state in OUT.
     #[arg(long)]
     resume: bool,
+    /// Start afresh in an OUT that already holds a model (its checkpoint is replaced).
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
     /// Image statistics (default: pascal, coco for coco-object).
     #[arg(long, value_enum)]
     stats: Option<Stats>,
@@ -303,11 +307,18 @@ pub fn run(command: TrainCommand) -> Result<()> {
     let TrainCommand::Fusioner(args) = command;
     let format = args.format.eval_format();
     let (names, trained) = classes(&args, format)?;
+    if args.limit == Some(0) {
+        bail!("--limit 0 would train on no image: give at least 1");
+    }
     let mut files = samples(format, &args.dataset, Split::Train)?;
     if let Some(n) = args.limit {
         files.truncate(n);
     }
     let (mean, std) = stats(&args, format);
+    let mut inputs = model_paths(&args.backbone);
+    inputs.extend(args.text.as_deref().map(model_paths).unwrap_or_default());
+    let inputs: Vec<&std::path::Path> = inputs.iter().map(PathBuf::as_path).collect();
+    check_model_folder("--out", &args.out, &inputs, args.force || args.resume)?;
     let image_files = ModelFiles::open(&args.backbone)?;
     let text_files = args.text.as_deref().map(ModelFiles::open).transpose()?;
     let weights_name = image_files.weights_path.display().to_string();

@@ -388,6 +388,12 @@ pub async fn segment(
     let engine = model.engine_for(settings)?;
     let request = engine.request(settings)?;
     let plan = &request.plan;
+    // A typed word that is also a background word would split its pixels between two classes.
+    if let Some(word) = labels.iter().flat_map(|l| &l.synonyms).find(|w| plan.background.contains(w)) {
+        return Err(Error::invalid(format!(
+            "\"{word}\" is both a typed word and a background word: drop one (background \"none\" turns the background words off)"
+        )));
+    }
     let mut clock = crate::clock::Stopwatch::start();
     let classes = cache.get(model, labels, &plan.background, plan.templates.prompts())?;
     crate::device::settle(&classes.names).await?;

@@ -9,10 +9,11 @@
 //! batch of tasks.
 
 pub mod cache;
+mod journal;
 pub mod optim;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -189,6 +190,10 @@ pub struct TrainState {
     pub backbone: String,
     /// Mean task loss of each epoch.
     pub losses: Vec<f32>,
+    /// The checkpoint files of the last epoch, each with its length and hash: what this state
+    /// commits (see [`journal`]).
+    #[serde(default)]
+    pub files: BTreeMap<String, journal::Stamp>,
 }
 
 /// Where the frozen encoders' weights of a trained checkpoint come from: a checkpoint's
@@ -220,15 +225,13 @@ impl<'a> WeightSource<'a> {
     }
 }
 
-/// A checkpoint folder the CLI, page and `<word-mask>` load: `config.json` and
-/// `model.safetensors` (the frozen encoders' weights copied from `sources`, then the head).
-pub fn save_checkpoint(
-    dir: &Path,
+/// A checkpoint the CLI, page and `<word-mask>` load: the weights (the frozen encoders' copied
+/// from `sources`, then the head) as safetensors, and `config.json`.
+pub fn checkpoint_bytes(
     config: &FusionerConfig,
     sources: &[WeightSource],
     head: &mut FusionHead,
-) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::invalid(format!("cannot create {}: {e}", dir.display())))?;
+) -> Result<(Vec<u8>, String)> {
     let mut tensors = Vec::new();
     for source in sources {
         let backbone = source.checkpoint;
@@ -248,20 +251,7 @@ pub fn save_checkpoint(
         return Err(e);
     }
     tensors.extend(weights.0);
-    let bytes = write_safetensors_as(&tensors, false)?;
-    write_atomic(&dir.join("model.safetensors"), &bytes)?;
-    write_atomic(&dir.join("config.json"), config.to_json().as_bytes())?;
-    Ok(dir.to_path_buf())
-}
-
-/// `data` into `path` through a temporary file and a rename, so that `path` is never half
-/// written.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.partial"));
-    std::fs::write(&tmp, data)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| Error::invalid(format!("cannot write {}: {e}", path.display())))
+    Ok((write_safetensors_as(&tensors, false)?, config.to_json()))
 }
 
 /// Class embeddings `[classes, proj]` (row = class value) with Fusioner's 32 templates: each
@@ -274,6 +264,21 @@ pub fn class_embeddings(model: &FusionerModel, names: &[String]) -> Result<Tenso
 /// A tensor's values on the host: training is native and waits for each result.
 fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     crate::device::block_on(crate::device::read(t))
+}
+
+/// Every label value is a class of the list or 255 (ignored): a value past the list would be
+/// trained on as nothing, silently.
+fn check_label_values(presence: &[Vec<u8>], samples: &dyn Samples, classes: usize) -> Result<()> {
+    for (i, present) in presence.iter().enumerate() {
+        if let Some(v) = present.iter().find(|&&v| v as usize >= classes) {
+            return Err(Error::invalid(format!(
+                "the label map of {} holds the value {v}, but the class list has {classes} classes (values 0 to {}; 255 marks pixels to ignore)",
+                samples.name(i),
+                classes - 1
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What `fit` refuses before any work.
@@ -293,7 +298,7 @@ fn check(samples: &dyn Samples, options: &TrainOptions) -> Result<()> {
     if options.hyper.epochs == 0 {
         return Err(Error::invalid("--epochs must be at least 1"));
     }
-    Ok(())
+    options.hyper.validate()
 }
 
 /// The state of the run in `out` to go on from, refused when anything but the number of epochs
@@ -337,14 +342,15 @@ fn saved_state(out: &Path, backbone_name: &str, options: &TrainOptions) -> Resul
 }
 
 /// The optimiser's moments as the run in `out` left them.
-fn restore_optimizer(optimizer: &mut Optimizer, out: &Path, device: &Device) -> Result<()> {
+fn restore_optimizer(optimizer: &mut Optimizer, head: &mut FusionHead, out: &Path, device: &Device) -> Result<()> {
     let bytes = std::fs::read(out.join("optimizer.safetensors"))
         .map_err(|e| Error::invalid(format!("--resume: cannot read optimizer.safetensors: {e}")))?;
     let saved = Checkpoint::from_bytes(&bytes, "optimizer.safetensors")?;
     let values: Vec<(String, Vec<f32>)> =
         saved.names().map(|n| Ok((n.to_string(), saved.read_f32(n)?))).collect::<Result<_>>()?;
-    optimizer.restore(&values, device);
-    Ok(())
+    optimizer
+        .restore(&values, &optim::parameter_sizes(head), device)
+        .map_err(|e| Error::invalid(format!("--resume: {e}")))
 }
 
 /// What one epoch works with: the cached features, the tasks, the class embeddings and the
@@ -417,8 +423,11 @@ pub fn fit(
         mean: config.image_mean,
         std: config.image_std,
     };
+    // An epoch cut off while it was saved is finished (committed) or dropped (not) first.
+    journal::recover(out)?;
     let saved = if resume { Some(saved_state(out, backbone_name, options)?) } else { None };
     let cache = FeatureCache::open_or_build(cache_dir, key, model, samples, progress)?;
+    check_label_values(cache.presence(), samples, options.class_names.len())?;
     let all = tasks(cache.presence(), &options.trained);
     if all.is_empty() {
         let names: Vec<String> =
@@ -432,6 +441,7 @@ pub fn fit(
         options: options.clone(),
         backbone: backbone_name.to_string(),
         losses: Vec::new(),
+        files: BTreeMap::new(),
     };
     let mut run = Run {
         classes: class_embeddings(model, &options.class_names)?,
@@ -444,22 +454,22 @@ pub fn fit(
         crop: config.crop_size,
     };
     if let Some(saved) = saved {
-        restore_optimizer(&mut run.optimizer, out, &device)?;
+        restore_optimizer(&mut run.optimizer, &mut model.head, out, &device)?;
         state.epochs_done = saved.epochs_done;
         state.losses = saved.losses;
     }
     for epoch in state.epochs_done..options.hyper.epochs {
         let epoch_loss = run.epoch(&mut model.head, epoch, progress)?;
-        // Each file is written whole, then renamed into place; `train_state.json` goes last, so
-        // it never names an epoch whose weights and optimiser state are not on disk.
         state.epochs_done = epoch + 1;
         state.losses.push(epoch_loss);
-        write_atomic(&out.join("optimizer.safetensors"), &write_safetensors_as(&run.optimizer.state()?, false)?)?;
-        save_checkpoint(out, &config, sources, &mut model.head)?;
-        write_atomic(
-            &out.join("train_state.json"),
-            serde_json::to_string_pretty(&state).unwrap_or_default().as_bytes(),
-        )?;
+        let optimizer = write_safetensors_as(&run.optimizer.state()?, false)?;
+        let (weights, config_json) = checkpoint_bytes(&config, sources, &mut model.head)?;
+        let files = [
+            ("optimizer.safetensors", optimizer.as_slice()),
+            ("model.safetensors", weights.as_slice()),
+            ("config.json", config_json.as_bytes()),
+        ];
+        journal::save_epoch(out, &mut state, &files)?;
         progress(Event::Epoch { epoch, loss: epoch_loss, checkpoint: out });
     }
     Ok(state)

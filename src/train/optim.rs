@@ -31,6 +31,34 @@ pub struct Hyper {
     pub epochs: usize,
 }
 
+impl Hyper {
+    /// Learning rates positive, weight decays not negative, the warm-up within the run: what
+    /// the schedules need to mean anything (a negative rate would climb the loss).
+    pub fn validate(&self) -> Result<()> {
+        let rates = [("--fusion-lr", self.fusion_lr), ("--decoder-lr", self.decoder_lr)];
+        if let Some((flag, v)) = rates.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+            return Err(Error::invalid(format!("{flag} must be a positive number, got {v}")));
+        }
+        let floors = [("--fusion-min-lr", self.fusion_min_lr), ("--wd", self.wd), ("--wd-end", self.wd_end)];
+        if let Some((flag, v)) = floors.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+            return Err(Error::invalid(format!("{flag} must be 0 or more, got {v}")));
+        }
+        if self.fusion_min_lr > self.fusion_lr {
+            return Err(Error::invalid(format!(
+                "--fusion-min-lr {} is above --fusion-lr {}: the schedule decays from one to the other",
+                self.fusion_min_lr, self.fusion_lr
+            )));
+        }
+        if self.warmup_epochs > self.epochs {
+            return Err(Error::invalid(format!(
+                "--warmup-epochs {} is more than --epochs {}",
+                self.warmup_epochs, self.epochs
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Hyper {
     /// `--fusion_lr 1e-3 --fusion_min_lr 2e-6 --decoder_lr 1e-3 --wd 0.01 --wd_end 0.4
     /// --beta1 0.9`, 10 warm-up epochs of 510.
@@ -122,8 +150,34 @@ impl Optimizer {
         Ok(out)
     }
 
-    /// Restore what [`Optimizer::state`] saved.
-    pub fn restore(&mut self, state: &[(String, Vec<f32>)], device: &burn::tensor::Device) {
+    /// Restore what [`Optimizer::state`] saved, for a head whose parameters have the element
+    /// counts `sizes` (by name): moments of another shape or of a parameter the head has not
+    /// are refused (they come from another run).
+    pub fn restore(
+        &mut self,
+        state: &[(String, Vec<f32>)],
+        sizes: &BTreeMap<String, usize>,
+        device: &burn::tensor::Device,
+    ) -> Result<()> {
+        for (name, values) in state {
+            let param = name.strip_prefix("m.").or_else(|| name.strip_prefix("v."));
+            if let Some(param) = param {
+                match sizes.get(param) {
+                    None => {
+                        return Err(Error::invalid(format!(
+                            "the optimiser state holds moments of {param}, which this head has not: it is another run's"
+                        )));
+                    }
+                    Some(&n) if n != values.len() => {
+                        return Err(Error::invalid(format!(
+                            "the optimiser state's moments of {param} have {} values; this head's parameter has {n}: they are another run's",
+                            values.len()
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         let mut ms = BTreeMap::new();
         for (name, values) in state {
             if name == "step" {
@@ -143,7 +197,21 @@ impl Optimizer {
                 self.moments.insert(name, (t(m), t(v)));
             }
         }
+        Ok(())
     }
+}
+
+/// The element count of each of a head's parameters, by name (what saved moments must match).
+pub fn parameter_sizes(head: &mut FusionHead) -> BTreeMap<String, usize> {
+    struct Sizes(BTreeMap<String, usize>);
+    impl ParamVisitor for Sizes {
+        fn visit<const D: usize>(&mut self, name: &str, tensor: &mut Tensor<D>) {
+            self.0.insert(name.to_string(), tensor.shape().num_elements());
+        }
+    }
+    let mut sizes = Sizes(BTreeMap::new());
+    head.visit(&mut sizes);
+    sizes.0
 }
 
 struct Update<'o, 'g> {

@@ -159,7 +159,35 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Cli> {
             .arg("--classes", data.join("classes.txt"))
             .out(dir.join("trained")),
     );
+    user_mistakes(dir, &mut cases, &photo, &colours);
     cases
+}
+
+/// What a user typing commands gets wrong: an output that is an input, a lossy label map, a
+/// folder that holds another model, a word typed twice, numbers that cannot be right.
+fn user_mistakes(dir: &Path, cases: &mut BTreeMap<&'static str, Cli>, photo: &str, colours: &str) {
+    let segment = |labels: &str| Cli::new("segment").model(colours).image(photo).labels(labels);
+    cases.insert("`segment --out` naming the photo itself", segment("red").out(photo));
+    cases.insert("`segment --out labels.jpg`", segment("red").out(dir.join("labels.jpg")));
+    cases.insert("A word typed twice (`cat, dog, cat`)", segment("cat, dog, cat").out(dir.join("l.png")));
+    cases.insert(
+        "A typed word that is also a background word (`background, cat`)",
+        segment("background, cat").out(dir.join("l.png")),
+    );
+    let other = model_copy(dir, "another-model", "clip-p16-quickgelu", |_| {});
+    cases.insert("`convert --out` into another model's folder", Cli::new("convert").model(colours).out(&other));
+    let data = fixtures().join("colour-segmentation");
+    let train = || {
+        Cli::new("train fusioner")
+            .arg("--dataset", &data)
+            .arg("--format", "folder")
+            .arg("--classes", data.join("classes.txt"))
+            .arg("--backbone", colours)
+    };
+    cases.insert("`train fusioner --out` naming the backbone's folder", train().out(colours));
+    cases.insert("`train fusioner --fusion-lr -1`", train().args(["--fusion-lr=-1"]).out(dir.join("t1")));
+    let eval = Cli::new("eval").model(colours).arg("--dataset", &data).args(["--format", "folder", "--limit", "0"]);
+    cases.insert("`eval --limit 0`", eval.arg("--classes", data.join("classes.txt")));
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod cli;
 mod f16;
 mod fuzz_regressions;
 mod loading;
+mod outputs;
 mod parity_clip;
 mod parity_dense;
 mod parity_fusioner;
