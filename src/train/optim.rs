@@ -32,22 +32,18 @@ pub struct Hyper {
 }
 
 impl Hyper {
-    /// Learning rates positive, weight decays not negative, the warm-up within the run: what
-    /// the schedules need to mean anything (a negative rate would climb the loss).
+    /// Learning rates and weight decays finite and not negative (a negative rate would climb
+    /// the loss; 0 leaves a part as it is), the warm-up within the run.
     pub fn validate(&self) -> Result<()> {
-        let rates = [("--fusion-lr", self.fusion_lr), ("--decoder-lr", self.decoder_lr)];
-        if let Some((flag, v)) = rates.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
-            return Err(Error::invalid(format!("{flag} must be a positive number, got {v}")));
-        }
-        let floors = [("--fusion-min-lr", self.fusion_min_lr), ("--wd", self.wd), ("--wd-end", self.wd_end)];
-        if let Some((flag, v)) = floors.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+        let values = [
+            ("--fusion-lr", self.fusion_lr),
+            ("--fusion-min-lr", self.fusion_min_lr),
+            ("--decoder-lr", self.decoder_lr),
+            ("--wd", self.wd),
+            ("--wd-end", self.wd_end),
+        ];
+        if let Some((flag, v)) = values.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
             return Err(Error::invalid(format!("{flag} must be 0 or more, got {v}")));
-        }
-        if self.fusion_min_lr > self.fusion_lr {
-            return Err(Error::invalid(format!(
-                "--fusion-min-lr {} is above --fusion-lr {}: the schedule decays from one to the other",
-                self.fusion_min_lr, self.fusion_lr
-            )));
         }
         if self.warmup_epochs > self.epochs {
             return Err(Error::invalid(format!(
@@ -320,4 +316,25 @@ pub fn task_losses(logits: Tensor<4>, target: Tensor<4>, valid: Tensor<4>) -> Te
     let count = valid.reshape([b, n]).sum_dim(1);
     let none = count.clone().equal_elem(0.0);
     per.div(count.clamp_min(1.0)).mask_where(none, all).sum()
+}
+
+#[cfg(all(test, feature = "cpu"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_of_another_head_are_refused() {
+        let device = burn::tensor::Device::flex();
+        let sizes: BTreeMap<String, usize> = [("fusion.w".to_string(), 4)].into_iter().collect();
+        let mut optimizer = Optimizer::new(Hyper::default(), 1);
+        let saved = |n: usize| vec![("m.fusion.w".to_string(), vec![0.0; n]), ("v.fusion.w".to_string(), vec![0.0; n])];
+        optimizer.restore(&saved(4), &sizes, &device).unwrap();
+        let err = optimizer.restore(&saved(6), &sizes, &device).unwrap_err().to_string();
+        assert!(err.contains("have 6 values; this head's parameter has 4"), "{err}");
+        let other = vec![("m.decoder.x".to_string(), vec![0.0; 4])];
+        let err = optimizer.restore(&other, &sizes, &device).unwrap_err().to_string();
+        assert!(err.contains("moments of decoder.x, which this head has not"), "{err}");
+        let rates = Hyper { fusion_lr: -1.0, ..Hyper::default() };
+        assert!(rates.validate().unwrap_err().to_string().contains("--fusion-lr must be 0 or more, got -1"));
+    }
 }
