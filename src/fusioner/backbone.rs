@@ -12,6 +12,11 @@ use crate::loader;
 use crate::network::model_type;
 use crate::vit::VitModel;
 
+/// The largest crop a head trains on, in patches a side: the frozen encoder's attention over
+/// 48² tokens holds about 250 MB per crop at ViT-B's 12 heads (the paper's crops are 30 to 34
+/// patches a side).
+pub const MAX_CROP_PATCHES: usize = 48;
+
 /// A checkpoint as named: its `config.json` text and opened weights.
 pub struct Named<'a> {
     pub config: &'a str,
@@ -84,6 +89,14 @@ impl Backbone<'_> {
             }
         };
         if let Some(crop) = head.crop {
+            let patch = model.config.patch_size();
+            if crop > MAX_CROP_PATCHES * patch {
+                return Err(Error::invalid(format!(
+                    "--crop {crop} is {} patches a side; at most {MAX_CROP_PATCHES} ({} pixels with this encoder's {patch}-pixel patches) fit in memory",
+                    crop / patch,
+                    MAX_CROP_PATCHES * patch
+                )));
+            }
             model.config = model.config.clone().with_crop(crop)?;
         }
         Ok(model)

@@ -33,7 +33,7 @@ pub struct Hyper {
 
 impl Hyper {
     /// Learning rates and weight decays finite and not negative (a negative rate would climb
-    /// the loss; 0 leaves a part as it is), the warm-up within the run.
+    /// the loss; 0 leaves a part as it is).
     pub fn validate(&self) -> Result<()> {
         let values = [
             ("--fusion-lr", self.fusion_lr),
@@ -44,12 +44,6 @@ impl Hyper {
         ];
         if let Some((flag, v)) = values.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
             return Err(Error::invalid(format!("{flag} must be 0 or more, got {v}")));
-        }
-        if self.warmup_epochs > self.epochs {
-            return Err(Error::invalid(format!(
-                "--warmup-epochs {} is more than --epochs {}",
-                self.warmup_epochs, self.epochs
-            )));
         }
         Ok(())
     }

@@ -186,6 +186,7 @@ fn user_mistakes(dir: &Path, cases: &mut BTreeMap<&'static str, Cli>, photo: &st
     };
     cases.insert("`train fusioner --out` naming the backbone's folder", train().out(colours));
     cases.insert("`train fusioner --fusion-lr -1`", train().args(["--fusion-lr=-1"]).out(dir.join("t1")));
+    cases.insert("`train fusioner --crop 4096`", train().arg("--crop", "4096").out(dir.join("t2")));
     let eval = Cli::new("eval").model(colours).arg("--dataset", &data).args(["--format", "folder", "--limit", "0"]);
     cases.insert("`eval --limit 0`", eval.arg("--classes", data.join("classes.txt")));
 }
