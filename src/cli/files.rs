@@ -49,26 +49,3 @@ impl ModelFiles {
         &self.weights
     }
 }
-
-/// An 8-bit single-channel or palette PNG's raw values (class indices, not colours).
-pub fn read_label_png(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
-    let file = File::open(path).with_context(|| format!("cannot open label {}", path.display()))?;
-    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
-    decoder.set_transformations(png::Transformations::IDENTITY);
-    let mut reader = decoder.read_info().with_context(|| format!("{} is not a readable PNG", path.display()))?;
-    let mut buf = vec![0; reader.output_buffer_size().context("label PNG too large")?];
-    let info = reader.next_frame(&mut buf).with_context(|| format!("cannot decode {}", path.display()))?;
-    let ok = info.bit_depth == png::BitDepth::Eight
-        && matches!(info.color_type, png::ColorType::Grayscale | png::ColorType::Indexed);
-    if !ok {
-        bail!(
-            "{}: label maps must be 8-bit grey or palette PNGs, this one is {:?} {:?}",
-            path.display(),
-            info.color_type,
-            info.bit_depth
-        );
-    }
-    let (w, h) = (info.width as usize, info.height as usize);
-    let data = (0..h).flat_map(|y| buf[y * info.line_size..y * info.line_size + w].to_vec()).collect();
-    Ok((w, h, data))
-}
