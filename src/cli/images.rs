@@ -1,5 +1,5 @@
-//! Every image the command line reads: photos (PNG or JPEG) and label maps (8-bit grey or
-//! palette PNGs). Each passes
+//! Every image the command line reads: photos (PNG or JPEG, turned upright by their EXIF
+//! orientation, as browsers show them) and label maps (8-bit grey or palette PNGs). Each passes
 //! the one size guard, `preprocess::check_image_size`, on the size its header claims, before a
 //! pixel is decoded; the decoders are held to what an image of that size needs, and a PNG's
 //! colour profile and text are skipped unread (nothing here uses them, and a few megabytes of
@@ -10,6 +10,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat};
 
 use wordmask::preprocess::{MAX_PIXELS, MAX_SIDE, RgbImage, check_image_size};
@@ -18,7 +19,7 @@ use wordmask::preprocess::{MAX_PIXELS, MAX_SIDE, RgbImage, check_image_size};
 /// default. The picture's buffer is ours, sized by the guard.
 const PNG_WORKING_BYTES: usize = 64 << 20;
 
-/// A photo as 8-bit RGB.
+/// A photo as 8-bit RGB, upright.
 pub fn read_image(path: &str) -> Result<RgbImage> {
     let file = File::open(path).with_context(|| format!("cannot read image {path}"))?;
     // The format from the first bytes only (not the file name), so a text file named .png is
@@ -27,11 +28,14 @@ pub fn read_image(path: &str) -> Result<RgbImage> {
         .with_guessed_format()
         .with_context(|| format!("cannot read image {path}"))?;
     let (format, file) = (reader.format(), reader.into_inner());
-    let pixels = match format {
+    let (pixels, orientation) = match format {
         Some(ImageFormat::Png) => read_png_photo(path, file)?,
         Some(ImageFormat::Jpeg) => read_jpeg(path, file)?,
         _ => bail!("{path} is not a PNG or JPEG image"),
     };
+    let mut pixels = DynamicImage::ImageRgb8(pixels);
+    pixels.apply_orientation(orientation);
+    let pixels = pixels.into_rgb8();
     let (w, h) = (pixels.width() as usize, pixels.height() as usize);
     RgbImage::new(w, h, pixels.into_raw()).with_context(|| format!("image {path}"))
 }
@@ -82,9 +86,15 @@ fn png_reader(
 
 /// A PNG photo: palettes and bit depths under 8 expanded, 16-bit samples rounded to 8 bits
 /// (`round(v * 255 / 65535)`, as the `image` crate and so the earlier reader did), alpha
-/// dropped.
-fn read_png_photo(path: &str, input: BufReader<File>) -> Result<image::RgbImage> {
+/// dropped; with the orientation of its eXIf chunk.
+fn read_png_photo(path: &str, input: BufReader<File>) -> Result<(image::RgbImage, Orientation)> {
     let mut reader = png_reader("image", path, input, png::Transformations::EXPAND)?;
+    let orientation = reader
+        .info()
+        .exif_metadata
+        .as_deref()
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
     let (width, height) = reader.info().size();
     let (colour, depth) = reader.output_color_type();
     let size = reader.output_buffer_size().with_context(|| format!("image {path} is too large"))?;
@@ -111,11 +121,13 @@ fn read_png_photo(path: &str, input: BufReader<File>) -> Result<image::RgbImage>
     } else {
         decoded.chunks_exact(stride).flat_map(rgb_of).collect()
     };
-    image::RgbImage::from_raw(width, height, rgb).context("decoded PNG size")
+    let image = image::RgbImage::from_raw(width, height, rgb).context("decoded PNG size")?;
+    Ok((image, orientation))
 }
 
-/// A JPEG photo as the `image` crate decodes it (zune-jpeg; CMYK converted to RGB).
-fn read_jpeg(path: &str, input: BufReader<File>) -> Result<image::RgbImage> {
+/// A JPEG photo as the `image` crate decodes it (zune-jpeg; CMYK converted to RGB), with the
+/// orientation of its EXIF segment.
+fn read_jpeg(path: &str, input: BufReader<File>) -> Result<(image::RgbImage, Orientation)> {
     let mut decoder =
         image::codecs::jpeg::JpegDecoder::new(input).with_context(|| format!("cannot read image {path}"))?;
     check_header("image", path, decoder.dimensions())?;
@@ -125,6 +137,7 @@ fn read_jpeg(path: &str, input: BufReader<File>) -> Result<image::RgbImage> {
     // The widest layout a JPEG decodes to is 8-bit RGBA.
     limits.max_alloc = Some(MAX_PIXELS as u64 * 4);
     decoder.set_limits(limits).with_context(|| format!("image {path}"))?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let decoded = DynamicImage::from_decoder(decoder).with_context(|| format!("cannot read image {path}"))?;
-    Ok(decoded.into_rgb8())
+    Ok((decoded.into_rgb8(), orientation))
 }

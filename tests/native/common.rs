@@ -291,6 +291,13 @@ impl Scene {
 
     /// Paint the scene into `path`; returns the word each pixel shows.
     pub fn paint(&self, path: &Path) -> Vec<String> {
+        let (img, truth) = self.picture();
+        img.save(path).unwrap();
+        truth
+    }
+
+    /// The scene's pixels, and the word each pixel shows.
+    pub fn picture(&self) -> (image::RgbImage, Vec<String>) {
         let (w, h) = (self.width, self.height);
         let mut img = image::RgbImage::new(w, h);
         let mut truth = vec![String::new(); (w * h) as usize];
@@ -302,8 +309,7 @@ impl Scene {
                 }
             }
         }
-        img.save(path).unwrap();
-        truth
+        (img, truth)
     }
 }
 

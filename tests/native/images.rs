@@ -1,16 +1,18 @@
-//! Images as an attacker makes them, built here byte by byte (nothing large is committed): PNG
-//! and JPEG headers claiming huge sizes, a PNG whose colour profile inflates to gigabytes, huge
-//! label maps.
+//! Images as an attacker or a camera makes them, built here byte by byte (nothing large is
+//! committed): PNG and JPEG headers claiming huge sizes, a PNG whose colour profile inflates to
+//! gigabytes, huge label maps, and photos with each EXIF orientation.
 //!
 //! Each hostile image goes through the commands that read images; a refused one must say why,
 //! and whatever the outcome the command's peak memory stays under 1 GiB (`tools/input_peaks.sh`
-//! prints the table this test measures, for docs/performance.md).
+//! prints the table this test measures, for docs/performance.md). The EXIF photos
+//! (tests/fixtures/images/exif/, shared with tests/browser/exif.test.mjs) must come out as
+//! Chromium shows them.
 
 use crate::common;
 
 use std::path::Path;
 
-use common::{Cli, fixtures, scratch};
+use common::{Cli, Scene, fixtures, scratch};
 
 /// A zlib stream that inflates to `n` zero bytes, at about 1,000 to 1 (deflate's limit): one
 /// dynamic-Huffman block whose codes are a literal 0 (`10`), the 258-byte match (`0`) at
@@ -175,6 +177,44 @@ pub fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
     bytes
 }
 
+/// A TIFF structure (what EXIF is) holding one tag, Orientation (0x0112) = `orientation`:
+/// a big-endian header, one IFD with one SHORT.
+fn exif_orientation(orientation: u16) -> Vec<u8> {
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend(1u16.to_be_bytes()); // one entry
+    tiff.extend(0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend(3u16.to_be_bytes()); // SHORT
+    tiff.extend(1u32.to_be_bytes()); // one value
+    tiff.extend(orientation.to_be_bytes());
+    tiff.extend([0, 0]); // the value's padding to 4 bytes
+    tiff.extend(0u32.to_be_bytes()); // no next IFD
+    tiff
+}
+
+/// `jpeg` with an EXIF APP1 segment ("Exif\0\0" and the TIFF structure) saying `orientation`,
+/// after the JFIF APP0 segment.
+pub fn jpeg_with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let tiff = exif_orientation(orientation);
+    let mut segment = vec![0xFF, 0xE1];
+    segment.extend((2 + 6 + tiff.len() as u16).to_be_bytes());
+    segment.extend(b"Exif\0\0");
+    segment.extend(tiff);
+    let mut at = 2;
+    if jpeg[2..4] == [0xFF, 0xE0] {
+        at += 2 + u16::from_be_bytes([jpeg[4], jpeg[5]]) as usize;
+    }
+    [&jpeg[..at], &segment[..], &jpeg[at..]].concat()
+}
+
+/// `png` with an eXIf chunk saying `orientation`, right after IHDR (before the pixels, where
+/// PNG's third edition puts it).
+pub fn png_with_orientation(png: &[u8], orientation: u16) -> Vec<u8> {
+    let at = 8 + 25; // the signature, then IHDR: length, type, 13 bytes, CRC
+    let mut exif = Vec::new();
+    chunk(&mut exif, b"eXIf", &exif_orientation(orientation));
+    [&png[..at], &exif[..], &png[at..]].concat()
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -224,6 +264,7 @@ fn hostile_images_are_refused_or_read_within_1_gib() {
     // The widest layout a PNG decodes to (16-bit RGBA: 512 MiB) at the largest size allowed.
     let widest = black_png(8192, 8192, RGBA, 16, &[]);
     let widest_path = write(&dir, "rgba16-8192.png", &widest);
+    let turned = write(&dir, "rgba16-8192-turned.png", &png_with_orientation(&widest, 6));
     let profile = write(&dir, "profile-4gb.png", &black_png(64, 48, RGB, 8, &[iccp(4_000_000_000)]));
     let huge_label =
         dataset(&dir, "huge-label", &black_png(64, 48, RGB, 8, &[]), &black_png(16384, 16384, GREY, 8, &[]));
@@ -280,6 +321,12 @@ fn hostile_images_are_refused_or_read_within_1_gib() {
             "a PNG of 8192x8192, 16-bit RGBA",
             &*widest_path,
             Cli::new("sam").fixture("sam-tiny").image(&widest_path).arg("--point", "10,10").out(&out),
+            Expect::Read,
+        ),
+        (
+            "a PNG of 8192x8192, 16-bit RGBA, turned by its EXIF orientation (6)",
+            &*turned,
+            segment(&turned),
             Expect::Read,
         ),
         ("a 64x48 PNG whose colour profile inflates to 4 GB", &*profile, segment(&profile), Expect::Read),
@@ -340,4 +387,86 @@ fn hostile_images_are_refused_or_read_within_1_gib() {
     println!("{}", table.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// One file of tests/fixtures/images/exif/orientations.json: as a browser shows it.
+struct Shown {
+    file: String,
+    width: u32,
+    height: u32,
+    /// `(x, y, word)`: where each region's probe lands once the orientation is applied.
+    probes: Vec<(u32, u32, String)>,
+}
+
+fn exif_fixtures() -> Vec<Shown> {
+    let path = fixtures().join("images/exif/orientations.json");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let n = |v: &serde_json::Value| v.as_u64().unwrap() as u32;
+    json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| Shown {
+            file: f["file"].as_str().unwrap().to_string(),
+            width: n(&f["width"]),
+            height: n(&f["height"]),
+            probes: f["probes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (n(&p[0]), n(&p[1]), p[2].as_str().unwrap().to_string()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// `segment` with the colour checkpoint on the scene stored in each EXIF orientation (1-8, and
+/// a PNG's eXIf chunk): the label map has the size and the colours where Chromium shows them
+/// (orientations.json; tests/browser/exif.test.mjs holds the page to the same file).
+#[test]
+fn exif_orientations_come_out_as_browsers_show_them() {
+    let dir = scratch("exif");
+    let scene = Scene::load();
+    let mut failures = Vec::new();
+    for shown in exif_fixtures() {
+        let out = dir.join(format!("{}.png", shown.file));
+        Cli::new("segment")
+            .fixture("semantic-colours")
+            .image(fixtures().join("images/exif").join(&shown.file))
+            .labels(scene.labels.join(", "))
+            .out(&out)
+            .ok();
+        let map = image::open(&out).unwrap().to_luma8();
+        if map.dimensions() != (shown.width, shown.height) {
+            failures.push(format!("{}: {:?}, shown {}x{}", shown.file, map.dimensions(), shown.width, shown.height));
+            continue;
+        }
+        for (x, y, word) in &shown.probes {
+            let label = map.get_pixel(*x, *y).0[0] as usize;
+            let got = label.checked_sub(1).and_then(|i| scene.labels.get(i)).map_or("(unlabelled)", |w| w.as_str());
+            if got != word {
+                failures.push(format!("{}: ({x}, {y}) is {got}, shown {word}", shown.file));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Writes tests/fixtures/images/exif/: the scene (tests/fixtures/images/scene.json) as a JPEG of
+/// the `image` crate (quality 90) with each EXIF orientation, and as a PNG whose eXIf chunk
+/// says 6. `cargo test --release --test native images::write_exif_fixtures -- --ignored`.
+#[test]
+#[ignore = "rewrites the committed fixtures"]
+fn write_exif_fixtures() {
+    let to = fixtures().join("images/exif");
+    std::fs::create_dir_all(&to).unwrap();
+    let (picture, _) = Scene::load().picture();
+    let stored = jpeg(&picture);
+    for orientation in 1..=8 {
+        write(&to, &format!("orientation-{orientation}.jpg"), &jpeg_with_orientation(&stored, orientation));
+    }
+    let mut png = Vec::new();
+    picture.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    write(&to, "orientation-6.png", &png_with_orientation(&png, 6));
 }
