@@ -14,6 +14,12 @@ pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Images larger than this on a side are refused (they would not fit a GPU buffer anyway).
 pub const MAX_SIDE: usize = 16_384;
+/// Most pixels an image may have in all: 8192 x 8192, the largest image the page takes, so a
+/// 48- or 64-megapixel photo passes. As 8-bit RGB that is 192 MiB, and the widest layout a
+/// decoder produces (16-bit RGBA) 512 MiB, which keeps every command under 1 GiB whatever
+/// the file claims (docs/performance.md, "Hostile inputs"). A header is checked against it
+/// before a pixel is decoded: a JPEG of a few hundred bytes may claim 16384 x 16384.
+pub const MAX_PIXELS: usize = 1 << 26;
 /// Longest side an image may have after the resize a network asks for. Every path that resizes
 /// (`classify`, `embed-image`, segmentation's short-side resize) checks it before resizing;
 /// past it the image is refused with the sizes in the error, never downscaled behind the user's
@@ -21,7 +27,7 @@ pub const MAX_SIDE: usize = 16_384;
 pub const MAX_RESIZED_SIDE: usize = 8192;
 
 /// An image's size as every input path checks it, before or after decoding: at least one pixel,
-/// at most [`MAX_SIDE`] a side.
+/// at most [`MAX_SIDE`] a side and [`MAX_PIXELS`] in all.
 pub fn check_image_size(width: usize, height: usize) -> Result<()> {
     if width == 0 || height == 0 {
         return Err(Error::invalid(format!("image has no pixels ({width}x{height})")));
@@ -29,6 +35,11 @@ pub fn check_image_size(width: usize, height: usize) -> Result<()> {
     if width > MAX_SIDE || height > MAX_SIDE {
         return Err(Error::invalid(format!(
             "image of {width}x{height} pixels is too large; the limit is {MAX_SIDE} pixels a side"
+        )));
+    }
+    if width * height > MAX_PIXELS {
+        return Err(Error::invalid(format!(
+            "image of {width}x{height} pixels is too large; the limit is {MAX_PIXELS} pixels in all (8192x8192)"
         )));
     }
     Ok(())

@@ -173,7 +173,8 @@ async function takeImage(blob) {
   if (!blob || !blob.type.startsWith('image/')) { status('That is not an image.'); return; }
   const ticket = ++imageTicket;
   let bitmap;
-  try { bitmap = await createImageBitmap(blob); } catch { status('This image could not be decoded.'); return; }
+  // Upright by the file's EXIF orientation, as <img> shows it and as `wordmask` reads it.
+  try { bitmap = await createImageBitmap(blob, { imageOrientation: 'from-image' }); } catch { status('This image could not be decoded.'); return; }
   if (ticket !== imageTicket) return;
   if (bitmap.width < 16 || bitmap.height < 16 || bitmap.width > 8192 || bitmap.height > 8192) {
     status(`Images must be 16 to 8192 pixels a side; this one is ${bitmap.width}x${bitmap.height}.`);

@@ -125,7 +125,8 @@ class WordMask extends HTMLElement {
       if (!this.image && this.getAttribute('src')) {
         const response = await fetch(this.getAttribute('src'));
         if (!response.ok) throw new Error(`${this.getAttribute('src')}: HTTP ${response.status}`);
-        this.image = await createImageBitmap(await response.blob());
+        // Upright by the file's EXIF orientation, as <img> shows it and as `wordmask` reads it.
+        this.image = await createImageBitmap(await response.blob(), { imageOrientation: 'from-image' });
       }
       if (this.hasAttribute('interactive')) {
         if (this.image) this.show(this.image);

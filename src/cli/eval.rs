@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 
-use super::files::read_label_png;
+use super::images::read_label_png;
 use super::{ModelArgs, load, read_image};
 use wordmask::dataset::{Format, Sample, Split, fold_classes, samples};
 use wordmask::labels::{Label, parse_class_file};

@@ -49,7 +49,6 @@ impl ModelFiles {
         &self.weights
     }
 }
-
 /// The files a model path names (its folder's `config.json`, `preprocessor_config.json` and
 /// weights, or the weights file given): what no output may overwrite.
 pub fn model_paths(path: &str) -> Vec<PathBuf> {
@@ -61,27 +60,4 @@ pub fn model_paths(path: &str) -> Vec<PathBuf> {
         paths.push(p.to_path_buf());
     }
     paths
-}
-
-/// An 8-bit single-channel or palette PNG's raw values (class indices, not colours).
-pub fn read_label_png(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
-    let file = File::open(path).with_context(|| format!("cannot open label {}", path.display()))?;
-    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
-    decoder.set_transformations(png::Transformations::IDENTITY);
-    let mut reader = decoder.read_info().with_context(|| format!("{} is not a readable PNG", path.display()))?;
-    let mut buf = vec![0; reader.output_buffer_size().context("label PNG too large")?];
-    let info = reader.next_frame(&mut buf).with_context(|| format!("cannot decode {}", path.display()))?;
-    let ok = info.bit_depth == png::BitDepth::Eight
-        && matches!(info.color_type, png::ColorType::Grayscale | png::ColorType::Indexed);
-    if !ok {
-        bail!(
-            "{}: label maps must be 8-bit grey or palette PNGs, this one is {:?} {:?}",
-            path.display(),
-            info.color_type,
-            info.bit_depth
-        );
-    }
-    let (w, h) = (info.width as usize, info.height as usize);
-    let data = (0..h).flat_map(|y| buf[y * info.line_size..y * info.line_size + w].to_vec()).collect();
-    Ok((w, h, data))
 }

@@ -4,6 +4,7 @@ mod bench;
 mod convert;
 mod eval;
 mod files;
+mod images;
 mod outputs;
 mod sam;
 mod segment;
@@ -16,6 +17,7 @@ use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::json;
 
+use images::read_image;
 use wordmask::device::{self, read};
 use wordmask::network::Tokens;
 use wordmask::segment::text::SINGLE;
@@ -172,30 +174,6 @@ pub fn peak_memory_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
-}
-
-pub fn read_image(path: &str) -> Result<wordmask::preprocess::RgbImage> {
-    use image::ImageDecoder;
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read image {path}"))?;
-    // The format from the first bytes only (not the file name), so a text file named .png is
-    // named for what it is.
-    let mut reader = image::ImageReader::new(std::io::BufReader::new(file))
-        .with_guessed_format()
-        .with_context(|| format!("cannot read image {path}"))?;
-    if !matches!(reader.format(), Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)) {
-        anyhow::bail!("{path} is not a PNG or JPEG image");
-    }
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(4 << 30);
-    reader.limits(limits);
-    let decoder = reader.into_decoder().with_context(|| format!("cannot read image {path}"))?;
-    // The header first: a huge image is refused before its pixels are decoded.
-    let (w, h) = decoder.dimensions();
-    wordmask::preprocess::check_image_size(w as usize, h as usize).with_context(|| format!("image {path}"))?;
-    let img =
-        image::DynamicImage::from_decoder(decoder).with_context(|| format!("cannot read image {path}"))?.to_rgb8();
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    wordmask::preprocess::RgbImage::new(w, h, img.into_raw()).with_context(|| format!("image {path}"))
 }
 
 /// Every engine's defaults as flags, for the help of the commands that take segmentation

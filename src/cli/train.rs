@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::files::{ModelFiles, model_paths, read_label_png};
+use super::files::{ModelFiles, model_paths};
+use super::images::read_label_png;
 use super::read_image;
 use wordmask::checkpoint::Checkpoint;
 use wordmask::dataset::{Format, Sample, Split, fold_classes, samples};

@@ -7,6 +7,7 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::images::{GREY, RGB, black_png, jpeg_claiming};
 use common::{Cli, fixtures, scratch};
 
 /// The table's rows: first cell -> the quoted pieces of the second.
@@ -115,6 +116,27 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Cli> {
     cases.insert("`--precision f16` on the CPU backend", segment(&colours, &photo, "red", &["--precision", "f16"]));
     cases.insert("A truncated PNG", segment(&colours, truncated_png, "red", &[]));
     cases.insert("An image of 16,385 pixels a side (refused from its header)", segment(&colours, &wide, "red", &[]));
+    let claims = dir.join("claims.jpg");
+    std::fs::write(&claims, jpeg_claiming(16384, 16384)).unwrap();
+    cases.insert(
+        "A JPEG of a few hundred bytes whose header claims 16384x16384 pixels",
+        segment(&colours, claims.to_str().unwrap(), "red", &[]),
+    );
+    let huge_label = dir.join("huge-label");
+    for (sub, bytes) in [("images", black_png(64, 48, RGB, 8, &[])), ("labels", black_png(16384, 16384, GREY, 8, &[]))]
+    {
+        std::fs::create_dir_all(huge_label.join(sub)).unwrap();
+        std::fs::write(huge_label.join(sub).join("a.png"), bytes).unwrap();
+    }
+    std::fs::write(huge_label.join("classes.txt"), "red\n").unwrap();
+    cases.insert(
+        "A label map of 16384x16384 pixels to `eval` (refused from its header)",
+        Cli::new("eval")
+            .model(&colours)
+            .arg("--dataset", &huge_label)
+            .arg("--format", "folder")
+            .arg("--classes", huge_label.join("classes.txt")),
+    );
     cases.insert("A 16384x1 strip to `classify`", Cli::new("classify").model(&colours).image(&strip).labels("red"));
     cases.insert("A 4000x4 strip to `segment`", segment(&colours, &thin, "red", &[]));
     cases.insert("`--threshold 2`", segment(&colours, &photo, "red", &["--threshold", "2"]));

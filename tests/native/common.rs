@@ -120,6 +120,37 @@ impl Cli {
         self.command().output().expect("run wordmask")
     }
 
+    /// Run it, whatever the outcome; also its peak resident memory in MiB, the child's own
+    /// high-water mark as `wait4` reports it when the child ends (`ru_maxrss`, KiB on Linux).
+    pub fn run_measured(self) -> (Output, f64) {
+        use std::io::Read;
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::Stdio;
+
+        #[allow(clippy::zombie_processes)] // reaped below by wait4, which also gives its usage
+        let mut child = self.command().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run wordmask");
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                pipe.read_to_end(&mut bytes).map(|_| bytes).unwrap_or_default()
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        let (mut status, mut usage) = (0, std::mem::MaybeUninit::<libc::rusage>::zeroed());
+        // SAFETY: `child` is ours and not yet waited for; both pointers are valid for writes.
+        let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, usage.as_mut_ptr()) };
+        assert_eq!(waited, child.id() as i32, "wait4: {}", std::io::Error::last_os_error());
+        // SAFETY: wait4 filled it in.
+        let peak_kib = unsafe { usage.assume_init() }.ru_maxrss;
+        let output = Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        };
+        (output, peak_kib as f64 / 1024.0)
+    }
+
     /// Run it; it must succeed (its stderr in the failure).
     pub fn ok(self) -> Output {
         let line = self.to_string();
@@ -260,6 +291,13 @@ impl Scene {
 
     /// Paint the scene into `path`; returns the word each pixel shows.
     pub fn paint(&self, path: &Path) -> Vec<String> {
+        let (img, truth) = self.picture();
+        img.save(path).unwrap();
+        truth
+    }
+
+    /// The scene's pixels, and the word each pixel shows.
+    pub fn picture(&self) -> (image::RgbImage, Vec<String>) {
         let (w, h) = (self.width, self.height);
         let mut img = image::RgbImage::new(w, h);
         let mut truth = vec![String::new(); (w * h) as usize];
@@ -271,8 +309,7 @@ impl Scene {
                 }
             }
         }
-        img.save(path).unwrap();
-        truth
+        (img, truth)
     }
 }
 

@@ -11,6 +11,7 @@ mod bad_input;
 mod cli;
 mod f16;
 mod fuzz_regressions;
+mod images;
 mod loading;
 mod outputs;
 mod parity_clip;
