@@ -17,6 +17,7 @@ pub use safetensors::write_f32 as write_safetensors;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -60,7 +61,10 @@ pub struct TensorEntry<'a> {
 #[derive(Debug, Clone)]
 enum Storage<'a> {
     /// In memory, starting at the tensor's first element.
-    Bytes(Cow<'a, [u8]>),
+    Bytes(&'a [u8]),
+    /// A storage inflated from a compressed zip entry (once, whatever the number of tensors
+    /// viewing it), the tensor starting at the given byte.
+    Inflated(Arc<[u8]>, usize),
     /// Bytes `start..end` of the checkpoint's [`ByteSource`].
     Range(usize, usize),
 }
@@ -162,7 +166,8 @@ impl<'a> Checkpoint<'a> {
             .get(name)
             .ok_or_else(|| Error::format(&self.source_name, format!("no tensor named {name}")))?;
         let bytes = match (&entry.data, &self.source) {
-            (Storage::Bytes(bytes), _) => Cow::Borrowed(&bytes[..]),
+            (Storage::Bytes(bytes), _) => Cow::Borrowed(*bytes),
+            (Storage::Inflated(bytes, start), _) => Cow::Borrowed(&bytes[*start..]),
             // Safetensors data is contiguous and its range was checked against the shape when
             // the index was read: decode it a chunk at a time, so that loading holds the values
             // and one chunk, never a second copy of the tensor in bytes.
@@ -219,6 +224,19 @@ fn element(bytes: &[u8], at: usize, dtype: StoredDtype) -> f32 {
     }
 }
 
+/// Elements a view of `shape` with `strides` reaches in its storage (the furthest one's index
+/// plus one; 0 for an empty view), or `None` when that overflows (a crafted file).
+pub(crate) fn extent(shape: &[usize], strides: &[usize]) -> Option<usize> {
+    if shape.contains(&0) {
+        return Some(0);
+    }
+    let last = shape
+        .iter()
+        .zip(strides)
+        .try_fold(0usize, |sum, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| sum.checked_add(x)))?;
+    last.checked_add(1)
+}
+
 fn to_f32(entry: &TensorEntry<'_>, data: &[u8]) -> std::result::Result<Vec<f32>, String> {
     let size = entry.dtype.size();
     if entry.shape.len() != entry.strides.len() {
@@ -227,22 +245,26 @@ fn to_f32(entry: &TensorEntry<'_>, data: &[u8]) -> std::result::Result<Vec<f32>,
     let n = elements(&entry.shape).ok_or_else(|| format!("shape {:?} has too many elements", entry.shape))?;
     // The furthest element the strides reach must lie inside the storage (all sums checked: the
     // sizes come from the file).
-    let last = entry
-        .shape
-        .iter()
-        .zip(&entry.strides)
-        .try_fold(0usize, |sum, (&d, &s)| d.saturating_sub(1).checked_mul(s).and_then(|x| sum.checked_add(x)));
-    let needed = last.and_then(|l| l.checked_add(1)).and_then(|l| l.checked_mul(size));
+    let needed = extent(&entry.shape, &entry.strides).and_then(|l| l.checked_mul(size));
     match needed {
-        Some(bytes) if n == 0 || bytes <= data.len() => {}
+        Some(bytes) if bytes <= data.len() => {}
         Some(bytes) => {
             return Err(format!("data is truncated: needs {bytes} bytes, the file holds {}", data.len()));
         }
         None => return Err(format!("shape {:?} with strides {:?} overflows", entry.shape, entry.strides)),
     }
-    let contiguous = contiguous_strides(&entry.shape) == entry.strides;
+    // A view may repeat its storage's elements (a stride of 0, as `expand` makes), but then a
+    // few bytes would claim any number of values: no state dict of ours holds one.
+    if n.checked_mul(size).is_none_or(|bytes| bytes > data.len()) {
+        return Err(format!(
+            "shape {:?} with strides {:?} repeats the {} elements of its storage",
+            entry.shape,
+            entry.strides,
+            data.len() / size
+        ));
+    }
     let mut out = Vec::with_capacity(n);
-    if contiguous {
+    if contiguous_strides(&entry.shape) == entry.strides {
         decode(&data[..n * size], entry.dtype, &mut out);
     } else {
         let mut index = vec![0usize; entry.shape.len()];
