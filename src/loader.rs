@@ -65,6 +65,9 @@ pub struct WeightLoader<'c, 'a> {
     device: Device,
     used: BTreeSet<String>,
     problems: Vec<String>,
+    /// Tensors of the right name and shape whose values could not be used (truncated data,
+    /// NaN or infinite weights): the checkpoint is damaged, not of another architecture.
+    damaged: Vec<String>,
     architecture: String,
     /// Called on each tensor after conversion; tests use it to perturb one weight.
     hook: Option<Hook<'c>>,
@@ -85,6 +88,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             device: device.clone(),
             used: BTreeSet::new(),
             problems: Vec::new(),
+            damaged: Vec::new(),
             architecture: architecture.to_string(),
             hook: None,
             checking: false,
@@ -102,6 +106,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             device: device.clone(),
             used: BTreeSet::new(),
             problems: Vec::new(),
+            damaged: Vec::new(),
             architecture: "random".into(),
             hook: None,
             checking: false,
@@ -177,15 +182,21 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         if self.checking {
             return None;
         }
-        match checkpoint.read_f32(name) {
+        // NaN or infinite weights are refused here, as they are converted: they would run and
+        // turn every score into NaN, which reads as "everything unlabelled".
+        match checkpoint.read_finite_f32(name) {
             Ok(mut values) => {
                 if let Some(hook) = self.hook.as_mut() {
                     hook(name, &mut values);
                 }
                 Some(values)
             }
+            Err(Error::Format { reason, .. }) => {
+                self.damaged.push(reason);
+                None
+            }
             Err(e) => {
-                self.problems.push(e.to_string());
+                self.damaged.push(e.to_string());
                 None
             }
         }
@@ -281,9 +292,13 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             }
             problems.push(line);
         }
-        if problems.is_empty() {
+        if problems.is_empty() && self.damaged.is_empty() {
             return Ok(());
         }
+        if problems.is_empty() {
+            return Err(Error::format(&checkpoint.source_name, self.damaged.join("\n")));
+        }
+        problems.extend(self.damaged);
         Err(Error::Mismatch {
             source_name: checkpoint.source_name.clone(),
             architecture: self.architecture,

@@ -161,6 +161,18 @@ impl<'a> Checkpoint<'a> {
 
     /// Convert one tensor to row-major `f32`.
     pub fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        self.read(name, false)
+    }
+
+    /// [`Self::read_f32`], refusing a floating tensor that holds NaN or an infinity (what a
+    /// model loads: such a weight would turn every score into NaN, and every pixel unlabelled).
+    /// The check runs as the values are converted, a cached block at a time.
+    pub fn read_finite_f32(&self, name: &str) -> Result<Vec<f32>> {
+        self.read(name, true)
+    }
+
+    fn read(&self, name: &str, finite: bool) -> Result<Vec<f32>> {
+        let fail = |reason: String| Error::format(&self.source_name, format!("tensor {name}: {reason}"));
         let entry = self
             .entries
             .get(name)
@@ -177,14 +189,14 @@ impl<'a> Checkpoint<'a> {
                 let mut out = Vec::with_capacity((end - start) / size);
                 for at in (*start..*end).step_by(step) {
                     let chunk = source.read(at, (at + step).min(*end));
-                    decode(&chunk, entry.dtype, &mut out);
+                    decode_checked(&chunk, entry.dtype, &mut out, finite).map_err(fail)?;
                 }
                 return Ok(out);
             }
             (Storage::Range(start, end), Some(source)) => Cow::Owned(source.read(*start, *end)),
             (Storage::Range(..), None) => unreachable!("range entries come with their source"),
         };
-        to_f32(entry, &bytes).map_err(|reason| Error::format(&self.source_name, format!("tensor {name}: {reason}")))
+        to_f32(entry, &bytes, finite).map_err(fail)
     }
 }
 
@@ -237,7 +249,9 @@ pub(crate) fn extent(shape: &[usize], strides: &[usize]) -> Option<usize> {
     last.checked_add(1)
 }
 
-fn to_f32(entry: &TensorEntry<'_>, data: &[u8]) -> std::result::Result<Vec<f32>, String> {
+/// `entry`'s values from its storage `data`, row-major; with `finite`, refused at the first NaN
+/// or infinity (checked a block at a time as it is decoded, while the block is in cache).
+fn to_f32(entry: &TensorEntry<'_>, data: &[u8], finite: bool) -> std::result::Result<Vec<f32>, String> {
     let size = entry.dtype.size();
     if entry.shape.len() != entry.strides.len() {
         return Err(format!("shape {:?} and strides {:?} disagree", entry.shape, entry.strides));
@@ -265,7 +279,7 @@ fn to_f32(entry: &TensorEntry<'_>, data: &[u8]) -> std::result::Result<Vec<f32>,
     }
     let mut out = Vec::with_capacity(n);
     if contiguous_strides(&entry.shape) == entry.strides {
-        decode(&data[..n * size], entry.dtype, &mut out);
+        decode_checked(&data[..n * size], entry.dtype, &mut out, finite)?;
     } else {
         let mut index = vec![0usize; entry.shape.len()];
         for _ in 0..n {
@@ -279,8 +293,51 @@ fn to_f32(entry: &TensorEntry<'_>, data: &[u8]) -> std::result::Result<Vec<f32>,
                 index[axis] = 0;
             }
         }
+        if finite {
+            check_finite(&out, 0)?;
+        }
     }
     Ok(out)
+}
+
+/// Elements decoded between two checks of [`decode_checked`]: 16 KiB of `f32`, which stays in
+/// the first-level cache, so the check adds a pass over cached values, not over memory.
+const CHECK_BLOCK: usize = 4096;
+
+/// [`decode`], and with `finite`, each block of values checked as it is decoded.
+fn decode_checked(
+    bytes: &[u8],
+    dtype: StoredDtype,
+    out: &mut Vec<f32>,
+    finite: bool,
+) -> std::result::Result<(), String> {
+    let floats = matches!(dtype, StoredDtype::F64 | StoredDtype::F32 | StoredDtype::F16 | StoredDtype::BF16);
+    if !(finite && floats) {
+        decode(bytes, dtype, out);
+        return Ok(());
+    }
+    for block in bytes.chunks(CHECK_BLOCK * dtype.size()) {
+        let start = out.len();
+        decode(block, dtype, out);
+        check_finite(&out[start..], start)?;
+    }
+    Ok(())
+}
+
+/// Refuse NaN and infinities in `values` (element `first` of the tensor onwards).
+fn check_finite(values: &[f32], first: usize) -> std::result::Result<(), String> {
+    // An exponent of all ones is NaN or an infinity, so the largest exponent tells; the scan has
+    // no early exit, so that it vectorises, and the position is looked for only when one is found.
+    const EXPONENT: u32 = 0x7f80_0000;
+    if values.iter().fold(0, |most, v| most.max(v.to_bits() & EXPONENT)) == EXPONENT {
+        let at = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        let value = values[at];
+        return Err(format!(
+            "element {} is {value}; weights holding NaN or infinities are damaged (a training run that diverged, or a broken conversion)",
+            first + at
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
@@ -321,7 +378,7 @@ mod tests {
         let values: Vec<u8> = [1f32, 4., 2., 5., 3., 6.].iter().flat_map(|v| v.to_le_bytes()).collect();
         let entry =
             TensorEntry { dtype: StoredDtype::F32, shape: vec![2, 3], strides: vec![1, 2], data: Storage::Range(0, 0) };
-        assert_eq!(to_f32(&entry, &values).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
+        assert_eq!(to_f32(&entry, &values, true).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
     }
 
     #[test]
@@ -331,7 +388,7 @@ mod tests {
         let bf16: Vec<u8> = values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
         for (dtype, data) in [(StoredDtype::F16, f16), (StoredDtype::BF16, bf16)] {
             let entry = TensorEntry { dtype, shape: vec![3], strides: vec![1], data: Storage::Range(0, 0) };
-            let got = to_f32(&entry, &data).unwrap();
+            let got = to_f32(&entry, &data, true).unwrap();
             assert_eq!(got[0], 1.5);
             assert_eq!(got[1], -2.25);
             assert!((got[2] - 65504.0).abs() <= 256.0, "{dtype:?}: {}", got[2]);
@@ -342,8 +399,24 @@ mod tests {
     fn a_tensor_reaching_past_its_storage_is_an_error() {
         let entry =
             TensorEntry { dtype: StoredDtype::F32, shape: vec![4], strides: vec![1], data: Storage::Range(0, 0) };
-        let err = to_f32(&entry, &[0; 12]).unwrap_err();
+        let err = to_f32(&entry, &[0; 12], true).unwrap_err();
         assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_with_their_place() {
+        let mut values = vec![0.5f32; 10_000];
+        values[9_000] = f32::NAN;
+        let file = write_safetensors(&[("w".into(), vec![10_000], values)]).unwrap();
+        let c = Checkpoint::from_bytes(&file, "m.safetensors").unwrap();
+        let err = c.read_finite_f32("w").unwrap_err().to_string();
+        assert!(err.contains("tensor w: element 9000 is NaN"), "{err}");
+        assert_eq!(c.read_f32("w").unwrap().len(), 10_000, "read as it is when not asked to check");
+        let inf = half::f16::INFINITY.to_le_bytes().repeat(3);
+        let entry =
+            TensorEntry { dtype: StoredDtype::F16, shape: vec![3], strides: vec![1], data: Storage::Range(0, 0) };
+        let err = to_f32(&entry, &inf, true).unwrap_err();
+        assert!(err.contains("element 0 is inf"), "{err}");
     }
 
     /// A file behind a reader that counts the bytes it hands out.
