@@ -138,6 +138,12 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         &self.device
     }
 
+    /// Whether this is the check pass of [`load`], which reads nothing and whose model never
+    /// runs: what a model computes from its config at load (a grid of positions) is skipped.
+    pub fn checking(&self) -> bool {
+        self.checking
+    }
+
     /// Whether linear layers should keep their weights packed on the host where the device
     /// runs host kernels (`nn::Linear`): in the web build, and not while checking.
     pub fn packs_linear(&self) -> bool {
