@@ -229,6 +229,19 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         self.upload(values, shape)
     }
 
+    /// `name`, stored as `stored`, as a device tensor of `shape` holding the same elements (a
+    /// 1x1 convolution's weight as a matrix). While checking, the stand-in has `shape` itself: a
+    /// broadcast stand-in reshaped afterwards would be copied out whole.
+    pub fn tensor_as<const D: usize, const E: usize>(
+        &mut self,
+        name: &str,
+        stored: [usize; D],
+        shape: [usize; E],
+    ) -> Tensor<E> {
+        let values = self.host(name, &stored);
+        self.upload(values, shape)
+    }
+
     /// `name`, stored as `shape` = `[rows, ...]`, as a device tensor `[cols, rows]` where `cols`
     /// is the product of the other axes: flattened and transposed once on the host (a linear
     /// layer's or a patch embedding's weight, held the way its product reads it).
@@ -354,6 +367,11 @@ impl<'c, 'a> Scope<'_, 'c, 'a> {
     /// [`WeightLoader::packs_linear`].
     pub fn packs_linear(&self) -> bool {
         self.loader.packs_linear()
+    }
+
+    /// [`WeightLoader::checking`].
+    pub fn checking(&self) -> bool {
+        self.loader.checking()
     }
 
     /// [`WeightLoader::host`] of `name` in this scope.

@@ -156,9 +156,10 @@ pub fn overlay<T: Serialize + DeserializeOwned>(defaults: &T, given: &serde_json
 pub mod limits {
     /// An input side in pixels: SAM's 1024 is the largest of the released checkpoints.
     pub const IMAGE_SIZE: usize = crate::preprocess::MAX_INPUT_SIZE;
-    /// Patches a side: 4096 pixels in patches of 16. Attention over more than its 65,536
-    /// tokens would need a score matrix of 16 GiB a head.
-    pub const GRID: usize = 256;
+    /// Patches a side: 2048 pixels in patches of 16 (SAM's grid is 64). Global attention over
+    /// more than its 16,384 tokens would need a score matrix of 1 GiB a head, and SAM's
+    /// relative positions, gathered for the grid, grow with its side.
+    pub const GRID: usize = 128;
     /// Widths (hidden sizes, projections, channels): ViT-22B is 6,144 wide, the widest released
     /// transformers 16,384.
     pub const WIDTH: usize = 16_384;

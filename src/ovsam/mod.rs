@@ -221,7 +221,7 @@ impl OvSamModel {
         let prompt_encoder = PromptEncoder::load(loader.pp("prompt_encoder"), &config.sam.prompt_encoder_config);
         let mask_decoder = MaskDecoder::load_labelled(loader.pp("mask_decoder"), &config.sam.mask_decoder_config);
         let (d, c) = (config.class_dim, config.fpn_channels);
-        let roi_conv = loader.tensor::<4>("roi_conv.weight", [d, c, 1, 1]).reshape([d, c]);
+        let roi_conv = loader.tensor_as("roi_conv.weight", [d, c, 1, 1], [d, c]);
         let text_model = TextTransformer::load(loader.pp("text_model"), &config.text_config);
         let text_projection = Linear::load(loader.pp("text_projection"), config.text_config.hidden_size, d, false);
         let classifier = config.vocabulary.as_ref().map(|names| {

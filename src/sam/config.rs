@@ -202,7 +202,8 @@ impl SamConfig {
         f.size("num_hidden_layers", d.num_hidden_layers, limits::LAYERS)?;
         f.size("num_attention_heads", d.num_attention_heads, limits::WIDTH)?;
         f.size("attention_downsample_rate", d.attention_downsample_rate, d.hidden_size)?;
-        f.range("num_multimask_outputs", d.num_multimask_outputs, 0, limits::TOKENS)?;
+        // Masks a prompt gives, each with its own hypernetwork: SAM's 3.
+        f.range("num_multimask_outputs", d.num_multimask_outputs, 0, 64)?;
         f.range("iou_head_depth", d.iou_head_depth, 2, limits::LAYERS)?;
         f.size("iou_head_hidden_dim", d.iou_head_hidden_dim, limits::WIDTH)?;
         f.eps("layer_norm_eps", d.layer_norm_eps)?;

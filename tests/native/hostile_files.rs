@@ -416,6 +416,42 @@ fn config_numbers_are_checked_before_use() {
     let groupvit =
         edited("groupvit", "semantic-colours-groupvit", "config.json", "/vision_config/assign_eps", (-1).into());
     let std0 = serde_json::json!([0.0, 0.26, 0.27]);
+    // Every size at its bound: accepted, then refused for not fitting the weights, and the
+    // check pass sizes nothing by the config (SAM's gathered relative positions took 24 GB).
+    let set_all = |m: &Path, pairs: &[(String, serde_json::Value)]| {
+        pairs.iter().for_each(|(pointer, value)| set_json(m, "config.json", pointer, value.clone()))
+    };
+    let pairs = |section: &str, values: &[(&str, serde_json::Value)]| {
+        values.iter().map(|(key, value)| (format!("/{section}/{key}"), value.clone())).collect::<Vec<_>>()
+    };
+    let widest = [
+        ("hidden_size", 16_384.into()),
+        ("intermediate_size", 65_536.into()),
+        ("num_hidden_layers", 256.into()),
+        ("num_attention_heads", 1.into()),
+    ];
+    let clip_at_bounds = model_copy(&dir, "clip-at-bounds", "semantic-colours", |m| {
+        set_all(m, &pairs("text_config", &widest));
+        set_all(m, &pairs("vision_config", &widest));
+        set_all(m, &pairs("vision_config", &[("image_size", 2048.into()), ("patch_size", 16.into())]));
+    });
+    let sam_at_bounds = model_copy(&dir, "sam-at-bounds", "sam-tiny", |m| {
+        let input = [("image_size", 2048.into()), ("patch_size", 16.into()), ("hidden_size", 16_384.into())];
+        set_all(m, &pairs("vision_config", &input));
+        set_all(m, &pairs("prompt_encoder_config", &input));
+        let layers: Vec<usize> = (0..256).collect();
+        let vision = [
+            ("num_hidden_layers", 256.into()),
+            ("num_attention_heads", 1.into()),
+            ("output_channels", 16_384.into()),
+            ("num_pos_feats", 8192.into()),
+            ("mlp_dim", 65_536.into()),
+            ("global_attn_indexes", layers.into()),
+        ];
+        set_all(m, &pairs("vision_config", &vision));
+        let decoder = [("hidden_size", 16_384.into()), ("mlp_dim", 65_536.into()), ("num_hidden_layers", 256.into())];
+        set_all(m, &pairs("mask_decoder_config", &decoder));
+    });
     let fusioner =
         edited("fusioner", "fusioner-tiny", "config.json", "/fusion_config/temperature", serde_json::json!(0.0));
     let cases = vec![
@@ -453,6 +489,16 @@ fn config_numbers_are_checked_before_use() {
             "a Fusioner temperature of 0",
             segment(&fusioner, &photo, &dir),
             vec!["fusion_config.temperature is 0; it must be a positive number"],
+        ),
+        (
+            "a CLIP config at every bound",
+            segment(&clip_at_bounds, &photo, &dir),
+            vec!["does not match the CLIPModel architecture"],
+        ),
+        (
+            "a SAM config at every bound",
+            Cli::new("sam").model(&sam_at_bounds).image(&photo).arg("--point", "3,4").out(dir.join("mask.png")),
+            vec!["does not match the SamModel architecture"],
         ),
         (
             "convert-segclip --vision-heads 0",
