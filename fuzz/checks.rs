@@ -6,9 +6,10 @@
 
 use wordmask::checkpoint::Checkpoint;
 use wordmask::labels::{self, MAX_LABEL_CHARS, MAX_LABELS};
-use wordmask::preprocess::RgbImage;
+use wordmask::preprocess::{MAX_RESIZED_SIDE, RgbImage, checked_short_side_size};
 use wordmask::segment::point::{Click, Prompt, PromptModel};
-use wordmask::segment::{EmbeddingCache, Model, Settings, Words};
+use wordmask::segment::slide::check_score_size;
+use wordmask::segment::{ENGINES, EmbeddingCache, Model, Settings, Words};
 use wordmask::tokenizer::Tokenizer;
 
 /// Tensors larger than this are not converted: the loader converts only tensors whose shape
@@ -29,6 +30,14 @@ pub fn checkpoint(data: &[u8]) {
         }
         if let Ok(values) = checkpoint.read_f32(&name) {
             assert_eq!(values.len(), count, "tensor {name} converted to the wrong length");
+            // What a model loads: the same values, refused where one is NaN or infinite.
+            match checkpoint.read_finite_f32(&name) {
+                Ok(finite) => assert!(
+                    finite.iter().zip(&values).all(|(a, b)| a.to_bits() == b.to_bits() && a.is_finite()),
+                    "tensor {name}: the checked read differs or holds a non-finite value"
+                ),
+                Err(_) => assert!(values.iter().any(|v| !v.is_finite()), "tensor {name} refused while finite"),
+            }
         }
     }
 }
@@ -112,4 +121,43 @@ pub fn tokenizer(data: &[u8]) {
     }
     let batch = tokenizer.encode_batch(&[&text, "a photo of a cat."], 77);
     assert_eq!(batch[0].len(), batch[1].len(), "a padded batch is rectangular");
+}
+
+/// Argument vectors (words separated by NUL bytes) for the segmentation settings of `segment`,
+/// `eval` and `bench`: the core's `Settings`, the very clap arguments the CLI flattens into
+/// those commands, with `--labels`. Where clap accepts them, the checks the CLI runs before a
+/// model is loaded: the labels, every engine's resolution of the settings, and the sizes they
+/// give a 640x480 photo. Nothing loads a model.
+pub fn cli_args(data: &[u8]) {
+    use clap::{Args, FromArgMatches};
+    let text = String::from_utf8_lossy(data);
+    let argv = std::iter::once("segment").chain(text.split('\0'));
+    let labels_arg = clap::Arg::new("labels").long("labels");
+    let command = Settings::augment_args(clap::Command::new("segment").arg(labels_arg));
+    let Ok(matches) = command.try_get_matches_from(argv) else { return };
+    let settings = Settings::from_arg_matches(&matches).expect("what clap accepted converts to settings");
+    let names = match matches.get_one::<String>("labels") {
+        Some(typed) => {
+            labels(typed.as_bytes());
+            labels::parse(typed).map_or(1, |l| l.iter().map(|l| l.synonyms.len()).sum())
+        }
+        None => 1,
+    };
+    for engine in ENGINES {
+        let Ok(request) = engine.request(&settings) else { continue };
+        let plan = &request.plan;
+        assert!((0.0..=1.0).contains(&plan.threshold), "{}: threshold {} accepted", engine.name(), plan.threshold);
+        let w = plan.windows;
+        // 0: the image as it is (Fusioner's setting).
+        let sized = (16..=4096).contains(&w.short_side);
+        assert!(sized || w.short_side == 0, "{}: short side {} accepted", engine.name(), w.short_side);
+        if let Some((window, stride)) = w.slide() {
+            assert!(window >= 16 && (1..=window).contains(&stride), "window {window}, stride {stride} accepted");
+        }
+        if sized && let Ok((rw, rh)) = checked_short_side_size(640, 480, w.short_side) {
+            assert!(rw.max(rh) <= MAX_RESIZED_SIDE && rw.min(rh) == w.short_side, "{rw}x{rh} for {}", w.short_side);
+            let rows = names + plan.background.len() + usize::from(plan.engine_background);
+            let _ = check_score_size(rows, rw, rh, w.short_side);
+        }
+    }
 }

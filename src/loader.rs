@@ -65,6 +65,9 @@ pub struct WeightLoader<'c, 'a> {
     device: Device,
     used: BTreeSet<String>,
     problems: Vec<String>,
+    /// Tensors of the right name and shape whose values could not be used (truncated data,
+    /// NaN or infinite weights): the checkpoint is damaged, not of another architecture.
+    damaged: Vec<String>,
     architecture: String,
     /// Called on each tensor after conversion; tests use it to perturb one weight.
     hook: Option<Hook<'c>>,
@@ -85,6 +88,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             device: device.clone(),
             used: BTreeSet::new(),
             problems: Vec::new(),
+            damaged: Vec::new(),
             architecture: architecture.to_string(),
             hook: None,
             checking: false,
@@ -102,6 +106,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             device: device.clone(),
             used: BTreeSet::new(),
             problems: Vec::new(),
+            damaged: Vec::new(),
             architecture: "random".into(),
             hook: None,
             checking: false,
@@ -131,6 +136,12 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Whether this is the check pass of [`load`], which reads nothing and whose model never
+    /// runs: what a model computes from its config at load (a grid of positions) is skipped.
+    pub fn checking(&self) -> bool {
+        self.checking
     }
 
     /// Whether linear layers should keep their weights packed on the host where the device
@@ -177,15 +188,21 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         if self.checking {
             return None;
         }
-        match checkpoint.read_f32(name) {
+        // NaN or infinite weights are refused here, as they are converted: they would run and
+        // turn every score into NaN, which reads as "everything unlabelled".
+        match checkpoint.read_finite_f32(name) {
             Ok(mut values) => {
                 if let Some(hook) = self.hook.as_mut() {
                     hook(name, &mut values);
                 }
                 Some(values)
             }
+            Err(Error::Format { reason, .. }) => {
+                self.damaged.push(reason);
+                None
+            }
             Err(e) => {
-                self.problems.push(e.to_string());
+                self.damaged.push(e.to_string());
                 None
             }
         }
@@ -209,6 +226,19 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
     /// that shape that holds one element.
     pub fn tensor<const D: usize>(&mut self, name: &str, shape: [usize; D]) -> Tensor<D> {
         let values = self.host(name, &shape);
+        self.upload(values, shape)
+    }
+
+    /// `name`, stored as `stored`, as a device tensor of `shape` holding the same elements (a
+    /// 1x1 convolution's weight as a matrix). While checking, the stand-in has `shape` itself: a
+    /// broadcast stand-in reshaped afterwards would be copied out whole.
+    pub fn tensor_as<const D: usize, const E: usize>(
+        &mut self,
+        name: &str,
+        stored: [usize; D],
+        shape: [usize; E],
+    ) -> Tensor<E> {
+        let values = self.host(name, &stored);
         self.upload(values, shape)
     }
 
@@ -281,9 +311,13 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             }
             problems.push(line);
         }
-        if problems.is_empty() {
+        if problems.is_empty() && self.damaged.is_empty() {
             return Ok(());
         }
+        if problems.is_empty() {
+            return Err(Error::format(&checkpoint.source_name, self.damaged.join("\n")));
+        }
+        problems.extend(self.damaged);
         Err(Error::Mismatch {
             source_name: checkpoint.source_name.clone(),
             architecture: self.architecture,
@@ -333,6 +367,11 @@ impl<'c, 'a> Scope<'_, 'c, 'a> {
     /// [`WeightLoader::packs_linear`].
     pub fn packs_linear(&self) -> bool {
         self.loader.packs_linear()
+    }
+
+    /// [`WeightLoader::checking`].
+    pub fn checking(&self) -> bool {
+        self.loader.checking()
     }
 
     /// [`WeightLoader::host`] of `name` in this scope.

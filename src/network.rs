@@ -149,6 +149,110 @@ pub fn overlay<T: Serialize + DeserializeOwned>(defaults: &T, given: &serde_json
     serde_json::from_value(merged).map_err(|e| Error::Config(format!("config.json {what}: {e}")))
 }
 
+/// Bounds on the numbers a `config.json` gives. Each is finite and far above any released
+/// checkpoint's, so that a typo or a crafted file is refused, naming the field and its value,
+/// when the config is read: before the loader sizes anything by it (its check pass builds the
+/// model's layers from the config before any weight is compared).
+pub mod limits {
+    /// An input side in pixels: SAM's 1024 is the largest of the released checkpoints.
+    pub const IMAGE_SIZE: usize = crate::preprocess::MAX_INPUT_SIZE;
+    /// Patches a side: 2048 pixels in patches of 16 (SAM's grid is 64). Global attention over
+    /// more than its 16,384 tokens would need a score matrix of 1 GiB a head, and SAM's
+    /// relative positions, gathered for the grid, grow with its side.
+    pub const GRID: usize = 128;
+    /// Widths (hidden sizes, projections, channels): ViT-22B is 6,144 wide, the widest released
+    /// transformers 16,384.
+    pub const WIDTH: usize = 16_384;
+    /// MLP widths: four times the widest.
+    pub const INTERMEDIATE: usize = 4 * WIDTH;
+    /// Blocks in a tower (or a stage): ViT-22B has 48, the deepest released transformers 128.
+    pub const LAYERS: usize = 256;
+    /// Token vocabulary: CLIP's is 49,408, multilingual tokenizers' 250,000.
+    pub const VOCAB: usize = 1 << 20;
+    /// Text positions: CLIP's 77, Long-CLIP's 248.
+    pub const POSITIONS: usize = 4096;
+    /// Learned tokens of a grouping stage, SegCLIP's centres, masks per prompt, classes of a
+    /// classifier: GroupViT's first stage has 64, LVIS 1,203 classes.
+    pub const TOKENS: usize = 1 << 16;
+}
+
+/// The checks of the numbers of one section of a config (`Fields("vision_config")`, or
+/// `Fields("")` for the top level), each error naming the field and the value it refuses.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a>(pub &'a str);
+
+impl Fields<'_> {
+    /// `field`'s full name, e.g. `vision_config.image_size`.
+    pub fn name(&self, field: &str) -> String {
+        if self.0.is_empty() { field.to_string() } else { format!("{}.{field}", self.0) }
+    }
+
+    /// A count in `[min, max]`.
+    pub fn range(&self, field: &str, value: usize, min: usize, max: usize) -> Result<()> {
+        if value < min || value > max {
+            return Err(Error::Config(format!("{} is {value}; it must be between {min} and {max}", self.name(field))));
+        }
+        Ok(())
+    }
+
+    /// A size: at least 1, at most `max`.
+    pub fn size(&self, field: &str, value: usize, max: usize) -> Result<()> {
+        self.range(field, value, 1, max)
+    }
+
+    /// Each of several sizes.
+    pub fn sizes(&self, field: &str, values: &[usize], min: usize, max: usize) -> Result<()> {
+        match values.iter().find(|&&v| v < min || v > max) {
+            Some(v) => Err(Error::Config(format!(
+                "{} holds {v} ({values:?}); each must be between {min} and {max}",
+                self.name(field)
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// A layer norm's epsilon: positive (a negative one can make the variance negative, and its
+    /// square root NaN) and at most 1.
+    pub fn eps(&self, field: &str, value: f64) -> Result<()> {
+        if !(value > 0.0 && value <= 1.0) {
+            return Err(Error::Config(format!(
+                "{} is {value}; a layer norm's epsilon must be positive and at most 1",
+                self.name(field)
+            )));
+        }
+        Ok(())
+    }
+
+    /// A finite number in `[min, max]`.
+    pub fn number(&self, field: &str, value: f64, min: f64, max: f64) -> Result<()> {
+        if !(value >= min && value <= max) {
+            return Err(Error::Config(format!("{} is {value}; it must be between {min} and {max}", self.name(field))));
+        }
+        Ok(())
+    }
+
+    /// A finite number above 0 (a divisor, a temperature).
+    pub fn positive(&self, field: &str, value: f64) -> Result<()> {
+        if !(value > 0.0 && value.is_finite()) {
+            return Err(Error::Config(format!("{} is {value}; it must be a positive number", self.name(field))));
+        }
+        Ok(())
+    }
+
+    /// A patch grid: `image_size / patch_size` patches a side, at most [`limits::GRID`].
+    pub fn grid(&self, image_size: usize, patch_size: usize) -> Result<()> {
+        let grid = image_size.checked_div(patch_size).unwrap_or(0);
+        if grid > limits::GRID {
+            return Err(Error::Config(format!(
+                "{} {image_size} in patches of {patch_size} is {grid} patches a side; at most {} are supported",
+                self.name("image_size"),
+                limits::GRID
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A top-level key of `config.json`, or `default` when it is absent.
 pub fn field<T: DeserializeOwned>(config: &serde_json::Value, key: &str, default: T) -> Result<T> {
     match config.get(key) {

@@ -25,6 +25,35 @@ pub const MAX_PIXELS: usize = 1 << 26;
 /// past it the image is refused with the sizes in the error, never downscaled behind the user's
 /// back (panoramas and strips: crop them, or lower `--short-side`).
 pub const MAX_RESIZED_SIDE: usize = 8192;
+/// Largest input side a model config or a `preprocessor_config.json` may ask for: SAM's 1024 is
+/// the largest of the released checkpoints, and 4096 leaves room.
+pub const MAX_INPUT_SIZE: usize = 4096;
+
+/// A `preprocessor_config.json`'s statistics: means finite, deviations positive (a deviation of
+/// 0 divides by zero, and every pixel becomes NaN).
+pub fn check_statistics(mean: [f32; 3], std: [f32; 3]) -> Result<()> {
+    if mean.iter().any(|m| !m.is_finite()) {
+        return Err(Error::Config(format!(
+            "preprocessor_config.json: image_mean is {mean:?}; each must be a finite number"
+        )));
+    }
+    if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(Error::Config(format!(
+            "preprocessor_config.json: image_std is {std:?}; each must be a positive number (pixels are divided by it)"
+        )));
+    }
+    Ok(())
+}
+
+/// A size a `preprocessor_config.json` gives, in `[1, MAX_INPUT_SIZE]`.
+fn check_input_size(field: &str, value: usize) -> Result<()> {
+    if value == 0 || value > MAX_INPUT_SIZE {
+        return Err(Error::Config(format!(
+            "preprocessor_config.json: {field} is {value}; it must be between 1 and {MAX_INPUT_SIZE}"
+        )));
+    }
+    Ok(())
+}
 
 /// An image's size as every input path checks it, before or after decoding: at least one pixel,
 /// at most [`MAX_SIDE`] a side and [`MAX_PIXELS`] in all.
@@ -158,15 +187,17 @@ impl Preprocessor {
         let raw: RawConfig =
             serde_json::from_str(text).map_err(|e| Error::Config(format!("preprocessor_config.json: {e}")))?;
         let mut p = Self::clip(default_size);
-        let int = |v: &serde_json::Value, key: &str| v.get(key).and_then(|x| x.as_u64()).map(|x| x as usize);
+        // On wasm32 a u64 does not fit a usize: too large stays too large.
+        let fit = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
+        let int = |v: &serde_json::Value, key: &str| v.get(key).and_then(|x| x.as_u64()).map(fit);
         match &raw.size {
-            Some(v) if v.is_u64() => p.short_side = v.as_u64().unwrap_or(0) as usize,
+            Some(v) if v.is_u64() => p.short_side = v.as_u64().map_or(0, fit),
             Some(v) => p.short_side = int(v, "shortest_edge").or(int(v, "height")).unwrap_or(default_size),
             None => {}
         }
         if let Some(v) = &raw.crop_size {
             p.crop = if v.is_u64() {
-                let s = v.as_u64().unwrap_or(0) as usize;
+                let s = v.as_u64().map_or(0, fit);
                 Some((s, s))
             } else {
                 Some((int(v, "width").unwrap_or(default_size), int(v, "height").unwrap_or(default_size)))
@@ -177,9 +208,12 @@ impl Preprocessor {
         }
         p.mean = raw.image_mean.unwrap_or(p.mean);
         p.std = raw.image_std.unwrap_or(p.std);
-        if p.short_side == 0 {
-            return Err(Error::Config("preprocessor_config.json: size must be positive".into()));
+        check_input_size("size", p.short_side)?;
+        if let Some((w, h)) = p.crop {
+            check_input_size("crop_size", w.min(h))?;
+            check_input_size("crop_size", w.max(h))?;
         }
+        check_statistics(p.mean, p.std)?;
         Ok(p)
     }
 

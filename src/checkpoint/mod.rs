@@ -17,6 +17,7 @@ pub use safetensors::write_f32 as write_safetensors;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -60,7 +61,10 @@ pub struct TensorEntry<'a> {
 #[derive(Debug, Clone)]
 enum Storage<'a> {
     /// In memory, starting at the tensor's first element.
-    Bytes(Cow<'a, [u8]>),
+    Bytes(&'a [u8]),
+    /// A storage inflated from a compressed zip entry (once, whatever the number of tensors
+    /// viewing it), the tensor starting at the given byte.
+    Inflated(Arc<[u8]>, usize),
     /// Bytes `start..end` of the checkpoint's [`ByteSource`].
     Range(usize, usize),
 }
@@ -157,12 +161,25 @@ impl<'a> Checkpoint<'a> {
 
     /// Convert one tensor to row-major `f32`.
     pub fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        self.read(name, false)
+    }
+
+    /// [`Self::read_f32`], refusing a floating tensor that holds NaN or an infinity (what a
+    /// model loads: such a weight would turn every score into NaN, and every pixel unlabelled).
+    /// The check runs as the values are converted, a cached block at a time.
+    pub fn read_finite_f32(&self, name: &str) -> Result<Vec<f32>> {
+        self.read(name, true)
+    }
+
+    fn read(&self, name: &str, finite: bool) -> Result<Vec<f32>> {
+        let fail = |reason: String| Error::format(&self.source_name, format!("tensor {name}: {reason}"));
         let entry = self
             .entries
             .get(name)
             .ok_or_else(|| Error::format(&self.source_name, format!("no tensor named {name}")))?;
         let bytes = match (&entry.data, &self.source) {
-            (Storage::Bytes(bytes), _) => Cow::Borrowed(&bytes[..]),
+            (Storage::Bytes(bytes), _) => Cow::Borrowed(*bytes),
+            (Storage::Inflated(bytes, start), _) => Cow::Borrowed(&bytes[*start..]),
             // Safetensors data is contiguous and its range was checked against the shape when
             // the index was read: decode it a chunk at a time, so that loading holds the values
             // and one chunk, never a second copy of the tensor in bytes.
@@ -172,14 +189,14 @@ impl<'a> Checkpoint<'a> {
                 let mut out = Vec::with_capacity((end - start) / size);
                 for at in (*start..*end).step_by(step) {
                     let chunk = source.read(at, (at + step).min(*end));
-                    decode(&chunk, entry.dtype, &mut out);
+                    decode_checked(&chunk, entry.dtype, &mut out, finite).map_err(fail)?;
                 }
                 return Ok(out);
             }
             (Storage::Range(start, end), Some(source)) => Cow::Owned(source.read(*start, *end)),
             (Storage::Range(..), None) => unreachable!("range entries come with their source"),
         };
-        to_f32(entry, &bytes).map_err(|reason| Error::format(&self.source_name, format!("tensor {name}: {reason}")))
+        to_f32(entry, &bytes, finite).map_err(fail)
     }
 }
 
@@ -219,7 +236,22 @@ fn element(bytes: &[u8], at: usize, dtype: StoredDtype) -> f32 {
     }
 }
 
-fn to_f32(entry: &TensorEntry<'_>, data: &[u8]) -> std::result::Result<Vec<f32>, String> {
+/// Elements a view of `shape` with `strides` reaches in its storage (the furthest one's index
+/// plus one; 0 for an empty view), or `None` when that overflows (a crafted file).
+pub(crate) fn extent(shape: &[usize], strides: &[usize]) -> Option<usize> {
+    if shape.contains(&0) {
+        return Some(0);
+    }
+    let last = shape
+        .iter()
+        .zip(strides)
+        .try_fold(0usize, |sum, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| sum.checked_add(x)))?;
+    last.checked_add(1)
+}
+
+/// `entry`'s values from its storage `data`, row-major; with `finite`, refused at the first NaN
+/// or infinity (checked a block at a time as it is decoded, while the block is in cache).
+fn to_f32(entry: &TensorEntry<'_>, data: &[u8], finite: bool) -> std::result::Result<Vec<f32>, String> {
     let size = entry.dtype.size();
     if entry.shape.len() != entry.strides.len() {
         return Err(format!("shape {:?} and strides {:?} disagree", entry.shape, entry.strides));
@@ -227,23 +259,27 @@ fn to_f32(entry: &TensorEntry<'_>, data: &[u8]) -> std::result::Result<Vec<f32>,
     let n = elements(&entry.shape).ok_or_else(|| format!("shape {:?} has too many elements", entry.shape))?;
     // The furthest element the strides reach must lie inside the storage (all sums checked: the
     // sizes come from the file).
-    let last = entry
-        .shape
-        .iter()
-        .zip(&entry.strides)
-        .try_fold(0usize, |sum, (&d, &s)| d.saturating_sub(1).checked_mul(s).and_then(|x| sum.checked_add(x)));
-    let needed = last.and_then(|l| l.checked_add(1)).and_then(|l| l.checked_mul(size));
+    let needed = extent(&entry.shape, &entry.strides).and_then(|l| l.checked_mul(size));
     match needed {
-        Some(bytes) if n == 0 || bytes <= data.len() => {}
+        Some(bytes) if bytes <= data.len() => {}
         Some(bytes) => {
             return Err(format!("data is truncated: needs {bytes} bytes, the file holds {}", data.len()));
         }
         None => return Err(format!("shape {:?} with strides {:?} overflows", entry.shape, entry.strides)),
     }
-    let contiguous = contiguous_strides(&entry.shape) == entry.strides;
+    // A view may repeat its storage's elements (a stride of 0, as `expand` makes), but then a
+    // few bytes would claim any number of values: no state dict of ours holds one.
+    if n.checked_mul(size).is_none_or(|bytes| bytes > data.len()) {
+        return Err(format!(
+            "shape {:?} with strides {:?} repeats the {} elements of its storage",
+            entry.shape,
+            entry.strides,
+            data.len() / size
+        ));
+    }
     let mut out = Vec::with_capacity(n);
-    if contiguous {
-        decode(&data[..n * size], entry.dtype, &mut out);
+    if contiguous_strides(&entry.shape) == entry.strides {
+        decode_checked(&data[..n * size], entry.dtype, &mut out, finite)?;
     } else {
         let mut index = vec![0usize; entry.shape.len()];
         for _ in 0..n {
@@ -257,8 +293,51 @@ fn to_f32(entry: &TensorEntry<'_>, data: &[u8]) -> std::result::Result<Vec<f32>,
                 index[axis] = 0;
             }
         }
+        if finite {
+            check_finite(&out, 0)?;
+        }
     }
     Ok(out)
+}
+
+/// Elements decoded between two checks of [`decode_checked`]: 16 KiB of `f32`, which stays in
+/// the first-level cache, so the check adds a pass over cached values, not over memory.
+const CHECK_BLOCK: usize = 4096;
+
+/// [`decode`], and with `finite`, each block of values checked as it is decoded.
+fn decode_checked(
+    bytes: &[u8],
+    dtype: StoredDtype,
+    out: &mut Vec<f32>,
+    finite: bool,
+) -> std::result::Result<(), String> {
+    let floats = matches!(dtype, StoredDtype::F64 | StoredDtype::F32 | StoredDtype::F16 | StoredDtype::BF16);
+    if !(finite && floats) {
+        decode(bytes, dtype, out);
+        return Ok(());
+    }
+    for block in bytes.chunks(CHECK_BLOCK * dtype.size()) {
+        let start = out.len();
+        decode(block, dtype, out);
+        check_finite(&out[start..], start)?;
+    }
+    Ok(())
+}
+
+/// Refuse NaN and infinities in `values` (element `first` of the tensor onwards).
+fn check_finite(values: &[f32], first: usize) -> std::result::Result<(), String> {
+    // An exponent of all ones is NaN or an infinity, so the largest exponent tells; the scan has
+    // no early exit, so that it vectorises, and the position is looked for only when one is found.
+    const EXPONENT: u32 = 0x7f80_0000;
+    if values.iter().fold(0, |most, v| most.max(v.to_bits() & EXPONENT)) == EXPONENT {
+        let at = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        let value = values[at];
+        return Err(format!(
+            "element {} is {value}; weights holding NaN or infinities are damaged (a training run that diverged, or a broken conversion)",
+            first + at
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
@@ -299,7 +378,7 @@ mod tests {
         let values: Vec<u8> = [1f32, 4., 2., 5., 3., 6.].iter().flat_map(|v| v.to_le_bytes()).collect();
         let entry =
             TensorEntry { dtype: StoredDtype::F32, shape: vec![2, 3], strides: vec![1, 2], data: Storage::Range(0, 0) };
-        assert_eq!(to_f32(&entry, &values).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
+        assert_eq!(to_f32(&entry, &values, true).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
     }
 
     #[test]
@@ -309,7 +388,7 @@ mod tests {
         let bf16: Vec<u8> = values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
         for (dtype, data) in [(StoredDtype::F16, f16), (StoredDtype::BF16, bf16)] {
             let entry = TensorEntry { dtype, shape: vec![3], strides: vec![1], data: Storage::Range(0, 0) };
-            let got = to_f32(&entry, &data).unwrap();
+            let got = to_f32(&entry, &data, true).unwrap();
             assert_eq!(got[0], 1.5);
             assert_eq!(got[1], -2.25);
             assert!((got[2] - 65504.0).abs() <= 256.0, "{dtype:?}: {}", got[2]);
@@ -320,8 +399,24 @@ mod tests {
     fn a_tensor_reaching_past_its_storage_is_an_error() {
         let entry =
             TensorEntry { dtype: StoredDtype::F32, shape: vec![4], strides: vec![1], data: Storage::Range(0, 0) };
-        let err = to_f32(&entry, &[0; 12]).unwrap_err();
+        let err = to_f32(&entry, &[0; 12], true).unwrap_err();
         assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_with_their_place() {
+        let mut values = vec![0.5f32; 10_000];
+        values[9_000] = f32::NAN;
+        let file = write_safetensors(&[("w".into(), vec![10_000], values)]).unwrap();
+        let c = Checkpoint::from_bytes(&file, "m.safetensors").unwrap();
+        let err = c.read_finite_f32("w").unwrap_err().to_string();
+        assert!(err.contains("tensor w: element 9000 is NaN"), "{err}");
+        assert_eq!(c.read_f32("w").unwrap().len(), 10_000, "read as it is when not asked to check");
+        let inf = half::f16::INFINITY.to_le_bytes().repeat(3);
+        let entry =
+            TensorEntry { dtype: StoredDtype::F16, shape: vec![3], strides: vec![1], data: Storage::Range(0, 0) };
+        let err = to_f32(&entry, &inf, true).unwrap_err();
+        assert!(err.contains("element 0 is inf"), "{err}");
     }
 
     /// A file behind a reader that counts the bytes it hands out.

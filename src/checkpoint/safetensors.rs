@@ -2,7 +2,6 @@
 //! `{name: {dtype, shape, data_offsets}}`, then the data. Parsed here directly so every
 //! problem can be reported with the tensor it concerns.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -23,7 +22,7 @@ const MAX_HEADER: usize = 100_000_000;
 pub(super) fn read_index<'a>(bytes: &'a [u8], source: &str) -> Result<BTreeMap<String, TensorEntry<'a>>> {
     let header_len = header_len(&bytes[..8], bytes.len(), source)?;
     let data = &bytes[8 + header_len..];
-    parse(&bytes[8..8 + header_len], data.len(), source, |start, end| Storage::Bytes(Cow::Borrowed(&data[start..end])))
+    parse(&bytes[8..8 + header_len], data.len(), source, |start, end| Storage::Bytes(&data[start..end]))
 }
 
 /// [`read_index`] of a file behind a reader: only the header is read.
@@ -61,6 +60,7 @@ fn parse<'a>(
     let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header)
         .map_err(|e| Error::format(source, format!("safetensors header is not valid JSON: {e}")))?;
     let mut entries = BTreeMap::new();
+    let mut spans: Vec<(usize, usize, String)> = Vec::new();
     for (name, value) in header {
         if name == "__metadata__" {
             continue;
@@ -98,7 +98,29 @@ fn parse<'a>(
             ));
         }
         let strides = contiguous_strides(&entry.shape);
+        spans.push((start, end, name.clone()));
         entries.insert(name, TensorEntry { dtype, shape: entry.shape, strides, data: storage(start, end) });
+    }
+    // The format gives each tensor bytes of its own ("the byte buffer needs to be entirely
+    // indexed, and cannot contain holes", which its reference reader checks by walking the
+    // sorted offsets): two tensors over the same bytes are a crafted file. Empty tensors hold
+    // no bytes; of the others, sorted by start, each must begin where every earlier one ended.
+    spans.retain(|(start, end, _)| start < end);
+    spans.sort_unstable();
+    let mut furthest: Option<&(usize, usize, String)> = None;
+    for span in &spans {
+        if let Some((a_start, a_end, a)) = furthest.filter(|(_, end, _)| span.0 < *end) {
+            let (b_start, b_end, b) = span;
+            return Err(Error::format(
+                source,
+                format!(
+                    "tensors {a} (bytes {a_start}..{a_end}) and {b} (bytes {b_start}..{b_end}) overlap; each tensor of a safetensors file has bytes of its own"
+                ),
+            ));
+        }
+        if furthest.is_none_or(|(_, end, _)| span.1 > *end) {
+            furthest = Some(span);
+        }
     }
     Ok(entries)
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::network::{ConfigJson, field, overlay, sub_config};
+use crate::network::{ConfigJson, Fields, field, limits, overlay, sub_config};
 use crate::nn::{Activation, TowerDims};
 
 /// A text tower (`CLIPTextConfig`; GroupViT's text tower has the same fields).
@@ -47,7 +47,16 @@ impl TextConfig {
         }
     }
 
+    /// Every number in its bounds ([`limits`]) and the sizes consistent.
     pub fn validate(&self) -> Result<()> {
+        let f = Fields("text_config");
+        f.size("vocab_size", self.vocab_size, limits::VOCAB)?;
+        f.size("hidden_size", self.hidden_size, limits::WIDTH)?;
+        f.size("intermediate_size", self.intermediate_size, limits::INTERMEDIATE)?;
+        f.size("num_hidden_layers", self.num_hidden_layers, limits::LAYERS)?;
+        f.size("num_attention_heads", self.num_attention_heads, limits::WIDTH)?;
+        f.range("max_position_embeddings", self.max_position_embeddings, 2, limits::POSITIONS)?;
+        f.eps("layer_norm_eps", self.layer_norm_eps)?;
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::Config(format!(
                 "text hidden_size {} is not divisible by num_attention_heads {}",
@@ -97,6 +106,20 @@ impl VisionConfig {
             act: self.hidden_act,
         }
     }
+
+    /// Every number in its bounds ([`limits`]), under `section`'s name (`vision_config`, or
+    /// `vision` in a Fusioner config).
+    pub fn check_bounds(&self, section: &str) -> Result<()> {
+        let f = Fields(section);
+        f.size("hidden_size", self.hidden_size, limits::WIDTH)?;
+        f.size("intermediate_size", self.intermediate_size, limits::INTERMEDIATE)?;
+        f.size("num_hidden_layers", self.num_hidden_layers, limits::LAYERS)?;
+        f.size("num_attention_heads", self.num_attention_heads, limits::WIDTH)?;
+        f.size("image_size", self.image_size, limits::IMAGE_SIZE)?;
+        f.size("patch_size", self.patch_size, self.image_size)?;
+        f.grid(self.image_size, self.patch_size)?;
+        f.eps("layer_norm_eps", self.layer_norm_eps)
+    }
 }
 
 /// A `CLIPModel` configuration.
@@ -133,6 +156,8 @@ impl ClipConfig {
 
     fn validate(&self) -> Result<()> {
         let v = &self.vision_config;
+        v.check_bounds("vision_config")?;
+        Fields("").size("projection_dim", self.projection_dim, limits::WIDTH)?;
         let check = |ok: bool, msg: String| if ok { Ok(()) } else { Err(Error::Config(msg)) };
         check(
             v.hidden_size.is_multiple_of(v.num_attention_heads),

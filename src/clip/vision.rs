@@ -45,15 +45,20 @@ impl VisionTransformer {
         let rows = 1 + grid * grid;
         let device = scope.device().clone();
         let mut embeddings = scope.pp("embeddings");
-        let table = embeddings.host("position_embedding.weight", &[rows, d]).unwrap_or_else(|| vec![0.0; rows * d]);
-        let class_position = Tensor::from_data(burn::tensor::TensorData::new(table[..d].to_vec(), [1, d]), &device);
+        let (class_position, positions) = match embeddings.host("position_embedding.weight", &[rows, d]) {
+            Some(table) => (
+                Tensor::from_data(burn::tensor::TensorData::new(table[..d].to_vec(), [1, d]), &device),
+                PositionTable::new(table[d..].to_vec(), grid, d, &device),
+            ),
+            None => (Tensor::zeros([1, d], &device), PositionTable::stand_in(grid, d, &device)),
+        };
         let class_embedding = embeddings.tensor("class_embedding", [d]);
         let patch_embedding = PatchEmbedding::load(embeddings.pp("patch_embedding"), d, cfg.num_channels, p, false);
         VisionTransformer {
             class_embedding,
             patch_embedding,
             class_position,
-            positions: PositionTable::new(table[d..].to_vec(), grid, d, &device),
+            positions,
             pre_layrnorm: LayerNorm::load(scope.pp("pre_layrnorm"), d, cfg.layer_norm_eps),
             layers: load_layers(scope.pp("encoder.layers"), cfg.num_hidden_layers, cfg.dims()),
             post_layernorm: LayerNorm::load(scope.pp("post_layernorm"), d, cfg.layer_norm_eps),

@@ -51,6 +51,14 @@ impl Default for FusionConfig {
 
 impl FusionConfig {
     pub fn validate(&self) -> crate::error::Result<()> {
+        use crate::network::{Fields, limits};
+        let f = Fields("fusion_config");
+        f.size("hidden_size", self.hidden_size, limits::WIDTH)?;
+        f.size("num_hidden_layers", self.num_hidden_layers, limits::LAYERS)?;
+        f.size("num_attention_heads", self.num_attention_heads, limits::WIDTH)?;
+        f.size("intermediate_size", self.intermediate_size, limits::INTERMEDIATE)?;
+        f.eps("layer_norm_eps", self.layer_norm_eps)?;
+        f.positive("temperature", f64::from(self.temperature))?;
         let ok = self.hidden_size > 0
             && self.num_attention_heads > 0
             && self.hidden_size.is_multiple_of(self.num_attention_heads)

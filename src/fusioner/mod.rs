@@ -31,7 +31,7 @@ pub use head::{FusionConfig, FusionHead, HeadOutput, ParamVisitor};
 use crate::clip::{ClipConfig, TextTransformer, VisionTransformer};
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
-use crate::network::{ConfigJson, ImageEmbedding, Network, Tokens, field};
+use crate::network::{ConfigJson, Fields, ImageEmbedding, Network, Tokens, field, limits};
 use crate::nn::{Linear, l2_normalize};
 use crate::preprocess::Preprocessor;
 use crate::vit::{VitConfig, VitModel};
@@ -140,6 +140,7 @@ impl FusionerConfig {
 
     fn validate(&self) -> Result<()> {
         self.fusion.validate()?;
+        Fields("").size("crop_size", self.crop_size, limits::IMAGE_SIZE)?;
         let patch = self.patch_size();
         if self.crop_size < patch || !self.crop_size.is_multiple_of(patch) {
             return Err(Error::Config(format!(
@@ -153,8 +154,11 @@ impl FusionerConfig {
                 self.stride, self.crop_size
             )));
         }
-        if self.image_std.iter().any(|s| s.is_nan() || *s <= 0.0) {
+        if self.image_std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(Error::Config(format!("image_std must be positive, got {:?}", self.image_std)));
+        }
+        if self.image_mean.iter().any(|m| !m.is_finite()) {
+            return Err(Error::Config(format!("image_mean must be finite, got {:?}", self.image_mean)));
         }
         Ok(())
     }

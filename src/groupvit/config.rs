@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clip::TextConfig;
 use crate::error::{Error, Result};
-use crate::network::{ConfigJson, field, overlay, sub_config};
+use crate::network::{ConfigJson, Fields, field, limits, overlay, sub_config};
 use crate::nn::{Activation, TowerDims};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +109,27 @@ impl GroupVitConfig {
 
     fn validate(&self) -> Result<()> {
         let v = &self.vision_config;
+        let f = Fields("vision_config");
+        f.size("hidden_size", v.hidden_size, limits::WIDTH)?;
+        f.size("intermediate_size", v.intermediate_size, limits::INTERMEDIATE)?;
+        f.size("num_attention_heads", v.num_attention_heads, limits::WIDTH)?;
+        f.size("image_size", v.image_size, limits::IMAGE_SIZE)?;
+        f.size("patch_size", v.patch_size, v.image_size)?;
+        f.grid(v.image_size, v.patch_size)?;
+        f.eps("layer_norm_eps", v.layer_norm_eps)?;
+        // `assign_eps` is added to each group's share before dividing by it.
+        f.positive("assign_eps", v.assign_eps)?;
+        f.sizes("depths", &v.depths, 1, limits::LAYERS)?;
+        f.range("depths (in all)", v.depths.iter().sum(), 1, limits::LAYERS)?;
+        f.sizes("num_group_tokens", &v.num_group_tokens, 0, limits::TOKENS)?;
+        f.sizes("num_output_groups", &v.num_output_groups, 0, limits::TOKENS)?;
+        for (i, r) in v.assign_mlp_ratio.iter().enumerate() {
+            // Each ratio times the width is an MLP's width.
+            f.number(&format!("assign_mlp_ratio[{i}]"), *r, 0.0, (limits::INTERMEDIATE / v.hidden_size) as f64)?;
+        }
+        let top = Fields("");
+        top.size("projection_dim", self.projection_dim, limits::WIDTH)?;
+        top.size("projection_intermediate_dim", self.projection_intermediate_dim, limits::INTERMEDIATE)?;
         let fail = |msg: String| Err(Error::Config(msg));
         let stages = v.depths.len();
         if stages == 0 || v.num_group_tokens.len() != stages || v.num_output_groups.len() != stages {

@@ -234,11 +234,12 @@ impl GroupVitVisionTower {
         let (d, p) = (cfg.hidden_size, cfg.patch_size);
         let grid = cfg.image_size / p;
         let mut embeddings = scope.pp("embeddings");
-        let table =
-            embeddings.host("position_embeddings", &[1, grid * grid, d]).unwrap_or_else(|| vec![0.0; grid * grid * d]);
+        let position_embeddings = match embeddings.host("position_embeddings", &[1, grid * grid, d]) {
+            Some(table) => PositionTable::new(table, grid, d, embeddings.device()),
+            None => PositionTable::stand_in(grid, d, embeddings.device()),
+        };
         let patch_embeddings =
             PatchEmbedding::load(embeddings.pp("patch_embeddings.projection"), d, cfg.num_channels, p, true);
-        let position_embeddings = PositionTable::new(table, grid, d, embeddings.device());
         let embed_norm = norm(embeddings.pp("layernorm"), cfg);
         let mut stages = scope.pp("encoder.stages");
         let stages = (0..cfg.depths.len()).map(|i| Stage::load(stages.pp(i), cfg, i)).collect();

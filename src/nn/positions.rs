@@ -70,6 +70,14 @@ impl PositionTable {
         PositionTable { trained, host, grid, width }
     }
 
+    /// A table that holds nothing, for a model that will not run (the loader's check pass, or a
+    /// table it reports missing, which fails the load): one zero broadcast to `[grid * grid,
+    /// width]`, so that a config's sizes allocate nothing before its weights are compared.
+    pub fn stand_in(grid: usize, width: usize, device: &Device) -> Self {
+        let trained = Tensor::<2>::zeros([1, 1], device).expand([grid * grid, width]);
+        PositionTable { trained, host: Vec::new(), grid, width }
+    }
+
     /// Rows for a `gh x gw` grid, `[gh*gw, width]`: the trained table on its own square grid
     /// (where transformers skips interpolation), otherwise resampled.
     pub fn for_grid(&self, gh: usize, gw: usize) -> Tensor<2> {

@@ -25,7 +25,7 @@ use crate::clip::TextConfig;
 use crate::clip::text::TextTransformer;
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
-use crate::network::{ConfigJson, field, overlay};
+use crate::network::{ConfigJson, Fields, field, limits, overlay};
 use crate::nn::{Linear, l2_normalize};
 use crate::sam::config::{SamMaskDecoderConfig, SamPromptEncoderConfig, SamVisionConfig};
 use crate::sam::{MaskDecoder, Point, PositionalEmbedding, PromptEncoder, SamConfig};
@@ -130,6 +130,23 @@ impl OvSamConfig {
     fn validate(&self) -> Result<()> {
         let check = |ok: bool, msg: String| if ok { Ok(()) } else { Err(Error::Config(msg)) };
         let b = &self.backbone;
+        // The trunk's last stage is 32 times its width wide.
+        Fields("backbone_config").size("width", b.width, limits::WIDTH / 32)?;
+        Fields("backbone_config").sizes("layers", &b.layers, 1, limits::LAYERS)?;
+        let top = Fields("");
+        top.size("fpn_channels", self.fpn_channels, limits::WIDTH)?;
+        top.size("class_dim", self.class_dim, limits::WIDTH)?;
+        // exp(logit_scale) multiplies cosines: CLIP clamps it at 100 (a log of 4.6); past a log
+        // of 20 the logits would be meaningless, past 88 infinite.
+        top.number("logit_scale", f64::from(self.logit_scale), -20.0, 20.0)?;
+        top.number("finest_scale", f64::from(self.finest_scale), f64::MIN_POSITIVE, limits::IMAGE_SIZE as f64)?;
+        // RoIAlign's output side: 7 in the demo.
+        top.size("roi_size", self.roi_size, 64)?;
+        top.size("templates", self.templates.len(), 1024)?;
+        if let Some(vocabulary) = &self.vocabulary {
+            top.size("vocabulary", vocabulary.len(), limits::TOKENS)?;
+        }
+        self.text_config.validate()?;
         check(
             b.width >= 2 && b.width.is_multiple_of(2) && b.layers.iter().all(|&n| n > 0),
             format!("backbone_config: width {} must be even and every stage needs a block ({:?})", b.width, b.layers),
@@ -204,7 +221,7 @@ impl OvSamModel {
         let prompt_encoder = PromptEncoder::load(loader.pp("prompt_encoder"), &config.sam.prompt_encoder_config);
         let mask_decoder = MaskDecoder::load_labelled(loader.pp("mask_decoder"), &config.sam.mask_decoder_config);
         let (d, c) = (config.class_dim, config.fpn_channels);
-        let roi_conv = loader.tensor::<4>("roi_conv.weight", [d, c, 1, 1]).reshape([d, c]);
+        let roi_conv = loader.tensor_as("roi_conv.weight", [d, c, 1, 1], [d, c]);
         let text_model = TextTransformer::load(loader.pp("text_model"), &config.text_config);
         let text_projection = Linear::load(loader.pp("text_projection"), config.text_config.hidden_size, d, false);
         let classifier = config.vocabulary.as_ref().map(|names| {
@@ -212,7 +229,12 @@ impl OvSamModel {
             let p = loader.host_shape("classifier").and_then(|s| s.get(1).copied()).unwrap_or(1);
             loader.tensor("classifier", [k, p, d])
         });
-        let image_pe = shared_image_embedding.grid(prompt_encoder.embedding_size, loader.device());
+        let e = prompt_encoder.embedding_size;
+        let image_pe = if loader.checking() {
+            Tensor::<4>::zeros([1, 1, 1, 1], loader.device()).expand([1, 2 * v.num_pos_feats, e, e])
+        } else {
+            shared_image_embedding.grid(e, loader.device())
+        };
         OvSamModel {
             config,
             backbone,

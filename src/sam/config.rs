@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::network::{ConfigJson, overlay, sub_config};
+use crate::network::{ConfigJson, Fields, limits, overlay, sub_config};
 use crate::nn::Activation;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,6 +177,36 @@ impl SamConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         let (v, p, d) = (&self.vision_config, &self.prompt_encoder_config, &self.mask_decoder_config);
+        let f = Fields("vision_config");
+        f.size("hidden_size", v.hidden_size, limits::WIDTH)?;
+        f.size("output_channels", v.output_channels, limits::WIDTH)?;
+        f.size("num_hidden_layers", v.num_hidden_layers, limits::LAYERS)?;
+        f.size("num_attention_heads", v.num_attention_heads, limits::WIDTH)?;
+        f.size("image_size", v.image_size, limits::IMAGE_SIZE)?;
+        f.size("patch_size", v.patch_size, v.image_size)?;
+        f.grid(v.image_size, v.patch_size)?;
+        f.eps("layer_norm_eps", v.layer_norm_eps)?;
+        f.number("mlp_ratio", v.mlp_ratio, 0.0, (limits::INTERMEDIATE / v.hidden_size) as f64)?;
+        f.size("mlp_dim", v.mlp_dim(), limits::INTERMEDIATE)?;
+        f.range("window_size", v.window_size, 0, limits::GRID)?;
+        f.size("num_pos_feats", v.num_pos_feats, limits::WIDTH)?;
+        let f = Fields("prompt_encoder_config");
+        f.size("hidden_size", p.hidden_size, limits::WIDTH)?;
+        f.size("image_size", p.image_size, limits::IMAGE_SIZE)?;
+        f.size("patch_size", p.patch_size, p.image_size)?;
+        f.size("mask_input_channels", p.mask_input_channels, limits::WIDTH)?;
+        f.eps("layer_norm_eps", p.layer_norm_eps)?;
+        let f = Fields("mask_decoder_config");
+        f.size("hidden_size", d.hidden_size, limits::WIDTH)?;
+        f.size("mlp_dim", d.mlp_dim, limits::INTERMEDIATE)?;
+        f.size("num_hidden_layers", d.num_hidden_layers, limits::LAYERS)?;
+        f.size("num_attention_heads", d.num_attention_heads, limits::WIDTH)?;
+        f.size("attention_downsample_rate", d.attention_downsample_rate, d.hidden_size)?;
+        // Masks a prompt gives, each with its own hypernetwork: SAM's 3.
+        f.range("num_multimask_outputs", d.num_multimask_outputs, 0, 64)?;
+        f.range("iou_head_depth", d.iou_head_depth, 2, limits::LAYERS)?;
+        f.size("iou_head_hidden_dim", d.iou_head_hidden_dim, limits::WIDTH)?;
+        f.eps("layer_norm_eps", d.layer_norm_eps)?;
         let check = |ok: bool, msg: String| if ok { Ok(()) } else { Err(Error::Config(msg)) };
         check(
             v.num_attention_heads > 0 && v.hidden_size.is_multiple_of(v.num_attention_heads),

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::nn::{bilinear_rows, resize_bilinear};
-use crate::preprocess::{RgbImage, normalize};
+use crate::preprocess::{RgbImage, check_statistics, normalize};
 
 /// ImageNet statistics, `SamImageProcessor`'s defaults.
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -61,7 +61,11 @@ impl SamProcessor {
         let raw: Raw =
             serde_json::from_str(text).map_err(|e| Error::Config(format!("preprocessor_config.json: {e}")))?;
         let int = |v: &Option<serde_json::Value>, key: &str| {
-            v.as_ref().and_then(|v| v.get(key)).and_then(|x| x.as_u64()).map(|x| x as usize)
+            // On wasm32 a u64 does not fit a usize: too large stays too large.
+            v.as_ref()
+                .and_then(|v| v.get(key))
+                .and_then(|x| x.as_u64())
+                .map(|x| usize::try_from(x).unwrap_or(usize::MAX))
         };
         let d = Self::new(input_size);
         let p = SamProcessor {
@@ -80,6 +84,7 @@ impl SamProcessor {
             },
             floor_resize: false,
         };
+        check_statistics(p.mean, p.std)?;
         if p.pad != (input_size, input_size) || p.longest_edge == 0 || p.longest_edge > input_size {
             return Err(Error::Config(format!(
                 "preprocessor_config.json: pad_size {:?} and longest_edge {} do not fit the model's {input_size}-pixel input",

@@ -50,11 +50,37 @@ impl Source<'_, '_> {
         })
     }
 
+    /// The shape of `key`, which must have `rank` axes (a crafted or foreign file may hold
+    /// any shape under a SegCLIP name; the sizes read from it index what follows).
+    fn shape_of(&self, key: &str, rank: usize) -> Result<Vec<usize>> {
+        let shape = self.shape(key)?;
+        if shape.len() != rank {
+            return Err(Error::format(
+                &self.checkpoint.source_name,
+                format!(
+                    "tensor {} has shape {shape:?}; a SegCLIP checkpoint holds it with {rank} axes",
+                    self.name(key)
+                ),
+            ));
+        }
+        Ok(shape)
+    }
+
     fn read(&mut self, key: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         let shape = self.shape(key)?;
+        self.read_shaped(key, shape)
+    }
+
+    /// [`Self::read`] of a tensor that must have `rank` axes.
+    fn read_rank(&mut self, key: &str, rank: usize) -> Result<(Vec<usize>, Vec<f32>)> {
+        let shape = self.shape_of(key, rank)?;
+        self.read_shaped(key, shape)
+    }
+
+    fn read_shaped(&mut self, key: &str, shape: Vec<usize>) -> Result<(Vec<usize>, Vec<f32>)> {
         let name = self.name(key);
         self.used.insert(name.clone());
-        Ok((shape, self.checkpoint.read_f32(&name)?))
+        Ok((shape, self.checkpoint.read_finite_f32(&name)?))
     }
 
     fn put(&mut self, name: String, shape: Vec<usize>, values: Vec<f32>) {
@@ -69,10 +95,8 @@ impl Source<'_, '_> {
 
     /// `[rows, cols]` → `[cols, rows]` (a `x @ W` parameter as a linear weight).
     fn transposed(&mut self, key: &str, to: &str) -> Result<()> {
-        let (shape, values) = self.read(key)?;
-        let [rows, cols] = shape[..] else {
-            return Err(Error::format(&self.checkpoint.source_name, format!("{} is not a matrix", self.name(key))));
-        };
+        let (shape, values) = self.read_rank(key, 2)?;
+        let (rows, cols) = (shape[0], shape[1]);
         let mut out = vec![0f32; rows * cols];
         for r in 0..rows {
             for c in 0..cols {
@@ -83,11 +107,12 @@ impl Source<'_, '_> {
         Ok(())
     }
 
-    /// A grouped `Conv1d(d, d, 1, groups)` weight `[d, d / groups, 1]` as a dense `[d, d]`.
-    fn grouped_conv(&mut self, key: &str, to: &str, groups: usize) -> Result<()> {
-        let (shape, values) = self.read(key)?;
-        let (d, per) = (shape[0], shape.get(1).copied().unwrap_or(0));
-        if per * groups != d || shape.len() != 3 {
+    /// A grouped `Conv1d(d, d, 1, groups)` weight `[d, d / groups, 1]` as a dense `[d, d]`
+    /// (`d`, the vision width, was checked against the config's bounds before).
+    fn grouped_conv(&mut self, key: &str, to: &str, d: usize, groups: usize) -> Result<()> {
+        let (shape, values) = self.read_rank(key, 3)?;
+        let per = shape[1];
+        if shape[0] != d || per.checked_mul(groups) != Some(d) || shape[2] != 1 {
             return Err(Error::format(
                 &self.checkpoint.source_name,
                 format!(
@@ -129,10 +154,10 @@ impl Source<'_, '_> {
 
     /// `nn.MultiheadAttention`'s packed projection split into `q_proj`, `k_proj`, `v_proj`.
     fn attention(&mut self, from: &str, to: &str) -> Result<()> {
-        let (shape, weight) = self.read(&format!("{from}.in_proj_weight"))?;
-        let (_, bias) = self.read(&format!("{from}.in_proj_bias"))?;
+        let (shape, weight) = self.read_rank(&format!("{from}.in_proj_weight"), 2)?;
+        let (_, bias) = self.read_rank(&format!("{from}.in_proj_bias"), 1)?;
         let d = shape[1];
-        if shape[0] != 3 * d || bias.len() != 3 * d {
+        if Some(shape[0]) != d.checked_mul(3) || Some(bias.len()) != d.checked_mul(3) {
             return Err(Error::format(
                 &self.checkpoint.source_name,
                 format!("{}.in_proj_weight has shape {shape:?}; expected [3 * {d}, {d}]", self.name(from)),
@@ -180,34 +205,64 @@ pub fn convert(
         ));
     };
     let mut s = Source { checkpoint: &checkpoint, prefix, out: Vec::new(), used: Default::default() };
-    let conv = s.shape("visual.conv1.weight")?;
+    // Every size comes from a tensor's shape, each checked for its number of axes, and all of
+    // them go through the config's checks (its bounds included) before anything is converted.
+    let conv = s.shape_of("visual.conv1.weight", 4)?;
     let (width, patch) = (conv[0], conv[3]);
-    let positions = s.shape("visual.positional_embedding")?[0];
+    let positions = s.shape_of("visual.positional_embedding", 2)?[0];
     let grid = ((positions.saturating_sub(1)) as f64).sqrt().round() as usize;
     let first = s.count("visual.transformer.layers0");
     let second = s.count("visual.transformer.layers2");
     let cross = s.count("visual.transformer.semantic_layer2.cross_att");
-    let centres = s.shape("visual.transformer.semantic_layer2.semantic_center")?[0];
-    let projection = s.shape("visual.proj")?[1];
-    let token = s.shape("token_embedding.weight")?;
+    let centres = s.shape_of("visual.transformer.semantic_layer2.semantic_center", 2)?[0];
+    let projection = s.shape_of("visual.proj", 2)?[1];
+    let token = s.shape_of("token_embedding.weight", 2)?;
     let (vocab, text_width) = (token[0], token[1]);
-    let context = s.shape("positional_embedding")?[0];
+    let context = s.shape_of("positional_embedding", 2)?[0];
     let text_layers = s.count("transformer.resblocks");
-    let text_mlp = s.shape("transformer.resblocks.0.mlp.c_fc.weight")?[0];
-    let vision_mlp = s.shape("visual.transformer.layers0.0.mlp.c_fc.weight")?[0];
+    let text_mlp = s.shape_of("transformer.resblocks.0.mlp.c_fc.weight", 2)?[0];
+    let vision_mlp = s.shape_of("visual.transformer.layers0.0.mlp.c_fc.weight", 2)?[0];
     // The repository groups the key and value convolutions by the vision heads.
-    let per_group = s.shape("visual.transformer.semantic_layer2.k_conv.weight")?.get(1).copied().unwrap_or(0);
+    let per_group = s.shape_of("visual.transformer.semantic_layer2.k_conv.weight", 3)?[1];
     let vision_heads =
         vision_heads.unwrap_or_else(|| width.checked_div(per_group).unwrap_or_else(|| repository_heads(width)));
     let text_heads = text_heads.unwrap_or_else(|| repository_heads(text_width));
-    if first == 0 || grid * grid + 1 != positions || width % vision_heads != 0 || text_width % text_heads != 0 {
+    for (tower, heads, width) in [("vision", vision_heads, width), ("text", text_heads, text_width)] {
+        if heads == 0 || !width.is_multiple_of(heads) {
+            return Err(Error::invalid(format!(
+                "{tower} heads {heads}: the {tower} tower is {width} wide, and its heads must be at least 1 and divide that"
+            )));
+        }
+    }
+    if first == 0 || grid * grid + 1 != positions {
         return Err(Error::format(
             source_name,
             format!(
-                "unexpected sizes: {first} first-stage blocks, {positions} positions, width {width} over {vision_heads} heads, text width {text_width} over {text_heads} heads"
+                "unexpected sizes: {first} first-stage blocks, {positions} positions (a square grid and a class token)"
             ),
         ));
     }
+    let config_json = serde_json::json!({
+        "model_type": "segclip",
+        "architectures": ["SegCLIP"],
+        "projection_dim": projection,
+        "first_stage_layers": first,
+        "num_group_tokens": centres,
+        "num_cross_layers": cross,
+        "text_config": {
+            "vocab_size": vocab, "hidden_size": text_width, "intermediate_size": text_mlp,
+            "num_hidden_layers": text_layers, "num_attention_heads": text_heads,
+            "max_position_embeddings": context, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
+            "eos_token_id": 49407,
+        },
+        "vision_config": {
+            "hidden_size": width, "intermediate_size": vision_mlp, "num_hidden_layers": first + second,
+            "num_attention_heads": vision_heads, "num_channels": 3, "image_size": grid * patch,
+            "patch_size": patch, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
+        },
+    });
+    let config_json = serde_json::to_string_pretty(&config_json).map_err(|e| Error::Config(e.to_string()))?;
+    let config = SegClipConfig::from_json(&config_json)?;
 
     // Vision tower.
     s.copy("visual.conv1.weight", "vision_model.embeddings.patch_embedding.weight")?;
@@ -234,9 +289,9 @@ pub fn convert(
         s.feed_forward(&f, &t, "layer_norm2")?;
     }
     s.norm(&format!("{from}.cross_ln"), &format!("{to}.cross_norm"))?;
-    s.grouped_conv(&format!("{from}.k_conv.weight"), &format!("{to}.key_proj.weight"), vision_heads)?;
+    s.grouped_conv(&format!("{from}.k_conv.weight"), &format!("{to}.key_proj.weight"), width, vision_heads)?;
     s.norm(&format!("{from}.k_ln"), &format!("{to}.key_norm"))?;
-    s.grouped_conv(&format!("{from}.v_conv.weight"), &format!("{to}.value_proj.weight"), vision_heads)?;
+    s.grouped_conv(&format!("{from}.v_conv.weight"), &format!("{to}.value_proj.weight"), width, vision_heads)?;
     s.norm(&format!("{from}.proj_o.ln"), &format!("{to}.out_norm"))?;
     for fc in ["fc1", "fc2"] {
         s.copy(&format!("{from}.proj_o.mlp.{fc}.weight"), &format!("{to}.out_mlp.{fc}.weight"))?;
@@ -263,27 +318,6 @@ pub fn convert(
         let head = parts[..end].join(".");
         *dropped.entry(head).or_default() += 1;
     }
-    let config_json = serde_json::json!({
-        "model_type": "segclip",
-        "architectures": ["SegCLIP"],
-        "projection_dim": projection,
-        "first_stage_layers": first,
-        "num_group_tokens": centres,
-        "num_cross_layers": cross,
-        "text_config": {
-            "vocab_size": vocab, "hidden_size": text_width, "intermediate_size": text_mlp,
-            "num_hidden_layers": text_layers, "num_attention_heads": text_heads,
-            "max_position_embeddings": context, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
-            "eos_token_id": 49407,
-        },
-        "vision_config": {
-            "hidden_size": width, "intermediate_size": vision_mlp, "num_hidden_layers": first + second,
-            "num_attention_heads": vision_heads, "num_channels": 3, "image_size": grid * patch,
-            "patch_size": patch, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
-        },
-    });
-    let config_json = serde_json::to_string_pretty(&config_json).map_err(|e| Error::Config(e.to_string()))?;
-    let config = SegClipConfig::from_json(&config_json)?;
     let written = s.out.len();
     let safetensors = write_safetensors(&s.out)?;
     Ok(Converted { config_json, safetensors, config, written, dropped: dropped.into_iter().collect() })

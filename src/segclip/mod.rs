@@ -23,7 +23,7 @@ use burn::tensor::{Device, Tensor};
 use crate::clip::{ClipConfig, ClipModel};
 use crate::error::{Error, Result};
 use crate::loader::{Scope, WeightLoader};
-use crate::network::{ConfigJson, ImageEmbedding, Network, Tokens, field};
+use crate::network::{ConfigJson, Fields, ImageEmbedding, Network, Tokens, field, limits};
 use crate::nn::{Activation, Attention, LayerNorm, Linear, Mlp, activate, l2_normalize, one_hot_max};
 
 /// The `config.json` of a converted SegCLIP checkpoint: CLIP's towers and the grouping.
@@ -59,9 +59,8 @@ impl SegClipConfig {
                 config.first_stage_layers
             )));
         }
-        if config.num_group_tokens == 0 {
-            return Err(Error::Config("num_group_tokens must be at least 1".into()));
-        }
+        Fields("").size("num_group_tokens", config.num_group_tokens, limits::TOKENS)?;
+        Fields("").range("num_cross_layers", config.num_cross_layers, 0, limits::LAYERS)?;
         Ok(config)
     }
 

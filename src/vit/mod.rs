@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
+use crate::network::{Fields, limits};
 use crate::nn::{Activation, Attention, EncoderLayer, LayerNorm, Linear, Mlp, PatchEmbedding, PositionTable};
 
 /// `ViTConfig` (the fields the encoder reads; transformers' defaults).
@@ -55,6 +56,16 @@ impl VitConfig {
         }
         let config: VitConfig =
             serde_json::from_value(value.clone()).map_err(|e| Error::Config(format!("ViT config: {e}")))?;
+        // Its fields as a Fusioner config names them (the ViT's config.json under `vision`).
+        let f = Fields("vision");
+        f.size("hidden_size", config.hidden_size, limits::WIDTH)?;
+        f.size("intermediate_size", config.intermediate_size, limits::INTERMEDIATE)?;
+        f.size("num_hidden_layers", config.num_hidden_layers, limits::LAYERS)?;
+        f.size("num_attention_heads", config.num_attention_heads, limits::WIDTH)?;
+        f.size("image_size", config.image_size, limits::IMAGE_SIZE)?;
+        f.size("patch_size", config.patch_size, config.image_size)?;
+        f.grid(config.image_size, config.patch_size)?;
+        f.eps("layer_norm_eps", config.layer_norm_eps)?;
         let ok = config.hidden_size > 0
             && config.num_attention_heads > 0
             && config.hidden_size.is_multiple_of(config.num_attention_heads)
@@ -95,8 +106,13 @@ impl VitModel {
         for pooler in ["pooler.dense.weight", "pooler.dense.bias"] {
             scope.tied(pooler);
         }
-        let table = scope.host("embeddings.position_embeddings", &[1, rows, d]).unwrap_or_else(|| vec![0.0; rows * d]);
-        let class_position = Tensor::from_data(TensorData::new(table[..d].to_vec(), [1, d]), &device);
+        let (class_position, positions) = match scope.host("embeddings.position_embeddings", &[1, rows, d]) {
+            Some(table) => (
+                Tensor::from_data(TensorData::new(table[..d].to_vec(), [1, d]), &device),
+                PositionTable::new(table[d..].to_vec(), grid, d, &device),
+            ),
+            None => (Tensor::zeros([1, d], &device), PositionTable::stand_in(grid, d, &device)),
+        };
         let cls = scope.tensor("embeddings.cls_token", [1, 1, d]).reshape([d]);
         let mut encoder = scope.pp("encoder.layer");
         let layers = (0..config.num_hidden_layers)
@@ -118,7 +134,7 @@ impl VitModel {
         VitModel {
             cls_token: cls,
             class_position,
-            positions: PositionTable::new(table[d..].to_vec(), grid, d, &device),
+            positions,
             patch_embedding: PatchEmbedding::load(
                 scope.pp("embeddings.patch_embeddings.projection"),
                 d,

@@ -182,6 +182,7 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Cli> {
             .out(dir.join("trained")),
     );
     user_mistakes(dir, &mut cases, &photo, &colours);
+    hostile_cases(dir, &photo, &out, &mut cases);
     cases
 }
 
@@ -211,6 +212,63 @@ fn user_mistakes(dir: &Path, cases: &mut BTreeMap<&'static str, Cli>, photo: &st
     cases.insert("`train fusioner --crop 4096`", train().arg("--crop", "4096").out(dir.join("t2")));
     let eval = Cli::new("eval").model(colours).arg("--dataset", &data).args(["--format", "folder", "--limit", "0"]);
     cases.insert("`eval --limit 0`", eval.arg("--classes", data.join("classes.txt")));
+}
+
+/// The rows of files made to hurt (their makers are `hostile_files.rs`'s).
+fn hostile_cases(dir: &Path, photo: &str, out: &str, cases: &mut BTreeMap<&'static str, Cli>) {
+    use crate::hostile_files as hostile;
+    let segment = |model: &Path| Cli::new("segment").model(model).image(photo).labels("red").out(out);
+    let bin = |name: &str, bytes: Vec<u8>| hostile::bin_model(dir, name, &bytes);
+    cases.insert(
+        "A `pytorch_model.bin` whose pickle calls `os.system`",
+        segment(&bin("os-system", hostile::calls_os_system())),
+    );
+    cases.insert(
+        "A 1.2 KB pickle that copies a memoised list 64 times a round",
+        segment(&bin("memo-bomb", hostile::memo_bomb())),
+    );
+    cases.insert("A pickle of a megabyte of nested tuples", segment(&bin("nested", hostile::deep_tuples())));
+    let overlap = hostile::model_copy(dir, "overlap", "semantic-colours", |m| {
+        let bytes = hostile::overlapping_safetensors(
+            "text_model.encoder.layers.0.layer_norm2.bias",
+            "text_model.encoder.layers.0.layer_norm1.bias",
+        );
+        std::fs::write(m.join("model.safetensors"), bytes).unwrap();
+    });
+    cases.insert("Two tensors of a `model.safetensors` over the same bytes", segment(&overlap));
+    let flat_conv = dir.join("flat-conv.bin");
+    std::fs::write(&flat_conv, hostile::segclip_reshaped("clip.visual.conv1.weight", vec![64, 768])).unwrap();
+    cases.insert(
+        "A SegCLIP `.bin` whose patch embedding has 2 axes, to `convert-segclip`",
+        Cli::new("convert-segclip").arg("--checkpoint", &flat_conv).out(dir.join("flat-conv")),
+    );
+    cases.insert(
+        "`convert-segclip --vision-heads 0`",
+        Cli::new("convert-segclip")
+            .arg("--checkpoint", fixtures().join("segclip/segclip-release.bin"))
+            .out(dir.join("no-heads"))
+            .arg("--vision-heads", "0"),
+    );
+    let config = |name: &str, file: &str, pointer: &str, value: serde_json::Value| {
+        hostile::model_copy(dir, name, "semantic-colours", |m| hostile::set_json(m, file, pointer, value))
+    };
+    cases.insert(
+        "`image_size: 1000000000` in `config.json`",
+        segment(&config("huge", "config.json", "/vision_config/image_size", 1_000_000_000u64.into())),
+    );
+    cases.insert(
+        "A negative `layer_norm_eps` in `config.json`",
+        segment(&config("eps", "config.json", "/vision_config/layer_norm_eps", serde_json::json!(-1e-5))),
+    );
+    cases.insert(
+        "`image_std` 0 in `preprocessor_config.json`",
+        segment(&config("std", "preprocessor_config.json", "/image_std", serde_json::json!([0.0, 0.26, 0.27]))),
+    );
+    let nan = hostile::model_copy(dir, "nan", "semantic-colours", |m| {
+        let bytes = hostile::poisoned_safetensors("text_model.final_layer_norm.weight", f32::NAN);
+        std::fs::write(m.join("model.safetensors"), bytes).unwrap();
+    });
+    cases.insert("A NaN weight in `model.safetensors`", segment(&nan));
 }
 
 #[test]

@@ -51,3 +51,8 @@ fn label_inputs() {
 fn tokenizer_inputs() {
     run("tokenizer", checks::tokenizer);
 }
+
+#[test]
+fn cli_args_inputs() {
+    run("cli_args", checks::cli_args);
+}

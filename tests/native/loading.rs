@@ -41,14 +41,22 @@ fn edit_safetensors(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Map<String,
 #[test]
 fn every_missing_misshaped_and_unexpected_tensor_is_named_at_once() {
     let model = "clip-p16-quickgelu";
-    let bytes = edit_safetensors(&read(&weights_file(model)), |h| {
+    let original = read(&weights_file(model));
+    let data_len = original.len() - 8 - u64::from_le_bytes(original[..8].try_into().unwrap()) as usize;
+    let mut extra_len = 0;
+    let mut bytes = edit_safetensors(&original, |h| {
         h.remove("vision_model.post_layernorm.weight");
         h.remove("text_model.encoder.layers.1.mlp.fc1.bias");
         let proj = h.get_mut("text_projection.weight").unwrap();
         proj["shape"] = serde_json::json!([8, 16]);
-        let extra = h["logit_scale"].clone();
+        // A copy of logit_scale with bytes of its own, after the data (tensors may not overlap).
+        let mut extra = h["logit_scale"].clone();
+        let offsets = |i: usize| extra["data_offsets"][i].as_u64().unwrap() as usize;
+        extra_len = offsets(1) - offsets(0);
+        extra["data_offsets"] = serde_json::json!([data_len, data_len + extra_len]);
         h.insert("decoder.extra_head".into(), extra);
     });
+    bytes.extend(vec![0; extra_len]);
     let text = error_text(&config(model), &bytes);
     for needle in [
         "missing tensor vision_model.post_layernorm.weight",

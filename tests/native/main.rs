@@ -11,6 +11,7 @@ mod bad_input;
 mod cli;
 mod f16;
 mod fuzz_regressions;
+mod hostile_files;
 mod images;
 mod loading;
 mod outputs;
