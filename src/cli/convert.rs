@@ -49,7 +49,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     for name in names {
         let entry = checkpoint.get(name).expect("listed");
         if matches!(entry.dtype, StoredDtype::F32 | StoredDtype::F16 | StoredDtype::BF16 | StoredDtype::F64) {
-            tensors.push((name.to_string(), entry.shape.clone(), checkpoint.read_f32(name)?));
+            tensors.push((name.to_string(), entry.shape.clone(), checkpoint.read_finite_f32(name)?));
         } else {
             left_out.push(format!("{name} ({:?})", entry.dtype));
         }

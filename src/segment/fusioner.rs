@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::engine::{DatasetProtocol, Engine, Plan, Scores};
 use super::result::PixelSteps;
-use super::slide::{Window, Windows, check_score_size, stitch};
+use super::slide::{Window, Windows, check_score_size, check_window_count, stitch};
 use super::text::{ClassEmbeddings, Templates};
 use super::{BackgroundDataset, Settings};
 use crate::error::{Error, Result};
@@ -86,15 +86,19 @@ impl Options {
     }
 }
 
+/// Crops along one side of `padded` pixels (at least `crop`).
+fn crop_grid(padded: usize, crop: usize, stride: usize) -> usize {
+    (padded - crop).div_ceil(stride.max(1)) + 1
+}
+
 /// The repository's crops over an `h x w` image padded to at least `crop` each way: origins
 /// every `stride` from 0, `ceil((padded - crop) / stride) + 1` per axis, each cut at the padded
 /// image's edge.
 pub fn crop_windows(h: usize, w: usize, crop: usize, stride: usize) -> Vec<Window> {
     let (ph, pw) = (h.max(crop), w.max(crop));
-    let grids = |p: usize| (p - crop).div_ceil(stride) + 1;
     let mut out = Vec::new();
-    for i in 0..grids(ph) {
-        for j in 0..grids(pw) {
+    for i in 0..crop_grid(ph, crop, stride) {
+        for j in 0..crop_grid(pw, crop, stride) {
             let (y1, x1) = (i * stride, j * stride);
             out.push(Window { y1, y2: (y1 + crop).min(ph), x1, x2: (x1 + crop).min(pw) });
         }
@@ -147,6 +151,7 @@ pub fn stitched_logits(
     let (ph, pw) = (h.max(crop), w.max(crop));
     let device = pixels.device();
     let padded = pad(pixels, ph, pw);
+    check_window_count(crop_grid(ph, crop, stride) * crop_grid(pw, crop, stride), (w, h), stride)?;
     let windows = crop_windows(h, w, crop, stride);
     // Edge crops are padded to a whole crop, so every crop batches; each window keeps the part
     // of its logits that lies on the image.

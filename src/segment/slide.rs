@@ -49,10 +49,10 @@ impl Windows {
             return Err(Error::invalid(format!("short side must be in [16, 4096] pixels, got {}", self.short_side)));
         }
         if let Some((window, stride)) = self.slide()
-            && (window < 16 || stride == 0 || stride > window)
+            && (!(16..=4096).contains(&window) || stride == 0 || stride > window)
         {
             return Err(Error::invalid(format!(
-                "window must be at least 16 pixels and stride in [1, window]; got window {window}, stride {stride}"
+                "window must be 16 to 4096 pixels and stride in [1, window]; got window {window}, stride {stride}"
             )));
         }
         Ok(())
@@ -93,6 +93,27 @@ pub fn check_score_size(rows: usize, w: usize, h: usize, short_side: usize) -> R
     Ok(())
 }
 
+/// At most this many windows per image: a stride of a few pixels over a large short side plans
+/// millions of passes (`--short-side 4096 --window 16 --stride 1`: 33 million).
+pub const MAX_WINDOWS: usize = 4096;
+
+/// Windows along one side of `size` pixels, `window` wide, every `stride` (mmsegmentation's
+/// count; the last is shifted inside the image).
+pub fn grid_count(size: usize, window: usize, stride: usize) -> usize {
+    (size + stride).saturating_sub(window + 1) / stride.max(1) + 1
+}
+
+/// Refuse `count` windows over a `w x h` (resized) image past [`MAX_WINDOWS`], before any is
+/// cut.
+pub fn check_window_count(count: usize, (w, h): (usize, usize), stride: usize) -> Result<()> {
+    if count > MAX_WINDOWS {
+        return Err(Error::invalid(format!(
+            "a {w}x{h} resized image at stride {stride} is {count} windows; at most {MAX_WINDOWS}: raise the stride"
+        )));
+    }
+    Ok(())
+}
+
 /// One crop: `[y1, y2) x [x1, x2)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
@@ -106,8 +127,7 @@ pub struct Window {
 pub fn windows(h: usize, w: usize, window: (usize, usize), stride: (usize, usize)) -> Vec<Window> {
     let (wh, ww) = window;
     let (sh, sw) = stride;
-    let grids = |img: usize, crop: usize, step: usize| (img + step).saturating_sub(crop + 1) / step + 1;
-    let (hg, wg) = (grids(h, wh, sh), grids(w, ww, sw));
+    let (hg, wg) = (grid_count(h, wh, sh), grid_count(w, ww, sw));
     let mut out = Vec::with_capacity(hg * wg);
     for hi in 0..hg {
         for wi in 0..wg {
@@ -143,7 +163,10 @@ pub fn slide_and_stitch(
 ) -> Result<Tensor<4>> {
     let [_, _, h, w] = pixels.dims();
     let windows = match slide {
-        Some((window, stride)) => windows(h, w, (window, window), (stride, stride)),
+        Some((window, stride)) => {
+            check_window_count(grid_count(h, window, stride) * grid_count(w, window, stride), (w, h), stride)?;
+            windows(h, w, (window, window), (stride, stride))
+        }
         None => vec![Window { y1: 0, y2: h, x1: 0, x2: w }],
     };
     // All windows have one size (the last ones are shifted inside), so they batch.

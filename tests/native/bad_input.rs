@@ -141,6 +141,10 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Cli> {
     cases.insert("A 4000x4 strip to `segment`", segment(&colours, &thin, "red", &[]));
     cases.insert("`--threshold 2`", segment(&colours, &photo, "red", &["--threshold", "2"]));
     cases.insert("`--window 3`", segment(&colours, &photo, "red", &["--window", "3"]));
+    cases.insert(
+        "`--short-side 4096 --window 16 --stride 1`",
+        segment(&colours, &photo, "red", &["--short-side", "4096", "--window", "16", "--stride", "1"]),
+    );
     let segclip = fixtures().join("semantic-colours-segclip").to_str().unwrap().to_string();
     cases.insert("`--window 448` with a SegCLIP checkpoint", segment(&segclip, &photo, "red", &["--window", "448"]));
     let clip_weights = fixtures().join("clip-p16-quickgelu/model.safetensors").to_str().unwrap().to_string();
