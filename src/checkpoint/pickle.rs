@@ -54,12 +54,12 @@ pub(super) const MAX_DEPTH: u32 = 100;
 /// Bytes of values (counted as `size_of::<Value>()` a value, plus the bytes of its text) that
 /// a pickle of `len` bytes may build and copy in all. The fixtures' state dicts spend 23 to 31
 /// a byte (each `BINGET` of a persistent id copies six values from two bytes, and each
-/// `BINPUT` copies what it memoises); 100 a byte leaves three times that for other writers,
+/// `BINPUT` copies what it memoises); 48 a byte leaves half as much again for other writers,
 /// and the megabyte covers tiny files. A state dict of a few thousand tensors (a pickle of
-/// about a megabyte) may so take 100 MB, and a pickle of 10 MB, larger than any state dict's,
-/// at most a gigabyte.
+/// about a megabyte) may so take 48 MB, and any file under 10 MB (the bound for every
+/// input) less than half a gigabyte, so that a command stays under 1 GiB.
 pub(super) fn budget(len: usize) -> usize {
-    len.saturating_mul(100).saturating_add(1 << 20)
+    len.saturating_mul(48).saturating_add(1 << 20)
 }
 
 /// What one value costs the budget on its own (its text aside).
