@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use image::GrayImage;
+use image::{GrayImage, ImageBuffer, Luma};
 use serde_json::json;
 
 use super::files::{ModelFiles, model_paths};
@@ -17,8 +17,12 @@ use super::{RuntimeArgs, load, read_image};
 use wordmask::block_on;
 use wordmask::files::check_outputs;
 use wordmask::labels;
+use wordmask::preprocess::RgbImage;
 use wordmask::segment::Model;
-use wordmask::segment::point::{Click, NameRequest, Prompt, PromptModel, PromptSession, VocabularyChoice, WordsNamer};
+use wordmask::segment::objects::{counts, instance_map};
+use wordmask::segment::point::{
+    AutomaticOptions, Click, NameRequest, Prompt, PromptModel, PromptSession, VocabularyChoice, WordsNamer,
+};
 use wordmask::segment::{EmbeddingCache, Settings, Templates};
 
 /// `x,y` or `x,y,1` (on the object) or `x,y,0` (not on it), in the image's pixels.
@@ -71,6 +75,13 @@ pub struct SamArgs {
     /// A box around the object: x0,y0,x1,y1.
     #[arg(long = "box")]
     bbox: Option<BoxArg>,
+    /// Every object, no prompt: Segment Anything's automatic mask generation (a grid of point
+    /// prompts, filtered by predicted IoU and stability, then box NMS). --out becomes a 16-bit
+    /// instance map (0: none, i: the i-th object); --labels with --clip name each object.
+    #[arg(long, conflicts_with_all = ["points", "bbox"])]
+    everything: bool,
+    #[command(flatten)]
+    automatic: AutomaticArgs,
     /// Words to name the mask with (commas; `a|b` synonyms). Segment Anything needs --clip for
     /// them; Open-Vocabulary SAM embeds them itself.
     #[arg(long)]
@@ -95,12 +106,55 @@ pub struct SamArgs {
     runtime: RuntimeArgs,
 }
 
+/// Automatic mask generation's settings (segment-anything's names and defaults).
+#[derive(Args)]
+pub struct AutomaticArgs {
+    /// --everything: points along each side of the prompt grid.
+    #[arg(long, default_value_t = AutomaticOptions::default().points_per_side)]
+    points_per_side: usize,
+    /// --everything: prompts decoded side by side (more is faster, and takes more memory).
+    #[arg(long, default_value_t = AutomaticOptions::default().points_per_batch)]
+    points_per_batch: usize,
+    /// --everything: keep masks whose predicted IoU is above this.
+    #[arg(long, default_value_t = AutomaticOptions::default().pred_iou_thresh)]
+    pred_iou_thresh: f32,
+    /// --everything: keep masks whose stability score is above this.
+    #[arg(long, default_value_t = AutomaticOptions::default().stability_score_thresh)]
+    stability_score_thresh: f32,
+    /// --everything: how far the logits' cut-off moves for the stability score.
+    #[arg(long, default_value_t = AutomaticOptions::default().stability_score_offset)]
+    stability_score_offset: f32,
+    /// --everything: drop a mask whose box overlaps a better one's by more than this IoU.
+    #[arg(long, default_value_t = AutomaticOptions::default().box_nms_thresh)]
+    box_nms_thresh: f32,
+}
+
+impl AutomaticArgs {
+    fn options(&self) -> AutomaticOptions {
+        AutomaticOptions {
+            points_per_side: self.points_per_side,
+            points_per_batch: self.points_per_batch,
+            pred_iou_thresh: self.pred_iou_thresh,
+            stability_score_thresh: self.stability_score_thresh,
+            stability_score_offset: self.stability_score_offset,
+            box_nms_thresh: self.box_nms_thresh,
+        }
+    }
+}
+
 pub fn run(args: SamArgs) -> Result<()> {
     let mut inputs = model_paths(&args.model);
     inputs.extend(args.clip.as_deref().map(model_paths).unwrap_or_default());
     inputs.push(args.image.clone().into());
-    check_outputs(&[outputs::mask("--out", &args.out)], &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    let out = if args.everything { outputs::labels("--out", &args.out) } else { outputs::mask("--out", &args.out) };
+    check_outputs(&[out], &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    if args.everything {
+        args.automatic.options().validate()?;
+    }
     let photo = read_image(&args.image)?;
+    if args.everything {
+        return everything(&args, photo);
+    }
     let prompt = Prompt { points: args.points.iter().map(|p| p.0).collect(), bbox: args.bbox.map(|b| b.0) };
     prompt.validate(photo.width, photo.height)?;
     let labels = args.labels.as_deref().map(labels::parse).transpose()?;
@@ -152,6 +206,71 @@ pub fn run(args: SamArgs) -> Result<()> {
     }
     if mask.area == 0 {
         eprintln!("note: the mask is empty (the model found no object there), so it has no name");
+    }
+    Ok(())
+}
+
+/// `--everything`: every object's mask, named when words and a words model are given, as one
+/// instance map.
+fn everything(args: &SamArgs, photo: RgbImage) -> Result<()> {
+    let labels = args.labels.as_deref().map(labels::parse).transpose()?;
+    let t = Instant::now();
+    let files = ModelFiles::open(&args.model)?;
+    let name = files.weights_path.display().to_string();
+    let device = args.runtime.device()?;
+    let model = PromptModel::from_bytes(&files.config, files.weights(), &name, files.preprocessor.as_deref(), &device)?;
+    if model.names_masks() {
+        anyhow::bail!(
+            "--everything needs a Segment Anything checkpoint (SAM or SlimSAM): it ranks masks by their predicted IoU, \
+             which an Open-Vocabulary SAM checkpoint does not predict"
+        );
+    }
+    check_naming_flags(args, &model, labels.is_some())?;
+    let clip =
+        args.clip.as_deref().map(|clip| load(clip, args.runtime).context("loading the CLIP checkpoint of --clip"));
+    let clip: Option<Model> = clip.transpose()?;
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    let (width, height) = (photo.width, photo.height);
+    let mut session = PromptSession::new(model);
+    let encode_ms = block_on(session.encode(photo))?;
+    let (settings, mut cache) =
+        (Settings { templates: args.templates, ..Settings::default() }, EmbeddingCache::default());
+    let words = clip.as_ref().map(|model| WordsNamer { model, settings: &settings, cache: &mut cache });
+    let request = NameRequest { labels: labels.clone(), vocabulary: None, words };
+    let t = Instant::now();
+    let quiet = args.json;
+    let objects = block_on(session.everything(&args.automatic.options(), request, |done, total| {
+        if !quiet {
+            eprint!("\rprompts {done}/{total}");
+        }
+    }))?;
+    if !quiet {
+        eprintln!();
+    }
+    let generate_ms = t.elapsed().as_secs_f64() * 1e3;
+    let map = instance_map(&objects, width, height);
+    let png = ImageBuffer::<Luma<u16>, Vec<u16>>::from_raw(width as u32, height as u32, map).context("map size")?;
+    outputs::save(&args.out, |out| png.write_to(out, image::ImageFormat::Png))?;
+    let names: Vec<String> = labels.iter().flatten().map(|l| l.name.clone()).collect();
+    let counts = counts(&objects, &names);
+    if args.json {
+        let counts: serde_json::Map<String, serde_json::Value> =
+            counts.into_iter().map(|(w, n)| (w, json!(n))).collect();
+        println!(
+            "{}",
+            json!({
+                "width": width, "height": height, "model": session.model().engine(), "objects": objects,
+                "counts": counts,
+                "timings_ms": {"load": load_ms, "encode": encode_ms, "generate": generate_ms},
+            })
+        );
+    } else {
+        println!("{} objects", objects.len());
+        for (word, n) in counts {
+            println!("{word} x{n}");
+        }
+        println!("encode {encode_ms:.0} ms, masks {generate_ms:.0} ms; wrote {}", args.out.display());
     }
     Ok(())
 }

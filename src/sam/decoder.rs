@@ -72,7 +72,7 @@ impl TwoWayBlock {
         }
     }
 
-    /// `queries [1, t, d]` (positions `query_pe`), `keys [1, n, d]` (positions `key_pe`).
+    /// `queries [b, t, d]` (positions `query_pe`), `keys [b, n, d]` (positions `key_pe`).
     fn forward(
         &self,
         queries: Tensor<3>,
@@ -109,6 +109,15 @@ pub struct DecodedMasks {
     pub masks: Tensor<3>,
     /// Predicted IoU of each mask, `[masks]` (SAM; Open-Vocabulary SAM's head has none).
     pub iou: Option<Tensor<1>>,
+}
+
+/// What the decoder returns for a batch of prompts.
+#[derive(Debug, Clone)]
+pub struct BatchMasks {
+    /// `[prompts, masks, 4e, 4e]`.
+    pub masks: Tensor<4>,
+    /// `[prompts, masks]`.
+    pub iou: Option<Tensor<2>>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,11 +192,30 @@ impl MaskDecoder {
         dense: Tensor<4>,
         multimask: bool,
     ) -> DecodedMasks {
+        let batch = self.forward_batch(image, image_pe, sparse, dense, multimask);
+        let [_, n, uh, uw] = batch.masks.dims();
+        DecodedMasks { masks: batch.masks.reshape([n, uh, uw]), iou: batch.iou.map(|iou| iou.reshape([n])) }
+    }
+
+    /// Masks for `b` prompts of as many tokens each, side by side over one image (transformers'
+    /// point batch: the image's embeddings repeated for each prompt). `sparse [b, n, d]`,
+    /// `dense [1, d, e, e]` shared by all; masks `[b, m, 4e, 4e]`, IoU `[b, m]`.
+    pub fn forward_batch(
+        &self,
+        image: Tensor<4>,
+        image_pe: Tensor<4>,
+        sparse: Tensor<3>,
+        dense: Tensor<4>,
+        multimask: bool,
+    ) -> BatchMasks {
         let [_, d, e, _] = image.dims();
+        let b = sparse.dims()[0];
         let token_count = self.mask_tokens.dims()[0] + 1;
-        let output_tokens = Tensor::cat(vec![self.iou_token.clone(), self.mask_tokens.clone()], 0).unsqueeze::<3>();
-        let tokens = Tensor::cat(vec![output_tokens, sparse], 1); // [1, t, d]
-        let flatten = |x: Tensor<4>| x.reshape([1, d, e * e]).swap_dims(1, 2); // [1, e*e, d]
+        let output_tokens = Tensor::cat(vec![self.iou_token.clone(), self.mask_tokens.clone()], 0)
+            .unsqueeze::<3>()
+            .expand([b, token_count, d]);
+        let tokens = Tensor::cat(vec![output_tokens, sparse], 1); // [b, t, d]
+        let flatten = |x: Tensor<4>| x.reshape([1, d, e * e]).swap_dims(1, 2).expand([b, e * e, d]); // [b, e*e, d]
         let (mut queries, mut keys) = (tokens.clone(), flatten(image.add(dense)));
         let key_pe = flatten(image_pe);
         for layer in &self.layers {
@@ -196,26 +224,24 @@ impl MaskDecoder {
         let (q, k) = (queries.clone().add(tokens), keys.clone().add(key_pe));
         let attended = self.final_attn_token_to_image.attend(q, k, keys.clone(), None);
         let queries = self.layer_norm_final_attn.forward(queries.add(attended));
-        let t = queries.dims()[1];
-        let iou_out = queries.clone().slice([0..1, 0..1, 0..d]).reshape([1, d]);
-        let image = keys.swap_dims(1, 2).reshape([1, d, e, e]);
+        let iou_out = queries.clone().slice([0..b, 0..1, 0..d]).reshape([b, d]);
+        let image = keys.swap_dims(1, 2).reshape([b, d, e, e]);
         let up = gelu(self.upscale_layer_norm.forward(self.upscale_conv1.forward(image)));
-        let up = gelu(self.upscale_conv2.forward(up)); // [1, d/8, 4e, 4e]
+        let up = gelu(self.upscale_conv2.forward(up)); // [b, d/8, 4e, 4e]
         let [_, c, uh, uw] = up.dims();
-        let hyper: Vec<Tensor<2>> = self
+        let hyper: Vec<Tensor<3>> = self
             .output_hypernetworks_mlps
             .iter()
             .enumerate()
-            .map(|(i, mlp)| mlp.forward(queries.clone().slice([0..1, 1 + i..2 + i, 0..d]).reshape([1, d])))
+            .map(|(i, mlp)| mlp.forward(queries.clone().slice([0..b, 1 + i..2 + i, 0..d])))
             .collect();
-        let masks = Tensor::cat(hyper, 0).matmul(up.reshape([c, uh * uw])); // [tokens, 4e*4e]
-        debug_assert!(t >= token_count);
+        let masks = Tensor::cat(hyper, 1).matmul(up.reshape([b, c, uh * uw])); // [b, tokens, 4e*4e]
         let range = if multimask && token_count > 2 { 1..token_count - 1 } else { 0..1 };
         let iou = self
             .iou_prediction_head
             .as_ref()
-            .map(|head| head.forward(iou_out).reshape([token_count - 1]).slice([range.clone()]));
+            .map(|head| head.forward(iou_out).reshape([b, token_count - 1]).slice([0..b, range.clone()]));
         let n = range.len();
-        DecodedMasks { masks: masks.slice([range, 0..uh * uw]).reshape([n, uh, uw]), iou }
+        BatchMasks { masks: masks.slice([0..b, range, 0..uh * uw]).reshape([b, n, uh, uw]), iou }
     }
 }

@@ -14,7 +14,7 @@ pub mod vision;
 use burn::tensor::{Device, Tensor};
 
 pub use config::SamConfig;
-pub use decoder::{DecodedMasks, MaskDecoder};
+pub use decoder::{BatchMasks, DecodedMasks, MaskDecoder};
 pub use processor::SamProcessor;
 pub use prompt::{Point, PositionalEmbedding, PromptEncoder};
 pub use vision::SamVisionEncoder;
@@ -90,5 +90,14 @@ impl SamModel {
         multimask: bool,
     ) -> DecodedMasks {
         self.mask_decoder.forward(image_embeddings, self.image_pe.clone(), sparse, dense, multimask)
+    }
+
+    /// Many one-point prompts decoded side by side (automatic mask generation): the three
+    /// masks of each point, `[points, 3, 4e, 4e]`, and their predicted IoU, `[points, 3]`.
+    pub fn decode_points(&self, image_embeddings: Tensor<4>, points: &[Point]) -> Result<BatchMasks> {
+        let device = self.device();
+        let sparse = self.prompt_encoder.single_points(&self.shared_image_embedding, points, &device)?;
+        let dense = self.dense_embeddings(None)?;
+        Ok(self.mask_decoder.forward_batch(image_embeddings, self.image_pe.clone(), sparse, dense, true))
     }
 }

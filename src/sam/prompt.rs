@@ -171,6 +171,28 @@ impl PromptEncoder {
         Ok(Tensor::from_data(TensorData::new(rows.concat(), [1, n, self.hidden]), device))
     }
 
+    /// The sparse embeddings of `points.len()` prompts of one point each (with its padding
+    /// point), side by side: what automatic mask generation decodes in a batch.
+    /// `-> [points, 2, hidden]`
+    pub fn single_points(
+        &self,
+        positional: &PositionalEmbedding,
+        points: &[Point],
+        device: &Device,
+    ) -> Result<Tensor<3>> {
+        if points.is_empty() {
+            return Err(Error::invalid("a batch of point prompts needs at least one point"));
+        }
+        let s = self.input_size;
+        let mut values = Vec::with_capacity(points.len() * 2 * self.hidden);
+        for p in points {
+            let kind = &self.point_embed[usize::from(p.positive)];
+            values.extend(positional.point(p.x, p.y, s).iter().zip(kind).map(|(a, b)| a + b));
+            values.extend_from_slice(&self.not_a_point_embed);
+        }
+        Ok(Tensor::from_data(TensorData::new(values, [points.len(), 2, self.hidden]), device))
+    }
+
     /// The dense embeddings: a mask prompt (`[1, 1, 4e, 4e]` logits) through the mask
     /// embedding, or `no_mask_embed` at every position. `-> [1, hidden, e, e]`
     pub fn dense(&self, mask: Option<Tensor<4>>) -> Result<Tensor<4>> {

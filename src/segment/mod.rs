@@ -18,6 +18,7 @@ pub mod fusioner;
 pub mod grouping;
 pub mod groupvit;
 mod model;
+pub mod objects;
 pub mod point;
 pub mod result;
 pub mod segclip;

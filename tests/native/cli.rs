@@ -634,3 +634,66 @@ fn an_empty_mask_is_written_and_not_named() {
     assert!(mask.pixels().all(|p| p.0[0] == 0), "the empty mask is written");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `sam --everything` on the colour scene with the colour SAM (a click's mask is every pixel of
+/// its colour) and the colour words model: one object per painted region, each with its word,
+/// its region's box and pixels, and an instance map whose ids paint the regions.
+#[test]
+fn everything_finds_each_region_once_and_names_it() {
+    let dir = common::scratch("everything");
+    let scene = Scene::load();
+    let input = dir.join("scene.png");
+    let truth = scene.paint(&input);
+    let out = dir.join("instances.png");
+    let summary = Cli::new("sam")
+        .fixture("sam-colours")
+        .image(&input)
+        .switch("--everything")
+        .args(["--points-per-side", "16"])
+        .labels("yellow, green, red, blue")
+        .arg("--clip", fixtures().join("semantic-colours"))
+        .out(&out)
+        .json();
+    let objects = summary["objects"].as_array().unwrap();
+    for word in ["yellow", "green", "red", "blue"] {
+        assert_eq!(summary["counts"][word].as_u64(), Some(1), "{word}: {}", summary["counts"]);
+    }
+    assert_eq!(objects.len(), 4, "{summary}");
+    let map = image::open(&out).unwrap().to_luma16().into_raw();
+    assert_eq!(map.len(), truth.len());
+    for object in objects {
+        let (id, word) = (object["id"].as_u64().unwrap() as u16, object["label"].as_str().unwrap());
+        let region = scene.regions.iter().find(|r| r.word == word).unwrap();
+        let painted = truth.iter().filter(|w| *w == word).count();
+        let both = map.iter().zip(&truth).filter(|(i, w)| **i == id && *w == word).count();
+        let shown = map.iter().filter(|i| **i == id).count();
+        assert!(
+            both as f64 >= 0.95 * painted as f64 && both as f64 >= 0.95 * shown as f64,
+            "{word}: {both} of {painted} painted, {shown} shown"
+        );
+        if word != "blue" {
+            let bbox: Vec<u64> = object["box"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+            let want = [region.x.0, region.y.0, region.x.1 - 1, region.y.1 - 1].map(u64::from);
+            assert!(bbox.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 4), "{word}: box {bbox:?}, painted {want:?}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `--everything` refuses what it cannot run before any work: an Open-Vocabulary SAM checkpoint
+/// (no predicted IoU to rank masks by), a point given with it, settings out of range.
+#[test]
+fn everything_refuses_what_it_cannot_do() {
+    let dir = common::scratch("everything-refused");
+    let image = fixtures().join("images/shapes_50x90.png");
+    let out = dir.join("instances.png");
+    let sam = || Cli::new("sam").image(&image).switch("--everything").out(&out);
+    let err = sam().fixture("ovsam-tiny").fails();
+    assert!(err.contains("Segment Anything checkpoint"), "{err}");
+    let err = sam().fixture("sam-tiny").arg("--point", "3,4").fails();
+    assert!(err.contains("--point"), "{err}");
+    let err = sam().fixture("sam-tiny").args(["--box-nms-thresh", "2"]).fails();
+    assert!(err.contains("box NMS threshold"), "{err}");
+    assert!(!out.exists(), "nothing is written");
+    std::fs::remove_dir_all(&dir).ok();
+}

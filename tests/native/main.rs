@@ -15,6 +15,7 @@ mod hostile_files;
 mod images;
 mod loading;
 mod outputs;
+mod parity_automatic;
 mod parity_clip;
 mod parity_dense;
 mod parity_fusioner;

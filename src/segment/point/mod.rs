@@ -8,6 +8,7 @@
 //! worker and `<word-mask interactive>` call: it keeps the encoded image and decides how a
 //! mask is named.
 
+mod automatic;
 mod namer;
 mod ovsam;
 mod sam;
@@ -18,6 +19,7 @@ use std::any::Any;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+pub use automatic::{AutoMask, AutomaticOptions, nms, point_grid};
 pub use namer::MaskNamer;
 pub use ovsam::OvSam;
 pub use sam::Sam;
@@ -153,6 +155,20 @@ pub trait PromptEngine: Sync + 'static {
         bbox: Option<[f64; 4]>,
         multimask: bool,
     ) -> Result<Decoded>;
+    /// Many one-point prompts decoded side by side (automatic masks): the three candidate
+    /// masks of each `[points, 3, 4e, 4e]` and their predicted IoU `[points, 3]`, which ranks
+    /// them; an engine that predicts no IoU cannot.
+    fn decode_points(
+        _network: &Self::Network,
+        _features: &Self::Features,
+        _points: &[Point],
+    ) -> Result<(Tensor<4>, Tensor<2>)> {
+        Err(Error::invalid(format!(
+            "automatic masks rank masks by their predicted quality, which a {} checkpoint does not predict: \
+             load a Segment Anything checkpoint (SAM or SlimSAM)",
+            Self::ARCHITECTURE
+        )))
+    }
     /// The class names of the checkpoint's own classifier, when it carries one.
     fn released_vocabulary(_network: &Self::Network) -> Option<&[String]> {
         None
@@ -207,6 +223,7 @@ pub trait AnyPromptEngine: Sync {
         bbox: Option<[f64; 4]>,
         multimask: bool,
     ) -> Result<Decoded>;
+    fn decode_points(&self, network: &dyn Any, features: &dyn Any, points: &[Point]) -> Result<(Tensor<4>, Tensor<2>)>;
     fn released_vocabulary<'n>(&self, network: &'n dyn Any) -> Option<&'n [String]>;
     fn classes(
         &self,
@@ -292,6 +309,10 @@ impl<E: PromptEngine> AnyPromptEngine for E {
         multimask: bool,
     ) -> Result<Decoded> {
         E::decode(own(network, E::NAME)?, own(features, E::NAME)?, points, bbox, multimask)
+    }
+
+    fn decode_points(&self, network: &dyn Any, features: &dyn Any, points: &[Point]) -> Result<(Tensor<4>, Tensor<2>)> {
+        E::decode_points(own(network, E::NAME)?, own(features, E::NAME)?, points)
     }
 
     fn released_vocabulary<'n>(&self, network: &'n dyn Any) -> Option<&'n [String]> {

@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::super::engine::Preset;
 use super::{Decoded, PromptEngine};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
 use crate::network::ConfigJson;
 use crate::sam::{Point, SamConfig, SamModel};
@@ -68,6 +68,12 @@ impl PromptEngine for Sam {
         let dense = network.dense_embeddings(None)?;
         let out = network.decode(embeddings.clone(), sparse, dense, multimask);
         Ok(Decoded { masks: out.masks, iou: out.iou, low_res: None })
+    }
+
+    fn decode_points(network: &SamModel, embeddings: &Tensor<4>, points: &[Point]) -> Result<(Tensor<4>, Tensor<2>)> {
+        let out = network.decode_points(embeddings.clone(), points)?;
+        let iou = out.iou.ok_or_else(|| Error::invalid("this Segment Anything checkpoint has no IoU head"))?;
+        Ok((out.masks, iou))
     }
 }
 

@@ -5,10 +5,13 @@
 
 use serde::Serialize;
 
-use super::{ClassEmbeddings, EncodedImage, MaskNamer, Naming, ObjectMask, Prompt, PromptModel, Vocabulary};
+use super::{
+    AutomaticOptions, ClassEmbeddings, EncodedImage, MaskNamer, Naming, ObjectMask, Prompt, PromptModel, Vocabulary,
+};
 use crate::error::{Error, Result};
 use crate::labels::Label;
 use crate::preprocess::RgbImage;
+use crate::segment::objects::Object;
 use crate::segment::{EmbeddingCache, Model, Settings};
 
 /// Among which classes a model that names its own masks names them.
@@ -130,6 +133,55 @@ impl PromptSession {
             }
         };
         Ok(Answer { mask, naming, timings: PromptTimings { decode, name: clock.lap() } })
+    }
+
+    /// Every object in the encoded image (automatic mask generation), each named as `request`
+    /// allows: by the typed words through a words model (Segment Anything). Objects come best
+    /// predicted IoU first; `progress(done, total)` counts the grid's prompts.
+    pub async fn everything(
+        &mut self,
+        options: &AutomaticOptions,
+        request: NameRequest<'_>,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<Object>> {
+        let current = self.current.as_ref().ok_or_else(|| Error::invalid("encode an image first"))?;
+        let found = self.model.automatic(&current.encoded, options, progress).await?;
+        let labels = request.labels.as_deref().filter(|l| !l.is_empty());
+        let mut words = request.words;
+        let mut objects = Vec::with_capacity(found.len());
+        for (i, auto) in found.into_iter().enumerate() {
+            let (label, class) = match (labels, words.as_mut()) {
+                (Some(labels), Some(words)) => {
+                    let (width, height) = (auto.mask.width, auto.mask.height);
+                    let mask = ObjectMask {
+                        width,
+                        height,
+                        mask: auto.mask.to_plane(),
+                        iou: Some(auto.iou),
+                        area: auto.mask.area(),
+                        low_res: None,
+                    };
+                    let naming = self
+                        .namer
+                        .name_mask(words.model, current.id, &current.pixels, labels, words.settings, words.cache, &mask)
+                        .await?;
+                    let class = labels.iter().position(|l| l.name == naming.best.label);
+                    (Some(naming.best.label), class)
+                }
+                _ => (None, None),
+            };
+            let area = auto.mask.area();
+            objects.push(Object {
+                id: i as u32 + 1,
+                label,
+                class,
+                score: auto.iou,
+                bbox: auto.bbox,
+                area,
+                mask: auto.mask,
+            });
+        }
+        Ok(objects)
     }
 
     /// The vocabulary a model that names its masks uses for `request`, if any.

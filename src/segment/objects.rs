@@ -1,0 +1,151 @@
+//! Objects: the pieces a result is made of when it is counted — a word's connected regions
+//! refined by Segment Anything, or the masks of automatic generation — each with its word, score,
+//! box, area and mask, and an id that is its place in the list. The CLI's `--instances` PNG,
+//! `--json`, the page's object list and `<word-mask>`'s `result` event all read [`Object`].
+
+use serde::Serialize;
+
+/// A binary mask as runs of set pixels, row-major: `(start, length)` with `start` the linear
+/// index `y * width + x`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunMask {
+    pub width: usize,
+    pub height: usize,
+    runs: Vec<(u32, u32)>,
+}
+
+impl RunMask {
+    pub fn empty(width: usize, height: usize) -> Self {
+        RunMask { width, height, runs: Vec::new() }
+    }
+
+    /// The runs of a `width x height` plane of 0/1 values.
+    pub fn from_plane(plane: &[u8], width: usize, height: usize) -> Self {
+        let mut mask = RunMask::empty(width, height);
+        for y in 0..height {
+            mask.push_row(y, plane[y * width..(y + 1) * width].iter().map(|&v| v != 0));
+        }
+        mask
+    }
+
+    /// Appends row `y` (rows in order), one flag per pixel.
+    pub fn push_row(&mut self, y: usize, row: impl Iterator<Item = bool>) {
+        let base = (y * self.width) as u32;
+        let mut open: Option<u32> = None;
+        for (x, on) in row.enumerate() {
+            match (on, open) {
+                (true, None) => open = Some(x as u32),
+                (false, Some(start)) => {
+                    self.runs.push((base + start, x as u32 - start));
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(start) = open {
+            self.runs.push((base + start, self.width as u32 - start));
+        }
+    }
+
+    /// Set pixels.
+    pub fn area(&self) -> usize {
+        self.runs.iter().map(|&(_, n)| n as usize).sum()
+    }
+
+    /// `(start, length)` runs, row-major, none crossing a row.
+    pub fn runs(&self) -> &[(u32, u32)] {
+        &self.runs
+    }
+
+    /// The mask as `height * width` values, 1 inside.
+    pub fn to_plane(&self) -> Vec<u8> {
+        let mut plane = vec![0u8; self.width * self.height];
+        for &(start, n) in &self.runs {
+            plane[start as usize..(start + n) as usize].fill(1);
+        }
+        plane
+    }
+
+    /// The smallest box `[x0, y0, x1, y1]` holding every set pixel, both corners inside
+    /// (segment-anything's `batched_mask_to_box`); `[0, 0, 0, 0]` when empty.
+    pub fn bbox(&self) -> [usize; 4] {
+        let w = self.width;
+        let mut b = [usize::MAX, usize::MAX, 0, 0];
+        for &(start, n) in &self.runs {
+            let (y, x) = (start as usize / w, start as usize % w);
+            b = [b[0].min(x), b[1].min(y), b[2].max(x + n as usize - 1), b[3].max(y)];
+        }
+        if self.runs.is_empty() { [0; 4] } else { b }
+    }
+}
+
+/// One object of a result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Object {
+    /// 1, 2, ... in the result's order: the instance map's pixel value.
+    pub id: u32,
+    /// Its word, when it has one.
+    pub label: Option<String>,
+    /// The word's index among the typed words.
+    pub class: Option<usize>,
+    /// How sure the model is of the mask (Segment Anything's predicted IoU, or the words'
+    /// mean probability inside it).
+    pub score: f32,
+    /// `[x0, y0, x1, y1]`, both corners inside.
+    #[serde(rename = "box")]
+    pub bbox: [usize; 4],
+    pub area: usize,
+    #[serde(skip)]
+    pub mask: RunMask,
+}
+
+/// The objects as one map of ids (0: none), the largest painted first so that smaller objects
+/// stay visible on top of the ones they sit on.
+pub fn instance_map(objects: &[Object], width: usize, height: usize) -> Vec<u16> {
+    let mut map = vec![0u16; width * height];
+    let mut order: Vec<&Object> = objects.iter().collect();
+    order.sort_by(|a, b| b.area.cmp(&a.area).then(a.id.cmp(&b.id)));
+    for object in order {
+        for &(start, n) in object.mask.runs() {
+            map[start as usize..(start + n) as usize].fill(object.id as u16);
+        }
+    }
+    map
+}
+
+/// How many objects each word has, in the words' order (words with none included).
+pub fn counts(objects: &[Object], labels: &[String]) -> Vec<(String, usize)> {
+    labels.iter().enumerate().map(|(i, l)| (l.clone(), objects.iter().filter(|o| o.class == Some(i)).count())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_round_trip_and_give_the_inclusive_box() {
+        let (w, h) = (5, 4);
+        let mut plane = vec![0u8; w * h];
+        for (x, y) in [(1, 1), (2, 1), (4, 1), (0, 2), (1, 2), (3, 3)] {
+            plane[y * w + x] = 1;
+        }
+        let mask = RunMask::from_plane(&plane, w, h);
+        assert_eq!(mask.to_plane(), plane);
+        assert_eq!(mask.area(), 6);
+        assert_eq!(mask.bbox(), [0, 1, 4, 3]);
+        assert_eq!(RunMask::empty(w, h).bbox(), [0; 4]);
+    }
+
+    #[test]
+    fn smaller_objects_stay_on_top_in_the_instance_map() {
+        let (w, h) = (4, 2);
+        let object = |id: u32, plane: &[u8]| {
+            let mask = RunMask::from_plane(plane, w, h);
+            Object { id, label: None, class: Some(0), score: 1.0, bbox: mask.bbox(), area: mask.area(), mask }
+        };
+        let big = object(1, &[1, 1, 1, 1, 1, 1, 1, 1]);
+        let small = object(2, &[0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(instance_map(&[small.clone(), big.clone()], w, h), vec![1, 2, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(instance_map(&[big, small], w, h), vec![1, 2, 1, 1, 1, 1, 1, 1]);
+    }
+}
