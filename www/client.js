@@ -88,7 +88,7 @@ export class ModelClient {
       waiter.resolve(data);
       return;
     }
-    waiter.reject(new Error(data.message));
+    waiter.reject(Object.assign(new Error(data.message), data.code ? { code: data.code, host: data.host } : {}));
     if (FATAL.test(data.message)) this.restart(data.message);
   }
 
