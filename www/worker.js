@@ -155,12 +155,11 @@ async function fromUrl(base) {
   return { config, weights, weightsName, preprocessor };
 }
 
-// Local files: config.json, preprocessor_config.json, and any other file is the weights.
+// Local files, by name and role (modelfiles.js).
 function fromFiles(files) {
-  const text = (name) => files.find((f) => f.name === name) && new TextDecoder().decode(files.find((f) => f.name === name).bytes);
-  const weights = files.find((f) => f.name !== 'config.json' && f.name !== 'preprocessor_config.json');
-  if (!text('config.json') || !weights) throw new Error('choose config.json and a weights file together');
-  return { config: text('config.json'), weights: weights.bytes, weightsName: weights.name, preprocessor: text('preprocessor_config.json') };
+  const { config, weights, preprocessor } = chooseModelFiles(files);
+  const text = (file) => file && new TextDecoder().decode(file.bytes);
+  return { config: text(config), weights: weights.bytes, weightsName: weights.name, preprocessor: text(preprocessor) };
 }
 
 // Text embeddings kept across visits (IndexedDB), per words model and template set: words typed
