@@ -2,6 +2,7 @@
 // draws results.
 import { greyPng, paintMasks, paletteColour } from './masks.js';
 import { sharedClient } from './client.js';
+import { clearLoadProblem, filesText, progressText, showLoadProblem } from './loading.js';
 import { PointMode } from './point.js';
 import { ENGINES, PROMPT_ENGINES, SETTINGS } from './settings.js';
 
@@ -94,17 +95,11 @@ client.openDevice().then(
 // After one visit the page and the wasm core open offline.
 navigator.serviceWorker?.register('sw.js').catch((e) => console.warn(`offline support unavailable: ${e.message}`));
 
-function showProgress({ file, loaded, total, cached, retrying }) {
+function showProgress(detail) {
   const d = state.download ?? (state.download = { start: performance.now() });
-  const seconds = (performance.now() - d.start) / 1000;
-  const speed = loaded / Math.max(seconds, 1e-3);
-  $('progress').max = total || 1;
-  $('progress').value = total ? loaded : 0;
-  const mb = (b) => (b / 1e6).toFixed(1);
-  if (cached) { status(`Loading ${file} from this browser's cache (${mb(total)} MB)…`); return; }
-  const eta = total ? ` · ${Math.max(0, (total - loaded) / speed).toFixed(0)} s left` : '';
-  const again = retrying ? ` · connection lost, retry ${retrying}` : '';
-  status(`Downloading ${file}: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''} MB · ${mb(speed)} MB/s${eta}${again}`);
+  $('progress').max = detail.total || 1;
+  $('progress').value = detail.total ? detail.loaded : 0;
+  status(progressText(detail, d.start));
 }
 
 function updateButtons() {
@@ -144,26 +139,65 @@ $('sam-load').onclick = async () => {
   const pick = $('sam-pick').value;
   status('Loading the Segment Anything model…');
   try {
-    await client.load(pick === 'custom' ? $('sam-url').value : pick);
+    await client.load(pick === 'custom' ? $('sam-url').value : (pick === 'files' ? promptFiles : pick));
   } catch (e) {
     status(`Error: ${e.message}`);
   }
 };
 
+// A Segment Anything or Open-Vocabulary SAM checkpoint loaded from the Model panel serves the
+// Point mode: the page switches to it, its picker showing that checkpoint.
+let promptFiles = null;
+function showPromptModel(source, { files }) {
+  const pick = $('sam-pick');
+  pick.querySelector('option[value="files"]')?.remove();
+  if (files) {
+    promptFiles = source;
+    pick.append(Object.assign(document.createElement('option'), { value: 'files', textContent: `${files.used.join(', ')} (local files)` }));
+    pick.value = 'files';
+  } else if ([...pick.options].some((o) => o.value === source)) {
+    pick.value = source;
+  } else {
+    pick.value = 'custom';
+    $('sam-url').value = source;
+  }
+  showCustom();
+  setMode('point');
+  $('load-note').textContent = [$('load-note').textContent, 'The page is in Point mode now: click an object in the image.'].filter(Boolean).join(' ');
+}
+
 $('load').onclick = async () => {
   state.modelReady = false;
   state.download = null;
   updateButtons();
+  clearLoadProblem($('load-problem'));
+  $('load-note').textContent = '';
   const files = [...$('model-files').files];
   const pick = $('model-pick').value;
   const source = files.length ? files : (pick === 'custom' ? $('model-url').value : pick);
   $('cancel').hidden = Boolean(files.length);
   status('Loading…');
   try {
-    await client.load(source);
+    const ready = await client.load(source);
+    $('cancel').hidden = true;
+    if (ready.files) $('load-note').textContent = filesText(ready.files);
+    if (ready.role === 'prompts') {
+      state.modelReady = client.has('words');
+      showPromptModel(source, ready);
+    }
   } catch (e) {
     $('cancel').hidden = true;
-    status(`Error: ${e.message}`);
+    state.modelReady = client.has('words');
+    updateButtons();
+    if (e.code === 'cancelled') {
+      status('Download cancelled. Load model resumes it from where it stopped.');
+      return;
+    }
+    status(showLoadProblem($('load-problem'), e, {
+      retry: () => $('load').click(),
+      files: () => $('model-files').click(),
+      url: () => { $('model-pick').value = 'custom'; showCustom(); $('model-url').focus(); },
+    }));
   }
 };
 $('cancel').onclick = () => client.cancel();

@@ -18,7 +18,11 @@
 // when it is not the image encoded last (prompts for an image being encoded wait for that one
 // encoding), so each image is encoded once.
 // Events: 'device' {backend, threads, precision, build ('main' for pkg/, 'cpu-relaxed', 'threads' or 'threads-relaxed')}, 'progress' {file, loaded, total, cached?, retrying?},
-// 'ready' {backend, role, engine, defaults (words), names (prompts: the model names its masks)}, 'restarting' {reason}, 'error' {message} (a restart failed).
+// 'progress' also carries `resumed` (bytes kept from an earlier try) and, while retrying, `of`,
+// `connected` and `host` (download.js).
+// 'ready' {backend, role, engine, defaults (words), names (prompts: the model names its masks), files (local files: {used, ignored})}, 'restarting' {reason}, 'error' {message} (a restart failed).
+
+import { chooseModelFiles } from './modelfiles.js';
 
 const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
 
@@ -88,7 +92,7 @@ export class ModelClient {
       waiter.resolve(data);
       return;
     }
-    waiter.reject(new Error(data.message));
+    waiter.reject(Object.assign(new Error(data.message), data.code ? { code: data.code, host: data.host } : {}));
     if (FATAL.test(data.message)) this.restart(data.message);
   }
 
@@ -111,7 +115,10 @@ export class ModelClient {
 
   /**
    * Load a model: a hub id or folder URL (string), or local files (`File`s: config.json, the
-   * weights, optionally preprocessor_config.json). Loading the same URL again is free.
+   * weights, optionally preprocessor_config.json, chosen by name among any others: see
+   * modelfiles.js; the ready reply's `files` says `{used, ignored}`). Loading the same URL
+   * again is free. A failed download rejects with an Error whose `code` is 'network' or
+   * 'http' (and `host` the host asked), or 'cancelled' after `cancel()`.
    */
   load(source) {
     const key = typeof source === 'string' ? modelUrl(source) : source;
@@ -139,15 +146,20 @@ export class ModelClient {
 
   async loadNow(source) {
     let message;
+    let files;
     const transfer = [];
     if (typeof source === 'string') {
       message = { type: 'load', url: source };
     } else {
-      const files = await Promise.all([...source].map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
-      files.forEach((f) => transfer.push(f.bytes.buffer));
-      message = { type: 'load', files };
+      // Only the checkpoint's own files are read: a picked folder may hold much else.
+      const { config, weights, preprocessor, ignored } = chooseModelFiles([...source]);
+      const chosen = [config, weights, preprocessor].filter(Boolean);
+      files = { used: chosen.map((f) => f.name), ignored };
+      const read = await Promise.all(chosen.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+      read.forEach((f) => transfer.push(f.bytes.buffer));
+      message = { type: 'load', files: read };
     }
-    const ready = await this.post(message, transfer);
+    const ready = { ...(await this.post(message, transfer)), ...(files ? { files } : {}) };
     if (ready.role === 'words') {
       this.engine = ready.engine;
       this.defaults = ready.defaults;

@@ -13,14 +13,16 @@
 //      | {id, status: 'ready', backend, role, engine, defaults?, names?}
 //      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence, engine, method, timings}
 //      | {id, status: 'encoded', ms} | {id, status: 'mask', width, height, mask, iou, area, timings, label?, probability?, runnerUp?}
-//      | {id, status: 'labels', labels} | {id, status: 'error', message}
-//      | {status: 'progress', file, loaded, total, cached?, retrying?}
+//      | {id, status: 'labels', labels} | {id, status: 'error', message, code?, host?}   code: 'cancelled', 'network' or 'http'
+//      | {status: 'progress', file, loaded, total, cached?, resumed?, retrying?, of?, connected?, host?}   (download.js)
 //      | {status: 'lost', reason}                     the GPU device was lost: this worker is done
 // The core says what a checkpoint is for (`role`): a words model ('words', with its engine's
 // `defaults`), or a prompt model for the Point mode ('prompts', loaded beside the words model;
 // `names: true` when it names its own masks).
 
 import { singleCore, threadsCore } from './cores.js';
+import { download as downloadFile, forgetParts } from './download.js';
+import { chooseModelFiles } from './modelfiles.js';
 
 // Builds of the core: pkg/ (WebGPU, and the CPU fallback on one thread), and the CPU fallback
 // alone in two more (see cores.js): the threads module, its kernels spread over a pool of Web
@@ -110,13 +112,16 @@ const CACHE = 'wordmask-models-v1';
 const progress = (file, loaded, total, extra = {}) => postMessage({ status: 'progress', file, loaded, total, ...extra });
 
 // Model files are kept in the Cache Storage API: the second visit loads them from disk, offline.
+// A download that stopped (a dropped connection, Cancel, a closed tab) resumes from the bytes
+// kept so far (download.js).
 async function cached(url, read) {
   const cache = await caches.open(CACHE).catch(() => null);
   const hit = await cache?.match(url);
   if (hit) return read(hit, true);
-  const response = await fetchWithRetries(url);
+  download = new AbortController();
+  const response = await downloadFile(url, { signal: download.signal, progress });
   // A full quota only costs the next visit a download.
-  await cache?.put(url, response.clone()).catch(() => {});
+  await cache?.put(url, response.clone()).then(() => forgetParts(url)).catch(() => {});
   return read(response, false);
 }
 
@@ -126,45 +131,6 @@ const bytesOf = (file) => async (response, fromCache) => {
   return bytes;
 };
 const textOf = async (response) => response.text();
-
-/** Retries left after a broken download; each resumes where the last stopped (HTTP Range). */
-const RETRIES = 3;
-
-// The whole body as one Response, with progress; a dropped connection resumes with a Range request.
-async function fetchWithRetries(url) {
-  const file = url.split('/').pop();
-  download = new AbortController();
-  const chunks = [];
-  let loaded = 0;
-  let total = 0;
-  let type = 'application/octet-stream';
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const response = await fetch(url, { signal: download.signal, headers: loaded ? { Range: `bytes=${loaded}-` } : {} });
-      if (!response.ok) throw Object.assign(new Error(`${url}: HTTP ${response.status}`), { final: true, status: response.status });
-      if (loaded && response.status !== 206) {
-        chunks.length = 0; // the server ignored the range: start again
-        loaded = 0;
-      }
-      type = response.headers.get('content-type') || type;
-      total = loaded + (Number(response.headers.get('content-length')) || 0);
-      const reader = response.body.getReader();
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        chunks.push(value);
-        loaded += value.length;
-        progress(file, loaded, total);
-      }
-      break;
-    } catch (e) {
-      if (e.name === 'AbortError' || e.final || attempt >= RETRIES) throw e;
-      progress(file, loaded, total, { retrying: attempt + 1 });
-      await new Promise((resolve) => setTimeout(resolve, 500 * (attempt + 1)));
-    }
-  }
-  return new Response(new Blob(chunks), { headers: { 'content-type': type } });
-}
 
 // A folder URL: config.json, then model.safetensors (older hub checkpoints have only
 // pytorch_model.bin), then preprocessor_config.json where the core says the engine reads one
@@ -189,12 +155,11 @@ async function fromUrl(base) {
   return { config, weights, weightsName, preprocessor };
 }
 
-// Local files: config.json, preprocessor_config.json, and any other file is the weights.
+// Local files, by name and role (modelfiles.js).
 function fromFiles(files) {
-  const text = (name) => files.find((f) => f.name === name) && new TextDecoder().decode(files.find((f) => f.name === name).bytes);
-  const weights = files.find((f) => f.name !== 'config.json' && f.name !== 'preprocessor_config.json');
-  if (!text('config.json') || !weights) throw new Error('choose config.json and a weights file together');
-  return { config: text('config.json'), weights: weights.bytes, weightsName: weights.name, preprocessor: text('preprocessor_config.json') };
+  const { config, weights, preprocessor } = chooseModelFiles(files);
+  const text = (file) => file && new TextDecoder().decode(file.bytes);
+  return { config: text(config), weights: weights.bytes, weightsName: weights.name, preprocessor: text(preprocessor) };
 }
 
 // Text embeddings kept across visits (IndexedDB), per words model and template set: words typed
@@ -291,7 +256,10 @@ async function handle(data) {
 }
 
 const reply = (id, message, transfer = []) => postMessage({ ...message, id }, transfer);
-const failed = (id, e) => reply(id, { status: 'error', message: e?.name === 'AbortError' ? 'download cancelled' : String(e?.message ?? e) });
+// `code`: 'cancelled', or a failed download's ('network', 'http', with the `host` asked).
+const failed = (id, e) => reply(id, e?.name === 'AbortError'
+  ? { status: 'error', message: 'download cancelled', code: 'cancelled' }
+  : { status: 'error', message: String(e?.message ?? e), ...(e?.code ? { code: e.code, host: e.host } : {}) });
 
 // Requests run one at a time (the model is one object); `cancel` and `labels` are answered at once.
 let queue = Promise.resolve();

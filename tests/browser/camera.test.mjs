@@ -59,7 +59,7 @@ test('live camera frames are segmented', { timeout: 300_000 }, async () => {
   await withCameraPage('/?model=/tests/fixtures/semantic-colours/', async (page) => {
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.fill('#labels', SCENE.labels.join(', '));
-    await page.click('summary');
+    await page.click('summary:has-text("Advanced")');
     await page.selectOption('#templates', 'single');
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });

@@ -142,7 +142,7 @@ export async function dropSceneAndType(page) {
     document.body.dispatchEvent(drop);
   }, SCENE);
   await page.fill('#labels', SCENE.labels.join(', '));
-  await page.click('summary');
+  await page.click('summary:has-text("Advanced")');
   await page.selectOption('#templates', 'single');
   await page.waitForFunction((n) => document.querySelectorAll('#chips .chip').length === n, SCENE.labels.length);
 }
