@@ -3,15 +3,20 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 
-use super::files::model_paths;
+use image::{ImageBuffer, Luma};
+
+use super::files::{ModelFiles, model_paths};
 use super::outputs::{self, write_labels_png, write_npy, write_overlay};
 use super::{ModelArgs, load, read_image};
 use wordmask::files::check_outputs;
 use wordmask::labels;
+use wordmask::segment::objects::{counts, instance_map};
+use wordmask::segment::point::{PromptModel, PromptSession};
+use wordmask::segment::refine::{RefineOptions, sharpen};
 use wordmask::segment::{EmbeddingCache, Settings, segment};
 
 #[derive(Args)]
@@ -35,9 +40,26 @@ pub struct SegmentArgs {
     /// GroupViT's group-class scores for groupvit.
     #[arg(long)]
     scores: Option<PathBuf>,
+    /// Sharp edges and objects: a Segment Anything checkpoint (SAM or SlimSAM folder) that
+    /// turns each word's regions into object masks following the image's edges.
+    #[arg(long)]
+    sam: Option<String>,
+    /// The objects as a 16-bit PNG of ids (0: none, i: the i-th object of --json's list); needs
+    /// --sam.
+    #[arg(long, requires = "sam")]
+    instances: Option<PathBuf>,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
+}
+
+/// A Segment Anything checkpoint for sharp edges.
+fn load_prompt_model(dir: &str, runtime: super::RuntimeArgs) -> Result<PromptModel> {
+    let files = ModelFiles::open(dir).context("loading the Segment Anything checkpoint of --sam")?;
+    let name = files.weights_path.display().to_string();
+    let device = runtime.device()?;
+    Ok(PromptModel::from_bytes(&files.config, files.weights(), &name, files.preprocessor.as_deref(), &device)
+        .context("loading the Segment Anything checkpoint of --sam")?)
 }
 
 pub fn run(args: SegmentArgs) -> Result<()> {
@@ -45,17 +67,39 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     let mut outputs = vec![outputs::labels("--out", &args.out)];
     outputs.extend(args.overlay.as_deref().map(|p| outputs::overlay("--overlay", p)));
     outputs.extend(args.scores.as_deref().map(|p| outputs::scores("--scores", p)));
+    outputs.extend(args.instances.as_deref().map(|p| outputs::labels("--instances", p)));
     let mut inputs = model_paths(&args.model.model);
+    inputs.extend(args.sam.as_deref().map(model_paths).unwrap_or_default());
     inputs.push(args.image.clone().into());
     check_outputs(&outputs, &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     let photo = read_image(&args.image)?;
 
     let start = Instant::now();
     let model = load(&args.model.model, args.model.runtime)?;
+    let sam = args.sam.as_deref().map(|dir| load_prompt_model(dir, args.model.runtime)).transpose()?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
-    let out =
+    let mut out =
         wordmask::block_on(segment(&model, &photo, &user_labels, &args.settings, &mut EmbeddingCache::default()))?;
+    let sharpened = match sam {
+        Some(sam) => {
+            let mut session = PromptSession::new(sam);
+            let options = RefineOptions::default();
+            Some(wordmask::block_on(sharpen(&mut out.segmentation, &photo, &mut session, &options))?)
+        }
+        None => None,
+    };
     let (seg, plan, t) = (&out.segmentation, &out.plan, out.timings);
+    if let (Some(path), Some((objects, _, _))) = (&args.instances, &sharpened) {
+        let map = instance_map(objects, seg.width, seg.height);
+        let png = ImageBuffer::<Luma<u16>, Vec<u16>>::from_raw(seg.width as u32, seg.height as u32, map)
+            .context("instance map size")?;
+        outputs::save(path, |out| png.write_to(out, image::ImageFormat::Png))?;
+    }
+    let objects = sharpened.as_ref().map(|(objects, encode, prompts)| {
+        let counts: serde_json::Map<String, serde_json::Value> =
+            counts(objects, &seg.labels).into_iter().map(|(w, n)| (w, json!(n))).collect();
+        json!({"objects": objects, "counts": counts, "timings_ms": {"encode": encode, "prompts": prompts}})
+    });
 
     write_labels_png(seg, &args.out)?;
     if let Some(path) = &args.overlay {
@@ -76,11 +120,14 @@ pub fn run(args: SegmentArgs) -> Result<()> {
                 "timings_ms": {"load": load_ms, "text": t.text, "image": t.image + t.scores + t.finish,
                                "stages": t},
                 "peak_memory_mb": super::peak_memory_mb(),
+                "sharp_edges": objects,
             })
         );
     } else {
-        for s in &shares {
-            println!("{:>6.1}%  {}", s.share * 100.0, s.label);
+        let counts = sharpened.as_ref().map(|(objects, _, _)| counts(objects, &seg.labels));
+        for (k, s) in shares.iter().enumerate() {
+            let count = counts.as_ref().map(|c| format!("  x{}", c[k].1)).unwrap_or_default();
+            println!("{:>6.1}%  {}{count}", s.share * 100.0, s.label);
         }
         println!("{:>6.1}%  (unlabelled)", unlabelled * 100.0);
         println!(

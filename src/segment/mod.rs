@@ -20,6 +20,7 @@ pub mod groupvit;
 mod model;
 pub mod objects;
 pub mod point;
+pub mod refine;
 pub mod result;
 pub mod segclip;
 pub mod slide;

@@ -47,6 +47,13 @@ impl RunMask {
         }
     }
 
+    /// Appends a run of `len` set pixels from linear index `start`, after every run so far and
+    /// within one row.
+    pub fn push_run(&mut self, start: usize, len: usize) {
+        debug_assert!(len > 0 && start % self.width + len <= self.width);
+        self.runs.push((start as u32, len as u32));
+    }
+
     /// Set pixels.
     pub fn area(&self) -> usize {
         self.runs.iter().map(|&(_, n)| n as usize).sum()

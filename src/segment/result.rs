@@ -186,7 +186,8 @@ impl LabelMap {
         }
     }
 
-    fn set(&mut self, i: usize, label: usize) {
+    /// Give pixel `i` the label `label` (0 = unlabelled).
+    pub fn set(&mut self, i: usize, label: usize) {
         match self {
             LabelMap::Narrow(v) => v[i] = label as u8,
             LabelMap::Wide(v) => v[i] = label as u16,

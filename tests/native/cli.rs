@@ -697,3 +697,97 @@ fn everything_refuses_what_it_cannot_do() {
     assert!(!out.exists(), "nothing is written");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `segment --sam`: the words' regions become objects. Two red squares apart, a green one and
+/// the blue ground, with the colour words model and the colour SAM: red x2, green x1, blue x1,
+/// each object on its own square, and the refined label map as painted.
+#[test]
+fn sharp_edges_count_each_words_objects() {
+    let dir = common::scratch("sharp-edges");
+    let (w, h) = (448u32, 336u32);
+    let squares = [
+        ("red", [255, 0, 0], [32, 32, 96, 96]),
+        ("red", [255, 0, 0], [320, 32, 416, 128]),
+        ("green", [0, 255, 0], [64, 192, 256, 320]),
+    ];
+    let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([0, 0, 255]));
+    let mut truth = vec![0usize; (w * h) as usize]; // 0: blue, k: the k-th square
+    for (k, (_, rgb, [x0, y0, x1, y1])) in squares.iter().enumerate() {
+        for y in *y0..*y1 {
+            for x in *x0..*x1 {
+                img.put_pixel(x, y, image::Rgb(*rgb));
+                truth[(y * w + x) as usize] = k + 1;
+            }
+        }
+    }
+    let input = dir.join("squares.png");
+    img.save(&input).unwrap();
+    let (labels, instances) = (dir.join("labels.png"), dir.join("instances.png"));
+    let summary = Cli::new("segment")
+        .fixture("semantic-colours")
+        .image(&input)
+        .labels("red, green, blue")
+        .args(["--background", "none", "--threshold", "0", "--templates", "single"])
+        .arg("--sam", fixtures().join("sam-colours"))
+        .arg("--instances", &instances)
+        .out(&labels)
+        .json();
+    let edges = &summary["sharp_edges"];
+    assert_eq!(edges["counts"]["red"].as_u64(), Some(2), "{edges}");
+    assert_eq!(edges["counts"]["green"].as_u64(), Some(1), "{edges}");
+    assert_eq!(edges["counts"]["blue"].as_u64(), Some(1), "{edges}");
+    let ids = image::open(&instances).unwrap().to_luma16().into_raw();
+    for object in edges["objects"].as_array().unwrap() {
+        let id = object["id"].as_u64().unwrap() as u16;
+        let shown: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == id).collect();
+        let square =
+            shown.iter().map(|&i| truth[i]).max_by_key(|&k| shown.iter().filter(|&&i| truth[i] == k).count()).unwrap();
+        let on = shown.iter().filter(|&&i| truth[i] == square).count();
+        let painted = truth.iter().filter(|&&k| k == square).count();
+        assert!(
+            on as f64 >= 0.95 * shown.len() as f64 && on as f64 >= 0.9 * painted as f64,
+            "object {object}: {on} of {} shown on its square of {painted}",
+            shown.len()
+        );
+    }
+    let map = image::open(&labels).unwrap().to_luma8().into_raw();
+    let word = |k: usize| {
+        if k == 0 {
+            3
+        } else if squares[k - 1].0 == "red" {
+            1
+        } else {
+            2
+        }
+    };
+    let right = map.iter().zip(&truth).filter(|(l, k)| **l as usize == word(**k)).count();
+    assert!(right as f64 >= 0.97 * map.len() as f64, "{right} of {} pixels as painted", map.len());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Sharp edges refuse a checkpoint of the wrong kind for --sam, before writing anything.
+#[test]
+fn sharp_edges_refuse_the_wrong_checkpoints() {
+    let dir = common::scratch("sharp-edges-refused");
+    let image = fixtures().join("images/shapes_50x90.png");
+    let out = dir.join("labels.png");
+    let segment = |sam: &str| {
+        Cli::new("segment")
+            .fixture("semantic-colours")
+            .image(&image)
+            .labels("red, green")
+            .arg("--sam", fixtures().join(sam))
+            .out(&out)
+    };
+    let err = segment("semantic-colours").fails();
+    assert!(err.contains("--sam"), "a CLIP checkpoint as --sam: {err}");
+    let err = segment("ovsam-tiny").fails();
+    assert!(err.contains("Segment Anything checkpoint"), "{err}");
+    let err = Cli::new("segment").fixture("sam-colours").image(&image).labels("red").out(&out).fails();
+    assert!(
+        err.to_lowercase().contains("segment anything") || err.contains("sam"),
+        "a SAM checkpoint as the words model: {err}"
+    );
+    assert!(!out.exists(), "nothing is written");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -102,6 +102,11 @@ impl PromptSession {
         Ok(clock.lap())
     }
 
+    /// Whether the encoded image is `image` (the same pixels).
+    pub fn holds(&self, image: &RgbImage) -> bool {
+        self.current.as_ref().is_some_and(|c| c.pixels == *image)
+    }
+
     /// The mask of `prompt` on the encoded image, and its name as `request` allows. An empty
     /// mask (nothing found there) gets no name.
     pub async fn prompt(&mut self, prompt: &Prompt, request: NameRequest<'_>) -> Result<Answer> {
