@@ -74,6 +74,7 @@ client.on('ready', ({ backend, role, engine, defaults, names }) => {
     const architecture = PROMPT_ENGINES.find((e) => e.name === engine)?.architecture ?? engine;
     const what = names ? `${architecture} (outlines and names objects)` : architecture;
     status(`${what} ready (${backend}). ${state.image ? 'Click an object in the image.' : 'Choose an image, then click an object.'}`);
+    fitCanvas();
     updateButtons();
     return;
   }
@@ -132,6 +133,8 @@ function setMode(mode) {
   $('point-panel').hidden = !pointMode.active;
   $('segment').hidden = pointMode.active;
   $('view').classList.toggle('pointing', pointMode.active);
+  fitCanvas(); // the Point panel takes room above the image
+  if (pointMode.active && $('view').getBoundingClientRect().bottom > innerHeight) $('view').scrollIntoView({ block: 'end' });
   draw();
   showLegend();
   updateButtons();
@@ -502,7 +505,11 @@ function fitCanvas() {
   // on a phone the image takes most of the screen's height.
   const wide = matchMedia('(min-width: 60rem)').matches;
   const top = $('canvas-box').getBoundingClientRect().top + scrollY;
-  const tall = Math.max(240, wide ? innerHeight - top - 120 : innerHeight * 0.7);
+  // In Point mode the image is what the visitor points at: all of it stays on the first screen,
+  // under the Point panel (with a line to spare for a longer status), on a phone too.
+  const tall = pointMode.active
+    ? Math.max(160, innerHeight - top - (wide ? 120 : 32))
+    : Math.max(240, wide ? innerHeight - top - 120 : innerHeight * 0.7);
   const scale = Math.min(box / width, tall / height);
   $('view').style.width = `${Math.floor(width * scale)}px`;
   $('view').style.height = `${Math.floor(height * scale)}px`;
