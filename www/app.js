@@ -110,7 +110,7 @@ function showProgress({ file, loaded, total, cached, retrying }) {
 
 function updateButtons() {
   $('segment').disabled = !(state.modelReady && state.image) || state.busy;
-  const results = pointMode.active ? pointMode.objects.length > 0 : Boolean(state.result);
+  const results = pointMode.active ? pointMode.outlined.length > 0 : Boolean(state.result);
   for (const id of ['download-labels', 'download-overlay', 'download-json']) $(id).disabled = !results;
   $('point-undo').disabled = pointMode.history.length === 0;
   $('point-clear').disabled = pointMode.objects.length === 0;
@@ -122,6 +122,11 @@ const pointMode = new PointMode(client, $('view'), {
   changed: () => { draw(); showLegend(); updateButtons(); },
   image: () => state.image,
   request: () => ({ labels: $('labels').value, options: settingsChosen() }),
+  unready: () => {
+    if (client.has('prompts')) return null;
+    if (state.samLoading) return 'The Segment Anything model is still loading: click again once it is ready.';
+    return 'No Segment Anything model is loaded: choose one above and press Load, then click an object.';
+  },
 });
 
 function setMode(mode) {
@@ -146,10 +151,13 @@ $('point-clear').onclick = () => pointMode.clear();
 $('sam-load').onclick = async () => {
   const pick = $('sam-pick').value;
   status('Loading the Segment Anything model…');
+  state.samLoading = true;
   try {
     await client.load(pick === 'custom' ? $('sam-url').value : pick);
   } catch (e) {
     status(`Error: ${e.message}`);
+  } finally {
+    state.samLoading = false;
   }
 };
 

@@ -1,5 +1,7 @@
 // Point mode as a visitor meets it: the Point panel and the whole image fit the first screen of a
-// phone and of a laptop. The colour checkpoints (tests/fixtures/semantic-colours names,
+// phone and of a laptop; a burst of clicks while the image is being encoded costs one encoding;
+// a click with no Segment Anything model makes no object and says what to do; Undo and Clear
+// say what they did. The colour checkpoints (tests/fixtures/semantic-colours names,
 // tests/fixtures/sam-colours outlines every pixel of the colour clicked) on the CPU fallback.
 // Screenshots of each state land in tests/browser/artifacts/point/; axe-core finds nothing in any.
 import assert from 'node:assert/strict';
@@ -17,6 +19,7 @@ let server;
 before(async () => { server = await startServer(); mkdirSync(ARTIFACTS, { recursive: true }); });
 after(() => server.close());
 
+const text = (page, id) => page.evaluate((id) => document.getElementById(id).textContent, id);
 const waitStatus = (page, pattern, timeout = 60_000) => page.waitForFunction(
   (source) => new RegExp(source).test(document.getElementById('status').textContent), pattern.source, { timeout },
 );
@@ -37,6 +40,11 @@ async function clickAt(page, [x, y]) {
   const box = await page.locator('#view').boundingBox();
   await page.mouse.click(box.x + box.width * ((x + 0.5) / SCENE.width), box.y + box.height * ((y + 0.5) / SCENE.height));
 }
+
+const disabled = (page) => page.evaluate(() => Object.fromEntries(
+  ['point-undo', 'point-clear', 'download-labels', 'download-overlay', 'download-json'].map((id) => [id, document.getElementById(id).disabled]),
+));
+const ALL_DISABLED = { 'point-undo': true, 'point-clear': true, 'download-labels': true, 'download-overlay': true, 'download-json': true };
 
 for (const viewport of [{ width: 390, height: 844 }, { width: 1440, height: 900 }]) {
   const size = `${viewport.width}x${viewport.height}`;
@@ -70,3 +78,79 @@ for (const viewport of [{ width: 390, height: 844 }, { width: 1440, height: 900 
     });
   });
 }
+
+test('clicks while the image is encoded wait for that one encoding, then each outlines its object', { timeout: 120_000 }, async () => {
+  // The worker's encode requests, counted and held back 1.5 s (a slow encoder), as they leave the page.
+  const slowEncoder = (page) => page.addInitScript(() => {
+    window.encodes = 0;
+    const post = Worker.prototype.postMessage;
+    Worker.prototype.postMessage = function postMessage(message, transfer) {
+      if (message?.type !== 'encode') return post.call(this, message, transfer);
+      window.encodes += 1;
+      setTimeout(() => post.call(this, message, transfer), 1500);
+      return undefined;
+    };
+  });
+  await withPage(server.url, { webgpu: false, path: PATH, before: slowEncoder, errors: 'console' }, async (page) => {
+    await sceneInPointMode(page);
+    await page.click('#sam-load');
+    await waitStatus(page, /Segment Anything ready/);
+    for (const word of ['red', 'green', 'yellow']) await clickAt(page, region(word).probe);
+    assert.match(await text(page, 'status'), /^Encoding the image \(once per image\)… 2 more clicks wait\.$/, 'the status says the clicks are queued');
+    await page.screenshot({ path: `${ARTIFACTS}storm-waiting.png` });
+    await page.waitForFunction(() => document.querySelectorAll('#legend li').length === 3, null, { timeout: 60_000 });
+    await waitStatus(page, /Outlined yellow/);
+    assert.equal(await page.evaluate(() => window.encodes), 1, 'one encoding for the three clicks');
+    assert.deepEqual(await page.$$eval('#legend li', (items) => items.map((li) => li.textContent.replace(/ \d+ %.*/, ''))), ['1. red', '2. green', '3. yellow']);
+    await page.screenshot({ path: `${ARTIFACTS}storm-done.png` });
+    assert.deepEqual(await audit(page), [], 'three objects outlined');
+  });
+});
+
+test('a click with no Segment Anything model makes no object; Undo and Clear say what they did', { timeout: 120_000 }, async () => {
+  // The Segment Anything weights arrive 2 s late, so that a click can land while they load.
+  const slowWeights = (page) => page.route('**/sam-colours/model.safetensors', async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await route.continue();
+  });
+  await withPage(server.url, { webgpu: false, path: PATH, before: slowWeights, errors: 'console' }, async (page) => {
+    await sceneInPointMode(page);
+    await clickAt(page, region('red').probe);
+    assert.match(await text(page, 'status'), /No Segment Anything model is loaded: choose one above and press Load, then click an object\./);
+    assert.equal(await text(page, 'legend'), '', 'no object');
+    assert.deepEqual(await disabled(page), ALL_DISABLED, 'nothing to undo, clear or download');
+    await page.screenshot({ path: `${ARTIFACTS}no-model.png` });
+    assert.deepEqual(await audit(page), [], 'a click with no model');
+
+    await page.click('#sam-load');
+    await clickAt(page, region('red').probe);
+    assert.match(await text(page, 'status'), /still loading: click again once it is ready/);
+    assert.equal(await text(page, 'legend'), '');
+    await waitStatus(page, /Segment Anything ready/);
+    assert.deepEqual(await disabled(page), ALL_DISABLED, 'the clicks while it loaded left nothing');
+
+    await clickAt(page, region('green').probe);
+    await waitStatus(page, /Outlined green/);
+    assert.equal(await page.isDisabled('#point-undo'), false);
+    assert.equal(await page.isDisabled('#download-labels'), false);
+    await page.click('#point-undo');
+    const undone = await text(page, 'status');
+    assert.doesNotMatch(undone, /Outlined/);
+    assert.match(undone, /Removed object 1 \(green\); none left\./);
+    assert.deepEqual(await disabled(page), ALL_DISABLED, 'after Undo');
+    await page.screenshot({ path: `${ARTIFACTS}undone.png` });
+
+    await clickAt(page, region('red').probe);
+    await waitStatus(page, /Outlined red/);
+    await clickAt(page, region('blue').probe);
+    await waitStatus(page, /Outlined blue/);
+    await page.click('#point-clear');
+    const cleared = await text(page, 'status');
+    assert.doesNotMatch(cleared, /Outlined/);
+    assert.match(cleared, /Objects cleared/);
+    assert.equal(await text(page, 'legend'), '');
+    assert.deepEqual(await disabled(page), ALL_DISABLED, 'after Clear');
+    await page.screenshot({ path: `${ARTIFACTS}cleared.png` });
+    assert.deepEqual(await audit(page), [], 'after Clear');
+  });
+});
