@@ -3,6 +3,8 @@
 import { greyPng, paintMasks, paletteColour } from './masks.js';
 import { sharedClient } from './client.js';
 import { PointMode } from './point.js';
+import { arrowTabs, keepingFocus, toolbar } from './keyboard.js';
+import { Probe } from './probe.js';
 import { ENGINES, PROMPT_ENGINES, SETTINGS } from './settings.js';
 
 const $ = (id) => document.getElementById(id);
@@ -146,6 +148,7 @@ function setMode(mode) {
 }
 $('tab-words').onclick = () => setMode('words');
 $('tab-point').onclick = () => setMode('point');
+arrowTabs(document.querySelector('[role=tablist]'));
 $('point-undo').onclick = () => { pointMode.undo(); updateButtons(); };
 $('point-clear').onclick = () => pointMode.clear();
 $('sam-load').onclick = async () => {
@@ -249,7 +252,7 @@ function rewrite(edit) {
 
 function renderChips(labels) {
   state.labels = labels;
-  $('chips').replaceChildren(...labels.map((label, i) => {
+  keepingFocus($('chips'), () => $('chips').replaceChildren(...labels.map((label, i) => {
     const { name } = label;
     const at = () => state.labels.findIndex((l) => l.name === name);
     const li = document.createElement('li');
@@ -278,7 +281,11 @@ function renderChips(labels) {
     const [left, right] = [button('←', 'move left', move(-1)), button('→', 'move right', move(1))];
     left.classList.add('move');
     right.classList.add('move');
-    li.append(picker, words, left, right, toggle, remove);
+    // One tab stop per chip; arrow keys reach its controls.
+    const tools = document.createElement('div');
+    tools.append(picker, words, left, right, toggle, remove);
+    li.dataset.label = name;
+    li.append(toolbar(tools, name));
     // Drag a chip onto another to move it there (the arrow buttons do the same from the keyboard).
     li.draggable = true;
     li.ondragstart = (e) => { e.dataTransfer.setData('application/x-wordmask-label', name); li.classList.add('dragging'); };
@@ -296,7 +303,7 @@ function renderChips(labels) {
       });
     };
     return li;
-  }));
+  })), $('labels'));
   showLegend();
 }
 $('labels').oninput = parseField;
@@ -580,24 +587,34 @@ function showLegend() {
     return li;
   });
   if (shown.rest) items.push(Object.assign(document.createElement('li'), { textContent: shown.rest }));
-  $('legend').replaceChildren(...items);
+  keepingFocus($('legend'), () => $('legend').replaceChildren(...items), $('view'));
 }
 
-// Hover (or a tap, on a touch screen) names the word under the pointer.
-function nameUnderPointer(e) {
+// Hover (or a tap, on a touch screen) names the word under the pointer; from the keyboard, the
+// probe (arrow keys on the focused image) does, read out as well.
+function nameAt(x, y) {
   const shown = layer();
-  if (!shown) return;
-  const rect = $('view').getBoundingClientRect();
-  const { width, height } = state.image;
-  const x = Math.floor((e.clientX - rect.left) / rect.width * width);
-  const y = Math.floor((e.clientY - rect.top) / rect.height * height);
-  const i = y * width + x;
+  if (!shown) return null;
+  const i = y * state.image.width + x;
   const entry = shown.map[i] ? shown.entries[shown.map[i] - 1] : null;
   const score = shown.confidence ? ` (${(shown.confidence[i] / 255).toFixed(2)})` : '';
-  $('hover').textContent = entry ? `${entry.word ?? `object ${shown.map[i]}`}${score}` : `${pointMode.active ? 'nothing' : 'unlabelled'}${score}`;
+  const text = entry ? `${entry.word ?? `object ${shown.map[i]}`}${score}` : `${pointMode.active ? 'nothing' : 'unlabelled'}${score}`;
+  $('hover').textContent = text;
+  return text;
+}
+function nameUnderPointer(e) {
+  if (!state.image) return;
+  const rect = $('view').getBoundingClientRect();
+  const { width, height } = state.image;
+  const within = (v, side) => Math.min(side - 1, Math.max(0, Math.floor(v * side)));
+  nameAt(within((e.clientX - rect.left) / rect.width, width), within((e.clientY - rect.top) / rect.height, height));
 }
 $('view').addEventListener('pointermove', nameUnderPointer);
 $('view').addEventListener('pointerdown', nameUnderPointer);
+new Probe($('view'), {
+  nameAt: (x, y) => (state.image ? nameAt(x, y) : null),
+  press: (x, y, how) => { if (pointMode.active) pointMode.point({ x, y }, how); },
+});
 
 function save(blob, name) {
   const a = document.createElement('a');
