@@ -197,7 +197,12 @@ async function takeImage(blob) {
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
   const ctx = canvas.getContext('2d');
   ctx.drawImage(bitmap, 0, 0);
-  state.image = { bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data };
+  showImage({ bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data });
+}
+
+/** A new image on the canvas (a file, a sample or a camera frame), with no masks yet. */
+function showImage(image) {
+  state.image = image;
   state.result = null;
   pointMode.reset();
   draw();
@@ -396,7 +401,7 @@ async function segmentImage(image) {
     state.image = image;
     draw();
     showLegend();
-    status(state.camera ? 'Live.' : 'Done.');
+    status(state.camera ? (state.camera.frozen ? FROZEN : 'Live.') : 'Done.');
     showTimings(result);
   } catch (e) {
     status(`Error: ${e.message}`);
@@ -404,7 +409,7 @@ async function segmentImage(image) {
   }
   state.busy = false;
   updateButtons();
-  if (state.camera) setTimeout(tickCamera, wait);
+  if (state.camera) state.camera.timer = setTimeout(tickCamera, wait);
 }
 
 $('segment').onclick = () => {
@@ -422,16 +427,30 @@ async function grabFrame() {
   return { bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data };
 }
 
+// Before a model is loaded the frames are shown as they come (a preview, PREVIEW_MS apart), so
+// the visitor can aim the camera; each becomes the image, ready for Segment or Point mode.
+const PREVIEW_MS = 1000 / 15;
+const FROZEN = 'Frozen: the last frame stays. Press Resume to go on.';
+
 async function tickCamera() {
   const cam = state.camera;
-  if (!cam) return;
+  if (!cam || cam.frozen || cam.grabbing || state.busy) return;
+  const video = $('video');
+  clearTimeout(cam.timer);
+  if (video.readyState < 2) { cam.timer = setTimeout(tickCamera, 100); return; }
+  cam.grabbing = true;
+  const frame = await grabFrame().finally(() => { cam.grabbing = false; });
+  if (state.camera !== cam || cam.frozen) return;
+  if (!state.modelReady) {
+    showImage(frame);
+    cam.timer = setTimeout(tickCamera, PREVIEW_MS);
+    return;
+  }
+  // The frame rate of masks: from one segmented frame to the next.
   const now = performance.now();
   if (cam.last) $('fps').textContent = `${(1000 / (now - cam.last)).toFixed(1)} fps`;
   cam.last = now;
-  if (cam.frozen || !state.modelReady || state.busy) return;
-  const video = $('video');
-  if (video.readyState < 2) { setTimeout(tickCamera, 100); return; }
-  segmentImage(await grabFrame());
+  segmentImage(frame);
 }
 
 async function startCamera(deviceId) {
@@ -454,6 +473,7 @@ async function startCamera(deviceId) {
 }
 
 function stopCamera() {
+  clearTimeout(state.camera?.timer);
   state.camera?.stream.getTracks().forEach((t) => t.stop());
   state.camera = null;
   $('camera').textContent = 'Start camera';
@@ -473,7 +493,16 @@ $('freeze').onclick = () => {
   cam.frozen = !cam.frozen;
   $('freeze').setAttribute('aria-pressed', String(cam.frozen));
   $('freeze').textContent = cam.frozen ? 'Resume' : 'Freeze frame';
-  if (!cam.frozen) tickCamera();
+  // No frame rate while frozen, and none measured across the pause after it.
+  cam.last = null;
+  $('fps').textContent = '';
+  if (cam.frozen) {
+    clearTimeout(cam.timer);
+    status(FROZEN);
+  } else {
+    status(state.modelReady ? 'Live.' : 'Camera on: load a model to see masks.');
+    tickCamera();
+  }
 };
 
 // What the canvas shows over the image, in either mode: a map of 1-based entries (0 = none), each
