@@ -4,6 +4,8 @@ import { greyPng, paintMasks, paletteColour } from './masks.js';
 import { sharedClient } from './client.js';
 import { clearLoadProblem, filesText, progressText, showLoadProblem } from './loading.js';
 import { PointMode } from './point.js';
+import { arrowTabs, keepingFocus, toolbar } from './keyboard.js';
+import { Probe } from './probe.js';
 import { ENGINES, PROMPT_ENGINES, SETTINGS } from './settings.js';
 
 const $ = (id) => document.getElementById(id);
@@ -75,6 +77,7 @@ client.on('ready', ({ backend, role, engine, defaults, names }) => {
     const architecture = PROMPT_ENGINES.find((e) => e.name === engine)?.architecture ?? engine;
     const what = names ? `${architecture} (outlines and names objects)` : architecture;
     status(`${what} ready (${backend}). ${state.image ? 'Click an object in the image.' : 'Choose an image, then click an object.'}`);
+    fitCanvas();
     updateButtons();
     return;
   }
@@ -104,7 +107,7 @@ function showProgress(detail) {
 
 function updateButtons() {
   $('segment').disabled = !(state.modelReady && state.image) || state.busy;
-  const results = pointMode.active ? pointMode.objects.length > 0 : Boolean(state.result);
+  const results = pointMode.active ? pointMode.outlined.length > 0 : Boolean(state.result);
   for (const id of ['download-labels', 'download-overlay', 'download-json']) $(id).disabled = !results;
   $('point-undo').disabled = pointMode.history.length === 0;
   $('point-clear').disabled = pointMode.objects.length === 0;
@@ -116,6 +119,11 @@ const pointMode = new PointMode(client, $('view'), {
   changed: () => { draw(); showLegend(); updateButtons(); },
   image: () => state.image,
   request: () => ({ labels: $('labels').value, options: settingsChosen() }),
+  unready: () => {
+    if (client.has('prompts')) return null;
+    if (state.samLoading) return 'The Segment Anything model is still loading: click again once it is ready.';
+    return 'No Segment Anything model is loaded: choose one above and press Load, then click an object.';
+  },
 });
 
 function setMode(mode) {
@@ -127,21 +135,27 @@ function setMode(mode) {
   $('point-panel').hidden = !pointMode.active;
   $('segment').hidden = pointMode.active;
   $('view').classList.toggle('pointing', pointMode.active);
+  fitCanvas(); // the Point panel takes room above the image
+  if (pointMode.active && $('view').getBoundingClientRect().bottom > innerHeight) $('view').scrollIntoView({ block: 'end' });
   draw();
   showLegend();
   updateButtons();
 }
 $('tab-words').onclick = () => setMode('words');
 $('tab-point').onclick = () => setMode('point');
+arrowTabs(document.querySelector('[role=tablist]'));
 $('point-undo').onclick = () => { pointMode.undo(); updateButtons(); };
 $('point-clear').onclick = () => pointMode.clear();
 $('sam-load').onclick = async () => {
   const pick = $('sam-pick').value;
   status('Loading the Segment Anything model…');
+  state.samLoading = true;
   try {
     await client.load(pick === 'custom' ? $('sam-url').value : (pick === 'files' ? promptFiles : pick));
   } catch (e) {
     status(`Error: ${e.message}`);
+  } finally {
+    state.samLoading = false;
   }
 };
 
@@ -217,7 +231,12 @@ async function takeImage(blob) {
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
   const ctx = canvas.getContext('2d');
   ctx.drawImage(bitmap, 0, 0);
-  state.image = { bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data };
+  showImage({ bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data });
+}
+
+/** A new image on the canvas (a file, a sample or a camera frame), with no masks yet. */
+function showImage(image) {
+  state.image = image;
   state.result = null;
   pointMode.reset();
   draw();
@@ -272,7 +291,7 @@ function rewrite(edit) {
 
 function renderChips(labels) {
   state.labels = labels;
-  $('chips').replaceChildren(...labels.map((label, i) => {
+  keepingFocus($('chips'), () => $('chips').replaceChildren(...labels.map((label, i) => {
     const { name } = label;
     const at = () => state.labels.findIndex((l) => l.name === name);
     const li = document.createElement('li');
@@ -301,7 +320,11 @@ function renderChips(labels) {
     const [left, right] = [button('←', 'move left', move(-1)), button('→', 'move right', move(1))];
     left.classList.add('move');
     right.classList.add('move');
-    li.append(picker, words, left, right, toggle, remove);
+    // One tab stop per chip; arrow keys reach its controls.
+    const tools = document.createElement('div');
+    tools.append(picker, words, left, right, toggle, remove);
+    li.dataset.label = name;
+    li.append(toolbar(tools, name));
     // Drag a chip onto another to move it there (the arrow buttons do the same from the keyboard).
     li.draggable = true;
     li.ondragstart = (e) => { e.dataTransfer.setData('application/x-wordmask-label', name); li.classList.add('dragging'); };
@@ -319,7 +342,7 @@ function renderChips(labels) {
       });
     };
     return li;
-  }));
+  })), $('labels'));
   showLegend();
 }
 $('labels').oninput = parseField;
@@ -412,7 +435,7 @@ async function segmentImage(image) {
     state.image = image;
     draw();
     showLegend();
-    status(state.camera ? 'Live.' : 'Done.');
+    status(state.camera ? (state.camera.frozen ? FROZEN : 'Live.') : 'Done.');
     showTimings(result);
   } catch (e) {
     status(`Error: ${e.message}`);
@@ -420,7 +443,7 @@ async function segmentImage(image) {
   }
   state.busy = false;
   updateButtons();
-  if (state.camera) setTimeout(tickCamera, wait);
+  if (state.camera) state.camera.timer = setTimeout(tickCamera, wait);
 }
 
 $('segment').onclick = () => {
@@ -438,16 +461,30 @@ async function grabFrame() {
   return { bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data };
 }
 
+// Before a model is loaded the frames are shown as they come (a preview, PREVIEW_MS apart), so
+// the visitor can aim the camera; each becomes the image, ready for Segment or Point mode.
+const PREVIEW_MS = 1000 / 15;
+const FROZEN = 'Frozen: the last frame stays. Press Resume to go on.';
+
 async function tickCamera() {
   const cam = state.camera;
-  if (!cam) return;
+  if (!cam || cam.frozen || cam.grabbing || state.busy) return;
+  const video = $('video');
+  clearTimeout(cam.timer);
+  if (video.readyState < 2) { cam.timer = setTimeout(tickCamera, 100); return; }
+  cam.grabbing = true;
+  const frame = await grabFrame().finally(() => { cam.grabbing = false; });
+  if (state.camera !== cam || cam.frozen) return;
+  if (!state.modelReady) {
+    showImage(frame);
+    cam.timer = setTimeout(tickCamera, PREVIEW_MS);
+    return;
+  }
+  // The frame rate of masks: from one segmented frame to the next.
   const now = performance.now();
   if (cam.last) $('fps').textContent = `${(1000 / (now - cam.last)).toFixed(1)} fps`;
   cam.last = now;
-  if (cam.frozen || !state.modelReady || state.busy) return;
-  const video = $('video');
-  if (video.readyState < 2) { setTimeout(tickCamera, 100); return; }
-  segmentImage(await grabFrame());
+  segmentImage(frame);
 }
 
 async function startCamera(deviceId) {
@@ -470,6 +507,7 @@ async function startCamera(deviceId) {
 }
 
 function stopCamera() {
+  clearTimeout(state.camera?.timer);
   state.camera?.stream.getTracks().forEach((t) => t.stop());
   state.camera = null;
   $('camera').textContent = 'Start camera';
@@ -489,7 +527,16 @@ $('freeze').onclick = () => {
   cam.frozen = !cam.frozen;
   $('freeze').setAttribute('aria-pressed', String(cam.frozen));
   $('freeze').textContent = cam.frozen ? 'Resume' : 'Freeze frame';
-  if (!cam.frozen) tickCamera();
+  // No frame rate while frozen, and none measured across the pause after it.
+  cam.last = null;
+  $('fps').textContent = '';
+  if (cam.frozen) {
+    clearTimeout(cam.timer);
+    status(FROZEN);
+  } else {
+    status(state.modelReady ? 'Live.' : 'Camera on: load a model to see masks.');
+    tickCamera();
+  }
 };
 
 // What the canvas shows over the image, in either mode: a map of 1-based entries (0 = none), each
@@ -536,7 +583,11 @@ function fitCanvas() {
   // on a phone the image takes most of the screen's height.
   const wide = matchMedia('(min-width: 60rem)').matches;
   const top = $('canvas-box').getBoundingClientRect().top + scrollY;
-  const tall = Math.max(240, wide ? innerHeight - top - 120 : innerHeight * 0.7);
+  // In Point mode the image is what the visitor points at: all of it stays on the first screen,
+  // under the Point panel (with a line to spare for a longer status), on a phone too.
+  const tall = pointMode.active
+    ? Math.max(160, innerHeight - top - (wide ? 120 : 32))
+    : Math.max(240, wide ? innerHeight - top - 120 : innerHeight * 0.7);
   const scale = Math.min(box / width, tall / height);
   $('view').style.width = `${Math.floor(width * scale)}px`;
   $('view').style.height = `${Math.floor(height * scale)}px`;
@@ -599,24 +650,34 @@ function showLegend() {
     return li;
   });
   if (shown.rest) items.push(Object.assign(document.createElement('li'), { textContent: shown.rest }));
-  $('legend').replaceChildren(...items);
+  keepingFocus($('legend'), () => $('legend').replaceChildren(...items), $('view'));
 }
 
-// Hover (or a tap, on a touch screen) names the word under the pointer.
-function nameUnderPointer(e) {
+// Hover (or a tap, on a touch screen) names the word under the pointer; from the keyboard, the
+// probe (arrow keys on the focused image) does, read out as well.
+function nameAt(x, y) {
   const shown = layer();
-  if (!shown) return;
-  const rect = $('view').getBoundingClientRect();
-  const { width, height } = state.image;
-  const x = Math.floor((e.clientX - rect.left) / rect.width * width);
-  const y = Math.floor((e.clientY - rect.top) / rect.height * height);
-  const i = y * width + x;
+  if (!shown) return null;
+  const i = y * state.image.width + x;
   const entry = shown.map[i] ? shown.entries[shown.map[i] - 1] : null;
   const score = shown.confidence ? ` (${(shown.confidence[i] / 255).toFixed(2)})` : '';
-  $('hover').textContent = entry ? `${entry.word ?? `object ${shown.map[i]}`}${score}` : `${pointMode.active ? 'nothing' : 'unlabelled'}${score}`;
+  const text = entry ? `${entry.word ?? `object ${shown.map[i]}`}${score}` : `${pointMode.active ? 'nothing' : 'unlabelled'}${score}`;
+  $('hover').textContent = text;
+  return text;
+}
+function nameUnderPointer(e) {
+  if (!state.image) return;
+  const rect = $('view').getBoundingClientRect();
+  const { width, height } = state.image;
+  const within = (v, side) => Math.min(side - 1, Math.max(0, Math.floor(v * side)));
+  nameAt(within((e.clientX - rect.left) / rect.width, width), within((e.clientY - rect.top) / rect.height, height));
 }
 $('view').addEventListener('pointermove', nameUnderPointer);
 $('view').addEventListener('pointerdown', nameUnderPointer);
+new Probe($('view'), {
+  nameAt: (x, y) => (state.image ? nameAt(x, y) : null),
+  press: (x, y, how) => { if (pointMode.active) pointMode.point({ x, y }, how); },
+});
 
 function save(blob, name) {
   const a = document.createElement('a');

@@ -3,6 +3,9 @@
 // adds a point to the last object, Alt-click (Option on a Mac) marks a point that is not on it.
 // The image is encoded once (the heavy pass); each click only runs the prompt decoder.
 // Objects build up one label map: later objects on top, each keeping its word and colour.
+// Clicks wait their turn (one prompt at a time, in order), so a burst of clicks while the image
+// is being encoded costs one encoding and then one decode each; a click with no Segment
+// Anything model loaded makes no object, and a prompt that fails or finds nothing leaves none.
 
 /** Pixels between press and release beyond which a press is a box, not a click. */
 const DRAG = 4;
@@ -11,7 +14,8 @@ export class PointMode {
   /**
    * `client`: the page's ModelClient; `canvas`: where the image is shown; `hooks`:
    * `status(text)`, `changed()` (redraw), `image()` (the current {rgba, width, height} or null),
-   * `request()` ({labels, options} for naming).
+   * `request()` ({labels, options} for naming), `unready()` (why clicks cannot be outlined
+   * yet, or null once a prompt model is loaded).
    */
   constructor(client, canvas, hooks) {
     this.client = client;
@@ -20,7 +24,9 @@ export class PointMode {
     this.active = false;
     this.objects = [];
     this.history = [];
-    this.busy = false;
+    this.queue = Promise.resolve(); // the prompts, one after the other
+    this.waiting = 0; // prompts queued behind the one running
+    this.running = null; // what the prompt running is doing ('Encoding the image…'), if one is
     this.press = null;
     canvas.addEventListener('pointerdown', (e) => this.down(e));
     canvas.addEventListener('pointerup', (e) => this.up(e));
@@ -50,12 +56,28 @@ export class PointMode {
     const scale = this.canvas.width / this.canvas.getBoundingClientRect().width;
     if (Math.hypot(end.x - start.x, end.y - start.y) > DRAG * scale) {
       const box = [Math.min(start.x, end.x), Math.min(start.y, end.y), Math.max(start.x, end.x), Math.max(start.y, end.y)];
-      this.newObject({ points: [], box });
-    } else if ((e.altKey || e.shiftKey) && this.objects.length) {
-      this.addPoint({ x: end.x, y: end.y, positive: !e.altKey });
-    } else if (!e.altKey) {
-      this.newObject({ points: [{ x: end.x, y: end.y, positive: true }], box: null });
+      if (this.usable()) this.newObject({ points: [], box });
+    } else {
+      this.point(end, { add: e.shiftKey, negative: e.altKey });
     }
+  }
+
+  /**
+   * A click at `{x, y}` (image pixels): a new object, or with `add` one more point on the last
+   * object (`negative`: a point that is not on it). Keyboard users reach this from the probe.
+   */
+  point({ x, y }, { add = false, negative = false } = {}) {
+    if (!this.usable()) return undefined;
+    if ((add || negative) && this.objects.length) return this.addPoint({ x, y, positive: !negative });
+    if (negative) return undefined;
+    return this.newObject({ points: [{ x, y, positive: true }], box: null });
+  }
+
+  /** Whether a click can be outlined now; if not, the status says why and what to do. */
+  usable() {
+    const why = this.hooks.unready();
+    if (why) this.hooks.status(why);
+    return !why;
   }
 
   /** A new object from a prompt ({points, box}); resolves with it once outlined. */
@@ -78,7 +100,10 @@ export class PointMode {
     const step = this.history.pop();
     if (!step) return undefined;
     if (!step.point) {
-      this.objects.splice(this.objects.indexOf(step.object), 1);
+      const number = this.objects.indexOf(step.object) + 1;
+      this.forget(step.object);
+      const left = this.objects.length;
+      this.hooks.status(`Removed object ${number}${step.object.label ? ` (${step.object.label})` : ''}; ${left ? `${left} left` : 'none left'}.`);
       this.hooks.changed();
       return undefined;
     }
@@ -89,7 +114,14 @@ export class PointMode {
   clear() {
     this.objects = [];
     this.history = [];
+    this.hooks.status('Objects cleared. Click an object to outline it.');
     this.hooks.changed();
+  }
+
+  /** An object gone, with every step of the history that made it. */
+  forget(object) {
+    this.objects = this.objects.filter((o) => o !== object);
+    this.history = this.history.filter((step) => step.object !== object);
   }
 
   /** A new image: its objects go (the client encodes it at the next prompt). */
@@ -98,25 +130,64 @@ export class PointMode {
     this.history = [];
   }
 
-  async run(object) {
+  /** Outline `object` once the prompts before it are done. */
+  run(object) {
+    this.waiting += 1;
+    if (this.running) this.doing(this.running);
+    const turn = this.queue.then(() => {
+      this.waiting -= 1;
+      return this.outline(object);
+    });
+    this.queue = turn;
+    return turn;
+  }
+
+  /** The status while a prompt runs: what it does, and how many clicks wait for it. */
+  doing(what) {
+    this.running = what;
+    const waiting = this.waiting ? ` ${this.waiting} more ${this.waiting > 1 ? 'clicks wait' : 'click waits'}.` : '';
+    this.hooks.status(`${what}${waiting}`);
+  }
+
+  async outline(object) {
     const image = this.hooks.image();
-    if (!image) return object;
-    this.busy = true;
+    if (!image || !this.objects.includes(object)) return object; // undone or cleared meanwhile
+    const fresh = !object.mask;
     try {
-      this.hooks.status('Outlining…');
+      this.doing('Outlining…');
       const { labels, options } = this.hooks.request();
-      const onEncode = () => this.hooks.status('Encoding the image (once per image)…');
+      const onEncode = () => this.doing('Encoding the image (once per image)…');
       const result = await this.client.prompt({ image, prompt: object.prompt, labels, options, onEncode });
+      if (fresh && !result.area) {
+        this.forget(object);
+        this.hooks.status('No object found there: click inside an object, or drag a box around it.');
+        return object;
+      }
       Object.assign(object, { mask: result.mask, label: result.label ?? null, probability: result.probability ?? null, classIndex: result.classIndex ?? null, iou: result.iou, area: result.area });
       const name = object.label ? `${object.label} (${(object.probability * 100).toFixed(0)} %)` : 'an object (type words, with a CLIP model loaded, to name it)';
       this.hooks.status(object.area ? `Outlined ${name}.` : 'No object found there.');
     } catch (e) {
+      // A failed prompt leaves nothing behind: a new object goes, an added point comes off.
+      if (fresh) {
+        this.forget(object);
+      } else {
+        const step = this.history.findLast((s) => s.object === object && s.point);
+        if (step) {
+          object.prompt.points.splice(object.prompt.points.indexOf(step.point), 1);
+          this.history.splice(this.history.indexOf(step), 1);
+        }
+      }
       this.hooks.status(`Error: ${e.message}`);
     } finally {
-      this.busy = false;
+      this.running = null;
       this.hooks.changed();
     }
     return object;
+  }
+
+  /** Objects that have been outlined (what the legend and the downloads hold). */
+  get outlined() {
+    return this.objects.filter((o) => o.mask);
   }
 
   /**

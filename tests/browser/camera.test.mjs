@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
+import { audit } from './axe.mjs';
 import { SCENE, startServer, withPage } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
@@ -93,5 +94,45 @@ test('<word-mask camera> segments live frames', { timeout: 300_000 }, async () =
     }), SCENE.labels.join(', '));
     const red = shares.find((s) => s.label === 'red').share;
     assert.ok(Math.abs(red - PAINTED.red) < 0.04, `red covers ${red} of the frame, painted ${PAINTED.red}`);
+  });
+});
+
+test('the camera shows its frames before a model is loaded; Freeze says so, with no frame rate', { timeout: 300_000 }, async () => {
+  await withCameraPage('/?model=/tests/fixtures/semantic-colours/', async (page) => {
+    const status = () => page.textContent('#status');
+    await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
+    await page.click('#camera');
+    // The preview: the clip's frame on the canvas, its red region red, no masks yet.
+    await page.waitForFunction(() => {
+      const [video, view] = [document.getElementById('video'), document.getElementById('view')];
+      return video.videoWidth > 0 && view.width === video.videoWidth && view.height === video.videoHeight;
+    }, null, { timeout: 30_000 });
+    const red = SCENE.regions.find((r) => r.word === 'red');
+    const seen = await page.evaluate(([fx, fy]) => {
+      const view = document.getElementById('view');
+      return Array.from(view.getContext('2d').getImageData(Math.floor(fx * view.width), Math.floor(fy * view.height), 1, 1).data.slice(0, 3));
+    }, [red.probe[0] / W, red.probe[1] / H]);
+    assert.ok(seen[0] > 200 && seen[1] < 60 && seen[2] < 60, `the red region of the frame shows ${seen}`);
+    assert.match(await status(), /Camera on: load a model to see masks/);
+    assert.equal(await page.textContent('#legend').then((t) => /%/.test(t)), false, 'no masks before a model');
+    await page.screenshot({ path: `${ARTIFACTS}camera-preview.png`, fullPage: true });
+    assert.deepEqual(await audit(page), [], 'the camera preview');
+
+    // Live masks, then Freeze: a frozen status and no frame rate, also after the frame in flight.
+    await page.fill('#labels', SCENE.labels.join(', '));
+    await page.click('summary:has-text("Advanced")');
+    await page.selectOption('#templates', 'single');
+    await page.click('#load');
+    await page.waitForFunction(() => /fps/.test(document.getElementById('fps').textContent), null, { timeout: 120_000 });
+    assert.equal(await status(), 'Live.');
+    await page.click('#freeze');
+    await page.waitForTimeout(1500);
+    assert.match(await status(), /^Frozen: the last frame stays\. Press Resume to go on\.$/);
+    assert.equal(await page.textContent('#fps'), '', 'no frame rate while frozen');
+    await page.screenshot({ path: `${ARTIFACTS}camera-frozen.png`, fullPage: true });
+    assert.deepEqual(await audit(page), [], 'the camera frozen');
+    await page.click('#freeze');
+    await page.waitForFunction(() => /fps/.test(document.getElementById('fps').textContent), null, { timeout: 120_000 });
+    assert.equal(await status(), 'Live.');
   });
 });

@@ -4,28 +4,17 @@
 // segmenting; screenshots of each state land in tests/browser/artifacts/ to look at.
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
 
+import { audit } from './axe.mjs';
 import { dropSceneAndSegment, dropSceneAndType, pressSegment, startServer, withPage } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/product/', import.meta.url).pathname;
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const SIZES = { phone: { width: 390, height: 844 }, laptop: { width: 1440, height: 900 }, large: { width: 2560, height: 1440 } };
 
 let server;
 before(async () => { server = await startServer(); mkdirSync(ARTIFACTS, { recursive: true }); });
 after(() => server.close());
-
-// axe-core's WCAG 2 A/AA rules (and best practices) on the page as it is now: the violations,
-// each with the elements it found.
-async function audit(page) {
-  await page.addScriptTag({ path: AXE });
-  return page.evaluate(async () => {
-    const { violations } = await axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] });
-    return violations.map((v) => `${v.id}: ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  });
-}
 
 for (const [size, viewport] of Object.entries(SIZES)) {
   for (const colorScheme of ['light', 'dark']) {
