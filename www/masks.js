@@ -1,9 +1,7 @@
-// Drawing label maps, shared by the page and <word-mask>: one palette (the CLI's overlay
-// colours, label 1 = first colour) and one painter.
-export const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48], [145, 30, 180],
-  [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]];
-
-export const paletteColour = (label) => PALETTE[(label - 1) % PALETTE.length];
+// Drawing label maps, shared by the page and <word-mask>: one palette (palette.js: the CLI's
+// overlay colours first, label 1 = first colour, then colours that stay apart for hundreds of
+// words) and one painter.
+export { PALETTE, paletteColour } from './palette.js';
 
 /**
  * Blend label colours into `pixels` (an ImageData of the same size as the map). `colours[i]`
