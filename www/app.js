@@ -82,9 +82,25 @@ client.on('ready', ({ backend, role, engine, defaults, names }) => {
   setTimeout(tickCamera, 0);
   $('cancel').hidden = true;
   $('progress').value = $('progress').max;
-  status(`Model ready (${backend}). Choose an image and type words.`);
+  status(`Model ready (${backend}). ${nextStep()}`);
   updateButtons();
 });
+// What the visitor still has to do before pressing Segment.
+function nextStep() {
+  const words = $('labels').value.trim();
+  if (state.image && words) return 'Press Segment (or Enter in the words).';
+  if (state.image) return 'Type words, then press Segment.';
+  return words ? 'Choose an image.' : 'Choose an image and type words.';
+}
+// The stage a segmentation is in (the worker reports each as it begins; its time is in the
+// timings line afterwards, under the same names).
+const STAGE_TEXT = {
+  text: '1 of 4, the words through the text encoder (each new word once per template)',
+  image: '2 of 4, the image through the image encoder',
+  scores: '3 of 4, reading the scores back',
+  finish: '4 of 4, the label map',
+};
+client.on('stage', ({ stage }) => { if (state.busy && !state.camera) status(`Segmenting: ${STAGE_TEXT[stage]}…`); });
 client.openDevice().then(
   ({ backend, threads, precision }) => status(backend === 'webgpu'
     ? `WebGPU ready${precision === 'f16' ? ' (computing in f16)' : ''}. Load a model.`

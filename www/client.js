@@ -18,6 +18,7 @@
 // when it is not the image encoded last (prompts for an image being encoded wait for that one
 // encoding), so each image is encoded once.
 // Events: 'device' {backend, threads, precision, build ('main' for pkg/, 'cpu-relaxed', 'threads' or 'threads-relaxed')}, 'progress' {file, loaded, total, cached?, retrying?},
+// 'stage' {stage: 'text' | 'image' | 'scores' | 'finish'} (a segmentation's stage as it begins),
 // 'ready' {backend, role, engine, defaults (words), names (prompts: the model names its masks)}, 'restarting' {reason}, 'error' {message} (a restart failed).
 
 const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
@@ -73,8 +74,8 @@ export class ModelClient {
   }
 
   receive(data) {
-    if (data.status === 'progress') {
-      this.emit('progress', data);
+    if (data.status === 'progress' || data.status === 'stage') {
+      this.emit(data.status, data);
       return;
     }
     if (data.status === 'lost') {
