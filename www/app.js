@@ -1,9 +1,12 @@
 // Page logic. The worker owns the model (through client.js); this file only gathers input and
 // draws results.
-import { greyPng, paintMasks, paletteColour } from './masks.js';
+import { colourPng, greyPng, paintMasks, paletteColour } from './masks.js';
 import { sharedClient } from './client.js';
+import { Legend } from './legend.js';
 import { PointMode } from './point.js';
 import { ENGINES, PROMPT_ENGINES, SETTINGS } from './settings.js';
+import { explainUnlabelled, showUnlabelled } from './unlabelled.js';
+import { foldChips, keepTypedWords, putBackWords } from './words.js';
 
 const $ = (id) => document.getElementById(id);
 const client = sharedClient();
@@ -126,7 +129,7 @@ function showProgress({ file, loaded, total, cached, retrying }) {
 function updateButtons() {
   $('segment').disabled = !(state.modelReady && state.image) || state.busy;
   const results = pointMode.active ? pointMode.objects.length > 0 : Boolean(state.result);
-  for (const id of ['download-labels', 'download-overlay', 'download-json']) $(id).disabled = !results;
+  for (const id of ['download-labels', 'download-colours', 'download-overlay', 'download-json']) $(id).disabled = !results;
   $('point-undo').disabled = pointMode.history.length === 0;
   $('point-clear').disabled = pointMode.objects.length === 0;
 }
@@ -201,6 +204,7 @@ async function takeImage(blob) {
   ctx.drawImage(bitmap, 0, 0);
   state.image = { bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data };
   state.result = null;
+  $('unlabelled-help').replaceChildren();
   pointMode.reset();
   draw();
   showLegend();
@@ -221,10 +225,17 @@ $('image').onchange = () => takeImage($('image').files[0]);
 })();
 for (const button of document.querySelectorAll('[data-sample]')) {
   button.onclick = async () => {
+    keepTypedWords($('labels'), $('words-back'));
     $('labels').value = button.dataset.labels;
+    parseField();
     takeImage(await (await fetch(button.dataset.sample)).blob());
   };
 }
+$('words-back').onclick = () => {
+  putBackWords($('labels'), $('words-back'));
+  parseField();
+  $('labels').focus();
+};
 document.addEventListener('dragover', (e) => e.preventDefault());
 document.addEventListener('drop', (e) => { e.preventDefault(); if (e.dataTransfer.files.length) takeImage(e.dataTransfer.files[0]); });
 document.addEventListener('paste', (e) => takeImage([...e.clipboardData.files][0]));
@@ -232,6 +243,7 @@ document.addEventListener('paste', (e) => takeImage([...e.clipboardData.files][0
 // Chips mirror the text field (parsed by the core's label grammar): recolour, hide, move or
 // remove a label. Moving or removing rewrites the field with one class per comma.
 const classText = (label) => label.synonyms.join('|');
+const foldLongChips = foldChips($('chips'), $('chips-more'));
 
 async function parseField() {
   const text = $('labels').value;
@@ -302,6 +314,7 @@ function renderChips(labels) {
     };
     return li;
   }));
+  foldLongChips();
   showLegend();
 }
 $('labels').oninput = parseField;
@@ -386,6 +399,7 @@ async function segmentImage(image) {
   state.busy = true;
   updateButtons();
   if (!state.camera) status('Segmenting…');
+  if (!state.camera) $('unlabelled-help').replaceChildren();
   const options = settingsChosen();
   let wait = 0;
   try {
@@ -396,6 +410,7 @@ async function segmentImage(image) {
     showLegend();
     status(state.camera ? 'Live.' : 'Done.');
     showTimings(result);
+    if (!state.camera) explainResult();
   } catch (e) {
     status(`Error: ${e.message}`);
     wait = 1000;
@@ -403,6 +418,18 @@ async function segmentImage(image) {
   state.busy = false;
   updateButtons();
   if (state.camera) setTimeout(tickCamera, wait);
+}
+
+// A result that labelled no pixel: why, and a button that changes the setting to blame and
+// segments again.
+function explainResult() {
+  const help = explainUnlabelled(state.result, { threshold: Number($('threshold').value), background: $('background').value });
+  showUnlabelled($('unlabelled-help'), help, ({ setting, value }) => {
+    $(setting).value = value;
+    $(setting).dispatchEvent(new Event('input')); // as if typed: sent from now on
+    $('labels').focus();
+    $('segment').click();
+  });
 }
 
 $('segment').onclick = () => {
@@ -502,7 +529,7 @@ function layer() {
   return {
     map: r.labelMap,
     confidence: r.confidence,
-    entries: r.labels.map((l, i) => ({ word: l.label, colour: colour(i + 1), text: `${l.label} ${(l.share * 100).toFixed(1)} %`, value: i + 1 })),
+    entries: r.labels.map((l, i) => ({ word: l.label, colour: colour(i + 1), text: `${l.label} ${(l.share * 100).toFixed(1)} %`, value: i + 1, share: l.share })),
     rest: `unlabelled ${(r.unlabelled * 100).toFixed(1)} %`,
     summary: { width, height, labels: r.labels, unlabelled: r.unlabelled },
   };
@@ -552,11 +579,13 @@ function wordsLegend() {
   return { entries: state.labels.map((l, i) => ({ word: l.name, colour: colour(i + 1), text: l.name })), rest: null };
 }
 
+const legend = new Legend({ list: $('legend'), find: $('legend-find'), filter: $('legend-filter'), more: $('legend-more') });
+
 function showLegend() {
   const shown = layer() ?? wordsLegend();
-  if (!shown) { $('legend').replaceChildren(); return; }
+  if (!shown) { legend.show([], null, null); return; }
   if (state.isolated && !shown.entries.some((e) => e.word === state.isolated)) state.isolated = null;
-  const items = shown.entries.map((e) => {
+  const item = (e) => {
     const li = document.createElement('li');
     const sw = document.createElement('span');
     sw.className = 'swatch';
@@ -579,9 +608,8 @@ function showLegend() {
     li.dataset.label = e.word;
     li.append(b);
     return li;
-  });
-  if (shown.rest) items.push(Object.assign(document.createElement('li'), { textContent: shown.rest }));
-  $('legend').replaceChildren(...items);
+  };
+  legend.show(shown.entries, item, shown.rest);
 }
 
 // Hover (or a tap, on a touch screen) names the word under the pointer.
@@ -613,6 +641,11 @@ $('download-labels').onclick = async () => {
   const values = new Uint16Array(width * height);
   shown.map.forEach((k, i) => { values[i] = k ? shown.entries[k - 1].value : 0; });
   save(await greyPng(values, width, height), 'labels.png');
+};
+$('download-colours').onclick = async () => {
+  const shown = layer();
+  const { width, height } = state.image;
+  save(await colourPng(shown.map, shown.entries.map((e) => e.colour), width, height), 'labels-coloured.png');
 };
 $('download-overlay').onclick = () => $('view').toBlob((blob) => save(blob, 'overlay.png'), 'image/png');
 $('download-json').onclick = () => {

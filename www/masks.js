@@ -22,6 +22,22 @@ export function paintMasks(pixels, labelMap, colours, { opacity = 0.6, outlines 
   }
 }
 
+/**
+ * The label map as a PNG for eyes: each pixel in its label's colour (`colours[i]`: label
+ * i + 1's), unlabelled pixels transparent. Resolves to a Blob.
+ */
+export function colourPng(labelMap, colours, width, height) {
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext('2d');
+  const pixels = ctx.createImageData(width, height);
+  for (let i = 0; i < labelMap.length; i++) {
+    const c = labelMap[i] ? colours[labelMap[i] - 1] : null;
+    if (c) pixels.data.set([...c, 255], i * 4);
+  }
+  ctx.putImageData(pixels, 0, 0);
+  return canvas.convertToBlob({ type: 'image/png' });
+}
+
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
   let c = n;
   for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
