@@ -423,7 +423,8 @@ async function segmentImage(image) {
 // A result that labelled no pixel: why, and a button that changes the setting to blame and
 // segments again.
 function explainResult() {
-  const help = explainUnlabelled(state.result, { threshold: Number($('threshold').value), background: $('background').value });
+  const reads = (key) => key in (state.defaults ?? {});
+  const help = explainUnlabelled(state.result, { threshold: reads('threshold') ? Number($('threshold').value) : 0, background: reads('background') ? $('background').value : 'none' });
   showUnlabelled($('unlabelled-help'), help, ({ setting, value }) => {
     $(setting).value = value;
     $(setting).dispatchEvent(new Event('input')); // as if typed: sent from now on
