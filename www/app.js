@@ -1,12 +1,15 @@
 // Page logic. The worker owns the model (through client.js); this file only gathers input and
 // draws results.
-import { greyPng, paintMasks, paletteColour } from './masks.js';
+import { colourPng, greyPng, paintMasks, paletteColour } from './masks.js';
 import { sharedClient } from './client.js';
 import { clearLoadProblem, filesText, progressText, showLoadProblem } from './loading.js';
+import { Legend } from './legend.js';
 import { PointMode } from './point.js';
 import { arrowTabs, keepingFocus, toolbar } from './keyboard.js';
 import { Probe } from './probe.js';
 import { ENGINES, PROMPT_ENGINES, SETTINGS } from './settings.js';
+import { explainUnlabelled, showUnlabelled } from './unlabelled.js';
+import { foldChips, keepTypedWords, putBackWords } from './words.js';
 
 const $ = (id) => document.getElementById(id);
 const client = sharedClient();
@@ -86,9 +89,25 @@ client.on('ready', ({ backend, role, engine, defaults, names }) => {
   setTimeout(tickCamera, 0);
   $('cancel').hidden = true;
   $('progress').value = $('progress').max;
-  status(`Model ready (${backend}). Choose an image and type words.`);
+  status(`Model ready (${backend}). ${nextStep()}`);
   updateButtons();
 });
+// What the visitor still has to do before pressing Segment.
+function nextStep() {
+  const words = $('labels').value.trim();
+  if (state.image && words) return 'Press Segment (or Enter in the words).';
+  if (state.image) return 'Type words, then press Segment.';
+  return words ? 'Choose an image.' : 'Choose an image and type words.';
+}
+// The stage a segmentation is in (the worker reports each as it begins; its time is in the
+// timings line afterwards, under the same names).
+const STAGE_TEXT = {
+  text: '1 of 4, the words through the text encoder (each new word once per template)',
+  image: '2 of 4, the image through the image encoder',
+  scores: '3 of 4, reading the scores back',
+  finish: '4 of 4, the label map',
+};
+client.on('stage', ({ stage }) => { if (state.busy && !state.camera) status(`Segmenting: ${STAGE_TEXT[stage]}…`); });
 client.openDevice().then(
   ({ backend, threads, precision }) => status(backend === 'webgpu'
     ? `WebGPU ready${precision === 'f16' ? ' (computing in f16)' : ''}. Load a model.`
@@ -108,7 +127,7 @@ function showProgress(detail) {
 function updateButtons() {
   $('segment').disabled = !(state.modelReady && state.image) || state.busy;
   const results = pointMode.active ? pointMode.outlined.length > 0 : Boolean(state.result);
-  for (const id of ['download-labels', 'download-overlay', 'download-json']) $(id).disabled = !results;
+  for (const id of ['download-labels', 'download-colours', 'download-overlay', 'download-json']) $(id).disabled = !results;
   $('point-undo').disabled = pointMode.history.length === 0;
   $('point-clear').disabled = pointMode.objects.length === 0;
 }
@@ -238,6 +257,7 @@ async function takeImage(blob) {
 function showImage(image) {
   state.image = image;
   state.result = null;
+  $('unlabelled-help').replaceChildren();
   pointMode.reset();
   draw();
   showLegend();
@@ -258,10 +278,17 @@ $('image').onchange = () => takeImage($('image').files[0]);
 })();
 for (const button of document.querySelectorAll('[data-sample]')) {
   button.onclick = async () => {
+    keepTypedWords($('labels'), $('words-back'));
     $('labels').value = button.dataset.labels;
+    parseField();
     takeImage(await (await fetch(button.dataset.sample)).blob());
   };
 }
+$('words-back').onclick = () => {
+  putBackWords($('labels'), $('words-back'));
+  parseField();
+  $('labels').focus();
+};
 document.addEventListener('dragover', (e) => e.preventDefault());
 document.addEventListener('drop', (e) => { e.preventDefault(); if (e.dataTransfer.files.length) takeImage(e.dataTransfer.files[0]); });
 document.addEventListener('paste', (e) => takeImage([...e.clipboardData.files][0]));
@@ -269,6 +296,7 @@ document.addEventListener('paste', (e) => takeImage([...e.clipboardData.files][0
 // Chips mirror the text field (parsed by the core's label grammar): recolour, hide, move or
 // remove a label. Moving or removing rewrites the field with one class per comma.
 const classText = (label) => label.synonyms.join('|');
+const foldLongChips = foldChips($('chips'), $('chips-more'));
 
 async function parseField() {
   const text = $('labels').value;
@@ -343,6 +371,7 @@ function renderChips(labels) {
     };
     return li;
   })), $('labels'));
+  foldLongChips();
   showLegend();
 }
 $('labels').oninput = parseField;
@@ -427,6 +456,7 @@ async function segmentImage(image) {
   state.busy = true;
   updateButtons();
   if (!state.camera) status('Segmenting…');
+  if (!state.camera) $('unlabelled-help').replaceChildren();
   const options = settingsChosen();
   let wait = 0;
   try {
@@ -437,6 +467,7 @@ async function segmentImage(image) {
     showLegend();
     status(state.camera ? (state.camera.frozen ? FROZEN : 'Live.') : 'Done.');
     showTimings(result);
+    if (!state.camera) explainResult();
   } catch (e) {
     status(`Error: ${e.message}`);
     wait = 1000;
@@ -444,6 +475,19 @@ async function segmentImage(image) {
   state.busy = false;
   updateButtons();
   if (state.camera) state.camera.timer = setTimeout(tickCamera, wait);
+}
+
+// A result that labelled no pixel: why, and a button that changes the setting to blame and
+// segments again.
+function explainResult() {
+  const reads = (key) => key in (state.defaults ?? {});
+  const help = explainUnlabelled(state.result, { threshold: reads('threshold') ? Number($('threshold').value) : 0, background: reads('background') ? $('background').value : 'none' });
+  showUnlabelled($('unlabelled-help'), help, ({ setting, value }) => {
+    $(setting).value = value;
+    $(setting).dispatchEvent(new Event('input')); // as if typed: sent from now on
+    $('labels').focus();
+    $('segment').click();
+  });
 }
 
 $('segment').onclick = () => {
@@ -567,7 +611,7 @@ function layer() {
   return {
     map: r.labelMap,
     confidence: r.confidence,
-    entries: r.labels.map((l, i) => ({ word: l.label, colour: colour(i + 1), text: `${l.label} ${(l.share * 100).toFixed(1)} %`, value: i + 1 })),
+    entries: r.labels.map((l, i) => ({ word: l.label, colour: colour(i + 1), text: `${l.label} ${(l.share * 100).toFixed(1)} %`, value: i + 1, share: l.share })),
     rest: `unlabelled ${(r.unlabelled * 100).toFixed(1)} %`,
     summary: { width, height, labels: r.labels, unlabelled: r.unlabelled },
   };
@@ -621,11 +665,13 @@ function wordsLegend() {
   return { entries: state.labels.map((l, i) => ({ word: l.name, colour: colour(i + 1), text: l.name })), rest: null };
 }
 
+const legend = new Legend({ list: $('legend'), find: $('legend-find'), filter: $('legend-filter'), more: $('legend-more') });
+
 function showLegend() {
   const shown = layer() ?? wordsLegend();
-  if (!shown) { $('legend').replaceChildren(); return; }
+  if (!shown) { legend.show([], null, null); return; }
   if (state.isolated && !shown.entries.some((e) => e.word === state.isolated)) state.isolated = null;
-  const items = shown.entries.map((e) => {
+  const item = (e) => {
     const li = document.createElement('li');
     const sw = document.createElement('span');
     sw.className = 'swatch';
@@ -648,9 +694,8 @@ function showLegend() {
     li.dataset.label = e.word;
     li.append(b);
     return li;
-  });
-  if (shown.rest) items.push(Object.assign(document.createElement('li'), { textContent: shown.rest }));
-  keepingFocus($('legend'), () => $('legend').replaceChildren(...items), $('view'));
+  };
+  keepingFocus($('legend'), () => legend.show(shown.entries, item, shown.rest), $('view'));
 }
 
 // Hover (or a tap, on a touch screen) names the word under the pointer; from the keyboard, the
@@ -692,6 +737,11 @@ $('download-labels').onclick = async () => {
   const values = new Uint16Array(width * height);
   shown.map.forEach((k, i) => { values[i] = k ? shown.entries[k - 1].value : 0; });
   save(await greyPng(values, width, height), 'labels.png');
+};
+$('download-colours').onclick = async () => {
+  const shown = layer();
+  const { width, height } = state.image;
+  save(await colourPng(shown.map, shown.entries.map((e) => e.colour), width, height), 'labels-coloured.png');
 };
 $('download-overlay').onclick = () => $('view').toBlob((blob) => save(blob, 'overlay.png'), 'image/png');
 $('download-json').onclick = () => {

@@ -20,6 +20,7 @@
 // Events: 'device' {backend, threads, precision, build ('main' for pkg/, 'cpu-relaxed', 'threads' or 'threads-relaxed')}, 'progress' {file, loaded, total, cached?, retrying?},
 // 'progress' also carries `resumed` (bytes kept from an earlier try) and, while retrying, `of`,
 // `connected` and `host` (download.js).
+// 'stage' {stage: 'text' | 'image' | 'scores' | 'finish'} (a segmentation's stage as it begins),
 // 'ready' {backend, role, engine, defaults (words), names (prompts: the model names its masks), files (local files: {used, ignored})}, 'restarting' {reason}, 'error' {message} (a restart failed).
 
 import { chooseModelFiles } from './modelfiles.js';
@@ -77,8 +78,8 @@ export class ModelClient {
   }
 
   receive(data) {
-    if (data.status === 'progress') {
-      this.emit('progress', data);
+    if (data.status === 'progress' || data.status === 'stage') {
+      this.emit(data.status, data);
       return;
     }
     if (data.status === 'lost') {

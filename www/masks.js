@@ -1,9 +1,7 @@
-// Drawing label maps, shared by the page and <word-mask>: one palette (the CLI's overlay
-// colours, label 1 = first colour) and one painter.
-export const PALETTE = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [255, 225, 25], [245, 130, 48], [145, 30, 180],
-  [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]];
-
-export const paletteColour = (label) => PALETTE[(label - 1) % PALETTE.length];
+// Drawing label maps, shared by the page and <word-mask>: one palette (palette.js: the CLI's
+// overlay colours first, label 1 = first colour, then colours that stay apart for hundreds of
+// words) and one painter.
+export { PALETTE, paletteColour } from './palette.js';
 
 /**
  * Blend label colours into `pixels` (an ImageData of the same size as the map). `colours[i]`
@@ -22,6 +20,22 @@ export function paintMasks(pixels, labelMap, colours, { opacity = 0.6, outlines 
     if (!c) continue;
     for (let k = 0; k < 3; k++) data[i * 4 + k] = Math.round(data[i * 4 + k] * (1 - opacity) + c[k] * opacity);
   }
+}
+
+/**
+ * The label map as a PNG for eyes: each pixel in its label's colour (`colours[i]`: label
+ * i + 1's), unlabelled pixels transparent. Resolves to a Blob.
+ */
+export function colourPng(labelMap, colours, width, height) {
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext('2d');
+  const pixels = ctx.createImageData(width, height);
+  for (let i = 0; i < labelMap.length; i++) {
+    const c = labelMap[i] ? colours[labelMap[i] - 1] : null;
+    if (c) pixels.data.set([...c, 255], i * 4);
+  }
+  ctx.putImageData(pixels, 0, 0);
+  return canvas.convertToBlob({ type: 'image/png' });
 }
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {

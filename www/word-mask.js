@@ -20,14 +20,24 @@ import { SETTINGS } from './settings.js';
 const client = sharedClient();
 
 
+// Before its image arrives the canvas is a 4:3 placeholder; while the model loads the `src`
+// image shows, with the status (and a spinner) under it. Errors sit in a box of their own
+// colours, readable on any page.
 const TEMPLATE = `<style>
   :host { display: inline-block; position: relative; max-width: 100%; }
   canvas { width: 100%; height: auto; display: block; }
-  ul { list-style: none; padding: 0; margin: .25rem 0; display: flex; flex-wrap: wrap; gap: .2rem .8rem; font: 13px system-ui, sans-serif; }
+  canvas.empty { aspect-ratio: 4 / 3; background: rgb(128 128 128 / .15); }
+  ul { list-style: none; padding: 0; margin: .25rem 0; display: flex; flex-wrap: wrap; gap: .2rem .8rem; font: max(14px, .875em)/1.4 system-ui, sans-serif; }
   li span { display: inline-block; width: .8em; height: .8em; margin-right: .3em; border-radius: .15em; }
-  p { margin: .25rem 0; font: 13px system-ui, sans-serif; }
+  p { margin: .25rem 0; font: max(14px, .875em)/1.4 system-ui, sans-serif; }
+  p:empty { display: none; }
+  p.busy::before { content: ""; display: inline-block; width: .8em; height: .8em; margin-right: .4em; vertical-align: -.1em;
+    border: 2px solid currentColor; border-right-color: transparent; border-radius: 50%; animation: spin 1s linear infinite; }
+  @keyframes spin { to { transform: rotate(1turn); } }
+  @media (prefers-reduced-motion: reduce) { p.busy::before { animation: none; } }
+  p.error { color: #7a0a16; background: #fdecee; border: 1px solid #7a0a16; border-radius: .3rem; padding: .35rem .5rem; }
 </style>
-<canvas part="canvas" width="1" height="1" role="img" aria-label="image with masks"></canvas>
+<canvas part="canvas" class="empty" width="1" height="1" role="img" aria-label="image with masks"></canvas>
 <ul part="legend"></ul>
 <p part="status" role="status" aria-live="polite"></p>`;
 
@@ -54,7 +64,10 @@ class WordMask extends HTMLElement {
   }
 
   connectedCallback() {
-    this.unsubscribe = client.on('progress', (p) => this.emit('progress', p));
+    this.unsubscribe = client.on('progress', (p) => {
+      this.emit('progress', p);
+      if (!this.ready && p.total && !this.showsError) this.status(`Loading the model: ${p.file} ${Math.floor((100 * p.loaded) / p.total)} %`, 'busy');
+    });
     this.update();
   }
 
@@ -66,7 +79,7 @@ class WordMask extends HTMLElement {
   attributeChangedCallback(name, before, after) {
     if (before === after || !this.isConnected) return;
     if (name === 'model' || name === 'sam') this.ready = false;
-    if (name === 'src') { this.image = null; this.pixels = null; }
+    if (name === 'src') { this.image = null; this.pixels = null; this.source = null; }
     if (name === 'camera' && after === null) this.stopCamera();
     this.update();
   }
@@ -83,14 +96,49 @@ class WordMask extends HTMLElement {
     this.dispatchEvent(new CustomEvent(type, { detail, bubbles: true, composed: true }));
   }
 
-  status(text) {
-    this.shadowRoot.querySelector('[part=status]').textContent = text;
+  /** The status line; `state`: 'busy' (a spinner beside it), 'error' (a box) or none. */
+  status(text, state) {
+    const line = this.shadowRoot.querySelector('[part=status]');
+    line.textContent = text;
+    line.className = state ?? '';
   }
 
-  fail(error) {
+  get showsError() {
+    return this.shadowRoot.querySelector('[part=status]').className === 'error';
+  }
+
+  /** Show `error` and fire `error`; `what` and `next` say what failed and what to check. */
+  fail(error, { what, next } = {}) {
     const message = error?.message ?? String(error);
-    this.status(`Error: ${message}`);
-    this.emit('error', { message });
+    const text = what ? `${what}: ${message.replace(/\.$/, '')}. ${next}` : `Error: ${message}`;
+    this.status(text, 'error');
+    this.emit('error', { message: text });
+  }
+
+  /**
+   * The `src` image, fetched and drawn at once (before the model is there), as a promise of its
+   * bitmap; null when it cannot be had (the error is shown).
+   */
+  fetchSource() {
+    const src = this.getAttribute('src');
+    if (!src || this.hasAttribute('camera')) return Promise.resolve(null);
+    if (this.source?.src === src) return this.source.promise;
+    const promise = (async () => {
+      const response = await fetch(src);
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      // Upright by the file's EXIF orientation, as <img> shows it and as `wordmask` reads it.
+      return createImageBitmap(await response.blob(), { imageOrientation: 'from-image' });
+    })().then((bitmap) => {
+      if (this.source?.promise !== promise) return null;
+      this.image = bitmap;
+      if (!this.result) this.show(bitmap);
+      return bitmap;
+    }, (e) => {
+      if (this.source?.promise === promise) this.fail(e, { what: `The image "${src}" could not be loaded`, next: 'Check the src attribute: an image URL this page may fetch.' });
+      return null;
+    });
+    this.source = { src, promise };
+    return promise;
   }
 
   // Only the attributes that are set: the core fills in the defaults of the model's engine.
@@ -108,26 +156,31 @@ class WordMask extends HTMLElement {
     const model = this.getAttribute('model');
     // An Open-Vocabulary SAM checkpoint in `sam` names its own masks: interactive needs no `model`.
     const pointOnly = !model && this.hasAttribute('interactive') && this.getAttribute('sam');
+    const source = this.fetchSource();
     if (!model && !pointOnly) return;
     try {
       if (!this.ready) {
-        this.status('Loading the model…');
-        const ready = await client.load(model || this.getAttribute('sam'));
-        if (model && this.hasAttribute('sam')) await client.load(this.getAttribute('sam'));
+        const id = model || this.getAttribute('sam');
+        this.status('Loading the model…', 'busy');
+        let ready;
+        try {
+          ready = await client.load(id);
+          if (model && this.hasAttribute('sam')) await client.load(this.getAttribute('sam'));
+        } catch (e) {
+          this.fail(e, { what: `The model "${id}" could not be loaded`,
+            next: 'Check the model attribute: a hub id (owner/name) or a folder URL holding config.json and model.safetensors.' });
+          return;
+        }
         if (this.getAttribute('model') !== model) return;
         this.ready = true;
+        if (!this.showsError) this.status(''); // an image that failed meanwhile stays explained
         this.emit('ready', { backend: ready.backend, engine: ready.engine, defaults: ready.defaults });
       }
       if (this.hasAttribute('camera')) {
         await this.startCamera();
         return;
       }
-      if (!this.image && this.getAttribute('src')) {
-        const response = await fetch(this.getAttribute('src'));
-        if (!response.ok) throw new Error(`${this.getAttribute('src')}: HTTP ${response.status}`);
-        // Upright by the file's EXIF orientation, as <img> shows it and as `wordmask` reads it.
-        this.image = await createImageBitmap(await response.blob(), { imageOrientation: 'from-image' });
-      }
+      if (!this.image && !(await source)) return;
       if (this.hasAttribute('interactive')) {
         if (this.image) this.show(this.image);
         this.status(this.image ? 'Click an object.' : '');
@@ -173,9 +226,14 @@ class WordMask extends HTMLElement {
     const ctx = canvas.getContext('2d');
     ctx.drawImage(source, 0, 0, width, height);
     const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
-    this.status('Segmenting…');
+    this.status('Segmenting…', 'busy');
     await client.load(this.getAttribute('model'));
-    const result = await client.segment({ rgba, width, height, labels: this.labels, options: this.options() });
+    let result;
+    try {
+      result = await client.segment({ rgba, width, height, labels: this.labels, options: this.options() });
+    } catch (e) {
+      throw new Error(`the image could not be segmented: ${e.message.replace(/\.$/, '')}. Check the labels and setting attributes`);
+    }
     this.result = result;
     this.draw(canvas);
     this.status('');
@@ -186,6 +244,7 @@ class WordMask extends HTMLElement {
 
   /** The current image on the canvas, without masks. */
   show(source) {
+    this.canvas.classList.remove('empty');
     this.canvas.width = source.width;
     this.canvas.height = source.height;
     this.canvas.getContext('2d').drawImage(source, 0, 0);
@@ -218,6 +277,7 @@ class WordMask extends HTMLElement {
 
   draw(source) {
     const { width, height, labelMap, labels, unlabelled } = this.result;
+    this.canvas.classList.remove('empty');
     this.canvas.width = width;
     this.canvas.height = height;
     const ctx = this.canvas.getContext('2d');

@@ -15,6 +15,7 @@
 //      | {id, status: 'encoded', ms} | {id, status: 'mask', width, height, mask, iou, area, timings, label?, probability?, runnerUp?}
 //      | {id, status: 'labels', labels} | {id, status: 'error', message, code?, host?}   code: 'cancelled', 'network' or 'http'
 //      | {status: 'progress', file, loaded, total, cached?, resumed?, retrying?, of?, connected?, host?}   (download.js)
+//      | {status: 'stage', stage}                     a segmentation's stage as it begins (stages.js)
 //      | {status: 'lost', reason}                     the GPU device was lost: this worker is done
 // The core says what a checkpoint is for (`role`): a words model ('words', with its engine's
 // `defaults`), or a prompt model for the Point mode ('prompts', loaded beside the words model;
@@ -23,6 +24,7 @@
 import { singleCore, threadsCore } from './cores.js';
 import { download as downloadFile, forgetParts } from './download.js';
 import { chooseModelFiles } from './modelfiles.js';
+import { watchStages } from './stages.js';
 
 // Builds of the core: pkg/ (WebGPU, and the CPU fallback on one thread), and the CPU fallback
 // alone in two more (see cores.js): the threads module, its kernels spread over a pool of Web
@@ -248,7 +250,8 @@ async function handle(data) {
     return [{ status: 'mask', ...result }, [result.mask.buffer]];
   }
   if (data.type === 'segment') {
-    const result = await wm.segment(data.rgba, data.width, data.height, data.labels, data.options);
+    const segment = () => wm.segment(data.rgba, data.width, data.height, data.labels, data.options);
+    const result = await watchStages(segment, (stage) => postMessage({ status: 'stage', stage }));
     await keepText();
     return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer]];
   }
