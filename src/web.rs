@@ -10,7 +10,9 @@ use crate::Error;
 use crate::checkpoint::{ByteSource, Checkpoint};
 use crate::labels;
 use crate::preprocess::RgbImage;
-use crate::segment::point::{NameRequest, Naming, Prompt, PromptSession, PromptTimings, WordsNamer};
+use crate::segment::objects::{Object, counts, instance_map};
+use crate::segment::point::{AutomaticOptions, NameRequest, Naming, Prompt, PromptSession, PromptTimings, WordsNamer};
+use crate::segment::refine::{RefineOptions, sharpen};
 use crate::segment::{EmbeddingCache, Kind, LabelMap, LabelShare, Loaded, Model, Settings, Timings};
 
 fn js_error(e: Error) -> JsValue {
@@ -129,6 +131,43 @@ struct SegmentResult {
     engine: &'static str,
     method: String,
     timings: Timings,
+}
+
+/// A word and how many objects it has.
+#[derive(Serialize)]
+struct WordCount {
+    label: String,
+    count: usize,
+}
+
+/// Objects of a result (sharp edges, or every object): the list (`{id, label, class, score,
+/// box, area}`), each word's count, and the milliseconds of the image's encoding and of the
+/// masks; the map of ids goes beside them as a `Uint16Array` (`instances`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectsResult<'a> {
+    objects: &'a [Object],
+    counts: Vec<WordCount>,
+    encode_ms: f64,
+    masks_ms: f64,
+}
+
+/// `result.objects`, `result.counts`, ... and `result.instances` (the id map) on `result`.
+fn attach_objects(
+    result: &JsValue,
+    objects: &[Object],
+    labels: &[String],
+    (width, height): (usize, usize),
+    (encode_ms, masks_ms): (f64, f64),
+) -> Result<(), JsValue> {
+    let counts = counts(objects, labels).into_iter().map(|(label, count)| WordCount { label, count }).collect();
+    let part = to_js(&ObjectsResult { objects, counts, encode_ms, masks_ms })?;
+    for key in ["objects", "counts", "encodeMs", "masksMs"] {
+        js_sys::Reflect::set(result, &key.into(), &js_sys::Reflect::get(&part, &key.into())?)?;
+    }
+    let ids = instance_map(objects, width, height);
+    js_sys::Reflect::set(result, &"instances".into(), &js_sys::Uint16Array::from(&ids[..]).into())?;
+    Ok(())
 }
 
 /// Serialise the label map as a `Uint8Array` rather than an array of numbers.
@@ -348,7 +387,9 @@ impl WordMask {
     /// `Uint16Array` above; `timings` has each stage's milliseconds (`text`, `image`, `scores`,
     /// `finish`). `options` holds the CLI's settings in camelCase (`templates`, `shortSide`,
     /// `window`, `stride`, `threshold`, `background` (words), `method`, `refine`, `scoring`,
-    /// ...); unset ones take the engine's defaults.
+    /// ...); unset ones take the engine's defaults. `sharp`: sharp edges with the Segment
+    /// Anything model loaded beside the words model — the label map follows its masks, and the
+    /// result also holds `objects`, `counts`, `instances`, `encodeMs` and `masksMs`.
     pub async fn segment(
         &mut self,
         rgba: &[u8],
@@ -356,13 +397,25 @@ impl WordMask {
         height: usize,
         labels: &str,
         options: JsValue,
+        sharp: Option<bool>,
     ) -> Result<JsValue, JsValue> {
         let settings = settings(options)?;
         let labels = labels::parse(labels).map_err(js_error)?;
         let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
         let model = self.model.as_ref().ok_or_else(|| js_error(Error::invalid("no model is loaded yet")))?;
+        if sharp == Some(true) && self.session.is_none() {
+            return Err(js_error(Error::invalid(
+                "sharp edges need a Segment Anything model loaded beside the words model: load one in Point mode",
+            )));
+        }
         let out = run(crate::segment::segment(model, &image, &labels, &settings, &mut self.cache)).await?;
-        let seg = out.segmentation;
+        let mut seg = out.segmentation;
+        let sharpened = match (sharp, self.session.as_mut()) {
+            (Some(true), Some(session)) => {
+                Some(run(sharpen(&mut seg, &image, session, &RefineOptions::default())).await?)
+            }
+            _ => None,
+        };
         let (shares, unlabelled) = seg.shares();
         let result = to_js(&SegmentResult {
             width,
@@ -379,6 +432,51 @@ impl WordMask {
             LabelMap::Wide(v) => js_sys::Uint16Array::from(&v[..]).into(),
         };
         js_sys::Reflect::set(&result, &"labelMap".into(), &label_map)?;
+        if let Some((objects, encode_ms, masks_ms)) = &sharpened {
+            attach_objects(&result, objects, &seg.labels, (width, height), (*encode_ms, *masks_ms))?;
+        }
+        Ok(result)
+    }
+
+    /// Every object in an RGBA image, no prompt (Segment Anything's automatic masks), each
+    /// named among `labels` by the words model when both are there: `{width, height, objects,
+    /// counts, instances: Uint16Array, encodeMs, masksMs}`. `automatic` holds the generator's
+    /// settings in camelCase (`pointsPerSide`, `pointsPerBatch`, `predIouThresh`,
+    /// `stabilityScoreThresh`, `stabilityScoreOffset`, `boxNmsThresh`); `options` the words'.
+    pub async fn everything(
+        &mut self,
+        rgba: &[u8],
+        width: usize,
+        height: usize,
+        labels: &str,
+        options: JsValue,
+        automatic: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let automatic: AutomaticOptions = if automatic.is_undefined() || automatic.is_null() {
+            AutomaticOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(automatic)
+                .map_err(|e| js_error(Error::invalid(format!("automatic mask settings: {e}"))))?
+        };
+        automatic.validate().map_err(js_error)?;
+        let settings = settings(options)?;
+        let labels = match labels.trim() {
+            "" => None,
+            words => Some(labels::parse(words).map_err(js_error)?),
+        };
+        let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
+        let session = self.session.as_mut().ok_or_else(|| {
+            js_error(Error::invalid("naming everything needs a Segment Anything model: load one in Point mode"))
+        })?;
+        let encode_ms = if session.holds(&image) { 0.0 } else { run(session.encode(image)).await? };
+        let start = crate::clock::now_ms();
+        let words = self.model.as_ref().map(|model| WordsNamer { model, settings: &settings, cache: &mut self.cache });
+        let request = NameRequest { labels: labels.clone(), vocabulary: None, words };
+        let objects = run(session.everything(&automatic, request, |_, _| {})).await?;
+        let masks_ms = crate::clock::now_ms() - start;
+        let result = to_js(&serde_json::json!({"width": width, "height": height}))?;
+        let names: Vec<String> = labels.iter().flatten().map(|l| l.name.clone()).collect();
+        attach_objects(&result, &objects, &names, (width, height), (encode_ms, masks_ms))?;
         Ok(result)
     }
 }

@@ -106,7 +106,7 @@ SHAPES = [
     dict(word="red", rgb=RED, shape="disc", centre=[85, 85], radius=60),
     dict(word="red", rgb=RED, shape="disc", centre=[380, 255], radius=40),
     dict(word="green", rgb=GREEN, shape="band", centre=[200, 230], length=220, width=40, degrees=30),
-    dict(word="yellow", rgb=YELLOW, shape="arc", centre=[320, 80], radius=50, width=5, degrees=[-45, 225]),
+    dict(word="yellow", rgb=YELLOW, shape="arc", centre=[320, 80], radius=50, width=12, degrees=[-45, 225]),
 ]
 
 
@@ -269,7 +269,7 @@ def write_scene():
         regions.append(dict(word=word, rgb=list(rgb), objects=1 + (word == "red"), probe=probes[word]))
     about = ("The round scene of the pixel-exact Segment Anything tests (sam-colours-fine): saturated colours "
              "drawn by pixel centres with no anti-aliasing, edges off any patch grid (discs, a band at 30 degrees, "
-             "a 5-pixel arc). Each word's pixels are its mask; objects counts its separate connected parts; the "
+             "a 12-pixel arc, under one 16-pixel patch). Each word's pixels are its mask; objects counts its separate connected parts; the "
              "probe is a pixel well inside (the first red disc for red). Shapes are painted in order over the blue "
              "ground and do not touch.")
     description = dict(about=about, width=WIDTH, height=HEIGHT, labels=["yellow", "green", "red", "blue"],

@@ -14,7 +14,8 @@ use super::files::ModelFiles;
 use wordmask::device::{self, read};
 use wordmask::labels::Label;
 use wordmask::preprocess::RgbImage;
-use wordmask::segment::point::{Click, NameRequest, Prompt, PromptModel, PromptSession};
+use wordmask::segment::point::{AutomaticOptions, Click, NameRequest, Prompt, PromptModel, PromptSession};
+use wordmask::segment::refine::{RefineOptions, sharpen};
 use wordmask::segment::{EmbeddingCache, Loaded, Model, Settings, Timings, presets, segment, slide};
 use wordmask::{Backend, block_on};
 
@@ -50,6 +51,14 @@ pub struct BenchArgs {
     /// with the text side for --labels labels, using the engine's defaults or the settings below.
     #[arg(long)]
     segment: Option<String>,
+    /// With --segment: also time sharp edges (segment --sam) with random weights of this
+    /// Segment Anything preset (sam-vit-base, slimsam-50, slimsam-77).
+    #[arg(long, requires = "segment")]
+    sam_config: Option<String>,
+    /// A Segment Anything model: also time automatic masks (sam --everything) at these points
+    /// per side, e.g. 16,32.
+    #[arg(long, value_delimiter = ',')]
+    everything: Vec<usize>,
     #[command(flatten)]
     settings: Settings,
     #[command(flatten)]
@@ -192,6 +201,19 @@ fn point_rows(args: &BenchArgs, mut session: PromptSession) -> Result<Vec<Row>> 
         })?,
     };
     rows.push(decoder);
+    for &side in &args.everything {
+        let options = AutomaticOptions { points_per_side: side, ..AutomaticOptions::default() };
+        options.validate()?;
+        let mut kept = 0;
+        let times = time(args.iters, |_| {
+            kept = block_on(session.everything(&options, NameRequest::default(), |_, _| {}))?.len();
+            Ok(())
+        })?;
+        rows.push(Row {
+            stage: format!("{what} automatic masks, {side}x{side} points ({kept} kept, image encoded)"),
+            times_ms: times,
+        });
+    }
     Ok(rows)
 }
 
@@ -293,5 +315,37 @@ fn segment_rows(args: &BenchArgs, size: &str, model: &Model) -> Result<Vec<Row>>
         row("  of which reading the scores back".into(), cached, |t| t.scores),
         row("  of which the label map".into(), cached, |t| t.finish),
         row(format!("first segmentation, {} new labels (text + image)", args.labels), first, |t| t.total()),
+    ]
+    .into_iter()
+    .chain(sharp_rows(args, (w, h), model)?)
+    .collect())
+}
+
+/// With `--sam-config`: sharp edges on the segmentation of random images — Segment Anything's
+/// encoding of each image, and the prompts of its words' regions.
+fn sharp_rows(args: &BenchArgs, (w, h): (usize, usize), model: &Model) -> Result<Vec<Row>> {
+    let Some(name) = &args.sam_config else { return Ok(Vec::new()) };
+    let Loaded::Prompts(sam) = Loaded::preset(name, &model.device())? else {
+        bail!("--sam-config {name} is not a Segment Anything preset: give sam-vit-base, slimsam-50 or slimsam-77");
+    };
+    let mut session = PromptSession::new(sam);
+    let (labels, mut cache) = (labels("thing", args.labels), EmbeddingCache::default());
+    let mut seed = 7u32;
+    let (mut encode, mut prompts, mut objects) = (Vec::new(), Vec::new(), 0);
+    time(args.iters, |_| {
+        let image = random_image(w, h, &mut seed)?;
+        let mut seg = block_on(segment(model, &image, &labels, &args.settings, &mut cache))?.segmentation;
+        let (found, e, p) = block_on(sharpen(&mut seg, &image, &mut session, &RefineOptions::default()))?;
+        objects = found.len();
+        encode.push(e);
+        prompts.push(p);
+        Ok(())
+    })?;
+    Ok(vec![
+        Row { stage: format!("sharp edges: {name} encoder ({w}x{h})"), times_ms: encode[1..].to_vec() },
+        Row {
+            stage: format!("sharp edges: prompts of the regions ({objects} objects)"),
+            times_ms: prompts[1..].to_vec(),
+        },
     ])
 }

@@ -58,8 +58,8 @@ fn load_prompt_model(dir: &str, runtime: super::RuntimeArgs) -> Result<PromptMod
     let files = ModelFiles::open(dir).context("loading the Segment Anything checkpoint of --sam")?;
     let name = files.weights_path.display().to_string();
     let device = runtime.device()?;
-    Ok(PromptModel::from_bytes(&files.config, files.weights(), &name, files.preprocessor.as_deref(), &device)
-        .context("loading the Segment Anything checkpoint of --sam")?)
+    PromptModel::from_bytes(&files.config, files.weights(), &name, files.preprocessor.as_deref(), &device)
+        .context("loading the Segment Anything checkpoint of --sam")
 }
 
 pub fn run(args: SegmentArgs) -> Result<()> {

@@ -28,6 +28,23 @@ impl RunMask {
         mask
     }
 
+    /// The mask of the linear indices `pixels`, sorted.
+    pub fn from_sorted(pixels: &[u32], width: usize, height: usize) -> Self {
+        let mut mask = RunMask::empty(width, height);
+        let mut k = 0;
+        while k < pixels.len() {
+            let start = pixels[k];
+            let row_end = (start as usize / width + 1) * width;
+            let mut n = 1;
+            while k + n < pixels.len() && pixels[k + n] == start + n as u32 && (start as usize + n) < row_end {
+                n += 1;
+            }
+            mask.runs.push((start, n as u32));
+            k += n;
+        }
+        mask
+    }
+
     /// Appends row `y` (rows in order), one flag per pixel.
     pub fn push_row(&mut self, y: usize, row: impl Iterator<Item = bool>) {
         let base = (y * self.width) as u32;
@@ -52,6 +69,19 @@ impl RunMask {
     pub fn push_run(&mut self, start: usize, len: usize) {
         debug_assert!(len > 0 && start % self.width + len <= self.width);
         self.runs.push((start as u32, len as u32));
+    }
+
+    /// Pixels set in both masks (of one size).
+    pub fn intersection_area(&self, other: &RunMask) -> usize {
+        let (mut i, mut j, mut total) = (0, 0, 0);
+        while i < self.runs.len() && j < other.runs.len() {
+            let (a0, an) = self.runs[i];
+            let (b0, bn) = other.runs[j];
+            let (a1, b1) = (a0 + an, b0 + bn);
+            total += a1.min(b1).saturating_sub(a0.max(b0)) as usize;
+            if a1 <= b1 { i += 1 } else { j += 1 }
+        }
+        total
     }
 
     /// Set pixels.
@@ -141,6 +171,17 @@ mod tests {
         assert_eq!(mask.area(), 6);
         assert_eq!(mask.bbox(), [0, 1, 4, 3]);
         assert_eq!(RunMask::empty(w, h).bbox(), [0; 4]);
+    }
+
+    #[test]
+    fn intersections_count_shared_pixels() {
+        let a = RunMask::from_plane(&[1, 1, 0, 1, 1, 1, 1, 0], 4, 2);
+        let b = RunMask::from_plane(&[0, 1, 1, 1, 1, 0, 1, 1], 4, 2);
+        assert_eq!(a.intersection_area(&b), 4);
+        assert_eq!(b.intersection_area(&a), 4);
+        assert_eq!(a.intersection_area(&RunMask::empty(4, 2)), 0);
+        // Runs break at each row's end.
+        assert_eq!(RunMask::from_sorted(&[0, 1, 3, 4, 5, 6], 4, 2), a);
     }
 
     #[test]

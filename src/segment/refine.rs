@@ -4,10 +4,9 @@
 //! region's word. Where masks overlap, the higher predicted IoU wins; pixels no mask covers keep
 //! the words' label. Every mask is an [`Object`], so the result can be counted ("dog ×3").
 //!
-//! This is the refinement step of Trident (Shi et al., ICCV 2025: SAM turns the CLIP map's
-//! regions into prompts and takes its masks) on the words' own map, without Trident's
-//! sub-image splitting and feature aggregation, which need several passes of a larger CLIP; see
-//! docs/engines.md.
+//! This follows the refinement stage of Trident (Shi et al., ICCV 2025; YuHengsss/Trident,
+//! `seg_utils/utils.py` `sam_refinement`): 8-connected regions per class, a box and the peak
+//! pixel as prompts, one mask each. What differs, and why, is in docs/engines.md.
 
 use super::objects::{Object, RunMask};
 use super::point::{Prompt, PromptSession};
@@ -22,24 +21,11 @@ pub struct RefineOptions {
     /// Regions smaller than this share of the image are speckle, not objects: they prompt
     /// nothing and keep their words' label.
     pub min_region: f32,
-    /// A mask is kept within its region's box grown by this share of the box's side on each
-    /// side (at least 16 pixels): Segment Anything may also take a look-alike object elsewhere,
-    /// which has a region, and a prompt, of its own.
-    pub box_margin: f32,
 }
 
 impl Default for RefineOptions {
     fn default() -> Self {
-        RefineOptions { min_region: 0.001, box_margin: 0.25 }
-    }
-}
-
-impl RefineOptions {
-    /// `bbox` grown by the margin, within a `width x height` image.
-    fn grown(&self, [x0, y0, x1, y1]: [usize; 4], width: usize, height: usize) -> [usize; 4] {
-        let grow = |side: usize| ((side as f32 * self.box_margin).ceil() as usize).max(16);
-        let (gx, gy) = (grow(x1 + 1 - x0), grow(y1 + 1 - y0));
-        [x0.saturating_sub(gx), y0.saturating_sub(gy), (x1 + gx).min(width - 1), (y1 + gy).min(height - 1)]
+        RefineOptions { min_region: 0.001 }
     }
 }
 
@@ -53,10 +39,13 @@ pub struct Region {
     pub bbox: [usize; 4],
     /// Its most confident pixel `(x, y)`.
     pub peak: (usize, usize),
+    /// Its pixels' linear indices, in no order.
+    pub pixels: Vec<u32>,
 }
 
-/// The 4-connected regions of each label (0, unlabelled, excluded) of a `width x height` map,
-/// in order of their first pixel; `confidence` picks each region's peak.
+/// The 8-connected regions of each label (0, unlabelled, excluded) of a `width x height` map,
+/// in order of their first pixel (as Trident's `measure.label(..., connectivity=2)`);
+/// `confidence` picks each region's peak.
 pub fn regions(label_at: impl Fn(usize) -> usize, confidence: &[u8], width: usize, height: usize) -> Vec<Region> {
     let mut seen = vec![false; width * height];
     let mut found = Vec::new();
@@ -68,23 +57,24 @@ pub fn regions(label_at: impl Fn(usize) -> usize, confidence: &[u8], width: usiz
         }
         seen[start] = true;
         stack.push(start);
-        let mut region = Region { label, area: 0, bbox: [usize::MAX, usize::MAX, 0, 0], peak: (0, 0) };
+        let mut region =
+            Region { label, area: 0, bbox: [usize::MAX, usize::MAX, 0, 0], peak: (0, 0), pixels: Vec::new() };
         let mut best = None;
         while let Some(i) = stack.pop() {
             let (x, y) = (i % width, i / width);
             region.area += 1;
+            region.pixels.push(i as u32);
             let b = &mut region.bbox;
             *b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
             if best.is_none_or(|(c, j)| (confidence[i], std::cmp::Reverse(i)) > (c, std::cmp::Reverse(j))) {
                 best = Some((confidence[i], i));
             }
-            let neighbours = [
-                (x > 0).then(|| i - 1),
-                (x + 1 < width).then(|| i + 1),
-                (y > 0).then(|| i - width),
-                (y + 1 < height).then(|| i + width),
-            ];
-            for j in neighbours.into_iter().flatten() {
+            for (dx, dy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
+                let (nx, ny) = (x as isize + dx, y as isize + dy);
+                if nx < 0 || ny < 0 || nx >= width as isize || ny >= height as isize {
+                    continue;
+                }
+                let j = ny as usize * width + nx as usize;
                 if !seen[j] && label_at(j) == label {
                     seen[j] = true;
                     stack.push(j);
@@ -137,70 +127,40 @@ pub async fn refine(
     let map = &seg.label_map;
     let found: Vec<Region> =
         regions(|i| map.get(i), &seg.confidence, width, height).into_iter().filter(|r| r.area >= min_area).collect();
-    let mut masks = Vec::with_capacity(found.len());
+    // Each region's mask keeps the parts that touch the region (Segment Anything may also
+    // take a look-alike object elsewhere, which has a region and a prompt of its own); a region
+    // whose mask misses it stays as the words drew it, below any mask.
+    let mut kept_masks: Vec<(RunMask, f32)> = Vec::with_capacity(found.len());
+    let mut seen = vec![false; width * height];
     for region in &found {
         let [x0, y0, x1, y1] = region.bbox;
         let prompt = Prompt {
             points: vec![super::point::Click { x: region.peak.0 as f64, y: region.peak.1 as f64, positive: true }],
             bbox: Some([x0 as f64, y0 as f64, (x1 + 1) as f64, (y1 + 1) as f64]),
         };
-        let answer = session.prompt(&prompt, NameRequest::default()).await?;
-        masks.push(answer.mask);
+        let mask = session.prompt(&prompt, NameRequest::default()).await?.mask;
+        let seeds: Vec<u32> = region.pixels.iter().copied().filter(|&i| mask.mask[i as usize] == 1).collect();
+        let (mut pixels, score) = if seeds.is_empty() {
+            (region.pixels.clone(), f32::MIN)
+        } else {
+            (flood(&mask.mask, seeds, width, height, &mut seen), mask.iou.unwrap_or(1.0))
+        };
+        pixels.sort_unstable();
+        kept_masks.push((RunMask::from_sorted(&pixels, width, height), score));
     }
+    let clipped = kept_masks;
     // Each pixel goes to the covering mask of highest predicted IoU (the earlier region on a
-    // tie); an empty mask leaves its region as the words drew it.
+    // tie).
     let mut owner: Vec<u32> = vec![0; width * height];
     let mut best: Vec<f32> = vec![f32::NEG_INFINITY; width * height];
-    for (k, (region, mask)) in found.iter().zip(&masks).enumerate() {
-        let score = mask.iou.unwrap_or(1.0);
-        let id = k as u32 + 1;
-        if mask.area == 0 {
-            let [x0, y0, x1, y1] = region.bbox;
-            for y in y0..=y1 {
-                for x in x0..=x1 {
-                    let i = y * width + x;
-                    if seg.label_map.get(i) == region.label && owner[i] == 0 {
-                        owner[i] = id;
-                        best[i] = f32::NEG_INFINITY;
-                    }
+    for (k, (mask, score)) in clipped.iter().enumerate() {
+        for &(start, n) in mask.runs() {
+            for i in start as usize..(start + n) as usize {
+                if *score > best[i] {
+                    owner[i] = k as u32 + 1;
+                    best[i] = *score;
                 }
             }
-            continue;
-        }
-        let [gx0, gy0, gx1, gy1] = options.grown(region.bbox, width, height);
-        for y in gy0..=gy1 {
-            for x in gx0..=gx1 {
-                let i = y * width + x;
-                if mask.mask[i] == 1 && score > best[i] {
-                    owner[i] = id;
-                    best[i] = score;
-                }
-            }
-        }
-    }
-    let mut objects: Vec<Object> = found
-        .iter()
-        .zip(&masks)
-        .enumerate()
-        .map(|(k, (region, mask))| Object {
-            id: k as u32 + 1,
-            label: Some(seg.labels[region.label - 1].clone()),
-            class: Some(region.label - 1),
-            score: mask.iou.unwrap_or(1.0),
-            bbox: [0; 4],
-            area: 0,
-            mask: RunMask::empty(width, height),
-        })
-        .collect();
-    for y in 0..height {
-        let row = &owner[y * width..(y + 1) * width];
-        let mut x = 0;
-        while x < width {
-            let run = row[x..].iter().take_while(|&&o| o == row[x]).count();
-            if row[x] > 0 {
-                objects[row[x] as usize - 1].mask.push_run(y * width + x, run);
-            }
-            x += run;
         }
     }
     for (i, &o) in owner.iter().enumerate() {
@@ -208,13 +168,99 @@ pub async fn refine(
             seg.label_map.set(i, found[o as usize - 1].label);
         }
     }
+    // One object may be several regions of its word (the words' map broke a thin part into
+    // pieces, and each piece's mask is the whole part): regions of one word whose masks share a
+    // tenth of the smaller one are one object.
+    let mut parent: Vec<usize> = (0..found.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for i in 0..found.len() {
+        for j in i + 1..found.len() {
+            let (a, b) = (&clipped[i].0, &clipped[j].0);
+            let smaller = a.area().min(b.area());
+            if found[i].label == found[j].label && smaller > 0 && 10 * a.intersection_area(b) >= smaller {
+                let (ri, rj) = (root(&mut parent, i), root(&mut parent, j));
+                parent[ri.max(rj)] = ri.min(rj);
+            }
+        }
+    }
+    let mut group = vec![usize::MAX; found.len()];
+    let mut objects: Vec<Object> = Vec::new();
+    for k in 0..found.len() {
+        let r = root(&mut parent, k);
+        if group[r] == usize::MAX {
+            group[r] = objects.len();
+            let label = found[r].label;
+            objects.push(Object {
+                id: 0,
+                label: Some(seg.labels[label - 1].clone()),
+                class: Some(label - 1),
+                score: f32::MIN,
+                bbox: [0; 4],
+                area: 0,
+                mask: RunMask::empty(width, height),
+            });
+        }
+        group[k] = group[r];
+        let object = &mut objects[group[k]];
+        object.score = object.score.max(clipped[k].1);
+    }
+    for y in 0..height {
+        let row = &owner[y * width..(y + 1) * width];
+        let mut x = 0;
+        while x < width {
+            let g = |o: u32| if o == 0 { usize::MAX } else { group[o as usize - 1] };
+            let run = row[x..].iter().take_while(|&&o| g(o) == g(row[x])).count();
+            if row[x] > 0 {
+                objects[g(row[x])].mask.push_run(y * width + x, run);
+            }
+            x += run;
+        }
+    }
     objects.retain(|o| o.mask.area() > 0);
     for (k, object) in objects.iter_mut().enumerate() {
         object.id = k as u32 + 1;
         object.area = object.mask.area();
         object.bbox = object.mask.bbox();
+        if object.score == f32::MIN {
+            object.score = 0.0; // no mask: the words' own region
+        }
     }
     Ok(objects)
+}
+
+/// The 8-connected pixels of `mask` (1 inside) reachable from `seeds`; `seen` is all false on
+/// entry and again on return.
+fn flood(mask: &[u8], seeds: Vec<u32>, width: usize, height: usize, seen: &mut [bool]) -> Vec<u32> {
+    let mut stack = seeds;
+    let mut out = Vec::new();
+    for &i in &stack {
+        seen[i as usize] = true;
+    }
+    while let Some(i) = stack.pop() {
+        out.push(i);
+        let (x, y) = ((i as usize % width) as isize, (i as usize / width) as isize);
+        for (dx, dy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
+            let (nx, ny) = (x + dx, y + dy);
+            if nx < 0 || ny < 0 || nx >= width as isize || ny >= height as isize {
+                continue;
+            }
+            let j = ny as usize * width + nx as usize;
+            if mask[j] == 1 && !seen[j] {
+                seen[j] = true;
+                stack.push(j as u32);
+            }
+        }
+    }
+    for &i in &out {
+        seen[i as usize] = false;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -234,8 +280,8 @@ mod tests {
         confidence[1] = 9;
         confidence[13] = 7;
         let found = regions(|i| map[i], &confidence, w, h);
-        let summary: Vec<(usize, usize, [usize; 4], (usize, usize))> =
-            found.iter().map(|r| (r.label, r.area, r.bbox, r.peak)).collect();
+        type Summary = (usize, usize, [usize; 4], (usize, usize));
+        let summary: Vec<Summary> = found.iter().map(|r| (r.label, r.area, r.bbox, r.peak)).collect();
         assert_eq!(
             summary,
             vec![
@@ -245,5 +291,8 @@ mod tests {
                 (1, 2, [2, 2, 3, 2], (3, 2)),
             ]
         );
+        // Pixels touching at a corner are one region.
+        let diagonal = regions(|i| [1, 0, 0, 1][i], &[0; 4], 2, 2);
+        assert_eq!(diagonal.iter().map(|r| r.area).collect::<Vec<_>>(), vec![2]);
     }
 }

@@ -25,5 +25,6 @@ mod parity_sam;
 mod parity_segclip;
 mod preprocess;
 mod semantic;
+mod sharp_edges;
 mod tokenizer;
 mod train;
