@@ -86,7 +86,7 @@ for (const colorScheme of ['light', 'dark']) {
   test(`a missing model or image says which, and what to check (${colorScheme})`, { timeout: 120_000 }, async () => {
     const cases = [
       { name: 'model', path: `/embed.html?model=/tests/fixtures/no-such-model/&src=${SRC}`, image: true, ready: 0,
-        says: /^The model "\/tests\/fixtures\/no-such-model\/" could not be loaded: .*HTTP 404\. Check the model attribute: a hub id \(owner\/name\) or a folder URL holding config\.json and model\.safetensors\.$/ },
+        says: /^The model "\/tests\/fixtures\/no-such-model\/" could not be loaded: .*HTTP 404 \(no such file there\)\. Check the model attribute: a hub id \(owner\/name\) or a folder URL holding config\.json and model\.safetensors\.$/ },
       { name: 'image', path: '/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/no-such-image.png', image: false, ready: 2,
         says: /^The image "\/tests\/fixtures\/images\/no-such-image\.png" could not be loaded: HTTP 404\. Check the src attribute: an image URL this page may fetch\.$/ },
     ];
