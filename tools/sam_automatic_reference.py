@@ -17,6 +17,11 @@ with the outputs.
 
     pip install -r tools/requirements.txt
     python3 tools/sam_automatic_reference.py     # writes tests/fixtures/sam-tiny/automatic.json
+
+It also writes tests/fixtures/small_regions.json: segment-anything's own `remove_small_regions`
+(the `min_mask_region_area` step of `SamAutomaticMaskGenerator`, segment-anything 1.0 with
+OpenCV's `connectedComponentsWithStats`) on random masks with holes, islands and specks, for
+several areas, both modes.
 """
 
 import json
@@ -46,6 +51,30 @@ def candidates(model, processor, image):
         out.pred_masks, enc.original_sizes, enc.reshaped_input_sizes, binarize=False)[0]
     stability = _compute_stability_score(logits.flatten(0, 1), 0.0, OFFSET)
     return out.iou_scores[0].flatten(), stability
+
+
+def small_regions():
+    """segment-anything's `remove_small_regions` on seeded random masks."""
+    from segment_anything.utils.amg import remove_small_regions
+
+    rng = np.random.default_rng(7)
+    cases = []
+    for k in range(6):
+        h, w = 30, 40
+        y, x = np.mgrid[0:h, 0:w]
+        mask = np.zeros((h, w), bool)
+        for _ in range(1 + k % 3):  # blobs
+            cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.integers(4, 12)
+            mask |= (y - cy) ** 2 + (x - cx) ** 2 < r * r
+        mask ^= rng.random((h, w)) < 0.04  # specks: one-pixel islands and holes
+        for area in (3, 12, 60):
+            for mode in ("holes", "islands"):
+                out, changed = remove_small_regions(mask, area, mode)
+                cases.append(dict(width=w, height=h, area=area, mode=mode, changed=bool(changed),
+                                  mask=["".join("1" if v else "0" for v in row) for row in mask],
+                                  out=["".join("1" if v else "0" for v in row) for row in out]))
+    (OUT / "small_regions.json").write_text(json.dumps(dict(cases=cases)) + "\n")
+    print(f"small regions: {len(cases)} cases, {sum(c['changed'] for c in cases)} changed")
 
 
 def main():
@@ -83,3 +112,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    small_regions()

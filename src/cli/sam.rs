@@ -127,6 +127,9 @@ pub struct AutomaticArgs {
     /// --everything: drop a mask whose box overlaps a better one's by more than this IoU.
     #[arg(long, default_value_t = AutomaticOptions::default().box_nms_thresh)]
     box_nms_thresh: f32,
+    /// --everything: fill holes and remove islands of fewer pixels in each mask (0: off).
+    #[arg(long, default_value_t = AutomaticOptions::default().min_mask_region_area)]
+    min_mask_region_area: usize,
 }
 
 impl AutomaticArgs {
@@ -138,6 +141,7 @@ impl AutomaticArgs {
             stability_score_thresh: self.stability_score_thresh,
             stability_score_offset: self.stability_score_offset,
             box_nms_thresh: self.box_nms_thresh,
+            min_mask_region_area: self.min_mask_region_area,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::common;
 
 use burn::tensor::Device;
 use common::{backends, fixtures, image, read};
-use wordmask::segment::point::{AutoMask, AutomaticOptions, PromptModel};
+use wordmask::segment::point::{AutoMask, AutomaticOptions, PromptModel, remove_small_regions};
 
 const NAME: &str = "sam-tiny";
 
@@ -133,5 +133,27 @@ fn a_wrong_offset_or_nms_threshold_fails_parity() {
     ] {
         let kept = generate(&model, &wrong).len();
         assert_ne!(kept, expected, "{wrong:?} keeps as many masks as the pipeline's settings");
+    }
+}
+
+/// `min_mask_region_area`'s step against segment-anything's own `remove_small_regions`
+/// (OpenCV's 8-connected components), on random masks with holes, islands and specks: every
+/// pixel and the "changed" flag, both modes, three areas.
+#[test]
+fn small_regions_go_as_segment_anything_removes_them() {
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("small_regions.json")).unwrap()).unwrap();
+    let plane = |rows: &serde_json::Value| -> Vec<u8> {
+        rows.as_array().unwrap().iter().flat_map(|r| r.as_str().unwrap().bytes().map(|b| b - b'0')).collect()
+    };
+    let cases = spec["cases"].as_array().unwrap();
+    for (k, case) in cases.iter().enumerate() {
+        let (w, h) = (case["width"].as_u64().unwrap() as usize, case["height"].as_u64().unwrap() as usize);
+        let (area, holes) = (case["area"].as_u64().unwrap() as usize, case["mode"] == "holes");
+        let (out, changed) = remove_small_regions(&plane(&case["mask"]), w, h, area, holes);
+        assert_eq!(changed, case["changed"].as_bool().unwrap(), "case {k} ({} at {area})", case["mode"]);
+        let want = plane(&case["out"]);
+        let differ = out.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "case {k} ({} at {area}): {differ} pixels differ", case["mode"]);
     }
 }

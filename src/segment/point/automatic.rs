@@ -38,6 +38,10 @@ pub struct AutomaticOptions {
     pub stability_score_offset: f32,
     /// Boxes overlapping a better mask's by more than this IoU are dropped (`box_nms_thresh`).
     pub box_nms_thresh: f32,
+    /// Holes and islands of fewer pixels are filled and removed in each kept mask, and the
+    /// masks changed so give way to unchanged ones they overlap (`min_mask_region_area`; 0:
+    /// off).
+    pub min_mask_region_area: usize,
 }
 
 impl Default for AutomaticOptions {
@@ -49,6 +53,7 @@ impl Default for AutomaticOptions {
             stability_score_thresh: 0.95,
             stability_score_offset: 1.0,
             box_nms_thresh: 0.7,
+            min_mask_region_area: 0,
         }
     }
 }
@@ -208,7 +213,8 @@ impl PromptModel {
         let scores: Vec<f32> = found.iter().map(|m| m.iou).collect();
         let kept = nms(&boxes, &scores, options.box_nms_thresh);
         let mut slots: Vec<Option<AutoMask>> = found.into_iter().map(Some).collect();
-        Ok(kept.into_iter().filter_map(|i| slots[i].take()).collect())
+        let kept: Vec<AutoMask> = kept.into_iter().filter_map(|i| slots[i].take()).collect();
+        Ok(if options.min_mask_region_area > 0 { without_small_regions(kept, options) } else { kept })
     }
 
     /// One candidate's logits (cropped to the resized image) brought to the image's size a row
@@ -225,6 +231,96 @@ impl PromptModel {
         let stability = if low == 0 { f32::NAN } else { high as f32 / low as f32 };
         (mask, stability)
     }
+}
+
+/// segment-anything's `postprocess_small_regions`: in each mask, holes and then islands under
+/// the minimum area are filled and removed; masks so changed score 0 and unchanged ones 1 for a
+/// second box NMS (at the box threshold, or 0.7, the crop threshold the authors' default takes,
+/// if that is higher), which prefers the unchanged.
+fn without_small_regions(masks: Vec<AutoMask>, options: &AutomaticOptions) -> Vec<AutoMask> {
+    let area = options.min_mask_region_area;
+    let mut cleaned: Vec<(RunMask, f32)> = Vec::with_capacity(masks.len());
+    for m in &masks {
+        let (w, h) = (m.mask.width, m.mask.height);
+        let (filled, holes) = remove_small_regions(&m.mask.to_plane(), w, h, area, true);
+        let (kept, islands) = remove_small_regions(&filled, w, h, area, false);
+        let unchanged = !holes && !islands;
+        cleaned.push((RunMask::from_plane(&kept, w, h), if unchanged { 1.0 } else { 0.0 }));
+    }
+    let boxes: Vec<[usize; 4]> = cleaned.iter().map(|(m, _)| m.bbox()).collect();
+    let scores: Vec<f32> = cleaned.iter().map(|&(_, s)| s).collect();
+    let order = nms(&boxes, &scores, options.box_nms_thresh.max(0.7));
+    let mut slots: Vec<Option<AutoMask>> = masks.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|i| {
+            let mut m = slots[i].take()?;
+            if scores[i] == 0.0 {
+                m.mask = std::mem::take(&mut cleaned[i].0);
+                m.bbox = boxes[i];
+            }
+            Some(m)
+        })
+        .collect()
+}
+
+/// The 8-connected components of the pixels where `on` holds, numbered 1, 2, ... in the order
+/// of their first pixel row by row (as OpenCV's `connectedComponentsWithStats` numbers them):
+/// each pixel's component (0 where `on` does not hold) and each component's size.
+fn components(on: impl Fn(usize) -> bool, width: usize, height: usize) -> (Vec<u32>, Vec<usize>) {
+    let mut label = vec![0u32; width * height];
+    let mut sizes = Vec::new();
+    let mut stack = Vec::new();
+    for start in 0..width * height {
+        if label[start] != 0 || !on(start) {
+            continue;
+        }
+        let id = sizes.len() as u32 + 1;
+        label[start] = id;
+        stack.push(start);
+        let mut size = 0;
+        while let Some(i) = stack.pop() {
+            size += 1;
+            let (x, y) = ((i % width) as isize, (i / width) as isize);
+            for (dx, dy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
+                let (nx, ny) = (x + dx, y + dy);
+                if nx < 0 || ny < 0 || nx >= width as isize || ny >= height as isize {
+                    continue;
+                }
+                let j = ny as usize * width + nx as usize;
+                if label[j] == 0 && on(j) {
+                    label[j] = id;
+                    stack.push(j);
+                }
+            }
+        }
+        sizes.push(size);
+    }
+    (label, sizes)
+}
+
+/// segment-anything's `remove_small_regions` on a `width x height` mask (1 inside): `holes`
+/// fills the 8-connected pieces outside the mask under `area` pixels, else the pieces of the
+/// mask under `area` are removed (the largest stays if all are). Returns the mask and whether it
+/// changed.
+pub fn remove_small_regions(mask: &[u8], width: usize, height: usize, area: usize, holes: bool) -> (Vec<u8>, bool) {
+    let (label, sizes) = components(|i| (mask[i] != 0) != holes, width, height);
+    let small: Vec<bool> = sizes.iter().map(|&s| s < area).collect();
+    if !small.iter().any(|&s| s) {
+        return (mask.to_vec(), false);
+    }
+    let out = if holes {
+        // The mask and its small holes.
+        label.iter().map(|&l| u8::from(l == 0 || small[l as usize - 1])).collect()
+    } else {
+        let largest = (0..sizes.len()).fold(0, |b, k| if sizes[k] > sizes[b] { k } else { b });
+        let all_small = small.iter().all(|&s| s);
+        label
+            .iter()
+            .map(|&l| u8::from(l != 0 && (!small[l as usize - 1] || (all_small && l as usize - 1 == largest))))
+            .collect()
+    };
+    (out, true)
 }
 
 #[cfg(test)]

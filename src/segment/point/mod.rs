@@ -19,7 +19,7 @@ use std::any::Any;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-pub use automatic::{AutoMask, AutomaticOptions, nms, point_grid};
+pub use automatic::{AutoMask, AutomaticOptions, nms, point_grid, remove_small_regions};
 pub use namer::MaskNamer;
 pub use ovsam::OvSam;
 pub use sam::Sam;
