@@ -726,7 +726,7 @@ fn sharp_edges_count_each_words_objects() {
     let summary = Cli::new("segment")
         .fixture("semantic-colours")
         .image(&input)
-        .labels("red, green, blue")
+        .labels("red, green, blue, yellow")
         .args(["--background", "none", "--threshold", "0", "--templates", "single"])
         .arg("--sam", fixtures().join("sam-colours"))
         .arg("--instances", &instances)
@@ -736,6 +736,7 @@ fn sharp_edges_count_each_words_objects() {
     assert_eq!(edges["counts"]["red"].as_u64(), Some(2), "{edges}");
     assert_eq!(edges["counts"]["green"].as_u64(), Some(1), "{edges}");
     assert_eq!(edges["counts"]["blue"].as_u64(), Some(1), "{edges}");
+    assert_eq!(edges["counts"]["yellow"].as_u64(), Some(0), "a word with no pixels has no object: {edges}");
     let ids = image::open(&instances).unwrap().to_luma16().into_raw();
     for object in edges["objects"].as_array().unwrap() {
         let id = object["id"].as_u64().unwrap() as u16;
@@ -781,6 +782,14 @@ fn sharp_edges_refuse_the_wrong_checkpoints() {
     };
     let err = segment("semantic-colours").fails();
     assert!(err.contains("--sam"), "a CLIP checkpoint as --sam: {err}");
+    let err = Cli::new("segment")
+        .fixture("semantic-colours")
+        .image(&image)
+        .labels("red")
+        .arg("--instances", dir.join("ids.png"))
+        .out(&out)
+        .fails();
+    assert!(err.contains("--sam"), "--instances without --sam: {err}");
     let err = segment("ovsam-tiny").fails();
     assert!(err.contains("Segment Anything checkpoint"), "{err}");
     let err = Cli::new("segment").fixture("sam-colours").image(&image).labels("red").out(&out).fails();
