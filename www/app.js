@@ -265,7 +265,7 @@ function showObjectsBar() {
   $('sharp-row').hidden = !canSharpen();
   $('objects-get').hidden = Boolean(state.prompts);
   let note = 'Sharp edges: Segment Anything redraws each word along the image\'s edges and counts its objects (camera frames go without).';
-  if (!state.prompts) note = 'Sharp edges and Name everything need a Segment Anything model beside the words model.';
+  if (!state.prompts) note = 'Sharp edges and Name everything need a Segment Anything model beside the words model: load one under Point.';
   else if (state.prompts.names) note = 'Sharp edges and Name everything take a Segment Anything model (SAM or SlimSAM); Open-Vocabulary SAM names what you click under Point.';
   $('objects-note').textContent = note;
 }
