@@ -4,6 +4,7 @@ import { colourPng, greyPng, paintMasks, paletteColour } from './masks.js';
 import { sharedClient } from './client.js';
 import { clearLoadProblem, filesText, progressText, showLoadProblem } from './loading.js';
 import { Legend } from './legend.js';
+import { ObjectsList, everythingLayer, keepObject, outlineObject } from './objects.js';
 import { PointMode } from './point.js';
 import { arrowTabs, keepingFocus, toolbar } from './keyboard.js';
 import { Probe } from './probe.js';
@@ -16,9 +17,10 @@ const client = sharedClient();
 // Per-label colour (editable) and visibility, keyed by the label's name.
 const chosenColours = new Map();
 const hiddenLabels = new Set();
-const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null, engine: null, labels: [], isolated: null };
+const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null, engine: null, labels: [], isolated: null,
+  prompts: null, sharpRun: false, object: null, highlight: null };
 const colour = (label) => {
-  const name = state.result?.labels[label - 1]?.label ?? state.labels[label - 1]?.name;
+  const name = state.result?.labels?.[label - 1]?.label ?? state.result?.counts?.[label - 1]?.label ?? state.labels[label - 1]?.name;
   return chosenColours.get(name) ?? paletteColour(label);
 };
 const hex = (rgb) => `#${rgb.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
@@ -77,6 +79,8 @@ client.on('restarting', ({ reason }) => {
 client.on('error', ({ message }) => status(`Error: ${message}`));
 client.on('ready', ({ backend, role, engine, defaults, names }) => {
   if (role === 'prompts') {
+    state.prompts = { engine, names };
+    showObjectsBar();
     const architecture = PROMPT_ENGINES.find((e) => e.name === engine)?.architecture ?? engine;
     const what = names ? `${architecture} (outlines and names objects)` : architecture;
     status(`${what} ready (${backend}). ${state.image ? 'Click an object in the image.' : 'Choose an image, then click an object.'}`);
@@ -102,12 +106,17 @@ function nextStep() {
 // The stage a segmentation is in (the worker reports each as it begins; its time is in the
 // timings line afterwards, under the same names).
 const STAGE_TEXT = {
-  text: '1 of 4, the words through the text encoder (each new word once per template)',
-  image: '2 of 4, the image through the image encoder',
-  scores: '3 of 4, reading the scores back',
-  finish: '4 of 4, the label map',
+  text: 'the words through the text encoder (each new word once per template)',
+  image: 'the image through the image encoder',
+  scores: 'reading the scores back',
+  finish: 'the label map',
+  edges: 'Segment Anything redraws the edges (the image is encoded once)',
 };
-client.on('stage', ({ stage }) => { if (state.busy && !state.camera) status(`Segmenting: ${STAGE_TEXT[stage]}…`); });
+client.on('stage', ({ stage }) => {
+  if (!state.busy || state.camera) return;
+  const stages = Object.keys(STAGE_TEXT).slice(0, state.sharpRun ? 5 : 4);
+  status(`Segmenting: ${stages.indexOf(stage) + 1} of ${stages.length}, ${STAGE_TEXT[stage]}…`);
+});
 client.openDevice().then(
   ({ backend, threads, precision }) => status(backend === 'webgpu'
     ? `WebGPU ready${precision === 'f16' ? ' (computing in f16)' : ''}. Load a model.`
@@ -128,6 +137,10 @@ function updateButtons() {
   $('segment').disabled = !(state.modelReady && state.image) || state.busy;
   const results = pointMode.active ? pointMode.outlined.length > 0 : Boolean(state.result);
   for (const id of ['download-labels', 'download-colours', 'download-overlay', 'download-json']) $(id).disabled = !results;
+  const objects = !pointMode.active && Boolean(state.result?.instances);
+  $('download-objects').hidden = !objects;
+  $('objects-download-note').hidden = !objects;
+  $('everything').disabled = !state.image || state.busy;
   $('point-undo').disabled = pointMode.history.length === 0;
   $('point-clear').disabled = pointMode.objects.length === 0;
 }
@@ -153,6 +166,7 @@ function setMode(mode) {
   }
   $('point-panel').hidden = !pointMode.active;
   $('segment').hidden = pointMode.active;
+  $('objects-bar').hidden = pointMode.active;
   $('view').classList.toggle('pointing', pointMode.active);
   fitCanvas(); // the Point panel takes room above the image
   if (pointMode.active && $('view').getBoundingClientRect().bottom > innerHeight) $('view').scrollIntoView({ block: 'end' });
@@ -235,6 +249,69 @@ $('load').onclick = async () => {
 };
 $('cancel').onclick = () => client.cancel();
 
+// Sharp edges (Words mode): Segment Anything, loaded beside the words model under Point, redraws
+// each word's regions along the image's edges and counts its objects. The switch shows once such
+// a model is loaded and is remembered across visits (on until turned off). Name everything:
+// every object Segment Anything finds without prompts, named by the typed words.
+const SHARP_KEY = 'wordmask-sharp-edges';
+try { $('sharp').checked = localStorage.getItem(SHARP_KEY) !== 'off'; } catch { $('sharp').checked = true; }
+function canSharpen() {
+  return Boolean(state.prompts && !state.prompts.names);
+}
+function sharpEdges() {
+  return canSharpen() && $('sharp').checked;
+}
+function showObjectsBar() {
+  $('sharp-row').hidden = !canSharpen();
+  $('objects-get').hidden = Boolean(state.prompts);
+  let note = 'Sharp edges: Segment Anything redraws each word along the image\'s edges and counts its objects (camera frames go without).';
+  if (!state.prompts) note = 'Sharp edges and Name everything need a Segment Anything model beside the words model: load one under Point.';
+  else if (state.prompts.names) note = 'Sharp edges and Name everything take a Segment Anything model (SAM or SlimSAM); Open-Vocabulary SAM names what you click under Point.';
+  $('objects-note').textContent = note;
+}
+showObjectsBar();
+$('sharp').onchange = () => {
+  try { localStorage.setItem(SHARP_KEY, $('sharp').checked ? 'on' : 'off'); } catch { /* not kept in a private window */ }
+  // The same image again, with or without sharp edges, to compare.
+  if (state.result?.labelMap && !state.camera && !state.busy) segmentImage(state.image);
+};
+$('objects-get').onclick = () => { setMode('point'); $('sam-pick').focus(); };
+$('everything').onclick = () => nameEverything();
+
+const NO_SAM = 'Error: Name everything needs a Segment Anything model: under Point, choose one '
+  + '(nielsr/slimsam-77-uniform is the smallest) and press Load, then press Name everything again.';
+
+async function nameEverything() {
+  if (!state.image || state.busy) return;
+  if (!state.prompts && !state.samLoading) { status(NO_SAM); return; }
+  if (state.camera && !state.camera.frozen) { status('Freeze the frame first: Name everything works on one image.'); return; }
+  const image = state.image;
+  state.busy = true;
+  updateButtons();
+  $('unlabelled-help').replaceChildren();
+  status('Naming everything: Segment Anything encodes the image, then outlines what a grid of points finds…');
+  try {
+    const { width, height } = image;
+    const result = await client.everything({ rgba: new Uint8Array(image.rgba), width, height, labels: $('labels').value, options: settingsChosen() });
+    if (state.image === image) {
+      state.result = result;
+      forgetObject();
+      draw();
+      showLegend();
+      const { objects, counts } = result;
+      const named = objects.filter((o) => o.label).length;
+      const why = counts.length && !named && !client.has('words') ? ' (load a words model to name them)' : '';
+      status(`Named everything: ${objects.length} ${objects.length === 1 ? 'object' : 'objects'}${named ? `, ${named} named` : ''}${why}.`);
+      const ms = (v) => `${Math.round(v)} ms`;
+      $('timings').textContent = `Name everything: ${ms(result.encodeMs + result.masksMs)} — encoding ${ms(result.encodeMs)}, masks and names ${ms(result.masksMs)}`;
+    }
+  } catch (e) {
+    status(`Error: ${e.message}`);
+  }
+  state.busy = false;
+  updateButtons();
+}
+
 let imageTicket = 0; // the latest image wins when two arrive together
 async function takeImage(blob) {
   if (!blob || !blob.type.startsWith('image/')) { status('That is not an image.'); return; }
@@ -257,6 +334,7 @@ async function takeImage(blob) {
 function showImage(image) {
   state.image = image;
   state.result = null;
+  forgetObject();
   $('unlabelled-help').replaceChildren();
   pointMode.reset();
   draw();
@@ -445,11 +523,12 @@ function applyEngine(engine, defaults) {
 $('opacity').oninput = () => draw();
 
 // What the last segmentation spent its time on, stage by stage (the core's timings).
-function showTimings({ engine, method, timings }) {
+function showTimings({ engine, method, timings, encodeMs, masksMs }) {
   const ms = (v) => `${Math.round(v)} ms`;
   const total = timings.text + timings.image + timings.scores + timings.finish;
+  const sharp = encodeMs == null ? '' : `; sharp edges ${ms(encodeMs + masksMs)} (encoding ${ms(encodeMs)}, masks ${ms(masksMs)})`;
   $('timings').textContent = `${method ?? engine}: ${ms(total)} — words ${ms(timings.text)}, image ${ms(timings.image)}, `
-    + `read back ${ms(timings.scores)}, label map ${ms(timings.finish)}`;
+    + `read back ${ms(timings.scores)}, label map ${ms(timings.finish)}${sharp}`;
 }
 
 async function segmentImage(image) {
@@ -458,11 +537,15 @@ async function segmentImage(image) {
   if (!state.camera) status('Segmenting…');
   if (!state.camera) $('unlabelled-help').replaceChildren();
   const options = settingsChosen();
+  // Live camera frames go without sharp edges: Segment Anything's encoder per frame would hold
+  // the masks back by seconds (a frozen frame may have them).
+  state.sharpRun = sharpEdges() && !(state.camera && !state.camera.frozen);
   let wait = 0;
   try {
-    const result = await client.segment({ rgba: new Uint8Array(image.rgba), width: image.width, height: image.height, labels: $('labels').value, options });
+    const result = await client.segment({ rgba: new Uint8Array(image.rgba), width: image.width, height: image.height, labels: $('labels').value, options, sharp: state.sharpRun });
     state.result = result;
     state.image = image;
+    forgetObject();
     draw();
     showLegend();
     status(state.camera ? (state.camera.frozen ? FROZEN : 'Live.') : 'Done.');
@@ -608,12 +691,15 @@ function layer() {
   }
   const r = state.result;
   if (!r || r.width !== width || r.height !== height) return null;
+  // Name everything: the objects themselves are the map.
+  if (!r.labelMap) return everythingLayer(r, { wordColour: colour, ownColour: (id) => paletteColour(r.counts.length + id) });
+  const objects = r.objects ? { objects: r.objects, counts: r.counts } : {};
   return {
     map: r.labelMap,
     confidence: r.confidence,
     entries: r.labels.map((l, i) => ({ word: l.label, colour: colour(i + 1), text: `${l.label} ${(l.share * 100).toFixed(1)} %`, value: i + 1, share: l.share })),
     rest: `unlabelled ${(r.unlabelled * 100).toFixed(1)} %`,
-    summary: { width, height, labels: r.labels, unlabelled: r.unlabelled },
+    summary: { width, height, labels: r.labels, unlabelled: r.unlabelled, ...objects },
   };
 }
 
@@ -654,7 +740,12 @@ function draw() {
   const pixels = ctx.getImageData(0, 0, width, height);
   const off = (word) => hiddenLabels.has(word) || (state.isolated && word !== state.isolated);
   const colours = shown.entries.map((e) => (off(e.word) ? null : e.colour));
-  paintMasks(pixels, shown.map, colours, { opacity: Number($('opacity').value), outlines: $('outlines').checked });
+  const { instances } = state.result ?? {};
+  const objects = !pointMode.active && instances?.length === shown.map.length ? instances : null;
+  // An object pressed in the list shows alone; the one under the pointer (or focused) is outlined.
+  const map = objects && state.object ? keepObject(shown.map, objects, state.object) : shown.map;
+  paintMasks(pixels, map, colours, { opacity: Number($('opacity').value), outlines: $('outlines').checked });
+  if (objects && state.highlight) outlineObject(pixels, objects, state.highlight);
   ctx.putImageData(pixels, 0, 0);
 }
 
@@ -667,7 +758,29 @@ function wordsLegend() {
 
 const legend = new Legend({ list: $('legend'), find: $('legend-find'), filter: $('legend-filter'), more: $('legend-more') });
 
+// Sharp edges and Name everything: the objects under the legend.
+const objectsList = new ObjectsList({ box: $('objects-box'), counts: $('objects-counts'), list: $('objects'), more: $('objects-more') }, {
+  highlight: (id) => { state.highlight = id; draw(); },
+  isolate: (id) => { state.object = id; draw(); showObjects(); },
+});
+
+function showObjects() {
+  const r = pointMode.active ? null : state.result;
+  if (!r?.objects || !state.image || r.width !== state.image.width || r.height !== state.image.height) {
+    objectsList.show();
+    return;
+  }
+  // An object takes its word's colour (the typed words' order, as `class` counts them).
+  objectsList.show(r.objects, r.counts, (o) => (o.class == null ? paletteColour(r.counts.length + o.id) : colour(o.class + 1)), state.object);
+}
+
+function forgetObject() {
+  state.object = null;
+  state.highlight = null;
+}
+
 function showLegend() {
+  showObjects();
   const shown = layer() ?? wordsLegend();
   if (!shown) { legend.show([], null, null); return; }
   if (state.isolated && !shown.entries.some((e) => e.word === state.isolated)) state.isolated = null;
@@ -695,7 +808,7 @@ function showLegend() {
     li.append(b);
     return li;
   };
-  keepingFocus($('legend'), () => legend.show(shown.entries, item, shown.rest), $('view'));
+  keepingFocus($('legend'), () => legend.show(shown.legend ?? shown.entries, item, shown.rest), $('view'));
 }
 
 // Hover (or a tap, on a touch screen) names the word under the pointer; from the keyboard, the
@@ -706,7 +819,7 @@ function nameAt(x, y) {
   const i = y * state.image.width + x;
   const entry = shown.map[i] ? shown.entries[shown.map[i] - 1] : null;
   const score = shown.confidence ? ` (${(shown.confidence[i] / 255).toFixed(2)})` : '';
-  const text = entry ? `${entry.word ?? `object ${shown.map[i]}`}${score}` : `${pointMode.active ? 'nothing' : 'unlabelled'}${score}`;
+  const text = entry ? `${entry.object ? entry.text : entry.word ?? `object ${shown.map[i]}`}${score}` : `${pointMode.active ? 'nothing' : 'unlabelled'}${score}`;
   $('hover').textContent = text;
   return text;
 }
@@ -744,6 +857,11 @@ $('download-colours').onclick = async () => {
   save(await colourPng(shown.map, shown.entries.map((e) => e.colour), width, height), 'labels-coloured.png');
 };
 $('download-overlay').onclick = () => $('view').toBlob((blob) => save(blob, 'overlay.png'), 'image/png');
+// The objects' ids (as the JSON lists them) as a 16-bit PNG, as `wordmask segment --instances` writes it.
+$('download-objects').onclick = async () => {
+  const { width, height, instances } = state.result;
+  save(await greyPng(instances, width, height, { depth: 16 }), 'objects.png');
+};
 $('download-json').onclick = () => {
   save(new Blob([JSON.stringify(layer().summary, null, 1)], { type: 'application/json' }), 'wordmask.json');
 };

@@ -9,6 +9,8 @@
 //   const { engine, defaults } = await client.load('openai/clip-vit-base-patch16');
 //   const result = await client.segment({ rgba, width, height, labels: 'cat, dog', options: {} });
 //   await client.load('nielsr/slimsam-77-uniform');            // Point mode, beside the words model
+//   const sharp = await client.segment({ rgba, width, height, labels: 'cat, dog', sharp: true }); // + objects
+//   const all = await client.everything({ rgba, width, height, labels: 'cat, dog' });
 //   const image = { rgba, width, height };
 //   const object = await client.prompt({ image, prompt: { points: [{ x, y }] }, labels: 'cat, dog' });
 //
@@ -20,7 +22,7 @@
 // Events: 'device' {backend, threads, precision, build ('main' for pkg/, 'cpu-relaxed', 'threads' or 'threads-relaxed')}, 'progress' {file, loaded, total, cached?, retrying?},
 // 'progress' also carries `resumed` (bytes kept from an earlier try) and, while retrying, `of`,
 // `connected` and `host` (download.js).
-// 'stage' {stage: 'text' | 'image' | 'scores' | 'finish'} (a segmentation's stage as it begins),
+// 'stage' {stage: 'text' | 'image' | 'scores' | 'finish' | 'edges' (sharp edges)} (a segmentation's stage as it begins),
 // 'ready' {backend, role, engine, defaults (words), names (prompts: the model names its masks), files (local files: {used, ignored})}, 'restarting' {reason}, 'error' {message} (a restart failed).
 
 import { chooseModelFiles } from './modelfiles.js';
@@ -169,10 +171,32 @@ export class ModelClient {
     return ready;
   }
 
-  /** Segment RGBA pixels; `options` as `wordmask segment`'s settings (camelCase), unset = the engine's defaults. */
-  async segment({ rgba, width, height, labels, options = {} }) {
+  /**
+   * Segment RGBA pixels; `options` as `wordmask segment`'s settings (camelCase), unset = the
+   * engine's defaults. `sharp`: the Segment Anything model loaded beside the words model redraws
+   * the edges, and the result also has `objects` ({id, label, class, score, box, area}),
+   * `counts` ({label, count} per word), `instances` (Uint16Array of object ids, 0 = none),
+   * `encodeMs` and `masksMs`; without a Segment Anything model it rejects saying so.
+   */
+  async segment({ rgba, width, height, labels, options = {}, sharp = false }) {
     await this.ready('words');
-    return strip(await this.post({ type: 'segment', rgba, width, height, labels, options }, [rgba.buffer]));
+    if (sharp) this.encoding = null; // the prompt model now holds this image, not the one encoded last
+    return strip(await this.post({ type: 'segment', rgba, width, height, labels, options, sharp }, [rgba.buffer]));
+  }
+
+  /**
+   * Every object in RGBA pixels, without prompts (Segment Anything's automatic masks), each
+   * named among `labels` by the words model when both are there: `{width, height, objects,
+   * counts, instances, encodeMs, masksMs}` as `segment`'s with `sharp`. `automatic`: the
+   * generator's settings (`pointsPerSide`, `pointsPerBatch`, `predIouThresh`,
+   * `stabilityScoreThresh`, `stabilityScoreOffset`, `boxNmsThresh`), unset = Segment Anything's
+   * defaults. Without a Segment Anything model it rejects saying so.
+   */
+  async everything({ rgba, width, height, labels = '', options = {}, automatic }) {
+    await this.openDevice();
+    await this.loading;
+    this.encoding = null;
+    return strip(await this.post({ type: 'everything', rgba, width, height, labels, options, automatic }, [rgba.buffer]));
   }
 
   /**

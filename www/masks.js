@@ -52,12 +52,13 @@ function crc32(bytes) {
 
 /**
  * A greyscale PNG of `values` (one per pixel, row-major), as the CLI writes label maps: 8-bit
- * when every value fits in a byte, 16-bit otherwise. Resolves to a Blob.
+ * when every value fits in a byte, 16-bit otherwise (or always, with `depth: 16`, as the CLI
+ * writes object ids). Resolves to a Blob.
  */
-export async function greyPng(values, width, height) {
+export async function greyPng(values, width, height, { depth } = {}) {
   let top = 0;
   for (const v of values) if (v > top) top = v;
-  const bytesPerPixel = top > 255 ? 2 : 1;
+  const bytesPerPixel = top > 255 || depth === 16 ? 2 : 1;
   const raw = new Uint8Array(height * (1 + width * bytesPerPixel));
   for (let y = 0, o = 0; y < height; y++) {
     raw[o++] = 0; // filter: none

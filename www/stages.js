@@ -11,14 +11,21 @@
 export const STAGES = ['text', 'image', 'scores', 'finish'];
 
 /**
- * Run `call` (one segmentation by the core), calling `onStage(name)` as each stage begins; the
- * worker's own `performance` is back in place however `call` ends.
+ * With sharp edges one more stage follows the label map (src/segment/refine.rs's `sharpen`):
+ * Segment Anything encodes the image and redraws each region; it begins at the read that ends
+ * the label map.
  */
-export async function watchStages(call, onStage) {
+export const SHARP_STAGES = [...STAGES, 'edges'];
+
+/**
+ * Run `call` (one segmentation by the core), calling `onStage(name)` as each of `stages`
+ * begins; the worker's own `performance` is back in place however `call` ends.
+ */
+export async function watchStages(call, onStage, stages = STAGES) {
   const real = self.performance;
   let reads = 0;
   const now = () => {
-    if (reads < STAGES.length) onStage(STAGES[reads]);
+    if (reads < stages.length) onStage(stages[reads]);
     reads++;
     return real.now();
   };

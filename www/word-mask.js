@@ -8,6 +8,10 @@
 // engine, defaults}, result {width, height, labels, shares, labelMap (Uint8Array, or Uint16Array
 // above 255 labels)}, error {message}. CSS parts:
 // canvas, legend, status. Every element on a page shares one worker, one GPU device and one model.
+// Sharp edges: `sam` (a Segment Anything checkpoint, hub id or folder URL) without `interactive`
+// loads it beside the words model, and each segmentation follows its masks' edges (not the
+// camera's frames, which go without); `result` then also carries objects ({id, label, class,
+// score, box, area}), counts ({label, count} per word) and instances (Uint16Array of ids).
 // Point mode: with `interactive` and `sam` (a Segment Anything checkpoint), a click on the
 // canvas outlines the object under it (named by `labels`, with `model` a CLIP checkpoint);
 // `prompt({points: [{x, y, positive}], box: [x0, y0, x1, y1]})` does the same from a script;
@@ -165,10 +169,17 @@ class WordMask extends HTMLElement {
         let ready;
         try {
           ready = await client.load(id);
-          if (model && this.hasAttribute('sam')) await client.load(this.getAttribute('sam'));
         } catch (e) {
           this.fail(e, { what: `The model "${id}" could not be loaded`,
             next: 'Check the model attribute: a hub id (owner/name) or a folder URL holding config.json and model.safetensors.' });
+          return;
+        }
+        const sam = this.getAttribute('sam');
+        try {
+          if (model && sam) await client.load(sam);
+        } catch (e) {
+          this.fail(e, { what: `The Segment Anything model "${sam}" could not be loaded`,
+            next: 'Check the sam attribute: a hub id (owner/name) or a folder URL of a Segment Anything checkpoint.' });
           return;
         }
         if (this.getAttribute('model') !== model) return;
@@ -203,7 +214,7 @@ class WordMask extends HTMLElement {
     const loop = async () => {
       if (!this.video) return;
       try {
-        if (this.labels.trim()) await this.segment(this.video);
+        if (this.labels.trim()) await this.segment(this.video, { sharp: false });
       } catch (e) {
         this.fail(e);
       }
@@ -217,8 +228,11 @@ class WordMask extends HTMLElement {
     this.video = null;
   }
 
-  /** Segment an image, bitmap, video frame or canvas with the current labels; resolves with the result. */
-  async segment(source) {
+  /**
+   * Segment an image, bitmap, video frame or canvas with the current labels; resolves with the
+   * result. `sharp` (default: with `sam` and without `interactive`): sharp edges and objects.
+   */
+  async segment(source, { sharp = this.hasAttribute('sam') && !this.hasAttribute('interactive') } = {}) {
     const width = source.videoWidth ?? source.displayWidth ?? source.width;
     const height = source.videoHeight ?? source.displayHeight ?? source.height;
     if (!width || !height) throw new Error('the image has no pixels yet');
@@ -228,16 +242,19 @@ class WordMask extends HTMLElement {
     const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
     this.status('Segmenting…', 'busy');
     await client.load(this.getAttribute('model'));
+    if (sharp) await client.load(this.getAttribute('sam'));
     let result;
     try {
-      result = await client.segment({ rgba, width, height, labels: this.labels, options: this.options() });
+      result = await client.segment({ rgba, width, height, labels: this.labels, options: this.options(), sharp });
     } catch (e) {
-      throw new Error(`the image could not be segmented: ${e.message.replace(/\.$/, '')}. Check the labels and setting attributes`);
+      const check = sharp ? 'Check the sam attribute (a Segment Anything checkpoint), the labels and setting attributes' : 'Check the labels and setting attributes';
+      throw new Error(`the image could not be segmented: ${e.message.replace(/\.$/, '')}. ${check}`);
     }
     this.result = result;
     this.draw(canvas);
     this.status('');
-    const detail = { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap };
+    const objects = result.objects ? { objects: result.objects, counts: result.counts, instances: result.instances } : {};
+    const detail = { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap, ...objects };
     this.emit('result', detail);
     return detail;
   }
@@ -276,7 +293,7 @@ class WordMask extends HTMLElement {
   }
 
   draw(source) {
-    const { width, height, labelMap, labels, unlabelled } = this.result;
+    const { width, height, labelMap, labels, unlabelled, counts } = this.result;
     this.canvas.classList.remove('empty');
     this.canvas.width = width;
     this.canvas.height = height;
@@ -290,7 +307,9 @@ class WordMask extends HTMLElement {
       const li = document.createElement('li');
       const sw = document.createElement('span');
       sw.style.background = `rgb(${paletteColour(i + 1).join(',')})`;
-      li.append(sw, `${l.label} ${(l.share * 100).toFixed(1)} %`);
+      // With sharp edges, the word's objects are counted too ("red 30.1 % ×2").
+      const count = counts ? ` ×${counts[i].count}` : '';
+      li.append(sw, `${l.label} ${(l.share * 100).toFixed(1)} %${count}`);
       return li;
     }), Object.assign(document.createElement('li'), { textContent: `unlabelled ${(unlabelled * 100).toFixed(1)} %` }));
   }

@@ -4,7 +4,8 @@
 // In:  {id, type: 'init', backend, threads?}              threads: the CPU fallback's (default: the cores, up to 8)
 //      {id, type: 'load', url}                        a folder URL holding config.json and the weights
 //      {id, type: 'load', files: [{name, bytes}]}     config.json, the weights, preprocessor_config.json
-//      {id, type: 'segment', rgba, width, height, labels, options}
+//      {id, type: 'segment', rgba, width, height, labels, options, sharp?}   sharp: Segment Anything redraws the edges
+//      {id, type: 'everything', rgba, width, height, labels, options, automatic?}   every object, no prompt
 //      {id, type: 'encode', rgba, width, height}      Point mode: the image's heavy pass, once
 //      {id, type: 'prompt', prompt, labels, options}  Point mode: {points: [{x, y, positive}], box}
 //      {id, type: 'labels', text}                     the core's label parser (answered at once)
@@ -12,10 +13,12 @@
 // Out: {id, status: 'device', backend, threads, precision, build}   build: 'main' (pkg/), 'cpu-relaxed', 'threads' or 'threads-relaxed'
 //      | {id, status: 'ready', backend, role, engine, defaults?, names?}
 //      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence, engine, method, timings}
+//        (with `sharp`, also objects, counts, instances, encodeMs, masksMs)
+//      | {id, status: 'objects', width, height, objects, counts, instances, encodeMs, masksMs}   (everything)
 //      | {id, status: 'encoded', ms} | {id, status: 'mask', width, height, mask, iou, area, timings, label?, probability?, runnerUp?}
 //      | {id, status: 'labels', labels} | {id, status: 'error', message, code?, host?}   code: 'cancelled', 'network' or 'http'
 //      | {status: 'progress', file, loaded, total, cached?, resumed?, retrying?, of?, connected?, host?}   (download.js)
-//      | {status: 'stage', stage}                     a segmentation's stage as it begins (stages.js)
+//      | {status: 'stage', stage}                     a segmentation's stage as it begins (stages.js; 'edges' with sharp)
 //      | {status: 'lost', reason}                     the GPU device was lost: this worker is done
 // The core says what a checkpoint is for (`role`): a words model ('words', with its engine's
 // `defaults`), or a prompt model for the Point mode ('prompts', loaded beside the words model;
@@ -24,7 +27,7 @@
 import { singleCore, threadsCore } from './cores.js';
 import { download as downloadFile, forgetParts } from './download.js';
 import { chooseModelFiles } from './modelfiles.js';
-import { watchStages } from './stages.js';
+import { SHARP_STAGES, STAGES, watchStages } from './stages.js';
 
 // Builds of the core: pkg/ (WebGPU, and the CPU fallback on one thread), and the CPU fallback
 // alone in two more (see cores.js): the threads module, its kernels spread over a pool of Web
@@ -250,10 +253,15 @@ async function handle(data) {
     return [{ status: 'mask', ...result }, [result.mask.buffer]];
   }
   if (data.type === 'segment') {
-    const segment = () => wm.segment(data.rgba, data.width, data.height, data.labels, data.options);
-    const result = await watchStages(segment, (stage) => postMessage({ status: 'stage', stage }));
+    const segment = () => wm.segment(data.rgba, data.width, data.height, data.labels, data.options, Boolean(data.sharp));
+    const result = await watchStages(segment, (stage) => postMessage({ status: 'stage', stage }), data.sharp ? SHARP_STAGES : STAGES);
     await keepText();
-    return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer]];
+    return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer, ...(result.instances ? [result.instances.buffer] : [])]];
+  }
+  if (data.type === 'everything') {
+    const result = await wm.everything(data.rgba, data.width, data.height, data.labels ?? '', data.options, data.automatic);
+    await keepText();
+    return [{ status: 'objects', ...result }, [result.instances.buffer]];
   }
   throw new Error(`unknown request ${data.type}`);
 }

@@ -106,13 +106,14 @@ test('keyboard only: load, image, words, segment, read a pixel\'s word, download
     await waitStatus(page, /^Done\.$/);
     assert.equal(await focused(page), 'labels', 'the focus stays in the words');
 
-    // Each chip is one tab stop: Segment, then one stop per chip, then the image.
+    // Each chip is one tab stop: Segment, then one stop per chip, Name everything and the way to
+    // a Segment Anything model (none is loaded), then the image.
     const stops = [];
-    for (let i = 0; i < SCENE.labels.length + 2; i++) {
+    for (let i = 0; i < SCENE.labels.length + 4; i++) {
       await page.keyboard.press('Tab');
       stops.push(await page.evaluate(() => document.activeElement.closest('#chips [data-label]')?.dataset.label ?? document.activeElement.id));
     }
-    assert.deepEqual(stops, ['segment', ...SCENE.labels, 'view']);
+    assert.deepEqual(stops, ['segment', ...SCENE.labels, 'everything', 'objects-get', 'view']);
 
     // In the "red" chip, the arrow keys reach its controls; hiding it keeps the focus there.
     await tabTo(page, '#chips [data-label="red"] [role=toolbar] *', { back: true });
