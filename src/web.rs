@@ -156,11 +156,11 @@ struct ObjectsResult<'a> {
 fn attach_objects(
     result: &JsValue,
     objects: &[Object],
-    labels: &[String],
+    counts: Vec<(String, usize)>,
     (width, height): (usize, usize),
     (encode_ms, masks_ms): (f64, f64),
 ) -> Result<(), JsValue> {
-    let counts = counts(objects, labels).into_iter().map(|(label, count)| WordCount { label, count }).collect();
+    let counts = counts.into_iter().map(|(label, count)| WordCount { label, count }).collect();
     let part = to_js(&ObjectsResult { objects, counts, encode_ms, masks_ms })?;
     for key in ["objects", "counts", "encodeMs", "masksMs"] {
         js_sys::Reflect::set(result, &key.into(), &js_sys::Reflect::get(&part, &key.into())?)?;
@@ -433,7 +433,7 @@ impl WordMask {
         };
         js_sys::Reflect::set(&result, &"labelMap".into(), &label_map)?;
         if let Some((objects, encode_ms, masks_ms)) = &sharpened {
-            attach_objects(&result, objects, &seg.labels, (width, height), (*encode_ms, *masks_ms))?;
+            attach_objects(&result, objects, counts(objects, &seg.labels), (width, height), (*encode_ms, *masks_ms))?;
         }
         Ok(result)
     }
@@ -475,8 +475,8 @@ impl WordMask {
         let objects = run(session.everything(&automatic, request, |_, _| {})).await?;
         let masks_ms = crate::clock::now_ms() - start;
         let result = to_js(&serde_json::json!({"width": width, "height": height}))?;
-        let names: Vec<String> = labels.iter().flatten().map(|l| l.name.clone()).collect();
-        attach_objects(&result, &objects, &names, (width, height), (encode_ms, masks_ms))?;
+        let counts = session.counts(&objects, labels.as_deref(), None);
+        attach_objects(&result, &objects, counts, (width, height), (encode_ms, masks_ms))?;
         Ok(result)
     }
 }

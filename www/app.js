@@ -252,7 +252,8 @@ $('cancel').onclick = () => client.cancel();
 // Sharp edges (Words mode): Segment Anything, loaded beside the words model under Point, redraws
 // each word's regions along the image's edges and counts its objects. The switch shows once such
 // a model is loaded and is remembered across visits (on until turned off). Name everything:
-// every object Segment Anything finds without prompts, named by the typed words.
+// every object Segment Anything finds without prompts, named by the typed words (Open-Vocabulary
+// SAM names its own, among the words or its classifier's classes).
 const SHARP_KEY = 'wordmask-sharp-edges';
 try { $('sharp').checked = localStorage.getItem(SHARP_KEY) !== 'off'; } catch { $('sharp').checked = true; }
 function canSharpen() {
@@ -266,7 +267,7 @@ function showObjectsBar() {
   $('objects-get').hidden = Boolean(state.prompts);
   let note = 'Sharp edges: Segment Anything redraws each word along the image\'s edges and counts its objects (camera frames go without).';
   if (!state.prompts) note = 'Sharp edges and Name everything need a Segment Anything model beside the words model: load one under Point.';
-  else if (state.prompts.names) note = 'Sharp edges and Name everything take a Segment Anything model (SAM or SlimSAM); Open-Vocabulary SAM names what you click under Point.';
+  else if (state.prompts.names) note = 'Name everything: Open-Vocabulary SAM names each object among the typed words, or its own classes with none typed. Sharp edges take a Segment Anything model (SAM or SlimSAM).';
   $('objects-note').textContent = note;
 }
 showObjectsBar();

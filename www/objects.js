@@ -43,8 +43,11 @@ export function everythingLayer(result, { wordColour, ownColour }) {
   // The legend: one entry per word that has objects, its share the pixels of its objects.
   const area = new Map();
   for (const o of objects) if (o.label) area.set(o.label, (area.get(o.label) ?? 0) + o.area);
+  // A word's colour is its class's (the typed words' order, or the classifier's for an
+  // Open-Vocabulary SAM naming among its own classes), as the objects' are.
+  const classOf = new Map(objects.filter((o) => o.label && o.class != null).map((o) => [o.label, o.class]));
   const legend = counts.filter((c) => c.count > 0).map((c) => {
-    const k = counts.indexOf(c) + 1;
+    const k = (classOf.get(c.label) ?? counts.indexOf(c)) + 1;
     const share = area.get(c.label) / (width * height);
     return { word: c.label, colour: wordColour(k), text: `${c.label} ${(share * 100).toFixed(1)} %`, share };
   });

@@ -19,7 +19,7 @@ use wordmask::files::check_outputs;
 use wordmask::labels;
 use wordmask::preprocess::RgbImage;
 use wordmask::segment::Model;
-use wordmask::segment::objects::{counts, instance_map};
+use wordmask::segment::objects::instance_map;
 use wordmask::segment::point::{
     AutomaticOptions, Click, NameRequest, Prompt, PromptModel, PromptSession, VocabularyChoice, WordsNamer,
 };
@@ -223,12 +223,6 @@ fn everything(args: &SamArgs, photo: RgbImage) -> Result<()> {
     let name = files.weights_path.display().to_string();
     let device = args.runtime.device()?;
     let model = PromptModel::from_bytes(&files.config, files.weights(), &name, files.preprocessor.as_deref(), &device)?;
-    if model.names_masks() {
-        anyhow::bail!(
-            "--everything needs a Segment Anything checkpoint (SAM or SlimSAM): it ranks masks by their predicted IoU, \
-             which an Open-Vocabulary SAM checkpoint does not predict"
-        );
-    }
     check_naming_flags(args, &model, labels.is_some())?;
     let clip =
         args.clip.as_deref().map(|clip| load(clip, args.runtime).context("loading the CLIP checkpoint of --clip"));
@@ -241,7 +235,7 @@ fn everything(args: &SamArgs, photo: RgbImage) -> Result<()> {
     let (settings, mut cache) =
         (Settings { templates: args.templates, ..Settings::default() }, EmbeddingCache::default());
     let words = clip.as_ref().map(|model| WordsNamer { model, settings: &settings, cache: &mut cache });
-    let request = NameRequest { labels: labels.clone(), vocabulary: None, words };
+    let request = NameRequest { labels: labels.clone(), vocabulary: args.vocabulary, words };
     let t = Instant::now();
     let quiet = args.json;
     let objects = block_on(session.everything(&args.automatic.options(), request, |done, total| {
@@ -256,8 +250,7 @@ fn everything(args: &SamArgs, photo: RgbImage) -> Result<()> {
     let map = instance_map(&objects, width, height);
     let png = ImageBuffer::<Luma<u16>, Vec<u16>>::from_raw(width as u32, height as u32, map).context("map size")?;
     outputs::save(&args.out, |out| png.write_to(out, image::ImageFormat::Png))?;
-    let names: Vec<String> = labels.iter().flatten().map(|l| l.name.clone()).collect();
-    let counts = counts(&objects, &names);
+    let counts = session.counts(&objects, labels.as_deref(), args.vocabulary);
     if args.json {
         let counts: serde_json::Map<String, serde_json::Value> =
             counts.into_iter().map(|(w, n)| (w, json!(n))).collect();

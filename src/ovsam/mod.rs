@@ -293,6 +293,15 @@ impl OvSamModel {
         Ok(self.mask_decoder.forward(features.embeddings.clone(), self.image_pe.clone(), sparse, dense, false).masks)
     }
 
+    /// Many one-point prompts decoded side by side (automatic masks): the low-resolution mask
+    /// logits of each, `[points, 1, 4e, 4e]`.
+    pub fn decode_points(&self, features: &OvSamFeatures, points: &[Point]) -> Result<Tensor<4>> {
+        let sparse = self.prompt_encoder.single_points(&self.shared_image_embedding, points, &self.device())?;
+        let dense = self.prompt_encoder.dense(None)?;
+        let embeddings = features.embeddings.clone();
+        Ok(self.mask_decoder.forward_batch(embeddings, self.image_pe.clone(), sparse, dense, false).masks)
+    }
+
     /// The box of a low-resolution mask (read back, `side x side`) in input pixels, and its
     /// FPN level.
     pub fn mask_box(&self, low_res: &[f32], side: usize) -> ([f32; 4], usize) {

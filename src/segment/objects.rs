@@ -123,15 +123,19 @@ pub struct Object {
     pub id: u32,
     /// Its word, when it has one.
     pub label: Option<String>,
-    /// The word's index among the typed words.
+    /// The word's index among the typed words (or among the classifier's classes, when an
+    /// Open-Vocabulary SAM named it from those).
     pub class: Option<usize>,
-    /// How sure the model is of the mask (Segment Anything's predicted IoU, or the words'
-    /// mean probability inside it).
+    /// How sure the model is of the mask (Segment Anything's predicted IoU, Open-Vocabulary
+    /// SAM's stability score for automatic masks, or the words' mean probability inside it).
     pub score: f32,
     /// `[x0, y0, x1, y1]`, both corners inside.
     #[serde(rename = "box")]
     pub bbox: [usize; 4],
     pub area: usize,
+    /// The point that prompted it, in the image's pixels (automatic masks: its grid point).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub point: Option<[f64; 2]>,
     #[serde(skip)]
     pub mask: RunMask,
 }
@@ -189,7 +193,16 @@ mod tests {
         let (w, h) = (4, 2);
         let object = |id: u32, plane: &[u8]| {
             let mask = RunMask::from_plane(plane, w, h);
-            Object { id, label: None, class: Some(0), score: 1.0, bbox: mask.bbox(), area: mask.area(), mask }
+            Object {
+                id,
+                label: None,
+                class: Some(0),
+                score: 1.0,
+                bbox: mask.bbox(),
+                area: mask.area(),
+                point: None,
+                mask,
+            }
         };
         let big = object(1, &[1, 1, 1, 1, 1, 1, 1, 1]);
         let small = object(2, &[0, 1, 0, 0, 0, 0, 0, 0]);

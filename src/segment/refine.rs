@@ -203,6 +203,7 @@ pub async fn refine(
                 score: f32::MIN,
                 bbox: [0; 4],
                 area: 0,
+                point: None,
                 mask: RunMask::empty(width, height),
             });
         }

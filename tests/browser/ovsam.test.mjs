@@ -104,6 +104,48 @@ test('the page: an Open-Vocabulary SAM folder in the Point tab names the clicked
     const legend = await page.textContent('#legend');
     assert.match(legend, /1\. sky\/blue sky \d+ %/);
     assert.doesNotMatch(legend, /IoU/);
+    // Name everything takes this model too, and says what it found.
+    assert.match(await page.textContent('#objects-note'), /Open-Vocabulary SAM names each object/);
+    await page.click('#everything');
+    await page.waitForFunction(() => /Named everything|Error/.test(document.getElementById('status').textContent), null, { timeout: 240_000 });
+    assert.match(await page.textContent('#status'), /^Named everything: \d+ objects?/);
+  });
+});
+
+test('Open-Vocabulary SAM, CPU fallback: Name everything names each object as a click on its grid point', { timeout: 300_000 }, async () => {
+  await withPage(server.url, { webgpu: false }, async (page) => {
+    await page.evaluate(workerClient);
+    await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
+    const ready = await page.evaluate((url) => ask({ type: 'load', url }), OVSAM);
+    assert.equal(ready.status, 'ready', JSON.stringify(ready));
+    await page.evaluate(`window.resizedImage = ${resizedImage}`);
+    // Every candidate kept (the random model's logits are small; it predicts no IoU to filter).
+    const automatic = { pointsPerSide: 6, pointsPerBatch: 7, predIouThresh: 0.999, stabilityScoreThresh: 0, stabilityScoreOffset: 0.05, boxNmsThresh: 1 };
+    const runs = await page.evaluate(async ([url, automatic, words]) => {
+      const image = await resizedImage(url);
+      const runs = [];
+      for (const labels of ['', words]) {
+        const r = await client.everything({ rgba: image.rgba.slice(), width: image.width, height: image.height, labels, automatic });
+        const clicks = [];
+        for (const o of r.objects) {
+          const c = await client.prompt({ prompt: { points: [{ x: o.point[0], y: o.point[1] }] }, labels });
+          clicks.push({ label: c.label ?? null, classIndex: c.classIndex ?? null });
+        }
+        runs.push({ labels, objects: r.objects, counts: r.counts, clicks });
+      }
+      return runs;
+    }, [`${OVSAM}resized.png`, automatic, WORDS]);
+    const classes = SPEC.class_names.map((n) => n.replaceAll('_', ' '));
+    for (const { labels, objects, counts, clicks } of runs) {
+      assert.equal(objects.length, 36, 'every candidate of the 6x6 grid');
+      const named = objects.filter((o) => o.label);
+      assert.ok(named.length >= 6, `${named.length} named objects: too few to show anything`);
+      objects.forEach((o, i) => {
+        assert.deepEqual({ label: o.label ?? null, classIndex: o.label ? o.class : null }, clicks[i], `object ${o.id} (words: "${labels}")`);
+        if (o.label) assert.ok((labels ? SPEC.typed_labels : classes).includes(o.label), o.label);
+      });
+      assert.equal(counts.reduce((n, c) => n + c.count, 0), named.length, JSON.stringify(counts));
+    }
   });
 });
 

@@ -680,16 +680,47 @@ fn everything_finds_each_region_once_and_names_it() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// `--everything` refuses what it cannot run before any work: an Open-Vocabulary SAM checkpoint
-/// (no predicted IoU to rank masks by), a point given with it, settings out of range.
+/// `sam --everything` with an Open-Vocabulary SAM: the model names each object among its own
+/// classes (no words typed) and the counts list the classes found; each object carries the grid
+/// point that prompted it, and the id map paints it.
+#[test]
+fn everything_with_open_vocabulary_sam_names_among_its_classes() {
+    let dir = common::scratch("everything-ovsam");
+    let out = dir.join("instances.png");
+    let summary = Cli::new("sam")
+        .fixture("ovsam-tiny")
+        .image(fixtures().join("ovsam-tiny/resized.png"))
+        .switch("--everything")
+        .args(["--points-per-side", "6", "--stability-score-thresh", "0", "--stability-score-offset", "0.05"])
+        .out(&out)
+        .json();
+    let objects = summary["objects"].as_array().unwrap();
+    let classes = ["red block", "bow (weapon)", "cat/kitten", "trash can", "sky or blue sky", "grass"];
+    let named: Vec<&str> = objects.iter().filter_map(|o| o["label"].as_str()).collect();
+    assert!(!named.is_empty(), "{summary}");
+    assert!(named.iter().all(|n| classes.contains(n)), "{named:?}");
+    let counted: u64 = summary["counts"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(counted as usize, named.len(), "{}", summary["counts"]);
+    let map = image::open(&out).unwrap().to_luma16().into_raw();
+    for object in objects {
+        assert_eq!(object["point"].as_array().map(Vec::len), Some(2), "{object}");
+        let id = object["id"].as_u64().unwrap() as u16;
+        assert!(object["area"].as_u64() == Some(0) || map.contains(&id), "object {id} is not in the map");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `--everything` refuses what it cannot run before any work: a CLIP checkpoint to name an
+/// Open-Vocabulary SAM's masks (it names them itself), a point given with it, settings out of
+/// range.
 #[test]
 fn everything_refuses_what_it_cannot_do() {
     let dir = common::scratch("everything-refused");
     let image = fixtures().join("images/shapes_50x90.png");
     let out = dir.join("instances.png");
     let sam = || Cli::new("sam").image(&image).switch("--everything").out(&out);
-    let err = sam().fixture("ovsam-tiny").fails();
-    assert!(err.contains("Segment Anything checkpoint"), "{err}");
+    let err = sam().fixture("ovsam-tiny").labels("red").arg("--clip", fixtures().join("semantic-colours")).fails();
+    assert!(err.contains("names its masks itself"), "{err}");
     let err = sam().fixture("sam-tiny").arg("--point", "3,4").fails();
     assert!(err.contains("--point"), "{err}");
     let err = sam().fixture("sam-tiny").args(["--box-nms-thresh", "2"]).fails();

@@ -69,8 +69,8 @@ fn compare_candidates(model: &PromptModel) -> Vec<String> {
         return failures;
     }
     for (rank, (mask, &i)) in ours.iter().zip(&order).enumerate() {
-        if (f64::from(mask.iou) - iou[i]).abs() > 1e-4 {
-            failures.push(format!("candidate {rank}: IoU {} vs the pipeline's {}", mask.iou, iou[i]));
+        if (f64::from(mask.score()) - iou[i]).abs() > 1e-4 {
+            failures.push(format!("candidate {rank}: IoU {:?} vs the pipeline's {}", mask.iou, iou[i]));
         }
         let (a, b) = (f64::from(mask.stability), stability[i]);
         if !(a.is_nan() && b.is_nan()) && (a - b).abs() > 2e-3 {
@@ -93,8 +93,8 @@ fn compare_kept(model: &PromptModel) -> Vec<String> {
     }
     for (k, (mask, want)) in ours.iter().zip(theirs).enumerate() {
         let score = want["score"].as_f64().unwrap();
-        if (f64::from(mask.iou) - score).abs() > 1e-4 {
-            failures.push(format!("mask {k}: score {} vs {score}", mask.iou));
+        if (f64::from(mask.score()) - score).abs() > 1e-4 {
+            failures.push(format!("mask {k}: score {:?} vs {score}", mask.iou));
         }
         let bbox: Vec<usize> = want["box"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         if mask.bbox.to_vec() != bbox {

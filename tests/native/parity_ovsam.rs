@@ -16,7 +16,9 @@ use wordmask::labels;
 use wordmask::ovsam::{OvSamModel, class_probabilities};
 use wordmask::preprocess::RgbImage;
 use wordmask::sam::Point;
-use wordmask::segment::point::{Click, Prompt, PromptModel, Vocabulary};
+use wordmask::segment::point::{
+    AutomaticOptions, Click, NameRequest, Prompt, PromptModel, PromptSession, Vocabulary, VocabularyChoice,
+};
 
 const NAME: &str = "ovsam-tiny";
 /// Features of order 1 after many f32 operations, compared relative to their size.
@@ -238,4 +240,94 @@ fn a_perturbed_weight_is_caught() {
     }
     let failures = compare(&model);
     assert!(failures.iter().any(|f| f.starts_with("fpn3")), "{failures:?}");
+}
+
+/// Name everything with Open-Vocabulary SAM: the grid decoded side by side gives each point the
+/// mask a lone click there gives (the click path is the one checked against the reference
+/// above); with no predicted IoU nothing is dropped for it and candidates rank by stability;
+/// each object is named as Point mode names that click — among the checkpoint's classes when no
+/// words are typed, among the words when they are.
+#[test]
+fn automatic_masks_are_the_clicks_masks_named_as_the_clicks_are() {
+    let words = labels::parse("red, green, blue").unwrap();
+    for (backend, device) in backends() {
+        let model = load(&device);
+        let image = png("image.png");
+        // pred_iou_thresh would drop every candidate of a model that predicted IoU.
+        // A small offset: the random model's logits are small.
+        let open = AutomaticOptions {
+            points_per_side: 6,
+            points_per_batch: 7,
+            pred_iou_thresh: 0.999,
+            stability_score_thresh: 0.0,
+            stability_score_offset: 0.05,
+            box_nms_thresh: 1.0,
+            ..AutomaticOptions::default()
+        };
+        let encoded = wordmask::block_on(model.encode(&image)).unwrap();
+        let found = wordmask::block_on(model.automatic(&encoded, &open, |_, _| {})).unwrap();
+        assert_eq!(found.len(), 36, "{backend:?}: every candidate of the 6x6 grid is kept");
+        let filled = found.iter().filter(|a| a.mask.area() > 0).count();
+        assert!(filled >= 6, "{backend:?}: only {filled} candidates have pixels: the test would show little");
+        let mut failures = Vec::new();
+        let mut clicks = PromptSession::new(load(&device));
+        wordmask::block_on(clicks.encode(image.clone())).unwrap();
+        for (k, auto) in found.iter().enumerate() {
+            assert!(auto.iou.is_none(), "{backend:?}: Open-Vocabulary SAM predicts no IoU");
+            if k > 0 && auto.score() > found[k - 1].score() {
+                failures.push(format!("candidate {k} ranks above a more stable one"));
+            }
+            let click = Prompt { points: vec![Click { x: auto.point.0, y: auto.point.1, positive: true }], bbox: None };
+            let mask = wordmask::block_on(clicks.prompt(&click, NameRequest::default())).unwrap().mask;
+            let differ = mask.mask.iter().zip(auto.mask.to_plane()).filter(|(a, b)| **a != *b).count();
+            if differ > 2 {
+                failures.push(format!("candidate {k}: {differ} pixels differ from the click's mask"));
+            }
+        }
+        let mut stabilities: Vec<f32> = found.iter().map(|a| a.stability).filter(|s| *s > 0.0).collect();
+        stabilities.sort_by(f32::total_cmp);
+        // A stability threshold keeps exactly the candidates above it.
+        match stabilities.first() {
+            Some(&cut) => {
+                let stable = AutomaticOptions { stability_score_thresh: cut, ..open.clone() };
+                let kept = wordmask::block_on(model.automatic(&encoded, &stable, |_, _| {})).unwrap();
+                let above = found.iter().filter(|a| a.stability > cut).count();
+                if kept.len() != above {
+                    failures.push(format!("stability {cut}: {} kept, {above} candidates above it", kept.len()));
+                }
+            }
+            None => failures.push("no candidate has a positive stability score".into()),
+        }
+
+        let mut session = PromptSession::new(model);
+        wordmask::block_on(session.encode(image.clone())).unwrap();
+        for (request_words, vocabulary) in
+            [(None, None), (Some(words.clone()), None), (Some(words.clone()), Some(VocabularyChoice::Lvis))]
+        {
+            let request = NameRequest { labels: request_words.clone(), vocabulary, words: None };
+            let objects = wordmask::block_on(session.everything(&open, request, |_, _| {})).unwrap();
+            let what = format!("words {:?}, vocabulary {vocabulary:?}", request_words.is_some());
+            for (object, auto) in objects.iter().zip(&found) {
+                let click =
+                    Prompt { points: vec![Click { x: auto.point.0, y: auto.point.1, positive: true }], bbox: None };
+                let request = NameRequest { labels: request_words.clone(), vocabulary, words: None };
+                let answer = wordmask::block_on(clicks.prompt(&click, request)).unwrap();
+                let want = answer.naming.as_ref().map(|n| (n.best.label.clone(), n.class_index));
+                let got = object.label.clone().map(|l| (l, object.class));
+                if got != want {
+                    failures.push(format!("{what}: object {} named {got:?}, its click {want:?}", object.id));
+                }
+            }
+            let counts = session.counts(&objects, request_words.as_deref(), vocabulary);
+            let named = objects.iter().filter(|o| o.label.is_some()).count();
+            if counts.iter().map(|c| c.1).sum::<usize>() != named {
+                failures.push(format!("{what}: counts {counts:?} for {named} named objects"));
+            }
+            let typed = request_words.is_some() && vocabulary.is_none();
+            if typed && counts.len() != words.len() {
+                failures.push(format!("{what}: counts {counts:?} leave out a typed word"));
+            }
+        }
+        assert!(failures.is_empty(), "{backend:?}:\n{}", failures.join("\n"));
+    }
 }

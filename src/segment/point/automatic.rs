@@ -10,6 +10,11 @@
 //! 4. the survivors, binarised at 0 with their boxes, go through greedy box non-maximum
 //!    suppression at `box_nms_thresh`, best predicted IoU first.
 //!
+//! Open-Vocabulary SAM runs the same grid through its one-mask-token decoder. It predicts no
+//! IoU, so step 2 does not apply and its candidates rank by stability score in step 4 (our
+//! choice: the authors release no automatic mode for it); each kept mask is then named by the
+//! model's own head, as a click there would be.
+//!
 //! Masks are kept as runs (segment-anything keeps RLEs), never as a stack of photo-sized
 //! planes: memory grows with the masks' outlines, not with their number times the photo.
 
@@ -29,7 +34,8 @@ pub struct AutomaticOptions {
     pub points_per_side: usize,
     /// Prompts decoded side by side (`points_per_batch`): more is faster where memory allows.
     pub points_per_batch: usize,
-    /// Keep a mask only if its predicted IoU is above this (`pred_iou_thresh`; 0 keeps all).
+    /// Keep a mask only if its predicted IoU is above this (`pred_iou_thresh`; 0 keeps all;
+    /// Open-Vocabulary SAM predicts none, so it does not apply there).
     pub pred_iou_thresh: f32,
     /// Keep a mask only if its stability score is above this (`stability_score_thresh`; 0 keeps
     /// all).
@@ -103,13 +109,22 @@ impl AutomaticOptions {
 #[derive(Debug, Clone)]
 pub struct AutoMask {
     pub mask: RunMask,
-    /// The decoder's predicted IoU.
-    pub iou: f32,
+    /// The decoder's predicted IoU (Segment Anything; Open-Vocabulary SAM predicts none).
+    pub iou: Option<f32>,
     pub stability: f32,
     /// `[x0, y0, x1, y1]`, both corners inside the mask's extent.
     pub bbox: [usize; 4],
     /// The grid point that prompted it, in the image's pixels.
     pub point: (f64, f64),
+}
+
+impl AutoMask {
+    /// What ranks it: its predicted IoU, or its stability score for a model that predicts no
+    /// IoU (Open-Vocabulary SAM).
+    pub fn score(&self) -> f32 {
+        // An empty mask's stability is 0/0: it ranks last.
+        self.iou.unwrap_or(if self.stability.is_nan() { 0.0 } else { self.stability })
+    }
 }
 
 /// The grid's points in the unit square, row by row (segment-anything's `build_point_grid`,
@@ -157,7 +172,7 @@ const PLANES_AT_ONCE: usize = 16;
 
 impl PromptModel {
     /// Every object in the encoded image, without prompts (segment-anything's automatic mask
-    /// generator on the whole image): masks best predicted IoU first. `progress(done, total)`
+    /// generator on the whole image): masks best first ([`AutoMask::score`]). `progress(done, total)`
     /// after each batch of prompts.
     pub async fn automatic(
         &self,
@@ -185,9 +200,16 @@ impl PromptModel {
                 .collect();
             let (masks, iou) = self.engine.decode_points(self.network.as_ref(), encoded.features.as_ref(), &prompts)?;
             let [n, per, m, _] = masks.dims();
-            let iou = crate::device::read(iou).await?;
-            let keep: Vec<usize> =
-                (0..n * per).filter(|&i| options.pred_iou_thresh <= 0.0 || iou[i] > options.pred_iou_thresh).collect();
+            let iou = match iou {
+                Some(iou) => Some(crate::device::read(iou).await?),
+                None => None,
+            };
+            let keep: Vec<usize> = (0..n * per)
+                .filter(|&i| match &iou {
+                    Some(iou) => options.pred_iou_thresh <= 0.0 || iou[i] > options.pred_iou_thresh,
+                    None => true,
+                })
+                .collect();
             let flat = masks.reshape([n * per, m, m]);
             for part in keep.chunks(PLANES_AT_ONCE) {
                 let rows: Vec<i64> = part.iter().map(|&i| i as i64).collect();
@@ -204,13 +226,13 @@ impl PromptModel {
                     }
                     let bbox = mask.bbox();
                     let point = chunk[i / per];
-                    found.push(AutoMask { mask, iou: iou[i], stability, bbox, point });
+                    found.push(AutoMask { mask, iou: iou.as_ref().map(|iou| iou[i]), stability, bbox, point });
                 }
             }
             progress((b * options.points_per_batch + chunk.len()).min(points.len()), points.len());
         }
         let boxes: Vec<[usize; 4]> = found.iter().map(|m| m.bbox).collect();
-        let scores: Vec<f32> = found.iter().map(|m| m.iou).collect();
+        let scores: Vec<f32> = found.iter().map(AutoMask::score).collect();
         let kept = nms(&boxes, &scores, options.box_nms_thresh);
         let mut slots: Vec<Option<AutoMask>> = found.into_iter().map(Some).collect();
         let kept: Vec<AutoMask> = kept.into_iter().filter_map(|i| slots[i].take()).collect();

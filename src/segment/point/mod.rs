@@ -155,20 +155,14 @@ pub trait PromptEngine: Sync + 'static {
         bbox: Option<[f64; 4]>,
         multimask: bool,
     ) -> Result<Decoded>;
-    /// Many one-point prompts decoded side by side (automatic masks): the three candidate
-    /// masks of each `[points, 3, 4e, 4e]` and their predicted IoU `[points, 3]`, which ranks
-    /// them; an engine that predicts no IoU cannot.
+    /// Many one-point prompts decoded side by side (automatic masks): the candidate masks of
+    /// each `[points, m, 4e, 4e]` (three for Segment Anything, one for Open-Vocabulary SAM) and
+    /// their predicted IoU `[points, m]` when the model predicts it.
     fn decode_points(
-        _network: &Self::Network,
-        _features: &Self::Features,
-        _points: &[Point],
-    ) -> Result<(Tensor<4>, Tensor<2>)> {
-        Err(Error::invalid(format!(
-            "automatic masks rank masks by their predicted quality, which a {} checkpoint does not predict: \
-             load a Segment Anything checkpoint (SAM or SlimSAM)",
-            Self::ARCHITECTURE
-        )))
-    }
+        network: &Self::Network,
+        features: &Self::Features,
+        points: &[Point],
+    ) -> Result<(Tensor<4>, Option<Tensor<2>>)>;
     /// The class names of the checkpoint's own classifier, when it carries one.
     fn released_vocabulary(_network: &Self::Network) -> Option<&[String]> {
         None
@@ -223,7 +217,12 @@ pub trait AnyPromptEngine: Sync {
         bbox: Option<[f64; 4]>,
         multimask: bool,
     ) -> Result<Decoded>;
-    fn decode_points(&self, network: &dyn Any, features: &dyn Any, points: &[Point]) -> Result<(Tensor<4>, Tensor<2>)>;
+    fn decode_points(
+        &self,
+        network: &dyn Any,
+        features: &dyn Any,
+        points: &[Point],
+    ) -> Result<(Tensor<4>, Option<Tensor<2>>)>;
     fn released_vocabulary<'n>(&self, network: &'n dyn Any) -> Option<&'n [String]>;
     fn classes(
         &self,
@@ -311,7 +310,12 @@ impl<E: PromptEngine> AnyPromptEngine for E {
         E::decode(own(network, E::NAME)?, own(features, E::NAME)?, points, bbox, multimask)
     }
 
-    fn decode_points(&self, network: &dyn Any, features: &dyn Any, points: &[Point]) -> Result<(Tensor<4>, Tensor<2>)> {
+    fn decode_points(
+        &self,
+        network: &dyn Any,
+        features: &dyn Any,
+        points: &[Point],
+    ) -> Result<(Tensor<4>, Option<Tensor<2>>)> {
         E::decode_points(own(network, E::NAME)?, own(features, E::NAME)?, points)
     }
 

@@ -64,6 +64,14 @@ impl PromptEngine for OvSam {
         Ok(Decoded { masks: masks.clone(), iou: None, low_res: Some(masks) })
     }
 
+    fn decode_points(
+        network: &OvSamModel,
+        features: &OvSamFeatures,
+        points: &[Point],
+    ) -> Result<(Tensor<4>, Option<Tensor<2>>)> {
+        Ok((network.decode_points(features, points)?, None))
+    }
+
     fn released_vocabulary(network: &OvSamModel) -> Option<&[String]> {
         network.config.vocabulary.as_deref()
     }

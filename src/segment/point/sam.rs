@@ -70,10 +70,14 @@ impl PromptEngine for Sam {
         Ok(Decoded { masks: out.masks, iou: out.iou, low_res: None })
     }
 
-    fn decode_points(network: &SamModel, embeddings: &Tensor<4>, points: &[Point]) -> Result<(Tensor<4>, Tensor<2>)> {
+    fn decode_points(
+        network: &SamModel,
+        embeddings: &Tensor<4>,
+        points: &[Point],
+    ) -> Result<(Tensor<4>, Option<Tensor<2>>)> {
         let out = network.decode_points(embeddings.clone(), points)?;
         let iou = out.iou.ok_or_else(|| Error::invalid("this Segment Anything checkpoint has no IoU head"))?;
-        Ok((out.masks, iou))
+        Ok((out.masks, Some(iou)))
     }
 }
 

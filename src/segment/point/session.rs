@@ -6,12 +6,13 @@
 use serde::Serialize;
 
 use super::{
-    AutomaticOptions, ClassEmbeddings, EncodedImage, MaskNamer, Naming, ObjectMask, Prompt, PromptModel, Vocabulary,
+    AutomaticOptions, ClassEmbeddings, Click, EncodedImage, MaskNamer, Naming, ObjectMask, Prompt, PromptModel,
+    Vocabulary,
 };
 use crate::error::{Error, Result};
 use crate::labels::Label;
 use crate::preprocess::RgbImage;
-use crate::segment::objects::Object;
+use crate::segment::objects::{Object, counts};
 use crate::segment::{EmbeddingCache, Model, Settings};
 
 /// Among which classes a model that names its own masks names them.
@@ -141,28 +142,43 @@ impl PromptSession {
     }
 
     /// Every object in the encoded image (automatic mask generation), each named as `request`
-    /// allows: by the typed words through a words model (Segment Anything). Objects come best
-    /// predicted IoU first; `progress(done, total)` counts the grid's prompts.
+    /// allows: by the typed words through a words model (Segment Anything), or by the model's
+    /// own head among the typed words or its classifier (Open-Vocabulary SAM: the mask a click
+    /// on its grid point gives, named as that click would be). Objects come best first
+    /// ([`super::AutoMask::score`]); `progress(done, total)` counts the grid's prompts.
     pub async fn everything(
         &mut self,
         options: &AutomaticOptions,
         request: NameRequest<'_>,
         progress: impl FnMut(usize, usize),
     ) -> Result<Vec<Object>> {
+        let vocabulary = if self.model.names_masks() { self.vocabulary(&request)? } else { None };
         let current = self.current.as_ref().ok_or_else(|| Error::invalid("encode an image first"))?;
         let found = self.model.automatic(&current.encoded, options, progress).await?;
+        if let Some(vocabulary) = &vocabulary {
+            self.model.prepare_classes(vocabulary, &mut self.classes)?;
+        }
         let labels = request.labels.as_deref().filter(|l| !l.is_empty());
         let mut words = request.words;
         let mut objects = Vec::with_capacity(found.len());
         for (i, auto) in found.into_iter().enumerate() {
-            let (label, class) = match (labels, words.as_mut()) {
-                (Some(labels), Some(words)) => {
+            let (label, class) = match (&self.classes, labels, words.as_mut()) {
+                // An empty mask (nothing found there) gets no name, as in Point mode.
+                _ if auto.mask.area() == 0 => (None, None),
+                (Some(classes), ..) if vocabulary.is_some() => {
+                    let (x, y) = auto.point;
+                    let click = Prompt { points: vec![Click { x, y, positive: true }], bbox: None };
+                    let mask = self.model.segment(&current.encoded, &click).await?;
+                    let naming = self.model.name(&current.encoded, &mask, classes).await?;
+                    (Some(naming.best.label), naming.class_index)
+                }
+                (_, Some(labels), Some(words)) if !self.model.names_masks() => {
                     let (width, height) = (auto.mask.width, auto.mask.height);
                     let mask = ObjectMask {
                         width,
                         height,
                         mask: auto.mask.to_plane(),
-                        iou: Some(auto.iou),
+                        iou: auto.iou,
                         area: auto.mask.area(),
                         low_res: None,
                     };
@@ -180,13 +196,40 @@ impl PromptSession {
                 id: i as u32 + 1,
                 label,
                 class,
-                score: auto.iou,
+                score: auto.score(),
                 bbox: auto.bbox,
                 area,
+                point: Some([auto.point.0, auto.point.1]),
                 mask: auto.mask,
             });
         }
         Ok(objects)
+    }
+
+    /// Objects per name after [`PromptSession::everything`] with `labels` and `vocabulary`:
+    /// every typed word (zero included) when the objects were named among them, else the
+    /// classes of the checkpoint's classifier that were found, most objects first.
+    pub fn counts(
+        &self,
+        objects: &[Object],
+        labels: Option<&[Label]>,
+        vocabulary: Option<VocabularyChoice>,
+    ) -> Vec<(String, usize)> {
+        let typed = labels.filter(|l| !l.is_empty()).filter(|_| vocabulary != Some(VocabularyChoice::Lvis));
+        match (typed, self.model.released_vocabulary()) {
+            (Some(labels), _) => {
+                let names: Vec<String> = labels.iter().map(|l| l.name.clone()).collect();
+                counts(objects, &names)
+            }
+            (None, Some(classes)) if self.model.names_masks() => {
+                let names: Vec<String> = classes.iter().map(|n| n.replace('_', " ")).collect();
+                let mut found = counts(objects, &names);
+                found.retain(|&(_, n)| n > 0);
+                found.sort_by_key(|c| std::cmp::Reverse(c.1));
+                found
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// The vocabulary a model that names its masks uses for `request`, if any.
