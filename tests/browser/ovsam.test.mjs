@@ -105,6 +105,7 @@ test('the page: an Open-Vocabulary SAM folder in the Point tab names the clicked
     assert.match(legend, /1\. sky\/blue sky \d+ %/);
     assert.doesNotMatch(legend, /IoU/);
     // Name everything takes this model too, and says what it found.
+    await page.click('#tab-words');
     assert.match(await page.textContent('#objects-note'), /Open-Vocabulary SAM names each object/);
     await page.click('#everything');
     await page.waitForFunction(() => /Named everything|Error/.test(document.getElementById('status').textContent), null, { timeout: 240_000 });
