@@ -443,6 +443,8 @@ impl WordMask {
     /// counts, instances: Uint16Array, encodeMs, masksMs}`. `automatic` holds the generator's
     /// settings in camelCase (`pointsPerSide`, `pointsPerBatch`, `predIouThresh`,
     /// `stabilityScoreThresh`, `stabilityScoreOffset`, `boxNmsThresh`); `options` the words'.
+    /// `progress(done, total)`, when given, after each batch of the grid's prompts.
+    #[allow(clippy::too_many_arguments)]
     pub async fn everything(
         &mut self,
         rgba: &[u8],
@@ -451,6 +453,7 @@ impl WordMask {
         labels: &str,
         options: JsValue,
         automatic: JsValue,
+        progress: Option<js_sys::Function>,
     ) -> Result<JsValue, JsValue> {
         let automatic: AutomaticOptions = if automatic.is_undefined() || automatic.is_null() {
             AutomaticOptions::default()
@@ -472,7 +475,13 @@ impl WordMask {
         let start = crate::clock::now_ms();
         let words = self.model.as_ref().map(|model| WordsNamer { model, settings: &settings, cache: &mut self.cache });
         let request = NameRequest { labels: labels.clone(), vocabulary: None, words };
-        let objects = run(session.everything(&automatic, request, |_, _| {})).await?;
+        let report = |done: usize, total: usize| {
+            if let Some(f) = &progress {
+                // A failing listener is the page's problem, not the search's.
+                let _ = f.call2(&JsValue::NULL, &JsValue::from(done as u32), &JsValue::from(total as u32));
+            }
+        };
+        let objects = run(session.everything(&automatic, request, report)).await?;
         let masks_ms = crate::clock::now_ms() - start;
         let result = to_js(&serde_json::json!({"width": width, "height": height}))?;
         let counts = session.counts(&objects, labels.as_deref(), None);

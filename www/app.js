@@ -112,8 +112,10 @@ const STAGE_TEXT = {
   finish: 'the label map',
   edges: 'Segment Anything redraws the edges (the image is encoded once)',
 };
-client.on('stage', ({ stage }) => {
-  if (!state.busy || state.camera) return;
+client.on('stage', ({ stage, done, total }) => {
+  if (!state.busy) return;
+  if (stage === 'masks') { status(`Naming everything: ${done} of ${total} prompts decoded…`); return; }
+  if (state.camera) return;
   const stages = Object.keys(STAGE_TEXT).slice(0, state.sharpRun ? 5 : 4);
   status(`Segmenting: ${stages.indexOf(stage) + 1} of ${stages.length}, ${STAGE_TEXT[stage]}…`);
 });

@@ -23,6 +23,7 @@
 // 'progress' also carries `resumed` (bytes kept from an earlier try) and, while retrying, `of`,
 // `connected` and `host` (download.js).
 // 'stage' {stage: 'text' | 'image' | 'scores' | 'finish' | 'edges' (sharp edges)} (a segmentation's stage as it begins),
+// or {stage: 'masks', done, total} (everything: the grid's prompts decoded so far),
 // 'ready' {backend, role, engine, defaults (words), names (prompts: the model names its masks), files (local files: {used, ignored})}, 'restarting' {reason}, 'error' {message} (a restart failed).
 
 import { chooseModelFiles } from './modelfiles.js';

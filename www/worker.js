@@ -19,6 +19,7 @@
 //      | {id, status: 'labels', labels} | {id, status: 'error', message, code?, host?}   code: 'cancelled', 'network' or 'http'
 //      | {status: 'progress', file, loaded, total, cached?, resumed?, retrying?, of?, connected?, host?}   (download.js)
 //      | {status: 'stage', stage}                     a segmentation's stage as it begins (stages.js; 'edges' with sharp)
+//      | {status: 'stage', stage: 'masks', done, total}   everything: the grid's prompts decoded so far
 //      | {status: 'lost', reason}                     the GPU device was lost: this worker is done
 // The core says what a checkpoint is for (`role`): a words model ('words', with its engine's
 // `defaults`), or a prompt model for the Point mode ('prompts', loaded beside the words model;
@@ -259,7 +260,8 @@ async function handle(data) {
     return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer, ...(result.instances ? [result.instances.buffer] : [])]];
   }
   if (data.type === 'everything') {
-    const result = await wm.everything(data.rgba, data.width, data.height, data.labels ?? '', data.options, data.automatic);
+    const prompts = (done, total) => postMessage({ status: 'stage', stage: 'masks', done, total });
+    const result = await wm.everything(data.rgba, data.width, data.height, data.labels ?? '', data.options, data.automatic, prompts);
     await keepText();
     return [{ status: 'objects', ...result }, [result.instances.buffer]];
   }

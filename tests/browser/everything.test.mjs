@@ -86,9 +86,18 @@ test('the page: Name everything lists each region as a named object; downloads h
     await page.click('#sam-load');
     await page.waitForFunction(() => /Segment Anything ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
     await page.click('#tab-words');
+    // Every status line shown while it runs, to see the prompts counted.
+    await page.evaluate(() => {
+      window.seen = [];
+      const line = document.getElementById('status');
+      new MutationObserver(() => window.seen.push(line.textContent)).observe(line, { childList: true, characterData: true, subtree: true });
+    });
     await page.click('#everything');
     await page.waitForFunction(() => /Named everything|Error/.test(document.getElementById('status').textContent), null, { timeout: 240_000 });
     assert.equal(await page.textContent('#status'), 'Named everything: 4 objects, 4 named.');
+    const counted = (await page.evaluate(() => window.seen)).filter((t) => /^Naming everything: \d+ of 1024 prompts decoded…$/.test(t));
+    assert.ok(counted.length >= 2, `the prompts are counted as they go: ${JSON.stringify(counted)}`);
+    assert.ok(counted.some((t) => t.startsWith('Naming everything: 1024 of')), JSON.stringify(counted));
     assert.equal(await page.textContent('#objects-counts'), '4 objects: yellow ×1, green ×1, red ×1, blue ×1');
     assert.deepEqual(await page.$$eval('#objects button', (bs) => bs.map((b) => b.textContent.split(' ')[0])), SCENE.labels);
     // Each region is painted in its word's colour; hovering names its object.
