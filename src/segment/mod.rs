@@ -312,6 +312,26 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// These settings, each unset one taken from `base`.
+    pub fn or(self, base: Settings) -> Settings {
+        Settings {
+            engine: self.engine.or(base.engine),
+            method: self.method.or(base.method),
+            templates: self.templates.or(base.templates),
+            short_side: self.short_side.or(base.short_side),
+            rounding: self.rounding.or(base.rounding),
+            window: self.window.or(base.window),
+            stride: self.stride.or(base.stride),
+            logit_scale: self.logit_scale.or(base.logit_scale),
+            refine: self.refine.or(base.refine),
+            positions: self.positions.or(base.positions),
+            scoring: self.scoring.or(base.scoring),
+            threshold: self.threshold.or(base.threshold),
+            threshold_on: self.threshold_on.or(base.threshold_on),
+            background: self.background.or(base.background),
+        }
+    }
+
     /// Refuse settings that only another engine reads.
     fn refuse_other_engines(&self, engine: &str) -> Result<()> {
         let specific = [
