@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::metrics::IGNORE_INDEX;
-use crate::segment::BackgroundDataset;
+use crate::nn::Resampling;
+use crate::preprocess::Rounding;
+use crate::segment::dense::{Method, Refine};
+use crate::segment::{BackgroundDataset, Settings, Templates, ThresholdOn, Words};
 
 /// A dataset's folder layout (mmsegmentation's, as the dense-CLIP papers evaluate on them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +72,65 @@ impl Format {
             Format::Camvid if v >= 11 => IGNORE_INDEX,
             _ => v,
         }
+    }
+}
+
+/// A paper whose evaluation `eval --protocol` reproduces: its repository's config for each
+/// dataset (`configs/cfg_<dataset>.py` over `configs/base_config.py` and the segmentor's
+/// defaults), the fields cited in docs/cli.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Protocol {
+    /// NACLIP (sinahmr/NACLIP @ 0cac3a6, `naclip.py` and `configs/`), without PAMR.
+    Naclip,
+    /// SCLIP (wangf3014/SCLIP @ b56bd30, `clip_segmentor.py` and `configs/`).
+    Sclip,
+}
+
+impl Protocol {
+    /// The settings of the paper's config for `format`; an error for a dataset it has no config
+    /// for.
+    pub fn settings(self, format: Format) -> Result<Settings> {
+        use Format::*;
+        use Protocol::*;
+        let short_side = match (self, format) {
+            (_, Cityscapes) => 560,
+            (Sclip, CocoStuff) => 448,
+            (_, Voc21 | Voc20 | Context60 | Context59 | CocoObject | CocoStuff | Ade20k) => 336,
+            (_, Camvid | Folder) => {
+                return Err(Error::invalid(format!(
+                    "the {self:?} protocol has configs for voc21, voc20, context60, context59, coco-object, coco-stuff, ade20k and cityscapes, not {format:?}"
+                )));
+            }
+        };
+        // NACLIP runs PASCAL VOC whole (`slide_crop=0`); every other config slides 224 / 112.
+        let window = if self == Naclip && matches!(format, Voc21 | Voc20) { 0 } else { 224 };
+        let logit_scale = match (self, format) {
+            (Sclip, Voc21) => 65.0,
+            (Sclip, Context60 | CocoObject) => 50.0,
+            _ => 40.0,
+        };
+        // `prob_thd=0.1` on the datasets with a background class, 0 (the default) elsewhere.
+        let threshold = if format.background().is_some() { 0.1 } else { 0.0 };
+        Ok(Settings {
+            engine: Some("dense".into()),
+            method: Some(match self {
+                Naclip => Method::Naclip,
+                Sclip => Method::Sclip,
+            }),
+            templates: Some(Templates::Imagenet80),
+            short_side: Some(short_side),
+            rounding: Some(Rounding::Mmcv),
+            window: Some(window),
+            stride: Some(112),
+            logit_scale: Some(logit_scale),
+            refine: Some(Refine::None),
+            positions: Some(Resampling::ScaleFactor),
+            scoring: None,
+            threshold: Some(threshold),
+            threshold_on: Some(ThresholdOn::Merged),
+            background: Some(Words(Vec::new())),
+        })
     }
 }
 
@@ -202,5 +264,20 @@ pub fn fold_classes(format: Format, fold: usize) -> Result<Vec<u8>> {
         Format::CocoObject if fold < 4 => Ok((0..20).map(|v| (4 * v + fold + 1) as u8).collect()),
         Format::Voc21 | Format::CocoObject => Err(Error::invalid(format!("--fold must be 0, 1, 2 or 3, got {fold}"))),
         _ => Err(Error::invalid("--fold applies to voc21 (PASCAL-5i) and coco-object (COCO-20i)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A protocol exists for the papers' datasets only, and settings typed beside it win.
+    #[test]
+    fn protocols_cover_the_papers_datasets_and_yield_to_typed_settings() {
+        assert!(Protocol::Naclip.settings(Format::Folder).is_err());
+        assert!(Protocol::Sclip.settings(Format::Camvid).is_err());
+        let paper = Protocol::Naclip.settings(Format::Voc21).unwrap();
+        let typed = Settings { window: Some(224), ..Settings::default() }.or(paper.clone());
+        assert_eq!((typed.window, typed.short_side), (Some(224), paper.short_side));
     }
 }

@@ -3,7 +3,7 @@
 //! antialiased when shrinking, 8-bit fixed point between passes, as Pillow's `Resample.c`),
 //! optional centre crop, rescale by 1/255, normalise with CLIP's mean and std.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -132,21 +132,50 @@ impl RgbImage {
     }
 }
 
+/// How the long side's length is rounded when the short side is resized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum), value(rename_all = "lower"))]
+#[serde(rename_all = "lowercase")]
+pub enum Rounding {
+    /// Truncated: `int(short * long / short_in)`, transformers' `get_resize_output_image_size`.
+    #[default]
+    Transformers,
+    /// Half up: `int(long * (short / short_in) + 0.5)`, mmcv's `rescale_size` (the
+    /// mmsegmentation `Resize(keep_ratio=True)` that NACLIP, SCLIP, GroupViT and SegCLIP
+    /// evaluate with).
+    Mmcv,
+}
+
+impl Rounding {
+    /// `(width, height)` of a `width x height` image whose short side is resized to `short`.
+    pub fn size(self, width: usize, height: usize, short: usize) -> (usize, usize) {
+        let short = short.max(1);
+        let (short_in, long_in) = (width.min(height) as f64, width.max(height) as f64);
+        let long = match self {
+            Rounding::Transformers => (short as f64 * long_in / short_in) as usize,
+            // mmcv multiplies by the scale factor `short / short_in` first, then adds 0.5 and
+            // truncates (`_scale_size`); the short side itself comes out as `short`.
+            Rounding::Mmcv => (long_in * (short as f64 / short_in) + 0.5) as usize,
+        };
+        if width <= height { (short, long) } else { (long, short) }
+    }
+}
+
 /// Size of the image after resizing its short side to `short` (transformers
 /// `get_resize_output_image_size` with `default_to_square=False`).
 pub fn short_side_size(width: usize, height: usize, short: usize) -> (usize, usize) {
-    let short = short.max(1);
-    if width <= height {
-        (short, (short as f64 * height as f64 / width as f64) as usize)
-    } else {
-        ((short as f64 * width as f64 / height as f64) as usize, short)
-    }
+    Rounding::Transformers.size(width, height, short)
 }
 
 /// [`short_side_size`], refused when the long side would pass [`MAX_RESIZED_SIDE`]: the one
 /// size guard of every path that resizes.
 pub fn checked_short_side_size(width: usize, height: usize, short: usize) -> Result<(usize, usize)> {
-    let (w, h) = short_side_size(width, height, short);
+    checked_resized_size(width, height, short, Rounding::Transformers)
+}
+
+/// [`checked_short_side_size`] with the long side rounded as `rounding` says.
+pub fn checked_resized_size(width: usize, height: usize, short: usize, rounding: Rounding) -> Result<(usize, usize)> {
+    let (w, h) = rounding.size(width, height, short);
     if w.max(h) > MAX_RESIZED_SIDE {
         return Err(Error::invalid(format!(
             "a {width}x{height} image resized to a short side of {short} would be {w}x{h}; its aspect ratio is too extreme (the long side may reach {MAX_RESIZED_SIDE} pixels; crop it first)"
@@ -164,6 +193,8 @@ pub struct Preprocessor {
     pub crop: Option<(usize, usize)>,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// How the resized long side is rounded.
+    pub rounding: Rounding,
 }
 
 #[derive(Deserialize)]
@@ -178,7 +209,13 @@ struct RawConfig {
 impl Preprocessor {
     /// CLIP's standard: short side to `size`, centre crop `size x size`.
     pub fn clip(size: usize) -> Self {
-        Preprocessor { short_side: size, crop: Some((size, size)), mean: CLIP_MEAN, std: CLIP_STD }
+        Preprocessor {
+            short_side: size,
+            crop: Some((size, size)),
+            mean: CLIP_MEAN,
+            std: CLIP_STD,
+            rounding: Rounding::Transformers,
+        }
     }
 
     /// Read `preprocessor_config.json`; missing fields fall back to [`Preprocessor::clip`]
@@ -219,7 +256,7 @@ impl Preprocessor {
 
     /// Resize (and crop), then normalise. Returns CHW floats and `(width, height)`.
     pub fn apply(&self, image: &RgbImage) -> Result<(Vec<f32>, (usize, usize))> {
-        let (w, h) = checked_short_side_size(image.width, image.height, self.short_side)?;
+        let (w, h) = checked_resized_size(image.width, image.height, self.short_side, self.rounding)?;
         let resized = if (w, h) == (image.width, image.height) { image.clone() } else { image.resize_bicubic(w, h) };
         let out = match self.crop {
             Some((cw, ch)) => resized.center_crop(cw, ch),
@@ -389,6 +426,24 @@ mod tests {
     fn short_side_follows_transformers_rounding() {
         assert_eq!(short_side_size(640, 427, 224), (335, 224));
         assert_eq!(short_side_size(100, 300, 64), (64, 192));
+    }
+
+    /// mmcv's `rescale_size` rounds the long side half up where transformers truncates: a
+    /// 330x256 image at a short side of 224 is 289x224 in the papers' mmsegmentation pipelines
+    /// (330 * 0.875 = 288.75).
+    #[test]
+    fn mmcv_rounds_the_long_side_half_up() {
+        assert_eq!(Rounding::Mmcv.size(330, 256, 224), (289, 224));
+        assert_eq!(Rounding::Transformers.size(330, 256, 224), (288, 224));
+        assert_eq!(Rounding::Mmcv.size(256, 330, 224), (224, 289));
+        // 640x427 to 224: 335.74 either way down, half up 336.
+        assert_eq!(Rounding::Mmcv.size(640, 427, 224), (336, 224));
+        // Under one half both agree: 500 * 224 / 333 = 336.3.
+        assert_eq!(Rounding::Mmcv.size(500, 333, 224), (336, 224));
+        assert_eq!(Rounding::Transformers.size(500, 333, 224), (336, 224));
+        let pre = Preprocessor { crop: None, rounding: Rounding::Mmcv, ..Preprocessor::clip(224) };
+        let image = RgbImage::new(330, 256, vec![128; 330 * 256 * 3]).unwrap();
+        assert_eq!(pre.apply(&image).unwrap().1, (289, 224));
     }
 
     #[test]

@@ -6,8 +6,17 @@ their code on top of transformers' CLIPModel (tools/make_fixtures.py calls it):
   @ ad68a404, open_clip/transformer.py), NACLIP (sinahmr/NACLIP @ 0cac3a65, clip/model.py,
   Gaussian window built by convolving one-hot maps as there);
 - windows, stitching and postprocessing as SCLIP/NACLIP's forward_slide and
-  postprocess_result (mmsegmentation slide_inference placement).
+  postprocess_result (mmsegmentation slide_inference placement);
+- the papers' protocol where it differs from transformers (`segment(..., paper=True)` and
+  `paper_labels`): the position table resampled at DINO's scale factor `(g + 0.1) / n` (NACLIP
+  and SCLIP clip/model.py `interpolate_pos_encoding`), the long side rounded half up (mmcv
+  `rescale_size`, behind mmsegmentation's `Resize(keep_ratio=True)`), and the threshold read
+  on the synonyms' maximum before renormalising (NACLIP naclip.py, SCLIP clip_segmentor.py,
+  `postprocess_result`).
 """
+
+import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -127,10 +136,81 @@ def slide_windows(h, w, crop, stride):
             yield max(y2 - crop, 0), y2, max(x2 - crop, 0), x2
 
 
+def scale_factor_positions(table, grid, gh, gw):
+    """The patch rows of a position table `[g*g, dim]` resampled for a `gh x gw` grid as DINO's
+    `interpolate_pos_encoding` does (the dense-CLIP papers' clip/model.py): bicubic with the
+    scale factors `(gh + 0.1) / sqrt(N)` and `(gw + 0.1) / sqrt(N)`, not a target size."""
+    dim = table.shape[-1]
+    n = math.sqrt(grid * grid)
+    out = F.interpolate(
+        table.reshape(1, grid, grid, dim).permute(0, 3, 1, 2),
+        scale_factor=((gh + 0.1) / n, (gw + 0.1) / n),
+        mode="bicubic",
+        align_corners=False,
+        recompute_scale_factor=False,
+    )
+    assert out.shape[-2:] == (gh, gw), out.shape
+    return out.permute(0, 2, 3, 1).reshape(gh * gw, dim)
+
+
+@contextmanager
+def paper_positions(model):
+    """transformers' CLIP with its position table resampled as the papers' code does (off the
+    trained grid only, as there)."""
+    embeddings = model.vision_model.embeddings
+    original = embeddings.interpolate_pos_encoding
+
+    def interpolate(tokens, height, width):
+        table = embeddings.position_embedding.weight
+        grid = int(round(math.sqrt(table.shape[0] - 1)))
+        gh, gw = height // embeddings.patch_size, width // embeddings.patch_size
+        if (gh, gw) == (grid, grid):
+            return table.unsqueeze(0)
+        patches = scale_factor_positions(table[1:], grid, gh, gw)
+        return torch.cat([table[:1], patches]).unsqueeze(0)
+
+    embeddings.interpolate_pos_encoding = interpolate
+    try:
+        yield
+    finally:
+        embeddings.interpolate_pos_encoding = original
+
+
+def mmcv_size(width, height, short_side):
+    """(width, height) after mmcv's `rescale_size` to a short side (no long-side cap reached):
+    the scale factor `short / min(w, h)`, then `int(x * scale + 0.5)` per side."""
+    scale = short_side / min(width, height)
+    return int(width * scale + 0.5), int(height * scale + 0.5)
+
+
+def paper_labels(probs_per_name, class_of_name, threshold):
+    """Label map as NACLIP's and SCLIP's `postprocess_result`: synonyms merged by their maximum,
+    argmax, and pixels whose merged maximum (not renormalised) is under the threshold left out.
+    Labels: 0 = left out, c + 1 = class c. Also returns the merged maximum."""
+    index = torch.tensor(class_of_name)
+    classes = max(class_of_name) + 1
+    merged = torch.stack([probs_per_name[index == c].max(0).values for c in range(classes)])
+    top, best = merged.max(0)
+    labels = best + 1
+    labels[top < threshold] = 0
+    return labels, top
+
+
 @torch.no_grad()
-def segment(model, image, names, class_of_name, method, short_side, slide, logit_scale, refine=None):
-    """Per-class probabilities [classes, H, W] at the image's own size."""
+def segment(model, image, names, class_of_name, method, short_side, slide, logit_scale, refine=None, paper=False, per_name=False):
+    """Per-class probabilities [classes, H, W] at the image's own size (per name, before the
+    synonyms are merged, with `per_name`). `paper`: the position table and the resize as the
+    papers' code (see the module's header)."""
+    if paper:
+        width, height = mmcv_size(image.width, image.height, short_side)
+        processor = CLIPImageProcessor(size={"height": height, "width": width}, do_center_crop=False)
+        with paper_positions(model):
+            return _segment(model, image, processor, names, class_of_name, method, slide, logit_scale, refine, per_name)
     processor = CLIPImageProcessor(size={"shortest_edge": short_side}, do_center_crop=False)
+    return _segment(model, image, processor, names, class_of_name, method, slide, logit_scale, refine, per_name)
+
+
+def _segment(model, image, processor, names, class_of_name, method, slide, logit_scale, refine, per_name):
     pixels = processor(images=image, return_tensors="pt").pixel_values
     h, w = pixels.shape[2:]
     patch = model.config.vision_config.patch_size
@@ -153,6 +233,8 @@ def segment(model, image, names, class_of_name, method, short_side, slide, logit
         guide = F.interpolate(pixels, size=(image.height, image.width), mode="bilinear", align_corners=False)
         logits = pamr(guide, logits, *refine)
     probs = (logits * logit_scale).softmax(1)[0]
+    if per_name:
+        return probs
     classes = max(class_of_name) + 1
     index = torch.tensor(class_of_name)
     merged = torch.stack([probs[index == c].max(0).values for c in range(classes)])

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::images::read_label_png;
 use super::{ModelArgs, load, read_image};
-use wordmask::dataset::{Format, Sample, Split, fold_classes, samples};
+use wordmask::dataset::{Format, Protocol, Sample, Split, fold_classes, samples};
 use wordmask::labels::{Label, parse_class_file};
 use wordmask::metrics::{ConfusionMatrix, IGNORE_INDEX};
 use wordmask::segment::{EmbeddingCache, LabelMap, Model, Settings, Words, segment};
@@ -44,6 +44,11 @@ pub struct EvalArgs {
     /// (threshold 0). --threshold overrides either.
     #[command(flatten)]
     settings: Settings,
+    /// Evaluate as a paper's repository does on this dataset: its short side, rounding,
+    /// window, stride, templates, logit scale, threshold and position resampling (see
+    /// docs/cli.md); settings given beside it override its.
+    #[arg(long, value_enum)]
+    protocol: Option<Protocol>,
     /// Score saved predictions instead of running a model: a folder of label PNGs named like
     /// the dataset's label files and encoded the same way.
     #[arg(long)]
@@ -99,11 +104,15 @@ impl Source {
             return Ok(Source::Saved(dir.clone()));
         }
         let model = load(&args.model.model, args.model.runtime)?;
+        let given = match args.protocol {
+            Some(paper) => args.settings.clone().or(paper.settings(args.format)?),
+            None => args.settings.clone(),
+        };
         let protocol = args.format.background().map(|d| model.dataset_protocol(d));
-        let threshold = args.settings.threshold.unwrap_or(protocol.map_or(0.0, |p| p.threshold));
+        let threshold = given.threshold.unwrap_or(protocol.map_or(0.0, |p| p.threshold));
         // The class list is the vocabulary: no background words unless asked for.
-        let background = args.settings.background.clone().or(Some(Words(Vec::new())));
-        let settings = Settings { threshold: Some(threshold), background, ..args.settings.clone() };
+        let background = given.background.clone().or(Some(Words(Vec::new())));
+        let settings = Settings { threshold: Some(threshold), background, ..given };
         let leave_out = protocol.is_some_and(|p| !p.embeds_background_name) && threshold > 0.0;
         let embedded = if leave_out { classes[1..].to_vec() } else { classes.to_vec() };
         Ok(Source::Model { model: Box::new(model), classes: embedded, settings, zero_is_class_0: leave_out })
@@ -114,9 +123,11 @@ impl Source {
         Ok(match self {
             Source::Model { model, settings, .. } => {
                 let plan = model.plan(settings)?;
-                json!({"engine": plan.engine, "method": plan.method, "threshold": plan.threshold})
+                json!({"engine": plan.engine, "method": plan.method, "threshold": plan.threshold, "windows": plan.windows})
             }
-            Source::Saved(_) => json!({"engine": null, "method": "saved predictions", "threshold": null}),
+            Source::Saved(_) => {
+                json!({"engine": null, "method": "saved predictions", "threshold": null, "windows": null})
+            }
         })
     }
 
@@ -206,7 +217,7 @@ fn report(args: &EvalArgs, classes: &[Label], images: usize, matrix: &ConfusionM
     if args.json {
         let per_class: Vec<_> =
             classes.iter().zip(&scores.iou).map(|(c, iou)| json!({"class": c.name, "iou": iou})).collect();
-        let mut out = json!({"images": images, "miou": fold_miou.unwrap_or(scores.miou), "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "engine": summary["engine"], "method": summary["method"], "threshold": summary["threshold"]});
+        let mut out = json!({"images": images, "miou": fold_miou.unwrap_or(scores.miou), "pixel_accuracy": scores.pixel_accuracy, "classes": per_class, "engine": summary["engine"], "method": summary["method"], "threshold": summary["threshold"], "windows": summary["windows"]});
         if let Some(fold) = args.fold {
             out["fold"] = json!(fold);
             out["miou_with_background"] = json!(scores.miou);

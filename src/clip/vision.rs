@@ -1,12 +1,13 @@
 //! The CLIP vision tower (transformers `CLIPVisionModel`, `CLIPVisionEmbeddings`), with
-//! position embeddings resampled for other input sizes as `interpolate_pos_encoding=True` does.
+//! position embeddings resampled for other input sizes as `interpolate_pos_encoding=True` does
+//! (or, for the dense engine, as the dense-CLIP papers' code does: [`Resampling`]).
 
 use burn::tensor::Tensor;
 
 use super::config::VisionConfig;
 use crate::error::Result;
 use crate::loader::Scope;
-use crate::nn::{EncoderLayer, LayerNorm, PatchEmbedding, PositionTable, load_layers};
+use crate::nn::{EncoderLayer, LayerNorm, PatchEmbedding, PositionTable, Resampling, load_layers};
 
 /// What the vision tower returns for a batch of images.
 #[derive(Debug, Clone)]
@@ -66,20 +67,27 @@ impl VisionTransformer {
         }
     }
 
-    /// Patch + class + position embeddings. `[b, 3, H, W] -> [b, 1 + gh*gw, width]`
+    /// Patch + class + position embeddings (the table resampled as transformers does off its
+    /// grid). `[b, 3, H, W] -> [b, 1 + gh*gw, width]`
     pub fn embed(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
+        self.embed_with(pixels, Resampling::Transformers)
+    }
+
+    /// [`Self::embed`] with the position table resampled as `resampling` says.
+    pub fn embed_with(&self, pixels: Tensor<4>, resampling: Resampling) -> Result<(Tensor<3>, (usize, usize))> {
         let b = pixels.dims()[0];
         let (tokens, (gh, gw)) = self.patch_embedding.forward(pixels)?;
         let class = self.class_embedding.clone().reshape([1, 1, self.width]).repeat_dim(0, b);
-        let positions = Tensor::cat(vec![self.class_position.clone(), self.positions.for_grid(gh, gw)], 0);
+        let table = self.positions.resampled(gh, gw, resampling);
+        let positions = Tensor::cat(vec![self.class_position.clone(), table], 0);
         let x = Tensor::cat(vec![class, tokens], 1).add(positions.unsqueeze::<3>());
         Ok((x, (gh, gw)))
     }
 
-    /// Everything but the last block: the input the dense engine replaces it on.
-    /// `[b, 3, H, W] -> ([b, 1 + gh*gw, width], (gh, gw))`
-    pub fn hidden_before_last(&self, pixels: Tensor<4>) -> Result<(Tensor<3>, (usize, usize))> {
-        let (x, grid) = self.embed(pixels)?;
+    /// Everything but the last block: the input the dense engine replaces it on, the position
+    /// table resampled as `resampling` says. `[b, 3, H, W] -> ([b, 1 + gh*gw, width], (gh, gw))`
+    pub fn hidden_before_last(&self, pixels: Tensor<4>, resampling: Resampling) -> Result<(Tensor<3>, (usize, usize))> {
+        let (x, grid) = self.embed_with(pixels, resampling)?;
         let mut x = self.pre_layrnorm.forward(x);
         for layer in &self.layers[..self.layers.len() - 1] {
             x = layer.forward(x, None);
@@ -94,7 +102,7 @@ impl VisionTransformer {
 
     /// Run the tower. `pixels`: `[b, 3, H, W]`, CLIP-normalised.
     pub fn forward(&self, pixels: Tensor<4>) -> Result<VisionOutput> {
-        let (penultimate, grid) = self.hidden_before_last(pixels)?;
+        let (penultimate, grid) = self.hidden_before_last(pixels, Resampling::Transformers)?;
         let last_hidden = self.last_layer().forward(penultimate.clone(), None);
         Ok(VisionOutput { penultimate, last_hidden, grid })
     }

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
 use crate::network::{ConfigJson, Fields, ImageEmbedding, Network, Tokens, field, limits};
 use crate::nn::{Linear, l2_normalize};
-use crate::preprocess::Preprocessor;
+use crate::preprocess::{Preprocessor, Rounding};
 use crate::vit::{VitConfig, VitModel};
 
 /// The image statistics of the repository's PASCAL-5i preset (`dataset/augumenter.py`).
@@ -382,7 +382,13 @@ impl Network for FusionerModel {
 
     fn default_preprocessor(&self) -> Preprocessor {
         let size = self.config.crop_size;
-        Preprocessor { short_side: size, crop: None, mean: self.config.image_mean, std: self.config.image_std }
+        Preprocessor {
+            short_side: size,
+            crop: None,
+            mean: self.config.image_mean,
+            std: self.config.image_std,
+            rounding: Rounding::Transformers,
+        }
     }
 
     fn logit_scale(&self) -> f32 {

@@ -28,7 +28,7 @@ pub use conv::{Conv2d, ConvTranspose2d, LayerNorm2d};
 pub use kernels::Kernel;
 pub use linear::{LayerNorm, Linear, LinearKernel};
 pub use patch::{PatchEmbedding, patchify};
-pub use positions::{PositionTable, bicubic};
+pub use positions::{PositionTable, Resampling, bicubic, resample};
 pub use rng::Rng;
 pub use transformer::{EncoderLayer, Mlp, TowerDims, load_layers};
 

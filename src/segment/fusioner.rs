@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::Serialize;
 
 use super::engine::{DatasetProtocol, Engine, Plan, Scores};
-use super::result::PixelSteps;
+use super::result::{PixelSteps, ThresholdOn};
 use super::slide::{Window, Windows, check_score_size, check_window_count, stitch};
 use super::text::{ClassEmbeddings, Templates};
 use super::{BackgroundDataset, Settings};
@@ -21,7 +21,7 @@ use crate::fusioner::{FusionerConfig, FusionerModel};
 use crate::loader::WeightLoader;
 use crate::network::ConfigJson;
 use crate::network::Network;
-use crate::preprocess::{Preprocessor, RgbImage, checked_short_side_size, normalize};
+use crate::preprocess::{Preprocessor, RgbImage, Rounding, checked_short_side_size, normalize};
 
 /// `pad_image`'s value: `-pad_mean / pad_std` with both 0.5, in normalised units.
 pub const PAD_VALUE: f32 = -1.0;
@@ -55,6 +55,11 @@ impl Options {
         if settings.window.is_some_and(|w| w != 0) {
             return Err(Error::invalid(
                 "Fusioner's crops are the checkpoint's crop size (config.json crop_size); set stride, not window",
+            ));
+        }
+        if settings.rounding.is_some() {
+            return Err(Error::invalid(
+                "rounding applies to the windowed engines (dense, groupvit, segclip); Fusioner resizes as transformers does",
             ));
         }
         let options = Options {
@@ -183,7 +188,12 @@ impl Engine for Fusioner {
             engine: Self::NAME,
             method: Self::NAME.into(),
             templates: options.templates,
-            windows: Windows { short_side: options.short_side, window: 0, stride: options.stride },
+            windows: Windows {
+                short_side: options.short_side,
+                window: 0,
+                stride: options.stride,
+                rounding: Rounding::Transformers,
+            },
             background: options.background.clone(),
             threshold: options.threshold,
             min_score: 0.0,
@@ -215,6 +225,7 @@ impl Engine for Fusioner {
             class_of_name: classes.class_of_name.clone(),
             classes: classes.num_classes,
             renormalise: false,
+            threshold_on: ThresholdOn::Merged,
             fold_extra: classes.background,
         };
         Ok(Scores { maps, steps })

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Settings;
 use super::engine::Plan;
-use super::result::PixelSteps;
+use super::result::{PixelSteps, ThresholdOn};
 use super::slide::Windows;
 use super::text::{ClassEmbeddings, Templates};
 use crate::error::{Error, Result};
@@ -103,6 +103,7 @@ impl GroupingOptions {
             class_of_name: classes.class_of_name.clone(),
             classes: classes.num_classes,
             renormalise: false,
+            threshold_on: ThresholdOn::Merged,
             fold_extra: classes.background && self.threshold().is_some(),
         }
     }

@@ -27,7 +27,7 @@ use crate::loader::WeightLoader;
 use crate::network::ConfigJson;
 use crate::network::Network;
 use crate::nn::one_hot_max;
-use crate::preprocess::{Preprocessor, RgbImage};
+use crate::preprocess::{Preprocessor, RgbImage, Rounding};
 
 /// The repository's background threshold for PASCAL Context (`bg_thresh=.35`); PASCAL VOC and
 /// COCO use the engine's default.
@@ -72,7 +72,7 @@ impl Default for Options {
     /// The repository's `test_cfg` for PASCAL VOC and COCO: short side 448, windows of 448 at
     /// stride 224, "a photo of a {}.", `bg_thresh=.95`.
     fn default() -> Self {
-        let windows = Windows { short_side: 448, window: 448, stride: 224 };
+        let windows = Windows { short_side: 448, window: 448, stride: 224, rounding: Rounding::Transformers };
         Options { grouping: GroupingOptions::repository(windows, 0.95), scoring: Scoring::Repository }
     }
 }

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use engine::{AnyEngine, DatasetProtocol, Engine, NamingMaps, Plan, Preset, PresetName, Request, Scores};
 pub use model::{ImageSize, Model};
-pub use result::{LabelMap, LabelShare, PixelSteps, ScoreMaps, Segmentation};
+pub use result::{LabelMap, LabelShare, PixelSteps, ScoreMaps, Segmentation, ThresholdOn};
 pub use text::{ClassEmbeddings, EmbeddingCache, Templates, TextEncoder};
 
 use crate::error::{Error, Result};
@@ -271,6 +271,10 @@ pub struct Settings {
     /// Resize the image's short side to this many pixels first.
     #[cfg_attr(feature = "cli", arg(long))]
     pub short_side: Option<usize>,
+    /// How the resized long side is rounded: transformers (truncated) or mmcv (half up, as the
+    /// papers' mmsegmentation pipelines).
+    #[cfg_attr(feature = "cli", arg(long, value_enum))]
+    pub rounding: Option<crate::preprocess::Rounding>,
     /// Sliding-window size in pixels; 0 runs the whole image in one pass.
     #[cfg_attr(feature = "cli", arg(long))]
     pub window: Option<usize>,
@@ -283,6 +287,11 @@ pub struct Settings {
     /// Dense engine: refinement of the score maps (pamr: 10 iterations at dilations 8 and 16).
     #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub refine: Option<dense::Refine>,
+    /// Dense engine: how the position table is resampled for windows off the checkpoint's
+    /// grid: transformers (bicubic to the grid) or scale-factor (bicubic at (g + 0.1) / n, as
+    /// NACLIP's and SCLIP's code).
+    #[cfg_attr(feature = "cli", arg(long, value_enum))]
+    pub positions: Option<crate::nn::Resampling>,
     /// GroupViT engine: how pixels get label scores: repository (the GroupViT repository's
     /// evaluation) or transformers (its `output_segmentation=True` logits; no background
     /// threshold).
@@ -292,6 +301,10 @@ pub struct Settings {
     /// its background threshold (0 turns it off).
     #[cfg_attr(feature = "cli", arg(long, value_parser = |t: &str| threshold(t)))]
     pub threshold: Option<f32>,
+    /// Dense engine: with synonyms, whether the threshold reads a class's synonym maximum
+    /// (merged, as the papers' code) or its renormalised probability (renormalised).
+    #[cfg_attr(feature = "cli", arg(long, value_enum))]
+    pub threshold_on: Option<ThresholdOn>,
     /// Words that form an extra "background" class, separated by ';', ',' or '|'; its pixels
     /// stay unlabelled. "none" turns it off.
     #[cfg_attr(feature = "cli", arg(long))]
@@ -299,12 +312,34 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// These settings, each unset one taken from `base`.
+    pub fn or(self, base: Settings) -> Settings {
+        Settings {
+            engine: self.engine.or(base.engine),
+            method: self.method.or(base.method),
+            templates: self.templates.or(base.templates),
+            short_side: self.short_side.or(base.short_side),
+            rounding: self.rounding.or(base.rounding),
+            window: self.window.or(base.window),
+            stride: self.stride.or(base.stride),
+            logit_scale: self.logit_scale.or(base.logit_scale),
+            refine: self.refine.or(base.refine),
+            positions: self.positions.or(base.positions),
+            scoring: self.scoring.or(base.scoring),
+            threshold: self.threshold.or(base.threshold),
+            threshold_on: self.threshold_on.or(base.threshold_on),
+            background: self.background.or(base.background),
+        }
+    }
+
     /// Refuse settings that only another engine reads.
     fn refuse_other_engines(&self, engine: &str) -> Result<()> {
         let specific = [
             ("method", self.method.is_some(), dense::Dense::NAME),
             ("logit scale", self.logit_scale.is_some(), dense::Dense::NAME),
             ("refine", self.refine.is_some(), dense::Dense::NAME),
+            ("positions", self.positions.is_some(), dense::Dense::NAME),
+            ("threshold on", self.threshold_on.is_some(), dense::Dense::NAME),
             ("scoring", self.scoring.is_some(), groupvit::GroupVit::NAME),
         ];
         match specific.iter().find(|(_, set, owner)| *set && *owner != engine) {

@@ -11,7 +11,7 @@
 
 use std::io::{Seek, SeekFrom, Write};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::labels::Label;
 use crate::nn::BilinearGrid;
@@ -22,6 +22,20 @@ pub const BACKGROUND: &str = "background";
 
 /// Rows of the image finished at a time.
 const BAND_PIXELS: usize = 1 << 18;
+
+/// Which of a pixel's top scores the threshold reads when synonyms are merged and the merged
+/// classes renormalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum), value(rename_all = "lower"))]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdOn {
+    /// The synonyms' maximum before renormalising, as the dense-CLIP papers' code thresholds
+    /// (NACLIP's and SCLIP's `postprocess_result`).
+    #[default]
+    Merged,
+    /// The renormalised probability (the classes of a pixel sum to 1).
+    Renormalised,
+}
 
 /// How one pixel's upsampled engine rows become its class scores.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,6 +48,8 @@ pub struct PixelSteps {
     pub classes: usize,
     /// Divide the merged classes by their sum (SCLIP's merge after a softmax).
     pub renormalise: bool,
+    /// With `renormalise`, whether the threshold reads the top score before or after it.
+    pub threshold_on: ThresholdOn,
     /// Fold the engine's last extra row into the last class (max): GroupViT's background
     /// threshold into the background words' class.
     pub fold_extra: bool,
@@ -47,7 +63,8 @@ impl PixelSteps {
     }
 
     /// One pixel: `input` (`rows_in` values, overwritten) to `out` (`rows_out` values).
-    pub fn apply(&self, input: &mut [f32], out: &mut [f32]) {
+    /// Returns the top class score that the threshold reads ([`ThresholdOn`]).
+    pub fn apply(&self, input: &mut [f32], out: &mut [f32]) -> f32 {
         if let Some(scale) = self.softmax_scale {
             let max = input.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
             let mut sum = 0.0;
@@ -62,7 +79,12 @@ impl PixelSteps {
         for (&class, &v) in self.class_of_name.iter().zip(input.iter()) {
             out[class] = out[class].max(v);
         }
+        let top = |out: &[f32]| out[..self.classes].iter().fold(f32::MIN, |m, &v| m.max(v));
+        let mut merged_top = None;
         if self.renormalise && names != self.classes {
+            if self.threshold_on == ThresholdOn::Merged {
+                merged_top = Some(top(out));
+            }
             let sum: f32 = out[..self.classes].iter().sum();
             out[..self.classes].iter_mut().for_each(|v| *v /= sum);
         }
@@ -71,6 +93,7 @@ impl PixelSteps {
             (true, Some(&last)) => out[self.classes - 1] = out[self.classes - 1].max(last),
             _ => out[self.classes..self.classes + extra.len()].copy_from_slice(extra),
         }
+        merged_top.unwrap_or_else(|| top(out))
     }
 }
 
@@ -98,9 +121,9 @@ pub fn full_scores(maps: &ScoreMaps, steps: &PixelSteps, width: usize, height: u
     let finisher = Finisher::new(maps, steps, width, height);
     let classes = finisher.rows_out();
     let mut out = vec![0f32; classes * n];
-    let mut band = Vec::new();
+    let (mut band, mut gates) = (Vec::new(), Vec::new());
     for (y0, y1) in finisher.bands() {
-        finisher.band(y0, y1, &mut band);
+        finisher.band(y0, y1, &mut band, &mut gates);
         for (k, scores) in band.chunks_exact(classes).enumerate() {
             for (c, &v) in scores.iter().enumerate() {
                 out[c * n + y0 * width + k] = v;
@@ -128,12 +151,14 @@ impl<'a> Finisher<'a> {
         self.steps.rows_out(self.maps.rows)
     }
 
-    /// Rows `y0..y1`, pixel-major: `[(y1 - y0) * width, rows_out]`.
-    fn band(&self, y0: usize, y1: usize, out: &mut Vec<f32>) {
+    /// Rows `y0..y1`, pixel-major: `[(y1 - y0) * width, rows_out]`, and each pixel's score
+    /// that the threshold reads into `gates`.
+    fn band(&self, y0: usize, y1: usize, out: &mut Vec<f32>, gates: &mut Vec<f32>) {
         let (rows, plane) = (self.maps.rows, self.maps.height * self.maps.width);
         let rows_out = self.rows_out();
         out.clear();
         out.resize((y1 - y0) * self.width * rows_out, 0.0);
+        gates.clear();
         let mut pixel = vec![0f32; rows];
         for y in y0..y1 {
             for x in 0..self.width {
@@ -142,7 +167,7 @@ impl<'a> Finisher<'a> {
                     *p = tap.sample(map);
                 }
                 let at = ((y - y0) * self.width + x) * rows_out;
-                self.steps.apply(&mut pixel, &mut out[at..at + rows_out]);
+                gates.push(self.steps.apply(&mut pixel, &mut out[at..at + rows_out]));
             }
         }
     }
@@ -236,7 +261,8 @@ pub struct LabelShare {
 impl Segmentation {
     /// The engine's scores `maps` for `labels` (with a last background class when
     /// `background`), finished at `width x height`: pixels whose top score is under
-    /// `threshold`, or whose top class is the background, stay unlabelled.
+    /// `threshold` (the score that `steps.threshold_on` names), or whose top class is the
+    /// background, stay unlabelled.
     pub fn new(
         width: usize,
         height: usize,
@@ -252,16 +278,16 @@ impl Segmentation {
         let finisher = Finisher::new(&maps, &steps, width, height);
         let rows_out = finisher.rows_out();
         debug_assert_eq!(rows_out, classes, "the engine's rows after its steps are the classes");
-        let mut band = Vec::new();
+        let (mut band, mut gates) = (Vec::new(), Vec::new());
         for (y0, y1) in finisher.bands() {
-            finisher.band(y0, y1, &mut band);
-            for (k, scores) in band.chunks_exact(rows_out).enumerate() {
+            finisher.band(y0, y1, &mut band, &mut gates);
+            for (k, (scores, &gate)) in band.chunks_exact(rows_out).zip(&gates).enumerate() {
                 let i = y0 * width + k;
                 let (best, top) = scores[..classes]
                     .iter()
                     .enumerate()
                     .fold((0, f32::MIN), |a, (c, &p)| if p > a.1 { (c, p) } else { a });
-                let unlabelled = top < threshold || (background && best == classes - 1);
+                let unlabelled = gate < threshold || (background && best == classes - 1);
                 label_map.set(i, if unlabelled { 0 } else { best + 1 });
                 confidence[i] = (top.clamp(0.0, 1.0) * 255.0).round() as u8;
             }
@@ -310,10 +336,10 @@ impl Segmentation {
         let plane = (self.width * self.height * 4) as u64;
         let classes = self.num_classes();
         let finisher = Finisher::new(&self.maps, &self.steps, self.width, self.height);
-        let mut band = Vec::new();
+        let (mut band, mut gates) = (Vec::new(), Vec::new());
         let mut bytes = Vec::new();
         for (y0, y1) in finisher.bands() {
-            finisher.band(y0, y1, &mut band);
+            finisher.band(y0, y1, &mut band, &mut gates);
             for c in 0..classes {
                 bytes.clear();
                 bytes.extend(band.iter().skip(c).step_by(classes).flat_map(|v| v.to_le_bytes()));
@@ -335,6 +361,7 @@ mod tests {
             class_of_name: (0..classes).collect(),
             classes,
             renormalise: false,
+            threshold_on: ThresholdOn::Merged,
             fold_extra: false,
         }
     }
@@ -381,6 +408,7 @@ mod tests {
             class_of_name: vec![0, 0, 1],
             classes: 2,
             renormalise: true,
+            threshold_on: ThresholdOn::Renormalised,
             fold_extra: false,
         };
         let mut input = vec![0.0, (2f32).ln() / 2.0, 0.0];
@@ -393,6 +421,7 @@ mod tests {
             class_of_name: vec![0, 1],
             classes: 2,
             renormalise: false,
+            threshold_on: ThresholdOn::Merged,
             fold_extra: true,
         };
         let mut out = vec![0.0; 2];
@@ -403,6 +432,29 @@ mod tests {
         let mut out = vec![0.0; 3];
         keep.apply(&mut [0.2, 0.1, 0.6], &mut out);
         assert_eq!(out, vec![0.2, 0.1, 0.6]);
+    }
+
+    /// With synonyms, the papers' code thresholds the merged maximum before renormalising
+    /// (NACLIP's and SCLIP's `postprocess_result`): a pixel whose best class holds 0.3 of the
+    /// probability is under a threshold of 0.4 there, though renormalised it holds 0.43.
+    #[test]
+    fn threshold_reads_the_merged_or_the_renormalised_top() {
+        let labels = crate::labels::parse("cat|kitten, dog, bird").unwrap();
+        let maps = ScoreMaps { rows: 4, height: 1, width: 1, values: vec![0.3, 0.3, 0.2, 0.2] };
+        let steps = |threshold_on| PixelSteps {
+            softmax_scale: None,
+            class_of_name: vec![0, 0, 1, 2],
+            classes: 3,
+            renormalise: true,
+            threshold_on,
+            fold_extra: false,
+        };
+        let merged = Segmentation::new(1, 1, &labels, false, maps.clone(), steps(ThresholdOn::Merged), 0.4);
+        let renormalised = Segmentation::new(1, 1, &labels, false, maps, steps(ThresholdOn::Renormalised), 0.4);
+        assert_eq!((merged.label_map.get(0), renormalised.label_map.get(0)), (0, 1));
+        // Either way the scores written out are renormalised.
+        assert_eq!(merged.scores(), renormalised.scores());
+        assert!((merged.scores()[0] - 3.0 / 7.0).abs() < 1e-6);
     }
 
     /// More than 255 labels give a 16-bit map; the last label's index survives.

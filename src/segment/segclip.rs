@@ -8,7 +8,9 @@
 //!   `min(threshold, best group score)`.
 //!
 //! Windows are always the network's input size: the repository takes its pretraining path for
-//! any other patch count, so other windows (or a short side under the window) are refused.
+//! any patch count but the trained one and four times it (`module_seg_vit.py` line 423); the
+//! four-times case (448-pixel windows) is used by none of its evaluation configs and is not
+//! checked against it here, so other windows (or a short side under the window) are refused.
 
 use burn::tensor::Tensor;
 use serde::Serialize;
@@ -23,7 +25,7 @@ use crate::loader::WeightLoader;
 use crate::network::ConfigJson;
 use crate::network::Network;
 use crate::nn::{one_hot_max, resize_bilinear};
-use crate::preprocess::{Preprocessor, RgbImage};
+use crate::preprocess::{Preprocessor, RgbImage, Rounding};
 use crate::segclip::{SegClipConfig, SegClipModel};
 
 /// The repository's background thresholds (`bg_thresh` of `configs/_base_/datasets/*.py`).
@@ -51,7 +53,7 @@ impl Default for Options {
     /// The repository's `test_cfg` for PASCAL VOC: short side 224, windows of 224 at stride
     /// 224, "a photo of a {}.", `bg_thresh=.80`.
     fn default() -> Self {
-        let windows = Windows { short_side: 224, window: 224, stride: 224 };
+        let windows = Windows { short_side: 224, window: 224, stride: 224, rounding: Rounding::Transformers };
         Options(GroupingOptions::repository(windows, VOC_THRESHOLD))
     }
 }

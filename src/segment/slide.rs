@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Settings;
 use crate::error::{Error, Result};
-use crate::preprocess::{Preprocessor, RgbImage, checked_short_side_size};
+use crate::preprocess::{Preprocessor, RgbImage, Rounding, checked_resized_size};
 
 /// The most score values (names x resized pixels) one segmentation may stitch: 512 MiB of f32,
 /// within one GPU buffer and the browser's 32-bit heap.
@@ -26,6 +26,8 @@ pub struct Windows {
     /// Window size in pixels; 0 runs the whole resized image in one pass.
     pub window: usize,
     pub stride: usize,
+    /// How the resized long side is rounded.
+    pub rounding: Rounding,
 }
 
 impl Windows {
@@ -40,6 +42,7 @@ impl Windows {
             short_side: settings.short_side.unwrap_or(self.short_side),
             window: settings.window.unwrap_or(self.window),
             stride: settings.stride.unwrap_or(self.stride),
+            rounding: settings.rounding.unwrap_or(self.rounding),
         }
     }
 
@@ -69,9 +72,10 @@ impl Windows {
         rows: usize,
         score: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
     ) -> Result<(Tensor<4>, Tensor<4>)> {
-        let (w, h) = checked_short_side_size(image.width, image.height, self.short_side)?;
+        let (w, h) = checked_resized_size(image.width, image.height, self.short_side, self.rounding)?;
         check_score_size(rows, w, h, self.short_side)?;
-        let pixels = resized_pixels(preprocessor, image, self.short_side, device)?;
+        let preprocessor = Preprocessor { rounding: self.rounding, ..preprocessor.clone() };
+        let pixels = resized_pixels(&preprocessor, image, self.short_side, device)?;
         let stitched = slide_and_stitch(&pixels, self.slide(), rows, score)?;
         Ok((stitched, pixels))
     }
@@ -139,8 +143,8 @@ pub fn windows(h: usize, w: usize, window: (usize, usize), stride: (usize, usize
     out
 }
 
-/// The image resized to `short_side` (bicubic, as the checkpoint's preprocessing) and
-/// normalised, as `[1, 3, h, w]` on `device`.
+/// The image resized to `short_side` (bicubic, as the checkpoint's preprocessing, the long
+/// side rounded as `preprocessor` says) and normalised, as `[1, 3, h, w]` on `device`.
 pub fn resized_pixels(
     preprocessor: &Preprocessor,
     image: &RgbImage,

@@ -18,6 +18,7 @@ mod outputs;
 mod parity_automatic;
 mod parity_clip;
 mod parity_dense;
+mod parity_dense_protocol;
 mod parity_fusioner;
 mod parity_groupvit;
 mod parity_ovsam;

@@ -40,6 +40,7 @@ fn spec() -> (serde_json::Value, Vec<Run>) {
                         short_side: r["short_side"].as_u64().unwrap() as usize,
                         window: slide.map_or(0, |s| s[0]),
                         stride: slide.map_or(0, |s| s[1]),
+                        rounding: wordmask::preprocess::Rounding::Transformers,
                     },
                     logit_scale: r["logit_scale"].as_f64().unwrap() as f32,
                     refine: if pamr.is_some() { Refine::Pamr } else { Refine::None },

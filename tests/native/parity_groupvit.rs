@@ -140,6 +140,7 @@ fn compare(name: &str, device: &Device) -> Vec<String> {
                     short_side: run["short_side"].as_u64().unwrap() as usize,
                     window: slide.map_or(0, |s| s[0]),
                     stride: slide.map_or(0, |s| s[1]),
+                    rounding: wordmask::preprocess::Rounding::Transformers,
                 },
                 background_threshold: run["threshold"].as_f64().unwrap_or(0.0) as f32,
                 ..d.grouping

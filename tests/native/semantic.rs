@@ -124,6 +124,71 @@ fn eval_over_a_camvid_folder_prints_the_table_and_an_oracle_scores_100() {
     std::fs::remove_dir_all(&root).ok();
 }
 
+/// `eval --protocol` runs the paper's config for the dataset: the same scores as its settings
+/// typed by hand, flags beside it overriding its, and each paper's own windows.
+#[test]
+fn eval_with_a_papers_protocol_uses_its_config_and_yields_to_flags() {
+    let root = std::env::temp_dir().join(format!("wordmask-voc-{}", std::process::id()));
+    for sub in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let ids = ["red", "green", "blue", "yellow"];
+    let truth = Scene::load().paint(&root.join("JPEGImages/scene.jpg"));
+    let gt: Vec<u8> =
+        truth.iter().map(|name| ids.iter().position(|i| *i == name.as_str()).unwrap() as u8 + 1).collect();
+    image::GrayImage::from_raw(448, 336, gt).unwrap().save(root.join("SegmentationClass/scene.png")).unwrap();
+    std::fs::write(root.join("ImageSets/Segmentation/val.txt"), "scene\n").unwrap();
+    let classes = root.join("classes.txt");
+    std::fs::write(&classes, "background\nred\ngreen\nblue\nyellow\n").unwrap();
+    let run = |extra: &[&str]| {
+        let out = Cli::new("eval")
+            .fixture("semantic-colours")
+            .arg("--dataset", &root)
+            .args(["--format", "voc21", "--json"])
+            .arg("--classes", &classes)
+            .args(extra)
+            .run();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let naclip = run(&["--protocol", "naclip"]);
+    let windows = &naclip["windows"];
+    assert_eq!(
+        (naclip["method"].as_str(), windows["window"].as_u64(), windows["rounding"].as_str()),
+        (Some("naclip"), Some(0), Some("mmcv")),
+        "{naclip}"
+    );
+    let typed = run(&[
+        "--method",
+        "naclip",
+        "--templates",
+        "imagenet80",
+        "--short-side",
+        "336",
+        "--rounding",
+        "mmcv",
+        "--window",
+        "0",
+        "--logit-scale",
+        "40",
+        "--positions",
+        "scale-factor",
+        "--threshold",
+        "0.1",
+        "--threshold-on",
+        "merged",
+    ]);
+    assert_eq!(
+        (naclip["miou"].as_f64(), naclip["classes"].clone()),
+        (typed["miou"].as_f64(), typed["classes"].clone())
+    );
+    let windowed = run(&["--protocol", "naclip", "--window", "224"]);
+    assert_eq!(windowed["windows"]["window"].as_u64(), Some(224), "a flag beside the protocol wins: {windowed}");
+    let sclip = run(&["--protocol", "sclip"]);
+    assert_eq!((sclip["method"].as_str(), sclip["windows"]["window"].as_u64()), (Some("sclip"), Some(224)), "{sclip}");
+    std::fs::remove_dir_all(&root).ok();
+}
+
 /// `wordmask sam` with the hand-built colour SAM (tests/fixtures/sam-colours, tools/build_colour_sam.py):
 /// a click inside each region of the scene gives that region (IoU ≥ 0.9), and the colour CLIP
 /// names it with its colour word.

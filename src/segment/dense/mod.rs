@@ -4,8 +4,9 @@
 //! and class embeddings), bilinear upsampling to the window, stitching by averaging the
 //! overlaps, resize to the input size, optional PAMR ([`pamr`]), softmax over names with the
 //! logit scale, max over each class's synonyms (renormalised, so every pixel's class
-//! probabilities sum to 1). Follows the SCLIP/NACLIP `forward_slide` + `postprocess_result`
-//! order; the steps after the resize are per pixel, so the engine returns the stitched scores
+//! probabilities sum to 1; the threshold reads the maximum before that by default, as
+//! NACLIP's and SCLIP's `postprocess_result` do). Follows the SCLIP/NACLIP `forward_slide` +
+//! `postprocess_result` order; the steps after the resize are per pixel, so the engine returns the stitched scores
 //! and the shared code upsamples and finishes them a band at a time (PAMR, which looks at
 //! neighbours, runs on the device first).
 
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use blocks::{Method, NACLIP_SIGMA, last_block, neighbourhood_bias};
 
 use super::engine::{DatasetProtocol, Engine, NamingMaps, Plan, Preset, Scores};
-use super::result::{BACKGROUND, PixelSteps};
+use super::result::{BACKGROUND, PixelSteps, ThresholdOn};
 use super::slide::Windows;
 use super::text::{ClassEmbeddings, Templates};
 use super::{BackgroundDataset, Settings, name_of};
@@ -27,8 +28,8 @@ use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
 use crate::network::ConfigJson;
 use crate::network::Network;
-use crate::nn::{l2_normalize, resize_bilinear};
-use crate::preprocess::{Preprocessor, RgbImage};
+use crate::nn::{Resampling, l2_normalize, resize_bilinear};
+use crate::preprocess::{Preprocessor, RgbImage, Rounding};
 
 /// Dense CLIP on `CLIPModel` checkpoints.
 pub struct Dense;
@@ -73,6 +74,10 @@ pub struct Options {
     pub min_probability: f32,
     /// Words of an extra background class that competes with the labels.
     pub background: Vec<String>,
+    /// Whether the threshold reads a class's synonym maximum before or after renormalising.
+    pub threshold_on: ThresholdOn,
+    /// How the position table is resampled for windows off the checkpoint's grid.
+    pub positions: Resampling,
     /// NACLIP's Gaussian width in patches.
     #[serde(skip)]
     pub naclip_sigma: f64,
@@ -90,11 +95,13 @@ impl Default for Options {
         Options {
             method: Method::Naclip,
             templates: Templates::Imagenet7,
-            windows: Windows { short_side: 336, window: 224, stride: 112 },
+            windows: Windows { short_side: 336, window: 224, stride: 112, rounding: Rounding::Transformers },
             logit_scale: 40.0,
             refine: Refine::None,
             min_probability: 0.1,
             background: vec![BACKGROUND.to_string()],
+            threshold_on: ThresholdOn::Merged,
+            positions: Resampling::Transformers,
             naclip_sigma: NACLIP_SIGMA,
             pamr: Pamr::default(),
         }
@@ -168,6 +175,8 @@ impl Engine for Dense {
             refine: settings.refine.unwrap_or(d.refine),
             min_probability: settings.threshold_or(d.min_probability)?,
             background: settings.background_or(&d.background),
+            threshold_on: settings.threshold_on.unwrap_or(d.threshold_on),
+            positions: settings.positions.unwrap_or(d.positions),
             ..d
         };
         options.validate()?;
@@ -190,7 +199,8 @@ impl Engine for Dense {
     /// The cosine maps at the resized image's resolution (or, with PAMR, refined at the image's
     /// resolution, or at the largest size under [`PAMR_MAX_VALUES`] for a very large image);
     /// finished per pixel: softmax over names with the logit scale, max over each class's
-    /// synonyms, renormalised.
+    /// synonyms, renormalised (the threshold reading the maximum before or after, as
+    /// `threshold_on` says).
     fn scores(
         clip: &ClipModel,
         preprocessor: &Preprocessor,
@@ -214,6 +224,7 @@ impl Engine for Dense {
             class_of_name: classes.class_of_name.clone(),
             classes: classes.num_classes,
             renormalise: true,
+            threshold_on: options.threshold_on,
             fold_extra: false,
         };
         Ok(Scores { maps: maps.squeeze_dim(0), steps })
@@ -278,7 +289,7 @@ pub fn cosine_maps(
 fn window_scores(clip: &ClipModel, crops: Tensor<4>, names: &Tensor<2>, options: &Options) -> Result<Tensor<4>> {
     let [n, _, wh, ww] = crops.dims();
     let vision = &clip.vision_model;
-    let (x, (gh, gw)) = vision.hidden_before_last(crops)?;
+    let (x, (gh, gw)) = vision.hidden_before_last(crops, options.positions)?;
     let last = last_block(options.method, vision.last_layer(), x, (gh, gw), options.naclip_sigma);
     let tokens = vision.post_layernorm.forward(last);
     let d = tokens.dims()[2];
