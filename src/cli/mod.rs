@@ -4,6 +4,7 @@ mod bench;
 mod convert;
 mod eval;
 mod files;
+mod folder;
 mod images;
 mod outputs;
 mod sam;
@@ -79,6 +80,8 @@ enum Command {
     },
     /// Segmentation: a label for every pixel (the checkpoint's engine).
     Segment(segment::SegmentArgs),
+    /// Join COCO files of different images (the shards of `segment --images --shard`) into one.
+    MergeCoco(folder::MergeArgs),
     /// Point at an object (clicks, a box): its mask (Segment Anything), named by the words.
     Sam(sam::SamArgs),
     /// mIoU over a dataset in its mmsegmentation folder layout.
@@ -122,9 +125,9 @@ pub struct ModelArgs {
     /// Model directory (config.json + model.safetensors or pytorch_model.bin), or a weights
     /// file next to its config.json.
     #[arg(long)]
-    model: String,
+    pub model: String,
     #[command(flatten)]
-    runtime: RuntimeArgs,
+    pub runtime: RuntimeArgs,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -292,6 +295,7 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Segment(args) => segment::run(args)?,
         Command::Sam(args) => sam::run(args)?,
+        Command::MergeCoco(args) => folder::merge(args)?,
         Command::Eval(args) => eval::run(args)?,
         Command::Bench(args) => bench::run(args)?,
         Command::Convert(args) => convert::run(args)?,
