@@ -31,8 +31,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::files::model_paths;
-use super::read_image;
-use super::segment::{SegmentArgs, load_prompt_model};
+use super::{ModelArgs, load_prompt_model, read_image};
 use wordmask::files::{Output, check_model_folder, check_outputs, write_bytes};
 use wordmask::labels::{self, Label};
 use wordmask::segment::export::coco::{self, CocoFile};
@@ -40,7 +39,7 @@ use wordmask::segment::export::{Format, Labelled, labelme, voc, yolo};
 use wordmask::segment::objects::Object;
 use wordmask::segment::point::PromptSession;
 use wordmask::segment::refine::{RefineOptions, region_objects, sharpen};
-use wordmask::segment::{EmbeddingCache, Model, segment};
+use wordmask::segment::{EmbeddingCache, Model, Settings, segment};
 
 /// Photos the folder mode reads, by extension.
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -65,6 +64,36 @@ impl FromStr for Shard {
         }
         Ok(Shard { index, count })
     }
+}
+
+/// `segment`'s flags for a folder.
+#[derive(Args)]
+pub struct FolderArgs {
+    /// A folder of photos (its PNG and JPEG files, not its subfolders), each segmented and
+    /// exported in --format into the folder --out; a rerun skips the images already done.
+    #[arg(long, conflicts_with_all = ["image", "overlay", "scores", "instances", "json"])]
+    pub images: Option<PathBuf>,
+    /// --images: the exports, any of coco,yolo,labelme,voc.
+    #[arg(long, value_enum, value_delimiter = ',', requires = "images")]
+    pub format: Vec<Format>,
+    /// --images: this part only of the sorted images: I/N takes the images whose place in the
+    /// sorted list, counted from 0, leaves I when divided by N (0 <= I < N); every part of one
+    /// folder may share one --out.
+    #[arg(long, requires = "images")]
+    pub shard: Option<Shard>,
+    /// --images: COCO masks as polygons instead of RLE.
+    #[arg(long, requires = "images")]
+    pub polygons: bool,
+}
+
+/// A folder run: its flags and `segment`'s.
+pub struct Run<'a> {
+    pub folder: &'a FolderArgs,
+    pub model: &'a ModelArgs,
+    pub labels: &'a str,
+    pub settings: &'a Settings,
+    pub sam: Option<&'a str>,
+    pub out: &'a Path,
 }
 
 /// One photo of the folder.
@@ -149,39 +178,39 @@ fn relative(target: &Path, from: &Path) -> Result<String> {
 }
 
 /// What the run is: a rerun into the same folder must be the same.
-fn run_record(args: &SegmentArgs, labels: &[Label]) -> serde_json::Value {
+fn run_record(args: &Run, labels: &[Label]) -> serde_json::Value {
     let canonical = |p: &str| Path::new(p).canonicalize().map(|p| p.display().to_string()).unwrap_or(p.to_string());
     json!({
         "labels": labels,
         "model": canonical(&args.model.model),
-        "sam": args.sam.as_deref().map(canonical),
+        "sam": args.sam.map(canonical),
         "settings": format!("{:?}", args.settings),
-        "polygons": args.polygons,
+        "polygons": args.folder.polygons,
     })
 }
 
-pub fn run(args: &SegmentArgs) -> Result<()> {
-    let dir = args.images.as_deref().context("--images")?;
-    let labels = labels::parse(&args.labels)?;
-    if args.format.is_empty() {
+pub fn run(args: &Run) -> Result<()> {
+    let dir = args.folder.images.as_deref().context("--images")?;
+    let labels = labels::parse(args.labels)?;
+    if args.folder.format.is_empty() {
         bail!("--images needs --format: one or more of coco, yolo, labelme, voc (e.g. --format coco,yolo)");
     }
-    if args.polygons && !args.format.contains(&Format::Coco) {
+    if args.folder.polygons && !args.folder.format.contains(&Format::Coco) {
         bail!("--polygons is how COCO files hold masks: add coco to --format");
     }
-    let mut formats = args.format.clone();
+    let mut formats = args.folder.format.clone();
     formats.sort();
     formats.dedup();
     let photos = list_photos(dir)?;
-    let shard = args.shard.unwrap_or(Shard { index: 0, count: 1 });
+    let shard = args.folder.shard.unwrap_or(Shard { index: 0, count: 1 });
     let mine: Vec<&Photo> = photos.iter().filter(|p| (p.id as usize - 1) % shard.count == shard.index).collect();
 
     // The output folder, before any work: not the photos' folder nor a model's, and if it holds
     // an earlier run, one with the same words and settings.
-    let out = &args.out;
+    let out = args.out;
     let mut inputs: Vec<PathBuf> = photos.iter().map(|p| dir.join(&p.file_name)).collect();
     inputs.extend(model_paths(&args.model.model));
-    inputs.extend(args.sam.as_deref().map(model_paths).unwrap_or_default());
+    inputs.extend(args.sam.map(model_paths).unwrap_or_default());
     check_model_folder("--out", out, &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(), true)?;
     std::fs::create_dir_all(out).with_context(|| format!("--out {}: cannot create the folder", out.display()))?;
     let record = run_record(args, &labels);
@@ -200,6 +229,9 @@ pub fn run(args: &SegmentArgs) -> Result<()> {
         let folder = file.parent().unwrap_or(out);
         std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
     }
+    if args.folder.shard.is_none() {
+        remove_stale_partials(out);
+    }
     write_bytes(&record_path, format!("{record:#}\n").as_bytes())?;
     if formats.contains(&Format::Yolo) {
         let path = relative(&out.join("yolo"), Path::new("/")).map(|p| format!("/{p}"))?;
@@ -215,11 +247,8 @@ pub fn run(args: &SegmentArgs) -> Result<()> {
     let mut failed: Vec<String> = Vec::new();
     if !todo.is_empty() {
         let model = super::load(&args.model.model, args.model.runtime)?;
-        let mut session = args
-            .sam
-            .as_deref()
-            .map(|d| load_prompt_model(d, args.model.runtime).map(PromptSession::new))
-            .transpose()?;
+        let mut session =
+            args.sam.map(|d| load_prompt_model(d, args.model.runtime).map(PromptSession::new)).transpose()?;
         let mut cache = EmbeddingCache::default();
         let bar = ProgressBar::new(todo.len() as u64);
         if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} images, {eta} left  {wide_msg}") {
@@ -240,7 +269,7 @@ pub fn run(args: &SegmentArgs) -> Result<()> {
     eprintln!(
         "{} images{}: {done} labelled, {skipped} done before, {} failed; wrote {}",
         mine.len(),
-        args.shard.map(|s| format!(" (part {}/{} of {})", s.index, s.count, photos.len())).unwrap_or_default(),
+        args.folder.shard.map(|s| format!(" (part {}/{} of {})", s.index, s.count, photos.len())).unwrap_or_default(),
         failed.len(),
         out.display()
     );
@@ -253,7 +282,7 @@ pub fn run(args: &SegmentArgs) -> Result<()> {
             .map(|p| read_coco(&out.join("coco").join(format!("{}.json", p.stem))))
             .collect::<Result<_>>()?;
         let merged = coco::merge(&parts)?;
-        match args.shard {
+        match args.folder.shard {
             Some(s) => write_json(&out.join(format!("coco.shard-{}-of-{}.json", s.index, s.count)), &merged)?,
             None => {
                 write_json(&out.join("coco.json"), &merged)?;
@@ -264,13 +293,38 @@ pub fn run(args: &SegmentArgs) -> Result<()> {
     Ok(())
 }
 
+/// Temporary files that a killed run left (`files::write_atomic` names them
+/// `.<name>.<pid>.partial`), where their process is gone. Only runs without `--shard` clean up:
+/// parts of one folder may run on other machines, whose processes this one cannot see.
+fn remove_stale_partials(out: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.is_dir() {
+        return;
+    }
+    let mut folders = vec![out.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                folders.push(path);
+            } else if let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".partial")) {
+                let pid = rest.rsplit('.').next().unwrap_or_default();
+                if pid.parse::<u32>().is_ok() && !proc.join(pid).exists() {
+                    std::fs::remove_file(&path).ok();
+                }
+            }
+        }
+    }
+}
+
 /// What every image of a run shares.
 struct Worker<'a> {
     dir: &'a Path,
     out: &'a Path,
     labels: &'a [Label],
     formats: &'a [Format],
-    args: &'a SegmentArgs,
+    args: &'a Run<'a>,
     model: &'a Model,
 }
 
@@ -279,7 +333,7 @@ impl Worker<'_> {
     fn label(&self, photo: &Photo, session: Option<&mut PromptSession>, cache: &mut EmbeddingCache) -> Result<()> {
         let path = self.dir.join(&photo.file_name);
         let image = read_image(&path.to_string_lossy())?;
-        let mut result = wordmask::block_on(segment(self.model, &image, self.labels, &self.args.settings, cache))?;
+        let mut result = wordmask::block_on(segment(self.model, &image, self.labels, self.args.settings, cache))?;
         let objects: Vec<Object> = match session {
             Some(session) => {
                 let options = RefineOptions::default();
@@ -293,7 +347,7 @@ impl Worker<'_> {
         for (format, file) in files_of(self.out, &photo.stem, self.formats) {
             let bytes = match format {
                 Format::Coco => {
-                    let file = coco::image_file(&labelled, photo.id, self.labels, self.args.polygons);
+                    let file = coco::image_file(&labelled, photo.id, self.labels, self.args.folder.polygons);
                     serde_json::to_vec(&file)?
                 }
                 Format::Yolo => yolo::label_file(&labelled).into_bytes(),

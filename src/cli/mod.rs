@@ -21,6 +21,7 @@ use serde_json::json;
 use images::read_image;
 use wordmask::device::{self, read};
 use wordmask::network::Tokens;
+use wordmask::segment::point::PromptModel;
 use wordmask::segment::text::SINGLE;
 use wordmask::segment::{ENGINES, ImageSize, Model};
 use wordmask::{Backend, Precision, block_on, labels};
@@ -169,6 +170,15 @@ pub fn load(path: &str, runtime: RuntimeArgs) -> Result<Model> {
         files.preprocessor.as_deref(),
         &device,
     )?)
+}
+
+/// A Segment Anything checkpoint for sharp edges.
+pub fn load_prompt_model(dir: &str, runtime: RuntimeArgs) -> Result<PromptModel> {
+    let files = files::ModelFiles::open(dir).context("loading the Segment Anything checkpoint of --sam")?;
+    let name = files.weights_path.display().to_string();
+    let device = runtime.device()?;
+    PromptModel::from_bytes(&files.config, files.weights(), &name, files.preprocessor.as_deref(), &device)
+        .context("loading the Segment Anything checkpoint of --sam")
 }
 
 /// The process's peak resident memory in MiB (`VmHWM`), where the system reports it (Linux).

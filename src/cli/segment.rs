@@ -9,15 +9,14 @@ use serde_json::json;
 
 use image::{ImageBuffer, Luma};
 
-use super::files::{ModelFiles, model_paths};
-use super::folder::Shard;
+use super::files::model_paths;
+use super::folder::{self, FolderArgs};
 use super::outputs::{self, write_labels_png, write_npy, write_overlay};
-use super::{ModelArgs, load, read_image};
+use super::{ModelArgs, load, load_prompt_model, read_image};
 use wordmask::files::check_outputs;
 use wordmask::labels;
-use wordmask::segment::export::Format;
 use wordmask::segment::objects::{counts, instance_map};
-use wordmask::segment::point::{PromptModel, PromptSession};
+use wordmask::segment::point::PromptSession;
 use wordmask::segment::refine::{RefineOptions, sharpen};
 use wordmask::segment::{EmbeddingCache, Settings, segment};
 
@@ -28,21 +27,8 @@ pub struct SegmentArgs {
     /// The photo (PNG or JPEG).
     #[arg(long, required_unless_present = "images")]
     image: Option<String>,
-    /// A folder of photos (its PNG and JPEG files, not its subfolders), each segmented and
-    /// exported in --format into the folder --out; a rerun skips the images already done.
-    #[arg(long, conflicts_with_all = ["image", "overlay", "scores", "instances", "json"])]
-    pub images: Option<PathBuf>,
-    /// --images: the exports, any of coco,yolo,labelme,voc.
-    #[arg(long, value_enum, value_delimiter = ',', requires = "images")]
-    pub format: Vec<Format>,
-    /// --images: this part only of the sorted images: I/N takes the images whose place in the
-    /// sorted list, counted from 0, leaves I when divided by N (0 <= I < N); every part of one
-    /// folder may share one --out.
-    #[arg(long, requires = "images")]
-    pub shard: Option<Shard>,
-    /// --images: COCO masks as polygons instead of RLE.
-    #[arg(long, requires = "images")]
-    pub polygons: bool,
+    #[command(flatten)]
+    pub folder: FolderArgs,
     /// Labels separated by commas or newlines; `person|people` are synonyms of one class.
     #[arg(long)]
     pub labels: String,
@@ -72,18 +58,17 @@ pub struct SegmentArgs {
     json: bool,
 }
 
-/// A Segment Anything checkpoint for sharp edges.
-pub fn load_prompt_model(dir: &str, runtime: super::RuntimeArgs) -> Result<PromptModel> {
-    let files = ModelFiles::open(dir).context("loading the Segment Anything checkpoint of --sam")?;
-    let name = files.weights_path.display().to_string();
-    let device = runtime.device()?;
-    PromptModel::from_bytes(&files.config, files.weights(), &name, files.preprocessor.as_deref(), &device)
-        .context("loading the Segment Anything checkpoint of --sam")
-}
-
 pub fn run(args: SegmentArgs) -> Result<()> {
-    if args.images.is_some() {
-        return super::folder::run(&args);
+    if args.folder.images.is_some() {
+        let run = folder::Run {
+            folder: &args.folder,
+            model: &args.model,
+            labels: &args.labels,
+            settings: &args.settings,
+            sam: args.sam.as_deref(),
+            out: &args.out,
+        };
+        return folder::run(&run);
     }
     let image = args.image.clone().context("--image or --images is needed")?;
     let user_labels = labels::parse(&args.labels)?;
