@@ -20,8 +20,8 @@ checks, printing one line per check:
   are pycocotools' `toBbox` and `area`; `COCO.loadRes` takes coco_results.json and `COCOeval`
   (segm) scores it against coco.json at AP 1.0.
 - YOLO-seg: each line's polygon, filled by pixel centres (shapely, `make_valid` turning the
-  bridges into holes) and by OpenCV's `fillPoly` (how ultralytics rasterises), against the
-  object's mask: IoU at least 0.98 for objects of at least MIN_AREA pixels, reported for all.
+  bridges into holes), against the object's mask: IoU at least 0.98 for objects of at least
+  MIN_AREA pixels, reported for all; OpenCV's `fillPoly` as ultralytics rasterises, reported.
 - LabelMe: the fields LabelFile reads, and each object's shapes (by group_id) filled back the
   same way.
 """
@@ -143,9 +143,12 @@ def fill_shapely(points, h, w):
 
 
 def fill_opencv(points, h, w):
+    """ultralytics' `polygon2mask`: the points rounded to pixels, filled with `fillPoly`, which
+    counts a vertex at x as the pixel centred there (a frame half a pixel off COCO's, where pixel
+    x covers [x, x+1]), so objects gain about a pixel on their right and bottom edges; reported,
+    not checked."""
     import cv2
 
-    # ultralytics' polygon2mask: the points rounded to pixels, filled with fillPoly.
     canvas = np.zeros((h, w), np.uint8)
     cv2.fillPoly(canvas, [np.asarray(points, np.float64).round().astype(np.int32)], 1)
     return canvas.astype(bool)
@@ -165,7 +168,7 @@ def check(folder):
     ok = Checks()
     merged = json.loads((folder / "coco.json").read_text())
     images = {i["id"]: i for i in merged["images"]}
-    ious = {"shapely": [], "opencv": [], "labelme": []}
+    ious = {"yolo, shapely": [], "yolo, opencv": [], "labelme, shapely": [], "coco polygons, pycocotools": []}
     for image in merged["images"]:
         stem = Path(image["file_name"]).stem
         h, w = image["height"], image["width"]
@@ -184,7 +187,7 @@ def check(folder):
                 exact &= [round(v) for v in mask_utils.toBbox(rle)] == ann["bbox"]
                 exact &= int(mask_utils.area(rle)) == ann["area"]
             else:
-                ious["shapely"].append((ann["area"], iou(decoded, want)))
+                ious["coco polygons, pycocotools"].append((ann["area"], iou(decoded, want)))
             masks.append((ann["category_id"], want))
         ok(exact, f"{stem}: {len(own['annotations'])} annotations decode to their objects' pixels, bbox and area")
         union_ok = all(
@@ -193,13 +196,15 @@ def check(folder):
         ok(union_ok, f"{stem}: each category's masks are its pixels in SegmentationClass")
         yolo = (folder / "yolo" / "labels" / f"{stem}.txt").read_text().splitlines()
         ok(len(yolo) == len(masks), f"{stem}: one YOLO line an object ({len(yolo)})")
+        classes_ok = True
         for line, (cat, want) in zip(yolo, masks):
             values = line.split()
-            ok(int(values[0]) == cat - 1, f"{stem}: YOLO class {values[0]} is category {cat} - 1") if int(values[0]) != cat - 1 else None
+            classes_ok &= int(values[0]) == cat - 1
             xy = np.array(values[1:], float).reshape(-1, 2) * [w, h]
             area = int(want.sum())
-            ious["shapely"].append((area, iou(fill_shapely(xy, h, w), want)))
-            ious["opencv"].append((area, iou(fill_opencv(xy, h, w), want)))
+            ious["yolo, shapely"].append((area, iou(fill_shapely(xy, h, w), want)))
+            ious["yolo, opencv"].append((area, iou(fill_opencv(xy, h, w), want)))
+        ok(classes_ok, f"{stem}: each YOLO line's class is its category id - 1")
         labelme = json.loads((folder / "labelme" / f"{stem}.json").read_text())
         fields = {"version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth"}
         ok(fields <= labelme.keys() and (labelme["imageHeight"], labelme["imageWidth"]) == (h, w),
@@ -207,7 +212,7 @@ def check(folder):
         for k, (cat, want) in enumerate(masks, start=1):
             shapes = [s for s in labelme["shapes"] if s["group_id"] == k]
             filled = np.logical_or.reduce([fill_shapely(s["points"], h, w) for s in shapes] or [np.zeros((h, w), bool)])
-            ious["labelme"].append((int(want.sum()), iou(filled, want)))
+            ious["labelme, shapely"].append((int(want.sum()), iou(filled, want)))
 
     gt = COCO(str(folder / "coco.json"))
     results = json.loads((folder / "coco_results.json").read_text())
@@ -227,7 +232,8 @@ def check(folder):
         lowest = min(v for _, v in pairs)
         print(f"      {name}: {len(pairs)} objects, IoU min {lowest:.4f}; {len(sized)} of at least {MIN_AREA} px, "
               f"min {min(sized) if sized else float('nan'):.4f}")
-        ok(all(v >= MIN_IOU for v in sized), f"{name}: IoU >= {MIN_IOU} for every object of at least {MIN_AREA} px")
+        if "opencv" not in name:  # reported only: see fill_opencv
+            ok(all(v >= MIN_IOU for v in sized), f"{name}: IoU >= {MIN_IOU} for every object of at least {MIN_AREA} px")
     print(f"{len(images)} images; {ok.failed} checks failed")
     return ok.failed == 0
 
