@@ -6,7 +6,8 @@
 //! cut by half a pixel, so every pixel centre of the mask lies inside it and every other one
 //! outside. Diagonal neighbours are separate pieces here (8-connected regions may give several
 //! parts). Each ring is then simplified by Douglas–Peucker (Douglas & Peucker 1973) with
-//! [`TOLERANCE`]; a ring that would fall under three corners keeps its traced shape.
+//! [`TOLERANCE`]; a ring that this would leave with under three corners, or change in area by
+//! more than 5 % (a line one pixel wide), only loses the points of its straight runs.
 //!
 //! Holes are interior rings of their part. Formats with one ring a shape join them: each hole is
 //! cut into its outer ring by a zero-width bridge to its nearest vertex (a keyhole), which
@@ -21,6 +22,9 @@ use crate::segment::objects::RunMask;
 /// simplified outline, so straight edges and even staircases become single segments while the
 /// outline stays within the pixels it passes.
 pub const TOLERANCE: f64 = 0.5;
+
+/// The share of a ring's area simplification may change before the ring keeps its corners.
+const MAX_AREA_CHANGE: f64 = 0.05;
 
 pub type Ring = Vec<[f64; 2]>;
 
@@ -140,7 +144,16 @@ pub fn simplify(ring: &[[f64; 2]], tolerance: f64) -> Ring {
         }
     }
     let simplified: Ring = (0..n).filter(|&k| keep[k]).map(|k| ring[k]).collect();
-    if simplified.len() >= 4 { simplified } else { ring.to_vec() }
+    // A thin or tiny ring can lose most of its area to half a pixel (a line one pixel wide
+    // becomes a sliver): it keeps every corner instead, dropping only points on straight runs.
+    let (before, after) = (signed_area2(ring).abs(), signed_area2(&simplified).abs());
+    if simplified.len() >= 4 && (after - before).abs() <= MAX_AREA_CHANGE * before {
+        simplified
+    } else if tolerance > 0.0 {
+        simplify(ring, 0.0)
+    } else {
+        ring.to_vec()
+    }
 }
 
 /// One closed ring holding the part and its holes, each hole joined to the ring so far by a
