@@ -327,17 +327,18 @@ fn read_coco(path: &Path) -> CocoFile {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
-/// Every file under `dir`, with its modification time.
+/// Every file under `dir`, with its modification time (while a run writes there: a folder not
+/// made yet, or a temporary file renamed away meanwhile, is passed over).
 fn listing(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
     let mut found = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
-                found.insert(path.clone(), path.metadata().unwrap().modified().unwrap());
+            } else if let Ok(time) = path.metadata().and_then(|m| m.modified()) {
+                found.insert(path, time);
             }
         }
     }
@@ -413,9 +414,10 @@ fn folder_mode_exports_each_painted_region() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Killed after its first image, the folder mode picks up where it was: no image done twice (the
-/// files written before the kill keep their times), no partial file, and the merged COCO file the
-/// same as an uninterrupted run's and as two shards' merged.
+/// Stopped by SIGINT after its first image and by SIGKILL after another, the folder mode picks
+/// up where it was: no image done twice (the files written before a stop keep their times), no
+/// partial file, and the merged COCO file the same as an uninterrupted run's and as two shards'
+/// merged.
 #[test]
 fn folder_mode_resumes_after_a_kill_and_shards_merge() {
     let dir = common::scratch("exports-resume");
@@ -425,19 +427,9 @@ fn folder_mode_resumes_after_a_kill_and_shards_merge() {
     folder_cli(&images, &whole).ok();
     let reference = std::fs::read(whole.join("coco.json")).unwrap();
 
+    // Interrupted twice, by Ctrl-C's SIGINT once an image is done and by SIGKILL once another
+    // is, then run to its end.
     let out = dir.join("killed");
-    let mut child = folder_cli(&images, &out).command().stderr(std::process::Stdio::null()).spawn().unwrap();
-    let first = out.join("voc/SegmentationObject/scene-0.png");
-    let started = Instant::now();
-    while !first.exists() {
-        assert!(started.elapsed() < Duration::from_secs(300), "the first image never finished");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let before = listing(&out);
-    assert!(!out.join("coco.json").exists(), "no merged file from an unfinished run");
     let files_of = |stem: &str| {
         [
             "coco/{}.json",
@@ -448,19 +440,54 @@ fn folder_mode_resumes_after_a_kill_and_shards_merge() {
         ]
         .map(|f| out.join(f.replace("{}", stem)))
     };
-    let done: Vec<[PathBuf; 5]> = scenes
-        .iter()
-        .map(|(n, _)| files_of(n.trim_end_matches(".png")))
-        .filter(|files| files.iter().all(|f| before.contains_key(f)))
-        .collect();
-    assert!(!done.is_empty() && done.len() < scenes.len(), "killed after {} of {} images", done.len(), scenes.len());
+    let stems: Vec<String> = scenes.iter().map(|(n, _)| n.trim_end_matches(".png").to_string()).collect();
+    let done_in = |listed: &BTreeMap<PathBuf, SystemTime>| -> Vec<[PathBuf; 5]> {
+        stems.iter().map(|s| files_of(s)).filter(|files| files.iter().all(|f| listed.contains_key(f))).collect()
+    };
+    let mut done: Vec<[PathBuf; 5]> = Vec::new();
+    let mut times = BTreeMap::new();
+    for (round, signal) in [(1, libc::SIGINT), (2, libc::SIGKILL)] {
+        let mut child = folder_cli(&images, &out).command().stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let started = Instant::now();
+        while done_in(&listing(&out)).len() < round {
+            assert!(started.elapsed() < Duration::from_secs(300), "round {round}: no image finished");
+            assert!(child.try_wait().unwrap().is_none(), "round {round}: the run ended before it was stopped");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // SAFETY: the child is ours and not yet waited for.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        child.wait().unwrap();
+        let listed = listing(&out);
+        assert!(!out.join("coco.json").exists(), "no merged file from an unfinished run");
+        for path in listed.keys().filter(|p| !p.to_string_lossy().ends_with(".partial")) {
+            let bytes = std::fs::read(path).unwrap();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("json") => {
+                    assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(), "{path:?} is whole")
+                }
+                Some("png") => assert!(image::load_from_memory(&bytes).is_ok(), "{path:?} is whole"),
+                _ => {}
+            }
+        }
+        for path in done.iter().flatten() {
+            assert_eq!(listed.get(path), times.get(path), "round {round}: {} was written again", path.display());
+        }
+        done = done_in(&listed);
+        times = listed;
+        assert!(
+            done.len() >= round && done.len() < scenes.len(),
+            "round {round}: {} of {} images",
+            done.len(),
+            scenes.len()
+        );
+    }
 
     let rerun = folder_cli(&images, &out).ok();
     let summary = String::from_utf8_lossy(&rerun.stderr);
     assert!(summary.contains(&format!("{} done before", done.len())), "{summary}");
     let after = listing(&out);
     for path in done.iter().flatten() {
-        assert_eq!(after.get(path), before.get(path), "{} was written again", path.display());
+        assert_eq!(after.get(path), times.get(path), "{} was written again", path.display());
     }
     assert!(after.keys().all(|p| !p.to_string_lossy().ends_with(".partial")), "no partial file is left: {after:?}");
     assert_eq!(std::fs::read(out.join("coco.json")).unwrap(), reference, "the resumed run's COCO file");
