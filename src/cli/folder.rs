@@ -35,7 +35,7 @@ use super::{ModelArgs, load_prompt_model, read_image};
 use wordmask::files::{Output, check_model_folder, check_outputs, write_bytes};
 use wordmask::labels::{self, Label};
 use wordmask::segment::export::coco::{self, CocoFile};
-use wordmask::segment::export::{Format, Labelled, labelme, voc, yolo};
+use wordmask::segment::export::{Format, Labelled, drop_small, labelme, voc, yolo};
 use wordmask::segment::objects::Object;
 use wordmask::segment::point::PromptSession;
 use wordmask::segment::refine::{RefineOptions, region_objects, sharpen};
@@ -84,6 +84,10 @@ pub struct FolderArgs {
     /// --images: COCO masks as polygons instead of RLE.
     #[arg(long, requires = "images")]
     pub polygons: bool,
+    /// --images: objects of fewer pixels are left out of every format, their pixels unlabelled
+    /// in VOC's class map (0 keeps every region, however small).
+    #[arg(long, requires = "images", default_value_t = 0)]
+    pub min_area: usize,
 }
 
 /// A folder run: its flags and `segment`'s.
@@ -186,6 +190,7 @@ fn run_record(args: &Run, labels: &[Label]) -> serde_json::Value {
         "sam": args.sam.map(canonical),
         "settings": format!("{:?}", args.settings),
         "polygons": args.folder.polygons,
+        "min_area": args.folder.min_area,
     })
 }
 
@@ -234,7 +239,7 @@ pub fn run(args: &Run) -> Result<()> {
     }
     write_bytes(&record_path, format!("{record:#}\n").as_bytes())?;
     if formats.contains(&Format::Yolo) {
-        let path = relative(&out.join("yolo"), Path::new("/")).map(|p| format!("/{p}"))?;
+        let path = out.join("yolo").canonicalize()?.display().to_string();
         write_bytes(&out.join("yolo/data.yaml"), yolo::data_yaml(&labels, &path).as_bytes())?;
     }
     if formats.contains(&Format::Voc) {
@@ -341,6 +346,7 @@ impl Worker<'_> {
             }
             None => region_objects(&result.segmentation),
         };
+        let objects = drop_small(objects, self.args.folder.min_area, &mut result.segmentation.label_map);
         let seg = &result.segmentation;
         let labelled =
             Labelled { file_name: &photo.file_name, width: seg.width, height: seg.height, objects: &objects };

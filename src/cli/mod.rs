@@ -1,4 +1,5 @@
-//! Command-line interface: `classify`, `embed-text`, `embed-image`, `segment`, `eval`, `bench`.
+//! Command-line interface: `classify`, `embed-text`, `embed-image`, `segment` (one photo, or a folder
+//! exported for labelling tools), `merge-coco`, `sam`, `eval`, `bench`, `train`, `convert`.
 
 mod bench;
 mod convert;

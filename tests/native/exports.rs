@@ -406,6 +406,15 @@ fn folder_mode_exports_each_painted_region() {
         assert_eq!(labelme["imagePath"], format!("../../photos/{name}"), "relative to the JSON file");
         assert_eq!((labelme["imageWidth"].as_u64(), labelme["imageHeight"].as_u64()), (Some(w as u64), Some(h as u64)));
     }
+    // Without the specks: one annotation a painted region, and the class map without them too.
+    let whole = dir.join("whole-regions");
+    folder_cli(&images, &whole).args(["--min-area", "64"]).ok();
+    let regions = read_coco(&whole.join("coco.json"));
+    assert_eq!(regions.annotations.len(), 4 * scenes.len(), "one object a region: {:?}", regions.annotations);
+    let class_png = png_values(&std::fs::read(whole.join("voc/SegmentationClass/scene-0.png")).unwrap()).1;
+    let labelled = class_png.iter().filter(|&&c| c > 0).count();
+    let area: usize = regions.annotations.iter().filter(|a| a.image_id == 1).map(|a| a.area).sum();
+    assert_eq!(labelled, area, "the specks' pixels are unlabelled");
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("coco_results.json")).unwrap()).unwrap();
     assert_eq!(results.as_array().map(Vec::len), Some(merged.annotations.len()));

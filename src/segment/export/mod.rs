@@ -17,6 +17,7 @@ pub mod yolo;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::segment::LabelMap;
 use crate::segment::objects::Object;
 
 /// One image's objects, as the exports read them.
@@ -33,6 +34,19 @@ impl Labelled<'_> {
     pub fn named(&self) -> impl Iterator<Item = (usize, &Object)> {
         self.objects.iter().filter(|o| o.area > 0).filter_map(|o| o.class.map(|c| (c, o)))
     }
+}
+
+/// The objects of at least `min_area` pixels, numbered again from 1; the others' pixels are
+/// unlabelled in `map`, so that the label map and the objects still agree (the specks of a
+/// pixel or two that a words model leaves at its regions' corners are objects too otherwise).
+pub fn drop_small(objects: Vec<Object>, min_area: usize, map: &mut LabelMap) -> Vec<Object> {
+    let (kept, dropped): (Vec<Object>, Vec<Object>) = objects.into_iter().partition(|o| o.area >= min_area);
+    for object in dropped {
+        for &(start, n) in object.mask.runs() {
+            (start as usize..(start + n) as usize).for_each(|i| map.set(i, 0));
+        }
+    }
+    kept.into_iter().enumerate().map(|(k, o)| Object { id: k as u32 + 1, ..o }).collect()
 }
 
 /// The formats the exports write.
