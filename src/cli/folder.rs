@@ -7,7 +7,8 @@
 //! `wordmask-run.json` the first time, and a rerun with others is refused, so a folder never
 //! mixes two vocabularies. `--shard I/N` takes every N-th image of the sorted list from the I-th,
 //! so a job array spreads a folder over machines with no coordinator; image ids are places in
-//! the whole sorted list, so the parts' COCO files merge (`wordmask merge-coco`).
+//! the whole sorted list, so the parts' COCO files merge (`wordmask merge-coco`, in
+//! `merge_coco.rs`).
 //!
 //! The layout of `--out`:
 //!
@@ -31,8 +32,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::files::model_paths;
+use super::merge_coco::{read_coco, write_json};
 use super::{ModelArgs, load_prompt_model, read_image};
-use wordmask::files::{Output, check_model_folder, check_outputs, write_bytes};
+use wordmask::files::{check_model_folder, write_bytes};
 use wordmask::labels::{self, Label};
 use wordmask::segment::export::coco::{self, CocoFile};
 use wordmask::segment::export::{Format, Labelled, drop_small, labelme, voc, yolo};
@@ -286,7 +288,9 @@ pub fn run(args: &Run) -> Result<()> {
             .iter()
             .map(|p| read_coco(&out.join("coco").join(format!("{}.json", p.stem))))
             .collect::<Result<_>>()?;
-        let merged = coco::merge(&parts)?;
+        // A part may hold no image (more parts than images): it writes a file without images.
+        let empty = CocoFile { images: Vec::new(), categories: coco::categories(&labels), annotations: Vec::new() };
+        let merged = if parts.is_empty() { empty } else { coco::merge(&parts)? };
         match args.folder.shard {
             Some(s) => write_json(&out.join(format!("coco.shard-{}-of-{}.json", s.index, s.count)), &merged)?,
             None => {
@@ -370,50 +374,6 @@ impl Worker<'_> {
         }
         Ok(())
     }
-}
-
-fn read_coco(path: &Path) -> Result<CocoFile> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a COCO instances file", path.display()))
-}
-
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    Ok(write_bytes(path, &serde_json::to_vec(value)?)?)
-}
-
-#[derive(Args)]
-pub struct MergeArgs {
-    /// COCO instances files of different images with the same categories (e.g. the
-    /// coco.shard-I-of-N.json of each part).
-    #[arg(required = true)]
-    files: Vec<PathBuf>,
-    /// The merged file (.json).
-    #[arg(long)]
-    out: PathBuf,
-    /// Also the merged annotations as a results file (.json), as COCO.loadRes reads it.
-    #[arg(long)]
-    results: Option<PathBuf>,
-}
-
-pub fn merge(args: MergeArgs) -> Result<()> {
-    let json = |option, path| Output { option, path, extensions: &["json"], what: "a COCO file", why: "" };
-    let mut targets = vec![json("--out", args.out.as_path())];
-    targets.extend(args.results.as_deref().map(|p| json("--results", p)));
-    check_outputs(&targets, &args.files.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
-    let files: Vec<CocoFile> = args.files.iter().map(|f| read_coco(f)).collect::<Result<_>>()?;
-    let merged = coco::merge(&files)?;
-    write_json(&args.out, &merged)?;
-    if let Some(path) = &args.results {
-        write_json(path, &coco::results(&merged))?;
-    }
-    println!(
-        "{} images, {} annotations, {} categories; wrote {}",
-        merged.images.len(),
-        merged.annotations.len(),
-        merged.categories.len(),
-        args.out.display()
-    );
-    Ok(())
 }
 
 #[cfg(test)]

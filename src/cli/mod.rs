@@ -7,6 +7,7 @@ mod eval;
 mod files;
 mod folder;
 mod images;
+mod merge_coco;
 mod outputs;
 mod sam;
 mod segment;
@@ -83,7 +84,7 @@ enum Command {
     /// Segmentation: a label for every pixel (the checkpoint's engine).
     Segment(segment::SegmentArgs),
     /// Join COCO files of different images (the shards of `segment --images --shard`) into one.
-    MergeCoco(folder::MergeArgs),
+    MergeCoco(merge_coco::MergeArgs),
     /// Point at an object (clicks, a box): its mask (Segment Anything), named by the words.
     Sam(sam::SamArgs),
     /// mIoU over a dataset in its mmsegmentation folder layout.
@@ -306,7 +307,7 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Segment(args) => segment::run(args)?,
         Command::Sam(args) => sam::run(args)?,
-        Command::MergeCoco(args) => folder::merge(args)?,
+        Command::MergeCoco(args) => merge_coco::merge(args)?,
         Command::Eval(args) => eval::run(args)?,
         Command::Bench(args) => bench::run(args)?,
         Command::Convert(args) => convert::run(args)?,

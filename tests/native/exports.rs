@@ -512,6 +512,14 @@ fn folder_mode_resumes_after_a_kill_and_shards_merge() {
         .out(&merged)
         .ok();
     assert_eq!(std::fs::read(&merged).unwrap(), reference, "the shards merged");
+    // More parts than images: a part with none writes a file without images, which merges.
+    folder_cli(&images, &shards).arg("--shard", "6/7").ok();
+    let none = read_coco(&shards.join("coco.shard-6-of-7.json"));
+    assert!(none.images.is_empty() && none.annotations.is_empty() && none.categories.len() == 4);
+    let with_none = shards.join("with-none.json");
+    let parts = ["coco.shard-0-of-2.json", "coco.shard-6-of-7.json", "coco.shard-1-of-2.json"].map(|f| shards.join(f));
+    Cli::new("merge-coco").args(parts).out(&with_none).ok();
+    assert_eq!(std::fs::read(&with_none).unwrap(), reference, "an empty part changes nothing");
     let err = Cli::new("merge-coco")
         .args([shards.join("coco.shard-0-of-2.json"), shards.join("coco.shard-0-of-2.json")])
         .out(dir.join("twice.json"))
