@@ -284,10 +284,15 @@ pub fn run(args: &Run) -> Result<()> {
         bail!("{} images failed ({}); a rerun tries them again and skips the rest", failed.len(), failed.join(", "));
     }
     if formats.contains(&Format::Coco) {
-        let parts: Vec<CocoFile> = mine
-            .iter()
-            .map(|p| read_coco(&out.join("coco").join(format!("{}.json", p.stem))))
-            .collect::<Result<_>>()?;
+        // Each image takes its place in today's list: photos added to the folder since an image
+        // was done move the ids of those after them.
+        let part = |p: &&Photo| -> Result<CocoFile> {
+            let mut file = read_coco(&out.join("coco").join(format!("{}.json", p.stem)))?;
+            file.images.iter_mut().for_each(|i| i.id = p.id);
+            file.annotations.iter_mut().for_each(|a| a.image_id = p.id);
+            Ok(file)
+        };
+        let parts: Vec<CocoFile> = mine.iter().map(part).collect::<Result<_>>()?;
         // A part may hold no image (more parts than images): it writes a file without images.
         let empty = CocoFile { images: Vec::new(), categories: coco::categories(&labels), annotations: Vec::new() };
         let merged = if parts.is_empty() { empty } else { coco::merge(&parts)? };

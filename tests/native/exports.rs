@@ -501,6 +501,18 @@ fn folder_mode_resumes_after_a_kill_and_shards_merge() {
     assert!(after.keys().all(|p| !p.to_string_lossy().ends_with(".partial")), "no partial file is left: {after:?}");
     assert_eq!(std::fs::read(out.join("coco.json")).unwrap(), reference, "the resumed run's COCO file");
 
+    // A photo added before the others: the rerun does it alone, and every image takes its new
+    // place in the merged file.
+    std::fs::copy(images.join("scene-1.png"), images.join("a-scene.png")).unwrap();
+    let grown = folder_cli(&images, &out).ok();
+    let summary = String::from_utf8_lossy(&grown.stderr);
+    assert!(summary.contains(&format!("1 labelled, {} done before", scenes.len())), "{summary}");
+    let merged = read_coco(&out.join("coco.json"));
+    let names: Vec<(u64, &str)> = merged.images.iter().map(|i| (i.id, i.file_name.as_str())).collect();
+    assert_eq!(names[..2], [(1, "a-scene.png"), (2, "scene-0.png")]);
+    assert!(merged.annotations.iter().all(|a| a.image_id <= names.len() as u64));
+    std::fs::remove_file(images.join("a-scene.png")).unwrap();
+
     // Two shards into one folder, merged.
     let shards = dir.join("shards");
     for i in 0..2 {
