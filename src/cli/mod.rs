@@ -1,10 +1,13 @@
-//! Command-line interface: `classify`, `embed-text`, `embed-image`, `segment`, `eval`, `bench`.
+//! Command-line interface: `classify`, `embed-text`, `embed-image`, `segment` (one photo, or a folder
+//! exported for labelling tools), `merge-coco`, `sam`, `eval`, `bench`, `train`, `convert`.
 
 mod bench;
 mod convert;
 mod eval;
 mod files;
+mod folder;
 mod images;
+mod merge_coco;
 mod outputs;
 mod sam;
 mod segment;
@@ -20,6 +23,7 @@ use serde_json::json;
 use images::read_image;
 use wordmask::device::{self, read};
 use wordmask::network::Tokens;
+use wordmask::segment::point::PromptModel;
 use wordmask::segment::text::SINGLE;
 use wordmask::segment::{ENGINES, ImageSize, Model};
 use wordmask::{Backend, Precision, block_on, labels};
@@ -79,6 +83,8 @@ enum Command {
     },
     /// Segmentation: a label for every pixel (the checkpoint's engine).
     Segment(segment::SegmentArgs),
+    /// Join COCO files of different images (the shards of `segment --images --shard`) into one.
+    MergeCoco(merge_coco::MergeArgs),
     /// Point at an object (clicks, a box): its mask (Segment Anything), named by the words.
     Sam(sam::SamArgs),
     /// mIoU over a dataset in its mmsegmentation folder layout.
@@ -122,9 +128,9 @@ pub struct ModelArgs {
     /// Model directory (config.json + model.safetensors or pytorch_model.bin), or a weights
     /// file next to its config.json.
     #[arg(long)]
-    model: String,
+    pub model: String,
     #[command(flatten)]
-    runtime: RuntimeArgs,
+    pub runtime: RuntimeArgs,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -166,6 +172,15 @@ pub fn load(path: &str, runtime: RuntimeArgs) -> Result<Model> {
         files.preprocessor.as_deref(),
         &device,
     )?)
+}
+
+/// A Segment Anything checkpoint for sharp edges.
+pub fn load_prompt_model(dir: &str, runtime: RuntimeArgs) -> Result<PromptModel> {
+    let files = files::ModelFiles::open(dir).context("loading the Segment Anything checkpoint of --sam")?;
+    let name = files.weights_path.display().to_string();
+    let device = runtime.device()?;
+    PromptModel::from_bytes(&files.config, files.weights(), &name, files.preprocessor.as_deref(), &device)
+        .context("loading the Segment Anything checkpoint of --sam")
 }
 
 /// The process's peak resident memory in MiB (`VmHWM`), where the system reports it (Linux).
@@ -292,6 +307,7 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Segment(args) => segment::run(args)?,
         Command::Sam(args) => sam::run(args)?,
+        Command::MergeCoco(args) => merge_coco::merge(args)?,
         Command::Eval(args) => eval::run(args)?,
         Command::Bench(args) => bench::run(args)?,
         Command::Convert(args) => convert::run(args)?,

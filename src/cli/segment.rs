@@ -9,30 +9,35 @@ use serde_json::json;
 
 use image::{ImageBuffer, Luma};
 
-use super::files::{ModelFiles, model_paths};
+use super::files::model_paths;
+use super::folder::{self, FolderArgs};
 use super::outputs::{self, write_labels_png, write_npy, write_overlay};
-use super::{ModelArgs, load, read_image};
+use super::{ModelArgs, load, load_prompt_model, read_image};
 use wordmask::files::check_outputs;
 use wordmask::labels;
 use wordmask::segment::objects::{counts, instance_map};
-use wordmask::segment::point::{PromptModel, PromptSession};
+use wordmask::segment::point::PromptSession;
 use wordmask::segment::refine::{RefineOptions, sharpen};
 use wordmask::segment::{EmbeddingCache, Settings, segment};
 
 #[derive(Args)]
 pub struct SegmentArgs {
     #[command(flatten)]
-    model: ModelArgs,
-    #[arg(long)]
-    image: String,
+    pub model: ModelArgs,
+    /// The photo (PNG or JPEG).
+    #[arg(long, required_unless_present = "images")]
+    image: Option<String>,
+    #[command(flatten)]
+    pub folder: FolderArgs,
     /// Labels separated by commas or newlines; `person|people` are synonyms of one class.
     #[arg(long)]
-    labels: String,
+    pub labels: String,
     #[command(flatten)]
-    settings: Settings,
-    /// Label map PNG (0 = unlabelled, i = i-th label; 8-bit up to 255 labels, 16-bit above).
+    pub settings: Settings,
+    /// Label map PNG (0 = unlabelled, i = i-th label; 8-bit up to 255 labels, 16-bit above);
+    /// with --images, the folder the exports go to.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// The photo with coloured masks and a legend.
     #[arg(long)]
     overlay: Option<PathBuf>,
@@ -43,7 +48,7 @@ pub struct SegmentArgs {
     /// Sharp edges and objects: a Segment Anything checkpoint (SAM or SlimSAM folder) that
     /// turns each word's regions into object masks following the image's edges.
     #[arg(long)]
-    sam: Option<String>,
+    pub sam: Option<String>,
     /// The objects as a 16-bit PNG of ids (0: none, i: the i-th object of --json's list); needs
     /// --sam.
     #[arg(long, requires = "sam")]
@@ -53,16 +58,19 @@ pub struct SegmentArgs {
     json: bool,
 }
 
-/// A Segment Anything checkpoint for sharp edges.
-fn load_prompt_model(dir: &str, runtime: super::RuntimeArgs) -> Result<PromptModel> {
-    let files = ModelFiles::open(dir).context("loading the Segment Anything checkpoint of --sam")?;
-    let name = files.weights_path.display().to_string();
-    let device = runtime.device()?;
-    PromptModel::from_bytes(&files.config, files.weights(), &name, files.preprocessor.as_deref(), &device)
-        .context("loading the Segment Anything checkpoint of --sam")
-}
-
 pub fn run(args: SegmentArgs) -> Result<()> {
+    if args.folder.images.is_some() {
+        let run = folder::Run {
+            folder: &args.folder,
+            model: &args.model,
+            labels: &args.labels,
+            settings: &args.settings,
+            sam: args.sam.as_deref(),
+            out: &args.out,
+        };
+        return folder::run(&run);
+    }
+    let image = args.image.clone().context("--image or --images is needed")?;
     let user_labels = labels::parse(&args.labels)?;
     let mut outputs = vec![outputs::labels("--out", &args.out)];
     outputs.extend(args.overlay.as_deref().map(|p| outputs::overlay("--overlay", p)));
@@ -70,9 +78,9 @@ pub fn run(args: SegmentArgs) -> Result<()> {
     outputs.extend(args.instances.as_deref().map(|p| outputs::labels("--instances", p)));
     let mut inputs = model_paths(&args.model.model);
     inputs.extend(args.sam.as_deref().map(model_paths).unwrap_or_default());
-    inputs.push(args.image.clone().into());
+    inputs.push(image.clone().into());
     check_outputs(&outputs, &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
-    let photo = read_image(&args.image)?;
+    let photo = read_image(&image)?;
 
     let start = Instant::now();
     let model = load(&args.model.model, args.model.runtime)?;

@@ -14,6 +14,7 @@
 
 pub mod dense;
 mod engine;
+pub mod export;
 pub mod fusioner;
 pub mod grouping;
 pub mod groupvit;

@@ -88,6 +88,27 @@ pub fn regions(label_at: impl Fn(usize) -> usize, confidence: &[u8], width: usiz
     found
 }
 
+/// The words' own objects, without Segment Anything: every 8-connected region of each word
+/// (however small, so that a word's objects together are exactly its pixels), in the order of
+/// their first pixel, scored by the mean of their pixels' top probability.
+pub fn region_objects(seg: &Segmentation) -> Vec<Object> {
+    let (map, width, height) = (&seg.label_map, seg.width, seg.height);
+    let object = |(k, mut region): (usize, Region)| {
+        region.pixels.sort_unstable();
+        let sum: u64 = region.pixels.iter().map(|&i| seg.confidence[i as usize] as u64).sum();
+        Object {
+            id: k as u32 + 1,
+            label: Some(seg.labels[region.label - 1].clone()),
+            class: Some(region.label - 1),
+            score: sum as f32 / (255.0 * region.area as f32),
+            bbox: region.bbox,
+            area: region.area,
+            mask: RunMask::from_sorted(&region.pixels, width, height),
+        }
+    };
+    regions(|i| map.get(i), &seg.confidence, width, height).into_iter().enumerate().map(object).collect()
+}
+
 /// Sharpen `seg`, the words' segmentation of `image`, with a Segment Anything `session`: the
 /// image is encoded once (unless the session holds it already), and the label map follows the
 /// masks' edges afterwards. Returns the objects, in the regions' order, each holding the pixels

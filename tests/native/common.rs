@@ -41,7 +41,7 @@ pub struct Cli {
 impl Cli {
     /// `wordmask COMMAND`, e.g. `segment` or `train fusioner`.
     pub fn new(command: &str) -> Self {
-        let cpu = !matches!(command, "convert" | "convert-segclip" | "settings");
+        let cpu = !matches!(command, "convert" | "convert-segclip" | "settings" | "merge-coco");
         Cli { args: command.split(' ').map(OsString::from).collect(), cpu }
     }
 

@@ -9,6 +9,7 @@ mod common;
 
 mod bad_input;
 mod cli;
+mod exports;
 mod f16;
 mod fuzz_regressions;
 mod hostile_files;
