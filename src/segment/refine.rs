@@ -103,6 +103,7 @@ pub fn region_objects(seg: &Segmentation) -> Vec<Object> {
             score: sum as f32 / (255.0 * region.area as f32),
             bbox: region.bbox,
             area: region.area,
+            point: None,
             mask: RunMask::from_sorted(&region.pixels, width, height),
         }
     };

@@ -209,6 +209,7 @@ fn edge_cases_read_back_from_every_format() {
                     score: 1.0 - i as f32 * 0.1,
                     bbox: mask.bbox(),
                     area: mask.area(),
+                    point: None,
                     mask: mask.clone(),
                 })
                 .collect();
