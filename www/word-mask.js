@@ -17,6 +17,9 @@
 // `prompt({points: [{x, y, positive}], box: [x0, y0, x1, y1]})` does the same from a script;
 // each prompt fires `result` with {width, height, mask (Uint8Array, 1 inside), label,
 // probability, iou, area}.
+// Name everything: with `sam`, `everything(image?, {automatic})` finds every object without a
+// prompt and names it (by `labels` through `model`, or by an Open-Vocabulary SAM itself); it
+// fires `result` with {width, height, objects, counts, instances}.
 import { sharedClient } from './client.js';
 import { paintMasks, paletteColour } from './masks.js';
 import { SETTINGS } from './settings.js';
@@ -255,6 +258,60 @@ class WordMask extends HTMLElement {
     this.status('');
     const objects = result.objects ? { objects: result.objects, counts: result.counts, instances: result.instances } : {};
     const detail = { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap, ...objects };
+    this.emit('result', detail);
+    return detail;
+  }
+
+  /**
+   * Name everything: every object in an image (default: the element's image) with no prompt —
+   * Segment Anything's automatic masks from the `sam` checkpoint, each named among the labels by
+   * the words model (`model`), or by an Open-Vocabulary SAM itself. `automatic` takes the
+   * generator's settings (pointsPerSide, pointsPerBatch, predIouThresh, stabilityScoreThresh,
+   * stabilityScoreOffset, boxNmsThresh). Fires and resolves with `result` {width, height,
+   * objects, counts, instances}.
+   */
+  async everything(source = this.image, { automatic } = {}) {
+    if (!source) throw new Error('no image yet: set src or pass one');
+    if (!this.getAttribute('sam')) throw new Error('Name everything needs a Segment Anything checkpoint: set the sam attribute');
+    const width = source.videoWidth ?? source.displayWidth ?? source.width;
+    const height = source.videoHeight ?? source.displayHeight ?? source.height;
+    const canvas = new OffscreenCanvas(width, height);
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(source, 0, 0, width, height);
+    const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
+    if (this.getAttribute('model')) await client.load(this.getAttribute('model'));
+    await client.load(this.getAttribute('sam'));
+    this.status('Naming everything…', 'busy');
+    const counting = client.on('stage', ({ stage, done, total }) => {
+      if (stage === 'masks') this.status(`Naming everything: ${done} of ${total} prompts decoded…`, 'busy');
+    });
+    let result;
+    try {
+      result = await client.everything({ rgba, width, height, labels: this.labels, options: this.options(), automatic });
+    } catch (e) {
+      throw new Error(`could not name everything: ${e.message.replace(/\.$/, '')}. Check the sam attribute (a Segment Anything checkpoint) and the labels`);
+    } finally {
+      counting();
+    }
+    const { objects, counts, instances } = result;
+    // Each object in its word's colour (its class's), or its own when it has no name.
+    this.show(canvas);
+    const pixels = this.canvas.getContext('2d').getImageData(0, 0, width, height);
+    const colours = objects.map((o) => paletteColour(o.class != null ? o.class + 1 : counts.length + o.id));
+    paintMasks(pixels, instances, colours);
+    this.canvas.getContext('2d').putImageData(pixels, 0, 0);
+    const named = objects.filter((o) => o.label).length;
+    const legend = this.shadowRoot.querySelector('[part=legend]');
+    const classOf = new Map(objects.filter((o) => o.label).map((o) => [o.label, o.class]));
+    legend.replaceChildren(...counts.filter((c) => c.count > 0).map((c) => {
+      const li = document.createElement('li');
+      const sw = document.createElement('span');
+      sw.style.background = `rgb(${paletteColour(classOf.get(c.label) + 1).join(',')})`;
+      li.append(sw, `${c.label} ×${c.count}`);
+      return li;
+    }), ...(objects.length > named ? [Object.assign(document.createElement('li'), { textContent: `${objects.length - named} unnamed` })] : []));
+    this.status('');
+    const detail = { width, height, objects, counts, instances };
     this.emit('result', detail);
     return detail;
   }

@@ -120,3 +120,28 @@ test('the page: Name everything lists each region as a named object; downloads h
     assert.equal(png[24], 16, 'the object PNG is 16-bit');
   });
 });
+
+test('<word-mask sam=…>: everything() finds each region once, names it and draws it', { timeout: 300_000 }, async () => {
+  await withPage(server.url, { webgpu: false, path: '/embed.html' }, async (page) => {
+    await page.evaluate(`window.paintScene = ${paintScene}`);
+    const detail = await page.evaluate(async ([words, sam, labels, scene]) => {
+      await import('/word-mask.js');
+      const el = document.createElement('word-mask');
+      const ready = new Promise((resolve, reject) => {
+        el.addEventListener('ready', resolve, { once: true });
+        el.addEventListener('error', (e) => reject(new Error(e.detail?.message ?? 'error')), { once: true });
+      });
+      for (const [k, v] of [['sam', sam], ['labels', labels], ['model', words]]) el.setAttribute(k, v);
+      document.querySelector('main').append(el);
+      await ready;
+      const { rgba, width, height } = paintScene(scene);
+      const bitmap = await createImageBitmap(new ImageData(new Uint8ClampedArray(rgba.buffer), width, height));
+      const fired = new Promise((resolve) => el.addEventListener('result', (e) => resolve(e.detail), { once: true }));
+      const d = await el.everything(bitmap, { automatic: { pointsPerSide: 16 } });
+      return { ...d, instances: Array.from(d.instances), fired: (await fired) === d, legend: el.shadowRoot.querySelector('[part=legend]').textContent };
+    }, [WORDS, SAM, LABELS, SCENE]);
+    oneObjectPerRegion(detail, painted());
+    assert.ok(detail.fired, 'the result event carries the same detail');
+    for (const word of SCENE.labels) assert.match(detail.legend, new RegExp(`${word} ×1`));
+  });
+});
