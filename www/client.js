@@ -36,6 +36,10 @@ export function modelUrl(model) {
   return new URL(base.replace(/\/?$/, '/'), location.href).href;
 }
 
+// A blob: URL of a module that imports the module at `url` (a worker of this page's origin
+// running a module of another).
+const importerOf = (url) => URL.createObjectURL(new Blob([`import ${JSON.stringify(url)};\n`], { type: 'text/javascript' }));
+
 // A wasm trap or a lost GPU device leaves the model unusable.
 const FATAL = /unreachable|RuntimeError|device (was |is )?lost|DeviceLost/i;
 
@@ -74,7 +78,12 @@ export class ModelClient {
   }
 
   spawn() {
-    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    // Served from the page's origin (or by a bundler, which sees this line and bundles the
+    // worker), the worker starts from its URL; from another origin (a CDN), where a worker
+    // cannot start from its URL, a same-origin blob imports it.
+    this.worker = new URL(import.meta.url).origin === location.origin
+      ? new Worker(new URL('./worker.js', import.meta.url), { type: 'module' })
+      : new Worker(importerOf(new URL('./worker.js', import.meta.url).href), { type: 'module' });
     this.worker.onmessage = ({ data }) => this.receive(data);
     this.worker.onerror = (e) => this.restart(e.message || 'the model worker stopped');
     return this.worker;
