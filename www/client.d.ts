@@ -1,0 +1,203 @@
+// Types of www/client.js: the one client of the model worker (`wordmask/client`).
+
+/** RGBA pixels, row by row, 4 bytes a pixel. */
+export interface Pixels {
+  rgba: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/**
+ * The segmentation settings, as `wordmask segment`'s flags in camelCase; unset ones take the
+ * defaults of the model's engine. (www/settings.js lists them with their choices.)
+ */
+export interface SegmentOptions {
+  engine?: 'auto' | 'dense' | 'groupvit' | 'segclip' | 'fusioner';
+  method?: 'vanilla' | 'maskclip' | 'sclip' | 'clearclip' | 'naclip';
+  templates?: 'imagenet80' | 'imagenet7' | 'single' | 'bare' | 'fusioner';
+  shortSide?: number;
+  rounding?: 'transformers' | 'mmcv';
+  window?: number;
+  stride?: number;
+  logitScale?: number;
+  refine?: 'none' | 'pamr';
+  positions?: 'transformers' | 'scale-factor';
+  scoring?: 'repository' | 'transformers';
+  threshold?: number;
+  thresholdOn?: 'merged' | 'renormalised';
+  /** Words of an extra "background" class (';', ',' or '|' between them), or "none". */
+  background?: string;
+}
+
+/** Segment Anything's automatic mask generator; unset ones take its defaults. */
+export interface AutomaticOptions {
+  pointsPerSide?: number;
+  pointsPerBatch?: number;
+  predIouThresh?: number;
+  stabilityScoreThresh?: number;
+  stabilityScoreOffset?: number;
+  boxNmsThresh?: number;
+}
+
+/** One object of sharp edges or Name everything. */
+export interface WordObject {
+  id: number;
+  /** The word it is named by, when one fits. */
+  label?: string | null;
+  /** The word's index among the labels (0-based), when it has one. */
+  class?: number | null;
+  score: number;
+  /** [x0, y0, x1, y1] in image pixels. */
+  box: [number, number, number, number];
+  area: number;
+}
+
+export interface WordCount {
+  label: string;
+  count: number;
+}
+
+export interface Objects {
+  objects: WordObject[];
+  /** Objects per word, in the labels' order. */
+  counts: WordCount[];
+  /** The object id of each pixel, 0 = none. */
+  instances: Uint16Array;
+  encodeMs: number;
+  masksMs: number;
+}
+
+export interface SegmentResult {
+  width: number;
+  height: number;
+  /** Each label and the share of the image's pixels it got. */
+  labels: { label: string; share: number }[];
+  unlabelled: number;
+  /** Each pixel's label, 1-based in the labels' order, 0 = unlabelled (Uint16Array above 255 labels). */
+  labelMap: Uint8Array | Uint16Array;
+  /** Each pixel's top score, 0..255. */
+  confidence: Uint8Array;
+  engine: string;
+  method: string;
+  /** Milliseconds of each stage. */
+  timings: { text: number; image: number; scores: number; finish: number };
+}
+
+export interface EverythingResult extends Objects {
+  width: number;
+  height: number;
+}
+
+/** Point mode: `points` and `box` in image pixels. */
+export interface Prompt {
+  points?: { x: number; y: number; positive?: boolean }[];
+  box?: [number, number, number, number];
+}
+
+export interface PromptResult {
+  width: number;
+  height: number;
+  /** 1 inside the object. */
+  mask: Uint8Array;
+  /** The decoder's own estimate (absent for Open-Vocabulary SAM). */
+  iou?: number | null;
+  area: number;
+  label?: string;
+  probability?: number;
+  runnerUp?: string;
+  timings: { decode: number; name: number };
+}
+
+export interface Device {
+  backend: 'webgpu' | 'cpu';
+  threads: number;
+  precision: string;
+  /** The module that runs the model: pkg/ ('main') or one of the CPU fallback's. */
+  build: 'main' | 'cpu-relaxed' | 'threads' | 'threads-relaxed';
+}
+
+export interface Ready {
+  backend: 'webgpu' | 'cpu';
+  /** 'words' (CLIP, GroupViT, ...) or 'prompts' (Segment Anything, Open-Vocabulary SAM). */
+  role: 'words' | 'prompts';
+  engine: string;
+  /** The words engine's default settings. */
+  defaults?: SegmentOptions;
+  /** A prompt model that names its own masks. */
+  names?: boolean;
+  /** Local files: which were read and which left alone. */
+  files?: { used: string[]; ignored: string[] };
+}
+
+export interface Progress {
+  file: string;
+  loaded: number;
+  total: number;
+  cached?: boolean;
+  resumed?: number;
+  retrying?: boolean;
+  of?: number;
+  connected?: boolean;
+  host?: string;
+}
+
+export interface Stage {
+  stage: 'text' | 'image' | 'scores' | 'finish' | 'edges' | 'masks';
+  /** 'masks' (Name everything): the grid's prompts decoded so far, of `total`. */
+  done?: number;
+  total?: number;
+}
+
+export interface ClientEvents {
+  device: Device;
+  progress: Progress;
+  stage: Stage;
+  ready: Ready;
+  restarting: { reason: string };
+  error: { message: string };
+}
+
+/** A failed request; a failed download has `code` 'network' or 'http' (and `host`), or 'cancelled'. */
+export interface ModelError extends Error {
+  code?: 'network' | 'http' | 'cancelled';
+  host?: string;
+}
+
+/** A folder URL for a hub id (`owner/name`) or a URL (absolute or relative to the page). */
+export function modelUrl(model: string): string;
+
+export class ModelClient {
+  /**
+   * `backend`: 'webgpu' (the CPU where WebGPU is missing) or 'cpu'; `threads`: the CPU
+   * fallback's threads where the page is cross-origin isolated; `precision` (WebGPU).
+   */
+  constructor(options?: { backend?: 'webgpu' | 'cpu'; threads?: number; precision?: 'auto' | 'f32' | 'f16' });
+  /** Listen to an event; returns the function that stops listening. */
+  on<K extends keyof ClientEvents>(type: K, listener: (detail: ClientEvents[K]) => void): () => void;
+  /** The compute device: WebGPU, or the CPU backend where WebGPU is missing. */
+  openDevice(): Promise<Device>;
+  /** A hub id or folder URL, or local files (config.json, the weights, preprocessor_config.json). */
+  load(source: string | Iterable<File>): Promise<Ready>;
+  /** `rgba` is transferred to the worker. */
+  segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp?: false }): Promise<SegmentResult>;
+  segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp: true }): Promise<SegmentResult & Objects>;
+  everything(request: Pixels & { labels?: string; options?: SegmentOptions; automatic?: AutomaticOptions }): Promise<EverythingResult>;
+  /** Point mode's heavy pass; resolves with its milliseconds. */
+  encode(image: Pixels): Promise<number>;
+  prompt(request: { image?: Pixels; prompt: Prompt; labels?: string; options?: SegmentOptions; onEncode?: () => void }): Promise<PromptResult>;
+  parseLabels(text: string): Promise<{ name: string; synonyms: string[] }[]>;
+  /** Stop the download in progress. */
+  cancel(): void;
+  /** Whether a model of `role` is loaded. */
+  has(role: 'words' | 'prompts'): boolean;
+  terminate(): void;
+  backend: 'webgpu' | 'cpu';
+  threads: number | undefined;
+  precision: 'auto' | 'f32' | 'f16';
+  /** The words model's engine and its defaults, once loaded. */
+  engine: string | null;
+  defaults: SegmentOptions | null;
+}
+
+/** One worker, device and model for the whole page, shared by every <word-mask>. */
+export function sharedClient(): ModelClient;

@@ -1,0 +1,79 @@
+// Types of www/word-mask.js: the <word-mask> element (`wordmask/word-mask`).
+import type { AutomaticOptions, Objects, Prompt, Ready, SegmentOptions, Progress } from './client.js';
+
+export type { AutomaticOptions, Objects, Prompt, SegmentOptions } from './client.js';
+
+/** `result` after `segment()` (and on its own when `src` and `labels` are set). */
+export interface WordMaskSegmentResult extends Partial<Objects> {
+  width: number;
+  height: number;
+  /** The labels, in the typed order (label n is value n in `labelMap`). */
+  labels: string[];
+  /** Each label and its share of the pixels. */
+  shares: { label: string; share: number }[];
+  /** Each pixel's label, 1-based, 0 = unlabelled (Uint16Array above 255 labels). */
+  labelMap: Uint8Array | Uint16Array;
+}
+
+/** `result` after a prompt (a click on the canvas in Point mode, or `prompt()`). */
+export interface WordMaskPromptResult {
+  width: number;
+  height: number;
+  /** 1 inside the object. */
+  mask: Uint8Array;
+  label: string | null;
+  probability: number | null;
+  iou?: number | null;
+  area: number;
+}
+
+/** `result` after `everything()`. */
+export interface WordMaskEverythingResult {
+  width: number;
+  height: number;
+  objects: Objects['objects'];
+  counts: Objects['counts'];
+  instances: Uint16Array;
+}
+
+export type WordMaskResult = WordMaskSegmentResult | WordMaskPromptResult | WordMaskEverythingResult;
+
+export interface WordMaskEventMap {
+  /** A model file's download, as it goes. */
+  progress: CustomEvent<Progress>;
+  ready: CustomEvent<Pick<Ready, 'backend' | 'engine' | 'defaults'>>;
+  result: CustomEvent<WordMaskResult>;
+  /** What failed and what to check. */
+  error: CustomEvent<{ message: string }>;
+}
+
+export type WordMaskImage = ImageBitmap | HTMLImageElement | HTMLVideoElement | HTMLCanvasElement | OffscreenCanvas | VideoFrame;
+
+/**
+ * `<word-mask model="openai/clip-vit-base-patch16" labels="person, dog|puppy, grass" src="photo.jpg">`.
+ * Attributes: `model`, `labels`, `src`, `camera` (a facing mode or empty), `sam`, `interactive`,
+ * and one per segmentation setting (`engine`, `method`, `templates`, `short-side`, `rounding`,
+ * `window`, `stride`, `logit-scale`, `refine`, `positions`, `scoring`, `threshold`,
+ * `threshold-on`, `background`). CSS parts: `canvas`, `legend`, `status`.
+ */
+export class WordMask extends HTMLElement {
+  /** The labels, commas between them (`a|b` for synonyms); set a string or an array. */
+  get labels(): string;
+  set labels(value: string | string[]);
+  /** Segment an image with the current labels; fires and resolves with `result`. */
+  segment(source: WordMaskImage, options?: { sharp?: boolean }): Promise<WordMaskSegmentResult>;
+  /** Point mode (`sam`): outline the object a prompt points at, in image pixels. */
+  prompt(prompt: Prompt): Promise<WordMaskPromptResult>;
+  /** Name everything (`sam`): every object of the image (default: the element's own). */
+  everything(source?: WordMaskImage, options?: { automatic?: AutomaticOptions }): Promise<WordMaskEverythingResult>;
+  addEventListener<K extends keyof WordMaskEventMap>(type: K, listener: (this: WordMask, event: WordMaskEventMap[K]) => unknown, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | AddEventListenerOptions): void;
+  removeEventListener<K extends keyof WordMaskEventMap>(type: K, listener: (this: WordMask, event: WordMaskEventMap[K]) => unknown, options?: boolean | EventListenerOptions): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | EventListenerOptions): void;
+}
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'word-mask': WordMask;
+  }
+}
