@@ -443,7 +443,8 @@ impl WordMask {
     /// counts, instances: Uint16Array, encodeMs, masksMs}`. `automatic` holds the generator's
     /// settings in camelCase (`pointsPerSide`, `pointsPerBatch`, `predIouThresh`,
     /// `stabilityScoreThresh`, `stabilityScoreOffset`, `boxNmsThresh`); `options` the words'.
-    /// `progress(done, total)`, when given, after each batch of the grid's prompts.
+    /// `progress(done, total)`, when given, after each batch of the grid's prompts (not in the
+    /// threads module, whose worker waits on the pool).
     #[allow(clippy::too_many_arguments)]
     pub async fn everything(
         &mut self,
@@ -475,6 +476,14 @@ impl WordMask {
         let start = crate::clock::now_ms();
         let words = self.model.as_ref().map(|model| WordsNamer { model, settings: &settings, cache: &mut self.cache });
         let request = NameRequest { labels: labels.clone(), vocabulary: None, words };
+        // The threads module runs the call on a pool thread while this worker waits: no JS
+        // function can be called from there, and no message would leave before the end.
+        #[cfg(feature = "threads")]
+        let report = {
+            drop(progress);
+            |_: usize, _: usize| {}
+        };
+        #[cfg(not(feature = "threads"))]
         let report = |done: usize, total: usize| {
             if let Some(f) = &progress {
                 // A failing listener is the page's problem, not the search's.
