@@ -259,7 +259,7 @@ $('cancel').onclick = () => client.cancel();
 const SHARP_KEY = 'wordmask-sharp-edges';
 try { $('sharp').checked = localStorage.getItem(SHARP_KEY) !== 'off'; } catch { $('sharp').checked = true; }
 function canSharpen() {
-  return Boolean(state.prompts && !state.prompts.names);
+  return Boolean(state.prompts);
 }
 function sharpEdges() {
   return canSharpen() && $('sharp').checked;
@@ -269,7 +269,7 @@ function showObjectsBar() {
   $('objects-get').hidden = Boolean(state.prompts);
   let note = 'Sharp edges: Segment Anything redraws each word along the image\'s edges and counts its objects (camera frames go without).';
   if (!state.prompts) note = 'Sharp edges and Name everything need a Segment Anything model beside the words model: load one under Point.';
-  else if (state.prompts.names) note = 'Name everything: Open-Vocabulary SAM names each object among the typed words, or its own classes with none typed. Sharp edges take a Segment Anything model (SAM or SlimSAM).';
+  else if (state.prompts.names) note = 'Sharp edges: Open-Vocabulary SAM redraws each word along the image\'s edges. Name everything: it names each object itself, among the typed words or its own classes.';
   $('objects-note').textContent = note;
 }
 showObjectsBar();

@@ -45,7 +45,7 @@ pub struct SegmentArgs {
     /// GroupViT's group-class scores for groupvit.
     #[arg(long)]
     scores: Option<PathBuf>,
-    /// Sharp edges and objects: a Segment Anything checkpoint (SAM or SlimSAM folder) that
+    /// Sharp edges and objects: a Segment Anything checkpoint (SAM, SlimSAM or Open-Vocabulary SAM folder) that
     /// turns each word's regions into object masks following the image's edges.
     #[arg(long)]
     pub sam: Option<String>,

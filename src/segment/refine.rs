@@ -1,7 +1,8 @@
 //! Words → objects with sharp edges: the words' label map (any words engine) steers Segment
 //! Anything, which draws the edges. Each connected region of a word becomes one prompt — its
 //! box and its most confident pixel — decoded on the image encoded once; the mask takes the
-//! region's word. Where masks overlap, the higher predicted IoU wins; pixels no mask covers keep
+//! region's word. Where masks overlap, the higher predicted IoU wins (for Open-Vocabulary SAM,
+//! which predicts none, the words' mean confidence in the region); pixels no mask covers keep
 //! the words' label. Every mask is an [`Object`], so the result can be counted ("dog ×3").
 //!
 //! This follows the refinement stage of Trident (Shi et al., ICCV 2025; YuHengsss/Trident,
@@ -13,7 +14,6 @@ use super::point::{Prompt, PromptSession};
 use super::result::Segmentation;
 use crate::error::{Error, Result};
 use crate::preprocess::RgbImage;
-use crate::segment::point::NameRequest;
 
 /// The refiner's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,12 +126,6 @@ pub async fn sharpen(
             seg.width, seg.height, image.width, image.height
         )));
     }
-    if session.model().names_masks() {
-        return Err(Error::invalid(
-            "sharp edges take a Segment Anything checkpoint (SAM or SlimSAM) beside the words model; \
-             this one is an Open-Vocabulary SAM, which is used on its own in Point mode",
-        ));
-    }
     let encode = if session.holds(image) { 0.0 } else { session.encode(image.clone()).await? };
     let mut clock = crate::clock::Stopwatch::start();
     let objects = refine(seg, session, options).await?;
@@ -160,12 +154,16 @@ pub async fn refine(
             points: vec![super::point::Click { x: region.peak.0 as f64, y: region.peak.1 as f64, positive: true }],
             bbox: Some([x0 as f64, y0 as f64, (x1 + 1) as f64, (y1 + 1) as f64]),
         };
-        let mask = session.prompt(&prompt, NameRequest::default()).await?.mask;
+        let mask = session.mask(&prompt).await?;
         let seeds: Vec<u32> = region.pixels.iter().copied().filter(|&i| mask.mask[i as usize] == 1).collect();
         let (mut pixels, score) = if seeds.is_empty() {
             (region.pixels.clone(), f32::MIN)
         } else {
-            (flood(&mask.mask, seeds, width, height, &mut seen), mask.iou.unwrap_or(1.0))
+            // Open-Vocabulary SAM predicts no IoU: its masks rank by the words' mean confidence
+            // in the region.
+            let words = || region.pixels.iter().map(|&i| f32::from(seg.confidence[i as usize])).sum::<f32>();
+            let score = mask.iou.unwrap_or_else(|| words() / (255.0 * region.area as f32));
+            (flood(&mask.mask, seeds, width, height, &mut seen), score)
         };
         pixels.sort_unstable();
         kept_masks.push((RunMask::from_sorted(&pixels, width, height), score));

@@ -106,7 +106,7 @@ test('the page: an Open-Vocabulary SAM folder in the Point tab names the clicked
     assert.doesNotMatch(legend, /IoU/);
     // Name everything takes this model too, and says what it found.
     await page.click('#tab-words');
-    assert.match(await page.textContent('#objects-note'), /Open-Vocabulary SAM names each object/);
+    assert.match(await page.textContent('#objects-note'), /Open-Vocabulary SAM redraws each word along the image's edges/);
     await page.click('#everything');
     await page.waitForFunction(() => /Named everything|Error/.test(document.getElementById('status').textContent), null, { timeout: 240_000 });
     assert.match(await page.textContent('#status'), /^Named everything: \d+ objects?/);

@@ -108,6 +108,12 @@ impl PromptSession {
         self.current.as_ref().is_some_and(|c| c.pixels == *image)
     }
 
+    /// The mask of `prompt` on the encoded image, unnamed.
+    pub async fn mask(&self, prompt: &Prompt) -> Result<ObjectMask> {
+        let current = self.current.as_ref().ok_or_else(|| Error::invalid("encode an image first"))?;
+        self.model.segment(&current.encoded, prompt).await
+    }
+
     /// The mask of `prompt` on the encoded image, and its name as `request` allows. An empty
     /// mask (nothing found there) gets no name.
     pub async fn prompt(&mut self, prompt: &Prompt, request: NameRequest<'_>) -> Result<Answer> {
