@@ -176,9 +176,13 @@ run_tests() {
     cargo fmt --check
     setup_system
     say "lints (cargo clippy --all-targets, warnings are errors)"
-    cargo clippy --locked --all-targets -- -D warnings
+    cargo clippy --locked --workspace --all-targets -- -D warnings
+    say "API docs (cargo doc, warnings are errors; the crate example is compiled with the tests)"
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
     say "native tests (release profile, shared with the CLI; CPU and wgpu backends)"
-    cargo test --release --locked
+    # With a user's crate (tests/downstream: wordmask by path, default features off) running the
+    # examples' code.
+    cargo test --release --locked --workspace
     build_web
     setup_browser
     say "browser tests (Chromium: SwiftShader WebGPU and the CPU fallback)"

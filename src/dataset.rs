@@ -25,7 +25,7 @@ pub enum Format {
     Ade20k,
     Cityscapes,
     Camvid,
-    /// DIR/images/* with DIR/labels/<stem>.png; needs --classes.
+    /// DIR/images/* with `DIR/labels/<stem>.png`; needs --classes.
     Folder,
 }
 

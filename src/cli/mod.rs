@@ -163,24 +163,13 @@ impl RuntimeArgs {
 
 /// Load the checkpoint at `path` on the device `runtime` asks for.
 pub fn load(path: &str, runtime: RuntimeArgs) -> Result<Model> {
-    let files = files::ModelFiles::open(path)?;
-    let device = runtime.device()?;
-    Ok(Model::from_bytes(
-        &files.config,
-        files.weights(),
-        &files.weights_path.display().to_string(),
-        files.preprocessor.as_deref(),
-        &device,
-    )?)
+    Ok(Model::open(path, &runtime.device()?)?)
 }
 
 /// A Segment Anything checkpoint for sharp edges.
 pub fn load_prompt_model(dir: &str, runtime: RuntimeArgs) -> Result<PromptModel> {
-    let files = files::ModelFiles::open(dir).context("loading the Segment Anything checkpoint of --sam")?;
-    let name = files.weights_path.display().to_string();
     let device = runtime.device()?;
-    PromptModel::from_bytes(&files.config, files.weights(), &name, files.preprocessor.as_deref(), &device)
-        .context("loading the Segment Anything checkpoint of --sam")
+    PromptModel::open(dir, &device).context("loading the Segment Anything checkpoint of --sam")
 }
 
 /// The process's peak resident memory in MiB (`VmHWM`), where the system reports it (Linux).

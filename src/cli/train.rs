@@ -345,7 +345,7 @@ pub fn run(command: TrainCommand) -> Result<()> {
     let crop = if args.resume { None } else { args.crop };
     let mut model = backbone.load(&NewHead { fusion, mean, std, crop, seed: args.seed }, &device)?;
     if args.resume {
-        let saved = ModelFiles::open(&args.out.to_string_lossy())
+        let saved = ModelFiles::open(&args.out)
             .with_context(|| format!("--resume: no checkpoint in {}", args.out.display()))?;
         let bytes = Checkpoint::from_bytes(saved.weights(), &saved.weights_path.display().to_string())?;
         model.resume(&saved.config, &bytes, args.crop).with_context(|| format!("--resume {}", args.out.display()))?;

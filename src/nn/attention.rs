@@ -103,7 +103,7 @@ impl Attention {
     /// kernel when there is no mask (fewer dispatches than scores, softmax and product apart).
     /// On the CPU backend, without a mask and while the scores are small, scores, the host's
     /// softmax and the product apart instead: the fused routine's softmax calls the scalar
-    /// `expf` (see [`host`]). Where the projections are packed (the CPU backend in the web
+    /// `expf` (see `kernels::host`). Where the projections are packed (the CPU backend in the web
     /// build, and natively with AVX-512), without a mask, all of it runs on the host
     /// (`attend_packed`).
     pub fn attend(&self, query: Tensor<3>, key: Tensor<3>, value: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<3> {

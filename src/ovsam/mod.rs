@@ -11,7 +11,8 @@
 //! templates, synonyms as prototypes), as the classifier was built.
 //!
 //! The encode runs once per image ([`OvSamModel::encode`]); each prompt is light
-//! ([`OvSamModel::decode`], then [`OvSamModel::name`] once its mask is read back).
+//! ([`OvSamModel::decode`], then [`OvSamModel::roi_features`] and [`OvSamModel::logits`] once
+//! its mask is read back).
 //! Checkpoints come from `tools/convert_ovsam.py` (`model_type: ovsam`).
 
 pub mod neck;

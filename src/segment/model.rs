@@ -44,6 +44,17 @@ pub struct ImageSize {
 }
 
 impl Model {
+    /// Load a model folder (`config.json`, weights, an optional `preprocessor_config.json`)
+    /// or a weights file beside its `config.json`, natively: [`ModelFiles::open`] then
+    /// [`Model::from_bytes`].
+    ///
+    /// [`ModelFiles::open`]: crate::model_files::ModelFiles::open
+    #[cfg(not(target_family = "wasm"))]
+    pub fn open(path: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
+        let files = crate::model_files::ModelFiles::open(path)?;
+        Self::from_bytes(&files.config, files.weights(), &files.weights_name(), files.preprocessor.as_deref(), device)
+    }
+
     /// Load any supported checkpoint; `config.json`'s `model_type` picks the engine.
     pub fn from_bytes(
         config_json: &str,

@@ -191,7 +191,7 @@ pub struct TrainState {
     /// Mean task loss of each epoch.
     pub losses: Vec<f32>,
     /// The checkpoint files of the last epoch, each with its length and hash: what this state
-    /// commits (see [`journal`]).
+    /// commits (see `journal`).
     #[serde(default)]
     pub files: BTreeMap<String, journal::Stamp>,
 }

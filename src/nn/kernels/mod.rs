@@ -17,10 +17,10 @@ use burn::tensor::Device;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     /// The CPU backend with every weight of the layer packed on the host: the layer runs whole
-    /// on the host ([`packed`]).
+    /// on the host (`packed`).
     Packed,
     /// The CPU backend with the weights on the device: burn's products, and the host's
-    /// element-wise passes ([`host`]).
+    /// element-wise passes (`host`).
     Host,
     /// The GPU backend: the cubecl kernels (`gpu`).
     Gpu,

@@ -1,8 +1,8 @@
 //! Point mode: a click or a box becomes one object's mask, named by the typed words. Prompt
 //! engines are to pointing what word engines are to segmenting: each is one line of
-//! [`PROMPT_ENGINES`], picked by the checkpoint's `model_type` — Segment Anything ([`sam`],
+//! [`PROMPT_ENGINES`], picked by the checkpoint's `model_type` — Segment Anything (`sam`,
 //! masks only; a CLIP words model names them, the Open-Vocabulary SAM paper's "SAM + CLIP"
-//! baseline, [`namer`]) and Open-Vocabulary SAM ([`ovsam`], the mask and its name from one
+//! baseline, `namer`) and Open-Vocabulary SAM (`ovsam`, the mask and its name from one
 //! model). The image is encoded once ([`PromptModel::encode`], the heavy pass); each prompt only
 //! runs the prompt encoder and the mask decoder. [`PromptSession`] is what the CLI, the page's
 //! worker and `<word-mask interactive>` call: it keeps the encoded image and decides how a
@@ -437,6 +437,16 @@ impl PromptModel {
         let mut processor = SamProcessor::new(input_size);
         processor.floor_resize = engine.floor_resize();
         Ok(PromptModel { engine, network, device, input_size, processor, tokenizer: Tokenizer::new() })
+    }
+
+    /// Load a prompt model's folder (or weights file beside its `config.json`), natively:
+    /// [`ModelFiles::open`] then [`PromptModel::from_bytes`].
+    ///
+    /// [`ModelFiles::open`]: crate::model_files::ModelFiles::open
+    #[cfg(not(target_family = "wasm"))]
+    pub fn open(path: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
+        let files = crate::model_files::ModelFiles::open(path)?;
+        Self::from_bytes(&files.config, files.weights(), &files.weights_name(), files.preprocessor.as_deref(), device)
     }
 
     /// Load a checkpoint of any prompt engine (`config.json`'s `model_type` picks it).
