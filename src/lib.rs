@@ -68,6 +68,7 @@
 // vector of one range.
 #![allow(clippy::single_range_in_vec_init)]
 
+pub mod bert;
 pub mod checkpoint;
 pub mod clip;
 #[doc(hidden)]

@@ -8,6 +8,7 @@
 mod common;
 
 mod bad_input;
+mod bert;
 mod cli;
 mod exports;
 mod f16;
