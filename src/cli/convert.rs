@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::files::{ModelFiles, model_paths};
@@ -35,9 +35,29 @@ pub struct ConvertArgs {
     /// How the weights are stored.
     #[arg(long, value_enum, default_value = "f16")]
     dtype: Dtype,
+    /// What --model is: a wordmask checkpoint folder (the default), or a MoCo v3 training
+    /// checkpoint (`vit-b-300ep.pth.tar`, a file), rewritten as a ViTModel folder whose
+    /// encoder serves as a vision-only backbone (`train fusioner --vision`).
+    #[arg(long, value_enum)]
+    from: Option<Source>,
+    /// --from moco-v3: the ViT's number of heads (12 for MoCo v3's ViT-S and ViT-B, which is
+    /// the default for their widths, 384 and 768).
+    #[arg(long)]
+    heads: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+pub enum Source {
+    MocoV3,
 }
 
 pub fn run(args: ConvertArgs) -> Result<()> {
+    if args.from == Some(Source::MocoV3) {
+        return moco_v3(&args);
+    }
+    if args.heads.is_some() {
+        bail!("--heads is for --from moco-v3");
+    }
     let files = ModelFiles::open(&args.model)?;
     let inputs = model_paths(&args.model);
     check_model_folder("--out", &args.out, &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(), args.force)?;
@@ -97,4 +117,28 @@ fn remove_if_present(path: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// `--from moco-v3`: the base encoder of a MoCo v3 checkpoint as a ViTModel folder.
+fn moco_v3(args: &ConvertArgs) -> Result<()> {
+    let path = Path::new(&args.model);
+    if !path.is_file() {
+        bail!("--model {}: a MoCo v3 checkpoint is one file (e.g. vit-b-300ep.pth.tar)", args.model);
+    }
+    check_model_folder("--out", &args.out, &[path], args.force)?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", args.model))?;
+    let checkpoint = Checkpoint::from_bytes(&bytes, &args.model)?;
+    let (config, tensors) = wordmask::vit::moco::convert(&checkpoint, args.heads)?;
+    let weights = write_safetensors_as(&tensors, args.dtype == Dtype::F16)?;
+    Checkpoint::from_bytes(&weights, "the converted model.safetensors")
+        .context("the written file does not read back")?;
+    let config = serde_json::to_string_pretty(&config)? + "\n";
+    write_model_folder(&args.out, &weights, &[("preprocessor_config.json", None), ("config.json", Some(&config))])?;
+    println!(
+        "wrote {}: MoCo v3's base encoder as a ViTModel ({} tensors as {:?}; the momentum encoder, heads and optimiser state left out)",
+        args.out.display(),
+        tensors.len(),
+        args.dtype
+    );
+    Ok(())
 }

@@ -3,6 +3,8 @@
 //! a class token, learned positions, pre-norm blocks, a final layer norm. Used as a
 //! vision-only image encoder (Fusioner's frozen DINO).
 
+pub mod moco;
+
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 

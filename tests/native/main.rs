@@ -16,6 +16,7 @@ mod fuzz_regressions;
 mod hostile_files;
 mod images;
 mod loading;
+mod moco;
 mod outputs;
 mod parity_automatic;
 mod parity_clip;
