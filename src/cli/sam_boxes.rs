@@ -258,27 +258,27 @@ fn check_box(what: &str, v: Option<&Value>, image: &ImageEntry) -> Result<[f64; 
 /// Read and check the file of boxes (and, for detections, the instances file they refer to):
 /// every box on a listed image, inside it, of a listed category.
 pub fn read_boxes(boxes: &Path, annotations: Option<&Path>, min_score: f64) -> Result<BoxTask> {
-    let file = read_json("--boxes", boxes)?;
+    let mut file = read_json("--boxes", boxes)?;
     let shown = boxes.display();
-    let (source, images, categories, entries) = match (&file, annotations) {
-        (Value::Array(list), Some(annotations)) => {
+    // The lists are taken out of the file, not copied: a dataset's file may hold hundreds of
+    // megabytes of masks.
+    let is_instances = file.get("annotations").is_some();
+    let (source, images, categories, entries) = match (file.is_array(), is_instances, annotations) {
+        (true, _, Some(annotations)) => {
             let truth = read_json("--annotations", annotations)?;
             let (images, categories) = images_and_categories("--annotations", annotations, &truth)?;
-            (Source::Detections, images, categories, list.clone())
+            drop(truth);
+            (Source::Detections, images, categories, std::mem::take(&mut file))
         }
-        (Value::Array(_), None) => bail!(
+        (true, _, None) => bail!(
             "--boxes {shown} is a results file (a list of detections), which names no images: give \
              --annotations, the instances file the detections were made for"
         ),
-        (Value::Object(map), None) if map.contains_key("annotations") => {
+        (false, true, None) => {
             let (images, categories) = images_and_categories("--boxes", boxes, &file)?;
-            let list = map["annotations"]
-                .as_array()
-                .cloned()
-                .with_context(|| format!("--boxes {shown}: annotations must be a list"))?;
-            (Source::Truth, images, categories, list)
+            (Source::Truth, images, categories, file["annotations"].take())
         }
-        (Value::Object(map), Some(_)) if map.contains_key("annotations") => bail!(
+        (false, true, Some(_)) => bail!(
             "--boxes {shown} is an instances file, which names its own images and categories: \
              --annotations is for a detector's results file"
         ),
@@ -287,9 +287,14 @@ pub fn read_boxes(boxes: &Path, annotations: Option<&Path>, min_score: f64) -> R
              categories) nor a COCO results file (a list of {{image_id, bbox, score, category_id}})"
         ),
     };
+    drop(file);
+    let Value::Array(mut entries) = entries else {
+        bail!("--boxes {shown}: annotations must be a list");
+    };
     let by_id: HashMap<u64, &ImageEntry> = images.iter().map(|i| (i.id, i)).collect();
     let (mut list, mut crowds, mut below_score) = (Vec::new(), 0, 0);
-    for (k, entry) in entries.iter().enumerate() {
+    let total = entries.len();
+    for (k, entry) in entries.iter_mut().enumerate() {
         let place = k + 1;
         let annotation_id = entry.get("id").and_then(as_id);
         let what = match (source, annotation_id) {
@@ -327,13 +332,13 @@ pub fn read_boxes(boxes: &Path, annotations: Option<&Path>, min_score: f64) -> R
             continue;
         }
         let truth = match source {
-            Source::Truth => entry.get("segmentation").filter(|s| !s.is_null()).cloned(),
+            Source::Truth => entry.get_mut("segmentation").map(Value::take).filter(|s| !s.is_null()),
             Source::Detections => None,
         };
         list.push(BoxEntry { place, image_id, category_id, bbox, score, annotation_id, truth });
     }
     if list.is_empty() {
-        let why = match (entries.len(), crowds, below_score) {
+        let why = match (total, crowds, below_score) {
             (0, ..) => String::new(),
             (_, c, 0) if c > 0 => format!(" ({c} crowd annotations, which are not prompted)"),
             (_, _, b) => format!(" ({b} under --min-score {min_score})"),
