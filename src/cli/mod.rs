@@ -10,6 +10,7 @@ mod images;
 mod merge_coco;
 mod outputs;
 mod sam;
+mod sam_boxes;
 mod segment;
 mod settings;
 mod train;
@@ -85,7 +86,8 @@ enum Command {
     Segment(segment::SegmentArgs),
     /// Join COCO files of different images (the shards of `segment --images --shard`) into one.
     MergeCoco(merge_coco::MergeArgs),
-    /// Point at an object (clicks, a box): its mask (Segment Anything), named by the words.
+    /// Point at an object (clicks, a box): its mask (Segment Anything), named by the words; or
+    /// every box of a COCO file, as a COCO results file (--boxes).
     Sam(sam::SamArgs),
     /// mIoU over a dataset in its mmsegmentation folder layout.
     Eval(eval::EvalArgs),

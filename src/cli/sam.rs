@@ -1,6 +1,7 @@
 //! `wordmask sam`: the mask of the object under the points (or in the box), and its name: among
 //! the typed words through a CLIP checkpoint (Segment Anything), or from the model itself
-//! (Open-Vocabulary SAM: the typed words or its LVIS classifier).
+//! (Open-Vocabulary SAM: the typed words or its LVIS classifier). With `--boxes`, every box of a
+//! COCO file, written as a COCO results file (`sam_boxes.rs`).
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -13,6 +14,7 @@ use serde_json::json;
 
 use super::files::{ModelFiles, model_paths};
 use super::outputs;
+use super::sam_boxes::{self, BoxesArgs};
 use super::{RuntimeArgs, load, read_image};
 use wordmask::block_on;
 use wordmask::files::check_outputs;
@@ -67,8 +69,10 @@ pub struct SamArgs {
     /// Open-Vocabulary SAM folder written by tools/convert_ovsam.py.
     #[arg(long)]
     model: String,
-    #[arg(long)]
-    image: String,
+    #[arg(long, required_unless_present = "boxes")]
+    image: Option<String>,
+    #[command(flatten)]
+    boxes: BoxesArgs,
     /// A point on the object (x,y or x,y,1) or off it (x,y,0), in pixels; repeat for more.
     #[arg(long = "point")]
     points: Vec<PointArg>,
@@ -87,8 +91,8 @@ pub struct SamArgs {
     #[arg(long)]
     labels: Option<String>,
     /// The CLIP checkpoint that names a Segment Anything mask (its dense features pooled inside
-    /// the mask).
-    #[arg(long, requires = "labels")]
+    /// the mask; with --boxes, among the file's categories).
+    #[arg(long)]
     clip: Option<String>,
     /// Open-Vocabulary SAM: name the mask among the typed --labels, or among the LVIS classes of
     /// the checkpoint's own classifier [typed when --labels are given, else lvis].
@@ -97,7 +101,8 @@ pub struct SamArgs {
     /// Prompt templates for the words [the dense engine's default].
     #[arg(long, value_enum)]
     templates: Option<Templates>,
-    /// The mask as an 8-bit PNG: 255 inside the object, 0 outside.
+    /// The mask as an 8-bit PNG: 255 inside the object, 0 outside; with --boxes, the masks as a
+    /// COCO results file (.json).
     #[arg(long)]
     out: PathBuf,
     #[arg(long)]
@@ -147,15 +152,28 @@ impl AutomaticArgs {
 }
 
 pub fn run(args: SamArgs) -> Result<()> {
+    if args.boxes.boxes.is_some() {
+        return sam_boxes::run(&sam_boxes::Run {
+            boxes: &args.boxes,
+            model: &args.model,
+            labels: args.labels.as_deref(),
+            clip: args.clip.as_deref(),
+            templates: args.templates,
+            out: &args.out,
+            json: args.json,
+            runtime: args.runtime,
+        });
+    }
+    let image = args.image.clone().context("--image, or --boxes with --images, is needed")?;
     let mut inputs = model_paths(&args.model);
     inputs.extend(args.clip.as_deref().map(model_paths).unwrap_or_default());
-    inputs.push(args.image.clone().into());
+    inputs.push(image.clone().into());
     let out = if args.everything { outputs::labels("--out", &args.out) } else { outputs::mask("--out", &args.out) };
     check_outputs(&[out], &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     if args.everything {
         args.automatic.options().validate()?;
     }
-    let photo = read_image(&args.image)?;
+    let photo = read_image(&image)?;
     if args.everything {
         return everything(&args, photo);
     }
@@ -283,6 +301,9 @@ fn check_naming_flags(args: &SamArgs, model: &PromptModel, labels: bool) -> Resu
     }
     if !model.names_masks() && args.vocabulary.is_some() {
         anyhow::bail!("--vocabulary is for Open-Vocabulary SAM checkpoints; this one is Segment Anything");
+    }
+    if args.clip.is_some() && !labels {
+        anyhow::bail!("--clip names the mask among --labels: give them, e.g. --labels \"cat, dog\"");
     }
     if args.vocabulary == Some(VocabularyChoice::Typed) && !labels {
         anyhow::bail!("--vocabulary typed names the mask among --labels: give them, e.g. --labels \"cat, dog\"");

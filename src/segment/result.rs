@@ -211,11 +211,13 @@ impl LabelMap {
         }
     }
 
-    /// Give pixel `i` the label `label` (0 = unlabelled).
+    /// Give pixel `i` the label `label` (0 = unlabelled). A label the map's width cannot hold
+    /// (above 255 in a narrow map, above 65,535 in a wide one) is a bug in the caller, which
+    /// sizes the map by its labels: it panics rather than wrap into another class.
     pub fn set(&mut self, i: usize, label: usize) {
         match self {
-            LabelMap::Narrow(v) => v[i] = label as u8,
-            LabelMap::Wide(v) => v[i] = label as u16,
+            LabelMap::Narrow(v) => v[i] = u8::try_from(label).expect("label above 255 in an 8-bit label map"),
+            LabelMap::Wide(v) => v[i] = u16::try_from(label).expect("label above 65,535 in a 16-bit label map"),
         }
     }
 

@@ -185,9 +185,61 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Cli> {
             .arg("--classes", data.join("classes.txt"))
             .out(dir.join("trained")),
     );
+    box_files(dir, &mut cases, &photo);
     user_mistakes(dir, &mut cases, &photo, &colours);
     hostile_cases(dir, &photo, &out, &mut cases);
     cases
+}
+
+/// Files of boxes `sam --boxes` refuses before it loads a model, each a small instances file on
+/// the 64x48 photo unless the row says otherwise.
+fn box_files(dir: &Path, cases: &mut BTreeMap<&'static str, Cli>, photo: &str) {
+    let photos = Path::new(photo).parent().unwrap().to_path_buf();
+    let file_name = Path::new(photo).file_name().unwrap().to_str().unwrap().to_string();
+    let image = serde_json::json!({"id": 1, "file_name": file_name, "width": 64, "height": 48});
+    let truth = |annotations: serde_json::Value, categories: serde_json::Value| serde_json::json!({"images": [image.clone()], "annotations": annotations, "categories": categories});
+    let red = serde_json::json!([{"id": 1, "name": "red"}]);
+    let sam = |name: &str, text: String| {
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, text).unwrap();
+        Cli::new("sam")
+            .fixture("ovsam-tiny")
+            .arg("--boxes", &path)
+            .arg("--images", &photos)
+            .out(dir.join(format!("{name}-results.json")))
+    };
+    let boxed = |id: u64, image_id: u64, bbox: serde_json::Value| serde_json::json!({"id": id, "image_id": image_id, "category_id": 1, "bbox": bbox, "iscrowd": 0});
+    let elsewhere = truth(
+        serde_json::json!([
+            boxed(10, 1, serde_json::json!([1, 1, 5, 5])),
+            boxed(11, 99, serde_json::json!([1, 1, 5, 5]))
+        ]),
+        red.clone(),
+    );
+    cases
+        .insert("`sam --boxes` with a box on an image the file does not list", sam("elsewhere", elsewhere.to_string()));
+    let outside = truth(serde_json::json!([boxed(10, 1, serde_json::json!([40, 30, 30, 10]))]), red.clone());
+    cases.insert("`sam --boxes` with a box reaching outside its image", sam("outside", outside.to_string()));
+    let flat = truth(serde_json::json!([boxed(10, 1, serde_json::json!([4, 4, 0, 10]))]), red.clone());
+    cases.insert("`sam --boxes` with a box of no width", sam("flat", flat.to_string()));
+    cases.insert(
+        "`sam --boxes` with no annotations",
+        sam("empty", truth(serde_json::json!([]), red.clone()).to_string()),
+    );
+    let nan = r#"{"images": [IMAGE], "categories": [{"id": 1, "name": "red"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [NaN, 2, 5, 5]}]}"#
+        .replace("IMAGE", &image.to_string());
+    cases.insert("`sam --boxes` with NaN in a box (as Python's `json` writes it)", sam("nan", nan));
+    let detections = serde_json::json!([{"image_id": 1, "bbox": [1, 1, 5, 5], "score": 0.9, "category_id": 1}]);
+    cases.insert(
+        "`sam --boxes` with a detector's results and no `--annotations`",
+        sam("detections", detections.to_string()),
+    );
+    let many: Vec<serde_json::Value> =
+        (1..=65_536).map(|i| serde_json::json!({"id": i, "name": format!("c{i}")})).collect();
+    let vast =
+        truth(serde_json::json!([boxed(10, 1, serde_json::json!([1, 1, 5, 5]))]), serde_json::Value::Array(many));
+    cases.insert("`sam --boxes` with 65,536 categories", sam("vast", vast.to_string()));
 }
 
 /// What a user typing commands gets wrong: an output that is an input, a lossy label map, a

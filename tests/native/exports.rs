@@ -96,7 +96,7 @@ fn decode_counts(text: &str) -> Vec<u64> {
 }
 
 /// The row-major 0/1 plane of a COCO RLE (runs down the columns, zeros first).
-fn decode_rle(r: &rle::Rle) -> Vec<u8> {
+pub fn decode_rle(r: &rle::Rle) -> Vec<u8> {
     let [h, w] = r.size;
     let mut plane = vec![0u8; w * h];
     let (mut t, mut value) = (0usize, 0u8);
@@ -286,6 +286,68 @@ fn edge_cases_read_back_from_every_format() {
     if keep.is_none() {
         std::fs::remove_dir_all(&root).ok();
     }
+}
+
+/// Class indices up to 65,535, the most a 16-bit label PNG holds, through every writer: COCO's
+/// category ids and categories, YOLO's class numbers and `data.yaml`, LabelMe's labels, VOC's
+/// 16-bit class map and `labelmap.txt` (typed words stop at 2,048; a classifier's classes, such
+/// as an ImageNet-21k one's, go further).
+#[test]
+fn class_indices_up_to_65535_survive_every_format() {
+    let classes = 65_535;
+    let labels = words(classes);
+    let (w, h) = (12, 10);
+    let rect = |x0: usize, y0: usize, x1: usize, y1: usize| {
+        let plane: Vec<u8> =
+            (0..w * h).map(|i| u8::from((x0..x1).contains(&(i % w)) && (y0..y1).contains(&(i / w)))).collect();
+        RunMask::from_plane(&plane, w, h)
+    };
+    let objects: Vec<Object> = [(0, rect(0, 0, 4, 3)), (40_000, rect(5, 1, 11, 6)), (65_534, rect(1, 6, 9, 10))]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (class, mask))| Object {
+            id: i as u32 + 1,
+            label: Some(labels[class].name.clone()),
+            class: Some(class),
+            score: 0.5,
+            bbox: mask.bbox(),
+            area: mask.area(),
+            point: None,
+            mask,
+        })
+        .collect();
+    let image = Labelled { file_name: "wide.png", width: w, height: h, objects: &objects };
+    let file = coco::image_file(&image, 1, &labels, false);
+    assert_eq!(file.categories.len(), classes);
+    assert_eq!((file.categories[classes - 1].id, file.categories[classes - 1].name.as_str()), (65_535, "w65534"));
+    let ids: Vec<usize> = file.annotations.iter().map(|a| a.category_id).collect();
+    assert_eq!(ids, [1, 40_001, 65_535]);
+    for (a, o) in file.annotations.iter().zip(&objects) {
+        let Shape::Rle(r) = &a.segmentation else { panic!("RLE") };
+        assert_eq!(decode_rle(r), o.mask.to_plane());
+    }
+    let yolo_classes: Vec<String> =
+        yolo::label_file(&image).lines().map(|l| l.split(' ').next().unwrap().to_string()).collect();
+    assert_eq!(yolo_classes, ["0", "40000", "65534"]);
+    assert!(
+        yolo::data_yaml(&labels, ".").contains("nc: 65535\n")
+            && yolo::data_yaml(&labels, ".").ends_with("  65534: \"w65534\"\n")
+    );
+    let labelme = labelme::file(&image, "wide.png", &labels);
+    let names: Vec<&str> = labelme["shapes"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap()).collect();
+    assert_eq!(names, ["w0", "w40000", "w65534"]);
+    let mut map = LabelMap::Wide(vec![0; w * h]);
+    for o in &objects {
+        for &(start, n) in o.mask.runs() {
+            (start..start + n).for_each(|i| map.set(i as usize, o.class.unwrap() + 1));
+        }
+    }
+    let (info, values) = png_values(&voc::class_png(&map, w, h).unwrap());
+    assert_eq!(info.bit_depth, png::BitDepth::Sixteen);
+    assert_eq!(values, map.to_vec());
+    assert!(values.contains(&65_535) && values.contains(&40_001));
+    let [r, g, b] = voc::colour(65_535);
+    assert!(voc::labelmap(&labels).ends_with(&format!("w65534:{r},{g},{b}::\n")));
 }
 
 /// Paint `n` variants of the four-colour scene (each moved along by 16 pixels a step, so the

@@ -28,6 +28,7 @@ mod parity_ovsam;
 mod parity_sam;
 mod parity_segclip;
 mod preprocess;
+mod sam_boxes;
 mod semantic;
 mod sharp_edges;
 mod tokenizer;

@@ -63,6 +63,13 @@ pub fn class_png(map: &LabelMap, width: usize, height: usize) -> Result<Vec<u8>>
 /// `SegmentationObject`: the objects' ids (smaller objects on top where they overlap), 0 for
 /// none.
 pub fn object_png(image: &Labelled) -> Result<Vec<u8>> {
+    if image.objects.len() > u16::MAX as usize {
+        return Err(Error::invalid(format!(
+            "{}: {} objects, but a 16-bit PNG holds at most 65,535 ids; leave small ones out (--min-area)",
+            image.file_name,
+            image.objects.len()
+        )));
+    }
     let map = instance_map(image.objects, image.width, image.height);
     if image.objects.len() <= u8::MAX as usize {
         encode(image.width, image.height, Pixels::Indexed(map.iter().map(|&v| v as u8).collect()))
@@ -84,6 +91,19 @@ pub fn labelmap(labels: &[Label]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Class 65,535, the most a 16-bit PNG holds, is written and read back as it is.
+    #[test]
+    fn sixteen_bit_class_maps_hold_every_index() {
+        let values: Vec<u16> = vec![0, 1, 255, 256, 2048, 40_000, 65_534, 65_535];
+        let bytes = class_png(&LabelMap::Wide(values.clone()), 4, 2).unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(&bytes)).read_info().unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut pixels).unwrap();
+        assert_eq!(reader.info().bit_depth, png::BitDepth::Sixteen);
+        let back: Vec<u16> = pixels.chunks(2).map(|b| u16::from_be_bytes([b[0], b[1]])).collect();
+        assert_eq!(back, values);
+    }
 
     #[test]
     fn the_colour_map_is_vocs() {
