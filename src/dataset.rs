@@ -129,6 +129,8 @@ impl Protocol {
             scoring: None,
             threshold: Some(threshold),
             threshold_on: Some(ThresholdOn::Merged),
+            // SCLIP's VOC21 config sets `area_thd=0.1`; NACLIP's none.
+            area_threshold: (self == Sclip && format == Voc21).then_some(0.1),
             background: Some(Words(Vec::new())),
         })
     }

@@ -306,6 +306,11 @@ pub struct Settings {
     /// (merged, as the papers' code) or its renormalised probability (renormalised).
     #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub threshold_on: Option<ThresholdOn>,
+    /// Dense engine: classes that win at most this share of the pixels the background class
+    /// does not win lose them to the next best class (SCLIP's and SC-CLIP's area_thd; the
+    /// background class is the background words', else the first label). Off by default.
+    #[cfg_attr(feature = "cli", arg(long, value_parser = |t: &str| threshold(t)))]
+    pub area_threshold: Option<f32>,
     /// Words that form an extra "background" class, separated by ';', ',' or '|'; its pixels
     /// stay unlabelled. "none" turns it off.
     #[cfg_attr(feature = "cli", arg(long))]
@@ -329,6 +334,7 @@ impl Settings {
             scoring: self.scoring.or(base.scoring),
             threshold: self.threshold.or(base.threshold),
             threshold_on: self.threshold_on.or(base.threshold_on),
+            area_threshold: self.area_threshold.or(base.area_threshold),
             background: self.background.or(base.background),
         }
     }
@@ -341,6 +347,7 @@ impl Settings {
             ("refine", self.refine.is_some(), dense::Dense::NAME),
             ("positions", self.positions.is_some(), dense::Dense::NAME),
             ("threshold on", self.threshold_on.is_some(), dense::Dense::NAME),
+            ("area threshold", self.area_threshold.is_some(), dense::Dense::NAME),
             ("scoring", self.scoring.is_some(), groupvit::GroupVit::NAME),
         ];
         match specific.iter().find(|(_, set, owner)| *set && *owner != engine) {
