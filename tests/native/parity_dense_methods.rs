@@ -179,3 +179,31 @@ fn scclip_without_a_step_misses_its_authors_code() {
     let err = check(&model, &spec, &area, "scclip-area").expect_err("no area threshold");
     eprintln!("no area threshold: {err}");
 }
+
+#[test]
+fn resclip_matches_its_authors_code_on_every_backend() {
+    check_all(&["resclip", "resclip-whole"]);
+}
+
+/// ResCLIP's steps, each switched off, miss its reference: no semantic feedback, no residual
+/// attention (λ 0), no path check, other blocks' attention; and NACLIP's scores miss it.
+#[test]
+fn resclip_without_a_step_misses_its_authors_code() {
+    let spec = spec();
+    let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
+    let model = load_model(spec["model"].as_str().unwrap(), &device);
+    type Change = fn(&mut Options);
+    let changes: [(&str, &str, Change); 5] = [
+        ("no feedback", "resclip", |o| o.resclip.sfr = false),
+        ("no residual attention", "resclip", |o| o.resclip.rcs_weights = [1.0, 0.0]),
+        ("no path check", "resclip-whole", |o| o.resclip.delete_same_entity = false),
+        ("attention of blocks 5 to 8", "resclip", |o| o.resclip.rcs_blocks = (4, 8)),
+        ("NACLIP", "resclip", |o| o.method = Method::Naclip),
+    ];
+    for (what, tag, change) in changes {
+        let mut opts = options(run(&spec, tag));
+        change(&mut opts);
+        let err = check(&model, &spec, &opts, tag).expect_err(what);
+        eprintln!("{what}: {err}");
+    }
+}

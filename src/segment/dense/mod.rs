@@ -310,6 +310,12 @@ fn window_scores(clip: &ClipModel, crops: Tensor<4>, names: &Tensor<2>, options:
     let vision = &clip.vision_model;
     let (tokens, (gh, gw)) = match options.method {
         Method::ScClip => options.scclip.forward(vision, crops, options.positions)?,
+        Method::ResClip => {
+            let (out, (gh, gw)) =
+                options.resclip.forward(clip, crops, names, options.logit_scale, options.positions)?;
+            let d = out.dims()[2];
+            (out.slice([0..n, 1..1 + gh * gw, 0..d]), (gh, gw))
+        }
         method => {
             let (x, (gh, gw)) = vision.hidden_before_last(crops, options.positions)?;
             let last = last_block(method, vision.last_layer(), x, (gh, gw), options.naclip_sigma);
