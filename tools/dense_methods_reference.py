@@ -70,7 +70,7 @@ LABELS = [["background"], ["ceiling", "red"], ["navy"], ["blue"], ["green field"
 # (tag, method, short side, (window, stride) or None, segmentor keywords beside the defaults).
 RUNS = [
     ("scclip", "scclip", 112, (112, 56), dict(logit_scale=40, prob_thd=0.31)),
-    ("scclip-area", "scclip", 112, (112, 56), dict(logit_scale=50, prob_thd=0.33, area_thd=0.15)),
+    ("scclip-area", "scclip", 112, (112, 56), dict(logit_scale=50, prob_thd=0.2, area_thd=0.15)),
     ("resclip", "resclip", 112, (112, 56),
      dict(logit_scale=40, prob_thd=0.36, temp_thd=0.4, delete_same_entity=True,
           attn_rcs_weights=[2.0, 0.3], attn_sfr_weights=[2.1, 0.7])),

@@ -94,8 +94,8 @@ pub struct Options {
     /// SC-CLIP's constants (its configs' defaults).
     #[serde(skip)]
     pub scclip: ScClip,
-    /// ResCLIP's settings.
-    #[serde(skip)]
+    /// ResCLIP's settings (its threshold and weights shown; read by `resclip` only).
+    #[serde(flatten)]
     pub resclip: ResClip,
 }
 
@@ -194,6 +194,12 @@ impl Engine for Dense {
             threshold_on: settings.threshold_on.unwrap_or(d.threshold_on),
             positions: settings.positions.unwrap_or(d.positions),
             area_threshold: settings.area_threshold.or(d.area_threshold),
+            resclip: ResClip {
+                temp_threshold: settings.sfr_threshold.unwrap_or(d.resclip.temp_threshold),
+                rcs_weights: settings.rcs_weights.map_or(d.resclip.rcs_weights, |p| p.0),
+                sfr_weights: settings.sfr_weights.map_or(d.resclip.sfr_weights, |p| p.0),
+                ..d.resclip.clone()
+            },
             ..d
         };
         options.validate()?;

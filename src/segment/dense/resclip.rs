@@ -36,11 +36,13 @@ use crate::error::{Error, Result};
 use crate::nn::{Attention, EncoderLayer, Resampling, l2_normalize, resize_bilinear};
 
 /// ResCLIP's settings (its configs' values; these defaults are its Context59 and COCO-Stuff
-/// ones, see docs/engines.md).
-#[derive(Debug, Clone, PartialEq)]
+/// ones, see docs/engines.md). Serialised (camelCase) as the settings the page shows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ResClip {
     /// Pixels of the first segmentation whose top probability is under this count as name 0
     /// (`temp_thd`).
+    #[serde(rename = "sfrThreshold")]
     pub temp_threshold: f32,
     /// `(τ, λ)` of the residual cross-correlation attention (`attn_rcs_weights`).
     pub rcs_weights: [f32; 2],
@@ -48,16 +50,21 @@ pub struct ResClip {
     pub sfr_weights: [f32; 2],
     /// Patches of one name that no straight path of that name joins are decayed
     /// (`delete_same_entity`).
+    #[serde(skip)]
     pub delete_same_entity: bool,
     /// Blocks whose attention maps RCS averages, `start..end` over the blocks before the last
     /// (`range(5, 9)`).
+    #[serde(skip)]
     pub rcs_blocks: (usize, usize),
     /// Whether the semantic feedback runs (`use_sfr`; off only to test its effect).
+    #[serde(skip)]
     pub sfr: bool,
     /// PAMR's schedule in the first segmentation (`PAMR(10, dilations=(8, 16))`).
+    #[serde(skip)]
     pub pamr: Pamr,
     /// Width of the blur over each row of the feedback, and of NACLIP's neighbourhood
     /// (`gaussian_std`).
+    #[serde(skip)]
     pub sigma: f64,
 }
 
