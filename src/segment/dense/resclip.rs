@@ -301,7 +301,7 @@ fn linspace(steps: usize) -> Vec<f32> {
 /// with `g` a normalised Gaussian of σ `sigma` over `ks = min(n, int(6σ + 1))` taps (made odd).
 fn row_blur(n: usize, sigma: f64) -> Vec<f32> {
     let mut size = n.min((6.0 * sigma + 1.0) as usize);
-    if size % 2 == 0 {
+    if size.is_multiple_of(2) {
         size += 1;
     }
     let half = size / 2;

@@ -67,7 +67,7 @@ impl ScClip {
     /// The blocks a tower of `layers` blocks needs, and patches enough for the outlier factor.
     pub fn check(&self, layers: usize, patches: usize) -> Result<()> {
         let deepest = self.pre_adjust.max(self.post_adjust).max(self.multi.1.saturating_sub(1));
-        if deepest + 2 >= layers + 1 || self.multi.0 >= self.multi.1 {
+        if deepest + 2 > layers || self.multi.0 >= self.multi.1 {
             return Err(Error::invalid(format!(
                 "SC-CLIP reads block outputs up to index {deepest} and replaces the last block: it needs at least {} vision blocks; this checkpoint has {layers}",
                 deepest + 2
