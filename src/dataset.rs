@@ -10,7 +10,7 @@ use crate::metrics::IGNORE_INDEX;
 use crate::nn::Resampling;
 use crate::preprocess::Rounding;
 use crate::segment::dense::{Method, Refine};
-use crate::segment::{BackgroundDataset, Settings, Templates, ThresholdOn, Words};
+use crate::segment::{BackgroundDataset, Pair, Settings, Templates, ThresholdOn, Words};
 
 /// A dataset's folder layout (mmsegmentation's, as the dense-CLIP papers evaluate on them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +85,11 @@ pub enum Protocol {
     Naclip,
     /// SCLIP (wangf3014/SCLIP @ b56bd30, `clip_segmentor.py` and `configs/`).
     Sclip,
+    /// SC-CLIP (SuleBai/SC-CLIP @ 0417ba9, `scclip_segmentor.py` and `configs/`).
+    Scclip,
+    /// ResCLIP over NACLIP (yvhangyang/ResCLIP @ 0e085f7, `resclip_segmentor.py`, `configs/`
+    /// and `test_all.sh wo_resi resclip 5`).
+    Resclip,
 }
 
 impl Protocol {
@@ -103,20 +108,44 @@ impl Protocol {
                 )));
             }
         };
-        // NACLIP runs PASCAL VOC whole (`slide_crop=0`); every other config slides 224 / 112.
-        let window = if self == Naclip && matches!(format, Voc21 | Voc20) { 0 } else { 224 };
+        // NACLIP and ResCLIP run PASCAL VOC whole (`slide_crop=0`); every other config slides
+        // 224 / 112.
+        let whole = matches!(self, Naclip | Resclip) && matches!(format, Voc21 | Voc20);
+        let window = if whole { 0 } else { 224 };
         let logit_scale = match (self, format) {
             (Sclip, Voc21) => 65.0,
             (Sclip, Context60 | CocoObject) => 50.0,
+            (Scclip, Voc21) => 50.0,
+            (Scclip, CocoObject) => 55.0,
             _ => 40.0,
         };
-        // `prob_thd=0.1` on the datasets with a background class, 0 (the default) elsewhere.
-        let threshold = if format.background().is_some() { 0.1 } else { 0.0 };
+        // `prob_thd` on the datasets with a background class (0, the default, elsewhere).
+        let threshold = match (self, format) {
+            (_, f) if f.background().is_none() => 0.0,
+            (Scclip, Voc21 | Context60) => 0.15,
+            (Scclip, CocoObject) => 0.35,
+            _ => 0.1,
+        };
+        // `area_thd`: SCLIP's and SC-CLIP's VOC21 configs.
+        let area_threshold = (matches!(self, Sclip | Scclip) && format == Voc21).then_some(0.1);
+        // ResCLIP's `temp_thd`, `attn_rcs_weights` and `attn_sfr_weights`.
+        let (sfr_threshold, rcs, sfr) = match format {
+            Voc21 => (0.5, [2.0, 0.3], [2.2, 0.7]),
+            Voc20 => (0.1, [2.0, 0.6], [2.1, 0.6]),
+            Context60 => (0.3, [2.0, 0.3], [1.8, 0.7]),
+            Context59 => (0.25, [2.0, 0.4], [1.8, 0.7]),
+            CocoObject | CocoStuff => (0.11, [2.0, 0.4], [1.8, 0.7]),
+            Ade20k => (0.25, [2.0, 0.3], [2.1, 0.7]),
+            _ => (0.1, [2.0, 0.2], [2.1, 0.6]),
+        };
+        let resclip = self == Resclip;
         Ok(Settings {
             engine: Some("dense".into()),
             method: Some(match self {
                 Naclip => Method::Naclip,
                 Sclip => Method::Sclip,
+                Scclip => Method::ScClip,
+                Resclip => Method::ResClip,
             }),
             templates: Some(Templates::Imagenet80),
             short_side: Some(short_side),
@@ -129,6 +158,10 @@ impl Protocol {
             scoring: None,
             threshold: Some(threshold),
             threshold_on: Some(ThresholdOn::Merged),
+            area_threshold,
+            sfr_threshold: resclip.then_some(sfr_threshold),
+            rcs_weights: resclip.then_some(Pair(rcs)),
+            sfr_weights: resclip.then_some(Pair(sfr)),
             background: Some(Words(Vec::new())),
         })
     }

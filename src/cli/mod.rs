@@ -197,6 +197,7 @@ fn engine_defaults() -> String {
     let value = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(words) if words.is_empty() => "none".into(),
+        serde_json::Value::Null => "off".into(),
         serde_json::Value::Array(words) => {
             format!("\"{}\"", words.iter().filter_map(|w| w.as_str()).collect::<Vec<_>>().join("; "))
         }

@@ -227,6 +227,8 @@ impl Engine for Fusioner {
             renormalise: false,
             threshold_on: ThresholdOn::Merged,
             fold_extra: classes.background,
+            area_threshold: None,
+            dropped: Vec::new(),
         };
         Ok(Scores { maps, steps })
     }

@@ -105,6 +105,8 @@ impl GroupingOptions {
             renormalise: false,
             threshold_on: ThresholdOn::Merged,
             fold_extra: classes.background && self.threshold().is_some(),
+            area_threshold: None,
+            dropped: Vec::new(),
         }
     }
 }

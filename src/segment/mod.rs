@@ -251,6 +251,45 @@ impl FromStr for Words {
     }
 }
 
+/// Two numbers, as typed ("2.0, 0.4": separated by ',', ';' or spaces) or as a list: ResCLIP's
+/// `(τ, λ)` weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pair(pub [f32; 2]);
+
+impl FromStr for Pair {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        let numbers: Vec<f32> = text
+            .split([',', ';', ' '])
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| t.trim().parse::<f32>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::invalid(format!("\"{text}\" is not two numbers: {e}")))?;
+        match numbers[..] {
+            [tau, lambda] if tau.is_finite() && tau > 0.0 && (0.0..=1.0).contains(&lambda) => Ok(Pair([tau, lambda])),
+            _ => Err(Error::invalid(format!(
+                "\"{text}\" is not a weight τ > 0 and a share λ in [0, 1], such as \"2, 0.4\""
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pair {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Typed(String),
+            List(Vec<f32>),
+        }
+        let text = match Given::deserialize(deserializer)? {
+            Given::Typed(text) => text,
+            Given::List(v) => v.iter().map(f32::to_string).collect::<Vec<_>>().join(","),
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// What a user asks for, named as the CLI's flags (camelCase from the page). Unset settings
 /// take the engine's defaults; a setting that another engine reads is refused.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -306,6 +345,23 @@ pub struct Settings {
     /// (merged, as the papers' code) or its renormalised probability (renormalised).
     #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub threshold_on: Option<ThresholdOn>,
+    /// Dense engine: classes that win at most this share of the pixels the background class
+    /// does not win lose them to the next best class (SCLIP's and SC-CLIP's area_thd; the
+    /// background class is the background words', else the first label). Off by default.
+    #[cfg_attr(feature = "cli", arg(long, value_parser = |t: &str| threshold(t)))]
+    pub area_threshold: Option<f32>,
+    /// Dense engine, ResCLIP: pixels of its first segmentation under this probability count as
+    /// the first name (its configs' temp_thd).
+    #[cfg_attr(feature = "cli", arg(long, value_parser = |t: &str| threshold(t)))]
+    pub sfr_threshold: Option<f32>,
+    /// Dense engine, ResCLIP: "τ, λ" of the intermediate blocks' attention mixed into the last
+    /// (its configs' attn_rcs_weights).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub rcs_weights: Option<Pair>,
+    /// Dense engine, ResCLIP: "τ, λ" of the first segmentation's feedback in the last attention
+    /// (its configs' attn_sfr_weights).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub sfr_weights: Option<Pair>,
     /// Words that form an extra "background" class, separated by ';', ',' or '|'; its pixels
     /// stay unlabelled. "none" turns it off.
     #[cfg_attr(feature = "cli", arg(long))]
@@ -329,6 +385,10 @@ impl Settings {
             scoring: self.scoring.or(base.scoring),
             threshold: self.threshold.or(base.threshold),
             threshold_on: self.threshold_on.or(base.threshold_on),
+            area_threshold: self.area_threshold.or(base.area_threshold),
+            sfr_threshold: self.sfr_threshold.or(base.sfr_threshold),
+            rcs_weights: self.rcs_weights.or(base.rcs_weights),
+            sfr_weights: self.sfr_weights.or(base.sfr_weights),
             background: self.background.or(base.background),
         }
     }
@@ -341,6 +401,10 @@ impl Settings {
             ("refine", self.refine.is_some(), dense::Dense::NAME),
             ("positions", self.positions.is_some(), dense::Dense::NAME),
             ("threshold on", self.threshold_on.is_some(), dense::Dense::NAME),
+            ("area threshold", self.area_threshold.is_some(), dense::Dense::NAME),
+            ("sfr threshold", self.sfr_threshold.is_some(), dense::Dense::NAME),
+            ("rcs weights", self.rcs_weights.is_some(), dense::Dense::NAME),
+            ("sfr weights", self.sfr_weights.is_some(), dense::Dense::NAME),
             ("scoring", self.scoring.is_some(), groupvit::GroupVit::NAME),
         ];
         match specific.iter().find(|(_, set, owner)| *set && *owner != engine) {

@@ -53,6 +53,16 @@ pub struct PixelSteps {
     /// Fold the engine's last extra row into the last class (max): GroupViT's background
     /// threshold into the background words' class.
     pub fold_extra: bool,
+    /// Classes that win under this share of the pixels that the background class does not win
+    /// are dropped (their scores set to 0, so their pixels go to the next best class), as
+    /// SCLIP's and SC-CLIP's `area_thd` (`postprocess_result`). The background class is the
+    /// last with background words, else the first (the datasets' class 0). A second pass over
+    /// the image: [`Segmentation::new`] counts the areas first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub area_threshold: Option<f32>,
+    /// The classes the area threshold dropped (empty: none), set by [`Segmentation::new`].
+    #[serde(skip)]
+    pub dropped: Vec<bool>,
 }
 
 impl PixelSteps {
@@ -78,6 +88,9 @@ impl PixelSteps {
         out[..self.classes].fill(f32::NEG_INFINITY);
         for (&class, &v) in self.class_of_name.iter().zip(input.iter()) {
             out[class] = out[class].max(v);
+        }
+        for (v, _) in out[..self.classes].iter_mut().zip(&self.dropped).filter(|(_, d)| **d) {
+            *v = 0.0;
         }
         let top = |out: &[f32]| out[..self.classes].iter().fold(f32::MIN, |m, &v| m.max(v));
         let mut merged_top = None;
@@ -235,6 +248,33 @@ impl LabelMap {
     }
 }
 
+/// The classes that win at most `area` of the pixels that the class `exempt` does not win
+/// (SCLIP's `area_thd`: each pixel's best class by its merged scores, then each class's count
+/// against `area` times the count of all but `exempt`).
+fn dropped_classes(
+    maps: &ScoreMaps,
+    steps: &PixelSteps,
+    (width, height): (usize, usize),
+    exempt: usize,
+    area: f32,
+) -> Vec<bool> {
+    let steps = PixelSteps { area_threshold: None, dropped: Vec::new(), ..steps.clone() };
+    let finisher = Finisher::new(maps, &steps, width, height);
+    let (rows_out, classes) = (finisher.rows_out(), steps.classes);
+    let mut counts = vec![0usize; classes];
+    let (mut band, mut gates) = (Vec::new(), Vec::new());
+    for (y0, y1) in finisher.bands() {
+        finisher.band(y0, y1, &mut band, &mut gates);
+        for scores in band.chunks_exact(rows_out) {
+            let best =
+                scores[..classes].iter().enumerate().fold((0, f32::MIN), |a, (c, &p)| if p > a.1 { (c, p) } else { a });
+            counts[best.0] += 1;
+        }
+    }
+    let total: usize = counts.iter().enumerate().filter(|(c, _)| *c != exempt).map(|(_, n)| n).sum();
+    (0..classes).map(|c| c != exempt && (counts[c] as f32) <= area * total as f32).collect()
+}
+
 /// A finished segmentation of one image.
 #[derive(Debug, Clone)]
 pub struct Segmentation {
@@ -277,6 +317,11 @@ impl Segmentation {
         let classes = labels.len() + usize::from(background);
         let mut label_map = LabelMap::new(labels.len(), width * height);
         let mut confidence = vec![0u8; width * height];
+        let mut steps = steps;
+        if let Some(area) = steps.area_threshold {
+            steps.dropped =
+                dropped_classes(&maps, &steps, (width, height), if background { classes - 1 } else { 0 }, area);
+        }
         let finisher = Finisher::new(&maps, &steps, width, height);
         let rows_out = finisher.rows_out();
         debug_assert_eq!(rows_out, classes, "the engine's rows after its steps are the classes");
@@ -365,6 +410,8 @@ mod tests {
             renormalise: false,
             threshold_on: ThresholdOn::Merged,
             fold_extra: false,
+            area_threshold: None,
+            dropped: Vec::new(),
         }
     }
 
@@ -412,6 +459,8 @@ mod tests {
             renormalise: true,
             threshold_on: ThresholdOn::Renormalised,
             fold_extra: false,
+            area_threshold: None,
+            dropped: Vec::new(),
         };
         let mut input = vec![0.0, (2f32).ln() / 2.0, 0.0];
         let mut out = vec![0.0; 2];
@@ -425,6 +474,8 @@ mod tests {
             renormalise: false,
             threshold_on: ThresholdOn::Merged,
             fold_extra: true,
+            area_threshold: None,
+            dropped: Vec::new(),
         };
         let mut out = vec![0.0; 2];
         fold.apply(&mut [0.2, 0.1, 0.6], &mut out);
@@ -450,6 +501,8 @@ mod tests {
             renormalise: true,
             threshold_on,
             fold_extra: false,
+            area_threshold: None,
+            dropped: Vec::new(),
         };
         let merged = Segmentation::new(1, 1, &labels, false, maps.clone(), steps(ThresholdOn::Merged), 0.4);
         let renormalised = Segmentation::new(1, 1, &labels, false, maps, steps(ThresholdOn::Renormalised), 0.4);

@@ -21,6 +21,7 @@ mod outputs;
 mod parity_automatic;
 mod parity_clip;
 mod parity_dense;
+mod parity_dense_methods;
 mod parity_dense_protocol;
 mod parity_fusioner;
 mod parity_groupvit;

@@ -11,6 +11,11 @@
 //! | `naclip` | `out_proj(softmax(k kᵀ s + ω) v)`, ω a Gaussian (σ = 5) over patch-grid distance, zero for CLS; no residual, no MLP | sinahmr/NACLIP @ 0cac3a65, `clip/model.py` |
 //!
 //! `s = head_dim^-0.5`; `q, k, v` come from `ln_1(x)` (`layer_norm1` in transformers).
+//!
+//! Two methods change more than the last block, and have their own modules: `scclip`
+//! ([`super::scclip`]: outlier patches resolved, intermediate blocks' similarity in the last
+//! attention and multi-level fusion) and `resclip` ([`super::resclip`]: NACLIP's last block
+//! with intermediate blocks' attention mixed in and a first segmentation fed back).
 
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -36,6 +41,17 @@ pub enum Method {
     /// Neighbourhood attention: k-k plus a Gaussian over patch distance.
     #[default]
     Naclip,
+    /// SC-CLIP: outlier patches resolved, intermediate similarity and multi-level fusion.
+    ScClip,
+    /// ResCLIP: NACLIP with intermediate attention (RCS) and semantic feedback (SFR).
+    ResClip,
+}
+
+impl Method {
+    /// Whether the method replaces only the last block ([`last_block`]).
+    pub fn last_block_only(self) -> bool {
+        !matches!(self, Method::ScClip | Method::ResClip)
+    }
 }
 
 /// NACLIP's attention bias `[1 + gh*gw, 1 + gh*gw]`: `exp(-|p - q|² / 2σ²)` between patch
@@ -56,6 +72,7 @@ pub fn neighbourhood_bias(gh: usize, gw: usize, sigma: f64, device: &Device) -> 
 
 /// Run `method`'s version of `layer` on `x` (`[b, 1 + gh*gw, width]`).
 /// `sigma`: NACLIP's neighbourhood width in patches ([`NACLIP_SIGMA`]); unused by the others.
+/// SC-CLIP and ResCLIP, which need more than the last block's input, run NACLIP's block here.
 pub fn last_block(method: Method, layer: &EncoderLayer, x: Tensor<3>, grid: (usize, usize), sigma: f64) -> Tensor<3> {
     let attn = &layer.self_attn;
     match method {
@@ -73,7 +90,7 @@ pub fn last_block(method: Method, layer: &EncoderLayer, x: Tensor<3>, grid: (usi
             let (q, _, v) = attn.qkv(layer.layer_norm1.forward(x));
             attn.mix(Attention::weights(q.clone(), q, None), v)
         }
-        Method::Naclip => {
+        Method::Naclip | Method::ScClip | Method::ResClip => {
             let device = x.device();
             let (_, k, v) = attn.qkv(layer.layer_norm1.forward(x));
             let bias = neighbourhood_bias(grid.0, grid.1, sigma, &device);

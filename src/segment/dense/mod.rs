@@ -12,11 +12,15 @@
 
 pub mod blocks;
 pub mod pamr;
+pub mod resclip;
+pub mod scclip;
 
 use burn::tensor::{FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use blocks::{Method, NACLIP_SIGMA, last_block, neighbourhood_bias};
+pub use resclip::ResClip;
+pub use scclip::ScClip;
 
 use super::engine::{DatasetProtocol, Engine, NamingMaps, Plan, Preset, Scores};
 use super::result::{BACKGROUND, PixelSteps, ThresholdOn};
@@ -84,6 +88,15 @@ pub struct Options {
     /// PAMR's schedule when `refine` is PAMR.
     #[serde(skip)]
     pub pamr: Pamr,
+    /// Classes whose share of the labelled (not class 0) pixels is under this lose their pixels
+    /// to the others (SCLIP's and SC-CLIP's `area_thd`); none by default.
+    pub area_threshold: Option<f32>,
+    /// SC-CLIP's constants (its configs' defaults).
+    #[serde(skip)]
+    pub scclip: ScClip,
+    /// ResCLIP's settings (its threshold and weights shown; read by `resclip` only).
+    #[serde(flatten)]
+    pub resclip: ResClip,
 }
 
 impl Default for Options {
@@ -104,6 +117,9 @@ impl Default for Options {
             positions: Resampling::Transformers,
             naclip_sigma: NACLIP_SIGMA,
             pamr: Pamr::default(),
+            area_threshold: None,
+            scclip: ScClip::default(),
+            resclip: ResClip::default(),
         }
     }
 }
@@ -177,6 +193,13 @@ impl Engine for Dense {
             background: settings.background_or(&d.background),
             threshold_on: settings.threshold_on.unwrap_or(d.threshold_on),
             positions: settings.positions.unwrap_or(d.positions),
+            area_threshold: settings.area_threshold.or(d.area_threshold),
+            resclip: ResClip {
+                temp_threshold: settings.sfr_threshold.unwrap_or(d.resclip.temp_threshold),
+                rcs_weights: settings.rcs_weights.map_or(d.resclip.rcs_weights, |p| p.0),
+                sfr_weights: settings.sfr_weights.map_or(d.resclip.sfr_weights, |p| p.0),
+                ..d.resclip.clone()
+            },
             ..d
         };
         options.validate()?;
@@ -226,6 +249,8 @@ impl Engine for Dense {
             renormalise: true,
             threshold_on: options.threshold_on,
             fold_extra: false,
+            area_threshold: options.area_threshold,
+            dropped: Vec::new(),
         };
         Ok(Scores { maps: maps.squeeze_dim(0), steps })
     }
@@ -289,11 +314,24 @@ pub fn cosine_maps(
 fn window_scores(clip: &ClipModel, crops: Tensor<4>, names: &Tensor<2>, options: &Options) -> Result<Tensor<4>> {
     let [n, _, wh, ww] = crops.dims();
     let vision = &clip.vision_model;
-    let (x, (gh, gw)) = vision.hidden_before_last(crops, options.positions)?;
-    let last = last_block(options.method, vision.last_layer(), x, (gh, gw), options.naclip_sigma);
-    let tokens = vision.post_layernorm.forward(last);
-    let d = tokens.dims()[2];
-    let patches = l2_normalize(clip.visual_projection.forward(tokens.slice([0..n, 1..1 + gh * gw, 0..d])));
+    let (tokens, (gh, gw)) = match options.method {
+        Method::ScClip => options.scclip.forward(vision, crops, options.positions)?,
+        Method::ResClip => {
+            let (out, (gh, gw)) =
+                options.resclip.forward(clip, crops, names, options.logit_scale, options.positions)?;
+            let d = out.dims()[2];
+            (out.slice([0..n, 1..1 + gh * gw, 0..d]), (gh, gw))
+        }
+        method => {
+            let (x, (gh, gw)) = vision.hidden_before_last(crops, options.positions)?;
+            let last = last_block(method, vision.last_layer(), x, (gh, gw), options.naclip_sigma);
+            let d = last.dims()[2];
+            (last.slice([0..n, 1..1 + gh * gw, 0..d]), (gh, gw))
+        }
+    };
+    // Patch tokens only, `[n, gh*gw, width]`.
+    let tokens = vision.post_layernorm.forward(tokens);
+    let patches = l2_normalize(clip.visual_projection.forward(tokens));
     let k = names.dims()[0];
     // In f32, as `names` is (see `cosine_maps`).
     let scores = patches.cast(FloatDType::F32).matmul(names.clone().transpose().unsqueeze::<3>()); // [n, gh*gw, names]

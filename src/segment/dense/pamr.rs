@@ -44,7 +44,7 @@ fn neighbours(x: &Tensor<4>, dilations: &[usize]) -> Vec<Tensor<4>> {
     dilations.iter().flat_map(|&d| window(x, d).into_iter().filter(|(o, _)| *o != (0, 0)).map(|(_, t)| t)).collect()
 }
 
-/// Refine `scores` (`[1, k, h, w]`) with the guide image `image` (`[1, 3, h, w]`).
+/// Refine `scores` (`[b, k, h, w]`) with the guide images `image` (`[b, 3, h, w]`).
 pub fn refine(image: Tensor<4>, scores: Tensor<4>, iterations: usize, dilations: &[usize]) -> Tensor<4> {
     // σ over the 3x3 windows of every dilation (the centre counted once per dilation).
     let samples: Vec<Tensor<4>> =
@@ -61,15 +61,15 @@ pub fn refine(image: Tensor<4>, scores: Tensor<4>, iterations: usize, dilations:
         .into_iter()
         .map(|nb| image.clone().sub(nb).abs().neg().div(denom.clone()).mean_dim(1))
         .collect();
-    let weights = softmax(Tensor::cat(affinities, 1), 1); // [1, neighbours, h, w]
+    let weights = softmax(Tensor::cat(affinities, 1), 1); // [b, neighbours, h, w]
     let count = weights.dims()[1];
-    let [_, _, h, w] = weights.dims();
+    let [b, _, h, w] = weights.dims();
     let mut mask = scores;
     for _ in 0..iterations {
         mask = neighbours(&mask, dilations)
             .into_iter()
             .enumerate()
-            .map(|(i, nb)| nb.mul(weights.clone().slice([0..1, i..i + 1, 0..h, 0..w])))
+            .map(|(i, nb)| nb.mul(weights.clone().slice([0..b, i..i + 1, 0..h, 0..w])))
             .reduce(|a, b| a.add(b))
             .expect("at least one neighbour");
         debug_assert_eq!(count, 8 * dilations.len());
