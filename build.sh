@@ -35,6 +35,24 @@ setup_system() {
     fi
 }
 
+setup_python() {
+    # The exports are read back by the libraries that read them (tools/requirements-exports.txt),
+    # in a venv outside the clone; the tests find it through WORDMASK_PYTHON.
+    local venv="${WORDMASK_PYENV:-$HOME/.cache/wordmask/pyenv}"
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        say "installing Debian's python3-venv"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    fi
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    if ! "$venv/bin/python" -m pip freeze 2>/dev/null | sort | comm -13 - <(grep -v '^#' tools/requirements-exports.txt | sort) | grep -q .; then
+        return 0
+    fi
+    say "installing the exports' reference readers (pycocotools, shapely, OpenCV) into $venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tools/requirements-exports.txt
+    export WORDMASK_PYTHON="$venv/bin/python"
+}
+
 setup_lint() {
     local missing=()
     rustup component list --installed | grep -q '^rustfmt' || missing+=(rustfmt)
@@ -180,9 +198,17 @@ run_tests() {
     say "API docs (cargo doc, warnings are errors; the crate example is compiled with the tests)"
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
     say "native tests (release profile, shared with the CLI; CPU and wgpu backends)"
+    setup_python
+    export WORDMASK_PYTHON="${WORDMASK_PYTHON:-${WORDMASK_PYENV:-$HOME/.cache/wordmask/pyenv}/bin/python}"
+    local exports
+    exports="$(mktemp -d)"
     # With a user's crate (tests/downstream: wordmask by path, default features off) running the
-    # examples' code.
-    cargo test --release --locked --workspace
+    # examples' code; the exports' edge cases are kept for their read-back below.
+    WORDMASK_EXPORTS_DIR="$exports" cargo test --release --locked --workspace
+    say "exports read back by pycocotools, shapely and OpenCV (tools/check_exports.py)"
+    "$WORDMASK_PYTHON" tools/check_exports.py check "$exports/edge"
+    "$WORDMASK_PYTHON" tools/check_exports.py check "$exports/many-classes"
+    rm -rf "$exports"
     build_web
     setup_browser
     say "browser tests (Chromium: SwiftShader WebGPU and the CPU fallback)"

@@ -8,7 +8,7 @@
 an island in its hole, diagonal neighbours, a full image, a random blob with long runs, 2,048
 classes) with numpy (seed 0) and writes each with pycocotools' own RLE string, `toBbox` and
 `area`. The Rust test `exports::` reads the masks back, encodes them and must give the same
-strings; CI needs no Python. The same test writes its exports of these cases into
+strings. The same test writes its exports of these cases into
 `WORDMASK_EXPORTS_DIR` when that is set, in the layout of `wordmask segment --images`, for
 `check`.
 

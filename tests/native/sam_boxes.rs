@@ -13,9 +13,10 @@
 //!
 //! pycocotools reads the results back (`tools/check_sam_results.py`: `COCO.loadRes`, `COCOeval`
 //! segm, and each instance's IoU recomputed) where a Python with it is found: `$WORDMASK_PYTHON`,
-//! the reference stack's `/root/.venv-ovsam`, or `python3`; CI installs none, and the Rust checks
-//! here (an RLE decoder written from `maskApi.c`, IoUs against the painted rectangles) stand
-//! alone.
+//! the reference stack's `/root/.venv-ovsam`, or `python3`. `./build.sh test` installs it
+//! (tools/requirements-exports.txt) and sets `WORDMASK_PYTHON`, which must then import it;
+//! elsewhere the Rust checks here (an RLE decoder written from `maskApi.c`, IoUs against the
+//! painted rectangles) stand alone.
 
 use crate::common;
 use crate::exports::decode_rle;
@@ -28,16 +29,16 @@ use serde_json::{Value, json};
 use wordmask::segment::export::rle::{self, Rle};
 use wordmask::segment::objects::RunMask;
 
-/// A Python that imports pycocotools, if there is one.
+/// A Python that imports pycocotools, if there is one; the one `WORDMASK_PYTHON` names must.
 fn pycocotools() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("WORDMASK_PYTHON").map(PathBuf::from),
-        Some(PathBuf::from("/root/.venv-ovsam/bin/python")),
-        Some(PathBuf::from("python3")),
-    ];
-    candidates.into_iter().flatten().find(|python| {
+    let imports = |python: &Path| {
         Command::new(python).args(["-c", "import pycocotools.cocoeval"]).output().is_ok_and(|o| o.status.success())
-    })
+    };
+    if let Some(python) = std::env::var_os("WORDMASK_PYTHON").map(PathBuf::from) {
+        assert!(imports(&python), "WORDMASK_PYTHON={} does not import pycocotools", python.display());
+        return Some(python);
+    }
+    [PathBuf::from("/root/.venv-ovsam/bin/python"), PathBuf::from("python3")].into_iter().find(|p| imports(p))
 }
 
 /// `tools/check_sam_results.py`'s verdict on a run, or `None` without pycocotools.
