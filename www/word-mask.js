@@ -20,7 +20,11 @@
 // Name everything: with `sam`, `everything(image?, {automatic})` finds every object without a
 // prompt and names it (by `labels` through `model`, or by an Open-Vocabulary SAM itself); it
 // fires `result` with {width, height, objects, counts, instances}.
+// Exports: every `result` (the event's detail, and what the methods resolve with) has
+// `toCOCO()`, `toYOLO()`, `toLabelMe()` and `toVOC()`, written by the core's writers as
+// `wordmask segment --images` writes them (exports.js).
 import { sharedClient } from './client.js';
+import { withExports } from './exports.js';
 import { paintMasks, paletteColour } from './masks.js';
 import { SETTINGS } from './settings.js';
 
@@ -247,8 +251,9 @@ class WordMask extends HTMLElement {
     await client.load(this.getAttribute('model'));
     if (sharp) await client.load(this.getAttribute('sam'));
     let result;
+    const labels = this.labels;
     try {
-      result = await client.segment({ rgba, width, height, labels: this.labels, options: this.options(), sharp });
+      result = await client.segment({ rgba, width, height, labels, options: this.options(), sharp });
     } catch (e) {
       const check = sharp ? 'Check the sam attribute (a Segment Anything checkpoint), the labels and setting attributes' : 'Check the labels and setting attributes';
       throw new Error(`the image could not be segmented: ${e.message.replace(/\.$/, '')}. ${check}`);
@@ -258,6 +263,7 @@ class WordMask extends HTMLElement {
     this.status('');
     const objects = result.objects ? { objects: result.objects, counts: result.counts, instances: result.instances } : {};
     const detail = { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap, ...objects };
+    withExports(detail, client, { ...result, labels });
     this.emit('result', detail);
     return detail;
   }
@@ -311,7 +317,7 @@ class WordMask extends HTMLElement {
       return li;
     }), ...(objects.length > named ? [Object.assign(document.createElement('li'), { textContent: `${objects.length - named} unnamed` })] : []));
     this.status('');
-    const detail = { width, height, objects, counts, instances };
+    const detail = withExports({ width, height, objects, counts, instances }, client, { labels: this.labels, width, height, objects, instances });
     this.emit('result', detail);
     return detail;
   }
@@ -345,6 +351,9 @@ class WordMask extends HTMLElement {
     ctx.putImageData(pixels, 0, 0);
     this.status(result.label ? `${result.label} (${(result.probability * 100).toFixed(0)} %)` : '');
     const detail = { width, height, mask: result.mask, label: result.label ?? null, probability: result.probability ?? null, iou: result.iou, area: result.area };
+    // The one object, named by its word (an unnamed one is left out of the exports).
+    const object = { label: detail.label, score: result.iou ?? detail.probability ?? 0 };
+    withExports(detail, client, { labels: this.labels, width, height, objects: [object], masks: [result.mask] });
     this.emit('result', detail);
     return detail;
   }
