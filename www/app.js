@@ -887,7 +887,7 @@ function shownFromFolder() {
   return Boolean(folder?.current && state.image?.folderImage === folder.current);
 }
 folder = new FolderMode(client, {
-  panel: $('folder-panel'), strip: $('folder-strip'), progress: $('folder-progress'), status: $('folder-status'),
+  panels: [$('folder-panel'), $('folder-export')], strip: $('folder-strip'), progress: $('folder-progress'), status: $('folder-status'),
   run: $('folder-run'), stop: $('folder-stop'), download: $('folder-download'), prev: $('folder-prev'), next: $('folder-next'),
   formats: document.querySelectorAll('#folder-formats input[name=format]'), polygons: $('folder-polygons'), minArea: $('folder-min-area'),
   fix: $('folder-fix'), fixAbout: $('folder-fix-about'), fixWord: $('folder-fix-word'), fixApply: $('folder-fix-apply'), fixRemove: $('folder-fix-remove'),
@@ -914,7 +914,7 @@ folder = new FolderMode(client, {
     updateButtons();
   },
   save,
-  busy: (on) => { state.busy = on; updateButtons(); },
+  busy: (on, text) => { state.busy = on; status(text); updateButtons(); },
 });
 $('folder').onchange = () => folder.take([...$('folder').files].map((file) => ({ file, path: file.webkitRelativePath || file.name })));
 $('folder-add').onclick = async () => {

@@ -175,12 +175,12 @@ const plain = (result) => Object.fromEntries(KEPT.filter((k) => k in result).map
 
 export class FolderMode {
   /**
-   * `client`: the page's ModelClient. `ui`: the folder's elements (`panel`, `strip`, `progress`,
+   * `client`: the page's ModelClient. `ui`: the folder's elements (`panels`, shown once a folder is taken, `strip`, `progress`,
    * `status`, `run`, `stop`, `download`, `formats` (checkboxes, value = format), `polygons`,
    * `minArea`, `fix`, `fixWord`, `fixApply`, `fixRemove`, `fixAbout`, `prev`, `next`).
    * `hooks`: `words()` (the typed words), `options()` (the settings chosen), `sharp()`
    * (sharp edges on), `ready()` (why the folder cannot be labelled yet, or null), `show(image,
-   * result)` (the main view), `save(blob, name)`, `busy(on)`.
+   * result)` (the main view), `save(blob, name)`, `busy(on, text)` (text: for the page's status line).
    */
   constructor(client, ui, hooks) {
     Object.assign(this, { client, ui, hooks });
@@ -231,7 +231,7 @@ export class FolderMode {
     this.folder = listed.folder;
     this.images = listed.images.map((image) => ({ ...image, result: null, thumb: null }));
     this.selected = -1;
-    this.ui.panel.hidden = false;
+    for (const panel of this.ui.panels) panel.hidden = false;
     await this.restore();
     this.renderStrip();
     const kept = this.images.filter((i) => i.result).length;
@@ -373,7 +373,7 @@ export class FolderMode {
     if (!todo.length) { this.say(`Every image is labelled with these words and settings. ${this.images.length} ready to download.`); return; }
     this.running = true;
     this.stopping = false;
-    this.hooks.busy(true);
+    this.hooks.busy(true, `Labelling the folder ${this.folder}…`);
     this.updateButtons();
     const { progress } = this.ui;
     progress.max = todo.length;
@@ -402,11 +402,11 @@ export class FolderMode {
     const stopped = this.stopping && count < todo.length;
     this.running = false;
     this.stopping = false;
-    this.hooks.busy(false);
     this.updateButtons();
     const labelled = this.images.filter((i) => i.result).length;
     this.say(`${stopped ? 'Stopped' : 'Done'}: ${count - failed.length} labelled now, ${labelled} of ${this.images.length} in all`
       + `${failed.length ? `; failed: ${failed.join(', ')}` : ''}. Pick a thumbnail to look at one and fix it; then download.`);
+    this.hooks.busy(false, `The folder is labelled (${labelled} of ${this.images.length} images): see Folder, under the image.`);
   }
 
   /**

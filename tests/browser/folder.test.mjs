@@ -57,7 +57,7 @@ before(async () => {
   temp = mkdtempSync(join(tmpdir(), 'wordmask-folder-'));
   photos = join(temp, 'photos');
   mkdirSync(join(photos, 'more'), { recursive: true });
-  await withPage(server.url, { webgpu: true, path: '/', errors: false }, async (page) => {
+  await withPage(server.url, { webgpu: false, path: '/', errors: false }, async (page) => {
     for (let k = 0; k < SCENES; k++) {
       writeFileSync(join(photos, `scene-${k}.png`), Buffer.from(await page.evaluate(scenePng, [SCENE, 16 * k])));
     }
@@ -110,7 +110,7 @@ test('folder.js: names sort as the CLI sorts them, and fixes keep the label map 
 
 test('<word-mask>: toCOCO(), toYOLO(), toLabelMe() and toVOC() write the CLI\'s files for the image', { timeout: 300_000 }, async () => {
   const png = Array.from(readFileSync(join(photos, 'scene-0.png')));
-  await withPage(server.url, { webgpu: true, path: '/', errors: false }, async (page) => {
+  await withPage(server.url, { webgpu: false, path: '/', errors: false }, async (page) => {
     const out = await page.evaluate(async ([model, labels, png]) => {
       await import('/word-mask.js');
       const el = document.createElement('word-mask');
@@ -170,7 +170,7 @@ const statusIs = (page, pattern, timeout = 120_000) => page.waitForFunction((p) 
 
 test('the page labels a folder, and its zip holds the CLI\'s files; fixes change it and survive a reload', { timeout: 600_000 }, async () => {
   const context = { viewport: { width: 1440, height: 900 }, acceptDownloads: true };
-  await withPage(server.url, { webgpu: true, context, path: `/?model=${SCENE_MODEL}/`, errors: 'console' }, async (page) => {
+  await withPage(server.url, { webgpu: false, context, path: `/?model=${SCENE_MODEL}/`, errors: 'console' }, async (page) => {
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
