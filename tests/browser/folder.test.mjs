@@ -4,17 +4,19 @@
 // --images` (the release binary) with the colour checkpoint. <word-mask>'s toCOCO(), toYOLO(),
 // toLabelMe() and toVOC() on one scene must write the CLI's files for it; the page's folder mode
 // (the folder picked, labelled, downloaded as a zip) must write the CLI's coco.json and the
-// other formats' files; a fix (an object given another word, one removed) changes the zip, and
-// survives a reload. The fixes themselves (folder.js) are checked on a small result first.
+// other formats' files; fixes (an object given another word, one removed, one added in Point
+// mode) change the zip, and survive a reload. The fixes themselves (folder.js) are checked on a
+// small result first.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { unzipSync } from '../../www/vendor/fflate.js';
 import { addObject, byName, listImages, reassign, removeObject } from '../../www/folder.js';
+import { audit } from './axe.mjs';
 import { SCENE, SCENE_MODEL, startServer, withPage } from './harness.mjs';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -170,7 +172,8 @@ const statusIs = (page, pattern, timeout = 120_000) => page.waitForFunction((p) 
 
 test('the page labels a folder, and its zip holds the CLI\'s files; fixes change it and survive a reload', { timeout: 600_000 }, async () => {
   const context = { viewport: { width: 1440, height: 900 }, acceptDownloads: true };
-  await withPage(server.url, { webgpu: false, context, path: `/?model=${SCENE_MODEL}/`, errors: 'console' }, async (page) => {
+  const path = `/?model=${SCENE_MODEL}/&sam=/tests/fixtures/sam-colours/`;
+  await withPage(server.url, { webgpu: false, context, path, errors: 'console' }, async (page) => {
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.click('#load');
     await page.waitForFunction(() => /Model ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
@@ -187,6 +190,7 @@ test('the page labels a folder, and its zip holds the CLI\'s files; fixes change
     await statusIs(page, /^Done: 5 labelled now, 5 of 5 in all\./, 300_000);
     assert.equal(await page.$$eval('#folder-strip .thumb.done', (b) => b.length), SCENES);
     await page.screenshot({ path: `${ARTIFACTS}folder.png`, fullPage: true });
+    assert.deepEqual(await audit(page), [], 'the folder labelled');
 
     const zip = await downloadZip(page);
     const names = Object.keys(zip).sort();
@@ -224,6 +228,7 @@ test('the page labels a folder, and its zip holds the CLI\'s files; fixes change
       await page.waitForFunction(() => !document.getElementById('folder-fix').hidden);
     };
     await press(largest);
+    assert.deepEqual(await audit(page), [], 'an object being fixed');
     const other = coco.categories.find((c) => c.id !== largest.category_id);
     await page.selectOption('#folder-fix-word', String(other.id - 1));
     await page.click('#folder-fix-apply');
@@ -239,11 +244,33 @@ test('the page labels a folder, and its zip holds the CLI\'s files; fixes change
     assert.ok(!after.some((a) => a.area === next.area && a.category_id === next.category_id && a.bbox.join() === next.bbox.join()), 'the removed one is gone');
     assert.deepEqual(fixed.annotations.filter((a) => a.image_id !== 2).map(({ id, ...a }) => a), coco.annotations.filter((a) => a.image_id !== 2).map(({ id, ...a }) => a), 'the other images as they were');
 
+    // Point mode on the third image (shifted 32 px): the colour SAM outlines the yellow square,
+    // the words name it, and it is added to the image on top of the region it covers.
+    await page.click('#tab-point');
+    await page.click('#sam-load');
+    await page.waitForFunction(() => /ready/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+    await page.click('#folder-strip .thumb[data-name="scene-2.png"]');
+    await page.waitForFunction(() => document.querySelector('#folder-strip .thumb[aria-current=true]')?.dataset.name === 'scene-2.png');
+    const yellow = SCENE.regions.find((r) => r.word === 'yellow');
+    const box = await page.locator('#view').boundingBox();
+    await page.mouse.click(box.x + ((yellow.probe[0] + 32) * box.width) / SCENE.width, box.y + (yellow.probe[1] * box.height) / SCENE.height);
+    await page.waitForFunction(() => /^Outlined yellow/.test(document.getElementById('status').textContent), null, { timeout: 120_000 });
+    await page.click('#folder-add');
+    await statusIs(page, /^Added 1 object to scene-2\.png\.$/);
+    const added = json((await downloadZip(page))['photos-labels/coco.json']);
+    const third = (file) => file.annotations.filter((a) => a.image_id === 3);
+    const yellowArea = (file) => third(file).filter((a) => a.category_id === 1).reduce((sum, a) => sum + a.area, 0);
+    const last = third(added).at(-1);
+    assert.equal(last.category_id, 1, 'the added object is the image\'s last, named yellow');
+    assert.ok(last.area > 0.95 * yellowArea(fixed), `it covers the yellow region (${last.area} of ${yellowArea(fixed)} pixels)`);
+    assert.ok(Math.abs(yellowArea(added) - yellowArea(fixed)) < 0.05 * yellowArea(fixed), 'the region it covers gave its pixels up');
+    assert.deepEqual(added.annotations.filter((a) => a.image_id !== 3).map(({ id, ...a }) => a), fixed.annotations.filter((a) => a.image_id !== 3).map(({ id, ...a }) => a));
+
     // After a reload the folder, picked again, comes back labelled and fixed.
     await page.reload();
     await page.waitForFunction(() => /Load a model/.test(document.getElementById('status').textContent));
     await page.setInputFiles('#folder', photos);
     await statusIs(page, /; 5 labelled before, kept from the last visit\./);
-    assert.deepEqual(json((await downloadZip(page))['photos-labels/coco.json']), fixed);
+    assert.deepEqual(json((await downloadZip(page))['photos-labels/coco.json']), added);
   });
 });
