@@ -592,15 +592,15 @@ pub fn export_image(
     let labels = labels::parse(&request.labels).map_err(js_error)?;
     let names: Vec<String> = labels.iter().map(|l| l.name.clone()).collect();
     let (width, height) = (request.width, request.height);
-    let pixels = width * height;
     let bad = |what: &str| js_error(Error::invalid(format!("export: {what}")));
+    let pixels = width.checked_mul(height).filter(|&p| p > 0).ok_or_else(|| bad("the image has no pixels"))?;
     let objects = match &request.objects {
         None => None,
         Some(list) => {
-            let mut by_id = instances.as_deref().map(|ids| id_masks(ids, width, height)).unwrap_or_default();
             if instances.as_ref().is_some_and(|ids| ids.len() != pixels) {
                 return Err(bad("instances must have one id a pixel"));
             }
+            let mut by_id = instances.as_deref().map(|ids| id_masks(ids, width, height)).unwrap_or_default();
             let mut out = Vec::with_capacity(list.len());
             for (k, o) in list.iter().enumerate() {
                 let own = masks.as_ref().map(|m| m.get(k as u32)).and_then(|m| m.dyn_into::<js_sys::Uint8Array>().ok());
@@ -612,7 +612,11 @@ pub fn export_image(
                     (None, Some(id)) => by_id.remove(&id).unwrap_or_else(|| RunMask::empty(width, height)),
                     (None, None) => return Err(bad(&format!("object {} has neither a mask nor an id", k + 1))),
                 };
-                let class = o.class.or_else(|| o.label.as_ref().and_then(|l| names.iter().position(|n| n == l)));
+                // A class past the words (a classifier's own) names nothing here.
+                let class = match o.class {
+                    Some(c) => (c < names.len()).then_some(c),
+                    None => o.label.as_ref().and_then(|l| names.iter().position(|n| n == l)),
+                };
                 let label = class.and_then(|c| names.get(c).cloned());
                 out.push(Object::of_mask(k as u32 + 1, class, label, o.score.unwrap_or(0.0), mask));
             }
@@ -714,9 +718,11 @@ pub fn word_objects(
 ) -> Result<JsValue, JsValue> {
     let labels = labels::parse(labels).map_err(js_error)?;
     let names: Vec<String> = labels.iter().map(|l| l.name.clone()).collect();
-    let map = label_map_of(&label_map, width * height)?
-        .ok_or_else(|| js_error(Error::invalid("wordObjects needs a labelMap")))?;
-    if confidence.len() != width * height {
+    let pixels =
+        width.checked_mul(height).ok_or_else(|| js_error(Error::invalid("wordObjects: the image is too large")))?;
+    let map =
+        label_map_of(&label_map, pixels)?.ok_or_else(|| js_error(Error::invalid("wordObjects needs a labelMap")))?;
+    if confidence.len() != pixels {
         return Err(js_error(Error::invalid("wordObjects needs the confidence, one value a pixel")));
     }
     let objects = region_objects_of(&map, &confidence, &names, width, height);

@@ -164,7 +164,7 @@ function openDb() {
     request.onblocked = () => resolve(null);
   });
 }
-const keyOf = (folder, { name, file }) => `${folder}\u0001${name}\u0001${file.size}\u0001${file.lastModified}`;
+const keyOf = ({ folder, name, file }) => `${folder}\u0001${name}\u0001${file.size}\u0001${file.lastModified}`;
 const done = (request) => new Promise((resolve, reject) => { request.onsuccess = () => resolve(request.result); request.onerror = () => reject(request.error); });
 
 // What a result is kept as (plain data: typed arrays and the fields the page draws).
@@ -229,7 +229,7 @@ export class FolderMode {
     }
     this.stopping = true; // a run on another folder ends
     this.folder = listed.folder;
-    this.images = listed.images.map((image) => ({ ...image, result: null, thumb: null }));
+    this.images = listed.images.map((image) => ({ ...image, folder: listed.folder, result: null, thumb: null }));
     this.selected = -1;
     for (const panel of this.ui.panels) panel.hidden = false;
     await this.restore();
@@ -251,7 +251,7 @@ export class FolderMode {
     try {
       const store = db.transaction('results').objectStore('results');
       await Promise.all(this.images.map(async (image) => {
-        const kept = await done(store.get(keyOf(this.folder, image)));
+        const kept = await done(store.get(keyOf(image)));
         if (kept) image.result = kept;
       }));
     } catch (e) {
@@ -264,7 +264,7 @@ export class FolderMode {
     if (!db || !image.result) return;
     try {
       const store = db.transaction('results', 'readwrite').objectStore('results');
-      await done(store.put(plain(image.result), keyOf(this.folder, image)));
+      await done(store.put(plain(image.result), keyOf(image)));
     } catch (e) {
       console.warn(`the image's labels are not kept: ${e?.message ?? e}`);
     }
@@ -385,8 +385,9 @@ export class FolderMode {
     const options = this.hooks.options();
     const sharp = this.hooks.sharp();
     let count = 0;
+    const { images } = this;
     for (const image of todo) {
-      if (this.stopping) break;
+      if (this.stopping || this.images !== images) break;
       const left = count ? Math.round(((performance.now() - started) / count) * (todo.length - count) / 1000) : null;
       this.say(`Labelling ${image.name}: ${count + 1} of ${todo.length}${left != null ? `, about ${left} s left` : ''}…`);
       try {
@@ -402,6 +403,7 @@ export class FolderMode {
     const stopped = this.stopping && count < todo.length;
     this.running = false;
     this.stopping = false;
+    if (this.images !== images) { this.hooks.busy(false, ''); this.updateButtons(); return; } // another folder was taken
     this.updateButtons();
     const labelled = this.images.filter((i) => i.result).length;
     this.say(`${stopped ? 'Stopped' : 'Done'}: ${count - failed.length} labelled now, ${labelled} of ${this.images.length} in all`
