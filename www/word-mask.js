@@ -279,6 +279,7 @@ class WordMask extends HTMLElement {
   async everything(source = this.image, { automatic } = {}) {
     if (!source) throw new Error('no image yet: set src or pass one');
     if (!this.getAttribute('sam')) throw new Error('Name everything needs a Segment Anything checkpoint: set the sam attribute');
+    const labels = this.labels;
     const width = source.videoWidth ?? source.displayWidth ?? source.width;
     const height = source.videoHeight ?? source.displayHeight ?? source.height;
     const canvas = new OffscreenCanvas(width, height);
@@ -293,7 +294,7 @@ class WordMask extends HTMLElement {
     });
     let result;
     try {
-      result = await client.everything({ rgba, width, height, labels: this.labels, options: this.options(), automatic });
+      result = await client.everything({ rgba, width, height, labels, options: this.options(), automatic });
     } catch (e) {
       throw new Error(`could not name everything: ${e.message.replace(/\.$/, '')}. Check the sam attribute (a Segment Anything checkpoint) and the labels`);
     } finally {
@@ -317,7 +318,7 @@ class WordMask extends HTMLElement {
       return li;
     }), ...(objects.length > named ? [Object.assign(document.createElement('li'), { textContent: `${objects.length - named} unnamed` })] : []));
     this.status('');
-    const detail = withExports({ width, height, objects, counts, instances }, client, { labels: this.labels, width, height, objects, instances });
+    const detail = withExports({ width, height, objects, counts, instances }, client, { labels, width, height, objects, instances });
     this.emit('result', detail);
     return detail;
   }
@@ -343,7 +344,8 @@ class WordMask extends HTMLElement {
     }
     this.status('Outlining…');
     const onEncode = () => this.status('Encoding the image…');
-    const result = await client.prompt({ image: this.pixels, prompt, labels: this.labels, options: this.options(), onEncode });
+    const labels = this.labels;
+    const result = await client.prompt({ image: this.pixels, prompt, labels, options: this.options(), onEncode });
     this.show(this.image);
     const ctx = this.canvas.getContext('2d');
     const pixels = ctx.getImageData(0, 0, width, height);
@@ -353,7 +355,7 @@ class WordMask extends HTMLElement {
     const detail = { width, height, mask: result.mask, label: result.label ?? null, probability: result.probability ?? null, iou: result.iou, area: result.area };
     // The one object, named by its word (an unnamed one is left out of the exports).
     const object = { label: detail.label, score: result.iou ?? detail.probability ?? 0 };
-    withExports(detail, client, { labels: this.labels, width, height, objects: [object], masks: [result.mask] });
+    withExports(detail, client, { labels, width, height, objects: [object], masks: [result.mask] });
     this.emit('result', detail);
     return detail;
   }
