@@ -3,15 +3,20 @@
 //! and nothing here panics.
 
 use burn::tensor::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::Error;
 use crate::checkpoint::{ByteSource, Checkpoint};
 use crate::labels;
 use crate::preprocess::RgbImage;
-use crate::segment::objects::{Object, counts, instance_map};
+use crate::segment::export::{
+    COCO_FILE, COCO_RESULTS_FILE, Format, ImageInfo, Labelled, Part, coco, folder_coco, folder_lists, image_objects,
+    image_part, objects_label_map,
+};
+use crate::segment::objects::{Object, RunMask, counts, id_masks, instance_map};
 use crate::segment::point::{AutomaticOptions, NameRequest, Naming, Prompt, PromptSession, PromptTimings, WordsNamer};
+use crate::segment::refine::region_objects_of;
 use crate::segment::refine::{RefineOptions, sharpen};
 use crate::segment::{EmbeddingCache, Kind, LabelMap, LabelShare, Loaded, Model, Settings, Timings};
 
@@ -497,6 +502,233 @@ impl WordMask {
         attach_objects(&result, &objects, counts, (width, height), (encode_ms, masks_ms))?;
         Ok(result)
     }
+}
+
+/// What `exportImage` is asked, beside its typed arrays.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportRequest {
+    /// The words as typed (the label grammar): the categories, in their order.
+    labels: String,
+    /// Any of "coco", "yolo", "labelme", "voc".
+    formats: Vec<Format>,
+    width: usize,
+    height: usize,
+    /// The image's file name, as the files name it (and their names: its stem).
+    file_name: String,
+    /// Its COCO id (its place in the folder's sorted list, from 1).
+    #[serde(default)]
+    image_id: Option<u64>,
+    /// LabelMe's `imagePath` (default: the file name, the JSON beside the image).
+    #[serde(default)]
+    image_path: Option<String>,
+    #[serde(default)]
+    polygons: bool,
+    #[serde(default)]
+    min_area: usize,
+    /// The objects (absent: the words' own regions of `labelMap`), each drawn by its own mask
+    /// or by its `id` in `instances`.
+    #[serde(default)]
+    objects: Option<Vec<ObjectIn>>,
+}
+
+/// An object as the page holds it: its word by index or by name, and its score.
+#[derive(Deserialize)]
+struct ObjectIn {
+    #[serde(default)]
+    id: Option<u16>,
+    #[serde(default)]
+    class: Option<usize>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    score: Option<f32>,
+}
+
+/// One file of an export: its path in the folder layout, its format and its bytes.
+#[derive(Serialize)]
+struct ExportFile {
+    path: String,
+    format: Format,
+    #[serde(with = "serde_bytes_vec")]
+    bytes: Vec<u8>,
+}
+
+fn label_map_of(value: &JsValue, pixels: usize) -> Result<Option<LabelMap>, JsValue> {
+    let map = if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    } else if let Some(v) = value.dyn_ref::<js_sys::Uint8Array>() {
+        LabelMap::Narrow(v.to_vec())
+    } else if let Some(v) = value.dyn_ref::<js_sys::Uint16Array>() {
+        LabelMap::Wide(v.to_vec())
+    } else {
+        return Err(js_error(Error::invalid("labelMap must be a Uint8Array or a Uint16Array")));
+    };
+    if map.len() != pixels {
+        return Err(js_error(Error::invalid(format!("labelMap has {} values for {pixels} pixels", map.len()))));
+    }
+    Ok(Some(map))
+}
+
+/// One image's files in the `formats` asked (the core's writers, as `wordmask segment --images`
+/// writes them): `[{path, format, bytes: Uint8Array}]`, paths in the CLI's layout
+/// (`coco/<stem>.json`, `yolo/labels/<stem>.txt`, `labelme/<stem>.json`,
+/// `voc/SegmentationClass/<stem>.png`, `voc/SegmentationObject/<stem>.png`). `request`:
+/// `{labels, formats, width, height, fileName, imageId?, imagePath?, polygons?, minArea?,
+/// objects?: [{id?, class?, label?, score?}]}`. `labelMap` (Uint8Array or Uint16Array) and
+/// `confidence` are a words result's; without `objects` the objects are its words' connected
+/// regions, as the CLI's without `--sam`. Object k's mask is `masks[k]` (a Uint8Array, 1
+/// inside) when given, else the pixels of `instances` equal to its `id`.
+#[wasm_bindgen(js_name = exportImage)]
+pub fn export_image(
+    request: JsValue,
+    label_map: JsValue,
+    confidence: Option<Vec<u8>>,
+    instances: Option<Vec<u16>>,
+    masks: Option<js_sys::Array>,
+) -> Result<JsValue, JsValue> {
+    let request: ExportRequest =
+        serde_wasm_bindgen::from_value(request).map_err(|e| js_error(Error::invalid(format!("export: {e}"))))?;
+    let labels = labels::parse(&request.labels).map_err(js_error)?;
+    let names: Vec<String> = labels.iter().map(|l| l.name.clone()).collect();
+    let (width, height) = (request.width, request.height);
+    let bad = |what: &str| js_error(Error::invalid(format!("export: {what}")));
+    let pixels = width.checked_mul(height).filter(|&p| p > 0).ok_or_else(|| bad("the image has no pixels"))?;
+    let objects = match &request.objects {
+        None => None,
+        Some(list) => {
+            if instances.as_ref().is_some_and(|ids| ids.len() != pixels) {
+                return Err(bad("instances must have one id a pixel"));
+            }
+            let mut by_id = instances.as_deref().map(|ids| id_masks(ids, width, height)).unwrap_or_default();
+            let mut out = Vec::with_capacity(list.len());
+            for (k, o) in list.iter().enumerate() {
+                let own = masks.as_ref().map(|m| m.get(k as u32)).and_then(|m| m.dyn_into::<js_sys::Uint8Array>().ok());
+                let mask = match (own, o.id) {
+                    (Some(plane), _) if plane.length() as usize == pixels => {
+                        RunMask::from_plane(&plane.to_vec(), width, height)
+                    }
+                    (Some(_), _) => return Err(bad(&format!("object {}'s mask must have one value a pixel", k + 1))),
+                    (None, Some(id)) => by_id.remove(&id).unwrap_or_else(|| RunMask::empty(width, height)),
+                    (None, None) => return Err(bad(&format!("object {} has neither a mask nor an id", k + 1))),
+                };
+                // A class past the words (a classifier's own) names nothing here.
+                let class = match o.class {
+                    Some(c) => (c < names.len()).then_some(c),
+                    None => o.label.as_ref().and_then(|l| names.iter().position(|n| n == l)),
+                };
+                let label = class.and_then(|c| names.get(c).cloned());
+                out.push(Object::of_mask(k as u32 + 1, class, label, o.score.unwrap_or(0.0), mask));
+            }
+            Some(out)
+        }
+    };
+    let confidence = confidence.unwrap_or_default();
+    let mut map = match label_map_of(&label_map, pixels)? {
+        Some(map) => map,
+        None => match &objects {
+            Some(objects) => objects_label_map(objects, labels.len(), width, height),
+            None => return Err(bad("a result without objects needs its labelMap")),
+        },
+    };
+    if objects.is_none() && confidence.len() != pixels {
+        return Err(bad("the words' regions need the result's confidence, one value a pixel"));
+    }
+    let objects = image_objects(&mut map, &confidence, &names, (width, height), objects, request.min_area);
+    let stem = std::path::Path::new(&request.file_name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let labelled = Labelled { file_name: &request.file_name, width, height, objects: &objects };
+    let image_path = request.image_path.clone().unwrap_or_else(|| request.file_name.clone());
+    let info = ImageInfo {
+        image_id: request.image_id.unwrap_or(1),
+        labels: &labels,
+        polygons: request.polygons,
+        image_path: &image_path,
+    };
+    let mut files = Vec::new();
+    for part in Part::of(&request.formats) {
+        let bytes = image_part(part, &labelled, &map, &info).map_err(js_error)?;
+        files.push(ExportFile { path: part.path(&stem), format: part.format(), bytes });
+    }
+    to_js(&files)
+}
+
+/// The files of a whole folder beside its images' (`exportImage`'s): `[{path, format, bytes}]`
+/// for `yolo/data.yaml` (`yoloPath`: the dataset's folder as it names it, default "."),
+/// `voc/labelmap.txt`, and `coco.json` and `coco_results.json`, merged from `cocoParts` (each
+/// image's COCO file as text, the `coco/<stem>.json` of `exportImage`). `request`: `{labels,
+/// formats, yoloPath?}`.
+#[wasm_bindgen(js_name = exportFolder)]
+pub fn export_folder(request: JsValue, coco_parts: Vec<String>) -> Result<JsValue, JsValue> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct FolderRequest {
+        labels: String,
+        formats: Vec<Format>,
+        #[serde(default)]
+        yolo_path: Option<String>,
+    }
+    let request: FolderRequest =
+        serde_wasm_bindgen::from_value(request).map_err(|e| js_error(Error::invalid(format!("export: {e}"))))?;
+    let labels = labels::parse(&request.labels).map_err(js_error)?;
+    let mut files: Vec<ExportFile> =
+        folder_lists(&request.formats, &labels, request.yolo_path.as_deref().unwrap_or("."))
+            .into_iter()
+            .map(|(path, bytes)| {
+                let format = if path.starts_with("yolo") { Format::Yolo } else { Format::Voc };
+                ExportFile { path, format, bytes }
+            })
+            .collect();
+    if request.formats.contains(&Format::Coco) {
+        let parts = coco_parts
+            .iter()
+            .enumerate()
+            .map(|(k, text)| {
+                serde_json::from_str::<coco::CocoFile>(text)
+                    .map_err(|e| js_error(Error::invalid(format!("COCO part {} is not a COCO file: {e}", k + 1))))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let merged = folder_coco(&parts, &labels).map_err(js_error)?;
+        files.push(ExportFile {
+            path: COCO_FILE.into(),
+            format: Format::Coco,
+            bytes: serde_json::to_vec(&merged).map_err(|e| js_error(Error::invalid(e.to_string())))?,
+        });
+        files.push(ExportFile {
+            path: COCO_RESULTS_FILE.into(),
+            format: Format::Coco,
+            bytes: serde_json::to_vec(&coco::results(&merged)).map_err(|e| js_error(Error::invalid(e.to_string())))?,
+        });
+    }
+    to_js(&files)
+}
+
+/// The words' own objects of a result (every 8-connected region of each word, as the exports
+/// take them without sharp edges): `{objects, counts, instances: Uint16Array}` as `segment`'s
+/// with `sharp`, from its `labelMap` and `confidence` and the words as typed.
+#[wasm_bindgen(js_name = wordObjects)]
+pub fn word_objects(
+    labels: &str,
+    label_map: JsValue,
+    confidence: Vec<u8>,
+    width: usize,
+    height: usize,
+) -> Result<JsValue, JsValue> {
+    let labels = labels::parse(labels).map_err(js_error)?;
+    let names: Vec<String> = labels.iter().map(|l| l.name.clone()).collect();
+    let pixels =
+        width.checked_mul(height).ok_or_else(|| js_error(Error::invalid("wordObjects: the image is too large")))?;
+    let map =
+        label_map_of(&label_map, pixels)?.ok_or_else(|| js_error(Error::invalid("wordObjects needs a labelMap")))?;
+    if confidence.len() != pixels {
+        return Err(js_error(Error::invalid("wordObjects needs the confidence, one value a pixel")));
+    }
+    let objects = region_objects_of(&map, &confidence, &names, width, height);
+    let result = to_js(&serde_json::json!({"width": width, "height": height}))?;
+    attach_objects(&result, &objects, counts(&objects, &names), (width, height), (0.0, 0.0))?;
+    Ok(result)
 }
 
 /// The page's weights file, read one range at a time.

@@ -2,6 +2,7 @@
 // draws results.
 import { colourPng, greyPng, paintMasks, paletteColour } from './masks.js';
 import { sharedClient } from './client.js';
+import { FolderMode, droppedFiles } from './folder.js';
 import { clearLoadProblem, filesText, progressText, showLoadProblem } from './loading.js';
 import { Legend } from './legend.js';
 import { ObjectsList, everythingLayer, keepObject, outlineObject } from './objects.js';
@@ -25,6 +26,7 @@ const colour = (label) => {
 };
 const hex = (rgb) => `#${rgb.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
 const status = (text) => { $('status').textContent = text; };
+let folder = null; // the folder mode (folder.js), made at the end
 
 // ?model=<folder URL> (and ?sam=<folder URL> for the Point mode) pick custom checkpoints
 // (self-hosted models).
@@ -145,6 +147,7 @@ function updateButtons() {
   $('everything').disabled = !state.image || state.busy;
   $('point-undo').disabled = pointMode.history.length === 0;
   $('point-clear').disabled = pointMode.objects.length === 0;
+  $('folder-add').hidden = !(pointMode.active && shownFromFolder() && folder.current.result && pointMode.outlined.length);
 }
 
 // Point mode: Segment Anything outlines what is clicked; the typed words name it.
@@ -371,7 +374,13 @@ $('words-back').onclick = () => {
   $('labels').focus();
 };
 document.addEventListener('dragover', (e) => e.preventDefault());
-document.addEventListener('drop', (e) => { e.preventDefault(); if (e.dataTransfer.files.length) takeImage(e.dataTransfer.files[0]); });
+document.addEventListener('drop', (e) => {
+  e.preventDefault();
+  // A folder dropped: the folder mode; a file: the image.
+  const entry = e.dataTransfer.items?.[0]?.webkitGetAsEntry?.();
+  if (entry?.isDirectory) { droppedFiles(entry).then((files) => folder.take(files)); return; }
+  if (e.dataTransfer.files.length) takeImage(e.dataTransfer.files[0]);
+});
 document.addEventListener('paste', (e) => takeImage([...e.clipboardData.files][0]));
 
 // Chips mirror the text field (parsed by the core's label grammar): recolour, hide, move or
@@ -546,6 +555,8 @@ async function segmentImage(image) {
   let wait = 0;
   try {
     const result = await client.segment({ rgba: new Uint8Array(image.rgba), width: image.width, height: image.height, labels: $('labels').value, options, sharp: state.sharpRun });
+    // An image of the folder keeps what it was segmented with now.
+    if (image.folderImage) await folder.store(image.folderImage, result, { words: $('labels').value, key: folder.runKey() });
     state.result = result;
     state.image = image;
     forgetObject();
@@ -764,7 +775,7 @@ const legend = new Legend({ list: $('legend'), find: $('legend-find'), filter: $
 // Sharp edges and Name everything: the objects under the legend.
 const objectsList = new ObjectsList({ box: $('objects-box'), counts: $('objects-counts'), list: $('objects'), more: $('objects-more') }, {
   highlight: (id) => { state.highlight = id; draw(); },
-  isolate: (id) => { state.object = id; draw(); showObjects(); },
+  isolate: (id) => { state.object = id; draw(); showObjects(); if (shownFromFolder()) folder.showFix(id); },
 });
 
 function showObjects() {
@@ -780,6 +791,7 @@ function showObjects() {
 function forgetObject() {
   state.object = null;
   state.highlight = null;
+  folder?.showFix(null);
 }
 
 function showLegend() {
@@ -867,4 +879,48 @@ $('download-objects').onclick = async () => {
 };
 $('download-json').onclick = () => {
   save(new Blob([JSON.stringify(layer().summary, null, 1)], { type: 'application/json' }), 'wordmask.json');
+};
+
+// Folder mode (folder.js): a whole folder labelled image by image, fixed, and downloaded as one
+// zip in the CLI's layout.
+function shownFromFolder() {
+  return Boolean(folder?.current && state.image?.folderImage === folder.current);
+}
+folder = new FolderMode(client, {
+  panels: [$('folder-panel'), $('folder-export')], strip: $('folder-strip'), progress: $('folder-progress'), status: $('folder-status'),
+  run: $('folder-run'), stop: $('folder-stop'), download: $('folder-download'), prev: $('folder-prev'), next: $('folder-next'),
+  formats: document.querySelectorAll('#folder-formats input[name=format]'), polygons: $('folder-polygons'), minArea: $('folder-min-area'),
+  fix: $('folder-fix'), fixAbout: $('folder-fix-about'), fixWord: $('folder-fix-word'), fixApply: $('folder-fix-apply'), fixRemove: $('folder-fix-remove'),
+}, {
+  words: () => $('labels').value,
+  options: () => settingsChosen(),
+  sharp: () => sharpEdges(),
+  ready: () => {
+    if (!state.modelReady) return 'Load a words model first (Model, then Load model), then press Label the folder.';
+    if (!$('labels').value.trim()) return 'Type the words first, then press Label the folder.';
+    return null;
+  },
+  // The folder's image (pixels: a new one; null: the same, its result changed) in the main view.
+  show: (pixels, result) => {
+    if (pixels) {
+      state.image = pixels;
+      pointMode.reset();
+      $('unlabelled-help').replaceChildren();
+    }
+    state.result = result;
+    forgetObject();
+    draw();
+    showLegend();
+    updateButtons();
+  },
+  save,
+  busy: (on, text) => { state.busy = on; status(text); updateButtons(); },
+});
+$('folder').onchange = () => folder.take([...$('folder').files].map((file) => ({ file, path: file.webkitRelativePath || file.name })));
+$('folder-add').onclick = async () => {
+  const objects = pointMode.outlined.map((o) => ({ mask: o.mask, label: o.label, score: o.iou ?? o.probability ?? 0 }));
+  if (await folder.addObjects(objects)) {
+    pointMode.reset();
+    setMode('words');
+  }
 };

@@ -88,6 +88,104 @@ export interface EverythingResult extends Objects {
   height: number;
 }
 
+/** The export formats, as `wordmask segment --format` names them. */
+export type ExportFormat = 'coco' | 'yolo' | 'labelme' | 'voc';
+
+/** A COCO instances file (cocodataset/cocoapi's `COCO` reads it). */
+export interface CocoFile {
+  images: { id: number; file_name: string; width: number; height: number }[];
+  /** One a typed word, ids from 1 in the words' order; `synonyms`: every word typed for it. */
+  categories: { id: number; name: string; supercategory: string; synonyms: string[] }[];
+  annotations: {
+    id: number;
+    image_id: number;
+    category_id: number;
+    /** Compressed RLE (column-major, as pycocotools), or polygons `[x0, y0, x1, y1, ...]`. */
+    segmentation: { size: [number, number]; counts: string } | number[][];
+    area: number;
+    /** `[x, y, width, height]`. */
+    bbox: [number, number, number, number];
+    iscrowd: 0;
+    score: number;
+  }[];
+}
+
+/** A LabelMe file (version 5 format): one polygon shape a part of each object. */
+export interface LabelMeFile {
+  version: string;
+  flags: Record<string, never>;
+  shapes: { label: string; points: [number, number][]; group_id: number; description: string; shape_type: 'polygon'; flags: Record<string, never>; mask: null }[];
+  imagePath: string;
+  imageData: null;
+  imageHeight: number;
+  imageWidth: number;
+}
+
+/** Options of the export methods. */
+export interface ExportOptions {
+  /** The image's file name, as the files name it (default 'image.png'). */
+  fileName?: string;
+  /** Its COCO image id (default 1). */
+  imageId?: number;
+  /** Objects of fewer pixels are left out (default 0: every one). */
+  minArea?: number;
+}
+
+/**
+ * A result's exports, written by the core's writers in the model worker (the files
+ * `wordmask segment --images` writes for the image). Objects: sharp edges' or Name
+ * everything's when the result has them, else the words' connected regions; a prompt's result
+ * is its one object. Not enumerable: the result still clones as plain data.
+ */
+export interface Exports {
+  /** COCO instances, masks as RLE (`polygons`: as polygons). */
+  toCOCO(options?: ExportOptions & { polygons?: boolean }): Promise<CocoFile>;
+  /** YOLO-seg: the image's label file and `data.yaml` (the class list, `path: "."`). */
+  toYOLO(options?: ExportOptions): Promise<{ txt: string; dataYaml: string }>;
+  /** LabelMe; `imagePath`: the image as seen from the JSON file (default: the file name). */
+  toLabelMe(options?: ExportOptions & { imagePath?: string }): Promise<LabelMeFile>;
+  /** Pascal VOC: SegmentationClass and SegmentationObject palette PNGs, and `labelmap.txt`. */
+  toVOC(options?: ExportOptions): Promise<{ classPng: Uint8Array; objectPng: Uint8Array; labelmap: string }>;
+}
+
+/** One export file: its path in the CLI's folder layout, its format and its bytes. */
+export interface ExportFile {
+  path: string;
+  format: ExportFormat;
+  bytes: Uint8Array;
+}
+
+/** An object as `exportImage` takes it: its word by index or name, drawn by its id or its own mask. */
+export interface ExportObject {
+  id?: number;
+  class?: number | null;
+  label?: string | null;
+  score?: number | null;
+}
+
+export interface ExportImageRequest {
+  request: {
+    /** The words as typed: the categories. */
+    labels: string;
+    formats: ExportFormat[];
+    width: number;
+    height: number;
+    fileName: string;
+    imageId?: number;
+    imagePath?: string;
+    polygons?: boolean;
+    minArea?: number;
+    /** Absent: the words' connected regions of `labelMap` (with `confidence`). */
+    objects?: ExportObject[];
+  };
+  labelMap?: Uint8Array | Uint16Array;
+  confidence?: Uint8Array;
+  /** The objects' ids, a pixel each (0: none). */
+  instances?: Uint16Array;
+  /** Object k's own mask (1 inside), where given. */
+  masks?: (Uint8Array | null | undefined)[];
+}
+
 /** Point mode: `points` and `box` in image pixels. */
 export interface Prompt {
   points?: { x: number; y: number; positive?: boolean }[];
@@ -179,13 +277,19 @@ export class ModelClient {
   /** A hub id or folder URL, or local files (config.json, the weights, preprocessor_config.json). */
   load(source: string | Iterable<File>): Promise<Ready>;
   /** `rgba` is transferred to the worker. */
-  segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp?: false }): Promise<SegmentResult>;
-  segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp: true }): Promise<SegmentResult & Objects>;
-  everything(request: Pixels & { labels?: string; options?: SegmentOptions; automatic?: AutomaticOptions }): Promise<EverythingResult>;
+  segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp?: false }): Promise<SegmentResult & Exports>;
+  segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp: true }): Promise<SegmentResult & Objects & Exports>;
+  everything(request: Pixels & { labels?: string; options?: SegmentOptions; automatic?: AutomaticOptions }): Promise<EverythingResult & Exports>;
   /** Point mode's heavy pass; resolves with its milliseconds. */
   encode(image: Pixels): Promise<number>;
   prompt(request: { image?: Pixels; prompt: Prompt; labels?: string; options?: SegmentOptions; onEncode?: () => void }): Promise<PromptResult>;
   parseLabels(text: string): Promise<{ name: string; synonyms: string[] }[]>;
+  /** One image's export files, written by the core (paths in the CLI's layout). */
+  exportImage(request: ExportImageRequest): Promise<{ files: ExportFile[] }>;
+  /** A folder's `yolo/data.yaml`, `voc/labelmap.txt`, and `coco.json` and `coco_results.json` merged from each image's COCO file (text). */
+  exportFolder(request: { labels: string; formats: ExportFormat[]; yoloPath?: string }, cocoParts?: string[]): Promise<{ files: ExportFile[] }>;
+  /** The words' connected regions of a segmentation, as objects. */
+  wordObjects(request: { labels: string; labelMap: Uint8Array | Uint16Array; confidence: Uint8Array; width: number; height: number }): Promise<EverythingResult>;
   /** Stop the download in progress. */
   cancel(): void;
   /** Whether a model of `role` is loaded. */

@@ -11,6 +11,7 @@
 //   await client.load('nielsr/slimsam-77-uniform');            // Point mode, beside the words model
 //   const sharp = await client.segment({ rgba, width, height, labels: 'cat, dog', sharp: true }); // + objects
 //   const all = await client.everything({ rgba, width, height, labels: 'cat, dog' });
+//   const coco = await result.toCOCO({ fileName: 'photo.jpg' });   // also toYOLO, toLabelMe, toVOC (exports.js)
 //   const image = { rgba, width, height };
 //   const object = await client.prompt({ image, prompt: { points: [{ x, y }] }, labels: 'cat, dog' });
 //
@@ -26,6 +27,7 @@
 // or {stage: 'masks', done, total} (everything: the grid's prompts decoded so far),
 // 'ready' {backend, role, engine, defaults (words), names (prompts: the model names its masks), files (local files: {used, ignored})}, 'restarting' {reason}, 'error' {message} (a restart failed).
 
+import { withExports } from './exports.js';
 import { chooseModelFiles } from './modelfiles.js';
 
 const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
@@ -186,12 +188,15 @@ export class ModelClient {
    * engine's defaults. `sharp`: the Segment Anything model loaded beside the words model redraws
    * the edges, and the result also has `objects` ({id, label, class, score, box, area}),
    * `counts` ({label, count} per word), `instances` (Uint16Array of object ids, 0 = none),
-   * `encodeMs` and `masksMs`; without a Segment Anything model it rejects saying so.
+   * `encodeMs` and `masksMs`; without a Segment Anything model it rejects saying so. The
+   * result's `toCOCO()`, `toYOLO()`, `toLabelMe()` and `toVOC()` write it in those formats
+   * (exports.js).
    */
   async segment({ rgba, width, height, labels, options = {}, sharp = false }) {
     await this.ready('words');
     if (sharp) this.encoding = null; // the prompt model now holds this image, not the one encoded last
-    return strip(await this.post({ type: 'segment', rgba, width, height, labels, options, sharp }, [rgba.buffer]));
+    const result = strip(await this.post({ type: 'segment', rgba, width, height, labels, options, sharp }, [rgba.buffer]));
+    return withExports(result, this, { ...result, labels });
   }
 
   /**
@@ -200,13 +205,15 @@ export class ModelClient {
    * counts, instances, encodeMs, masksMs}` as `segment`'s with `sharp`. `automatic`: the
    * generator's settings (`pointsPerSide`, `pointsPerBatch`, `predIouThresh`,
    * `stabilityScoreThresh`, `stabilityScoreOffset`, `boxNmsThresh`), unset = Segment Anything's
-   * defaults. Without a Segment Anything model it rejects saying so.
+   * defaults. Without a Segment Anything model it rejects saying so. The result has
+   * `segment`'s export methods (its named objects; the typed `labels` are the categories).
    */
   async everything({ rgba, width, height, labels = '', options = {}, automatic }) {
     await this.openDevice();
     await this.loading;
     this.encoding = null;
-    return strip(await this.post({ type: 'everything', rgba, width, height, labels, options, automatic }, [rgba.buffer]));
+    const result = strip(await this.post({ type: 'everything', rgba, width, height, labels, options, automatic }, [rgba.buffer]));
+    return withExports(result, this, { ...result, labels });
   }
 
   /**
@@ -238,6 +245,32 @@ export class ModelClient {
     if (image && this.encoding?.image !== image) onEncode?.();
     if (image) await this.encode(image);
     return strip(await this.post({ type: 'prompt', prompt, labels, options }));
+  }
+
+  /**
+   * One image's export files, written by the core (exports.js's `exportRequest` makes the
+   * request): `{files: [{path, format, bytes}]}`, paths in `wordmask segment --images`' layout.
+   */
+  async exportImage({ request, labelMap, confidence, instances, masks }) {
+    return strip(await this.post({ type: 'export', request, labelMap, confidence, instances, masks }));
+  }
+
+  /**
+   * A folder's files beside its images': `yolo/data.yaml`, `voc/labelmap.txt`, and `coco.json`
+   * and `coco_results.json` merged from each image's COCO file (`cocoParts`, as text).
+   * `request`: `{labels, formats, yoloPath?}`. Resolves with `{files: [{path, format, bytes}]}`.
+   */
+  async exportFolder(request, cocoParts = []) {
+    return strip(await this.post({ type: 'exportFolder', request, cocoParts }));
+  }
+
+  /**
+   * The words' own objects of a segmentation (`{labels, labelMap, confidence, width, height}`):
+   * every connected region of each word, as the exports take them without sharp edges.
+   * Resolves with `{width, height, objects, counts, instances}`.
+   */
+  async wordObjects({ labels, labelMap, confidence, width, height }) {
+    return strip(await this.post({ type: 'wordObjects', labels, labelMap, confidence, width, height }));
   }
 
   /** `[{name, synonyms}]` by the core's label grammar; rejects with the core's message. */

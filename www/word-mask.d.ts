@@ -1,10 +1,14 @@
 // Types of www/word-mask.js: the <word-mask> element (`wordmask/word-mask`).
-import type { AutomaticOptions, Objects, Prompt, Ready, SegmentOptions, Progress } from './client.js';
+import type { AutomaticOptions, Exports, Objects, Prompt, Ready, SegmentOptions, Progress } from './client.js';
 
-export type { AutomaticOptions, Objects, Prompt, SegmentOptions } from './client.js';
+export type { AutomaticOptions, CocoFile, ExportOptions, Exports, LabelMeFile, Objects, Prompt, SegmentOptions } from './client.js';
 
-/** `result` after `segment()` (and on its own when `src` and `labels` are set). */
-export interface WordMaskSegmentResult extends Partial<Objects> {
+/**
+ * `result` after `segment()` (and on its own when `src` and `labels` are set). Every result has
+ * `toCOCO()`, `toYOLO()`, `toLabelMe()` and `toVOC()` (Exports): the files `wordmask segment
+ * --images` writes for the image, with the words the result was segmented with.
+ */
+export interface WordMaskSegmentResult extends Partial<Objects>, Exports {
   width: number;
   height: number;
   /** The labels, in the typed order (label n is value n in `labelMap`). */
@@ -15,8 +19,8 @@ export interface WordMaskSegmentResult extends Partial<Objects> {
   labelMap: Uint8Array | Uint16Array;
 }
 
-/** `result` after a prompt (a click on the canvas in Point mode, or `prompt()`). */
-export interface WordMaskPromptResult {
+/** `result` after a prompt (a click on the canvas in Point mode, or `prompt()`); its exports hold its one object when a word names it. */
+export interface WordMaskPromptResult extends Exports {
   width: number;
   height: number;
   /** 1 inside the object. */
@@ -27,8 +31,8 @@ export interface WordMaskPromptResult {
   area: number;
 }
 
-/** `result` after `everything()`. */
-export interface WordMaskEverythingResult {
+/** `result` after `everything()`; its exports hold the objects named among the labels. */
+export interface WordMaskEverythingResult extends Exports {
   width: number;
   height: number;
   objects: Objects['objects'];

@@ -20,7 +20,11 @@
 // Name everything: with `sam`, `everything(image?, {automatic})` finds every object without a
 // prompt and names it (by `labels` through `model`, or by an Open-Vocabulary SAM itself); it
 // fires `result` with {width, height, objects, counts, instances}.
+// Exports: every `result` (the event's detail, and what the methods resolve with) has
+// `toCOCO()`, `toYOLO()`, `toLabelMe()` and `toVOC()`, written by the core's writers as
+// `wordmask segment --images` writes them (exports.js).
 import { sharedClient } from './client.js';
+import { withExports } from './exports.js';
 import { paintMasks, paletteColour } from './masks.js';
 import { SETTINGS } from './settings.js';
 
@@ -247,8 +251,9 @@ class WordMask extends HTMLElement {
     await client.load(this.getAttribute('model'));
     if (sharp) await client.load(this.getAttribute('sam'));
     let result;
+    const labels = this.labels;
     try {
-      result = await client.segment({ rgba, width, height, labels: this.labels, options: this.options(), sharp });
+      result = await client.segment({ rgba, width, height, labels, options: this.options(), sharp });
     } catch (e) {
       const check = sharp ? 'Check the sam attribute (a Segment Anything checkpoint), the labels and setting attributes' : 'Check the labels and setting attributes';
       throw new Error(`the image could not be segmented: ${e.message.replace(/\.$/, '')}. ${check}`);
@@ -258,6 +263,7 @@ class WordMask extends HTMLElement {
     this.status('');
     const objects = result.objects ? { objects: result.objects, counts: result.counts, instances: result.instances } : {};
     const detail = { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap, ...objects };
+    withExports(detail, client, { ...result, labels });
     this.emit('result', detail);
     return detail;
   }
@@ -273,6 +279,7 @@ class WordMask extends HTMLElement {
   async everything(source = this.image, { automatic } = {}) {
     if (!source) throw new Error('no image yet: set src or pass one');
     if (!this.getAttribute('sam')) throw new Error('Name everything needs a Segment Anything checkpoint: set the sam attribute');
+    const labels = this.labels;
     const width = source.videoWidth ?? source.displayWidth ?? source.width;
     const height = source.videoHeight ?? source.displayHeight ?? source.height;
     const canvas = new OffscreenCanvas(width, height);
@@ -287,7 +294,7 @@ class WordMask extends HTMLElement {
     });
     let result;
     try {
-      result = await client.everything({ rgba, width, height, labels: this.labels, options: this.options(), automatic });
+      result = await client.everything({ rgba, width, height, labels, options: this.options(), automatic });
     } catch (e) {
       throw new Error(`could not name everything: ${e.message.replace(/\.$/, '')}. Check the sam attribute (a Segment Anything checkpoint) and the labels`);
     } finally {
@@ -311,7 +318,7 @@ class WordMask extends HTMLElement {
       return li;
     }), ...(objects.length > named ? [Object.assign(document.createElement('li'), { textContent: `${objects.length - named} unnamed` })] : []));
     this.status('');
-    const detail = { width, height, objects, counts, instances };
+    const detail = withExports({ width, height, objects, counts, instances }, client, { labels, width, height, objects, instances });
     this.emit('result', detail);
     return detail;
   }
@@ -337,7 +344,8 @@ class WordMask extends HTMLElement {
     }
     this.status('Outlining…');
     const onEncode = () => this.status('Encoding the image…');
-    const result = await client.prompt({ image: this.pixels, prompt, labels: this.labels, options: this.options(), onEncode });
+    const labels = this.labels;
+    const result = await client.prompt({ image: this.pixels, prompt, labels, options: this.options(), onEncode });
     this.show(this.image);
     const ctx = this.canvas.getContext('2d');
     const pixels = ctx.getImageData(0, 0, width, height);
@@ -345,6 +353,9 @@ class WordMask extends HTMLElement {
     ctx.putImageData(pixels, 0, 0);
     this.status(result.label ? `${result.label} (${(result.probability * 100).toFixed(0)} %)` : '');
     const detail = { width, height, mask: result.mask, label: result.label ?? null, probability: result.probability ?? null, iou: result.iou, area: result.area };
+    // The one object, named by its word (an unnamed one is left out of the exports).
+    const object = { label: detail.label, score: result.iou ?? detail.probability ?? 0 };
+    withExports(detail, client, { labels, width, height, objects: [object], masks: [result.mask] });
     this.emit('result', detail);
     return detail;
   }

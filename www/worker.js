@@ -9,6 +9,9 @@
 //      {id, type: 'encode', rgba, width, height}      Point mode: the image's heavy pass, once
 //      {id, type: 'prompt', prompt, labels, options}  Point mode: {points: [{x, y, positive}], box}
 //      {id, type: 'labels', text}                     the core's label parser (answered at once)
+//      {id, type: 'export', request, labelMap?, confidence?, instances?, masks?}   one image's files (exports.js; at once)
+//      {id, type: 'exportFolder', request, cocoParts}   a folder's class lists and merged COCO file (at once)
+//      {id, type: 'wordObjects', labels, labelMap, confidence, width, height}   the words' regions as objects (at once)
 //      {type: 'cancel'}                               stops a download
 // Out: {id, status: 'device', backend, threads, precision, build}   build: 'main' (pkg/), 'cpu-relaxed', 'threads' or 'threads-relaxed'
 //      | {id, status: 'ready', backend, role, engine, defaults?, names?}
@@ -16,7 +19,9 @@
 //        (with `sharp`, also objects, counts, instances, encodeMs, masksMs)
 //      | {id, status: 'objects', width, height, objects, counts, instances, encodeMs, masksMs}   (everything)
 //      | {id, status: 'encoded', ms} | {id, status: 'mask', width, height, mask, iou, area, timings, label?, probability?, runnerUp?}
-//      | {id, status: 'labels', labels} | {id, status: 'error', message, code?, host?}   code: 'cancelled', 'network' or 'http'
+//      | {id, status: 'labels', labels} | {id, status: 'files', files: [{path, format, bytes}]}
+//      | {id, status: 'objects', width, height, objects, counts, instances}   (wordObjects)
+//      | {id, status: 'error', message, code?, host?}   code: 'cancelled', 'network' or 'http'
 //      | {status: 'progress', file, loaded, total, cached?, resumed?, retrying?, of?, connected?, host?}   (download.js)
 //      | {status: 'stage', stage}                     a segmentation's stage as it begins (stages.js; 'edges' with sharp)
 //      | {status: 'stage', stage: 'masks', done, total}   everything: the grid's prompts decoded so far
@@ -282,6 +287,19 @@ onmessage = ({ data }) => {
   } else if (data.type === 'labels') {
     const parser = choosing ?? (labelsCore ??= loadCore(1));
     parser.then(({ parseLabels }) => reply(data.id, { status: 'labels', labels: parseLabels(data.text) })).catch((e) => failed(data.id, e));
+  } else if (['export', 'exportFolder', 'wordObjects'].includes(data.type)) {
+    // The core's export writers need no model: answered at once, beside a segmentation.
+    (choosing ?? (labelsCore ??= loadCore(1))).then(({ exportImage, exportFolder, wordObjects }) => {
+      if (data.type === 'wordObjects') {
+        const result = wordObjects(data.labels, data.labelMap, data.confidence, data.width, data.height);
+        reply(data.id, { status: 'objects', ...result }, [result.instances.buffer]);
+        return;
+      }
+      const files = data.type === 'export'
+        ? exportImage(data.request, data.labelMap, data.confidence, data.instances, data.masks)
+        : exportFolder(data.request, data.cocoParts ?? []);
+      reply(data.id, { status: 'files', files }, files.map((f) => f.bytes.buffer));
+    }).catch((e) => failed(data.id, e));
   } else {
     queue = queue.then(() => handle(data)).then((out) => {
       const [message, transfer] = Array.isArray(out) ? out : [out, []];

@@ -37,10 +37,12 @@ use super::{ModelArgs, load_prompt_model, read_image};
 use wordmask::files::{check_model_folder, write_bytes};
 use wordmask::labels::{self, Label};
 use wordmask::segment::export::coco::{self, CocoFile};
-use wordmask::segment::export::{Format, Labelled, drop_small, labelme, voc, yolo};
-use wordmask::segment::objects::Object;
+use wordmask::segment::export::{
+    COCO_FILE, COCO_RESULTS_FILE, Format, ImageInfo, Labelled, Part, folder_coco, folder_lists, image_objects,
+    image_part,
+};
 use wordmask::segment::point::PromptSession;
-use wordmask::segment::refine::{RefineOptions, region_objects, sharpen};
+use wordmask::segment::refine::{RefineOptions, sharpen};
 use wordmask::segment::{EmbeddingCache, Model, Settings, segment};
 
 /// Photos the folder mode reads, by extension.
@@ -154,21 +156,10 @@ fn list_photos(dir: &Path) -> Result<Vec<Photo>> {
     Ok(photos)
 }
 
-/// The files `formats` write for a photo named `stem`; the photo is done when all exist.
-fn files_of(out: &Path, stem: &str, formats: &[Format]) -> Vec<(Format, PathBuf)> {
-    let mut files = Vec::new();
-    for &format in formats {
-        match format {
-            Format::Coco => files.push((format, out.join("coco").join(format!("{stem}.json")))),
-            Format::Yolo => files.push((format, out.join("yolo/labels").join(format!("{stem}.txt")))),
-            Format::Labelme => files.push((format, out.join("labelme").join(format!("{stem}.json")))),
-            Format::Voc => {
-                files.push((format, out.join("voc/SegmentationClass").join(format!("{stem}.png"))));
-                files.push((format, out.join("voc/SegmentationObject").join(format!("{stem}.png"))));
-            }
-        }
-    }
-    files
+/// The files `formats` write for a photo named `stem` (the layout the page's zip has too); the
+/// photo is done when all exist.
+fn files_of(out: &Path, stem: &str, formats: &[Format]) -> Vec<(Part, PathBuf)> {
+    Part::of(formats).into_iter().map(|part| (part, out.join(part.path(stem)))).collect()
 }
 
 /// `target` as seen from the folder `from` (both existing), e.g. `../photos/a.jpg`.
@@ -240,12 +231,13 @@ pub fn run(args: &Run) -> Result<()> {
         remove_stale_partials(out);
     }
     write_bytes(&record_path, format!("{record:#}\n").as_bytes())?;
-    if formats.contains(&Format::Yolo) {
-        let path = out.join("yolo").canonicalize()?.display().to_string();
-        write_bytes(&out.join("yolo/data.yaml"), yolo::data_yaml(&labels, &path).as_bytes())?;
-    }
-    if formats.contains(&Format::Voc) {
-        write_bytes(&out.join("voc/labelmap.txt"), voc::labelmap(&labels).as_bytes())?;
+    let yolo_path = if formats.contains(&Format::Yolo) {
+        out.join("yolo").canonicalize()?.display().to_string()
+    } else {
+        String::new()
+    };
+    for (path, bytes) in folder_lists(&formats, &labels, &yolo_path) {
+        write_bytes(&out.join(path), &bytes)?;
     }
 
     let todo: Vec<&&Photo> =
@@ -294,13 +286,12 @@ pub fn run(args: &Run) -> Result<()> {
         };
         let parts: Vec<CocoFile> = mine.iter().map(part).collect::<Result<_>>()?;
         // A part may hold no image (more parts than images): it writes a file without images.
-        let empty = CocoFile { images: Vec::new(), categories: coco::categories(&labels), annotations: Vec::new() };
-        let merged = if parts.is_empty() { empty } else { coco::merge(&parts)? };
+        let merged = folder_coco(&parts, &labels)?;
         match args.folder.shard {
             Some(s) => write_json(&out.join(format!("coco.shard-{}-of-{}.json", s.index, s.count)), &merged)?,
             None => {
-                write_json(&out.join("coco.json"), &merged)?;
-                write_json(&out.join("coco_results.json"), &coco::results(&merged))?;
+                write_json(&out.join(COCO_FILE), &merged)?;
+                write_json(&out.join(COCO_RESULTS_FILE), &coco::results(&merged))?;
             }
         }
     }
@@ -348,34 +339,29 @@ impl Worker<'_> {
         let path = self.dir.join(&photo.file_name);
         let image = read_image(&path.to_string_lossy())?;
         let mut result = wordmask::block_on(segment(self.model, &image, self.labels, self.args.settings, cache))?;
-        let objects: Vec<Object> = match session {
+        let sharpened = match session {
             Some(session) => {
                 let options = RefineOptions::default();
-                wordmask::block_on(sharpen(&mut result.segmentation, &image, session, &options))?.0
+                Some(wordmask::block_on(sharpen(&mut result.segmentation, &image, session, &options))?.0)
             }
-            None => region_objects(&result.segmentation),
+            None => None,
         };
-        let objects = drop_small(objects, self.args.folder.min_area, &mut result.segmentation.label_map);
-        let seg = &result.segmentation;
+        let seg = &mut result.segmentation;
+        let size = (seg.width, seg.height);
+        let objects =
+            image_objects(&mut seg.label_map, &seg.confidence, &seg.labels, size, sharpened, self.args.folder.min_area);
         let labelled =
             Labelled { file_name: &photo.file_name, width: seg.width, height: seg.height, objects: &objects };
-        for (format, file) in files_of(self.out, &photo.stem, self.formats) {
-            let bytes = match format {
-                Format::Coco => {
-                    let file = coco::image_file(&labelled, photo.id, self.labels, self.args.folder.polygons);
-                    serde_json::to_vec(&file)?
-                }
-                Format::Yolo => yolo::label_file(&labelled).into_bytes(),
-                Format::Labelme => {
-                    let image_path = relative(&path, file.parent().unwrap_or(self.out))?;
-                    serde_json::to_vec_pretty(&labelme::file(&labelled, &image_path, self.labels))?
-                }
-                Format::Voc if file.parent().is_some_and(|p| p.ends_with("SegmentationClass")) => {
-                    voc::class_png(&seg.label_map, seg.width, seg.height)?
-                }
-                Format::Voc => voc::object_png(&labelled)?,
+        for (part, file) in files_of(self.out, &photo.stem, self.formats) {
+            let image_path =
+                if part == Part::Labelme { relative(&path, file.parent().unwrap_or(self.out))? } else { String::new() };
+            let info = ImageInfo {
+                image_id: photo.id,
+                labels: self.labels,
+                polygons: self.args.folder.polygons,
+                image_path: &image_path,
             };
-            write_bytes(&file, &bytes)?;
+            write_bytes(&file, &image_part(part, &labelled, &seg.label_map, &info)?)?;
         }
         Ok(())
     }

@@ -140,6 +140,32 @@ pub struct Object {
     pub mask: RunMask,
 }
 
+impl Object {
+    /// An object of `mask`, its box and area read off the mask.
+    pub fn of_mask(id: u32, class: Option<usize>, label: Option<String>, score: f32, mask: RunMask) -> Object {
+        Object { id, label, class, score, bbox: mask.bbox(), area: mask.area(), point: None, mask }
+    }
+}
+
+/// Each id's mask in a map of ids (0: none): [`instance_map`] undone, for objects that do not
+/// overlap (the words' regions, sharp edges), which is how the page keeps them.
+pub fn id_masks(ids: &[u16], width: usize, height: usize) -> std::collections::BTreeMap<u16, RunMask> {
+    let mut masks = std::collections::BTreeMap::new();
+    for y in 0..height {
+        let row = &ids[y * width..(y + 1) * width];
+        let mut x = 0;
+        while x < width {
+            let id = row[x];
+            let run = row[x..].iter().take_while(|&&v| v == id).count();
+            if id > 0 {
+                masks.entry(id).or_insert_with(|| RunMask::empty(width, height)).push_run(y * width + x, run);
+            }
+            x += run;
+        }
+    }
+    masks
+}
+
 /// The objects as one map of ids (0: none), the largest painted first so that smaller objects
 /// stay visible on top of the ones they sit on.
 pub fn instance_map(objects: &[Object], width: usize, height: usize) -> Vec<u16> {
@@ -186,6 +212,17 @@ mod tests {
         assert_eq!(a.intersection_area(&RunMask::empty(4, 2)), 0);
         // Runs break at each row's end.
         assert_eq!(RunMask::from_sorted(&[0, 1, 3, 4, 5, 6], 4, 2), a);
+    }
+
+    #[test]
+    fn id_masks_undo_the_instance_map() {
+        let ids = [0, 2, 2, 1, 1, 1, 0, 2];
+        let masks = id_masks(&ids, 4, 2);
+        assert_eq!(masks.len(), 2);
+        assert_eq!(masks[&1].to_plane(), [0, 0, 0, 1, 1, 1, 0, 0]);
+        assert_eq!(masks[&2].to_plane(), [0, 1, 1, 0, 0, 0, 0, 1]);
+        let object = Object::of_mask(1, Some(0), None, 0.5, masks[&2].clone());
+        assert_eq!((object.area, object.bbox), (3, [1, 0, 3, 1]));
     }
 
     #[test]

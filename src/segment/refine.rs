@@ -11,7 +11,7 @@
 
 use super::objects::{Object, RunMask};
 use super::point::{Prompt, PromptSession};
-use super::result::Segmentation;
+use super::result::{LabelMap, Segmentation};
 use crate::error::{Error, Result};
 use crate::preprocess::RgbImage;
 
@@ -92,14 +92,26 @@ pub fn regions(label_at: impl Fn(usize) -> usize, confidence: &[u8], width: usiz
 /// (however small, so that a word's objects together are exactly its pixels), in the order of
 /// their first pixel, scored by the mean of their pixels' top probability.
 pub fn region_objects(seg: &Segmentation) -> Vec<Object> {
-    let (map, width, height) = (&seg.label_map, seg.width, seg.height);
+    region_objects_of(&seg.label_map, &seg.confidence, &seg.labels, seg.width, seg.height)
+}
+
+/// [`region_objects`] of a label map and its confidence as plain data (what the page keeps of
+/// a result): `names` are the words, label `k` of the map is `names[k - 1]`.
+pub fn region_objects_of(
+    map: &LabelMap,
+    confidence: &[u8],
+    names: &[String],
+    width: usize,
+    height: usize,
+) -> Vec<Object> {
     let object = |(k, mut region): (usize, Region)| {
         region.pixels.sort_unstable();
-        let sum: u64 = region.pixels.iter().map(|&i| seg.confidence[i as usize] as u64).sum();
+        let sum: u64 = region.pixels.iter().map(|&i| confidence[i as usize] as u64).sum();
         Object {
             id: k as u32 + 1,
-            label: Some(seg.labels[region.label - 1].clone()),
-            class: Some(region.label - 1),
+            // A label the words do not name (plain data from the page) is no word's.
+            label: names.get(region.label - 1).cloned(),
+            class: (region.label <= names.len()).then_some(region.label - 1),
             score: sum as f32 / (255.0 * region.area as f32),
             bbox: region.bbox,
             area: region.area,
@@ -107,7 +119,7 @@ pub fn region_objects(seg: &Segmentation) -> Vec<Object> {
             mask: RunMask::from_sorted(&region.pixels, width, height),
         }
     };
-    regions(|i| map.get(i), &seg.confidence, width, height).into_iter().enumerate().map(object).collect()
+    regions(|i| map.get(i), confidence, width, height).into_iter().enumerate().map(object).collect()
 }
 
 /// Sharpen `seg`, the words' segmentation of `image`, with a Segment Anything `session`: the
