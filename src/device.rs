@@ -178,7 +178,7 @@ fn wgpu_native(precision: Precision) -> Result<Device> {
             Ok(device)
         })
         .clone()
-        .map_err(Error::Device)?;
+        .map_err(Error::NoGpu)?;
     let opened = self::precision(&device);
     match precision {
         Precision::Auto => Ok(device),
@@ -199,10 +199,8 @@ fn wgpu_native(_precision: Precision) -> Result<Device> {
 /// not).
 #[cfg(all(feature = "wgpu", target_family = "wasm"))]
 pub async fn webgpu(precision: Precision) -> Result<Device> {
-    let mut device = Device::wgpu_options()
-        .init_async()
-        .await
-        .map_err(|e| Error::Device(format!("WebGPU is not available: {e}")))?;
+    let mut device =
+        Device::wgpu_options().init_async().await.map_err(|e| Error::NoGpu(format!("WebGPU is not available: {e}")))?;
     configure(&mut device, precision, true)?;
     Ok(device)
 }

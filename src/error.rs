@@ -27,7 +27,12 @@ pub enum Error {
     #[error("not supported: {0}")]
     Unsupported(String),
 
-    /// The compute device failed (no adapter, lost device, failed read-back).
+    /// No GPU adapter could be opened: the browser has no WebGPU (or gave no adapter), or
+    /// natively wgpu found none (no driver).
+    #[error("compute device error: {0}")]
+    NoGpu(String),
+
+    /// The compute device failed (lost device, failed read-back, a setting it refused).
     #[error("compute device error: {0}")]
     Device(String),
 
@@ -41,11 +46,61 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The kind of failure as a stable name, for a program to act on (the web build's errors
+    /// carry it as `code`; docs/web.md lists what each calls for):
+    ///
+    /// | variant | code |
+    /// | --- | --- |
+    /// | [`Error::Format`] | `not-a-checkpoint` |
+    /// | [`Error::Mismatch`], [`Error::Config`] | `wrong-architecture` |
+    /// | [`Error::InvalidInput`] | `invalid-input` |
+    /// | [`Error::Unsupported`] | `unsupported` |
+    /// | [`Error::NoGpu`] | `no-webgpu` |
+    /// | [`Error::Device`] | `device-lost` |
+    /// | [`Error::Io`] | `io` |
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Format { .. } => "not-a-checkpoint",
+            Error::Mismatch { .. } | Error::Config(_) => "wrong-architecture",
+            Error::InvalidInput(_) => "invalid-input",
+            Error::Unsupported(_) => "unsupported",
+            Error::NoGpu(_) => "no-webgpu",
+            Error::Device(_) => "device-lost",
+            Error::Io(_) => "io",
+        }
+    }
+
     pub(crate) fn format(source_name: &str, reason: impl Into<String>) -> Self {
         Error::Format { source_name: source_name.to_string(), reason: reason.into() }
     }
 
     pub(crate) fn invalid(reason: impl Into<String>) -> Self {
         Error::InvalidInput(reason.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_variant_has_its_code() {
+        let s = || "x".to_string();
+        let cases = [
+            (Error::format("model.safetensors", "truncated"), "not-a-checkpoint"),
+            (
+                Error::Mismatch { source_name: s(), architecture: s(), count: 1, problems: vec![s()] },
+                "wrong-architecture",
+            ),
+            (Error::Config(s()), "wrong-architecture"),
+            (Error::invalid("no model is loaded yet"), "invalid-input"),
+            (Error::Unsupported(s()), "unsupported"),
+            (Error::NoGpu(s()), "no-webgpu"),
+            (Error::Device(s()), "device-lost"),
+            (Error::Io(s()), "io"),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code, "{error:?}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Browser bindings (wasm32, feature `web`): a thin layer over [`crate::segment`]. Bytes and
-//! plain data in, plain values out; every error becomes a JS `Error` with the core's message,
-//! and nothing here panics.
+//! plain data in, plain values out; every error becomes a JS `Error` with the core's message
+//! and its `code` ([`Error::code`]), and nothing here panics.
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -20,8 +20,12 @@ use crate::segment::refine::region_objects_of;
 use crate::segment::refine::{RefineOptions, sharpen};
 use crate::segment::{EmbeddingCache, Kind, LabelMap, LabelShare, Loaded, Model, Settings, Timings};
 
+/// A JS `Error` with the core's message and, as `code`, the kind of failure (`Error::code`).
 fn js_error(e: Error) -> JsValue {
-    js_sys::Error::new(&e.to_string()).into()
+    let error = js_sys::Error::new(&e.to_string());
+    // Setting a property of a fresh Error does not fail.
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &e.code().into());
+    error.into()
 }
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {

@@ -95,7 +95,8 @@ async function timeInPage({ specs, size, input, iters }) {
       return { run, memory: loaded.memory };
     }
     // WebGPU: pkg/; the CPU on one thread as a page that is not isolated runs it (www/cores.js).
-    const url = (backend === 'cpu' && (await import('/cores.js')).singleCore()) || '/pkg/wordmask.js';
+    const { coreFolder, singleCore } = await import('/cores.js');
+    const url = `/${coreFolder((backend === 'cpu' && singleCore()) || 'main')}wordmask.js`;
     const { default: init, WordMask } = await import(url);
     const wasm = await init();
     const wm = await WordMask.create(backend);

@@ -6,11 +6,11 @@
 //        (`core`: the module's URL, to time a given build)
 //        {type: 'run', pixels, size}  ->  {output}
 //   any failure  ->  {error}
-import { threadsCore } from '/cores.js';
+import { coreFolder, threadsCore } from '/cores.js';
 
 let wm = null;
 
-async function load(threads, url = threadsCore()) {
+async function load(threads, url = `/${coreFolder(threadsCore())}wordmask.js`) {
   const core = await import(url);
   const wasm = await core.default();
   await core.initThreadPool(threads);

@@ -252,13 +252,45 @@ export interface ClientEvents {
   stage: Stage;
   ready: Ready;
   restarting: { reason: string };
-  error: { message: string };
+  /** Reloading the model after a restart failed. */
+  error: { message: string; code: ErrorCode };
 }
 
-/** A failed request; a failed download has `code` 'network' or 'http' (and `host`), or 'cancelled'. */
-export interface ModelError extends Error {
-  code?: 'network' | 'http' | 'cancelled';
+/**
+ * What kind of failure a ModelError is (the core's from its `Error::code`):
+ * - `model-not-found`: no checkpoint at the URL (a 404 for its config.json or weights), or no
+ *   config.json or weights among the local files;
+ * - `not-a-checkpoint`: the weights cannot be read (truncated, corrupt, another format);
+ * - `wrong-architecture`: config.json names an architecture the core does not read (or is not
+ *   one), or the weights do not fit it;
+ * - `network`: the host could not be reached, or the connection broke (`host`);
+ * - `http`: the host answered with an error (`host`, `status`);
+ * - `cancelled`: `cancel()` stopped the download;
+ * - `invalid-input`: an argument, label or setting the core refuses, or no model of the kind
+ *   loaded yet;
+ * - `unsupported`: something this build does not provide;
+ * - `no-webgpu`: no GPU adapter could be opened;
+ * - `device-lost`: the GPU device was lost (the client starts a fresh worker and reloads);
+ * - `crashed`: the worker stopped otherwise (restarted likewise);
+ * - `out-of-memory`: memory ran out;
+ * - `io`: a file could not be written;
+ * - `camera` (`<word-mask camera>` only): the camera could not be opened;
+ * - `internal`: anything else (a bug: please report it).
+ */
+export type ErrorCode =
+  | 'model-not-found' | 'not-a-checkpoint' | 'wrong-architecture' | 'network' | 'http' | 'cancelled'
+  | 'invalid-input' | 'unsupported' | 'no-webgpu' | 'device-lost' | 'crashed' | 'out-of-memory' | 'io'
+  | 'camera' | 'internal';
+
+/** What every request of the client rejects with. */
+export class ModelError extends Error {
+  constructor(message: string, options?: { code?: ErrorCode; host?: string; status?: number });
+  name: 'ModelError';
+  code: ErrorCode;
+  /** The host a failed download asked. */
   host?: string;
+  /** The HTTP status of an `http` (or `model-not-found`) failure. */
+  status?: number;
 }
 
 /** A folder URL for a hub id (`owner/name`) or a URL (absolute or relative to the page). */

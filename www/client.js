@@ -25,7 +25,8 @@
 // `connected` and `host` (download.js).
 // 'stage' {stage: 'text' | 'image' | 'scores' | 'finish' | 'edges' (sharp edges)} (a segmentation's stage as it begins),
 // or {stage: 'masks', done, total} (everything: the grid's prompts decoded so far),
-// 'ready' {backend, role, engine, defaults (words), names (prompts: the model names its masks), files (local files: {used, ignored})}, 'restarting' {reason}, 'error' {message} (a restart failed).
+// 'ready' {backend, role, engine, defaults (words), names (prompts: the model names its masks), files (local files: {used, ignored})}, 'restarting' {reason}, 'error' {message, code} (a restart failed).
+// Every request rejects with a ModelError, whose `code` says what kind of failure it was.
 
 import { withExports } from './exports.js';
 import { chooseModelFiles } from './modelfiles.js';
@@ -38,12 +39,38 @@ export function modelUrl(model) {
   return new URL(base.replace(/\/?$/, '/'), location.href).href;
 }
 
+const WORKER = './worker.js';
+
 // A blob: URL of a module that imports the module at `url` (a worker of this page's origin
 // running a module of another).
 const importerOf = (url) => URL.createObjectURL(new Blob([`import ${JSON.stringify(url)};\n`], { type: 'text/javascript' }));
 
 // A wasm trap or a lost GPU device leaves the model unusable.
 const FATAL = /unreachable|RuntimeError|device (was |is )?lost|DeviceLost/i;
+const LOST = /device (was |is )?lost|DeviceLost/i;
+
+/**
+ * A failed request. `code` says what kind of failure it is, for a program to act on:
+ * 'model-not-found' (no checkpoint at the URL: a 404 for its config.json or weights, or no
+ * config.json or weights among local files), 'not-a-checkpoint' (the weights cannot be read:
+ * truncated, corrupt, another format), 'wrong-architecture' (config.json names an
+ * architecture the core does not read, or the weights do not fit it), 'network' (the host
+ * could not be reached, or the connection broke), 'http' (the host answered with an error:
+ * `status`), 'cancelled' (`cancel()`), 'invalid-input' (an argument, label or setting the core
+ * refuses, or no model of the kind loaded yet), 'unsupported', 'no-webgpu', 'device-lost' (the
+ * GPU device was lost: the client restarts the worker), 'crashed' (the worker stopped
+ * otherwise: it is restarted too), 'out-of-memory', or 'internal' (anything else: a bug).
+ * `host`: the host a failed download asked.
+ */
+export class ModelError extends Error {
+  constructor(message, { code = 'internal', host, status } = {}) {
+    super(message);
+    this.name = 'ModelError';
+    this.code = code;
+    if (host) this.host = host;
+    if (status) this.status = status;
+  }
+}
 
 export class ModelClient {
   /**
@@ -80,12 +107,13 @@ export class ModelClient {
   }
 
   spawn() {
-    // Served from the page's origin (or by a bundler, which sees this line and bundles the
-    // worker), the worker starts from its URL; from another origin (a CDN), where a worker
-    // cannot start from its URL, a same-origin blob imports it.
+    // Served from the page's origin (or by a bundler, which sees the first line and bundles the
+    // worker with its imports), the worker starts from its URL; from another origin (a CDN),
+    // where a worker cannot start from its URL, a same-origin blob imports it. (WORKER by name
+    // there: a bundler would copy a URL made of a literal name as a file, as it is.)
     this.worker = new URL(import.meta.url).origin === location.origin
       ? new Worker(new URL('./worker.js', import.meta.url), { type: 'module' })
-      : new Worker(importerOf(new URL('./worker.js', import.meta.url).href), { type: 'module' });
+      : new Worker(importerOf(new URL(WORKER, import.meta.url).href), { type: 'module' });
     this.worker.onmessage = ({ data }) => this.receive(data);
     this.worker.onerror = (e) => this.restart(e.message || 'the model worker stopped');
     return this.worker;
@@ -107,7 +135,7 @@ export class ModelClient {
       waiter.resolve(data);
       return;
     }
-    waiter.reject(Object.assign(new Error(data.message), data.code ? { code: data.code, host: data.host } : {}));
+    waiter.reject(new ModelError(data.message, { code: data.code, host: data.host, status: data.httpStatus }));
     if (FATAL.test(data.message)) this.restart(data.message);
   }
 
@@ -132,8 +160,8 @@ export class ModelClient {
    * Load a model: a hub id or folder URL (string), or local files (`File`s: config.json, the
    * weights, optionally preprocessor_config.json, chosen by name among any others: see
    * modelfiles.js; the ready reply's `files` says `{used, ignored}`). Loading the same URL
-   * again is free. A failed download rejects with an Error whose `code` is 'network' or
-   * 'http' (and `host` the host asked), or 'cancelled' after `cancel()`.
+   * again is free. A failure rejects with a ModelError: its `code` says which ('model-not-found',
+   * 'not-a-checkpoint', 'wrong-architecture', 'network', 'http', 'cancelled' after `cancel()`, ...).
    */
   load(source) {
     const key = typeof source === 'string' ? modelUrl(source) : source;
@@ -156,7 +184,9 @@ export class ModelClient {
 
   async ready(role) {
     await this.loading;
-    if (!this.has(role)) throw new Error(role === 'prompts' ? 'no Segment Anything model is loaded' : 'no model is loaded yet');
+    if (!this.has(role)) {
+      throw new ModelError(role === 'prompts' ? 'no Segment Anything model is loaded' : 'no model is loaded yet', { code: 'invalid-input' });
+    }
   }
 
   async loadNow(source) {
@@ -167,7 +197,13 @@ export class ModelClient {
       message = { type: 'load', url: source };
     } else {
       // Only the checkpoint's own files are read: a picked folder may hold much else.
-      const { config, weights, preprocessor, ignored } = chooseModelFiles([...source]);
+      let picked;
+      try {
+        picked = chooseModelFiles([...source]);
+      } catch (e) {
+        throw new ModelError(e.message, { code: e.code });
+      }
+      const { config, weights, preprocessor, ignored } = picked;
       const chosen = [config, weights, preprocessor].filter(Boolean);
       files = { used: chosen.map((f) => f.name), ignored };
       const read = await Promise.all(chosen.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
@@ -288,7 +324,7 @@ export class ModelClient {
   restart(reason) {
     this.worker?.terminate();
     this.worker = null;
-    const error = new Error(`the model stopped (${reason}); restarting it`);
+    const error = new ModelError(`the model stopped (${reason}); restarting it`, { code: LOST.test(reason) ? 'device-lost' : 'crashed' });
     this.pending.forEach((w) => w.reject(error));
     this.pending.clear();
     this.device = null;
@@ -297,7 +333,7 @@ export class ModelClient {
     this.models.clear();
     this.roles.clear();
     this.encoding = null;
-    for (const source of sources) this.load(source).catch((e) => this.emit('error', { message: e.message }));
+    for (const source of sources) this.load(source).catch((e) => this.emit('error', { message: e.message, code: e.code ?? 'internal' }));
   }
 
   /** Whether a restart will reload a model. */

@@ -14,8 +14,24 @@ const RELAXED_PROBE = new Uint8Array([
 
 export const relaxedSimd = () => WebAssembly.validate(RELAXED_PROBE);
 
-// The threads module's URL (its wasm-bindgen glue), relative to www/.
-export const threadsCore = () => new URL(relaxedSimd() ? '../pkg/threads-relaxed/wordmask.js' : '../pkg/threads/wordmask.js', import.meta.url).href;
+// Each build's wasm-bindgen glue, by a literal import(): a bundler (Vite, webpack, ...) sees
+// every one and copies it and, through the glue's own `new URL('wordmask_bg.wasm',
+// import.meta.url)`, its .wasm; unbundled, the browser resolves them beside this file.
+const MODULES = {
+  main: () => import('../pkg/wordmask.js'),
+  'cpu-relaxed': () => import('../pkg/cpu-relaxed/wordmask.js'),
+  threads: () => import('../pkg/threads/wordmask.js'),
+  'threads-relaxed': () => import('../pkg/threads-relaxed/wordmask.js'),
+};
 
-// The one-thread CPU module's URL where the browser has relaxed SIMD (else null: pkg/ runs it).
-export const singleCore = () => (relaxedSimd() ? new URL('../pkg/cpu-relaxed/wordmask.js', import.meta.url).href : null);
+/** The module of a build ('main', 'cpu-relaxed', 'threads' or 'threads-relaxed'). */
+export const importCore = (build) => MODULES[build]();
+
+/** A build's folder in the package: 'pkg/' or 'pkg/<build>/'. */
+export const coreFolder = (build) => (build === 'main' ? 'pkg/' : `pkg/${build}/`);
+
+// The threads module's build.
+export const threadsCore = () => (relaxedSimd() ? 'threads-relaxed' : 'threads');
+
+// The one-thread CPU module's build where the browser has relaxed SIMD (else null: pkg/ runs it).
+export const singleCore = () => (relaxedSimd() ? 'cpu-relaxed' : null);

@@ -24,11 +24,15 @@ export function progressText({ file, loaded, total, cached, resumed = 0, retryin
 }
 
 /**
- * What to do after a failed load (`error` from client.load: `code` 'network' or 'http' with
- * `status` in its message, or none for a checkpoint the core refused): `{next, actions}`, a
- * sentence and the buttons to offer ('retry', 'files', 'url').
+ * What to do after a failed load (`error` from client.load, a ModelError: `code` 'network',
+ * 'http' with `status` in its message, 'model-not-found' with the `host` asked for a URL, or
+ * another for a checkpoint the core refused): `{next, actions}`, a sentence and the buttons to
+ * offer ('retry', 'files', 'url').
  */
 export function nextSteps(error) {
+  if (error.code === 'model-not-found' && error.host) {
+    return { next: 'Check the checkpoint\'s id or folder URL, or choose its files on this device.', actions: ['url', 'files'] };
+  }
   if (error.code === 'network') {
     return {
       next: 'Check the connection and try again, choose the checkpoint\'s files on this device (config.json and the weights), or give the URL of a folder that holds them.',

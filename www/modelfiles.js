@@ -18,7 +18,8 @@ const WEIGHTS_LIKE = /\.(safetensors|bin|pth|pt)$/;
 /**
  * `files`: objects with a `name` (File or {name, bytes}). Gives `{config, weights,
  * preprocessor?, ignored}` (the chosen objects, and the names of the others); throws an Error
- * saying what is missing or ambiguous, and what to pick.
+ * saying what is missing ('model-not-found' its `code`) or ambiguous ('invalid-input'), and
+ * what to pick.
  */
 export function chooseModelFiles(files) {
   const named = (name) => files.find((f) => f.name === name);
@@ -27,16 +28,18 @@ export function chooseModelFiles(files) {
   const candidates = files.filter((f) => WEIGHTS_LIKE.test(f.name) && !TRAINING_STATE.test(f.name));
   const weights = WEIGHTS.map(named).find(Boolean) ?? (candidates.length === 1 ? candidates[0] : undefined);
   const list = (some) => some.map((n) => `"${n}"`).join(', ');
+  // `code` as the model worker's failures have it (client.js's ModelError).
+  const fail = (message, code) => Object.assign(new Error(message), { code });
   if (!config) {
-    throw new Error(`no config.json among the chosen files (${list(names)}): choose the checkpoint's config.json and its weights `
-      + '(a released SegCLIP or Open-Vocabulary SAM checkpoint is converted into such a folder first)');
+    throw fail(`no config.json among the chosen files (${list(names)}): choose the checkpoint's config.json and its weights `
+      + '(a released SegCLIP or Open-Vocabulary SAM checkpoint is converted into such a folder first)', 'model-not-found');
   }
   if (!weights && candidates.length > 1) {
-    throw new Error(`more than one file could be the weights (${list(candidates.map((f) => f.name))}): `
-      + 'choose config.json with only one of them, or name it model.safetensors');
+    throw fail(`more than one file could be the weights (${list(candidates.map((f) => f.name))}): `
+      + 'choose config.json with only one of them, or name it model.safetensors', 'invalid-input');
   }
   if (!weights) {
-    throw new Error(`no weights among the chosen files (${list(names)}): choose model.safetensors or pytorch_model.bin with config.json`);
+    throw fail(`no weights among the chosen files (${list(names)}): choose model.safetensors or pytorch_model.bin with config.json`, 'model-not-found');
   }
   const preprocessor = named(PREPROCESSOR);
   const used = new Set([config, weights, preprocessor]);

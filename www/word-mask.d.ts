@@ -1,7 +1,7 @@
 // Types of www/word-mask.js: the <word-mask> element (`wordmask/word-mask`).
-import type { AutomaticOptions, Exports, Objects, Prompt, Ready, SegmentOptions, Progress } from './client.js';
+import type { AutomaticOptions, ErrorCode, Exports, Objects, Prompt, Ready, SegmentOptions, Progress } from './client.js';
 
-export type { AutomaticOptions, CocoFile, ExportOptions, Exports, LabelMeFile, Objects, Prompt, SegmentOptions } from './client.js';
+export type { AutomaticOptions, CocoFile, ErrorCode, ExportOptions, Exports, LabelMeFile, Objects, Prompt, SegmentOptions } from './client.js';
 
 /**
  * `result` after `segment()` (and on its own when `src` and `labels` are set). Every result has
@@ -47,8 +47,8 @@ export interface WordMaskEventMap {
   progress: CustomEvent<Progress>;
   ready: CustomEvent<Pick<Ready, 'backend' | 'engine' | 'defaults'>>;
   result: CustomEvent<WordMaskResult>;
-  /** What failed and what to check. */
-  error: CustomEvent<{ message: string }>;
+  /** What failed and what to check, and what kind of failure it was (`code`). */
+  error: CustomEvent<{ message: string; code: ErrorCode }>;
 }
 
 export type WordMaskImage = ImageBitmap | HTMLImageElement | HTMLVideoElement | HTMLCanvasElement | OffscreenCanvas | VideoFrame;

@@ -6,7 +6,7 @@
 // Method: segment(image | ImageBitmap | HTMLVideoElement | VideoFrame | HTMLCanvasElement).
 // Property: labels (string or array). Events: progress {file, loaded, total}, ready {backend,
 // engine, defaults}, result {width, height, labels, shares, labelMap (Uint8Array, or Uint16Array
-// above 255 labels)}, error {message}. CSS parts:
+// above 255 labels)}, error {message, code} (code: client.js's ModelError codes, and 'camera'). CSS parts:
 // canvas, legend, status. Every element on a page shares one worker, one GPU device and one model.
 // Sharp edges: `sam` (a Segment Anything checkpoint, hub id or folder URL) without `interactive`
 // loads it beside the words model, and each segmentation follows its masks' edges (not the
@@ -23,7 +23,7 @@
 // Exports: every `result` (the event's detail, and what the methods resolve with) has
 // `toCOCO()`, `toYOLO()`, `toLabelMe()` and `toVOC()`, written by the core's writers as
 // `wordmask segment --images` writes them (exports.js).
-import { sharedClient } from './client.js';
+import { ModelError, sharedClient } from './client.js';
 import { withExports } from './exports.js';
 import { paintMasks, paletteColour } from './masks.js';
 import { SETTINGS } from './settings.js';
@@ -118,12 +118,15 @@ class WordMask extends HTMLElement {
     return this.shadowRoot.querySelector('[part=status]').className === 'error';
   }
 
-  /** Show `error` and fire `error`; `what` and `next` say what failed and what to check. */
+  /**
+   * Show `error` and fire `error` with its `code` (a ModelError's); `what` and `next` say what
+   * failed and what to check.
+   */
   fail(error, { what, next } = {}) {
     const message = error?.message ?? String(error);
     const text = what ? `${what}: ${message.replace(/\.$/, '')}. ${next}` : `Error: ${message}`;
     this.status(text, 'error');
-    this.emit('error', { message: text });
+    this.emit('error', { message: text, code: typeof error?.code === 'string' ? error.code : 'internal' });
   }
 
   /**
@@ -135,10 +138,11 @@ class WordMask extends HTMLElement {
     if (!src || this.hasAttribute('camera')) return Promise.resolve(null);
     if (this.source?.src === src) return this.source.promise;
     const promise = (async () => {
-      const response = await fetch(src);
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const response = await fetch(src).catch((e) => { throw new ModelError(e.message, { code: 'network' }); });
+      if (!response.ok) throw new ModelError(`HTTP ${response.status}`, { code: 'http', status: response.status });
       // Upright by the file's EXIF orientation, as <img> shows it and as `wordmask` reads it.
-      return createImageBitmap(await response.blob(), { imageOrientation: 'from-image' });
+      return createImageBitmap(await response.blob(), { imageOrientation: 'from-image' })
+        .catch((e) => { throw new ModelError(`not an image the browser reads (${e.message})`, { code: 'invalid-input' }); });
     })().then((bitmap) => {
       if (this.source?.promise !== promise) return null;
       this.image = bitmap;
@@ -215,7 +219,8 @@ class WordMask extends HTMLElement {
   async startCamera() {
     if (this.video) return;
     const facingMode = this.getAttribute('camera') || 'environment';
-    const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode } });
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode } })
+      .catch((e) => { throw new ModelError(`the camera could not be opened (${e.message})`, { code: 'camera' }); });
     this.video = Object.assign(document.createElement('video'), { srcObject: stream, muted: true, playsInline: true });
     await this.video.play();
     const loop = async () => {
@@ -242,7 +247,7 @@ class WordMask extends HTMLElement {
   async segment(source, { sharp = this.hasAttribute('sam') && !this.hasAttribute('interactive') } = {}) {
     const width = source.videoWidth ?? source.displayWidth ?? source.width;
     const height = source.videoHeight ?? source.displayHeight ?? source.height;
-    if (!width || !height) throw new Error('the image has no pixels yet');
+    if (!width || !height) throw new ModelError('the image has no pixels yet', { code: 'invalid-input' });
     const canvas = new OffscreenCanvas(width, height);
     const ctx = canvas.getContext('2d');
     ctx.drawImage(source, 0, 0, width, height);
@@ -256,7 +261,7 @@ class WordMask extends HTMLElement {
       result = await client.segment({ rgba, width, height, labels, options: this.options(), sharp });
     } catch (e) {
       const check = sharp ? 'Check the sam attribute (a Segment Anything checkpoint), the labels and setting attributes' : 'Check the labels and setting attributes';
-      throw new Error(`the image could not be segmented: ${e.message.replace(/\.$/, '')}. ${check}`);
+      throw new ModelError(`the image could not be segmented: ${e.message.replace(/\.$/, '')}. ${check}`, { code: e.code });
     }
     this.result = result;
     this.draw(canvas);
@@ -277,8 +282,8 @@ class WordMask extends HTMLElement {
    * objects, counts, instances}.
    */
   async everything(source = this.image, { automatic } = {}) {
-    if (!source) throw new Error('no image yet: set src or pass one');
-    if (!this.getAttribute('sam')) throw new Error('Name everything needs a Segment Anything checkpoint: set the sam attribute');
+    if (!source) throw new ModelError('no image yet: set src or pass one', { code: 'invalid-input' });
+    if (!this.getAttribute('sam')) throw new ModelError('Name everything needs a Segment Anything checkpoint: set the sam attribute', { code: 'invalid-input' });
     const labels = this.labels;
     const width = source.videoWidth ?? source.displayWidth ?? source.width;
     const height = source.videoHeight ?? source.displayHeight ?? source.height;
@@ -296,7 +301,7 @@ class WordMask extends HTMLElement {
     try {
       result = await client.everything({ rgba, width, height, labels, options: this.options(), automatic });
     } catch (e) {
-      throw new Error(`could not name everything: ${e.message.replace(/\.$/, '')}. Check the sam attribute (a Segment Anything checkpoint) and the labels`);
+      throw new ModelError(`could not name everything: ${e.message.replace(/\.$/, '')}. Check the sam attribute (a Segment Anything checkpoint) and the labels`, { code: e.code });
     } finally {
       counting();
     }
@@ -333,7 +338,7 @@ class WordMask extends HTMLElement {
 
   /** Point mode: outline the object a prompt ({points, box}, image pixels) points at. */
   async prompt(prompt) {
-    if (!this.image) throw new Error('no image to point at yet');
+    if (!this.image) throw new ModelError('no image to point at yet', { code: 'invalid-input' });
     if (this.getAttribute('model')) await client.load(this.getAttribute('model'));
     await client.load(this.getAttribute('sam'));
     const { width, height } = this.image;

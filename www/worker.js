@@ -21,7 +21,7 @@
 //      | {id, status: 'encoded', ms} | {id, status: 'mask', width, height, mask, iou, area, timings, label?, probability?, runnerUp?}
 //      | {id, status: 'labels', labels} | {id, status: 'files', files: [{path, format, bytes}]}
 //      | {id, status: 'objects', width, height, objects, counts, instances}   (wordObjects)
-//      | {id, status: 'error', message, code?, host?}   code: 'cancelled', 'network' or 'http'
+//      | {id, status: 'error', message, code, host?, httpStatus?}   code: see codeOf
 //      | {status: 'progress', file, loaded, total, cached?, resumed?, retrying?, of?, connected?, host?}   (download.js)
 //      | {status: 'stage', stage}                     a segmentation's stage as it begins (stages.js; 'edges' with sharp)
 //      | {status: 'stage', stage: 'masks', done, total}   everything: the grid's prompts decoded so far
@@ -30,7 +30,7 @@
 // `defaults`), or a prompt model for the Point mode ('prompts', loaded beside the words model;
 // `names: true` when it names its own masks).
 
-import { singleCore, threadsCore } from './cores.js';
+import { importCore, singleCore, threadsCore } from './cores.js';
 import { download as downloadFile, forgetParts } from './download.js';
 import { chooseModelFiles } from './modelfiles.js';
 import { SHARP_STAGES, STAGES, watchStages } from './stages.js';
@@ -46,14 +46,14 @@ import { SHARP_STAGES, STAGES, watchStages } from './stages.js';
 async function loadCore({ cpu, threads }) {
   if (cpu && threads) {
     try {
-      const url = threadsCore();
-      const core = await import(url);
+      const build = threadsCore();
+      const core = await importCore(build);
       const wasm = await core.default();
       // A pool worker that fails to load never answers: give up on the pool after a while.
       let timer;
       const late = new Promise((_, fail) => { timer = setTimeout(() => fail(new Error(`the thread pool did not start in ${POOL_START_MS / 1000} s`)), POOL_START_MS); });
-      await Promise.race([core.initThreadPool(threads), late]).finally(() => clearTimeout(timer));
-      return { ...core, wasm, build: /threads-relaxed/.test(url) ? 'threads-relaxed' : 'threads' };
+      await Promise.race([startPool(core, threads), late]).finally(() => clearTimeout(timer));
+      return { ...core, wasm, build };
     } catch (e) {
       console.warn(`the CPU fallback's threads did not start (${e?.message ?? e}); using one thread`);
     }
@@ -61,14 +61,31 @@ async function loadCore({ cpu, threads }) {
   const single = cpu && singleCore();
   if (single) {
     try {
-      const core = await import(single);
-      return { ...core, wasm: await core.default(), build: 'cpu-relaxed' };
+      const core = await importCore(single);
+      return { ...core, wasm: await core.default(), build: single };
     } catch (e) {
       console.warn(`the CPU fallback's relaxed-SIMD module did not load (${e?.message ?? e}); using pkg/`);
     }
   }
-  const core = await import('../pkg/wordmask.js');
+  const core = await importCore('main');
   return { ...core, wasm: await core.default(), build: 'main' };
+}
+
+// The threads module's pool of `threads` workers. wasm-bindgen-rayon starts each from a blob
+// copy of its helper module, which works where that module stands alone as built; not where a
+// bundler put it inside this worker's file (Vite's default worker format, 'iife') nor where a
+// dev server adds imports to it (Vite's, by absolute paths that a blob cannot resolve). So each
+// of the pool's workers starts from this worker's own script instead, which joins the pool when
+// the helper's message comes (joinPool).
+async function startPool(core, threads) {
+  const Worker = self.Worker;
+  const own = self.location.href;
+  self.Worker = function PoolWorker(_helper, options) { return new Worker(own, options); };
+  try {
+    return await core.initThreadPool(threads);
+  } finally {
+    self.Worker = Worker;
+  }
 }
 
 // How long the threads module's pool may take to start (its workers instantiate the module
@@ -148,7 +165,7 @@ const textOf = async (response) => response.text();
 // (GroupViT's and SAM's pixel processing; CLIP's is the core's default). The config is
 // described first, so a checkpoint of no known kind fails before its weights download.
 async function fromUrl(base) {
-  const config = await cached(`${base}config.json`, textOf);
+  const config = await cached(`${base}config.json`, textOf).catch(notFound);
   const { preprocessor: readsPreprocessor } = core.WordMask.describe(config);
   let weights;
   let weightsName = `${base}model.safetensors`;
@@ -157,7 +174,7 @@ async function fromUrl(base) {
   } catch (e) {
     if (e.status !== 404) throw e;
     weightsName = `${base}pytorch_model.bin`;
-    weights = await cached(weightsName, bytesOf('pytorch_model.bin'));
+    weights = await cached(weightsName, bytesOf('pytorch_model.bin')).catch(notFound);
   }
   let preprocessor;
   if (readsPreprocessor) {
@@ -165,6 +182,12 @@ async function fromUrl(base) {
   }
   return { config, weights, weightsName, preprocessor };
 }
+
+// A 404 for a file the checkpoint needs: there is no model there (`code` 'model-not-found').
+const notFound = (e) => {
+  if (e?.status === 404) e.code = 'model-not-found';
+  throw e;
+};
 
 // Local files, by name and role (modelfiles.js).
 function fromFiles(files) {
@@ -274,15 +297,39 @@ async function handle(data) {
 }
 
 const reply = (id, message, transfer = []) => postMessage({ ...message, id }, transfer);
-// `code`: 'cancelled', or a failed download's ('network', 'http', with the `host` asked).
-const failed = (id, e) => reply(id, e?.name === 'AbortError'
-  ? { status: 'error', message: 'download cancelled', code: 'cancelled' }
-  : { status: 'error', message: String(e?.message ?? e), ...(e?.code ? { code: e.code, host: e.host } : {}) });
+
+// What a failure's `code` is: 'cancelled'; a failed download's ('network', 'http' with its
+// `httpStatus`, 'model-not-found'; with the `host` asked); the core's (its Error::code:
+// 'not-a-checkpoint', 'wrong-architecture', 'invalid-input', 'device-lost', ...); or, for a
+// failure of neither, 'out-of-memory' where memory ran out, else 'internal'.
+const OUT_OF_MEMORY = /out of memory|allocation failed|could not allocate|maximum memory size/i;
+function codeOf(e) {
+  if (e?.name === 'AbortError') return 'cancelled';
+  if (typeof e?.code === 'string') return e.code;
+  return OUT_OF_MEMORY.test(String(e?.message ?? e)) ? 'out-of-memory' : 'internal';
+}
+
+const failed = (id, e) => {
+  const code = codeOf(e);
+  const message = code === 'cancelled' ? 'download cancelled' : String(e?.message ?? e);
+  reply(id, { status: 'error', message, code, ...(e?.host ? { host: e.host } : {}), ...(e?.status ? { httpStatus: e.status } : {}) });
+};
+
+// This script as a worker of the threads module's pool (startPool): the helper sends it the
+// module and the memory to join with, as it would send its own copy.
+async function joinPool({ module, memory, receiver }) {
+  const core = await importCore(threadsCore());
+  await core.default({ module_or_path: module, memory });
+  postMessage({ type: 'wasm_bindgen_worker_ready' });
+  core.wbg_rayon_start_worker(receiver);
+}
 
 // Requests run one at a time (the model is one object); `cancel` and `labels` are answered at once.
 let queue = Promise.resolve();
 onmessage = ({ data }) => {
-  if (data.type === 'cancel') {
+  if (data.type === 'wasm_bindgen_worker_init') {
+    joinPool(data);
+  } else if (data.type === 'cancel') {
     download?.abort();
   } else if (data.type === 'labels') {
     const parser = choosing ?? (labelsCore ??= loadCore(1));

@@ -1,7 +1,7 @@
 // <word-mask> before its first result: the `src` image shows at once, while the model is still
 // downloading, with a loading status; a model or image that cannot be had gives an error that
 // says which and what to check, in text of 14 px or more at a contrast of 4.5:1 or more, the
-// image still shown. embed.html passes axe-core (color-contrast, region, landmark-one-main
+// image still shown, and fires `error` with the message and its `code`. embed.html passes axe-core (color-contrast, region, landmark-one-main
 // among its rules) while loading, after the results and in the error states, light and dark.
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -21,10 +21,13 @@ after(() => server.close());
 const record = (page) => page.addInitScript(() => {
   window.results = {};
   window.errors = [];
+  window.codes = [];
   window.ready = 0;
   document.addEventListener('ready', () => { window.ready++; });
   document.addEventListener('result', (e) => { window.results[e.target.id] = e.detail.labels; });
-  document.addEventListener('error', (e) => { if (e.detail?.message) window.errors.push(e.detail.message); });
+  document.addEventListener('error', (e) => {
+    if (e.detail?.message) { window.errors.push(e.detail.message); window.codes.push(e.detail.code); }
+  });
 });
 
 // Each component as a reader sees it: its canvas size and the pixel at (x, y), and its status
@@ -83,19 +86,31 @@ test('the src image shows at once while the model loads; results follow', { time
 });
 
 for (const colorScheme of ['light', 'dark']) {
-  test(`a missing model or image says which, and what to check (${colorScheme})`, { timeout: 120_000 }, async () => {
+  test(`a missing model or image, or a broken checkpoint, says which, and what to check (${colorScheme})`, { timeout: 180_000 }, async () => {
+    const model = `/embed.html?model=/tests/fixtures/semantic-colours/&src=${SRC}`;
+    const check = 'Check the model attribute: a hub id \\(owner\\/name\\) or a folder URL holding config\\.json and model\\.safetensors\\.$';
     const cases = [
-      { name: 'model', path: `/embed.html?model=/tests/fixtures/no-such-model/&src=${SRC}`, image: true, ready: 0,
-        says: /^The model "\/tests\/fixtures\/no-such-model\/" could not be loaded: .*HTTP 404 \(no such file there\)\. Check the model attribute: a hub id \(owner\/name\) or a folder URL holding config\.json and model\.safetensors\.$/ },
-      { name: 'image', path: '/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/no-such-image.png', image: false, ready: 2,
+      { name: 'model', path: `/embed.html?model=/tests/fixtures/no-such-model/&src=${SRC}`, image: true, ready: 0, code: 'model-not-found',
+        says: new RegExp(`^The model "\\/tests\\/fixtures\\/no-such-model\\/" could not be loaded: .*HTTP 404 \\(no such file there\\)\\. ${check}`) },
+      { name: 'image', path: '/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/no-such-image.png', image: false, ready: 2, code: 'http',
         says: /^The image "\/tests\/fixtures\/images\/no-such-image\.png" could not be loaded: HTTP 404\. Check the src attribute: an image URL this page may fetch\.$/ },
+      // Weights cut short, and a config.json of another architecture, served in the model's place.
+      { name: 'checkpoint', path: model, image: true, ready: 0, code: 'not-a-checkpoint', says: new RegExp(`could not be loaded: cannot read checkpoint .*\\. ${check}`),
+        route: ['**/semantic-colours/model.safetensors', { body: Buffer.from([16, 0, 0, 0, 0, 0, 0, 0, 123]) }] },
+      { name: 'architecture', path: model, image: true, ready: 0, code: 'wrong-architecture', says: new RegExp(`could not be loaded: .*model_type is 'bert'.*\\. ${check}`),
+        route: ['**/semantic-colours/config.json', { body: '{"model_type": "bert"}', contentType: 'application/json' }] },
     ];
     // `ready`: the components whose model loads (the error must outlast that).
-    for (const { name, path, image, ready, says } of cases) {
-      await withPage(server.url, { webgpu: false, path, before: record, context: { colorScheme } }, async (page) => {
+    for (const { name, path, image, ready, says, code, route } of cases) {
+      const before = async (page) => {
+        await record(page);
+        if (route) await page.route(route[0], (r) => r.fulfill(route[1]));
+      };
+      await withPage(server.url, { webgpu: false, path, before, context: { colorScheme } }, async (page) => {
         await page.waitForFunction((n) => window.errors.length >= 2 && window.ready >= n, ready, { timeout: 60_000 });
         const errors = await page.evaluate(() => window.errors);
         for (const message of errors) assert.match(message, says);
+        assert.deepEqual(await page.evaluate(() => window.codes), [code, code], 'each error event carries its code');
         for (const c of await components(page, [25, 30])) {
           assert.match(c.status, says);
           assert.ok(c.size >= 14, `error text ${c.size} px`);

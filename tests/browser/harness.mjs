@@ -20,12 +20,18 @@ const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--u
   '--use-webgpu-adapter=swiftshader'];
 
 // Debian's Chromium (`webgpu`: with SwiftShader's WebGPU; `args`: more switches, e.g. a fake
-// camera) handed to `run` and closed however `run` ends; gives what `run` gives.
-export async function withBrowser({ webgpu, args = [] }, run) {
-  const browser = await chromium.launch({
+// camera), for the caller to close.
+export function launchBrowser({ webgpu, args = [] }) {
+  return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: [...BASE_FLAGS, ...(webgpu ? WEBGPU_FLAGS : []), ...args],
   });
+}
+
+// Debian's Chromium (launchBrowser's `webgpu` and `args`) handed to `run` and closed however
+// `run` ends; gives what `run` gives.
+export async function withBrowser({ webgpu, args = [] }, run) {
+  const browser = await launchBrowser({ webgpu, args });
   try {
     return await run(browser);
   } finally {
@@ -58,7 +64,7 @@ export async function withPage(origin, { webgpu, args, context, path = '/', befo
 
 // Runs in the page: a client of the page's worker (www/client.js) as `window.client`, and
 // `ask(request)`, which answers as the worker's protocol does: `{status: 'device' | 'ready' |
-// 'result', ...}` or `{status: 'error', message}`.
+// 'result', ...}` or `{status: 'error', message, code}` (code: the client's ModelError's).
 export async function workerClient() {
   const { ModelClient } = await import('/client.js');
   window.client = new ModelClient();
@@ -72,7 +78,7 @@ export async function workerClient() {
     load: ({ url, files }) => client.load(url ?? files).then((r) => ({ status: 'ready', ...r })),
     segment: (request) => client.segment(request).then((r) => ({ status: 'result', ...r })),
   };
-  window.ask = (request) => calls[request.type](request).catch((e) => ({ status: 'error', message: e.message }));
+  window.ask = (request) => calls[request.type](request).catch((e) => ({ status: 'error', message: e.message, code: e.code, name: e.name }));
 }
 
 // The four-colour scene of the Rust tests (tests/fixtures/images/scene.json): regions painted in
@@ -116,6 +122,56 @@ export async function segmentSceneInWorker(url, { webgpu, backend = 'webgpu' }) 
     assert.deepEqual(requests, [], 'no network request after the model is loaded');
     return { device, isolated, cores };
   });
+}
+
+// A page of one `<word-mask model=…>`, watched from before it loads (withPage's `before`):
+// gives `{problems, requests, answers}`, filled as they come: the page's and its workers'
+// errors with the worker's warnings that a CPU module did not start (it falls back to the
+// next), and every request of the page's context and its answer ([url, status]). The
+// component's `ready` and `error` events go to `window.events` ([kind, detail]).
+export async function watchComponent(page) {
+  const watch = { problems: [], requests: [], answers: [] };
+  page.on('console', (m) => { if (m.type() === 'error' || / did not (start|load)/.test(m.text())) watch.problems.push(m.text()); });
+  page.on('pageerror', (e) => watch.problems.push(e.message));
+  page.context().on('request', (r) => watch.requests.push(r.url()));
+  page.context().on('response', (r) => watch.answers.push([r.url(), r.status()]));
+  await page.addInitScript(() => {
+    window.events = [];
+    document.addEventListener('ready', (e) => window.events.push(['ready', e.detail]));
+    document.addEventListener('error', (e) => { if (e.detail?.message) window.events.push(['error', e.detail]); });
+  });
+  return watch;
+}
+
+// On a page watched by watchComponent: the model loads (its `ready` event; a problem the page
+// reports, or an `error` event, fails at once; `allow`: problems that are expected), then the
+// colour scene is segmented through the component's `segment()` and each probe must get its
+// label. Gives the `ready` event's detail, whether the browser validates relaxed SIMD, and the
+// .wasm files the page's context asked for.
+export async function segmentSceneWithComponent(page, watch, { allow = () => false } = {}) {
+  const unexpected = () => watch.problems.filter((p) => !allow(p));
+  for (const start = Date.now(); !(await page.evaluate(() => window.events.length));) {
+    assert.deepEqual(unexpected(), [], 'the page reports problems before the model is ready');
+    assert.ok(Date.now() - start < 60_000, 'no ready or error event in 60 s');
+    await new Promise((done) => setTimeout(done, 100));
+  }
+  const [[kind, ready]] = await page.evaluate(() => window.events);
+  assert.equal(kind, 'ready', JSON.stringify(ready));
+  const relaxed = await page.evaluate(() => WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123,
+    3, 2, 1, 0, 10, 28, 1, 26, 0, 67, 0, 0, 0, 0, 253, 19, 67, 0, 0, 0, 0, 253, 19, 67, 0, 0, 0, 0, 253, 19, 253, 133, 2, 11])));
+  await page.evaluate(`window.paintScene = ${paintScene}`);
+  const result = await page.evaluate(async (scene) => {
+    const { rgba, width, height } = paintScene(scene);
+    const canvas = new OffscreenCanvas(width, height);
+    canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.buffer), width, height), 0, 0);
+    const el = document.querySelector('word-mask');
+    el.labels = scene.labels;
+    const r = await el.segment(canvas);
+    return { ...r, labelMap: Array.from(r.labelMap) };
+  }, SCENE);
+  for (const [x, y, want] of SCENE_PROBES) assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
+  assert.deepEqual(unexpected(), [], 'errors on the page or in its workers, or a CPU module that did not start');
+  return { ready, relaxed, wasm: watch.requests.filter((u) => new URL(u).pathname.endsWith('.wasm')) };
 }
 
 // Runs in the page: `scene` painted as RGBA.

@@ -11,9 +11,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 
+import { pack } from '../../tools/pack.mjs';
 import { serve } from '../../tools/serve.mjs';
 import { SETTINGS } from '../../www/settings.js';
-import { SCENE, SCENE_PROBES, paintScene, withPage } from './harness.mjs';
+import { segmentSceneWithComponent, watchComponent, withPage } from './harness.mjs';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -21,8 +22,7 @@ let temp; // the tarball, the unpacked package (package/) and the other origin's
 let unpacked;
 before(() => {
   temp = mkdtempSync(join(tmpdir(), 'wordmask-package-'));
-  const [{ filename }] = JSON.parse(execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', temp], { cwd: ROOT, encoding: 'utf8' }));
-  execFileSync('tar', ['-xzf', join(temp, filename), '-C', temp]);
+  execFileSync('tar', ['-xzf', pack(temp), '-C', temp]);
   unpacked = join(temp, 'package');
 });
 after(() => rmSync(temp, { recursive: true, force: true }));
@@ -32,6 +32,37 @@ const readJson = (path) => JSON.parse(readFileSync(path, 'utf8'));
 test('package.json and Cargo.toml carry the same version', () => {
   const cargo = readFileSync(join(ROOT, 'Cargo.toml'), 'utf8').match(/^\[package\][^[]*?^version\s*=\s*"([^"]+)"/m)[1];
   assert.equal(readJson(join(ROOT, 'package.json')).version, cargo);
+});
+
+// The lines of code a README shows for one way in: those of the fenced blocks that follow the
+// line that starts with `marker`, up to the next line of prose.
+function snippetLines(readme, marker) {
+  const lines = readme.split('\n');
+  let at = lines.findIndex((l) => l.startsWith(marker));
+  assert.ok(at >= 0, `a line "${marker}…"`);
+  const code = [];
+  for (at += 1; at < lines.length; at++) {
+    if (!lines[at].trim()) continue;
+    if (!lines[at].startsWith('```')) break;
+    for (at += 1; at < lines.length && !lines[at].startsWith('```'); at++) code.push(lines[at]);
+  }
+  return code;
+}
+
+test("the package's README is the one for npm; it and the project's show the npm and the CDN path in 5 lines each", () => {
+  const npm = readFileSync(join(unpacked, 'README.md'), 'utf8');
+  assert.equal(npm, readFileSync(join(ROOT, 'www/README.md'), 'utf8'));
+  assert.ok(!existsSync(join(unpacked, 'www/README.md')), 'not twice');
+  for (const code of ['model-not-found', 'not-a-checkpoint', 'wrong-architecture', 'no-webgpu', 'out-of-memory', 'device-lost']) {
+    assert.ok(npm.includes(`| \`${code}\` |`), `the error table names ${code}`);
+  }
+  assert.match(npm, /^## Vite$/m);
+  const project = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  for (const [readme, npmFrom, cdnFrom] of [[npm, 'From npm', 'From a CDN'], [project, '## `<word-mask>` on your site', 'or, from a CDN']]) {
+    const lines = { npm: snippetLines(readme, npmFrom), cdn: snippetLines(readme, cdnFrom) };
+    assert.ok(lines.npm.some((l) => l.includes('npm install wordmask')) && lines.npm.length <= 5, JSON.stringify(lines.npm));
+    assert.ok(lines.cdn.some((l) => l.includes('<script type="module"')) && lines.cdn.length <= 5, JSON.stringify(lines.cdn));
+  }
 });
 
 // The files a module asks for by a relative name: its imports (static and dynamic, literal
@@ -115,55 +146,18 @@ async function segmentFromAnotherOrigin({ isolated, module }) {
   // The page's origin: localhost, where the package's is 127.0.0.1 (two origins, one machine).
   const pageServer = await serve(0, { '/': site }, { isolated, demo: false });
   const pageUrl = `http://localhost:${pageServer.address().port}`;
-  const requests = [];
-  const answers = [];
-  // The page's and its workers' errors, and the worker's warnings that a CPU module did not
-  // start (it falls back to the next), as they come.
-  const problems = [];
-  const record = async (page) => {
-    page.on('console', (m) => { if (m.type() === 'error' || / did not (start|load)/.test(m.text())) problems.push(m.text()); });
-    page.on('pageerror', (e) => problems.push(e.message));
-    page.context().on('request', (r) => requests.push(r.url()));
-    page.context().on('response', (r) => answers.push([r.url(), r.status()]));
-    await page.addInitScript(() => {
-      window.events = [];
-      document.addEventListener('ready', (e) => window.events.push(['ready', e.detail]));
-      document.addEventListener('error', (e) => { if (e.detail?.message) window.events.push(['error', e.detail]); });
-    });
-  };
+  let watch;
   try {
-    await withPage(pageUrl, { webgpu: false, before: record, errors: 'console' }, async (page) => {
+    await withPage(pageUrl, { webgpu: false, before: async (page) => { watch = await watchComponent(page); }, errors: 'console' }, async (page) => {
       assert.equal(await page.evaluate(() => crossOriginIsolated), isolated);
-      // The model loads (a `ready` or `error` event), failing at once on a problem the page reports.
-      for (const start = Date.now(); !(await page.evaluate(() => window.events.length));) {
-        assert.deepEqual(problems, [], 'the page reports problems before the model is ready');
-        assert.ok(Date.now() - start < 60_000, 'no ready or error event in 60 s');
-        await new Promise((done) => setTimeout(done, 100));
-      }
-      const [[kind, detail]] = await page.evaluate(() => window.events);
-      assert.equal(kind, 'ready', JSON.stringify(detail));
-      assert.equal(detail.backend, 'cpu');
-      const relaxed = await page.evaluate(() => WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123,
-        3, 2, 1, 0, 10, 28, 1, 26, 0, 67, 0, 0, 0, 0, 253, 19, 67, 0, 0, 0, 0, 253, 19, 67, 0, 0, 0, 0, 253, 19, 253, 133, 2, 11])));
-      await page.evaluate(`window.paintScene = ${paintScene}`);
-      const result = await page.evaluate(async (scene) => {
-        const { rgba, width, height } = paintScene(scene);
-        const canvas = new OffscreenCanvas(width, height);
-        canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.buffer), width, height), 0, 0);
-        const el = document.querySelector('word-mask');
-        el.labels = scene.labels;
-        const r = await el.segment(canvas);
-        return { ...r, labelMap: Array.from(r.labelMap) };
-      }, SCENE);
-      for (const [x, y, want] of SCENE_PROBES) assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
-      const wasm = requests.filter((u) => u.endsWith('.wasm')).map((u) => u.slice(cdnUrl.length));
+      const { ready, relaxed, wasm } = await segmentSceneWithComponent(page, watch);
+      assert.equal(ready.backend, 'cpu');
       const folder = module(relaxed);
-      assert.deepEqual(wasm, [`/${folder}wordmask_bg.wasm`], `the worker takes ${folder}, and nothing else`);
+      assert.deepEqual(wasm.map((u) => u.slice(cdnUrl.length)), [`/${folder}wordmask_bg.wasm`], `the worker takes ${folder}, and nothing else`);
     });
-    assert.deepEqual(problems, [], 'errors on the page or in its workers, or a CPU module that did not start');
-    const elsewhere = requests.filter((u) => !u.startsWith(cdnUrl) && !u.startsWith(pageUrl) && !/^(blob|data):/.test(u));
+    const elsewhere = watch.requests.filter((u) => !u.startsWith(cdnUrl) && !u.startsWith(pageUrl) && !/^(blob|data):/.test(u));
     assert.deepEqual(elsewhere, [], 'requests to neither server');
-    assert.deepEqual(answers.filter(([, status]) => status !== 200), [], 'requests not answered with the file');
+    assert.deepEqual(watch.answers.filter(([, status]) => status !== 200), [], 'requests not answered with the file');
   } finally {
     for (const server of [cdn, pageServer]) { server.closeAllConnections(); server.close(); }
   }

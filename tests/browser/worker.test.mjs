@@ -30,7 +30,8 @@ test('without WebGPU the CPU backend takes over and still segments', { timeout: 
   assert.equal(await segmentScene(false), 'cpu');
 });
 
-test('a corrupt or foreign checkpoint gives a readable error', { timeout: 300_000 }, async () => {
+// Each with its `code`: a ModelError that a program can act on.
+test('a corrupt, truncated or foreign checkpoint gives a readable error with its code', { timeout: 300_000 }, async () => {
   await withPage(server.url, { webgpu: false }, async (page) => {
     await page.evaluate(workerClient);
     await page.evaluate(() => ask({ type: 'init', backend: 'cpu' }));
@@ -40,18 +41,30 @@ test('a corrupt or foreign checkpoint gives a readable error', { timeout: 300_00
     const corrupt = await page.evaluate((config) => ask({ type: 'load', files: files(config, new Uint8Array(1000).fill(7)) }), config);
     assert.equal(corrupt.status, 'error');
     assert.match(corrupt.message, /cannot read checkpoint .*unrecognised/);
+    assert.deepEqual([corrupt.code, corrupt.name], ['not-a-checkpoint', 'ModelError']);
+    const truncated = await page.evaluate(async ([m, config]) => {
+      const weights = new Uint8Array(await (await fetch(`${m}/model.safetensors`)).arrayBuffer());
+      return ask({ type: 'load', files: files(config, weights.subarray(0, weights.length / 2)) });
+    }, [MODEL, config]);
+    assert.match(truncated.message, /cannot read checkpoint/);
+    assert.equal(truncated.code, 'not-a-checkpoint');
     const foreign = await page.evaluate(async (m) => {
       const weights = new Uint8Array(await (await fetch(`${m}/model.safetensors`)).arrayBuffer());
       return ask({ type: 'load', files: files('{"model_type": "bert"}', weights) });
     }, MODEL);
     assert.equal(foreign.status, 'error');
     assert.match(foreign.message, /model_type is 'bert'/);
+    assert.equal(foreign.code, 'wrong-architecture');
     // A Segment Anything config over CLIP weights names what SAM misses.
     const mixed = await page.evaluate(async (m) => {
       const weights = new Uint8Array(await (await fetch(`${m}/model.safetensors`)).arrayBuffer());
       return ask({ type: 'load', files: files('{"model_type": "sam"}', weights) });
     }, MODEL);
     assert.match(mixed.message, /does not match the SamModel architecture.*\n.*missing tensor/s);
+    assert.equal(mixed.code, 'wrong-architecture');
+    // Local files without a config: no model among them.
+    const none = await page.evaluate(() => ask({ type: 'load', files: [new File(['x'], 'photo.png')] }));
+    assert.deepEqual([none.code, none.name], ['model-not-found', 'ModelError']);
   });
 });
 
@@ -92,5 +105,13 @@ test('a broken download is retried and a missing file is not', { timeout: 300_00
     const missing = await page.evaluate(() => ask({ type: 'load', url: '/nowhere/' }));
     assert.equal(missing.status, 'error');
     assert.match(missing.message, /HTTP 404/);
+    assert.equal(missing.code, 'model-not-found', 'a folder without config.json holds no model');
+    // A folder URL whose config.json is another architecture's is refused before its weights download.
+    await page.route('**/elsewhere/config.json', (route) => route.fulfill({ body: '{"model_type": "bert"}', contentType: 'application/json' }));
+    const weights = [];
+    page.on('request', (r) => { if (/elsewhere\/(model|pytorch)/.test(r.url())) weights.push(r.url()); });
+    const bert = await page.evaluate(() => ask({ type: 'load', url: '/elsewhere/' }));
+    assert.deepEqual([bert.status, bert.code], ['error', 'wrong-architecture'], JSON.stringify(bert));
+    assert.deepEqual(weights, []);
   });
 });

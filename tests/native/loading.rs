@@ -23,6 +23,14 @@ fn error_text(config: &str, weights: &[u8]) -> String {
     }
 }
 
+/// The failure's `Error::code` (what the web build's errors carry as `code`) and its text.
+fn error_code(config: &str, weights: &[u8]) -> (&'static str, String) {
+    match try_load(config, weights) {
+        Ok(_) => panic!("loading succeeded"),
+        Err(e) => (e.code(), e.to_string()),
+    }
+}
+
 /// Rewrite a safetensors file's header with `edit`, keeping its data.
 fn edit_safetensors(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Vec<u8> {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
@@ -80,6 +88,7 @@ fn truncated_files_are_reported_as_truncated() {
                 text.contains("truncated") || text.contains("unrecognised") || text.contains("zip"),
                 "{model} cut at {keep}: {text}"
             );
+            assert_eq!(error_code(&config(model), &bytes[..keep]).0, "not-a-checkpoint", "{model} cut at {keep}");
         }
     }
 }
@@ -89,6 +98,9 @@ fn garbage_and_empty_files_are_refused() {
     let cfg = config("clip-p16-quickgelu");
     assert!(error_text(&cfg, b"").contains("empty"));
     assert!(error_text(&cfg, &[0x42; 4096]).contains("unrecognised"));
+    for garbage in [&b""[..], &[0x42; 4096]] {
+        assert_eq!(error_code(&cfg, garbage).0, "not-a-checkpoint");
+    }
     // A zip that is not a PyTorch checkpoint.
     let bin = read(&weights_file("clip-p32-gelu-bin"));
     let mut broken = bin.clone();
@@ -106,6 +118,12 @@ fn a_wrong_architecture_is_named() {
     let sam = r#"{"model_type": "sam", "architectures": ["SamModel"]}"#;
     let text = error_text(sam, &weights);
     assert!(text.contains("'sam'") && text.contains("CLIP") && text.contains("GroupViT"), "{text}");
+    // Another architecture's config, or weights that do not fit the config's: both codes alike.
+    assert_eq!(
+        error_code(r#"{"model_type": "bert"}"#, &weights),
+        ("wrong-architecture", error_text(r#"{"model_type": "bert"}"#, &weights))
+    );
+    assert_eq!(error_code(&config("groupvit-3stage"), &weights).0, "wrong-architecture");
     // A CLIP config whose sizes disagree with the weights: every layer is reported.
     let mut cfg: serde_json::Value = serde_json::from_str(&config("clip-p16-quickgelu")).unwrap();
     cfg["vision_config"]["hidden_size"] = 64.into();
