@@ -13,7 +13,7 @@ export interface Pixels {
  */
 export interface SegmentOptions {
   engine?: 'auto' | 'dense' | 'groupvit' | 'segclip' | 'fusioner';
-  method?: 'vanilla' | 'maskclip' | 'sclip' | 'clearclip' | 'naclip';
+  method?: 'vanilla' | 'maskclip' | 'sclip' | 'clearclip' | 'naclip' | 'scclip' | 'resclip';
   templates?: 'imagenet80' | 'imagenet7' | 'single' | 'bare' | 'fusioner';
   shortSide?: number;
   rounding?: 'transformers' | 'mmcv';
@@ -25,6 +25,14 @@ export interface SegmentOptions {
   scoring?: 'repository' | 'transformers';
   threshold?: number;
   thresholdOn?: 'merged' | 'renormalised';
+  /** Classes winning at most this share of the non-background pixels lose them (SCLIP's area_thd). */
+  areaThreshold?: number;
+  /** ResCLIP: its first segmentation's probability floor (temp_thd). */
+  sfrThreshold?: number;
+  /** ResCLIP: "τ, λ" of the intermediate attention, as text ("2, 0.4") or a pair. */
+  rcsWeights?: string | [number, number];
+  /** ResCLIP: "τ, λ" of the first segmentation's feedback, as text or a pair. */
+  sfrWeights?: string | [number, number];
   /** Words of an extra "background" class (';', ',' or '|' between them), or "none". */
   background?: string;
 }

@@ -58,7 +58,7 @@ export type WordMaskImage = ImageBitmap | HTMLImageElement | HTMLVideoElement | 
  * Attributes: `model`, `labels`, `src`, `camera` (a facing mode or empty), `sam`, `interactive`,
  * and one per segmentation setting (`engine`, `method`, `templates`, `short-side`, `rounding`,
  * `window`, `stride`, `logit-scale`, `refine`, `positions`, `scoring`, `threshold`,
- * `threshold-on`, `background`). CSS parts: `canvas`, `legend`, `status`.
+ * `threshold-on`, `area-threshold`, `sfr-threshold`, `rcs-weights`, `sfr-weights`, `background`). CSS parts: `canvas`, `legend`, `status`.
  */
 export class WordMask extends HTMLElement {
   /** The labels, commas between them (`a|b` for synonyms); set a string or an array. */
