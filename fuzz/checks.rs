@@ -4,6 +4,7 @@
 //! panic, hang or allocate without bound, and what it accepts must hold its invariants.
 #![allow(dead_code)]
 
+use wordmask::bert::WordPiece;
 use wordmask::checkpoint::Checkpoint;
 use wordmask::labels::{self, MAX_LABEL_CHARS, MAX_LABELS};
 use wordmask::preprocess::{MAX_RESIZED_SIDE, RgbImage, checked_short_side_size};
@@ -121,6 +122,31 @@ pub fn tokenizer(data: &[u8]) {
     }
     let batch = tokenizer.encode_batch(&[&text, "a photo of a cat."], 77);
     assert_eq!(batch[0].len(), batch[1].len(), "a padded batch is rectangular");
+}
+
+/// BERT's WordPiece: text through the test vocabulary (tests/fixtures/bert-tiny), and, before a
+/// NUL byte, a `vocab.txt` of the input's own (refused when it lacks the special tokens). Ids
+/// stay inside the vocabulary, `[CLS]` first and `[SEP]` last, the same text gives the same ids.
+pub fn wordpiece(data: &[u8]) {
+    static VOCAB: std::sync::OnceLock<WordPiece> = std::sync::OnceLock::new();
+    let text = String::from_utf8_lossy(data);
+    let fixed = VOCAB.get_or_init(|| {
+        WordPiece::from_vocab_txt(include_str!("../tests/fixtures/bert-tiny/vocab.txt"), true)
+            .expect("the test vocabulary")
+    });
+    let (own, text) = match text.split_once('\0') {
+        Some((vocab, text)) => (WordPiece::from_vocab_txt(vocab, true).ok(), text),
+        None => (None, text.as_ref()),
+    };
+    for tokenizer in std::iter::once(fixed).chain(own.as_ref()) {
+        let ids = tokenizer.encode(text);
+        assert!(ids.len() >= 2, "{} ids", ids.len());
+        assert!(ids.iter().all(|&id| (id as usize) < tokenizer.vocab_size()), "an id outside the vocabulary");
+        assert_eq!(ids, tokenizer.encode(text), "the same text gave other ids");
+    }
+    let ids = fixed.encode(text);
+    // [CLS] and [SEP] of tests/fixtures/bert-tiny/vocab.txt.
+    assert_eq!((ids[0], ids[ids.len() - 1]), (5, 6), "[CLS] … [SEP]");
 }
 
 /// Argument vectors (words separated by NUL bytes) for the segmentation settings of `segment`,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the hostile seeds of the fuzz targets: small files in the shapes that once hurt.
 
-    python3 tools/fuzz_seeds.py    # -> fuzz/seeds/{torch_checkpoint,safetensors,config,cli_args}/
+    python3 tools/fuzz_seeds.py    # -> fuzz/seeds/{torch_checkpoint,safetensors,config,cli_args,wordpiece}/
 
 The shapes (each a few kilobytes at most; standard library only):
 
@@ -12,7 +12,9 @@ The shapes (each a few kilobytes at most; standard library only):
   claiming a million elements of a one-element storage;
 - safetensors: two tensors over the same bytes, and an overlap hidden behind an empty tensor;
 - config: sizes past their bounds, a negative epsilon, zero heads, a zero `image_std`;
-- cli_args: settings as typed, in range and out of it (NUL-separated words).
+- cli_args: settings as typed, in range and out of it (NUL-separated words);
+- wordpiece: BERT's tricky strings, and vocabularies of the input's own (one without [SEP], one
+  token of 5,000 characters).
 
 `cargo test --release --test native fuzz_regressions` replays them on stable.
 """
@@ -179,12 +181,26 @@ def cli_args_seeds():
     return {f"{n}": "\0".join(argv).encode() for n, argv in enumerate(argvs)}
 
 
+def wordpiece_seeds():
+    """The BERT tokenizer's tricky strings (tests/fixtures/bert-tiny), and vocabularies of the
+    input's own before a NUL byte: a good one, one without [SEP], one of a single huge token."""
+    cases = (ROOT / "tests/fixtures/bert-tiny/tokenizer_cases.jsonl").read_text().split("\n")
+    texts = [json.loads(line)["text"] for line in cases[:48]]
+    seeds = {f"{n}": text.encode() for n, text in enumerate(texts)}
+    special = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n"
+    seeds["vocab-good"] = (special + "un\n##aff\n##able\n\0Unaffable, cat").encode()
+    seeds["vocab-no-sep"] = "[PAD]\n[UNK]\n[CLS]\n\0text".encode()
+    seeds["vocab-huge-token"] = (special + "a" * 5000 + "\n\0" + "a" * 5000).encode()
+    return seeds
+
+
 def main():
     for target, seeds in [
         ("torch_checkpoint", torch_checkpoint()),
         ("safetensors", safetensors_seeds()),
         ("config", config_seeds()),
         ("cli_args", cli_args_seeds()),
+        ("wordpiece", wordpiece_seeds()),
     ]:
         folder = SEEDS / target
         folder.mkdir(parents=True, exist_ok=True)

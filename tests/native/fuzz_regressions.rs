@@ -53,6 +53,11 @@ fn tokenizer_inputs() {
 }
 
 #[test]
+fn wordpiece_inputs() {
+    run("wordpiece", checks::wordpiece);
+}
+
+#[test]
 fn cli_args_inputs() {
     run("cli_args", checks::cli_args);
 }
