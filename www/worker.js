@@ -19,7 +19,7 @@
 //        (with `sharp`, also objects, counts, instances, encodeMs, masksMs)
 //      | {id, status: 'objects', width, height, objects, counts, instances, encodeMs, masksMs}   (everything)
 //      | {id, status: 'encoded', ms} | {id, status: 'mask', width, height, mask, iou, area, timings, label?, probability?, runnerUp?}
-//      | {id, status: 'labels', labels} | {id, status: 'files', files: [{path, format, bytes}]}
+//      | {id, status: 'labels', labels} | {id, status: 'files', files: [{path, format, bytes}]}   (export, exportFolder)
 //      | {id, status: 'objects', width, height, objects, counts, instances}   (wordObjects)
 //      | {id, status: 'error', message, code, host?, httpStatus?}   code: see codeOf
 //      | {status: 'progress', file, loaded, total, cached?, resumed?, retrying?, of?, connected?, host?}   (download.js)
