@@ -10,6 +10,7 @@
 // was labelled and fixed.
 import { zipSync } from './vendor/fflate.js';
 import { exportRequest } from './exports.js';
+import { openStore } from './idb.js';
 
 /** File names the folder mode reads, by extension (the CLI's `IMAGE_EXTENSIONS`). */
 export const IMAGE_EXTENSIONS = ['png', 'jpg', 'jpeg'];
@@ -154,16 +155,6 @@ export function addObject(result, { mask, label, score }) {
 // Kept across reloads: each image's result in IndexedDB, under its folder, name, size and date.
 
 const DB = 'wordmask-folders-v1';
-function openDb() {
-  if (typeof indexedDB === 'undefined') return Promise.resolve(null);
-  return new Promise((resolve) => {
-    const request = indexedDB.open(DB, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore('results');
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => resolve(null);
-    request.onblocked = () => resolve(null);
-  });
-}
 const keyOf = ({ folder, name, file }) => `${folder}\u0001${name}\u0001${file.size}\u0001${file.lastModified}`;
 const done = (request) => new Promise((resolve, reject) => { request.onsuccess = () => resolve(request.result); request.onerror = () => reject(request.error); });
 
@@ -189,7 +180,7 @@ export class FolderMode {
     this.selected = -1;
     this.running = false;
     this.stopping = false;
-    this.db = openDb();
+    this.db = openStore(DB, 'results');
     ui.run.onclick = () => this.run();
     ui.stop.onclick = () => { this.stopping = true; };
     ui.download.onclick = () => this.download().catch((e) => this.say(`The zip could not be made: ${e.message}`));

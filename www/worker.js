@@ -32,6 +32,7 @@
 
 import { importCore, singleCore, threadsCore } from './cores.js';
 import { download as downloadFile, forgetParts } from './download.js';
+import { openStore } from './idb.js';
 import { chooseModelFiles } from './modelfiles.js';
 import { SHARP_STAGES, STAGES, watchStages } from './stages.js';
 
@@ -205,16 +206,6 @@ const TEXT_DB = 'wordmask-text-v1';
 const TEXT_KEPT = 4096; // embeddings read back per model
 let textKey = null;
 
-function openTextDb() {
-  if (typeof indexedDB === 'undefined') return Promise.resolve(null);
-  return new Promise((resolve) => {
-    const request = indexedDB.open(TEXT_DB, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore('embeddings');
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => resolve(null);
-    request.onblocked = () => resolve(null);
-  });
-}
 let textDb = null;
 
 async function modelKey(config, weights) {
@@ -231,7 +222,7 @@ const request = (r) => new Promise((resolve, reject) => { r.onsuccess = () => re
 async function restoreText(config, weights) {
   textKey = null;
   try {
-    textDb ??= await openTextDb();
+    textDb ??= await openStore(TEXT_DB, 'embeddings');
     const key = await modelKey(config, weights);
     if (!textDb || !key) return;
     textKey = key;
