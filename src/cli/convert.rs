@@ -34,8 +34,13 @@ pub struct ConvertArgs {
     model: String,
     /// Folder to write (created if missing; not the model's own folder, nor one that holds
     /// another model unless --force).
+    #[arg(long, required_unless_present = "beside", conflicts_with = "beside")]
+    out: Option<PathBuf>,
+    /// With --dtype q8: write `model.q8.safetensors` into the model's own folder, beside its
+    /// weights, which the page offers in their place ("int8 weights where the folder has
+    /// them"); nothing else in the folder changes.
     #[arg(long)]
-    out: PathBuf,
+    beside: bool,
     /// Replace the model a folder already holds.
     #[arg(long)]
     force: bool,
@@ -65,9 +70,28 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     if args.heads.is_some() {
         bail!("--heads is for --from moco-v3");
     }
+    if args.beside && args.dtype != Dtype::Q8 {
+        bail!("--beside writes model.q8.safetensors: it goes with --dtype q8");
+    }
     let files = ModelFiles::open(&args.model)?;
     let inputs = model_paths(&args.model);
-    check_model_folder("--out", &args.out, &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(), args.force)?;
+    let beside = if args.beside {
+        let folder = Path::new(&args.model);
+        if !folder.is_dir() {
+            bail!("--beside writes into the model's folder: --model {} is not a local folder", args.model);
+        }
+        let path = folder.join(Q8_BESIDE);
+        if path.exists() && !args.force {
+            bail!("{} exists: pass --force to replace it", path.display());
+        }
+        Some(path)
+    } else {
+        None
+    };
+    let out = args.out.clone().unwrap_or_default();
+    if beside.is_none() {
+        check_model_folder("--out", &out, &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(), args.force)?;
+    }
     let name = files.weights_path.display().to_string();
     let checkpoint = Checkpoint::from_bytes(files.weights(), &name)?;
     let mut names: Vec<&str> = checkpoint.names().collect();
@@ -88,12 +112,22 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     };
     // The written file reads back with the loader every command uses.
     Checkpoint::from_bytes(&bytes, "the converted model.safetensors").context("the written file does not read back")?;
-    let config = [("preprocessor_config.json", files.preprocessor.as_deref()), ("config.json", Some(&files.config))];
-    write_model_folder(&args.out, &bytes, &config)?;
+    let written = match &beside {
+        Some(path) => {
+            write_bytes(path, &bytes)?;
+            path.clone()
+        }
+        None => {
+            let config =
+                [("preprocessor_config.json", files.preprocessor.as_deref()), ("config.json", Some(&files.config))];
+            write_model_folder(&out, &bytes, &config)?;
+            out.clone()
+        }
+    };
     let mib = |n: usize| n as f64 / (1 << 20) as f64;
     println!(
         "wrote {}: {} tensors as {:?}, {:.1} MiB (from {:.1} MiB)",
-        args.out.display(),
+        written.display(),
         tensors.len(),
         args.dtype,
         mib(bytes.len()),
@@ -104,6 +138,9 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// The name `--beside` gives int8 weights in the model's own folder (the page's choice).
+pub const Q8_BESIDE: &str = "model.q8.safetensors";
 
 /// `tensors` with the weights [`quantizable`] picks as int8 and one f32 scale per output row
 /// (`<name>._data` `[out, ...]`, `<name>._scale` `[out, 1, ...]`, as optimum-quanto saves a
@@ -165,7 +202,11 @@ fn moco_v3(args: &ConvertArgs) -> Result<()> {
     if !path.is_file() {
         bail!("--model {}: a MoCo v3 checkpoint is one file (e.g. vit-b-300ep.pth.tar)", args.model);
     }
-    check_model_folder("--out", &args.out, &[path], args.force)?;
+    if args.beside {
+        bail!("--beside is for a checkpoint folder, not --from moco-v3");
+    }
+    let out = args.out.clone().unwrap_or_default();
+    check_model_folder("--out", &out, &[path], args.force)?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", args.model))?;
     let checkpoint = Checkpoint::from_bytes(&bytes, &args.model)?;
     let (config, tensors) = wordmask::vit::moco::convert(&checkpoint, args.heads)?;
@@ -176,10 +217,10 @@ fn moco_v3(args: &ConvertArgs) -> Result<()> {
     Checkpoint::from_bytes(&weights, "the converted model.safetensors")
         .context("the written file does not read back")?;
     let config = serde_json::to_string_pretty(&config)? + "\n";
-    write_model_folder(&args.out, &weights, &[("preprocessor_config.json", None), ("config.json", Some(&config))])?;
+    write_model_folder(&out, &weights, &[("preprocessor_config.json", None), ("config.json", Some(&config))])?;
     println!(
         "wrote {}: MoCo v3's base encoder as a ViTModel ({} tensors as {:?}; the momentum encoder, heads and optimiser state left out)",
-        args.out.display(),
+        out.display(),
         tensors.len(),
         args.dtype
     );

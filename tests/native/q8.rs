@@ -270,3 +270,28 @@ fn broken_quantised_weights_are_refused_by_name() {
     assert_eq!(c.names().collect::<Vec<_>>(), ["fc.weight"]);
     assert_eq!(c.read_f32("fc.weight").unwrap(), [0.5, -1.0, 1.5, -8.0, 10.0, -12.0]);
 }
+
+/// `convert --dtype q8 --beside` writes `model.q8.safetensors` into the model's own folder and
+/// changes nothing else there; it goes with q8 only, and replaces an earlier one with --force.
+#[test]
+fn convert_beside_writes_the_int8_file_into_the_models_folder() {
+    let dir = common::scratch("q8-beside");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures().join("semantic-colours").join(f), dir.join(f)).unwrap();
+    }
+    let before = read(&dir.join("model.safetensors"));
+    let beside = || Cli::new("convert").model(&dir).args(["--dtype", "q8", "--beside"]);
+    beside().ok();
+    let q8 = read(&dir.join("model.q8.safetensors"));
+    assert!(Checkpoint::from_bytes(&q8, "q8").unwrap().names().any(|n| n.ends_with("fc1.weight")));
+    assert_eq!(read(&dir.join("model.safetensors")), before, "the full weights were changed");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["config.json", "model.q8.safetensors", "model.safetensors"]);
+    assert!(beside().fails().contains("model.q8.safetensors exists"));
+    beside().switch("--force").ok();
+    let err = Cli::new("convert").model(&dir).args(["--dtype", "f16", "--beside"]).fails();
+    assert!(err.contains("--beside writes model.q8.safetensors"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
