@@ -34,3 +34,4 @@ mod semantic;
 mod sharp_edges;
 mod tokenizer;
 mod train;
+mod video;
