@@ -94,6 +94,8 @@ struct Frame {
     image: RgbImage,
     truth: Vec<u8>,
     shapes: Vec<(usize, Vec<bool>)>,
+    /// The low-contrast patch's pixels.
+    patch: Vec<bool>,
 }
 
 /// A small deterministic generator (xorshift64*), and Gaussian samples by Box–Muller.
@@ -120,6 +122,7 @@ fn paint(patch: [f32; 3], t: usize, noise: &mut Noise) -> Frame {
     let mut rgb = vec![*colour; W * H];
     let mut truth = vec![*background as u8; W * H];
     let mut masks = Vec::new();
+    let mut patch_mask = vec![false; W * H];
     for (n, s) in shapes.iter().enumerate() {
         let x0 = (s.at.0 + s.step.0 * k as f32).round() as isize;
         let y0 = (s.at.1 + s.step.1 * k as f32).round() as isize;
@@ -131,6 +134,9 @@ fn paint(patch: [f32; 3], t: usize, noise: &mut Noise) -> Frame {
                 truth[i] = s.word as u8;
                 mask[i] = true;
             }
+        }
+        if !s.object {
+            patch_mask = mask.clone();
         }
         if s.object {
             // Shapes of the second shot are other objects than the first's.
@@ -147,7 +153,7 @@ fn paint(patch: [f32; 3], t: usize, noise: &mut Noise) -> Frame {
             (*id, mask.iter().zip(&truth).map(|(&m, &w)| m && w == word).collect())
         })
         .collect();
-    Frame { image: RgbImage::new(W, H, data).unwrap(), truth, shapes: shown }
+    Frame { image: RgbImage::new(W, H, data).unwrap(), truth, shapes: shown, patch: patch_mask }
 }
 
 fn uniform(rgb: [f32; 3]) -> RgbImage {
@@ -211,21 +217,27 @@ fn miou(truth: &[&[u8]], labels: &[&[u8]]) -> f64 {
 
 struct Measured {
     flicker: f64,
+    /// Flicker inside the low-contrast patch, and everywhere else.
+    in_patch: f64,
+    elsewhere: f64,
     miou: f64,
     per_frame: Vec<f64>,
     id_switches: usize,
 }
 
 fn measure(frames: &[Frame], run: &Run) -> Measured {
-    let (mut changed, mut still) = (0usize, 0usize);
+    // [changed, still] inside the patch and elsewhere.
+    let mut counts = [[0usize; 2]; 2];
     for t in 1..frames.len() {
         for i in 0..W * H {
             if frames[t].truth[i] == frames[t - 1].truth[i] {
-                still += 1;
-                changed += usize::from(run.labels[t][i] != run.labels[t - 1][i]);
+                let c = &mut counts[usize::from(!(frames[t].patch[i] && frames[t - 1].patch[i]))];
+                c[1] += 1;
+                c[0] += usize::from(run.labels[t][i] != run.labels[t - 1][i]);
             }
         }
     }
+    let (changed, still) = (counts[0][0] + counts[1][0], counts[0][1] + counts[1][1]);
     let truth: Vec<&[u8]> = frames.iter().map(|f| f.truth.as_slice()).collect();
     let labels: Vec<&[u8]> = run.labels.iter().map(Vec::as_slice).collect();
     let per_frame = (0..frames.len()).map(|t| miou(&truth[t..t + 1], &labels[t..t + 1])).collect();
@@ -250,7 +262,15 @@ fn measure(frames: &[Frame], run: &Run) -> Measured {
             }
         }
     }
-    Measured { flicker: changed as f64 / still as f64, miou: miou(&truth, &labels), per_frame, id_switches }
+    let share = |c: [usize; 2]| c[0] as f64 / c[1].max(1) as f64;
+    Measured {
+        flicker: changed as f64 / still as f64,
+        in_patch: share(counts[0]),
+        elsewhere: share(counts[1]),
+        miou: miou(&truth, &labels),
+        per_frame,
+        id_switches,
+    }
 }
 
 /// Frames after the cut (from 0, the cut's own) until a frame's mIoU is within [`RECOVERED`] of
@@ -282,13 +302,18 @@ fn smoothing_cuts_flicker_keeps_miou_and_recovers_from_a_cut() {
         "synthetic video: {FRAMES} frames of {W}x{H}, noise σ {NOISE}, cut at frame {CUT}, patch red {:.1} (boundary {boundary:.1})",
         patch[0]
     );
-    println!("{:<22} {:>8} {:>7} {:>9} {:>11}  mIoU per frame", "run", "flicker", "mIoU", "recovery", "id switches");
+    println!(
+        "{:<22} {:>8} {:>9} {:>9} {:>7} {:>9} {:>11}  mIoU per frame",
+        "run", "flicker", "in patch", "elsewhere", "mIoU", "recovery", "id switches"
+    );
     let alone = &measured[0];
     for ((name, _), m) in runs.iter().zip(&measured) {
         let after: Vec<String> = m.per_frame.iter().map(|v| format!("{:.3}", v)).collect();
         println!(
-            "{name:<22} {:>7.4}% {:>7.4} {:>9} {:>11}  {}",
+            "{name:<22} {:>7.4}% {:>8.3}% {:>8.3}% {:>7.4} {:>9} {:>11}  {}",
             100.0 * m.flicker,
+            100.0 * m.in_patch,
+            100.0 * m.elsewhere,
             m.miou,
             recovery(m, alone),
             m.id_switches,
