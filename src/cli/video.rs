@@ -187,11 +187,12 @@ pub fn run(args: &Run) -> Result<()> {
     let model = super::load(&args.model.model, args.model.runtime)?;
     let mut video = Video::new(options)?;
     let mut cache = EmbeddingCache::default();
-    let bar = match frames.count(args.input) {
-        Some(n) => ProgressBar::new(n),
-        None => ProgressBar::new_spinner(),
+    // A bar where the frames can be counted first; ffmpeg's stream counts as it goes.
+    let (bar, template) = match frames.count(args.input) {
+        Some(n) => (ProgressBar::new(n), "{bar:30} {pos}/{len} frames, {eta} left  {wide_msg}"),
+        None => (ProgressBar::new_spinner(), "{spinner} {pos} frames, {per_sec}  {wide_msg}"),
     };
-    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} frames, {eta} left  {wide_msg}") {
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style);
     }
     let mut records = Vec::new();
