@@ -36,8 +36,8 @@ pub struct SegmentArgs {
     /// video.json; --overlay, a folder of overlays.
     #[arg(long, conflicts_with_all = ["image", "images", "scores", "instances", "sam"])]
     pub video: Option<PathBuf>,
-    /// --video: how much each frame's scores lean on the frames before, in [0, 1] (0: off);
-    /// reset where the picture changed and at scene cuts.
+    /// --video: how much each frame's scores lean on the frames before, in [0, 1] (0: off;
+    /// 0.7 when not given); reset where the picture changed and at scene cuts.
     #[arg(long, requires = "video", value_parser = |t: &str| strength(t))]
     pub smooth: Option<f32>,
     #[command(flatten)]

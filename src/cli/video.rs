@@ -126,6 +126,11 @@ impl Frames {
     }
 }
 
+/// An `f32` as typed (0.7, not 0.699999988079071 as its `f64` value prints).
+fn shown(value: f32) -> f64 {
+    value.to_string().parse().unwrap_or(f64::from(value))
+}
+
 fn describe(status: Option<std::process::ExitStatus>) -> String {
     status.map_or_else(|| "gone".into(), |s| s.to_string())
 }
@@ -240,7 +245,7 @@ pub fn run(args: &Run) -> Result<()> {
         .filter_map(|o| o["id"].as_u64())
         .collect();
     let summary = json!({
-        "video": args.input.display().to_string(), "frames": records.len(), "smooth": args.smooth,
+        "video": args.input.display().to_string(), "frames": records.len(), "smooth": shown(args.smooth),
         "width": size.map_or(0, |s| s.0), "height": size.map_or(0, |s| s.1),
         "labels": labels.iter().map(|l| &l.name).collect::<Vec<_>>(), "scene_cuts": cuts, "objects": ids.len(),
     });
