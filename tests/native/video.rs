@@ -33,6 +33,10 @@ const CUT: usize = 10;
 const FRAMES: usize = 18;
 /// Per-pixel noise, standard deviation in levels of 255.
 const NOISE: f32 = 12.0;
+/// The noise's seed. The bounds below hold for this seed; over seeds 1 to 7 the flicker cut and
+/// the mIoU bound hold for some and not others (docs/engines.md has the spread): near the
+/// decision boundary an average alone halves the label's changes at best.
+const SEED: u64 = 0x5eed_1234_abcd_0001;
 /// How far (red levels) the low-contrast patch sits on the green side of the model's
 /// green/yellow boundary (found to half a level): close enough that noise tips it either way.
 const MARGIN: f32 = 0.5;
@@ -286,7 +290,7 @@ fn smoothing_cuts_flicker_keeps_miou_and_recovers_from_a_cut() {
     let words = labels::parse(WORDS).unwrap();
     let boundary = green_yellow_boundary(&model, &words, &mut EmbeddingCache::default());
     let patch = [boundary - MARGIN, 255.0, 0.0];
-    let mut noise = Noise(0x5eed_1234_abcd_0001);
+    let mut noise = Noise(SEED);
     let frames: Vec<Frame> = (0..FRAMES).map(|t| paint(patch, t, &mut noise)).collect();
     let default = TemporalOptions::default();
     assert_eq!(default.strength, VIDEO_STRENGTH);
