@@ -12,6 +12,7 @@ use wordmask::segment::point::{Click, Prompt, PromptModel};
 use wordmask::segment::slide::check_score_size;
 use wordmask::segment::{ENGINES, EmbeddingCache, Model, Settings, Words};
 use wordmask::tokenizer::Tokenizer;
+use wordmask::video::Y4m;
 
 /// Tensors larger than this are not converted: the loader converts only tensors whose shape
 /// the model's config asked for (checked first, from the index alone), so a crafted shape never
@@ -184,6 +185,22 @@ pub fn cli_args(data: &[u8]) {
             assert!(rw.max(rh) <= MAX_RESIZED_SIDE && rw.min(rh) == w.short_side, "{rw}x{rh} for {}", w.short_side);
             let rows = names + plan.background.len() + usize::from(plan.engine_background);
             let _ = check_score_size(rows, rw, rh, w.short_side);
+        }
+    }
+}
+
+/// The Y4M reader: a stream read frame by frame (the first few), each frame of the header's size
+/// as RGB, or a refusal; never a panic.
+pub fn y4m(data: &[u8]) {
+    let Ok(mut video) = Y4m::new(data, "fuzz input") else { return };
+    let (width, height) = (video.header.width, video.header.height);
+    for _ in 0..4 {
+        match video.next_frame() {
+            Ok(Some(frame)) => {
+                assert_eq!((frame.width, frame.height), (width, height), "a frame of another size than the header's");
+                assert_eq!(frame.data.len(), width * height * 3);
+            }
+            Ok(None) | Err(_) => return,
         }
     }
 }

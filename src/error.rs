@@ -15,6 +15,11 @@ pub enum Error {
     #[error("checkpoint {source_name} does not match the {architecture} architecture ({count} problems):\n{}", .problems.join("\n"))]
     Mismatch { source_name: String, architecture: String, count: usize, problems: Vec<String> },
 
+    /// A video could not be read (not a Y4M stream, a colour format it does not hold, a frame
+    /// cut short); the message names the stream and, for a frame, its number.
+    #[error("cannot read video {source_name}: {reason}")]
+    Video { source_name: String, reason: String },
+
     /// `config.json` is missing, malformed, or describes an architecture we do not support.
     #[error("invalid model config: {0}")]
     Config(String),
@@ -53,6 +58,7 @@ impl Error {
     /// | --- | --- |
     /// | [`Error::Format`] | `not-a-checkpoint` |
     /// | [`Error::Mismatch`], [`Error::Config`] | `wrong-architecture` |
+    /// | [`Error::Video`] | `not-a-video` |
     /// | [`Error::InvalidInput`] | `invalid-input` |
     /// | [`Error::Unsupported`] | `unsupported` |
     /// | [`Error::NoGpu`] | `no-webgpu` |
@@ -62,6 +68,7 @@ impl Error {
         match self {
             Error::Format { .. } => "not-a-checkpoint",
             Error::Mismatch { .. } | Error::Config(_) => "wrong-architecture",
+            Error::Video { .. } => "not-a-video",
             Error::InvalidInput(_) => "invalid-input",
             Error::Unsupported(_) => "unsupported",
             Error::NoGpu(_) => "no-webgpu",
@@ -93,6 +100,7 @@ mod tests {
                 "wrong-architecture",
             ),
             (Error::Config(s()), "wrong-architecture"),
+            (Error::Video { source_name: s(), reason: s() }, "not-a-video"),
             (Error::invalid("no model is loaded yet"), "invalid-input"),
             (Error::Unsupported(s()), "unsupported"),
             (Error::NoGpu(s()), "no-webgpu"),

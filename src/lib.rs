@@ -7,6 +7,7 @@
 //! - `clip`, `groupvit`, `segclip`, `sam`, `ovsam`, `fusioner`, `vit`: the networks;
 //! - `network`: what every network offers the engines;
 //! - `nn`: the shared layers and their kernels;
+//! - `video`: frames in (Y4M streams);
 //! - `loader`, `checkpoint`, `preprocess`, `tokenizer`, `labels`, `metrics`, `device`,
 //!   `clock`, `error`: loading, input and output.
 //!
@@ -98,6 +99,7 @@ pub mod tokenizer;
 #[cfg(not(target_family = "wasm"))]
 #[doc(hidden)]
 pub mod train;
+pub mod video;
 pub mod vit;
 
 pub use device::{Backend, Precision, block_on};

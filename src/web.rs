@@ -18,7 +18,10 @@ use crate::segment::objects::{Object, RunMask, counts, id_masks, instance_map};
 use crate::segment::point::{AutomaticOptions, NameRequest, Naming, Prompt, PromptSession, PromptTimings, WordsNamer};
 use crate::segment::refine::region_objects_of;
 use crate::segment::refine::{RefineOptions, sharpen};
-use crate::segment::{EmbeddingCache, Kind, LabelMap, LabelShare, Loaded, Model, Settings, Timings};
+use crate::segment::temporal::Video;
+use crate::segment::{
+    EmbeddingCache, Kind, LabelMap, LabelShare, Loaded, Model, Plan, Segmentation, Settings, Timings,
+};
 
 /// A JS `Error` with the core's message and, as `code`, the kind of failure (`Error::code`).
 fn js_error(e: Error) -> JsValue {
@@ -87,6 +90,8 @@ pub struct WordMask {
     model: Option<Model>,
     cache: EmbeddingCache,
     session: Option<PromptSession>,
+    /// What a camera's or a video's frames carry from one to the next (`segmentFrame`).
+    video: Option<Video>,
 }
 
 /// What a `config.json` is for: `{role: "words" | "prompts", engine, preprocessor}`, where
@@ -161,6 +166,28 @@ struct ObjectsResult<'a> {
     masks_ms: f64,
 }
 
+/// `segment`'s answer for `seg`: `{width, height, labels, unlabelled, confidence, engine,
+/// method, timings}` and the `labelMap` (`Uint8Array`, or `Uint16Array` above 255 labels).
+fn segment_answer(seg: &Segmentation, plan: Plan, timings: Timings) -> Result<JsValue, JsValue> {
+    let (shares, unlabelled) = seg.shares();
+    let result = to_js(&SegmentResult {
+        width: seg.width,
+        height: seg.height,
+        labels: shares,
+        unlabelled,
+        confidence: seg.confidence.clone(),
+        engine: plan.engine,
+        method: plan.method,
+        timings,
+    })?;
+    let label_map: JsValue = match &seg.label_map {
+        LabelMap::Narrow(v) => js_sys::Uint8Array::from(&v[..]).into(),
+        LabelMap::Wide(v) => js_sys::Uint16Array::from(&v[..]).into(),
+    };
+    js_sys::Reflect::set(&result, &"labelMap".into(), &label_map)?;
+    Ok(result)
+}
+
 /// `result.objects`, `result.counts`, ... and `result.instances` (the id map) on `result`.
 fn attach_objects(
     result: &JsValue,
@@ -206,7 +233,7 @@ impl WordMask {
             },
             other => return Err(js_error(Error::invalid(format!("backend must be webgpu or cpu, got {other}")))),
         };
-        Ok(WordMask { device, backend, model: None, cache: EmbeddingCache::default(), session: None })
+        Ok(WordMask { device, backend, model: None, cache: EmbeddingCache::default(), session: None, video: None })
     }
 
     /// The backend in use: "webgpu" or "cpu".
@@ -249,6 +276,7 @@ impl WordMask {
                 let (engine, defaults) = (model.engine(), Some(model.defaults()));
                 self.model = Some(model);
                 self.cache = EmbeddingCache::default();
+                self.video = None;
                 LoadedModel { role: "words", engine, defaults, names: None }
             }
             Loaded::Prompts(model) => {
@@ -425,26 +453,53 @@ impl WordMask {
             }
             _ => None,
         };
-        let (shares, unlabelled) = seg.shares();
-        let result = to_js(&SegmentResult {
-            width,
-            height,
-            labels: shares,
-            unlabelled,
-            confidence: seg.confidence,
-            engine: out.plan.engine,
-            method: out.plan.method,
-            timings: out.timings,
-        })?;
-        let label_map: JsValue = match &seg.label_map {
-            LabelMap::Narrow(v) => js_sys::Uint8Array::from(&v[..]).into(),
-            LabelMap::Wide(v) => js_sys::Uint16Array::from(&v[..]).into(),
-        };
-        js_sys::Reflect::set(&result, &"labelMap".into(), &label_map)?;
+        let result = segment_answer(&seg, out.plan, out.timings)?;
         if let Some((objects, encode_ms, masks_ms)) = &sharpened {
             attach_objects(&result, objects, counts(objects, &seg.labels), (width, height), (*encode_ms, *masks_ms))?;
         }
         Ok(result)
+    }
+
+    /// One frame of a camera or a video: what `segment` gives for `rgba`, with the scores
+    /// averaged over the frames before where the picture held still, by `smooth` in [0, 1] (0:
+    /// each frame on its own; 0.7 is the CLI's default for video), and the words' objects
+    /// followed: `objects` (`{id, label, class, score, box, area}`) keep their `id` from frame
+    /// to frame, with `counts` per word and `instances` (the map of ids, a `Uint16Array`);
+    /// `reset` says why the frame started afresh (`"first"`, `"words"` for other words or
+    /// settings, `"size"`, `"cut"` for a scene cut) or is null. Other words, settings or frame
+    /// sizes start afresh by themselves; `resetVideo()` forgets the frames before (a new
+    /// stream), and so does loading a words model. A still image is `segment`'s.
+    #[wasm_bindgen(js_name = segmentFrame)]
+    pub async fn segment_frame(
+        &mut self,
+        rgba: &[u8],
+        width: usize,
+        height: usize,
+        labels: &str,
+        options: JsValue,
+        smooth: f32,
+    ) -> Result<JsValue, JsValue> {
+        let settings = settings(options)?;
+        let labels = labels::parse(labels).map_err(js_error)?;
+        let image = RgbImage::from_rgba(width, height, rgba).map_err(js_error)?;
+        let model = self.model.as_ref().ok_or_else(|| js_error(Error::invalid("no model is loaded yet")))?;
+        let video = self.video.get_or_insert_with(Video::default);
+        video.set_strength(smooth).map_err(js_error)?;
+        let frame = crate::segment::segment_frame(model, &image, &labels, &settings, &mut self.cache, video);
+        let out = run(frame).await?;
+        let (seg, objects) = (&out.segmented.segmentation, &out.report.objects);
+        let result = segment_answer(seg, out.segmented.plan, out.segmented.timings)?;
+        attach_objects(&result, objects, counts(objects, &seg.labels), (width, height), (0.0, 0.0))?;
+        js_sys::Reflect::set(&result, &"reset".into(), &to_js(&out.report.reset)?)?;
+        Ok(result)
+    }
+
+    /// Forget the frames `segmentFrame` has seen (a new stream); object ids go on counting.
+    #[wasm_bindgen(js_name = resetVideo)]
+    pub fn reset_video(&mut self) {
+        if let Some(video) = self.video.as_mut() {
+            video.reset();
+        }
     }
 
     /// Every object in an RGBA image, no prompt (Segment Anything's automatic masks), each

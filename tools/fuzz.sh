@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the parsers (needs nightly and cargo-fuzz: `rustup toolchain install nightly`,
 # `cargo install cargo-fuzz`). Usage: tools/fuzz.sh [TARGET ...] [-- SECONDS]
-# Targets: safetensors torch_checkpoint config labels tokenizer wordpiece cli_args (all when none is named).
+# Targets: safetensors torch_checkpoint config labels tokenizer wordpiece cli_args y4m (all when none is named).
 # Each runs SECONDS (default 600) from fuzz/seeds/<target>, growing fuzz/corpus/<target>;
 # a crash lands in fuzz/artifacts/<target>/. Copy it to fuzz/regressions/<target>/ with the fix:
 # `cargo test --release --test native fuzz_regressions` replays seeds and regressions on stable.
@@ -13,7 +13,7 @@ while [ $# -gt 0 ]; do
   if [ "$1" = "--" ]; then seconds=${2:?seconds}; break; fi
   targets+=("$1"); shift
 done
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors torch_checkpoint config labels tokenizer wordpiece cli_args)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors torch_checkpoint config labels tokenizer wordpiece cli_args y4m)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 cargo +nightly fuzz build --sanitizer none --fuzz-dir .
 for t in "${targets[@]}"; do

@@ -1,5 +1,5 @@
-//! Command-line interface: `classify`, `embed-text`, `embed-image`, `segment` (one photo, or a folder
-//! exported for labelling tools), `merge-coco`, `sam`, `eval`, `bench`, `train`, `convert`.
+//! Command-line interface: `classify`, `embed-text`, `embed-image`, `segment` (one photo, a folder
+//! exported for labelling tools, or a video's frames), `merge-coco`, `sam`, `eval`, `bench`, `train`, `convert`.
 
 mod bench;
 mod convert;
@@ -14,6 +14,7 @@ mod sam_boxes;
 mod segment;
 mod settings;
 mod train;
+mod video;
 
 use std::process::ExitCode;
 

@@ -1,4 +1,5 @@
-//! `wordmask segment`: label map, overlay, scores and a JSON summary for one image.
+//! `wordmask segment`: label map, overlay, scores and a JSON summary for one image (a folder
+//! of them: `folder`; the frames of a video: `video`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -12,12 +13,14 @@ use image::{ImageBuffer, Luma};
 use super::files::model_paths;
 use super::folder::{self, FolderArgs};
 use super::outputs::{self, write_labels_png, write_npy, write_overlay};
+use super::video;
 use super::{ModelArgs, load, load_prompt_model, read_image};
 use wordmask::files::check_outputs;
 use wordmask::labels;
 use wordmask::segment::objects::{counts, instance_map};
 use wordmask::segment::point::PromptSession;
 use wordmask::segment::refine::{RefineOptions, sharpen};
+use wordmask::segment::temporal::{TemporalOptions, VIDEO_STRENGTH};
 use wordmask::segment::{EmbeddingCache, Settings, segment};
 
 #[derive(Args)]
@@ -25,8 +28,18 @@ pub struct SegmentArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// The photo (PNG or JPEG).
-    #[arg(long, required_unless_present = "images")]
+    #[arg(long, required_unless_present_any = ["images", "video"])]
     image: Option<String>,
+    /// A video: a .y4m file, a folder of frames (PNG or JPEG, in the order of their names), or
+    /// a file ffmpeg on the PATH decodes (.mp4, .webm, ...). --out is then a folder that gets a
+    /// label PNG a frame (000001.png, ...), the followed objects' ids (objects/) and
+    /// video.json; --overlay, a folder of overlays.
+    #[arg(long, conflicts_with_all = ["image", "images", "scores", "instances", "sam"])]
+    pub video: Option<PathBuf>,
+    /// --video: how much each frame's scores lean on the frames before, in [0, 1] (0: off;
+    /// 0.7 when not given); reset where the picture changed and at scene cuts.
+    #[arg(long, requires = "video", value_parser = |t: &str| strength(t))]
+    pub smooth: Option<f32>,
     #[command(flatten)]
     pub folder: FolderArgs,
     /// Labels separated by commas or newlines; `person|people` are synonyms of one class.
@@ -35,7 +48,7 @@ pub struct SegmentArgs {
     #[command(flatten)]
     pub settings: Settings,
     /// Label map PNG (0 = unlabelled, i = i-th label; 8-bit up to 255 labels, 16-bit above);
-    /// with --images, the folder the exports go to.
+    /// with --images, the folder the exports go to; with --video, the folder of label maps.
     #[arg(long)]
     pub out: PathBuf,
     /// The photo with coloured masks and a legend.
@@ -58,7 +71,26 @@ pub struct SegmentArgs {
     json: bool,
 }
 
+/// A smoothing strength as typed, refused outside [0, 1] (so the CLI names the flag).
+fn strength(text: &str) -> std::result::Result<f32, String> {
+    let s: f32 = text.trim().parse().map_err(|e| format!("{e}"))?;
+    TemporalOptions::with_strength(s).map(|o| o.strength).map_err(|e| e.to_string())
+}
+
 pub fn run(args: SegmentArgs) -> Result<()> {
+    if let Some(input) = &args.video {
+        let run = video::Run {
+            input,
+            model: &args.model,
+            labels: &args.labels,
+            settings: &args.settings,
+            smooth: args.smooth.unwrap_or(VIDEO_STRENGTH),
+            out: &args.out,
+            overlay: args.overlay.as_deref(),
+            json: args.json,
+        };
+        return video::run(&run);
+    }
     if args.folder.images.is_some() {
         let run = folder::Run {
             folder: &args.folder,

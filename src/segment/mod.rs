@@ -10,7 +10,8 @@
 //! `groupvit` (GroupViT's learned grouping). [`point`] is the other way in: a click or box on an
 //! object gives its mask (Segment Anything), named by the typed words. Each lives in its own module and is one line of
 //! [`ENGINES`]; the shared steps are `text` (templates, class embeddings, cache), `slide`
-//! (windows, stitching, resizing) and `result` (synonyms, label map, shares).
+//! (windows, stitching, resizing) and `result` (synonyms, label map, shares). A video's frames
+//! go through [`segment_frame`], which carries a [`temporal::Video`] from frame to frame.
 
 pub mod dense;
 mod engine;
@@ -25,6 +26,7 @@ pub mod refine;
 pub mod result;
 pub mod segclip;
 pub mod slide;
+pub mod temporal;
 pub mod text;
 
 use std::str::FromStr;
@@ -460,7 +462,8 @@ pub struct Timings {
     pub image: f64,
     /// Reading the scores back to the host.
     pub scores: f64,
-    /// The label map, confidences and shares at the image's size, on the host.
+    /// The label map, confidences and shares at the image's size, on the host (for a video's
+    /// frame, with its scores' smoothing and its objects' ids).
     pub finish: f64,
 }
 
@@ -479,7 +482,8 @@ pub struct Segmented {
 
 /// Segment `image` with `labels`: the one entry of every caller (the CLI's `segment`, `eval`
 /// and `bench`, and the page's worker). Natively, and in the browser's CPU-only modules,
-/// [`crate::device::block_on`] drives it; on WebGPU the page awaits it.
+/// [`crate::device::block_on`] drives it; on WebGPU the page awaits it. A still image: nothing
+/// of another image is carried over (a video's frames go through [`segment_frame`]).
 pub async fn segment(
     model: &Model,
     image: &RgbImage,
@@ -487,6 +491,40 @@ pub async fn segment(
     settings: &Settings,
     cache: &mut EmbeddingCache,
 ) -> Result<Segmented> {
+    Ok(segment_with(model, image, labels, settings, cache, None).await?.0)
+}
+
+/// One frame of a video: [`segment`], with the engine's scores averaged over the frames before
+/// where the picture stayed still, and the objects followed from frame to frame, by `video`'s
+/// state ([`temporal`]). The CLI's `segment --video` and the page's camera call it.
+pub async fn segment_frame(
+    model: &Model,
+    frame: &RgbImage,
+    labels: &[Label],
+    settings: &Settings,
+    cache: &mut EmbeddingCache,
+    video: &mut temporal::Video,
+) -> Result<SegmentedFrame> {
+    let (segmented, report) = segment_with(model, frame, labels, settings, cache, Some(video)).await?;
+    let report = report.ok_or_else(|| Error::invalid("a video frame was segmented without its video"))?;
+    Ok(SegmentedFrame { segmented, report })
+}
+
+/// What [`segment_frame`] gives: the frame's segmentation (its scores smoothed) and what the
+/// video's state made of it (resets, motion, the objects with their ids).
+pub struct SegmentedFrame {
+    pub segmented: Segmented,
+    pub report: temporal::FrameReport,
+}
+
+async fn segment_with(
+    model: &Model,
+    image: &RgbImage,
+    labels: &[Label],
+    settings: &Settings,
+    cache: &mut EmbeddingCache,
+    mut video: Option<&mut temporal::Video>,
+) -> Result<(Segmented, Option<temporal::FrameReport>)> {
     let engine = model.engine_for(settings)?;
     let request = engine.request(settings)?;
     let plan = &request.plan;
@@ -503,13 +541,15 @@ pub async fn segment(
     let scores = engine.scores(model.network(), &model.preprocessor, image, &classes, &request)?;
     crate::device::settle(&scores.maps).await?;
     let image_ms = clock.lap();
-    let maps = ScoreMaps::read(scores.maps).await?;
+    let mut maps = ScoreMaps::read(scores.maps).await?;
     let read_ms = clock.lap();
+    let step = video.as_mut().map(|v| v.smooth(image, labels, &format!("{settings:?}"), &mut maps));
     let (background_row, min_score) = (plan.background_row(), plan.min_score);
     let segmentation =
         Segmentation::new(image.width, image.height, labels, background_row, maps, scores.steps, min_score);
+    let report = video.zip(step).map(|(v, step)| v.track(&segmentation, step));
     let timings = Timings { text, image: image_ms, scores: read_ms, finish: clock.lap() };
-    Ok(Segmented { segmentation, plan: request.plan, timings })
+    Ok((Segmented { segmentation, plan: request.plan, timings }, report))
 }
 
 /// The web build's threads module runs the core's calls on a pool thread, which needs their
@@ -527,6 +567,8 @@ fn core_futures_can_move_to_a_pool_thread(
 ) {
     fn send<T: Send>(_: T) {}
     send(segment(model, image, labels, settings, cache));
+    let mut video = temporal::Video::new(temporal::TemporalOptions::default()).unwrap();
+    send(segment_frame(model, image, labels, settings, cache, &mut video));
     send(session.encode(image.clone()));
     let words = Some(point::WordsNamer { model, settings, cache });
     send(session.prompt(prompt, point::NameRequest { labels: Some(labels.to_vec()), vocabulary: None, words }));

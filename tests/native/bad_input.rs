@@ -188,7 +188,28 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Cli> {
     box_files(dir, &mut cases, &photo);
     user_mistakes(dir, &mut cases, &photo, &colours);
     hostile_cases(dir, &photo, &out, &mut cases);
+    video_cases(dir, &mut cases, &colours);
     cases
+}
+
+/// `segment --video` with streams that are wrong.
+fn video_cases(dir: &Path, cases: &mut BTreeMap<&'static str, Cli>, colours: &str) {
+    let video = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        Cli::new("segment").model(colours).arg("--video", path).labels("red").out(dir.join("frames"))
+    };
+    // 4x2 in 4:2:0: 8 luma bytes and two chroma planes of 2x1, 12 bytes a frame.
+    let frame = [b"FRAME\n".as_slice(), &[128; 12]].concat();
+    let truncated = [b"YUV4MPEG2 W4 H2 C420jpeg\n".as_slice(), &frame, b"FRAME\n", &[128; 5]].concat();
+    cases.insert("A truncated `.y4m` to `segment --video`", video("truncated.y4m", &truncated));
+    cases.insert("A `.y4m` of no frames", video("empty.y4m", b"YUV4MPEG2 W4 H2 C420jpeg\n"));
+    cases.insert("A `.y4m` whose frames claim 16385x16 pixels", video("huge.y4m", b"YUV4MPEG2 W16385 H16\nFRAME\n"));
+    cases.insert("A 4:2:2 `.y4m`", video("c422.y4m", &[b"YUV4MPEG2 W4 H2 C422\n".as_slice(), &frame].concat()));
+    cases.insert(
+        "`segment --video --smooth 1.5`",
+        video("one.y4m", &[b"YUV4MPEG2 W4 H2\n".as_slice(), &frame].concat()).arg("--smooth", "1.5"),
+    );
 }
 
 /// Files of boxes `sam --boxes` refuses before it loads a model, each a small instances file on

@@ -61,3 +61,8 @@ fn wordpiece_inputs() {
 fn cli_args_inputs() {
     run("cli_args", checks::cli_args);
 }
+
+#[test]
+fn y4m_inputs() {
+    run("y4m", checks::y4m);
+}

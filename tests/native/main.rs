@@ -35,3 +35,4 @@ mod semantic;
 mod sharp_edges;
 mod tokenizer;
 mod train;
+mod video;
