@@ -13,8 +13,9 @@ This script writes a small synthetic dataset laid out as the repository reads th
 seeded; no file of either repository is copied) and runs the repository's code on it, unchanged,
 with its training plumbing stubbed:
 
-- `pascal/`: `VOCdevkit/VOC2012/JPEGImages/<id>.jpg` and `SegmentationClassAug/<id>.png` (values
-  1-20 as VOC's classes, 255 on some outlines, 0 elsewhere); the first four classes are drawn
+- `pascal/`: 24 images of 224-319 x 224-299 pixels, `VOCdevkit/VOC2012/JPEGImages/<id>.jpg` and
+  `SegmentationClassAug/<id>.png` (values 1-20 as VOC's classes, 255 on some outlines, 0
+  elsewhere), one to three rectangles of at least 48 pixels a side; the first four classes are drawn
   in pure red, green, blue and yellow, so the colour Fusioner fixture segments them.
 - `splits/pascal/val/fold{0,1,2,3}.txt`: `<id>__<class:02>` lines, shuffled (so file order is not
   sorted order), one repeated line, one class that is not in its image.
@@ -87,15 +88,16 @@ def make_pascal(rng, root, splits):
     lines = {f: [] for f in range(4)}
     for i in range(24):
         name = f"2099_{rng.randrange(10**6):06d}"
-        w, h = rng.randrange(40, 72), rng.randrange(32, 60)
+        # At least a crop of the colour fixture's (224) each way, as its training images are.
+        w, h = rng.randrange(224, 320), rng.randrange(224, 300)
         img = np.full((h, w, 3), 128, np.uint8)
         ann = np.zeros((h, w), np.uint8)
         # Fold 0 (classes 1-5) gets most rectangles, so its episodes cover every class.
         pool = list(range(1, 6)) if i < 16 else list(range(1, 21))
         classes = rng.sample(pool, rng.randrange(1, 4))
         for c in classes:
-            x0, y0 = rng.randrange(0, w - 12), rng.randrange(0, h - 10)
-            x1, y1 = rng.randrange(x0 + 8, w + 1), rng.randrange(y0 + 6, h + 1)
+            x0, y0 = rng.randrange(0, w - 64), rng.randrange(0, h - 64)
+            x1, y1 = rng.randrange(x0 + 48, w + 1), rng.randrange(y0 + 48, h + 1)
             img[y0:y1, x0:x1] = colour_of(c)
             ann[y0:y1, x0:x1] = c
             if rng.random() < 0.5:  # VOC's outline, ignored by the metric
