@@ -13,10 +13,11 @@ This script writes a small synthetic dataset laid out as the repository reads th
 seeded; no file of either repository is copied) and runs the repository's code on it, unchanged,
 with its training plumbing stubbed:
 
-- `pascal/`: 24 images of 224-319 x 224-299 pixels, `VOCdevkit/VOC2012/JPEGImages/<id>.jpg` and
+- `pascal/`: 24 images of 224-304 x 224-288 pixels, `VOCdevkit/VOC2012/JPEGImages/<id>.jpg` and
   `SegmentationClassAug/<id>.png` (values 1-20 as VOC's classes, 255 on some outlines, 0
-  elsewhere), one to three rectangles of at least 48 pixels a side; the first four classes are drawn
-  in pure red, green, blue and yellow, so the colour Fusioner fixture segments them.
+  elsewhere), one to three rectangles on the 16-pixel grid; the first four classes are drawn in
+  pure red, green, blue and yellow, and 16 images are painted whole (a colour class under the
+  rectangles), as the colour Fusioner fixture's training images are, so that it segments them.
 - `splits/pascal/val/fold{0,1,2,3}.txt`: `<id>__<class:02>` lines, shuffled (so file order is not
   sorted order), one repeated line, one class that is not in its image.
 - `splits/coco/val/fold0.pkl`: the dict of class -> image names that HSNet's COCO pickles hold
@@ -88,21 +89,30 @@ def make_pascal(rng, root, splits):
     lines = {f: [] for f in range(4)}
     for i in range(24):
         name = f"2099_{rng.randrange(10**6):06d}"
-        # At least a crop of the colour fixture's (224) each way, as its training images are.
-        w, h = rng.randrange(224, 320), rng.randrange(224, 300)
+        # As the colour fixture's training images are: a crop (224) or more each way, painted
+        # whole, rectangles on the 16-pixel patch grid.
+        w, h = 16 * rng.randrange(14, 20), 16 * rng.randrange(14, 19)
         img = np.full((h, w, 3), 128, np.uint8)
         ann = np.zeros((h, w), np.uint8)
-        # Fold 0 (classes 1-5) gets most rectangles, so its episodes cover every class.
-        pool = list(range(1, 6)) if i < 16 else list(range(1, 21))
+        # Fold 0 (classes 1-5) gets most images, a colour class under the whole image, so its
+        # episodes cover every class; the rest have VOC's background (0) and any class.
+        if i < 16:
+            base = rng.randrange(1, 5)
+            img[:] = colour_of(base)
+            ann[:] = base
+            pool = list(range(1, 6))
+        else:
+            pool = list(range(1, 21))
         classes = rng.sample(pool, rng.randrange(1, 4))
         for c in classes:
-            x0, y0 = rng.randrange(0, w - 64), rng.randrange(0, h - 64)
-            x1, y1 = rng.randrange(x0 + 48, w + 1), rng.randrange(y0 + 48, h + 1)
+            x0, y0 = 16 * rng.randrange(0, w // 16 - 4), 16 * rng.randrange(0, h // 16 - 4)
+            x1, y1 = 16 * rng.randrange(x0 // 16 + 3, w // 16 + 1), 16 * rng.randrange(y0 // 16 + 3, h // 16 + 1)
             img[y0:y1, x0:x1] = colour_of(c)
             ann[y0:y1, x0:x1] = c
             if rng.random() < 0.5:  # VOC's outline, ignored by the metric
                 ann[y0, x0:x1] = 255
-        Image.fromarray(img).save(img_dir / f"{name}.jpg", quality=95)
+        # The layout's JPEG, at its finest (no chroma subsampling), so colours stay flat.
+        Image.fromarray(img).save(img_dir / f"{name}.jpg", quality=100, subsampling=0)
         Image.fromarray(ann).save(ann_dir / f"{name}.png")
         present = sorted(set(np.unique(ann).tolist()) - {0, 255})
         for c in present:
