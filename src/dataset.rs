@@ -1,7 +1,11 @@
 //! Segmentation datasets in their folder layouts (mmsegmentation's, as the dense-CLIP papers
 //! evaluate on them, and a plain folder): which image goes with which label map, each format's
 //! class list and ground-truth values, and the class folds of PASCAL-5i and COCO-20i. What
-//! `eval` scores and `train` learns from; reading the files is the caller's.
+//! `eval` scores and `train` learns from; reading the files is the caller's. The few-shot
+//! benchmarks' episodes are in [`fss`], Mosaic-4's mosaics in [`mosaic`].
+
+pub mod fss;
+pub mod mosaic;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +31,13 @@ pub enum Format {
     Camvid,
     /// DIR/images/* with `DIR/labels/<stem>.png`; needs --classes.
     Folder,
+    /// PASCAL-5i's episodes (`--protocol fss`): HSNet's or Fusioner's PASCAL folder, with
+    /// `--splits`.
+    Pascal5i,
+    /// COCO-20i's episodes (`--protocol fss`): HSNet's COCO 2014 folder, with `--splits`.
+    Coco20i,
+    /// Mosaic-4's episodes (`--protocol fss`), built from an FSS-1000 folder.
+    Mosaic4,
 }
 
 impl Format {
@@ -42,7 +53,9 @@ impl Format {
             Format::Ade20k => include_str!("../classes/ade20k.txt"),
             Format::Cityscapes => include_str!("../classes/cityscapes.txt"),
             Format::Camvid => include_str!("../classes/camvid.txt"),
-            Format::Folder => return None,
+            Format::Pascal5i => include_str!("../classes/pascal5i.txt"),
+            Format::Coco20i => include_str!("../classes/coco-object.txt"),
+            Format::Folder | Format::Mosaic4 => return None,
         })
     }
 
@@ -55,6 +68,21 @@ impl Format {
             Format::CocoObject => Some(BackgroundDataset::Coco),
             _ => None,
         }
+    }
+
+    /// The few-shot benchmark whose episodes the format holds (Mosaic-4's are built, not
+    /// listed: `None`).
+    pub fn benchmark(self) -> Option<fss::Benchmark> {
+        match self {
+            Format::Pascal5i => Some(fss::Benchmark::Pascal5i),
+            Format::Coco20i => Some(fss::Benchmark::Coco20i),
+            _ => None,
+        }
+    }
+
+    /// Whether the format is scored by episodes (`--protocol fss`) rather than whole label maps.
+    pub fn is_episodes(self) -> bool {
+        matches!(self, Format::Pascal5i | Format::Coco20i | Format::Mosaic4)
     }
 
     /// Ground-truth value -> class index (or the ignore index).
@@ -90,6 +118,10 @@ pub enum Protocol {
     /// ResCLIP over NACLIP (yvhangyang/ResCLIP @ 0e085f7, `resclip_segmentor.py`, `configs/`
     /// and `test_all.sh wo_resi resclip 5`).
     Resclip,
+    /// Fusioner's episodes (chaofanma/Fusioner @ 01985ed, `test.py`) on pascal5i, coco20i or
+    /// mosaic4: one class typed per episode, the engine's own settings (Fusioner's are the
+    /// repository's evaluation).
+    Fss,
 }
 
 impl Protocol {
@@ -98,11 +130,27 @@ impl Protocol {
     pub fn settings(self, format: Format) -> Result<Settings> {
         use Format::*;
         use Protocol::*;
+        let method = match self {
+            Naclip => Method::Naclip,
+            Sclip => Method::Sclip,
+            Scclip => Method::ScClip,
+            Resclip => Method::ResClip,
+            // The engine's own defaults: Fusioner's are the repository's evaluation.
+            Fss if format.is_episodes() => return Ok(Settings::default()),
+            Fss => {
+                return Err(Error::invalid(format!(
+                    "--protocol fss scores pascal5i, coco20i or mosaic4, not {format:?}"
+                )));
+            }
+        };
+        if format.is_episodes() {
+            return Err(Error::invalid(format!("{format:?} is scored by episodes: --protocol fss, not {self:?}")));
+        }
         let short_side = match (self, format) {
             (_, Cityscapes) => 560,
             (Sclip, CocoStuff) => 448,
             (_, Voc21 | Voc20 | Context60 | Context59 | CocoObject | CocoStuff | Ade20k) => 336,
-            (_, Camvid | Folder) => {
+            (_, Camvid | Folder | Pascal5i | Coco20i | Mosaic4) => {
                 return Err(Error::invalid(format!(
                     "the {self:?} protocol has configs for voc21, voc20, context60, context59, coco-object, coco-stuff, ade20k and cityscapes, not {format:?}"
                 )));
@@ -141,12 +189,7 @@ impl Protocol {
         let resclip = self == Resclip;
         Ok(Settings {
             engine: Some("dense".into()),
-            method: Some(match self {
-                Naclip => Method::Naclip,
-                Sclip => Method::Sclip,
-                Scclip => Method::ScClip,
-                Resclip => Method::ResClip,
-            }),
+            method: Some(method),
             templates: Some(Templates::Imagenet80),
             short_side: Some(short_side),
             rounding: Some(Rounding::Mmcv),
@@ -264,6 +307,11 @@ pub fn samples(format: Format, root: &Path, split: Split) -> Result<Vec<Sample>>
                 }
                 Err(_) => all,
             }
+        }
+        Format::Pascal5i | Format::Coco20i | Format::Mosaic4 => {
+            return Err(Error::invalid(format!(
+                "{format:?} is scored by episodes, not whole label maps: eval --protocol fss"
+            )));
         }
         Format::Cityscapes => {
             let mut out = Vec::new();
