@@ -39,6 +39,10 @@ pub struct EvalArgs {
     /// and Fusioner's `dataset/splits` hold them.
     #[arg(long)]
     splits: Option<PathBuf>,
+    /// With --protocol fss on pascal5i or coco20i: print the fold's episodes (`<index> <image>
+    /// <class>`, the order they are scored in) and stop; needs neither the model nor the images.
+    #[arg(long)]
+    list_episodes: bool,
     /// Mosaic-4: how many mosaics to build (four episodes each).
     #[arg(long, default_value_t = 1000)]
     mosaics: usize,

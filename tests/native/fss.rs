@@ -50,6 +50,17 @@ fn episode_lists_are_the_repositorys() {
         let reference = expected(file);
         assert!(ours == reference, "{benchmark:?}: {}", first_difference(&ours, &reference));
     }
+    // The CLI lists the same episodes, with no model or image read.
+    for (format, file) in [("pascal5i", "episodes-pascal-fold0.txt"), ("coco20i", "episodes-coco-fold0.txt")] {
+        let out = Cli::new("eval")
+            .model("no-model-needed")
+            .args(["--protocol", "fss", "--format", format, "--fold", "0", "--list-episodes"])
+            .arg("--dataset", "no-images-needed")
+            .arg("--splits", fss().join("splits"))
+            .ok();
+        let listed = String::from_utf8(out.stdout).unwrap();
+        assert!(listed == std::fs::read_to_string(fss().join("expected").join(file)).unwrap(), "{format}: {listed}");
+    }
     // The order is the list's, not a sorted one; COCO's pickle holds more pairs than are scored,
     // with repeats, and its order is not the file's.
     let pascal = expected("episodes-pascal-fold0.txt");

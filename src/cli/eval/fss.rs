@@ -56,7 +56,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if args.limit == Some(0) {
         bail!("--limit 0 would evaluate no episode: give at least 1");
     }
+    if args.list_episodes && args.format == Format::Mosaic4 {
+        bail!("--list-episodes lists pascal5i's and coco20i's split lists; Mosaic-4's mosaics are drawn from --seed");
+    }
     let (episodes, names, count) = episodes(args)?;
+    if args.list_episodes {
+        return Ok(());
+    }
     let source = match &args.predictions {
         Some(dir) => Source::Saved(dir.clone()),
         None => {
@@ -130,6 +136,13 @@ fn episodes(args: &EvalArgs) -> Result<(Episodes, Vec<Label>, usize)> {
             );
         };
         let list = fold_episodes(benchmark, splits, fold)?;
+        if args.list_episodes {
+            let mut out = std::io::stdout().lock();
+            for (i, e) in list.iter().enumerate() {
+                writeln!(out, "{i} {} {}", e.query, e.class)?;
+            }
+            return Ok((Episodes::Listed(Vec::new()), Vec::new(), 0));
+        }
         let files = episode_files(benchmark, &args.dataset, &list)?;
         let names = class_names(args, splits, benchmark.classes() + 1)?;
         let count = args.limit.unwrap_or(files.len()).min(files.len());
