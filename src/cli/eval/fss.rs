@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
 use serde_json::json;
 
 use super::EvalArgs;
@@ -321,7 +322,7 @@ fn report(args: &EvalArgs, names: &[Label], metric: &EpisodeMetric, summary: &se
         let classes: Vec<_> =
             shown.iter().map(|&c| json!({"class": names[c].name, "value": c, "iou": scores.iou[c]})).collect();
         let out = json!({
-            "protocol": "fss", "format": format!("{:?}", args.format), "fold": args.fold,
+            "protocol": "fss", "format": args.format.to_possible_value().map(|v| v.get_name().to_string()), "fold": args.fold,
             "episodes": metric.counted + metric.skipped, "counted": metric.counted, "skipped": metric.skipped,
             "miou": scores.miou, "fb_iou": scores.fb_iou, "classes": classes,
             "engine": summary["engine"], "method": summary["method"], "threshold": summary["threshold"]
