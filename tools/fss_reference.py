@@ -29,6 +29,8 @@ with its training plumbing stubbed:
   repository builds, in its order, `<index> <query name> <class value>`.
 - `expected/metric-pascal-fold0.json`: the repository's `Metric` over those predictions (mIoU,
   FB-IoU, and its intersection and union buffers).
+- `expected/mosaic4-*.txt`: Mosaic-4 plans (`class:image` per quadrant, a mosaic a line) drawn by
+  an implementation of the draw written here from docs/cli.md (the repository has none).
 
 The repository's code runs from a copy of the commit (`git archive`, under a temporary folder,
 never kept): `configs` parses this script's arguments for it (`--dataset_name`, `--fold`,
@@ -158,6 +160,46 @@ def make_predictions(rng, root, splits, out):
             x1, y1 = rng.randrange(x0, w + 1), rng.randrange(y0, h + 1)
             pred[y0:y1, x0:x1] ^= 1
         Image.fromarray(pred).save(out / f"{line}.png")
+
+
+class SplitMix64:
+    """wordmask's `nn::Rng` (SplitMix64; `unit` from the top 53 bits, `below` by scaling)."""
+
+    MASK = (1 << 64) - 1
+
+    def __init__(self, seed):
+        self.state = seed & self.MASK
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & self.MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self.MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self.MASK
+        return z ^ (z >> 31)
+
+    def below(self, n):
+        return int((self.next() >> 11) / float(1 << 53) * n) % max(n, 1)
+
+
+def mosaic_plan(images_per_class, count, seed):
+    """Mosaic-4's draw as docs/cli.md states it: four distinct classes among those with images,
+    uniformly, then one image of each; written here from the description, so that the Rust
+    plan is checked against an independent implementation."""
+    rng = SplitMix64(seed)
+    eligible = [c for c, n in enumerate(images_per_class) if n > 0]
+    plan = []
+    for _ in range(count):
+        classes = []
+        while len(classes) < 4:
+            c = eligible[rng.below(len(eligible))]
+            if c not in classes:
+                classes.append(c)
+        plan.append([(c, rng.below(images_per_class[c])) for c in classes])
+    return plan
+
+
+# FSS-1000's test split as HSNet has it (240 classes of 10 images), and uneven counts.
+MOSAIC_CASES = [("fss1000-test", [10] * 240, 100, 0), ("uneven", [3, 0, 7, 1, 12, 5, 0, 9], 50, 41)]
 
 
 def stub_albumentations():
@@ -302,6 +344,9 @@ def main():
 
     for name, eps in [("pascal", pascal), ("coco", coco_eps)]:
         (expected / f"episodes-{name}-fold0.txt").write_text("".join(f"{i} {n} {c}\n" for i, n, c in eps))
+    for name, counts, count, seed in MOSAIC_CASES:
+        lines = [" ".join(f"{c}:{i}" for c, i in m) for m in mosaic_plan(counts, count, seed)]
+        (expected / f"mosaic4-{name}-seed{seed}.txt").write_text("".join(l + "\n" for l in lines))
     metric["revision"] = REVISION
     metric["seed"] = SEED
     (expected / "metric-pascal-fold0.json").write_text(json.dumps(metric) + "\n")

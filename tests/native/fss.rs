@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use common::{Cli, fixtures, scratch};
 use wordmask::dataset::fss::{Benchmark, Episode, MAX_EPISODES, episode_files, fold_episodes};
+use wordmask::dataset::mosaic;
 
 /// The repository keeps its counts in float32 and divides in float32; ours are f64.
 const METRIC_TOLERANCE: f64 = 1e-6;
@@ -163,6 +164,27 @@ fn fss1000(dir: &Path) {
             image::RgbImage::from_pixel(224, 224, image::Rgb(rgb)).save(class.join(format!("{k}.jpg"))).unwrap();
             let mask = image::RgbImage::from_fn(224, 224, |x, y| image::Rgb([if corner(x, y) { 0 } else { 255 }; 3]));
             mask.save(class.join(format!("{k}.png"))).unwrap();
+        }
+    }
+}
+
+/// Mosaic-4's draw against tools/fss_reference.py's own implementation of it (written from the
+/// description in docs/cli.md): the same mosaics, tile for tile.
+#[test]
+fn mosaic4_plans_are_the_python_drawings() {
+    let cases: [(&str, Vec<usize>, usize, u64); 2] =
+        [("fss1000-test", vec![10; 240], 100, 0), ("uneven", vec![3, 0, 7, 1, 12, 5, 0, 9], 50, 41)];
+    for (name, counts, count, seed) in cases {
+        let ours: Vec<String> = mosaic::plan(&counts, count, seed)
+            .unwrap()
+            .iter()
+            .map(|m| m.iter().map(|t| format!("{}:{}", t.class, t.image)).collect::<Vec<_>>().join(" "))
+            .collect();
+        let text = std::fs::read_to_string(fss().join(format!("expected/mosaic4-{name}-seed{seed}.txt"))).unwrap();
+        let reference: Vec<&str> = text.lines().collect();
+        assert_eq!(ours.len(), reference.len(), "{name}");
+        if let Some(i) = ours.iter().zip(&reference).position(|(a, b)| a != b) {
+            panic!("{name}, mosaic {i}: ours {}, Python's {}", ours[i], reference[i]);
         }
     }
 }
