@@ -41,6 +41,25 @@ pub enum Format {
 }
 
 impl Format {
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Voc21 => "voc21",
+            Format::Voc20 => "voc20",
+            Format::Context60 => "context60",
+            Format::Context59 => "context59",
+            Format::CocoObject => "coco-object",
+            Format::CocoStuff => "coco-stuff",
+            Format::Ade20k => "ade20k",
+            Format::Cityscapes => "cityscapes",
+            Format::Camvid => "camvid",
+            Format::Folder => "folder",
+            Format::Pascal5i => "pascal5i",
+            Format::Coco20i => "coco20i",
+            Format::Mosaic4 => "mosaic4",
+        }
+    }
+
     /// The class list shipped for the format (classes/*.txt, from the NACLIP/SCLIP configs).
     pub fn classes(self) -> Option<&'static str> {
         Some(match self {
@@ -118,6 +137,15 @@ pub enum Protocol {
     /// ResCLIP over NACLIP (yvhangyang/ResCLIP @ 0e085f7, `resclip_segmentor.py`, `configs/`
     /// and `test_all.sh wo_resi resclip 5`).
     Resclip,
+    /// ClearCLIP (mc-lan/ClearCLIP @ ad68a40, `clearclip_segmentor.py` and `configs/`), with
+    /// the paper's `model_type='ClearCLIP'` (the committed `base_config.py` says `'vanilla'`).
+    Clearclip,
+    /// GroupViT (NVlabs/GroupViT @ 13b7861, `segmentation/configs/_base_/datasets/` and
+    /// `configs/default.yml`); a GroupViT checkpoint.
+    Groupvit,
+    /// SegCLIP (ArrowLuo/SegCLIP @ df09ba2, `seg_segmentation/configs/_base_/datasets/` and
+    /// `seg_segmentation/default.yml`); a SegCLIP checkpoint.
+    Segclip,
     /// Fusioner's episodes (chaofanma/Fusioner @ 01985ed, `test.py`) on pascal5i, coco20i or
     /// mosaic4: one class typed per episode, the engine's own settings (Fusioner's are the
     /// repository's evaluation).
@@ -125,36 +153,72 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The datasets the paper's repository has a config for.
+    fn datasets(self) -> &'static [Format] {
+        use Format::*;
+        match self {
+            Protocol::Groupvit | Protocol::Segclip => &[Voc21, Context60, CocoObject],
+            _ => &[Voc21, Voc20, Context60, Context59, CocoObject, CocoStuff, Ade20k, Cityscapes],
+        }
+    }
+
+    /// The repository's own class list for `format` where it differs from the format's
+    /// (`classes/<protocol>/`, see classes/README.md); `None` keeps the format's.
+    pub fn classes(self, format: Format) -> Option<&'static str> {
+        use Format::*;
+        match (self, format) {
+            (Protocol::Clearclip, Voc21) => Some(include_str!("../classes/clearclip/voc21.txt")),
+            (Protocol::Clearclip, Voc20) => Some(include_str!("../classes/clearclip/voc20.txt")),
+            (Protocol::Clearclip, CocoObject) => Some(include_str!("../classes/clearclip/coco-object.txt")),
+            (Protocol::Groupvit | Protocol::Segclip, Voc21) => Some(include_str!("../classes/groupvit/voc21.txt")),
+            (Protocol::Groupvit | Protocol::Segclip, Context60) => {
+                Some(include_str!("../classes/groupvit/context60.txt"))
+            }
+            (Protocol::Groupvit | Protocol::Segclip, CocoObject) => {
+                Some(include_str!("../classes/groupvit/coco-object.txt"))
+            }
+            _ => None,
+        }
+    }
+
     /// The settings of the paper's config for `format`; an error for a dataset it has no config
     /// for.
     pub fn settings(self, format: Format) -> Result<Settings> {
         use Format::*;
         use Protocol::*;
-        let method = match self {
-            Naclip => Method::Naclip,
-            Sclip => Method::Sclip,
-            Scclip => Method::ScClip,
-            Resclip => Method::ResClip,
-            // The engine's own defaults: Fusioner's are the repository's evaluation.
-            Fss if format.is_episodes() => return Ok(Settings::default()),
-            Fss => {
-                return Err(Error::invalid(format!(
-                    "--protocol fss scores pascal5i, coco20i or mosaic4, not {format:?}"
-                )));
-            }
-        };
-        if format.is_episodes() {
-            return Err(Error::invalid(format!("{format:?} is scored by episodes: --protocol fss, not {self:?}")));
+        if self == Fss || format.is_episodes() {
+            return match (self, format.is_episodes()) {
+                // The engine's own defaults: Fusioner's are the repository's evaluation.
+                (Fss, true) => Ok(Settings::default()),
+                (Fss, false) => Err(Error::invalid(format!(
+                    "--protocol fss scores pascal5i, coco20i or mosaic4, not {}",
+                    format.name()
+                ))),
+                _ => Err(Error::invalid(format!(
+                    "{} is scored by episodes: --protocol fss, not {}",
+                    format.name(),
+                    format!("{self:?}").to_lowercase()
+                ))),
+            };
+        }
+        if !self.datasets().contains(&format) {
+            let names: Vec<&str> = self.datasets().iter().map(|f| f.name()).collect();
+            return Err(Error::invalid(format!(
+                "the {} protocol has configs for {}, not {}",
+                format!("{self:?}").to_lowercase(),
+                names.join(", "),
+                format.name()
+            )));
+        }
+        match self {
+            Groupvit | Segclip => return Ok(self.grouping_settings(format)),
+            Clearclip => return Ok(Self::clearclip_settings(format)),
+            _ => {}
         }
         let short_side = match (self, format) {
             (_, Cityscapes) => 560,
             (Sclip, CocoStuff) => 448,
-            (_, Voc21 | Voc20 | Context60 | Context59 | CocoObject | CocoStuff | Ade20k) => 336,
-            (_, Camvid | Folder | Pascal5i | Coco20i | Mosaic4) => {
-                return Err(Error::invalid(format!(
-                    "the {self:?} protocol has configs for voc21, voc20, context60, context59, coco-object, coco-stuff, ade20k and cityscapes, not {format:?}"
-                )));
-            }
+            _ => 336,
         };
         // NACLIP and ResCLIP run PASCAL VOC whole (`slide_crop=0`); every other config slides
         // 224 / 112.
@@ -189,7 +253,12 @@ impl Protocol {
         let resclip = self == Resclip;
         Ok(Settings {
             engine: Some("dense".into()),
-            method: Some(method),
+            method: Some(match self {
+                Sclip => Method::Sclip,
+                Scclip => Method::ScClip,
+                Resclip => Method::ResClip,
+                _ => Method::Naclip,
+            }),
             templates: Some(Templates::Imagenet80),
             short_side: Some(short_side),
             rounding: Some(Rounding::Mmcv),
@@ -207,6 +276,64 @@ impl Protocol {
             sfr_weights: resclip.then_some(Pair(sfr)),
             background: Some(Words(Vec::new())),
         })
+    }
+
+    /// ClearCLIP's `ClearCLIPSegmentation.__init__` defaults (`logit_scale=50, slide_stride=224,
+    /// slide_crop=448`) under its configs: `Resize(scale=(2048, 448))` everywhere, Cityscapes'
+    /// `slide_crop=224`, `prob_thd` 0.5 / 0.15 / 0.4 on VOC21 / Context60 / COCO-Object.
+    fn clearclip_settings(format: Format) -> Settings {
+        use Format::*;
+        let threshold = match format {
+            Voc21 => 0.5,
+            Context60 => 0.15,
+            CocoObject => 0.4,
+            _ => 0.0,
+        };
+        Settings {
+            engine: Some("dense".into()),
+            method: Some(Method::ClearClip),
+            templates: Some(Templates::Imagenet80),
+            short_side: Some(448),
+            rounding: Some(Rounding::Mmcv),
+            window: Some(if format == Cityscapes { 224 } else { 448 }),
+            stride: Some(224),
+            logit_scale: Some(50.0),
+            refine: Some(Refine::None),
+            positions: Some(Resampling::ScaleFactor),
+            threshold: Some(threshold),
+            threshold_on: Some(ThresholdOn::Merged),
+            background: Some(Words(Vec::new())),
+            ..Settings::default()
+        }
+    }
+
+    /// GroupViT's and SegCLIP's `test_cfg` and test pipeline: `MultiScaleFlipAug(img_scale=(2048,
+    /// S))` over `Resize(keep_ratio=True)` (S 448 and 224), slide windows (448 at 224; 224 at
+    /// 224), the "simple" template, `bg_thresh` per dataset.
+    fn grouping_settings(self, format: Format) -> Settings {
+        use Format::*;
+        let (engine, side, window, stride) = match self {
+            Protocol::Groupvit => ("groupvit", 448, 448, 224),
+            _ => ("segclip", 224, 224, 224),
+        };
+        let threshold = match (self, format) {
+            (Protocol::Groupvit, Context60) => 0.35,
+            (Protocol::Groupvit, _) => 0.95,
+            (_, Voc21) => 0.80,
+            (_, Context60) => 0.25,
+            _ => 0.65,
+        };
+        Settings {
+            engine: Some(engine.into()),
+            templates: Some(Templates::Single),
+            short_side: Some(side),
+            rounding: Some(Rounding::Mmcv),
+            window: Some(window),
+            stride: Some(stride),
+            threshold: Some(threshold),
+            background: Some(Words(Vec::new())),
+            ..Settings::default()
+        }
     }
 }
 
@@ -310,7 +437,8 @@ pub fn samples(format: Format, root: &Path, split: Split) -> Result<Vec<Sample>>
         }
         Format::Pascal5i | Format::Coco20i | Format::Mosaic4 => {
             return Err(Error::invalid(format!(
-                "{format:?} is scored by episodes, not whole label maps: eval --protocol fss"
+                "{} is scored by episodes, not whole label maps: eval --protocol fss",
+                format.name()
             )));
         }
         Format::Cityscapes => {
@@ -357,6 +485,7 @@ mod tests {
     fn protocols_cover_the_papers_datasets_and_yield_to_typed_settings() {
         assert!(Protocol::Naclip.settings(Format::Folder).is_err());
         assert!(Protocol::Sclip.settings(Format::Camvid).is_err());
+        assert!(Protocol::Groupvit.settings(Format::Ade20k).is_err());
         let paper = Protocol::Naclip.settings(Format::Voc21).unwrap();
         let typed = Settings { window: Some(224), ..Settings::default() }.or(paper.clone());
         assert_eq!((typed.window, typed.short_side), (Some(224), paper.short_side));

@@ -20,7 +20,7 @@ use std::fmt::Display;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::checkpoint::{Checkpoint, StoredDtype};
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 
 /// Build a model from `checkpoint` in two passes: `build` first runs on a loader that only
@@ -181,7 +181,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             self.problems.push(format!("tensor {name} has shape {:?}, expected {shape:?}", entry.shape));
             return None;
         }
-        if !matches!(entry.dtype, StoredDtype::F32 | StoredDtype::F16 | StoredDtype::BF16 | StoredDtype::F64) {
+        if !entry.dtype.is_float() && !checkpoint.is_quantized(name) {
             self.problems.push(format!("tensor {name} is stored as {:?}, expected floating point", entry.dtype));
             return None;
         }
@@ -197,6 +197,41 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
                 }
                 Some(values)
             }
+            Err(Error::Format { reason, .. }) => {
+                self.damaged.push(reason);
+                None
+            }
+            Err(e) => {
+                self.damaged.push(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Whether `name` is stored quantised to int8 (see [`Checkpoint`]).
+    pub fn quantized(&self, name: &str) -> bool {
+        self.checkpoint.is_some_and(|c| c.is_quantized(name))
+    }
+
+    /// A quantised weight's int8 values and one scale per output row (see
+    /// [`Checkpoint::read_q8`]), checked against `shape` as [`Self::host`] checks; `None`, with
+    /// the problem recorded, when it is missing, mis-shaped or damaged, and while checking.
+    pub fn host_q8(&mut self, name: &str, shape: &[usize]) -> Option<(Vec<i8>, Vec<f32>)> {
+        let checkpoint = self.checkpoint?;
+        let Some(entry) = checkpoint.get(name) else {
+            self.problems.push(format!("missing tensor {name} (expected shape {shape:?})"));
+            return None;
+        };
+        self.used.insert(name.to_string());
+        if entry.shape != shape {
+            self.problems.push(format!("tensor {name} has shape {:?}, expected {shape:?}", entry.shape));
+            return None;
+        }
+        if self.checking {
+            return None;
+        }
+        match checkpoint.read_q8(name) {
+            Ok(q) => Some(q),
             Err(Error::Format { reason, .. }) => {
                 self.damaged.push(reason);
                 None
@@ -383,6 +418,17 @@ impl<'c, 'a> Scope<'_, 'c, 'a> {
     /// [`WeightLoader::host_shape`] of `name` in this scope.
     pub fn host_shape(&self, name: &str) -> Option<Vec<usize>> {
         self.loader.host_shape(&self.key(name))
+    }
+
+    /// [`WeightLoader::quantized`] of `name` in this scope.
+    pub fn quantized(&self, name: &str) -> bool {
+        self.loader.quantized(&self.key(name))
+    }
+
+    /// [`WeightLoader::host_q8`] of `name` in this scope.
+    pub fn host_q8(&mut self, name: &str, shape: &[usize]) -> Option<(Vec<i8>, Vec<f32>)> {
+        let key = self.key(name);
+        self.loader.host_q8(&key, shape)
     }
 
     /// [`WeightLoader::tied`] for `name` in this scope.

@@ -4,6 +4,7 @@ import { colourPng, greyPng, paintMasks, paletteColour } from './masks.js';
 import { sharedClient } from './client.js';
 import { FolderMode, droppedFiles } from './folder.js';
 import { clearLoadProblem, filesText, progressText, showLoadProblem } from './loading.js';
+import { Q8_WEIGHTS } from './modelfiles.js';
 import { Legend } from './legend.js';
 import { ObjectsList, everythingLayer, keepObject, outlineObject } from './objects.js';
 import { PointMode } from './point.js';
@@ -230,9 +231,10 @@ $('load').onclick = async () => {
   $('cancel').hidden = Boolean(files.length);
   status('Loading…');
   try {
-    const ready = await client.load(source);
+    const ready = await client.load(source, { q8: $('q8-weights').checked });
     $('cancel').hidden = true;
     if (ready.files) $('load-note').textContent = filesText(ready.files);
+    if (ready.weights === Q8_WEIGHTS) $('load-note').textContent = `${$('load-note').textContent} int8 weights (${Q8_WEIGHTS}).`.trim();
     if (ready.role === 'prompts') {
       state.modelReady = client.has('words');
       showPromptModel(source, ready);
@@ -253,6 +255,10 @@ $('load').onclick = async () => {
   }
 };
 $('cancel').onclick = () => client.cancel();
+// The int8 choice is remembered across visits.
+const Q8_KEY = 'wordmask-q8-weights';
+$('q8-weights').checked = localStorage.getItem(Q8_KEY) === '1';
+$('q8-weights').onchange = () => localStorage.setItem(Q8_KEY, $('q8-weights').checked ? '1' : '0');
 
 // Sharp edges (Words mode): Segment Anything, loaded beside the words model under Point, redraws
 // each word's regions along the image's edges and counts its objects. The switch shows once such

@@ -233,6 +233,8 @@ export interface Ready {
   names?: boolean;
   /** Local files: which were read and which left alone. */
   files?: { used: string[]; ignored: string[] };
+  /** The weights file read (`model.q8.safetensors` where int8 weights were asked for and found). */
+  weights: string;
 }
 
 export interface Progress {
@@ -314,8 +316,11 @@ export class ModelClient {
   on<K extends keyof ClientEvents>(type: K, listener: (detail: ClientEvents[K]) => void): () => void;
   /** The compute device: WebGPU, or the CPU backend where WebGPU is missing. */
   openDevice(): Promise<Device>;
-  /** A hub id or folder URL, or local files (config.json, the weights, preprocessor_config.json). */
-  load(source: string | Iterable<File>): Promise<Ready>;
+  /**
+   * A hub id or folder URL, or local files (config.json, the weights, preprocessor_config.json).
+   * `q8`: read int8 weights (`model.q8.safetensors`) where the folder has them.
+   */
+  load(source: string | Iterable<File>, options?: { q8?: boolean }): Promise<Ready>;
   /** `rgba` is transferred to the worker. */
   segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp?: false }): Promise<SegmentResult & Exports>;
   segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp: true }): Promise<SegmentResult & Objects & Exports>;

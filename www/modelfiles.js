@@ -10,6 +10,13 @@ const CONFIG = 'config.json';
 const PREPROCESSOR = 'preprocessor_config.json';
 // The weights file names the hub uses, in the order a folder URL is tried (worker.js).
 const WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
+// int8 weights beside them (`wordmask convert --dtype q8 --beside`), taken first where asked for.
+export const Q8_WEIGHTS = 'model.q8.safetensors';
+
+/** The weights file names in the order they are taken: with `q8`, the int8 ones first. */
+export function weightsOrder(q8) {
+  return q8 ? [Q8_WEIGHTS, ...WEIGHTS] : WEIGHTS;
+}
 // Files that look like weights but are not the model's: a trainer's state, as Fusioner's
 // `wordmask train fusioner` and Hugging Face's Trainer write it.
 const TRAINING_STATE = /^(optimizer|scheduler|rng_state|training_args)[._]/;
@@ -19,14 +26,15 @@ const WEIGHTS_LIKE = /\.(safetensors|bin|pth|pt)$/;
  * `files`: objects with a `name` (File or {name, bytes}). Gives `{config, weights,
  * preprocessor?, ignored}` (the chosen objects, and the names of the others); throws an Error
  * saying what is missing ('model-not-found' its `code`) or ambiguous ('invalid-input'), and
- * what to pick.
+ * what to pick. With `q8`, `model.q8.safetensors` is taken before `model.safetensors` where
+ * both are there (without, the full weights are).
  */
-export function chooseModelFiles(files) {
+export function chooseModelFiles(files, { q8 = false } = {}) {
   const named = (name) => files.find((f) => f.name === name);
   const names = files.map((f) => f.name);
   const config = named(CONFIG);
   const candidates = files.filter((f) => WEIGHTS_LIKE.test(f.name) && !TRAINING_STATE.test(f.name));
-  const weights = WEIGHTS.map(named).find(Boolean) ?? (candidates.length === 1 ? candidates[0] : undefined);
+  const weights = weightsOrder(q8).map(named).find(Boolean) ?? (candidates.length === 1 ? candidates[0] : undefined);
   const list = (some) => some.map((n) => `"${n}"`).join(', ');
   // `code` as the model worker's failures have it (client.js's ModelError).
   const fail = (message, code) => Object.assign(new Error(message), { code });

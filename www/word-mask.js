@@ -54,7 +54,7 @@ const TEMPLATE = `<style>
 
 class WordMask extends HTMLElement {
   // The component's own attributes, and one per setting of the core (settings.js).
-  static observedAttributes = ['model', 'labels', 'src', 'camera', 'sam', 'interactive', ...SETTINGS.map((s) => s.attribute)];
+  static observedAttributes = ['model', 'labels', 'src', 'camera', 'sam', 'interactive', 'q8', ...SETTINGS.map((s) => s.attribute)];
 
   constructor() {
     super();
@@ -89,7 +89,7 @@ class WordMask extends HTMLElement {
 
   attributeChangedCallback(name, before, after) {
     if (before === after || !this.isConnected) return;
-    if (name === 'model' || name === 'sam') this.ready = false;
+    if (name === 'model' || name === 'sam' || name === 'q8') this.ready = false;
     if (name === 'src') { this.image = null; this.pixels = null; this.source = null; }
     if (name === 'camera' && after === null) this.stopCamera();
     this.update();
@@ -167,6 +167,11 @@ class WordMask extends HTMLElement {
     return out;
   }
 
+  // A model by id or URL; with the `q8` attribute, its int8 weights where the folder has them.
+  load(source) {
+    return client.load(source, { q8: this.hasAttribute('q8') });
+  }
+
   async update() {
     const model = this.getAttribute('model');
     // An Open-Vocabulary SAM checkpoint in `sam` names its own masks: interactive needs no `model`.
@@ -179,7 +184,7 @@ class WordMask extends HTMLElement {
         this.status('Loading the model…', 'busy');
         let ready;
         try {
-          ready = await client.load(id);
+          ready = await this.load(id);
         } catch (e) {
           this.fail(e, { what: `The model "${id}" could not be loaded`,
             next: 'Check the model attribute: a hub id (owner/name) or a folder URL holding config.json and model.safetensors.' });
@@ -187,7 +192,7 @@ class WordMask extends HTMLElement {
         }
         const sam = this.getAttribute('sam');
         try {
-          if (model && sam) await client.load(sam);
+          if (model && sam) await this.load(sam);
         } catch (e) {
           this.fail(e, { what: `The Segment Anything model "${sam}" could not be loaded`,
             next: 'Check the sam attribute: a hub id (owner/name) or a folder URL of a Segment Anything checkpoint.' });
@@ -253,8 +258,8 @@ class WordMask extends HTMLElement {
     ctx.drawImage(source, 0, 0, width, height);
     const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
     this.status('Segmenting…', 'busy');
-    await client.load(this.getAttribute('model'));
-    if (sharp) await client.load(this.getAttribute('sam'));
+    await this.load(this.getAttribute('model'));
+    if (sharp) await this.load(this.getAttribute('sam'));
     let result;
     const labels = this.labels;
     try {
@@ -291,8 +296,8 @@ class WordMask extends HTMLElement {
     const ctx = canvas.getContext('2d');
     ctx.drawImage(source, 0, 0, width, height);
     const rgba = new Uint8Array(ctx.getImageData(0, 0, width, height).data.buffer);
-    if (this.getAttribute('model')) await client.load(this.getAttribute('model'));
-    await client.load(this.getAttribute('sam'));
+    if (this.getAttribute('model')) await this.load(this.getAttribute('model'));
+    await this.load(this.getAttribute('sam'));
     this.status('Naming everything…', 'busy');
     const counting = client.on('stage', ({ stage, done, total }) => {
       if (stage === 'masks') this.status(`Naming everything: ${done} of ${total} prompts decoded…`, 'busy');
@@ -339,8 +344,8 @@ class WordMask extends HTMLElement {
   /** Point mode: outline the object a prompt ({points, box}, image pixels) points at. */
   async prompt(prompt) {
     if (!this.image) throw new ModelError('no image to point at yet', { code: 'invalid-input' });
-    if (this.getAttribute('model')) await client.load(this.getAttribute('model'));
-    await client.load(this.getAttribute('sam'));
+    if (this.getAttribute('model')) await this.load(this.getAttribute('model'));
+    await this.load(this.getAttribute('sam'));
     const { width, height } = this.image;
     if (this.pixels?.source !== this.image) {
       const ctx = new OffscreenCanvas(width, height).getContext('2d');

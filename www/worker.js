@@ -2,7 +2,8 @@
 // client.js. Every request carries an `id`, echoed in its reply; download progress is
 // broadcast while a load runs.
 // In:  {id, type: 'init', backend, threads?}              threads: the CPU fallback's (default: the cores, up to 8)
-//      {id, type: 'load', url}                        a folder URL holding config.json and the weights
+//      {id, type: 'load', url, q8?}                   a folder URL holding config.json and the weights
+//                                                     (q8: model.q8.safetensors first, where it is)
 //      {id, type: 'load', files: [{name, bytes}]}     config.json, the weights, preprocessor_config.json
 //      {id, type: 'segment', rgba, width, height, labels, options, sharp?}   sharp: Segment Anything redraws the edges
 //      {id, type: 'everything', rgba, width, height, labels, options, automatic?}   every object, no prompt
@@ -14,7 +15,7 @@
 //      {id, type: 'wordObjects', labels, labelMap, confidence, width, height}   the words' regions as objects (at once)
 //      {type: 'cancel'}                               stops a download
 // Out: {id, status: 'device', backend, threads, precision, build}   build: 'main' (pkg/), 'cpu-relaxed', 'threads' or 'threads-relaxed'
-//      | {id, status: 'ready', backend, role, engine, defaults?, names?}
+//      | {id, status: 'ready', backend, weights, role, engine, defaults?, names?}   weights: the file read
 //      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence, engine, method, timings}
 //        (with `sharp`, also objects, counts, instances, encodeMs, masksMs)
 //      | {id, status: 'objects', width, height, objects, counts, instances, encodeMs, masksMs}   (everything)
@@ -33,7 +34,7 @@
 import { importCore, singleCore, threadsCore } from './cores.js';
 import { download as downloadFile, forgetParts } from './download.js';
 import { openStore } from './idb.js';
-import { chooseModelFiles } from './modelfiles.js';
+import { chooseModelFiles, weightsOrder } from './modelfiles.js';
 import { SHARP_STAGES, STAGES, watchStages } from './stages.js';
 
 // Builds of the core: pkg/ (WebGPU, and the CPU fallback on one thread), and the CPU fallback
@@ -165,17 +166,22 @@ const textOf = async (response) => response.text();
 // pytorch_model.bin), then preprocessor_config.json where the core says the engine reads one
 // (GroupViT's and SAM's pixel processing; CLIP's is the core's default). The config is
 // described first, so a checkpoint of no known kind fails before its weights download.
-async function fromUrl(base) {
+// With `q8`, model.q8.safetensors (int8 weights) is tried first.
+async function fromUrl(base, q8) {
   const config = await cached(`${base}config.json`, textOf).catch(notFound);
   const { preprocessor: readsPreprocessor } = core.WordMask.describe(config);
   let weights;
-  let weightsName = `${base}model.safetensors`;
-  try {
-    weights = await cached(weightsName, bytesOf('model.safetensors'));
-  } catch (e) {
-    if (e.status !== 404) throw e;
-    weightsName = `${base}pytorch_model.bin`;
-    weights = await cached(weightsName, bytesOf('pytorch_model.bin')).catch(notFound);
+  let weightsName;
+  const names = weightsOrder(q8);
+  for (const [i, name] of names.entries()) {
+    weightsName = `${base}${name}`;
+    try {
+      weights = await cached(weightsName, bytesOf(name));
+      break;
+    } catch (e) {
+      if (e.status !== 404) throw e;
+      if (i === names.length - 1) notFound(e);
+    }
   }
   let preprocessor;
   if (readsPreprocessor) {
@@ -257,11 +263,11 @@ async function handle(data) {
     return { status: 'device', backend: wm.backend, threads, precision: wm.precision, build: core.build };
   }
   if (data.type === 'load') {
-    const { config, weights, weightsName, preprocessor } = data.files ? fromFiles(data.files) : await fromUrl(data.url);
+    const { config, weights, weightsName, preprocessor } = data.files ? fromFiles(data.files) : await fromUrl(data.url, data.q8);
     download = null;
     const loaded = wm.load(config, weights, weightsName, preprocessor);
     if (loaded.role === 'words') await restoreText(config, weights);
-    return { status: 'ready', backend: wm.backend, ...loaded };
+    return { status: 'ready', backend: wm.backend, weights: weightsName.split('/').pop(), ...loaded };
   }
   if (data.type === 'encode') {
     const ms = await wm.encode(data.rgba, data.width, data.height);

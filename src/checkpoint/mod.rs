@@ -14,6 +14,7 @@ mod safetensors;
 
 pub use safetensors::write as write_safetensors_as;
 pub use safetensors::write_f32 as write_safetensors;
+pub use safetensors::{Values, write_values as write_safetensors_values};
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ pub enum StoredDtype {
     BF16,
     I64,
     I32,
+    I8,
     U8,
     Bool,
 }
@@ -48,8 +50,13 @@ impl StoredDtype {
             StoredDtype::F64 | StoredDtype::I64 => 8,
             StoredDtype::F32 | StoredDtype::I32 => 4,
             StoredDtype::F16 | StoredDtype::BF16 => 2,
-            StoredDtype::U8 | StoredDtype::Bool => 1,
+            StoredDtype::I8 | StoredDtype::U8 | StoredDtype::Bool => 1,
         }
+    }
+
+    /// A floating-point type (what weights are stored as, but for int8 ones).
+    pub fn is_float(self) -> bool {
+        matches!(self, StoredDtype::F64 | StoredDtype::F32 | StoredDtype::F16 | StoredDtype::BF16)
     }
 }
 
@@ -93,12 +100,107 @@ pub(crate) fn elements(shape: &[usize]) -> Option<usize> {
 }
 
 /// An opened checkpoint: names, dtypes and shapes of its tensors, bytes borrowed from the input.
+///
+/// Weights quantised to int8 as optimum-quanto stores them (`qint8`: `K._data`, int8 `[out,
+/// ...]`, and `K._scale`, one float per output row, `[out, 1, ...]`; weight = data × scale) are
+/// listed under their own name `K`, as an `I8` tensor of the data's shape:
+/// [`Checkpoint::read_f32`] gives the dequantised values and [`Checkpoint::read_q8`] the int8
+/// values and scales. The activation scales quanto saves beside them (`input_scale`,
+/// `output_scale`) are not listed: only weights are quantised here.
 pub struct Checkpoint<'a> {
     /// Where the bytes came from, for error messages (a path or a URL).
     pub source_name: String,
     entries: BTreeMap<String, TensorEntry<'a>>,
+    /// Quantised weights by their own name: the data's entry, and the scale's key.
+    quantized: BTreeMap<String, (TensorEntry<'a>, String)>,
+    /// Keys listed under another name (`._data`, `._scale`) or not at all (activation scales).
+    folded: std::collections::BTreeSet<String>,
     /// The file behind `Storage::Range` entries.
     source: Option<Box<dyn ByteSource + 'a>>,
+}
+
+/// The suffixes optimum-quanto gives a quantised weight's int8 values and its scales.
+pub const Q_DATA: &str = "._data";
+pub const Q_SCALE: &str = "._scale";
+
+/// `values` (`rows` rows, row-major) quantised to int8 with one scale per row, as
+/// optimum-quanto's `qint8` weights are (`absmax_scale` over all axes but the first, then
+/// `round(value / scale)` clamped to int8, rounding half to even as torch does): scale = the
+/// row's largest magnitude / 127. A row of zeros gets scale 0 (and values 0).
+pub fn quantize_rows(values: &[f32], rows: usize) -> (Vec<i8>, Vec<f32>) {
+    let per_row = values.len().checked_div(rows).unwrap_or(0);
+    let mut q = Vec::with_capacity(values.len());
+    let mut scales = Vec::with_capacity(rows);
+    for row in values.chunks(per_row.max(1)).take(rows) {
+        let absmax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = absmax / 127.0;
+        scales.push(scale);
+        q.extend(
+            row.iter().map(|&v| if scale > 0.0 { (v / scale).round_ties_even().clamp(-128.0, 127.0) as i8 } else { 0 }),
+        );
+    }
+    (q, scales)
+}
+
+/// Whether `wordmask convert --dtype q8` quantises a tensor, as optimum-quanto picks the
+/// modules it quantises (`Linear` and `Conv2d`, not `Embedding` nor norms): a `*.weight` of
+/// three or more axes (a convolution's, a patch embedding's among them), or of two unless its
+/// name says it is an embedding table or learned tokens.
+pub fn quantizable(name: &str, shape: &[usize]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let table = lower.contains("embed") || lower.contains("token");
+    name.ends_with(".weight")
+        && shape.iter().all(|&d| d > 0)
+        && !lower.contains("norm")
+        && (shape.len() >= 3 || (shape.len() == 2 && !table))
+}
+
+/// Quantised weights of `entries` (see [`Checkpoint`]): by name, the data's entry and the scale's
+/// key; and the keys they fold away. A `._data` without its `._scale`, of another type than
+/// int8, or whose scales are not one per output row (or one for all), is an error naming it.
+#[allow(clippy::type_complexity)]
+fn fold_quantized<'a>(
+    entries: &BTreeMap<String, TensorEntry<'a>>,
+    source: &str,
+) -> Result<(BTreeMap<String, (TensorEntry<'a>, String)>, std::collections::BTreeSet<String>)> {
+    let mut quantized = BTreeMap::new();
+    let mut folded = std::collections::BTreeSet::new();
+    for (name, data) in entries {
+        let Some(base) = name.strip_suffix(Q_DATA) else { continue };
+        let scale_name = format!("{base}{Q_SCALE}");
+        let fail = |reason: String| Error::format(source, format!("quantised tensor {base}: {reason}"));
+        let scale = entries.get(&scale_name).ok_or_else(|| fail(format!("{name} has no {scale_name} beside it")))?;
+        if data.dtype != StoredDtype::I8 {
+            return Err(fail(format!("{name} is stored as {:?}; int8 (qint8) weights are read", data.dtype)));
+        }
+        if !scale.dtype.is_float() {
+            return Err(fail(format!("{scale_name} is stored as {:?}, expected floating point", scale.dtype)));
+        }
+        let rows = data.shape.first().copied().unwrap_or(1);
+        let scales = elements(&scale.shape).unwrap_or(0);
+        if scales != rows && scales != 1 {
+            return Err(fail(format!(
+                "{scale_name} has shape {:?}: one scale per output row ({rows}) or one for all is read",
+                scale.shape
+            )));
+        }
+        if entries.contains_key(base) {
+            return Err(fail(format!("the file holds both {base} and its quantised {name}")));
+        }
+        quantized.insert(base.to_string(), (data.clone(), scale_name.clone()));
+        folded.extend([name.clone(), scale_name]);
+        // The layer's activation scales, saved by quanto whether or not activations are
+        // quantised (weights only are, here).
+        if let Some(layer) = base.strip_suffix(".weight") {
+            for extra in ["input_scale", "output_scale"] {
+                let key = format!("{layer}.{extra}");
+                if entries.contains_key(&key) {
+                    folded.insert(key);
+                }
+            }
+        }
+    }
+    Ok((quantized, folded))
 }
 
 impl<'a> Checkpoint<'a> {
@@ -117,7 +219,8 @@ impl<'a> Checkpoint<'a> {
                 "neither a safetensors file nor a PyTorch zip checkpoint (unrecognised first bytes)",
             ));
         };
-        Ok(Checkpoint { source_name: source_name.to_string(), entries, source: None })
+        let (quantized, folded) = fold_quantized(&entries, source_name)?;
+        Ok(Checkpoint { source_name: source_name.to_string(), entries, quantized, folded, source: None })
     }
 
     /// Open a safetensors file through `source` without copying it: only its header is read
@@ -133,7 +236,8 @@ impl<'a> Checkpoint<'a> {
             return Err(Error::format(source_name, "not a safetensors file (its header does not start with '{')"));
         }
         let entries = safetensors::read_index_from(&*source, source_name)?;
-        Ok(Checkpoint { source_name: source_name.to_string(), entries, source: Some(source) })
+        let (quantized, folded) = fold_quantized(&entries, source_name)?;
+        Ok(Checkpoint { source_name: source_name.to_string(), entries, quantized, folded, source: Some(source) })
     }
 
     /// Whether `bytes` start as a safetensors file does (what [`Checkpoint::from_source`] reads).
@@ -141,21 +245,52 @@ impl<'a> Checkpoint<'a> {
         first_bytes.len() >= 9 && first_bytes[8] == b'{'
     }
 
-    /// Tensor names, sorted.
+    /// Tensor names, sorted (a quantised weight under its own name).
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.entries.keys().map(String::as_str)
+        let mut names: Vec<&str> = self
+            .entries
+            .keys()
+            .filter(|n| !self.folded.contains(*n))
+            .chain(self.quantized.keys())
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        names.into_iter()
     }
 
+    /// A tensor's entry (a quantised weight's: `I8`, its data's shape).
     pub fn get(&self, name: &str) -> Option<&TensorEntry<'a>> {
-        self.entries.get(name)
+        self.entries.get(name).or_else(|| self.quantized.get(name).map(|(data, _)| data))
+    }
+
+    /// Whether `name` is a quantised weight (read it with [`Self::read_q8`]).
+    pub fn is_quantized(&self, name: &str) -> bool {
+        self.quantized.contains_key(name)
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.names().count()
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// A quantised weight's int8 values (row-major, its data's shape) and one scale per output
+    /// row (a single scale repeated): weight = value × its row's scale. Scales that are not
+    /// finite are refused.
+    pub fn read_q8(&self, name: &str) -> Result<(Vec<i8>, Vec<f32>)> {
+        let (data, scale_name) = self
+            .quantized
+            .get(name)
+            .ok_or_else(|| Error::format(&self.source_name, format!("no quantised tensor named {name}")))?;
+        let values: Vec<i8> = self.read(&format!("{name}{Q_DATA}"), false)?.into_iter().map(|v| v as i8).collect();
+        let rows = data.shape.first().copied().unwrap_or(1);
+        let mut scales = self.read(scale_name, true)?;
+        if scales.len() == 1 {
+            scales = vec![scales[0]; rows];
+        }
+        Ok((values, scales))
     }
 
     /// The first stored floating dtype, to report what a checkpoint holds.
@@ -179,6 +314,15 @@ impl<'a> Checkpoint<'a> {
     }
 
     fn read(&self, name: &str, finite: bool) -> Result<Vec<f32>> {
+        if self.quantized.contains_key(name) {
+            let (values, scales) = self.read_q8(name)?;
+            let per_row = values.len().checked_div(scales.len()).unwrap_or(0);
+            return Ok(values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| f32::from(v) * scales[i.checked_div(per_row).unwrap_or(0)])
+                .collect());
+        }
         let fail = |reason: String| Error::format(&self.source_name, format!("tensor {name}: {reason}"));
         let entry = self
             .entries
@@ -225,6 +369,7 @@ fn decode(bytes: &[u8], dtype: StoredDtype, out: &mut Vec<f32>) {
         StoredDtype::F64 => each(bytes, out, |b| f64::from_le_bytes(b) as f32),
         StoredDtype::I64 => each(bytes, out, |b| i64::from_le_bytes(b) as f32),
         StoredDtype::I32 => each(bytes, out, |b| i32::from_le_bytes(b) as f32),
+        StoredDtype::I8 => each(bytes, out, |[b]: [u8; 1]| f32::from(b as i8)),
         StoredDtype::U8 | StoredDtype::Bool => each(bytes, out, |[b]: [u8; 1]| b as f32),
     }
 }
@@ -239,6 +384,7 @@ fn element(bytes: &[u8], at: usize, dtype: StoredDtype) -> f32 {
         StoredDtype::F64 => f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
         StoredDtype::I64 => i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
         StoredDtype::I32 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32,
+        StoredDtype::I8 => f32::from(b[0] as i8),
         StoredDtype::U8 | StoredDtype::Bool => b[0] as f32,
     }
 }
@@ -365,7 +511,7 @@ mod tests {
     fn whole_buffers_decode_as_single_elements_do() {
         let bytes: Vec<u8> = (0..67u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         use StoredDtype::*;
-        for dtype in [F64, F32, F16, BF16, I64, I32, U8, Bool] {
+        for dtype in [F64, F32, F16, BF16, I64, I32, I8, U8, Bool] {
             let size = dtype.size();
             let mut got = vec![-1.0];
             decode(&bytes, dtype, &mut got);

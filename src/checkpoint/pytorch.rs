@@ -19,6 +19,7 @@ fn storage_dtype(storage_type: &str) -> Option<StoredDtype> {
         "DoubleStorage" => StoredDtype::F64,
         "LongStorage" => StoredDtype::I64,
         "IntStorage" => StoredDtype::I32,
+        "CharStorage" => StoredDtype::I8,
         "ByteStorage" => StoredDtype::U8,
         "BoolStorage" => StoredDtype::Bool,
         _ => return None,

@@ -74,6 +74,7 @@ fn parse<'a>(
             "BF16" => StoredDtype::BF16,
             "I64" => StoredDtype::I64,
             "I32" => StoredDtype::I32,
+            "I8" => StoredDtype::I8,
             "U8" => StoredDtype::U8,
             "BOOL" => StoredDtype::Bool,
             other => return Err(Error::format(source, format!("tensor {name}: unsupported dtype {other}"))),
@@ -134,7 +135,42 @@ pub fn write_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> 
 /// [`write_f32`], each value stored as IEEE half (`F16`) when `half`: values beyond its range
 /// (65504) are refused, naming the tensor, rather than stored as infinities.
 pub fn write(tensors: &[(String, Vec<usize>, Vec<f32>)], half: bool) -> Result<Vec<u8>> {
-    let (dtype, size) = if half { ("F16", 2) } else { ("F32", 4) };
+    let values: Vec<(&str, &[usize], Values<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, v)| (name.as_str(), shape.as_slice(), if half { Values::F16(v) } else { Values::F32(v) }))
+        .collect();
+    write_values(&values)
+}
+
+/// A tensor's values as [`write_values`] stores them.
+#[derive(Debug, Clone, Copy)]
+pub enum Values<'v> {
+    F32(&'v [f32]),
+    /// Stored as IEEE half; values beyond its range (65504) are refused.
+    F16(&'v [f32]),
+    I8(&'v [i8]),
+}
+
+impl Values<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Values::F32(v) | Values::F16(v) => v.len(),
+            Values::I8(v) => v.len(),
+        }
+    }
+
+    fn dtype(&self) -> (&'static str, usize) {
+        match self {
+            Values::F32(_) => ("F32", 4),
+            Values::F16(_) => ("F16", 2),
+            Values::I8(_) => ("I8", 1),
+        }
+    }
+}
+
+/// A safetensors file of `(name, shape, values)`, each tensor stored as its [`Values`] say, in
+/// the order given.
+pub fn write_values(tensors: &[(&str, &[usize], Values<'_>)]) -> Result<Vec<u8>> {
     let mut header = serde_json::Map::new();
     let mut offset = 0usize;
     for (name, shape, values) in tensors {
@@ -142,11 +178,17 @@ pub fn write(tensors: &[(String, Vec<usize>, Vec<f32>)], half: bool) -> Result<V
         if count != values.len() {
             return Err(Error::invalid(format!("tensor {name}: {} values for shape {shape:?}", values.len())));
         }
-        if half && let Some(v) = values.iter().find(|v| v.is_finite() && v.abs() > f32::from(half::f16::MAX)) {
+        if let Values::F16(v) = values
+            && let Some(v) = v.iter().find(|v| v.is_finite() && v.abs() > f32::from(half::f16::MAX))
+        {
             return Err(Error::invalid(format!("tensor {name} holds {v}, beyond half precision's range (65504)")));
         }
+        let (dtype, size) = values.dtype();
         let end = offset + size * count;
-        header.insert(name.clone(), serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, end]}));
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, end]}),
+        );
         offset = end;
     }
     let mut json = serde_json::Value::Object(header).to_string().into_bytes();
@@ -158,12 +200,10 @@ pub fn write(tensors: &[(String, Vec<usize>, Vec<f32>)], half: bool) -> Result<V
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&json);
     for (_, _, values) in tensors {
-        for &v in values {
-            if half {
-                out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes());
-            } else {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
+        match values {
+            Values::F32(v) => v.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+            Values::F16(v) => v.iter().for_each(|&v| out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes())),
+            Values::I8(v) => out.extend(v.iter().map(|&v| v as u8)),
         }
     }
     Ok(out)

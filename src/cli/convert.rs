@@ -1,5 +1,7 @@
 //! `wordmask convert`: a checkpoint folder rewritten with its weights stored in half precision
-//! (half the download and the page's cache; the precision of the compute is `--precision`'s) or in f32: `config.json` and
+//! (half the download and the page's cache; the precision of the compute is `--precision`'s), in
+//! f32, or as int8 (`q8`: linear and convolution weights in optimum-quanto's `qint8` layout, the
+//! rest f16): `config.json` and
 //! `preprocessor_config.json` copied, every floating tensor converted into one
 //! `model.safetensors`, what inference never reads (integer buffers such as `position_ids`, batch
 //! norm's step counters) left out and listed.
@@ -10,13 +12,18 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::files::{ModelFiles, model_paths};
-use wordmask::checkpoint::{Checkpoint, StoredDtype, write_safetensors_as};
+use wordmask::checkpoint::{
+    Checkpoint, Q_DATA, Q_SCALE, Values, quantizable, quantize_rows, write_safetensors_as, write_safetensors_values,
+};
 use wordmask::files::{check_model_folder, write_bytes};
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 pub enum Dtype {
     F16,
     F32,
+    /// The weights of linear layers and convolutions as int8 with one f32 scale per output (in
+    /// optimum-quanto's `qint8` layout: `<name>._data`, `<name>._scale`), the rest as f16.
+    Q8,
 }
 
 #[derive(Args)]
@@ -27,8 +34,13 @@ pub struct ConvertArgs {
     model: String,
     /// Folder to write (created if missing; not the model's own folder, nor one that holds
     /// another model unless --force).
+    #[arg(long, required_unless_present = "beside", conflicts_with = "beside")]
+    out: Option<PathBuf>,
+    /// With --dtype q8: write `model.q8.safetensors` into the model's own folder, beside its
+    /// weights, which the page offers in their place ("int8 weights where the folder has
+    /// them"); nothing else in the folder changes.
     #[arg(long)]
-    out: PathBuf,
+    beside: bool,
     /// Replace the model a folder already holds.
     #[arg(long)]
     force: bool,
@@ -58,9 +70,28 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     if args.heads.is_some() {
         bail!("--heads is for --from moco-v3");
     }
+    if args.beside && args.dtype != Dtype::Q8 {
+        bail!("--beside writes model.q8.safetensors: it goes with --dtype q8");
+    }
     let files = ModelFiles::open(&args.model)?;
     let inputs = model_paths(&args.model);
-    check_model_folder("--out", &args.out, &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(), args.force)?;
+    let beside = if args.beside {
+        let folder = Path::new(&args.model);
+        if !folder.is_dir() {
+            bail!("--beside writes into the model's folder: --model {} is not a local folder", args.model);
+        }
+        let path = folder.join(Q8_BESIDE);
+        if path.exists() && !args.force {
+            bail!("{} exists: pass --force to replace it", path.display());
+        }
+        Some(path)
+    } else {
+        None
+    };
+    let out = args.out.clone().unwrap_or_default();
+    if beside.is_none() {
+        check_model_folder("--out", &out, &inputs.iter().map(PathBuf::as_path).collect::<Vec<_>>(), args.force)?;
+    }
     let name = files.weights_path.display().to_string();
     let checkpoint = Checkpoint::from_bytes(files.weights(), &name)?;
     let mut names: Vec<&str> = checkpoint.names().collect();
@@ -68,21 +99,35 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     let (mut tensors, mut left_out) = (Vec::new(), Vec::new());
     for name in names {
         let entry = checkpoint.get(name).expect("listed");
-        if matches!(entry.dtype, StoredDtype::F32 | StoredDtype::F16 | StoredDtype::BF16 | StoredDtype::F64) {
+        // A quantised weight reads back dequantised (and is quantised again for q8).
+        if entry.dtype.is_float() || checkpoint.is_quantized(name) {
             tensors.push((name.to_string(), entry.shape.clone(), checkpoint.read_finite_f32(name)?));
         } else {
             left_out.push(format!("{name} ({:?})", entry.dtype));
         }
     }
-    let bytes = write_safetensors_as(&tensors, args.dtype == Dtype::F16)?;
+    let bytes = match args.dtype {
+        Dtype::Q8 => write_q8(&tensors)?,
+        dtype => write_safetensors_as(&tensors, dtype == Dtype::F16)?,
+    };
     // The written file reads back with the loader every command uses.
     Checkpoint::from_bytes(&bytes, "the converted model.safetensors").context("the written file does not read back")?;
-    let config = [("preprocessor_config.json", files.preprocessor.as_deref()), ("config.json", Some(&files.config))];
-    write_model_folder(&args.out, &bytes, &config)?;
+    let written = match &beside {
+        Some(path) => {
+            write_bytes(path, &bytes)?;
+            path.clone()
+        }
+        None => {
+            let config =
+                [("preprocessor_config.json", files.preprocessor.as_deref()), ("config.json", Some(&files.config))];
+            write_model_folder(&out, &bytes, &config)?;
+            out.clone()
+        }
+    };
     let mib = |n: usize| n as f64 / (1 << 20) as f64;
     println!(
         "wrote {}: {} tensors as {:?}, {:.1} MiB (from {:.1} MiB)",
-        args.out.display(),
+        written.display(),
         tensors.len(),
         args.dtype,
         mib(bytes.len()),
@@ -92,6 +137,38 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         println!("  left out (not read by inference): {}", left_out.join(", "));
     }
     Ok(())
+}
+
+/// The name `--beside` gives int8 weights in the model's own folder (the page's choice).
+pub const Q8_BESIDE: &str = "model.q8.safetensors";
+
+/// `tensors` with the weights [`quantizable`] picks as int8 and one f32 scale per output row
+/// (`<name>._data` `[out, ...]`, `<name>._scale` `[out, 1, ...]`, as optimum-quanto saves a
+/// `qint8` weight), the others as f16.
+fn write_q8(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
+    let mut quantised = Vec::new();
+    for (name, shape, values) in tensors {
+        if quantizable(name, shape) {
+            let (q, scales) = quantize_rows(values, shape[0]);
+            let mut scale_shape = vec![1; shape.len()];
+            scale_shape[0] = shape[0];
+            quantised.push((name.as_str(), q, scales, scale_shape));
+        }
+    }
+    let names: Vec<(String, String)> =
+        quantised.iter().map(|(name, ..)| (format!("{name}{Q_DATA}"), format!("{name}{Q_SCALE}"))).collect();
+    let mut stored: Vec<(&str, &[usize], Values<'_>)> = Vec::new();
+    for (name, shape, values) in tensors {
+        match quantised.iter().position(|(q, ..)| q == name) {
+            Some(i) => {
+                let (_, q, scales, scale_shape) = &quantised[i];
+                stored.push((&names[i].0, shape, Values::I8(q)));
+                stored.push((&names[i].1, scale_shape, Values::F32(scales)));
+            }
+            None => stored.push((name, shape, Values::F16(values))),
+        }
+    }
+    Ok(write_safetensors_values(&stored)?)
 }
 
 /// A checkpoint folder written so that it never mixes two models: the weights first (the other
@@ -125,18 +202,25 @@ fn moco_v3(args: &ConvertArgs) -> Result<()> {
     if !path.is_file() {
         bail!("--model {}: a MoCo v3 checkpoint is one file (e.g. vit-b-300ep.pth.tar)", args.model);
     }
-    check_model_folder("--out", &args.out, &[path], args.force)?;
+    if args.beside {
+        bail!("--beside is for a checkpoint folder, not --from moco-v3");
+    }
+    let out = args.out.clone().unwrap_or_default();
+    check_model_folder("--out", &out, &[path], args.force)?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", args.model))?;
     let checkpoint = Checkpoint::from_bytes(&bytes, &args.model)?;
     let (config, tensors) = wordmask::vit::moco::convert(&checkpoint, args.heads)?;
-    let weights = write_safetensors_as(&tensors, args.dtype == Dtype::F16)?;
+    let weights = match args.dtype {
+        Dtype::Q8 => write_q8(&tensors)?,
+        dtype => write_safetensors_as(&tensors, dtype == Dtype::F16)?,
+    };
     Checkpoint::from_bytes(&weights, "the converted model.safetensors")
         .context("the written file does not read back")?;
     let config = serde_json::to_string_pretty(&config)? + "\n";
-    write_model_folder(&args.out, &weights, &[("preprocessor_config.json", None), ("config.json", Some(&config))])?;
+    write_model_folder(&out, &weights, &[("preprocessor_config.json", None), ("config.json", Some(&config))])?;
     println!(
         "wrote {}: MoCo v3's base encoder as a ViTModel ({} tensors as {:?}; the momentum encoder, heads and optimiser state left out)",
-        args.out.display(),
+        out.display(),
         tensors.len(),
         args.dtype
     );

@@ -28,7 +28,7 @@ pub struct EvalArgs {
     #[arg(long, value_enum)]
     format: Format,
     /// Class-name file (one class per line, synonyms separated by commas); default: the
-    /// format's own list.
+    /// protocol's list where its repository has its own, else the format's.
     #[arg(long)]
     classes: Option<PathBuf>,
     /// Evaluate only the first N images (with --protocol fss, episodes).
@@ -93,7 +93,9 @@ enum Source {
 /// The classes scored, and how ground-truth values map onto them: the format's values, or
 /// with a fold class 0 and the fold's classes (every other value becomes 0).
 fn scored_classes(args: &EvalArgs) -> Result<(Vec<Label>, Vec<u8>)> {
-    let classes: Vec<Label> = match (&args.classes, args.format.classes()) {
+    // A protocol's repository may prompt with its own class list (GroupViT's mmseg names, say).
+    let own = args.protocol.and_then(|p| p.classes(args.format)).or(args.format.classes());
+    let classes: Vec<Label> = match (&args.classes, own) {
         (Some(path), _) => parse_class_file(
             &std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
         )?,

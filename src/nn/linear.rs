@@ -50,11 +50,23 @@ impl Linear {
     pub fn load_shaped<const D: usize>(mut p: Scope, stored: [usize; D], bias: bool) -> Self {
         let (d_out, d_in) = (stored[0], stored[1..].iter().product::<usize>());
         if p.packs_linear() && Kernel::on(p.device()) == Kernel::Host {
-            let weight = p.host("weight", &stored).unwrap_or_else(|| vec![0.0; d_out * d_in]);
+            // An int8 weight stays int8 in its panels (the product dequantises a slice at a time).
+            let q8 = if p.quantized("weight") { p.host_q8("weight", &stored) } else { None };
+            let weight = match &q8 {
+                Some(_) => Vec::new(),
+                None if p.quantized("weight") => vec![0.0; d_out * d_in],
+                None => p.host("weight", &stored).unwrap_or_else(|| vec![0.0; d_out * d_in]),
+            };
             let bias_values = bias.then(|| p.host("bias", &[d_out]).unwrap_or_else(|| vec![0.0; d_out]));
             // The checkpoint's values, as for a layer on the device (the panels' padding aside).
-            p.count_uploaded((weight.len() + bias_values.as_ref().map_or(0, Vec::len)) * size_of::<f32>());
-            let packed = PackedWeight::from_out_in(&weight, d_out, d_in, bias_values);
+            let weight_bytes = q8.as_ref().map_or(weight.len() * size_of::<f32>(), |(values, scales)| {
+                values.len() + scales.len() * size_of::<f32>()
+            });
+            p.count_uploaded(weight_bytes + bias_values.as_ref().map_or(0, Vec::len) * size_of::<f32>());
+            let packed = match q8 {
+                Some((values, scales)) => PackedWeight::from_q8_out_in(&values, &scales, d_out, d_in, bias_values),
+                None => PackedWeight::from_out_in(&weight, d_out, d_in, bias_values),
+            };
             let weight = Tensor::<2>::zeros([1, 1], p.device()).expand([d_in, d_out]);
             return Linear { weight, bias: None, transposed: true, kernel: LinearKernel::Packed(packed) };
         }

@@ -75,7 +75,7 @@ export async function workerClient() {
       client.threads = threads;
       return client.openDevice().then((d) => ({ status: 'device', ...d }));
     },
-    load: ({ url, files }) => client.load(url ?? files).then((r) => ({ status: 'ready', ...r })),
+    load: ({ url, files, q8 }) => client.load(url ?? files, { q8 }).then((r) => ({ status: 'ready', ...r })),
     segment: (request) => client.segment(request).then((r) => ({ status: 'result', ...r })),
   };
   window.ask = (request) => calls[request.type](request).catch((e) => ({ status: 'error', message: e.message, code: e.code, name: e.name }));

@@ -30,6 +30,7 @@ mod parity_ovsam;
 mod parity_sam;
 mod parity_segclip;
 mod preprocess;
+mod q8;
 mod sam_boxes;
 mod semantic;
 mod sharp_edges;

@@ -189,6 +189,150 @@ fn eval_with_a_papers_protocol_uses_its_config_and_yields_to_flags() {
     std::fs::remove_dir_all(&root).ok();
 }
 
+/// The ClearCLIP, GroupViT and SegCLIP protocols: each runs its repository's config through its
+/// own engine (the same scores as the settings typed by hand), prompts with the repository's own
+/// class names unless a class file is given, and refuses a checkpoint of another engine or a
+/// dataset its repository has no config for.
+#[test]
+fn eval_protocols_of_clearclip_groupvit_and_segclip() {
+    let root = std::env::temp_dir().join(format!("wordmask-voc-presets-{}", std::process::id()));
+    for sub in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let ids = ["red", "green", "blue", "yellow"];
+    let truth = Scene::load().paint(&root.join("JPEGImages/scene.jpg"));
+    let gt: Vec<u8> =
+        truth.iter().map(|name| ids.iter().position(|i| *i == name.as_str()).unwrap() as u8 + 1).collect();
+    image::GrayImage::from_raw(448, 336, gt).unwrap().save(root.join("SegmentationClass/scene.png")).unwrap();
+    std::fs::write(root.join("ImageSets/Segmentation/val.txt"), "scene\n").unwrap();
+    let classes = root.join("classes.txt");
+    std::fs::write(&classes, "background\nred\ngreen\nblue\nyellow\n").unwrap();
+    let eval = |model: &str, extra: &[&str]| {
+        Cli::new("eval").fixture(model).arg("--dataset", &root).args(["--format", "voc21", "--json"]).args(extra).run()
+    };
+    let run = |model: &str, extra: &[&str]| {
+        let out = eval(model, extra);
+        assert!(out.status.success(), "{model} {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let file = classes.to_str().unwrap();
+    // (protocol, checkpoint, engine, window, stride, threshold, the same settings typed)
+    let cases: [(&str, &str, &str, u64, u64, f64, &[&str]); 3] = [
+        (
+            "clearclip",
+            "semantic-colours",
+            "dense",
+            448,
+            224,
+            0.5,
+            &[
+                "--method",
+                "clearclip",
+                "--templates",
+                "imagenet80",
+                "--short-side",
+                "448",
+                "--rounding",
+                "mmcv",
+                "--window",
+                "448",
+                "--stride",
+                "224",
+                "--logit-scale",
+                "50",
+                "--positions",
+                "scale-factor",
+                "--threshold",
+                "0.5",
+                "--threshold-on",
+                "merged",
+            ],
+        ),
+        (
+            "groupvit",
+            "semantic-colours-groupvit",
+            "groupvit",
+            448,
+            224,
+            0.95,
+            &[
+                "--templates",
+                "single",
+                "--short-side",
+                "448",
+                "--rounding",
+                "mmcv",
+                "--window",
+                "448",
+                "--stride",
+                "224",
+                "--threshold",
+                "0.95",
+            ],
+        ),
+        (
+            "segclip",
+            "semantic-colours-segclip",
+            "segclip",
+            224,
+            224,
+            0.8,
+            &[
+                "--templates",
+                "single",
+                "--short-side",
+                "224",
+                "--rounding",
+                "mmcv",
+                "--window",
+                "224",
+                "--stride",
+                "224",
+                "--threshold",
+                "0.8",
+            ],
+        ),
+    ];
+    for (protocol, model, engine, window, stride, threshold, typed) in cases {
+        let paper = run(model, &["--protocol", protocol, "--classes", file]);
+        let w = &paper["windows"];
+        assert_eq!(
+            (paper["engine"].as_str(), w["window"].as_u64(), w["stride"].as_u64(), w["rounding"].as_str()),
+            (Some(engine), Some(window), Some(stride), Some("mmcv")),
+            "{protocol}: {paper}"
+        );
+        assert!((paper["threshold"].as_f64().unwrap() - threshold).abs() < 1e-6, "{protocol}: {paper}");
+        let by_hand = run(model, &[&["--classes", file][..], typed].concat());
+        assert_eq!(
+            (paper["miou"].as_f64(), paper["classes"].clone()),
+            (by_hand["miou"].as_f64(), by_hand["classes"].clone()),
+            "{protocol}"
+        );
+        // Without a class file the repository's own names are scored: ClearCLIP's one
+        // "background" word and "tvmonitor", GroupViT's and SegCLIP's mmseg names.
+        let own = run(model, &["--protocol", protocol, "--limit", "1"]);
+        let names: Vec<&str> =
+            own["classes"].as_array().unwrap().iter().map(|c| c["class"].as_str().unwrap()).collect();
+        let expected = if protocol == "clearclip" { ("background", "tvmonitor") } else { ("background", "monitor") };
+        assert_eq!((names.len(), names[0], names[20]), (21, expected.0, expected.1), "{protocol}");
+    }
+    // A checkpoint of another engine, and a dataset the repository has no config for.
+    let wrong = eval("semantic-colours", &["--protocol", "groupvit", "--classes", file]);
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success() && err.contains("groupvit"), "{err}");
+    let voc20 = Cli::new("eval")
+        .fixture("semantic-colours-segclip")
+        .arg("--dataset", &root)
+        .args(["--format", "voc20", "--protocol", "segclip"])
+        .run();
+    let err = String::from_utf8_lossy(&voc20.stderr);
+    assert!(
+        !voc20.status.success() && err.contains("segclip protocol has configs for voc21, context60, coco-object"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).ok();
+}
+
 /// `wordmask sam` with the hand-built colour SAM (tests/fixtures/sam-colours, tools/build_colour_sam.py):
 /// a click inside each region of the scene gives that region (IoU ≥ 0.9), and the colour CLIP
 /// names it with its colour word.

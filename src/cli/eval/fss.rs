@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use clap::ValueEnum;
 use serde_json::json;
 
 use super::EvalArgs;
@@ -51,7 +50,7 @@ enum Source {
 
 pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(p) = args.protocol.filter(|p| *p != Protocol::Fss) {
-        bail!("{:?} is scored by episodes: --protocol fss, not {p:?}", args.format);
+        bail!("{} is scored by episodes: --protocol fss, not {}", args.format.name(), format!("{p:?}").to_lowercase());
     }
     Protocol::Fss.settings(args.format)?;
     if args.limit == Some(0) {
@@ -128,12 +127,12 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 fn episodes(args: &EvalArgs) -> Result<(Episodes, Vec<Label>, usize)> {
     let listed = |benchmark: Benchmark| -> Result<(Episodes, Vec<Label>, usize)> {
         let Some(fold) = args.fold else {
-            bail!("--format {:?} needs --fold 0, 1, 2 or 3", args.format);
+            bail!("--format {} needs --fold 0, 1, 2 or 3", args.format.name());
         };
         let Some(splits) = &args.splits else {
             bail!(
-                "--format {:?} needs --splits DIR: HSNet's split lists (pascal/val/fold<N>.txt, coco/val/fold<N>.pkl)",
-                args.format
+                "--format {} needs --splits DIR: HSNet's split lists (pascal/val/fold<N>.txt, coco/val/fold<N>.pkl)",
+                args.format.name()
             );
         };
         let list = fold_episodes(benchmark, splits, fold)?;
@@ -166,7 +165,7 @@ fn episodes(args: &EvalArgs) -> Result<(Episodes, Vec<Label>, usize)> {
             let all = 4 * plan.len();
             Ok((Episodes::Mosaics { plan, images }, names, args.limit.unwrap_or(all).min(all)))
         }
-        other => bail!("--protocol fss scores pascal5i, coco20i or mosaic4, not {other:?}"),
+        other => bail!("--protocol fss scores pascal5i, coco20i or mosaic4, not {}", other.name()),
     }
 }
 
@@ -187,10 +186,10 @@ fn class_names(args: &EvalArgs, splits: &Path, needed: usize) -> Result<Vec<Labe
     };
     if names.len() < needed {
         bail!(
-            "{} has {} lines; {:?} needs {needed} (background, then each class value's name)",
+            "{} has {} lines; {} needs {needed} (background, then each class value's name)",
             path.map(|p| p.display().to_string()).unwrap_or_else(|| "the class list".into()),
             names.len(),
-            args.format
+            args.format.name()
         );
     }
     Ok(names)
@@ -322,7 +321,7 @@ fn report(args: &EvalArgs, names: &[Label], metric: &EpisodeMetric, summary: &se
         let classes: Vec<_> =
             shown.iter().map(|&c| json!({"class": names[c].name, "value": c, "iou": scores.iou[c]})).collect();
         let out = json!({
-            "protocol": "fss", "format": args.format.to_possible_value().map(|v| v.get_name().to_string()), "fold": args.fold,
+            "protocol": "fss", "format": args.format.name(), "fold": args.fold,
             "episodes": metric.counted + metric.skipped, "counted": metric.counted, "skipped": metric.skipped,
             "miou": scores.miou, "fb_iou": scores.fb_iou, "classes": classes,
             "engine": summary["engine"], "method": summary["method"], "threshold": summary["threshold"]

@@ -49,8 +49,22 @@ const PARALLEL_WORK: usize = 1 << 18;
 pub struct PackedWeight {
     k: usize,
     n: usize,
-    panels: Arc<[f32]>,
+    panels: Panels,
     bias: Option<Arc<[f32]>>,
+}
+
+/// The panels' values: f32, or int8 with one scale per column (per output of the layer), which
+/// the product turns into f32 a depth slice of one panel at a time, just before its tiles read
+/// it: the weight stays int8 in memory, and the slice (8 KiB in the web build, 256 KiB natively)
+/// stays in cache for every row of the band.
+#[derive(Debug, Clone)]
+enum Panels {
+    F32(Arc<[f32]>),
+    Q8 {
+        values: Arc<[i8]>,
+        /// One per column, zero-padded to whole panels.
+        scales: Arc<[f32]>,
+    },
 }
 
 impl PackedWeight {
@@ -70,7 +84,37 @@ impl PackedWeight {
                 }
             }
         }
-        PackedWeight { k, n, panels: panels.into(), bias: None }
+        PackedWeight { k, n, panels: Panels::F32(panels.into()), bias: None }
+    }
+
+    /// From an int8 weight in PyTorch's `[out, in]` = `[n, k]` layout (`values`), one scale per
+    /// output (`scales`, `n`: weight = value × scale, as optimum-quanto's `qint8` stores it),
+    /// and a bias of `n`.
+    pub fn from_q8_out_in(values: &[i8], scales: &[f32], n: usize, k: usize, bias: Option<Vec<f32>>) -> Self {
+        assert_eq!((values.len(), scales.len()), (n * k, n), "a [{n}, {k}] int8 weight and {n} scales");
+        let mut panels = vec![0i8; n.div_ceil(PANEL) * k * PANEL];
+        if k > 0 {
+            for (p, panel) in panels.chunks_exact_mut(k * PANEL).enumerate() {
+                for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                    for (c, slot) in row.iter_mut().enumerate().take(n - p * PANEL) {
+                        *slot = values[(p * PANEL + c) * k + kk];
+                    }
+                }
+            }
+        }
+        let mut padded = scales.to_vec();
+        padded.resize(n.div_ceil(PANEL) * PANEL, 0.0);
+        let panels = Panels::Q8 { values: panels.into(), scales: padded.into() };
+        PackedWeight { k, n, panels, bias: bias.map(Into::into) }
+    }
+
+    /// Bytes the weight holds on the host (its panels, their scales and the bias).
+    pub fn bytes(&self) -> usize {
+        let panels = match &self.panels {
+            Panels::F32(values) => values.len() * size_of::<f32>(),
+            Panels::Q8 { values, scales } => values.len() + scales.len() * size_of::<f32>(),
+        };
+        panels + self.bias.as_ref().map_or(0, |b| b.len() * size_of::<f32>())
     }
 
     /// From PyTorch's `[out, in]` = `[n, k]` layout (`values`), and a bias of `n`.
@@ -117,11 +161,34 @@ impl PackedWeight {
         }
         assert!(x_stride >= k && x.len() >= (m - 1) * x_stride + k, "[{m}, {k}] rows {x_stride} apart");
         assert!(out_stride >= n && out.len() >= (m - 1) * out_stride + n, "[{m}, {n}] rows {out_stride} apart");
-        for k0 in (0..k).step_by(DEPTH) {
-            let depth = k0..(k0 + DEPTH).min(k);
-            for (p, panel) in self.panels.chunks_exact(k * PANEL).enumerate() {
-                let cols = PANEL.min(n - p * PANEL);
-                tiles(x, x_stride, m, depth.clone(), panel, &mut out[p * PANEL..], out_stride, cols);
+        match &self.panels {
+            Panels::F32(panels) => {
+                for k0 in (0..k).step_by(DEPTH) {
+                    let depth = k0..(k0 + DEPTH).min(k);
+                    for (p, panel) in panels.chunks_exact(k * PANEL).enumerate() {
+                        let cols = PANEL.min(n - p * PANEL);
+                        tiles(x, x_stride, m, depth.clone(), panel, &mut out[p * PANEL..], out_stride, cols);
+                    }
+                }
+            }
+            Panels::Q8 { values, scales } => {
+                // One panel's depth slice in f32 at a time; the tiles read it from depth 0, with
+                // `x` from the slice's first column.
+                let mut slice = vec![0f32; DEPTH.min(k) * PANEL];
+                for k0 in (0..k).step_by(DEPTH) {
+                    let len = DEPTH.min(k - k0);
+                    for (p, panel) in values.chunks_exact(k * PANEL).enumerate() {
+                        let cols = PANEL.min(n - p * PANEL);
+                        let scale = &scales[p * PANEL..][..PANEL];
+                        let stored = &panel[k0 * PANEL..][..len * PANEL];
+                        for (row, q) in slice.chunks_exact_mut(PANEL).zip(stored.chunks_exact(PANEL)) {
+                            for ((v, &q), &s) in row.iter_mut().zip(q).zip(scale) {
+                                *v = f32::from(q) * s;
+                            }
+                        }
+                        tiles(&x[k0..], x_stride, m, 0..len, &slice, &mut out[p * PANEL..], out_stride, cols);
+                    }
+                }
             }
         }
     }
@@ -694,9 +761,10 @@ mod tests {
         }
         let (k, n) = (300, PANEL + 13);
         let w = PackedWeight::from_out_in(&values(n * k, 0.41), n, k, None);
+        let Panels::F32(panels) = &w.panels else { unreachable!("an f32 weight") };
         for m in 1..=2 * ROWS + 1 {
             let x = values(m * k, 1.9);
-            for (p, panel) in w.panels.chunks_exact(k * PANEL).enumerate() {
+            for (p, panel) in panels.chunks_exact(k * PANEL).enumerate() {
                 let cols = PANEL.min(n - p * PANEL);
                 let start = values(m * n, 3.7);
                 let (mut plain, mut wide) = (start.clone(), start);
@@ -708,6 +776,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An int8 weight multiplies as its dequantised f32 copy does (value × its column's scale),
+    /// over depths longer than one slice and a partial last panel, with a bias; one scale moved
+    /// to the wrong column fails it.
+    #[test]
+    fn int8_panels_multiply_as_their_dequantised_weight() {
+        let (m, k, n) = (2 * ROWS + 3, DEPTH + 37, 2 * PANEL + 5);
+        let q: Vec<i8> = (0..n * k).map(|i| ((i * 37 + 11) % 255) as i32 as i8).collect();
+        let scales: Vec<f32> = (0..n).map(|o| 0.001 + 0.0005 * o as f32).collect();
+        let bias = values(n, 0.9);
+        let x = values(m * k, 1.3);
+        let dequantised: Vec<f32> = q.iter().enumerate().map(|(i, &v)| f32::from(v) * scales[i / k]).collect();
+        let want = PackedWeight::from_out_in(&dequantised, n, k, Some(bias.clone())).matmul(&x, m);
+        let packed = PackedWeight::from_q8_out_in(&q, &scales, n, k, Some(bias.clone()));
+        assert!(packed.bytes() < n * k * 2, "int8 panels: {} bytes", packed.bytes());
+        let got = packed.matmul(&x, m);
+        for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "value {i}: {a} vs {b}");
+        }
+        let mut swapped = scales.clone();
+        swapped.swap(1, n - 1);
+        let wrong = PackedWeight::from_q8_out_in(&q, &swapped, n, k, Some(bias)).matmul(&x, m);
+        assert!(want.iter().zip(&wrong).any(|(a, b)| (a - b).abs() > 1e-3 * (1.0 + a.abs())));
     }
 
     /// Several layers side by side give each layer's product in its own columns.
