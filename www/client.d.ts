@@ -220,6 +220,8 @@ export interface Device {
   precision: string;
   /** The module that runs the model: pkg/ ('main') or one of the CPU fallback's. */
   build: 'main' | 'cpu-relaxed' | 'threads' | 'threads-relaxed';
+  /** On WebGPU, the adapter as the browser describes it (fields it withholds are empty). */
+  adapter: { vendor: string; architecture: string; device: string; description: string; f16: boolean } | null;
 }
 
 export interface Ready {

@@ -14,7 +14,8 @@
 //      {id, type: 'exportFolder', request, cocoParts}   a folder's class lists and merged COCO file (at once)
 //      {id, type: 'wordObjects', labels, labelMap, confidence, width, height}   the words' regions as objects (at once)
 //      {type: 'cancel'}                               stops a download
-// Out: {id, status: 'device', backend, threads, precision, build}   build: 'main' (pkg/), 'cpu-relaxed', 'threads' or 'threads-relaxed'
+// Out: {id, status: 'device', backend, threads, precision, build, adapter}   build: 'main' (pkg/), 'cpu-relaxed', 'threads' or 'threads-relaxed';
+//        adapter (WebGPU): {vendor, architecture, device, description, f16} as the browser gives them
 //      | {id, status: 'ready', backend, weights, role, engine, defaults?, names?}   weights: the file read
 //      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence, engine, method, timings}
 //        (with `sharp`, also objects, counts, instances, encodeMs, masksMs)
@@ -253,6 +254,19 @@ async function keepText() {
   }
 }
 
+// What the browser says of its WebGPU adapter (`GPUAdapterInfo`: vendor, architecture, device,
+// description, some of which a browser may leave empty), and whether it offers `shader-f16`.
+async function adapterInfo() {
+  try {
+    const adapter = await navigator.gpu?.requestAdapter();
+    if (!adapter) return null;
+    const { vendor = '', architecture = '', device = '', description = '' } = adapter.info ?? {};
+    return { vendor, architecture, device, description, f16: adapter.features.has('shader-f16') };
+  } catch {
+    return null;
+  }
+}
+
 async function handle(data) {
   if (data.type === 'init') {
     const backend = data.backend || 'webgpu';
@@ -260,7 +274,8 @@ async function handle(data) {
     core = await choosing;
     wm = await core.WordMask.create(backend, data.precision);
     const threads = wm.backend === 'cpu' ? core.threads() : 1;
-    return { status: 'device', backend: wm.backend, threads, precision: wm.precision, build: core.build };
+    const adapter = wm.backend === 'webgpu' ? await adapterInfo() : null;
+    return { status: 'device', backend: wm.backend, threads, precision: wm.precision, build: core.build, adapter };
   }
   if (data.type === 'load') {
     const { config, weights, weightsName, preprocessor } = data.files ? fromFiles(data.files) : await fromUrl(data.url, data.q8);

@@ -106,6 +106,13 @@ export async function segmentSceneInWorker(url, { webgpu, backend = 'webgpu' }) 
     await page.evaluate(workerClient);
     const device = await page.evaluate((b) => ask({ type: 'init', backend: b }), backend);
     assert.equal(device.status, 'device', JSON.stringify(device));
+    // WebGPU names its adapter (SwiftShader here), and the page shows it.
+    if (device.backend === 'webgpu') {
+      assert.ok(device.adapter && typeof device.adapter.f16 === 'boolean', JSON.stringify(device));
+      assert.match(await page.textContent('#device-info'), /^Device: WebGPU/);
+    } else {
+      assert.equal(device.adapter, null);
+    }
     const ready = await page.evaluate((m) => ask({ type: 'load', url: m }), SCENE_MODEL);
     assert.equal(ready.status, 'ready', JSON.stringify(ready));
     const requests = [];

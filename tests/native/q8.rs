@@ -238,7 +238,8 @@ fn broken_quantised_weights_are_refused_by_name() {
     use wordmask::checkpoint::{Values, write_safetensors_values};
     let data = [1i8, -2, 3, -4, 5, -6];
     let floats6 = [0.5f32; 6];
-    let cases: Vec<(Vec<(&str, &[usize], Values)>, &str)> = vec![
+    type Tensors<'a> = Vec<(&'a str, &'a [usize], Values<'a>)>;
+    let cases: Vec<(Tensors, &str)> = vec![
         (
             vec![
                 ("fc.weight._data", &[2, 3], Values::I8(&data)),

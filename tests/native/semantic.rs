@@ -217,7 +217,8 @@ fn eval_protocols_of_clearclip_groupvit_and_segclip() {
     };
     let file = classes.to_str().unwrap();
     // (protocol, checkpoint, engine, window, stride, threshold, the same settings typed)
-    let cases: [(&str, &str, &str, u64, u64, f64, &[&str]); 3] = [
+    type Case<'a> = (&'a str, &'a str, &'a str, u64, u64, f64, &'a [&'a str]);
+    let cases: [Case; 3] = [
         (
             "clearclip",
             "semantic-colours",
