@@ -1,7 +1,11 @@
 //! Segmentation datasets in their folder layouts (mmsegmentation's, as the dense-CLIP papers
 //! evaluate on them, and a plain folder): which image goes with which label map, each format's
 //! class list and ground-truth values, and the class folds of PASCAL-5i and COCO-20i. What
-//! `eval` scores and `train` learns from; reading the files is the caller's.
+//! `eval` scores and `train` learns from; reading the files is the caller's. The few-shot
+//! benchmarks' episodes are in [`fss`], Mosaic-4's mosaics in [`mosaic`].
+
+pub mod fss;
+pub mod mosaic;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +31,13 @@ pub enum Format {
     Camvid,
     /// DIR/images/* with `DIR/labels/<stem>.png`; needs --classes.
     Folder,
+    /// PASCAL-5i's episodes (`--protocol fss`): HSNet's or Fusioner's PASCAL folder, with
+    /// `--splits`.
+    Pascal5i,
+    /// COCO-20i's episodes (`--protocol fss`): HSNet's COCO 2014 folder, with `--splits`.
+    Coco20i,
+    /// Mosaic-4's episodes (`--protocol fss`), built from an FSS-1000 folder.
+    Mosaic4,
 }
 
 impl Format {
@@ -43,6 +54,9 @@ impl Format {
             Format::Cityscapes => "cityscapes",
             Format::Camvid => "camvid",
             Format::Folder => "folder",
+            Format::Pascal5i => "pascal5i",
+            Format::Coco20i => "coco20i",
+            Format::Mosaic4 => "mosaic4",
         }
     }
 
@@ -58,7 +72,9 @@ impl Format {
             Format::Ade20k => include_str!("../classes/ade20k.txt"),
             Format::Cityscapes => include_str!("../classes/cityscapes.txt"),
             Format::Camvid => include_str!("../classes/camvid.txt"),
-            Format::Folder => return None,
+            Format::Pascal5i => include_str!("../classes/pascal5i.txt"),
+            Format::Coco20i => include_str!("../classes/coco-object.txt"),
+            Format::Folder | Format::Mosaic4 => return None,
         })
     }
 
@@ -71,6 +87,21 @@ impl Format {
             Format::CocoObject => Some(BackgroundDataset::Coco),
             _ => None,
         }
+    }
+
+    /// The few-shot benchmark whose episodes the format holds (Mosaic-4's are built, not
+    /// listed: `None`).
+    pub fn benchmark(self) -> Option<fss::Benchmark> {
+        match self {
+            Format::Pascal5i => Some(fss::Benchmark::Pascal5i),
+            Format::Coco20i => Some(fss::Benchmark::Coco20i),
+            _ => None,
+        }
+    }
+
+    /// Whether the format is scored by episodes (`--protocol fss`) rather than whole label maps.
+    pub fn is_episodes(self) -> bool {
+        matches!(self, Format::Pascal5i | Format::Coco20i | Format::Mosaic4)
     }
 
     /// Ground-truth value -> class index (or the ignore index).
@@ -115,6 +146,10 @@ pub enum Protocol {
     /// SegCLIP (ArrowLuo/SegCLIP @ df09ba2, `seg_segmentation/configs/_base_/datasets/` and
     /// `seg_segmentation/default.yml`); a SegCLIP checkpoint.
     Segclip,
+    /// Fusioner's episodes (chaofanma/Fusioner @ 01985ed, `test.py`) on pascal5i, coco20i or
+    /// mosaic4: one class typed per episode, the engine's own settings (Fusioner's are the
+    /// repository's evaluation).
+    Fss,
 }
 
 impl Protocol {
@@ -151,6 +186,21 @@ impl Protocol {
     pub fn settings(self, format: Format) -> Result<Settings> {
         use Format::*;
         use Protocol::*;
+        if self == Fss || format.is_episodes() {
+            return match (self, format.is_episodes()) {
+                // The engine's own defaults: Fusioner's are the repository's evaluation.
+                (Fss, true) => Ok(Settings::default()),
+                (Fss, false) => Err(Error::invalid(format!(
+                    "--protocol fss scores pascal5i, coco20i or mosaic4, not {}",
+                    format.name()
+                ))),
+                _ => Err(Error::invalid(format!(
+                    "{} is scored by episodes: --protocol fss, not {}",
+                    format.name(),
+                    format!("{self:?}").to_lowercase()
+                ))),
+            };
+        }
         if !self.datasets().contains(&format) {
             let names: Vec<&str> = self.datasets().iter().map(|f| f.name()).collect();
             return Err(Error::invalid(format!(
@@ -384,6 +434,12 @@ pub fn samples(format: Format, root: &Path, split: Split) -> Result<Vec<Sample>>
                 }
                 Err(_) => all,
             }
+        }
+        Format::Pascal5i | Format::Coco20i | Format::Mosaic4 => {
+            return Err(Error::invalid(format!(
+                "{} is scored by episodes, not whole label maps: eval --protocol fss",
+                format.name()
+            )));
         }
         Format::Cityscapes => {
             let mut out = Vec::new();

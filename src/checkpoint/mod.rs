@@ -22,6 +22,13 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+/// A pickled dict of integer keys to lists of strings, as HSNet's COCO-20i split files hold
+/// (class -> image names), read with the checkpoint reader's bounded pickle machine (nothing
+/// is executed); `source_name` names the file in errors.
+pub fn read_string_lists(bytes: &[u8], source_name: &str) -> Result<Vec<(i64, Vec<String>)>> {
+    pickle::int_keyed_string_lists(bytes).map_err(|e| Error::invalid(format!("cannot read {source_name}: {e}")))
+}
+
 /// Element type as stored in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredDtype {

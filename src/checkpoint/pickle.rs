@@ -571,6 +571,33 @@ fn global(m: &mut Machine, module: String, name: String) -> Result<(), String> {
     m.push(Value::Global(module, name), text)
 }
 
+/// A pickled `dict` of integer keys to lists of strings (HSNet's COCO-20i split files, class ->
+/// image names), as pairs in the file's order; anything else is refused, naming what it found.
+pub(super) fn int_keyed_string_lists(data: &[u8]) -> Result<Vec<(i64, Vec<String>)>, String> {
+    let Value::Dict(entries) = load(data)? else {
+        return Err("expected a dict of class -> list of image names".into());
+    };
+    entries
+        .into_iter()
+        .map(|(key, value)| {
+            let Value::Int(key) = key else {
+                return Err(format!("expected integer keys, got {}", describe(&key)));
+            };
+            let Value::List(items) = value else {
+                return Err(format!("key {key}: expected a list of names, got {}", describe(&value)));
+            };
+            let names = items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Str(s) => Ok(s),
+                    other => Err(format!("key {key}: expected names, got {}", describe(&other))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((key, names))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,7 @@
 //! `wordmask eval`: mIoU of either engine over a dataset in its mmsegmentation folder layout,
-//! with a progress line and a final table.
+//! with a progress line and a final table; the few-shot benchmarks' episodes in [`fss`].
+
+mod fss;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -29,12 +31,28 @@ pub struct EvalArgs {
     /// protocol's list where its repository has its own, else the format's.
     #[arg(long)]
     classes: Option<PathBuf>,
-    /// Evaluate only the first N images.
+    /// Evaluate only the first N images (with --protocol fss, episodes).
     #[arg(long)]
     limit: Option<usize>,
+    /// With --protocol fss: the folder of HSNet's split lists (`pascal/val/fold<N>.txt`,
+    /// `coco/val/fold<N>.pkl`; for mosaic4, optionally `fss/test.txt`), as HSNet's `data/splits`
+    /// and Fusioner's `dataset/splits` hold them.
+    #[arg(long)]
+    splits: Option<PathBuf>,
+    /// With --protocol fss on pascal5i or coco20i: print the fold's episodes (`<index> <image>
+    /// <class>`, the order they are scored in) and stop; needs neither the model nor the images.
+    #[arg(long)]
+    list_episodes: bool,
+    /// Mosaic-4: how many mosaics to build (four episodes each).
+    #[arg(long, default_value_t = 1000)]
+    mosaics: usize,
+    /// Mosaic-4: the seed its mosaics are drawn from.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Score only the classes of this fold (PASCAL-5i for voc21, COCO-20i for coco-object; the
     /// classes `train fusioner --fold N` held out): only they are typed, the other classes
-    /// count as background, and the mIoU is their mean (background's IoU shown apart).
+    /// count as background, and the mIoU is their mean (background's IoU shown apart). With
+    /// pascal5i or coco20i, the fold whose episodes are scored.
     #[arg(long)]
     fold: Option<usize>,
     /// Datasets with a background class 0 (voc21, context60, coco-object) are evaluated as
@@ -46,11 +64,13 @@ pub struct EvalArgs {
     settings: Settings,
     /// Evaluate as a paper's repository does on this dataset: its short side, rounding,
     /// window, stride, templates, logit scale, threshold and position resampling (see
-    /// docs/cli.md); settings given beside it override its.
+    /// docs/cli.md); settings given beside it override its. `fss` scores pascal5i, coco20i and
+    /// mosaic4 by episodes, as Fusioner's repository does.
     #[arg(long, value_enum)]
     protocol: Option<Protocol>,
     /// Score saved predictions instead of running a model: a folder of label PNGs named like
-    /// the dataset's label files and encoded the same way.
+    /// the dataset's label files and encoded the same way (with --protocol fss, one mask per
+    /// episode, `<image stem>__<class:02>.png`, non-zero the class).
     #[arg(long)]
     predictions: Option<PathBuf>,
     #[arg(long)]
@@ -172,6 +192,9 @@ impl Source {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    if args.format.is_episodes() || args.protocol == Some(Protocol::Fss) {
+        return fss::run(&args);
+    }
     let (classes, remap) = scored_classes(&args)?;
     let remap = |v: u8| remap[args.format.map_gt(v) as usize];
     if args.limit == Some(0) {

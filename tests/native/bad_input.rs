@@ -289,6 +289,24 @@ fn user_mistakes(dir: &Path, cases: &mut BTreeMap<&'static str, Cli>, photo: &st
     cases.insert("`train fusioner --crop 4096`", train().arg("--crop", "4096").out(dir.join("t2")));
     let eval = Cli::new("eval").model(colours).arg("--dataset", &data).args(["--format", "folder", "--limit", "0"]);
     cases.insert("`eval --limit 0`", eval.arg("--classes", data.join("classes.txt")));
+    let fss = fixtures().join("fss");
+    let episodes = |format: &str, fold: &str, root: &Path| {
+        Cli::new("eval")
+            .fixture("semantic-colours-fusioner")
+            .args(["--protocol", "fss", "--format", format, "--fold", fold])
+            .arg("--dataset", root)
+            .arg("--splits", fss.join("splits"))
+    };
+    cases.insert("`eval --protocol fss --fold 4`", episodes("pascal5i", "4", &fss.join("pascal")));
+    cases.insert(
+        "`eval --protocol fss` with a `--splits` folder missing the fold's list",
+        episodes("coco20i", "1", &fss.join("pascal")),
+    );
+    // A PASCAL folder whose images are all gone.
+    let bare = dir.join("fss-bare");
+    std::fs::create_dir_all(bare.join("VOCdevkit/VOC2012/JPEGImages")).unwrap();
+    std::fs::create_dir_all(bare.join("SegmentationClassAug")).unwrap();
+    cases.insert("`eval --protocol fss` with an image the split list names absent", episodes("pascal5i", "0", &bare));
 }
 
 /// The rows of files made to hurt (their makers are `hostile_files.rs`'s).

@@ -12,6 +12,7 @@ mod bert;
 mod cli;
 mod exports;
 mod f16;
+mod fss;
 mod fuzz_regressions;
 mod hostile_files;
 mod images;
