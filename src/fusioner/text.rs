@@ -27,10 +27,11 @@ use crate::nn::Linear;
 /// How a BERT text encoder pools a prompt unless told: the mean of the last layer. A frozen
 /// BERT's `[CLS]` state was trained only for next-sentence prediction and is known to embed
 /// sentences poorly without fine-tuning (Reimers and Gurevych, 2019, "Sentence-BERT", Table 1:
-/// averaged BERT embeddings above the `[CLS]` vector on every STS set); on a random BERT
-/// (tests/fixtures/bert-tiny) the pooler gives every class name the same embedding (cosine
-/// 1.000 between "red", "green" and "blue"), the mean does not (0.995 to 0.998). On the
-/// hand-built colour BERT both train to the same held-out mIoU (docs/engines.md#fusioner).
+/// averaged BERT embeddings above the `[CLS]` vector on every STS set). Measured on the colour
+/// dataset (docs/engines.md#fusioner): with the random tests/fixtures/bert-tiny the pooler gives
+/// every class name the same embedding and the trained head stays at chance (held-out mIoU
+/// 0.10), the mean does not (0.25); with the hand-set colour BERT, where both carry the class,
+/// both train alike (0.90 and 0.88).
 pub const DEFAULT_POOLING: Pooling = Pooling::Mean;
 
 /// Where the class names are embedded, as `config.json`'s `text` says (absent: CLIP's).
