@@ -215,6 +215,7 @@ fn a_vit_with_bert_matches_the_reference() {
     for (backend, device) in backends() {
         for pooling in [Pooling::Cls, Pooling::Mean] {
             let mut check = |what: &str, ours: &[f32], want: &[f32]| {
+                eprintln!("{backend} {what}: max abs difference {:.1e}", max_difference(ours, want));
                 if let Err(e) = all_close(&format!("{backend} {what}"), ours, want, TOL, true) {
                     failures.push(e);
                 }
@@ -344,6 +345,7 @@ fn training_parity(fixture: &str, dir: &std::path::Path, build: impl Fn(&burn::t
                 .collect();
             losses.push(train_step(&mut head, &mut optimizer, &micro, tasks.len(), crop).unwrap());
         }
+        eprintln!("{fixture} {backend} losses: max abs difference {:.1e}", max_difference(&losses, &want_losses));
         if let Err(e) = all_close(&format!("{backend} losses"), &losses, &want_losses, TOL, true) {
             failures.push(e);
         }
@@ -369,6 +371,7 @@ fn training_parity(fixture: &str, dir: &std::path::Path, build: impl Fn(&burn::t
             .sum();
         let decoder_steps = 10.0 * hyper.decoder_lr;
         let d = network.config.fusion.hidden_size;
+        let mut worst = 0f32;
         for (name, _, values) in weights.0 {
             let (want, _) = reference.get(&format!("final.{name}"));
             let noise_only: Option<(std::ops::Range<usize>, f64)> = if name.starts_with("decoder.conv_")
@@ -386,6 +389,7 @@ fn training_parity(fixture: &str, dir: &std::path::Path, build: impl Fn(&burn::t
                 None => ((0..values.len()).collect(), Vec::new()),
             };
             let pick = |v: &[f32], at: &[usize]| at.iter().map(|&i| v[i]).collect::<Vec<f32>>();
+            worst = worst.max(max_difference(&pick(&values, &exact), &pick(&want, &exact)));
             if let Err(e) =
                 all_close(&format!("{backend} final {name}"), &pick(&values, &exact), &pick(&want, &exact), TOL, true)
             {
@@ -404,8 +408,14 @@ fn training_parity(fixture: &str, dir: &std::path::Path, build: impl Fn(&burn::t
                 }
             }
         }
+        eprintln!("{fixture} {backend} final weights: max abs difference {worst:.1e}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The largest absolute difference, shown beside each check's tolerance.
+fn max_difference(ours: &[f32], want: &[f32]) -> f32 {
+    ours.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
 }
 
 fn reference_names(reference: &Reference) -> Vec<String> {
