@@ -57,7 +57,14 @@ pub trait Network: Any + Send + Sync {
     fn logit_scale(&self) -> f32;
     /// Longest token sequence of the text tower.
     fn text_context(&self) -> usize;
-    /// Projected, not yet normalised, text features of equal-length token rows. `-> [b, proj]`
+    /// Token ids of texts for this network's text tower: CLIP's BPE (`tokenizer`), padded to
+    /// the context. A network with a tokenizer of its own (Fusioner's BERT: WordPiece, each
+    /// text as long as it is) overrides it.
+    fn tokenize(&self, tokenizer: &Tokenizer, texts: &[&str]) -> Vec<Vec<u32>> {
+        tokenizer.encode_batch(texts, self.text_context())
+    }
+    /// Projected, not yet normalised, text features of token rows as [`Network::tokenize`]
+    /// gives them. `-> [b, proj]`
     fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>>;
     /// Width of a text embedding (`proj`).
     fn text_width(&self) -> usize;
@@ -74,7 +81,7 @@ impl dyn Network {
 
     /// Tokenize and embed. `-> [texts, proj]`, L2-normalised.
     pub fn embed_texts(&self, tokenizer: &Tokenizer, texts: &[&str]) -> Result<Tensor<2>> {
-        self.embed_token_ids(&tokenizer.encode_batch(texts, self.text_context()))
+        self.embed_token_ids(&self.tokenize(tokenizer, texts))
     }
 
     /// The concrete network, when it is a `T`.

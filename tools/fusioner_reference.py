@@ -63,9 +63,31 @@ visual_dim is the ViT's width; the class embeddings come from the same tiny CLIP
   tensors and the same evaluation as above (window0.visual is [1, 49, 24]); no training
   reference.
 
+With `--bert`, the pairing of a vision-only image encoder with a language-only text encoder goes
+to `tests/fixtures/fusioner-bert-tiny/`: the --dino variant's ViT (`fusioner-dino-tiny/vit`) and
+the random BERT of `tests/fixtures/bert-tiny` (tools/bert_reference.py; float32, as a trained
+checkpoint copies it). The repository has no BERT text encoder
+(only `ClipText`); the class embedding is `ClipText.get_embed`'s averaging over BertModel's
+pooled prompts: each of the 32 templates tokenised alone by `BertTokenizer` (`[CLS] ... [SEP]`,
+token type 0, no padding), pooled (`cls`: `pooler_output`, tanh(W h[CLS] + b); `mean`: the last
+hidden state averaged over every token), normalised, the 32 averaged and renormalised; no
+projection (the fusion's `text_proj` maps BERT's width, 32). It writes no encoder weights (the
+Rust test assembles the checkpoint from the two folders, as `wordmask train fusioner` does):
+
+- `head.safetensors` (float16): the head's initial `fusion.*` and `decoder.*`;
+- `encoders.json`: the two folders, the pooling the references use (mean, wordmask's default),
+  the fusion config, the image statistics and the training images' folder;
+- `reference.safetensors` and `runs.json`: the labels' class embeddings, the stitched logits,
+  labels and margins of fusioner-tiny's test image (the per-window tensors are left out: they
+  are the head's, which the other variants check);
+- `train.json` and `train_reference.safetensors`: the same ten training steps as fusioner-tiny's
+  on `fusioner-tiny/train`, with BERT's class embeddings, and the class embeddings of the
+  training classes under both poolings (`class_text.cls`, `class_text.mean`).
+
     pip install -r tools/requirements.txt
     python3 tools/fusioner_reference.py                       # writes tests/fixtures/fusioner-tiny/
     python3 tools/fusioner_reference.py --dino                # writes tests/fixtures/fusioner-dino-tiny/
+    python3 tools/fusioner_reference.py --bert                # writes tests/fixtures/fusioner-bert-tiny/
     python3 tools/fusioner_reference.py [--dino] --check-repository [GIT_DIR]
         # also loads the same weights into the repository's own Fusion, Decoder and Head
         # (model/{fusion,decoder,head,full_model}.py and utils/{model_utils,utils}.py, read
@@ -145,7 +167,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import CLIPConfig, CLIPModel, CLIPTokenizer, ViTConfig, ViTModel
+from transformers import BertModel, BertTokenizer, CLIPConfig, CLIPModel, CLIPTokenizer, ViTConfig, ViTModel
 
 from make_fixtures import OUT, TOKENIZER_FILES, check_versions
 
@@ -162,6 +184,13 @@ HEAD_DRAW = SEED + 10
 DINO_DIRECTORY = OUT / "fusioner-dino-tiny"
 VIT_DRAW = SEED + 20
 DINO_HEAD_DRAW = SEED + 35
+# The --bert variant (tests/fixtures/fusioner-bert-tiny/): the --dino variant's ViT and the BERT
+# of tests/fixtures/bert-tiny (tools/bert_reference.py), a head of its own draw.
+BERT_DIRECTORY = OUT / "fusioner-bert-tiny"
+BERT_SOURCE = OUT / "bert-tiny"
+BERT_HEAD_DRAW = SEED + 52  # chosen as the others: each outcome covers part of the label map
+# The pooling the fixture trains with (wordmask's default); class embeddings are recorded for both.
+BERT_POOLING = "mean"
 MIRROR = Path("/work/.mirror/chaofanma+Fusioner/repo")
 REVISION = "01985ed"
 
@@ -367,9 +396,8 @@ def build_clip(text_draw):
     return model
 
 
-def build_head(head_draw, visual_dim=CLIP_TINY["projection_dim"]):
+def build_head(head_draw, visual_dim=CLIP_TINY["projection_dim"], dim=CLIP_TINY["projection_dim"]):
     f = FUSION
-    dim = CLIP_TINY["projection_dim"]
     torch.manual_seed(head_draw)
     fusion = Fusion(visual_dim, dim, f["hidden_size"], f["num_hidden_layers"], f["num_attention_heads"],
                     f["intermediate_size"], f["layer_norm_eps"])
@@ -471,6 +499,31 @@ def encode_text(clip, tokenizer, names):
         direct = clip.text_projection(clip.text_model(input_ids=batch.input_ids).last_hidden_state[torch.arange(len(prompts)), eot])
         assert torch.allclose(feats, direct, atol=1e-6), "get_text_features is not the EOT-pooled projection"
         feats = normalise(feats)
+        mean = feats.mean(dim=0)
+        rows.append(mean / mean.norm())
+    return torch.stack(rows)
+
+
+def bert_vocabulary():
+    """bert-tiny's vocab.txt, one token a line (split at newlines only, as `vocab.txt` is read),
+    and transformers' BertTokenizer over it."""
+    vocab = (BERT_SOURCE / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    return vocab, BertTokenizer(vocab={token: i for i, token in enumerate(vocab)})
+
+
+@torch.no_grad()
+def encode_text_bert(bert, tokenizer, names, pooling):
+    """ClipText.get_embed's averaging over BertModel's pooled prompts: each of the 32 templates
+    tokenised alone (`[CLS] ... [SEP]`, token type 0, no padding), pooled (`cls`: the pooler's
+    output, tanh(W h[CLS] + b); `mean`: the last layer averaged over every token), normalised;
+    the 32 averaged and renormalised."""
+    rows = []
+    for name in names:
+        feats = []
+        for template in TEMPLATES:
+            out = bert(**tokenizer(template.format(category=name), return_tensors="pt"))
+            feats.append(out.pooler_output[0] if pooling == "cls" else out.last_hidden_state[0].mean(dim=0))
+        feats = normalise(torch.stack(feats))
         mean = feats.mean(dim=0)
         rows.append(mean / mean.norm())
     return torch.stack(rows)
@@ -794,7 +847,7 @@ def check_repository(repo, encoder, fusion, decoder, text, image, ref, trained=N
     """`encoder`: the CLIP, or the ViT of the --dino variant (which has no training reference:
     trained and train_state None)."""
     f = FUSION
-    dim = CLIP_TINY["projection_dim"]
+    dim = fusion.text_proj[0].normalized_shape[0]
     visual_dim = fusion.visual_proj[0].normalized_shape[0]
     grid = grid_of(encoder)
     with tempfile.TemporaryDirectory() as tmp:
@@ -891,10 +944,10 @@ def sub(x, step):
     return x[..., ::step, ::step].contiguous()
 
 
-def write_inference_reference(directory, encoder, fusion, decoder, text):
+def write_inference_reference(directory, encoder, fusion, decoder, text, keep=None):
     """The test image, reference.safetensors and runs.json of one variant; returns the reference
     tensors (plus the full-size window-0 logits, stitched logits and labels), the image and the
-    window records."""
+    window records. `keep`: the keys reference.safetensors holds (all when None)."""
     test_image().save(directory / "image_300x200.png", optimize=True)
     image = to_pixels(np.array(Image.open(directory / "image_300x200.png").convert("RGB")))
     stitched, records = evaluate_labels(encoder, fusion, decoder, image, text)
@@ -909,7 +962,8 @@ def write_inference_reference(directory, encoder, fusion, decoder, text):
     ref["labels_sub"] = sub(labels[0], STITCHED_STEP).float()
     ref["labels_margin_sub"] = sub(margin[0], STITCHED_STEP)
     ref["stitched_full_stats"] = torch.stack([stitched.mean(), stitched.std(correction=0)])
-    save_file({k: v.contiguous().float() for k, v in ref.items()}, directory / "reference.safetensors")
+    saved = {k: v for k, v in ref.items() if keep is None or k in keep}
+    save_file({k: v.contiguous().float() for k, v in saved.items()}, directory / "reference.safetensors")
     counts = {int(c): int((ref["labels_sub"] == c).sum()) for c in range(-1, len(LABELS))}
     print(f"stitched logits: mean {ref['stitched_full_stats'][0]:.4f} std {ref['stitched_full_stats'][1]:.4f} "
           f"range [{stitched.min():.3f}, {stitched.max():.3f}]")
@@ -931,7 +985,7 @@ def write_inference_reference(directory, encoder, fusion, decoder, text):
         "labels_margin": "labels_margin_sub: the winning logit over the runner-up (background = logit 0); "
                          "0 where float32 sigmoids tie; pixels with a margin under the test's tolerance may differ",
         "stitched_full_stats": "mean and population std (correction 0) of stitched logits [3, 200, 300]",
-        "tensors": {k: list(v.shape) for k, v in ref.items()},
+        "tensors": {k: list(v.shape) for k, v in saved.items()},
     }
     (directory / "runs.json").write_text(json.dumps(runs, indent=1) + "\n")
     return {**ref, **full}, image, records
@@ -1062,10 +1116,74 @@ def write_dino(args, tokenizer):
     assert total < DINO_SIZE_LIMIT
 
 
+@torch.no_grad()
+def write_bert(args):
+    """tests/fixtures/fusioner-bert-tiny/: the pairing of a vision-only image encoder and a
+    language-only text encoder (the --dino variant's ViT, tests/fixtures/bert-tiny's BERT), a
+    head of its own draw with text_dim = BERT's width. It holds no encoder weights (the test
+    assembles the checkpoint from those two folders as `wordmask train fusioner` does): the
+    head's initial weights (`head.safetensors`, float16), `encoders.json`, a trimmed inference
+    reference (class embeddings, stitched logits and labels of the test image) and the training
+    reference (ten steps, as for fusioner-tiny, on fusioner-tiny/train)."""
+    directory = BERT_DIRECTORY
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab, tokenizer = bert_vocabulary()
+    # float32, as stored: a trained checkpoint copies the encoders' weights as they are.
+    bert = BertModel.from_pretrained(BERT_SOURCE, dtype=torch.float32).eval()
+    bert.requires_grad_(False)
+    with safe_open(BERT_SOURCE / "model.safetensors", "pt") as f:
+        stored = f.get_tensor("embeddings.word_embeddings.weight")
+    assert torch.equal(bert.embeddings.word_embeddings.weight, stored), "BERT weights"
+    vit = ViTModel.from_pretrained(DINO_DIRECTORY / "vit", dtype=torch.float32, add_pooling_layer=False).eval()
+    vit.requires_grad_(False)
+    fusion, decoder = build_head(BERT_HEAD_DRAW, visual_dim=VIT_TINY["hidden_size"], dim=bert.config.hidden_size)
+    fusion.eval()
+    decoder.eval()
+    head = {f"fusion.{k}": v for k, v in fusion.state_dict().items()}
+    head.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+    check_f16_exact(head)
+    save_file({k: v.contiguous().half() for k, v in head.items()}, directory / "head.safetensors")
+    encoders = {"image": "fusioner-dino-tiny/vit", "text": "bert-tiny", "pooling": BERT_POOLING,
+                "fusion_config": FUSION, "image_mean": IMAGE_MEAN, "image_std": IMAGE_STD, "train": "fusioner-tiny/train"}
+    (directory / "encoders.json").write_text(json.dumps(encoders, indent=1) + "\n")
+
+    # Inference: class embeddings, stitched logits and labels only (the per-window tensors are
+    # the head's, checked by the other variants).
+    text = encode_text_bert(bert, tokenizer, LABELS, BERT_POOLING)
+    keep = {"text", "stitched_sub", "labels_sub", "labels_margin_sub", "stitched_full_stats"}
+    ref, image, records = write_inference_reference(directory, vit, fusion, decoder, text, keep)
+    (directory / "image_300x200.png").unlink()  # the same image as fusioner-tiny's
+
+    # Training, as write_tiny's.
+    images, masks = load_train_set(DIRECTORY / "train")
+    batches = schedule_tasks(masks)
+    texts = {p: encode_text_bert(bert, tokenizer, TRAIN_CLASSES, p) for p in ("cls", "mean")}
+    cosines = {p: (t @ t.T)[~torch.eye(len(t), dtype=torch.bool)] for p, t in texts.items()}
+    print("train class embeddings, pairwise cosines: " + ", ".join(
+        f"{p} {c.min():.3f}..{c.max():.3f}" for p, c in cosines.items()))
+    train_text = texts[BERT_POOLING]
+    (directory / "train.json").write_text(json.dumps({"batches": batches, **{k: v for k, v in TRAIN.items()}}) + "\n")
+    fusion_t, decoder_t = build_head(BERT_HEAD_DRAW, visual_dim=VIT_TINY["hidden_size"], dim=bert.config.hidden_size)
+    with torch.enable_grad():
+        trained = train(vit, fusion_t, decoder_t, train_text, images, masks, [[(s, v) for s, v in b] for b in batches])
+    out = {"losses": trained["losses"], "task_losses": trained["task_losses"], "lr": trained["lr"], "wd": trained["wd"],
+           "class_text": train_text.clone(), "class_text.cls": texts["cls"], "class_text.mean": texts["mean"]}
+    out.update({f"final.fusion.{k}": v.detach() for k, v in fusion_t.named_parameters()})
+    out.update({f"final.decoder.{k}": v.detach() for k, v in decoder_t.named_parameters()})
+    save_file({k: v.contiguous().float() for k, v in out.items()}, directory / "train_reference.safetensors")
+    if args.check_repository is not None:
+        check_repository(args.check_repository, vit, fusion, decoder, text, image, ref, trained,
+                         (images, masks, [[(s, v) for s, v in b] for b in batches]))
+    total = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+    print(f"wrote {directory}: {len(head)} head tensors, {len(records)} windows, {total / 1e6:.2f} MB")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dino", action="store_true",
                         help=f"write the ViT-image-encoder variant ({DINO_DIRECTORY.name}) instead")
+    parser.add_argument("--bert", action="store_true",
+                        help=f"write the ViT + BERT variant ({BERT_DIRECTORY.name}) instead")
     parser.add_argument("--check-repository", nargs="?", const=MIRROR, type=Path, metavar="GIT_DIR",
                         help=f"cross-check against chaofanma/Fusioner at {REVISION} (default {MIRROR})")
     args = parser.parse_args()
@@ -1077,7 +1195,9 @@ def main():
 
     tokenizer = CLIPTokenizer(str(TOKENIZER_FILES / "vocab.json"), str(TOKENIZER_FILES / "merges.txt"))
     assert tokenizer("a photo of a cat.").input_ids == [49406, 320, 1125, 539, 320, 2368, 269, 49407]
-    if args.dino:
+    if args.bert:
+        write_bert(args)
+    elif args.dino:
         write_dino(args, tokenizer)
     else:
         write_tiny(args, tokenizer)

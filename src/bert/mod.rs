@@ -88,15 +88,25 @@ impl BertConfig {
     }
 }
 
-/// How a text's token features become one embedding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// How a text's token features become one embedding (the engine that uses BERT chooses; see
+/// `fusioner::text::DEFAULT_POOLING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum), value(rename_all = "lower"))]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// The pooler's output: `tanh(W h[CLS] + b)`, as BERT's next-sentence head was trained on.
-    #[default]
     Cls,
     /// The mean of the last layer's features over every token, `[CLS]` and `[SEP]` included.
     Mean,
+}
+
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pooling::Cls => "cls",
+            Pooling::Mean => "mean",
+        })
+    }
 }
 
 /// One post-norm encoder layer.
@@ -145,11 +155,19 @@ fn layer_norm(mut p: Scope, d: usize, eps: f64) -> LayerNorm {
 impl BertModel {
     /// The hub keys, under `bert.` where the file has that prefix.
     pub fn load(loader: &mut WeightLoader, config: BertConfig) -> Self {
-        let prefix = if loader.host_shape("bert.embeddings.word_embeddings.weight").is_some() { "bert" } else { "" };
+        Self::load_at(loader, "", config)
+    }
+
+    /// The hub keys under `prefix` (a Fusioner checkpoint holds its BERT under `text`), with
+    /// or without `bert.` after it.
+    pub fn load_at(loader: &mut WeightLoader, prefix: &str, config: BertConfig) -> Self {
+        let under = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+        let hub = loader.host_shape(&under("bert.embeddings.word_embeddings.weight")).is_some();
+        let root = if hub { under("bert") } else { prefix.to_string() };
         // Pre-training heads, and the buffers of older files.
-        loader.skip_prefix("cls.");
+        loader.skip_prefix(&under("cls."));
         loader.skip_where(|n| n.ends_with("embeddings.token_type_ids"));
-        let mut scope = loader.pp(prefix);
+        let mut scope = loader.pp(root);
         let (d, eps, heads) = (config.hidden_size, config.layer_norm_eps, config.num_attention_heads);
         let mut embeddings = scope.pp("embeddings");
         let word_embeddings = embeddings.tensor("word_embeddings.weight", [config.vocab_size, d]);
@@ -197,45 +215,66 @@ impl BertModel {
     /// `max_position_embeddings` of them). `-> [n, d]`
     pub fn forward(&self, ids: &[u32]) -> Result<Tensor<2>> {
         let (n, d) = (ids.len(), self.config.hidden_size);
+        Ok(self.forward_rows(&[ids])?.reshape([n, d]))
+    }
+
+    /// The last layer's features of texts of one length, side by side (no padding, so no
+    /// attention mask). `[b] x [n] ids -> [b, n, d]`
+    pub fn forward_rows(&self, rows: &[&[u32]]) -> Result<Tensor<3>> {
+        let (b, d) = (rows.len(), self.config.hidden_size);
+        let n = rows.first().map_or(0, |r| r.len());
         if n == 0 || n > self.config.max_position_embeddings {
             return Err(Error::invalid(format!(
                 "a BERT text has 1 to {} tokens; got {n}",
                 self.config.max_position_embeddings
             )));
         }
-        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+        if let Some(other) = rows.iter().find(|r| r.len() != n) {
+            return Err(Error::invalid(format!(
+                "texts run side by side must have one length; got {n} and {} tokens",
+                other.len()
+            )));
+        }
+        if let Some(&bad) = rows.iter().flat_map(|r| r.iter()).find(|&&t| t as usize >= self.config.vocab_size) {
             return Err(Error::invalid(format!(
                 "token id {bad} is outside the vocabulary of {}",
                 self.config.vocab_size
             )));
         }
         let device = self.device();
-        let index: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &device);
+        let index: Vec<i32> = rows.iter().flat_map(|r| r.iter().map(|&t| t as i32)).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * n]), &device);
         let x = self
             .word_embeddings
             .clone()
             .select(0, index)
-            .add(self.position_embeddings.clone().slice([0..n, 0..d]))
-            .add(self.token_type.clone().unsqueeze::<2>());
-        let mut x = self.embeddings_norm.forward(x).unsqueeze::<3>();
+            .reshape([b, n, d])
+            .add(self.position_embeddings.clone().slice([0..n, 0..d]).unsqueeze::<3>())
+            .add(self.token_type.clone().unsqueeze::<3>());
+        let mut x = self.embeddings_norm.forward(x);
         for layer in &self.layers {
             x = layer.forward(x);
         }
-        Ok(x.reshape([n, d]))
+        Ok(x)
     }
 
     /// One embedding of a text's ids. `-> [d]`
     pub fn embed(&self, ids: &[u32], pooling: Pooling) -> Result<Tensor<1>> {
-        let hidden = self.forward(ids)?;
         let d = self.config.hidden_size;
+        Ok(self.embed_rows(&[ids], pooling)?.reshape([d]))
+    }
+
+    /// One embedding per text, for texts of one length. `-> [b, d]`
+    pub fn embed_rows(&self, rows: &[&[u32]], pooling: Pooling) -> Result<Tensor<2>> {
+        let hidden = self.forward_rows(rows)?;
+        let [b, _, d] = hidden.dims();
         match pooling {
-            Pooling::Mean => Ok(hidden.mean_dim(0).reshape([d])),
+            Pooling::Mean => Ok(hidden.mean_dim(1).reshape([b, d])),
             Pooling::Cls => {
                 let pooler = self.pooler.as_ref().ok_or_else(|| {
                     Error::invalid("this BERT checkpoint has no pooler (pooler.dense): use mean pooling")
                 })?;
-                Ok(tanh(pooler.forward(hidden.slice([0..1, 0..d]))).reshape([d]))
+                Ok(tanh(pooler.forward(hidden.slice([0..b, 0..1, 0..d]).reshape([b, d]))))
             }
         }
     }

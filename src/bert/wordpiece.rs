@@ -39,8 +39,51 @@ pub struct WordPiece {
 impl WordPiece {
     /// From `vocab.txt`: one token a line, its id the line's number.
     pub fn from_vocab_txt(text: &str, lowercase: bool) -> Result<Self> {
-        let ids = text.lines().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
+        Self::from_tokens(text.lines(), lowercase)
+    }
+
+    /// From the tokens in id order (as [`WordPiece::tokens`] gives them); a later duplicate
+    /// takes the id, as in `vocab.txt`.
+    pub fn from_tokens<S: AsRef<str>>(tokens: impl IntoIterator<Item = S>, lowercase: bool) -> Result<Self> {
+        let ids = tokens.into_iter().enumerate().map(|(i, t)| (t.as_ref().to_string(), i as u32)).collect();
         Self::new(ids, lowercase)
+    }
+
+    /// The vocabulary of a BERT model folder: `vocab.txt` (with `tokenizer_config.json`'s
+    /// `do_lower_case`, true when absent, as `BertTokenizer`'s default) or, without it,
+    /// `tokenizer.json`. Each argument is a file's text, `None` where the folder lacks it.
+    pub fn from_folder_files(
+        vocab_txt: Option<&str>,
+        tokenizer_json: Option<&str>,
+        tokenizer_config: Option<&str>,
+    ) -> Result<Self> {
+        match (vocab_txt, tokenizer_json) {
+            (Some(vocab), _) => {
+                let lowercase = match tokenizer_config {
+                    Some(text) => {
+                        let json: serde_json::Value = serde_json::from_str(text)
+                            .map_err(|e| Error::Config(format!("tokenizer_config.json is not valid JSON: {e}")))?;
+                        json.get("do_lower_case").and_then(|v| v.as_bool()).unwrap_or(true)
+                    }
+                    None => true,
+                };
+                Self::from_vocab_txt(vocab, lowercase)
+            }
+            (None, Some(json)) => Self::from_tokenizer_json(json),
+            (None, None) => Err(Error::Config(
+                "the BERT text encoder has no vocabulary: its folder holds neither vocab.txt nor tokenizer.json".into(),
+            )),
+        }
+    }
+
+    /// The tokens in id order; an id that no token has (a gap in a `tokenizer.json`) is an
+    /// empty string, which no piece of text can match.
+    pub fn tokens(&self) -> Vec<String> {
+        let mut out = vec![String::new(); self.vocab_size()];
+        for (token, &id) in &self.ids {
+            out[id as usize] = token.clone();
+        }
+        out
     }
 
     /// From a `tokenizer.json` of the `tokenizers` library: its WordPiece `model.vocab`, and
@@ -73,6 +116,17 @@ impl WordPiece {
     /// The vocabulary's size: one more than its largest id.
     pub fn vocab_size(&self) -> usize {
         self.ids.values().max().map_or(0, |&m| m as usize + 1)
+    }
+
+    /// [`WordPiece::encode`] cut to at most `max` ids, `[SEP]` kept last, as `BertTokenizer`
+    /// truncates with `truncation=True, max_length=max`.
+    pub fn encode_within(&self, text: &str, max: usize) -> Vec<u32> {
+        let mut ids = self.encode(text);
+        if ids.len() > max && max >= 2 {
+            ids.truncate(max - 1);
+            ids.push(self.sep);
+        }
+        ids
     }
 
     /// `[CLS]`, the text's pieces, `[SEP]`.
@@ -216,6 +270,25 @@ mod tests {
     fn words_split_into_the_longest_pieces() {
         // [CLS] un ##aff ##able , cat 東 [UNK] [SEP]
         assert_eq!(vocab().encode("Unaffable,  CAT東dog"), [2, 5, 6, 7, 9, 8, 10, 1, 3]);
+    }
+
+    #[test]
+    fn tokens_round_trip_and_long_texts_keep_sep_last() {
+        let v = vocab();
+        let again = WordPiece::from_tokens(v.tokens(), true).unwrap();
+        assert_eq!(again.encode("Unaffable, cat"), v.encode("Unaffable, cat"));
+        assert_eq!(v.encode_within("cat cat cat cat", 4), [2, 8, 8, 3]);
+        assert_eq!(v.encode_within("cat", 4), [2, 8, 3]);
+    }
+
+    #[test]
+    fn a_folder_without_a_vocabulary_is_refused() {
+        let e = WordPiece::from_folder_files(None, None, None).unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e:?}");
+        assert!(e.to_string().contains("neither vocab.txt nor tokenizer.json"), "{e}");
+        let cased = "[PAD]\n[UNK]\n[CLS]\n[SEP]\nCat";
+        let v = WordPiece::from_folder_files(Some(cased), None, Some(r#"{"do_lower_case": false}"#)).unwrap();
+        assert!(!v.lowercase);
     }
 
     #[test]

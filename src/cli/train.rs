@@ -1,5 +1,6 @@
-//! `wordmask train fusioner`: train Fusioner's fusion transformer and decoder on a frozen CLIP
-//! with a segmentation dataset, writing a checkpoint folder after every epoch.
+//! `wordmask train fusioner`: train Fusioner's fusion transformer and decoder on frozen encoders
+//! (a CLIP, or a vision-only ViT, with a CLIP's text tower or a BERT) with a segmentation
+//! dataset, writing a checkpoint folder after every epoch.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::files::{ModelFiles, model_paths};
 use super::images::read_label_png;
 use super::read_image;
+use wordmask::bert::{Pooling, WordPiece};
 use wordmask::checkpoint::Checkpoint;
 use wordmask::dataset::{Format, Sample, Split, fold_classes, samples};
 use wordmask::files::check_model_folder;
@@ -65,14 +67,21 @@ pub enum Stats {
 #[derive(Args)]
 pub struct FusionerArgs {
     /// The frozen image encoder: a CLIP checkpoint (config.json + weights; its text tower is
-    /// the text encoder too), a vision-only ViT (`model_type: vit`, e.g. DINO; needs --text), or
-    /// a Fusioner checkpoint to go on from (its encoders and its head).
+    /// the text encoder too unless --text names a BERT), a vision-only ViT (`model_type: vit`,
+    /// e.g. DINO or MoCo v3; needs --text), or a Fusioner checkpoint to go on from (its
+    /// encoders and its head).
     #[arg(long)]
     backbone: String,
-    /// The CLIP checkpoint whose text tower embeds the class names, for a ViT backbone (only
-    /// its text tower is read).
+    /// The text encoder that embeds the class names: a CLIP checkpoint (only its text tower is
+    /// read; with a ViT backbone) or a BERT folder in transformers' BertModel layout
+    /// (`model_type: bert`, with vocab.txt or tokenizer.json; with a ViT or CLIP backbone).
     #[arg(long)]
     text: Option<String>,
+    /// How a BERT text encoder turns a prompt into one vector: cls (the pooler's output,
+    /// tanh of a linear map of the [CLS] token) or mean (the last layer averaged over every
+    /// token) [default: mean]
+    #[arg(long, value_enum)]
+    text_pooling: Option<Pooling>,
     /// Dataset root in the format's layout.
     #[arg(long)]
     dataset: PathBuf,
@@ -186,6 +195,15 @@ impl Samples for Files {
         }
         Ok((image, label))
     }
+}
+
+/// The WordPiece vocabulary of a BERT folder (or of the folder of a BERT weights file).
+fn bert_vocabulary(path: &str) -> Result<WordPiece> {
+    let p = std::path::Path::new(path);
+    let dir = if p.is_dir() { p } else { p.parent().unwrap_or(std::path::Path::new(".")) };
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let (vocab, json, config) = (read("vocab.txt"), read("tokenizer.json"), read("tokenizer_config.json"));
+    Ok(WordPiece::from_folder_files(vocab.as_deref(), json.as_deref(), config.as_deref())?)
 }
 
 /// A file's absolute path, size and modification time, for the feature cache's key.
@@ -326,14 +344,23 @@ pub fn run(command: TrainCommand) -> Result<()> {
     let text_name = text_files.as_ref().map(|f| f.weights_path.display().to_string()).unwrap_or_default();
     let checkpoint = Checkpoint::from_bytes(image_files.weights(), &weights_name)?;
     let text_checkpoint = text_files.as_ref().map(|f| Checkpoint::from_bytes(f.weights(), &text_name)).transpose()?;
+    let text_kind = text_files.as_ref().map(|f| wordmask::network::model_type(&f.config)).transpose()?;
+    let vocabulary = match (&args.text, text_kind.as_deref()) {
+        (Some(dir), Some("bert")) => Some(bert_vocabulary(dir).with_context(|| format!("--text {dir}"))?),
+        _ => None,
+    };
     let backbone = Backbone {
         image: Named { config: &image_files.config, checkpoint: &checkpoint },
         text: text_files
             .as_ref()
             .zip(text_checkpoint.as_ref())
             .map(|(f, c)| Named { config: &f.config, checkpoint: c }),
+        vocabulary,
     };
-    backbone.kind().with_context(|| format!("--backbone {}", args.backbone))?;
+    backbone.kind().with_context(|| match &args.text {
+        Some(text) => format!("--backbone {} --text {text}", args.backbone),
+        None => format!("--backbone {}", args.backbone),
+    })?;
     let device = device::open(args.backend)?;
     let fusion = FusionConfig {
         hidden_size: args.width,
@@ -343,7 +370,8 @@ pub fn run(command: TrainCommand) -> Result<()> {
         ..FusionConfig::default()
     };
     let crop = if args.resume { None } else { args.crop };
-    let mut model = backbone.load(&NewHead { fusion, mean, std, crop, seed: args.seed }, &device)?;
+    let head = NewHead { fusion, mean, std, crop, seed: args.seed, pooling: args.text_pooling };
+    let mut model = backbone.load(&head, &device)?;
     if args.resume {
         let saved = ModelFiles::open(&args.out)
             .with_context(|| format!("--resume: no checkpoint in {}", args.out.display()))?;
@@ -353,9 +381,10 @@ pub fn run(command: TrainCommand) -> Result<()> {
     let options = options(&args, names, trained);
     let cache = args.cache.clone().unwrap_or_else(|| FeatureCache::default_dir(&args.out));
     eprintln!(
-        "training Fusioner ({} wide, {} blocks) on {} images of {}, {} classes, {} epochs, on {}",
+        "training Fusioner ({} wide, {} blocks; {}) on {} images of {}, {} classes, {} epochs, on {}",
         model.config.fusion.hidden_size,
         model.config.fusion.num_hidden_layers,
+        model.config.encoders(),
         files.len(),
         args.dataset.display(),
         options.trained.len(),
@@ -365,7 +394,7 @@ pub fn run(command: TrainCommand) -> Result<()> {
     let start = Instant::now();
     let backbone_name =
         if text_name.is_empty() { weights_name.clone() } else { format!("{weights_name} + {text_name}") };
-    let sources = WeightSource::of(&backbone);
+    let sources = WeightSource::of(&backbone)?;
     let mut progress = progress_printer();
     let files = Files(files);
     let state =

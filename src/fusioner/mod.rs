@@ -10,30 +10,37 @@
 //! ViT (DINO, in `ViTModel`'s layout): its final patch tokens, L2-normalised, with CLIP's text
 //! tower, as the paper pairs them; the fusion learns the pairing.
 //!
-//! A Fusioner checkpoint is one folder: `config.json` (`model_type: fusioner`, the CLIP config
-//! under `clip`, a ViT's under `vision` when it is the image encoder, the head's sizes under
-//! `fusion_config`, the image statistics and the crop) and one weights file with the CLIP
-//! weights under their hub keys (the text side only with a ViT, whose weights are under
-//! `vision.`) plus `fusion.*` and `decoder.*` under the repository's module names.
-//! `wordmask train fusioner` writes them.
+//! The text encoder may instead be a language-only BERT ([`text`]): its pooled prompt
+//! embeddings, with the same templates and averaging; any image encoder pairs with it.
+//!
+//! A Fusioner checkpoint is one folder: `config.json` (`model_type: fusioner`; the CLIP config
+//! under `clip` when a CLIP tower is used, a ViT's under `vision` when it is the image encoder,
+//! a BERT's with its pooling and vocabulary under `text` when it is the text encoder; the
+//! head's sizes under `fusion_config`, the image statistics and the crop) and one weights file:
+//! the CLIP towers in use under their hub keys, a ViT under `vision.`, a BERT under `text.`,
+//! and `fusion.*` and `decoder.*` under the repository's module names. `wordmask train
+//! fusioner` writes them.
 
 mod backbone;
 pub mod head;
+pub mod text;
 
 use std::any::Any;
 
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-pub use backbone::{Backbone, Named, NewHead};
+pub use backbone::{Backbone, CLIP_TEXT, CLIP_VISION, Named, NewHead, TextKind};
 pub use head::{FusionConfig, FusionHead, HeadOutput, ParamVisitor};
+pub use text::{BertText, BertTower, ClipText, DEFAULT_POOLING, TextModel, TextTower};
 
-use crate::clip::{ClipConfig, TextTransformer, VisionTransformer};
+use crate::clip::{ClipConfig, VisionTransformer};
 use crate::error::{Error, Result};
 use crate::loader::WeightLoader;
 use crate::network::{ConfigJson, Fields, ImageEmbedding, Network, Tokens, field, limits};
 use crate::nn::{Linear, l2_normalize};
 use crate::preprocess::{Preprocessor, Rounding};
+use crate::tokenizer::Tokenizer;
 use crate::vit::{VitConfig, VitModel};
 
 /// The image statistics of the repository's PASCAL-5i preset (`dataset/augumenter.py`).
@@ -46,11 +53,14 @@ pub const COCO_STD: [f32; 3] = [0.1152, 0.1153, 0.1352];
 /// A Fusioner checkpoint's `config.json`.
 #[derive(Debug, Clone)]
 pub struct FusionerConfig {
-    pub clip: ClipConfig,
-    /// `clip` as written, kept so that a trained checkpoint repeats it.
-    pub clip_json: serde_json::Value,
+    /// The CLIP whose towers are used (its vision tower unless `vision` is given, its text tower
+    /// unless `text` is BERT), and its JSON as written, kept so that a trained checkpoint
+    /// repeats it. `None` when neither tower is CLIP's.
+    pub clip: Option<(ClipConfig, serde_json::Value)>,
     /// A vision-only image encoder (`vision`, a `ViTConfig`), and its JSON as written.
     pub vision: Option<(VitConfig, serde_json::Value)>,
+    /// The text encoder (`text`; absent: the CLIP's text tower).
+    pub text: TextModel,
     pub fusion: FusionConfig,
     pub image_mean: [f32; 3],
     pub image_std: [f32; 3],
@@ -58,21 +68,51 @@ pub struct FusionerConfig {
     pub crop_size: usize,
     /// Sliding-window step at evaluation (`int(crop * 2/3)` in the repository).
     pub stride: usize,
+    /// What the encoders make of each other, worked out once when the config is read.
+    dims: Dims,
 }
 
-/// The fields of `config.json` besides `clip`, as written.
+/// The image encoder's patch size, input size and token width, and the text embedding's width.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    patch: usize,
+    native: usize,
+    visual: usize,
+    text: usize,
+}
+
+/// The fields of `config.json`, as written.
 #[derive(Serialize, Deserialize)]
 struct Written {
     model_type: String,
     architectures: Vec<String>,
-    clip: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clip: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     vision: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<serde_json::Value>,
     fusion_config: FusionConfig,
     image_mean: [f32; 3],
     image_std: [f32; 3],
     crop_size: usize,
     stride: usize,
+}
+
+/// The CLIP config is needed and absent.
+fn no_clip() -> Error {
+    Error::Config("config.json has no clip object (the frozen CLIP's config)".into())
+}
+
+/// The encoders' numbers, or the error that one of them is missing.
+fn dims(clip: Option<&ClipConfig>, vision: Option<&VitConfig>, text: &TextModel) -> Result<Dims> {
+    let (patch, native, visual) = match (vision, clip) {
+        (Some(v), _) => (v.patch_size, v.image_size, v.hidden_size),
+        (None, Some(c)) => (c.vision_config.patch_size, c.vision_config.image_size, c.projection_dim),
+        (None, None) => return Err(no_clip()),
+    };
+    let text = text.width(clip).ok_or_else(no_clip)?;
+    Ok(Dims { patch, native, visual, text })
 }
 
 impl FusionerConfig {
@@ -83,56 +123,62 @@ impl FusionerConfig {
     /// [`Self::from_json`] over a `config.json` parsed once.
     pub fn from_config(config: &ConfigJson) -> Result<Self> {
         let value = config.expect("fusioner", "Fusioner")?;
-        let clip_json = value
-            .get("clip")
-            .filter(|v| v.is_object())
-            .cloned()
-            .ok_or_else(|| Error::Config("config.json has no clip object (the frozen CLIP's config)".into()))?;
-        let clip = ClipConfig::from_value(&clip_json)?;
+        let clip = match value.get("clip").filter(|v| !v.is_null()) {
+            Some(v) if v.is_object() => Some((ClipConfig::from_value(v)?, v.clone())),
+            Some(_) => return Err(no_clip()),
+            None => None,
+        };
         let vision = match value.get("vision").filter(|v| !v.is_null()) {
             Some(v) => Some((VitConfig::from_value(v)?, v.clone())),
             None => None,
         };
-        let native = vision.as_ref().map_or(clip.vision_config.image_size, |(v, _)| v.image_size);
-        let crop_size = field(value, "crop_size", native)?;
+        let text = TextModel::from_value(value.get("text"))?;
+        let dims = dims(clip.as_ref().map(|c| &c.0), vision.as_ref().map(|v| &v.0), &text)?;
+        let crop_size = field(value, "crop_size", dims.native)?;
         let config = FusionerConfig {
             vision,
+            text,
             fusion: field(value, "fusion_config", FusionConfig::default())?,
             image_mean: field(value, "image_mean", PASCAL_MEAN)?,
             image_std: field(value, "image_std", PASCAL_STD)?,
             stride: field(value, "stride", crop_size * 2 / 3)?,
             crop_size,
             clip,
-            clip_json,
+            dims,
         };
         config.validate()?;
         Ok(config)
     }
 
-    /// A head of `fusion` sizes on a CLIP whose `config.json` is `clip_json` (and a ViT image
-    /// encoder whose `config.json` is `vision`, when given).
+    /// A head of `fusion` sizes on the encoders of these `config.json`s: a CLIP (`clip`) for
+    /// the image, the text or both, a ViT (`vision`) for the image, and `text`.
     pub fn new(
-        clip_json: serde_json::Value,
+        clip: Option<serde_json::Value>,
         vision: Option<serde_json::Value>,
+        text: TextModel,
         fusion: FusionConfig,
         mean: [f32; 3],
         std: [f32; 3],
     ) -> Result<Self> {
-        let clip = ClipConfig::from_value(&clip_json)?;
+        let clip = match clip {
+            Some(v) => Some((ClipConfig::from_value(&v)?, v)),
+            None => None,
+        };
         let vision = match vision {
             Some(v) => Some((VitConfig::from_value(&v)?, v)),
             None => None,
         };
-        let crop_size = vision.as_ref().map_or(clip.vision_config.image_size, |(v, _)| v.image_size);
+        let dims = dims(clip.as_ref().map(|c| &c.0), vision.as_ref().map(|v| &v.0), &text)?;
         let config = FusionerConfig {
             clip,
-            clip_json,
             vision,
+            text,
             fusion,
             image_mean: mean,
             image_std: std,
-            crop_size,
-            stride: crop_size * 2 / 3,
+            crop_size: dims.native,
+            stride: dims.native * 2 / 3,
+            dims,
         };
         config.validate()?;
         Ok(config)
@@ -144,7 +190,7 @@ impl FusionerConfig {
         let patch = self.patch_size();
         if self.crop_size < patch || !self.crop_size.is_multiple_of(patch) {
             return Err(Error::Config(format!(
-                "crop_size {} must be a positive multiple of the CLIP patch size {patch}",
+                "crop_size {} must be a positive multiple of the image encoder's patch size {patch}",
                 self.crop_size
             )));
         }
@@ -168,8 +214,9 @@ impl FusionerConfig {
         let written = Written {
             model_type: "fusioner".into(),
             architectures: vec!["Fusioner".into()],
-            clip: self.clip_json.clone(),
+            clip: self.clip.as_ref().map(|(_, v)| v.clone()),
             vision: self.vision.as_ref().map(|(_, v)| v.clone()),
+            text: self.text.to_value(),
             fusion_config: self.fusion,
             image_mean: self.image_mean,
             image_std: self.image_std,
@@ -189,17 +236,37 @@ impl FusionerConfig {
 
     /// The image encoder's patch size.
     pub fn patch_size(&self) -> usize {
-        self.vision.as_ref().map_or(self.clip.vision_config.patch_size, |(v, _)| v.patch_size)
+        self.dims.patch
     }
 
     /// Width of the image tokens: CLIP's projection, or the ViT's hidden size.
     pub fn visual_dim(&self) -> usize {
-        self.vision.as_ref().map_or(self.clip.projection_dim, |(v, _)| v.hidden_size)
+        self.dims.visual
+    }
+
+    /// Width of a class embedding: CLIP's projection, or BERT's hidden size.
+    pub fn text_dim(&self) -> usize {
+        self.dims.text
     }
 
     /// Patches per side of a crop.
     pub fn grid(&self) -> usize {
         self.crop_size / self.patch_size()
+    }
+
+    /// The CLIP config, refused when there is none.
+    pub fn clip_config(&self) -> Result<&ClipConfig> {
+        self.clip.as_ref().map(|(c, _)| c).ok_or_else(no_clip)
+    }
+
+    /// What the encoders are, for messages: "CLIP", "ViT + CLIP text", "ViT + BERT (mean pooling)".
+    pub fn encoders(&self) -> String {
+        let image = if self.vision.is_some() { "ViT" } else { "CLIP" };
+        match &self.text {
+            TextModel::Clip if self.vision.is_none() => "CLIP".into(),
+            TextModel::Clip => format!("{image} + CLIP text"),
+            TextModel::Bert(b) => format!("{image} + BERT ({} pooling)", b.pooling),
+        }
     }
 }
 
@@ -272,49 +339,29 @@ impl ImageEncoder {
     }
 }
 
-/// CLIP's text tower and projection.
-#[derive(Debug, Clone)]
-pub struct ClipText {
-    pub model: TextTransformer,
-    pub projection: Linear,
-    /// `exp(logit_scale)`.
-    pub logit_scale: f32,
-}
-
-impl ClipText {
-    /// `text_model.*`, `text_projection`, `logit_scale`.
-    pub fn load(loader: &mut WeightLoader, config: &ClipConfig) -> Self {
-        ClipText {
-            model: TextTransformer::load(loader.pp("text_model"), &config.text_config),
-            projection: Linear::load(
-                loader.pp("text_projection"),
-                config.text_config.hidden_size,
-                config.projection_dim,
-                false,
-            ),
-            logit_scale: loader.host("logit_scale", &[]).map(|v| v[0].exp()).unwrap_or(1.0),
-        }
-    }
-}
-
 /// Frozen encoders and a Fusioner head.
 #[derive(Debug, Clone)]
 pub struct FusionerModel {
     pub config: FusionerConfig,
     pub image: ImageEncoder,
-    pub text: ClipText,
+    pub text: TextTower,
     pub head: FusionHead,
 }
 
 impl FusionerModel {
-    pub fn load(config: FusionerConfig, loader: &mut WeightLoader) -> Self {
+    /// A Fusioner checkpoint: the image encoder (a ViT under `vision.`, or CLIP's vision
+    /// tower), the text encoder (a BERT under `text.`, or CLIP's text tower) and the head.
+    pub fn load(config: FusionerConfig, loader: &mut WeightLoader) -> Result<Self> {
         let image = match &config.vision {
             Some((vit, _)) => ImageEncoder::Vit(VitModel::load(loader, "vision", vit.clone())),
-            None => ImageEncoder::load_clip(loader, &config.clip),
+            None => ImageEncoder::load_clip(loader, config.clip_config()?),
         };
-        let text = ClipText::load(loader, &config.clip);
-        let head = FusionHead::load(loader, config.fusion, config.visual_dim(), config.clip.projection_dim);
-        FusionerModel { config, image, text, head }
+        let text = match &config.text {
+            TextModel::Clip => TextTower::Clip(ClipText::load(loader, config.clip_config()?)),
+            TextModel::Bert(bert) => TextTower::Bert(BertTower::load(loader, "text", bert)?),
+        };
+        let head = FusionHead::load(loader, config.fusion, config.visual_dim(), config.text_dim());
+        Ok(FusionerModel { config, image, text, head })
     }
 
     /// The frozen image encoder on normalised crops `[b, 3, crop, crop]`: L2-normalised patch
@@ -391,20 +438,41 @@ impl Network for FusionerModel {
         }
     }
 
+    /// CLIP's; 1 with BERT (Fusioner's logits come from its head, not from this scale).
     fn logit_scale(&self) -> f32 {
-        self.text.logit_scale
+        match &self.text {
+            TextTower::Clip(clip) => clip.logit_scale,
+            TextTower::Bert(_) => 1.0,
+        }
     }
 
     fn text_context(&self) -> usize {
-        self.text.model.context
+        match &self.text {
+            TextTower::Clip(clip) => clip.model.context,
+            TextTower::Bert(bert) => bert.model.config.max_position_embeddings,
+        }
     }
 
     fn text_width(&self) -> usize {
-        self.text.projection.weight.dims()[0]
+        self.config.text_dim()
+    }
+
+    /// BERT's own WordPiece ids (each text as long as it is, cut to the positions BERT has);
+    /// CLIP's BPE otherwise.
+    fn tokenize(&self, tokenizer: &Tokenizer, texts: &[&str]) -> Vec<Vec<u32>> {
+        match &self.text {
+            TextTower::Clip(_) => tokenizer.encode_batch(texts, self.text_context()),
+            TextTower::Bert(bert) => {
+                texts.iter().map(|t| bert.tokenizer.encode_within(t, self.text_context())).collect()
+            }
+        }
     }
 
     fn text_features(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
-        Ok(self.text.projection.forward(self.text.model.forward(ids)?))
+        match &self.text {
+            TextTower::Clip(clip) => Ok(clip.projection.forward(clip.model.forward(ids)?)),
+            TextTower::Bert(bert) => bert.features(ids),
+        }
     }
 
     /// CLIP's pooled embedding; with a ViT image encoder, its class token (which is not in the

@@ -176,7 +176,7 @@ impl Engine for Fusioner {
     type Options = Options;
 
     fn load(config: &ConfigJson, loader: &mut WeightLoader) -> Result<FusionerModel> {
-        Ok(FusionerModel::load(FusionerConfig::from_config(config)?, loader))
+        FusionerModel::load(FusionerConfig::from_config(config)?, loader)
     }
 
     fn options(settings: &Settings) -> Result<Options> {

@@ -23,7 +23,7 @@ pub use optim::{Hyper, Optimizer, Weights, cosine_schedule, task_losses};
 
 use crate::checkpoint::{Checkpoint, write_safetensors_as};
 use crate::error::{Error, Result};
-use crate::fusioner::{FusionHead, FusionerConfig, FusionerModel};
+use crate::fusioner::{Backbone, CLIP_TEXT, CLIP_VISION, FusionHead, FusionerConfig, FusionerModel, TextKind};
 use crate::network::Network;
 pub use crate::nn::Rng;
 use crate::preprocess::RgbImage;
@@ -197,31 +197,42 @@ pub struct TrainState {
 }
 
 /// Where the frozen encoders' weights of a trained checkpoint come from: a checkpoint's
-/// tensors, renamed with `prefix`, except those under the `skip` prefixes (a head's own
-/// `fusion.*` and `decoder.*` are never copied).
+/// tensors, `strip` taken off the front of their names (where they have it) and `prefix` put
+/// on, except those under the `skip` prefixes (a head's own `fusion.*` and `decoder.*` are
+/// never copied).
 pub struct WeightSource<'a> {
     pub checkpoint: &'a Checkpoint<'a>,
     pub prefix: &'a str,
+    pub strip: &'a str,
     pub skip: &'a [&'a str],
 }
 
+/// What a BERT checkpoint holds that the text encoder does not read: the hub's pre-training
+/// heads.
+const BERT_UNREAD: [&str; 2] = ["cls.", "bert.cls."];
+
 impl<'a> WeightSource<'a> {
     /// A backbone's weights as a trained checkpoint holds them: a vision-only image encoder's
-    /// under `vision.` (its pooler left out) beside the CLIP text tower's; else the backbone's
-    /// as they are.
-    pub fn of(backbone: &'a crate::fusioner::Backbone<'a>) -> Vec<WeightSource<'a>> {
+    /// under `vision.` (its pooler left out), a BERT's under `text.` (without the hub's `bert.`
+    /// and its pre-training heads), a CLIP's as they are (only the side in use when the other
+    /// comes from elsewhere).
+    pub fn of(backbone: &'a Backbone<'a>) -> Result<Vec<WeightSource<'a>>> {
+        let (kind, text) = backbone.kinds()?;
         let image = backbone.image.checkpoint;
-        match &backbone.text {
-            Some(text) => vec![
-                WeightSource { checkpoint: image, prefix: "vision.", skip: &["pooler."] },
-                WeightSource {
-                    checkpoint: text.checkpoint,
-                    prefix: "",
-                    skip: &["vision_model.", "visual_projection."],
-                },
-            ],
-            None => vec![WeightSource { checkpoint: image, prefix: "", skip: &[] }],
+        let mut sources = vec![match (kind.as_str(), text) {
+            ("vit", _) => WeightSource { checkpoint: image, prefix: "vision.", strip: "", skip: &["pooler."] },
+            (_, TextKind::Own) => WeightSource { checkpoint: image, prefix: "", strip: "", skip: &[] },
+            _ => WeightSource { checkpoint: image, prefix: "", strip: "", skip: &CLIP_TEXT },
+        }];
+        if let Some(named) = &backbone.text {
+            sources.push(match text {
+                TextKind::Bert => {
+                    WeightSource { checkpoint: named.checkpoint, prefix: "text.", strip: "bert.", skip: &BERT_UNREAD }
+                }
+                _ => WeightSource { checkpoint: named.checkpoint, prefix: "", strip: "", skip: &CLIP_VISION },
+            });
         }
+        Ok(sources)
     }
 }
 
@@ -237,12 +248,14 @@ pub fn checkpoint_bytes(
         let backbone = source.checkpoint;
         for name in backbone.names() {
             let skipped = source.skip.iter().any(|p| name.starts_with(p));
-            if skipped || name.ends_with(".position_ids") || name.starts_with("fusion.") || name.starts_with("decoder.")
-            {
+            // Buffers, not weights: position ids, and BERT's token type ids.
+            let buffer = name.ends_with(".position_ids") || name.ends_with(".token_type_ids");
+            if skipped || buffer || name.starts_with("fusion.") || name.starts_with("decoder.") {
                 continue;
             }
             let shape = backbone.get(name).map(|e| e.shape.clone()).unwrap_or_default();
-            tensors.push((format!("{}{name}", source.prefix), shape, backbone.read_f32(name)?));
+            let short = name.strip_prefix(source.strip).filter(|_| !source.strip.is_empty()).unwrap_or(name);
+            tensors.push((format!("{}{short}", source.prefix), shape, backbone.read_f32(name)?));
         }
     }
     let mut weights = Weights(Vec::new(), None);

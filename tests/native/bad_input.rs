@@ -185,6 +185,26 @@ fn cases(dir: &Path) -> BTreeMap<&'static str, Cli> {
             .arg("--classes", data.join("classes.txt"))
             .out(dir.join("trained")),
     );
+    let train_with_text = |text: &str, out: &str| {
+        Cli::new("train fusioner")
+            .arg("--backbone", &vit)
+            .arg("--text", text)
+            .arg("--dataset", &data)
+            .arg("--format", "folder")
+            .arg("--classes", data.join("classes.txt"))
+            .out(dir.join(out))
+    };
+    let sam = fixtures().join("sam-tiny").to_str().unwrap().to_string();
+    cases.insert(
+        "`train fusioner --text` naming a checkpoint that is neither CLIP nor BERT (`sam`)",
+        train_with_text(&sam, "t-sam"),
+    );
+    // A BERT folder with its config and weights only.
+    let no_vocab = model_copy(dir, "bert-no-vocab", "bert-colours", |_| {});
+    cases.insert(
+        "`train fusioner --text` naming a BERT folder without `vocab.txt` or `tokenizer.json`",
+        train_with_text(&no_vocab, "t-bert"),
+    );
     box_files(dir, &mut cases, &photo);
     user_mistakes(dir, &mut cases, &photo, &colours);
     hostile_cases(dir, &photo, &out, &mut cases);

@@ -6,6 +6,7 @@ use crate::common::{self, HIDDEN_REL_TOL, all_close, backends, to_vec};
 
 use wordmask::bert::{BertConfig, BertModel, Pooling, WordPiece};
 use wordmask::checkpoint::Checkpoint;
+use wordmask::fusioner::BertTower;
 use wordmask::loader::{self, WeightLoader};
 
 fn fixture(file: &str) -> std::path::PathBuf {
@@ -171,4 +172,24 @@ fn the_hubs_pretraining_layout_loads_the_same_tower() {
         .unwrap()
         .to_string();
     assert!(e.contains("bert.encoder.layer.9.output.dense.weight"), "{e}");
+}
+
+/// Fusioner's BERT text encoder runs texts of one length side by side and gives the rows back in
+/// the texts' order: each row equals the text embedded alone, under either pooling.
+#[test]
+fn texts_of_several_lengths_embed_as_each_alone() {
+    let device = wordmask::device::open(wordmask::Backend::Cpu).unwrap();
+    let model = load(&device, None);
+    let tokenizer = WordPiece::from_vocab_txt(&std::fs::read_to_string(fixture("vocab.txt")).unwrap(), true).unwrap();
+    let texts = ["cat", "a photo of a dog.", "traffic light", "dog", "a photo of a cat."];
+    let ids: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode(t)).collect();
+    let d = model.config.hidden_size;
+    for pooling in [Pooling::Cls, Pooling::Mean] {
+        let tower = BertTower { model: model.clone(), tokenizer: tokenizer.clone(), pooling };
+        let all = to_vec(tower.features(&ids).unwrap()).unwrap();
+        for (i, row) in ids.iter().enumerate() {
+            let alone = to_vec(model.embed(row, pooling).unwrap()).unwrap();
+            all_close(&format!("{pooling} {:?}", texts[i]), &all[i * d..(i + 1) * d], &alone, 1e-5, true).unwrap();
+        }
+    }
 }
