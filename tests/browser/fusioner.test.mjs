@@ -1,7 +1,9 @@
 // A Fusioner head trained with `wordmask train fusioner` (tests/fixtures/semantic-colours-fusioner:
-// the colour CLIP frozen, the head trained on tests/fixtures/colour-segmentation's train split)
-// segments that dataset's held-out images in the page's worker, on the CPU fallback and on
-// WebGPU, as well as it does natively; and the page names the engine and takes its options.
+// the colour CLIP frozen, the head trained on tests/fixtures/colour-segmentation's train split;
+// and semantic-colours-fusioner-bert: the same with the hand-set colour BERT for the words, its
+// tokenizer's vocabulary in the checkpoint's config) segments that dataset's held-out images in
+// the page's worker, on the CPU fallback and on WebGPU, as well as it does natively; and the page
+// names the engine and takes its options.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
@@ -9,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { startServer, withPage, workerClient } from './harness.mjs';
 
 const MODEL = '/tests/fixtures/semantic-colours-fusioner';
+const BERT_MODEL = '/tests/fixtures/semantic-colours-fusioner-bert';
 const DATA = '/tests/fixtures/colour-segmentation';
 const CLASSES = readFileSync(new URL(`..${DATA.slice(6)}/classes.txt`, import.meta.url), 'utf8').trim().split('\n');
 const IMAGES = readFileSync(new URL(`..${DATA.slice(6)}/val.txt`, import.meta.url), 'utf8').trim().split('\n').slice(0, 3);
@@ -32,13 +35,15 @@ function miou(pairs, classes) {
   return ious.reduce((a, b) => a + b, 0) / ious.length;
 }
 
-for (const webgpu of [false, true]) {
-  test(`a trained Fusioner head segments held-out images in the worker (${webgpu ? 'WebGPU' : 'CPU'})`, { timeout: 300_000 }, async (t) => {
+// (model, what its words come from, the least mIoU: the BERT head reaches 0.88 natively)
+const HEADS = [[MODEL, 'CLIP', 0.85], [BERT_MODEL, 'BERT', 0.8]];
+for (const webgpu of [false, true]) for (const [model, words, least] of HEADS) {
+  test(`a trained Fusioner head (${words} words) segments held-out images in the worker (${webgpu ? 'WebGPU' : 'CPU'})`, { timeout: 300_000 }, async (t) => {
     await withPage(server.url, { webgpu }, async (page) => {
       await page.evaluate(workerClient);
       const device = await page.evaluate((b) => ask({ type: 'init', backend: b }), webgpu ? 'webgpu' : 'cpu');
       assert.equal(device.status, 'device', JSON.stringify(device));
-      const ready = await page.evaluate((m) => ask({ type: 'load', url: m }), MODEL);
+      const ready = await page.evaluate((m) => ask({ type: 'load', url: m }), model);
       assert.equal(ready.status, 'ready', JSON.stringify(ready));
       assert.equal(ready.engine, 'fusioner');
       const pairs = [];
@@ -63,7 +68,7 @@ for (const webgpu of [false, true]) {
       }
       const score = miou(pairs, CLASSES.length);
       t.diagnostic(`mIoU ${score.toFixed(4)} over ${IMAGES.join(', ')}`);
-      assert.ok(score >= 0.85, `mIoU ${score.toFixed(3)} over ${IMAGES.join(', ')}`);
+      assert.ok(score >= least, `mIoU ${score.toFixed(3)} over ${IMAGES.join(', ')}`);
     });
   });
 }
