@@ -20,7 +20,7 @@ use std::fmt::Display;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, StoredDtype};
 use crate::error::{Error, Result};
 
 /// Build a model from `checkpoint` in two passes: `build` first runs on a loader that only
@@ -172,17 +172,9 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             }
             return Some(values);
         };
-        let Some(entry) = checkpoint.get(name) else {
-            self.problems.push(format!("missing tensor {name} (expected shape {shape:?})"));
-            return None;
-        };
-        self.used.insert(name.to_string());
-        if entry.shape != shape {
-            self.problems.push(format!("tensor {name} has shape {:?}, expected {shape:?}", entry.shape));
-            return None;
-        }
-        if !entry.dtype.is_float() && !checkpoint.is_quantized(name) {
-            self.problems.push(format!("tensor {name} is stored as {:?}, expected floating point", entry.dtype));
+        let dtype = self.located(checkpoint, name, shape)?;
+        if !dtype.is_float() && !checkpoint.is_quantized(name) {
+            self.problems.push(format!("tensor {name} is stored as {dtype:?}, expected floating point"));
             return None;
         }
         if self.checking {
@@ -197,15 +189,32 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
                 }
                 Some(values)
             }
-            Err(Error::Format { reason, .. }) => {
-                self.damaged.push(reason);
-                None
-            }
-            Err(e) => {
-                self.damaged.push(e.to_string());
-                None
-            }
+            Err(e) => self.damage(e),
         }
+    }
+
+    /// `name`'s stored type, the tensor marked as used, when the checkpoint has it in `shape`;
+    /// `None`, with the problem recorded, when it is missing or mis-shaped.
+    fn located(&mut self, checkpoint: &Checkpoint<'_>, name: &str, shape: &[usize]) -> Option<StoredDtype> {
+        let Some(entry) = checkpoint.get(name) else {
+            self.problems.push(format!("missing tensor {name} (expected shape {shape:?})"));
+            return None;
+        };
+        self.used.insert(name.to_string());
+        if entry.shape != shape {
+            self.problems.push(format!("tensor {name} has shape {:?}, expected {shape:?}", entry.shape));
+            return None;
+        }
+        Some(entry.dtype)
+    }
+
+    /// Record a tensor whose values could not be used (the checkpoint is damaged): `None`.
+    fn damage<T>(&mut self, e: Error) -> Option<T> {
+        self.damaged.push(match e {
+            Error::Format { reason, .. } => reason,
+            e => e.to_string(),
+        });
+        None
     }
 
     /// Whether `name` is stored quantised to int8 (see [`Checkpoint`]).
@@ -218,28 +227,13 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
     /// the problem recorded, when it is missing, mis-shaped or damaged, and while checking.
     pub fn host_q8(&mut self, name: &str, shape: &[usize]) -> Option<(Vec<i8>, Vec<f32>)> {
         let checkpoint = self.checkpoint?;
-        let Some(entry) = checkpoint.get(name) else {
-            self.problems.push(format!("missing tensor {name} (expected shape {shape:?})"));
-            return None;
-        };
-        self.used.insert(name.to_string());
-        if entry.shape != shape {
-            self.problems.push(format!("tensor {name} has shape {:?}, expected {shape:?}", entry.shape));
-            return None;
-        }
+        self.located(checkpoint, name, shape)?;
         if self.checking {
             return None;
         }
         match checkpoint.read_q8(name) {
             Ok(q) => Some(q),
-            Err(Error::Format { reason, .. }) => {
-                self.damaged.push(reason);
-                None
-            }
-            Err(e) => {
-                self.damaged.push(e.to_string());
-                None
-            }
+            Err(e) => self.damage(e),
         }
     }
 

@@ -204,6 +204,24 @@ pub fn floats(v: &serde_json::Value) -> Vec<f32> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
+/// The share of equal values in two label maps (or masks) of one size.
+pub fn agreement(a: &[u8], b: &[u8]) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
+}
+
+/// `tests/fixtures/images/noise_75x75.png` stretched to 320x240, written as `dir/photo.png`: a
+/// photo on which a random-weight checkpoint's words nearly tie.
+pub fn noise_photo(dir: &Path) -> PathBuf {
+    let photo = image::open(fixtures().join("images/noise_75x75.png")).unwrap().resize_exact(
+        320,
+        240,
+        image::imageops::FilterType::Triangle,
+    );
+    let path = dir.join("photo.png");
+    photo.save(&path).unwrap();
+    path
+}
+
 /// A fresh scratch directory for one test (removed by the test when it passes).
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wordmask-{name}-{}", std::process::id()));

@@ -6,15 +6,10 @@
 
 use crate::common;
 
-use common::{Cli, Reference, Scene, all_close, fixtures, floats};
+use common::{Cli, Reference, Scene, agreement, all_close, fixtures, floats};
 
 fn skip() -> bool {
     std::env::var("WORDMASK_SKIP_WGPU").as_deref() == Ok("1")
-}
-
-/// The share of equal values in two label maps (or masks) of one size.
-fn agreement(a: &[u8], b: &[u8]) -> f64 {
-    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
 }
 
 /// `--precision f16` on the GPU: text and image embeddings within 1e-2 of transformers' f32
@@ -55,13 +50,7 @@ fn f16_label_maps_agree_with_f32_on_every_engine() {
     let scene = dir.join("scene.png");
     let labels = Scene::load().labels.join(", ");
     Scene::load().paint(&scene);
-    let photo = image::open(fixtures().join("images/noise_75x75.png")).unwrap().resize_exact(
-        320,
-        240,
-        image::imageops::FilterType::Triangle,
-    );
-    let noise = dir.join("photo.png");
-    photo.save(&noise).unwrap();
+    let noise = common::noise_photo(&dir);
     let cases: [(&str, &std::path::Path, &str, &[&str]); 5] = [
         ("semantic-colours", &scene, &labels, &[]),
         ("semantic-colours-groupvit", &scene, &labels, &[]),

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::common;
 
 use burn::tensor::{Tensor, TensorData};
-use common::{Cli, EMBED_TOL, Reference, Scene, all_close, backends, fixtures, floats, load_model, read, to_vec};
+use common::{
+    Cli, EMBED_TOL, Reference, Scene, agreement, all_close, backends, fixtures, floats, load_model, read, to_vec,
+};
 use wordmask::checkpoint::Checkpoint;
 use wordmask::clip::ClipModel;
 use wordmask::network::Network;
@@ -30,11 +32,6 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
     let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
-}
-
-/// The share of equal values in two label maps (or masks) of one size.
-fn agreement(a: &[u8], b: &[u8]) -> f64 {
-    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
 }
 
 /// A checkpoint as optimum-quanto saves it loads as it is, and gives what quanto's own model
@@ -122,13 +119,7 @@ fn q8_outputs_stay_close_to_f32_on_every_engine() {
     let scene = Scene::load();
     scene.paint(&scene_png);
     let labels = scene.labels.join(", ");
-    let photo = image::open(fixtures().join("images/noise_75x75.png")).unwrap().resize_exact(
-        320,
-        240,
-        image::imageops::FilterType::Triangle,
-    );
-    let noise = dir.join("photo.png");
-    photo.save(&noise).unwrap();
+    let noise = common::noise_photo(&dir);
     let backends: &[&str] = if skip_wgpu() { &["cpu"] } else { &["cpu", "wgpu"] };
     // (checkpoint, image, words, settings, the least agreement). The random-weight CLIP with an
     // 8-wide text tower on a noise photo is nearly all ties between its five words: there int8

@@ -124,11 +124,10 @@ fn eval_over_a_camvid_folder_prints_the_table_and_an_oracle_scores_100() {
     std::fs::remove_dir_all(&root).ok();
 }
 
-/// `eval --protocol` runs the paper's config for the dataset: the same scores as its settings
-/// typed by hand, flags beside it overriding its, and each paper's own windows.
-#[test]
-fn eval_with_a_papers_protocol_uses_its_config_and_yields_to_flags() {
-    let root = std::env::temp_dir().join(format!("wordmask-voc-{}", std::process::id()));
+/// A PASCAL VOC folder of one image, the colour scene with its labels as VOC values (red 1,
+/// green 2, blue 3, yellow 4), and a class file of those names with "background" first.
+fn voc_scene(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let root = std::env::temp_dir().join(format!("wordmask-{name}-{}", std::process::id()));
     for sub in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
         std::fs::create_dir_all(root.join(sub)).unwrap();
     }
@@ -140,6 +139,14 @@ fn eval_with_a_papers_protocol_uses_its_config_and_yields_to_flags() {
     std::fs::write(root.join("ImageSets/Segmentation/val.txt"), "scene\n").unwrap();
     let classes = root.join("classes.txt");
     std::fs::write(&classes, "background\nred\ngreen\nblue\nyellow\n").unwrap();
+    (root, classes)
+}
+
+/// `eval --protocol` runs the paper's config for the dataset: the same scores as its settings
+/// typed by hand, flags beside it overriding its, and each paper's own windows.
+#[test]
+fn eval_with_a_papers_protocol_uses_its_config_and_yields_to_flags() {
+    let (root, classes) = voc_scene("voc");
     let run = |extra: &[&str]| {
         let out = Cli::new("eval")
             .fixture("semantic-colours")
@@ -195,18 +202,7 @@ fn eval_with_a_papers_protocol_uses_its_config_and_yields_to_flags() {
 /// dataset its repository has no config for.
 #[test]
 fn eval_protocols_of_clearclip_groupvit_and_segclip() {
-    let root = std::env::temp_dir().join(format!("wordmask-voc-presets-{}", std::process::id()));
-    for sub in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
-        std::fs::create_dir_all(root.join(sub)).unwrap();
-    }
-    let ids = ["red", "green", "blue", "yellow"];
-    let truth = Scene::load().paint(&root.join("JPEGImages/scene.jpg"));
-    let gt: Vec<u8> =
-        truth.iter().map(|name| ids.iter().position(|i| *i == name.as_str()).unwrap() as u8 + 1).collect();
-    image::GrayImage::from_raw(448, 336, gt).unwrap().save(root.join("SegmentationClass/scene.png")).unwrap();
-    std::fs::write(root.join("ImageSets/Segmentation/val.txt"), "scene\n").unwrap();
-    let classes = root.join("classes.txt");
-    std::fs::write(&classes, "background\nred\ngreen\nblue\nyellow\n").unwrap();
+    let (root, classes) = voc_scene("voc-presets");
     let eval = |model: &str, extra: &[&str]| {
         Cli::new("eval").fixture(model).arg("--dataset", &root).args(["--format", "voc21", "--json"]).args(extra).run()
     };
