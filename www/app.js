@@ -571,7 +571,12 @@ async function segmentImage(image) {
   state.sharpRun = sharpEdges() && !(state.camera && !state.camera.frozen);
   let wait = 0;
   try {
-    const result = await client.segment({ rgba: new Uint8Array(image.rgba), width: image.width, height: image.height, labels: $('labels').value, options, sharp: state.sharpRun });
+    const request = { rgba: new Uint8Array(image.rgba), width: image.width, height: image.height, labels: $('labels').value, options };
+    // Live frames carry over from one to the next (steadier labels, objects that keep their ids).
+    const live = state.camera && !state.camera.frozen;
+    const result = live
+      ? await client.segmentFrame({ ...request, smooth: Number($('smooth').value) })
+      : await client.segment({ ...request, sharp: state.sharpRun });
     // An image of the folder keeps what it was segmented with now.
     if (image.folderImage) await folder.store(image.folderImage, result, { words: $('labels').value, key: folder.runKey() });
     state.result = result;
@@ -654,6 +659,9 @@ async function startCamera(deviceId) {
     await video.play();
     const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
     state.camera = { stream, devices, deviceId: stream.getVideoTracks()[0]?.getSettings().deviceId, frozen: false };
+    // A new stream: the first frame starts afresh.
+    await client.resetVideo().catch(() => {});
+    $('smooth-row').hidden = false;
     $('camera').textContent = 'Stop camera';
     $('switch-camera').hidden = devices.length < 2;
     $('freeze').hidden = false;
@@ -671,8 +679,18 @@ function stopCamera() {
   $('camera').textContent = 'Start camera';
   $('switch-camera').hidden = true;
   $('freeze').hidden = true;
+  $('smooth-row').hidden = true;
   $('fps').textContent = '';
 }
+
+// How steady the camera's labels are, remembered across visits.
+const SMOOTH_KEY = 'wordmask-smooth';
+if (localStorage.getItem(SMOOTH_KEY) !== null) $('smooth').value = localStorage.getItem(SMOOTH_KEY);
+$('smooth-value').textContent = $('smooth').value;
+$('smooth').oninput = () => {
+  $('smooth-value').textContent = $('smooth').value;
+  localStorage.setItem(SMOOTH_KEY, $('smooth').value);
+};
 
 $('camera').onclick = () => (state.camera ? stopCamera() : startCamera());
 $('switch-camera').onclick = () => {

@@ -326,6 +326,14 @@ export class ModelClient {
   /** `rgba` is transferred to the worker. */
   segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp?: false }): Promise<SegmentResult & Exports>;
   segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp: true }): Promise<SegmentResult & Objects & Exports>;
+  /**
+   * One frame of a camera or video: `segment`'s result with the scores averaged over the frames
+   * before by `smooth` (0-1, default 0.7), objects keeping their ids, and why a frame started
+   * afresh (`reset`: 'first', 'words', 'size', 'cut', or null).
+   */
+  segmentFrame(request: Pixels & { labels: string; options?: SegmentOptions; smooth?: number }): Promise<SegmentResult & Objects & Exports & { reset: 'first' | 'words' | 'size' | 'cut' | null }>;
+  /** The next frame starts a new stream. */
+  resetVideo(): Promise<void>;
   everything(request: Pixels & { labels?: string; options?: SegmentOptions; automatic?: AutomaticOptions }): Promise<EverythingResult & Exports>;
   /** Point mode's heavy pass; resolves with its milliseconds. */
   encode(image: Pixels): Promise<number>;

@@ -240,6 +240,25 @@ export class ModelClient {
   }
 
   /**
+   * One frame of a camera or a video: `segment`'s result for it, with each pixel's scores
+   * averaged over the frames before where the picture held still, by `smooth` in [0, 1] (0: the
+   * frame alone), so labels do not flicker; `objects` keep their `id` from frame to frame (with
+   * `counts` and `instances`), and `reset` says why a frame started afresh ('first', 'words',
+   * 'size', 'cut') or is null. `resetVideo()` starts a new stream.
+   */
+  async segmentFrame({ rgba, width, height, labels, options = {}, smooth = 0.7 }) {
+    await this.ready('words');
+    const result = strip(await this.post({ type: 'frame', rgba, width, height, labels, options, smooth }, [rgba.buffer]));
+    return withExports(result, this, { ...result, labels });
+  }
+
+  /** Forget the frames `segmentFrame` has seen: the next one starts afresh. */
+  async resetVideo() {
+    await this.openDevice();
+    await this.post({ type: 'reset-video' });
+  }
+
+  /**
    * Every object in RGBA pixels, without prompts (Segment Anything's automatic masks), each
    * named among `labels` by the words model when both are there: `{width, height, objects,
    * counts, instances, encodeMs, masksMs}` as `segment`'s with `sharp`. `automatic`: the

@@ -56,7 +56,8 @@ export type WordMaskImage = ImageBitmap | HTMLImageElement | HTMLVideoElement | 
 /**
  * `<word-mask model="openai/clip-vit-base-patch16" labels="person, dog|puppy, grass" src="photo.jpg">`.
  * Attributes: `model`, `labels`, `src`, `camera` (a facing mode or empty), `sam`, `interactive`,
- * `q8` (read int8 weights, `model.q8.safetensors`, where the model's folder has them),
+ * `q8` (read int8 weights, `model.q8.safetensors`, where the model's folder has them), `smooth`
+ * (the camera's: each frame's scores averaged with the frames before, 0 to 1, default 0.7),
  * and one per segmentation setting (`engine`, `method`, `templates`, `short-side`, `rounding`,
  * `window`, `stride`, `logit-scale`, `refine`, `positions`, `scoring`, `threshold`,
  * `threshold-on`, `area-threshold`, `sfr-threshold`, `rcs-weights`, `sfr-weights`, `background`). CSS parts: `canvas`, `legend`, `status`.

@@ -167,6 +167,13 @@ class WordMask extends HTMLElement {
     return out;
   }
 
+  // The camera's smoothing: the `smooth` attribute, 0.7 when absent (a value outside [0, 1] is
+  // the core's to refuse, naming it).
+  smooth() {
+    const value = this.getAttribute('smooth');
+    return value === null || value.trim() === '' ? 0.7 : Number(value);
+  }
+
   // A model by id or URL; with the `q8` attribute, its int8 weights where the folder has them.
   load(source) {
     return client.load(source, { q8: this.hasAttribute('q8') });
@@ -228,10 +235,11 @@ class WordMask extends HTMLElement {
       .catch((e) => { throw new ModelError(`the camera could not be opened (${e.message})`, { code: 'camera' }); });
     this.video = Object.assign(document.createElement('video'), { srcObject: stream, muted: true, playsInline: true });
     await this.video.play();
+    await client.resetVideo().catch(() => {});
     const loop = async () => {
       if (!this.video) return;
       try {
-        if (this.labels.trim()) await this.segment(this.video, { sharp: false });
+        if (this.labels.trim()) await this.segment(this.video, { sharp: false, frame: true });
       } catch (e) {
         this.fail(e);
       }
@@ -248,8 +256,10 @@ class WordMask extends HTMLElement {
   /**
    * Segment an image, bitmap, video frame or canvas with the current labels; resolves with the
    * result. `sharp` (default: with `sam` and without `interactive`): sharp edges and objects.
+   * `frame`: one frame of a stream (the camera's), its scores averaged with the frames before
+   * by the `smooth` attribute (0 to 1, default 0.7) and its objects keeping their ids.
    */
-  async segment(source, { sharp = this.hasAttribute('sam') && !this.hasAttribute('interactive') } = {}) {
+  async segment(source, { sharp = this.hasAttribute('sam') && !this.hasAttribute('interactive'), frame = false } = {}) {
     const width = source.videoWidth ?? source.displayWidth ?? source.width;
     const height = source.videoHeight ?? source.displayHeight ?? source.height;
     if (!width || !height) throw new ModelError('the image has no pixels yet', { code: 'invalid-input' });
@@ -263,7 +273,9 @@ class WordMask extends HTMLElement {
     let result;
     const labels = this.labels;
     try {
-      result = await client.segment({ rgba, width, height, labels, options: this.options(), sharp });
+      result = frame
+        ? await client.segmentFrame({ rgba, width, height, labels, options: this.options(), smooth: this.smooth() })
+        : await client.segment({ rgba, width, height, labels, options: this.options(), sharp });
     } catch (e) {
       const check = sharp ? 'Check the sam attribute (a Segment Anything checkpoint), the labels and setting attributes' : 'Check the labels and setting attributes';
       throw new ModelError(`the image could not be segmented: ${e.message.replace(/\.$/, '')}. ${check}`, { code: e.code });

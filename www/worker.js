@@ -2,6 +2,8 @@
 // client.js. Every request carries an `id`, echoed in its reply; download progress is
 // broadcast while a load runs.
 // In:  {id, type: 'init', backend, threads?}              threads: the CPU fallback's (default: the cores, up to 8)
+//      {id, type: 'frame', rgba, width, height, labels, options, smooth}   a camera's or video's frame
+//      {id, type: 'reset-video'}                      the next frame starts a new stream
 //      {id, type: 'load', url, q8?}                   a folder URL holding config.json and the weights
 //                                                     (q8: model.q8.safetensors first, where it is)
 //      {id, type: 'load', files: [{name, bytes}]}     config.json, the weights, preprocessor_config.json
@@ -18,6 +20,7 @@
 //        adapter (WebGPU): {vendor, architecture, device, description, f16} as the browser gives them
 //      | {id, status: 'ready', backend, weights, role, engine, defaults?, names?}   weights: the file read
 //      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence, engine, method, timings}
+//        (for a frame, also objects with ids kept from frame to frame, counts, instances, reset)
 //        (with `sharp`, also objects, counts, instances, encodeMs, masksMs)
 //      | {id, status: 'objects', width, height, objects, counts, instances, encodeMs, masksMs}   (everything)
 //      | {id, status: 'encoded', ms} | {id, status: 'mask', width, height, mask, iou, area, timings, label?, probability?, runnerUp?}
@@ -298,6 +301,15 @@ async function handle(data) {
     const result = await watchStages(segment, (stage) => postMessage({ status: 'stage', stage }), data.sharp ? SHARP_STAGES : STAGES);
     await keepText();
     return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer, ...(result.instances ? [result.instances.buffer] : [])]];
+  }
+  if (data.type === 'frame') {
+    const result = await wm.segmentFrame(data.rgba, data.width, data.height, data.labels, data.options, data.smooth);
+    await keepText();
+    return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer, result.instances.buffer]];
+  }
+  if (data.type === 'reset-video') {
+    wm.resetVideo();
+    return { status: 'reset' };
   }
   if (data.type === 'everything') {
     const prompts = (done, total) => postMessage({ status: 'stage', stage: 'masks', done, total });

@@ -10,6 +10,7 @@ import { SCENE, startServer, withPage } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 const [W, H] = [SCENE.width, SCENE.height];
+const SCENE_REGIONS = SCENE.regions.length;
 const inside = ({ x, y }, i, j) => i >= x[0] && i < x[1] && j >= y[0] && j < y[1];
 
 function regionAt(i, j) {
@@ -74,6 +75,15 @@ test('live camera frames are segmented', { timeout: 300_000 }, async () => {
       const want = painted * 100;
       assert.ok(Math.abs(share(word) - want) < 4, `${word}: ${share(word)} % of the frame, painted ${want.toFixed(1)} %; legend: ${legend}`);
     }
+    // Frames carry over: the steadiness control shows, and the objects keep their ids from one
+    // frame to the next (the clip repeats one picture).
+    assert.equal(await page.isVisible('#smooth-row'), true);
+    await page.waitForFunction((regions) => document.querySelectorAll('#objects li').length >= regions, SCENE_REGIONS, { timeout: 120_000 });
+    const ids = () => page.$$eval('#objects li', (items) => items.map((li) => li.dataset.label).sort());
+    const before = await ids();
+    const fps = await page.textContent('#fps');
+    await page.waitForFunction((shown) => document.getElementById('fps').textContent !== shown, fps, { timeout: 120_000 });
+    assert.deepEqual(await ids(), before, 'the objects kept their ids');
     await page.click('#freeze');
     assert.equal(await page.getAttribute('#freeze', 'aria-pressed'), 'true');
   });
@@ -81,17 +91,23 @@ test('live camera frames are segmented', { timeout: 300_000 }, async () => {
 
 test('<word-mask camera> segments live frames', { timeout: 300_000 }, async () => {
   await withCameraPage('/embed.html?model=/tests/fixtures/semantic-colours/&src=/tests/fixtures/images/shapes_50x90.png', async (page) => {
-    const shares = await page.evaluate((labels) => new Promise((resolve, reject) => {
+    const result = await page.evaluate((labels) => new Promise((resolve, reject) => {
       const el = document.createElement('word-mask');
       el.setAttribute('labels', labels);
       el.setAttribute('templates', 'single');
       el.setAttribute('camera', '');
-      let frames = 0;
-      el.addEventListener('result', (e) => { if (++frames === 2) { el.remove(); resolve(e.detail.shares); } });
+      // Four frames: objects are followed from the second on, and keep their ids.
+      const seen = [];
+      el.addEventListener('result', (e) => {
+        seen.push(e.detail.objects.map((o) => o.id).sort((a, b) => a - b).join(','));
+        if (seen.length === 4) { el.remove(); resolve({ shares: e.detail.shares, seen }); }
+      });
       el.addEventListener('error', (e) => reject(new Error(e.detail.message)));
       document.body.append(el);
       el.setAttribute('model', new URLSearchParams(location.search).get('model'));
     }), SCENE.labels.join(', '));
+    const { shares, seen } = result;
+    assert.ok(seen[3] !== '' && seen[3] === seen[2], `object ids frame by frame: ${JSON.stringify(seen)}`);
     const red = shares.find((s) => s.label === 'red').share;
     assert.ok(Math.abs(red - PAINTED.red) < 0.04, `red covers ${red} of the frame, painted ${PAINTED.red}`);
   });
