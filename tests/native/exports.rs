@@ -527,12 +527,17 @@ fn folder_mode_resumes_after_a_kill_and_shards_merge() {
         done.clear();
         times.clear();
         for (round, signal) in [(1, libc::SIGINT), (2, libc::SIGKILL)] {
-            // At the lowest priority, the run cannot get through its images while this test,
-            // among the suite's other threads, waits for its turn to poll and stop it.
+            // Ctrl-C's default action in the child whatever this process inherited: a suite
+            // started in the background by a non-interactive shell (`cmd &`, nohup) ignores
+            // SIGINT, and an ignored signal stays ignored across exec, so the run would go on
+            // to its end. At the lowest priority, the run also cannot get through its images
+            // while this test, among the suite's other threads, waits its turn to stop it.
             let mut command = folder_cli(&images, &out).command();
-            // SAFETY: `nice` only lowers the child's own priority, between fork and exec.
+            // SAFETY: between fork and exec, only the child's own signal disposition and
+            // priority change (both async-signal-safe calls).
             unsafe {
                 std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                    libc::signal(libc::SIGINT, libc::SIG_DFL);
                     libc::nice(19);
                     Ok(())
                 });
