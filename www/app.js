@@ -132,7 +132,7 @@ client.openDevice().then(
   (e) => status(`Error: ${e.message}`),
 );
 
-// The device line beside the timings: the adapter as the browser names it, and the precision.
+// The device line under Advanced: the adapter as the browser names it, and the precision.
 function deviceText({ backend, threads, precision, adapter }) {
   if (backend !== 'webgpu') return `Device: the CPU (WebAssembly${threads > 1 ? `, ${threads} threads` : ', one thread'}), f32.`;
   const name = [adapter?.vendor, adapter?.architecture, adapter?.device, adapter?.description].filter(Boolean).join(' ');
