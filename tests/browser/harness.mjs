@@ -117,18 +117,24 @@ export async function segmentSceneInWorker(url, { webgpu, backend = 'webgpu' }) 
     assert.equal(ready.status, 'ready', JSON.stringify(ready));
     const requests = [];
     page.on('request', (r) => requests.push(r.url()));
-    await page.evaluate(`window.paintScene = ${paintScene}`);
-    const result = await page.evaluate(async ([labels, scene]) => {
-      const r = await ask({ type: 'segment', ...paintScene(scene), labels, options: {} });
-      return { ...r, labelMap: r.labelMap ? Array.from(r.labelMap) : undefined };
-    }, [SCENE.labels.join(', '), SCENE]);
-    assert.equal(result.status, 'result', JSON.stringify(result).slice(0, 300));
-    for (const [x, y, want] of SCENE_PROBES) {
-      assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
-    }
+    await segmentSceneAsked(page);
     assert.deepEqual(requests, [], 'no network request after the model is loaded');
     return { device, isolated, cores };
   });
+}
+
+// In a page running workerClient with a words model loaded: the scene painted and segmented
+// through `ask`; asserts that each probe gets its label.
+export async function segmentSceneAsked(page) {
+  await page.evaluate(`window.paintScene = ${paintScene}`);
+  const result = await page.evaluate(async ([labels, scene]) => {
+    const r = await ask({ type: 'segment', ...paintScene(scene), labels, options: {} });
+    return { ...r, labelMap: r.labelMap ? Array.from(r.labelMap) : undefined };
+  }, [SCENE.labels.join(', '), SCENE]);
+  assert.equal(result.status, 'result', JSON.stringify(result).slice(0, 300));
+  for (const [x, y, want] of SCENE_PROBES) {
+    assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
+  }
 }
 
 // A page of one `<word-mask model=…>`, watched from before it loads (withPage's `before`):

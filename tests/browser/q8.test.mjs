@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 
 import { serve } from '../../tools/serve.mjs';
 import { chooseModelFiles } from '../../www/modelfiles.js';
-import { SCENE, SCENE_PROBES, paintScene, withPage, workerClient } from './harness.mjs';
+import { segmentSceneAsked, withPage, workerClient } from './harness.mjs';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -66,15 +66,7 @@ for (const backend of ['webgpu', 'cpu']) {
       assert.equal(ready.weights, 'model.q8.safetensors');
       assert.ok(requests.includes('/q8/colours/model.q8.safetensors'), requests.join(' '));
       assert.ok(!requests.includes('/q8/colours/model.safetensors'), 'the full weights were downloaded too');
-      await page.evaluate(`window.paintScene = ${paintScene}`);
-      const result = await page.evaluate(async ([labels, scene]) => {
-        const r = await ask({ type: 'segment', ...paintScene(scene), labels, options: {} });
-        return { ...r, labelMap: r.labelMap ? Array.from(r.labelMap) : undefined };
-      }, [SCENE.labels.join(', '), SCENE]);
-      assert.equal(result.status, 'result', JSON.stringify(result).slice(0, 300));
-      for (const [x, y, want] of SCENE_PROBES) {
-        assert.equal(result.labelMap[y * result.width + x], want, `label at (${x}, ${y})`);
-      }
+      await segmentSceneAsked(page);
       // Not asked for: the full weights; asked for where there are none: the full weights.
       const full = await page.evaluate(() => ask({ type: 'load', url: '/q8/colours/' }));
       assert.equal(full.weights, 'model.safetensors', JSON.stringify(full));
