@@ -97,6 +97,94 @@ fn configure(device: &mut Device, precision: Precision, hardware: bool) -> Resul
     device.configure(dtype).map_err(|e| Error::Device(format!("setting the GPU's float type to {dtype:?}: {e:?}")))
 }
 
+/// What the GPU device was granted (WebGPU's `GPUSupportedLimits` and features, as the device
+/// reports them once open): the sizes that the chunked passes are planned from (see
+/// [`buffer_budget`]). burn's runtime asks the adapter for its own maximums; a browser or a
+/// test may grant less, down to WebGPU's defaults ([`GpuLimits::WEBGPU_DEFAULT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuLimits {
+    /// The most bytes one storage buffer binding (one tensor, for a kernel) may span.
+    pub max_storage_buffer_binding_size: u64,
+    /// The most bytes one buffer may hold.
+    pub max_buffer_size: u64,
+    /// The most bytes of workgroup memory one kernel may use.
+    pub max_compute_workgroup_storage_size: u32,
+    /// Whether the device has `shader-f16`.
+    pub shader_f16: bool,
+}
+
+impl GpuLimits {
+    /// WebGPU's defaults, which every adapter grants: 128 MiB per binding, 256 MiB per buffer,
+    /// 16 KiB of workgroup memory.
+    pub const WEBGPU_DEFAULT: GpuLimits = GpuLimits {
+        max_storage_buffer_binding_size: 128 << 20,
+        max_buffer_size: 256 << 20,
+        max_compute_workgroup_storage_size: 16 << 10,
+        shader_f16: false,
+    };
+
+    /// The largest buffer one tensor may live in: one binding within one buffer (burn's
+    /// allocator caps its pages there, and refuses a tensor beyond it).
+    pub fn largest_buffer(&self) -> u64 {
+        self.max_storage_buffer_binding_size.min(self.max_buffer_size)
+    }
+
+    /// The most bytes one intermediate of a chunked pass may take: half the largest buffer
+    /// (so that an intermediate beside its inputs never nears the limit), at most 256 MiB
+    /// (an attention chunk holds three at once: its scores, their bias and their softmax).
+    pub fn intermediate_bytes(&self) -> usize {
+        usize::try_from(self.largest_buffer() / 2).unwrap_or(usize::MAX).min(256 << 20)
+    }
+}
+
+/// The limits of this process's GPU device, once it is open.
+static GPU_LIMITS: std::sync::OnceLock<GpuLimits> = std::sync::OnceLock::new();
+
+/// The limits the GPU device was granted; `None` before a GPU device is open (or without one).
+pub fn gpu_limits() -> Option<GpuLimits> {
+    GPU_LIMITS.get().copied()
+}
+
+#[cfg(feature = "wgpu")]
+fn record_limits(setup: &burn::tensor::wgpu::WgpuSetup) {
+    let limits = setup.device.limits();
+    let _ = GPU_LIMITS.set(GpuLimits {
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+        max_buffer_size: limits.max_buffer_size,
+        max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        shader_f16: setup.device.features().contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16),
+    });
+}
+
+/// The most bytes one intermediate of a chunked pass (attention scores, an embedding table's
+/// block) may take on `device`: on the GPU, [`GpuLimits::intermediate_bytes`] of the device's
+/// limits (WebGPU's defaults until they are read); `None` on the CPU backend, which has no
+/// buffer limit and keeps its own chunking.
+pub fn buffer_budget(device: &Device) -> Option<usize> {
+    on_gpu(device).then(|| gpu_limits().unwrap_or(GpuLimits::WEBGPU_DEFAULT).intermediate_bytes())
+}
+
+/// The largest buffer one tensor may live in on `device`: on the GPU
+/// [`GpuLimits::largest_buffer`] of the device's limits (WebGPU's defaults until they are read);
+/// `None` on the CPU backend.
+pub fn largest_buffer(device: &Device) -> Option<usize> {
+    on_gpu(device).then(|| {
+        let limits = gpu_limits().unwrap_or(GpuLimits::WEBGPU_DEFAULT);
+        usize::try_from(limits.largest_buffer()).unwrap_or(usize::MAX)
+    })
+}
+
+#[cfg(feature = "wgpu")]
+fn on_gpu(device: &Device) -> bool {
+    matches!(device.as_dispatch(), burn::backend::DispatchDevice::Cube(_))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn on_gpu(_device: &Device) -> bool {
+    false
+}
+
 /// Whether this processor has AVX-512 (natively on x86-64). The CPU backend then runs linear
 /// layers, attention and the element-wise kernels on the host's own AVX-512 kernels
 /// (`nn::kernels::packed`, `nn::kernels::host`), against weights packed at load; elsewhere natively its own
@@ -171,9 +259,10 @@ fn wgpu_native(precision: Precision) -> Result<Device> {
     static DEVICE: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
     let device = DEVICE
         .get_or_init(|| {
-            let mut device = Device::wgpu_options().init().map_err(|e| {
+            let (mut device, setup) = Device::wgpu_options().init_with_setup().map_err(|e| {
                 format!("no usable GPU adapter through wgpu ({e}); on a machine without a GPU install a Vulkan driver such as Mesa's llvmpipe, or use --backend cpu")
             })?;
+            record_limits(&setup);
             configure(&mut device, precision, hardware_gpu()).map_err(|e| e.to_string())?;
             Ok(device)
         })
@@ -199,10 +288,61 @@ fn wgpu_native(_precision: Precision) -> Result<Device> {
 /// not).
 #[cfg(all(feature = "wgpu", target_family = "wasm"))]
 pub async fn webgpu(precision: Precision) -> Result<Device> {
-    let mut device =
-        Device::wgpu_options().init_async().await.map_err(|e| Error::NoGpu(format!("WebGPU is not available: {e}")))?;
+    let setup = browser_setup().await?;
+    record_limits(&setup);
+    let mut device = Device::wgpu_options()
+        .setup(setup)
+        .init()
+        .map_err(|e| Error::NoGpu(format!("WebGPU is not available: {e}")))?;
     configure(&mut device, precision, true)?;
     Ok(device)
+}
+
+/// The most bytes one buffer of ours needs: 512 MiB, the stitched scores of one segmentation
+/// (`segment::slide::MAX_SCORE_VALUES` is this many bytes of f32). Everything else is planned
+/// in chunks of at most 256 MiB ([`GpuLimits::intermediate_bytes`]); a token table larger than
+/// that is uploaded in blocks of rows.
+pub const LARGEST_BUFFER_NEEDED: u64 = 512 << 20;
+
+/// The limits to ask of an adapter that offers `offered`: its own, but no more buffer than
+/// [`LARGEST_BUFFER_NEEDED`]. The rest stays the adapter's: burn's runtime sizes its workgroups
+/// and dispatches from the adapter's limits, so the device must have them.
+#[cfg(feature = "wgpu")]
+pub fn wanted_limits(offered: &burn::tensor::wgpu::wgpu::Limits) -> burn::tensor::wgpu::wgpu::Limits {
+    let mut wanted = offered.clone();
+    wanted.max_storage_buffer_binding_size = offered.max_storage_buffer_binding_size.min(LARGEST_BUFFER_NEEDED);
+    wanted.max_buffer_size = offered.max_buffer_size.min(LARGEST_BUFFER_NEEDED);
+    wanted
+}
+
+/// The browser's WebGPU adapter (high performance preferred) and a device with
+/// [`wanted_limits`] and the adapter's features, as burn's runtime would ask for them
+/// (mappable primary buffers aside, which WebGPU does not have).
+#[cfg(all(feature = "wgpu", target_family = "wasm"))]
+async fn browser_setup() -> Result<burn::tensor::wgpu::WgpuSetup> {
+    use burn::tensor::wgpu::wgpu;
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::BROWSER_WEBGPU,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let options =
+        wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() };
+    let adapter = instance
+        .request_adapter(&options)
+        .await
+        .map_err(|e| Error::NoGpu(format!("WebGPU is not available: no adapter ({e})")))?;
+    let descriptor = wgpu::DeviceDescriptor {
+        label: Some("wordmask"),
+        required_features: adapter.features().difference(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
+        required_limits: wanted_limits(&adapter.limits()),
+        memory_hints: wgpu::MemoryHints::MemoryUsage,
+        ..Default::default()
+    };
+    let (device, queue) = adapter
+        .request_device(&descriptor)
+        .await
+        .map_err(|e| Error::NoGpu(format!("WebGPU is not available: the adapter refused a device ({e})")))?;
+    Ok(burn::tensor::wgpu::WgpuSetup { instance, adapter, device, queue, backend: wgpu::Backend::BrowserWebGpu })
 }
 
 /// A web build without WebGPU (the CPU fallback's modules: `threads`, `cpu-relaxed`).
@@ -240,4 +380,45 @@ pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
     burn::tensor::try_read_sync(future).unwrap_or_else(|| {
         Err(Error::Device("this result is not ready without waiting: on WebGPU use the async call".into()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device asks an adapter for no more buffer than the largest one we make (512 MiB of
+    /// scores), and for everything else the adapter offers; an adapter that offers less keeps
+    /// its own.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn a_device_asks_for_what_is_needed() {
+        use burn::tensor::wgpu::wgpu::Limits;
+        let large = Limits {
+            max_storage_buffer_binding_size: 4 << 30,
+            max_buffer_size: 8 << 30,
+            max_compute_workgroup_storage_size: 32 << 10,
+            ..Limits::defaults()
+        };
+        let wanted = wanted_limits(&large);
+        assert_eq!(wanted.max_storage_buffer_binding_size, 512 << 20);
+        assert_eq!(wanted.max_buffer_size, 512 << 20);
+        assert_eq!(wanted.max_compute_workgroup_storage_size, 32 << 10);
+        let small = Limits::defaults();
+        assert_eq!(wanted_limits(&small).max_storage_buffer_binding_size, 128 << 20);
+        assert_eq!(wanted_limits(&small).max_buffer_size, 256 << 20);
+    }
+
+    /// Intermediates take half the largest buffer, at most 256 MiB; the CPU backend has no
+    /// budget.
+    #[test]
+    fn budgets_follow_the_limits() {
+        assert_eq!(GpuLimits::WEBGPU_DEFAULT.intermediate_bytes(), 64 << 20);
+        let wide = GpuLimits { max_storage_buffer_binding_size: 1 << 30, ..GpuLimits::WEBGPU_DEFAULT };
+        assert_eq!(wide.largest_buffer(), 256 << 20, "one binding within one buffer");
+        assert_eq!(wide.intermediate_bytes(), 128 << 20);
+        let huge = GpuLimits { max_storage_buffer_binding_size: 4 << 30, max_buffer_size: 4 << 30, ..wide };
+        assert_eq!(huge.intermediate_bytes(), 256 << 20);
+        #[cfg(feature = "cpu")]
+        assert_eq!(buffer_budget(&Device::flex()), None);
+    }
 }
