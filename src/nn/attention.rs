@@ -2,6 +2,8 @@
 //! `SamAttention` with its narrower inner width), its pieces exposed so that the dense
 //! engine's last-block variants can recombine them.
 
+use std::ops::Range;
+
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
@@ -97,6 +99,41 @@ impl Attention {
         self.out_proj.forward(Self::merge_heads(weights.matmul(v)))
     }
 
+    /// [`Attention::mix`] with the weights made a block at a time: `weights(heads, queries)`
+    /// gives the weights of those heads and queries, `[b, heads.len(), queries.len(), n_k]`,
+    /// each block within `budget` elements (a chunk of heads, and of queries when one head is
+    /// more). The whole at once where it fits, or where there is no budget (the CPU backend:
+    /// see [`crate::device::buffer_budget`]); long sequences on a GPU with small buffers
+    /// otherwise need a `[b, heads, n, n]` buffer past its binding limit.
+    /// `v`: `[b, heads, n_k, hd]` -> `[b, n_q, d]`
+    pub fn mix_in_blocks(
+        &self,
+        v: Tensor<4>,
+        n_q: usize,
+        budget: Option<usize>,
+        weights: impl Fn(Range<usize>, Range<usize>) -> Tensor<4>,
+    ) -> Tensor<3> {
+        let [b, h, n_k, hd] = v.dims();
+        let per_head = b * n_q * n_k;
+        let budget = match budget {
+            Some(budget) if h * per_head > budget => budget,
+            _ => return self.mix(weights(0..h, 0..n_q), v),
+        };
+        let heads = (budget / per_head.max(1)).clamp(1, h);
+        let rows = if heads > 1 { n_q } else { (budget / (b * n_k).max(1)).clamp(1, n_q) };
+        let mut by_head = Vec::with_capacity(h.div_ceil(heads));
+        for h0 in (0..h).step_by(heads) {
+            let hs = h0..(h0 + heads).min(h);
+            let v = v.clone().slice([0..b, hs.clone(), 0..n_k, 0..hd]);
+            let by_row: Vec<Tensor<4>> = (0..n_q)
+                .step_by(rows)
+                .map(|r0| weights(hs.clone(), r0..(r0 + rows).min(n_q)).matmul(v.clone()))
+                .collect();
+            by_head.push(Tensor::cat(by_row, 2));
+        }
+        self.out_proj.forward(Self::merge_heads(Tensor::cat(by_head, 1)))
+    }
+
     /// Queries, keys and values each from their own input (`[b, n_q, d]`, `[b, n_k, d]` twice);
     /// `mask` is added to the scores (`[n_q, n_k]`, 0 or very negative).
     /// The backend's fused attention: one routine per head on the CPU, and on the GPU a flash
@@ -131,6 +168,17 @@ impl Attention {
         let ([b, h, n_q, _], n_k) = (q.dims(), k.dims()[2]);
         if self.kernel == Kernel::Host && mask.is_none() && b * h * n_q * n_k <= HOST_SCORES {
             return self.mix(Self::weights(q, k, None), v);
+        }
+        // Scores past what one GPU buffer should hold: a block of heads and queries at a time.
+        if let Some(budget) = crate::device::buffer_budget(&q.device()).map(|bytes| bytes / size_of::<f32>())
+            && b * h * n_q * n_k > budget
+        {
+            let hd = q.dims()[3];
+            return self.mix_in_blocks(v, n_q, Some(budget), |hs, rows| {
+                let bias = mask.as_ref().map(|m| m.clone().slice([rows.clone(), 0..n_k]));
+                let q = q.clone().slice([0..b, hs.clone(), rows, 0..hd]);
+                Self::weights(q, k.clone().slice([0..b, hs, 0..n_k, 0..hd]), bias)
+            });
         }
         let bias = mask.map(|m| m.unsqueeze::<4>());
         let mixed = attention(q, k, v, None, bias, AttentionModuleOptions::default());
@@ -247,6 +295,29 @@ mod tests {
             for (what, want, got) in cases {
                 crate::nn::assert_host_agrees(got, want, &format!("{what} {d}/{inner}"));
             }
+        }
+    }
+
+    /// Weights made a block at a time (heads, then queries, as a small budget asks) mix to
+    /// what the whole gives: budgets that cut heads, that cut one head's queries unevenly, and
+    /// none.
+    #[test]
+    fn attention_in_blocks_mixes_as_the_whole() {
+        let device = Device::flex();
+        let (b, heads, n, hd) = (2, 3, 11, 4);
+        let mut loader = WeightLoader::random(&device);
+        let attn = Attention::load(loader.pp("attn"), heads * hd, heads);
+        let random = || Tensor::<4>::random([b, heads, n, hd], Distribution::Normal(0.0, 1.0), &device);
+        let (q, k, v) = (random(), random(), random());
+        let weights = |hs: std::ops::Range<usize>, rows: std::ops::Range<usize>| {
+            let q = q.clone().slice([0..b, hs.clone(), rows, 0..hd]);
+            Attention::weights(q, k.clone().slice([0..b, hs, 0..n, 0..hd]), None)
+        };
+        let whole = attn.mix_in_blocks(v.clone(), n, None, weights);
+        assert_eq!(whole.dims(), [b, n, heads * hd]);
+        for budget in [2 * b * n * n, b * n * 4, 1] {
+            let blocks = attn.mix_in_blocks(v.clone(), n, Some(budget), weights);
+            crate::nn::assert_host_agrees(blocks, whole.clone(), &format!("budget {budget}"));
         }
     }
 }

@@ -51,6 +51,20 @@ impl Mlp {
             let out = packed::mlp(fc1, fc2, &host_values(x), b * n, host::quick_gelu_slice);
             return host_tensor(out, [b, n, d], &device);
         }
+        // On a GPU whose buffers cannot hold the hidden activations of every token at once (a
+        // one-pass dense segmentation of a large image), a band of tokens at a time.
+        let [b, n, d_in] = x.dims();
+        let hidden = self.fc1.d_out();
+        if let Some(budget) = crate::device::buffer_budget(&x.device()).map(|bytes| bytes / size_of::<f32>())
+            && b * n * hidden > budget
+        {
+            let rows = (budget / (b * hidden).max(1)).clamp(1, n);
+            let bands = (0..n).step_by(rows).map(|r0| {
+                let band = x.clone().slice([0..b, r0..(r0 + rows).min(n), 0..d_in]);
+                self.fc2.forward(activate(self.act, self.fc1.forward(band)))
+            });
+            return Tensor::cat(bands.collect(), 1);
+        }
         self.fc2.forward(activate(self.act, self.fc1.forward(x)))
     }
 }
@@ -180,8 +194,14 @@ impl EncoderLayer {
     pub(super) fn forward_gpu(&self, x: &Tensor<3>, mask: Option<&Tensor<2>>) -> Option<Tensor<3>> {
         let (attn, mlp) = (&self.self_attn, &self.mlp);
         let [b, n, d] = x.dims();
+        // The kernels hold every head's scores (f32, rows padded to whole vectors) and every
+        // token's MLP activations in one buffer each: past the device's largest (a one-pass
+        // dense segmentation of a large image), the layers one by one, in blocks.
+        let held = (b * attn.num_heads * n * n.next_multiple_of(4)).max(b * n * mlp.fc1.d_out());
+        let within = crate::device::largest_buffer(&x.device()).is_none_or(|bytes| held * size_of::<f32>() <= bytes);
         let ready = self.kernel == Kernel::Gpu
             && b * n > 0
+            && within
             && gpu::rows_fit(b * n * attn.num_heads)
             && b * attn.num_heads <= 65_535
             && mask.is_none_or(|m| m.dims() == [n, n]);

@@ -6,8 +6,10 @@
 //!
 //! Memory: a global block of SAM-B attends over 64x64 = 4096 tokens; its scores for all 12
 //! heads would be 768 MiB, and SAM-H's 16 heads 1 GiB, the largest buffer a browser allows.
-//! Attention runs in chunks of heads sized so that no intermediate exceeds [`ATTENTION_BUDGET`]
-//! (one head at a time for a global block).
+//! Attention runs in chunks of heads sized so that no intermediate exceeds the device's budget
+//! ([`attention_budget`]): on the GPU half the largest buffer the device was granted, read at
+//! open (one head at a time for SAM-B's global blocks under WebGPU's default 128 MiB binding,
+//! four with 1 GiB or more), on the CPU [`ATTENTION_BUDGET`].
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -22,6 +24,14 @@ use crate::nn::{Conv2d, LayerNorm, LayerNorm2d, Linear, Mlp, PatchEmbedding};
 /// grid's global attention (4096² scores) fits and no buffer nears the 1 GiB a browser allows.
 pub const ATTENTION_BUDGET: usize = 16 << 20;
 const _: () = assert!(ATTENTION_BUDGET * size_of::<f32>() <= 128 << 20, "within WebGPU's default binding size");
+
+/// The attention budget on `device`, in elements: on the GPU one intermediate within
+/// [`GpuLimits::intermediate_bytes`](crate::device::GpuLimits::intermediate_bytes) of the
+/// device's limits, counted as `f32` whatever the precision (a kernel may widen on the way); on
+/// the CPU backend, which has no buffer limit, [`ATTENTION_BUDGET`] as it always was.
+pub fn attention_budget(device: &burn::tensor::Device) -> usize {
+    crate::device::buffer_budget(device).map_or(ATTENTION_BUDGET, |bytes| (bytes / size_of::<f32>()).max(1))
+}
 
 /// How many heads of a `[batch, heads, n, n]` attention fit in `budget` elements at once.
 pub fn heads_per_chunk(batch: usize, heads: usize, n: usize, budget: usize) -> usize {
@@ -69,7 +79,7 @@ impl VisionAttention {
             proj: Linear::load(p.pp("proj"), d, d, true),
             num_heads: cfg.num_attention_heads,
             rel_pos,
-            budget: ATTENTION_BUDGET,
+            budget: attention_budget(p.device()),
         }
     }
 
@@ -258,6 +268,26 @@ impl SamVisionEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunks planned from a device's limits: under WebGPU's defaults every intermediate of
+    /// SAM-B's, -L's and -H's global attention (scores, their relative-position bias, their
+    /// softmax, each `heads x 4096²` in f32) fits in one 128 MiB binding, which all heads at
+    /// once would not; a device granted 2 GiB bindings takes several heads a chunk.
+    #[test]
+    fn attention_chunks_follow_the_device_limits() {
+        use crate::device::GpuLimits;
+        let default = GpuLimits::WEBGPU_DEFAULT;
+        let large = GpuLimits { max_storage_buffer_binding_size: 2 << 30, max_buffer_size: 2 << 30, ..default };
+        let n = 64 * 64;
+        for (name, heads) in [("B", 12), ("L", 16), ("H", 16)] {
+            assert!(heads * n * n * 4 > default.largest_buffer() as usize, "{name}: unchunked it would not fit");
+            let budget = default.intermediate_bytes() / 4;
+            let step = heads_per_chunk(1, heads, n, budget);
+            assert!(step * n * n * 4 <= default.largest_buffer() as usize, "{name}: {step} heads");
+            let wide = heads_per_chunk(1, heads, n, large.intermediate_bytes() / 4);
+            assert!(wide > step && wide * n * n * 4 <= large.largest_buffer() as usize, "{name}: {wide} heads");
+        }
+    }
 
     /// For every published SAM and SlimSAM tower, each attention chunk — windowed (25 windows
     /// of 14x14 over the padded 70x70 grid) or global (the 64x64 grid) — stays within the

@@ -17,6 +17,8 @@
 //! attention and multi-level fusion) and `resclip` ([`super::resclip`]: NACLIP's last block
 //! with intermediate blocks' attention mixed in and a first segmentation fed back).
 
+use std::ops::Range;
+
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -57,17 +59,28 @@ impl Method {
 /// NACLIP's attention bias `[1 + gh*gw, 1 + gh*gw]`: `exp(-|p - q|² / 2σ²)` between patch
 /// positions on the `gh x gw` grid (row-major), zero in the CLS row and column.
 pub fn neighbourhood_bias(gh: usize, gw: usize, sigma: f64, device: &Device) -> Tensor<2> {
+    neighbourhood_bias_rows(gh, gw, sigma, 0..gh * gw + 1, device)
+}
+
+/// The `rows` of [`neighbourhood_bias`]. `-> [rows.len(), 1 + gh*gw]`
+pub fn neighbourhood_bias_rows(gh: usize, gw: usize, sigma: f64, rows: Range<usize>, device: &Device) -> Tensor<2> {
     let n = gh * gw + 1;
-    let mut values = vec![0f32; n * n];
-    for p in 0..gh * gw {
+    let mut values = vec![0f32; rows.len() * n];
+    for (row, p) in rows.clone().enumerate().filter_map(|(row, token)| Some((row, token.checked_sub(1)?))) {
         let (py, px) = ((p / gw) as f64, (p % gw) as f64);
         for q in 0..gh * gw {
             let (qy, qx) = ((q / gw) as f64, (q % gw) as f64);
             let d2 = (py - qy).powi(2) + (px - qx).powi(2);
-            values[(p + 1) * n + q + 1] = (-d2 / (2.0 * sigma * sigma)).exp() as f32;
+            values[row * n + q + 1] = (-d2 / (2.0 * sigma * sigma)).exp() as f32;
         }
     }
-    Tensor::from_data(TensorData::new(values, [n, n]), device)
+    Tensor::from_data(TensorData::new(values, [rows.len(), n]), device)
+}
+
+/// Heads `heads` and tokens `rows` of `[b, h, n, hd]`.
+fn part(t: &Tensor<4>, heads: Range<usize>, rows: Range<usize>) -> Tensor<4> {
+    let [b, _, _, hd] = t.dims();
+    t.clone().slice([0..b, heads, rows, 0..hd])
 }
 
 /// Run `method`'s version of `layer` on `x` (`[b, 1 + gh*gw, width]`).
@@ -75,6 +88,10 @@ pub fn neighbourhood_bias(gh: usize, gw: usize, sigma: f64, device: &Device) -> 
 /// SC-CLIP and ResCLIP, which need more than the last block's input, run NACLIP's block here.
 pub fn last_block(method: Method, layer: &EncoderLayer, x: Tensor<3>, grid: (usize, usize), sigma: f64) -> Tensor<3> {
     let attn = &layer.self_attn;
+    let (device, n) = (x.device(), x.dims()[1]);
+    // Weights a block at a time where one GPU buffer could not hold them all (see
+    // `Attention::mix_in_blocks`), counted in f32 whatever the precision.
+    let budget = crate::device::buffer_budget(&device).map(|bytes| bytes / size_of::<f32>());
     match method {
         Method::Vanilla => layer.forward(x, None),
         Method::MaskClip => {
@@ -83,18 +100,25 @@ pub fn last_block(method: Method, layer: &EncoderLayer, x: Tensor<3>, grid: (usi
         }
         Method::Sclip => {
             let (q, k, v) = attn.qkv(layer.layer_norm1.forward(x.clone()));
-            let weights = Attention::weights(q.clone(), q, None).add(Attention::weights(k.clone(), k, None));
-            layer.feed_forward(x.add(attn.mix(weights, v)))
+            let mixed = attn.mix_in_blocks(v, n, budget, |hs, rows| {
+                let (qs, ks) = (part(&q, hs.clone(), 0..n), part(&k, hs.clone(), 0..n));
+                let (qr, kr) = (part(&q, hs.clone(), rows.clone()), part(&k, hs, rows));
+                Attention::weights(qr, qs, None).add(Attention::weights(kr, ks, None))
+            });
+            layer.feed_forward(x.add(mixed))
         }
         Method::ClearClip => {
             let (q, _, v) = attn.qkv(layer.layer_norm1.forward(x));
-            attn.mix(Attention::weights(q.clone(), q, None), v)
+            attn.mix_in_blocks(v, n, budget, |hs, rows| {
+                Attention::weights(part(&q, hs.clone(), rows), part(&q, hs, 0..n), None)
+            })
         }
         Method::Naclip | Method::ScClip | Method::ResClip => {
-            let device = x.device();
             let (_, k, v) = attn.qkv(layer.layer_norm1.forward(x));
-            let bias = neighbourhood_bias(grid.0, grid.1, sigma, &device);
-            attn.mix(Attention::weights(k.clone(), k, Some(bias)), v)
+            attn.mix_in_blocks(v, n, budget, |hs, rows| {
+                let bias = neighbourhood_bias_rows(grid.0, grid.1, sigma, rows.clone(), &device);
+                Attention::weights(part(&k, hs.clone(), rows), part(&k, hs, 0..n), Some(bias))
+            })
         }
     }
 }
