@@ -258,6 +258,20 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         self.upload(values, shape)
     }
 
+    /// `name`, `[rows, cols]`, as device tensors of at most `block` rows each, uploaded one at
+    /// a time: a table larger than one GPU buffer may be (see [`crate::device::buffer_budget`]).
+    pub fn tensor_row_blocks(&mut self, name: &str, shape: [usize; 2], block: usize) -> Vec<Tensor<2>> {
+        let [rows, cols] = shape;
+        let values = self.host(name, &shape);
+        (0..rows)
+            .step_by(block.max(1))
+            .map(|r0| {
+                let r1 = (r0 + block.max(1)).min(rows);
+                self.upload(values.as_ref().map(|v| v[r0 * cols..r1 * cols].to_vec()), [r1 - r0, cols])
+            })
+            .collect()
+    }
+
     /// `name`, stored as `stored`, as a device tensor of `shape` holding the same elements (a
     /// 1x1 convolution's weight as a matrix). While checking, the stand-in has `shape` itself: a
     /// broadcast stand-in reshaped afterwards would be copied out whole.
@@ -407,6 +421,12 @@ impl<'c, 'a> Scope<'_, 'c, 'a> {
     pub fn host(&mut self, name: &str, shape: &[usize]) -> Option<Vec<f32>> {
         let key = self.key(name);
         self.loader.host(&key, shape)
+    }
+
+    /// [`WeightLoader::tensor_row_blocks`] of `name` in this scope.
+    pub fn tensor_row_blocks(&mut self, name: &str, shape: [usize; 2], block: usize) -> Vec<Tensor<2>> {
+        let key = self.key(name);
+        self.loader.tensor_row_blocks(&key, shape, block)
     }
 
     /// [`WeightLoader::host_shape`] of `name` in this scope.

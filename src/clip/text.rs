@@ -10,8 +10,12 @@ use crate::nn::{EncoderLayer, LayerNorm, load_layers};
 
 #[derive(Debug, Clone)]
 pub struct TextTransformer {
-    /// `embeddings.token_embedding.weight`, `[vocab, width]`.
-    pub token_embedding: Tensor<2>,
+    /// `embeddings.token_embedding.weight`, `[vocab, width]`, in blocks of
+    /// [`Self::rows_per_block`] rows: one block, unless the table is larger than one GPU buffer
+    /// should be (a 768-wide tower's 49,408 rows in f32 are 145 MiB, past WebGPU's default
+    /// 128 MiB binding; see [`crate::device::buffer_budget`]).
+    pub token_embedding: Vec<Tensor<2>>,
+    pub rows_per_block: usize,
     /// `embeddings.position_embedding.weight`, `[context, width]`.
     pub position_embedding: Tensor<2>,
     pub layers: Vec<EncoderLayer>,
@@ -26,10 +30,18 @@ impl TextTransformer {
     pub fn load(mut p: Scope, cfg: &TextConfig) -> Self {
         let d = cfg.hidden_size;
         let mut embeddings = p.pp("embeddings");
-        let token_embedding = embeddings.tensor("token_embedding.weight", [cfg.vocab_size, d]);
+        let vocab = cfg.vocab_size;
+        let rows_per_block = crate::device::buffer_budget(embeddings.device())
+            .map_or(vocab, |bytes| (bytes / (d.max(1) * size_of::<f32>())).clamp(1, vocab.max(1)));
+        let token_embedding = if rows_per_block >= vocab {
+            vec![embeddings.tensor("token_embedding.weight", [vocab, d])]
+        } else {
+            embeddings.tensor_row_blocks("token_embedding.weight", [vocab, d], rows_per_block)
+        };
         let position_embedding = embeddings.tensor("position_embedding.weight", [cfg.max_position_embeddings, d]);
         TextTransformer {
             token_embedding,
+            rows_per_block,
             position_embedding,
             layers: load_layers(p.pp("encoder.layers"), cfg.num_hidden_layers, cfg.dims()),
             final_layer_norm: LayerNorm::load(p.pp("final_layer_norm"), d, cfg.layer_norm_eps),
@@ -78,17 +90,50 @@ impl TextTransformer {
         Tensor::from_data(TensorData::new(values, [n, n]), device)
     }
 
+    /// The token table's rows for `ids` (checked). `-> [b, n, width]`
+    fn embed_tokens(&self, ids: &[Vec<u32>], device: &Device) -> Tensor<3> {
+        let (b, n) = (ids.len(), ids[0].len());
+        let index = |values: Vec<i32>| {
+            let len = values.len();
+            Tensor::<1, Int>::from_data(TensorData::new(values, [len]), device)
+        };
+        if let [table] = &self.token_embedding[..] {
+            let flat: Vec<i32> = ids.iter().flatten().map(|&t| t as i32).collect();
+            let index = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, n]), device);
+            return burn::tensor::module::embedding(table.clone(), index);
+        }
+        // Each block gives the rows its ids fall in; one more gather puts them back in order.
+        let per = self.rows_per_block;
+        let (mut parts, mut order) = (Vec::new(), Vec::with_capacity(b * n));
+        for (k, block) in self.token_embedding.iter().enumerate() {
+            let (at, local): (Vec<usize>, Vec<i32>) = ids
+                .iter()
+                .flatten()
+                .enumerate()
+                .filter(|&(_, &t)| t as usize / per == k)
+                .map(|(i, &t)| (i, (t as usize % per) as i32))
+                .unzip();
+            if !local.is_empty() {
+                parts.push(block.clone().select(0, index(local)));
+                order.extend(at);
+            }
+        }
+        let mut back = vec![0i32; order.len()];
+        for (j, &i) in order.iter().enumerate() {
+            back[i] = j as i32;
+        }
+        Tensor::cat(parts, 0).select(0, index(back)).reshape([b, n, self.position_embedding.dims()[1]])
+    }
+
     /// Pooled (EOT) features after the final layer norm. `ids`: equal-length token rows.
     /// `-> [b, width]`
     pub fn forward(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
         self.check_ids(ids)?;
-        let device = self.token_embedding.device();
+        let device = self.position_embedding.device();
         let (b, n) = (ids.len(), ids[0].len());
-        let flat: Vec<i32> = ids.iter().flatten().map(|&t| t as i32).collect();
-        let index = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, n]), &device);
-        let d = self.token_embedding.dims()[1];
-        let mut x = burn::tensor::module::embedding(self.token_embedding.clone(), index)
-            .add(self.position_embedding.clone().slice([0..n, 0..d]).unsqueeze::<3>());
+        let d = self.position_embedding.dims()[1];
+        let mut x =
+            self.embed_tokens(ids, &device).add(self.position_embedding.clone().slice([0..n, 0..d]).unsqueeze::<3>());
         let mask = Self::causal_mask(n, &device);
         for layer in &self.layers {
             x = layer.forward(x, Some(mask.clone()));
@@ -96,5 +141,43 @@ impl TextTransformer {
         let x = self.final_layer_norm.forward(x).reshape([b * n, d]);
         let rows: Vec<i32> = self.pool_positions(ids).iter().enumerate().map(|(i, &p)| (i * n + p) as i32).collect();
         Ok(x.select(0, Tensor::<1, Int>::from_data(TensorData::new(rows, [b]), &device)))
+    }
+}
+
+#[cfg(all(test, feature = "cpu"))]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::TextTransformer;
+    use crate::clip::config::TextConfig;
+    use crate::loader::WeightLoader;
+
+    /// A token table cut into blocks of rows (as a GPU device with small buffers gets it) gives
+    /// the very features the whole table gives, ids from every block, in any order.
+    #[test]
+    fn a_table_in_blocks_embeds_as_the_whole_table() {
+        let device = Device::flex();
+        let cfg = TextConfig {
+            vocab_size: 40,
+            hidden_size: 8,
+            intermediate_size: 16,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            max_position_embeddings: 6,
+            eos_token_id: 39,
+            ..TextConfig::CLIP
+        };
+        let mut loader = WeightLoader::random(&device);
+        let whole = TextTransformer::load(loader.pp("text"), &cfg);
+        assert_eq!(whole.token_embedding.len(), 1, "no limit on the CPU backend");
+        let mut blocked = whole.clone();
+        blocked.rows_per_block = 7;
+        blocked.token_embedding =
+            (0..40).step_by(7).map(|r| whole.token_embedding[0].clone().slice([r..(r + 7).min(40), 0..8])).collect();
+        let ids = vec![vec![38, 0, 7, 6, 21, 39], vec![13, 14, 35, 1, 20, 39]];
+        let (want, got) = (whole.forward(&ids).unwrap(), blocked.forward(&ids).unwrap());
+        let (want, got) = (want.into_data().to_vec::<f32>().unwrap(), got.into_data().to_vec::<f32>().unwrap());
+        assert_eq!(blocked.token_embedding.len(), 6);
+        assert_eq!(got, want);
     }
 }
