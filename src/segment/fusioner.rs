@@ -215,7 +215,7 @@ impl Engine for Fusioner {
         } else {
             checked_short_side_size(image.width, image.height, options.short_side)?
         };
-        check_score_size(names + 1, w, h, options.short_side.max(w.min(h)))?;
+        check_score_size(names + 1, w, h, options.short_side.max(w.min(h)), &model.device())?;
         let pixels = image_pixels(preprocessor, image, options.short_side, &model.device())?;
         let logits = stitched_logits(model, pixels, &classes.names, stride)?;
         let background = Tensor::<4>::full([1, 1, h, w], options.threshold, &model.device());

@@ -11,8 +11,9 @@ use crate::error::{Error, Result};
 use crate::preprocess::{Preprocessor, RgbImage, Rounding, checked_resized_size};
 
 /// The most score values (names x resized pixels) one segmentation may stitch: 512 MiB of f32,
-/// within one GPU buffer and the browser's 32-bit heap.
-pub const MAX_SCORE_VALUES: usize = 1 << 27;
+/// the largest buffer the core asks a GPU for, within the browser's 32-bit heap (a device that
+/// grants less holds less: [`max_score_values`]).
+pub const MAX_SCORE_VALUES: usize = crate::device::LARGEST_BUFFER_NEEDED as usize / size_of::<f32>();
 /// Windows run through a network together, at most this many at once.
 const WINDOW_BATCH: usize = 8;
 
@@ -73,7 +74,7 @@ impl Windows {
         score: impl FnMut(Tensor<4>) -> Result<Tensor<4>>,
     ) -> Result<(Tensor<4>, Tensor<4>)> {
         let (w, h) = checked_resized_size(image.width, image.height, self.short_side, self.rounding)?;
-        check_score_size(rows, w, h, self.short_side)?;
+        check_score_size(rows, w, h, self.short_side, device)?;
         let preprocessor = Preprocessor { rounding: self.rounding, ..preprocessor.clone() };
         let pixels = resized_pixels(&preprocessor, image, self.short_side, device)?;
         let stitched = slide_and_stitch(&pixels, self.slide(), rows, score)?;
@@ -83,15 +84,28 @@ impl Windows {
 
 /// Refuse a segmentation whose stitched scores (`rows` names over the resized `w x h`) would
 /// pass [`MAX_SCORE_VALUES`], before anything is allocated.
-pub fn check_score_size(rows: usize, w: usize, h: usize, short_side: usize) -> Result<()> {
+pub fn check_score_size(rows: usize, w: usize, h: usize, short_side: usize, device: &Device) -> Result<()> {
+    check_score_values(rows, w, h, short_side, max_score_values(device))
+}
+
+/// The most score values one segmentation may stitch on `device`: [`MAX_SCORE_VALUES`], and
+/// on the GPU no more than one buffer of the device holds in f32 (32 Mi values under WebGPU's
+/// default 128 MiB binding).
+pub fn max_score_values(device: &Device) -> usize {
+    crate::device::largest_buffer(device)
+        .map_or(MAX_SCORE_VALUES, |bytes| MAX_SCORE_VALUES.min(bytes / size_of::<f32>()))
+}
+
+/// [`check_score_size`] against `max` values.
+fn check_score_values(rows: usize, w: usize, h: usize, short_side: usize, max: usize) -> Result<()> {
     let values = rows.saturating_mul(w).saturating_mul(h);
-    if values > MAX_SCORE_VALUES {
+    if values > max {
         let per_name = w * h;
         return Err(Error::invalid(format!(
             "{rows} names (labels, synonyms and background words) over a {w}x{h} resized image need {} MiB of scores, more than the {} MiB allowed; use at most {} names at this size, or a smaller short side than {short_side}",
             (values * 4) >> 20,
-            (MAX_SCORE_VALUES * 4) >> 20,
-            MAX_SCORE_VALUES / per_name.max(1)
+            (max * 4) >> 20,
+            max / per_name.max(1)
         )));
     }
     Ok(())
@@ -218,9 +232,13 @@ mod tests {
     #[test]
     fn stitched_scores_are_bounded_before_allocation() {
         // 2,048 names at a 448 short side of a 4:3 photo: 1.2 G values, refused with a way out.
-        let err = check_score_size(2048, 597, 448, 448).unwrap_err().to_string();
+        let err = check_score_values(2048, 597, 448, 448, MAX_SCORE_VALUES).unwrap_err().to_string();
         assert!(err.contains("2048 names") && err.contains("use at most 501 names"), "{err}");
-        check_score_size(501, 597, 448, 448).unwrap();
+        check_score_values(501, 597, 448, 448, MAX_SCORE_VALUES).unwrap();
+        // Under WebGPU's default 128 MiB binding a quarter as many fit.
+        let default = crate::device::GpuLimits::WEBGPU_DEFAULT.largest_buffer() as usize / 4;
+        let err = check_score_values(501, 597, 448, 448, default).unwrap_err().to_string();
+        assert!(err.contains("use at most 125 names"), "{err}");
     }
 
     #[test]
