@@ -271,6 +271,33 @@ impl WordMask {
             Loaded::from_checkpoint(config_json, checkpoint, preprocessor_json.as_deref(), &self.device)
         })
         .map_err(js_error)?;
+        self.install(loaded)
+    }
+
+    /// What a `config.json` describes with random weights in place of a checkpoint's, kept as
+    /// [`WordMask::load`] keeps a loaded one (and answered the same): a real checkpoint's shapes
+    /// without its download, to see what they need of this device (and for timing).
+    #[wasm_bindgen(js_name = loadRandom)]
+    pub fn load_random(&mut self, config_json: &str) -> Result<JsValue, JsValue> {
+        let loaded = Loaded::random(config_json, &self.device).map_err(js_error)?;
+        self.install(loaded)
+    }
+
+    /// What the GPU device was granted (`{maxStorageBufferBindingSize, maxBufferSize,
+    /// maxComputeWorkgroupStorageSize, shaderF16}`), from which the chunked passes are planned;
+    /// `null` on the CPU backend.
+    #[wasm_bindgen(getter)]
+    pub fn limits(&self) -> Result<JsValue, JsValue> {
+        match crate::device::gpu_limits().filter(|_| self.backend == "webgpu") {
+            Some(limits) => to_js(&limits),
+            None => Ok(JsValue::NULL),
+        }
+    }
+}
+
+impl WordMask {
+    /// Keep a loaded model: a words model replaces the last one, a prompt model goes beside it.
+    fn install(&mut self, loaded: Loaded) -> Result<JsValue, JsValue> {
         let answer = match loaded {
             Loaded::Words(model) => {
                 let (engine, defaults) = (model.engine(), Some(model.defaults()));
@@ -287,7 +314,10 @@ impl WordMask {
         };
         to_js(&answer)
     }
+}
 
+#[wasm_bindgen]
+impl WordMask {
     /// The heavy pass of the Point mode, once per image: every later `prompt` uses it. Returns
     /// its milliseconds.
     pub async fn encode(&mut self, rgba: &[u8], width: usize, height: usize) -> Result<f64, JsValue> {

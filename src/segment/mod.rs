@@ -143,6 +143,17 @@ impl Loaded {
         Err(Error::invalid(format!("no preset is named {name}; the presets are {}", names.join(", "))))
     }
 
+    /// Whatever `config.json` describes, with random weights (uniform in [-0.05, 0.05]) in
+    /// place of a checkpoint's: a model at a real checkpoint's shapes without its download, for
+    /// tests of what those shapes need of a device, and for timing.
+    pub fn random(config_json: &str, device: &burn::tensor::Device) -> Result<Loaded> {
+        let config = ConfigJson::parse(config_json)?;
+        Ok(match Kind::of(&config)? {
+            Kind::Words(_) => Loaded::Words(Model::random(&config, device)?),
+            Kind::Prompts(_) => Loaded::Prompts(point::PromptModel::random(&config, device)?),
+        })
+    }
+
     /// Load whatever `config.json` describes (parsed once, here).
     pub fn from_checkpoint(
         config_json: &str,

@@ -93,6 +93,14 @@ impl Model {
         Self::with_engine(network, engine, preprocessor_json)
     }
 
+    /// What `config.json` describes with random weights in place of a checkpoint's (see
+    /// [`crate::loader::WeightLoader::random`]): a real checkpoint's shapes without its download.
+    pub fn random(config: &ConfigJson, device: &Device) -> Result<Self> {
+        let engine = Self::engine_of(config)?;
+        let network = engine.load(config, &mut loader::WeightLoader::random(device))?;
+        Self::with_engine(network, engine, None)
+    }
+
     /// The engine of a `config.json`'s `model_type`, or an error naming the known ones.
     fn engine_of(config: &ConfigJson) -> Result<&'static dyn AnyEngine> {
         let kind = config.model_type();

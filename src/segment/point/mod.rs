@@ -490,6 +490,14 @@ impl PromptModel {
         Ok(model)
     }
 
+    /// What `config.json` describes with random weights in place of a checkpoint's (see
+    /// [`WeightLoader::random`]): a real checkpoint's shapes without its download.
+    pub fn random(config: &ConfigJson, device: &Device) -> Result<Self> {
+        let engine = Self::engine_of(config)?;
+        let network = engine.load(config, &mut WeightLoader::random(device))?;
+        PromptModel::new(engine, network)
+    }
+
     fn engine_of(config: &ConfigJson) -> Result<&'static dyn AnyPromptEngine> {
         let kind = config.model_type();
         prompt_engine(kind).ok_or_else(|| Error::Config(super::wrong_kind_for_prompts(kind)))
