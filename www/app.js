@@ -123,8 +123,8 @@ client.on('stage', ({ stage, done, total }) => {
   status(`Segmenting: ${stages.indexOf(stage) + 1} of ${stages.length}, ${STAGE_TEXT[stage]}…`);
 });
 client.openDevice().then(
-  ({ backend, threads, precision, adapter }) => {
-    $('device-info').textContent = deviceText({ backend, threads, precision, adapter });
+  ({ backend, threads, precision, adapter, limits }) => {
+    $('device-info').textContent = deviceText({ backend, threads, precision, adapter, limits });
     status(backend === 'webgpu'
       ? `WebGPU ready${precision === 'f16' ? ' (computing in f16)' : ''}. Load a model.`
       : `No WebGPU here: running on the CPU (slower${threads > 1 ? `, ${threads} threads` : ''}). Load a model.`);
@@ -132,12 +132,14 @@ client.openDevice().then(
   (e) => status(`Error: ${e.message}`),
 );
 
-// The device line under Advanced: the adapter as the browser names it, and the precision.
-function deviceText({ backend, threads, precision, adapter }) {
+// The device line under Advanced: the adapter as the browser names it, the precision, and the
+// largest buffer the device was granted (the core sizes its chunks from it).
+function deviceText({ backend, threads, precision, adapter, limits }) {
   if (backend !== 'webgpu') return `Device: the CPU (WebAssembly${threads > 1 ? `, ${threads} threads` : ', one thread'}), f32.`;
   const name = [adapter?.vendor, adapter?.architecture, adapter?.device, adapter?.description].filter(Boolean).join(' ');
   const f16 = precision === 'f16' ? 'computing in f16' : `f32${adapter?.f16 ? ' (the adapter offers shader-f16)' : ''}`;
-  return `Device: WebGPU${name ? ` on ${name}` : ''}, ${f16}.`;
+  const binding = limits ? `, buffers up to ${Math.floor(limits.maxStorageBufferBindingSize / 2 ** 20)} MiB` : '';
+  return `Device: WebGPU${name ? ` on ${name}` : ''}, ${f16}${binding}.`;
 }
 // After one visit the page and the wasm core open offline.
 navigator.serviceWorker?.register('sw.js').catch((e) => console.warn(`offline support unavailable: ${e.message}`));

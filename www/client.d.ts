@@ -222,6 +222,13 @@ export interface Device {
   build: 'main' | 'cpu-relaxed' | 'threads' | 'threads-relaxed';
   /** On WebGPU, the adapter as the browser describes it (fields it withholds are empty). */
   adapter: { vendor: string; architecture: string; device: string; description: string; f16: boolean } | null;
+  /** On WebGPU, what the device was granted; the core sizes its chunks from it. */
+  limits: {
+    maxStorageBufferBindingSize: number;
+    maxBufferSize: number;
+    maxComputeWorkgroupStorageSize: number;
+    shaderF16: boolean;
+  } | null;
 }
 
 export interface Ready {

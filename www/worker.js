@@ -17,7 +17,9 @@
 //      {id, type: 'wordObjects', labels, labelMap, confidence, width, height}   the words' regions as objects (at once)
 //      {type: 'cancel'}                               stops a download
 // Out: {id, status: 'device', backend, threads, precision, build, adapter}   build: 'main' (pkg/), 'cpu-relaxed', 'threads' or 'threads-relaxed';
-//        adapter (WebGPU): {vendor, architecture, device, description, f16} as the browser gives them
+//        adapter (WebGPU): {vendor, architecture, device, description, f16} as the browser gives them;
+//        limits (WebGPU): what the device was granted, {maxStorageBufferBindingSize, maxBufferSize,
+//        maxComputeWorkgroupStorageSize, shaderF16}, from which the core sizes its chunks
 //      | {id, status: 'ready', backend, weights, role, engine, defaults?, names?}   weights: the file read
 //      | {id, status: 'result', width, height, labels, unlabelled, labelMap, confidence, engine, method, timings}
 //        (for a frame, also objects with ids kept from frame to frame, counts, instances, reset)
@@ -278,7 +280,8 @@ async function handle(data) {
     wm = await core.WordMask.create(backend, data.precision);
     const threads = wm.backend === 'cpu' ? core.threads() : 1;
     const adapter = wm.backend === 'webgpu' ? await adapterInfo() : null;
-    return { status: 'device', backend: wm.backend, threads, precision: wm.precision, build: core.build, adapter };
+    const limits = wm.backend === 'webgpu' ? wm.limits ?? null : null;
+    return { status: 'device', backend: wm.backend, threads, precision: wm.precision, build: core.build, adapter, limits };
   }
   if (data.type === 'load') {
     const { config, weights, weightsName, preprocessor } = data.files ? fromFiles(data.files) : await fromUrl(data.url, data.q8);
