@@ -106,12 +106,16 @@ export async function segmentSceneInWorker(url, { webgpu, backend = 'webgpu' }) 
     await page.evaluate(workerClient);
     const device = await page.evaluate((b) => ask({ type: 'init', backend: b }), backend);
     assert.equal(device.status, 'device', JSON.stringify(device));
-    // WebGPU names its adapter (SwiftShader here), and the page shows it.
+    // WebGPU names its adapter (SwiftShader here) and the largest buffer its device was granted
+    // (at least WebGPU's 128 MiB, at most the 512 MiB the core asks for), and the page shows them.
     if (device.backend === 'webgpu') {
       assert.ok(device.adapter && typeof device.adapter.f16 === 'boolean', JSON.stringify(device));
-      assert.match(await page.textContent('#device-info'), /^Device: WebGPU/);
+      const binding = device.limits?.maxStorageBufferBindingSize;
+      assert.ok(binding >= 128 * 2 ** 20 && binding <= 512 * 2 ** 20, JSON.stringify(device.limits));
+      assert.match(await page.textContent('#device-info'), /^Device: WebGPU.*, buffers up to \d+ MiB\.$/);
     } else {
       assert.equal(device.adapter, null);
+      assert.equal(device.limits, null);
     }
     const ready = await page.evaluate((m) => ask({ type: 'load', url: m }), SCENE_MODEL);
     assert.equal(ready.status, 'ready', JSON.stringify(ready));
