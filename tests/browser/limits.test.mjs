@@ -139,7 +139,7 @@ test('every engine\'s tiny checkpoint runs on WebGPU at its default limits', { t
     },
     ovsam: { folder: `${FIXTURES}ovsam-tiny/`, files: ['config.json', 'model.safetensors'], labels: 'red block, grass', size: 96 },
   });
-  assert.deepEqual(Object.values(results).map((r) => r.engine), ['clip', 'groupvit', 'segclip', 'fusioner', 'sam', 'ovsam']);
+  assert.deepEqual(Object.values(results).map((r) => r.engine), ['dense', 'groupvit', 'segclip', 'fusioner', 'sam', 'ovsam']);
   for (const [name, r] of Object.entries(results)) assert.equal(r.answer.width, name === 'sam' ? 64 : 96, name);
 });
 
@@ -174,7 +174,7 @@ test('CLIP ViT-B/16-shaped attention in one pass at a 1024-pixel short side runs
       size: 128,
     },
   });
-  assert.equal(clip.engine, 'clip');
+  assert.equal(clip.engine, 'dense');
   assert.equal(clip.answer.width, 128);
 });
 
