@@ -9,7 +9,7 @@ use wordmask::checkpoint::Checkpoint;
 use wordmask::labels::{self, MAX_LABEL_CHARS, MAX_LABELS};
 use wordmask::preprocess::{MAX_RESIZED_SIDE, RgbImage, checked_short_side_size};
 use wordmask::segment::point::{Click, Prompt, PromptModel};
-use wordmask::segment::slide::check_score_size;
+use wordmask::segment::slide::{MAX_SCORE_VALUES, check_score_values};
 use wordmask::segment::{ENGINES, EmbeddingCache, Model, Settings, Words};
 use wordmask::tokenizer::Tokenizer;
 use wordmask::video::Y4m;
@@ -184,7 +184,7 @@ pub fn cli_args(data: &[u8]) {
         if sized && let Ok((rw, rh)) = checked_short_side_size(640, 480, w.short_side) {
             assert!(rw.max(rh) <= MAX_RESIZED_SIDE && rw.min(rh) == w.short_side, "{rw}x{rh} for {}", w.short_side);
             let rows = names + plan.background.len() + usize::from(plan.engine_background);
-            let _ = check_score_size(rows, rw, rh, w.short_side);
+            let _ = check_score_values(rows, rw, rh, w.short_side, MAX_SCORE_VALUES);
         }
     }
 }

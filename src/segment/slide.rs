@@ -96,8 +96,8 @@ pub fn max_score_values(device: &Device) -> usize {
         .map_or(MAX_SCORE_VALUES, |bytes| MAX_SCORE_VALUES.min(bytes / size_of::<f32>()))
 }
 
-/// [`check_score_size`] against `max` values.
-fn check_score_values(rows: usize, w: usize, h: usize, short_side: usize, max: usize) -> Result<()> {
+/// [`check_score_size`] against `max` values (on any device: [`MAX_SCORE_VALUES`]).
+pub fn check_score_values(rows: usize, w: usize, h: usize, short_side: usize, max: usize) -> Result<()> {
     let values = rows.saturating_mul(w).saturating_mul(h);
     if values > max {
         let per_name = w * h;
