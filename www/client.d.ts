@@ -331,7 +331,7 @@ export class ModelClient {
    * before by `smooth` (0-1, default 0.7), objects keeping their ids, and why a frame started
    * afresh (`reset`: 'first', 'words', 'size', 'cut', or null).
    */
-  segmentFrame(request: Pixels & { labels: string; options?: SegmentOptions; smooth?: number }): Promise<SegmentResult & Objects & Exports & { reset: 'first' | 'words' | 'size' | 'cut' | null }>;
+  segmentFrame(request: Pixels & { labels: string; options?: SegmentOptions; smooth?: number; sharp?: boolean }): Promise<SegmentResult & Objects & Exports & { reset: 'first' | 'words' | 'size' | 'cut' | null }>;
   /** The next frame starts a new stream. */
   resetVideo(): Promise<void>;
   everything(request: Pixels & { labels?: string; options?: SegmentOptions; automatic?: AutomaticOptions }): Promise<EverythingResult & Exports>;

@@ -244,11 +244,13 @@ export class ModelClient {
    * averaged over the frames before where the picture held still, by `smooth` in [0, 1] (0: the
    * frame alone), so labels do not flicker; `objects` keep their `id` from frame to frame (with
    * `counts` and `instances`), and `reset` says why a frame started afresh ('first', 'words',
-   * 'size', 'cut') or is null. `resetVideo()` starts a new stream.
+   * 'size', 'cut') or is null. `resetVideo()` starts a new stream. `sharp`: sharp edges as
+   * `segment`'s (a Segment Anything model loaded beside the words), prompted by the previous
+   * frame's objects.
    */
-  async segmentFrame({ rgba, width, height, labels, options = {}, smooth = 0.7 }) {
+  async segmentFrame({ rgba, width, height, labels, options = {}, smooth = 0.7, sharp = false }) {
     await this.ready('words');
-    const result = strip(await this.post({ type: 'frame', rgba, width, height, labels, options, smooth }, [rgba.buffer]));
+    const result = strip(await this.post({ type: 'frame', rgba, width, height, labels, options, smooth, sharp }, [rgba.buffer]));
     return withExports(result, this, { ...result, labels });
   }
 

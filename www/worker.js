@@ -303,7 +303,7 @@ async function handle(data) {
     return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer, ...(result.instances ? [result.instances.buffer] : [])]];
   }
   if (data.type === 'frame') {
-    const result = await wm.segmentFrame(data.rgba, data.width, data.height, data.labels, data.options, data.smooth);
+    const result = await wm.segmentFrame(data.rgba, data.width, data.height, data.labels, data.options, data.smooth, Boolean(data.sharp));
     await keepText();
     return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer, result.instances.buffer]];
   }
