@@ -7,8 +7,8 @@
 //   before are forgotten (client.resetVideo) and the frame sought to is segmented afresh.
 // - Label the whole video: every frame from the start, in order, none dropped (frames.js steps
 //   through them), each kept as a label PNG; while it runs the canvas is recorded (canvas
-//   captureStream and MediaRecorder, where the browser has them), each frame held for its own
-//   duration. Then one zip of the label PNGs in the layout `wordmask segment --video` writes
+//   captureStream and MediaRecorder, where the browser has them), one recorded frame a video
+//   frame. Then one zip of the label PNGs in the layout `wordmask segment --video` writes
 //   (000001.png…, objects/000001.png…, video.json), and the overlay video as WebM.
 import { zipSync } from './vendor/fflate.js';
 import { eachFrame, grabFrame, openVideo } from './frames.js';
@@ -247,17 +247,13 @@ export class VideoMode {
     this.hooks.setBusy(true);
     this.updateButtons();
     const recorder = ui.record.checked && !ui.recordRow.hidden ? this.recorder() : null;
-    let last = null; // the frame before: its time, to hold it for its duration in the recording
-    let held = 1 / 30;
     try {
       await this.client.resetVideo();
       const { frames, skipped } = await eachFrame(video, async ({ index, time }) => {
-        if (last) held = Math.max(1 / 240, time - last);
-        last = time;
-        if (recorder && index) await recorder.hold(held);
         const frame = await this.grab();
         const result = await this.segmentFrame(frame);
         this.hooks.show(frame, result);
+        recorder?.frame();
         this.run = { smooth: Number(ui.smooth.value), width: result.width, height: result.height, labels: result.labels.map((l) => l.label) };
         const labels = greyPng(result.labelMap, result.width, result.height);
         const objects = greyPng(result.instances ?? new Uint16Array(result.width * result.height), result.width, result.height, { depth: 16 });
@@ -271,10 +267,7 @@ export class VideoMode {
         this.say(`Labelling: frame ${index + 1}, ${seconds(time)} of ${seconds(video.duration)}…`);
         this.hooks.status(`Labelling the video: frame ${index + 1}…`);
       }, { signal: stop.signal });
-      if (recorder) {
-        await recorder.hold(held);
-        this.overlay = await recorder.finish();
-      }
+      if (recorder) this.overlay = await recorder.finish();
       const missed = skipped ? ` ${skipped} frames went by too fast to be labelled.` : '';
       const end = stop.signal.aborted ? `Stopped after ${frames} frames` : `Labelled all ${frames} frames`;
       this.say(`${end}.${missed} Download the label PNGs${this.overlay ? ' or the overlay video' : ''}.`);
@@ -290,9 +283,10 @@ export class VideoMode {
     }
   }
 
-  // The canvas recorded frame by frame: `hold(s)` keeps what it shows for `s` seconds of the
-  // recording (the recorder runs only then, so labelling's own pace does not
-  // show), `finish()` gives the WebM.
+  // The canvas recorded frame by frame: `frame()` after each is drawn adds it to the recording
+  // (once: a recorder paused between frames drops the frames asked for after it resumes, so it
+  // runs throughout, and the recording goes at the pace the frames were labelled), `finish()`
+  // gives the WebM.
   recorder() {
     const stream = this.ui.canvas.captureStream(0);
     const [track] = stream.getVideoTracks();
@@ -301,19 +295,17 @@ export class VideoMode {
     const chunks = [];
     recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
     recorder.start();
-    recorder.pause();
     return {
-      hold: async (s) => {
-        recorder.resume();
-        track.requestFrame();
-        await pause(s * 1000);
-        recorder.pause();
+      frame: () => track.requestFrame(),
+      finish: async () => {
+        // The last frame's request is taken with the next paint.
+        await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 100)));
+        return new Promise((resolve) => {
+          recorder.onstop = () => resolve(chunks.length ? new Blob(chunks, { type: recorder.mimeType || 'video/webm' }) : null);
+          recorder.stop();
+          track.stop();
+        });
       },
-      finish: () => new Promise((resolve) => {
-        recorder.onstop = () => resolve(chunks.length ? new Blob(chunks, { type: recorder.mimeType || 'video/webm' }) : null);
-        recorder.stop();
-        track.stop();
-      }),
       cancel: () => { if (recorder.state !== 'inactive') recorder.stop(); track.stop(); },
     };
   }
