@@ -8,6 +8,8 @@ import { Q8_WEIGHTS } from './modelfiles.js';
 import { Legend } from './legend.js';
 import { ObjectsList, everythingLayer, keepObject, outlineObject } from './objects.js';
 import { PointMode } from './point.js';
+import { grabFrame } from './frames.js';
+import { VideoMode } from './video.js';
 import { arrowTabs, keepingFocus, toolbar } from './keyboard.js';
 import { Probe } from './probe.js';
 import { ENGINES, PROMPT_ENGINES, SETTINGS } from './settings.js';
@@ -28,6 +30,7 @@ const colour = (label) => {
 const hex = (rgb) => `#${rgb.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
 const status = (text) => { $('status').textContent = text; };
 let folder = null; // the folder mode (folder.js), made at the end
+let videoFile = null; // a video file's frames (video.js), made at the end
 
 // ?model=<folder URL> (and ?sam=<folder URL> for the Point mode) pick custom checkpoints
 // (self-hosted models).
@@ -337,8 +340,10 @@ async function nameEverything() {
 
 let imageTicket = 0; // the latest image wins when two arrive together
 async function takeImage(blob) {
+  if (blob?.type.startsWith('video/')) { videoFile.take(blob); return; }
   if (!blob || !blob.type.startsWith('image/')) { status('That is not an image.'); return; }
   const ticket = ++imageTicket;
+  videoFile?.close();
   let bitmap;
   // Upright by the file's EXIF orientation, as <img> shows it and as `wordmask` reads it.
   try { bitmap = await createImageBitmap(blob, { imageOrientation: 'from-image' }); } catch { status('This image could not be decoded.'); return; }
@@ -615,15 +620,6 @@ $('segment').onclick = () => {
 };
 
 // Camera: segment the newest frame whenever the worker is free (frames in between are dropped).
-async function grabFrame() {
-  const video = $('video');
-  const bitmap = await createImageBitmap(video);
-  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-  const ctx = canvas.getContext('2d');
-  ctx.drawImage(bitmap, 0, 0);
-  return { bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data };
-}
-
 // Before a model is loaded the frames are shown as they come (a preview, PREVIEW_MS apart), so
 // the visitor can aim the camera; each becomes the image, ready for Segment or Point mode.
 const PREVIEW_MS = 1000 / 15;
@@ -635,8 +631,12 @@ async function tickCamera() {
   const video = $('video');
   clearTimeout(cam.timer);
   if (video.readyState < 2) { cam.timer = setTimeout(tickCamera, 100); return; }
+  // A frame is segmented once: a camera slower than the masks would weigh it twice in the
+  // average (and repeat the work). Where the browser counts the frames it presents.
+  if (state.modelReady && cam.presented !== undefined && cam.presented === cam.used) { cam.timer = setTimeout(tickCamera, 10); return; }
+  cam.used = cam.presented;
   cam.grabbing = true;
-  const frame = await grabFrame().finally(() => { cam.grabbing = false; });
+  const frame = await grabFrame(video).finally(() => { cam.grabbing = false; });
   if (state.camera !== cam || cam.frozen) return;
   if (!state.modelReady) {
     showImage(frame);
@@ -652,13 +652,20 @@ async function tickCamera() {
 
 async function startCamera(deviceId) {
   stopCamera();
+  videoFile.close();
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ video: deviceId ? { deviceId: { exact: deviceId } } : { facingMode: 'environment' } });
     const video = $('video');
     video.srcObject = stream;
     await video.play();
     const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
-    state.camera = { stream, devices, deviceId: stream.getVideoTracks()[0]?.getSettings().deviceId, frozen: false };
+    const cam = { stream, devices, deviceId: stream.getVideoTracks()[0]?.getSettings().deviceId, frozen: false };
+    state.camera = cam;
+    const count = (now, { presentedFrames }) => {
+      cam.presented = presentedFrames;
+      if (state.camera === cam) video.requestVideoFrameCallback(count);
+    };
+    video.requestVideoFrameCallback?.(count);
     // A new stream: the first frame starts afresh.
     await client.resetVideo().catch(() => {});
     $('smooth-row').hidden = false;
@@ -959,3 +966,35 @@ $('folder-add').onclick = async () => {
     setMode('words');
   }
 };
+
+// Video files (video.js): played with masks on the newest frame, or labelled frame by frame,
+// through the camera's path (segmentFrame, the Steady labels slider).
+videoFile = new VideoMode(client, {
+  video: $('video-player'), panel: $('video-panel'), status: $('video-status'), play: $('video-play'), seek: $('video-seek'),
+  time: $('video-time'), label: $('video-label'), stop: $('video-stop'), record: $('video-record'), recordRow: $('video-record-row'),
+  progress: $('video-progress'), downloadLabels: $('video-download-labels'), downloadOverlay: $('video-download-overlay'),
+  close: $('video-close'), smoothRow: $('smooth-row'), smooth: $('smooth'), canvas: $('view'),
+}, {
+  words: () => $('labels').value,
+  options: () => settingsChosen(),
+  ready: () => {
+    if (!state.modelReady) return 'Load a words model first (Model, then Load model) to see masks.';
+    if (!$('labels').value.trim()) return 'Type the words first.';
+    return null;
+  },
+  show: (image, result) => {
+    state.image = image;
+    state.result = result;
+    pointMode.reset();
+    forgetObject();
+    draw();
+    showLegend();
+    updateButtons();
+  },
+  busy: () => state.busy,
+  setBusy: (on) => { state.busy = on; updateButtons(); },
+  status,
+  stopCamera: () => { if (state.camera) stopCamera(); },
+  save,
+});
+$('video-file').onchange = () => { if ($('video-file').files[0]) videoFile.take($('video-file').files[0]); };

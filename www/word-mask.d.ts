@@ -19,6 +19,22 @@ export interface WordMaskSegmentResult extends Partial<Objects>, Exports {
   labelMap: Uint8Array | Uint16Array;
 }
 
+/** `result` for each frame of `segmentVideo()`: the frame's segmentation, with its objects' ids kept from frame to frame. */
+export interface WordMaskFrameResult extends WordMaskSegmentResult {
+  /** The frame's index in the video, from 0. */
+  frame: number;
+  /** The frame's time in the video, in seconds. */
+  time: number;
+}
+
+/** What `segmentVideo()` resolves with. */
+export interface WordMaskVideoRun {
+  /** The frames segmented. */
+  frames: number;
+  /** Frames that went by too fast to be segmented and could not be gone back to (0 as a rule). */
+  skipped: number;
+}
+
 /** `result` after a prompt (a click on the canvas in Point mode, or `prompt()`); its exports hold its one object when a word names it. */
 export interface WordMaskPromptResult extends Exports {
   width: number;
@@ -40,7 +56,7 @@ export interface WordMaskEverythingResult extends Exports {
   instances: Uint16Array;
 }
 
-export type WordMaskResult = WordMaskSegmentResult | WordMaskPromptResult | WordMaskEverythingResult;
+export type WordMaskResult = WordMaskSegmentResult | WordMaskFrameResult | WordMaskPromptResult | WordMaskEverythingResult;
 
 export interface WordMaskEventMap {
   /** A model file's download, as it goes. */
@@ -66,8 +82,23 @@ export class WordMask extends HTMLElement {
   /** The labels, commas between them (`a|b` for synonyms); set a string or an array. */
   get labels(): string;
   set labels(value: string | string[]);
-  /** Segment an image with the current labels; fires and resolves with `result`. */
-  segment(source: WordMaskImage, options?: { sharp?: boolean }): Promise<WordMaskSegmentResult>;
+  /**
+   * Segment an image with the current labels; fires and resolves with `result`. `frame`: one
+   * frame of a stream, its scores averaged with the frames before by `smooth` (0 to 1, default
+   * the `smooth` attribute, else 0.7) and its objects keeping their ids.
+   */
+  segment(source: WordMaskImage, options?: { sharp?: boolean; frame?: boolean; smooth?: number }): Promise<WordMaskSegmentResult>;
+  /**
+   * Every frame of a video (a `<video>` element, or a video file, Blob or URL), from its start
+   * and in order, none dropped: each segmented as a frame of a stream (`smooth`, default the
+   * `smooth` attribute), drawn and fired as `result` with its `frame` index and `time`;
+   * `onFrame` is awaited with each. `signal` stops after the frame in hand. A file the browser
+   * cannot decode rejects (code `invalid-input`) saying how to convert it.
+   */
+  segmentVideo(
+    source: HTMLVideoElement | Blob | string,
+    options?: { smooth?: number; onFrame?: (result: WordMaskFrameResult) => unknown; signal?: AbortSignal },
+  ): Promise<WordMaskVideoRun>;
   /** Point mode (`sam`): outline the object a prompt points at, in image pixels. */
   prompt(prompt: Prompt): Promise<WordMaskPromptResult>;
   /** Name everything (`sam`): every object of the image (default: the element's own). */

@@ -3,7 +3,9 @@
 // Attributes: model (hub id or folder URL with config.json + model.safetensors), labels (commas;
 // `a|b` synonyms), src (image URL), camera (live camera; optional facing mode), method, templates, threshold, short-side, window, stride,
 // scoring (same meanings as `wordmask segment`; unset ones take the defaults of the model's engine).
-// Method: segment(image | ImageBitmap | HTMLVideoElement | VideoFrame | HTMLCanvasElement).
+// Method: segment(image | ImageBitmap | HTMLVideoElement | VideoFrame | HTMLCanvasElement);
+// segmentVideo(video element | File | Blob | URL, {smooth, onFrame, signal}): every frame of a
+// video in order, each fired as `result` with `frame` (its index) and `time`.
 // Property: labels (string or array). Events: progress {file, loaded, total}, ready {backend,
 // engine, defaults}, result {width, height, labels, shares, labelMap (Uint8Array, or Uint16Array
 // above 255 labels)}, error {message, code} (code: client.js's ModelError codes, and 'camera'). CSS parts:
@@ -25,6 +27,7 @@
 // `wordmask segment --images` writes them (exports.js).
 import { ModelError, sharedClient } from './client.js';
 import { withExports } from './exports.js';
+import { eachFrame, openVideo } from './frames.js';
 import { paintMasks, paletteColour } from './masks.js';
 import { SETTINGS } from './settings.js';
 
@@ -257,9 +260,40 @@ class WordMask extends HTMLElement {
    * Segment an image, bitmap, video frame or canvas with the current labels; resolves with the
    * result. `sharp` (default: with `sam` and without `interactive`): sharp edges and objects.
    * `frame`: one frame of a stream (the camera's), its scores averaged with the frames before
-   * by the `smooth` attribute (0 to 1, default 0.7) and its objects keeping their ids.
+   * by `smooth` (default: the `smooth` attribute, 0 to 1, else 0.7) and its objects keeping
+   * their ids.
    */
-  async segment(source, { sharp = this.hasAttribute('sam') && !this.hasAttribute('interactive'), frame = false } = {}) {
+  async segment(source, { sharp = this.hasAttribute('sam') && !this.hasAttribute('interactive'), frame = false, smooth = this.smooth() } = {}) {
+    return this.segmentSource(source, { sharp, frame, smooth });
+  }
+
+  /**
+   * Every frame of a video, from its start and in order, none dropped: `source` a <video>
+   * element (left paused at its end) or a video File, Blob or URL. Each frame is segmented as
+   * one of a stream (`smooth`, default the attribute's; objects keep their ids), drawn, and
+   * fired as `result` with `frame` (its index from 0) and `time` (seconds); `onFrame(detail)` is
+   * awaited with each. `signal` (an AbortSignal) stops after the frame in hand. Resolves with
+   * `{frames, skipped}` (frames that went by too fast to be segmented; 0 as a rule). A file the
+   * browser cannot decode rejects with code 'invalid-input', saying how to convert it.
+   */
+  async segmentVideo(source, { smooth = this.smooth(), onFrame, signal } = {}) {
+    const own = !(source instanceof HTMLVideoElement);
+    const video = own
+      ? await openVideo(source).catch((e) => { throw new ModelError(e.message, { code: 'invalid-input' }); })
+      : source;
+    try {
+      await this.load(this.getAttribute('model'));
+      await client.resetVideo();
+      return await eachFrame(video, async ({ index, time }) => {
+        const detail = await this.segmentSource(video, { sharp: false, frame: true, smooth, at: { frame: index, time } });
+        await onFrame?.(detail);
+      }, { signal });
+    } finally {
+      if (own) URL.revokeObjectURL(video.src);
+    }
+  }
+
+  async segmentSource(source, { sharp, frame, smooth, at = {} }) {
     const width = source.videoWidth ?? source.displayWidth ?? source.width;
     const height = source.videoHeight ?? source.displayHeight ?? source.height;
     if (!width || !height) throw new ModelError('the image has no pixels yet', { code: 'invalid-input' });
@@ -274,7 +308,7 @@ class WordMask extends HTMLElement {
     const labels = this.labels;
     try {
       result = frame
-        ? await client.segmentFrame({ rgba, width, height, labels, options: this.options(), smooth: this.smooth() })
+        ? await client.segmentFrame({ rgba, width, height, labels, options: this.options(), smooth })
         : await client.segment({ rgba, width, height, labels, options: this.options(), sharp });
     } catch (e) {
       const check = sharp ? 'Check the sam attribute (a Segment Anything checkpoint), the labels and setting attributes' : 'Check the labels and setting attributes';
@@ -284,7 +318,7 @@ class WordMask extends HTMLElement {
     this.draw(canvas);
     this.status('');
     const objects = result.objects ? { objects: result.objects, counts: result.counts, instances: result.instances } : {};
-    const detail = { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap, ...objects };
+    const detail = { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap, ...objects, ...at };
     withExports(detail, client, { ...result, labels });
     this.emit('result', detail);
     return detail;

@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
 import { audit } from './axe.mjs';
-import { SCENE, startServer, withPage } from './harness.mjs';
+import { SCENE, startServer, withFakeCamera } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 const [W, H] = [SCENE.width, SCENE.height];
@@ -45,12 +45,7 @@ function writeClip(path) {
 function withCameraPage(path, run) {
   const clip = `${ARTIFACTS}scene.y4m`;
   writeClip(clip);
-  return withPage(server.url, {
-    webgpu: false,
-    args: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
-    context: { permissions: ['camera'] },
-    path,
-  }, run);
+  return withFakeCamera(server.url, clip, path, run);
 }
 
 let server;
