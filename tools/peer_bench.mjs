@@ -3,7 +3,7 @@
 //
 //   python3 tools/peer_export.py --preset small --out /tmp/peer-small   # checkpoint, ONNX, native peers
 //   ./build.sh build && cargo build --release --features cli
-//   node tools/peer_bench.mjs /tmp/peer-small [--iters 10] [--rounds 3] [--no-cpu] [--no-webgpu] [--no-native] [--smoke]
+//   node tools/peer_bench.mjs /tmp/peer-small [--iters 10] [--rounds 3] [--no-cpu] [--no-webgpu] [--no-native] [--smoke] [--python PATH]
 //
 // Rows: native CPU (`wordmask bench --model DIR/model`, against PyTorch and onnxruntime timed
 // by `peer_export.py --time`, in alternating rounds); Chromium's CPU (wordmask's wasm against
