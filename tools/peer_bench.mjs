@@ -256,9 +256,6 @@ if (!flag('--no-webgpu')) {
 server.closeAllConnections();
 server.close();
 
-// Native: wordmask's bench and PyTorch / onnxruntime (peer_export.py --time) take turns for
-// `--rounds` rounds; each ratio is the median of the per-round ratios of medians. Without
-// Python's stack the peers' times recorded in DIR/peer.json at export stand in.
 // The native peak: numpy's sgemm (tools/gemm_peak.py) on `threads`, or null where that Python
 // has no numpy (said once). `nativePeak[threads]` gathers every measurement of the run.
 const nativePeak = {};
@@ -277,6 +274,10 @@ function measureNativePeak(threads) {
 const peakThreads = [...new Set([1, peer.threads])];
 const nativeBest = (threads) => (nativePeak[threads] ? Math.max(...nativePeak[threads].map((p) => p.gflops)) : null);
 
+// Native: wordmask's bench and PyTorch / onnxruntime (peer_export.py --time) take turns for
+// `--rounds` rounds; each ratio is the median of the per-round ratios of medians. Without
+// Python's stack the peers' times recorded in DIR/peer.json at export stand in.
+// The sgemm peak is measured in every round too (in smoke and without native rows, once).
 let native = null;
 if (!nativeRows) peakThreads.forEach(measureNativePeak);
 if (nativeRows) {
