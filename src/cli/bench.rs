@@ -139,8 +139,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
 fn print_table(rows: &[Row]) {
     let width = rows.iter().map(|r| r.stage.chars().count()).chain([44]).max().unwrap_or(44);
     let rates = rows.iter().any(|r| r.flops.is_some());
-    let (head, rule) = if rates { (format!(" {:>10} |", "GFLOP/s"), format!("{:-<12}|", "")) } else { Default::default() };
-    println!("| {:<width$} | {:>10} | {:>10} | {:>10} | {:>10} |{head}", "stage", "median ms", "p10 ms", "p90 ms", "max ms");
+    let (head, rule) =
+        if rates { (format!(" {:>10} |", "GFLOP/s"), format!("{:-<12}|", "")) } else { Default::default() };
+    println!(
+        "| {:<width$} | {:>10} | {:>10} | {:>10} | {:>10} |{head}",
+        "stage", "median ms", "p10 ms", "p90 ms", "max ms"
+    );
     println!("|{:-<w2$}|{:-<12}|{:-<12}|{:-<12}|{:-<12}|{rule}", "", "", "", "", "", w2 = width + 2);
     for row in rows {
         let median = row.quantile(0.5);
