@@ -42,10 +42,25 @@ export interface WordMaskEverythingResult extends Exports {
 
 export type WordMaskResult = WordMaskSegmentResult | WordMaskPromptResult | WordMaskEverythingResult;
 
+/**
+ * `preview`: a still image's quick look (one pass at a short side of at most 224 pixels, no
+ * windows, PAMR or sharp edges), drawn before the full settings' `result` replaces it. It has
+ * no exports: those are the result's.
+ */
+export interface WordMaskPreview extends Omit<WordMaskSegmentResult, keyof Exports | keyof Objects> {
+  preview: true;
+  /** The short side it was segmented at, in pixels. */
+  shortSide: number;
+  /** What the full run adds: its size ('336 px'), 'windows', 'PAMR', 'sharp edges'. */
+  refines: string[];
+}
+
 export interface WordMaskEventMap {
   /** A model file's download, as it goes. */
   progress: CustomEvent<Progress>;
   ready: CustomEvent<Pick<Ready, 'backend' | 'engine' | 'defaults'>>;
+  /** A still image's quick look, before its `result` (unless `progressive="off"`). */
+  preview: CustomEvent<WordMaskPreview>;
   result: CustomEvent<WordMaskResult>;
   /** What failed and what to check, and what kind of failure it was (`code`). */
   error: CustomEvent<{ message: string; code: ErrorCode }>;
@@ -58,6 +73,7 @@ export type WordMaskImage = ImageBitmap | HTMLImageElement | HTMLVideoElement | 
  * Attributes: `model`, `labels`, `src`, `camera` (a facing mode or empty), `sam`, `interactive`,
  * `q8` (read int8 weights, `model.q8.safetensors`, where the model's folder has them), `smooth`
  * (the camera's: each frame's scores averaged with the frames before, 0 to 1, default 0.7),
+ * `progressive` (a still image's quick look first, fired as `preview`; on unless "off"),
  * and one per segmentation setting (`engine`, `method`, `templates`, `short-side`, `rounding`,
  * `window`, `stride`, `logit-scale`, `refine`, `positions`, `scoring`, `threshold`,
  * `threshold-on`, `area-threshold`, `sfr-threshold`, `rcs-weights`, `sfr-weights`, `background`). CSS parts: `canvas`, `legend`, `status`.
@@ -67,7 +83,8 @@ export class WordMask extends HTMLElement {
   get labels(): string;
   set labels(value: string | string[]);
   /** Segment an image with the current labels; fires and resolves with `result`. */
-  segment(source: WordMaskImage, options?: { sharp?: boolean }): Promise<WordMaskSegmentResult>;
+  /** `progressive` (default: the attribute's): a quick look first, fired as `preview`. */
+  segment(source: WordMaskImage, options?: { sharp?: boolean; progressive?: boolean }): Promise<WordMaskSegmentResult>;
   /** Point mode (`sam`): outline the object a prompt points at, in image pixels. */
   prompt(prompt: Prompt): Promise<WordMaskPromptResult>;
   /** Name everything (`sam`): every object of the image (default: the element's own). */
