@@ -82,6 +82,8 @@ export class WordMask extends HTMLElement {
   /** The labels, commas between them (`a|b` for synonyms); set a string or an array. */
   get labels(): string;
   set labels(value: string | string[]);
+  /** Whether a still image gets a quick look first: unless the `progressive` attribute is "off" (or "false"). */
+  readonly progressive: boolean;
   /** Segment an image with the current labels; fires and resolves with `result`. */
   /** `progressive` (default: the attribute's): a quick look first, fired as `preview`. */
   segment(source: WordMaskImage, options?: { sharp?: boolean; progressive?: boolean }): Promise<WordMaskSegmentResult>;
