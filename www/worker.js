@@ -300,6 +300,9 @@ async function handle(data) {
   }
   if (data.type === 'segment') {
     // A quick look whose image or words a newer request has replaced would only delay that one.
+    // The messages that came while the last request ran are taken in first (the CPU backend runs
+    // a request without yielding, so they wait in the event loop until a task ends).
+    if (data.preview) await new Promise((resume) => { setTimeout(resume, 0); });
     if (data.preview && newest.get(data.view) > data.request) return { status: 'skipped' };
     const segment = () => wm.segment(data.rgba, data.width, data.height, data.labels, data.options, Boolean(data.sharp));
     const onStage = (stage) => postMessage({ status: 'stage', stage, ...(data.preview ? { preview: true } : {}) });
