@@ -120,11 +120,10 @@ const STAGE_TEXT = {
 client.on('stage', ({ stage, done, total }) => {
   if (!state.busy) return;
   if (stage === 'masks') { status(`Naming everything: ${done} of ${total} prompts decoded…`); return; }
-  if (state.camera) return;
+  // While a quick look shows, its line stays: a longer one would push the image down on a phone.
+  if (state.camera || state.quickLook) return;
   const stages = Object.keys(STAGE_TEXT).slice(0, state.sharpRun ? 5 : 4);
-  const step = `${stages.indexOf(stage) + 1} of ${stages.length}, ${STAGE_TEXT[stage]}`;
-  // While a quick look shows, the full run's stages follow what it refines.
-  status(state.quickLook ? `${state.quickLook} (${step})…` : `Segmenting: ${step}…`);
+  status(`Segmenting: ${stages.indexOf(stage) + 1} of ${stages.length}, ${STAGE_TEXT[stage]}…`);
 });
 client.openDevice().then(
   ({ backend, threads, precision, adapter }) => {
