@@ -155,10 +155,11 @@ export class VideoMode {
   }
 
   // The frame shown, segmented as the next of the stream (or shown alone before a model is there).
-  async segmentFrame(frame) {
+  // `sharp`: Segment Anything redraws it, prompted by the previous frame's objects.
+  async segmentFrame(frame, { sharp = false } = {}) {
     const result = await this.client.segmentFrame({
       rgba: new Uint8Array(frame.rgba), width: frame.width, height: frame.height,
-      labels: this.hooks.words(), options: this.hooks.options(), smooth: Number(this.ui.smooth.value),
+      labels: this.hooks.words(), options: this.hooks.options(), smooth: Number(this.ui.smooth.value), sharp,
     });
     return result;
   }
@@ -251,7 +252,8 @@ export class VideoMode {
       await this.client.resetVideo();
       const { frames, skipped } = await eachFrame(video, async ({ index, time }) => {
         const frame = await this.grab();
-        const result = await this.segmentFrame(frame);
+        // Labelling takes its time: sharp edges where they are on (prompted by the frame before).
+        const result = await this.segmentFrame(frame, { sharp: Boolean(this.hooks.sharp?.()) });
         this.hooks.show(frame, result);
         recorder?.frame();
         this.run = { smooth: Number(ui.smooth.value), width: result.width, height: result.height, labels: result.labels.map((l) => l.label) };

@@ -58,10 +58,25 @@ export interface WordMaskEverythingResult extends Exports {
 
 export type WordMaskResult = WordMaskSegmentResult | WordMaskFrameResult | WordMaskPromptResult | WordMaskEverythingResult;
 
+/**
+ * `preview`: a still image's quick look (one pass at a short side of at most 224 pixels, no
+ * windows, PAMR or sharp edges), drawn before the full settings' `result` replaces it. It has
+ * no exports: those are the result's.
+ */
+export interface WordMaskPreview extends Omit<WordMaskSegmentResult, keyof Exports | keyof Objects> {
+  preview: true;
+  /** The short side it was segmented at, in pixels. */
+  shortSide: number;
+  /** What the full run adds: its size ('336 px'), 'windows', 'PAMR', 'sharp edges'. */
+  refines: string[];
+}
+
 export interface WordMaskEventMap {
   /** A model file's download, as it goes. */
   progress: CustomEvent<Progress>;
   ready: CustomEvent<Pick<Ready, 'backend' | 'engine' | 'defaults'>>;
+  /** A still image's quick look, before its `result` (unless `progressive="off"`). */
+  preview: CustomEvent<WordMaskPreview>;
   result: CustomEvent<WordMaskResult>;
   /** What failed and what to check, and what kind of failure it was (`code`). */
   error: CustomEvent<{ message: string; code: ErrorCode }>;
@@ -74,6 +89,7 @@ export type WordMaskImage = ImageBitmap | HTMLImageElement | HTMLVideoElement | 
  * Attributes: `model`, `labels`, `src`, `camera` (a facing mode or empty), `sam`, `interactive`,
  * `q8` (read int8 weights, `model.q8.safetensors`, where the model's folder has them), `smooth`
  * (the camera's: each frame's scores averaged with the frames before, 0 to 1, default 0.7),
+ * `progressive` (a still image's quick look first, fired as `preview`; on unless "off"),
  * and one per segmentation setting (`engine`, `method`, `templates`, `short-side`, `rounding`,
  * `window`, `stride`, `logit-scale`, `refine`, `positions`, `scoring`, `threshold`,
  * `threshold-on`, `area-threshold`, `sfr-threshold`, `rcs-weights`, `sfr-weights`, `background`). CSS parts: `canvas`, `legend`, `status`.
@@ -82,12 +98,15 @@ export class WordMask extends HTMLElement {
   /** The labels, commas between them (`a|b` for synonyms); set a string or an array. */
   get labels(): string;
   set labels(value: string | string[]);
+  /** Whether a still image gets a quick look first: unless the `progressive` attribute is "off" (or "false"). */
+  readonly progressive: boolean;
   /**
    * Segment an image with the current labels; fires and resolves with `result`. `frame`: one
    * frame of a stream, its scores averaged with the frames before by `smooth` (0 to 1, default
-   * the `smooth` attribute, else 0.7) and its objects keeping their ids.
+   * the `smooth` attribute, else 0.7) and its objects keeping their ids (no quick look).
+   * `progressive` (default: the attribute's): a quick look first, fired as `preview`.
    */
-  segment(source: WordMaskImage, options?: { sharp?: boolean; frame?: boolean; smooth?: number }): Promise<WordMaskSegmentResult>;
+  segment(source: WordMaskImage, options?: { sharp?: boolean; frame?: boolean; smooth?: number; progressive?: boolean }): Promise<WordMaskSegmentResult>;
   /**
    * Every frame of a video (a `<video>` element, or a video file, Blob or URL), from its start
    * and in order, none dropped: each segmented as a frame of a stream (`smooth`, default the

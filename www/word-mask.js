@@ -8,8 +8,13 @@
 // video in order, each fired as `result` with `frame` (its index) and `time`.
 // Property: labels (string or array). Events: progress {file, loaded, total}, ready {backend,
 // engine, defaults}, result {width, height, labels, shares, labelMap (Uint8Array, or Uint16Array
-// above 255 labels)}, error {message, code} (code: client.js's ModelError codes, and 'camera'). CSS parts:
+// above 255 labels)}, preview (a quick look before `result`: its fields, with preview: true,
+// shortSide, refines, and no exports), error {message, code} (code: client.js's ModelError codes,
+// and 'camera'). CSS parts:
 // canvas, legend, status. Every element on a page shares one worker, one GPU device and one model.
+// Progressive results: a still image's first result is a quick look (one pass at up to 224 px,
+// no refinement: progressive.js), drawn and fired as `preview`, then the full settings' `result`
+// replaces it; `progressive="off"` turns it off (camera frames never have one).
 // Sharp edges: `sam` (a Segment Anything checkpoint, hub id or folder URL) without `interactive`
 // loads it beside the words model, and each segmentation follows its masks' edges (not the
 // camera's frames, which go without); `result` then also carries objects ({id, label, class,
@@ -29,9 +34,11 @@ import { ModelError, sharedClient } from './client.js';
 import { withExports } from './exports.js';
 import { eachFrame, openVideo } from './frames.js';
 import { paintMasks, paletteColour } from './masks.js';
+import { quickLookText } from './progressive.js';
 import { SETTINGS } from './settings.js';
 
 const client = sharedClient();
+let elements = 0; // each element is a view of its own: its newer request makes its quick look moot
 
 
 // Before its image arrives the canvas is a 4:3 placeholder; while the model loads the `src`
@@ -57,7 +64,7 @@ const TEMPLATE = `<style>
 
 class WordMask extends HTMLElement {
   // The component's own attributes, and one per setting of the core (settings.js).
-  static observedAttributes = ['model', 'labels', 'src', 'camera', 'sam', 'interactive', 'q8', ...SETTINGS.map((s) => s.attribute)];
+  static observedAttributes = ['model', 'labels', 'src', 'camera', 'sam', 'interactive', 'q8', 'progressive', ...SETTINGS.map((s) => s.attribute)];
 
   constructor() {
     super();
@@ -68,6 +75,7 @@ class WordMask extends HTMLElement {
     this.ready = false;
     this.busy = null;
     this.pixels = null; // {rgba, width, height} of `image`, for the Point mode's prompts
+    this.view = `word-mask ${++elements}`;
     this.canvas.addEventListener('click', (e) => {
       if (!this.hasAttribute('interactive') || !this.image) return;
       const rect = this.canvas.getBoundingClientRect();
@@ -92,6 +100,7 @@ class WordMask extends HTMLElement {
 
   attributeChangedCallback(name, before, after) {
     if (before === after || !this.isConnected) return;
+    if (name === 'progressive') return; // for the next segmentation: nothing to redo
     if (name === 'model' || name === 'sam' || name === 'q8') this.ready = false;
     if (name === 'src') { this.image = null; this.pixels = null; this.source = null; }
     if (name === 'camera' && after === null) this.stopCamera();
@@ -175,6 +184,11 @@ class WordMask extends HTMLElement {
   smooth() {
     const value = this.getAttribute('smooth');
     return value === null || value.trim() === '' ? 0.7 : Number(value);
+  }
+
+  // Whether a still image gets a quick look first: unless `progressive` is "off" (or "false").
+  get progressive() {
+    return !/^(off|false)$/i.test(this.getAttribute('progressive')?.trim() ?? '');
   }
 
   // A model by id or URL; with the `q8` attribute, its int8 weights where the folder has them.
@@ -261,10 +275,11 @@ class WordMask extends HTMLElement {
    * result. `sharp` (default: with `sam` and without `interactive`): sharp edges and objects.
    * `frame`: one frame of a stream (the camera's), its scores averaged with the frames before
    * by `smooth` (default: the `smooth` attribute, 0 to 1, else 0.7) and its objects keeping
-   * their ids.
+   * their ids. `progressive` (default: the attribute's, on): a still image's quick look is drawn
+   * and fired as `preview` first, where the full settings have something to refine.
    */
-  async segment(source, { sharp = this.hasAttribute('sam') && !this.hasAttribute('interactive'), frame = false, smooth = this.smooth() } = {}) {
-    return this.segmentSource(source, { sharp, frame, smooth });
+  async segment(source, { sharp = this.hasAttribute('sam') && !this.hasAttribute('interactive'), frame = false, smooth = this.smooth(), progressive = this.progressive } = {}) {
+    return this.segmentSource(source, { sharp, frame, smooth, progressive });
   }
 
   /**
@@ -293,7 +308,7 @@ class WordMask extends HTMLElement {
     }
   }
 
-  async segmentSource(source, { sharp, frame, smooth, at = {} }) {
+  async segmentSource(source, { sharp, frame, smooth, progressive = false, at = {} }) {
     const width = source.videoWidth ?? source.displayWidth ?? source.width;
     const height = source.videoHeight ?? source.displayHeight ?? source.height;
     if (!width || !height) throw new ModelError('the image has no pixels yet', { code: 'invalid-input' });
@@ -306,10 +321,18 @@ class WordMask extends HTMLElement {
     if (sharp) await this.load(this.getAttribute('sam'));
     let result;
     const labels = this.labels;
+    // The quick look: drawn at once, and fired as `preview` (no exports: those are the result's).
+    const onPreview = progressive && !frame ? (quick) => {
+      this.result = quick;
+      this.draw(canvas);
+      this.status(`${quickLookText(quick)}…`, 'busy');
+      const { shortSide, refines } = quick;
+      this.emit('preview', { ...this.detail(quick, width, height), preview: true, shortSide, refines });
+    } : undefined;
     try {
       result = frame
         ? await client.segmentFrame({ rgba, width, height, labels, options: this.options(), smooth })
-        : await client.segment({ rgba, width, height, labels, options: this.options(), sharp });
+        : await client.segment({ rgba, width, height, labels, options: this.options(), sharp }, { onPreview, view: this.view });
     } catch (e) {
       const check = sharp ? 'Check the sam attribute (a Segment Anything checkpoint), the labels and setting attributes' : 'Check the labels and setting attributes';
       throw new ModelError(`the image could not be segmented: ${e.message.replace(/\.$/, '')}. ${check}`, { code: e.code });
@@ -317,11 +340,15 @@ class WordMask extends HTMLElement {
     this.result = result;
     this.draw(canvas);
     this.status('');
-    const objects = result.objects ? { objects: result.objects, counts: result.counts, instances: result.instances } : {};
-    const detail = { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap, ...objects, ...at };
-    withExports(detail, client, { ...result, labels });
+    const detail = withExports({ ...this.detail(result, width, height), ...at }, client, { ...result, labels });
     this.emit('result', detail);
     return detail;
+  }
+
+  // An event's detail for a segmentation's result.
+  detail(result, width, height) {
+    const objects = result.objects ? { objects: result.objects, counts: result.counts, instances: result.instances } : {};
+    return { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap, ...objects };
   }
 
   /**
