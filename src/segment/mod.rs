@@ -575,7 +575,9 @@ async fn segment_with(
     let step = video.as_mut().map(|v| v.smooth(image, labels, &format!("{settings:?}"), &mut maps));
     let sticky = video.as_mut().zip(step.as_ref()).and_then(|(v, s)| v.sticky(s));
     let (background_row, min_score) = (plan.background_row(), plan.min_score);
-    let (mut segmentation, winners) = Segmentation::with_past(
+    // Only a video remembers each pixel's class for the next frame.
+    let mut winners = video.is_some().then(|| vec![0u16; image.width * image.height]);
+    let mut segmentation = Segmentation::with_past(
         image.width,
         image.height,
         labels,
@@ -584,8 +586,9 @@ async fn segment_with(
         scores.steps,
         min_score,
         sticky.as_ref(),
+        winners.as_deref_mut(),
     );
-    if let Some(v) = video.as_mut() {
+    if let (Some(v), Some(winners)) = (video.as_mut(), winners) {
         v.remember(winners);
     }
     if let Some((session, options, ms)) = sharp {

@@ -330,12 +330,13 @@ impl Segmentation {
         steps: PixelSteps,
         threshold: f32,
     ) -> Self {
-        Self::with_past(width, height, labels, background, maps, steps, threshold, None).0
+        Self::with_past(width, height, labels, background, maps, steps, threshold, None, None)
     }
 
     /// [`Segmentation::new`] for a video frame: where `sticky` remembers the class a pixel
     /// took the frame before, that class keeps the pixel unless another beats it by more than
-    /// the pixel's margin. Also gives each pixel's winning class, for the next frame.
+    /// the pixel's margin. `winners`, when given (`width * height` long), gets each pixel's
+    /// winning class, for the next frame.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn with_past(
         width: usize,
@@ -346,8 +347,8 @@ impl Segmentation {
         steps: PixelSteps,
         threshold: f32,
         sticky: Option<&Sticky>,
-    ) -> (Self, Vec<u16>) {
-        let mut winners = vec![0u16; width * height];
+        mut winners: Option<&mut [u16]>,
+    ) -> Self {
         let classes = labels.len() + usize::from(background);
         let mut label_map = LabelMap::new(labels.len(), width * height);
         let mut confidence = vec![0u8; width * height];
@@ -374,13 +375,15 @@ impl Segmentation {
                         (best, top) = (past, scores[past]);
                     }
                 }
-                winners[i] = best as u16;
+                if let Some(winners) = winners.as_deref_mut() {
+                    winners[i] = best as u16;
+                }
                 let unlabelled = gate < threshold || (background && best == classes - 1);
                 label_map.set(i, if unlabelled { 0 } else { best + 1 });
                 confidence[i] = (top.clamp(0.0, 1.0) * 255.0).round() as u8;
             }
         }
-        let segmentation = Segmentation {
+        Segmentation {
             width,
             height,
             labels: labels.iter().map(|l| l.name.clone()).collect(),
@@ -389,8 +392,7 @@ impl Segmentation {
             confidence,
             maps,
             steps,
-        };
-        (segmentation, winners)
+        }
     }
 
     pub fn num_classes(&self) -> usize {

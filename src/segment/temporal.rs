@@ -559,10 +559,23 @@ mod tests {
         assert_eq!(off.smooth(&red, &labels, "", &mut maps(vec![0.0; 4], 2, 2)).reset, None);
     }
 
+    /// The finishing steps of two words' scores taken as they are.
+    fn plain_steps() -> super::super::result::PixelSteps {
+        super::super::result::PixelSteps {
+            softmax_scale: None,
+            class_of_name: vec![0, 1],
+            classes: 2,
+            renormalise: false,
+            threshold_on: super::super::result::ThresholdOn::Merged,
+            fold_extra: false,
+            area_threshold: None,
+            dropped: Vec::new(),
+        }
+    }
+
     /// A 20 x 20 segmentation of two words, with squares `(x, y, side, word)` on unlabelled
     /// ground.
     fn squares(list: &[(usize, usize, usize, usize)]) -> Segmentation {
-        use super::super::result::{PixelSteps, ThresholdOn};
         let n = 20;
         let mut values = vec![0f32; 2 * n * n];
         for &(x0, y0, side, word) in list {
@@ -572,18 +585,8 @@ mod tests {
                 }
             }
         }
-        let steps = PixelSteps {
-            softmax_scale: None,
-            class_of_name: vec![0, 1],
-            classes: 2,
-            renormalise: false,
-            threshold_on: ThresholdOn::Merged,
-            fold_extra: false,
-            area_threshold: None,
-            dropped: Vec::new(),
-        };
         let labels = crate::labels::parse("a, b").unwrap();
-        Segmentation::new(n, n, &labels, false, maps(values, n, n), steps, 0.5)
+        Segmentation::new(n, n, &labels, false, maps(values, n, n), plain_steps(), 0.5)
     }
 
     /// Ids come after two frames, follow a moving square, survive two missed frames, and are
@@ -618,19 +621,8 @@ mod tests {
     /// hysteresis it changes at the first lead.
     #[test]
     fn labels_hold_until_another_word_leads_by_the_margin() {
-        use super::super::result::{PixelSteps, ThresholdOn};
         let labels = crate::labels::parse("a, b").unwrap();
         let grey = frame(32, 32, |_, _| [100, 100, 100]);
-        let steps = || PixelSteps {
-            softmax_scale: None,
-            class_of_name: vec![0, 1],
-            classes: 2,
-            renormalise: false,
-            threshold_on: ThresholdOn::Merged,
-            fold_extra: false,
-            area_threshold: None,
-            dropped: Vec::new(),
-        };
         let words = |hysteresis: f32, frames: &[[f32; 2]]| -> Vec<usize> {
             let options = TemporalOptions { strength: 0.1, hysteresis, ..TemporalOptions::default() };
             let mut video = Video::new(options).unwrap();
@@ -640,8 +632,18 @@ mod tests {
                     let mut scores = maps(vec![a, b], 1, 1);
                     let step = video.smooth(&grey, &labels, "", &mut scores);
                     let sticky = video.sticky(&step);
-                    let (seg, winners) =
-                        Segmentation::with_past(32, 32, &labels, false, scores, steps(), 0.0, sticky.as_ref());
+                    let mut winners = vec![0u16; 32 * 32];
+                    let seg = Segmentation::with_past(
+                        32,
+                        32,
+                        &labels,
+                        false,
+                        scores,
+                        plain_steps(),
+                        0.0,
+                        sticky.as_ref(),
+                        Some(&mut winners),
+                    );
                     video.remember(winners);
                     seg.label_map.get(0)
                 })
