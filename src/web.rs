@@ -495,7 +495,8 @@ impl WordMask {
     /// each frame on its own; 0.7 is the CLI's default for video), and the words' objects
     /// followed: `objects` (`{id, label, class, score, box, area}`) keep their `id` from frame
     /// to frame, with `counts` per word and `instances` (the map of ids, a `Uint16Array`);
-    /// `reset` says why the frame started afresh (`"first"`, `"words"` for other words or
+    /// `sharp`: sharp edges as `segment`'s, Segment Anything prompted by the previous frame's
+    /// objects (`encodeMs`, `masksMs` its times); `reset` says why the frame started afresh (`"first"`, `"words"` for other words or
     /// settings, `"size"`, `"cut"` for a scene cut) or is null. Other words, settings or frame
     /// sizes start afresh by themselves; `resetVideo()` forgets the frames before (a new
     /// stream), and so does loading a words model. A still image is `segment`'s.
@@ -508,6 +509,7 @@ impl WordMask {
         labels: &str,
         options: JsValue,
         smooth: f32,
+        sharp: Option<bool>,
     ) -> Result<JsValue, JsValue> {
         let settings = settings(options)?;
         let labels = labels::parse(labels).map_err(js_error)?;
@@ -515,11 +517,32 @@ impl WordMask {
         let model = self.model.as_ref().ok_or_else(|| js_error(Error::invalid("no model is loaded yet")))?;
         let video = self.video.get_or_insert_with(Video::default);
         video.set_strength(smooth).map_err(js_error)?;
-        let frame = crate::segment::segment_frame(model, &image, &labels, &settings, &mut self.cache, video);
-        let out = run(frame).await?;
+        let out = match (sharp, self.session.as_mut()) {
+            (Some(true), None) => {
+                return Err(js_error(Error::invalid(
+                    "sharp edges need a Segment Anything model loaded beside the words model: load one in Point mode",
+                )));
+            }
+            (Some(true), Some(session)) => {
+                let refine = RefineOptions::default();
+                let frame = crate::segment::segment_frame_sharp(
+                    model,
+                    &image,
+                    &labels,
+                    &settings,
+                    &mut self.cache,
+                    video,
+                    session,
+                    &refine,
+                );
+                run(frame).await?
+            }
+            _ => run(crate::segment::segment_frame(model, &image, &labels, &settings, &mut self.cache, video)).await?,
+        };
         let (seg, objects) = (&out.segmented.segmentation, &out.report.objects);
         let result = segment_answer(seg, out.segmented.plan, out.segmented.timings)?;
-        attach_objects(&result, objects, counts(objects, &seg.labels), (width, height), (0.0, 0.0))?;
+        let sharp_ms = out.sharp_ms.unwrap_or((0.0, 0.0));
+        attach_objects(&result, objects, counts(objects, &seg.labels), (width, height), sharp_ms)?;
         js_sys::Reflect::set(&result, &"reset".into(), &to_js(&out.report.reset)?)?;
         Ok(result)
     }

@@ -3,7 +3,7 @@
 //
 //   python3 tools/peer_export.py --preset small --out /tmp/peer-small   # checkpoint, ONNX, native peers
 //   ./build.sh build && cargo build --release --features cli
-//   node tools/peer_bench.mjs /tmp/peer-small [--iters 10] [--rounds 3] [--no-cpu] [--no-webgpu] [--no-native] [--smoke]
+//   node tools/peer_bench.mjs /tmp/peer-small [--iters 10] [--rounds 3] [--no-cpu] [--no-webgpu] [--no-native] [--smoke] [--python PATH]
 //
 // Rows: native CPU (`wordmask bench --model DIR/model`, against PyTorch and onnxruntime timed
 // by `peer_export.py --time`, in alternating rounds); Chromium's CPU (wordmask's wasm against
@@ -17,20 +17,28 @@
 // drifts by tens of per cent between minutes). Every browser output is compared with PyTorch's
 // (DIR/expected.bin): cosine ≥ 0.9999 or the run fails. `--smoke` (CI, the tiny fixture
 // tests/fixtures/peer-tiny) runs one iteration of each and checks the agreement only.
+//
+// Each row also gets its effective GFLOP/s (the tower's FLOPs from DIR/model/config.json over
+// the median time, tools/peer_peak.mjs) and its share of the machine's practical f32 peak, taken
+// in the same run: natively numpy's sgemm at 2048³ (tools/gemm_peak.py, run by `--python` or
+// $WORDMASK_PYTHON or python3) on 1 thread and on the native rows' threads, once per round; in
+// Chromium a wasm SIMD128 multiply-add loop on 1 and 2 workers, before and after the CPU rows.
+// WebGPU rows get no share: no peak of the adapter is measured.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 
 import { withBrowser } from '../tests/browser/harness.mjs';
+import { ACCUMULATORS, FLOPS_PER_ITERATION, peakInPage, peakModule, towerFlops } from './peer_peak.mjs';
 import { serve } from './serve.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(name);
 const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
-const dir = args.find((a, i) => !a.startsWith('--') && !['--iters', '--rounds', '--wordmask'].includes(args[i - 1]));
+const dir = args.find((a, i) => !a.startsWith('--') && !['--iters', '--rounds', '--wordmask', '--python'].includes(args[i - 1]));
 if (!dir || !existsSync(resolve(dir, 'peer.json'))) {
-  console.error('usage: node tools/peer_bench.mjs DIR [--iters 10] [--rounds 3] [--no-cpu] [--no-webgpu] [--no-native] [--smoke] [--wordmask PATH]\n(DIR written by tools/peer_export.py)');
+  console.error('usage: node tools/peer_bench.mjs DIR [--iters 10] [--rounds 3] [--no-cpu] [--no-webgpu] [--no-native] [--smoke] [--wordmask PATH] [--python PATH]\n(DIR written by tools/peer_export.py)');
   process.exit(2);
 }
 const smoke = flag('--smoke');
@@ -47,6 +55,12 @@ const size = peer.image_size;
 const f32 = (file) => { const b = readFileSync(resolve(dir, file)); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
 const input = Array.from(f32('input.bin'));
 const expected = Array.from(f32('expected.bin'));
+// One pass of the tower, in FLOPs (null for a config that is not a ViT tower: no GFLOP/s then).
+const flops = towerFlops(JSON.parse(readFileSync(resolve(dir, 'model', 'config.json'))), size);
+// The Python of the native peers (PyTorch, onnxruntime) and of tools/gemm_peak.py (numpy only,
+// so the exports' venv of ./build.sh test, $WORDMASK_PYTHON, does for it).
+const peerPython = option('--python', 'python3');
+const peakPython = option('--python', process.env.WORDMASK_PYTHON || 'python3');
 
 function agreement(ours) {
   let dot = 0; let a = 0; let b = 0;
@@ -187,12 +201,41 @@ async function timePair(browser, names, specs, iterations) {
   }
 }
 
+// The wasm peak (tools/peer_peak.mjs), in a browser of its own: each variant's best GFLOP/s on
+// 1 and on 2 workers over every measurement of the run.
+const wasmPeak = {};
+async function measureWasmPeak() {
+  try {
+    await withBrowser({ webgpu: false }, async (browser) => {
+      const page = await browser.newPage();
+      await page.goto(url);
+      const modules = { 'mul+add': Array.from(peakModule(false)), relaxed_madd: Array.from(peakModule(true)) };
+      const got = await page.evaluate(peakInPage, {
+        modules, workerCounts: [1, 2], iterations: smoke ? 1e5 : 1e8, repeats: smoke ? 1 : 5, flopsPerIteration: FLOPS_PER_ITERATION,
+      });
+      if (!got['mul+add'].valid) throw new Error('Chromium does not validate the SIMD128 loop');
+      for (const [variant, { valid, gflops, result }] of Object.entries(got)) {
+        // The accumulators tend to 1: anything else means the loop did not run as written.
+        if (valid && !(Math.abs(result - ACCUMULATORS) < 0.1)) throw new Error(`the ${variant} loop returned ${result}, not ${ACCUMULATORS}`);
+        const best = (wasmPeak[variant] ??= { valid, gflops: {} });
+        for (const [n, g] of Object.entries(gflops)) best.gflops[n] = Math.max(best.gflops[n] ?? 0, g);
+      }
+      process.stderr.write(`wasm peak: ${Object.entries(got).map(([v, { valid, gflops }]) => `${v} ${valid ? Object.values(gflops).map((g) => g.toFixed(1)).join(' / ') : 'not valid'}`).join(', ')} GFLOP/s on 1 / 2 workers\n`);
+    });
+  } catch (e) {
+    failures.push(`wasm peak: ${e.message.split('\n')[0]}`);
+  }
+}
+// The best of the validated variants: the practical peak of the wasm CPU path on `workers`.
+const wasmBest = (workers) => Math.max(0, ...Object.values(wasmPeak).filter((v) => v.valid).map((v) => v.gflops[workers] ?? 0)) || null;
+
 const cpu = (threads) => ({ kind: 'wordmask', backend: 'cpu', threads });
 const cpuSingle = { kind: 'wordmask', backend: 'cpu', threads: 1, main: true };
 const ortWasm = (threads) => ({ kind: 'ort', backend: 'wasm', threads });
 const gpu = { kind: 'wordmask', backend: 'webgpu', threads: 1 };
 const ortGpu = { kind: 'ort', backend: 'webgpu', threads: 1 };
 results.pairs = {};
+if (!flag('--no-cpu')) await measureWasmPeak();
 for (const threads of flag('--no-cpu') ? [] : [1, 2]) {
   const ours = `wordmask cpu${threads > 1 ? ` ${threads}` : ''}`;
   await inBrowser([ours], [cpu(threads)], false, 0);
@@ -203,6 +246,8 @@ for (const threads of flag('--no-cpu') ? [] : [1, 2]) {
     await inBrowser(['wordmask single', 'ort wasm 1'], [cpuSingle, ortWasm(1)], false, iters);
   }
 }
+// Again after the CPU rows, with smoke's one pass enough: the best of the two stands.
+if (!flag('--no-cpu') && !smoke) await measureWasmPeak();
 if (!flag('--no-webgpu')) {
   await inBrowser(['wordmask webgpu'], [gpu], true, 0);
   await inBrowser(['ort webgpu'], [ortGpu], true, 0);
@@ -211,10 +256,30 @@ if (!flag('--no-webgpu')) {
 server.closeAllConnections();
 server.close();
 
+// The native peak: numpy's sgemm (tools/gemm_peak.py) on `threads`, or null where that Python
+// has no numpy (said once). `nativePeak[threads]` gathers every measurement of the run.
+const nativePeak = {};
+let peakMissing = false;
+function measureNativePeak(threads) {
+  if (peakMissing) return;
+  try {
+    const out = execFileSync(peakPython, ['tools/gemm_peak.py', '--threads', String(threads), ...(smoke ? ['--size', '256', '--repeats', '1'] : [])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const got = JSON.parse(out.trim().split('\n').pop());
+    (nativePeak[threads] ??= []).push(got);
+  } catch (e) {
+    peakMissing = true;
+    process.stderr.write(`native peak not measured (${peakPython}: ${(e.stderr || e.message).trim().split('\n').pop()}); pass --python with numpy\n`);
+  }
+}
+const peakThreads = [...new Set([1, peer.threads])];
+const nativeBest = (threads) => (nativePeak[threads] ? Math.max(...nativePeak[threads].map((p) => p.gflops)) : null);
+
 // Native: wordmask's bench and PyTorch / onnxruntime (peer_export.py --time) take turns for
 // `--rounds` rounds; each ratio is the median of the per-round ratios of medians. Without
 // Python's stack the peers' times recorded in DIR/peer.json at export stand in.
+// The sgemm peak is measured in every round too (in smoke and without native rows, once).
 let native = null;
+if (!nativeRows) peakThreads.forEach(measureNativePeak);
 if (nativeRows) {
   const rounds = Number(option('--rounds', 3));
   const median = (v) => quantiles(v).median;
@@ -226,13 +291,15 @@ if (nativeRows) {
     ours.push(Number(row.split('|').map((c) => c.trim()).filter(Boolean)[1]));
     let timed = null;
     try {
-      const out = execFileSync('python3', ['tools/peer_export.py', '--time', dir, '--iters', String(iters), '--threads', String(peer.threads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      const out = execFileSync(peerPython, ['tools/peer_export.py', '--time', dir, '--iters', String(iters), '--threads', String(peer.threads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
       timed = JSON.parse(out.trim().split('\n').pop());
     } catch (e) {
       process.stderr.write(`native peers not timed again (${e.message.split('\n')[0]}); using DIR/peer.json\n`);
     }
     for (const k of ['torch', 'onnxruntime']) theirs[k].push((timed ?? peer)[k].median_ms);
-    process.stderr.write(`native round ${i + 1}: wordmask ${ours[i]} ms, PyTorch ${theirs.torch[i]} ms, onnxruntime ${theirs.onnxruntime[i]} ms\n`);
+    peakThreads.forEach(measureNativePeak);
+    const peaks = peakThreads.map((t) => `${nativePeak[t]?.at(-1)?.gflops ?? '—'} on ${t}`).join(', ');
+    process.stderr.write(`native round ${i + 1}: wordmask ${ours[i]} ms, PyTorch ${theirs.torch[i]} ms, onnxruntime ${theirs.onnxruntime[i]} ms; sgemm peak ${peaks} GFLOP/s\n`);
   }
   const side = (v) => ({ median: median(v), p10: Math.min(...v), p90: Math.max(...v) });
   native = { ours: side(ours) };
@@ -242,43 +309,57 @@ if (nativeRows) {
 const ms = (v) => (v == null ? '—' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
 const ratio = (a, b) => (a == null || b == null ? '—' : `${(a / b).toFixed(2)}×`);
 const spread = (r) => (r ? ` (${ms(r.p10)}–${ms(r.p90)})` : '');
+// Effective GFLOP/s of a median time, and its share of `peak` (GFLOP/s; none for WebGPU).
+const gflops = (t) => (flops && t ? flops.total / t / 1e6 : null);
+const rate = (g) => (g == null ? '—' : g >= 100 ? g.toFixed(0) : g.toFixed(1));
+const share = (t, peak) => (gflops(t) != null && peak ? `${((100 * gflops(t)) / peak).toFixed(0)} %` : '—');
+const perf = (a, b, peak) => `${rate(gflops(a))} / ${rate(gflops(b))} | ${share(a, peak)} / ${share(b, peak)}`;
 const r = results;
+const peakRange = (threads) => {
+  const all = (nativePeak[threads] ?? []).map((p) => p.gflops);
+  return all.length ? `${rate(Math.max(...all))}${all.length > 1 ? ` (lowest ${rate(Math.min(...all))})` : ''} on ${threads} thread${threads > 1 ? 's' : ''}` : null;
+};
+const nativeLine = peakThreads.map(peakRange).filter(Boolean);
+const firstPeak = Object.values(nativePeak)[0]?.[0];
+const wasmLine = Object.entries(wasmPeak).map(([v, { valid, gflops: g }]) => (valid ? `${v} ${rate(g[1])} / ${rate(g[2])}` : `${v} not validated`));
 const lines = [
   `Image tower of ${peer.preset} (${peer.vision.layers} × ${peer.vision.hidden}, ${size}², ${peer.exporter} ONNX export), ${iters} warm runs, median (p10–p90) ms; browser ratios are medians of ${iters} paired rounds (p10–p90); native rows: medians of ${option('--rounds', 3)} alternating rounds (lowest–highest).`,
   `Machine: ${peer.machine || cpus()[0]?.model}, ${cpus().length} cores; onnxruntime-web ${JSON.parse(readFileSync('tests/browser/node_modules/onnxruntime-web/package.json')).version}.`,
+  `FLOPs: ${flops ? `${(flops.total / 1e9).toFixed(3)} GFLOP a pass (matrix products, a multiply-add counted as two; ${flops.tokens} tokens)` : 'unknown (not a ViT config): no GFLOP/s'}.`,
+  `Peak f32, this run, GFLOP/s: native numpy sgemm ${firstPeak ? `${firstPeak.size}³ (${firstPeak.blas ?? 'BLAS'})` : ''}: ${nativeLine.length ? nativeLine.join(', ') : 'not measured'}; Chromium wasm SIMD128 loop on 1 / 2 workers: ${wasmLine.length ? wasmLine.join(', ') : 'not measured'}. Shares: native rows against sgemm on their threads, Chromium CPU rows against the best wasm loop on theirs; WebGPU rows none (no peak of the adapter measured).`,
   '',
-  '| where | wordmask | peer | ratio (wordmask / peer) |',
-  '| --- | ---: | ---: | ---: |',
+  '| where | wordmask | peer | ratio (wordmask / peer) | GFLOP/s (wordmask / peer) | share of peak (wordmask / peer) |',
+  '| --- | ---: | ---: | ---: | ---: | ---: |',
 ];
 if (native) {
   for (const [k, name] of [['torch', 'PyTorch'], ['onnxruntime', 'onnxruntime']]) {
     const p = native[k];
-    lines.push(`| native CPU vs ${name} (${peer.threads} threads) | ${ms(native.ours.median)}${spread(native.ours)} | ${ms(p.median)}${spread(p)} | ${p.ratio.median.toFixed(2)}× (${p.ratio.p10.toFixed(2)}–${p.ratio.p90.toFixed(2)}) |`);
+    lines.push(`| native CPU vs ${name} (${peer.threads} threads) | ${ms(native.ours.median)}${spread(native.ours)} | ${ms(p.median)}${spread(p)} | ${p.ratio.median.toFixed(2)}× (${p.ratio.p10.toFixed(2)}–${p.ratio.p90.toFixed(2)}) | ${perf(native.ours.median, p.median, nativeBest(peer.threads))} |`);
   }
 }
-const paired = (where, key) => {
+const paired = (where, key, peak) => {
   const p = r.pairs[key];
-  if (p) lines.push(`| ${where} | ${ms(p.ours.median)}${spread(p.ours)} | ${ms(p.theirs.median)}${spread(p.theirs)} | ${p.ratio.median.toFixed(2)}× (${p.ratio.p10.toFixed(2)}–${p.ratio.p90.toFixed(2)}) |`);
+  if (p) lines.push(`| ${where} | ${ms(p.ours.median)}${spread(p.ours)} | ${ms(p.theirs.median)}${spread(p.theirs)} | ${p.ratio.median.toFixed(2)}× (${p.ratio.p10.toFixed(2)}–${p.ratio.p90.toFixed(2)}) | ${perf(p.ours.median, p.theirs.median, peak)} |`);
 };
-paired('Chromium CPU (wasm), 1 thread', 'wordmask cpu / ort wasm 1');
-paired('Chromium CPU (wasm), 2 threads', 'wordmask cpu 2 / ort wasm 2');
+paired('Chromium CPU (wasm), 1 thread', 'wordmask cpu / ort wasm 1', wasmBest(1));
+paired('Chromium CPU (wasm), 2 threads', 'wordmask cpu 2 / ort wasm 2', wasmBest(2));
 const single = `\`${r['wordmask single']?.memory?.module ?? 'pkg/'}\``;
-paired(`Chromium CPU (wasm), 1 thread, page not isolated: ${single}`, 'wordmask single / ort wasm 1');
+paired(`Chromium CPU (wasm), 1 thread, page not isolated: ${single}`, 'wordmask single / ort wasm 1', wasmBest(1));
 for (const [ours, theirs, t] of [['wordmask cpu', 'ort wasm 1', '1 thread'], ['wordmask cpu 2', 'ort wasm 2', '2 threads'], ['wordmask single', 'ort wasm 1', `1 thread, ${single}`]]) {
-  if (r[ours] || r[theirs]) lines.push(`| Chromium CPU, ${t}, first run | ${ms(r[ours]?.first)} | ${ms(r[theirs]?.first)} | ${ratio(r[ours]?.first, r[theirs]?.first)} |`);
+  if (r[ours] || r[theirs]) lines.push(`| Chromium CPU, ${t}, first run | ${ms(r[ours]?.first)} | ${ms(r[theirs]?.first)} | ${ratio(r[ours]?.first, r[theirs]?.first)} | | |`);
 }
 if (r['wordmask webgpu'] || r['ort webgpu']) {
-  paired('Chromium WebGPU', 'wordmask webgpu / ort webgpu');
-  lines.push(`| Chromium WebGPU, first run | ${ms(r['wordmask webgpu']?.first)} | ${ms(r['ort webgpu']?.first)} | ${ratio(r['wordmask webgpu']?.first, r['ort webgpu']?.first)} |`);
+  paired('Chromium WebGPU', 'wordmask webgpu / ort webgpu', null);
+  lines.push(`| Chromium WebGPU, first run | ${ms(r['wordmask webgpu']?.first)} | ${ms(r['ort webgpu']?.first)} | ${ratio(r['wordmask webgpu']?.first, r['ort webgpu']?.first)} | | |`);
 }
 const mib = (b) => (b / 2 ** 20).toFixed(1);
 for (const [name, where] of [['wordmask cpu', 'CPU, threads module'], ['wordmask cpu 2', 'CPU, 2 threads'], ['wordmask single', `CPU, ${single}`], ['wordmask webgpu', 'WebGPU']]) {
   const m = r[name]?.memory;
-  if (m) lines.push(`| Chromium ${where}: wasm heap after loading / weight file (${mib(m.file)} MiB) | ${mib(m.heapAfter)} MiB (${mib(m.heapBefore)} before) | | ${(m.heapAfter / m.file).toFixed(2)}× the file |`);
+  if (m) lines.push(`| Chromium ${where}: wasm heap after loading / weight file (${mib(m.file)} MiB) | ${mib(m.heapAfter)} MiB (${mib(m.heapBefore)} before) | | ${(m.heapAfter / m.file).toFixed(2)}× the file | | |`);
 }
 for (const [ours, theirs, where] of [['wordmask cpu', 'ort wasm 1', 'CPU, 1 thread'], ['wordmask webgpu', 'ort webgpu', 'WebGPU']]) {
   const [a, b] = [r[ours]?.rendererPeak, r[theirs]?.rendererPeak];
-  if (a && b) lines.push(`| Chromium ${where}: renderer peak memory, MiB | ${a.toFixed(0)} | ${b.toFixed(0)} | ${ratio(a, b)} |`);
+  if (a && b) lines.push(`| Chromium ${where}: renderer peak memory, MiB | ${a.toFixed(0)} | ${b.toFixed(0)} | ${ratio(a, b)} | | |`);
 }
 lines.push('', `Agreement with PyTorch (cosine): ${Object.entries(r).filter(([k]) => k !== 'pairs').map(([k, v]) => `${k} ${v.cosine.toFixed(7)}`).join(', ')}.`);
 console.log(lines.join('\n'));

@@ -8,6 +8,10 @@ import { Q8_WEIGHTS } from './modelfiles.js';
 import { Legend } from './legend.js';
 import { ObjectsList, everythingLayer, keepObject, outlineObject } from './objects.js';
 import { PointMode } from './point.js';
+import { grabFrame } from './frames.js';
+import { VideoMode } from './video.js';
+import { PerformanceReadout, totalMs } from './performance.js';
+import { quickLookSize, quickLookText } from './progressive.js';
 import { arrowTabs, keepingFocus, toolbar } from './keyboard.js';
 import { Probe } from './probe.js';
 import { ENGINES, PROMPT_ENGINES, SETTINGS } from './settings.js';
@@ -20,7 +24,7 @@ const client = sharedClient();
 const chosenColours = new Map();
 const hiddenLabels = new Set();
 const state = { image: null, result: null, busy: false, modelReady: false, download: null, camera: null, engine: null, labels: [], isolated: null,
-  prompts: null, sharpRun: false, object: null, highlight: null };
+  prompts: null, sharpRun: false, object: null, highlight: null, quickLook: null };
 const colour = (label) => {
   const name = state.result?.labels?.[label - 1]?.label ?? state.result?.counts?.[label - 1]?.label ?? state.labels[label - 1]?.name;
   return chosenColours.get(name) ?? paletteColour(label);
@@ -28,6 +32,7 @@ const colour = (label) => {
 const hex = (rgb) => `#${rgb.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
 const status = (text) => { $('status').textContent = text; };
 let folder = null; // the folder mode (folder.js), made at the end
+let videoFile = null; // a video file's frames (video.js), made at the end
 
 // ?model=<folder URL> (and ?sam=<folder URL> for the Point mode) pick custom checkpoints
 // (self-hosted models).
@@ -118,7 +123,8 @@ const STAGE_TEXT = {
 client.on('stage', ({ stage, done, total }) => {
   if (!state.busy) return;
   if (stage === 'masks') { status(`Naming everything: ${done} of ${total} prompts decoded…`); return; }
-  if (state.camera) return;
+  // While a quick look shows, its line stays: a longer one would push the image down on a phone.
+  if (state.camera || state.quickLook) return;
   const stages = Object.keys(STAGE_TEXT).slice(0, state.sharpRun ? 5 : 4);
   status(`Segmenting: ${stages.indexOf(stage) + 1} of ${stages.length}, ${STAGE_TEXT[stage]}…`);
 });
@@ -153,7 +159,8 @@ function showProgress(detail) {
 
 function updateButtons() {
   $('segment').disabled = !(state.modelReady && state.image) || state.busy;
-  const results = pointMode.active ? pointMode.outlined.length > 0 : Boolean(state.result);
+  // A quick look is not downloaded: the full result is.
+  const results = pointMode.active ? pointMode.outlined.length > 0 : Boolean(state.result) && !state.result.preview;
   for (const id of ['download-labels', 'download-colours', 'download-overlay', 'download-json']) $(id).disabled = !results;
   const objects = !pointMode.active && Boolean(state.result?.instances);
   $('download-objects').hidden = !objects;
@@ -329,6 +336,7 @@ async function nameEverything() {
       status(`Named everything: ${objects.length} ${objects.length === 1 ? 'object' : 'objects'}${named ? `, ${named} named` : ''}${why}.`);
       const ms = (v) => `${Math.round(v)} ms`;
       $('timings').textContent = `Name everything: ${ms(result.encodeMs + result.masksMs)} — encoding ${ms(result.encodeMs)}, masks and names ${ms(result.masksMs)}`;
+      readout.show(result, 'everything');
     }
   } catch (e) {
     status(`Error: ${e.message}`);
@@ -339,8 +347,10 @@ async function nameEverything() {
 
 let imageTicket = 0; // the latest image wins when two arrive together
 async function takeImage(blob) {
+  if (blob?.type.startsWith('video/')) { videoFile.take(blob); return; }
   if (!blob || !blob.type.startsWith('image/')) { status('That is not an image.'); return; }
   const ticket = ++imageTicket;
+  videoFile?.close();
   let bitmap;
   // Upright by the file's EXIF orientation, as <img> shows it and as `wordmask` reads it.
   try { bitmap = await createImageBitmap(blob, { imageOrientation: 'from-image' }); } catch { status('This image could not be decoded.'); return; }
@@ -553,14 +563,46 @@ function applyEngine(engine, defaults) {
 }
 $('opacity').oninput = () => draw();
 
-// What the last segmentation spent its time on, stage by stage (the core's timings).
-function showTimings({ engine, method, timings, encodeMs, masksMs }) {
+// What the last segmentation spent its time on, stage by stage (the core's timings), and which
+// run that was (`kind`: 'preview', 'final' or 'frame'; `quick`: the quick look before a final).
+function showTimings({ engine, method, timings, encodeMs, masksMs, ...rest }, kind = 'final', quick = null) {
   const ms = (v) => `${Math.round(v)} ms`;
   const total = timings.text + timings.image + timings.scores + timings.finish;
   const sharp = encodeMs == null ? '' : `; sharp edges ${ms(encodeMs + masksMs)} (encoding ${ms(encodeMs)}, masks ${ms(masksMs)})`;
-  $('timings').textContent = `${method ?? engine}: ${ms(total)} — words ${ms(timings.text)}, image ${ms(timings.image)}, `
+  $('timings').textContent = `${method ?? engine}${kind === 'preview' ? ' (quick look)' : ''}: ${ms(total)} — words ${ms(timings.text)}, image ${ms(timings.image)}, `
     + `read back ${ms(timings.scores)}, label map ${ms(timings.finish)}${sharp}`;
+  const result = { timings, encodeMs, masksMs, ...rest };
+  const about = kind === 'preview' ? `${quickLookSize(rest)}; refining: ${rest.refines.join(', ')}` : quick && `refined: ${quick.refines.join(', ')}`;
+  readout.show(result, kind, { about, before: quick && totalMs(quick) });
 }
+const readout = new PerformanceReadout({ fps: $('perf-fps'), run: $('perf-run'), table: $('perf-stages') });
+
+// The masks' frame rate (camera), or null, beside the camera's buttons and in the readout.
+function showFps(fps) {
+  $('fps').textContent = fps == null ? '' : `${fps.toFixed(1)} fps`;
+  readout.frameRate(fps);
+}
+
+// A quick look drawn at once, while the full settings refine it (its downloads wait for them).
+function showQuickLook(image, quick) {
+  if (state.camera) return;
+  state.image = image;
+  state.result = quick;
+  state.quickLook = quickLookText(quick);
+  forgetObject();
+  draw();
+  showLegend();
+  updateButtons();
+  status(`${state.quickLook}…`);
+  showTimings(quick, 'preview');
+}
+
+// Quick look first (progressive.js): remembered across visits, on until turned off.
+const PROGRESSIVE_KEY = 'wordmask-progressive';
+try { $('progressive').checked = localStorage.getItem(PROGRESSIVE_KEY) !== 'off'; } catch { $('progressive').checked = true; }
+$('progressive').onchange = () => {
+  try { localStorage.setItem(PROGRESSIVE_KEY, $('progressive').checked ? 'on' : 'off'); } catch { /* not kept in a private window */ }
+};
 
 async function segmentImage(image) {
   state.busy = true;
@@ -576,9 +618,13 @@ async function segmentImage(image) {
     const request = { rgba: new Uint8Array(image.rgba), width: image.width, height: image.height, labels: $('labels').value, options };
     // Live frames carry over from one to the next (steadier labels, objects that keep their ids).
     const live = state.camera && !state.camera.frozen;
+    // A still image: a quick look first, where the full settings have something to refine.
+    let quick = null;
+    const onPreview = $('progressive').checked && !state.camera ? (p) => { quick = p; showQuickLook(image, p); } : undefined;
     const result = live
       ? await client.segmentFrame({ ...request, smooth: Number($('smooth').value) })
-      : await client.segment({ ...request, sharp: state.sharpRun });
+      : await client.segment({ ...request, sharp: state.sharpRun }, { onPreview });
+    state.quickLook = null;
     // An image of the folder keeps what it was segmented with now.
     if (image.folderImage) await folder.store(image.folderImage, result, { words: $('labels').value, key: folder.runKey() });
     state.result = result;
@@ -587,9 +633,10 @@ async function segmentImage(image) {
     draw();
     showLegend();
     status(state.camera ? (state.camera.frozen ? FROZEN : 'Live.') : 'Done.');
-    showTimings(result);
+    showTimings(result, live ? 'frame' : 'final', quick);
     if (!state.camera) explainResult();
   } catch (e) {
+    state.quickLook = null;
     status(`Error: ${e.message}`);
     wait = 1000;
   }
@@ -617,15 +664,6 @@ $('segment').onclick = () => {
 };
 
 // Camera: segment the newest frame whenever the worker is free (frames in between are dropped).
-async function grabFrame() {
-  const video = $('video');
-  const bitmap = await createImageBitmap(video);
-  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-  const ctx = canvas.getContext('2d');
-  ctx.drawImage(bitmap, 0, 0);
-  return { bitmap, width: bitmap.width, height: bitmap.height, rgba: ctx.getImageData(0, 0, bitmap.width, bitmap.height).data };
-}
-
 // Before a model is loaded the frames are shown as they come (a preview, PREVIEW_MS apart), so
 // the visitor can aim the camera; each becomes the image, ready for Segment or Point mode.
 const PREVIEW_MS = 1000 / 15;
@@ -637,8 +675,12 @@ async function tickCamera() {
   const video = $('video');
   clearTimeout(cam.timer);
   if (video.readyState < 2) { cam.timer = setTimeout(tickCamera, 100); return; }
+  // A frame is segmented once: a camera slower than the masks would weigh it twice in the
+  // average (and repeat the work). Where the browser counts the frames it presents.
+  if (state.modelReady && cam.presented !== undefined && cam.presented === cam.used) { cam.timer = setTimeout(tickCamera, 10); return; }
+  cam.used = cam.presented;
   cam.grabbing = true;
-  const frame = await grabFrame().finally(() => { cam.grabbing = false; });
+  const frame = await grabFrame(video).finally(() => { cam.grabbing = false; });
   if (state.camera !== cam || cam.frozen) return;
   if (!state.modelReady) {
     showImage(frame);
@@ -647,20 +689,27 @@ async function tickCamera() {
   }
   // The frame rate of masks: from one segmented frame to the next.
   const now = performance.now();
-  if (cam.last) $('fps').textContent = `${(1000 / (now - cam.last)).toFixed(1)} fps`;
+  if (cam.last) showFps(1000 / (now - cam.last));
   cam.last = now;
   segmentImage(frame);
 }
 
 async function startCamera(deviceId) {
   stopCamera();
+  videoFile.close();
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ video: deviceId ? { deviceId: { exact: deviceId } } : { facingMode: 'environment' } });
     const video = $('video');
     video.srcObject = stream;
     await video.play();
     const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
-    state.camera = { stream, devices, deviceId: stream.getVideoTracks()[0]?.getSettings().deviceId, frozen: false };
+    const cam = { stream, devices, deviceId: stream.getVideoTracks()[0]?.getSettings().deviceId, frozen: false };
+    state.camera = cam;
+    const count = (now, { presentedFrames }) => {
+      cam.presented = presentedFrames;
+      if (state.camera === cam) video.requestVideoFrameCallback(count);
+    };
+    video.requestVideoFrameCallback?.(count);
     // A new stream: the first frame starts afresh.
     await client.resetVideo().catch(() => {});
     $('smooth-row').hidden = false;
@@ -682,7 +731,7 @@ function stopCamera() {
   $('switch-camera').hidden = true;
   $('freeze').hidden = true;
   $('smooth-row').hidden = true;
-  $('fps').textContent = '';
+  showFps(null);
 }
 
 // How steady the camera's labels are, remembered across visits.
@@ -707,7 +756,7 @@ $('freeze').onclick = () => {
   $('freeze').textContent = cam.frozen ? 'Resume' : 'Freeze frame';
   // No frame rate while frozen, and none measured across the pause after it.
   cam.last = null;
-  $('fps').textContent = '';
+  showFps(null);
   if (cam.frozen) {
     clearTimeout(cam.timer);
     status(FROZEN);
@@ -932,6 +981,7 @@ folder = new FolderMode(client, {
   words: () => $('labels').value,
   options: () => settingsChosen(),
   sharp: () => sharpEdges(),
+  sharp: () => sharpEdges(),
   ready: () => {
     if (!state.modelReady) return 'Load a words model first (Model, then Load model), then press Label the folder.';
     if (!$('labels').value.trim()) return 'Type the words first, then press Label the folder.';
@@ -961,3 +1011,36 @@ $('folder-add').onclick = async () => {
     setMode('words');
   }
 };
+
+// Video files (video.js): played with masks on the newest frame, or labelled frame by frame,
+// through the camera's path (segmentFrame, the Steady labels slider).
+videoFile = new VideoMode(client, {
+  video: $('video-player'), panel: $('video-panel'), status: $('video-status'), play: $('video-play'), seek: $('video-seek'),
+  time: $('video-time'), label: $('video-label'), stop: $('video-stop'), record: $('video-record'), recordRow: $('video-record-row'),
+  progress: $('video-progress'), downloadLabels: $('video-download-labels'), downloadOverlay: $('video-download-overlay'),
+  close: $('video-close'), smoothRow: $('smooth-row'), smooth: $('smooth'), canvas: $('view'),
+}, {
+  words: () => $('labels').value,
+  options: () => settingsChosen(),
+  sharp: () => sharpEdges(),
+  ready: () => {
+    if (!state.modelReady) return 'Load a words model first (Model, then Load model) to see masks.';
+    if (!$('labels').value.trim()) return 'Type the words first.';
+    return null;
+  },
+  show: (image, result) => {
+    state.image = image;
+    state.result = result;
+    pointMode.reset();
+    forgetObject();
+    draw();
+    showLegend();
+    updateButtons();
+  },
+  busy: () => state.busy,
+  setBusy: (on) => { state.busy = on; updateButtons(); },
+  status,
+  stopCamera: () => { if (state.camera) stopCamera(); },
+  save,
+});
+$('video-file').onchange = () => { if ($('video-file').files[0]) videoFile.take($('video-file').files[0]); };

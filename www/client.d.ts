@@ -91,6 +91,23 @@ export interface SegmentResult {
   timings: { text: number; image: number; scores: number; finish: number };
 }
 
+/**
+ * A quick look (`segment(request, { onPreview })`): one pass at a short side of at most 224
+ * pixels, without windows, PAMR or sharp edges, before the full settings' result. It has no
+ * exports: those are the full result's.
+ */
+export interface PreviewResult extends SegmentResult {
+  preview: true;
+  /** The short side it was segmented at, in pixels. */
+  shortSide: number;
+  /** One pass over the whole image (false for Fusioner, whose crops are its checkpoint's). */
+  onePass: boolean;
+  /** What the full run adds: its size ('336 px'), 'windows', 'PAMR', 'sharp edges'. */
+  refines: string[];
+  /** The settings it was segmented with. */
+  options: SegmentOptions;
+}
+
 export interface EverythingResult extends Objects {
   width: number;
   height: number;
@@ -260,6 +277,8 @@ export interface Progress {
 
 export interface Stage {
   stage: 'text' | 'image' | 'scores' | 'finish' | 'edges' | 'masks';
+  /** A quick look's stage (`segment`'s `onPreview`). */
+  preview?: boolean;
   /** 'masks' (Name everything): the grid's prompts decoded so far, of `total`. */
   done?: number;
   total?: number;
@@ -312,6 +331,17 @@ export class ModelError extends Error {
   status?: number;
 }
 
+/** `segment`'s second argument. */
+export interface SegmentProgress {
+  /** Called with the quick look before the full result comes. */
+  onPreview?: (preview: PreviewResult) => void;
+  /**
+   * What shows the results (default 'page'): a quick look is skipped where a newer request of
+   * its view waits by the time its turn comes.
+   */
+  view?: string;
+}
+
 /** A folder URL for a hub id (`owner/name`) or a URL (absolute or relative to the page). */
 export function modelUrl(model: string): string;
 
@@ -330,15 +360,19 @@ export class ModelClient {
    * `q8`: read int8 weights (`model.q8.safetensors`) where the folder has them.
    */
   load(source: string | Iterable<File>, options?: { q8?: boolean }): Promise<Ready>;
-  /** `rgba` is transferred to the worker. */
-  segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp?: false }): Promise<SegmentResult & Exports>;
-  segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp: true }): Promise<SegmentResult & Objects & Exports>;
+  /**
+   * `rgba` is transferred to the worker. `onPreview`: a quick look first, where the full
+   * settings have something to refine (skipped where the full run is one cheap pass already, or
+   * a newer request waits by the time its turn comes); the promise resolves with the full result.
+   */
+  segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp?: false }, options?: SegmentProgress): Promise<SegmentResult & Exports>;
+  segment(request: Pixels & { labels: string; options?: SegmentOptions; sharp: true }, options?: SegmentProgress): Promise<SegmentResult & Objects & Exports>;
   /**
    * One frame of a camera or video: `segment`'s result with the scores averaged over the frames
    * before by `smooth` (0-1, default 0.7), objects keeping their ids, and why a frame started
    * afresh (`reset`: 'first', 'words', 'size', 'cut', or null).
    */
-  segmentFrame(request: Pixels & { labels: string; options?: SegmentOptions; smooth?: number }): Promise<SegmentResult & Objects & Exports & { reset: 'first' | 'words' | 'size' | 'cut' | null }>;
+  segmentFrame(request: Pixels & { labels: string; options?: SegmentOptions; smooth?: number; sharp?: boolean }): Promise<SegmentResult & Objects & Exports & { reset: 'first' | 'words' | 'size' | 'cut' | null }>;
   /** The next frame starts a new stream. */
   resetVideo(): Promise<void>;
   everything(request: Pixels & { labels?: string; options?: SegmentOptions; automatic?: AutomaticOptions }): Promise<EverythingResult & Exports>;

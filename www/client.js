@@ -8,6 +8,7 @@
 //   client.on('progress', ({ file, loaded, total }) => ...);
 //   const { engine, defaults } = await client.load('openai/clip-vit-base-patch16');
 //   const result = await client.segment({ rgba, width, height, labels: 'cat, dog', options: {} });
+//   const final = await client.segment(request, { onPreview: (quick) => draw(quick) });   // a quick look first
 //   await client.load('nielsr/slimsam-77-uniform');            // Point mode, beside the words model
 //   const sharp = await client.segment({ rgba, width, height, labels: 'cat, dog', sharp: true }); // + objects
 //   const all = await client.everything({ rgba, width, height, labels: 'cat, dog' });
@@ -23,13 +24,14 @@
 // Events: 'device' {backend, threads, precision, build ('main' for pkg/, 'cpu-relaxed', 'threads' or 'threads-relaxed')}, 'progress' {file, loaded, total, cached?, retrying?},
 // 'progress' also carries `resumed` (bytes kept from an earlier try) and, while retrying, `of`,
 // `connected` and `host` (download.js).
-// 'stage' {stage: 'text' | 'image' | 'scores' | 'finish' | 'edges' (sharp edges)} (a segmentation's stage as it begins),
+// 'stage' {stage: 'text' | 'image' | 'scores' | 'finish' | 'edges' (sharp edges), preview?} (a segmentation's stage as it begins; `preview`: of a quick look),
 // or {stage: 'masks', done, total} (everything: the grid's prompts decoded so far),
 // 'ready' {backend, role, engine, defaults (words), names (prompts: the model names its masks), files (local files: {used, ignored})}, 'restarting' {reason}, 'error' {message, code} (a restart failed).
 // Every request rejects with a ModelError, whose `code` says what kind of failure it was.
 
 import { withExports } from './exports.js';
 import { chooseModelFiles } from './modelfiles.js';
+import { previewPlan } from './progressive.js';
 
 const HUB = (id) => `https://huggingface.co/${id}/resolve/main/`;
 
@@ -94,6 +96,7 @@ export class ModelClient {
     this.loading = Promise.resolve(); // the latest load, which requests wait for
     this.defaults = null; // the words model's engine defaults
     this.engine = null; // the words model's engine
+    this.requests = 0; // segmentations asked for so far: the worker skips a quick look that a newer one of its view overtook
   }
 
   on(type, listener) {
@@ -231,11 +234,36 @@ export class ModelClient {
    * `encodeMs` and `masksMs`; without a Segment Anything model it rejects saying so. The
    * result's `toCOCO()`, `toYOLO()`, `toLabelMe()` and `toVOC()` write it in those formats
    * (exports.js).
+   * `onPreview(quick)`: a quick look comes first where the full settings have something to refine
+   * (progressive.js: one pass at a short side of at most 224 pixels, no PAMR, no sharp edges):
+   * `quick` is its result, without exports, with `preview: true`, its `shortSide`, `onePass`,
+   * `options` and what the full run `refines`. It is skipped where the full run is one cheap
+   * pass already, and by the worker where a newer request of the same `view` (a name for what
+   * shows the results: an element, the page) is waiting by the time its turn comes.
    */
-  async segment({ rgba, width, height, labels, options = {}, sharp = false }) {
+  async segment({ rgba, width, height, labels, options = {}, sharp = false }, { onPreview, view = 'page' } = {}) {
     await this.ready('words');
     if (sharp) this.encoding = null; // the prompt model now holds this image, not the one encoded last
-    const result = strip(await this.post({ type: 'segment', rgba, width, height, labels, options, sharp }, [rgba.buffer]));
+    const request = ++this.requests;
+    const plan = onPreview ? previewPlan({ defaults: this.defaults, options, width, height, sharp }) : null;
+    let quick = null;
+    if (plan) {
+      const copy = new Uint8Array(rgba); // the full request takes `rgba` itself
+      quick = this.post({ type: 'segment', rgba: copy, width, height, labels, options: plan.options, preview: true, view, request }, [copy.buffer]);
+    }
+    const full = this.post({ type: 'segment', rgba, width, height, labels, options, sharp, view, request }, [rgba.buffer]);
+    full.catch(() => {}); // awaited below, after the quick look
+    // A quick look that fails is left out: the full run's answer says what went wrong.
+    const coarse = quick && (await quick.catch(() => null));
+    if (coarse?.status === 'result') {
+      const { shortSide, onePass, refines } = plan;
+      try {
+        onPreview({ ...strip(coarse), preview: true, shortSide, onePass, refines, options: plan.options });
+      } catch (e) {
+        self.reportError?.(e);
+      }
+    }
+    const result = strip(await full);
     return withExports(result, this, { ...result, labels });
   }
 
@@ -244,11 +272,13 @@ export class ModelClient {
    * averaged over the frames before where the picture held still, by `smooth` in [0, 1] (0: the
    * frame alone), so labels do not flicker; `objects` keep their `id` from frame to frame (with
    * `counts` and `instances`), and `reset` says why a frame started afresh ('first', 'words',
-   * 'size', 'cut') or is null. `resetVideo()` starts a new stream.
+   * 'size', 'cut') or is null. `resetVideo()` starts a new stream. `sharp`: sharp edges as
+   * `segment`'s (a Segment Anything model loaded beside the words), prompted by the previous
+   * frame's objects.
    */
-  async segmentFrame({ rgba, width, height, labels, options = {}, smooth = 0.7 }) {
+  async segmentFrame({ rgba, width, height, labels, options = {}, smooth = 0.7, sharp = false }) {
     await this.ready('words');
-    const result = strip(await this.post({ type: 'frame', rgba, width, height, labels, options, smooth }, [rgba.buffer]));
+    const result = strip(await this.post({ type: 'frame', rgba, width, height, labels, options, smooth, sharp }, [rgba.buffer]));
     return withExports(result, this, { ...result, labels });
   }
 

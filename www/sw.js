@@ -1,10 +1,10 @@
 // Service worker: keeps the app shell and the wasm core, so after one visit the page opens
 // offline. Network first (a new build is picked up when online), the cache when offline.
 // Model weights are not handled here: the model worker keeps them in its own cache.
-const SHELL_CACHE = 'wordmask-shell-v7';
+const SHELL_CACHE = 'wordmask-shell-v8';
 const SHELL = ['./', 'index.html', 'app.js', 'app.css', 'manifest.webmanifest', 'icon.svg', 'icon-192.png', 'icon-512.png', 'worker.js', 'cores.js', 'client.js', 'masks.js', 'point.js', 'download.js', 'modelfiles.js', 'loading.js', 'settings.js', 'word-mask.js', 'embed.html',
-  'keyboard.js', 'probe.js',
-  'legend.js', 'palette.js', 'stages.js', 'unlabelled.js', 'words.js', 'objects.js', 'exports.js', 'folder.js', 'idb.js', 'vendor/fflate.js',
+  'keyboard.js', 'probe.js', 'progressive.js', 'performance.js',
+  'legend.js', 'palette.js', 'stages.js', 'unlabelled.js', 'words.js', 'objects.js', 'exports.js', 'folder.js', 'frames.js', 'video.js', 'idb.js', 'vendor/fflate.js',
   'samples/cat.jpg', 'samples/coffee.jpg', 'samples/rocket.jpg', '../pkg/wordmask.js', '../pkg/wordmask_bg.wasm']
   .map((path) => new URL(path, self.location).href);
 // The CPU fallback's own modules (pkg/cpu-relaxed/, pkg/threads/, pkg/threads-relaxed/) are kept

@@ -3,11 +3,18 @@
 // Attributes: model (hub id or folder URL with config.json + model.safetensors), labels (commas;
 // `a|b` synonyms), src (image URL), camera (live camera; optional facing mode), method, templates, threshold, short-side, window, stride,
 // scoring (same meanings as `wordmask segment`; unset ones take the defaults of the model's engine).
-// Method: segment(image | ImageBitmap | HTMLVideoElement | VideoFrame | HTMLCanvasElement).
+// Method: segment(image | ImageBitmap | HTMLVideoElement | VideoFrame | HTMLCanvasElement);
+// segmentVideo(video element | File | Blob | URL, {smooth, onFrame, signal}): every frame of a
+// video in order, each fired as `result` with `frame` (its index) and `time`.
 // Property: labels (string or array). Events: progress {file, loaded, total}, ready {backend,
 // engine, defaults}, result {width, height, labels, shares, labelMap (Uint8Array, or Uint16Array
-// above 255 labels)}, error {message, code} (code: client.js's ModelError codes, and 'camera'). CSS parts:
+// above 255 labels)}, preview (a quick look before `result`: its fields, with preview: true,
+// shortSide, refines, and no exports), error {message, code} (code: client.js's ModelError codes,
+// and 'camera'). CSS parts:
 // canvas, legend, status. Every element on a page shares one worker, one GPU device and one model.
+// Progressive results: a still image's first result is a quick look (one pass at up to 224 px,
+// no refinement: progressive.js), drawn and fired as `preview`, then the full settings' `result`
+// replaces it; `progressive="off"` turns it off (camera frames never have one).
 // Sharp edges: `sam` (a Segment Anything checkpoint, hub id or folder URL) without `interactive`
 // loads it beside the words model, and each segmentation follows its masks' edges (not the
 // camera's frames, which go without); `result` then also carries objects ({id, label, class,
@@ -25,10 +32,13 @@
 // `wordmask segment --images` writes them (exports.js).
 import { ModelError, sharedClient } from './client.js';
 import { withExports } from './exports.js';
+import { eachFrame, openVideo } from './frames.js';
 import { paintMasks, paletteColour } from './masks.js';
+import { quickLookText } from './progressive.js';
 import { SETTINGS } from './settings.js';
 
 const client = sharedClient();
+let elements = 0; // each element is a view of its own: its newer request makes its quick look moot
 
 
 // Before its image arrives the canvas is a 4:3 placeholder; while the model loads the `src`
@@ -54,7 +64,7 @@ const TEMPLATE = `<style>
 
 class WordMask extends HTMLElement {
   // The component's own attributes, and one per setting of the core (settings.js).
-  static observedAttributes = ['model', 'labels', 'src', 'camera', 'sam', 'interactive', 'q8', ...SETTINGS.map((s) => s.attribute)];
+  static observedAttributes = ['model', 'labels', 'src', 'camera', 'sam', 'interactive', 'q8', 'progressive', ...SETTINGS.map((s) => s.attribute)];
 
   constructor() {
     super();
@@ -65,6 +75,7 @@ class WordMask extends HTMLElement {
     this.ready = false;
     this.busy = null;
     this.pixels = null; // {rgba, width, height} of `image`, for the Point mode's prompts
+    this.view = `word-mask ${++elements}`;
     this.canvas.addEventListener('click', (e) => {
       if (!this.hasAttribute('interactive') || !this.image) return;
       const rect = this.canvas.getBoundingClientRect();
@@ -89,6 +100,7 @@ class WordMask extends HTMLElement {
 
   attributeChangedCallback(name, before, after) {
     if (before === after || !this.isConnected) return;
+    if (name === 'progressive') return; // for the next segmentation: nothing to redo
     if (name === 'model' || name === 'sam' || name === 'q8') this.ready = false;
     if (name === 'src') { this.image = null; this.pixels = null; this.source = null; }
     if (name === 'camera' && after === null) this.stopCamera();
@@ -174,6 +186,11 @@ class WordMask extends HTMLElement {
     return value === null || value.trim() === '' ? 0.7 : Number(value);
   }
 
+  // Whether a still image gets a quick look first: unless `progressive` is "off" (or "false").
+  get progressive() {
+    return !/^(off|false)$/i.test(this.getAttribute('progressive')?.trim() ?? '');
+  }
+
   // A model by id or URL; with the `q8` attribute, its int8 weights where the folder has them.
   load(source) {
     return client.load(source, { q8: this.hasAttribute('q8') });
@@ -257,9 +274,41 @@ class WordMask extends HTMLElement {
    * Segment an image, bitmap, video frame or canvas with the current labels; resolves with the
    * result. `sharp` (default: with `sam` and without `interactive`): sharp edges and objects.
    * `frame`: one frame of a stream (the camera's), its scores averaged with the frames before
-   * by the `smooth` attribute (0 to 1, default 0.7) and its objects keeping their ids.
+   * by `smooth` (default: the `smooth` attribute, 0 to 1, else 0.7) and its objects keeping
+   * their ids. `progressive` (default: the attribute's, on): a still image's quick look is drawn
+   * and fired as `preview` first, where the full settings have something to refine.
    */
-  async segment(source, { sharp = this.hasAttribute('sam') && !this.hasAttribute('interactive'), frame = false } = {}) {
+  async segment(source, { sharp = this.hasAttribute('sam') && !this.hasAttribute('interactive'), frame = false, smooth = this.smooth(), progressive = this.progressive } = {}) {
+    return this.segmentSource(source, { sharp, frame, smooth, progressive });
+  }
+
+  /**
+   * Every frame of a video, from its start and in order, none dropped: `source` a <video>
+   * element (left paused at its end) or a video File, Blob or URL. Each frame is segmented as
+   * one of a stream (`smooth`, default the attribute's; objects keep their ids), drawn, and
+   * fired as `result` with `frame` (its index from 0) and `time` (seconds); `onFrame(detail)` is
+   * awaited with each. `signal` (an AbortSignal) stops after the frame in hand. Resolves with
+   * `{frames, skipped}` (frames that went by too fast to be segmented; 0 as a rule). A file the
+   * browser cannot decode rejects with code 'invalid-input', saying how to convert it.
+   */
+  async segmentVideo(source, { smooth = this.smooth(), onFrame, signal } = {}) {
+    const own = !(source instanceof HTMLVideoElement);
+    const video = own
+      ? await openVideo(source).catch((e) => { throw new ModelError(e.message, { code: 'invalid-input' }); })
+      : source;
+    try {
+      await this.load(this.getAttribute('model'));
+      await client.resetVideo();
+      return await eachFrame(video, async ({ index, time }) => {
+        const detail = await this.segmentSource(video, { sharp: false, frame: true, smooth, at: { frame: index, time } });
+        await onFrame?.(detail);
+      }, { signal });
+    } finally {
+      if (own) URL.revokeObjectURL(video.src);
+    }
+  }
+
+  async segmentSource(source, { sharp, frame, smooth, progressive = false, at = {} }) {
     const width = source.videoWidth ?? source.displayWidth ?? source.width;
     const height = source.videoHeight ?? source.displayHeight ?? source.height;
     if (!width || !height) throw new ModelError('the image has no pixels yet', { code: 'invalid-input' });
@@ -272,10 +321,18 @@ class WordMask extends HTMLElement {
     if (sharp) await this.load(this.getAttribute('sam'));
     let result;
     const labels = this.labels;
+    // The quick look: drawn at once, and fired as `preview` (no exports: those are the result's).
+    const onPreview = progressive && !frame ? (quick) => {
+      this.result = quick;
+      this.draw(canvas);
+      this.status(`${quickLookText(quick)}…`, 'busy');
+      const { shortSide, refines } = quick;
+      this.emit('preview', { ...this.detail(quick, width, height), preview: true, shortSide, refines });
+    } : undefined;
     try {
       result = frame
-        ? await client.segmentFrame({ rgba, width, height, labels, options: this.options(), smooth: this.smooth() })
-        : await client.segment({ rgba, width, height, labels, options: this.options(), sharp });
+        ? await client.segmentFrame({ rgba, width, height, labels, options: this.options(), smooth })
+        : await client.segment({ rgba, width, height, labels, options: this.options(), sharp }, { onPreview, view: this.view });
     } catch (e) {
       const check = sharp ? 'Check the sam attribute (a Segment Anything checkpoint), the labels and setting attributes' : 'Check the labels and setting attributes';
       throw new ModelError(`the image could not be segmented: ${e.message.replace(/\.$/, '')}. ${check}`, { code: e.code });
@@ -283,11 +340,15 @@ class WordMask extends HTMLElement {
     this.result = result;
     this.draw(canvas);
     this.status('');
-    const objects = result.objects ? { objects: result.objects, counts: result.counts, instances: result.instances } : {};
-    const detail = { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap, ...objects };
-    withExports(detail, client, { ...result, labels });
+    const detail = withExports({ ...this.detail(result, width, height), ...at }, client, { ...result, labels });
     this.emit('result', detail);
     return detail;
+  }
+
+  // An event's detail for a segmentation's result.
+  detail(result, width, height) {
+    const objects = result.objects ? { objects: result.objects, counts: result.counts, instances: result.instances } : {};
+    return { width, height, labels: result.labels.map((l) => l.label), shares: result.labels, labelMap: result.labelMap, ...objects };
   }
 
   /**

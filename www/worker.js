@@ -7,7 +7,8 @@
 //      {id, type: 'load', url, q8?}                   a folder URL holding config.json and the weights
 //                                                     (q8: model.q8.safetensors first, where it is)
 //      {id, type: 'load', files: [{name, bytes}]}     config.json, the weights, preprocessor_config.json
-//      {id, type: 'segment', rgba, width, height, labels, options, sharp?}   sharp: Segment Anything redraws the edges
+//      {id, type: 'segment', rgba, width, height, labels, options, sharp?, view?, request?, preview?}   sharp: Segment Anything redraws the edges;
+//                                                     preview: a quick look (progressive.js), skipped where a newer `request` of its `view` waits
 //      {id, type: 'everything', rgba, width, height, labels, options, automatic?}   every object, no prompt
 //      {id, type: 'encode', rgba, width, height}      Point mode: the image's heavy pass, once
 //      {id, type: 'prompt', prompt, labels, options}  Point mode: {points: [{x, y, positive}], box}
@@ -25,12 +26,13 @@
 //        (for a frame, also objects with ids kept from frame to frame, counts, instances, reset)
 //        (with `sharp`, also objects, counts, instances, encodeMs, masksMs)
 //      | {id, status: 'objects', width, height, objects, counts, instances, encodeMs, masksMs}   (everything)
+//      | {id, status: 'skipped'}                      a quick look that a newer request of its view overtook
 //      | {id, status: 'encoded', ms} | {id, status: 'mask', width, height, mask, iou, area, timings, label?, probability?, runnerUp?}
 //      | {id, status: 'labels', labels} | {id, status: 'files', files: [{path, format, bytes}]}   (export, exportFolder)
 //      | {id, status: 'objects', width, height, objects, counts, instances}   (wordObjects)
 //      | {id, status: 'error', message, code, host?, httpStatus?}   code: see codeOf
 //      | {status: 'progress', file, loaded, total, cached?, resumed?, retrying?, of?, connected?, host?}   (download.js)
-//      | {status: 'stage', stage}                     a segmentation's stage as it begins (stages.js; 'edges' with sharp)
+//      | {status: 'stage', stage, preview?}           a segmentation's stage as it begins (stages.js; 'edges' with sharp; preview: a quick look's)
 //      | {status: 'stage', stage: 'masks', done, total}   everything: the grid's prompts decoded so far
 //      | {status: 'lost', reason}                     the GPU device was lost: this worker is done
 // The core says what a checkpoint is for (`role`): a words model ('words', with its engine's
@@ -300,13 +302,19 @@ async function handle(data) {
     return [{ status: 'mask', ...result }, [result.mask.buffer]];
   }
   if (data.type === 'segment') {
+    // A quick look whose image or words a newer request has replaced would only delay that one.
+    // The messages that came while the last request ran are taken in first (the CPU backend runs
+    // a request without yielding, so they wait in the event loop until a task ends).
+    if (data.preview) await new Promise((resume) => { setTimeout(resume, 0); });
+    if (data.preview && newest.get(data.view) > data.request) return { status: 'skipped' };
     const segment = () => wm.segment(data.rgba, data.width, data.height, data.labels, data.options, Boolean(data.sharp));
-    const result = await watchStages(segment, (stage) => postMessage({ status: 'stage', stage }), data.sharp ? SHARP_STAGES : STAGES);
+    const onStage = (stage) => postMessage({ status: 'stage', stage, ...(data.preview ? { preview: true } : {}) });
+    const result = await watchStages(segment, onStage, data.sharp ? SHARP_STAGES : STAGES);
     await keepText();
     return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer, ...(result.instances ? [result.instances.buffer] : [])]];
   }
   if (data.type === 'frame') {
-    const result = await wm.segmentFrame(data.rgba, data.width, data.height, data.labels, data.options, data.smooth);
+    const result = await wm.segmentFrame(data.rgba, data.width, data.height, data.labels, data.options, data.smooth, Boolean(data.sharp));
     await keepText();
     return [{ status: 'result', ...result }, [result.labelMap.buffer, result.confidence.buffer, result.instances.buffer]];
   }
@@ -352,8 +360,12 @@ async function joinPool({ module, memory, receiver }) {
 }
 
 // Requests run one at a time (the model is one object); `cancel` and `labels` are answered at once.
+// `newest`: per view (what shows the results: the page, an element), the client's number of the
+// newest segmentation received, waiting or not.
 let queue = Promise.resolve();
+const newest = new Map();
 onmessage = ({ data }) => {
+  if (data.request > (newest.get(data.view) ?? 0)) newest.set(data.view, data.request);
   if (data.type === 'wasm_bindgen_worker_init') {
     joinPool(data);
   } else if (data.type === 'cancel') {

@@ -11,6 +11,7 @@ use clap::Args;
 
 use super::RuntimeArgs;
 use super::files::ModelFiles;
+use wordmask::clip::ClipModel;
 use wordmask::device::{self, read};
 use wordmask::labels::Label;
 use wordmask::preprocess::RgbImage;
@@ -68,6 +69,9 @@ pub struct BenchArgs {
 struct Row {
     stage: String,
     times_ms: Vec<f64>,
+    /// FLOPs of one run, where counted (a CLIP tower's image pass): the table then shows the
+    /// effective GFLOP/s of the median.
+    flops: Option<f64>,
 }
 
 impl Row {
@@ -130,15 +134,29 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The table; a last column with the effective GFLOP/s (FLOPs over the median) when a row
+/// knows its FLOPs.
 fn print_table(rows: &[Row]) {
     let width = rows.iter().map(|r| r.stage.chars().count()).chain([44]).max().unwrap_or(44);
-    println!("| {:<width$} | {:>10} | {:>10} | {:>10} | {:>10} |", "stage", "median ms", "p10 ms", "p90 ms", "max ms");
-    println!("|{:-<w2$}|{:-<12}|{:-<12}|{:-<12}|{:-<12}|", "", "", "", "", "", w2 = width + 2);
+    let rates = rows.iter().any(|r| r.flops.is_some());
+    let (head, rule) =
+        if rates { (format!(" {:>10} |", "GFLOP/s"), format!("{:-<12}|", "")) } else { Default::default() };
+    println!(
+        "| {:<width$} | {:>10} | {:>10} | {:>10} | {:>10} |{head}",
+        "stage", "median ms", "p10 ms", "p90 ms", "max ms"
+    );
+    println!("|{:-<w2$}|{:-<12}|{:-<12}|{:-<12}|{:-<12}|{rule}", "", "", "", "", "", w2 = width + 2);
     for row in rows {
+        let median = row.quantile(0.5);
+        let rate = match row.flops {
+            Some(flops) if rates => format!(" {:>10.1} |", flops / median / 1e6),
+            _ if rates => format!(" {:>10} |", ""),
+            _ => String::new(),
+        };
         println!(
-            "| {:<width$} | {:>10.1} | {:>10.1} | {:>10.1} | {:>10.1} |",
+            "| {:<width$} | {:>10.1} | {:>10.1} | {:>10.1} | {:>10.1} |{rate}",
             row.stage,
-            row.quantile(0.5),
+            median,
             row.quantile(0.1),
             row.quantile(0.9),
             row.quantile(1.0)
@@ -178,6 +196,7 @@ fn point_rows(args: &BenchArgs, mut session: PromptSession) -> Result<Vec<Row>> 
             block_on(session.encode(random_image(w, h, &mut seed)?))?;
             Ok(())
         })?,
+        flops: None,
     };
     let typed = names.then(|| labels("word", args.labels));
     let click = |i: usize| {
@@ -191,6 +210,7 @@ fn point_rows(args: &BenchArgs, mut session: PromptSession) -> Result<Vec<Row>> 
         rows.push(Row {
             stage: format!("text: {} words (once per word list) + first click", args.labels),
             times_ms: vec![first.timings.decode + first.timings.name],
+            flops: None,
         });
     }
     let decoder = Row {
@@ -199,6 +219,7 @@ fn point_rows(args: &BenchArgs, mut session: PromptSession) -> Result<Vec<Row>> 
             block_on(session.prompt(&click(i), NameRequest { labels: typed.clone(), ..NameRequest::default() }))?;
             Ok(())
         })?,
+        flops: None,
     };
     rows.push(decoder);
     for &side in &args.everything {
@@ -212,6 +233,7 @@ fn point_rows(args: &BenchArgs, mut session: PromptSession) -> Result<Vec<Row>> 
         rows.push(Row {
             stage: format!("{what} automatic masks, {side}x{side} points ({kept} kept, image encoded)"),
             times_ms: times,
+            flops: None,
         });
     }
     Ok(rows)
@@ -233,7 +255,9 @@ fn words_rows(args: &BenchArgs, model: &Model) -> Result<Vec<Row>> {
         block_on(read(embedding.embeds))?;
         Ok(())
     })?;
-    let image = Row { stage: format!("image encoder ({s}x{s}, {tokens})"), times_ms: image };
+    // A CLIP tower's FLOPs are counted (ClipConfig::image_flops); other networks show no rate.
+    let flops = model.network().downcast::<ClipModel>().and_then(|clip| clip.config.image_flops(s));
+    let image = Row { stage: format!("image encoder ({s}x{s}, {tokens})"), times_ms: image, flops };
     let words = ["cat", "dog", "car", "tree", "sky", "road", "person", "grass", "boat", "house"];
     let text = Row {
         stage: format!("text encoder ({} labels)", args.labels),
@@ -245,10 +269,12 @@ fn words_rows(args: &BenchArgs, model: &Model) -> Result<Vec<Row>> {
             block_on(read(model.embed_texts(&refs)?))?;
             Ok(())
         })?,
+        flops: None,
     };
     let per_label = Row {
         stage: "text encoder, per label".into(),
         times_ms: text.times_ms.iter().map(|t| t / args.labels as f64).collect(),
+        flops: None,
     };
     let mut rows = vec![image, text, per_label];
     if let Some(size) = &args.segment {
@@ -306,6 +332,7 @@ fn segment_rows(args: &BenchArgs, size: &str, model: &Model) -> Result<Vec<Row>>
     let row = |stage: String, times: &[Timings], pick: fn(&Timings) -> f64| Row {
         stage,
         times_ms: times.iter().map(pick).collect(),
+        flops: None,
     };
     let templates = plan.templates.prompts().len();
     Ok(vec![
@@ -342,10 +369,11 @@ fn sharp_rows(args: &BenchArgs, (w, h): (usize, usize), model: &Model) -> Result
         Ok(())
     })?;
     Ok(vec![
-        Row { stage: format!("sharp edges: {name} encoder ({w}x{h})"), times_ms: encode[1..].to_vec() },
+        Row { stage: format!("sharp edges: {name} encoder ({w}x{h})"), times_ms: encode[1..].to_vec(), flops: None },
         Row {
             stage: format!("sharp edges: prompts of the regions ({objects} objects)"),
             times_ms: prompts[1..].to_vec(),
+            flops: None,
         },
     ])
 }

@@ -33,8 +33,9 @@ pub struct SegmentArgs {
     /// A video: a .y4m file, a folder of frames (PNG or JPEG, in the order of their names), or
     /// a file ffmpeg on the PATH decodes (.mp4, .webm, ...). --out is then a folder that gets a
     /// label PNG a frame (000001.png, ...), the followed objects' ids (objects/) and
-    /// video.json; --overlay, a folder of overlays.
-    #[arg(long, conflicts_with_all = ["image", "images", "scores", "instances", "sam"])]
+    /// video.json; --overlay, a folder of overlays. With --sam, sharp edges on every frame,
+    /// Segment Anything prompted by the previous frame's objects.
+    #[arg(long, conflicts_with_all = ["image", "images", "scores", "instances"])]
     pub video: Option<PathBuf>,
     /// --video: how much each frame's scores lean on the frames before, in [0, 1] (0: off;
     /// 0.7 when not given); reset where the picture changed and at scene cuts.
@@ -84,6 +85,7 @@ pub fn run(args: SegmentArgs) -> Result<()> {
             model: &args.model,
             labels: &args.labels,
             settings: &args.settings,
+            sam: args.sam.as_deref(),
             smooth: args.smooth.unwrap_or(VIDEO_STRENGTH),
             out: &args.out,
             overlay: args.overlay.as_deref(),

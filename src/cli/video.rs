@@ -5,6 +5,9 @@
 //! Frames come from a `.y4m` file (`wordmask::video`, no codec), a folder of PNG and JPEG
 //! frames (sorted by name, read as `--image` reads a photo), or any other file that `ffmpeg` on
 //! the PATH decodes (`.mp4`, `.webm`, ...), piped through the same Y4M reader.
+//!
+//! With `--sam`, each frame gets sharp edges, Segment Anything prompted by the previous
+//! frame's objects (`segment_frame_sharp`).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -17,12 +20,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::outputs::{self, write_labels_png, write_overlay};
-use super::{ModelArgs, read_image};
+use super::{ModelArgs, load_prompt_model, read_image};
 use wordmask::labels;
 use wordmask::preprocess::RgbImage;
 use wordmask::segment::objects::instance_map;
+use wordmask::segment::point::PromptSession;
+use wordmask::segment::refine::RefineOptions;
 use wordmask::segment::temporal::{TemporalOptions, Video};
-use wordmask::segment::{EmbeddingCache, Settings, segment_frame};
+use wordmask::segment::{EmbeddingCache, Settings, segment_frame, segment_frame_sharp};
 use wordmask::video::Y4m;
 
 /// Frame files a folder of frames holds, by extension (the photos `--image` reads).
@@ -162,6 +167,8 @@ pub struct Run<'a> {
     pub model: &'a ModelArgs,
     pub labels: &'a str,
     pub settings: &'a Settings,
+    /// Sharp edges: a Segment Anything checkpoint folder.
+    pub sam: Option<&'a str>,
     pub smooth: f32,
     pub out: &'a Path,
     pub overlay: Option<&'a Path>,
@@ -190,6 +197,9 @@ pub fn run(args: &Run) -> Result<()> {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
     }
     let model = super::load(&args.model.model, args.model.runtime)?;
+    let mut session =
+        args.sam.map(|dir| load_prompt_model(dir, args.model.runtime)).transpose()?.map(PromptSession::new);
+    let refine = RefineOptions::default();
     let mut video = Video::new(options)?;
     let mut cache = EmbeddingCache::default();
     // A bar where the frames can be counted first; ffmpeg's stream counts as it goes.
@@ -213,8 +223,20 @@ pub fn run(args: &Run) -> Result<()> {
                 size.map_or(0, |s| s.1)
             );
         }
-        let done = wordmask::block_on(segment_frame(&model, &frame, &labels, args.settings, &mut cache, &mut video))
-            .with_context(|| format!("frame {number}"))?;
+        let done = match session.as_mut() {
+            Some(session) => wordmask::block_on(segment_frame_sharp(
+                &model,
+                &frame,
+                &labels,
+                args.settings,
+                &mut cache,
+                &mut video,
+                session,
+                &refine,
+            )),
+            None => wordmask::block_on(segment_frame(&model, &frame, &labels, args.settings, &mut cache, &mut video)),
+        }
+        .with_context(|| format!("frame {number}"))?;
         let (seg, report) = (&done.segmented.segmentation, &done.report);
         let name = frame_name(number);
         write_labels_png(seg, &args.out.join(&name))?;
@@ -230,6 +252,7 @@ pub fn run(args: &Run) -> Result<()> {
             "frame": number, "file": name, "reset": report.reset, "moving": report.moving,
             "histogram_change": report.histogram_change, "labels": shares, "unlabelled": unlabelled,
             "objects": report.objects, "timings_ms": done.segmented.timings,
+            "sharp_ms": done.sharp_ms.map(|(encode, prompts)| json!({"encode": encode, "prompts": prompts})),
         }));
         bar.set_message(format!("{} objects", report.objects.len()));
         bar.inc(1);
@@ -246,6 +269,7 @@ pub fn run(args: &Run) -> Result<()> {
         .collect();
     let summary = json!({
         "video": args.input.display().to_string(), "frames": records.len(), "smooth": shown(args.smooth),
+        "sharp": args.sam.is_some(),
         "width": size.map_or(0, |s| s.0), "height": size.map_or(0, |s| s.1),
         "labels": labels.iter().map(|l| &l.name).collect::<Vec<_>>(), "scene_cuts": cuts, "objects": ids.len(),
     });

@@ -180,6 +180,25 @@ impl ClipConfig {
         self.vision_config.image_size / self.vision_config.patch_size
     }
 
+    /// FLOPs of the image tower's pass on one `size`² image up to its projected class token,
+    /// as `tools/peer_peak.mjs` counts them for the speed benchmark: the matrix products only, a
+    /// multiply-add counting two — per block 8·N·d² (query, key, value, output), 4·N·d·m (the
+    /// MLP) and 4·N²·d (the two attention products), with N the patches and the class token;
+    /// the patch embedding 2·P·C·p²·d; the projection 2·d·e. Layer norms, softmax and
+    /// activations are left out. `None` when `size` is off the patch grid.
+    pub fn image_flops(&self, size: usize) -> Option<f64> {
+        let v = &self.vision_config;
+        if size == 0 || !size.is_multiple_of(v.patch_size) {
+            return None;
+        }
+        let (d, m) = (v.hidden_size as f64, v.intermediate_size as f64);
+        let patches = ((size / v.patch_size) as f64).powi(2);
+        let n = patches + 1.0;
+        let block = 8.0 * n * d * d + 4.0 * n * d * m + 4.0 * n * n * d;
+        let patch = 2.0 * patches * (v.num_channels * v.patch_size * v.patch_size) as f64 * d;
+        Some(patch + v.num_hidden_layers as f64 * block + 2.0 * d * self.projection_dim as f64)
+    }
+
     fn preset(text: (usize, usize, usize), vision: (usize, usize, usize, usize), projection_dim: usize) -> Self {
         let (t_width, t_layers, t_heads) = text;
         let (v_width, v_layers, v_heads, patch) = vision;
@@ -261,6 +280,24 @@ mod tests {
             (cfg.text_config.hidden_size, cfg.text_config.num_attention_heads, cfg.text_config.intermediate_size),
             (96, 8, 2048)
         );
+    }
+
+    /// ViT-B/16 at 224: the textbook 24·N·d² + 4·N²·d a block (about 17.6 G multiply-adds in
+    /// all), the same count as the speed benchmark's (tests/browser/peak.test.mjs).
+    #[test]
+    fn image_flops_count_the_matrix_products() {
+        let cfg = ClipConfig::vit_b_16();
+        let (n, d) = (197.0, 768.0);
+        let block = 24.0 * n * d * d + 4.0 * n * n * d;
+        let expected = 12.0 * block + 2.0 * 196.0 * 768.0 * d + 2.0 * d * 512.0;
+        assert_eq!(cfg.image_flops(224), Some(expected));
+        assert!((expected / 2e9 - 17.56).abs() < 0.01);
+        // The MLP's own width, not 4·d.
+        let mut narrow = cfg.clone();
+        narrow.vision_config.intermediate_size = 1536;
+        assert_eq!(cfg.image_flops(224).unwrap() - narrow.image_flops(224).unwrap(), 12.0 * 4.0 * n * d * 1536.0);
+        assert_eq!(cfg.image_flops(230), None);
+        assert_eq!(cfg.image_flops(0), None);
     }
 
     #[test]

@@ -502,7 +502,7 @@ pub async fn segment(
     settings: &Settings,
     cache: &mut EmbeddingCache,
 ) -> Result<Segmented> {
-    Ok(segment_with(model, image, labels, settings, cache, None).await?.0)
+    Ok(segment_with(model, image, labels, settings, cache, None, None).await?.0)
 }
 
 /// One frame of a video: [`segment`], with the engine's scores averaged over the frames before
@@ -516,9 +516,31 @@ pub async fn segment_frame(
     cache: &mut EmbeddingCache,
     video: &mut temporal::Video,
 ) -> Result<SegmentedFrame> {
-    let (segmented, report) = segment_with(model, frame, labels, settings, cache, Some(video)).await?;
+    let (segmented, report) = segment_with(model, frame, labels, settings, cache, Some(video), None).await?;
     let report = report.ok_or_else(|| Error::invalid("a video frame was segmented without its video"))?;
-    Ok(SegmentedFrame { segmented, report })
+    Ok(SegmentedFrame { segmented, report, sharp_ms: None })
+}
+
+/// [`segment_frame`] with sharp edges ([`refine`]): after smoothing, Segment Anything (the
+/// `session`'s model) redraws the frame's regions, prompted where it can by the previous
+/// frame's objects ([`refine::refine_following`]), and the objects are followed on the redrawn
+/// map, so their ids and edges hold from frame to frame.
+#[allow(clippy::too_many_arguments)]
+pub async fn segment_frame_sharp(
+    model: &Model,
+    frame: &RgbImage,
+    labels: &[Label],
+    settings: &Settings,
+    cache: &mut EmbeddingCache,
+    video: &mut temporal::Video,
+    session: &mut point::PromptSession,
+    options: &refine::RefineOptions,
+) -> Result<SegmentedFrame> {
+    let mut sharp = Some((session, options, None));
+    let (segmented, report) = segment_with(model, frame, labels, settings, cache, Some(video), sharp.as_mut()).await?;
+    let report = report.ok_or_else(|| Error::invalid("a video frame was segmented without its video"))?;
+    let sharp_ms = sharp.and_then(|(_, _, ms)| ms);
+    Ok(SegmentedFrame { segmented, report, sharp_ms })
 }
 
 /// What [`segment_frame`] gives: the frame's segmentation (its scores smoothed) and what the
@@ -526,7 +548,13 @@ pub async fn segment_frame(
 pub struct SegmentedFrame {
     pub segmented: Segmented,
     pub report: temporal::FrameReport,
+    /// With sharp edges: the milliseconds of Segment Anything's encoding and of its prompts.
+    pub sharp_ms: Option<(f64, f64)>,
 }
+
+/// Sharp edges for a video frame: the prompt session, its options, and the milliseconds it
+/// took (encoding, prompts), filled in.
+type SharpFrame<'a> = (&'a mut point::PromptSession, &'a refine::RefineOptions, Option<(f64, f64)>);
 
 async fn segment_with(
     model: &Model,
@@ -535,6 +563,7 @@ async fn segment_with(
     settings: &Settings,
     cache: &mut EmbeddingCache,
     mut video: Option<&mut temporal::Video>,
+    sharp: Option<&mut SharpFrame<'_>>,
 ) -> Result<(Segmented, Option<temporal::FrameReport>)> {
     let engine = model.engine_for(settings)?;
     let request = engine.request(settings)?;
@@ -555,9 +584,34 @@ async fn segment_with(
     let mut maps = ScoreMaps::read(scores.maps).await?;
     let read_ms = clock.lap();
     let step = video.as_mut().map(|v| v.smooth(image, labels, &format!("{settings:?}"), &mut maps));
+    let sticky = video.as_mut().zip(step.as_ref()).and_then(|(v, s)| v.sticky(s));
     let (background_row, min_score) = (plan.background_row(), plan.min_score);
-    let segmentation =
-        Segmentation::new(image.width, image.height, labels, background_row, maps, scores.steps, min_score);
+    // Only a video remembers each pixel's class for the next frame.
+    let mut winners = video.is_some().then(|| vec![0u16; image.width * image.height]);
+    let mut segmentation = Segmentation::with_past(
+        image.width,
+        image.height,
+        labels,
+        background_row,
+        maps,
+        scores.steps,
+        min_score,
+        sticky.as_ref(),
+        winners.as_deref_mut(),
+    );
+    if let (Some(v), Some(winners)) = (video.as_mut(), winners) {
+        v.remember(winners);
+    }
+    if let Some((session, options, ms)) = sharp {
+        let encode = if session.holds(image) { 0.0 } else { session.encode(image.clone()).await? };
+        let mut prompts = crate::clock::Stopwatch::start();
+        let before = video.as_ref().zip(step.as_ref()).map(|(v, s)| v.objects_before(s)).unwrap_or_default();
+        let objects = refine::refine_following(&mut segmentation, session, options, &before).await?;
+        *ms = Some((encode, prompts.lap()));
+        if let Some(v) = video.as_mut() {
+            v.follow(objects);
+        }
+    }
     let report = video.zip(step).map(|(v, step)| v.track(&segmentation, step));
     let timings = Timings { text, image: image_ms, scores: read_ms, finish: clock.lap() };
     Ok((Segmented { segmentation, plan: request.plan, timings }, report))
@@ -580,6 +634,8 @@ fn core_futures_can_move_to_a_pool_thread(
     send(segment(model, image, labels, settings, cache));
     let mut video = temporal::Video::new(temporal::TemporalOptions::default()).unwrap();
     send(segment_frame(model, image, labels, settings, cache, &mut video));
+    let refine = refine::RefineOptions::default();
+    send(segment_frame_sharp(model, image, labels, settings, cache, &mut video, session, &refine));
     send(session.encode(image.clone()));
     let words = Some(point::WordsNamer { model, settings, cache });
     send(session.prompt(prompt, point::NameRequest { labels: Some(labels.to_vec()), vocabulary: None, words }));

@@ -150,6 +150,21 @@ pub async fn refine(
     session: &mut PromptSession,
     options: &RefineOptions,
 ) -> Result<Vec<Object>> {
+    refine_following(seg, session, options, &[]).await
+}
+
+/// [`refine`] for a video frame, with `before` the previous frame's objects: a region that
+/// overlaps one of them (of its word; the largest overlap, each object once) is prompted with
+/// that object's box moved by how far the region's centre moved from the object's, instead of
+/// its own box. The previous frame's mask follows the object's edges where the words' region is
+/// coarse, so its box keeps Segment Anything's mask steady from frame to frame; the region's
+/// peak stays the point, and a region that overlaps none is prompted as on a still image.
+pub async fn refine_following(
+    seg: &mut Segmentation,
+    session: &mut PromptSession,
+    options: &RefineOptions,
+    before: &[Object],
+) -> Result<Vec<Object>> {
     let (width, height) = (seg.width, seg.height);
     let min_area = (options.min_region * (width * height) as f32).ceil().max(1.0) as usize;
     let map = &seg.label_map;
@@ -160,8 +175,9 @@ pub async fn refine(
     // whose mask misses it stays as the words drew it, below any mask.
     let mut kept_masks: Vec<(RunMask, f32)> = Vec::with_capacity(found.len());
     let mut seen = vec![false; width * height];
-    for region in &found {
-        let [x0, y0, x1, y1] = region.bbox;
+    let boxes = followed_boxes(&found, before, width, height);
+    for (region, bbox) in found.iter().zip(boxes) {
+        let [x0, y0, x1, y1] = bbox;
         let prompt = Prompt {
             points: vec![super::point::Click { x: region.peak.0 as f64, y: region.peak.1 as f64, positive: true }],
             bbox: Some([x0 as f64, y0 as f64, (x1 + 1) as f64, (y1 + 1) as f64]),
@@ -267,6 +283,56 @@ pub async fn refine(
     Ok(objects)
 }
 
+/// Each region's prompt box: its own, or that of the object of `before` it follows (same word,
+/// the most shared pixels, each object followed by one region), moved by the shift of the
+/// centres and kept inside the `width x height` frame.
+fn followed_boxes(found: &[Region], before: &[Object], width: usize, height: usize) -> Vec<[usize; 4]> {
+    let centre = |pixels: &mut dyn Iterator<Item = usize>| {
+        let (mut n, mut sx, mut sy) = (0f64, 0f64, 0f64);
+        for i in pixels {
+            n += 1.0;
+            sx += (i % width) as f64;
+            sy += (i / width) as f64;
+        }
+        (n > 0.0).then(|| (sx / n, sy / n))
+    };
+    // Every (shared pixels, region, object) of one word, most shared first.
+    let mut pairs = Vec::new();
+    for (o, object) in before.iter().enumerate() {
+        if object.mask.area() == 0 || (object.mask.width, object.mask.height) != (width, height) {
+            continue;
+        }
+        let plane = object.mask.to_plane();
+        for (r, region) in found.iter().enumerate() {
+            if object.class != Some(region.label - 1) {
+                continue;
+            }
+            let shared = region.pixels.iter().filter(|&&i| plane[i as usize] == 1).count();
+            if shared > 0 {
+                pairs.push((shared, r, o));
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut boxes: Vec<[usize; 4]> = found.iter().map(|r| r.bbox).collect();
+    let (mut region_taken, mut object_taken) = (vec![false; found.len()], vec![false; before.len()]);
+    for (_, r, o) in pairs {
+        if region_taken[r] || object_taken[o] {
+            continue;
+        }
+        (region_taken[r], object_taken[o]) = (true, true);
+        let object = &before[o];
+        let now = centre(&mut found[r].pixels.iter().map(|&i| i as usize));
+        let then = centre(&mut object.mask.runs().iter().flat_map(|&(s, n)| s as usize..(s + n) as usize));
+        let (Some(now), Some(then)) = (now, then) else { continue };
+        let (dx, dy) = ((now.0 - then.0).round() as isize, (now.1 - then.1).round() as isize);
+        let shift = |v: usize, d: isize, most: usize| (v as isize + d).clamp(0, most as isize - 1) as usize;
+        let [x0, y0, x1, y1] = object.bbox;
+        boxes[r] = [shift(x0, dx, width), shift(y0, dy, height), shift(x1, dx, width), shift(y1, dy, height)];
+    }
+    boxes
+}
+
 /// The 8-connected pixels of `mask` (1 inside) reachable from `seeds`; `seen` is all false on
 /// entry and again on return.
 fn flood(mask: &[u8], seeds: Vec<u32>, width: usize, height: usize, seen: &mut [bool]) -> Vec<u32> {
@@ -299,6 +365,52 @@ fn flood(mask: &[u8], seeds: Vec<u32>, width: usize, height: usize, seen: &mut [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A square's pixels `[x0, x1] x [y0, y1]` (both inside) in a `w`-wide frame, sorted.
+    fn square(x0: usize, x1: usize, y0: usize, y1: usize, w: usize) -> Vec<u32> {
+        (y0..=y1).flat_map(|y| (x0..=x1).map(move |x| (y * w + x) as u32)).collect()
+    }
+
+    fn region(label: usize, pixels: Vec<u32>, w: usize) -> Region {
+        let xs = pixels.iter().map(|&i| i as usize % w);
+        let ys = pixels.iter().map(|&i| i as usize / w);
+        let bbox = [xs.clone().min().unwrap(), ys.clone().min().unwrap(), xs.max().unwrap(), ys.max().unwrap()];
+        Region { label, area: pixels.len(), bbox, peak: (bbox[0], bbox[1]), pixels }
+    }
+
+    /// A region that overlaps an object of the frame before, of its word, is prompted with that
+    /// object's box moved by the centres' shift; other words, regions that overlap nothing, and a
+    /// second region on an object already followed keep their own boxes.
+    #[test]
+    fn the_previous_frames_objects_prompt_the_regions_that_follow_them() {
+        let (w, h) = (24, 20);
+        let mask = RunMask::from_sorted(&square(2, 5, 2, 5, w), w, h);
+        let before = vec![Object {
+            id: 1,
+            label: Some("a".into()),
+            class: Some(0),
+            score: 1.0,
+            bbox: mask.bbox(),
+            area: mask.area(),
+            point: None,
+            mask,
+        }];
+        // The word's coarse region moved right by 3 and down by 2 (centres 3.5 -> 6.5, 3.5 -> 5.5).
+        let follows = region(1, square(4, 9, 3, 8, w), w);
+        let other_word = region(2, square(3, 4, 3, 4, w), w);
+        let elsewhere = region(1, square(15, 20, 10, 15, w), w);
+        let smaller_overlap = region(1, square(2, 3, 2, 2, w), w);
+        let found = [follows, other_word, elsewhere, smaller_overlap];
+        let boxes = followed_boxes(&found, &before, w, h);
+        assert_eq!(boxes, vec![[5, 4, 8, 7], [3, 3, 4, 4], [15, 10, 20, 15], [2, 2, 3, 2]]);
+        // Moved past the frame's edge, the box stays inside it.
+        let at_edge = region(1, square(19, 23, 15, 19, w), w);
+        let far = RunMask::from_sorted(&square(16, 21, 12, 17, w), w, h);
+        let before = vec![Object { bbox: far.bbox(), area: far.area(), mask: far, ..before[0].clone() }];
+        assert_eq!(followed_boxes(&[at_edge], &before, w, h), vec![[19, 15, 23, 19]]);
+        // Without objects before, every region keeps its own box.
+        assert_eq!(followed_boxes(&found, &[], w, h), found.iter().map(|r| r.bbox).collect::<Vec<_>>());
+    }
 
     #[test]
     fn regions_are_connected_pieces_of_one_label_with_their_peak() {

@@ -275,6 +275,22 @@ fn dropped_classes(
     (0..classes).map(|c| c != exempt && (counts[c] as f32) <= area * total as f32).collect()
 }
 
+/// Label hysteresis for a video: the class each pixel took the frame before, and per cell of
+/// the frame how many score points a rival must win by to take the pixel from it.
+pub(crate) struct Sticky {
+    pub previous: Vec<u16>,
+    /// Cell side in pixels, cells across.
+    pub side: usize,
+    pub cols: usize,
+    pub margins: Vec<f32>,
+}
+
+impl Sticky {
+    fn margin(&self, x: usize, y: usize) -> f32 {
+        self.margins[(y / self.side) * self.cols + x / self.side]
+    }
+}
+
 /// A finished segmentation of one image.
 #[derive(Debug, Clone)]
 pub struct Segmentation {
@@ -314,6 +330,25 @@ impl Segmentation {
         steps: PixelSteps,
         threshold: f32,
     ) -> Self {
+        Self::with_past(width, height, labels, background, maps, steps, threshold, None, None)
+    }
+
+    /// [`Segmentation::new`] for a video frame: where `sticky` remembers the class a pixel
+    /// took the frame before, that class keeps the pixel unless another beats it by more than
+    /// the pixel's margin. `winners`, when given (`width * height` long), gets each pixel's
+    /// winning class, for the next frame.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn with_past(
+        width: usize,
+        height: usize,
+        labels: &[Label],
+        background: bool,
+        maps: ScoreMaps,
+        steps: PixelSteps,
+        threshold: f32,
+        sticky: Option<&Sticky>,
+        mut winners: Option<&mut [u16]>,
+    ) -> Self {
         let classes = labels.len() + usize::from(background);
         let mut label_map = LabelMap::new(labels.len(), width * height);
         let mut confidence = vec![0u8; width * height];
@@ -330,10 +365,19 @@ impl Segmentation {
             finisher.band(y0, y1, &mut band, &mut gates);
             for (k, (scores, &gate)) in band.chunks_exact(rows_out).zip(&gates).enumerate() {
                 let i = y0 * width + k;
-                let (best, top) = scores[..classes]
+                let (mut best, mut top) = scores[..classes]
                     .iter()
                     .enumerate()
                     .fold((0, f32::MIN), |a, (c, &p)| if p > a.1 { (c, p) } else { a });
+                if let Some(sticky) = sticky {
+                    let past = usize::from(sticky.previous[i]);
+                    if past != best && past < classes && scores[past] >= top - sticky.margin(i % width, i / width) {
+                        (best, top) = (past, scores[past]);
+                    }
+                }
+                if let Some(winners) = winners.as_deref_mut() {
+                    winners[i] = best as u16;
+                }
                 let unlabelled = gate < threshold || (background && best == classes - 1);
                 label_map.set(i, if unlabelled { 0 } else { best + 1 });
                 confidence[i] = (top.clamp(0.0, 1.0) * 255.0).round() as u8;

@@ -47,7 +47,7 @@ use serde::Serialize;
 
 use super::objects::{Object, RunMask};
 use super::refine::regions;
-use super::result::{ScoreMaps, Segmentation};
+use super::result::{ScoreMaps, Segmentation, Sticky};
 use crate::error::{Error, Result};
 use crate::labels::Label;
 use crate::preprocess::RgbImage;
@@ -67,6 +67,9 @@ pub const MOTION_HIGH: f32 = 30.0;
 pub const CUT_HISTOGRAM: f32 = 0.5;
 /// Share of cells changed by [`MOTION_HIGH`] or more above which a frame is a scene cut.
 pub const CUT_CHANGED: f32 = 0.75;
+/// Score points (of the finished scores, probabilities for most engines) by which another
+/// class must beat the class a still pixel took the frame before to take it over.
+pub const HYSTERESIS: f32 = 0.02;
 
 /// How a video is kept steady.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,6 +81,10 @@ pub struct TemporalOptions {
     pub motion_reset: bool,
     /// Start afresh at a scene cut (off only to show what it prevents).
     pub cut_reset: bool,
+    /// Label hysteresis: score points by which another class must beat the class a still
+    /// pixel took the frame before (less where the picture moved, none where it changed
+    /// fully); 0 turns it off, and smoothing off (strength 0) turns it off too.
+    pub hysteresis: f32,
     /// Frames in a row a region must be seen before it gets an id.
     pub birth: usize,
     /// Frames in a row an object may be missed; at this many it is forgotten.
@@ -94,6 +101,7 @@ impl Default for TemporalOptions {
             strength: VIDEO_STRENGTH,
             motion_reset: true,
             cut_reset: true,
+            hysteresis: HYSTERESIS,
             birth: 2,
             death: 3,
             min_iou: 0.3,
@@ -113,6 +121,9 @@ impl TemporalOptions {
     pub fn validate(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.strength) {
             return Err(Error::invalid(format!("smoothing strength must be in [0, 1], got {}", self.strength)));
+        }
+        if !(0.0..=1.0).contains(&self.hysteresis) {
+            return Err(Error::invalid(format!("label hysteresis must be in [0, 1], got {}", self.hysteresis)));
         }
         if !(self.min_iou > 0.0 && self.min_iou <= 1.0) {
             return Err(Error::invalid(format!("the objects' least IoU must be in (0, 1], got {}", self.min_iou)));
@@ -207,14 +218,18 @@ struct State {
     colours: Vec<[f32; 3]>,
     /// The previous frame's histogram.
     histogram: Vec<f32>,
+    /// The class each pixel of the previous frame took.
+    winners: Option<Vec<u16>>,
 }
 
 /// What smoothing did to one frame, for [`Video::track`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Step {
     reset: Option<Reset>,
     moving: f32,
     histogram_change: f32,
+    /// Per cell, the hysteresis margin (none after a reset or with smoothing off).
+    margins: Option<(usize, usize, Vec<f32>)>,
 }
 
 /// One object followed over frames.
@@ -238,6 +253,8 @@ pub struct Video {
     tracks: Vec<Track>,
     /// Ids given so far: the next is one more.
     ids_given: u32,
+    /// With sharp edges, the previous frame's objects, whose boxes prompt the next frame.
+    sharp_objects: Vec<Object>,
 }
 
 impl Video {
@@ -259,6 +276,17 @@ impl Video {
     pub fn reset(&mut self) {
         self.state = None;
         self.tracks.clear();
+        self.sharp_objects.clear();
+    }
+
+    /// The previous frame's sharp objects, for the frame `step` smoothed: none after a reset.
+    pub(crate) fn objects_before(&self, step: &Step) -> Vec<Object> {
+        if step.reset.is_some() { Vec::new() } else { self.sharp_objects.clone() }
+    }
+
+    /// Keep the frame's sharp objects for the next frame's prompts.
+    pub(crate) fn follow(&mut self, objects: Vec<Object>) {
+        self.sharp_objects = objects;
     }
 
     /// Frames seen so far.
@@ -274,7 +302,7 @@ impl Video {
         let size = [frame.width, frame.height, maps.rows, maps.height, maps.width];
         let cells = Cells::of(frame);
         let histogram = histogram(frame);
-        let mut step = Step { reset: None, moving: 0.0, histogram_change: 0.0 };
+        let mut step = Step { reset: None, moving: 0.0, histogram_change: 0.0, margins: None };
         let fresh = || State {
             words: words.clone(),
             settings: settings.to_string(),
@@ -282,6 +310,7 @@ impl Video {
             scores: maps.values.clone(),
             colours: cells.colours.clone(),
             histogram: histogram.clone(),
+            winners: None,
         };
         let reset = match &self.state {
             None => Some(Reset::First),
@@ -350,7 +379,26 @@ impl Video {
             }
         }
         state.histogram = histogram;
+        if self.options.strength > 0.0 && self.options.hysteresis > 0.0 {
+            let margins = weights.iter().map(|w| self.options.hysteresis * w / self.options.strength).collect();
+            step.margins = Some((cells.side, cols, margins));
+        }
         step
+    }
+
+    /// The hysteresis for the frame `step` smoothed: the previous frame's classes, with the
+    /// step's margins.
+    pub(crate) fn sticky(&mut self, step: &Step) -> Option<Sticky> {
+        let (side, cols, margins) = step.margins.clone()?;
+        let previous = self.state.as_mut()?.winners.take()?;
+        Some(Sticky { previous, side, cols, margins })
+    }
+
+    /// Keep the classes the frame's pixels took, for the next frame's hysteresis.
+    pub(crate) fn remember(&mut self, winners: Vec<u16>) {
+        if let Some(state) = self.state.as_mut() {
+            state.winners = Some(winners);
+        }
     }
 
     /// Follow the objects of `seg`, the frame's finished segmentation.
@@ -380,7 +428,10 @@ impl Video {
                 }
                 let inter = track.mask.intersection_area(mask);
                 let iou = inter as f32 / (track.mask.area() + mask.area() - inter).max(1) as f32;
-                if iou >= self.options.min_iou {
+                // A region that holds most of the object is the object, merged with something
+                // of its word that touches it (their IoU alone would lose the id).
+                let holds = 2 * inter >= track.mask.area();
+                if iou >= self.options.min_iou || holds {
                     pairs.push((iou, t, r));
                 }
             }
@@ -508,10 +559,23 @@ mod tests {
         assert_eq!(off.smooth(&red, &labels, "", &mut maps(vec![0.0; 4], 2, 2)).reset, None);
     }
 
+    /// The finishing steps of two words' scores taken as they are.
+    fn plain_steps() -> super::super::result::PixelSteps {
+        super::super::result::PixelSteps {
+            softmax_scale: None,
+            class_of_name: vec![0, 1],
+            classes: 2,
+            renormalise: false,
+            threshold_on: super::super::result::ThresholdOn::Merged,
+            fold_extra: false,
+            area_threshold: None,
+            dropped: Vec::new(),
+        }
+    }
+
     /// A 20 x 20 segmentation of two words, with squares `(x, y, side, word)` on unlabelled
     /// ground.
     fn squares(list: &[(usize, usize, usize, usize)]) -> Segmentation {
-        use super::super::result::{PixelSteps, ThresholdOn};
         let n = 20;
         let mut values = vec![0f32; 2 * n * n];
         for &(x0, y0, side, word) in list {
@@ -521,18 +585,8 @@ mod tests {
                 }
             }
         }
-        let steps = PixelSteps {
-            softmax_scale: None,
-            class_of_name: vec![0, 1],
-            classes: 2,
-            renormalise: false,
-            threshold_on: ThresholdOn::Merged,
-            fold_extra: false,
-            area_threshold: None,
-            dropped: Vec::new(),
-        };
         let labels = crate::labels::parse("a, b").unwrap();
-        Segmentation::new(n, n, &labels, false, maps(values, n, n), steps, 0.5)
+        Segmentation::new(n, n, &labels, false, maps(values, n, n), plain_steps(), 0.5)
     }
 
     /// Ids come after two frames, follow a moving square, survive two missed frames, and are
@@ -540,7 +594,7 @@ mod tests {
     #[test]
     fn objects_keep_their_ids_with_hysteresis() {
         let mut video = Video::new(TemporalOptions::default()).unwrap();
-        let step = |reset| Step { reset, moving: 0.0, histogram_change: 0.0 };
+        let step = |reset| Step { reset, moving: 0.0, histogram_change: 0.0, margins: None };
         let mut ids = |list: &[(usize, usize, usize, usize)], reset| {
             let report = video.track(&squares(list), step(reset));
             report.objects.iter().map(|o| (o.id, o.class.unwrap_or(9))).collect::<Vec<_>>()
@@ -561,6 +615,45 @@ mod tests {
         assert_eq!(ids(&[(5, 3, 6, 1), (12, 12, 5, 2)], None), vec![(2, 1), (3, 0)]);
         // A cut ends every object.
         assert_eq!(ids(&[(5, 3, 6, 1), (12, 12, 5, 2)], Some(Reset::Cut)), vec![]);
+    }
+
+    /// A still pixel keeps its word until another beats it by more than the margin; with no
+    /// hysteresis it changes at the first lead.
+    #[test]
+    fn labels_hold_until_another_word_leads_by_the_margin() {
+        let labels = crate::labels::parse("a, b").unwrap();
+        let grey = frame(32, 32, |_, _| [100, 100, 100]);
+        let words = |hysteresis: f32, frames: &[[f32; 2]]| -> Vec<usize> {
+            let options = TemporalOptions { strength: 0.1, hysteresis, ..TemporalOptions::default() };
+            let mut video = Video::new(options).unwrap();
+            frames
+                .iter()
+                .map(|&[a, b]| {
+                    let mut scores = maps(vec![a, b], 1, 1);
+                    let step = video.smooth(&grey, &labels, "", &mut scores);
+                    let sticky = video.sticky(&step);
+                    let mut winners = vec![0u16; 32 * 32];
+                    let seg = Segmentation::with_past(
+                        32,
+                        32,
+                        &labels,
+                        false,
+                        scores,
+                        plain_steps(),
+                        0.0,
+                        sticky.as_ref(),
+                        Some(&mut winners),
+                    );
+                    video.remember(winners);
+                    seg.label_map.get(0)
+                })
+                .collect()
+        };
+        // Smoothed: (0.6, 0.4), then (0.42, 0.58): b leads by 0.16, then (0.222, 0.778).
+        let frames = [[0.6, 0.4], [0.4, 0.6], [0.2, 0.8]];
+        assert_eq!(words(0.2, &frames), vec![1, 1, 2], "a lead of 0.16 is under the margin of 0.2");
+        assert_eq!(words(0.0, &frames), vec![1, 2, 2], "without hysteresis the first lead wins");
+        assert_eq!(words(0.1, &frames), vec![1, 2, 2], "a lead of 0.16 is over a margin of 0.1");
     }
 
     #[test]

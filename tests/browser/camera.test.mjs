@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
 import { audit } from './axe.mjs';
-import { SCENE, startServer, withPage } from './harness.mjs';
+import { SCENE, startServer, withFakeCamera } from './harness.mjs';
 
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 const [W, H] = [SCENE.width, SCENE.height];
@@ -45,12 +45,7 @@ function writeClip(path) {
 function withCameraPage(path, run) {
   const clip = `${ARTIFACTS}scene.y4m`;
   writeClip(clip);
-  return withPage(server.url, {
-    webgpu: false,
-    args: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
-    context: { permissions: ['camera'] },
-    path,
-  }, run);
+  return withFakeCamera(server.url, clip, path, run);
 }
 
 let server;
@@ -69,6 +64,10 @@ test('live camera frames are segmented', { timeout: 300_000 }, async () => {
     // Two results at least, so the frame rate is shown.
     await page.waitForFunction(() => /fps/.test(document.getElementById('fps').textContent), null, { timeout: 120_000 });
     await page.screenshot({ path: `${ARTIFACTS}camera.png`, fullPage: true });
+    // The Performance readout: the frame rate, and the stages of a camera frame (one pass as
+    // set: no quick look before it).
+    assert.match(await page.textContent('#perf-fps'), /^\d+\.\d frames per second \(camera\)$/);
+    assert.match(await page.textContent('#perf-run'), /^camera frame, \d+ ms in all\.$/);
     const legend = await page.textContent('#legend');
     const share = (word) => Number(new RegExp(`${word} ([\\d.]+) %`).exec(legend)?.[1]);
     for (const [word, painted] of Object.entries(PAINTED)) {
@@ -145,6 +144,7 @@ test('the camera shows its frames before a model is loaded; Freeze says so, with
     await page.waitForTimeout(1500);
     assert.match(await status(), /^Frozen: the last frame stays\. Press Resume to go on\.$/);
     assert.equal(await page.textContent('#fps'), '', 'no frame rate while frozen');
+    assert.equal(await page.textContent('#perf-fps'), 'no live camera');
     await page.screenshot({ path: `${ARTIFACTS}camera-frozen.png`, fullPage: true });
     assert.deepEqual(await audit(page), [], 'the camera frozen');
     await page.click('#freeze');

@@ -62,6 +62,17 @@ export async function withPage(origin, { webgpu, args, context, path = '/', befo
   });
 }
 
+// A page at `origin` + `path` (withPage's `run`, no WebGPU) in a Chromium whose fake camera
+// plays the Y4M file `clip`, the camera allowed without asking.
+export function withFakeCamera(origin, clip, path, run) {
+  return withPage(origin, {
+    webgpu: false,
+    args: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
+    context: { permissions: ['camera'] },
+    path,
+  }, run);
+}
+
 // Runs in the page: a client of the page's worker (www/client.js) as `window.client`, and
 // `ask(request)`, which answers as the worker's protocol does: `{status: 'device' | 'ready' |
 // 'result', ...}` or `{status: 'error', message, code}` (code: the client's ModelError's).

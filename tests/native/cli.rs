@@ -81,6 +81,14 @@ fn bench_prints_its_table() {
     for row in ["image encoder (64x64, 4 patches)", "text encoder (2 labels)", "median ms"] {
         assert!(text.contains(row), "table lacks {row}:\n{text}");
     }
+    // A CLIP tower's row ends with its effective GFLOP/s; the text rows leave that cell empty.
+    let cell = |stage: &str| {
+        let row = text.lines().find(|l| l.contains(stage)).unwrap_or_default();
+        row.trim_end().trim_end_matches('|').rsplit('|').next().unwrap_or_default().trim().to_string()
+    };
+    let rate: f64 = cell("image encoder").parse().unwrap_or(0.0);
+    assert!(text.contains("GFLOP/s") && rate > 0.0, "no GFLOP/s for the image encoder:\n{text}");
+    assert_eq!(cell("text encoder (2 labels)"), "", "{text}");
 }
 
 #[test]
