@@ -288,7 +288,7 @@ fn wgpu_native(_precision: Precision) -> Result<Device> {
 /// not).
 #[cfg(all(feature = "wgpu", target_family = "wasm"))]
 pub async fn webgpu(precision: Precision) -> Result<Device> {
-    let setup = browser_setup().await?;
+    let setup = browser_setup(precision).await?;
     record_limits(&setup);
     let mut device = Device::wgpu_options()
         .setup(setup)
@@ -315,11 +315,28 @@ pub fn wanted_limits(offered: &burn::tensor::wgpu::wgpu::Limits) -> burn::tensor
     wanted
 }
 
+/// The features to ask of an adapter that offers `offered`: its own (burn's runtime picks
+/// its kernels from them), but not mappable primary buffers, which WebGPU does not have, and
+/// not `shader-f16` where `precision` is f32.
+#[cfg(feature = "wgpu")]
+pub fn wanted_features(
+    offered: burn::tensor::wgpu::wgpu::Features,
+    precision: Precision,
+) -> burn::tensor::wgpu::wgpu::Features {
+    use burn::tensor::wgpu::wgpu::Features;
+    let mut unwanted = Features::MAPPABLE_PRIMARY_BUFFERS;
+    if precision == Precision::F32 {
+        unwanted |= Features::SHADER_F16;
+    }
+    offered.difference(unwanted)
+}
+
 /// The browser's WebGPU adapter (high performance preferred) and a device with
 /// [`wanted_limits`] and the adapter's features, as burn's runtime would ask for them
-/// (mappable primary buffers aside, which WebGPU does not have).
+/// (mappable primary buffers aside, which WebGPU does not have), less `shader-f16` when
+/// `precision` is f32 and nothing will compute in half precision.
 #[cfg(all(feature = "wgpu", target_family = "wasm"))]
-async fn browser_setup() -> Result<burn::tensor::wgpu::WgpuSetup> {
+async fn browser_setup(precision: Precision) -> Result<burn::tensor::wgpu::WgpuSetup> {
     use burn::tensor::wgpu::wgpu;
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: wgpu::Backends::BROWSER_WEBGPU,
@@ -333,7 +350,7 @@ async fn browser_setup() -> Result<burn::tensor::wgpu::WgpuSetup> {
         .map_err(|e| Error::NoGpu(format!("WebGPU is not available: no adapter ({e})")))?;
     let descriptor = wgpu::DeviceDescriptor {
         label: Some("wordmask"),
-        required_features: adapter.features().difference(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
+        required_features: wanted_features(adapter.features(), precision),
         required_limits: wanted_limits(&adapter.limits()),
         memory_hints: wgpu::MemoryHints::MemoryUsage,
         ..Default::default()
@@ -406,6 +423,19 @@ mod tests {
         let small = Limits::defaults();
         assert_eq!(wanted_limits(&small).max_storage_buffer_binding_size, 128 << 20);
         assert_eq!(wanted_limits(&small).max_buffer_size, 256 << 20);
+    }
+
+    /// An f32 device does without `shader-f16`; `auto` and `f16` keep it where it is offered.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn f16_is_asked_for_only_where_it_may_be_used() {
+        use burn::tensor::wgpu::wgpu::Features;
+        let offered = Features::SHADER_F16 | Features::MAPPABLE_PRIMARY_BUFFERS | Features::TIMESTAMP_QUERY;
+        assert_eq!(wanted_features(offered, Precision::F32), Features::TIMESTAMP_QUERY);
+        for precision in [Precision::Auto, Precision::F16] {
+            assert_eq!(wanted_features(offered, precision), Features::SHADER_F16 | Features::TIMESTAMP_QUERY);
+        }
+        assert_eq!(wanted_features(Features::empty(), Precision::Auto), Features::empty());
     }
 
     /// Intermediates take half the largest buffer, at most 256 MiB; the CPU backend has no
