@@ -112,6 +112,10 @@ fn pack_linear() -> bool {
     cfg!(all(target_arch = "wasm32", target_feature = "simd128")) || crate::device::avx512()
 }
 
+/// A random tensor a recording loader made: name, shape and values (see
+/// [`WeightLoader::recording`]).
+pub type Recorded = (String, Vec<usize>, Vec<f32>);
+
 /// What [`WeightLoader::with_hook`] runs on each tensor after conversion.
 type Hook<'c> = Box<dyn FnMut(&str, &mut [f32]) + 'c>;
 
@@ -135,7 +139,7 @@ pub struct WeightLoader<'c, 'a> {
     /// Linear layers keep their weights packed on the host for the host product.
     pack_linear: bool,
     /// With random weights, every tensor made so far (see [`Self::recording`]).
-    recorded: Option<Vec<(String, Vec<usize>, Vec<f32>)>>,
+    recorded: Option<Vec<Recorded>>,
 }
 
 impl<'c, 'a> WeightLoader<'c, 'a> {
@@ -185,7 +189,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
 
     /// The random tensors made since [`Self::recording`], as `(name, shape, values)`, in the
     /// order they were asked for (what [`crate::checkpoint::write_safetensors`] writes).
-    pub fn take_recorded(&mut self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    pub fn take_recorded(&mut self) -> Vec<Recorded> {
         self.recorded.take().unwrap_or_default()
     }
 

@@ -20,7 +20,9 @@ pub use safetensors::{Values, write_values as write_safetensors_values};
 /// int8 with one f32 scale per output row (`<name>._data` `[out, ...]`, `<name>._scale` `[out,
 /// 1, ...]`, as optimum-quanto saves a `qint8` weight), the others as f16.
 pub fn write_safetensors_q8(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
-    let quantised: Vec<Option<(Vec<i8>, Vec<f32>, Vec<usize>, [String; 2])>> = tensors
+    /// A weight quantised: its int8 values, scales, the scales' shape and the two keys.
+    type Quantised = (Vec<i8>, Vec<f32>, Vec<usize>, [String; 2]);
+    let quantised: Vec<Option<Quantised>> = tensors
         .iter()
         .map(|(name, shape, values)| {
             quantizable(name, shape).then(|| {
