@@ -131,8 +131,9 @@ impl Loaded {
         Self::preset_with(name, &mut crate::loader::WeightLoader::random(device))
     }
 
-    /// The preset `name` built through `loader` (random weights: see
-    /// [`crate::loader::WeightLoader::random`]), which tallies what it holds.
+    /// The preset `name` built through `loader`, which tallies what it holds: random weights
+    /// ([`crate::loader::WeightLoader::random`]), or a checkpoint of the preset's shapes, in one
+    /// pass (the caller's [`crate::loader::WeightLoader::finish`] then reports what did not fit).
     pub fn preset_with(name: &str, loader: &mut crate::loader::WeightLoader) -> Result<Loaded> {
         for engine in ENGINES {
             if let Some(network) = engine.load_preset(name, loader) {
