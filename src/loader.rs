@@ -30,16 +30,73 @@ pub fn load<T>(
     checkpoint: &Checkpoint<'_>,
     device: &Device,
     architecture: &str,
-    mut build: impl FnMut(&mut WeightLoader) -> Result<T>,
+    build: impl FnMut(&mut WeightLoader) -> Result<T>,
 ) -> Result<T> {
+    Ok(load_held(checkpoint, device, architecture, build)?.0)
+}
+
+/// [`load`], with the bytes the model's weights hold (see [`HeldBytes`]).
+pub fn load_held<T>(
+    checkpoint: &Checkpoint<'_>,
+    device: &Device,
+    architecture: &str,
+    mut build: impl FnMut(&mut WeightLoader) -> Result<T>,
+) -> Result<(T, HeldBytes)> {
     let mut check = WeightLoader::new(checkpoint, device, architecture);
     check.checking = true;
     build(&mut check)?;
     check.finish()?;
     let mut loader = WeightLoader::new(checkpoint, device, architecture);
     let model = build(&mut loader)?;
+    let held = loader.held;
     loader.finish()?;
-    Ok(model)
+    Ok((model, held))
+}
+
+/// The bytes a loaded model's weights hold in memory (on the device, or on the host where a
+/// layer keeps them there), by the type they are held in, tallied as they load: what the model
+/// keeps of its checkpoint, not what inference allocates on the way. Int8 weights' scales are
+/// f32 and counted there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeldBytes {
+    pub f32: usize,
+    pub f16: usize,
+    pub bf16: usize,
+    pub int8: usize,
+}
+
+impl HeldBytes {
+    /// `n` values in f32.
+    pub fn f32s(n: usize) -> Self {
+        HeldBytes { f32: n * size_of::<f32>(), ..HeldBytes::default() }
+    }
+
+    /// All of them.
+    pub fn total(&self) -> usize {
+        self.f32 + self.f16 + self.bf16 + self.int8
+    }
+}
+
+impl std::ops::AddAssign for HeldBytes {
+    fn add_assign(&mut self, other: HeldBytes) {
+        self.f32 += other.f32;
+        self.f16 += other.f16;
+        self.bf16 += other.bf16;
+        self.int8 += other.int8;
+    }
+}
+
+impl std::fmt::Display for HeldBytes {
+    /// "571.2 MiB (f32 571.2 MiB)", the types held listed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |n: usize| n as f64 / (1 << 20) as f64;
+        let parts: Vec<String> = [("f32", self.f32), ("f16", self.f16), ("bf16", self.bf16), ("int8", self.int8)]
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| format!("{name} {:.1} MiB", mib(*n)))
+            .collect();
+        write!(f, "{:.1} MiB ({})", mib(self.total()), parts.join(", "))
+    }
 }
 
 /// Keys that checkpoints carry but inference does not read: the `position_ids` buffers of
@@ -54,6 +111,10 @@ fn ignorable(name: &str) -> bool {
 fn pack_linear() -> bool {
     cfg!(all(target_arch = "wasm32", target_feature = "simd128")) || crate::device::avx512()
 }
+
+/// A random tensor a recording loader made: name, shape and values (see
+/// [`WeightLoader::recording`]).
+pub type Recorded = (String, Vec<usize>, Vec<f32>);
 
 /// What [`WeightLoader::with_hook`] runs on each tensor after conversion.
 type Hook<'c> = Box<dyn FnMut(&str, &mut [f32]) + 'c>;
@@ -73,10 +134,12 @@ pub struct WeightLoader<'c, 'a> {
     hook: Option<Hook<'c>>,
     /// The first pass of [`load`]: check the index, read nothing.
     checking: bool,
-    /// Bytes uploaded to the device so far.
-    pub uploaded: usize,
+    /// What the tensors loaded so far hold.
+    pub held: HeldBytes,
     /// Linear layers keep their weights packed on the host for the host product.
     pack_linear: bool,
+    /// With random weights, every tensor made so far (see [`Self::recording`]).
+    recorded: Option<Vec<Recorded>>,
 }
 
 impl<'c, 'a> WeightLoader<'c, 'a> {
@@ -92,8 +155,9 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             architecture: architecture.to_string(),
             hook: None,
             checking: false,
-            uploaded: 0,
+            held: HeldBytes::default(),
             pack_linear: pack_linear(),
+            recorded: None,
         }
     }
 
@@ -110,9 +174,23 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             architecture: "random".into(),
             hook: None,
             checking: false,
-            uploaded: 0,
+            held: HeldBytes::default(),
             pack_linear: pack_linear(),
+            recorded: None,
         }
+    }
+
+    /// Keep a copy of every random tensor made, to write them as a checkpoint of the model's
+    /// shapes ([`Self::take_recorded`]): a hub architecture's file without its download.
+    pub fn recording(mut self) -> Self {
+        self.recorded = Some(Vec::new());
+        self
+    }
+
+    /// The random tensors made since [`Self::recording`], as `(name, shape, values)`, in the
+    /// order they were asked for (what [`crate::checkpoint::write_safetensors`] writes).
+    pub fn take_recorded(&mut self) -> Vec<Recorded> {
+        self.recorded.take().unwrap_or_default()
     }
 
     fn random_values(&mut self, n: usize) -> Vec<f32> {
@@ -169,6 +247,9 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             let mut values = self.random_values(shape.iter().product());
             if let Some(hook) = self.hook.as_mut() {
                 hook(name, &mut values);
+            }
+            if let Some(recorded) = self.recorded.as_mut() {
+                recorded.push((name.to_string(), shape.to_vec(), values.clone()));
             }
             return Some(values);
         };
@@ -242,6 +323,12 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         self.checkpoint.and_then(|c| c.get(name)).map(|e| e.shape.clone())
     }
 
+    /// The type `name` is stored as (`I8` for a quantised weight); `None` for random weights
+    /// and a missing tensor.
+    pub fn stored_dtype(&self, name: &str) -> Option<StoredDtype> {
+        self.checkpoint.and_then(|c| c.get(name)).map(|e| e.dtype)
+    }
+
     /// A tensor some files carry as a copy of another (weights the model ties together): it is
     /// not read, and not reported as unexpected when present.
     pub fn tied(&mut self, name: &str) {
@@ -300,7 +387,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
     fn upload<const D: usize>(&mut self, values: Option<Vec<f32>>, shape: [usize; D]) -> Tensor<D> {
         match values {
             Some(values) => {
-                self.uploaded += values.len() * size_of::<f32>();
+                self.held.f32 += values.len() * size_of::<f32>();
                 Tensor::from_data(TensorData::new(values, shape), &self.device)
             }
             // A config that asks for an empty axis was reported by `host`; nothing to allocate.
@@ -316,9 +403,9 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         Scope { loader: self, prefix: name.to_string() }
     }
 
-    /// Count `bytes` as uploaded (a layer that keeps its weights on the host, packed).
-    pub fn count_uploaded(&mut self, bytes: usize) {
-        self.uploaded += bytes;
+    /// Count what a layer keeps of its weights itself (on the host: packed, or as stored).
+    pub fn hold(&mut self, held: HeldBytes) {
+        self.held += held;
     }
 
     /// Every tensor whose name starts with `prefix` is left unread without being reported as
@@ -423,6 +510,13 @@ impl<'c, 'a> Scope<'_, 'c, 'a> {
         self.loader.host(&key, shape)
     }
 
+    /// [`Self::host`] for values the layer keeps on the host as they are: counted as held.
+    pub fn host_kept(&mut self, name: &str, shape: &[usize]) -> Option<Vec<f32>> {
+        let values = self.host(name, shape);
+        self.hold(HeldBytes::f32s(values.as_ref().map_or(0, Vec::len)));
+        values
+    }
+
     /// [`WeightLoader::tensor_row_blocks`] of `name` in this scope.
     pub fn tensor_row_blocks(&mut self, name: &str, shape: [usize; 2], block: usize) -> Vec<Tensor<2>> {
         let key = self.key(name);
@@ -432,6 +526,11 @@ impl<'c, 'a> Scope<'_, 'c, 'a> {
     /// [`WeightLoader::host_shape`] of `name` in this scope.
     pub fn host_shape(&self, name: &str) -> Option<Vec<usize>> {
         self.loader.host_shape(&self.key(name))
+    }
+
+    /// [`WeightLoader::stored_dtype`] of `name` in this scope.
+    pub fn stored_dtype(&self, name: &str) -> Option<StoredDtype> {
+        self.loader.stored_dtype(&self.key(name))
     }
 
     /// [`WeightLoader::quantized`] of `name` in this scope.
@@ -463,9 +562,9 @@ impl<'c, 'a> Scope<'_, 'c, 'a> {
         self.loader.tensor_transposed(&key, shape)
     }
 
-    /// [`WeightLoader::count_uploaded`].
-    pub fn count_uploaded(&mut self, bytes: usize) {
-        self.loader.count_uploaded(bytes);
+    /// [`WeightLoader::hold`].
+    pub fn hold(&mut self, held: HeldBytes) {
+        self.loader.hold(held);
     }
 }
 

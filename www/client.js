@@ -166,7 +166,7 @@ export class ModelClient {
    * again is free. A failure rejects with a ModelError: its `code` says which ('model-not-found',
    * 'not-a-checkpoint', 'wrong-architecture', 'network', 'http', 'cancelled' after `cancel()`, ...).
    * With `{q8: true}`, int8 weights (`model.q8.safetensors`) are read where the folder has them
-   * (about a third of the download; labels within 1 % of the full weights'); the ready reply's
+   * (about a quarter of the download; labels within 1 % of the full weights'); the ready reply's
    * `weights` names the file read.
    */
   load(source, { q8 = false } = {}) {

@@ -11,7 +11,7 @@
 pub mod wordpiece;
 
 use burn::tensor::activation::tanh;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use wordpiece::WordPiece;
@@ -19,7 +19,7 @@ pub use wordpiece::WordPiece;
 use crate::error::{Error, Result};
 use crate::loader::{Scope, WeightLoader};
 use crate::network::{Fields, limits};
-use crate::nn::{Activation, Attention, LayerNorm, Linear, activate};
+use crate::nn::{Activation, Attention, EmbeddingTable, LayerNorm, Linear, activate};
 
 /// `BertConfig` (the fields the encoder reads; transformers' defaults).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,7 +133,8 @@ impl BertLayer {
 #[derive(Debug, Clone)]
 pub struct BertModel {
     pub config: BertConfig,
-    word_embeddings: Tensor<2>,
+    /// On the CPU backend held as the file stores it (see [`EmbeddingTable`]).
+    word_embeddings: EmbeddingTable,
     position_embeddings: Tensor<2>,
     /// Token type 0's row: every text here is one segment.
     token_type: Tensor<1>,
@@ -170,7 +171,7 @@ impl BertModel {
         let mut scope = loader.pp(root);
         let (d, eps, heads) = (config.hidden_size, config.layer_norm_eps, config.num_attention_heads);
         let mut embeddings = scope.pp("embeddings");
-        let word_embeddings = embeddings.tensor("word_embeddings.weight", [config.vocab_size, d]);
+        let word_embeddings = EmbeddingTable::load(&mut embeddings, "word_embeddings.weight", [config.vocab_size, d]);
         let position_embeddings = embeddings.tensor("position_embeddings.weight", [config.max_position_embeddings, d]);
         let token_types = embeddings.tensor("token_type_embeddings.weight", [config.type_vocab_size, d]);
         let token_type = token_types.slice([0..1, 0..d]).reshape([d]);
@@ -203,7 +204,7 @@ impl BertModel {
     }
 
     pub fn device(&self) -> Device {
-        self.word_embeddings.device()
+        self.position_embeddings.device()
     }
 
     /// Whether the checkpoint has the pooler that [`Pooling::Cls`] reads.
@@ -241,13 +242,10 @@ impl BertModel {
                 self.config.vocab_size
             )));
         }
-        let device = self.device();
-        let index: Vec<i32> = rows.iter().flat_map(|r| r.iter().map(|&t| t as i32)).collect();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * n]), &device);
+        let ids: Vec<u32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
         let x = self
             .word_embeddings
-            .clone()
-            .select(0, index)
+            .lookup(&ids)?
             .reshape([b, n, d])
             .add(self.position_embeddings.clone().slice([0..n, 0..d]).unsqueeze::<3>())
             .add(self.token_type.clone().unsqueeze::<3>());

@@ -16,6 +16,36 @@ pub use safetensors::write as write_safetensors_as;
 pub use safetensors::write_f32 as write_safetensors;
 pub use safetensors::{Values, write_values as write_safetensors_values};
 
+/// `tensors` as `wordmask convert --dtype q8` writes them: the weights [`quantizable`] picks as
+/// int8 with one f32 scale per output row (`<name>._data` `[out, ...]`, `<name>._scale` `[out,
+/// 1, ...]`, as optimum-quanto saves a `qint8` weight), the others as f16.
+pub fn write_safetensors_q8(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
+    /// A weight quantised: its int8 values, scales, the scales' shape and the two keys.
+    type Quantised = (Vec<i8>, Vec<f32>, Vec<usize>, [String; 2]);
+    let quantised: Vec<Option<Quantised>> = tensors
+        .iter()
+        .map(|(name, shape, values)| {
+            quantizable(name, shape).then(|| {
+                let (q, scales) = quantize_rows(values, shape[0]);
+                let mut scale_shape = vec![1; shape.len()];
+                scale_shape[0] = shape[0];
+                (q, scales, scale_shape, [format!("{name}{Q_DATA}"), format!("{name}{Q_SCALE}")])
+            })
+        })
+        .collect();
+    let mut stored: Vec<(&str, &[usize], Values<'_>)> = Vec::new();
+    for ((name, shape, values), q) in tensors.iter().zip(&quantised) {
+        match q {
+            Some((q, scales, scale_shape, [data, scale])) => {
+                stored.push((data, shape, Values::I8(q)));
+                stored.push((scale, scale_shape, Values::F32(scales)));
+            }
+            None => stored.push((name, shape, Values::F16(values))),
+        }
+    }
+    write_safetensors_values(&stored)
+}
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -142,17 +172,34 @@ pub fn quantize_rows(values: &[f32], rows: usize) -> (Vec<i8>, Vec<f32>) {
     (q, scales)
 }
 
-/// Whether `wordmask convert --dtype q8` quantises a tensor, as optimum-quanto picks the
-/// modules it quantises (`Linear` and `Conv2d`, not `Embedding` nor norms): a `*.weight` of
-/// three or more axes (a convolution's, a patch embedding's among them), or of two unless its
-/// name says it is an embedding table or learned tokens.
+/// Whether `wordmask convert --dtype q8` quantises a tensor: the weights optimum-quanto
+/// quantises (its `Linear` and `Conv2d` modules, not norms: a `*.weight` of three or more axes,
+/// a convolution's or a patch embedding's among them, or of two unless its name says it is an
+/// embedding table or learned tokens), and besides them the text towers' token tables
+/// ([`lookup_table`]) whose rows are at least [`Q8_TABLE_WIDTH`] wide, which quanto leaves
+/// alone (it does not quantise `nn.Embedding`).
 pub fn quantizable(name: &str, shape: &[usize]) -> bool {
     let lower = name.to_ascii_lowercase();
     let table = lower.contains("embed") || lower.contains("token");
+    let wide_table = lookup_table(name) && shape.get(1).is_some_and(|&w| w >= Q8_TABLE_WIDTH);
     name.ends_with(".weight")
         && shape.iter().all(|&d| d > 0)
         && !lower.contains("norm")
-        && (shape.len() >= 3 || (shape.len() == 2 && !table))
+        && (shape.len() >= 3 || (shape.len() == 2 && (!table || wide_table)))
+}
+
+/// The narrowest token table `convert --dtype q8` stores as int8: a row is then its values and
+/// one f32 scale, `width + 4` bytes against f16's `2 width`, so a narrow row gains little (8
+/// values: 12 bytes against 16) for int8's rounding. Every hub text tower's rows are 512 wide
+/// or more.
+pub const Q8_TABLE_WIDTH: usize = 64;
+
+/// Whether `name` is a text tower's token table, which a text reads a few rows of by id (CLIP's
+/// `token_embedding.weight`, BERT's `word_embeddings.weight`): the models hold it as stored on
+/// the CPU backend (`nn::EmbeddingTable`), so a q8 file keeps it int8 in memory, one scale per
+/// row, where it is the largest tensor of a CLIP (ViT-B/16's is 49,408 x 512).
+pub fn lookup_table(name: &str) -> bool {
+    name.ends_with("token_embedding.weight") || name.ends_with("word_embeddings.weight")
 }
 
 /// Quantised weights of `entries` (see [`Checkpoint`]): by name, the data's entry and the scale's

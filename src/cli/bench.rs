@@ -114,6 +114,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         (None, None) => bail!("bench needs --model DIR, or --config PRESET --random-weights"),
     };
     let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
+    let held = loaded.held_bytes();
     let (rows, engine) = match loaded {
         Loaded::Words(model) => (words_rows(&args, &model)?, model.engine()),
         Loaded::Prompts(model) => {
@@ -127,7 +128,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         _ => String::new(),
     };
     println!(
-        "wordmask bench: {what}, engine {engine}, backend {backend}{kernels}, {} iterations, loaded in {load_ms:.0} ms",
+        "wordmask bench: {what}, engine {engine}, backend {backend}{kernels}, {} iterations, loaded in {load_ms:.0} ms, weights holding {held}",
         args.iters
     );
     print_table(&rows);

@@ -1,7 +1,7 @@
 //! `wordmask convert`: a checkpoint folder rewritten with its weights stored in half precision
 //! (half the download and the page's cache; the precision of the compute is `--precision`'s), in
-//! f32, or as int8 (`q8`: linear and convolution weights in optimum-quanto's `qint8` layout, the
-//! rest f16): `config.json` and
+//! f32, or as int8 (`q8`: linear and convolution weights and token tables in optimum-quanto's
+//! `qint8` layout, the rest f16): `config.json` and
 //! `preprocessor_config.json` copied, every floating tensor converted into one
 //! `model.safetensors`, what inference never reads (integer buffers such as `position_ids`, batch
 //! norm's step counters) left out and listed.
@@ -12,17 +12,16 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::files::{ModelFiles, model_paths};
-use wordmask::checkpoint::{
-    Checkpoint, Q_DATA, Q_SCALE, Values, quantizable, quantize_rows, write_safetensors_as, write_safetensors_values,
-};
+use wordmask::checkpoint::{Checkpoint, write_safetensors_as, write_safetensors_q8};
 use wordmask::files::{check_model_folder, write_bytes};
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 pub enum Dtype {
     F16,
     F32,
-    /// The weights of linear layers and convolutions as int8 with one f32 scale per output (in
-    /// optimum-quanto's `qint8` layout: `<name>._data`, `<name>._scale`), the rest as f16.
+    /// The weights of linear layers and convolutions as int8 with one f32 scale per output, and
+    /// the text towers' token tables with one per row (in optimum-quanto's `qint8` layout:
+    /// `<name>._data`, `<name>._scale`), the rest as f16.
     Q8,
 }
 
@@ -107,7 +106,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         }
     }
     let bytes = match args.dtype {
-        Dtype::Q8 => write_q8(&tensors)?,
+        Dtype::Q8 => write_safetensors_q8(&tensors)?,
         dtype => write_safetensors_as(&tensors, dtype == Dtype::F16)?,
     };
     // The written file reads back with the loader every command uses.
@@ -141,35 +140,6 @@ pub fn run(args: ConvertArgs) -> Result<()> {
 
 /// The name `--beside` gives int8 weights in the model's own folder (the page's choice).
 pub const Q8_BESIDE: &str = "model.q8.safetensors";
-
-/// `tensors` with the weights [`quantizable`] picks as int8 and one f32 scale per output row
-/// (`<name>._data` `[out, ...]`, `<name>._scale` `[out, 1, ...]`, as optimum-quanto saves a
-/// `qint8` weight), the others as f16.
-fn write_q8(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
-    let mut quantised = Vec::new();
-    for (name, shape, values) in tensors {
-        if quantizable(name, shape) {
-            let (q, scales) = quantize_rows(values, shape[0]);
-            let mut scale_shape = vec![1; shape.len()];
-            scale_shape[0] = shape[0];
-            quantised.push((name.as_str(), q, scales, scale_shape));
-        }
-    }
-    let names: Vec<(String, String)> =
-        quantised.iter().map(|(name, ..)| (format!("{name}{Q_DATA}"), format!("{name}{Q_SCALE}"))).collect();
-    let mut stored: Vec<(&str, &[usize], Values<'_>)> = Vec::new();
-    for (name, shape, values) in tensors {
-        match quantised.iter().position(|(q, ..)| q == name) {
-            Some(i) => {
-                let (_, q, scales, scale_shape) = &quantised[i];
-                stored.push((&names[i].0, shape, Values::I8(q)));
-                stored.push((&names[i].1, scale_shape, Values::F32(scales)));
-            }
-            None => stored.push((name, shape, Values::F16(values))),
-        }
-    }
-    Ok(write_safetensors_values(&stored)?)
-}
 
 /// A checkpoint folder written so that it never mixes two models: the weights first (the other
 /// weights file removed), then each of `texts` in order (`None`: the file removed), config.json
@@ -211,7 +181,7 @@ fn moco_v3(args: &ConvertArgs) -> Result<()> {
     let checkpoint = Checkpoint::from_bytes(&bytes, &args.model)?;
     let (config, tensors) = wordmask::vit::moco::convert(&checkpoint, args.heads)?;
     let weights = match args.dtype {
-        Dtype::Q8 => write_q8(&tensors)?,
+        Dtype::Q8 => write_safetensors_q8(&tensors)?,
         dtype => write_safetensors_as(&tensors, dtype == Dtype::F16)?,
     };
     Checkpoint::from_bytes(&weights, "the converted model.safetensors")

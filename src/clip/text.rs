@@ -6,16 +6,14 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::loader::Scope;
-use crate::nn::{EncoderLayer, LayerNorm, load_layers};
+use crate::nn::{EmbeddingTable, EncoderLayer, LayerNorm, load_layers};
 
 #[derive(Debug, Clone)]
 pub struct TextTransformer {
-    /// `embeddings.token_embedding.weight`, `[vocab, width]`, in blocks of
-    /// [`Self::rows_per_block`] rows: one block, unless the table is larger than one GPU buffer
-    /// should be (a 768-wide tower's 49,408 rows in f32 are 145 MiB, past WebGPU's default
-    /// 128 MiB binding; see [`crate::device::buffer_budget`]).
-    pub token_embedding: Vec<Tensor<2>>,
-    pub rows_per_block: usize,
+    /// `embeddings.token_embedding.weight`, `[vocab, width]`: on the CPU backend held as the
+    /// file stores it (int8 in a q8 file), on a GPU in f32 blocks of rows (see
+    /// [`EmbeddingTable`]).
+    pub token_embedding: EmbeddingTable,
     /// `embeddings.position_embedding.weight`, `[context, width]`.
     pub position_embedding: Tensor<2>,
     pub layers: Vec<EncoderLayer>,
@@ -30,18 +28,10 @@ impl TextTransformer {
     pub fn load(mut p: Scope, cfg: &TextConfig) -> Self {
         let d = cfg.hidden_size;
         let mut embeddings = p.pp("embeddings");
-        let vocab = cfg.vocab_size;
-        let rows_per_block = crate::device::buffer_budget(embeddings.device())
-            .map_or(vocab, |bytes| (bytes / (d.max(1) * size_of::<f32>())).clamp(1, vocab.max(1)));
-        let token_embedding = if rows_per_block >= vocab {
-            vec![embeddings.tensor("token_embedding.weight", [vocab, d])]
-        } else {
-            embeddings.tensor_row_blocks("token_embedding.weight", [vocab, d], rows_per_block)
-        };
+        let token_embedding = EmbeddingTable::load(&mut embeddings, "token_embedding.weight", [cfg.vocab_size, d]);
         let position_embedding = embeddings.tensor("position_embedding.weight", [cfg.max_position_embeddings, d]);
         TextTransformer {
             token_embedding,
-            rows_per_block,
             position_embedding,
             layers: load_layers(p.pp("encoder.layers"), cfg.num_hidden_layers, cfg.dims()),
             final_layer_norm: LayerNorm::load(p.pp("final_layer_norm"), d, cfg.layer_norm_eps),
@@ -91,38 +81,10 @@ impl TextTransformer {
     }
 
     /// The token table's rows for `ids` (checked). `-> [b, n, width]`
-    fn embed_tokens(&self, ids: &[Vec<u32>], device: &Device) -> Tensor<3> {
+    fn embed_tokens(&self, ids: &[Vec<u32>]) -> Result<Tensor<3>> {
         let (b, n) = (ids.len(), ids[0].len());
-        let index = |values: Vec<i32>| {
-            let len = values.len();
-            Tensor::<1, Int>::from_data(TensorData::new(values, [len]), device)
-        };
-        if let [table] = &self.token_embedding[..] {
-            let flat: Vec<i32> = ids.iter().flatten().map(|&t| t as i32).collect();
-            let index = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, n]), device);
-            return burn::tensor::module::embedding(table.clone(), index);
-        }
-        // Each block gives the rows its ids fall in; one more gather puts them back in order.
-        let per = self.rows_per_block;
-        let (mut parts, mut order) = (Vec::new(), Vec::with_capacity(b * n));
-        for (k, block) in self.token_embedding.iter().enumerate() {
-            let (at, local): (Vec<usize>, Vec<i32>) = ids
-                .iter()
-                .flatten()
-                .enumerate()
-                .filter(|&(_, &t)| t as usize / per == k)
-                .map(|(i, &t)| (i, (t as usize % per) as i32))
-                .unzip();
-            if !local.is_empty() {
-                parts.push(block.clone().select(0, index(local)));
-                order.extend(at);
-            }
-        }
-        let mut back = vec![0i32; order.len()];
-        for (j, &i) in order.iter().enumerate() {
-            back[i] = j as i32;
-        }
-        Tensor::cat(parts, 0).select(0, index(back)).reshape([b, n, self.position_embedding.dims()[1]])
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        Ok(self.token_embedding.lookup(&flat)?.reshape([b, n, self.token_embedding.width()]))
     }
 
     /// Pooled (EOT) features after the final layer norm. `ids`: equal-length token rows.
@@ -132,8 +94,7 @@ impl TextTransformer {
         let device = self.position_embedding.device();
         let (b, n) = (ids.len(), ids[0].len());
         let d = self.position_embedding.dims()[1];
-        let mut x =
-            self.embed_tokens(ids, &device).add(self.position_embedding.clone().slice([0..n, 0..d]).unsqueeze::<3>());
+        let mut x = self.embed_tokens(ids)?.add(self.position_embedding.clone().slice([0..n, 0..d]).unsqueeze::<3>());
         let mask = Self::causal_mask(n, &device);
         for layer in &self.layers {
             x = layer.forward(x, Some(mask.clone()));
@@ -151,6 +112,7 @@ mod tests {
     use super::TextTransformer;
     use crate::clip::config::TextConfig;
     use crate::loader::WeightLoader;
+    use crate::nn::EmbeddingTable;
 
     /// A token table cut into blocks of rows (as a GPU device with small buffers gets it) gives
     /// the very features the whole table gives, ids from every block, in any order.
@@ -169,15 +131,18 @@ mod tests {
         };
         let mut loader = WeightLoader::random(&device);
         let whole = TextTransformer::load(loader.pp("text"), &cfg);
-        assert_eq!(whole.token_embedding.len(), 1, "no limit on the CPU backend");
+        assert_eq!(whole.token_embedding.blocks(), 0, "held on the host on the CPU backend");
+        let all: Vec<u32> = (0..40).collect();
+        let table = whole.token_embedding.lookup(&all).unwrap();
         let mut blocked = whole.clone();
-        blocked.rows_per_block = 7;
-        blocked.token_embedding =
-            (0..40).step_by(7).map(|r| whole.token_embedding[0].clone().slice([r..(r + 7).min(40), 0..8])).collect();
+        blocked.token_embedding = EmbeddingTable::from_blocks(
+            (0..40).step_by(7).map(|r| table.clone().slice([r..(r + 7).min(40), 0..8])).collect(),
+            7,
+        );
         let ids = vec![vec![38, 0, 7, 6, 21, 39], vec![13, 14, 35, 1, 20, 39]];
         let (want, got) = (whole.forward(&ids).unwrap(), blocked.forward(&ids).unwrap());
         let (want, got) = (want.into_data().try_to_vec::<f32>().unwrap(), got.into_data().try_to_vec::<f32>().unwrap());
-        assert_eq!(blocked.token_embedding.len(), 6);
+        assert_eq!(blocked.token_embedding.blocks(), 6);
         assert_eq!(got, want);
     }
 }

@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 
 use super::config::VisionConfig;
 use crate::error::Result;
-use crate::loader::Scope;
+use crate::loader::{HeldBytes, Scope};
 use crate::nn::{EncoderLayer, LayerNorm, PatchEmbedding, PositionTable, Resampling, load_layers};
 
 /// What the vision tower returns for a batch of images.
@@ -53,6 +53,10 @@ impl VisionTransformer {
             ),
             None => (Tensor::zeros([1, d], &device), PositionTable::stand_in(grid, d, &device)),
         };
+        if !embeddings.checking() {
+            embeddings.hold(positions.held());
+            embeddings.hold(HeldBytes::f32s(d));
+        }
         let class_embedding = embeddings.tensor("class_embedding", [d]);
         let patch_embedding = PatchEmbedding::load(embeddings.pp("patch_embedding"), d, cfg.num_channels, p, false);
         VisionTransformer {

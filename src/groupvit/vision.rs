@@ -238,6 +238,7 @@ impl GroupVitVisionTower {
             Some(table) => PositionTable::new(table, grid, d, embeddings.device()),
             None => PositionTable::stand_in(grid, d, embeddings.device()),
         };
+        embeddings.hold(position_embeddings.held());
         let patch_embeddings =
             PatchEmbedding::load(embeddings.pp("patch_embeddings.projection"), d, cfg.num_channels, p, true);
         let embed_norm = norm(embeddings.pp("layernorm"), cfg);

@@ -58,15 +58,11 @@ impl Linear {
                 None => p.host("weight", &stored).unwrap_or_else(|| vec![0.0; d_out * d_in]),
             };
             let bias_values = bias.then(|| p.host("bias", &[d_out]).unwrap_or_else(|| vec![0.0; d_out]));
-            // The checkpoint's values, as for a layer on the device (the panels' padding aside).
-            let weight_bytes = q8.as_ref().map_or(weight.len() * size_of::<f32>(), |(values, scales)| {
-                values.len() + scales.len() * size_of::<f32>()
-            });
-            p.count_uploaded(weight_bytes + bias_values.as_ref().map_or(0, Vec::len) * size_of::<f32>());
             let packed = match q8 {
                 Some((values, scales)) => PackedWeight::from_q8_out_in(&values, &scales, d_out, d_in, bias_values),
                 None => PackedWeight::from_out_in(&weight, d_out, d_in, bias_values),
             };
+            p.hold(packed.held());
             let weight = Tensor::<2>::zeros([1, 1], p.device()).expand([d_in, d_out]);
             return Linear { weight, bias: None, transposed: true, kernel: LinearKernel::Packed(packed) };
         }

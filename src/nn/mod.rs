@@ -8,6 +8,7 @@
 mod attention;
 mod bilinear;
 mod conv;
+mod embedding;
 mod kernels;
 mod linear;
 mod patch;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use attention::Attention;
 pub use bilinear::{BilinearGrid, Tap, bilinear_rows};
 pub use conv::{Conv2d, ConvTranspose2d, LayerNorm2d};
+pub use embedding::EmbeddingTable;
 pub use kernels::Kernel;
 pub use linear::{LayerNorm, Linear, LinearKernel};
 pub use patch::{PatchEmbedding, patchify};

@@ -8,6 +8,8 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::loader::HeldBytes;
+
 /// How a `g x g` table is resampled for a `gh x gw` grid of patches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum), value(rename_all = "kebab-case"))]
@@ -108,6 +110,12 @@ impl PositionTable {
     pub fn new(host: Vec<f32>, grid: usize, width: usize, device: &Device) -> Self {
         let trained = Tensor::from_data(TensorData::new(host.clone(), [grid * grid, width]), device);
         PositionTable { trained, host, grid, width }
+    }
+
+    /// What the table holds: the trained table on the device and its host copy, which
+    /// resampling reads.
+    pub fn held(&self) -> HeldBytes {
+        HeldBytes::f32s(self.host.len() + if self.host.is_empty() { 0 } else { self.trained.shape().num_elements() })
     }
 
     /// A table that holds nothing, for a model that will not run (the loader's check pass, or a

@@ -26,7 +26,7 @@ pub struct PositionalEmbedding {
 impl PositionalEmbedding {
     /// `positional_embedding`, `[2, feats]`.
     pub fn load(mut p: Scope, feats: usize) -> Self {
-        let gaussian = p.host("positional_embedding", &[2, feats]).unwrap_or_else(|| vec![0.0; 2 * feats]);
+        let gaussian = p.host_kept("positional_embedding", &[2, feats]).unwrap_or_else(|| vec![0.0; 2 * feats]);
         PositionalEmbedding { gaussian, feats }
     }
 
@@ -125,7 +125,7 @@ impl PromptEncoder {
     /// `point_embed.*`, `not_a_point_embed`, `no_mask_embed`, `mask_embed.*`.
     pub fn load(mut p: Scope, cfg: &SamPromptEncoderConfig) -> Self {
         let h = cfg.hidden_size;
-        let embedding = |mut p: Scope| p.host("weight", &[1, h]).unwrap_or_else(|| vec![0.0; h]);
+        let embedding = |mut p: Scope| p.host_kept("weight", &[1, h]).unwrap_or_else(|| vec![0.0; h]);
         let point_embed = (0..cfg.num_point_embeddings).map(|i| embedding(p.pp("point_embed").pp(i))).collect();
         let not_a_point_embed = embedding(p.pp("not_a_point_embed"));
         PromptEncoder {

@@ -128,15 +128,21 @@ impl Loaded {
 
     /// The preset `name` (see [`presets`]) with random weights, for timing.
     pub fn preset(name: &str, device: &burn::tensor::Device) -> Result<Loaded> {
-        let mut loader = crate::loader::WeightLoader::random(device);
+        Self::preset_with(name, &mut crate::loader::WeightLoader::random(device))
+    }
+
+    /// The preset `name` built through `loader`, which tallies what it holds: random weights
+    /// ([`crate::loader::WeightLoader::random`]), or a checkpoint of the preset's shapes, in one
+    /// pass (the caller's [`crate::loader::WeightLoader::finish`] then reports what did not fit).
+    pub fn preset_with(name: &str, loader: &mut crate::loader::WeightLoader) -> Result<Loaded> {
         for engine in ENGINES {
-            if let Some(network) = engine.load_preset(name, &mut loader) {
-                return Ok(Loaded::Words(Model::new(network?, None)?));
+            if let Some(network) = engine.load_preset(name, loader) {
+                return Ok(Loaded::Words(Model::new(network?, None)?.with_held(loader.held)));
             }
         }
         for &engine in point::PROMPT_ENGINES {
-            if let Some(network) = engine.load_preset(name, &mut loader) {
-                return Ok(Loaded::Prompts(point::PromptModel::new(engine, network?)?));
+            if let Some(network) = engine.load_preset(name, loader) {
+                return Ok(Loaded::Prompts(point::PromptModel::new(engine, network?)?.with_held(loader.held)));
             }
         }
         let names: Vec<&str> = presets().iter().map(|p| p.name).collect();
@@ -152,6 +158,15 @@ impl Loaded {
             Kind::Words(_) => Loaded::Words(Model::random(&config, device)?),
             Kind::Prompts(_) => Loaded::Prompts(point::PromptModel::random(&config, device)?),
         })
+    }
+
+    /// The bytes the model's weights hold in memory, by type (see
+    /// [`crate::loader::HeldBytes`]).
+    pub fn held_bytes(&self) -> crate::loader::HeldBytes {
+        match self {
+            Loaded::Words(model) => model.held_bytes(),
+            Loaded::Prompts(model) => model.held_bytes(),
+        }
     }
 
     /// Load whatever `config.json` describes (parsed once, here).

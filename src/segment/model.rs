@@ -22,6 +22,8 @@ pub struct Model {
     engine: &'static dyn AnyEngine,
     pub tokenizer: Tokenizer,
     pub preprocessor: Preprocessor,
+    /// What its weights hold, where it was loaded here (zero for a network built elsewhere).
+    held: loader::HeldBytes,
 }
 
 impl TextEncoder for Model {
@@ -89,16 +91,17 @@ impl Model {
         device: &Device,
     ) -> Result<Self> {
         let engine = Self::engine_of(config)?;
-        let network = loader::load(checkpoint, device, engine.class(), |l| engine.load(config, l))?;
-        Self::with_engine(network, engine, preprocessor_json)
+        let (network, held) = loader::load_held(checkpoint, device, engine.class(), |l| engine.load(config, l))?;
+        Ok(Model { held, ..Self::with_engine(network, engine, preprocessor_json)? })
     }
 
     /// What `config.json` describes with random weights in place of a checkpoint's (see
     /// [`crate::loader::WeightLoader::random`]): a real checkpoint's shapes without its download.
     pub fn random(config: &ConfigJson, device: &Device) -> Result<Self> {
         let engine = Self::engine_of(config)?;
-        let network = engine.load(config, &mut loader::WeightLoader::random(device))?;
-        Self::with_engine(network, engine, None)
+        let mut loader = loader::WeightLoader::random(device);
+        let network = engine.load(config, &mut loader)?;
+        Ok(Model { held: loader.held, ..Self::with_engine(network, engine, None)? })
     }
 
     /// The engine of a `config.json`'s `model_type`, or an error naming the known ones.
@@ -131,7 +134,17 @@ impl Model {
             Some(text) => Preprocessor::from_json(text, network.image_size())?,
             None => network.default_preprocessor(),
         };
-        Ok(Model { network, engine, tokenizer: Tokenizer::new(), preprocessor })
+        Ok(Model { network, engine, tokenizer: Tokenizer::new(), preprocessor, held: loader::HeldBytes::default() })
+    }
+
+    /// The bytes its weights hold in memory, by type (see [`loader::HeldBytes`]).
+    pub fn held_bytes(&self) -> loader::HeldBytes {
+        self.held
+    }
+
+    /// The model, its weights holding `held` (tallied by the loader that built it).
+    pub(crate) fn with_held(self, held: loader::HeldBytes) -> Self {
+        Model { held, ..self }
     }
 
     pub fn network(&self) -> &dyn Network {

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::loader::WeightLoader;
+use crate::loader::{HeldBytes, WeightLoader};
 use crate::network::{Fields, limits};
 use crate::nn::{Activation, Attention, EncoderLayer, LayerNorm, Linear, Mlp, PatchEmbedding, PositionTable};
 
@@ -115,6 +115,10 @@ impl VitModel {
             ),
             None => (Tensor::zeros([1, d], &device), PositionTable::stand_in(grid, d, &device)),
         };
+        if !scope.checking() {
+            scope.hold(positions.held());
+            scope.hold(HeldBytes::f32s(d));
+        }
         let cls = scope.tensor("embeddings.cls_token", [1, 1, d]).reshape([d]);
         let mut encoder = scope.pp("encoder.layer");
         let layers = (0..config.num_hidden_layers)

@@ -201,7 +201,7 @@ fn a_config_that_does_not_fit_is_refused_before_anything_is_uploaded() {
         let mut uploaded = Vec::new();
         let result = wordmask::loader::load(&checkpoint, &device, "CLIPModel", |loader| {
             let model = ClipModel::load(ClipConfig::from_json(config)?, loader);
-            uploaded.push(loader.uploaded);
+            uploaded.push(loader.held.total());
             Ok(model)
         });
         (result.map(drop), uploaded)
@@ -221,12 +221,18 @@ fn a_config_that_does_not_fit_is_refused_before_anything_is_uploaded() {
     result.unwrap();
     assert_eq!(uploaded.len(), 2);
     assert_eq!(uploaded[0], 0, "the checking pass uploads nothing");
-    // Every tensor once, but those read on the host (the logit scale, the position table).
-    let on_host = ["logit_scale", "vision_model.embeddings.position_embedding.weight"];
-    let floats: usize = checkpoint
-        .names()
-        .filter(|n| !n.ends_with("position_ids") && !on_host.contains(n))
-        .map(|n| checkpoint.get(n).unwrap().shape.iter().product::<usize>())
-        .sum();
-    assert_eq!(uploaded[1], 4 * floats);
+    // Every tensor once, in f32, but the logit scale (a number) and the position table's patch
+    // rows, held twice (on the device, and on the host to be resampled).
+    let size = |n: &str| checkpoint.get(n).unwrap().shape.iter().product::<usize>();
+    let floats: usize =
+        checkpoint.names().filter(|n| !n.ends_with("position_ids") && *n != "logit_scale").map(size).sum();
+    let positions = size("vision_model.embeddings.position_embedding.weight");
+    let class_row = size("vision_model.embeddings.class_embedding");
+    let want = 4 * (floats + positions - class_row);
+    if wordmask::device::avx512() {
+        // Linear layers packed in panels of 64 columns, this fixture's narrow ones zero-padded.
+        assert!(uploaded[1] > want && uploaded[1] < 2 * want, "{} bytes held for {want}", uploaded[1]);
+    } else {
+        assert_eq!(uploaded[1], want);
+    }
 }

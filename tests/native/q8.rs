@@ -10,9 +10,12 @@ use burn::tensor::{Tensor, TensorData};
 use common::{
     Cli, EMBED_TOL, Reference, Scene, agreement, all_close, backends, fixtures, floats, load_model, read, to_vec,
 };
-use wordmask::checkpoint::Checkpoint;
+use wordmask::checkpoint::{Checkpoint, lookup_table, write_safetensors, write_safetensors_q8};
+use wordmask::clip::ClipConfig;
 use wordmask::clip::ClipModel;
+use wordmask::loader::{HeldBytes, WeightLoader};
 use wordmask::network::Network;
+use wordmask::segment::Loaded;
 
 const QUANTO: &str = "clip-q8-quanto";
 const IMAGES: [&str; 2] = ["shapes_50x90", "noise_75x75"];
@@ -72,8 +75,9 @@ fn a_quanto_checkpoint_gives_quantos_outputs_on_every_backend() {
 }
 
 /// `convert --dtype q8` writes the int8 values and scales optimum-quanto writes for the same f32
-/// checkpoint, for the same weights (its `Linear` and `Conv2d` layers), with the rest in f16; the
-/// file is smaller than the f16 one, and converting it again gives the same file.
+/// checkpoint, for the same weights (its `Linear` and `Conv2d` layers), with the rest in f16 (the
+/// token table too: its rows are 8 wide, too narrow for int8 to pay); the file is smaller than
+/// the f16 one, and converting it again gives the same file.
 #[test]
 fn convert_q8_writes_what_quanto_writes() {
     let dir = common::scratch("q8-convert");
@@ -286,4 +290,127 @@ fn convert_beside_writes_the_int8_file_into_the_models_folder() {
     let err = Cli::new("convert").model(&dir).args(["--dtype", "f16", "--beside"]).fails();
     assert!(err.contains("--beside writes model.q8.safetensors"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A CLIP whose token table is most of its weights, as in the hub's CLIPs (ViT-B/16's is 49,408
+/// x 512, 17 % of them): 128-wide text tower, narrow vision tower.
+const TABLE_HEAVY_CLIP: &str = r#"{
+  "model_type": "clip", "projection_dim": 64,
+  "text_config": {"hidden_size": 128, "intermediate_size": 512, "num_attention_heads": 2,
+    "num_hidden_layers": 2, "max_position_embeddings": 77, "vocab_size": 49408,
+    "bos_token_id": 49406, "eos_token_id": 49407, "hidden_act": "quick_gelu"},
+  "vision_config": {"hidden_size": 64, "intermediate_size": 256, "num_attention_heads": 2,
+    "num_hidden_layers": 4, "image_size": 32, "patch_size": 16, "hidden_act": "quick_gelu"}
+}"#;
+
+/// A CLIP of `config` built from `weights` (safetensors bytes) on the CPU backend, its linear
+/// layers packed as the web build's CPU fallback packs them (whatever this processor has), and
+/// what its weights hold.
+fn load_packed_clip(config: &ClipConfig, weights: &[u8], pack: bool) -> (ClipModel, HeldBytes) {
+    let device = wordmask::device::cpu().unwrap();
+    let checkpoint = Checkpoint::from_bytes(weights, "model.safetensors").unwrap();
+    let mut loader = WeightLoader::new(&checkpoint, &device, "CLIPModel").with_packed_linear(pack);
+    let model = ClipModel::load(config.clone(), &mut loader);
+    let held = loader.held;
+    loader.finish().unwrap();
+    (model, held)
+}
+
+/// On the CPU backend a model converted with `--dtype q8` holds at most 0.3x the bytes of its
+/// f32 weights, the token table included (int8 with a scale per row, as the file stores it), on
+/// a CLIP where the table is most of the weights; its text embeddings stay at cosine 0.999 or
+/// more from the f32 model's. The f32 model holds what its file stores, 4 bytes a value.
+#[test]
+fn a_q8_model_holds_under_three_tenths_of_its_f32_bytes() {
+    let dir = common::scratch("q8-held");
+    let f32_dir = dir.join("f32");
+    std::fs::create_dir_all(&f32_dir).unwrap();
+    let config = ClipConfig::from_json(TABLE_HEAVY_CLIP).unwrap();
+    let device = wordmask::device::cpu().unwrap();
+    let mut random = WeightLoader::random(&device).recording();
+    ClipModel::load(config.clone(), &mut random);
+    let tensors = random.take_recorded();
+    let values: usize = tensors.iter().map(|(_, _, v)| v.len()).sum();
+    std::fs::write(f32_dir.join("model.safetensors"), write_safetensors(&tensors).unwrap()).unwrap();
+    std::fs::write(f32_dir.join("config.json"), TABLE_HEAVY_CLIP).unwrap();
+    let q8_dir = convert_q8(&f32_dir, &dir);
+    // The token table is int8, one scale per row, each value within half a step of f32's.
+    let q8_file = read(&q8_dir.join("model.safetensors"));
+    let table = "text_model.embeddings.token_embedding.weight";
+    assert!(lookup_table(table));
+    let (q, scales) = Checkpoint::from_bytes(&q8_file, "q8").unwrap().read_q8(table).unwrap();
+    let rows = &tensors.iter().find(|(name, ..)| name == table).unwrap().2;
+    assert_eq!((q.len(), scales.len()), (rows.len(), 49408));
+    for (i, (&v, &x)) in q.iter().zip(rows).enumerate() {
+        let s = scales[i / 128];
+        assert!((f32::from(v) * s - x).abs() <= s / 2.0 + 1e-7, "{table} element {i}: {v} x {s} for {x}");
+    }
+    let (full, held_f32) = load_packed_clip(&config, &read(&f32_dir.join("model.safetensors")), true);
+    let (q8, held_q8) = load_packed_clip(&config, &q8_file, true);
+    let ratio = held_q8.total() as f64 / held_f32.total() as f64;
+    eprintln!("f32 holds {held_f32}, q8 {held_q8}: {ratio:.3}x");
+    assert_eq!((held_f32.int8, held_f32.f16), (0, 0), "{held_f32}");
+    assert!(held_q8.int8 > held_q8.f32, "{held_q8}");
+    assert!(ratio <= 0.3, "the q8 model holds {ratio:.3}x the f32 model's bytes ({held_q8} against {held_f32})");
+    // Unpacked, the f32 model holds its file's values, 4 bytes each, but the logit scale (a
+    // number) and the vision tower's position rows of patches, held twice (on the host too, to be
+    // resampled).
+    let (_, plain) = load_packed_clip(&config, &read(&f32_dir.join("model.safetensors")), false);
+    let patches = (32 / 16) * (32 / 16) * 64;
+    assert_eq!(plain, HeldBytes::f32s(values - 1 + patches));
+    let ids = vec![vec![49406, 320, 1929, 539, 320, 2368, 49407], vec![49406, 1002, 49407, 0, 0, 0, 0]];
+    let (a, b) = (
+        to_vec(full.text_model.forward(&ids).unwrap()).unwrap(),
+        to_vec(q8.text_model.forward(&ids).unwrap()).unwrap(),
+    );
+    let c = cosine(&a, &b);
+    eprintln!("text features at cosine {c:.6}");
+    assert!(c >= 0.999 && a != b, "text features at cosine {c:.6}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The hub architectures' files (written from random weights of their shapes) and the bytes
+/// their weights hold on the CPU backend with packed products, for the table in
+/// docs/performance.md: `cargo test --release --test native -- --ignored --nocapture
+/// q8::held_bytes` (about 5 GB of memory for ViT-L/14).
+#[test]
+#[ignore]
+fn held_bytes_of_hub_architectures() {
+    let device = wordmask::device::cpu().unwrap();
+    let mib = |n: usize| format!("{:.0} MiB", n as f64 / (1 << 20) as f64);
+    println!("| checkpoint | f32 | f16 | q8 | q8 / f32 | held: f32 | f16 | q8 | q8 / f32 |");
+    for (preset, about) in [
+        ("vit-b-16", "openai/clip-vit-base-patch16"),
+        ("vit-l-14", "openai/clip-vit-large-patch14"),
+        ("sam-vit-base", "facebook/sam-vit-base"),
+    ] {
+        let mut random = WeightLoader::random(&device).with_packed_linear(true).recording();
+        Loaded::preset_with(preset, &mut random).unwrap();
+        let tensors = random.take_recorded();
+        let held = |file: &[u8]| {
+            let checkpoint = Checkpoint::from_bytes(file, "model.safetensors").unwrap();
+            let mut loader = WeightLoader::new(&checkpoint, &device, preset).with_packed_linear(true);
+            let held = Loaded::preset_with(preset, &mut loader).unwrap().held_bytes();
+            loader.finish().unwrap();
+            held
+        };
+        let f32_file = write_safetensors(&tensors).unwrap();
+        let held_f32 = held(&f32_file);
+        let f16_file = wordmask::checkpoint::write_safetensors_as(&tensors, true).unwrap();
+        let held_f16 = held(&f16_file);
+        let q8_file = write_safetensors_q8(&tensors).unwrap();
+        let held_q8 = held(&q8_file);
+        println!(
+            "| `{about}` | {} | {} | {} | {:.2} | {} | {} | {} | {:.2} |",
+            mib(f32_file.len()),
+            mib(f16_file.len()),
+            mib(q8_file.len()),
+            q8_file.len() as f64 / f32_file.len() as f64,
+            mib(held_f32.total()),
+            mib(held_f16.total()),
+            mib(held_q8.total()),
+            held_q8.total() as f64 / held_f32.total() as f64,
+        );
+        eprintln!("  held: f32 {held_f32}; f16 {held_f16}; q8 {held_q8}");
+    }
 }

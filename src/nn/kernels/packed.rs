@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use super::host;
+use crate::loader::HeldBytes;
 
 /// Columns per panel: two SIMD128 vectors in the web build; natively on x86-64, four AVX-512
 /// registers.
@@ -110,11 +111,18 @@ impl PackedWeight {
 
     /// Bytes the weight holds on the host (its panels, their scales and the bias).
     pub fn bytes(&self) -> usize {
-        let panels = match &self.panels {
-            Panels::F32(values) => values.len() * size_of::<f32>(),
-            Panels::Q8 { values, scales } => values.len() + scales.len() * size_of::<f32>(),
-        };
-        panels + self.bias.as_ref().map_or(0, |b| b.len() * size_of::<f32>())
+        self.held().total()
+    }
+
+    /// [`Self::bytes`] by the type they are held in (the panels' padding included).
+    pub fn held(&self) -> HeldBytes {
+        let bias = self.bias.as_ref().map_or(0, |b| b.len() * size_of::<f32>());
+        match &self.panels {
+            Panels::F32(values) => HeldBytes { f32: values.len() * size_of::<f32>() + bias, ..HeldBytes::default() },
+            Panels::Q8 { values, scales } => {
+                HeldBytes { f32: scales.len() * size_of::<f32>() + bias, int8: values.len(), ..HeldBytes::default() }
+            }
+        }
     }
 
     /// From PyTorch's `[out, in]` = `[n, k]` layout (`values`), and a bias of `n`.

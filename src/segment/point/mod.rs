@@ -29,7 +29,7 @@ use super::engine::{Preset, PresetName};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::labels::Label;
-use crate::loader::{self, WeightLoader};
+use crate::loader::{self, HeldBytes, WeightLoader};
 use crate::network::ConfigJson;
 use crate::preprocess::RgbImage;
 use crate::sam::{Point, SamProcessor};
@@ -353,6 +353,8 @@ pub struct PromptModel {
     input_size: usize,
     pub processor: SamProcessor,
     tokenizer: Tokenizer,
+    /// What its weights hold, where it was loaded here (zero for a network built elsewhere).
+    held: HeldBytes,
 }
 
 /// An image after the heavy pass, ready for any number of prompts.
@@ -436,7 +438,18 @@ impl PromptModel {
         let (device, input_size) = (engine.device(network.as_ref())?, engine.input_size(network.as_ref())?);
         let mut processor = SamProcessor::new(input_size);
         processor.floor_resize = engine.floor_resize();
-        Ok(PromptModel { engine, network, device, input_size, processor, tokenizer: Tokenizer::new() })
+        let held = HeldBytes::default();
+        Ok(PromptModel { engine, network, device, input_size, processor, tokenizer: Tokenizer::new(), held })
+    }
+
+    /// The bytes its weights hold in memory, by type (see [`HeldBytes`]).
+    pub fn held_bytes(&self) -> HeldBytes {
+        self.held
+    }
+
+    /// The model, its weights holding `held` (tallied by the loader that built it).
+    pub(crate) fn with_held(self, held: HeldBytes) -> Self {
+        PromptModel { held, ..self }
     }
 
     /// Load a prompt model's folder (or weights file beside its `config.json`), natively:
@@ -481,8 +494,8 @@ impl PromptModel {
         device: &Device,
     ) -> Result<Self> {
         let engine = Self::engine_of(config)?;
-        let network = loader::load(checkpoint, device, engine.class(), |l| engine.load(config, l))?;
-        let mut model = PromptModel::new(engine, network)?;
+        let (network, held) = loader::load_held(checkpoint, device, engine.class(), |l| engine.load(config, l))?;
+        let mut model = PromptModel { held, ..PromptModel::new(engine, network)? };
         if let Some(text) = preprocessor_json {
             model.processor = SamProcessor::from_json(text, model.input_size)?;
             model.processor.floor_resize = engine.floor_resize();
@@ -494,8 +507,9 @@ impl PromptModel {
     /// [`WeightLoader::random`]): a real checkpoint's shapes without its download.
     pub fn random(config: &ConfigJson, device: &Device) -> Result<Self> {
         let engine = Self::engine_of(config)?;
-        let network = engine.load(config, &mut WeightLoader::random(device))?;
-        PromptModel::new(engine, network)
+        let mut loader = WeightLoader::random(device);
+        let network = engine.load(config, &mut loader)?;
+        Ok(PromptModel { held: loader.held, ..PromptModel::new(engine, network)? })
     }
 
     fn engine_of(config: &ConfigJson) -> Result<&'static dyn AnyPromptEngine> {
