@@ -27,8 +27,9 @@
 // output is checked through one click on the encoded image (`prompt`; natively `wordmask sam
 // --json`) against PyTorch's answer to it (DIR/click.json, DIR/mask.bin): predicted IoU within
 // 1e-3 and, in the browser, mask IoU ≥ 0.99 (natively: the area within 1 %); onnxruntime-web's
-// embeddings against PyTorch's as for CLIP. The native one-click row (prompt encoder and mask
-// decoder) is wordmask's alone: no peer of the decoder is exported.
+// embeddings against PyTorch's as for CLIP. Natively, one click (prompt encoder, mask decoder, the
+// best mask at the image's size) is timed too: `wordmask bench`'s click row against PyTorch and
+// onnxruntime on DIR/click.onnx (`peer_export.py --time`); in the browser only the encoder.
 //
 // Each row also gets its effective GFLOP/s (the tower's FLOPs from DIR/model/config.json over
 // the median time, tools/peer_peak.mjs) and its share of the machine's practical f32 peak, taken
@@ -352,7 +353,7 @@ if (nativeRows) {
   const median = (v) => quantiles(v).median;
   const ours = [];
   const clicks = [];
-  const theirs = { torch: [], onnxruntime: [] };
+  const theirs = { torch: [], onnxruntime: [], torch_click: [], onnxruntime_click: [] };
   for (let i = 0; i < rounds; i++) {
     const table = execFileSync(nativeBin, ['bench', '--model', resolve(dir, 'model'), '--size', String(size), '--iters', String(iters), '--backend', 'cpu'], { encoding: 'utf8' });
     ours.push(benchRow(table, 'image encoder'));
@@ -366,13 +367,18 @@ if (nativeRows) {
       process.stderr.write(`native peers not timed again (${e.message.split('\n')[0]}); using DIR/peer.json\n`);
     }
     for (const k of ['torch', 'onnxruntime']) theirs[k].push((timed ?? peer)[k].median_ms);
+    if (sam) for (const k of ['torch_click', 'onnxruntime_click']) theirs[k].push((timed ?? peer)[k]?.median_ms);
     peakThreads.forEach(measureNativePeak);
     const peaks = peakThreads.map((t) => `${nativePeak[t]?.at(-1)?.gflops ?? '—'} on ${t}`).join(', ');
-    process.stderr.write(`native round ${i + 1}: wordmask ${ours[i]} ms, PyTorch ${theirs.torch[i]} ms, onnxruntime ${theirs.onnxruntime[i]} ms; sgemm peak ${peaks} GFLOP/s\n`);
+    const clickTimes = sam ? `; one click: wordmask ${clicks[i]} ms, PyTorch ${theirs.torch_click[i]} ms, onnxruntime ${theirs.onnxruntime_click[i]} ms` : '';
+    process.stderr.write(`native round ${i + 1}: wordmask ${ours[i]} ms, PyTorch ${theirs.torch[i]} ms, onnxruntime ${theirs.onnxruntime[i]} ms${clickTimes}; sgemm peak ${peaks} GFLOP/s\n`);
   }
   const side = (v) => ({ median: median(v), p10: Math.min(...v), p90: Math.max(...v) });
   native = { ours: side(ours), click: clicks.length ? side(clicks) : null };
   for (const k of ['torch', 'onnxruntime']) native[k] = { ...side(theirs[k]), ratio: side(ours.map((t, i) => t / theirs[k][i])) };
+  for (const k of ['torch_click', 'onnxruntime_click']) {
+    if (theirs[k].length && theirs[k].every(Number.isFinite)) native[k] = { ...side(theirs[k]), ratio: side(clicks.map((t, i) => t / theirs[k][i])) };
+  }
 }
 
 const ms = (v) => (v == null ? '—' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
@@ -409,7 +415,11 @@ if (native) {
     const p = native[k];
     lines.push(`| native CPU vs ${name} (${peer.threads} threads) | ${ms(native.ours.median)}${spread(native.ours)} | ${ms(p.median)}${spread(p)} | ${p.ratio.median.toFixed(2)}× (${p.ratio.p10.toFixed(2)}–${p.ratio.p90.toFixed(2)}) | ${perf(native.ours.median, p.median, nativeBest(peer.threads))} |`);
   }
-  if (native.click) lines.push(`| native CPU, one click (prompt encoder + mask decoder, the mask at the image's size) | ${ms(native.click.median)}${spread(native.click)} | — | no peer exported | | |`);
+  for (const [k, name] of [['torch_click', 'PyTorch'], ['onnxruntime_click', 'onnxruntime']]) {
+    const p = native[k];
+    if (p) lines.push(`| native CPU, one click (prompt encoder, mask decoder, mask at the image's size) vs ${name} | ${ms(native.click.median)}${spread(native.click)} | ${ms(p.median)}${spread(p)} | ${p.ratio.median.toFixed(2)}× (${p.ratio.p10.toFixed(2)}–${p.ratio.p90.toFixed(2)}) | | |`);
+  }
+  if (native.click && !native.torch_click) lines.push(`| native CPU, one click (prompt encoder, mask decoder, mask at the image's size) | ${ms(native.click.median)}${spread(native.click)} | — | no click.onnx in DIR | | |`);
 }
 const paired = (where, key, peak) => {
   const p = r.pairs[key];

@@ -46,7 +46,12 @@ Writes to DIR:
   processor's pixels of it; `expected.bin` PyTorch's image embeddings; `click.json` one click
   on it (x, y in pixels) with PyTorch's predicted IoU of the best of its three masks and that
   mask's area, and `mask.bin` that mask at S x S, one byte a pixel (the browser checks
-  wordmask's answer to the same click against them: its `encode` returns no embeddings).
+  wordmask's answer to the same click against them: its `encode` returns no embeddings);
+  `click.onnx` the click itself (`image_embeddings`, `input_points` [1,1,1,2] in input pixels,
+  `input_labels` -> `iou_scores` [3] and `mask` u8 [S,S]: the prompt encoder and mask decoder,
+  the best of three masks upsampled and thresholded), exported with the TorchScript exporter and
+  checked against the processor's answer; `peer.json` then also holds the click and the
+  `torch_click` and `onnxruntime_click` timings (as does `--time`'s JSON).
 - `peer.json`: `model` ("clip" or "sam"), the shapes, versions, exporter, PyTorch and onnxruntime timings (first run, then
   median / p10 / p90 over `--iters` runs) and the onnxruntime-vs-PyTorch agreement.
 
@@ -120,6 +125,26 @@ class SamEncoder(torch.nn.Module):
 
     def forward(self, pixel_values):
         return self.vision_encoder(pixel_values=pixel_values)[0]
+
+
+class SamClick(torch.nn.Module):
+    """One click on an encoded image: the prompt encoder and the mask decoder (three masks, as
+    for a single point), the best-scored mask upsampled to the S x S image and thresholded at 0
+    (what `post_process_masks` gives for a photo of the input size); returns the three predicted
+    IoUs and that mask."""
+
+    def __init__(self, model, size):
+        super().__init__()
+        self.model = model
+        self.size = size
+
+    def forward(self, image_embeddings, input_points, input_labels):
+        out = self.model(image_embeddings=image_embeddings, input_points=input_points, input_labels=input_labels,
+                         multimask_output=True)
+        scores = out.iou_scores[0, 0]
+        best = out.pred_masks[0, 0].index_select(0, scores.argmax().reshape(1))[None]
+        mask = torch.nn.functional.interpolate(best, (self.size, self.size), mode="bilinear", align_corners=False)
+        return scores, (mask[0, 0] > 0).to(torch.uint8)
 
 
 def build(preset, spec, seed):
@@ -270,6 +295,44 @@ def machine():
     return f"{platform.platform()}, {cpu}"
 
 
+def click_inputs(click, embeddings):
+    """The click's inputs, as `SamProcessor` makes them for a photo of the input size."""
+    points = np.array([[[[click["x"], click["y"]]]]], dtype=np.float32)
+    return {"image_embeddings": embeddings, "input_points": points, "input_labels": np.ones((1, 1, 1), np.int64)}
+
+
+def time_click(model, size, inputs, path, iters, threads):
+    """PyTorch and onnxruntime on the click, `iters` clicks each after one warm-up."""
+    import onnxruntime as ort
+
+    click = SamClick(model, size).eval()
+    torch.set_num_threads(threads)
+    tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    runs = []
+    with torch.inference_mode():
+        start = time.perf_counter()
+        torch_out = click(**tensors)
+        first = time.perf_counter() - start
+        for _ in range(iters):
+            start = time.perf_counter()
+            click(**tensors)
+            runs.append(time.perf_counter() - start)
+    torch_times = stats(first, runs)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    start = time.perf_counter()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ort_out = session.run(None, inputs)
+    first = time.perf_counter() - start
+    runs = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        session.run(None, inputs)
+        runs.append(time.perf_counter() - start)
+    return torch_times, {**stats(first, runs), "threads": threads}, [t.numpy() for t in torch_out], ort_out
+
+
 def time_again(directory, iters, threads):
     """PyTorch and onnxruntime timed on an earlier export, as JSON on stdout."""
     peer = json.loads((directory / "peer.json").read_text())
@@ -281,7 +344,15 @@ def time_again(directory, iters, threads):
     torch_times, _ = time_torch(side, torch.from_numpy(x.copy()), iters, threads)
     ort_times, _ = time_onnxruntime(directory / "vision.onnx", x, iters, threads,
                                     "image_embeddings" if sam else "image_embeds")
-    print(json.dumps({"torch": torch_times, "onnxruntime": ort_times, "threads": threads}))
+    clicks = {}
+    if sam and (directory / "click.onnx").exists():
+        vision = model.config.vision_config
+        grid = size // vision.patch_size
+        embeddings = np.fromfile(directory / "expected.bin", dtype="<f4").reshape(1, vision.output_channels, grid, grid)
+        torch_click, ort_click, _, _ = time_click(model, size, click_inputs(peer["click"], embeddings),
+                                                  directory / "click.onnx", iters, threads)
+        clicks = {"torch_click": torch_click, "onnxruntime_click": ort_click}
+    print(json.dumps({"torch": torch_times, "onnxruntime": ort_times, **clicks, "threads": threads}))
 
 
 def main():
@@ -430,6 +501,22 @@ def export_sam(args):
              "iou": float(scores[best]), "area": int(mask.sum())}
     (out / "click.json").write_text(json.dumps(click, indent=1) + "\n")
 
+    # The click as a network of its own, for its peers: ONNX of `SamClick`, checked against the
+    # processor's answer above, then timed.
+    inputs = click_inputs(click, expected[None])
+    assert np.allclose(inputs["input_points"], enc.input_points.numpy()), (inputs["input_points"], enc.input_points)
+    with torch.no_grad():
+        torch.onnx.export(SamClick(model, size).eval(), tuple(torch.from_numpy(v) for v in inputs.values()),
+                          str(out / "click.onnx"), input_names=list(inputs), output_names=["iou_scores", "mask"],
+                          opset_version=OPSET, dynamo=False)
+    torch_click, ort_click, torch_answer, ort_answer = time_click(model, size, inputs, out / "click.onnx",
+                                                                  args.iters, args.threads)
+    for name, (got_scores, got_mask) in (("torch", torch_answer), ("onnxruntime", ort_answer)):
+        both, either = (got_mask & mask).sum(), (got_mask | mask).sum()
+        if not (np.allclose(got_scores, scores.numpy(), atol=1e-4) and both >= 0.99 * max(either, 1)):
+            raise SystemExit(f"{name}'s click.onnx answer differs from the processor's: IoUs {got_scores}, "
+                             f"mask IoU {both / max(either, 1):.4f}")
+
     vision = model.config.vision_config
     peer = {
         "model": "sam",
@@ -449,6 +536,9 @@ def export_sam(args):
         "iters": args.iters,
         "torch": torch_times,
         "onnxruntime": ort_times,
+        "torch_click": torch_click,
+        "onnxruntime_click": ort_click,
+        "click": click,
         "agreement": {"onnxruntime_vs_torch": agreement},
         "machine": machine(),
         "cpu_count": os.cpu_count(),
@@ -456,7 +546,8 @@ def export_sam(args):
     }
     (out / "peer.json").write_text(json.dumps(peer, indent=1) + "\n")
     report(args, out, exporter, torch_times, ort_times, agreement, expected)
-    print(f"  click        ({point[0]}, {point[1]}): IoU {click['iou']:.4f}, area {click['area']} px")
+    print(f"  click        ({point[0]}, {point[1]}): IoU {click['iou']:.4f}, area {click['area']} px; torch median "
+          f"{torch_click['median_ms']:.2f} ms, onnxruntime {ort_click['median_ms']:.2f} ms")
 
 
 if __name__ == "__main__":
