@@ -52,8 +52,9 @@ Writes to DIR:
   the best of three masks upsampled and thresholded), exported with the TorchScript exporter and
   checked against the processor's answer; `peer.json` then also holds the click and the
   `torch_click` and `onnxruntime_click` timings (as does `--time`'s JSON).
-- `peer.json`: `model` ("clip" or "sam"), the shapes, versions, exporter, PyTorch and onnxruntime timings (first run, then
-  median / p10 / p90 over `--iters` runs) and the onnxruntime-vs-PyTorch agreement.
+- `peer.json`: `model` ("clip" or "sam"), the shapes, versions, exporter, PyTorch and
+  onnxruntime timings (first run, then median / p10 / p90 over `--iters` runs) and the
+  onnxruntime-vs-PyTorch agreement.
 
 Time on an otherwise idle machine. Versions are pinned in tools/requirements.txt; seeds are fixed.
 """
@@ -97,7 +98,8 @@ PRESETS = {
 # Segment Anything: `sam_fixtures.build`'s specs (vision, prompt encoder, mask decoder configs).
 SAM_PRESETS = {
     "sam-b": dict(vision=dict(), prompt=dict(), decoder=dict(), longest_edge=1024),
-    "sam-tiny": {k: v for k, v in sam_fixtures.MODELS["sam-tiny"].items() if k in ("vision", "prompt", "decoder", "longest_edge")},
+    "sam-tiny": {k: v for k, v in sam_fixtures.MODELS["sam-tiny"].items()
+                 if k in ("vision", "prompt", "decoder", "longest_edge")},
 }
 # The click of the browser's check, as fractions of the image's side.
 CLICK = (0.3, 0.4)
