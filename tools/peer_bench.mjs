@@ -1,7 +1,9 @@
 // The side-by-side speed benchmark: one checkpoint, its image tower timed in wordmask and in its
-// peers, outputs checked equal, one table of ratios.
+// peers, outputs checked equal, one table of ratios. The checkpoint is a CLIP model (its image
+// tower) or a Segment Anything model (its image encoder), as tools/peer_export.py wrote it.
 //
 //   python3 tools/peer_export.py --preset small --out /tmp/peer-small   # checkpoint, ONNX, native peers
+//   python3 tools/peer_export.py --preset sam-b --out /tmp/peer-sam-b    # or Segment Anything's encoder
 //   ./build.sh build && cargo build --release --features cli
 //   node tools/peer_bench.mjs /tmp/peer-small [--iters 10] [--rounds 3] [--no-cpu] [--no-webgpu] [--no-native] [--smoke] [--python PATH]
 //
@@ -18,6 +20,17 @@
 // (DIR/expected.bin): cosine ≥ 0.9999 or the run fails. `--smoke` (CI, the tiny fixture
 // tests/fixtures/peer-tiny) runs one iteration of each and checks the agreement only.
 //
+// Segment Anything: wordmask's side is its `encode` of DIR/image.rgba (the processor's work on
+// a photo of the model's input size, then the encoder), the peers' the encoder on the
+// processor's pixels (DIR/input.bin); natively the `image encoder` row of `wordmask bench`
+// (a random 4:3 photo padded to the square). `encode` gives no embeddings back, so wordmask's
+// output is checked through one click on the encoded image (`prompt`; natively `wordmask sam
+// --json`) against PyTorch's answer to it (DIR/click.json, DIR/mask.bin): predicted IoU within
+// 1e-3 and, in the browser, mask IoU ≥ 0.99 (natively: the area within 1 %); onnxruntime-web's
+// embeddings against PyTorch's as for CLIP. Natively, one click (prompt encoder, mask decoder, the
+// best mask at the image's size) is timed too: `wordmask bench`'s click row against PyTorch and
+// onnxruntime on DIR/click.onnx (`peer_export.py --time`); in the browser only the encoder.
+//
 // Each row also gets its effective GFLOP/s (the tower's FLOPs from DIR/model/config.json over
 // the median time, tools/peer_peak.mjs) and its share of the machine's practical f32 peak, taken
 // in the same run: natively numpy's sgemm at 2048³ (tools/gemm_peak.py, run by `--python` or
@@ -25,9 +38,9 @@
 // Chromium a wasm SIMD128 multiply-add loop on 1 and 2 workers, before and after the CPU rows.
 // WebGPU rows get no share: no peak of the adapter is measured.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { resolve } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 
 import { withBrowser } from '../tests/browser/harness.mjs';
 import { ACCUMULATORS, FLOPS_PER_ITERATION, peakInPage, peakModule, towerFlops } from './peer_peak.mjs';
@@ -52,9 +65,8 @@ if (nativeRows && !existsSync(nativeBin)) {
 const iters = smoke ? 1 : Number(option('--iters', 10));
 const peer = JSON.parse(readFileSync(resolve(dir, 'peer.json')));
 const size = peer.image_size;
-const f32 = (file) => { const b = readFileSync(resolve(dir, file)); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
-const input = Array.from(f32('input.bin'));
-const expected = Array.from(f32('expected.bin'));
+const sam = peer.model === 'sam';
+const click = sam ? JSON.parse(readFileSync(resolve(dir, 'click.json'))) : null;
 // One pass of the tower, in FLOPs (null for a config that is not a ViT tower: no GFLOP/s then).
 const flops = towerFlops(JSON.parse(readFileSync(resolve(dir, 'model', 'config.json'))), size);
 // The Python of the native peers (PyTorch, onnxruntime) and of tools/gemm_peak.py (numpy only,
@@ -62,21 +74,48 @@ const flops = towerFlops(JSON.parse(readFileSync(resolve(dir, 'model', 'config.j
 const peerPython = option('--python', 'python3');
 const peakPython = option('--python', process.env.WORDMASK_PYTHON || 'python3');
 
-function agreement(ours) {
-  let dot = 0; let a = 0; let b = 0;
-  for (let i = 0; i < ours.length; i++) { dot += ours[i] * expected[i]; a += ours[i] ** 2; b += expected[i] ** 2; }
-  const cosine = dot / Math.sqrt(a * b);
-  let maxAbs = 0;
-  for (let i = 0; i < ours.length; i++) maxAbs = Math.max(maxAbs, Math.abs(ours[i] / Math.sqrt(a) - expected[i] / Math.sqrt(b)));
-  return { cosine, maxAbs };
+// What a check of an output (made in the page, or natively) must meet; the failures, said.
+function disagreement(check) {
+  if ('cosine' in check) return check.cosine >= 0.9999 ? null : `cosine ${check.cosine} with PyTorch's output`;
+  const bad = [];
+  if (!(check.iouDiff <= 1e-3)) bad.push(`predicted IoU ${check.iou} against PyTorch's ${click.iou}`);
+  if ('maskIou' in check && !(check.maskIou >= 0.99)) bad.push(`mask IoU ${check.maskIou} with PyTorch's mask`);
+  if ('areaDiff' in check && !(check.areaDiff <= 0.01)) bad.push(`mask area ${check.area} px against PyTorch's ${click.area}`);
+  return bad.length ? `the click: ${bad.join(', ')}` : null;
 }
+const checkText = (c) => ('cosine' in c ? `cosine ${c.cosine.toFixed(7)}` : `click IoU ${c.iou.toFixed(4)} (PyTorch ${click.iou.toFixed(4)})${'maskIou' in c ? `, mask IoU ${c.maskIou.toFixed(4)}` : ''}${'area' in c ? `, area ${c.area} px (PyTorch ${click.area})` : ''}`);
 
 // Runs in the page: makes each runner in turn (its first run timed with the making: module,
 // session or model load, shader compilation), then times `iters` rounds in which every runner
 // runs once, the order alternating from round to round, so that a slow spell of this shared
-// machine falls on both sides of a ratio.
-async function timeInPage({ specs, size, input, iters }) {
-  const pixels = new Float32Array(input);
+// machine falls on both sides of a ratio. Each runner's output of its first run is checked in
+// the page against PyTorch's (embeddings: cosine and the largest difference after
+// normalising; a Segment Anything encoding: one click's predicted IoU and mask).
+async function timeInPage({ specs, size, iters, sam }) {
+  const bytes = async (file) => new Uint8Array(await (await fetch(`/peer/${file}`)).arrayBuffer());
+  const pixels = new Float32Array((await bytes('input.bin')).buffer);
+  const expected = new Float32Array((await bytes('expected.bin')).buffer);
+  const rgba = sam ? await bytes('image.rgba') : null;
+  const click = sam ? await (await fetch('/peer/click.json')).json() : null;
+  const reference = sam ? await bytes('mask.bin') : null;
+  const preprocessor = sam ? await (await fetch('/peer/model/preprocessor_config.json')).text() : undefined;
+  function agreement(ours) {
+    let dot = 0; let a = 0; let b = 0;
+    for (let i = 0; i < ours.length; i++) { dot += ours[i] * expected[i]; a += ours[i] ** 2; b += expected[i] ** 2; }
+    let maxAbs = 0;
+    for (let i = 0; i < ours.length; i++) maxAbs = Math.max(maxAbs, Math.abs(ours[i] / Math.sqrt(a) - expected[i] / Math.sqrt(b)));
+    return ours.length === expected.length ? { cosine: dot / Math.sqrt(a * b), maxAbs } : { cosine: NaN, maxAbs: NaN };
+  }
+  // wordmask's answer to the click (`{mask, iou, area}`) against PyTorch's.
+  function clickAgreement({ mask, iou, area }) {
+    let both = 0; let either = 0;
+    for (let i = 0; i < reference.length; i++) {
+      both += mask[i] && reference[i] ? 1 : 0;
+      either += mask[i] || reference[i] ? 1 : 0;
+    }
+    return { iou, iouDiff: Math.abs(iou - click.iou), maskIou: mask.length === reference.length ? both / Math.max(either, 1) : NaN, area };
+  }
+  const prompt = { points: [{ x: click?.x, y: click?.y, positive: true }] };
   async function make({ kind, backend, threads, main }) {
     let memory = null;
     if (kind === 'ort') {
@@ -88,9 +127,9 @@ async function timeInPage({ specs, size, input, iters }) {
       const run = async () => {
         const out = await session.run({ [name]: new ort.Tensor('float32', pixels.slice(), [1, 3, size, size]) });
         const t = out[session.outputNames[0]];
-        return Array.from(t.location === 'gpu-buffer' ? await t.getData() : t.data);
+        return t.location === 'gpu-buffer' ? await t.getData() : t.data;
       };
-      return { run, memory };
+      return { run, check: async (output) => agreement(output), memory };
     }
     if (backend === 'cpu' && !main) {
       // The threads module, in a worker of its own (tools/peer_bench_worker.js).
@@ -100,13 +139,14 @@ async function timeInPage({ specs, size, input, iters }) {
         worker.onerror = (e) => fail(new Error(e.message || 'the benchmark worker stopped'));
         worker.postMessage(message, transfer);
       });
-      const loaded = await call({ type: 'load', threads });
+      const loaded = await call({ type: 'load', threads, preprocessor });
       if (loaded.threads !== threads) throw new Error(`wordmask runs on ${loaded.threads} threads, not ${threads}`);
       const run = async () => {
-        const copy = pixels.slice();
-        return Array.from((await call({ type: 'run', pixels: copy, size }, [copy.buffer])).output);
+        const copy = sam ? rgba.slice() : pixels.slice();
+        return (await call(sam ? { type: 'encode', rgba: copy, size } : { type: 'run', pixels: copy, size }, [copy.buffer])).output;
       };
-      return { run, memory: loaded.memory };
+      const check = async (output) => (sam ? clickAgreement(await call({ type: 'prompt', prompt })) : agreement(output));
+      return { run, check, memory: loaded.memory };
     }
     // WebGPU: pkg/; the CPU on one thread as a page that is not isolated runs it (www/cores.js).
     const { coreFolder, singleCore } = await import('/cores.js');
@@ -118,17 +158,26 @@ async function timeInPage({ specs, size, input, iters }) {
     const config = await (await fetch('/peer/model/config.json')).text();
     const weights = new Uint8Array(await (await fetch('/peer/model/model.safetensors')).arrayBuffer());
     const before = wasm.memory.buffer.byteLength;
-    wm.load(config, weights, 'model.safetensors', undefined);
+    const loaded = wm.load(config, weights, 'model.safetensors', preprocessor);
+    if (loaded.role !== (sam ? 'prompts' : 'words')) throw new Error(`wordmask loaded a ${loaded.role} model`);
     // The wasm heap never shrinks: its size after loading is its peak while loading.
     memory = { file: weights.length, heapBefore: before, heapAfter: wasm.memory.buffer.byteLength, module: new URL(url, location).pathname.replace(/^\/|wordmask\.js$/g, '') };
-    return { run: async () => Array.from(await wm.embedPixels(pixels.slice(), size)), memory };
+    if (sam) {
+      const check = async () => {
+        const { mask, iou, area } = await wm.prompt(prompt, '', undefined);
+        return clickAgreement({ mask, iou, area });
+      };
+      return { run: () => wm.encode(rgba, size, size), check, memory };
+    }
+    return { run: () => wm.embedPixels(pixels.slice(), size), check: async (output) => agreement(output), memory };
   }
   const runners = [];
   for (const spec of specs) {
     const t0 = performance.now();
     const runner = await make(spec);
-    runner.output = await runner.run();
+    const output = await runner.run();
     runner.first = performance.now() - t0;
+    runner.agreement = await runner.check(output);
     runner.times = [];
     runners.push(runner);
   }
@@ -139,7 +188,7 @@ async function timeInPage({ specs, size, input, iters }) {
       runner.times.push(performance.now() - t);
     }
   }
-  return { runners: runners.map(({ first, times, output, memory }) => ({ first, times, output, memory })), isolated: crossOriginIsolated };
+  return { runners: runners.map(({ first, times, agreement: agree, memory }) => ({ first, times, agree, memory })), isolated: crossOriginIsolated };
 }
 
 const quantiles = (t) => {
@@ -182,15 +231,15 @@ async function inBrowser(names, specs, webgpu, iterations) {
 async function timePair(browser, names, specs, iterations) {
   const page = await browser.newPage();
   await page.goto(url);
-  const r = await page.evaluate(timeInPage, { specs, size, input, iters: iterations });
+  const r = await page.evaluate(timeInPage, { specs, size, iters: iterations, sam });
   for (const [i, name] of names.entries()) {
-    const { output, times, ...rest } = r.runners[i];
-    const agree = agreement(output);
-    if (!(agree.cosine >= 0.9999)) failures.push(`${name}: cosine ${agree.cosine} with PyTorch's output`);
+    const { agree, times, ...rest } = r.runners[i];
+    const bad = disagreement(agree);
+    if (bad) failures.push(`${name}: ${bad}`);
     if (specs[i].threads > 1 && !r.isolated) failures.push(`${name}: the page is not cross-origin isolated, so threads are off`);
     if (names.length === 1) {
-      results[name] = { ...rest, ...agree, rendererPeak: rendererPeak() };
-      process.stderr.write(`${name}: first ${rest.first.toFixed(0)} ms, cosine ${agree.cosine.toFixed(7)}\n`);
+      results[name] = { ...rest, agree, rendererPeak: rendererPeak() };
+      process.stderr.write(`${name}: first ${rest.first.toFixed(0)} ms, ${checkText(agree)}\n`);
     }
   }
   if (names.length === 2 && iterations > 0) {
@@ -280,15 +329,36 @@ const nativeBest = (threads) => (nativePeak[threads] ? Math.max(...nativePeak[th
 // The sgemm peak is measured in every round too (in smoke and without native rows, once).
 let native = null;
 if (!nativeRows) peakThreads.forEach(measureNativePeak);
+// Segment Anything natively: wordmask's answer to the click (`wordmask sam --json`), checked
+// against PyTorch's; the mask goes to a PNG that is not read back, so its area stands for it.
+if (nativeRows && sam) {
+  const scratch = mkdtempSync(join(tmpdir(), 'peer-sam-'));
+  try {
+    const out = execFileSync(nativeBin, ['sam', '--model', resolve(dir, 'model'), '--image', resolve(dir, 'image.png'), '--point', `${click.x},${click.y}`, '--out', join(scratch, 'mask.png'), '--json', '--backend', 'cpu'], { encoding: 'utf8' });
+    const got = JSON.parse(out.trim().split('\n').pop());
+    const agree = { iou: got.iou, iouDiff: Math.abs(got.iou - click.iou), area: got.area, areaDiff: Math.abs(got.area - click.area) / (size * size) };
+    results['wordmask native'] = { agree };
+    const bad = disagreement(agree);
+    if (bad) failures.push(`wordmask native: ${bad}`);
+  } catch (e) {
+    failures.push(`wordmask native: the click failed (${e.message.split('\n')[0]})`);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+// A row of `wordmask bench`'s table: its median milliseconds.
+const benchRow = (table, stage) => Number(table.split('\n').find((l) => l.includes(stage))?.split('|').map((c) => c.trim()).filter(Boolean)[1]);
 if (nativeRows) {
   const rounds = Number(option('--rounds', 3));
   const median = (v) => quantiles(v).median;
   const ours = [];
-  const theirs = { torch: [], onnxruntime: [] };
+  const clicks = [];
+  const theirs = { torch: [], onnxruntime: [], torch_click: [], onnxruntime_click: [] };
   for (let i = 0; i < rounds; i++) {
     const table = execFileSync(nativeBin, ['bench', '--model', resolve(dir, 'model'), '--size', String(size), '--iters', String(iters), '--backend', 'cpu'], { encoding: 'utf8' });
-    const row = table.split('\n').find((l) => l.includes('image encoder'));
-    ours.push(Number(row.split('|').map((c) => c.trim()).filter(Boolean)[1]));
+    ours.push(benchRow(table, 'image encoder'));
+    if (sam) clicks.push(benchRow(table, 'prompt + mask decoder'));
+    if (!Number.isFinite(ours.at(-1))) throw new Error(`no image encoder row in wordmask bench's table:\n${table}`);
     let timed = null;
     try {
       const out = execFileSync(peerPython, ['tools/peer_export.py', '--time', dir, '--iters', String(iters), '--threads', String(peer.threads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
@@ -297,13 +367,18 @@ if (nativeRows) {
       process.stderr.write(`native peers not timed again (${e.message.split('\n')[0]}); using DIR/peer.json\n`);
     }
     for (const k of ['torch', 'onnxruntime']) theirs[k].push((timed ?? peer)[k].median_ms);
+    if (sam) for (const k of ['torch_click', 'onnxruntime_click']) theirs[k].push((timed ?? peer)[k]?.median_ms);
     peakThreads.forEach(measureNativePeak);
     const peaks = peakThreads.map((t) => `${nativePeak[t]?.at(-1)?.gflops ?? '—'} on ${t}`).join(', ');
-    process.stderr.write(`native round ${i + 1}: wordmask ${ours[i]} ms, PyTorch ${theirs.torch[i]} ms, onnxruntime ${theirs.onnxruntime[i]} ms; sgemm peak ${peaks} GFLOP/s\n`);
+    const clickTimes = sam ? `; one click: wordmask ${clicks[i]} ms, PyTorch ${theirs.torch_click[i]} ms, onnxruntime ${theirs.onnxruntime_click[i]} ms` : '';
+    process.stderr.write(`native round ${i + 1}: wordmask ${ours[i]} ms, PyTorch ${theirs.torch[i]} ms, onnxruntime ${theirs.onnxruntime[i]} ms${clickTimes}; sgemm peak ${peaks} GFLOP/s\n`);
   }
   const side = (v) => ({ median: median(v), p10: Math.min(...v), p90: Math.max(...v) });
-  native = { ours: side(ours) };
+  native = { ours: side(ours), click: clicks.length ? side(clicks) : null };
   for (const k of ['torch', 'onnxruntime']) native[k] = { ...side(theirs[k]), ratio: side(ours.map((t, i) => t / theirs[k][i])) };
+  for (const k of ['torch_click', 'onnxruntime_click']) {
+    if (theirs[k].length && theirs[k].every(Number.isFinite)) native[k] = { ...side(theirs[k]), ratio: side(clicks.map((t, i) => t / theirs[k][i])) };
+  }
 }
 
 const ms = (v) => (v == null ? '—' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
@@ -322,8 +397,12 @@ const peakRange = (threads) => {
 const nativeLine = peakThreads.map(peakRange).filter(Boolean);
 const firstPeak = Object.values(nativePeak)[0]?.[0];
 const wasmLine = Object.entries(wasmPeak).map(([v, { valid, gflops: g }]) => (valid ? `${v} ${rate(g[1])} / ${rate(g[2])}` : `${v} not validated`));
+const shape = peer.vision;
+const what = sam
+  ? `Segment Anything image encoder of ${peer.preset} (${shape.layers} × ${shape.hidden}, windows of ${shape.window}, global attention in layers ${shape.global.join(', ')}, neck to ${shape.neck}, ${size}², ${peer.exporter} ONNX export; wordmask's times include its preprocessing of the photo)`
+  : `Image tower of ${peer.preset} (${shape.layers} × ${shape.hidden}, ${size}², ${peer.exporter} ONNX export)`;
 const lines = [
-  `Image tower of ${peer.preset} (${peer.vision.layers} × ${peer.vision.hidden}, ${size}², ${peer.exporter} ONNX export), ${iters} warm runs, median (p10–p90) ms; browser ratios are medians of ${iters} paired rounds (p10–p90); native rows: medians of ${option('--rounds', 3)} alternating rounds (lowest–highest).`,
+  `${what}, ${iters} warm runs, median (p10–p90) ms; browser ratios are medians of ${iters} paired rounds (p10–p90); native rows: medians of ${option('--rounds', 3)} alternating rounds (lowest–highest).`,
   `Machine: ${peer.machine || cpus()[0]?.model}, ${cpus().length} cores; onnxruntime-web ${JSON.parse(readFileSync('tests/browser/node_modules/onnxruntime-web/package.json')).version}.`,
   `FLOPs: ${flops ? `${(flops.total / 1e9).toFixed(3)} GFLOP a pass (matrix products, a multiply-add counted as two; ${flops.tokens} tokens)` : 'unknown (not a ViT config): no GFLOP/s'}.`,
   `Peak f32, this run, GFLOP/s: native numpy sgemm ${firstPeak ? `${firstPeak.size}³ (${firstPeak.blas ?? 'BLAS'})` : ''}: ${nativeLine.length ? nativeLine.join(', ') : 'not measured'}; Chromium wasm SIMD128 loop on 1 / 2 workers: ${wasmLine.length ? wasmLine.join(', ') : 'not measured'}. Shares: native rows against sgemm on their threads, Chromium CPU rows against the best wasm loop on theirs; WebGPU rows none (no peak of the adapter measured).`,
@@ -336,6 +415,11 @@ if (native) {
     const p = native[k];
     lines.push(`| native CPU vs ${name} (${peer.threads} threads) | ${ms(native.ours.median)}${spread(native.ours)} | ${ms(p.median)}${spread(p)} | ${p.ratio.median.toFixed(2)}× (${p.ratio.p10.toFixed(2)}–${p.ratio.p90.toFixed(2)}) | ${perf(native.ours.median, p.median, nativeBest(peer.threads))} |`);
   }
+  for (const [k, name] of [['torch_click', 'PyTorch'], ['onnxruntime_click', 'onnxruntime']]) {
+    const p = native[k];
+    if (p) lines.push(`| native CPU, one click (prompt encoder, mask decoder, mask at the image's size) vs ${name} | ${ms(native.click.median)}${spread(native.click)} | ${ms(p.median)}${spread(p)} | ${p.ratio.median.toFixed(2)}× (${p.ratio.p10.toFixed(2)}–${p.ratio.p90.toFixed(2)}) | | |`);
+  }
+  if (native.click && !native.torch_click) lines.push(`| native CPU, one click (prompt encoder, mask decoder, mask at the image's size) | ${ms(native.click.median)}${spread(native.click)} | — | no click.onnx in DIR | | |`);
 }
 const paired = (where, key, peak) => {
   const p = r.pairs[key];
@@ -361,7 +445,7 @@ for (const [ours, theirs, where] of [['wordmask cpu', 'ort wasm 1', 'CPU, 1 thre
   const [a, b] = [r[ours]?.rendererPeak, r[theirs]?.rendererPeak];
   if (a && b) lines.push(`| Chromium ${where}: renderer peak memory, MiB | ${a.toFixed(0)} | ${b.toFixed(0)} | ${ratio(a, b)} | | |`);
 }
-lines.push('', `Agreement with PyTorch (cosine): ${Object.entries(r).filter(([k]) => k !== 'pairs').map(([k, v]) => `${k} ${v.cosine.toFixed(7)}`).join(', ')}.`);
+lines.push('', `Agreement with PyTorch: ${Object.entries(r).filter(([k]) => k !== 'pairs').map(([k, x]) => `${k} ${checkText(x.agree)}`).join('; ')}.`);
 console.log(lines.join('\n'));
 if (failures.length) {
   console.error(`\n${failures.length} problem(s):\n${failures.join('\n')}`);

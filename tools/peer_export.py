@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Shared inputs and native peer timings for wordmask's side-by-side speed benchmark.
 
-One random-weight CLIP checkpoint is run by wordmask (natively and in the browser), by PyTorch
+One random-weight CLIP (or Segment Anything) checkpoint is run by wordmask (natively and in the browser), by PyTorch
 and by onnxruntime natively, and by onnxruntime-web in the browser; the outputs are checked
 equal and the times compared. This script builds that checkpoint, exports its image side to
 ONNX, writes the input and PyTorch's output for it, and times PyTorch and onnxruntime on it.
@@ -9,6 +9,7 @@ ONNX, writes the input and PyTorch's output for it, and times PyTorch and onnxru
     pip install -r tools/requirements.txt
     python3 tools/peer_export.py --preset tiny --out tests/fixtures/peer-tiny --iters 3
     python3 tools/peer_export.py --preset vit-b-16 --out /tmp/peer-b16 [--iters 10] [--threads 2] [--seed N]
+    python3 tools/peer_export.py --preset sam-b --out /tmp/peer-sam-b --iters 3
     python3 tools/peer_export.py --time /tmp/peer-b16 [--iters 10] [--threads 2]
 
 `--time DIR` builds nothing: it times PyTorch and onnxruntime again on DIR's checkpoint and
@@ -23,14 +24,37 @@ Presets (`CLIPConfig`, quick_gelu, image 224 and patch 16 unless said):
   x 32. Saved as f16 (the 49408-token text table alone would be 6 MB in f32); the reference
   reloads it as f32, so every peer runs the same rounded weights.
 
+Segment Anything presets (`SamConfig`, every parameter redrawn as tools/sam_fixtures.py does,
+seeded by `--seed`; saved with `SamModel.save_pretrained` and the `SamProcessor` settings, so
+wordmask loads the folder as it loads `facebook/sam-vit-base`); the network timed is the image
+encoder (`vision_encoder`: patches, blocks with windowed and global attention, the neck):
+- `sam-b`: the shapes of facebook/sam-vit-base (image 1024, patch 16, 12 layers x 768, 12 heads,
+  MLP 3072, windows of 14, global attention in layers 2, 5, 8, 11, neck to 256 channels).
+- `sam-tiny`: tools/sam_fixtures.py's `sam-tiny` (image 64, patch 8, 3 layers x 32, windows of 3,
+  one global layer, neck to 16 channels).
+
 Writes to DIR:
 - `model/config.json`, `model/model.safetensors`: `CLIPModel.save_pretrained` (hub key layout).
 - `vision.onnx`: `pixel_values` f32 [1,3,S,S] -> `image_embeds` f32 [1,P], the projected pooled
   CLS token, not normalised; static shapes, weights inside the file.
 - `input.bin`: f32 little-endian [1,3,S,S] normalised pixels (smooth pattern plus seeded noise).
 - `expected.bin`: f32 little-endian [P], PyTorch's `image_embeds` for `input.bin`.
-- `peer.json`: the shapes, versions, exporter, PyTorch and onnxruntime timings (first run, then
-  median / p10 / p90 over `--iters` runs) and the onnxruntime-vs-PyTorch agreement.
+- For Segment Anything, instead: `model/` also holds `preprocessor_config.json`; `vision.onnx`
+  maps `pixel_values` f32 [1,3,S,S] to `image_embeddings` f32 [1,C,S/p,S/p]; `image.rgba` is
+  the input as an S x S RGBA photo (what wordmask's `encode` takes; `image.png` the same for the
+  CLI) and `input.bin` the
+  processor's pixels of it; `expected.bin` PyTorch's image embeddings; `click.json` one click
+  on it (x, y in pixels) with PyTorch's predicted IoU of the best of its three masks and that
+  mask's area, and `mask.bin` that mask at S x S, one byte a pixel (the browser checks
+  wordmask's answer to the same click against them: its `encode` returns no embeddings);
+  `click.onnx` the click itself (`image_embeddings`, `input_points` [1,1,1,2] in input pixels,
+  `input_labels` -> `iou_scores` [3] and `mask` u8 [S,S]: the prompt encoder and mask decoder,
+  the best of three masks upsampled and thresholded), exported with the TorchScript exporter and
+  checked against the processor's answer; `peer.json` then also holds the click and the
+  `torch_click` and `onnxruntime_click` timings (as does `--time`'s JSON).
+- `peer.json`: `model` ("clip" or "sam"), the shapes, versions, exporter, PyTorch and
+  onnxruntime timings (first run, then median / p10 / p90 over `--iters` runs) and the
+  onnxruntime-vs-PyTorch agreement.
 
 Time on an otherwise idle machine. Versions are pinned in tools/requirements.txt; seeds are fixed.
 """
@@ -46,8 +70,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from transformers import CLIPConfig, CLIPModel
+from transformers import CLIPConfig, CLIPModel, SamModel
 
+import sam_fixtures
 from make_fixtures import SEED, check_versions
 
 OPSET = 18
@@ -70,6 +95,15 @@ PRESETS = {
     ),
 }
 
+# Segment Anything: `sam_fixtures.build`'s specs (vision, prompt encoder, mask decoder configs).
+SAM_PRESETS = {
+    "sam-b": dict(vision=dict(), prompt=dict(), decoder=dict(), longest_edge=1024),
+    "sam-tiny": {k: v for k, v in sam_fixtures.MODELS["sam-tiny"].items()
+                 if k in ("vision", "prompt", "decoder", "longest_edge")},
+}
+# The click of the browser's check, as fractions of the image's side.
+CLICK = (0.3, 0.4)
+
 
 class ImageSide(torch.nn.Module):
     """`visual_projection(post_layernorm(CLS))`: CLIP's image embedding before normalisation."""
@@ -82,6 +116,37 @@ class ImageSide(torch.nn.Module):
     def forward(self, pixel_values):
         pooled = self.vision_model(pixel_values=pixel_values).pooler_output
         return self.visual_projection(pooled)
+
+
+class SamEncoder(torch.nn.Module):
+    """Segment Anything's image encoder: pixels to the image embeddings the decoder reads."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.vision_encoder = model.vision_encoder
+
+    def forward(self, pixel_values):
+        return self.vision_encoder(pixel_values=pixel_values)[0]
+
+
+class SamClick(torch.nn.Module):
+    """One click on an encoded image: the prompt encoder and the mask decoder (three masks, as
+    for a single point), the best-scored mask upsampled to the S x S image and thresholded at 0
+    (what `post_process_masks` gives for a photo of the input size); returns the three predicted
+    IoUs and that mask."""
+
+    def __init__(self, model, size):
+        super().__init__()
+        self.model = model
+        self.size = size
+
+    def forward(self, image_embeddings, input_points, input_labels):
+        out = self.model(image_embeddings=image_embeddings, input_points=input_points, input_labels=input_labels,
+                         multimask_output=True)
+        scores = out.iou_scores[0, 0]
+        best = out.pred_masks[0, 0].index_select(0, scores.argmax().reshape(1))[None]
+        mask = torch.nn.functional.interpolate(best, (self.size, self.size), mode="bilinear", align_corners=False)
+        return scores, (mask[0, 0] > 0).to(torch.uint8)
 
 
 def build(preset, spec, seed):
@@ -135,9 +200,9 @@ def pixels(size, seed):
     return (1.2 * pattern + 0.5 * noise)[None].astype(np.float32)
 
 
-def export(side, example, path):
+def export(side, example, path, output="image_embeds"):
     """ONNX of the image side with PyTorch's dynamo exporter, else the TorchScript one."""
-    kwargs = dict(input_names=["pixel_values"], output_names=["image_embeds"], opset_version=OPSET,
+    kwargs = dict(input_names=["pixel_values"], output_names=[output], opset_version=OPSET,
                   external_data=False)
     try:
         torch.onnx.export(side, (example,), str(path), dynamo=True, verbose=False, **kwargs)
@@ -157,7 +222,7 @@ def export(side, example, path):
         node.doc_string = ""
     onnx.save(graph, str(path))
     onnx.checker.check_model(graph)
-    for value, name in ((graph.graph.input, "pixel_values"), (graph.graph.output, "image_embeds")):
+    for value, name in ((graph.graph.input, "pixel_values"), (graph.graph.output, output)):
         assert [v.name for v in value] == [name], [v.name for v in value]
         dims = value[0].type.tensor_type.shape.dim
         assert all(d.HasField("dim_value") for d in dims), f"{name} has a dynamic dimension"
@@ -185,7 +250,7 @@ def time_torch(side, x, iters, threads):
     return stats(first, runs), out[0].numpy()
 
 
-def time_onnxruntime(path, x, iters, threads):
+def time_onnxruntime(path, x, iters, threads, output="image_embeds"):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -194,13 +259,13 @@ def time_onnxruntime(path, x, iters, threads):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     start = time.perf_counter()
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    out = session.run(["image_embeds"], {"pixel_values": x.copy()})[0]
+    out = session.run([output], {"pixel_values": x.copy()})[0]
     first = time.perf_counter() - start
     runs = []
     for _ in range(iters):
         fresh = x.copy()
         start = time.perf_counter()
-        session.run(["image_embeds"], {"pixel_values": fresh})
+        session.run([output], {"pixel_values": fresh})
         runs.append(time.perf_counter() - start)
     return {**stats(first, runs), "threads": threads}, out[0]
 
@@ -232,20 +297,69 @@ def machine():
     return f"{platform.platform()}, {cpu}"
 
 
+def click_inputs(click, embeddings):
+    """The click's inputs, as `SamProcessor` makes them for a photo of the input size."""
+    points = np.array([[[[click["x"], click["y"]]]]], dtype=np.float32)
+    return {"image_embeddings": embeddings, "input_points": points, "input_labels": np.ones((1, 1, 1), np.int64)}
+
+
+def time_click(model, size, inputs, path, iters, threads):
+    """PyTorch and onnxruntime on the click, `iters` clicks each after one warm-up."""
+    import onnxruntime as ort
+
+    click = SamClick(model, size).eval()
+    torch.set_num_threads(threads)
+    tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    runs = []
+    with torch.inference_mode():
+        start = time.perf_counter()
+        torch_out = click(**tensors)
+        first = time.perf_counter() - start
+        for _ in range(iters):
+            start = time.perf_counter()
+            click(**tensors)
+            runs.append(time.perf_counter() - start)
+    torch_times = stats(first, runs)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    start = time.perf_counter()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ort_out = session.run(None, inputs)
+    first = time.perf_counter() - start
+    runs = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        session.run(None, inputs)
+        runs.append(time.perf_counter() - start)
+    return torch_times, {**stats(first, runs), "threads": threads}, [t.numpy() for t in torch_out], ort_out
+
+
 def time_again(directory, iters, threads):
     """PyTorch and onnxruntime timed on an earlier export, as JSON on stdout."""
     peer = json.loads((directory / "peer.json").read_text())
-    model = CLIPModel.from_pretrained(directory / "model", dtype=torch.float32).eval()
+    sam = peer.get("model") == "sam"
+    model = (SamModel if sam else CLIPModel).from_pretrained(directory / "model", dtype=torch.float32).eval()
     size = peer["image_size"]
     x = np.fromfile(directory / "input.bin", dtype="<f4").reshape(1, 3, size, size)
-    torch_times, _ = time_torch(ImageSide(model).eval(), torch.from_numpy(x.copy()), iters, threads)
-    ort_times, _ = time_onnxruntime(directory / "vision.onnx", x, iters, threads)
-    print(json.dumps({"torch": torch_times, "onnxruntime": ort_times, "threads": threads}))
+    side = (SamEncoder if sam else ImageSide)(model).eval()
+    torch_times, _ = time_torch(side, torch.from_numpy(x.copy()), iters, threads)
+    ort_times, _ = time_onnxruntime(directory / "vision.onnx", x, iters, threads,
+                                    "image_embeddings" if sam else "image_embeds")
+    clicks = {}
+    if sam and (directory / "click.onnx").exists():
+        vision = model.config.vision_config
+        grid = size // vision.patch_size
+        embeddings = np.fromfile(directory / "expected.bin", dtype="<f4").reshape(1, vision.output_channels, grid, grid)
+        torch_click, ort_click, _, _ = time_click(model, size, click_inputs(peer["click"], embeddings),
+                                                  directory / "click.onnx", iters, threads)
+        clicks = {"torch_click": torch_click, "onnxruntime_click": ort_click}
+    print(json.dumps({"torch": torch_times, "onnxruntime": ort_times, **clicks, "threads": threads}))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=PRESETS)
+    parser.add_argument("--preset", choices=[*PRESETS, *SAM_PRESETS])
     parser.add_argument("--out", type=Path)
     parser.add_argument("--time", type=Path, metavar="DIR", help="only time the peers on DIR's export")
     parser.add_argument("--iters", type=int, default=10)
@@ -257,6 +371,8 @@ def main():
         return time_again(args.time, args.iters, args.threads)
     if not (args.preset and args.out):
         parser.error("--preset and --out are needed (or --time DIR)")
+    if args.preset in SAM_PRESETS:
+        return export_sam(args)
     import onnx
     import onnxruntime
 
@@ -283,6 +399,7 @@ def main():
                  "max_abs": float(np.abs(a - b).max())}
     vision = model.config.vision_config
     peer = {
+        "model": "clip",
         "preset": args.preset,
         "image_size": size,
         "projection_dim": spec["projection_dim"],
@@ -304,13 +421,135 @@ def main():
         "cpu_busy_before": busy,
     }
     (out / "peer.json").write_text(json.dumps(peer, indent=1) + "\n")
+    report(args, out, exporter, torch_times, ort_times, agreement, expected)
 
+
+def report(args, out, exporter, torch_times, ort_times, agreement, expected):
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"{args.preset}: {out} ({total / 1e6:.2f} MB), exporter {exporter}, opset {OPSET}, {args.threads} threads")
     print(f"  torch        median {torch_times['median_ms']:.2f} ms  (first {torch_times['first_ms']:.1f} ms)")
     print(f"  onnxruntime  median {ort_times['median_ms']:.2f} ms  (first incl. session {ort_times['first_ms']:.1f} ms)")
     print(f"  agreement    cosine {agreement['cosine']:.7f}, max |diff| {agreement['max_abs']:.2e}"
           f"  (|expected| max {np.abs(expected).max():.2f})")
+
+
+def photo(size, seed):
+    """An S x S RGB photo (uint8): `pixels`' pattern and noise mapped to 0..255."""
+    x = pixels(size, seed)[0]
+    return np.clip(128 + 50 * x, 0, 255).round().astype(np.uint8).transpose(1, 2, 0)
+
+
+def cosine(a, b):
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return {"cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))), "max_abs": float(np.abs(a - b).max())}
+
+
+def export_sam(args):
+    """The Segment Anything preset: checkpoint, encoder ONNX, photo, pixels, embeddings, click."""
+    import onnx
+    import onnxruntime
+    from PIL import Image
+
+    spec = SAM_PRESETS[args.preset]
+    out = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "model").mkdir(parents=True)
+    model = sam_fixtures.build(args.preset, spec, args.seed)
+    model.save_pretrained(out / "model")
+    processor = sam_fixtures.processor(spec)
+    processor.image_processor.save_pretrained(out / "model")
+    model = SamModel.from_pretrained(out / "model", dtype=torch.float32).eval()
+    size = spec["longest_edge"]
+    if model.config.vision_config.image_size != size:
+        raise SystemExit(f"{args.preset}: the processor's edge {size} is not the encoder's input size")
+
+    rgb = photo(size, args.seed)
+    rgba = np.concatenate([rgb, np.full((size, size, 1), 255, np.uint8)], axis=2)
+    (out / "image.rgba").write_bytes(rgba.tobytes())
+    image = Image.fromarray(rgb)
+    image.save(out / "image.png")  # the same photo, for `wordmask sam --image`
+    x = processor(images=image, return_tensors="np").pixel_values.astype(np.float32)
+    assert x.shape == (1, 3, size, size), x.shape
+    (out / "input.bin").write_bytes(x.astype("<f4").tobytes())
+
+    side = SamEncoder(model).eval()
+    with torch.no_grad():
+        exporter = export(side, torch.from_numpy(x), out / "vision.onnx", "image_embeddings")
+
+    busy = cpu_busy()
+    if busy is not None and busy > 0.2:
+        print(f"warning: the CPUs were {busy:.0%} busy before timing; the numbers are not from an idle machine")
+    torch_times, expected = time_torch(side, torch.from_numpy(x), args.iters, args.threads)
+    ort_times, got = time_onnxruntime(out / "vision.onnx", x, args.iters, args.threads, "image_embeddings")
+    (out / "expected.bin").write_bytes(expected.astype("<f4").tobytes())
+    agreement = cosine(got, expected)
+
+    # One click, multimask as Segment Anything answers a single point: the best-scored mask at
+    # the image's size, thresholded at 0 (`post_process_masks`), as wordmask's `prompt` gives it.
+    point = [round(CLICK[0] * size, 1), round(CLICK[1] * size, 1)]
+    with torch.no_grad():
+        enc = processor(images=image, input_points=[[[point]]], input_labels=[[[1]]], return_tensors="pt")
+        answer = model(image_embeddings=torch.from_numpy(expected[None]), input_points=enc.input_points,
+                       input_labels=enc.input_labels,
+                       multimask_output=True)
+        masks = processor.image_processor.post_process_masks(
+            answer.pred_masks, enc.original_sizes, enc.reshaped_input_sizes)[0][0]
+    scores = answer.iou_scores[0, 0]
+    best = int(scores.argmax())
+    mask = masks[best].numpy().astype(np.uint8)
+    (out / "mask.bin").write_bytes(mask.tobytes())
+    click = {"x": point[0], "y": point[1], "iou_scores": [float(v) for v in scores], "best": best,
+             "iou": float(scores[best]), "area": int(mask.sum())}
+    (out / "click.json").write_text(json.dumps(click, indent=1) + "\n")
+
+    # The click as a network of its own, for its peers: ONNX of `SamClick`, checked against the
+    # processor's answer above, then timed.
+    inputs = click_inputs(click, expected[None])
+    assert np.allclose(inputs["input_points"], enc.input_points.numpy()), (inputs["input_points"], enc.input_points)
+    with torch.no_grad():
+        torch.onnx.export(SamClick(model, size).eval(), tuple(torch.from_numpy(v) for v in inputs.values()),
+                          str(out / "click.onnx"), input_names=list(inputs), output_names=["iou_scores", "mask"],
+                          opset_version=OPSET, dynamo=False)
+    torch_click, ort_click, torch_answer, ort_answer = time_click(model, size, inputs, out / "click.onnx",
+                                                                  args.iters, args.threads)
+    for name, (got_scores, got_mask) in (("torch", torch_answer), ("onnxruntime", ort_answer)):
+        both, either = (got_mask & mask).sum(), (got_mask | mask).sum()
+        if not (np.allclose(got_scores, scores.numpy(), atol=1e-4) and both >= 0.99 * max(either, 1)):
+            raise SystemExit(f"{name}'s click.onnx answer differs from the processor's: IoUs {got_scores}, "
+                             f"mask IoU {both / max(either, 1):.4f}")
+
+    vision = model.config.vision_config
+    peer = {
+        "model": "sam",
+        "preset": args.preset,
+        "image_size": size,
+        "vision": {"hidden": vision.hidden_size, "layers": vision.num_hidden_layers,
+                   "heads": vision.num_attention_heads, "mlp": vision.mlp_dim, "patch": vision.patch_size,
+                   "window": vision.window_size, "global": list(vision.global_attn_indexes),
+                   "neck": vision.output_channels},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+        "exporter": exporter,
+        "opset": OPSET,
+        "weights": "f32",
+        "seed": args.seed,
+        "threads": args.threads,
+        "iters": args.iters,
+        "torch": torch_times,
+        "onnxruntime": ort_times,
+        "torch_click": torch_click,
+        "onnxruntime_click": ort_click,
+        "click": click,
+        "agreement": {"onnxruntime_vs_torch": agreement},
+        "machine": machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_busy_before": busy,
+    }
+    (out / "peer.json").write_text(json.dumps(peer, indent=1) + "\n")
+    report(args, out, exporter, torch_times, ort_times, agreement, expected)
+    print(f"  click        ({point[0]}, {point[1]}): IoU {click['iou']:.4f}, area {click['area']} px; torch median "
+          f"{torch_click['median_ms']:.2f} ms, onnxruntime {ort_click['median_ms']:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,15 @@
 // numpy's sgemm, tools/gemm_peak.py.
 
 // FLOPs of one pass of a CLIP ViT image tower at `size`² pixels, from the checkpoint's
-// config.json (a CLIPModel's, with `vision_config`, or a vision tower's own): the matrix
+// config.json (a CLIPModel's, with `vision_config`, or a vision tower's own; a SamModel's goes
+// to samEncoderFlops): the matrix
 // products only, a multiply-add counting two — per block 8·N·d² (query, key, value, output),
 // 4·N·d·m (the MLP; 16·N·d² where m = 4d) and 4·N²·d (the two attention products), N the patches
 // and the class token; the patch embedding 2·P·C·p²·d; the projection of the class token 2·d·e.
 // Layer norms, softmax and activations are left out, as every GFLOP/s figure of a GEMM does.
 // Null where the config is not such a tower or `size` is not a multiple of the patch.
 export function towerFlops(config, size) {
+  if (config?.model_type === 'sam' || config?.vision_config?.model_type === 'sam_vision_model') return samEncoderFlops(config, size);
   const v = config?.vision_config ?? config ?? {};
   const { hidden_size: d, intermediate_size: m, num_hidden_layers: layers, patch_size: p } = v;
   const channels = v.num_channels ?? 3;
@@ -22,6 +24,39 @@ export function towerFlops(config, size) {
   const patch = 2 * patches * channels * p * p * d;
   const head = 2 * d * projection;
   return { total: patch + layers * block + head, patch, block, layers, head, tokens: n };
+}
+
+// FLOPs of one pass of Segment Anything's image encoder (a SamModel's config.json) at `size`²
+// pixels, counted as towerFlops counts: the patch embedding 2·N·C·p²·d (N = (size/p)² tokens, no
+// class token); per block the MLP 4·N·d·m as in CLIP, and the projections 8·N·d² and attention
+// 4·N²·d of a global layer, or of a windowed one 8·W·T·d² and 4·W·T²·d over the W windows of
+// T = w² tokens the grid padded to a multiple of the window w holds (the padding runs the
+// projections too); the decomposed relative
+// positions (query against the height and the width tables, use_rel_pos) 2·Q·(kh + kw)·d for Q
+// queries and a kh × kw key grid; the neck's 1×1 convolution 2·N·d·c and 3×3 one 2·N·9·c², c its
+// channels. Null where the config is not such an encoder or `size` is not a multiple of the patch.
+export function samEncoderFlops(config, size) {
+  const v = config?.vision_config ?? {};
+  const { hidden_size: d, num_hidden_layers: layers, patch_size: p, window_size: w, output_channels: c } = v;
+  const m = v.mlp_dim ?? Math.round(d * (v.mlp_ratio ?? 4));
+  const channels = v.num_channels ?? 3;
+  const global = new Set(v.global_attn_indexes ?? []);
+  if (![d, m, layers, p, c, channels, size].every((x) => Number.isInteger(x) && x > 0) || !Number.isInteger(w) || w < 0 || size % p) return null;
+  const side = size / p;
+  const n = side * side;
+  const relative = v.use_rel_pos !== false;
+  const attention = (i) => {
+    if (global.has(i) || w === 0) return 8 * n * d * d + 4 * n * n * d + (relative ? 2 * n * 2 * side * d : 0);
+    const padded = Math.ceil(side / w) * w;
+    const windows = (padded / w) ** 2;
+    const t = w * w;
+    return 8 * windows * t * d * d + 4 * windows * t * t * d + (relative ? 2 * windows * t * 2 * w * d : 0);
+  };
+  const blocks = [...Array(layers).keys()].map((i) => attention(i) + 4 * n * d * m);
+  const patch = 2 * n * channels * p * p * d;
+  const head = 2 * n * d * c + 2 * n * 9 * c * c;
+  const block = blocks.reduce((x, y) => x + y, 0) / layers;
+  return { total: patch + blocks.reduce((x, y) => x + y, 0) + head, patch, block, layers, head, tokens: n };
 }
 
 // The loop's independent accumulators: enough to cover the latency of a multiply and an add

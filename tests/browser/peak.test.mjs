@@ -73,3 +73,29 @@ test('no FLOPs for what is not a ViT tower, or a size off the patch grid', () =>
   assert.equal(towerFlops({ model_type: 'resnet', hidden_sizes: [256, 512] }, 224), null);
   assert.equal(towerFlops(null, 224), null);
 });
+
+// facebook/sam-vit-base's vision config (SamVisionConfig's defaults), as its config.json holds it.
+const samBase = {
+  model_type: 'sam',
+  vision_config: {
+    model_type: 'sam_vision_model', hidden_size: 768, mlp_dim: 3072, num_hidden_layers: 12, patch_size: 16, window_size: 14,
+    global_attn_indexes: [2, 5, 8, 11], output_channels: 256, num_channels: 3, use_rel_pos: true,
+  },
+};
+
+test("Segment Anything's encoder: windowed and global attention, relative positions and the neck, as PyTorch counts them", () => {
+  // torch.utils.flop_counter.FlopCounterMode over SamModel(SamConfig()).vision_encoder at 1024²
+  // (transformers 5.23): convolutions, linear layers, the relative-position products and
+  // scaled_dot_product_attention, a multiply-add counting two.
+  assert.equal(towerFlops(samBase, 1024).total, 972077334528);
+  assert.equal(towerFlops(samBase, 1024).tokens, 4096);
+  // The same counter over tools/sam_fixtures.py's sam-tiny (64², patch 8, windows of 3 padded
+  // from the 8×8 grid to 9×9, layer 1 global, neck to 16).
+  const tiny = JSON.parse(readFileSync(new URL('../fixtures/sam-tiny/config.json', import.meta.url)));
+  assert.equal(towerFlops(tiny, 64).total, 5016576);
+  // Every layer global: attention over all 4096 tokens in each, more than windows of 196.
+  const allGlobal = { ...samBase, vision_config: { ...samBase.vision_config, global_attn_indexes: [...Array(12).keys()] } };
+  assert.ok(towerFlops(allGlobal, 1024).total > towerFlops(samBase, 1024).total);
+  assert.equal(towerFlops(samBase, 1000), null);
+  assert.equal(towerFlops({ model_type: 'sam', vision_config: { model_type: 'sam_vision_model' } }, 1024), null);
+});
