@@ -373,9 +373,6 @@ def main():
         parser.error("--preset and --out are needed (or --time DIR)")
     if args.preset in SAM_PRESETS:
         return export_sam(args)
-    import onnx
-    import onnxruntime
-
     spec = PRESETS[args.preset]
     out = args.out
     model = save(build(args.preset, spec, args.seed), spec, out / "model")
@@ -387,16 +384,7 @@ def main():
     with torch.no_grad():
         exporter = export(side, torch.from_numpy(x), out / "vision.onnx")
 
-    busy = cpu_busy()
-    if busy is not None and busy > 0.2:
-        print(f"warning: the CPUs were {busy:.0%} busy before timing; the numbers are not from an idle machine")
-    torch_times, expected = time_torch(side, torch.from_numpy(x), args.iters, args.threads)
-    ort_times, got = time_onnxruntime(out / "vision.onnx", x, args.iters, args.threads)
-    (out / "expected.bin").write_bytes(expected.astype("<f4").tobytes())
-
-    a, b = got.astype(np.float64), expected.astype(np.float64)
-    agreement = {"cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))),
-                 "max_abs": float(np.abs(a - b).max())}
+    timed, expected = time_encoder(side, x, out, args)
     vision = model.config.vision_config
     peer = {
         "model": "clip",
@@ -405,23 +393,50 @@ def main():
         "projection_dim": spec["projection_dim"],
         "vision": {"hidden": vision.hidden_size, "layers": vision.num_hidden_layers,
                    "heads": vision.num_attention_heads, "mlp": vision.intermediate_size, "patch": vision.patch_size},
+    }
+    write_peer(args, out, peer, exporter, spec["dtype"], timed, expected)
+
+
+def time_encoder(side, x, out, args, output="image_embeds"):
+    """PyTorch (`side`) and onnxruntime (out/vision.onnx) timed on the pixels `x`, after a warning
+    if the CPUs were busy; PyTorch's output written as out/expected.bin. -> the run's timings,
+    agreement and load (for `write_peer`) and PyTorch's output."""
+    busy = cpu_busy()
+    if busy is not None and busy > 0.2:
+        print(f"warning: the CPUs were {busy:.0%} busy before timing; the numbers are not from an idle machine")
+    torch_times, expected = time_torch(side, torch.from_numpy(x), args.iters, args.threads)
+    ort_times, got = time_onnxruntime(out / "vision.onnx", x, args.iters, args.threads, output)
+    (out / "expected.bin").write_bytes(expected.astype("<f4").tobytes())
+    timed = {"torch": torch_times, "onnxruntime": ort_times, "agreement": cosine(got, expected), "busy": busy}
+    return timed, expected
+
+
+def write_peer(args, out, model, exporter, weights, timed, expected, extra=None):
+    """out/peer.json: the `model`'s description, the libraries, the run's settings, `timed`'s
+    timings and agreement (`time_encoder`), `extra` rows and the machine; then the summary."""
+    import onnx
+    import onnxruntime
+
+    peer = {
+        **model,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
         "exporter": exporter,
         "opset": OPSET,
-        "weights": spec["dtype"],
+        "weights": weights,
         "seed": args.seed,
         "threads": args.threads,
         "iters": args.iters,
-        "torch": torch_times,
-        "onnxruntime": ort_times,
-        "agreement": {"onnxruntime_vs_torch": agreement},
+        "torch": timed["torch"],
+        "onnxruntime": timed["onnxruntime"],
+        **(extra or {}),
+        "agreement": {"onnxruntime_vs_torch": timed["agreement"]},
         "machine": machine(),
         "cpu_count": os.cpu_count(),
-        "cpu_busy_before": busy,
+        "cpu_busy_before": timed["busy"],
     }
     (out / "peer.json").write_text(json.dumps(peer, indent=1) + "\n")
-    report(args, out, exporter, torch_times, ort_times, agreement, expected)
+    report(args, out, exporter, timed["torch"], timed["onnxruntime"], timed["agreement"], expected)
 
 
 def report(args, out, exporter, torch_times, ort_times, agreement, expected):
@@ -446,8 +461,6 @@ def cosine(a, b):
 
 def export_sam(args):
     """The Segment Anything preset: checkpoint, encoder ONNX, photo, pixels, embeddings, click."""
-    import onnx
-    import onnxruntime
     from PIL import Image
 
     spec = SAM_PRESETS[args.preset]
@@ -477,13 +490,7 @@ def export_sam(args):
     with torch.no_grad():
         exporter = export(side, torch.from_numpy(x), out / "vision.onnx", "image_embeddings")
 
-    busy = cpu_busy()
-    if busy is not None and busy > 0.2:
-        print(f"warning: the CPUs were {busy:.0%} busy before timing; the numbers are not from an idle machine")
-    torch_times, expected = time_torch(side, torch.from_numpy(x), args.iters, args.threads)
-    ort_times, got = time_onnxruntime(out / "vision.onnx", x, args.iters, args.threads, "image_embeddings")
-    (out / "expected.bin").write_bytes(expected.astype("<f4").tobytes())
-    agreement = cosine(got, expected)
+    timed, expected = time_encoder(side, x, out, args, "image_embeddings")
 
     # One click, multimask as Segment Anything answers a single point: the best-scored mask at
     # the image's size, thresholded at 0 (`post_process_masks`), as wordmask's `prompt` gives it.
@@ -528,26 +535,9 @@ def export_sam(args):
                    "heads": vision.num_attention_heads, "mlp": vision.mlp_dim, "patch": vision.patch_size,
                    "window": vision.window_size, "global": list(vision.global_attn_indexes),
                    "neck": vision.output_channels},
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
-        "exporter": exporter,
-        "opset": OPSET,
-        "weights": "f32",
-        "seed": args.seed,
-        "threads": args.threads,
-        "iters": args.iters,
-        "torch": torch_times,
-        "onnxruntime": ort_times,
-        "torch_click": torch_click,
-        "onnxruntime_click": ort_click,
-        "click": click,
-        "agreement": {"onnxruntime_vs_torch": agreement},
-        "machine": machine(),
-        "cpu_count": os.cpu_count(),
-        "cpu_busy_before": busy,
     }
-    (out / "peer.json").write_text(json.dumps(peer, indent=1) + "\n")
-    report(args, out, exporter, torch_times, ort_times, agreement, expected)
+    write_peer(args, out, peer, exporter, "f32", timed, expected,
+               {"torch_click": torch_click, "onnxruntime_click": ort_click, "click": click})
     print(f"  click        ({point[0]}, {point[1]}): IoU {click['iou']:.4f}, area {click['area']} px; torch median "
           f"{torch_click['median_ms']:.2f} ms, onnxruntime {ort_click['median_ms']:.2f} ms")
 
