@@ -228,19 +228,7 @@ mod tests {
     #[test]
     fn smaller_objects_stay_on_top_in_the_instance_map() {
         let (w, h) = (4, 2);
-        let object = |id: u32, plane: &[u8]| {
-            let mask = RunMask::from_plane(plane, w, h);
-            Object {
-                id,
-                label: None,
-                class: Some(0),
-                score: 1.0,
-                bbox: mask.bbox(),
-                area: mask.area(),
-                point: None,
-                mask,
-            }
-        };
+        let object = |id: u32, plane: &[u8]| Object::of_mask(id, Some(0), None, 1.0, RunMask::from_plane(plane, w, h));
         let big = object(1, &[1, 1, 1, 1, 1, 1, 1, 1]);
         let small = object(2, &[0, 1, 0, 0, 0, 0, 0, 0]);
         assert_eq!(instance_map(&[small.clone(), big.clone()], w, h), vec![1, 2, 1, 1, 1, 1, 1, 1]);

@@ -385,16 +385,7 @@ mod tests {
     fn the_previous_frames_objects_prompt_the_regions_that_follow_them() {
         let (w, h) = (24, 20);
         let mask = RunMask::from_sorted(&square(2, 5, 2, 5, w), w, h);
-        let before = vec![Object {
-            id: 1,
-            label: Some("a".into()),
-            class: Some(0),
-            score: 1.0,
-            bbox: mask.bbox(),
-            area: mask.area(),
-            point: None,
-            mask,
-        }];
+        let before = vec![Object::of_mask(1, Some(0), Some("a".into()), 1.0, mask)];
         // The word's coarse region moved right by 3 and down by 2 (centres 3.5 -> 6.5, 3.5 -> 5.5).
         let follows = region(1, square(4, 9, 3, 8, w), w);
         let other_word = region(2, square(3, 4, 3, 4, w), w);
@@ -406,7 +397,7 @@ mod tests {
         // Moved past the frame's edge, the box stays inside it.
         let at_edge = region(1, square(19, 23, 15, 19, w), w);
         let far = RunMask::from_sorted(&square(16, 21, 12, 17, w), w, h);
-        let before = vec![Object { bbox: far.bbox(), area: far.area(), mask: far, ..before[0].clone() }];
+        let before = vec![Object::of_mask(1, Some(0), Some("a".into()), 1.0, far)];
         assert_eq!(followed_boxes(&[at_edge], &before, w, h), vec![[19, 15, 23, 19]]);
         // Without objects before, every region keeps its own box.
         assert_eq!(followed_boxes(&found, &[], w, h), found.iter().map(|r| r.bbox).collect::<Vec<_>>());
