@@ -371,6 +371,12 @@ def main():
         return time_again(args.time, args.iters, args.threads)
     if not (args.preset and args.out):
         parser.error("--preset and --out are needed (or --time DIR)")
+    # The export replaces what an earlier one wrote there (its model/ folder first of all), so a
+    # folder of anything else is refused before any work.
+    out = args.out
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "peer.json").exists())):
+        parser.error(f"--out {out} holds something other than an earlier export (no peer.json there), "
+                     "and it would be overwritten: name a new or empty folder")
     if args.preset in SAM_PRESETS:
         return export_sam(args)
     spec = PRESETS[args.preset]
